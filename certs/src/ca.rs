@@ -1,0 +1,337 @@
+//! Ferry's private certificate authority: creating and loading the CA key
+//! pair on disk, issuing coordinator and operator certificates, and signing
+//! agents' CSRs with identities the CA (not the requester) chooses.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    string::Ia5String,
+};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::files::{create_dir, refuse_existing, write_new};
+use crate::identity::{SPIFFE_PREFIX, validate_name, validate_trust_domain};
+use crate::{CertError, Identity, IdentityKind, read_pem};
+
+/// File name of the CA certificate inside the CA directory.
+pub const CA_CERT_FILE: &str = "ca.pem";
+/// File name of the CA private key inside the CA directory.
+pub const CA_KEY_FILE: &str = "ca-key.pem";
+
+/// CA certificates are valid for ten years.
+const CA_VALIDITY: Duration = Duration::from_secs(3653 * 24 * 60 * 60);
+/// Leaf certificates are valid for one year.
+const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// Certificates become valid an hour in the past to tolerate clock skew.
+const BACKDATE: Duration = Duration::from_secs(60 * 60);
+
+/// A certificate and its private key, both PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct CertifiedKey {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The cluster's certificate authority, loaded into memory.
+pub struct CertAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    ca_pem: String,
+    trust_domain: String,
+}
+
+impl fmt::Debug for CertAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertAuthority")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertAuthority {
+    /// Creates `dir` if needed and writes `ca.pem` and `ca-key.pem` (key
+    /// mode 0600). Refuses if either file exists. The CA certificate carries
+    /// the trust domain as URI SAN `spiffe://<trust-domain>`.
+    pub fn init(dir: &Path, trust_domain: &str) -> Result<CertAuthority, CertError> {
+        validate_trust_domain(trust_domain)?;
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        refuse_existing(dir, &[&cert_path, &key_path])?;
+
+        let key = KeyPair::generate().map_err(CertError::generate("generate the CA key"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ferry");
+        dn.push(DnType::CommonName, format!("Ferry CA ({trust_domain})"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.subject_alt_names = vec![uri_san(&format!("{SPIFFE_PREFIX}{trust_domain}"))?];
+        set_validity(&mut params, CA_VALIDITY)?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(CertError::generate("create the CA certificate"))?;
+        let ca_pem = cert.pem();
+        let key_pem = key.serialize_pem();
+        let issuer = Issuer::from_ca_cert_der(cert.der(), key)
+            .map_err(CertError::generate("use the new CA certificate"))?;
+
+        create_dir(dir)?;
+        write_new(&key_path, &key_pem, true)?;
+        if let Err(e) = write_new(&cert_path, &ca_pem, false) {
+            // Without ca.pem the key is useless and would block a retry.
+            let _ = std::fs::remove_file(&key_path);
+            return Err(e);
+        }
+        Ok(CertAuthority {
+            issuer,
+            ca_pem,
+            trust_domain: trust_domain.to_string(),
+        })
+    }
+
+    /// Loads `ca.pem` and `ca-key.pem` from `dir`.
+    pub fn load(dir: &Path) -> Result<CertAuthority, CertError> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        let ca_pem = read_pem(&cert_path)?;
+        let key_pem = read_pem(&key_path)?;
+        let what = format!("{}", cert_path.display());
+
+        let der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| {
+            CertError::InvalidPem {
+                what: format!("CA certificate {what}"),
+                reason: format!("no PEM certificate found ({e})"),
+            }
+        })?;
+        let trust_domain = ca_trust_domain(&der, &what)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::InvalidPem {
+            what: format!("CA key {}", key_path.display()),
+            reason: e.to_string(),
+        })?;
+        if spki_key_bytes(&der, &what)? != key.public_key_raw() {
+            return Err(CertError::KeyMismatch {
+                what: format!("{} and {}", cert_path.display(), key_path.display()),
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(&der, key).map_err(|e| CertError::InvalidCert {
+            what,
+            reason: e.to_string(),
+        })?;
+        Ok(CertAuthority {
+            issuer,
+            ca_pem,
+            trust_domain,
+        })
+    }
+
+    /// The trust domain this CA issues identities in.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// The CA certificate, PEM-encoded (distribute it as the trust root).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Issues a server+client certificate for coordinator `id` with URI SAN
+    /// `spiffe://<td>/coordinator/<id>` plus each of `sans` as IP or DNS SAN.
+    pub fn issue_coordinator(&self, id: u64, sans: &[String]) -> Result<CertifiedKey, CertError> {
+        let identity = Identity::new(
+            &self.trust_domain,
+            IdentityKind::Coordinator,
+            &id.to_string(),
+        )?;
+        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT)?;
+        self.issue_with_new_key(&params)
+    }
+
+    /// Issues a client certificate for a person, URI SAN
+    /// `spiffe://<td>/operator/<name>`.
+    pub fn issue_operator(&self, name: &str) -> Result<CertifiedKey, CertError> {
+        let identity = Identity::new(&self.trust_domain, IdentityKind::Operator, name)?;
+        let params = leaf_params(&identity, &[], &[ExtendedKeyUsagePurpose::ClientAuth])?;
+        self.issue_with_new_key(&params)
+    }
+
+    /// Signs an agent's PEM CSR after verifying its signature. Only the CSR's
+    /// public key is used: the certificate gets URI SAN
+    /// `spiffe://<td>/agent/<name>` plus `sans`, whatever the CSR asked for,
+    /// and is usable as TLS server and client certificate.
+    pub fn sign_agent_csr(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        sans: &[String],
+    ) -> Result<String, CertError> {
+        let identity = Identity::new(&self.trust_domain, IdentityKind::Agent, name)?;
+        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT)?;
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            CertError::InvalidCsr {
+                reason: match e {
+                    rcgen::Error::InvalidCertificationRequestSignature => {
+                        "its signature does not verify; the agent must sign the request with its own key".to_string()
+                    }
+                    rcgen::Error::CouldNotParseCertificationRequest => {
+                        "it is not a PEM PKCS#10 certificate request".to_string()
+                    }
+                    other => other.to_string(),
+                },
+            }
+        })?;
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(CertError::generate("sign the agent certificate"))?;
+        Ok(cert.pem())
+    }
+
+    fn issue_with_new_key(&self, params: &CertificateParams) -> Result<CertifiedKey, CertError> {
+        let key = KeyPair::generate().map_err(CertError::generate("generate a key"))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(CertError::generate("sign the certificate"))?;
+        Ok(CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// Makes a fresh key pair and a CSR for agent `name`; returns
+/// `(csr_pem, key_pem)`. The key never leaves the caller.
+pub fn agent_csr(name: &str) -> Result<(String, String), CertError> {
+    validate_name(name)?;
+    let key = KeyPair::generate().map_err(CertError::generate("generate the agent key"))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("ferry agent {name}"));
+    params.distinguished_name = dn;
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(CertError::generate(
+            "create the certificate signing request",
+        ))?;
+    Ok((csr, key.serialize_pem()))
+}
+
+const SERVER_AND_CLIENT: [ExtendedKeyUsagePurpose; 2] = [
+    ExtendedKeyUsagePurpose::ServerAuth,
+    ExtendedKeyUsagePurpose::ClientAuth,
+];
+
+fn leaf_params(
+    identity: &Identity,
+    sans: &[String],
+    ekus: &[ExtendedKeyUsagePurpose],
+) -> Result<CertificateParams, CertError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, identity.uri());
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = ekus.to_vec();
+    params.use_authority_key_identifier_extension = true;
+    params.subject_alt_names = std::iter::once(uri_san(&identity.uri()))
+        .chain(sans.iter().map(|s| host_san(s)))
+        .collect::<Result<_, _>>()?;
+    set_validity(&mut params, LEAF_VALIDITY)?;
+    Ok(params)
+}
+
+/// An IP SAN if `san` parses as an IP address, else a DNS SAN.
+fn host_san(san: &str) -> Result<SanType, CertError> {
+    let invalid = |reason: String| CertError::InvalidSan {
+        san: san.to_string(),
+        reason,
+    };
+    if let Ok(ip) = san.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    // Exactly the names rustls can later verify a server against.
+    rustls_pki_types::DnsName::try_from(san)
+        .map_err(|_| invalid("it is neither an IP address nor a valid DNS name".to_string()))?;
+    Ia5String::try_from(san)
+        .map(SanType::DnsName)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+fn uri_san(uri: &str) -> Result<SanType, CertError> {
+    Ia5String::try_from(uri)
+        .map(SanType::URI)
+        .map_err(|e| CertError::InvalidUri {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn set_validity(params: &mut CertificateParams, validity: Duration) -> Result<(), CertError> {
+    let now = SystemTime::now();
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + validity).into();
+    params.serial_number = Some(random_serial()?);
+    Ok(())
+}
+
+/// A random, positive 128-bit serial number (RFC 5280 allows up to 20 bytes).
+fn random_serial() -> Result<SerialNumber, CertError> {
+    let mut bytes = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| CertError::InvalidCert {
+            what: "new certificate".to_string(),
+            reason: "the system random number generator failed; retry".to_string(),
+        })?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// Recovers the trust domain from the CA certificate's `spiffe://<td>` SAN,
+/// and checks that the certificate is a CA.
+fn ca_trust_domain(der: &[u8], what: &str) -> Result<String, CertError> {
+    let invalid = |reason: String| CertError::InvalidCert {
+        what: what.to_string(),
+        reason,
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| invalid(format!("not an X.509 certificate: {e}")))?;
+    let is_ca = cert
+        .basic_constraints()
+        .map_err(|e| invalid(format!("malformed basic constraints: {e}")))?
+        .is_some_and(|bc| bc.value.ca);
+    if !is_ca {
+        return Err(invalid("it is not a CA certificate".to_string()));
+    }
+    let uris = crate::identity::spiffe_uris(der)?;
+    let [uri] = uris.as_slice() else {
+        return Err(invalid(
+            "it has no single spiffe://<trust-domain> URI SAN; was it created by Ferry's CA init?"
+                .to_string(),
+        ));
+    };
+    let trust_domain = uri.strip_prefix(SPIFFE_PREFIX).unwrap_or_default();
+    validate_trust_domain(trust_domain)?;
+    Ok(trust_domain.to_string())
+}
+
+/// The raw subject public key bytes of a DER certificate.
+pub(crate) fn spki_key_bytes(der: &[u8], what: &str) -> Result<Vec<u8>, CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CertError::InvalidCert {
+            what: what.to_string(),
+            reason: format!("not an X.509 certificate: {e}"),
+        })?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}

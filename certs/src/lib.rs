@@ -1,0 +1,29 @@
+//! ferry-certs: Ferry's private PKI. A per-cluster CA issues certificates
+//! whose single `spiffe://<trust-domain>/<kind>/<name>` URI SAN names a
+//! coordinator, agent or operator; [`tls`] turns them into tonic TLS configs
+//! for the mutually-authenticated gRPC links between CLI, coordinators and
+//! agents.
+
+mod ca;
+mod error;
+mod files;
+mod identity;
+pub mod tls;
+
+pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CertAuthority, CertifiedKey, agent_csr};
+pub use error::CertError;
+pub use files::{read_pem, write_pair};
+pub use identity::{Identity, IdentityKind, validate_name};
+
+/// Trust domain used when the operator does not choose one.
+pub const DEFAULT_TRUST_DOMAIN: &str = "ferry";
+
+/// Installs rustls' ring `CryptoProvider` as the process default. Idempotent:
+/// a provider that is already installed is left in place.
+pub fn install_crypto_provider() {
+    // Err only means some provider is already the default; nothing to do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+//! Authentication and authorization, in one place. A tower layer in front of
+//! every gRPC service maps the method to the permission it needs, reads the
+//! caller's identity from its verified client certificate, checks it against
+//! the role bindings in cluster state, and hands the identity to the handler.
+//! Handlers never decide who may call them; the only finer check — who may
+//! decide a particular approval — is [`may_decide`], also here.
+
+use std::task::{Context, Poll};
+
+use ferry_certs::{Identity, IdentityKind};
+use tonic::Status;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+use crate::raft::RaftHandle;
+use crate::state::{ClusterState, Role};
+
+/// What a method requires of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// No client certificate needed (enrollment: the token is the credential).
+    Public,
+    /// An enrolled agent.
+    Agent,
+    /// Another coordinator of this cluster.
+    Coordinator,
+    /// Any bound role: read pipelines, executions, logs, agents.
+    View,
+    /// `operator` or `admin`: apply pipelines, start and stop runs.
+    Operate,
+    /// Any operator identity; the approval itself is checked by [`may_decide`].
+    Decide,
+    /// `admin`: tokens, role bindings.
+    Admin,
+}
+
+/// The permission each RPC needs. Unknown methods are denied.
+pub fn permission_for(path: &str) -> Option<Permission> {
+    let (service, method) = path.trim_start_matches('/').split_once('/')?;
+    Some(match (service, method) {
+        ("ferry.v1.Enrollment", _) => Permission::Public,
+        ("ferry.v1.AgentSession", _) => Permission::Agent,
+        ("ferry.v1.RaftPeer", _) => Permission::Coordinator,
+        ("ferry.v1.Operator", m) => match m {
+            "ApplyPipeline" | "StartExecution" => Permission::Operate,
+            "Decide" => Permission::Decide,
+            "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" => Permission::Admin,
+            "WhoAmI" => Permission::Decide,
+            "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution" | "ListExecutions"
+            | "StreamLogs" | "ListAgents" => Permission::View,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The verified caller, placed in request extensions for handlers.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Identity);
+
+/// Reads the caller's identity from the TLS client certificate, if any.
+pub fn identity_from_extensions(ext: &http::Extensions) -> Result<Option<Identity>, Status> {
+    let certs = ext
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|i| i.peer_certs());
+    let Some(certs) = certs else { return Ok(None) };
+    let Some(leaf) = certs.first() else { return Ok(None) };
+    Identity::from_cert_der(leaf.as_ref())
+        .map(Some)
+        .map_err(|e| Status::unauthenticated(format!("client certificate has no usable Ferry identity: {e}")))
+}
+
+fn has_any(state: &ClusterState, name: &str, roles: &[Role]) -> bool {
+    state.roles_of(name).iter().any(|r| roles.contains(r))
+}
+
+/// The single authorization decision for an RPC.
+pub fn authorize(state: &ClusterState, caller: Option<&Identity>, perm: Permission) -> Result<(), Status> {
+    if perm == Permission::Public {
+        return Ok(());
+    }
+    let Some(id) = caller else {
+        return Err(Status::unauthenticated(
+            "no client certificate presented: this call needs mutual TLS \
+             (pass --cert and --key, or set FERRY_CERT and FERRY_KEY)",
+        ));
+    };
+    if !state.trust_domain.is_empty() && id.trust_domain != state.trust_domain {
+        return Err(Status::unauthenticated(format!(
+            "identity {id} belongs to trust domain `{}`, this cluster is `{}`",
+            id.trust_domain, state.trust_domain
+        )));
+    }
+    let denied = |what: &str| Err(Status::permission_denied(format!("{id} may not {what}")));
+    match perm {
+        Permission::Public => Ok(()),
+        Permission::Agent => match id.kind {
+            IdentityKind::Agent if state.agents.contains_key(&id.name) => Ok(()),
+            IdentityKind::Agent => Err(Status::permission_denied(format!(
+                "agent `{}` is not enrolled in this cluster (it may have been removed); enroll it again",
+                id.name
+            ))),
+            _ => denied("open an agent session (agent certificate required)"),
+        },
+        Permission::Coordinator => match id.kind {
+            IdentityKind::Coordinator => Ok(()),
+            _ => denied("call coordinator peer APIs"),
+        },
+        _ if id.kind != IdentityKind::Operator => {
+            denied("call operator APIs (an operator certificate is required)")
+        }
+        Permission::View => {
+            if has_any(state, &id.name, &Role::ALL) {
+                Ok(())
+            } else {
+                denied("read cluster state (no role bound; an admin can run `ferry rbac grant NAME viewer`)")
+            }
+        }
+        Permission::Operate => {
+            if has_any(state, &id.name, &[Role::Admin, Role::Operator]) {
+                Ok(())
+            } else {
+                denied("apply pipelines or start runs (needs role operator or admin)")
+            }
+        }
+        Permission::Decide => Ok(()),
+        Permission::Admin => {
+            if has_any(state, &id.name, &[Role::Admin]) {
+                Ok(())
+            } else {
+                denied("administer the cluster (needs role admin)")
+            }
+        }
+    }
+}
+
+/// Whether `caller` may approve or reject an approval action listing `approvers`
+/// (role names or operator names): the `approver` or `admin` role always may.
+pub fn may_decide(state: &ClusterState, caller: &Identity, approvers: &[String]) -> Result<(), Status> {
+    if caller.kind != IdentityKind::Operator {
+        return Err(Status::permission_denied(format!("{caller} is not an operator")));
+    }
+    let roles = state.roles_of(&caller.name);
+    let allowed = roles.iter().any(|r| matches!(r, Role::Admin | Role::Approver))
+        || approvers
+            .iter()
+            .any(|a| a == &caller.name || roles.iter().any(|r| r.as_str() == a));
+    if allowed {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "{caller} may not decide this approval: needs role approver or admin, or to be listed in approvers {approvers:?}"
+        )))
+    }
+}
+
+/// Tower layer that runs [`authorize`] before every RPC.
+#[derive(Clone)]
+pub struct AuthLayer {
+    raft: RaftHandle,
+}
+
+impl AuthLayer {
+    pub fn new(raft: RaftHandle) -> Self {
+        AuthLayer { raft }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService { inner, raft: self.raft.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    raft: RaftHandle,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let decision = (|| {
+            let perm = permission_for(req.uri().path())
+                .ok_or_else(|| Status::unimplemented(format!("unknown method {}", req.uri().path())))?;
+            let identity = identity_from_extensions(req.extensions())?;
+            self.raft.read(|state| authorize(state, identity.as_ref(), perm))?;
+            Ok::<_, Status>(identity)
+        })();
+        match decision {
+            Ok(identity) => {
+                if let Some(id) = identity {
+                    req.extensions_mut().insert(Caller(id));
+                }
+                // Take the service that was driven to readiness; leave a fresh clone.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(async move { inner.call(req).await })
+            }
+            Err(status) => {
+                tracing::info!(path = req.uri().path(), code = ?status.code(), "request refused: {}", status.message());
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(name: &str) -> Identity {
+        Identity { trust_domain: "ferry".into(), kind: IdentityKind::Operator, name: name.into() }
+    }
+
+    fn state() -> ClusterState {
+        let mut s = ClusterState { trust_domain: "ferry".into(), ..Default::default() };
+        s.roles.insert(("root".into(), Role::Admin));
+        s.roles.insert(("vic".into(), Role::Viewer));
+        s.roles.insert(("ann".into(), Role::Approver));
+        s
+    }
+
+    #[test]
+    fn roles_map_to_permissions() {
+        let s = state();
+        assert!(authorize(&s, Some(&op("root")), Permission::Admin).is_ok());
+        assert!(authorize(&s, Some(&op("vic")), Permission::View).is_ok());
+        assert!(authorize(&s, Some(&op("vic")), Permission::Operate).is_err());
+        assert!(authorize(&s, Some(&op("nobody")), Permission::View).is_err());
+        assert!(authorize(&s, None, Permission::View).is_err());
+        assert!(authorize(&s, None, Permission::Public).is_ok());
+        let agent = Identity { trust_domain: "ferry".into(), kind: IdentityKind::Agent, name: "a1".into() };
+        assert!(authorize(&s, Some(&agent), Permission::View).is_err());
+        let foreign = Identity { trust_domain: "other".into(), ..op("root") };
+        assert!(authorize(&s, Some(&foreign), Permission::View).is_err());
+    }
+
+    #[test]
+    fn approvals_need_role_or_listing() {
+        let s = state();
+        let approvers = vec!["approver".to_string(), "vic".to_string()];
+        assert!(may_decide(&s, &op("ann"), &[]).is_ok());
+        assert!(may_decide(&s, &op("root"), &[]).is_ok());
+        assert!(may_decide(&s, &op("vic"), &["approver".into()]).is_err());
+        assert!(may_decide(&s, &op("vic"), &approvers).is_ok());
+        assert_eq!(permission_for("/ferry.v1.Operator/Nope"), None);
+        assert_eq!(permission_for("/ferry.v1.Operator/Decide"), Some(Permission::Decide));
+    }
+}

@@ -1,0 +1,170 @@
+//! Leader-local, unreplicated runtime state: which agents hold an open session
+//! right now (and how to reach them), and the live log lines of running
+//! attempts. Losing it on failover is fine: agents reconnect and re-register,
+//! and final logs live on the agents as content-addressed blobs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use ferry_proto as pb;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The sending half of one agent's session stream.
+pub type SessionTx = mpsc::Sender<Result<pb::CoordinatorMessage, tonic::Status>>;
+
+#[derive(Clone)]
+pub struct Session {
+    pub id: u64,
+    pub tx: SessionTx,
+    pub last_seen: Instant,
+}
+
+/// Open agent sessions, by agent name.
+#[derive(Clone)]
+pub struct AgentHub {
+    inner: Arc<Mutex<BTreeMap<String, Session>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for AgentHub {
+    fn default() -> Self {
+        AgentHub { inner: Arc::default(), changed: watch::channel(0).0 }
+    }
+}
+
+impl AgentHub {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Session>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn connect(&self, name: &str, session: Session) {
+        self.lock().insert(name.to_string(), session);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Removes the session unless a newer one replaced it.
+    pub fn disconnect(&self, name: &str, id: u64) {
+        let mut map = self.lock();
+        if map.get(name).is_some_and(|s| s.id == id) {
+            map.remove(name);
+        }
+        drop(map);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    pub fn touch(&self, name: &str) {
+        if let Some(s) = self.lock().get_mut(name) {
+            s.last_seen = Instant::now();
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Session> {
+        self.lock().get(name).cloned()
+    }
+
+    pub fn connected(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub fn last_seen(&self, name: &str) -> Option<Instant> {
+        self.lock().get(name).map(|s| s.last_seen)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Sends a message to a connected agent; false if it is not connected.
+    pub async fn send(&self, name: &str, msg: pb::CoordinatorMessage) -> bool {
+        let Some(s) = self.get(name) else { return false };
+        s.tx.send(Ok(msg)).await.is_ok()
+    }
+}
+
+/// Most bytes of live log kept in memory per attempt.
+const LIVE_LIMIT: usize = 4 * 1024 * 1024;
+/// Attempts whose live logs are kept after they end.
+const KEEP_FINISHED: usize = 256;
+
+struct LiveLog {
+    data: Vec<u8>,
+    dropped: usize,
+    tx: broadcast::Sender<Vec<u8>>,
+    closed: bool,
+}
+
+/// Live log lines of running attempts, by fencing epoch.
+#[derive(Clone, Default)]
+pub struct LogHub {
+    inner: Arc<Mutex<LogInner>>,
+}
+
+#[derive(Default)]
+struct LogInner {
+    logs: HashMap<u64, LiveLog>,
+    finished: VecDeque<u64>,
+}
+
+impl LogHub {
+    fn lock(&self) -> MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry(inner: &mut LogInner, epoch: u64) -> &mut LiveLog {
+        inner.logs.entry(epoch).or_insert_with(|| LiveLog {
+            data: Vec::new(),
+            dropped: 0,
+            tx: broadcast::channel(1024).0,
+            closed: false,
+        })
+    }
+
+    pub fn append(&self, epoch: u64, bytes: &[u8]) {
+        let mut inner = self.lock();
+        let log = Self::entry(&mut inner, epoch);
+        log.data.extend_from_slice(bytes);
+        if log.data.len() > LIVE_LIMIT {
+            let cut = log.data.len() - LIVE_LIMIT;
+            log.data.drain(..cut);
+            log.dropped += cut;
+        }
+        let _ = log.tx.send(bytes.to_vec());
+    }
+
+    /// Marks an attempt's live log complete; wakes followers.
+    pub fn close(&self, epoch: u64) {
+        let mut inner = self.lock();
+        let log = Self::entry(&mut inner, epoch);
+        if log.closed {
+            return;
+        }
+        log.closed = true;
+        // Dropping the sender ends every follower's stream.
+        log.tx = broadcast::channel(1).0;
+        inner.finished.push_back(epoch);
+        while inner.finished.len() > KEEP_FINISHED {
+            if let Some(old) = inner.finished.pop_front() {
+                inner.logs.remove(&old);
+            }
+        }
+    }
+
+    /// What is buffered so far, whether the attempt ended, and a receiver for more.
+    pub fn subscribe(&self, epoch: u64) -> (Vec<u8>, bool, broadcast::Receiver<Vec<u8>>) {
+        let mut inner = self.lock();
+        let log = Self::entry(&mut inner, epoch);
+        let mut head = Vec::new();
+        if log.dropped > 0 {
+            head.extend_from_slice(format!("[ferry: {} earlier bytes not kept in memory]\n", log.dropped).as_bytes());
+        }
+        head.extend_from_slice(&log.data);
+        (head, log.closed, log.tx.subscribe())
+    }
+
+    /// The complete live log of an ended attempt, if still in memory and whole.
+    pub fn complete(&self, epoch: u64) -> Option<Vec<u8>> {
+        let inner = self.lock();
+        inner.logs.get(&epoch).filter(|l| l.closed && l.dropped == 0).map(|l| l.data.clone())
+    }
+}

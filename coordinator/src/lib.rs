@@ -1,0 +1,15 @@
+//! Ferry's coordinator: Raft-replicated cluster state and everything the leader
+//! does with it (scheduling, source polling, timers), behind mTLS gRPC services.
+pub mod authz;
+pub mod git;
+pub mod hub;
+pub mod leader;
+pub mod peer;
+pub mod raft;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod views;
+
+pub use server::{CoordinatorConfig, run};

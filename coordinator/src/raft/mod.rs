@@ -1,0 +1,8 @@
+//! Consensus: a raft-rs `RawNode` driven on its own thread, its durable
+//! storage, and the handle the rest of the coordinator proposes through.
+
+mod logger;
+mod node;
+pub mod storage;
+
+pub use node::{NodeConfig, ProposeError, RaftHandle, RaftStatus, start};

@@ -1,0 +1,131 @@
+//! The leader's scheduler: gives queued build and test actions to connected
+//! agents whose labels cover the action's `runs_on`, within each agent's
+//! capacity, least-loaded first. An assignment is committed (which fixes its
+//! fencing epoch) before it is sent.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ferry_proto as pb;
+
+use crate::service::SharedCtx;
+use crate::state::{ClusterState, Command, Output};
+use crate::views::{self, now_ms};
+
+/// The assignment message for the attempt with fencing epoch `epoch`.
+pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
+    let loc = state.attempts.get(&epoch)?;
+    let exec = state.executions.get(&loc.execution)?;
+    let spec = state.pipeline_of(exec)?;
+    let stage = spec.stages.get(loc.stage)?;
+    let action = stage.actions.get(loc.action)?;
+    let run = exec.state.action(loc.stage, loc.action)?;
+    let produced = exec.state.produced();
+    let inputs = action
+        .inputs
+        .iter()
+        .map(|name| match produced.get(name.as_str()) {
+            Some(art) => pb::InputArtifact {
+                name: name.clone(),
+                digest: art.digest.clone(),
+                size: art.size,
+                holders: views::holder_addresses(state, &art.digest),
+            },
+            None => pb::InputArtifact { name: name.clone(), ..Default::default() },
+        })
+        .collect();
+    Some(pb::Assignment {
+        attempt: Some(pb::AttemptRef {
+            attempt_id: format!("{}/{}/{}#{}", exec.id, stage.name, action.name, run.attempt),
+            epoch,
+        }),
+        pipeline: exec.pipeline.clone(),
+        execution_id: exec.id.clone(),
+        revision: exec.revision.clone(),
+        stage: stage.name.clone(),
+        action: action.name.clone(),
+        image: action.image.clone().unwrap_or_default(),
+        commands: action.commands.clone(),
+        env: action.env.clone().into_iter().collect(),
+        inputs,
+        outputs: action
+            .outputs
+            .iter()
+            .map(|(name, paths)| pb::OutputSpec { name: name.clone(), paths: paths.clone() })
+            .collect(),
+        timeout_seconds: action.timeout_ms.div_ceil(1000),
+        git_url: spec.source.git.clone(),
+    })
+}
+
+/// Picks an agent for each queued action: (execution, stage, action, agent).
+pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, usize, String)> {
+    let mut free: BTreeMap<&str, i64> = connected
+        .iter()
+        .filter_map(|n| state.agents.get(n))
+        .map(|a| (a.name.as_str(), a.capacity as i64 - state.running_on(&a.name).len() as i64))
+        .collect();
+    let mut out = Vec::new();
+    for (exec_id, si, ai) in state.queued() {
+        let Some(action) = state
+            .executions
+            .get(&exec_id)
+            .and_then(|e| state.pipeline_of(e))
+            .and_then(|p| p.stages.get(si))
+            .and_then(|s| s.actions.get(ai))
+        else {
+            continue;
+        };
+        let best = free
+            .iter()
+            .filter(|(_, slots)| **slots > 0)
+            .filter(|(name, _)| {
+                state
+                    .agents
+                    .get(**name)
+                    .is_some_and(|a| action.runs_on.iter().all(|l| a.labels.contains(l)))
+            })
+            .max_by_key(|(name, slots)| (**slots, std::cmp::Reverse(**name)))
+            .map(|(name, _)| name.to_string());
+        if let Some(agent) = best {
+            if let Some(slots) = free.get_mut(agent.as_str()) {
+                *slots -= 1;
+            }
+            out.push((exec_id, si, ai, agent));
+        }
+    }
+    out
+}
+
+/// Runs while this process lives; acts only while it leads.
+pub async fn run(ctx: SharedCtx) {
+    let mut applied = ctx.raft.applied();
+    let mut hub = ctx.agents.subscribe();
+    loop {
+        tokio::select! {
+            _ = applied.changed() => {}
+            _ = hub.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if !ctx.raft.status().is_leader {
+            continue;
+        }
+        let connected = ctx.agents.connected();
+        let decisions = ctx.raft.read(|s| plan(s, &connected));
+        for (execution, stage, action, agent) in decisions {
+            let cmd = Command::Assign { execution: execution.clone(), stage, action, agent: agent.clone(), at: now_ms() };
+            match ctx.raft.propose(cmd).await {
+                Ok(Output::Assigned { epoch, .. }) => {
+                    let Some(a) = ctx.raft.read(|s| assignment(s, epoch)) else { continue };
+                    tracing::info!(%agent, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), epoch, "assigned");
+                    let msg = pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Assign(a)) };
+                    if !ctx.agents.send(&agent, msg).await {
+                        tracing::warn!(%agent, epoch, "agent left before its assignment was sent; re-sent when it reconnects");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "assignment not made"),
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Wires a coordinator together: certificates, the Raft node, the gRPC
+//! server with its authorization layer, and the leader's background loops.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ferry_certs::{CertAuthority, CertifiedKey, read_pem};
+use ferry_proto as pb;
+use tonic::transport::Server;
+
+use crate::authz::AuthLayer;
+use crate::git::Git;
+use crate::hub::{AgentHub, LogHub};
+use crate::raft::{self, NodeConfig};
+use crate::service::enroll::EnrollmentService;
+use crate::service::operator::OperatorService;
+use crate::service::session::SessionService;
+use crate::service::{Ctx, SharedCtx};
+use crate::state::Command;
+use crate::views::now_ms;
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub id: u64,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls_dir: PathBuf,
+    pub bootstrap_admin: Option<String>,
+    pub snapshot_every: u64,
+    pub heartbeat_seconds: u32,
+}
+
+/// Runs the coordinator until the process is stopped or storage fails.
+pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let ca = CertAuthority::load(&cfg.tls_dir).context("loading the cluster CA from --tls-dir")?;
+    let cert_path = cfg.tls_dir.join(format!("coordinator-{}.pem", cfg.id));
+    let key_path = cfg.tls_dir.join(format!("coordinator-{}-key.pem", cfg.id));
+    let identity = CertifiedKey { cert_pem: read_pem(&cert_path)?, key_pem: read_pem(&key_path)? };
+    let tls = ferry_certs::tls::coordinator_server(ca.ca_pem(), &identity.cert_pem, &identity.key_pem)
+        .context("building the server TLS configuration")?;
+
+    let (handle, raft_thread) = raft::start(NodeConfig {
+        id: cfg.id,
+        voters: vec![cfg.id],
+        data_dir: cfg.data_dir.clone(),
+        snapshot_every: cfg.snapshot_every,
+        tick: Duration::from_millis(100),
+    })
+    .context("starting the Raft node")?;
+
+    let ctx: SharedCtx = Arc::new(Ctx {
+        raft: handle.clone(),
+        ca,
+        identity,
+        agents: AgentHub::default(),
+        logs: LogHub::default(),
+        git: Git::new(cfg.data_dir.join("git")),
+        heartbeat_seconds: cfg.heartbeat_seconds,
+    });
+
+    bootstrap(&ctx, cfg.bootstrap_admin.clone()).await?;
+    tokio::spawn(crate::scheduler::run(ctx.clone()));
+    tokio::spawn(crate::leader::poller(ctx.clone()));
+    tokio::spawn(crate::leader::timers(ctx.clone()));
+
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let outcome = raft_thread.join();
+        let _ = stopped_tx.send(outcome);
+    });
+
+    tracing::info!(id = cfg.id, listen = %cfg.listen, "coordinator serving");
+    let server = Server::builder()
+        .tls_config(tls)?
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .layer(AuthLayer::new(handle.clone()))
+        .add_service(pb::enrollment_server::EnrollmentServer::new(EnrollmentService(ctx.clone())))
+        .add_service(pb::operator_server::OperatorServer::new(OperatorService(ctx.clone())))
+        .add_service(pb::agent_session_server::AgentSessionServer::new(SessionService(ctx.clone())))
+        .serve(cfg.listen);
+    tokio::select! {
+        r = server => r.context("gRPC server failed")?,
+        outcome = stopped_rx => {
+            match outcome {
+                Ok(Ok(Err(e))) => bail!("stopped serving: {e}"),
+                Ok(Ok(Ok(()))) => bail!("the Raft node stopped"),
+                _ => bail!("the Raft thread panicked"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// First start of a cluster: wait for leadership and record the trust domain
+/// and the first admin. Later starts find the cluster bootstrapped already.
+async fn bootstrap(ctx: &SharedCtx, admin: Option<String>) -> anyhow::Result<()> {
+    if let Some(a) = &admin {
+        ferry_certs::validate_name(a).context("--bootstrap-admin")?;
+    }
+    let mut status = ctx.raft.status_watch();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if ctx.raft.read(|s| s.bootstrapped) {
+            if let Some(a) = &admin
+                && ctx.raft.read(|s| !s.roles.contains(&(a.clone(), crate::state::Role::Admin)))
+            {
+                tracing::warn!(admin = %a, "--bootstrap-admin ignored: the cluster was bootstrapped before");
+            }
+            return Ok(());
+        }
+        if status.borrow().is_leader {
+            let cmd = Command::Bootstrap {
+                trust_domain: ctx.ca.trust_domain().to_string(),
+                admin: admin.clone(),
+                at: now_ms(),
+            };
+            ctx.raft.propose(cmd).await.context("bootstrapping the cluster")?;
+            if let Some(a) = &admin {
+                tracing::info!(admin = %a, "cluster bootstrapped");
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            _ = status.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => bail!("no leader elected within 30s; cannot bootstrap"),
+        }
+    }
+}

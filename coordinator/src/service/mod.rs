@@ -1,0 +1,57 @@
+//! gRPC services of the coordinator. Handlers validate input, read state or
+//! propose commands, and shape answers; they never check permissions (the
+//! `authz` layer did) and never change state except through Raft.
+
+pub mod enroll;
+pub mod operator;
+pub mod session;
+
+use std::sync::Arc;
+
+use ferry_certs::{CertAuthority, CertifiedKey, Identity};
+use tonic::Status;
+
+use crate::git::Git;
+use crate::hub::{AgentHub, LogHub};
+use crate::raft::{ProposeError, RaftHandle};
+use crate::state::Rejection;
+
+/// Everything a handler may use.
+pub struct Ctx {
+    pub raft: RaftHandle,
+    pub ca: CertAuthority,
+    /// This coordinator's own certificate, used as a client toward agents.
+    pub identity: CertifiedKey,
+    pub agents: AgentHub,
+    pub logs: LogHub,
+    pub git: Git,
+    pub heartbeat_seconds: u32,
+}
+
+pub type SharedCtx = Arc<Ctx>;
+
+impl From<ProposeError> for Status {
+    fn from(e: ProposeError) -> Status {
+        match e {
+            ProposeError::NotLeader { leader } => Status::unavailable(match leader {
+                Some(id) => format!("this coordinator is not the leader; the leader is member {id}"),
+                None => "no leader is elected right now; retry shortly".to_string(),
+            }),
+            ProposeError::Stopped => Status::unavailable("this coordinator has stopped serving"),
+            ProposeError::Rejected(r) => match r {
+                Rejection::NotFound(_) => Status::not_found(r.to_string()),
+                Rejection::AlreadyExists(_) => Status::already_exists(r.to_string()),
+                Rejection::FailedPrecondition(_) => Status::failed_precondition(r.to_string()),
+                Rejection::BadToken => Status::permission_denied(r.to_string()),
+            },
+        }
+    }
+}
+
+/// The verified caller of a request (the authz layer put it there).
+pub fn caller<T>(req: &tonic::Request<T>) -> Result<Identity, Status> {
+    req.extensions()
+        .get::<crate::authz::Caller>()
+        .map(|c| c.0.clone())
+        .ok_or_else(|| Status::unauthenticated("no verified client identity"))
+}

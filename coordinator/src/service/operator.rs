@@ -1,0 +1,466 @@
+//! The operator API behind the `ferry` CLI: pipelines, executions, logs,
+//! approvals, agents, join tokens and role bindings.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use ferry_proto as pb;
+use futures::Stream;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{SharedCtx, caller};
+use crate::state::{Command, Output, Rejection, Role};
+use crate::views::{self, now_ms};
+
+pub struct OperatorService(pub SharedCtx);
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn new_execution_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::thread_rng();
+    (0..10).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+impl OperatorService {
+    fn execution_view(&self, pipeline: &str, id: &str) -> Result<pb::ExecutionView, Status> {
+        self.0.raft.read(|s| {
+            let exec = if id.is_empty() {
+                let rec = s
+                    .pipelines
+                    .get(pipeline)
+                    .ok_or_else(|| Status::not_found(format!("pipeline `{pipeline}` not found")))?;
+                rec.executions
+                    .last()
+                    .and_then(|id| s.executions.get(id))
+                    .ok_or_else(|| Status::not_found(format!("pipeline `{pipeline}` has no executions yet")))?
+            } else {
+                s.executions
+                    .get(id)
+                    .filter(|e| pipeline.is_empty() || e.pipeline == pipeline)
+                    .ok_or_else(|| Status::not_found(format!("execution {id} of pipeline `{pipeline}` not found")))?
+            };
+            Ok(views::execution(s, exec))
+        })
+    }
+
+    /// Starts an execution at an already-resolved commit (the poller uses this too).
+    pub async fn start(ctx: &SharedCtx, pipeline: &str, revision: String, trigger: String) -> Result<String, Status> {
+        for _ in 0..3 {
+            let id = new_execution_id();
+            let cmd = Command::StartExecution {
+                id: id.clone(),
+                pipeline: pipeline.to_string(),
+                revision: revision.clone(),
+                trigger: trigger.clone(),
+                at: now_ms(),
+            };
+            match ctx.raft.propose(cmd).await {
+                Ok(Output::Execution { id }) => return Ok(id),
+                Ok(_) => return Ok(id),
+                Err(crate::raft::ProposeError::Rejected(Rejection::AlreadyExists(_))) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Status::internal("could not pick a unique execution id"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::operator_server::Operator for OperatorService {
+    async fn apply_pipeline(
+        &self,
+        req: Request<pb::ApplyPipelineRequest>,
+    ) -> Result<Response<pb::ApplyPipelineResponse>, Status> {
+        let who = caller(&req)?;
+        let req = req.into_inner();
+        let file = if req.file_name.is_empty() { "<input>" } else { req.file_name.as_str() };
+        let spec = ferry_pipeline::parse(&req.yaml).map_err(|diags| {
+            let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
+            Status::invalid_argument(format!("pipeline is invalid; nothing was applied:\n{}", lines.join("\n")))
+        })?;
+        let out = self
+            .0
+            .raft
+            .propose(Command::ApplyPipeline { spec, yaml: req.yaml, by: who.name, at: now_ms() })
+            .await?;
+        match out {
+            Output::PipelineVersion { name, version, unchanged } => {
+                Ok(Response::new(pb::ApplyPipelineResponse { name, version, unchanged }))
+            }
+            _ => Err(Status::internal("unexpected apply result")),
+        }
+    }
+
+    async fn list_pipelines(
+        &self,
+        _req: Request<pb::ListPipelinesRequest>,
+    ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
+        let pipelines = self
+            .0
+            .raft
+            .read(|s| s.pipelines.keys().filter_map(|n| views::pipeline_summary(s, n)).collect());
+        Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
+    }
+
+    async fn get_pipeline(&self, req: Request<pb::GetPipelineRequest>) -> Result<Response<pb::PipelineView>, Status> {
+        let req = req.into_inner();
+        self.0.raft.read(|s| {
+            let rec = s
+                .pipelines
+                .get(&req.name)
+                .ok_or_else(|| Status::not_found(format!("pipeline `{}` not found", req.name)))?;
+            let v = if req.version == 0 { rec.latest() } else { rec.version(req.version) }
+                .ok_or_else(|| Status::not_found(format!("pipeline `{}` version {}", req.name, req.version)))?;
+            Ok(Response::new(pb::PipelineView {
+                name: rec.name.clone(),
+                version: v.version,
+                yaml: v.yaml.clone(),
+                applied_by: v.applied_by.clone(),
+                applied_at: views::ts(Some(v.applied_at)),
+                versions: rec.versions.iter().map(|v| v.version).collect(),
+                last_seen_revision: rec.last_seen_revision.clone().unwrap_or_default(),
+            }))
+        })
+    }
+
+    async fn start_execution(
+        &self,
+        req: Request<pb::StartExecutionRequest>,
+    ) -> Result<Response<pb::StartExecutionResponse>, Status> {
+        let who = caller(&req)?;
+        let req = req.into_inner();
+        let (url, branch, version) = self.0.raft.read(|s| {
+            s.pipelines
+                .get(&req.pipeline)
+                .and_then(|p| p.latest())
+                .map(|v| (v.spec.source.git.clone(), v.spec.source.branch.clone(), v.version))
+                .ok_or_else(|| Status::not_found(format!("pipeline `{}` not found", req.pipeline)))
+        })?;
+        let rev = if req.revision.is_empty() { branch } else { req.revision.clone() };
+        let revision = self
+            .0
+            .git
+            .resolve(&url, &rev)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let id = OperatorService::start(&self.0, &req.pipeline, revision.clone(), format!("manual by {}", who.name))
+            .await?;
+        tracing::info!(pipeline = %req.pipeline, execution = %id, %revision, "execution started by hand");
+        Ok(Response::new(pb::StartExecutionResponse { execution_id: id, revision, pipeline_version: version }))
+    }
+
+    async fn get_execution(&self, req: Request<pb::GetExecutionRequest>) -> Result<Response<pb::ExecutionView>, Status> {
+        let req = req.into_inner();
+        self.execution_view(&req.pipeline, &req.execution_id).map(Response::new)
+    }
+
+    type WatchExecutionStream = Stream_<pb::ExecutionView>;
+
+    async fn watch_execution(
+        &self,
+        req: Request<pb::GetExecutionRequest>,
+    ) -> Result<Response<Self::WatchExecutionStream>, Status> {
+        let req = req.into_inner();
+        let first = self.execution_view(&req.pipeline, &req.execution_id)?;
+        let id = first.execution_id.clone();
+        let pipeline = req.pipeline.clone();
+        let ctx = self.0.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut applied = ctx.raft.applied();
+            let mut last = first;
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            while last.status == "InProgress" {
+                tokio::select! {
+                    changed = applied.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+                    _ = tx.closed() => return,
+                }
+                let svc = OperatorService(ctx.clone());
+                let Ok(view) = svc.execution_view(&pipeline, &id) else { return };
+                if view != last {
+                    last = view;
+                    if tx.send(Ok(last.clone())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_executions(
+        &self,
+        req: Request<pb::ListExecutionsRequest>,
+    ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let req = req.into_inner();
+        let limit = if req.limit == 0 { 20 } else { req.limit as usize };
+        let executions = self.0.raft.read(|s| {
+            let rec = s
+                .pipelines
+                .get(&req.pipeline)
+                .ok_or_else(|| Status::not_found(format!("pipeline `{}` not found", req.pipeline)))?;
+            Ok::<_, Status>(
+                rec.executions
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .filter_map(|id| s.executions.get(id))
+                    .map(|e| views::execution(s, e))
+                    .collect(),
+            )
+        })?;
+        Ok(Response::new(pb::ListExecutionsResponse { executions }))
+    }
+
+    type StreamLogsStream = Stream_<pb::LogChunk>;
+
+    async fn stream_logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<Self::StreamLogsStream>, Status> {
+        let req = req.into_inner();
+        let (exec_id, loc) = self.0.raft.read(|s| {
+            let exec = s
+                .executions
+                .get(&req.execution_id)
+                .filter(|e| e.pipeline == req.pipeline)
+                .ok_or_else(|| {
+                    Status::not_found(format!("execution {} of pipeline `{}` not found", req.execution_id, req.pipeline))
+                })?;
+            Ok::<_, Status>((exec.id.clone(), views::locate_action(s, exec, &req.action)?))
+        })?;
+        let ctx = self.0.clone();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            if let Err(status) = stream_logs(ctx, exec_id, loc, req.follow, tx.clone()).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
+        let who = caller(&req)?;
+        let req = req.into_inner();
+        let (stage, action) = self.0.raft.read(|s| {
+            let exec = s
+                .executions
+                .get(&req.execution_id)
+                .filter(|e| e.pipeline == req.pipeline)
+                .ok_or_else(|| {
+                    Status::not_found(format!("execution {} of pipeline `{}` not found", req.execution_id, req.pipeline))
+                })?;
+            let (si, ai) = views::locate_action(s, exec, &req.action)?;
+            let spec = s
+                .pipeline_of(exec)
+                .and_then(|p| p.stages.get(si))
+                .and_then(|st| st.actions.get(ai))
+                .ok_or_else(|| Status::not_found("action"))?;
+            if spec.kind != ferry_pipeline::ActionKind::Approval {
+                return Err(Status::failed_precondition(format!(
+                    "action `{}` is a {} action, not an approval",
+                    req.action, spec.kind
+                )));
+            }
+            crate::authz::may_decide(s, &who, &spec.approvers)?;
+            Ok((si, ai))
+        })?;
+        if !req.approve && req.comment.trim().is_empty() {
+            return Err(Status::invalid_argument("a rejection needs a --comment saying why"));
+        }
+        self.0
+            .raft
+            .propose(Command::Decide {
+                execution: req.execution_id.clone(),
+                stage,
+                action,
+                by: who.name.clone(),
+                approve: req.approve,
+                comment: req.comment,
+                at: now_ms(),
+            })
+            .await?;
+        tracing::info!(execution = %req.execution_id, action = %req.action, by = %who.name, approve = req.approve, "approval decided");
+        let view = self.execution_view(&req.pipeline, &req.execution_id)?;
+        let action_status = view
+            .stages
+            .get(stage)
+            .and_then(|s| s.actions.get(action))
+            .map(|a| a.status.clone())
+            .unwrap_or_default();
+        Ok(Response::new(pb::DecideResponse { action_status, execution_status: view.status }))
+    }
+
+    async fn list_agents(&self, _req: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let hub = &self.0.agents;
+        let agents = self.0.raft.read(|s| {
+            s.agents
+                .values()
+                .map(|a| {
+                    let connected = hub.get(&a.name).is_some();
+                    let seen = hub.last_seen(&a.name).map(|t| {
+                        let ago = t.elapsed();
+                        views::ts(Some(now_ms() - ago.as_millis() as i64))
+                    });
+                    pb::AgentView {
+                        name: a.name.clone(),
+                        labels: a.labels.clone(),
+                        capacity: a.capacity,
+                        running: s.running_on(&a.name).len() as u32,
+                        last_seen: seen.unwrap_or_else(|| views::ts(a.registered_at)),
+                        state: if connected { "Connected" } else if a.registered_at.is_some() { "Disconnected" } else { "Enrolled" }
+                            .into(),
+                        version: a.version.clone(),
+                        address: a.address.clone(),
+                        connected,
+                    }
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListAgentsResponse { agents }))
+    }
+
+    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let who = caller(&req)?;
+        let req = req.into_inner();
+        let ttl = if req.ttl_seconds == 0 { 3600 } else { req.ttl_seconds };
+        let uses = if req.uses == 0 { 1 } else { req.uses };
+        let secret: [u8; 24] = rand::random();
+        let token = format!("ferry-join-{}", hex::encode(secret));
+        let now = now_ms();
+        let expires_at = now.saturating_add((ttl as i64).saturating_mul(1000));
+        self.0
+            .raft
+            .propose(Command::CreateToken {
+                hash: super::enroll::hash_token(&token),
+                expires_at,
+                uses,
+                by: who.name,
+                at: now,
+            })
+            .await?;
+        Ok(Response::new(pb::CreateTokenResponse { token, expires_at: views::ts(Some(expires_at)) }))
+    }
+
+    async fn grant_role(&self, req: Request<pb::RoleRequest>) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+        let req = req.into_inner();
+        let (subject, role) = parse_binding(&req)?;
+        self.0.raft.propose(Command::Grant { subject, role }).await?;
+        Ok(Response::new(self.bindings()))
+    }
+
+    async fn revoke_role(&self, req: Request<pb::RoleRequest>) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+        let req = req.into_inner();
+        let (subject, role) = parse_binding(&req)?;
+        self.0.raft.propose(Command::Revoke { subject, role }).await?;
+        Ok(Response::new(self.bindings()))
+    }
+
+    async fn list_role_bindings(
+        &self,
+        _req: Request<pb::ListRoleBindingsRequest>,
+    ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+        Ok(Response::new(self.bindings()))
+    }
+
+    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let who = caller(&req)?;
+        let roles = self.0.raft.read(|s| s.roles_of(&who.name)).iter().map(|r| r.to_string()).collect();
+        Ok(Response::new(pb::WhoAmIResponse { identity: who.uri(), roles }))
+    }
+}
+
+impl OperatorService {
+    fn bindings(&self) -> pb::RoleBindingsResponse {
+        let bindings = self.0.raft.read(|s| {
+            s.roles
+                .iter()
+                .map(|(subject, role)| pb::RoleBinding { subject: subject.clone(), role: role.to_string() })
+                .collect()
+        });
+        pb::RoleBindingsResponse { bindings }
+    }
+}
+
+fn parse_binding(req: &pb::RoleRequest) -> Result<(String, Role), Status> {
+    ferry_certs::validate_name(&req.subject)
+        .map_err(|e| Status::invalid_argument(format!("subject `{}`: {e}", req.subject)))?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "unknown role `{}`; roles are: {}",
+            req.role,
+            Role::ALL.map(|r| r.as_str()).join(", ")
+        ))
+    })?;
+    Ok((req.subject.clone(), role))
+}
+
+type LogTx = mpsc::Sender<Result<pb::LogChunk, Status>>;
+
+/// Streams one action's log: the stored blob once the attempt ended, the live
+/// lines while it runs, and (with `follow`) waits for it to start.
+async fn stream_logs(ctx: SharedCtx, exec: String, (si, ai): (usize, usize), follow: bool, tx: LogTx) -> Result<(), Status> {
+    let mut applied = ctx.raft.applied();
+    loop {
+        let (epoch, status, log) = ctx.raft.read(|s| {
+            let run = s.executions.get(&exec).and_then(|e| e.state.action(si, ai)).cloned().unwrap_or_default();
+            let log = run.log.as_ref().map(|l| (l.digest.clone(), views::holder_addresses(s, &l.digest)));
+            (run.epoch, run.status(), log)
+        });
+        if epoch == 0 {
+            if !follow || views::is_final(status) {
+                return Ok(());
+            }
+            applied.changed().await.map_err(|_| Status::unavailable("coordinator stopping"))?;
+            continue;
+        }
+        if status.is_final() {
+            if let Some((digest, holders)) = log {
+                match crate::peer::fetch(ctx.ca.ca_pem(), &ctx.identity, &holders, &digest).await {
+                    Ok(mut stream) => {
+                        while let Some(chunk) = stream.message().await? {
+                            if tx.send(Ok(pb::LogChunk { data: chunk.data })).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        if let Some(data) = ctx.logs.complete(epoch) {
+                            let _ = tx.send(Ok(pb::LogChunk { data })).await;
+                            return Ok(());
+                        }
+                        return Err(Status::unavailable(format!(
+                            "the log {digest} is kept by agents that cannot be reached now: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+        let (head, closed, mut rx) = ctx.logs.subscribe(epoch);
+        if !head.is_empty() && tx.send(Ok(pb::LogChunk { data: head })).await.is_err() {
+            return Ok(());
+        }
+        if !follow || closed {
+            return Ok(());
+        }
+        loop {
+            match rx.recv().await {
+                Ok(data) => {
+                    if tx.send(Ok(pb::LogChunk { data })).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let note = format!("[ferry: {n} log chunks skipped: reader too slow]\n");
+                    let _ = tx.send(Ok(pb::LogChunk { data: note.into_bytes() })).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+}

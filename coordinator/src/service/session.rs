@@ -1,0 +1,171 @@
+//! The agent session: one bidirectional stream per connected agent. It
+//! registers the agent, re-sends work the agent should be running, forwards
+//! live log lines to the log hub, and turns results into Raft commands —
+//! refusing any from an attempt whose fencing epoch is no longer current.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::time::Instant;
+
+use ferry_pipeline::execution::ArtifactRef;
+use ferry_proto as pb;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{SharedCtx, caller};
+use crate::hub::Session;
+use crate::scheduler;
+use crate::state::{Command, Output};
+use crate::views::now_ms;
+
+pub struct SessionService(pub SharedCtx);
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+fn msg(kind: pb::coordinator_message::Kind) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage { kind: Some(kind) }
+}
+
+#[tonic::async_trait]
+impl pb::agent_session_server::AgentSession for SessionService {
+    type SessionStream = Outbound;
+
+    async fn session(&self, req: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Outbound>, Status> {
+        let name = caller(&req)?.name;
+        let mut inbound = req.into_inner();
+        let register = match inbound.message().await? {
+            Some(pb::AgentMessage { kind: Some(pb::agent_message::Kind::Register(r)) }) => r,
+            _ => return Err(Status::invalid_argument("the first message of a session must be Register")),
+        };
+        if !self.0.raft.status().is_leader {
+            let leader = self.0.raft.status().leader_id;
+            return Err(Status::unavailable(format!("not the leader; the leader is member {leader}")));
+        }
+        self.0
+            .raft
+            .propose(Command::RegisterAgent {
+                name: name.clone(),
+                labels: register.labels.clone(),
+                capacity: register.capacity.max(1),
+                version: register.version.clone(),
+                address: register.address.clone(),
+                at: now_ms(),
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(256);
+        let session_id: u64 = rand::random();
+        tx.send(Ok(msg(pb::coordinator_message::Kind::Registered(pb::Registered {
+            agent: name.clone(),
+            heartbeat_seconds: self.0.heartbeat_seconds,
+        }))))
+        .await
+        .map_err(|_| Status::cancelled("agent went away"))?;
+        reconcile(&self.0, &name, &register.running, &tx).await;
+        self.0.agents.connect(&name, Session { id: session_id, tx: tx.clone(), last_seen: Instant::now() });
+        tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
+        let ctx = self.0.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(m)) => {
+                        ctx.agents.touch(&name);
+                        if let Some(kind) = m.kind {
+                            handle(&ctx, &name, kind, &tx).await;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(agent = %name, error = %e.message(), "agent session broke");
+                        break;
+                    }
+                }
+            }
+            ctx.agents.disconnect(&name, session_id);
+            tracing::info!(agent = %name, "agent disconnected");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// After (re)connecting: re-send assignments the agent does not report, and
+/// cancel attempts it runs that are no longer current.
+async fn reconcile(ctx: &SharedCtx, agent: &str, running: &[pb::AttemptRef], tx: &crate::hub::SessionTx) {
+    let reported: BTreeSet<u64> = running.iter().map(|r| r.epoch).collect();
+    let (missing, current) = ctx.raft.read(|s| {
+        let current: BTreeSet<u64> = s.running_on(agent).iter().map(|(e, _)| *e).collect();
+        let missing: Vec<pb::Assignment> = current
+            .iter()
+            .filter(|e| !reported.contains(e))
+            .filter_map(|e| scheduler::assignment(s, *e))
+            .collect();
+        (missing, current)
+    });
+    for a in missing {
+        tracing::info!(%agent, attempt = ?a.attempt, "re-sending assignment after reconnect");
+        let _ = tx.send(Ok(msg(pb::coordinator_message::Kind::Assign(a)))).await;
+    }
+    for r in running.iter().filter(|r| !current.contains(&r.epoch)) {
+        let _ = tx
+            .send(Ok(msg(pb::coordinator_message::Kind::Cancel(pb::Cancel {
+                attempt: Some(r.clone()),
+                reason: "this attempt is no longer current".into(),
+            }))))
+            .await;
+    }
+}
+
+fn is_current(ctx: &SharedCtx, agent: &str, epoch: u64) -> bool {
+    ctx.raft.read(|s| s.running_on(agent).iter().any(|(e, _)| *e == epoch))
+}
+
+async fn handle(ctx: &SharedCtx, agent: &str, kind: pb::agent_message::Kind, tx: &crate::hub::SessionTx) {
+    use pb::agent_message::Kind;
+    match kind {
+        Kind::Register(_) => tracing::warn!(%agent, "duplicate Register ignored"),
+        Kind::Heartbeat(_) | Kind::Started(_) => {}
+        Kind::Log(lines) => {
+            let epoch = lines.attempt.as_ref().map_or(0, |a| a.epoch);
+            if is_current(ctx, agent, epoch) {
+                ctx.logs.append(epoch, &lines.data);
+            }
+        }
+        Kind::Result(result) => {
+            let Some(attempt) = result.attempt.clone() else { return };
+            let outputs = result
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), ArtifactRef { digest: o.digest.clone(), size: o.size }))
+                .collect();
+            let log = (!result.log_digest.is_empty())
+                .then(|| ArtifactRef { digest: result.log_digest.clone(), size: result.log_size });
+            let cmd = Command::FinishAttempt {
+                epoch: attempt.epoch,
+                agent: agent.to_string(),
+                success: result.success,
+                exit_code: Some(result.exit_code).filter(|c| *c >= 0),
+                message: result.message.clone(),
+                outputs,
+                log,
+                at: now_ms(),
+            };
+            let ack = match ctx.raft.propose(cmd).await {
+                Ok(Output::Attempt { accepted, reason }) => {
+                    if !accepted {
+                        tracing::warn!(%agent, epoch = attempt.epoch, %reason, "stale result refused");
+                    }
+                    pb::ResultAck { attempt: Some(attempt.clone()), accepted, reason }
+                }
+                Ok(_) => pb::ResultAck { attempt: Some(attempt.clone()), accepted: true, reason: String::new() },
+                Err(e) => {
+                    // Not committed: no ack, so the agent keeps the result and re-sends it.
+                    tracing::warn!(%agent, epoch = attempt.epoch, error = %e, "result not recorded yet");
+                    return;
+                }
+            };
+            ctx.logs.close(attempt.epoch);
+            let _ = tx.send(Ok(msg(pb::coordinator_message::Kind::Ack(ack)))).await;
+        }
+    }
+}

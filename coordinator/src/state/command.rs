@@ -1,0 +1,60 @@
+//! Commands: the only way cluster state changes. Each carries every input its
+//! application needs — ids and timestamps chosen by the proposer — so that
+//! applying it is a pure function of the state and the command.
+
+use std::collections::BTreeMap;
+
+use ferry_pipeline::Pipeline;
+use ferry_pipeline::execution::ArtifactRef;
+use serde::{Deserialize, Serialize};
+
+use super::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// First start of a cluster: records the trust domain and the first admin.
+    Bootstrap { trust_domain: String, admin: Option<String>, at: i64 },
+    ApplyPipeline { spec: Pipeline, yaml: String, by: String, at: i64 },
+    StartExecution { id: String, pipeline: String, revision: String, trigger: String, at: i64 },
+    /// Leader's scheduler gives a queued action to an agent; apply picks the epoch.
+    Assign { execution: String, stage: usize, action: usize, agent: String, at: i64 },
+    /// An agent's result for the attempt with fencing epoch `epoch`.
+    FinishAttempt {
+        epoch: u64,
+        agent: String,
+        success: bool,
+        exit_code: Option<i32>,
+        message: String,
+        outputs: BTreeMap<String, ArtifactRef>,
+        log: Option<ArtifactRef>,
+        at: i64,
+    },
+    Decide {
+        execution: String,
+        stage: usize,
+        action: usize,
+        by: String,
+        approve: bool,
+        comment: String,
+        at: i64,
+    },
+    ExpireApproval { execution: String, stage: usize, action: usize, at: i64 },
+    CreateToken { hash: String, expires_at: i64, uses: u32, by: String, at: i64 },
+    /// Consumes one use of a join token and records the agent.
+    Enroll { token_hash: String, agent: String, at: i64 },
+    RegisterAgent { name: String, labels: Vec<String>, capacity: u32, version: String, address: String, at: i64 },
+    Grant { subject: String, role: Role },
+    Revoke { subject: String, role: Role },
+    SourceSeen { pipeline: String, revision: String, at: i64 },
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data to JSON cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}

@@ -1,0 +1,222 @@
+//! The replicated state machine: everything the cluster knows, changed only by
+//! applying committed [`Command`]s. `apply` is deterministic — no clock, no
+//! randomness, no I/O — so every member that applies the same log holds the
+//! same state. Snapshots are this struct serialized as JSON.
+
+mod apply;
+mod command;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_pipeline::Pipeline;
+use ferry_pipeline::execution::{ActionStatus, ExecutionState, ExecutionStatus};
+use serde::{Deserialize, Serialize};
+
+pub use apply::{Output, Rejection};
+pub use command::Command;
+
+/// What an identity may do; bound to operator names in cluster state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Admin,
+    Operator,
+    Approver,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Approver, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One applied version of a pipeline definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineVersion {
+    pub version: u64,
+    pub spec: Pipeline,
+    pub yaml: String,
+    pub applied_by: String,
+    pub applied_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    pub name: String,
+    pub versions: Vec<PipelineVersion>,
+    /// Execution ids, oldest first.
+    pub executions: Vec<String>,
+    /// Last branch head the poller saw (or a run started with).
+    pub last_seen_revision: Option<String>,
+    /// When the poller last checked (unix ms), carried in `SourceSeen`.
+    pub last_polled_at: Option<i64>,
+}
+
+impl PipelineRecord {
+    pub fn latest(&self) -> Option<&PipelineVersion> {
+        self.versions.last()
+    }
+
+    pub fn version(&self, v: u64) -> Option<&PipelineVersion> {
+        self.versions.iter().find(|pv| pv.version == v)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: String,
+    pub pipeline: String,
+    pub version: u64,
+    pub revision: String,
+    pub trigger: String,
+    pub started_at: i64,
+    pub state: ExecutionState,
+}
+
+/// Where an attempt (identified by its fencing epoch) belongs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptLoc {
+    pub execution: String,
+    pub stage: usize,
+    pub action: usize,
+    pub agent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: u32,
+    pub version: String,
+    /// host:port of its artifact peer server.
+    pub address: String,
+    pub enrolled_at: i64,
+    pub registered_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinToken {
+    pub expires_at: i64,
+    pub uses_left: u32,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// Where copies of a content-addressed blob live.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    pub size: u64,
+    pub holders: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub bootstrapped: bool,
+    pub trust_domain: String,
+    pub pipelines: BTreeMap<String, PipelineRecord>,
+    pub executions: BTreeMap<String, Execution>,
+    /// Executions still in progress: the scheduler and timers look only here.
+    pub active: BTreeSet<String>,
+    pub attempts: BTreeMap<u64, AttemptLoc>,
+    /// Last fencing epoch handed out.
+    pub epoch: u64,
+    pub agents: BTreeMap<String, AgentRecord>,
+    /// Join tokens by sha256 of the secret.
+    pub tokens: BTreeMap<String, JoinToken>,
+    pub roles: BTreeSet<(String, Role)>,
+    pub artifacts: BTreeMap<String, ArtifactRecord>,
+}
+
+impl ClusterState {
+    pub fn roles_of(&self, subject: &str) -> Vec<Role> {
+        self.roles
+            .iter()
+            .filter(|(s, _)| s == subject)
+            .map(|(_, r)| *r)
+            .collect()
+    }
+
+    pub fn pipeline_of(&self, exec: &Execution) -> Option<&Pipeline> {
+        self.pipelines
+            .get(&exec.pipeline)
+            .and_then(|p| p.version(exec.version))
+            .map(|v| &v.spec)
+    }
+
+    /// Build/test actions waiting for an agent, oldest execution first.
+    pub fn queued(&self) -> Vec<(String, usize, usize)> {
+        let mut out: Vec<(i64, String, usize, usize)> = Vec::new();
+        for id in &self.active {
+            let Some(exec) = self.executions.get(id) else { continue };
+            for (si, stage) in exec.state.actions.iter().enumerate() {
+                for (ai, run) in stage.iter().enumerate() {
+                    if run.is_queued() {
+                        out.push((exec.started_at, id.clone(), si, ai));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.into_iter().map(|(_, id, s, a)| (id, s, a)).collect()
+    }
+
+    /// Attempts currently assigned to `agent` and not finished: (epoch, loc).
+    pub fn running_on(&self, agent: &str) -> Vec<(u64, &AttemptLoc)> {
+        self.attempts
+            .iter()
+            .filter(|(_, loc)| loc.agent == agent)
+            .filter(|(epoch, loc)| {
+                self.executions
+                    .get(&loc.execution)
+                    .and_then(|e| e.state.action(loc.stage, loc.action))
+                    .is_some_and(|r| r.status() == ActionStatus::InProgress && r.epoch == **epoch)
+            })
+            .map(|(e, l)| (*e, l))
+            .collect()
+    }
+
+    /// Approvals whose deadline has passed at `now`.
+    pub fn expired_approvals(&self, now: i64) -> Vec<(String, usize, usize)> {
+        let mut out = Vec::new();
+        for id in &self.active {
+            let Some(exec) = self.executions.get(id) else { continue };
+            if exec.state.status != ExecutionStatus::InProgress {
+                continue;
+            }
+            for (si, stage) in exec.state.actions.iter().enumerate() {
+                for (ai, run) in stage.iter().enumerate() {
+                    if run.status() == ActionStatus::WaitingForApproval
+                        && run.deadline.is_some_and(|d| d <= now)
+                    {
+                        out.push((id.clone(), si, ai));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A stable digest of the whole state, to compare members.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(bytes))
+    }
+}

@@ -1,0 +1,20 @@
+//! Ferry pipeline definitions: the data model shared by every Ferry crate,
+//! and the YAML parser/validator that turns a `pipeline.yaml` into it while
+//! reporting every problem with its line and column.
+
+pub mod execution;
+
+mod duration;
+mod model;
+mod name;
+mod parse;
+mod read;
+mod rules;
+mod validate;
+
+pub use model::*;
+pub use name::{MAX_NAME_LEN, validate_name};
+pub use parse::{Diagnostic, parse};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! The validated pipeline model: plain data that other crates store, send
+//! and execute. Every value here has already passed validation and has its
+//! defaults filled in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the artifact that is always available: the git repository
+/// checked out at the commit being built.
+pub const SOURCE_ARTIFACT: &str = "source";
+
+/// Branch watched when `source.branch` is not given.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// Run order used when `run_order` is not given.
+pub const DEFAULT_RUN_ORDER: u32 = 1;
+
+/// Smallest accepted `source.poll_interval`, in milliseconds.
+pub const MIN_POLL_INTERVAL_MS: u64 = 1_000;
+
+/// Default timeout of build and test actions (1 hour), in milliseconds.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 60 * 60 * 1_000;
+
+/// Default timeout of approval actions (7 days), in milliseconds.
+pub const DEFAULT_APPROVAL_TIMEOUT_MS: u64 = 7 * 24 * 60 * 60 * 1_000;
+
+/// Role allowed to approve when an approval action lists no `approvers`.
+pub const DEFAULT_APPROVER: &str = "approver";
+
+/// A complete, validated pipeline definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub name: String,
+    pub source: Source,
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// Index of a stage and action by names.
+    pub fn find_action(&self, stage: &str, action: &str) -> Option<(usize, usize)> {
+        let stage_index = self.stages.iter().position(|s| s.name == stage)?;
+        let action_index = self.stages[stage_index]
+            .actions
+            .iter()
+            .position(|a| a.name == action)?;
+        Some((stage_index, action_index))
+    }
+}
+
+/// Where the pipeline's code comes from and how often to look for changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Git URL or filesystem path of the repository.
+    pub git: String,
+    /// Branch to build; defaults to [`DEFAULT_BRANCH`].
+    pub branch: String,
+    /// How often to poll the branch for new commits; `None` means no polling.
+    pub poll_interval_ms: Option<u64>,
+}
+
+/// A named group of actions; stages run one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    pub name: String,
+    pub actions: Vec<Action>,
+}
+
+/// One unit of work inside a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub name: String,
+    pub kind: ActionKind,
+    /// Actions of a stage run in ascending `run_order`; equal numbers run in parallel.
+    pub run_order: u32,
+    /// Agent labels an agent must have to run this action (build/test only).
+    pub runs_on: Vec<String>,
+    /// Artifacts this action needs, produced by earlier actions or [`SOURCE_ARTIFACT`].
+    pub inputs: Vec<String>,
+    /// Container image (build/test only).
+    pub image: Option<String>,
+    /// Shell commands run in order (build/test only).
+    pub commands: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Artifact name -> relative paths collected after the commands succeed.
+    pub outputs: BTreeMap<String, Vec<String>>,
+    /// Time limit with defaults applied, in milliseconds.
+    pub timeout_ms: u64,
+    /// Roles or operator names allowed to approve; empty unless `kind` is approval.
+    pub approvers: Vec<String>,
+}
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Build,
+    Test,
+    Approval,
+}
+
+impl ActionKind {
+    /// Every supported kind, in documentation order.
+    pub const ALL: [ActionKind; 3] = [ActionKind::Build, ActionKind::Test, ActionKind::Approval];
+
+    /// The spelling used in pipeline YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Build => "build",
+            ActionKind::Test => "test",
+            ActionKind::Approval => "approval",
+        }
+    }
+
+    /// Whether the action runs commands in a container on an agent.
+    pub fn runs_commands(self) -> bool {
+        matches!(self, ActionKind::Build | ActionKind::Test)
+    }
+
+    /// Timeout used when the action does not set one.
+    pub fn default_timeout_ms(self) -> u64 {
+        match self {
+            ActionKind::Build | ActionKind::Test => DEFAULT_COMMAND_TIMEOUT_MS,
+            ActionKind::Approval => DEFAULT_APPROVAL_TIMEOUT_MS,
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(name: &str) -> Action {
+        Action {
+            name: name.to_string(),
+            kind: ActionKind::Build,
+            run_order: 1,
+            runs_on: Vec::new(),
+            inputs: Vec::new(),
+            image: Some("img".to_string()),
+            commands: vec!["true".to_string()],
+            env: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
+            approvers: Vec::new(),
+        }
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline {
+            name: "p".to_string(),
+            source: Source {
+                git: "/srv/git/p.git".to_string(),
+                branch: DEFAULT_BRANCH.to_string(),
+                poll_interval_ms: None,
+            },
+            stages: vec![
+                Stage {
+                    name: "build".to_string(),
+                    actions: vec![action("compile"), action("lint")],
+                },
+                Stage {
+                    name: "test".to_string(),
+                    actions: vec![action("unit")],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn find_action_returns_indices() {
+        let p = pipeline();
+        assert_eq!(p.find_action("build", "lint"), Some((0, 1)));
+        assert_eq!(p.find_action("test", "unit"), Some((1, 0)));
+        assert_eq!(p.find_action("test", "lint"), None);
+        assert_eq!(p.find_action("deploy", "unit"), None);
+    }
+
+    #[test]
+    fn action_kind_display_and_serde_match_yaml_spelling() {
+        for kind in ActionKind::ALL {
+            assert_eq!(kind.to_string(), kind.as_str());
+            assert_eq!(
+                serde_json::to_string(&kind).ok(),
+                Some(format!("\"{}\"", kind.as_str()))
+            );
+        }
+    }
+
+    #[test]
+    fn pipeline_round_trips_through_json() {
+        let p = pipeline();
+        let json = serde_json::to_string(&p).expect("serialize");
+        let back: Pipeline = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, p);
+    }
+}

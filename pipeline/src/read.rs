@@ -1,0 +1,675 @@
+//! Reads the YAML node tree into the pipeline model, checking keys, types
+//! and single values, and remembering where names and artifacts were
+//! written so that the cross-reference checks in `validate` can point at them.
+//!
+//! Reading never stops at an error: problems are recorded and a fallback
+//! value is used, so one pass reports everything that is wrong.
+
+use std::collections::BTreeMap;
+
+use marked_yaml::Node;
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
+
+use crate::duration::parse_duration_ms;
+use crate::model::{
+    Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, MIN_POLL_INTERVAL_MS,
+    Pipeline, Source, Stage,
+};
+use crate::name::validate_name;
+use crate::parse::{Diagnostic, Pos};
+use crate::rules;
+
+const PIPELINE_KEYS: &[&str] = &["name", "source", "stages"];
+const SOURCE_KEYS: &[&str] = &["git", "branch", "poll_interval"];
+const STAGE_KEYS: &[&str] = &["name", "actions"];
+const ACTION_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "image",
+    "run_order",
+    "runs_on",
+    "inputs",
+    "commands",
+    "env",
+    "outputs",
+    "timeout",
+    "approvers",
+];
+/// Keys that only make sense for actions that run commands (build, test).
+const COMMAND_ONLY_KEYS: &[&str] = &["image", "runs_on", "inputs", "commands", "env", "outputs"];
+/// Keys that only make sense for approval actions.
+const APPROVAL_ONLY_KEYS: &[&str] = &["approvers"];
+
+/// Output artifact name -> paths, as stored in [`Action::outputs`].
+type OutputMap = BTreeMap<String, Vec<String>>;
+
+/// The pipeline as read (with fallbacks where something was wrong) plus the
+/// positions the cross-reference checks need. `stages[i].actions[j]` lines
+/// up with `pipeline.stages[i].actions[j]`.
+pub(crate) struct Draft {
+    pub pipeline: Pipeline,
+    pub stages: Vec<StageLoc>,
+}
+
+pub(crate) struct StageLoc {
+    /// Position of the stage name; `None` if it was missing or invalid.
+    pub name: Option<Pos>,
+    pub actions: Vec<ActionLoc>,
+}
+
+pub(crate) struct ActionLoc {
+    /// Position of the action name; `None` if it was missing or invalid.
+    pub name: Option<Pos>,
+    /// Whether `run_order` was valid (or defaulted), so ordering checks can trust it.
+    pub run_order_known: bool,
+    /// Valid input names and where each is written.
+    pub inputs: Vec<(String, Pos)>,
+    /// Valid output artifact names and where each key is written.
+    pub outputs: Vec<(String, Pos)>,
+}
+
+/// Reads a whole pipeline from the top-level mapping.
+pub(crate) fn read_pipeline(root: &MarkedMappingNode, diags: &mut Vec<Diagnostic>) -> Draft {
+    let mut reader = Reader { diags };
+    reader.pipeline(root)
+}
+
+struct Reader<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diags.push(Diagnostic::at(pos, message));
+    }
+
+    // ---- structure -------------------------------------------------------
+
+    fn pipeline(&mut self, root: &MarkedMappingNode) -> Draft {
+        self.check_keys(root, "pipeline", PIPELINE_KEYS);
+        let name = self.name_field(root, "pipeline");
+        let source = self
+            .required(root, "source", "pipeline")
+            .and_then(|value| self.source(value));
+        let mut stages = Vec::new();
+        let mut locs = Vec::new();
+        if let Some(list) = self.required_list(root, "stages", "pipeline") {
+            if list.is_empty() {
+                self.error(pos(list.span()), "`stages` must list at least one stage");
+            }
+            for item in list.iter() {
+                let (stage, loc) = self.stage(Value::item(item));
+                stages.push(stage);
+                locs.push(loc);
+            }
+        }
+        let pipeline = Pipeline {
+            name: name.map(|(n, _)| n).unwrap_or_default(),
+            source: source.unwrap_or_else(|| Source {
+                git: String::new(),
+                branch: DEFAULT_BRANCH.to_string(),
+                poll_interval_ms: None,
+            }),
+            stages,
+        };
+        Draft {
+            pipeline,
+            stages: locs,
+        }
+    }
+
+    fn source(&mut self, value: Value<'_>) -> Option<Source> {
+        let map = self.mapping(value, "`source`")?;
+        self.check_keys(map, "source", SOURCE_KEYS);
+        let git = self
+            .required(map, "git", "source")
+            .and_then(|value| self.string(value, "`git`"))
+            .map(|(git, at)| {
+                if let Err(reason) = rules::check_git_source(&git) {
+                    self.error(at, format!("invalid git source {git:?}: {reason}"));
+                }
+                git
+            })
+            .unwrap_or_default();
+        let branch = field(map, "branch")
+            .and_then(|value| self.string(value, "`branch`"))
+            .map(|(branch, at)| {
+                if let Err(reason) = rules::check_branch(&branch) {
+                    self.error(at, format!("invalid branch {branch:?}: {reason}"));
+                }
+                branch
+            })
+            .unwrap_or_else(|| DEFAULT_BRANCH.to_string());
+        let poll_interval_ms = field(map, "poll_interval").and_then(|value| {
+            let (ms, at) = self.duration(value, "`poll_interval`")?;
+            if ms < MIN_POLL_INTERVAL_MS {
+                self.error(at, "`poll_interval` must be at least 1s");
+            }
+            Some(ms)
+        });
+        Some(Source {
+            git,
+            branch,
+            poll_interval_ms,
+        })
+    }
+
+    fn stage(&mut self, value: Value<'_>) -> (Stage, StageLoc) {
+        let mut stage = Stage {
+            name: String::new(),
+            actions: Vec::new(),
+        };
+        let mut loc = StageLoc {
+            name: None,
+            actions: Vec::new(),
+        };
+        let Some(map) = self.mapping(value, "each stage") else {
+            return (stage, loc);
+        };
+        self.check_keys(map, "stage", STAGE_KEYS);
+        if let Some((name, at)) = self.name_field(map, "stage") {
+            stage.name = name;
+            loc.name = Some(at);
+        }
+        if let Some(list) = self.required_list(map, "actions", "stage") {
+            if list.is_empty() {
+                self.error(pos(list.span()), "`actions` must list at least one action");
+            }
+            for item in list.iter() {
+                let (action, action_loc) = self.action(Value::item(item));
+                stage.actions.push(action);
+                loc.actions.push(action_loc);
+            }
+        }
+        (stage, loc)
+    }
+
+    fn action(&mut self, value: Value<'_>) -> (Action, ActionLoc) {
+        let mut action = Action {
+            name: String::new(),
+            kind: ActionKind::Build,
+            run_order: DEFAULT_RUN_ORDER,
+            runs_on: Vec::new(),
+            inputs: Vec::new(),
+            image: None,
+            commands: Vec::new(),
+            env: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            timeout_ms: ActionKind::Build.default_timeout_ms(),
+            approvers: Vec::new(),
+        };
+        let mut loc = ActionLoc {
+            name: None,
+            run_order_known: false,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        let Some(map) = self.mapping(value, "each action") else {
+            return (action, loc);
+        };
+        self.check_keys(map, "action", ACTION_KEYS);
+        if let Some((name, at)) = self.name_field(map, "action") {
+            action.name = name;
+            loc.name = Some(at);
+        }
+        let kind = self
+            .required(map, "type", "action")
+            .and_then(|value| self.action_kind(value));
+        if let Some(kind) = kind {
+            action.kind = kind;
+            action.timeout_ms = kind.default_timeout_ms();
+            self.check_keys_for_kind(map, kind);
+        }
+        // What the action is allowed to contain depends on its kind; when the
+        // kind is unknown every field is still read, to report type errors.
+        let runs_commands = kind.is_none_or(ActionKind::runs_commands);
+        let is_approval = kind.is_none_or(|k| k == ActionKind::Approval);
+
+        match field(map, "run_order") {
+            Some(value) => {
+                if let Some(order) = self.run_order(value) {
+                    action.run_order = order;
+                    loc.run_order_known = true;
+                }
+            }
+            None => loc.run_order_known = true,
+        }
+        if let Some((ms, at)) =
+            field(map, "timeout").and_then(|value| self.duration(value, "`timeout`"))
+        {
+            if ms == 0 {
+                self.error(at, "`timeout` must be greater than zero");
+            }
+            action.timeout_ms = ms;
+        }
+
+        if runs_commands {
+            let mapping_pos = mapping_pos(map);
+            match field(map, "image") {
+                Some(value) => {
+                    if let Some((image, at)) = self.string(value, "`image`") {
+                        if let Err(reason) = rules::check_plain_text(&image) {
+                            self.error(at, format!("invalid image {image:?}: {reason}"));
+                        }
+                        action.image = Some(image);
+                    }
+                }
+                None => {
+                    if let Some(kind) = kind {
+                        self.error(
+                            mapping_pos,
+                            format!("missing required key `image` in {kind} action"),
+                        );
+                    }
+                }
+            }
+            match field(map, "commands") {
+                Some(value) => action.commands = self.commands(value),
+                None => {
+                    if let Some(kind) = kind {
+                        self.error(
+                            mapping_pos,
+                            format!("missing required key `commands` in {kind} action"),
+                        );
+                    }
+                }
+            }
+            if let Some(value) = field(map, "runs_on") {
+                action.runs_on = self.plain_list(value, "`runs_on`", "agent label");
+            }
+            if let Some(value) = field(map, "inputs") {
+                loc.inputs = self.inputs(value);
+                action.inputs = loc.inputs.iter().map(|(n, _)| n.clone()).collect();
+            }
+            if let Some(value) = field(map, "env") {
+                action.env = self.env(value);
+            }
+            if let Some(value) = field(map, "outputs") {
+                let (outputs, output_locs) = self.outputs(value);
+                action.outputs = outputs;
+                loc.outputs = output_locs;
+            }
+        }
+        if is_approval {
+            if let Some(value) = field(map, "approvers") {
+                action.approvers = self.plain_list(value, "`approvers`", "approver");
+                if let Some(list) = value.node.as_sequence().filter(|list| list.is_empty()) {
+                    self.error(
+                        pos(list.span()),
+                        "`approvers` must list at least one approver",
+                    );
+                }
+            } else if kind == Some(ActionKind::Approval) {
+                action.approvers = vec![DEFAULT_APPROVER.to_string()];
+            }
+        }
+        (action, loc)
+    }
+
+    // ---- fields ----------------------------------------------------------
+
+    /// The required `name` key of a pipeline, stage or action, checked against the name rule.
+    fn name_field(&mut self, map: &MarkedMappingNode, what: &str) -> Option<(String, Pos)> {
+        let value = self.required(map, "name", what)?;
+        let (name, at) = self.string(value, "`name`")?;
+        match validate_name(&name) {
+            Ok(()) => Some((name, at)),
+            Err(reason) => {
+                self.error(at, format!("invalid {what} name {name:?}: {reason}"));
+                None
+            }
+        }
+    }
+
+    fn action_kind(&mut self, value: Value<'_>) -> Option<ActionKind> {
+        let (text, at) = self.string(value, "`type`")?;
+        if let Some(kind) = ActionKind::ALL.into_iter().find(|k| k.as_str() == text) {
+            return Some(kind);
+        }
+        if text == "deploy" {
+            self.error(at, "action type `deploy` is not supported yet");
+        } else {
+            let expected: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+            self.error(
+                at,
+                format!(
+                    "unknown action type {text:?}; expected one of: {}",
+                    expected.join(", ")
+                ),
+            );
+        }
+        None
+    }
+
+    fn run_order(&mut self, value: Value<'_>) -> Option<u32> {
+        let at = value.pos();
+        let found = describe(value.node);
+        let scalar = value
+            .node
+            .as_scalar()
+            .filter(|s| s.may_coerce() && !is_null(s));
+        let Some(number) = scalar.and_then(|s| s.as_str().parse::<i128>().ok()) else {
+            self.error(at, format!("`run_order` must be an integer, found {found}"));
+            return None;
+        };
+        if number < 1 {
+            self.error(
+                at,
+                format!("`run_order` must be at least 1, found {number}"),
+            );
+            return None;
+        }
+        match u32::try_from(number) {
+            Ok(order) => Some(order),
+            Err(_) => {
+                self.error(
+                    at,
+                    format!("`run_order` must be at most {}, found {number}", u32::MAX),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, value: Value<'_>, what: &str) -> Option<(u64, Pos)> {
+        let (text, at) = self.string(value, what)?;
+        match parse_duration_ms(&text) {
+            Ok(ms) => Some((ms, at)),
+            Err(e) => {
+                self.error(at, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn commands(&mut self, value: Value<'_>) -> Vec<String> {
+        let Some(list) = self.sequence(value, "`commands`") else {
+            return Vec::new();
+        };
+        if list.is_empty() {
+            self.error(
+                pos(list.span()),
+                "`commands` must list at least one command",
+            );
+        }
+        let mut commands = Vec::new();
+        for item in list.iter() {
+            if let Some((command, at)) = self.string(Value::item(item), "each command") {
+                if command.trim().is_empty() {
+                    self.error(at, "a command must not be empty");
+                }
+                commands.push(command);
+            }
+        }
+        commands
+    }
+
+    /// A list of non-empty, whitespace-free strings (agent labels, approvers).
+    fn plain_list(&mut self, value: Value<'_>, what: &str, item_what: &str) -> Vec<String> {
+        let Some(list) = self.sequence(value, what) else {
+            return Vec::new();
+        };
+        let mut values = Vec::new();
+        for item in list.iter() {
+            let item_what_each = format!("each {item_what}");
+            if let Some((text, at)) = self.string(Value::item(item), &item_what_each) {
+                if let Err(reason) = rules::check_plain_text(&text) {
+                    self.error(at, format!("invalid {item_what} {text:?}: {reason}"));
+                }
+                values.push(text);
+            }
+        }
+        values
+    }
+
+    fn inputs(&mut self, value: Value<'_>) -> Vec<(String, Pos)> {
+        let Some(list) = self.sequence(value, "`inputs`") else {
+            return Vec::new();
+        };
+        let mut inputs: Vec<(String, Pos)> = Vec::new();
+        for item in list.iter() {
+            let Some((name, at)) = self.string(Value::item(item), "each input") else {
+                continue;
+            };
+            if let Err(reason) = validate_name(&name) {
+                self.error(
+                    at,
+                    format!("invalid input artifact name {name:?}: {reason}"),
+                );
+            } else if let Some((_, first)) = inputs.iter().find(|(n, _)| *n == name) {
+                self.error(
+                    at,
+                    format!("input `{name}` is listed twice (first at {first})"),
+                );
+            } else {
+                inputs.push((name, at));
+            }
+        }
+        inputs
+    }
+
+    fn env(&mut self, value: Value<'_>) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let Some(map) = self.mapping(value, "`env`") else {
+            return env;
+        };
+        for (key, value) in map.iter() {
+            let name = key.as_str();
+            if let Err(message) = rules::check_env_name(name) {
+                self.error(pos(key.span()), message);
+            }
+            let what = format!("the value of environment variable `{name}`");
+            if let Some((text, _)) = self.string(Value::entry(key, value), &what) {
+                env.insert(name.to_string(), text);
+            }
+        }
+        env
+    }
+
+    fn outputs(&mut self, value: Value<'_>) -> (OutputMap, Vec<(String, Pos)>) {
+        let mut outputs = BTreeMap::new();
+        let mut locs = Vec::new();
+        let Some(map) = self.mapping(value, "`outputs`") else {
+            return (outputs, locs);
+        };
+        for (key, value) in map.iter() {
+            let name = key.as_str();
+            let key_pos = pos(key.span());
+            match rules::check_artifact_name(name) {
+                Ok(()) => locs.push((name.to_string(), key_pos)),
+                Err(message) => self.error(key_pos, message),
+            }
+            let Some(list) = self.sequence(Value::entry(key, value), &format!("output `{name}`"))
+            else {
+                continue;
+            };
+            if list.is_empty() {
+                self.error(
+                    pos(list.span()),
+                    format!("output `{name}` must list at least one path"),
+                );
+            }
+            let mut paths = Vec::new();
+            for item in list.iter() {
+                if let Some((path, at)) = self.string(Value::item(item), "each output path") {
+                    if let Err(message) = rules::check_output_path(&path) {
+                        self.error(at, message);
+                    }
+                    paths.push(path);
+                }
+            }
+            outputs.insert(name.to_string(), paths);
+        }
+        (outputs, locs)
+    }
+
+    // ---- keys and types --------------------------------------------------
+
+    /// Reports every key of `map` that is not in `allowed`.
+    fn check_keys(&mut self, map: &MarkedMappingNode, what: &str, allowed: &[&str]) {
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.error(
+                    pos(key.span()),
+                    format!(
+                        "unknown key `{}` in {what}; expected one of: {}",
+                        key.as_str(),
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Reports keys that exist for actions in general but not for this kind.
+    fn check_keys_for_kind(&mut self, map: &MarkedMappingNode, kind: ActionKind) {
+        let (forbidden, allowed_in) = if kind.runs_commands() {
+            (APPROVAL_ONLY_KEYS, "approval actions")
+        } else {
+            (COMMAND_ONLY_KEYS, "build and test actions")
+        };
+        for key in map.keys() {
+            if forbidden.contains(&key.as_str()) {
+                self.error(
+                    pos(key.span()),
+                    format!(
+                        "`{}` is not allowed in {kind} actions; it is only for {allowed_in}",
+                        key.as_str()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn required<'n>(
+        &mut self,
+        map: &'n MarkedMappingNode,
+        key: &str,
+        what: &str,
+    ) -> Option<Value<'n>> {
+        let value = field(map, key);
+        if value.is_none() {
+            self.error(
+                mapping_pos(map),
+                format!("missing required key `{key}` in {what}"),
+            );
+        }
+        value
+    }
+
+    fn required_list<'n>(
+        &mut self,
+        map: &'n MarkedMappingNode,
+        key: &str,
+        what: &str,
+    ) -> Option<&'n MarkedSequenceNode> {
+        let value = self.required(map, key, what)?;
+        self.sequence(value, &format!("`{key}`"))
+    }
+
+    fn mapping<'n>(&mut self, value: Value<'n>, what: &str) -> Option<&'n MarkedMappingNode> {
+        let map = value.node.as_mapping();
+        if map.is_none() {
+            self.error(
+                value.pos(),
+                format!("{what} must be a mapping, found {}", describe(value.node)),
+            );
+        }
+        map
+    }
+
+    fn sequence<'n>(&mut self, value: Value<'n>, what: &str) -> Option<&'n MarkedSequenceNode> {
+        let list = value.node.as_sequence();
+        if list.is_none() {
+            self.error(
+                value.pos(),
+                format!("{what} must be a list, found {}", describe(value.node)),
+            );
+        }
+        list
+    }
+
+    /// Any non-null scalar, as written (numbers and booleans keep their text).
+    fn string(&mut self, value: Value<'_>, what: &str) -> Option<(String, Pos)> {
+        let at = value.pos();
+        match value.node.as_scalar() {
+            Some(scalar) if !is_null(scalar) => Some((scalar.as_str().to_string(), at)),
+            _ => {
+                self.error(
+                    at,
+                    format!("{what} must be a string, found {}", describe(value.node)),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A node together with the position of the key it belongs to, if any.
+#[derive(Clone, Copy)]
+struct Value<'n> {
+    node: &'n Node,
+    key: Option<Pos>,
+}
+
+impl<'n> Value<'n> {
+    /// A list item: it has no key.
+    fn item(node: &'n Node) -> Self {
+        Value { node, key: None }
+    }
+
+    fn entry(key: &MarkedScalarNode, node: &'n Node) -> Self {
+        Value {
+            node,
+            key: Some(pos(key.span())),
+        }
+    }
+
+    /// Where to report a problem with this value. An empty value (`key:`
+    /// with nothing after it) is positioned by the loader at the next token,
+    /// often on a later line, so null values are reported at their key.
+    fn pos(&self) -> Pos {
+        match (self.node, self.key) {
+            (Node::Scalar(s), Some(key)) if is_null(s) => key,
+            (Node::Mapping(map), _) => mapping_pos(map),
+            _ => pos(self.node.span()),
+        }
+    }
+}
+
+/// The value under `key` in `map`, with the key's position.
+fn field<'n>(map: &'n MarkedMappingNode, key: &str) -> Option<Value<'n>> {
+    map.get_key_value(key)
+        .map(|(key, node)| Value::entry(key, node))
+}
+
+/// Where a mapping starts. The loader marks a block mapping after its first
+/// key, so the first key's position is used when it comes earlier.
+fn mapping_pos(map: &MarkedMappingNode) -> Pos {
+    let start = pos(map.span());
+    map.keys()
+        .next()
+        .map(|key| pos(key.span()))
+        .map_or(start, |first_key| first_key.min(start))
+}
+
+/// Start of a span (every node the loader produces has one).
+fn pos(span: &marked_yaml::Span) -> Pos {
+    span.start().map_or(Pos { line: 1, column: 1 }, Pos::from)
+}
+
+/// A plain (unquoted) `~`, `null` or empty scalar. Relies on the loader's
+/// `prevent_coercion`, which marks quoted scalars as not coercible.
+fn is_null(scalar: &MarkedScalarNode) -> bool {
+    scalar.may_coerce() && matches!(scalar.as_str(), "" | "~" | "null" | "Null" | "NULL")
+}
+
+/// How a node is named in type errors.
+fn describe(node: &Node) -> String {
+    match node {
+        Node::Mapping(_) => "a mapping".to_string(),
+        Node::Sequence(_) => "a list".to_string(),
+        Node::Scalar(s) if is_null(s) => "nothing (null)".to_string(),
+        Node::Scalar(s) => format!("{:?}", s.as_str()),
+    }
+}

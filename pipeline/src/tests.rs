@@ -1,0 +1,933 @@
+//! End-to-end tests of `parse`: whole YAML documents in, a pipeline or
+//! positioned diagnostics out.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    Action, ActionKind, DEFAULT_APPROVAL_TIMEOUT_MS, DEFAULT_COMMAND_TIMEOUT_MS, Diagnostic,
+    Pipeline, Source, Stage, parse,
+};
+
+/// Joins lines with '\n' so that `lines[i]` is on line `i + 1`.
+fn doc(lines: &[&str]) -> String {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// Parses text that must fail, rendering each diagnostic as "LINE:COL: message".
+fn errors(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(pipeline) => panic!("expected errors, got {pipeline:#?}"),
+        Err(diags) => diags.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn parse_ok(text: &str) -> Pipeline {
+    match parse(text) {
+        Ok(pipeline) => pipeline,
+        Err(diags) => panic!(
+            "expected success, got:\n{}",
+            diags
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+/// A valid pipeline whose single action is `body`, indented under
+/// `actions:` (the first body line is the action's line 8).
+fn with_action(body: &[&str]) -> String {
+    let mut lines = vec![
+        "name: hello",
+        "source:",
+        "  git: file:///srv/git/hello.git",
+        "  branch: main",
+        "stages:",
+        "  - name: build",
+        "    actions:",
+    ];
+    let indented: Vec<String> = body
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                format!("      - {line}")
+            } else {
+                format!("        {line}")
+            }
+        })
+        .collect();
+    lines.extend(indented.iter().map(String::as_str));
+    doc(&lines)
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+// ---- valid pipelines ------------------------------------------------------
+
+const FULL_EXAMPLE: &str = "\
+name: hello                  # a comment
+source:
+  git: file:///srv/git/hello.git
+  branch: main
+  poll_interval: 10s
+stages:
+  - name: build
+    actions:
+      - name: compile
+        type: build
+        image: ferry-local/busybox
+        run_order: 1
+        runs_on: [docker]
+        inputs: [source]
+        commands: [\"sh build.sh\"]
+        env: {MODE: release, LEVEL: 3, DEBUG: false, EMPTY: \"\"}
+        outputs: {app: [dist/]}
+        timeout: 10m
+      - name: package
+        type: build
+        image: ferry-local/busybox
+        run_order: 2
+        inputs: [app]
+        commands:
+          - tar czf app.tgz dist
+          - echo done
+        outputs:
+          bundle: [app.tgz, checksums/]
+  - name: verify
+    actions:
+      - name: unit
+        type: test
+        image: ferry-local/busybox
+        inputs: [source, bundle]
+        commands: [sh test.sh]
+      - name: sign-off
+        type: approval
+        run_order: 2
+        approvers: [approver, alice]
+        timeout: 2d
+  - name: release
+    actions:
+      - name: gate
+        type: approval
+";
+
+#[test]
+fn full_example_parses_with_defaults() {
+    let pipeline = parse_ok(FULL_EXAMPLE);
+    let command_action = |name: &str, kind, run_order| Action {
+        name: name.to_string(),
+        kind,
+        run_order,
+        runs_on: Vec::new(),
+        inputs: Vec::new(),
+        image: Some("ferry-local/busybox".to_string()),
+        commands: Vec::new(),
+        env: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+        timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
+        approvers: Vec::new(),
+    };
+    let approval = |name: &str, run_order| Action {
+        name: name.to_string(),
+        kind: ActionKind::Approval,
+        run_order,
+        runs_on: Vec::new(),
+        inputs: Vec::new(),
+        image: None,
+        commands: Vec::new(),
+        env: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+        timeout_ms: DEFAULT_APPROVAL_TIMEOUT_MS,
+        approvers: strings(&["approver"]),
+    };
+    let expected = Pipeline {
+        name: "hello".to_string(),
+        source: Source {
+            git: "file:///srv/git/hello.git".to_string(),
+            branch: "main".to_string(),
+            poll_interval_ms: Some(10_000),
+        },
+        stages: vec![
+            Stage {
+                name: "build".to_string(),
+                actions: vec![
+                    Action {
+                        runs_on: strings(&["docker"]),
+                        inputs: strings(&["source"]),
+                        commands: strings(&["sh build.sh"]),
+                        env: [
+                            ("MODE", "release"),
+                            ("LEVEL", "3"),
+                            ("DEBUG", "false"),
+                            ("EMPTY", ""),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                        outputs: [("app".to_string(), strings(&["dist/"]))].into(),
+                        timeout_ms: 600_000,
+                        ..command_action("compile", ActionKind::Build, 1)
+                    },
+                    Action {
+                        inputs: strings(&["app"]),
+                        commands: strings(&["tar czf app.tgz dist", "echo done"]),
+                        outputs: [("bundle".to_string(), strings(&["app.tgz", "checksums/"]))]
+                            .into(),
+                        ..command_action("package", ActionKind::Build, 2)
+                    },
+                ],
+            },
+            Stage {
+                name: "verify".to_string(),
+                actions: vec![
+                    Action {
+                        inputs: strings(&["source", "bundle"]),
+                        commands: strings(&["sh test.sh"]),
+                        ..command_action("unit", ActionKind::Test, 1)
+                    },
+                    Action {
+                        approvers: strings(&["approver", "alice"]),
+                        timeout_ms: 2 * 24 * 3_600_000,
+                        ..approval("sign-off", 2)
+                    },
+                ],
+            },
+            Stage {
+                name: "release".to_string(),
+                actions: vec![approval("gate", 1)],
+            },
+        ],
+    };
+    assert_eq!(pipeline, expected);
+    assert_eq!(pipeline.find_action("verify", "sign-off"), Some((1, 1)));
+}
+
+#[test]
+fn minimal_pipeline_gets_defaults() {
+    let pipeline = parse_ok(&with_action(&[
+        "name: compile",
+        "type: test",
+        "image: busybox",
+        "commands: [make]",
+    ]));
+    assert_eq!(pipeline.source.branch, "main");
+    assert_eq!(pipeline.source.poll_interval_ms, None);
+    let action = &pipeline.stages[0].actions[0];
+    assert_eq!(action.kind, ActionKind::Test);
+    assert_eq!(action.run_order, 1);
+    assert_eq!(action.timeout_ms, 3_600_000);
+    assert!(action.runs_on.is_empty());
+    assert!(action.inputs.is_empty());
+    assert!(action.env.is_empty());
+    assert!(action.outputs.is_empty());
+    assert!(action.approvers.is_empty());
+}
+
+#[test]
+fn approval_defaults() {
+    let pipeline = parse_ok(&with_action(&["name: ok", "type: approval"]));
+    let action = &pipeline.stages[0].actions[0];
+    assert_eq!(action.kind, ActionKind::Approval);
+    assert_eq!(action.image, None);
+    assert!(action.commands.is_empty());
+    assert_eq!(action.approvers, strings(&["approver"]));
+    assert_eq!(action.timeout_ms, 7 * 24 * 3_600_000);
+}
+
+#[test]
+fn flow_style_and_quoted_values_are_accepted() {
+    let pipeline = parse_ok(
+        "{name: flow, source: {git: 'git@example.com:org/repo.git', branch: \"release/1.0\"}, \
+         stages: [{name: s, actions: [{name: a, type: build, image: i, commands: ['true'], \
+         run_order: 3}]}]}\n",
+    );
+    assert_eq!(pipeline.source.git, "git@example.com:org/repo.git");
+    assert_eq!(pipeline.source.branch, "release/1.0");
+    assert_eq!(pipeline.stages[0].actions[0].run_order, 3);
+    assert_eq!(pipeline.stages[0].actions[0].commands, strings(&["true"]));
+}
+
+#[test]
+fn inputs_from_earlier_run_order_in_same_stage_are_fine() {
+    let pipeline = parse_ok(&doc(&[
+        "name: hello",
+        "source: {git: ./repo}",
+        "stages:",
+        "  - name: build",
+        "    actions:",
+        "      - {name: a, type: build, image: i, commands: [x], outputs: {one: [out]}}",
+        "      - {name: b, type: build, image: i, commands: [x], run_order: 2, inputs: [one]}",
+        "      - {name: c, type: test, image: i, commands: [x], run_order: 3, inputs: [one]}",
+    ]));
+    assert_eq!(pipeline.stages[0].actions[2].inputs, strings(&["one"]));
+}
+
+#[test]
+fn trailing_document_markers_are_fine() {
+    let text = format!("---\n{}...\n", with_action(&["name: ok", "type: approval"]));
+    parse_ok(&text);
+}
+
+// ---- loader errors ----------------------------------------------------------
+
+#[test]
+fn empty_document() {
+    let expected = vec![
+        "1:1: the pipeline file is empty; expected a mapping with `name`, `source` and `stages`"
+            .to_string(),
+    ];
+    assert_eq!(errors(""), expected);
+    assert_eq!(errors("\n  \n# just a comment\n"), expected);
+    assert_eq!(errors("---\n"), expected);
+}
+
+#[test]
+fn empty_mapping_reports_missing_keys() {
+    assert_eq!(
+        errors("{}\n"),
+        vec![
+            "1:1: missing required key `name` in pipeline",
+            "1:1: missing required key `source` in pipeline",
+            "1:1: missing required key `stages` in pipeline",
+        ]
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_position() {
+    let diags = parse(&doc(&["name: hello", "stages: [build, test", "source: x"]))
+        .expect_err("unclosed bracket");
+    assert_eq!(diags.len(), 1);
+    let d = &diags[0];
+    assert!(d.message.starts_with("YAML syntax error: "), "{d}");
+    assert_eq!((d.line, d.column), (3, 7), "{d}");
+
+    let diags = parse("name: [unclosed\n").expect_err("unclosed bracket at end");
+    assert_eq!(
+        (diags[0].line, diags[0].column, diags.len()),
+        (2, 1, 1),
+        "{:?}",
+        diags
+    );
+}
+
+#[test]
+fn bad_indentation_is_a_syntax_error() {
+    let diags = parse("name: hello\n source: x\n").expect_err("bad indentation");
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0].message.starts_with("YAML syntax error"),
+        "{diags:?}"
+    );
+    assert_eq!(diags[0].line, 2, "{diags:?}");
+}
+
+#[test]
+fn duplicate_mapping_key() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source:",
+            "  git: /srv/a",
+            "  git: /srv/b",
+        ])),
+        vec!["4:3: duplicate key `git` (first defined at 3:3)"]
+    );
+}
+
+#[test]
+fn top_level_must_be_a_mapping() {
+    let expected = vec![
+        "1:1: a pipeline file must be a mapping with `name`, `source` and `stages` at the top level",
+    ];
+    assert_eq!(errors("- name: hello\n"), expected);
+    assert_eq!(errors("hello\n"), expected);
+}
+
+#[test]
+fn anchors_and_tags_are_rejected_with_position() {
+    assert_eq!(
+        errors("name: &n hello\nx: *n\n"),
+        vec!["1:10: YAML anchors and aliases are not supported"]
+    );
+    let diags = parse("name: !!str hello\n").expect_err("tag");
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].line, 1);
+    assert!(diags[0].message.contains("tags"), "{diags:?}");
+}
+
+#[test]
+fn second_document_is_rejected() {
+    let mut text = with_action(&["name: ok", "type: approval"]);
+    text.push_str("---\nname: other\n");
+    assert_eq!(
+        errors(&text),
+        vec!["10:1: a pipeline file must contain a single YAML document"]
+    );
+}
+
+#[test]
+fn byte_order_mark_is_ignored() {
+    let text = format!("\u{feff}{}", with_action(&["name: ok", "type: approval"]));
+    assert_eq!(parse_ok(&text).name, "hello");
+}
+
+#[test]
+fn trailing_garbage_after_flow_mapping_is_rejected() {
+    assert_eq!(
+        errors(
+            "{name: x, source: {git: y}, stages: [{name: s, actions: [{name: a, type: approval}]}]} x\n"
+        ),
+        vec!["1:88: unexpected content after the top-level mapping"]
+    );
+}
+
+// ---- keys and types ---------------------------------------------------------
+
+#[test]
+fn unknown_keys_at_every_level() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "nmae: typo",
+            "source:",
+            "  git: /srv/git/hello.git",
+            "  brnach: main",
+            "stages:",
+            "  - name: build",
+            "    needs: [x]",
+            "    actions:",
+            "      - name: compile",
+            "        type: build",
+            "        image: busybox",
+            "        commands: [make]",
+            "        foo: 1",
+        ])),
+        vec![
+            "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages",
+            "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
+            "8:5: unknown key `needs` in stage; expected one of: name, actions",
+            "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
+             runs_on, inputs, commands, env, outputs, timeout, approvers",
+        ]
+    );
+}
+
+#[test]
+fn missing_required_keys_point_at_the_mapping() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source:",
+            "  branch: main",
+            "stages:",
+            "  - actions:",
+            "      - type: build",
+            "        image: busybox",
+            "      - name: check",
+            "        commands: [x]",
+            "  - name: empty",
+        ])),
+        vec![
+            "3:3: missing required key `git` in source",
+            "5:5: missing required key `name` in stage",
+            "6:9: missing required key `name` in action",
+            "6:9: missing required key `commands` in build action",
+            "8:9: missing required key `type` in action",
+            "10:5: missing required key `actions` in stage",
+        ]
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_eq!(
+        errors(&with_action(&[
+            "name: compile",
+            "type: build",
+            "image: [busybox]",
+            "run_order: fast",
+            "runs_on: {docker: true}",
+            "commands: make",
+            "env: [A, B]",
+            "outputs: {app: dist/}",
+            "inputs: [[source]]",
+            "timeout: {minutes: 10}",
+        ])),
+        vec![
+            "10:16: `image` must be a string, found a list",
+            "11:20: `run_order` must be an integer, found \"fast\"",
+            "12:18: `runs_on` must be a list, found a mapping",
+            "13:19: `commands` must be a list, found \"make\"",
+            "14:14: `env` must be a mapping, found a list",
+            "15:24: output `app` must be a list, found \"dist/\"",
+            "16:18: each input must be a string, found a list",
+            "17:18: `timeout` must be a string, found a mapping",
+        ]
+    );
+}
+
+#[test]
+fn wrong_structure_types() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source: /srv/git/hello.git",
+            "stages:",
+            "  build:",
+            "    actions: []",
+        ])),
+        vec![
+            "2:9: `source` must be a mapping, found \"/srv/git/hello.git\"",
+            "4:3: `stages` must be a list, found a mapping",
+        ]
+    );
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source: {git: x}",
+            "stages:",
+            "  - build",
+            "  - name: test",
+            "    actions: [compile]",
+        ])),
+        vec![
+            "4:5: each stage must be a mapping, found \"build\"",
+            "6:15: each action must be a mapping, found \"compile\"",
+        ]
+    );
+}
+
+#[test]
+fn empty_lists_are_rejected() {
+    assert_eq!(
+        errors(&doc(&["name: hello", "source: {git: x}", "stages: []",])),
+        vec!["3:9: `stages` must list at least one stage"]
+    );
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source: {git: x}",
+            "stages:",
+            "  - name: build",
+            "    actions: []",
+            "  - name: test",
+            "    actions:",
+            "      - {name: a, type: build, image: i, commands: [], outputs: {x: []}}",
+            "      - {name: b, type: approval, approvers: []}",
+        ])),
+        vec![
+            "5:14: `actions` must list at least one action",
+            "8:52: `commands` must list at least one command",
+            "8:69: output `x` must list at least one path",
+            "9:46: `approvers` must list at least one approver",
+        ]
+    );
+}
+
+#[test]
+fn null_values_are_reported_at_their_key() {
+    assert_eq!(
+        errors(&doc(&[
+            "name:",
+            "source:",
+            "stages:",
+            "  - name: build",
+            "    actions:",
+            "      - name: a",
+            "        type: build",
+            "        image: i",
+            "        commands: [x]",
+            "        env:",
+            "          MODE:",
+        ])),
+        vec![
+            "1:1: `name` must be a string, found nothing (null)",
+            "2:1: `source` must be a mapping, found nothing (null)",
+            "11:11: the value of environment variable `MODE` must be a string, found nothing (null)",
+        ]
+    );
+}
+
+#[test]
+fn run_order_must_be_a_positive_integer() {
+    let cases = [
+        ("run_order: 0", "`run_order` must be at least 1, found 0"),
+        ("run_order: -3", "`run_order` must be at least 1, found -3"),
+        (
+            "run_order: 1.5",
+            "`run_order` must be an integer, found \"1.5\"",
+        ),
+        (
+            "run_order: \"2\"",
+            "`run_order` must be an integer, found \"2\"",
+        ),
+        (
+            "run_order: 4294967296",
+            "`run_order` must be at most 4294967295, found 4294967296",
+        ),
+    ];
+    for (line, message) in cases {
+        let text = with_action(&["name: a", "type: approval", line]);
+        assert_eq!(errors(&text), vec![format!("10:20: {message}")], "{line}");
+    }
+}
+
+// ---- values -----------------------------------------------------------------
+
+#[test]
+fn bad_names() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: Hello",
+            "source: {git: x}",
+            "stages:",
+            "  - name: 1st",
+            "    actions:",
+            "      - name: my_action",
+            "        type: build",
+            "        image: i",
+            "        commands: [x]",
+            "        inputs: [Source]",
+            "        outputs: {Bad-Name: [x], source: [y], ok: [z]}",
+        ])),
+        vec![
+            "1:7: invalid pipeline name \"Hello\": must start with a lowercase letter (a-z)",
+            "4:11: invalid stage name \"1st\": must start with a lowercase letter (a-z)",
+            "6:15: invalid action name \"my_action\": contains '_'; only lowercase letters, \
+             digits and '-' are allowed",
+            "10:18: invalid input artifact name \"Source\": must start with a lowercase letter (a-z)",
+            "11:19: invalid artifact name `Bad-Name`: must start with a lowercase letter (a-z)",
+            "11:34: artifact name `source` is reserved for the git checkout",
+        ]
+    );
+    let long = "a".repeat(64);
+    assert_eq!(
+        errors(&with_action(&[&format!("name: {long}"), "type: approval"])),
+        vec![
+            "8:15: invalid action name \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": \
+              must be at most 63 characters long (it has 64)"
+        ]
+    );
+}
+
+#[test]
+fn bad_durations() {
+    let diags = errors(&with_action(&[
+        "name: a",
+        "type: approval",
+        "timeout: 10 parsecs",
+    ]));
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0].starts_with("10:18: invalid duration \"10 parsecs\": "),
+        "{diags:?}"
+    );
+
+    assert_eq!(
+        errors(&with_action(&["name: a", "type: approval", "timeout: 0s"])),
+        vec!["10:18: `timeout` must be greater than zero"]
+    );
+
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source:",
+            "  git: x",
+            "  poll_interval: 500ms",
+            "stages:",
+            "  - {name: s, actions: [{name: a, type: approval}]}",
+        ])),
+        vec!["4:18: `poll_interval` must be at least 1s"]
+    );
+
+    let diags = errors(&doc(&[
+        "name: hello",
+        "source:",
+        "  git: x",
+        "  poll_interval: 10",
+        "stages:",
+        "  - {name: s, actions: [{name: a, type: approval}]}",
+    ]));
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0].starts_with("4:18: invalid duration \"10\": "),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn action_types() {
+    assert_eq!(
+        errors(&with_action(&["name: ship", "type: deploy"])),
+        vec!["9:15: action type `deploy` is not supported yet"]
+    );
+    assert_eq!(
+        errors(&with_action(&["name: ship", "type: Build"])),
+        vec!["9:15: unknown action type \"Build\"; expected one of: build, test, approval"]
+    );
+}
+
+#[test]
+fn fields_depend_on_action_type() {
+    assert_eq!(
+        errors(&with_action(&[
+            "name: gate",
+            "type: approval",
+            "image: busybox",
+            "commands: [x]",
+            "runs_on: [docker]",
+            "inputs: [source]",
+            "env: {A: b}",
+            "outputs: {app: [x]}",
+        ])),
+        vec![
+            "10:9: `image` is not allowed in approval actions; it is only for build and test actions",
+            "11:9: `commands` is not allowed in approval actions; it is only for build and test actions",
+            "12:9: `runs_on` is not allowed in approval actions; it is only for build and test actions",
+            "13:9: `inputs` is not allowed in approval actions; it is only for build and test actions",
+            "14:9: `env` is not allowed in approval actions; it is only for build and test actions",
+            "15:9: `outputs` is not allowed in approval actions; it is only for build and test actions",
+        ]
+    );
+    assert_eq!(
+        errors(&with_action(&[
+            "name: compile",
+            "type: build",
+            "approvers: [alice]"
+        ])),
+        vec![
+            "8:9: missing required key `image` in build action",
+            "8:9: missing required key `commands` in build action",
+            "10:9: `approvers` is not allowed in build actions; it is only for approval actions",
+        ]
+    );
+}
+
+#[test]
+fn env_rules() {
+    assert_eq!(
+        errors(&with_action(&[
+            "name: compile",
+            "type: build",
+            "image: busybox",
+            "commands: [make]",
+            "env:",
+            "  GOOD: 1",
+            "  1BAD: x",
+            "  FERRY_RUN_ID: x",
+            "  with-dash: x",
+        ])),
+        vec![
+            "14:11: invalid environment variable name `1BAD`: must match [A-Za-z_][A-Za-z0-9_]*",
+            "15:11: environment variable `FERRY_RUN_ID` is reserved: names starting with FERRY_ \
+             are set by Ferry",
+            "16:11: invalid environment variable name `with-dash`: must match \
+             [A-Za-z_][A-Za-z0-9_]*",
+        ]
+    );
+}
+
+#[test]
+fn output_paths() {
+    assert_eq!(
+        errors(&with_action(&[
+            "name: compile",
+            "type: build",
+            "image: busybox",
+            "commands: [make]",
+            "outputs:",
+            "  app: [/etc/passwd, ../up, dist/../../x, \"\", ok/]",
+        ])),
+        vec![
+            "13:17: output path `/etc/passwd` must be relative to the workspace, not absolute",
+            "13:30: output path `../up` must not contain a `..` component",
+            "13:37: output path `dist/../../x` must not contain a `..` component",
+            "13:51: output path must not be empty",
+        ]
+    );
+}
+
+#[test]
+fn source_values() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source:",
+            "  git: ftp://example.com/repo.git",
+            "  branch: -x",
+            "stages:",
+            "  - {name: s, actions: [{name: a, type: approval}]}",
+        ])),
+        vec![
+            "3:8: invalid git source \"ftp://example.com/repo.git\": unsupported URL scheme `ftp`; \
+             expected file://, https://, http:// or ssh://",
+            "4:11: invalid branch \"-x\": must not start with '-'",
+        ]
+    );
+}
+
+#[test]
+fn labels_images_and_commands_must_not_be_blank() {
+    assert_eq!(
+        errors(&with_action(&[
+            "name: compile",
+            "type: build",
+            "image: \"\"",
+            "commands: [make, \" \"]",
+            "runs_on: [docker, \"big box\"]",
+        ])),
+        vec![
+            "10:16: invalid image \"\": must not be empty",
+            "11:26: a command must not be empty",
+            "12:27: invalid agent label \"big box\": must not contain whitespace or control \
+             characters",
+        ]
+    );
+}
+
+// ---- cross references -------------------------------------------------------
+
+#[test]
+fn duplicate_names() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source: {git: x}",
+            "stages:",
+            "  - name: build",
+            "    actions:",
+            "      - {name: a, type: build, image: i, commands: [x], outputs: {app: [d]}}",
+            "      - {name: a, type: build, image: i, commands: [x], outputs: {lib: [d]}}",
+            "  - name: build",
+            "    actions:",
+            "      - {name: a, type: build, image: i, commands: [x], outputs: {app: [d]}}",
+        ])),
+        vec![
+            "7:16: duplicate action name `a` in stage `build` (first defined at 6:16)",
+            "8:11: duplicate stage name `build` (first defined at 4:11)",
+            "10:67: duplicate output artifact `app`: already produced by action `a` in stage \
+             `build` at 6:67",
+        ]
+    );
+}
+
+#[test]
+fn same_action_name_in_different_stages_is_fine() {
+    parse_ok(&doc(&[
+        "name: hello",
+        "source: {git: x}",
+        "stages:",
+        "  - {name: one, actions: [{name: a, type: approval}]}",
+        "  - {name: two, actions: [{name: a, type: approval}]}",
+    ]));
+}
+
+#[test]
+fn inputs_must_come_from_earlier_actions() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source: {git: x}",
+            "stages:",
+            "  - name: build",
+            "    actions:",
+            "      - {name: a, type: build, image: i, commands: [x], inputs: [nothing, later]}",
+            "      - {name: b, type: build, image: i, commands: [x], inputs: [par], outputs: {par: [d]}}",
+            "      - {name: c, type: build, image: i, commands: [x], inputs: [par], outputs: {me: [d]}}",
+            "      - {name: d, type: build, image: i, commands: [x], inputs: [me], run_order: 2}",
+            "      - {name: e, type: build, image: i, commands: [x], inputs: [[x]], run_order: 2}",
+            "  - name: test",
+            "    actions:",
+            "      - {name: f, type: test, image: i, commands: [x], outputs: {later: [d]}}",
+        ])),
+        vec![
+            "6:66: input `nothing` is not produced by any earlier action; no action produces it",
+            "6:75: input `later` is not produced by any earlier action; it is produced by \
+             action `f` in stage `test`, which runs later",
+            "7:66: input `par` is not produced by any earlier action; it is produced by \
+             this same action",
+            "8:66: input `par` is not produced by any earlier action; it is produced by \
+             action `b` in stage `build`, which runs in parallel (same run_order 1)",
+            "10:66: each input must be a string, found a list",
+        ]
+    );
+}
+
+#[test]
+fn invalid_run_order_does_not_cascade_into_input_errors() {
+    assert_eq!(
+        errors(&doc(&[
+            "name: hello",
+            "source: {git: x}",
+            "stages:",
+            "  - name: build",
+            "    actions:",
+            "      - {name: a, type: build, image: i, commands: [x], outputs: {app: [d]}, run_order: x}",
+            "      - {name: b, type: build, image: i, commands: [x], inputs: [app], run_order: 2}",
+        ])),
+        vec!["6:89: `run_order` must be an integer, found \"x\""]
+    );
+}
+
+// ---- collecting -------------------------------------------------------------
+
+#[test]
+fn all_errors_are_collected_and_sorted() {
+    let diags = parse(&doc(&[
+        "name: Bad_Name",
+        "source:",
+        "  git: /srv/git/x.git",
+        "  poll_interval: soon",
+        "stages:",
+        "  - name: build",
+        "    actions:",
+        "      - name: compile",
+        "        type: deploy",
+        "        extra: true",
+        "      - name: compile",
+        "        type: test",
+        "        image: i",
+        "        commands: [x]",
+        "        inputs: [ghost]",
+        "        env: {FERRY_X: y}",
+        "unexpected: 1",
+    ]))
+    .expect_err("many errors");
+    let rendered: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    assert_eq!(rendered.len(), 8, "{rendered:#?}");
+    let positions: Vec<(usize, usize)> = diags.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(
+        positions,
+        vec![
+            (1, 7),
+            (4, 18),
+            (9, 15),
+            (10, 9),
+            (11, 15),
+            (15, 18),
+            (16, 15),
+            (17, 1),
+        ],
+        "{rendered:#?}"
+    );
+    let mut sorted = positions.clone();
+    sorted.sort();
+    assert_eq!(positions, sorted);
+}
+
+#[test]
+fn diagnostic_display() {
+    let d = Diagnostic {
+        line: 3,
+        column: 14,
+        message: "something is wrong".to_string(),
+    };
+    assert_eq!(d.to_string(), "3:14: something is wrong");
+}

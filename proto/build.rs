@@ -1,0 +1,9 @@
+//! Compiles `proto/ferry/v1/ferry.proto` with protox (pure Rust), so building
+//! Ferry never needs a system `protoc`.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/ferry/v1/ferry.proto"];
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}
