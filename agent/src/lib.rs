@@ -1,1 +1,84 @@
-//! Ferry agent library.
+//! Ferry's build agent: enrolls with a join token, keeps a session with the
+//! coordinators, runs build and test actions in Docker containers, and serves
+//! the artifacts and logs it produced to its peers.
+
+pub mod archive;
+pub mod executor;
+pub mod identity;
+pub mod peer;
+pub mod session;
+pub mod source;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ferry_proto as pb;
+use tokio::sync::watch;
+
+pub struct Options {
+    pub coordinators: Vec<String>,
+    pub state_dir: PathBuf,
+    pub join_token: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: u32,
+    /// host:port peers reach this agent at; port 0 picks a free port.
+    pub advertise: String,
+}
+
+/// Runs the agent until `shutdown` turns true.
+pub async fn run(opts: Options, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let docker = bollard::Docker::connect_with_local_defaults().context("connecting to the Docker Engine")?;
+    docker
+        .ping()
+        .await
+        .context("the Docker Engine does not answer (is it running, and may this user reach its socket?)")?;
+    let (host, port) = opts
+        .advertise
+        .rsplit_once(':')
+        .with_context(|| format!("--advertise `{}` must be HOST:PORT", opts.advertise))?;
+    let host = host.trim_matches(['[', ']']).to_string();
+    let id = identity::load_or_enroll(
+        &opts.state_dir,
+        &opts.coordinators,
+        opts.join_token.as_deref(),
+        opts.ca.as_deref(),
+        &opts.name,
+        std::slice::from_ref(&host),
+    )
+    .await?;
+    let store = store::Store::open(opts.state_dir.join("artifacts"))?;
+
+    // The peer server: artifacts and logs for other agents and coordinators.
+    let bind: SocketAddr = format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() })
+        .parse()
+        .or_else(|_| format!("0.0.0.0:{port}").parse())
+        .context("--advertise port")?;
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding the peer server to {bind}"))?;
+    let local = listener.local_addr()?;
+    let address = format!("{}:{}", if host.contains(':') { format!("[{host}]") } else { host.clone() }, local.port());
+    let tls = ferry_certs::tls::mtls_server(&id.ca_pem, &id.key.cert_pem, &id.key.key_pem)?;
+    let peer = peer::PeerService { store: store.clone(), trust_domain: id.identity.trust_domain.clone() };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)?
+        .add_service(pb::artifact_peer_server::ArtifactPeerServer::new(peer))
+        .serve_with_incoming(incoming);
+    let server = tokio::spawn(server);
+    tracing::info!(identity = %id.identity, peer = %address, "agent starting");
+
+    let executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone());
+    let cfg = session::AgentConfig {
+        coordinators: opts.coordinators,
+        state_dir: opts.state_dir,
+        labels: opts.labels,
+        capacity: opts.capacity.max(1),
+        address,
+    };
+    let result = session::Agent::run(cfg, id, executor, store, shutdown).await;
+    server.abort();
+    result
+}

@@ -1,0 +1,99 @@
+//! The agent's identity: a key pair it made itself and a certificate the
+//! cluster CA signed at enrollment. The first start trades a join token and a
+//! CSR for the certificate; later starts load it from the state dir.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ferry_certs::{CertifiedKey, Identity};
+use ferry_proto as pb;
+use tonic::transport::Endpoint;
+
+pub struct AgentIdentity {
+    pub identity: Identity,
+    pub key: CertifiedKey,
+    pub ca_pem: String,
+}
+
+fn files(state: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (state.join("agent.pem"), state.join("agent-key.pem"), state.join("ca.pem"))
+}
+
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']'])
+}
+
+/// Loads the identity from `state`, or enrolls with a join token.
+pub async fn load_or_enroll(
+    state: &Path,
+    coordinators: &[String],
+    token: Option<&str>,
+    ca_file: Option<&Path>,
+    name: &str,
+    sans: &[String],
+) -> anyhow::Result<AgentIdentity> {
+    let (cert_path, key_path, ca_path) = files(state);
+    if cert_path.exists() {
+        let key = CertifiedKey {
+            cert_pem: ferry_certs::read_pem(&cert_path)?,
+            key_pem: ferry_certs::read_pem(&key_path)?,
+        };
+        let ca_pem = ferry_certs::read_pem(&ca_path)?;
+        let identity = identity_of(&key.cert_pem)?;
+        return Ok(AgentIdentity { identity, key, ca_pem });
+    }
+    let Some(token) = token else {
+        bail!(
+            "this agent is not enrolled yet ({} has no certificate): pass --join-token (from `ferry token create`) and --ca",
+            state.display()
+        );
+    };
+    let Some(ca_file) = ca_file else { bail!("enrolling needs --ca FILE: the cluster's ca.pem, to verify the coordinator") };
+    let ca_pem = ferry_certs::read_pem(ca_file)?;
+    let (csr_pem, key_pem) = ferry_certs::agent_csr(name).context("making a key pair and CSR")?;
+    let mut errors = Vec::new();
+    for addr in coordinators {
+        let tls = ferry_certs::tls::client(&ca_pem, None, host_of(addr));
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+            .and_then(|e| e.tls_config(tls))
+            .with_context(|| format!("coordinator address {addr}"))?
+            .connect_timeout(std::time::Duration::from_secs(5));
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("{addr}: {e:#}"));
+                continue;
+            }
+        };
+        let mut client = pb::enrollment_client::EnrollmentClient::new(channel);
+        let req = pb::EnrollRequest { token: token.to_string(), name: name.to_string(), csr_pem: csr_pem.clone(), sans: sans.to_vec() };
+        match client.enroll(req).await {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+                let key = CertifiedKey { cert_pem: resp.certificate_pem, key_pem };
+                ferry_certs::write_pair(state, "agent", &key).context("saving the agent certificate")?;
+                std::fs::write(&ca_path, &resp.ca_pem).with_context(|| format!("writing {}", ca_path.display()))?;
+                let identity = identity_of(&key.cert_pem)?;
+                tracing::info!(identity = %identity, "enrolled");
+                return Ok(AgentIdentity { identity, key, ca_pem: resp.ca_pem });
+            }
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                errors.push(format!("{addr}: {}", status.message()));
+            }
+            Err(status) => bail!("enrollment refused by {addr}: {}", status.message()),
+        }
+    }
+    bail!("could not reach any coordinator to enroll: {}", errors.join("; "))
+}
+
+fn identity_of(cert_pem: &str) -> anyhow::Result<Identity> {
+    let der = rustls_pem_first(cert_pem).context("agent certificate is not PEM")?;
+    Ok(Identity::from_cert_der(&der)?)
+}
+
+fn rustls_pem_first(pem: &str) -> Option<Vec<u8>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok().map(|c| c.to_vec())
+}

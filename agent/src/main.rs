@@ -1,0 +1,82 @@
+//! `ferry-agent`: parses flags, wires signals, runs the agent.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "ferry-agent", version, about = "Ferry build agent")]
+struct Args {
+    /// Coordinator addresses, comma-separated.
+    #[arg(long, env = "FERRY_COORDINATOR", value_delimiter = ',', required = true)]
+    coordinator: Vec<String>,
+    /// Where the agent keeps its key, certificate, artifacts and logs.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Join token for the first start (from `ferry token create`).
+    #[arg(long, env = "FERRY_JOIN_TOKEN")]
+    join_token: Option<String>,
+    /// The cluster's ca.pem, needed to enroll.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Agent name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Labels that pipelines select with `runs_on`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Actions run at once.
+    #[arg(long, default_value_t = 2)]
+    capacity: u32,
+    /// HOST:PORT other agents fetch artifacts from (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    advertise: String,
+}
+
+fn default_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "agent".into());
+    let name: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    if name.is_empty() { "agent".into() } else { name }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ferry_certs::install_crypto_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let a = Args::parse();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    ferry_agent::run(
+        ferry_agent::Options {
+            coordinators: a.coordinator,
+            state_dir: a.state_dir,
+            join_token: a.join_token,
+            ca: a.ca,
+            name: a.name.unwrap_or_else(default_name),
+            labels: a.labels,
+            capacity: a.capacity,
+            advertise: a.advertise,
+        },
+        rx,
+    )
+    .await
+}

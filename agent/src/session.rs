@@ -1,0 +1,308 @@
+//! The agent's side of the session: keep one stream open to whichever
+//! coordinator answers, register, heartbeat, accept assignments and cancels,
+//! and deliver live log lines and results. Attempts keep running while the
+//! coordinator is unreachable; results are kept until acknowledged and re-sent
+//! after every reconnect.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_proto as pb;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::executor::{Executor, LogSink, PreparedInput};
+use crate::identity::AgentIdentity;
+use crate::source::Sources;
+use crate::store::Store;
+
+pub struct AgentConfig {
+    pub coordinators: Vec<String>,
+    pub state_dir: PathBuf,
+    pub labels: Vec<String>,
+    pub capacity: u32,
+    /// host:port other agents fetch artifacts from.
+    pub address: String,
+}
+
+enum Event {
+    Log(pb::AttemptRef, Vec<u8>),
+    Result(pb::AttemptResult),
+}
+
+struct Running {
+    attempt: pb::AttemptRef,
+    cancel: watch::Sender<Option<String>>,
+}
+
+pub struct Agent {
+    cfg: AgentConfig,
+    id: AgentIdentity,
+    executor: Executor,
+    sources: Sources,
+    store: Store,
+    running: Mutex<HashMap<u64, Running>>,
+    /// Results not yet acknowledged, by epoch.
+    unacked: Mutex<BTreeMap<u64, pb::AttemptResult>>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn agent_msg(kind: pb::agent_message::Kind) -> pb::AgentMessage {
+    pb::AgentMessage { kind: Some(kind) }
+}
+
+impl Agent {
+    /// Runs sessions until `shutdown` fires; then cancels running attempts
+    /// without reporting them, so the coordinator re-sends them on return.
+    pub async fn run(
+        cfg: AgentConfig,
+        id: AgentIdentity,
+        executor: Executor,
+        store: Store,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let sources = Sources::new(cfg.state_dir.join("git"), store.clone());
+        std::fs::create_dir_all(cfg.state_dir.join("logs")).context("creating the logs dir")?;
+        let (events, mut events_rx) = mpsc::unbounded_channel();
+        let agent = Arc::new(Agent {
+            cfg,
+            id,
+            executor,
+            sources,
+            store,
+            running: Mutex::default(),
+            unacked: Mutex::default(),
+            events,
+        });
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                r = agent.clone().session(&mut events_rx) => {
+                    match r {
+                        Ok(()) => tracing::info!("session closed by the coordinator; reconnecting"),
+                        Err(e) => tracing::warn!(error = format!("{e:#}"), "no session; retrying in {backoff:?}"),
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running).values().map(|r| r.cancel.clone()).collect();
+        for c in &running {
+            let _ = c.send(Some("agent shutting down".into()));
+        }
+        for _ in 0..100 {
+            if lock(&agent.running).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    async fn connect(&self) -> anyhow::Result<tonic::transport::Channel> {
+        let mut errors = Vec::new();
+        for addr in &self.cfg.coordinators {
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+            let tls = ferry_certs::tls::client(&self.id.ca_pem, Some(&self.id.key), host);
+            let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+                .and_then(|e| e.tls_config(tls))
+                .with_context(|| format!("coordinator address {addr}"))?
+                .connect_timeout(Duration::from_secs(5))
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(10));
+            match endpoint.connect().await {
+                Ok(c) => return Ok(c),
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        anyhow::bail!("no coordinator reachable: {}", errors.join("; "))
+    }
+
+    async fn session(self: Arc<Self>, events: &mut mpsc::UnboundedReceiver<Event>) -> anyhow::Result<()> {
+        let channel = self.connect().await?;
+        let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
+        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
+        let running: Vec<pb::AttemptRef> = lock(&self.running).values().map(|r| r.attempt.clone()).collect();
+        tx.send(agent_msg(pb::agent_message::Kind::Register(pb::Register {
+            labels: self.cfg.labels.clone(),
+            capacity: self.cfg.capacity,
+            version: env!("CARGO_PKG_VERSION").into(),
+            address: self.cfg.address.clone(),
+            running,
+        })))
+        .await?;
+        let mut inbound = client
+            .session(ReceiverStream::new(rx))
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))
+            .context("opening the session")?
+            .into_inner();
+        let mut heartbeat_every = Duration::from_secs(5);
+        // Results that waited for this session go first.
+        let unacked: Vec<pb::AttemptResult> = lock(&self.unacked).values().cloned().collect();
+        for r in unacked {
+            tx.send(agent_msg(pb::agent_message::Kind::Result(r))).await?;
+        }
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        loop {
+            tokio::select! {
+                msg = inbound.message() => {
+                    let Some(msg) = msg.map_err(|s| anyhow::anyhow!("{}", s.message()))? else { return Ok(()) };
+                    match msg.kind {
+                        Some(pb::coordinator_message::Kind::Registered(r)) => {
+                            tracing::info!(agent = %r.agent, "registered with the coordinator");
+                            if r.heartbeat_seconds > 0 {
+                                heartbeat_every = Duration::from_secs(r.heartbeat_seconds.into());
+                                heartbeat = tokio::time::interval(heartbeat_every);
+                            }
+                        }
+                        Some(pb::coordinator_message::Kind::Assign(a)) => self.clone().start(a),
+                        Some(pb::coordinator_message::Kind::Cancel(c)) => {
+                            let epoch = c.attempt.as_ref().map_or(0, |a| a.epoch);
+                            if let Some(r) = lock(&self.running).get(&epoch) {
+                                tracing::info!(epoch, reason = %c.reason, "cancelling attempt");
+                                let _ = r.cancel.send(Some(c.reason.clone()));
+                            }
+                        }
+                        Some(pb::coordinator_message::Kind::Ack(ack)) => {
+                            let epoch = ack.attempt.as_ref().map_or(0, |a| a.epoch);
+                            if !ack.accepted {
+                                tracing::warn!(epoch, reason = %ack.reason, "coordinator refused a result");
+                            }
+                            lock(&self.unacked).remove(&epoch);
+                        }
+                        None => {}
+                    }
+                }
+                Some(ev) = events.recv() => {
+                    let msg = match ev {
+                        Event::Log(attempt, data) => pb::agent_message::Kind::Log(pb::LogLines { attempt: Some(attempt), data }),
+                        Event::Result(r) => {
+                            lock(&self.unacked).insert(r.attempt.as_ref().map_or(0, |a| a.epoch), r.clone());
+                            pb::agent_message::Kind::Result(r)
+                        }
+                    };
+                    tx.send(agent_msg(msg)).await?;
+                }
+                _ = heartbeat.tick() => {
+                    let running = lock(&self.running).len() as u32;
+                    tx.send(agent_msg(pb::agent_message::Kind::Heartbeat(pb::Heartbeat { running }))).await?;
+                }
+            }
+        }
+    }
+
+    fn start(self: Arc<Self>, a: pb::Assignment) {
+        let Some(attempt) = a.attempt.clone() else { return };
+        let epoch = attempt.epoch;
+        if lock(&self.unacked).contains_key(&epoch) {
+            return; // finished already; the result is on its way
+        }
+        let (cancel, cancel_rx) = watch::channel(None);
+        {
+            let mut running = lock(&self.running);
+            if running.contains_key(&epoch) {
+                return;
+            }
+            running.insert(epoch, Running { attempt: attempt.clone(), cancel });
+        }
+        tracing::info!(attempt = %attempt.attempt_id, epoch, image = %a.image, "attempt started");
+        tokio::spawn(async move {
+            let result = self.execute(&a, cancel_rx).await;
+            lock(&self.running).remove(&epoch);
+            if let Some(result) = result {
+                tracing::info!(attempt = %attempt.attempt_id, success = result.success, message = %result.message, "attempt finished");
+                let _ = self.events.send(Event::Result(result));
+            }
+        });
+    }
+
+    /// Runs one attempt; None when it was cancelled by shutdown (not to be reported).
+    async fn execute(&self, a: &pb::Assignment, cancel: watch::Receiver<Option<String>>) -> Option<pb::AttemptResult> {
+        let attempt = a.attempt.clone().unwrap_or_default();
+        let log_path = self.cfg.state_dir.join("logs").join(format!("{}.log", attempt.epoch));
+        let mut log = AttemptLog {
+            file: std::fs::File::create(&log_path).ok(),
+            attempt: attempt.clone(),
+            events: self.events.clone(),
+        };
+        let outcome = match self.prepare_inputs(a, &mut log).await {
+            Ok(inputs) => self.executor.run(a, &inputs, &mut log, cancel.clone()).await,
+            Err(e) => Err(crate::executor::ActionError::Input(e)),
+        };
+        if let Err(crate::executor::ActionError::Cancelled(reason)) = &outcome
+            && reason == "agent shutting down"
+        {
+            return None;
+        }
+        let (success, exit_code, message, outputs) = match outcome {
+            Ok(o) => (
+                true,
+                0,
+                String::new(),
+                o.outputs
+                    .into_iter()
+                    .map(|(name, b)| pb::OutputArtifact { name, digest: b.digest, size: b.size })
+                    .collect(),
+            ),
+            Err(e) => {
+                log.write(format!("[ferry] {e}\n").as_bytes());
+                (false, e.exit_code(), e.to_string(), Vec::new())
+            }
+        };
+        drop(log.file.take());
+        let (log_digest, log_size) = match std::fs::File::open(&log_path).map(|f| self.store.put_reader(f)) {
+            Ok(Ok(b)) => {
+                let _ = std::fs::remove_file(&log_path);
+                (b.digest, b.size)
+            }
+            _ => (String::new(), 0),
+        };
+        Some(pb::AttemptResult { attempt: Some(attempt), success, exit_code, message, outputs, log_digest, log_size })
+    }
+
+    async fn prepare_inputs(&self, a: &pb::Assignment, log: &mut AttemptLog) -> Result<Vec<PreparedInput>, String> {
+        let mut out = Vec::new();
+        for input in &a.inputs {
+            let blob = if input.digest.is_empty() {
+                log.write(format!("[ferry] source {} at {}\n", a.git_url, a.revision).as_bytes());
+                self.sources.archive(&a.git_url, &a.revision).await?
+            } else {
+                log.write(format!("[ferry] input {} = {}\n", input.name, input.digest).as_bytes());
+                crate::peer::fetch(&self.store, &self.id.ca_pem, &self.id.key, &input.holders, &input.digest).await?
+            };
+            out.push(PreparedInput { name: input.name.clone(), digest: blob.digest });
+        }
+        Ok(out)
+    }
+}
+
+/// Writes an attempt's output to its log file and to the live stream.
+struct AttemptLog {
+    file: Option<std::fs::File>,
+    attempt: pb::AttemptRef,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl LogSink for AttemptLog {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.write_all(bytes);
+        }
+        let _ = self.events.send(Event::Log(self.attempt.clone(), bytes.to_vec()));
+    }
+}

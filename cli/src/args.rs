@@ -1,0 +1,511 @@
+//! The command line: every subcommand and flag of `ferry`, declared with
+//! clap's derive API. Values are checked here (durations, `STAGE/ACTION`
+//! paths) so mistakes are usage errors (exit code 2) before anything runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default coordinator address when neither --coordinator nor
+/// FERRY_COORDINATOR is given.
+pub const DEFAULT_COORDINATOR: &str = "127.0.0.1:7400";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Operate a Ferry CI/CD cluster: certificates, pipelines, runs, approvals, agents and roles"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted by every subcommand, before or after it.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Coordinator addresses (HOST:PORT, comma-separated); the first that connects is used.
+    #[arg(
+        long,
+        env = "FERRY_COORDINATOR",
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ',',
+        default_value = DEFAULT_COORDINATOR,
+        global = true
+    )]
+    pub coordinator: Vec<String>,
+    /// The cluster's CA certificate (ca.pem); the coordinator must present a certificate it signed.
+    #[arg(long, env = "FERRY_CA", value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Your operator certificate (from `ferry certs issue operator`).
+    #[arg(long, env = "FERRY_CERT", value_name = "FILE", global = true)]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, env = "FERRY_KEY", value_name = "FILE", global = true)]
+    pub key: Option<PathBuf>,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long,
+        env = "FERRY_OUTPUT",
+        value_enum,
+        default_value_t = Format::Table,
+        global = true
+    )]
+    pub output: Format,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable text and aligned tables.
+    Table,
+    /// One compact JSON document per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the cluster CA and issue coordinator and operator certificates (offline).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Lint, apply, list and show pipelines.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// Start an execution of a pipeline; prints the execution id.
+    Run(RunArgs),
+    /// Show (or --watch) an execution of a pipeline.
+    Status(StatusArgs),
+    /// List recent executions of a pipeline.
+    Executions(ExecutionsArgs),
+    /// Print the log of one action.
+    Logs(LogsArgs),
+    /// Approve an approval action.
+    Approve(ApproveArgs),
+    /// Reject an approval action (a comment is required).
+    Reject(RejectArgs),
+    /// Inspect build agents.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Create join tokens for enrolling agents.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Grant, revoke and list role bindings.
+    #[command(subcommand)]
+    Rbac(RbacCommand),
+    /// Show the identity the coordinator sees and its roles.
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a new CA (ca.pem, ca-key.pem) in --dir.
+    Init(CertsInitArgs),
+    /// Issue a certificate signed by the CA.
+    #[command(subcommand)]
+    Issue(IssueCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsInitArgs {
+    /// Directory for ca.pem and ca-key.pem (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Trust domain of every identity this CA issues.
+    #[arg(long, default_value = ferry_certs::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueCommand {
+    /// A coordinator certificate: coordinator-<ID>.pem and coordinator-<ID>-key.pem.
+    Coordinator(IssueCoordinatorArgs),
+    /// An operator certificate: <NAME>.pem and <NAME>-key.pem.
+    Operator(IssueOperatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IssueCoordinatorArgs {
+    /// Directory holding ca.pem and ca-key.pem.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// The coordinator's Raft id.
+    #[arg(long, value_name = "N")]
+    pub id: u64,
+    /// Host names or IP addresses clients reach the coordinator at (repeat or comma-separate).
+    #[arg(
+        long,
+        value_name = "NAME_OR_IP",
+        required = true,
+        num_args = 1..,
+        value_delimiter = ','
+    )]
+    pub san: Vec<String>,
+    /// Directory to write the certificate and key into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueOperatorArgs {
+    /// Directory holding ca.pem and ca-key.pem.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// The operator's name (the identity role bindings refer to).
+    #[arg(long)]
+    pub name: String,
+    /// Directory to write the certificate and key into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Check a pipeline file locally; prints FILE:LINE:COL: message per problem.
+    Lint(LintArgs),
+    /// Create or update a pipeline from a file.
+    Apply(ApplyArgs),
+    /// List pipelines.
+    List,
+    /// Show a pipeline and its YAML.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The pipeline file (`-` for standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The pipeline file (`-` for standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// A specific version (default: the latest).
+    #[arg(long, value_name = "V", value_parser = clap::value_parser!(u64).range(1..))]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Branch, tag or commit to build (default: the pipeline's branch).
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Execution id (default: the latest execution).
+    #[arg(long, value_name = "ID")]
+    pub execution: Option<String>,
+    /// Keep printing updates until the execution finishes.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutionsArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// At most this many executions, newest first (the coordinator defaults to 20).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Execution id.
+    #[arg(long, value_name = "ID")]
+    pub execution: String,
+    /// The action, as STAGE/ACTION.
+    #[arg(long, value_name = "STAGE/ACTION", value_parser = parse_action_path)]
+    pub action: String,
+    /// Wait for the action to start and stream its log until it ends.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Execution id.
+    #[arg(long, value_name = "ID")]
+    pub execution: String,
+    /// The approval action, as STAGE/ACTION.
+    #[arg(long, value_name = "STAGE/ACTION", value_parser = parse_action_path)]
+    pub action: String,
+    /// A note recorded with the decision.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Execution id.
+    #[arg(long, value_name = "ID")]
+    pub execution: String,
+    /// The approval action, as STAGE/ACTION.
+    #[arg(long, value_name = "STAGE/ACTION", value_parser = parse_action_path)]
+    pub action: String,
+    /// Why the change is rejected (recorded with the decision).
+    #[arg(long, value_name = "TEXT", value_parser = parse_non_blank)]
+    pub comment: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List enrolled agents.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token; prints only the token.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// How long the token is valid, e.g. 10m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// How many agents may enroll with it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub uses: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RbacCommand {
+    /// Bind ROLE to operator NAME.
+    Grant(RoleArgs),
+    /// Remove the binding of ROLE to operator NAME.
+    Revoke(RoleArgs),
+    /// List role bindings.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// Operator name.
+    pub name: String,
+    /// Role: admin, operator, approver or viewer.
+    pub role: String,
+}
+
+/// Accepts `STAGE/ACTION` with both parts non-empty.
+fn parse_action_path(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((stage, action))
+            if !stage.trim().is_empty() && !action.trim().is_empty() && !action.contains('/') =>
+        {
+            Ok(s.to_string())
+        }
+        _ => Err("expected STAGE/ACTION, e.g. deploy/approve-prod".to_string()),
+    }
+}
+
+fn parse_non_blank(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// A humantime duration of at least one second.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| format!("{e} (try 30m, 1h or 7d)"))?;
+    if ttl < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_string());
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_before_or_after_the_subcommand() {
+        let cli = parse(&[
+            "--coordinator",
+            "a:1,b:2",
+            "status",
+            "demo",
+            "--ca",
+            "ca.pem",
+            "-o",
+            "json",
+            "--watch",
+        ])
+        .expect("parse");
+        assert_eq!(cli.global.coordinator, ["a:1", "b:2"]);
+        assert_eq!(cli.global.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(cli.global.output, Format::Json);
+        let Command::Status(s) = cli.command else {
+            panic!("not status: {:?}", cli.command)
+        };
+        assert_eq!(s.name, "demo");
+        assert_eq!(s.execution, None);
+        assert!(s.watch);
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&["whoami"]).expect("parse");
+        // Only true when the environment does not override it.
+        if std::env::var_os("FERRY_COORDINATOR").is_none() {
+            assert_eq!(cli.global.coordinator, [DEFAULT_COORDINATOR]);
+        }
+        if std::env::var_os("FERRY_OUTPUT").is_none() {
+            assert_eq!(cli.global.output, Format::Table);
+        }
+        let cli = parse(&["token", "create"]).expect("parse");
+        let Command::Token(TokenCommand::Create(t)) = cli.command else {
+            panic!("not token create")
+        };
+        assert_eq!(t.ttl, Duration::from_secs(3600));
+        assert_eq!(t.uses, 1);
+    }
+
+    #[test]
+    fn certs_issue_coordinator() {
+        let cli = parse(&[
+            "certs",
+            "issue",
+            "coordinator",
+            "--ca-dir",
+            "ca",
+            "--id",
+            "2",
+            "--san",
+            "localhost",
+            "127.0.0.1",
+            "--san",
+            "::1,coord-2",
+            "--out",
+            "tls",
+        ])
+        .expect("parse");
+        let Command::Certs(CertsCommand::Issue(IssueCommand::Coordinator(a))) = cli.command else {
+            panic!("not certs issue coordinator")
+        };
+        assert_eq!(a.id, 2);
+        assert_eq!(a.san, ["localhost", "127.0.0.1", "::1", "coord-2"]);
+        assert_eq!(a.out, PathBuf::from("tls"));
+
+        let err = parse(&[
+            "certs",
+            "issue",
+            "coordinator",
+            "--ca-dir",
+            "ca",
+            "--id",
+            "2",
+            "--out",
+            "tls",
+        ])
+        .expect_err("--san is required");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn logs_and_decisions() {
+        let cli = parse(&[
+            "logs",
+            "demo",
+            "--execution",
+            "abc",
+            "--action",
+            "build/compile",
+            "-f",
+        ])
+        .expect("parse");
+        let Command::Logs(l) = cli.command else {
+            panic!("not logs")
+        };
+        assert_eq!(
+            (l.execution.as_str(), l.action.as_str(), l.follow),
+            ("abc", "build/compile", true)
+        );
+
+        let err = parse(&["logs", "demo", "--execution", "abc", "--action", "compile"])
+            .expect_err("action without stage");
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+
+        let err = parse(&["reject", "demo", "--execution", "abc", "--action", "d/ok"])
+            .expect_err("reject needs a comment");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+
+        let cli = parse(&["approve", "demo", "--execution", "abc", "--action", "d/ok"])
+            .expect("approve without comment");
+        assert!(matches!(cli.command, Command::Approve(ApproveArgs { comment: None, .. })));
+    }
+
+    #[test]
+    fn pipeline_and_token_values() {
+        let cli = parse(&["pipeline", "apply", "-f", "p.yaml"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Pipeline(PipelineCommand::Apply(ApplyArgs { ref file })) if file == &PathBuf::from("p.yaml")
+        ));
+        let cli = parse(&["pipeline", "show", "demo", "--version", "3"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Pipeline(PipelineCommand::Show(ShowArgs { version: Some(3), .. }))
+        ));
+        let cli = parse(&["token", "create", "--ttl", "90m", "--uses", "3"]).expect("parse");
+        let Command::Token(TokenCommand::Create(t)) = cli.command else {
+            panic!("not token create")
+        };
+        assert_eq!((t.ttl, t.uses), (Duration::from_secs(5400), 3));
+
+        for bad in [
+            &["token", "create", "--ttl", "soon"][..],
+            &["token", "create", "--ttl", "0s"],
+            &["token", "create", "--uses", "0"],
+        ] {
+            let err = parse(bad).expect_err("invalid value");
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad:?}: {err}");
+        }
+        let err = parse(&["status", "demo", "-o", "yaml"]).expect_err("unknown format");
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        let err = parse(&["frobnicate"]).expect_err("unknown command");
+        assert_eq!(err.exit_code(), 2);
+    }
+}
