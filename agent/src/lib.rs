@@ -27,10 +27,19 @@ pub struct Options {
     pub capacity: u32,
     /// host:port peers reach this agent at; port 0 picks a free port.
     pub advertise: String,
+    /// Enroll (if needed) and return without serving.
+    pub enroll_only: bool,
 }
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(opts: Options, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    if opts.enroll_only {
+        let host = opts.advertise.rsplit_once(':').map_or(opts.advertise.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+        let sans = [host.to_string()];
+        let id = identity::load_or_enroll(&opts.state_dir, &opts.coordinators, opts.join_token.as_deref(), opts.ca.as_deref(), &opts.name, &sans).await?;
+        println!("{}", id.identity);
+        return Ok(());
+    }
     let docker = bollard::Docker::connect_with_local_defaults().context("connecting to the Docker Engine")?;
     docker
         .ping()

@@ -31,6 +31,9 @@ struct Args {
     /// HOST:PORT other agents fetch artifacts from (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     advertise: String,
+    /// Enroll (if needed) and exit, e.g. from an install script.
+    #[arg(long)]
+    enroll_only: bool,
 }
 
 fn default_name() -> String {
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
             labels: a.labels,
             capacity: a.capacity,
             advertise: a.advertise,
+            enroll_only: a.enroll_only,
         },
         rx,
     )

@@ -470,7 +470,10 @@ mod tests {
 
         let cli = parse(&["approve", "demo", "--execution", "abc", "--action", "d/ok"])
             .expect("approve without comment");
-        assert!(matches!(cli.command, Command::Approve(ApproveArgs { comment: None, .. })));
+        assert!(matches!(
+            cli.command,
+            Command::Approve(ApproveArgs { comment: None, .. })
+        ));
     }
 
     #[test]
@@ -483,7 +486,10 @@ mod tests {
         let cli = parse(&["pipeline", "show", "demo", "--version", "3"]).expect("parse");
         assert!(matches!(
             cli.command,
-            Command::Pipeline(PipelineCommand::Show(ShowArgs { version: Some(3), .. }))
+            Command::Pipeline(PipelineCommand::Show(ShowArgs {
+                version: Some(3),
+                ..
+            }))
         ));
         let cli = parse(&["token", "create", "--ttl", "90m", "--uses", "3"]).expect("parse");
         let Command::Token(TokenCommand::Create(t)) = cli.command else {

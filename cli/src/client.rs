@@ -39,9 +39,9 @@ pub fn parse_target(addr: &str) -> Result<Target> {
         bail!("empty coordinator address; give HOST:PORT, e.g. {DEFAULT_PORT_EXAMPLE}");
     }
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| anyhow!("coordinator address {raw:?}: missing `]` after the IPv6 address"))?;
+        let (host, after) = rest.split_once(']').ok_or_else(|| {
+            anyhow!("coordinator address {raw:?}: missing `]` after the IPv6 address")
+        })?;
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or_else(|| {
@@ -141,8 +141,7 @@ pub async fn connect(global: &GlobalArgs) -> Result<OperatorClient<Channel>> {
     for target in &targets {
         match connect_one(target, &ca_pem, identity.as_ref()).await {
             Ok(channel) => {
-                return Ok(OperatorClient::new(channel)
-                    .max_decoding_message_size(64 * 1024 * 1024));
+                return Ok(OperatorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024));
             }
             Err(e) => failures.push(format!(
                 "{}: {}",
@@ -186,7 +185,11 @@ mod tests {
     fn hosts_and_ports() {
         let cases = [
             ("127.0.0.1:7400", "127.0.0.1:7400", "127.0.0.1"),
-            ("coord-1.example:9000", "coord-1.example:9000", "coord-1.example"),
+            (
+                "coord-1.example:9000",
+                "coord-1.example:9000",
+                "coord-1.example",
+            ),
             ("localhost", "localhost:7400", "localhost"),
             ("[::1]:7401", "[::1]:7401", "::1"),
             ("[fe80::1]", "[fe80::1]:7400", "fe80::1"),
@@ -251,6 +254,9 @@ mod tests {
         let path = tmp.path().join("ca.pem");
         std::fs::write(&path, "not a certificate").expect("write");
         let err = load_ca(Some(&path)).expect_err("not pem");
-        assert!(err.to_string().contains("holds no PEM certificate"), "{err}");
+        assert!(
+            err.to_string().contains("holds no PEM certificate"),
+            "{err}"
+        );
     }
 }

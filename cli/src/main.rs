@@ -1,1 +1,68 @@
-fn main() {}
+//! `ferry`: the operator CLI of a Ferry cluster. This file only parses the
+//! command line, dispatches to [`commands`], and turns a failure into
+//! `error: ...` on stderr with exit code 1 (clap exits 2 on usage errors).
+
+mod args;
+mod client;
+mod commands;
+mod errors;
+mod output;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use args::{AgentsCommand, Cli, Command, PipelineCommand, TokenCommand};
+
+fn main() -> ExitCode {
+    ferry_certs::install_crypto_provider();
+    init_tracing();
+    let cli = Cli::parse();
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(dispatch(cli)))
+    {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<output::StdoutClosed>().is_some() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", errors::render(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    use commands::*;
+    let g = &cli.global;
+    match &cli.command {
+        Command::Certs(command) => certs::run(command, g.output)?,
+        Command::Pipeline(PipelineCommand::Lint(a)) => return pipeline::lint(a, g.output),
+        Command::Pipeline(PipelineCommand::Apply(a)) => pipeline::apply(g, a).await?,
+        Command::Pipeline(PipelineCommand::List) => pipeline::list(g).await?,
+        Command::Pipeline(PipelineCommand::Show(a)) => pipeline::show(g, a).await?,
+        Command::Run(a) => run::run(g, a).await?,
+        Command::Status(a) => status::status(g, a).await?,
+        Command::Executions(a) => status::executions(g, a).await?,
+        Command::Logs(a) => logs::run(g, a).await?,
+        Command::Approve(a) => approve::approve(g, a).await?,
+        Command::Reject(a) => approve::reject(g, a).await?,
+        Command::Agents(AgentsCommand::List) => agents::list(g).await?,
+        Command::Token(TokenCommand::Create(a)) => token::create(g, a).await?,
+        Command::Rbac(command) => rbac::run(g, command).await?,
+        Command::Whoami => rbac::whoami(g).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Diagnostics of tonic, h2 and rustls on stderr, only when RUST_LOG is set.
+fn init_tracing() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}

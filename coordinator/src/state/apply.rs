@@ -111,13 +111,8 @@ impl ClusterState {
                     )));
                 }
                 run.approvals.push(Decision { by: by.clone(), approve, comment: comment.clone(), at });
-                let message = if approve {
-                    format!("approved by {by}")
-                } else if comment.is_empty() {
-                    format!("rejected by {by}")
-                } else {
-                    format!("rejected by {by}: {comment}")
-                };
+                // Who decided and why is in `approvals`; the message only flags a rejection.
+                let message = if approve { String::new() } else { "rejected".to_string() };
                 exec.state.finish_action(&pipeline, (stage, action), approve, message, at);
                 self.settle(&execution);
                 Ok(Output::None)

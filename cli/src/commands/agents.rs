@@ -1,0 +1,100 @@
+//! `ferry agents list`: enrolled build agents and their live state.
+
+use anyhow::Result;
+use ferry_proto as pb;
+use serde::Serialize;
+
+use crate::args::{Format, GlobalArgs};
+use crate::client;
+use crate::output::{self, Table};
+
+#[derive(Serialize)]
+struct AgentJson<'a> {
+    name: &'a str,
+    labels: &'a [String],
+    capacity: u32,
+    running: u32,
+    state: &'a str,
+    connected: bool,
+    last_seen: &'a str,
+    address: &'a str,
+    version: &'a str,
+}
+
+pub fn agents_table(agents: &[pb::AgentView]) -> Table {
+    let mut table = Table::new(&[
+        "NAME",
+        "LABELS",
+        "CAPACITY",
+        "RUNNING",
+        "STATE",
+        "LAST-SEEN",
+        "ADDRESS",
+    ]);
+    for a in agents {
+        table.row([
+            a.name.clone(),
+            a.labels.join(","),
+            a.capacity.to_string(),
+            a.running.to_string(),
+            a.state.clone(),
+            a.last_seen.clone(),
+            a.address.clone(),
+        ]);
+    }
+    table
+}
+
+pub async fn list(global: &GlobalArgs) -> Result<()> {
+    let mut client = client::connect(global).await?;
+    let mut agents = client
+        .list_agents(pb::ListAgentsRequest {})
+        .await?
+        .into_inner()
+        .agents;
+    agents.sort_by(|a, b| a.name.cmp(&b.name));
+    match global.output {
+        Format::Table => output::print(&agents_table(&agents).render()),
+        Format::Json => output::print_json(
+            &agents
+                .iter()
+                .map(|a| AgentJson {
+                    name: &a.name,
+                    labels: &a.labels,
+                    capacity: a.capacity,
+                    running: a.running,
+                    state: &a.state,
+                    connected: a.connected,
+                    last_seen: &a.last_seen,
+                    address: &a.address,
+                    version: &a.version,
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_joins_labels() {
+        let table = agents_table(&[pb::AgentView {
+            name: "a1".into(),
+            labels: vec!["docker".into(), "linux".into()],
+            capacity: 2,
+            running: 1,
+            last_seen: "2024-01-01T00:00:00.000Z".into(),
+            state: "Connected".into(),
+            version: "0.1.0".into(),
+            address: "127.0.0.1:7500".into(),
+            connected: true,
+        }]);
+        assert_eq!(
+            table.render(),
+            "NAME  LABELS        CAPACITY  RUNNING  STATE      LAST-SEEN                 ADDRESS\n\
+             a1    docker,linux  2         1        Connected  2024-01-01T00:00:00.000Z  127.0.0.1:7500\n"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! `ferry certs`: the cluster CA and the certificates it issues. Purely
+//! local: no coordinator is contacted.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use ferry_certs::CertAuthority;
+use serde::Serialize;
+
+use crate::args::{
+    CertsCommand, CertsInitArgs, Format, IssueCommand, IssueCoordinatorArgs, IssueOperatorArgs,
+};
+use crate::output;
+
+#[derive(Serialize)]
+struct Written {
+    files: Vec<PathBuf>,
+}
+
+pub fn run(command: &CertsCommand, format: Format) -> Result<()> {
+    let files = match command {
+        CertsCommand::Init(args) => init(args)?,
+        CertsCommand::Issue(IssueCommand::Coordinator(args)) => issue_coordinator(args)?,
+        CertsCommand::Issue(IssueCommand::Operator(args)) => issue_operator(args)?,
+    };
+    match format {
+        Format::Json => output::print_json(&Written { files }),
+        Format::Table => {
+            let lines: Vec<String> = files
+                .iter()
+                .map(|f| format!("wrote {}", f.display()))
+                .collect();
+            output::print(&lines.join("\n"))
+        }
+    }
+}
+
+/// Creates the CA; returns the files written.
+pub fn init(args: &CertsInitArgs) -> Result<Vec<PathBuf>> {
+    CertAuthority::init(&args.dir, &args.trust_domain)
+        .with_context(|| format!("cannot create a CA in {}", args.dir.display()))?;
+    Ok(vec![
+        args.dir.join(ferry_certs::CA_CERT_FILE),
+        args.dir.join(ferry_certs::CA_KEY_FILE),
+    ])
+}
+
+fn load_ca(dir: &std::path::Path) -> Result<CertAuthority> {
+    CertAuthority::load(dir).with_context(|| format!("cannot load the CA from {}", dir.display()))
+}
+
+/// Issues `coordinator-<id>.pem` and its key into `--out`.
+pub fn issue_coordinator(args: &IssueCoordinatorArgs) -> Result<Vec<PathBuf>> {
+    let ca = load_ca(&args.ca_dir)?;
+    let pair = ca
+        .issue_coordinator(args.id, &args.san)
+        .with_context(|| format!("cannot issue a certificate for coordinator {}", args.id))?;
+    let (cert, key) =
+        ferry_certs::write_pair(&args.out, &format!("coordinator-{}", args.id), &pair)?;
+    Ok(vec![cert, key])
+}
+
+/// Issues `<name>.pem` and its key into `--out`.
+pub fn issue_operator(args: &IssueOperatorArgs) -> Result<Vec<PathBuf>> {
+    let ca = load_ca(&args.ca_dir)?;
+    let pair = ca
+        .issue_operator(&args.name)
+        .with_context(|| format!("cannot issue a certificate for operator {:?}", args.name))?;
+    let (cert, key) = ferry_certs::write_pair(&args.out, &args.name, &pair)?;
+    Ok(vec![cert, key])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_and_issue_write_the_expected_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ca_dir = tmp.path().join("ca");
+        let out = tmp.path().join("out");
+        let files = init(&CertsInitArgs {
+            dir: ca_dir.clone(),
+            trust_domain: "ferry".into(),
+        })
+        .expect("init");
+        assert_eq!(files, [ca_dir.join("ca.pem"), ca_dir.join("ca-key.pem")]);
+
+        let files = issue_coordinator(&IssueCoordinatorArgs {
+            ca_dir: ca_dir.clone(),
+            id: 3,
+            san: vec!["127.0.0.1".into(), "localhost".into()],
+            out: out.clone(),
+        })
+        .expect("coordinator");
+        assert_eq!(
+            files,
+            [
+                out.join("coordinator-3.pem"),
+                out.join("coordinator-3-key.pem")
+            ]
+        );
+
+        let files = issue_operator(&IssueOperatorArgs {
+            ca_dir: ca_dir.clone(),
+            name: "alice".into(),
+            out: out.clone(),
+        })
+        .expect("operator");
+        assert_eq!(files, [out.join("alice.pem"), out.join("alice-key.pem")]);
+
+        let err = issue_operator(&IssueOperatorArgs {
+            ca_dir,
+            name: "alice".into(),
+            out,
+        })
+        .expect_err("no overwrite");
+        assert!(
+            format!("{err:#}").contains("refusing to overwrite"),
+            "{err:#}"
+        );
+    }
+}

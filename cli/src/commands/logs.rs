@@ -1,0 +1,26 @@
+//! `ferry logs`: copies one action's log to stdout byte for byte, flushing
+//! every chunk so `--follow` shows output as the build produces it.
+
+use anyhow::Result;
+use ferry_proto as pb;
+
+use crate::args::{GlobalArgs, LogsArgs};
+use crate::client;
+use crate::output;
+
+pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> Result<()> {
+    let mut client = client::connect(global).await?;
+    let mut stream = client
+        .stream_logs(pb::LogsRequest {
+            pipeline: args.name.clone(),
+            execution_id: args.execution.clone(),
+            action: args.action.clone(),
+            follow: args.follow,
+        })
+        .await?
+        .into_inner();
+    while let Some(chunk) = stream.message().await? {
+        output::write_raw(&chunk.data)?;
+    }
+    Ok(())
+}

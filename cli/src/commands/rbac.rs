@@ -1,0 +1,123 @@
+//! `ferry rbac` (grant, revoke, list role bindings) and `ferry whoami`.
+
+use anyhow::Result;
+use ferry_proto as pb;
+use serde::Serialize;
+
+use crate::args::{Format, GlobalArgs, RbacCommand, RoleArgs};
+use crate::client;
+use crate::output::{self, Table};
+
+#[derive(Serialize)]
+struct BindingJson<'a> {
+    subject: &'a str,
+    role: &'a str,
+}
+
+pub fn bindings_table(bindings: &[pb::RoleBinding]) -> Table {
+    let mut table = Table::new(&["SUBJECT", "ROLE"]);
+    for b in bindings {
+        table.row([b.subject.as_str(), b.role.as_str()]);
+    }
+    table
+}
+
+fn print_bindings(bindings: &[pb::RoleBinding]) -> Result<()> {
+    output::print_json(
+        &bindings
+            .iter()
+            .map(|b| BindingJson {
+                subject: &b.subject,
+                role: &b.role,
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
+    let mut client = client::connect(global).await?;
+    let request = |args: &RoleArgs| pb::RoleRequest {
+        subject: args.name.clone(),
+        role: args.role.clone(),
+    };
+    let (bindings, done) = match command {
+        RbacCommand::Grant(args) => (
+            client
+                .grant_role(request(args))
+                .await?
+                .into_inner()
+                .bindings,
+            Some(format!("granted role {} to {}", args.role, args.name)),
+        ),
+        RbacCommand::Revoke(args) => (
+            client
+                .revoke_role(request(args))
+                .await?
+                .into_inner()
+                .bindings,
+            Some(format!("revoked role {} from {}", args.role, args.name)),
+        ),
+        RbacCommand::List => (
+            client
+                .list_role_bindings(pb::ListRoleBindingsRequest {})
+                .await?
+                .into_inner()
+                .bindings,
+            None,
+        ),
+    };
+    match (global.output, done) {
+        (Format::Json, _) => print_bindings(&bindings),
+        (Format::Table, Some(done)) => output::print(&done),
+        (Format::Table, None) => output::print(&bindings_table(&bindings).render()),
+    }
+}
+
+#[derive(Serialize)]
+struct WhoAmIJson<'a> {
+    identity: &'a str,
+    roles: &'a [String],
+}
+
+pub async fn whoami(global: &GlobalArgs) -> Result<()> {
+    let mut client = client::connect(global).await?;
+    let reply = client.who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+    match global.output {
+        Format::Table => output::print(&format!(
+            "identity: {}\nroles:    {}",
+            reply.identity,
+            if reply.roles.is_empty() {
+                "(none)".to_string()
+            } else {
+                reply.roles.join(", ")
+            }
+        )),
+        Format::Json => output::print_json(&WhoAmIJson {
+            identity: &reply.identity,
+            roles: &reply.roles,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_render_as_two_columns() {
+        let table = bindings_table(&[
+            pb::RoleBinding {
+                subject: "alice".into(),
+                role: "admin".into(),
+            },
+            pb::RoleBinding {
+                subject: "bob".into(),
+                role: "viewer".into(),
+            },
+        ]);
+        assert_eq!(
+            table.render(),
+            "SUBJECT  ROLE\nalice    admin\nbob      viewer\n"
+        );
+    }
+}

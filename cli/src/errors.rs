@@ -1,0 +1,249 @@
+//! Turning failures into one message for `error: ...` on stderr. A status
+//! the coordinator sent is shown as its message alone (the server writes them
+//! for people); transport and TLS failures are recognised from their error
+//! chain and explained in terms of --ca, --cert and --key.
+
+use std::error::Error as StdError;
+
+use tonic::Status;
+
+use crate::client::Target;
+
+/// Shown when the server dropped the connection because of our client certificate.
+pub const CLIENT_CERT_REFUSED: &str = "the coordinator refused the TLS handshake: your client certificate is missing or not signed by this cluster's CA (check --cert/--key/--ca)";
+/// Shown when the server's certificate does not chain to --ca.
+pub const SERVER_NOT_TRUSTED: &str = "the coordinator's certificate is not signed by the CA in --ca (is --ca the ca.pem of this cluster?)";
+
+/// The message for a failed command (without the `error: ` prefix).
+pub fn render(err: &anyhow::Error) -> String {
+    for cause in err.chain() {
+        if let Some(status) = cause.downcast_ref::<Status>() {
+            return render_status(status);
+        }
+    }
+    format!("{err:#}")
+}
+
+/// A gRPC status: the server's own words, or an explained transport failure.
+pub fn render_status(status: &Status) -> String {
+    let Some(source) = status.source() else {
+        // Sent by the coordinator (or synthesised by tonic without a cause).
+        return if status.message().is_empty() {
+            format!(
+                "the coordinator answered {:?}: {}",
+                status.code(),
+                status.code().description()
+            )
+        } else {
+            status.message().to_string()
+        };
+    };
+    let detail = chain_text(source);
+    let lower = detail.to_lowercase();
+    if let Some(explained) = server_cert_problem(&lower, None) {
+        return format!("{explained}\ncaused by: {detail}");
+    }
+    if client_cert_refused(&lower, true) {
+        return format!("{CLIENT_CERT_REFUSED}\ncaused by: {detail}");
+    }
+    let message = status.message();
+    if message.is_empty() || detail.starts_with(message) {
+        format!("the call to the coordinator failed: {detail}")
+    } else {
+        format!("the call to the coordinator failed: {message}: {detail}")
+    }
+}
+
+/// Explains why connecting to `target` failed.
+pub fn describe_connect_error(err: &tonic::transport::Error, target: &Target) -> String {
+    let detail = chain_text(err);
+    let lower = detail.to_lowercase();
+    if let Some(explained) = server_cert_problem(&lower, Some(&target.host)) {
+        return format!("{explained} ({detail})");
+    }
+    if client_cert_refused(&lower, false) {
+        return format!("{CLIENT_CERT_REFUSED} ({detail})");
+    }
+    if lower.contains("timed out") || lower.contains("elapsed") {
+        return format!("no answer within the connect timeout ({detail})");
+    }
+    detail
+}
+
+/// Every message in the chain, joined by `: `, skipping repeats (hyper and
+/// tonic often wrap an error in one that displays the same text).
+fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = match e.downcast_ref::<Status>() {
+            Some(status) => status.message().to_string(),
+            None => e.to_string(),
+        };
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Our verification of the server's certificate failed.
+fn server_cert_problem(lower: &str, host: Option<&str>) -> Option<String> {
+    if !lower.contains("invalid peer certificate") {
+        return None;
+    }
+    Some(
+        if [
+            "unknownissuer",
+            "unknown issuer",
+            "badsignature",
+            "bad signature",
+        ]
+        .iter()
+        .any(|s| lower.contains(s))
+        {
+            SERVER_NOT_TRUSTED.to_string()
+        } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+            match host {
+                Some(host) => format!(
+                    "the coordinator's certificate is not valid for {host:?}: connect with a host name or IP address listed in its --san"
+                ),
+                None => "the coordinator's certificate is not valid for the address used: connect with a host name or IP address listed in its --san".to_string(),
+            }
+        } else if lower.contains("expired") || lower.contains("notvalidyet") {
+            "the coordinator's certificate is expired or not yet valid (check the clocks, or issue a new one)".to_string()
+        } else {
+            "the coordinator's certificate was rejected".to_string()
+        },
+    )
+}
+
+/// The server ended the handshake or connection over our client certificate.
+/// With TLS 1.3 the client finishes its side of the handshake first, so the
+/// server's refusal arrives on the first call, often as a bare reset.
+fn client_cert_refused(lower: &str, after_connect: bool) -> bool {
+    let alert = lower.contains("received fatal alert")
+        && [
+            "certificate",
+            "unknownca",
+            "unknown ca",
+            "accessdenied",
+            "decrypterror",
+        ]
+        .iter()
+        .any(|s| lower.contains(s));
+    alert
+        || (after_connect
+            && [
+                "received fatal alert",
+                "connection reset",
+                "broken pipe",
+                "tls",
+                "certificate",
+                "handshake",
+            ]
+            .iter()
+            .any(|s| lower.contains(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Io(std::io::Error);
+    impl std::fmt::Display for Io {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection error")
+        }
+    }
+    impl StdError for Io {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn transport_status(io: std::io::Error) -> Status {
+        Status::from_error(Box::new(Io(io)))
+    }
+
+    #[test]
+    fn server_statuses_are_shown_as_sent() {
+        let status = Status::unauthenticated(
+            "no client certificate presented: this call needs mutual TLS (pass --cert and --key, or set FERRY_CERT and FERRY_KEY)",
+        );
+        let err = anyhow::Error::new(status).context("WhoAmI");
+        assert_eq!(
+            render(&err),
+            "no client certificate presented: this call needs mutual TLS (pass --cert and --key, or set FERRY_CERT and FERRY_KEY)"
+        );
+        let status = Status::invalid_argument(
+            "pipeline is invalid; nothing was applied:\np.yaml:3:5: unknown key `stagez`",
+        );
+        assert_eq!(
+            render(&status.into()),
+            "pipeline is invalid; nothing was applied:\np.yaml:3:5: unknown key `stagez`"
+        );
+        assert!(render(&Status::unimplemented("").into()).contains("Unimplemented"));
+    }
+
+    #[test]
+    fn reset_after_handshake_means_client_cert_refused() {
+        let status = transport_status(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "Connection reset by peer (os error 104)",
+        ));
+        assert!(status.source().is_some(), "tonic keeps the cause");
+        let text = render(&status.into());
+        assert!(text.starts_with(CLIENT_CERT_REFUSED), "{text}");
+        assert!(text.contains("Connection reset by peer"), "{text}");
+    }
+
+    #[test]
+    fn other_transport_failures_keep_their_chain() {
+        let status = transport_status(std::io::Error::other("stream closed because of EOF"));
+        let text = render(&status.into());
+        assert!(
+            text.starts_with("the call to the coordinator failed:"),
+            "{text}"
+        );
+        assert!(text.contains("stream closed because of EOF"), "{text}");
+    }
+
+    #[test]
+    fn tls_texts_are_classified() {
+        assert_eq!(
+            server_cert_problem("invalid peer certificate: unknownissuer", None).as_deref(),
+            Some(SERVER_NOT_TRUSTED)
+        );
+        assert!(
+            server_cert_problem(
+                "invalid peer certificate: certificate not valid for name \"10.0.0.9\"",
+                Some("10.0.0.9")
+            )
+            .is_some_and(|m| m.contains("not valid for \"10.0.0.9\""))
+        );
+        assert!(server_cert_problem("connection refused", None).is_none());
+        assert!(client_cert_refused(
+            "tls handshake: received fatal alert: unknownca",
+            false
+        ));
+        assert!(client_cert_refused(
+            "received fatal alert: certificaterequired",
+            false
+        ));
+        assert!(!client_cert_refused(
+            "tcp connect error: connection refused",
+            false
+        ));
+        assert!(!client_cert_refused("connection reset by peer", false));
+        assert!(client_cert_refused("connection reset by peer", true));
+    }
+
+    #[test]
+    fn plain_errors_print_their_chain() {
+        let err = anyhow::anyhow!("no such file").context("cannot read p.yaml");
+        assert_eq!(render(&err), "cannot read p.yaml: no such file");
+    }
+}

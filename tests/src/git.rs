@@ -1,0 +1,65 @@
+//! Real git repositories for tests: a bare "remote" plus a work tree that
+//! commits and pushes to it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Repo {
+    _dir: tempfile::TempDir,
+    pub bare: PathBuf,
+    work: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ferry Test")
+        .env("GIT_AUTHOR_EMAIL", "test@ferry.invalid")
+        .env("GIT_COMMITTER_NAME", "Ferry Test")
+        .env("GIT_COMMITTER_EMAIL", "test@ferry.invalid")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run git: {e}"));
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let bare = dir.path().join("app.git");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&bare).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("{e}"));
+        git(&bare, &["init", "--bare", "--quiet", "--initial-branch=main"]);
+        git(&work, &["init", "--quiet", "--initial-branch=main"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap_or_default()]);
+        Repo { _dir: dir, bare, work }
+    }
+
+    /// The URL pipelines use.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+
+    /// Writes files, commits, pushes to main; returns the commit id.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, content) in files {
+            let p = self.work.join(path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+            }
+            std::fs::write(&p, content).unwrap_or_else(|e| panic!("{e}"));
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "--quiet", "-m", message]);
+        git(&self.work, &["push", "--quiet", "origin", "main"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+impl Default for Repo {
+    fn default() -> Self {
+        Repo::new()
+    }
+}
