@@ -12,7 +12,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ArchiveError {
     #[error("input `{input}` is a hostile or corrupt archive: entry `{entry}` {why}")]
-    Hostile { input: String, entry: String, why: String },
+    Hostile {
+        input: String,
+        entry: String,
+        why: String,
+    },
     #[error("archive I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -66,32 +70,51 @@ pub fn workspace_builder<W: Write>(w: W) -> Result<Builder<W>, ArchiveError> {
 
 /// Copies the entries of input `name` into `out` under `workspace/`,
 /// refusing anything that would escape it.
-pub fn append_input<R: Read, W: Write>(name: &str, input: R, out: &mut Builder<W>) -> Result<(), ArchiveError> {
+pub fn append_input<R: Read, W: Write>(
+    name: &str,
+    input: R,
+    out: &mut Builder<W>,
+) -> Result<(), ArchiveError> {
     let mut ar = Archive::new(input);
     for entry in ar.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.into_owned();
         let shown = raw.display().to_string();
-        let hostile = |why: &str| ArchiveError::Hostile { input: name.into(), entry: shown.clone(), why: why.into() };
+        let hostile = |why: &str| ArchiveError::Hostile {
+            input: name.into(),
+            entry: shown.clone(),
+            why: why.into(),
+        };
         let rel = clean_relative(&raw).ok_or_else(|| hostile("has an absolute path or `..`"))?;
         if rel.as_os_str().is_empty() {
             continue;
         }
         let kind = entry.header().entry_type();
         match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory | EntryType::GNUSparse => {}
+            EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::Directory
+            | EntryType::GNUSparse => {}
             EntryType::Symlink | EntryType::Link => {
-                let target = entry.link_name()?.ok_or_else(|| hostile("is a link without a target"))?;
+                let target = entry
+                    .link_name()?
+                    .ok_or_else(|| hostile("is a link without a target"))?;
                 let ok = if kind == EntryType::Link {
                     clean_relative(&target).is_some()
                 } else {
                     link_stays_inside(&rel, &target)
                 };
                 if !ok {
-                    return Err(hostile(&format!("links outside the workspace (to `{}`)", target.display())));
+                    return Err(hostile(&format!(
+                        "links outside the workspace (to `{}`)",
+                        target.display()
+                    )));
                 }
             }
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {
+            EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink => {
                 continue;
             }
             _ => return Err(hostile("is a device, fifo or other special file")),
@@ -99,8 +122,15 @@ pub fn append_input<R: Read, W: Write>(name: &str, input: R, out: &mut Builder<W
         let mut header = entry.header().clone();
         let dest = Path::new("workspace").join(&rel);
         if matches!(kind, EntryType::Symlink | EntryType::Link) {
-            let target = entry.link_name()?.map(|t| t.into_owned()).unwrap_or_default();
-            let target = if kind == EntryType::Link { Path::new("workspace").join(target) } else { target };
+            let target = entry
+                .link_name()?
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            let target = if kind == EntryType::Link {
+                Path::new("workspace").join(target)
+            } else {
+                target
+            };
             out.append_link(&mut header, &dest, &target)?;
         } else {
             out.append_data(&mut header, &dest, &mut entry)?;
@@ -111,19 +141,28 @@ pub fn append_input<R: Read, W: Write>(name: &str, input: R, out: &mut Builder<W
 
 /// Re-roots a tar that Docker returned for `/workspace/<path>` (whose entries
 /// start with the path's last component) under `<path>` relative to the workspace.
-pub fn append_output<R: Read, W: Write>(path: &str, docker_tar: R, out: &mut Builder<W>) -> Result<(), ArchiveError> {
+pub fn append_output<R: Read, W: Write>(
+    path: &str,
+    docker_tar: R,
+    out: &mut Builder<W>,
+) -> Result<(), ArchiveError> {
     let rel = clean_relative(Path::new(path)).unwrap_or_default();
     let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut ar = Archive::new(docker_tar);
     for entry in ar.entries()? {
         let mut entry = entry?;
         let name = entry.path()?.into_owned();
-        let Some(clean) = clean_relative(&name) else { continue };
+        let Some(clean) = clean_relative(&name) else {
+            continue;
+        };
         let dest = parent.join(clean);
         let mut header = entry.header().clone();
         match entry.header().entry_type() {
             EntryType::Symlink | EntryType::Link => {
-                let target = entry.link_name()?.map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name()?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 out.append_link(&mut header, &dest, &target)?;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::Directory => {
@@ -155,7 +194,11 @@ mod tests {
                 let _ = h.set_link_name(target);
             }
             h.set_cksum();
-            let data: &[u8] = if *kind == EntryType::Regular { b"hi" } else { b"" };
+            let data: &[u8] = if *kind == EntryType::Regular {
+                b"hi"
+            } else {
+                b""
+            };
             let _ = b.append(&h, data);
         }
         b.into_inner().unwrap_or_default()
@@ -168,7 +211,13 @@ mod tests {
 
     #[test]
     fn accepts_plain_trees_and_inner_links() {
-        assert!(check(&[("dist/", EntryType::Directory, ""), ("dist/a", EntryType::Regular, "")]).is_ok());
+        assert!(
+            check(&[
+                ("dist/", EntryType::Directory, ""),
+                ("dist/a", EntryType::Regular, "")
+            ])
+            .is_ok()
+        );
         assert!(check(&[("dist/l", EntryType::Symlink, "../dist/a")]).is_ok());
     }
 

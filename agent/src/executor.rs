@@ -34,7 +34,11 @@ pub enum ActionError {
     #[error("docker: {0}")]
     Docker(#[from] bollard::errors::Error),
     #[error("command {index} `{command}` exited with code {code}")]
-    CommandFailed { index: usize, command: String, code: i32 },
+    CommandFailed {
+        index: usize,
+        command: String,
+        code: i32,
+    },
     #[error("timed out after {0:?}; the container was killed")]
     Timeout(Duration),
     #[error("cancelled: {0}")]
@@ -83,7 +87,11 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(docker: Docker, store: Store, agent: String) -> Self {
-        Executor { docker, store, agent }
+        Executor {
+            docker,
+            store,
+            agent,
+        }
     }
 
     pub fn docker(&self) -> &Docker {
@@ -95,18 +103,27 @@ impl Executor {
             return Ok(());
         }
         log.write(format!("[ferry] pulling image {image}\n").as_bytes());
-        let opts = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+        let opts = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
         let mut pull = self.docker.create_image(Some(opts), None, None);
         while let Some(progress) = pull.next().await {
             if let Err(e) = progress {
-                return Err(ActionError::Image { image: image.into(), reason: e.to_string() });
+                return Err(ActionError::Image {
+                    image: image.into(),
+                    reason: e.to_string(),
+                });
             }
         }
         self.docker
             .inspect_image(image)
             .await
             .map(|_| ())
-            .map_err(|e| ActionError::Image { image: image.into(), reason: e.to_string() })
+            .map_err(|e| ActionError::Image {
+                image: image.into(),
+                reason: e.to_string(),
+            })
     }
 
     /// Runs the attempt; the container is removed whatever happens.
@@ -132,16 +149,24 @@ impl Executor {
         let body = ContainerCreateBody {
             image: Some(a.image.clone()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-            cmd: Some(vec!["trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into()]),
+            cmd: Some(vec![
+                "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
+            ]),
             working_dir: Some("/workspace".into()),
             env: Some(env.clone()),
             labels: Some(HashMap::from([(LABEL.to_string(), epoch.to_string())])),
-            host_config: Some(HostConfig { init: Some(true), ..Default::default() }),
+            host_config: Some(HostConfig {
+                init: Some(true),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         // A container left by an earlier run of this very attempt goes first.
         let _ = self.remove(&name).await;
-        let opts = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let opts = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
         self.docker.create_container(Some(opts), body).await?;
         let timeout = Duration::from_secs(a.timeout_seconds.max(1));
         let result = tokio::select! {
@@ -156,9 +181,24 @@ impl Executor {
     }
 
     async fn remove(&self, name: &str) -> Result<(), bollard::errors::Error> {
-        let _ = self.docker.kill_container(name, Some(KillContainerOptions { signal: "KILL".into() })).await;
+        let _ = self
+            .docker
+            .kill_container(
+                name,
+                Some(KillContainerOptions {
+                    signal: "KILL".into(),
+                }),
+            )
+            .await;
         self.docker
-            .remove_container(name, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
             .await
     }
 
@@ -172,7 +212,10 @@ impl Executor {
     ) -> Result<Outcome, ActionError> {
         // Inputs, in order, re-packed under workspace/ and checked on the way.
         let store = self.store.clone();
-        let inputs_owned: Vec<(String, String)> = inputs.iter().map(|i| (i.name.clone(), i.digest.clone())).collect();
+        let inputs_owned: Vec<(String, String)> = inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.digest.clone()))
+            .collect();
         let upload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ActionError> {
             let mut b = archive::workspace_builder(Vec::new())?;
             for (name, digest) in &inputs_owned {
@@ -186,11 +229,16 @@ impl Executor {
         self.docker
             .upload_to_container(
                 container,
-                Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }),
+                Some(UploadToContainerOptions {
+                    path: "/".into(),
+                    ..Default::default()
+                }),
                 bollard::body_full(upload.into()),
             )
             .await?;
-        self.docker.start_container(container, None::<StartContainerOptions>).await?;
+        self.docker
+            .start_container(container, None::<StartContainerOptions>)
+            .await?;
 
         for (i, command) in a.commands.iter().enumerate() {
             log.write(format!("$ {command}\n").as_bytes());
@@ -199,7 +247,11 @@ impl Executor {
                 .create_exec(
                     container,
                     CreateExecOptions {
-                        cmd: Some(vec!["/bin/sh".to_string(), "-c".to_string(), command.clone()]),
+                        cmd: Some(vec![
+                            "/bin/sh".to_string(),
+                            "-c".to_string(),
+                            command.clone(),
+                        ]),
                         attach_stdout: Some(true),
                         attach_stderr: Some(true),
                         working_dir: Some("/workspace".to_string()),
@@ -208,19 +260,30 @@ impl Executor {
                     },
                 )
                 .await?;
-            if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&exec.id, None).await? {
+            if let StartExecResults::Attached { mut output, .. } =
+                self.docker.start_exec(&exec.id, None).await?
+            {
                 while let Some(chunk) = output.next().await {
                     match chunk? {
-                        LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message } => {
-                            log.write(&message)
-                        }
+                        LogOutput::StdOut { message }
+                        | LogOutput::StdErr { message }
+                        | LogOutput::Console { message } => log.write(&message),
                         LogOutput::StdIn { .. } => {}
                     }
                 }
             }
-            let code = self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1) as i32;
+            let code = self
+                .docker
+                .inspect_exec(&exec.id)
+                .await?
+                .exit_code
+                .unwrap_or(-1) as i32;
             if code != 0 {
-                return Err(ActionError::CommandFailed { index: i + 1, command: command.clone(), code });
+                return Err(ActionError::CommandFailed {
+                    index: i + 1,
+                    command: command.clone(),
+                    code,
+                });
             }
         }
 
@@ -230,14 +293,18 @@ impl Executor {
             for path in &spec.paths {
                 let mut docker_tar = Vec::new();
                 let full = format!("/workspace/{}", path.trim_end_matches('/'));
-                let mut stream = self
-                    .docker
-                    .download_from_container(container, Some(DownloadFromContainerOptions { path: full }));
+                let mut stream = self.docker.download_from_container(
+                    container,
+                    Some(DownloadFromContainerOptions { path: full }),
+                );
                 while let Some(chunk) = stream.next().await {
                     match chunk {
                         Ok(bytes) => docker_tar.extend_from_slice(&bytes),
                         Err(_) => {
-                            return Err(ActionError::MissingOutput { name: spec.name.clone(), path: path.clone() });
+                            return Err(ActionError::MissingOutput {
+                                name: spec.name.clone(),
+                                path: path.clone(),
+                            });
                         }
                     }
                 }
@@ -258,7 +325,13 @@ impl Executor {
             })
             .await
             .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))??;
-            log.write(format!("[ferry] output {} = {} ({} bytes)\n", spec.name, blob.digest, blob.size).as_bytes());
+            log.write(
+                format!(
+                    "[ferry] output {} = {} ({} bytes)\n",
+                    spec.name, blob.digest, blob.size
+                )
+                .as_bytes(),
+            );
             outputs.push((spec.name.clone(), blob));
         }
         Ok(Outcome { outputs })

@@ -16,11 +16,17 @@ pub struct AgentIdentity {
 }
 
 fn files(state: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    (state.join("agent.pem"), state.join("agent-key.pem"), state.join("ca.pem"))
+    (
+        state.join("agent.pem"),
+        state.join("agent-key.pem"),
+        state.join("ca.pem"),
+    )
 }
 
 fn host_of(addr: &str) -> &str {
-    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']'])
+    addr.rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_matches(['[', ']'])
 }
 
 /// Loads the identity from `state`, or enrolls with a join token.
@@ -40,7 +46,11 @@ pub async fn load_or_enroll(
         };
         let ca_pem = ferry_certs::read_pem(&ca_path)?;
         let identity = identity_of(&key.cert_pem)?;
-        return Ok(AgentIdentity { identity, key, ca_pem });
+        return Ok(AgentIdentity {
+            identity,
+            key,
+            ca_pem,
+        });
     }
     let Some(token) = token else {
         bail!(
@@ -48,7 +58,9 @@ pub async fn load_or_enroll(
             state.display()
         );
     };
-    let Some(ca_file) = ca_file else { bail!("enrolling needs --ca FILE: the cluster's ca.pem, to verify the coordinator") };
+    let Some(ca_file) = ca_file else {
+        bail!("enrolling needs --ca FILE: the cluster's ca.pem, to verify the coordinator")
+    };
     let ca_pem = ferry_certs::read_pem(ca_file)?;
     let (csr_pem, key_pem) = ferry_certs::agent_csr(name).context("making a key pair and CSR")?;
     let mut errors = Vec::new();
@@ -66,17 +78,32 @@ pub async fn load_or_enroll(
             }
         };
         let mut client = pb::enrollment_client::EnrollmentClient::new(channel);
-        let req = pb::EnrollRequest { token: token.to_string(), name: name.to_string(), csr_pem: csr_pem.clone(), sans: sans.to_vec() };
+        let req = pb::EnrollRequest {
+            token: token.to_string(),
+            name: name.to_string(),
+            csr_pem: csr_pem.clone(),
+            sans: sans.to_vec(),
+        };
         match client.enroll(req).await {
             Ok(resp) => {
                 let resp = resp.into_inner();
-                std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
-                let key = CertifiedKey { cert_pem: resp.certificate_pem, key_pem };
-                ferry_certs::write_pair(state, "agent", &key).context("saving the agent certificate")?;
-                std::fs::write(&ca_path, &resp.ca_pem).with_context(|| format!("writing {}", ca_path.display()))?;
+                std::fs::create_dir_all(state)
+                    .with_context(|| format!("creating {}", state.display()))?;
+                let key = CertifiedKey {
+                    cert_pem: resp.certificate_pem,
+                    key_pem,
+                };
+                ferry_certs::write_pair(state, "agent", &key)
+                    .context("saving the agent certificate")?;
+                std::fs::write(&ca_path, &resp.ca_pem)
+                    .with_context(|| format!("writing {}", ca_path.display()))?;
                 let identity = identity_of(&key.cert_pem)?;
                 tracing::info!(identity = %identity, "enrolled");
-                return Ok(AgentIdentity { identity, key, ca_pem: resp.ca_pem });
+                return Ok(AgentIdentity {
+                    identity,
+                    key,
+                    ca_pem: resp.ca_pem,
+                });
             }
             Err(status) if status.code() == tonic::Code::Unavailable => {
                 errors.push(format!("{addr}: {}", status.message()));
@@ -84,7 +111,10 @@ pub async fn load_or_enroll(
             Err(status) => bail!("enrollment refused by {addr}: {}", status.message()),
         }
     }
-    bail!("could not reach any coordinator to enroll: {}", errors.join("; "))
+    bail!(
+        "could not reach any coordinator to enroll: {}",
+        errors.join("; ")
+    )
 }
 
 fn identity_of(cert_pem: &str) -> anyhow::Result<Identity> {
@@ -95,5 +125,8 @@ fn identity_of(cert_pem: &str) -> anyhow::Result<Identity> {
 fn rustls_pem_first(pem: &str) -> Option<Vec<u8>> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok().map(|c| c.to_vec())
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()?
+        .ok()
+        .map(|c| c.to_vec())
 }

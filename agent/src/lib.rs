@@ -34,17 +34,29 @@ pub struct Options {
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(opts: Options, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     if opts.enroll_only {
-        let host = opts.advertise.rsplit_once(':').map_or(opts.advertise.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+        let host = opts
+            .advertise
+            .rsplit_once(':')
+            .map_or(opts.advertise.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']']);
         let sans = [host.to_string()];
-        let id = identity::load_or_enroll(&opts.state_dir, &opts.coordinators, opts.join_token.as_deref(), opts.ca.as_deref(), &opts.name, &sans).await?;
+        let id = identity::load_or_enroll(
+            &opts.state_dir,
+            &opts.coordinators,
+            opts.join_token.as_deref(),
+            opts.ca.as_deref(),
+            &opts.name,
+            &sans,
+        )
+        .await?;
         println!("{}", id.identity);
         return Ok(());
     }
-    let docker = bollard::Docker::connect_with_local_defaults().context("connecting to the Docker Engine")?;
-    docker
-        .ping()
-        .await
-        .context("the Docker Engine does not answer (is it running, and may this user reach its socket?)")?;
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .context("connecting to the Docker Engine")?;
+    docker.ping().await.context(
+        "the Docker Engine does not answer (is it running, and may this user reach its socket?)",
+    )?;
     let (host, port) = opts
         .advertise
         .rsplit_once(':')
@@ -62,15 +74,35 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     let store = store::Store::open(opts.state_dir.join("artifacts"))?;
 
     // The peer server: artifacts and logs for other agents and coordinators.
-    let bind: SocketAddr = format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() })
-        .parse()
-        .or_else(|_| format!("0.0.0.0:{port}").parse())
-        .context("--advertise port")?;
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding the peer server to {bind}"))?;
+    let bind: SocketAddr = format!(
+        "{}:{port}",
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        }
+    )
+    .parse()
+    .or_else(|_| format!("0.0.0.0:{port}").parse())
+    .context("--advertise port")?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the peer server to {bind}"))?;
     let local = listener.local_addr()?;
-    let address = format!("{}:{}", if host.contains(':') { format!("[{host}]") } else { host.clone() }, local.port());
+    let address = format!(
+        "{}:{}",
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        },
+        local.port()
+    );
     let tls = ferry_certs::tls::mtls_server(&id.ca_pem, &id.key.cert_pem, &id.key.key_pem)?;
-    let peer = peer::PeerService { store: store.clone(), trust_domain: id.identity.trust_domain.clone() };
+    let peer = peer::PeerService {
+        store: store.clone(),
+        trust_domain: id.identity.trust_domain.clone(),
+    };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tonic::transport::Server::builder()
         .tls_config(tls)?

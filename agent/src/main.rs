@@ -8,7 +8,12 @@ use clap::Parser;
 #[command(name = "ferry-agent", version, about = "Ferry build agent")]
 struct Args {
     /// Coordinator addresses, comma-separated.
-    #[arg(long, env = "FERRY_COORDINATOR", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "FERRY_COORDINATOR",
+        value_delimiter = ',',
+        required = true
+    )]
     coordinator: Vec<String>,
     /// Where the agent keeps its key, certificate, artifacts and logs.
     #[arg(long)]
@@ -37,30 +42,45 @@ struct Args {
 }
 
 fn default_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "agent".into());
+    let raw =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "agent".into());
     let name: String = raw
         .trim()
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    if name.is_empty() { "agent".into() } else { name }
+    if name.is_empty() {
+        "agent".into()
+    } else {
+        name
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ferry_certs::install_crypto_provider();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,h2=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

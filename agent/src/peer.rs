@@ -24,11 +24,20 @@ pub struct PeerService {
 
 /// The one authorization check of the peer server.
 fn authorize<T>(req: &Request<T>, trust_domain: &str) -> Result<Identity, Status> {
-    let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("client certificate required"))?;
-    let leaf = certs.first().ok_or_else(|| Status::unauthenticated("client certificate required"))?;
-    let id = Identity::from_cert_der(leaf.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))?;
-    if id.trust_domain != trust_domain || !matches!(id.kind, IdentityKind::Agent | IdentityKind::Coordinator) {
-        return Err(Status::permission_denied(format!("{id} may not fetch artifacts")));
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("client certificate required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("client certificate required"))?;
+    let id = Identity::from_cert_der(leaf.as_ref())
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    if id.trust_domain != trust_domain
+        || !matches!(id.kind, IdentityKind::Agent | IdentityKind::Coordinator)
+    {
+        return Err(Status::permission_denied(format!(
+            "{id} may not fetch artifacts"
+        )));
     }
     Ok(id)
 }
@@ -37,7 +46,10 @@ fn authorize<T>(req: &Request<T>, trust_domain: &str) -> Result<Identity, Status
 impl pb::artifact_peer_server::ArtifactPeer for PeerService {
     type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
 
-    async fn fetch(&self, req: Request<pb::FetchRequest>) -> Result<Response<Self::FetchStream>, Status> {
+    async fn fetch(
+        &self,
+        req: Request<pb::FetchRequest>,
+    ) -> Result<Response<Self::FetchStream>, Status> {
         let who = authorize(&req, &self.trust_domain)?;
         let req = req.into_inner();
         check_digest(&req.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -46,7 +58,8 @@ impl pb::artifact_peer_server::ArtifactPeer for PeerService {
             .open_blob(&req.digest)
             .map_err(|_| Status::not_found(format!("{} is not held here", req.digest)))?;
         tracing::debug!(peer = %who, digest = %req.digest, "serving blob");
-        file.seek(SeekFrom::Start(req.offset)).map_err(|e| Status::internal(e.to_string()))?;
+        file.seek(SeekFrom::Start(req.offset))
+            .map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; CHUNK];
@@ -54,7 +67,12 @@ impl pb::artifact_peer_server::ArtifactPeer for PeerService {
                 match file.read(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
-                        if tx.blocking_send(Ok(pb::Chunk { data: buf[..n].to_vec() })).is_err() {
+                        if tx
+                            .blocking_send(Ok(pb::Chunk {
+                                data: buf[..n].to_vec(),
+                            }))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -79,7 +97,10 @@ pub async fn fetch(
 ) -> Result<Blob, String> {
     if let Some(path) = store.path(digest) {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        return Ok(Blob { digest: digest.into(), size });
+        return Ok(Blob {
+            digest: digest.into(),
+            size,
+        });
     }
     let mut errors = Vec::new();
     for addr in holders {
@@ -95,8 +116,17 @@ pub async fn fetch(
     })
 }
 
-async fn fetch_from(store: &Store, ca_pem: &str, identity: &CertifiedKey, addr: &str, digest: &str) -> Result<Blob, String> {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+async fn fetch_from(
+    store: &Store,
+    ca_pem: &str,
+    identity: &CertifiedKey,
+    addr: &str,
+    digest: &str,
+) -> Result<Blob, String> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_matches(['[', ']']);
     let tls = ferry_certs::tls::client(ca_pem, Some(identity), host);
     let channel = Endpoint::from_shared(format!("https://{addr}"))
         .and_then(|e| e.tls_config(tls))
@@ -107,12 +137,19 @@ async fn fetch_from(store: &Store, ca_pem: &str, identity: &CertifiedKey, addr: 
         .map_err(|e| format!("connect: {e}"))?;
     let mut client = pb::artifact_peer_client::ArtifactPeerClient::new(channel);
     let mut stream = client
-        .fetch(pb::FetchRequest { digest: digest.into(), offset: 0 })
+        .fetch(pb::FetchRequest {
+            digest: digest.into(),
+            offset: 0,
+        })
         .await
         .map_err(|e| e.message().to_string())?
         .into_inner();
     let mut w = store.writer().map_err(|e| e.to_string())?;
-    while let Some(chunk) = stream.message().await.map_err(|e| e.message().to_string())? {
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|e| e.message().to_string())?
+    {
         w.write_all(&chunk.data).map_err(|e| e.to_string())?;
     }
     w.commit(Some(digest)).map_err(|e| e.to_string())

@@ -100,7 +100,10 @@ impl Agent {
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running).values().map(|r| r.cancel.clone()).collect();
+        let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running)
+            .values()
+            .map(|r| r.cancel.clone())
+            .collect();
         for c in &running {
             let _ = c.send(Some("agent shutting down".into()));
         }
@@ -116,7 +119,10 @@ impl Agent {
     async fn connect(&self) -> anyhow::Result<tonic::transport::Channel> {
         let mut errors = Vec::new();
         for addr in &self.cfg.coordinators {
-            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+            let host = addr
+                .rsplit_once(':')
+                .map_or(addr.as_str(), |(h, _)| h)
+                .trim_matches(['[', ']']);
             let tls = ferry_certs::tls::client(&self.id.ca_pem, Some(&self.id.key), host);
             let endpoint = Endpoint::from_shared(format!("https://{addr}"))
                 .and_then(|e| e.tls_config(tls))
@@ -132,11 +138,17 @@ impl Agent {
         anyhow::bail!("no coordinator reachable: {}", errors.join("; "))
     }
 
-    async fn session(self: Arc<Self>, events: &mut mpsc::UnboundedReceiver<Event>) -> anyhow::Result<()> {
+    async fn session(
+        self: Arc<Self>,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> anyhow::Result<()> {
         let channel = self.connect().await?;
         let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
-        let running: Vec<pb::AttemptRef> = lock(&self.running).values().map(|r| r.attempt.clone()).collect();
+        let running: Vec<pb::AttemptRef> = lock(&self.running)
+            .values()
+            .map(|r| r.attempt.clone())
+            .collect();
         tx.send(agent_msg(pb::agent_message::Kind::Register(pb::Register {
             labels: self.cfg.labels.clone(),
             capacity: self.cfg.capacity,
@@ -155,7 +167,8 @@ impl Agent {
         // Results that waited for this session go first.
         let unacked: Vec<pb::AttemptResult> = lock(&self.unacked).values().cloned().collect();
         for r in unacked {
-            tx.send(agent_msg(pb::agent_message::Kind::Result(r))).await?;
+            tx.send(agent_msg(pb::agent_message::Kind::Result(r)))
+                .await?;
         }
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         loop {
@@ -207,7 +220,9 @@ impl Agent {
     }
 
     fn start(self: Arc<Self>, a: pb::Assignment) {
-        let Some(attempt) = a.attempt.clone() else { return };
+        let Some(attempt) = a.attempt.clone() else {
+            return;
+        };
         let epoch = attempt.epoch;
         if lock(&self.unacked).contains_key(&epoch) {
             return; // finished already; the result is on its way
@@ -218,7 +233,13 @@ impl Agent {
             if running.contains_key(&epoch) {
                 return;
             }
-            running.insert(epoch, Running { attempt: attempt.clone(), cancel });
+            running.insert(
+                epoch,
+                Running {
+                    attempt: attempt.clone(),
+                    cancel,
+                },
+            );
         }
         tracing::info!(attempt = %attempt.attempt_id, epoch, image = %a.image, "attempt started");
         tokio::spawn(async move {
@@ -232,16 +253,28 @@ impl Agent {
     }
 
     /// Runs one attempt; None when it was cancelled by shutdown (not to be reported).
-    async fn execute(&self, a: &pb::Assignment, cancel: watch::Receiver<Option<String>>) -> Option<pb::AttemptResult> {
+    async fn execute(
+        &self,
+        a: &pb::Assignment,
+        cancel: watch::Receiver<Option<String>>,
+    ) -> Option<pb::AttemptResult> {
         let attempt = a.attempt.clone().unwrap_or_default();
-        let log_path = self.cfg.state_dir.join("logs").join(format!("{}.log", attempt.epoch));
+        let log_path = self
+            .cfg
+            .state_dir
+            .join("logs")
+            .join(format!("{}.log", attempt.epoch));
         let mut log = AttemptLog {
             file: std::fs::File::create(&log_path).ok(),
             attempt: attempt.clone(),
             events: self.events.clone(),
         };
         let outcome = match self.prepare_inputs(a, &mut log).await {
-            Ok(inputs) => self.executor.run(a, &inputs, &mut log, cancel.clone()).await,
+            Ok(inputs) => {
+                self.executor
+                    .run(a, &inputs, &mut log, cancel.clone())
+                    .await
+            }
             Err(e) => Err(crate::executor::ActionError::Input(e)),
         };
         if let Err(crate::executor::ActionError::Cancelled(reason)) = &outcome
@@ -256,7 +289,11 @@ impl Agent {
                 String::new(),
                 o.outputs
                     .into_iter()
-                    .map(|(name, b)| pb::OutputArtifact { name, digest: b.digest, size: b.size })
+                    .map(|(name, b)| pb::OutputArtifact {
+                        name,
+                        digest: b.digest,
+                        size: b.size,
+                    })
                     .collect(),
             ),
             Err(e) => {
@@ -265,17 +302,30 @@ impl Agent {
             }
         };
         drop(log.file.take());
-        let (log_digest, log_size) = match std::fs::File::open(&log_path).map(|f| self.store.put_reader(f)) {
-            Ok(Ok(b)) => {
-                let _ = std::fs::remove_file(&log_path);
-                (b.digest, b.size)
-            }
-            _ => (String::new(), 0),
-        };
-        Some(pb::AttemptResult { attempt: Some(attempt), success, exit_code, message, outputs, log_digest, log_size })
+        let (log_digest, log_size) =
+            match std::fs::File::open(&log_path).map(|f| self.store.put_reader(f)) {
+                Ok(Ok(b)) => {
+                    let _ = std::fs::remove_file(&log_path);
+                    (b.digest, b.size)
+                }
+                _ => (String::new(), 0),
+            };
+        Some(pb::AttemptResult {
+            attempt: Some(attempt),
+            success,
+            exit_code,
+            message,
+            outputs,
+            log_digest,
+            log_size,
+        })
     }
 
-    async fn prepare_inputs(&self, a: &pb::Assignment, log: &mut AttemptLog) -> Result<Vec<PreparedInput>, String> {
+    async fn prepare_inputs(
+        &self,
+        a: &pb::Assignment,
+        log: &mut AttemptLog,
+    ) -> Result<Vec<PreparedInput>, String> {
         let mut out = Vec::new();
         for input in &a.inputs {
             let blob = if input.digest.is_empty() {
@@ -283,9 +333,19 @@ impl Agent {
                 self.sources.archive(&a.git_url, &a.revision).await?
             } else {
                 log.write(format!("[ferry] input {} = {}\n", input.name, input.digest).as_bytes());
-                crate::peer::fetch(&self.store, &self.id.ca_pem, &self.id.key, &input.holders, &input.digest).await?
+                crate::peer::fetch(
+                    &self.store,
+                    &self.id.ca_pem,
+                    &self.id.key,
+                    &input.holders,
+                    &input.digest,
+                )
+                .await?
             };
-            out.push(PreparedInput { name: input.name.clone(), digest: blob.digest });
+            out.push(PreparedInput {
+                name: input.name.clone(),
+                digest: blob.digest,
+            });
         }
         Ok(out)
     }
@@ -303,6 +363,8 @@ impl LogSink for AttemptLog {
         if let Some(f) = self.file.as_mut() {
             let _ = f.write_all(bytes);
         }
-        let _ = self.events.send(Event::Log(self.attempt.clone(), bytes.to_vec()));
+        let _ = self
+            .events
+            .send(Event::Log(self.attempt.clone(), bytes.to_vec()));
     }
 }

@@ -31,13 +31,21 @@ async fn git(args: &[&str], cwd: &std::path::Path) -> Result<Vec<u8>, String> {
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(format!("git {}: {}", args.first().copied().unwrap_or(""), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "git {}: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
 impl Sources {
     pub fn new(root: PathBuf, store: Store) -> Self {
-        Sources { root, store, lock: tokio::sync::Mutex::new(()) }
+        Sources {
+            root,
+            store,
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// A tar of `url` at `commit`, from the cache or freshly archived.
@@ -50,18 +58,40 @@ impl Sources {
             && let Some(path) = self.store.path(d.trim())
         {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            return Ok(Blob { digest: d.trim().to_string(), size });
+            return Ok(Blob {
+                digest: d.trim().to_string(),
+                size,
+            });
         }
         if !mirror.join("HEAD").exists() {
-            tokio::fs::create_dir_all(&mirror).await.map_err(|e| e.to_string())?;
+            tokio::fs::create_dir_all(&mirror)
+                .await
+                .map_err(|e| e.to_string())?;
             git(&["init", "--bare", "--quiet"], &mirror).await?;
         }
         let spec = format!("{commit}^{{commit}}");
-        if git(&["rev-parse", "--verify", "--quiet", &spec], &mirror).await.is_err() {
-            git(&["fetch", "--quiet", "--force", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], &mirror)
+        if git(&["rev-parse", "--verify", "--quiet", &spec], &mirror)
+            .await
+            .is_err()
+        {
+            git(
+                &[
+                    "fetch",
+                    "--quiet",
+                    "--force",
+                    "--",
+                    url,
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                &mirror,
+            )
+            .await
+            .map_err(|e| format!("fetching {url}: {e}"))?;
+            if git(&["rev-parse", "--verify", "--quiet", &spec], &mirror)
                 .await
-                .map_err(|e| format!("fetching {url}: {e}"))?;
-            if git(&["rev-parse", "--verify", "--quiet", &spec], &mirror).await.is_err() {
+                .is_err()
+            {
                 // A commit on no branch: ask for it by id.
                 git(&["fetch", "--quiet", "--", url, commit], &mirror)
                     .await

@@ -20,7 +20,10 @@ pub enum StoreError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.display().to_string(), source }
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// A reference to a stored blob.
@@ -37,7 +40,11 @@ pub struct Store {
 
 pub fn check_digest(digest: &str) -> Result<(), StoreError> {
     let hex = digest.strip_prefix("sha256:").unwrap_or("");
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         Ok(())
     } else {
         Err(StoreError::BadDigest(digest.to_string()))
@@ -56,14 +63,23 @@ impl Store {
     /// Path of a stored blob, if present.
     pub fn path(&self, digest: &str) -> Option<PathBuf> {
         check_digest(digest).ok()?;
-        let p = self.root.join("sha256").join(digest.trim_start_matches("sha256:"));
+        let p = self
+            .root
+            .join("sha256")
+            .join(digest.trim_start_matches("sha256:"));
         p.is_file().then_some(p)
     }
 
     /// A writer that hashes as it goes; `commit` files the blob under its digest.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
-        Ok(BlobWriter { tmp, hasher: Sha256::new(), size: 0, root: self.root.clone() })
+        let tmp =
+            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
+        Ok(BlobWriter {
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+            root: self.root.clone(),
+        })
     }
 
     /// Stores the contents of a reader.
@@ -75,7 +91,10 @@ impl Store {
 
     pub fn open_blob(&self, digest: &str) -> Result<File, StoreError> {
         check_digest(digest)?;
-        let p = self.root.join("sha256").join(digest.trim_start_matches("sha256:"));
+        let p = self
+            .root
+            .join("sha256")
+            .join(digest.trim_start_matches("sha256:"));
         File::open(&p).map_err(io_err(&p))
     }
 }
@@ -107,13 +126,25 @@ impl BlobWriter {
         if let Some(exp) = expected
             && exp != digest
         {
-            return Err(StoreError::Mismatch { expected: exp.to_string(), actual: digest });
+            return Err(StoreError::Mismatch {
+                expected: exp.to_string(),
+                actual: digest,
+            });
         }
         let tmp_path = self.tmp.path().to_path_buf();
         self.tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
-        let dest = self.root.join("sha256").join(digest.trim_start_matches("sha256:"));
-        self.tmp.persist(&dest).map_err(|e| StoreError::Io { path: dest.display().to_string(), source: e.error })?;
-        Ok(Blob { digest, size: self.size })
+        let dest = self
+            .root
+            .join("sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        self.tmp.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest.display().to_string(),
+            source: e.error,
+        })?;
+        Ok(Blob {
+            digest,
+            size: self.size,
+        })
     }
 }
 
@@ -126,11 +157,17 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path().to_path_buf())?;
         let blob = store.put_reader(&b"hello"[..])?;
-        assert_eq!(blob.digest, "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            blob.digest,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert!(store.path(&blob.digest).is_some());
         let mut w = store.writer()?;
         w.write_all(b"other")?;
-        assert!(matches!(w.commit(Some(&blob.digest)), Err(StoreError::Mismatch { .. })));
+        assert!(matches!(
+            w.commit(Some(&blob.digest)),
+            Err(StoreError::Mismatch { .. })
+        ));
         assert!(store.path("sha256:../../etc/passwd").is_none());
         Ok(())
     }

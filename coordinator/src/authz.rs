@@ -45,8 +45,8 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             "Decide" => Permission::Decide,
             "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" => Permission::Admin,
             "WhoAmI" => Permission::Decide,
-            "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution" | "ListExecutions"
-            | "StreamLogs" | "ListAgents" => Permission::View,
+            "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
+            | "ListExecutions" | "StreamLogs" | "ListAgents" => Permission::View,
             _ => return None,
         },
         _ => return None,
@@ -63,10 +63,16 @@ pub fn identity_from_extensions(ext: &http::Extensions) -> Result<Option<Identit
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(|i| i.peer_certs());
     let Some(certs) = certs else { return Ok(None) };
-    let Some(leaf) = certs.first() else { return Ok(None) };
+    let Some(leaf) = certs.first() else {
+        return Ok(None);
+    };
     Identity::from_cert_der(leaf.as_ref())
         .map(Some)
-        .map_err(|e| Status::unauthenticated(format!("client certificate has no usable Ferry identity: {e}")))
+        .map_err(|e| {
+            Status::unauthenticated(format!(
+                "client certificate has no usable Ferry identity: {e}"
+            ))
+        })
 }
 
 fn has_any(state: &ClusterState, name: &str, roles: &[Role]) -> bool {
@@ -74,7 +80,11 @@ fn has_any(state: &ClusterState, name: &str, roles: &[Role]) -> bool {
 }
 
 /// The single authorization decision for an RPC.
-pub fn authorize(state: &ClusterState, caller: Option<&Identity>, perm: Permission) -> Result<(), Status> {
+pub fn authorize(
+    state: &ClusterState,
+    caller: Option<&Identity>,
+    perm: Permission,
+) -> Result<(), Status> {
     if perm == Permission::Public {
         return Ok(());
     }
@@ -112,7 +122,9 @@ pub fn authorize(state: &ClusterState, caller: Option<&Identity>, perm: Permissi
             if has_any(state, &id.name, &Role::ALL) {
                 Ok(())
             } else {
-                denied("read cluster state (no role bound; an admin can run `ferry rbac grant NAME viewer`)")
+                denied(
+                    "read cluster state (no role bound; an admin can run `ferry rbac grant NAME viewer`)",
+                )
             }
         }
         Permission::Operate => {
@@ -135,12 +147,20 @@ pub fn authorize(state: &ClusterState, caller: Option<&Identity>, perm: Permissi
 
 /// Whether `caller` may approve or reject an approval action listing `approvers`
 /// (role names or operator names): the `approver` or `admin` role always may.
-pub fn may_decide(state: &ClusterState, caller: &Identity, approvers: &[String]) -> Result<(), Status> {
+pub fn may_decide(
+    state: &ClusterState,
+    caller: &Identity,
+    approvers: &[String],
+) -> Result<(), Status> {
     if caller.kind != IdentityKind::Operator {
-        return Err(Status::permission_denied(format!("{caller} is not an operator")));
+        return Err(Status::permission_denied(format!(
+            "{caller} is not an operator"
+        )));
     }
     let roles = state.roles_of(&caller.name);
-    let allowed = roles.iter().any(|r| matches!(r, Role::Admin | Role::Approver))
+    let allowed = roles
+        .iter()
+        .any(|r| matches!(r, Role::Admin | Role::Approver))
         || approvers
             .iter()
             .any(|a| a == &caller.name || roles.iter().any(|r| r.as_str() == a));
@@ -168,7 +188,10 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, raft: self.raft.clone() }
+        AuthService {
+            inner,
+            raft: self.raft.clone(),
+        }
     }
 }
 
@@ -182,7 +205,10 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -196,10 +222,12 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let decision = (|| {
-            let perm = permission_for(req.uri().path())
-                .ok_or_else(|| Status::unimplemented(format!("unknown method {}", req.uri().path())))?;
+            let perm = permission_for(req.uri().path()).ok_or_else(|| {
+                Status::unimplemented(format!("unknown method {}", req.uri().path()))
+            })?;
             let identity = identity_from_extensions(req.extensions())?;
-            self.raft.read(|state| authorize(state, identity.as_ref(), perm))?;
+            self.raft
+                .read(|state| authorize(state, identity.as_ref(), perm))?;
             Ok::<_, Status>(identity)
         })();
         match decision {
@@ -225,11 +253,18 @@ mod tests {
     use super::*;
 
     fn op(name: &str) -> Identity {
-        Identity { trust_domain: "ferry".into(), kind: IdentityKind::Operator, name: name.into() }
+        Identity {
+            trust_domain: "ferry".into(),
+            kind: IdentityKind::Operator,
+            name: name.into(),
+        }
     }
 
     fn state() -> ClusterState {
-        let mut s = ClusterState { trust_domain: "ferry".into(), ..Default::default() };
+        let mut s = ClusterState {
+            trust_domain: "ferry".into(),
+            ..Default::default()
+        };
         s.roles.insert(("root".into(), Role::Admin));
         s.roles.insert(("vic".into(), Role::Viewer));
         s.roles.insert(("ann".into(), Role::Approver));
@@ -245,9 +280,16 @@ mod tests {
         assert!(authorize(&s, Some(&op("nobody")), Permission::View).is_err());
         assert!(authorize(&s, None, Permission::View).is_err());
         assert!(authorize(&s, None, Permission::Public).is_ok());
-        let agent = Identity { trust_domain: "ferry".into(), kind: IdentityKind::Agent, name: "a1".into() };
+        let agent = Identity {
+            trust_domain: "ferry".into(),
+            kind: IdentityKind::Agent,
+            name: "a1".into(),
+        };
         assert!(authorize(&s, Some(&agent), Permission::View).is_err());
-        let foreign = Identity { trust_domain: "other".into(), ..op("root") };
+        let foreign = Identity {
+            trust_domain: "other".into(),
+            ..op("root")
+        };
         assert!(authorize(&s, Some(&foreign), Permission::View).is_err());
     }
 
@@ -260,6 +302,9 @@ mod tests {
         assert!(may_decide(&s, &op("vic"), &["approver".into()]).is_err());
         assert!(may_decide(&s, &op("vic"), &approvers).is_ok());
         assert_eq!(permission_for("/ferry.v1.Operator/Nope"), None);
-        assert_eq!(permission_for("/ferry.v1.Operator/Decide"), Some(Permission::Decide));
+        assert_eq!(
+            permission_for("/ferry.v1.Operator/Decide"),
+            Some(Permission::Decide)
+        );
     }
 }

@@ -14,7 +14,11 @@ pub enum GitError {
     #[error("cannot run git: {0} (is git installed?)")]
     Spawn(std::io::Error),
     #[error("git {what} failed for {url}: {stderr}")]
-    Failed { what: String, url: String, stderr: String },
+    Failed {
+        what: String,
+        url: String,
+        stderr: String,
+    },
     #[error("branch `{branch}` not found in {url}")]
     NoBranch { url: String, branch: String },
     #[error("revision `{rev}` not found in {url}")]
@@ -60,27 +64,53 @@ impl Git {
             .filter_map(|l| l.split_once('\t'))
             .find(|(_, r)| *r == refname)
             .map(|(sha, _)| sha.to_string())
-            .ok_or_else(|| GitError::NoBranch { url: url.into(), branch: branch.into() })
+            .ok_or_else(|| GitError::NoBranch {
+                url: url.into(),
+                branch: branch.into(),
+            })
     }
 
     /// Resolves a branch, tag or (abbreviated) commit to a full commit id.
     pub async fn resolve(&self, url: &str, rev: &str) -> Result<String, GitError> {
-        let mirror = self.cache.join(hex::encode(sha2::Sha256::digest(url.as_bytes())));
+        let mirror = self
+            .cache
+            .join(hex::encode(sha2::Sha256::digest(url.as_bytes())));
         if !mirror.join("HEAD").exists() {
-            tokio::fs::create_dir_all(&mirror).await.map_err(GitError::Spawn)?;
+            tokio::fs::create_dir_all(&mirror)
+                .await
+                .map_err(GitError::Spawn)?;
             git(&["init", "--bare", "--quiet"], Some(&mirror), url, "init").await?;
         }
         git(
-            &["fetch", "--quiet", "--force", "--prune", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            &[
+                "fetch",
+                "--quiet",
+                "--force",
+                "--prune",
+                "--",
+                url,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
             Some(&mirror),
             url,
             "fetch",
         )
         .await?;
         let spec = format!("{rev}^{{commit}}");
-        match git(&["rev-parse", "--verify", "--quiet", &spec], Some(&mirror), url, "rev-parse").await {
+        match git(
+            &["rev-parse", "--verify", "--quiet", &spec],
+            Some(&mirror),
+            url,
+            "rev-parse",
+        )
+        .await
+        {
             Ok(sha) if !sha.trim().is_empty() => Ok(sha.trim().to_string()),
-            _ => Err(GitError::NoRevision { url: url.into(), rev: rev.into() }),
+            _ => Err(GitError::NoRevision {
+                url: url.into(),
+                rev: rev.into(),
+            }),
         }
     }
 }

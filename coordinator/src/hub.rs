@@ -29,7 +29,10 @@ pub struct AgentHub {
 
 impl Default for AgentHub {
     fn default() -> Self {
-        AgentHub { inner: Arc::default(), changed: watch::channel(0).0 }
+        AgentHub {
+            inner: Arc::default(),
+            changed: watch::channel(0).0,
+        }
     }
 }
 
@@ -77,7 +80,9 @@ impl AgentHub {
 
     /// Sends a message to a connected agent; false if it is not connected.
     pub async fn send(&self, name: &str, msg: pb::CoordinatorMessage) -> bool {
-        let Some(s) = self.get(name) else { return false };
+        let Some(s) = self.get(name) else {
+            return false;
+        };
         s.tx.send(Ok(msg)).await.is_ok()
     }
 }
@@ -156,7 +161,13 @@ impl LogHub {
         let log = Self::entry(&mut inner, epoch);
         let mut head = Vec::new();
         if log.dropped > 0 {
-            head.extend_from_slice(format!("[ferry: {} earlier bytes not kept in memory]\n", log.dropped).as_bytes());
+            head.extend_from_slice(
+                format!(
+                    "[ferry: {} earlier bytes not kept in memory]\n",
+                    log.dropped
+                )
+                .as_bytes(),
+            );
         }
         head.extend_from_slice(&log.data);
         (head, log.closed, log.tx.subscribe())
@@ -165,6 +176,10 @@ impl LogHub {
     /// The complete live log of an ended attempt, if still in memory and whole.
     pub fn complete(&self, epoch: u64) -> Option<Vec<u8>> {
         let inner = self.lock();
-        inner.logs.get(&epoch).filter(|l| l.closed && l.dropped == 0).map(|l| l.data.clone())
+        inner
+            .logs
+            .get(&epoch)
+            .filter(|l| l.closed && l.dropped == 0)
+            .map(|l| l.data.clone())
     }
 }

@@ -21,7 +21,16 @@ pub async fn timers(ctx: SharedCtx) {
         let now = now_ms();
         for (execution, stage, action) in ctx.raft.read(|s| s.expired_approvals(now)) {
             tracing::info!(%execution, stage, action, "approval timed out");
-            if let Err(e) = ctx.raft.propose(Command::ExpireApproval { execution, stage, action, at: now }).await {
+            if let Err(e) = ctx
+                .raft
+                .propose(Command::ExpireApproval {
+                    execution,
+                    stage,
+                    action,
+                    at: now,
+                })
+                .await
+            {
                 tracing::warn!(error = %e, "could not record an approval timeout");
             }
         }
@@ -45,7 +54,12 @@ pub async fn poller(ctx: SharedCtx) {
                     let every = Duration::from_millis(spec.source.poll_interval_ms?);
                     let due = last_poll.get(&p.name).is_none_or(|t| t.elapsed() >= every);
                     due.then(|| {
-                        (p.name.clone(), spec.source.git.clone(), spec.source.branch.clone(), p.last_seen_revision.clone())
+                        (
+                            p.name.clone(),
+                            spec.source.git.clone(),
+                            spec.source.branch.clone(),
+                            p.last_seen_revision.clone(),
+                        )
                     })
                 })
                 .collect()
@@ -63,14 +77,29 @@ pub async fn poller(ctx: SharedCtx) {
                 continue;
             }
             // Record the head first so a failover does not start it twice.
-            let seen_cmd = Command::SourceSeen { pipeline: name.clone(), revision: head.clone(), at: now_ms() };
+            let seen_cmd = Command::SourceSeen {
+                pipeline: name.clone(),
+                revision: head.clone(),
+                at: now_ms(),
+            };
             if let Err(e) = ctx.raft.propose(seen_cmd).await {
                 tracing::warn!(pipeline = %name, error = %e, "could not record the new source revision");
                 continue;
             }
-            match OperatorService::start(&ctx, &name, head.clone(), format!("new commit on {branch}")).await {
-                Ok(id) => tracing::info!(pipeline = %name, execution = %id, revision = %head, "execution started by poller"),
-                Err(e) => tracing::warn!(pipeline = %name, error = %e.message(), "could not start an execution"),
+            match OperatorService::start(
+                &ctx,
+                &name,
+                head.clone(),
+                format!("new commit on {branch}"),
+            )
+            .await
+            {
+                Ok(id) => {
+                    tracing::info!(pipeline = %name, execution = %id, revision = %head, "execution started by poller")
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %name, error = %e.message(), "could not start an execution")
+                }
             }
         }
     }

@@ -7,7 +7,11 @@ use clap::Parser;
 use ferry_coordinator::CoordinatorConfig;
 
 #[derive(Parser)]
-#[command(name = "ferry-coordinator", version, about = "A member of Ferry's coordinator cluster")]
+#[command(
+    name = "ferry-coordinator",
+    version,
+    about = "A member of Ferry's coordinator cluster"
+)]
 struct Args {
     /// This member's Raft id (its certificate is coordinator-<id>.pem in --tls-dir).
     #[arg(long, default_value_t = 1)]
@@ -37,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
     ferry_certs::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,raft=warn,h2=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,raft=warn,h2=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -14,9 +14,14 @@ pub async fn fetch(
 ) -> Result<tonic::Streaming<pb::Chunk>, String> {
     let mut errors = Vec::new();
     for addr in holders {
-        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']']);
         let tls = ferry_certs::tls::client(ca_pem, Some(identity), host);
-        let endpoint = match Endpoint::from_shared(format!("https://{addr}")).and_then(|e| e.tls_config(tls)) {
+        let endpoint = match Endpoint::from_shared(format!("https://{addr}"))
+            .and_then(|e| e.tls_config(tls))
+        {
             Ok(e) => e.connect_timeout(std::time::Duration::from_secs(5)),
             Err(e) => {
                 errors.push(format!("{addr}: {e}"));
@@ -26,7 +31,13 @@ pub async fn fetch(
         match endpoint.connect().await {
             Ok(ch) => {
                 let mut client = pb::artifact_peer_client::ArtifactPeerClient::new(ch);
-                match client.fetch(pb::FetchRequest { digest: digest.to_string(), offset: 0 }).await {
+                match client
+                    .fetch(pb::FetchRequest {
+                        digest: digest.to_string(),
+                        offset: 0,
+                    })
+                    .await
+                {
                     Ok(stream) => return Ok(stream.into_inner()),
                     Err(e) => errors.push(format!("{addr}: {}", e.message())),
                 }
@@ -34,5 +45,9 @@ pub async fn fetch(
             Err(e) => errors.push(format!("{addr}: {e}")),
         }
     }
-    Err(if errors.is_empty() { "no agent holds it".into() } else { errors.join("; ") })
+    Err(if errors.is_empty() {
+        "no agent holds it".into()
+    } else {
+        errors.join("; ")
+    })
 }

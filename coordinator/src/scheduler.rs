@@ -31,7 +31,10 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
                 size: art.size,
                 holders: views::holder_addresses(state, &art.digest),
             },
-            None => pb::InputArtifact { name: name.clone(), ..Default::default() },
+            None => pb::InputArtifact {
+                name: name.clone(),
+                ..Default::default()
+            },
         })
         .collect();
     Some(pb::Assignment {
@@ -51,7 +54,10 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
         outputs: action
             .outputs
             .iter()
-            .map(|(name, paths)| pb::OutputSpec { name: name.clone(), paths: paths.clone() })
+            .map(|(name, paths)| pb::OutputSpec {
+                name: name.clone(),
+                paths: paths.clone(),
+            })
             .collect(),
         timeout_seconds: action.timeout_ms.div_ceil(1000),
         git_url: spec.source.git.clone(),
@@ -63,7 +69,12 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
     let mut free: BTreeMap<&str, i64> = connected
         .iter()
         .filter_map(|n| state.agents.get(n))
-        .map(|a| (a.name.as_str(), a.capacity as i64 - state.running_on(&a.name).len() as i64))
+        .map(|a| {
+            (
+                a.name.as_str(),
+                a.capacity as i64 - state.running_on(&a.name).len() as i64,
+            )
+        })
         .collect();
     let mut out = Vec::new();
     for (exec_id, si, ai) in state.queued() {
@@ -113,12 +124,22 @@ pub async fn run(ctx: SharedCtx) {
         let connected = ctx.agents.connected();
         let decisions = ctx.raft.read(|s| plan(s, &connected));
         for (execution, stage, action, agent) in decisions {
-            let cmd = Command::Assign { execution: execution.clone(), stage, action, agent: agent.clone(), at: now_ms() };
+            let cmd = Command::Assign {
+                execution: execution.clone(),
+                stage,
+                action,
+                agent: agent.clone(),
+                at: now_ms(),
+            };
             match ctx.raft.propose(cmd).await {
                 Ok(Output::Assigned { epoch, .. }) => {
-                    let Some(a) = ctx.raft.read(|s| assignment(s, epoch)) else { continue };
+                    let Some(a) = ctx.raft.read(|s| assignment(s, epoch)) else {
+                        continue;
+                    };
                     tracing::info!(%agent, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), epoch, "assigned");
-                    let msg = pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Assign(a)) };
+                    let msg = pb::CoordinatorMessage {
+                        kind: Some(pb::coordinator_message::Kind::Assign(a)),
+                    };
                     if !ctx.agents.send(&agent, msg).await {
                         tracing::warn!(%agent, epoch, "agent left before its assignment was sent; re-sent when it reconnects");
                     }

@@ -40,9 +40,13 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     let ca = CertAuthority::load(&cfg.tls_dir).context("loading the cluster CA from --tls-dir")?;
     let cert_path = cfg.tls_dir.join(format!("coordinator-{}.pem", cfg.id));
     let key_path = cfg.tls_dir.join(format!("coordinator-{}-key.pem", cfg.id));
-    let identity = CertifiedKey { cert_pem: read_pem(&cert_path)?, key_pem: read_pem(&key_path)? };
-    let tls = ferry_certs::tls::coordinator_server(ca.ca_pem(), &identity.cert_pem, &identity.key_pem)
-        .context("building the server TLS configuration")?;
+    let identity = CertifiedKey {
+        cert_pem: read_pem(&cert_path)?,
+        key_pem: read_pem(&key_path)?,
+    };
+    let tls =
+        ferry_certs::tls::coordinator_server(ca.ca_pem(), &identity.cert_pem, &identity.key_pem)
+            .context("building the server TLS configuration")?;
 
     let (handle, raft_thread) = raft::start(NodeConfig {
         id: cfg.id,
@@ -79,9 +83,15 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .layer(AuthLayer::new(handle.clone()))
-        .add_service(pb::enrollment_server::EnrollmentServer::new(EnrollmentService(ctx.clone())))
-        .add_service(pb::operator_server::OperatorServer::new(OperatorService(ctx.clone())))
-        .add_service(pb::agent_session_server::AgentSessionServer::new(SessionService(ctx.clone())))
+        .add_service(pb::enrollment_server::EnrollmentServer::new(
+            EnrollmentService(ctx.clone()),
+        ))
+        .add_service(pb::operator_server::OperatorServer::new(OperatorService(
+            ctx.clone(),
+        )))
+        .add_service(pb::agent_session_server::AgentSessionServer::new(
+            SessionService(ctx.clone()),
+        ))
         .serve(cfg.listen);
     tokio::select! {
         r = server => r.context("gRPC server failed")?,
@@ -107,7 +117,9 @@ async fn bootstrap(ctx: &SharedCtx, admin: Option<String>) -> anyhow::Result<()>
     loop {
         if ctx.raft.read(|s| s.bootstrapped) {
             if let Some(a) = &admin
-                && ctx.raft.read(|s| !s.roles.contains(&(a.clone(), crate::state::Role::Admin)))
+                && ctx
+                    .raft
+                    .read(|s| !s.roles.contains(&(a.clone(), crate::state::Role::Admin)))
             {
                 tracing::warn!(admin = %a, "--bootstrap-admin ignored: the cluster was bootstrapped before");
             }
@@ -119,7 +131,10 @@ async fn bootstrap(ctx: &SharedCtx, admin: Option<String>) -> anyhow::Result<()>
                 admin: admin.clone(),
                 at: now_ms(),
             };
-            ctx.raft.propose(cmd).await.context("bootstrapping the cluster")?;
+            ctx.raft
+                .propose(cmd)
+                .await
+                .context("bootstrapping the cluster")?;
             if let Some(a) = &admin {
                 tracing::info!(admin = %a, "cluster bootstrapped");
             }

@@ -19,7 +19,8 @@ pub fn now_ms() -> i64 {
 pub fn ts(ms: Option<i64>) -> String {
     match ms {
         Some(ms) if ms >= 0 => {
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64))
+                .to_string()
         }
         _ => String::new(),
     }
@@ -58,7 +59,8 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .iter()
                                 .map(|d| pb::ApprovalView {
                                     by: d.by.clone(),
-                                    decision: if d.approve { "Approved" } else { "Rejected" }.into(),
+                                    decision: if d.approve { "Approved" } else { "Rejected" }
+                                        .into(),
                                     comment: d.comment.clone(),
                                     at: ts(Some(d.at)),
                                 })
@@ -114,7 +116,10 @@ pub fn holder_addresses(state: &ClusterState, digest: &str) -> Vec<String> {
 pub fn pipeline_summary(state: &ClusterState, name: &str) -> Option<pb::PipelineSummary> {
     let rec = state.pipelines.get(name)?;
     let latest = rec.latest()?;
-    let last = rec.executions.last().and_then(|id| state.executions.get(id));
+    let last = rec
+        .executions
+        .last()
+        .and_then(|id| state.executions.get(id));
     Some(pb::PipelineSummary {
         name: rec.name.clone(),
         version: latest.version,
@@ -127,7 +132,11 @@ pub fn pipeline_summary(state: &ClusterState, name: &str) -> Option<pb::Pipeline
 }
 
 /// Finds `STAGE/ACTION` in an execution's pipeline version.
-pub fn locate_action(state: &ClusterState, exec: &Execution, path: &str) -> Result<(usize, usize), tonic::Status> {
+pub fn locate_action(
+    state: &ClusterState,
+    exec: &Execution,
+    path: &str,
+) -> Result<(usize, usize), tonic::Status> {
     let Some((stage, action)) = path.split_once('/') else {
         return Err(tonic::Status::invalid_argument(format!(
             "action `{path}` must be written STAGE/ACTION, e.g. build/compile"
@@ -140,9 +149,17 @@ pub fn locate_action(state: &ClusterState, exec: &Execution, path: &str) -> Resu
         let known: Vec<String> = spec
             .stages
             .iter()
-            .flat_map(|s| s.actions.iter().map(move |a| format!("{}/{}", s.name, a.name)))
+            .flat_map(|s| {
+                s.actions
+                    .iter()
+                    .map(move |a| format!("{}/{}", s.name, a.name))
+            })
             .collect();
-        tonic::Status::not_found(format!("no action `{path}` in pipeline `{}`; known: {}", exec.pipeline, known.join(", ")))
+        tonic::Status::not_found(format!(
+            "no action `{path}` in pipeline `{}`; known: {}",
+            exec.pipeline,
+            known.join(", ")
+        ))
     })
 }
 

@@ -51,12 +51,34 @@ impl Cluster {
         let tls = dir.path().join("tls");
         let users = dir.path().join("users");
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut c = Cluster { dir, tls, users, addr, prefix: prefix.into(), coordinator: None, agents: Vec::new() };
+        let mut c = Cluster {
+            dir,
+            tls,
+            users,
+            addr,
+            prefix: prefix.into(),
+            coordinator: None,
+            agents: Vec::new(),
+        };
         let tls_s = c.tls.display().to_string();
         c.ferry_ok(None, &["certs", "init", "--dir", &tls_s]);
         c.ferry_ok(
             None,
-            &["certs", "issue", "coordinator", "--ca-dir", &tls_s, "--id", "1", "--san", "127.0.0.1", "--san", "localhost", "--out", &tls_s],
+            &[
+                "certs",
+                "issue",
+                "coordinator",
+                "--ca-dir",
+                &tls_s,
+                "--id",
+                "1",
+                "--san",
+                "127.0.0.1",
+                "--san",
+                "localhost",
+                "--out",
+                &tls_s,
+            ],
         );
         c.user("admin");
         c.start_coordinator();
@@ -101,7 +123,13 @@ impl Cluster {
         if !cert.exists() {
             let tls_s = self.tls.display().to_string();
             let users_s = self.users.display().to_string();
-            self.ferry_ok(None, &["certs", "issue", "operator", "--ca-dir", &tls_s, "--name", name, "--out", &users_s]);
+            self.ferry_ok(
+                None,
+                &[
+                    "certs", "issue", "operator", "--ca-dir", &tls_s, "--name", name, "--out",
+                    &users_s,
+                ],
+            );
         }
         cert
     }
@@ -119,7 +147,9 @@ impl Cluster {
             cmd.env("FERRY_CERT", self.users.join(format!("{u}.pem")));
             cmd.env("FERRY_KEY", self.users.join(format!("{u}-key.pem")));
         }
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
         Run {
             success: out.status.success(),
             code: out.status.code(),
@@ -131,7 +161,11 @@ impl Cluster {
     /// Runs the CLI and insists it succeeds; returns stdout.
     pub fn ferry_ok(&self, user: Option<&str>, args: &[&str]) -> String {
         let r = self.ferry(user, args);
-        assert!(r.success, "ferry {args:?} failed ({:?}):\nstdout: {}\nstderr: {}", r.code, r.stdout, r.stderr);
+        assert!(
+            r.success,
+            "ferry {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            r.code, r.stdout, r.stderr
+        );
         r.stdout
     }
 
@@ -141,7 +175,12 @@ impl Cluster {
     }
 
     pub fn token(&self, ttl: &str, uses: u32) -> String {
-        self.ferry_ok(Some("admin"), &["token", "create", "--ttl", ttl, "--uses", &uses.to_string()]).trim().to_string()
+        self.ferry_ok(
+            Some("admin"),
+            &["token", "create", "--ttl", ttl, "--uses", &uses.to_string()],
+        )
+        .trim()
+        .to_string()
     }
 
     /// Full agent name for a short test-local name.
@@ -154,16 +193,25 @@ impl Cluster {
         let token = self.token("10m", 1);
         let name = self.agent_name(short);
         let state = self.dir.path().join(format!("agent-{short}"));
-        self.agents.push(AgentProc { name: name.clone(), child: None, state, labels: labels.join(",") });
-        self.start_agent_with_token(&name, Some(&token));
-        wait_for(&format!("agent {name} to connect"), Duration::from_secs(30), || {
-            let list = self.ferry(Some("admin"), &["agents", "list", "-o", "json"]);
-            let v: Value = serde_json::from_str(&list.stdout).ok()?;
-            v.as_array()?
-                .iter()
-                .any(|a| a["name"] == name.as_str() && a["connected"] == true)
-                .then_some(())
+        self.agents.push(AgentProc {
+            name: name.clone(),
+            child: None,
+            state,
+            labels: labels.join(","),
         });
+        self.start_agent_with_token(&name, Some(&token));
+        wait_for(
+            &format!("agent {name} to connect"),
+            Duration::from_secs(30),
+            || {
+                let list = self.ferry(Some("admin"), &["agents", "list", "-o", "json"]);
+                let v: Value = serde_json::from_str(&list.stdout).ok()?;
+                v.as_array()?
+                    .iter()
+                    .any(|a| a["name"] == name.as_str() && a["connected"] == true)
+                    .then_some(())
+            },
+        );
         name
     }
 
@@ -173,7 +221,9 @@ impl Cluster {
         let log = self.dir.path().join(format!("agent-{name}.log"));
         let ca = self.tls.join("ca.pem");
         let addr = self.addr.clone();
-        let Some(agent) = self.agents.iter_mut().find(|a| a.name == name) else { return };
+        let Some(agent) = self.agents.iter_mut().find(|a| a.name == name) else {
+            return;
+        };
         let mut cmd = Command::new(bin("ferry-agent"));
         cmd.args(["--coordinator", &addr, "--name", name, "--capacity", "2"])
             .arg("--state-dir")
@@ -188,7 +238,10 @@ impl Cluster {
         if let Some(t) = token {
             cmd.args(["--join-token", t]);
         }
-        agent.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start ferry-agent: {e}")));
+        agent.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start ferry-agent: {e}")),
+        );
     }
 
     /// Runs `ferry-agent --enroll-only`: (succeeded, stderr, state dir).
@@ -196,26 +249,50 @@ impl Cluster {
         let name = self.agent_name(short);
         let state = self.dir.path().join(format!("agent-{short}"));
         let out = Command::new(bin("ferry-agent"))
-            .args(["--coordinator", &self.addr, "--name", &name, "--join-token", token, "--enroll-only"])
+            .args([
+                "--coordinator",
+                &self.addr,
+                "--name",
+                &name,
+                "--join-token",
+                token,
+                "--enroll-only",
+            ])
             .arg("--state-dir")
             .arg(&state)
             .arg("--ca")
             .arg(self.tls.join("ca.pem"))
             .output()
             .unwrap_or_else(|e| panic!("cannot run ferry-agent: {e}"));
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), state)
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            state,
+        )
     }
 
     /// `ferry status -o json` for an execution.
     pub fn status(&self, pipeline: &str, execution: &str) -> Value {
-        let out = self.ferry_ok(Some("admin"), &["status", pipeline, "--execution", execution, "-o", "json"]);
+        let out = self.ferry_ok(
+            Some("admin"),
+            &["status", pipeline, "--execution", execution, "-o", "json"],
+        );
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("status is not JSON ({e}): {out}"))
     }
 
     /// Waits until the execution's status JSON satisfies `pred`.
-    pub fn wait_status(&self, pipeline: &str, execution: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_status(
+        &self,
+        pipeline: &str,
+        execution: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         wait_for(what, Duration::from_secs(180), || {
-            let r = self.ferry(Some("admin"), &["status", pipeline, "--execution", execution, "-o", "json"]);
+            let r = self.ferry(
+                Some("admin"),
+                &["status", pipeline, "--execution", execution, "-o", "json"],
+            );
             let v: Value = serde_json::from_str(&r.stdout).ok()?;
             pred(&v).then_some(v)
         })
@@ -235,7 +312,10 @@ impl Cluster {
     pub fn apply(&self, yaml: &str) {
         let path = self.dir.path().join("pipeline.yml");
         std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("{e}"));
-        self.ferry_ok(Some("admin"), &["pipeline", "apply", "-f", &path.display().to_string()]);
+        self.ferry_ok(
+            Some("admin"),
+            &["pipeline", "apply", "-f", &path.display().to_string()],
+        );
     }
 
     fn dump_logs(&self) {
@@ -269,12 +349,24 @@ impl Drop for Cluster {
         self.kill_coordinator();
         // Containers this test's agents may have left behind.
         let list = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("name=ferry-{}-", self.prefix)])
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("name=ferry-{}-", self.prefix),
+            ])
             .output();
         if let Ok(out) = list {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
             if !ids.is_empty() {
-                let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+                let _ = Command::new("docker")
+                    .arg("rm")
+                    .arg("-f")
+                    .args(&ids)
+                    .output();
             }
         }
     }

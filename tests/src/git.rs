@@ -20,7 +20,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "test@ferry.invalid")
         .output()
         .unwrap_or_else(|e| panic!("cannot run git: {e}"));
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -31,10 +35,20 @@ impl Repo {
         let work = dir.path().join("work");
         std::fs::create_dir_all(&bare).unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("{e}"));
-        git(&bare, &["init", "--bare", "--quiet", "--initial-branch=main"]);
+        git(
+            &bare,
+            &["init", "--bare", "--quiet", "--initial-branch=main"],
+        );
         git(&work, &["init", "--quiet", "--initial-branch=main"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap_or_default()]);
-        Repo { _dir: dir, bare, work }
+        git(
+            &work,
+            &["remote", "add", "origin", bare.to_str().unwrap_or_default()],
+        );
+        Repo {
+            _dir: dir,
+            bare,
+            work,
+        }
     }
 
     /// The URL pipelines use.

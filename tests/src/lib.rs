@@ -25,7 +25,11 @@ pub fn bin_dir() -> PathBuf {
 /// Path to one of Ferry's binaries; fails loudly if it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --bins` first (scripts/test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --bins` first (scripts/test does)",
+        p.display()
+    );
     p
 }
 
@@ -36,7 +40,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -56,5 +63,8 @@ pub fn ensure_busybox_image() {
         .arg(script)
         .status()
         .unwrap_or_else(|e| panic!("cannot run scripts/busybox-image: {e}"));
-    assert!(status.success(), "building ferry-local/busybox failed (is the Docker Engine running?)");
+    assert!(
+        status.success(),
+        "building ferry-local/busybox failed (is the Docker Engine running?)"
+    );
 }

@@ -66,9 +66,13 @@ fn commit_to_approved_build_on_two_agents() {
     let (repo, sha) = sample_repo();
     c.apply(&pipeline("hello", &repo, ""));
 
-    let exec = c.ferry_ok(Some("admin"), &["run", "hello"]).trim().to_string();
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "hello"])
+        .trim()
+        .to_string();
     let status = c.wait_status("hello", &exec, "approval to be waiting", |v| {
-        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval" || v["status"] == "Failed"
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+            || v["status"] == "Failed"
     });
     assert_eq!(status["status"], "InProgress", "{status:#}");
     assert_eq!(status["revision"], sha.as_str());
@@ -80,27 +84,81 @@ fn commit_to_approved_build_on_two_agents() {
     assert_eq!(compile["attempt"], 1);
     let unit = Cluster::action(&status, "test", "unit");
     assert_eq!(unit["status"], "Succeeded", "{status:#}");
-    assert_eq!(unit["agent"], tester.as_str(), "the test ran on the other agent, fetching `app` peer to peer");
+    assert_eq!(
+        unit["agent"],
+        tester.as_str(),
+        "the test ran on the other agent, fetching `app` peer to peer"
+    );
 
     // Live and stored logs.
-    let logs = c.ferry_ok(Some("vic"), &["logs", "hello", "--execution", &exec, "--action", "test/unit"]);
+    let logs = c.ferry_ok(
+        Some("vic"),
+        &[
+            "logs",
+            "hello",
+            "--execution",
+            &exec,
+            "--action",
+            "test/unit",
+        ],
+    );
     assert!(logs.contains("tests-passed"), "{logs}");
     assert!(logs.contains("env=hello/test/unit"), "{logs}");
-    let logs = c.ferry_ok(Some("admin"), &["logs", "hello", "--execution", &exec, "--action", "build/compile"]);
+    let logs = c.ferry_ok(
+        Some("admin"),
+        &[
+            "logs",
+            "hello",
+            "--execution",
+            &exec,
+            "--action",
+            "build/compile",
+        ],
+    );
     assert!(logs.contains("build-done"), "{logs}");
 
     // A viewer may not approve; nothing is recorded.
-    let denied = c.ferry(Some("vic"), &["approve", "hello", "--execution", &exec, "--action", "gate/release"]);
+    let denied = c.ferry(
+        Some("vic"),
+        &[
+            "approve",
+            "hello",
+            "--execution",
+            &exec,
+            "--action",
+            "gate/release",
+        ],
+    );
     assert!(!denied.success);
-    assert!(denied.stderr.to_lowercase().contains("may not"), "{}", denied.stderr);
+    assert!(
+        denied.stderr.to_lowercase().contains("may not"),
+        "{}",
+        denied.stderr
+    );
     let status = c.status("hello", &exec);
-    assert_eq!(Cluster::action(&status, "gate", "release")["approvals"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        Cluster::action(&status, "gate", "release")["approvals"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
 
     c.ferry_ok(
         Some("alice"),
-        &["approve", "hello", "--execution", &exec, "--action", "gate/release", "--comment", "ship it"],
+        &[
+            "approve",
+            "hello",
+            "--execution",
+            &exec,
+            "--action",
+            "gate/release",
+            "--comment",
+            "ship it",
+        ],
     );
-    let status = c.wait_status("hello", &exec, "execution to succeed", |v| v["status"] != "InProgress");
+    let status = c.wait_status("hello", &exec, "execution to succeed", |v| {
+        v["status"] != "InProgress"
+    });
     assert_eq!(status["status"], "Succeeded", "{status:#}");
     let release = Cluster::action(&status, "gate", "release");
     assert_eq!(release["approvals"][0]["by"], "alice");
@@ -112,7 +170,10 @@ fn commit_to_approved_build_on_two_agents() {
     let status = c.status("hello", &exec);
     assert_eq!(status["pipeline_version"], 1);
     let show = c.ferry_ok(Some("admin"), &["pipeline", "show", "hello", "-o", "json"]);
-    assert!(show.contains("\"version\": 2") || show.contains("\"version\":2"), "{show}");
+    assert!(
+        show.contains("\"version\": 2") || show.contains("\"version\":2"),
+        "{show}"
+    );
 }
 
 #[test]
@@ -121,18 +182,52 @@ fn failing_command_fails_execution_and_keeps_logs() {
     let mut c = Cluster::start("fail");
     c.add_agent("a", &["builder", "tester"]);
     let repo = Repo::new();
-    repo.commit(&[("build.sh", "echo about-to-fail\nexit 3\n"), ("test.sh", "true\n")], "broken");
+    repo.commit(
+        &[
+            ("build.sh", "echo about-to-fail\nexit 3\n"),
+            ("test.sh", "true\n"),
+        ],
+        "broken",
+    );
     c.apply(&pipeline("broken", &repo, ""));
-    let exec = c.ferry_ok(Some("admin"), &["run", "broken"]).trim().to_string();
-    let status = c.wait_status("broken", &exec, "execution to end", |v| v["status"] != "InProgress");
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "broken"])
+        .trim()
+        .to_string();
+    let status = c.wait_status("broken", &exec, "execution to end", |v| {
+        v["status"] != "InProgress"
+    });
     assert_eq!(status["status"], "Failed");
     let compile = Cluster::action(&status, "build", "compile");
     assert_eq!(compile["status"], "Failed");
     assert_eq!(compile["exit_code"], 3);
-    assert!(compile["message"].as_str().unwrap_or("").contains("exited with code 3"), "{compile}");
-    assert_eq!(Cluster::action(&status, "test", "unit")["status"], "Pending", "later stages never start");
-    assert_eq!(Cluster::action(&status, "gate", "release")["status"], "Pending");
-    let logs = c.ferry_ok(Some("admin"), &["logs", "broken", "--execution", &exec, "--action", "build/compile"]);
+    assert!(
+        compile["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exited with code 3"),
+        "{compile}"
+    );
+    assert_eq!(
+        Cluster::action(&status, "test", "unit")["status"],
+        "Pending",
+        "later stages never start"
+    );
+    assert_eq!(
+        Cluster::action(&status, "gate", "release")["status"],
+        "Pending"
+    );
+    let logs = c.ferry_ok(
+        Some("admin"),
+        &[
+            "logs",
+            "broken",
+            "--execution",
+            &exec,
+            "--action",
+            "build/compile",
+        ],
+    );
     assert!(logs.contains("about-to-fail"), "{logs}");
 }
 
@@ -147,12 +242,20 @@ fn missing_image_is_a_clear_action_failure() {
         "name: noimg\nsource: {{git: {}}}\nstages:\n  - name: b\n    actions:\n      - {{name: c, type: build, image: ferry-local/does-not-exist, commands: [true]}}\n",
         repo.url()
     ));
-    let exec = c.ferry_ok(Some("admin"), &["run", "noimg"]).trim().to_string();
-    let status = c.wait_status("noimg", &exec, "execution to end", |v| v["status"] != "InProgress");
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "noimg"])
+        .trim()
+        .to_string();
+    let status = c.wait_status("noimg", &exec, "execution to end", |v| {
+        v["status"] != "InProgress"
+    });
     let action = Cluster::action(&status, "b", "c");
     assert_eq!(action["status"], "Failed");
     let msg = action["message"].as_str().unwrap_or("");
-    assert!(msg.contains("ferry-local/does-not-exist") && msg.contains("could not be pulled"), "{msg}");
+    assert!(
+        msg.contains("ferry-local/does-not-exist") && msg.contains("could not be pulled"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -166,18 +269,30 @@ fn poller_starts_an_execution_for_each_new_commit() {
         let out = c.ferry_ok(Some("admin"), &["executions", "polled", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
         v.as_array()
-            .map(|a| a.iter().filter_map(|e| e["revision"].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["revision"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    wait_for("the first commit to be picked up", Duration::from_secs(60), || {
-        revisions(&c).contains(&first).then_some(())
-    });
+    wait_for(
+        "the first commit to be picked up",
+        Duration::from_secs(60),
+        || revisions(&c).contains(&first).then_some(()),
+    );
     let second = repo.commit(&[("README", "more")], "second");
-    wait_for("the second commit to be picked up", Duration::from_secs(60), || {
-        revisions(&c).contains(&second).then_some(())
-    });
+    wait_for(
+        "the second commit to be picked up",
+        Duration::from_secs(60),
+        || revisions(&c).contains(&second).then_some(()),
+    );
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(revisions(&c).len(), 2, "exactly one execution per new commit");
+    assert_eq!(
+        revisions(&c).len(),
+        2,
+        "exactly one execution per new commit"
+    );
 }
 
 #[test]
@@ -188,16 +303,37 @@ fn coordinator_killed_while_waiting_for_approval() {
     c.grant("alice", "approver");
     let (repo, _) = sample_repo();
     c.apply(&pipeline("crashy", &repo, ""));
-    let exec = c.ferry_ok(Some("admin"), &["run", "crashy"]).trim().to_string();
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "crashy"])
+        .trim()
+        .to_string();
     c.wait_status("crashy", &exec, "approval to be waiting", |v| {
         Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
     });
     c.kill_coordinator();
     c.start_coordinator();
     let status = c.status("crashy", &exec);
-    assert_eq!(Cluster::action(&status, "gate", "release")["status"], "WaitingForApproval");
-    assert_eq!(Cluster::action(&status, "build", "compile")["status"], "Succeeded");
-    c.ferry_ok(Some("alice"), &["approve", "crashy", "--execution", &exec, "--action", "gate/release"]);
-    let status = c.wait_status("crashy", &exec, "execution to succeed", |v| v["status"] != "InProgress");
+    assert_eq!(
+        Cluster::action(&status, "gate", "release")["status"],
+        "WaitingForApproval"
+    );
+    assert_eq!(
+        Cluster::action(&status, "build", "compile")["status"],
+        "Succeeded"
+    );
+    c.ferry_ok(
+        Some("alice"),
+        &[
+            "approve",
+            "crashy",
+            "--execution",
+            &exec,
+            "--action",
+            "gate/release",
+        ],
+    );
+    let status = c.wait_status("crashy", &exec, "execution to succeed", |v| {
+        v["status"] != "InProgress"
+    });
     assert_eq!(status["status"], "Succeeded");
 }

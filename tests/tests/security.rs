@@ -16,7 +16,13 @@ fn clients_without_valid_certificates_are_refused() {
     let other = c.path().join("other-ca");
     let other_s = other.display().to_string();
     c.ferry_ok(None, &["certs", "init", "--dir", &other_s]);
-    c.ferry_ok(None, &["certs", "issue", "operator", "--ca-dir", &other_s, "--name", "mallory", "--out", &other_s]);
+    c.ferry_ok(
+        None,
+        &[
+            "certs", "issue", "operator", "--ca-dir", &other_s, "--name", "mallory", "--out",
+            &other_s,
+        ],
+    );
     let out = std::process::Command::new(ferry_tests::bin("ferry"))
         .args(["pipeline", "list"])
         .env("FERRY_COORDINATOR", &c.addr)
@@ -52,7 +58,10 @@ fn clients_without_valid_certificates_are_refused() {
     let r = c.ferry(Some("vic"), &["rbac", "grant", "vic", "admin"]);
     assert!(!r.success);
     let list = c.ferry_ok(Some("admin"), &["rbac", "list", "-o", "json"]);
-    assert!(!list.contains("\"vic\",\"role\":\"admin\"") && !list.contains("admin\",\n    \"subject\": \"vic"));
+    assert!(
+        !list.contains("\"vic\",\"role\":\"admin\"")
+            && !list.contains("admin\",\n    \"subject\": \"vic")
+    );
 }
 
 #[test]
@@ -120,7 +129,10 @@ fn invalid_pipelines_get_positions_and_apply_nothing() {
     let lint = c.ferry(None, &["pipeline", "lint", &p]);
     assert!(!lint.success);
     assert!(lint.stdout.contains(&format!("{p}:")), "{}", lint.stdout);
-    assert!(!c.ferry(Some("admin"), &["pipeline", "apply", "-f", &p]).success);
+    assert!(
+        !c.ferry(Some("admin"), &["pipeline", "apply", "-f", &p])
+            .success
+    );
 
     let list = c.ferry_ok(Some("admin"), &["pipeline", "list", "-o", "json"]);
     assert!(!list.contains("bad"), "nothing applied: {list}");

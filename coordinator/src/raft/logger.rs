@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use slog::{Drain, Level, Never, OwnedKVList, Record, KV};
+use slog::{Drain, KV, Level, Never, OwnedKVList, Record};
 
 struct TracingDrain;
 

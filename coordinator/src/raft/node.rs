@@ -81,7 +81,9 @@ impl RaftHandle {
     /// Proposes a command and waits until it is committed and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<Output, ProposeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Msg::Propose { cmd, reply }).map_err(|_| ProposeError::Stopped)?;
+        self.tx
+            .send(Msg::Propose { cmd, reply })
+            .map_err(|_| ProposeError::Stopped)?;
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 
@@ -108,12 +110,16 @@ impl RaftHandle {
 
 /// Opens storage, restores the state machine and starts the driver thread.
 /// The join handle yields an error if the node had to stop (a failed write).
-pub fn start(cfg: NodeConfig) -> Result<(RaftHandle, JoinHandle<Result<(), StorageError>>), StartError> {
+pub fn start(
+    cfg: NodeConfig,
+) -> Result<(RaftHandle, JoinHandle<Result<(), StorageError>>), StartError> {
     let recovered = LogStore::open(&cfg.data_dir.join("raft.redb"))?;
     let store = recovered.store;
     if recovered.fresh {
-        let mut cs = ConfState::default();
-        cs.voters = cfg.voters.clone();
+        let cs = ConfState {
+            voters: cfg.voters.clone(),
+            ..Default::default()
+        };
         store.set_conf_state(&cs)?;
     }
     let state = if recovered.snapshot_data.is_empty() {
@@ -142,7 +148,10 @@ pub fn start(cfg: NodeConfig) -> Result<(RaftHandle, JoinHandle<Result<(), Stora
     let (tx, rx) = mpsc::channel();
     let state = Arc::new(RwLock::new(state));
     let (applied_tx, applied_rx) = watch::channel(recovered.snapshot_index);
-    let (status_tx, status_rx) = watch::channel(RaftStatus { id: cfg.id, ..Default::default() });
+    let (status_tx, status_rx) = watch::channel(RaftStatus {
+        id: cfg.id,
+        ..Default::default()
+    });
     let mut driver = Driver {
         node,
         store,
@@ -160,7 +169,15 @@ pub fn start(cfg: NodeConfig) -> Result<(RaftHandle, JoinHandle<Result<(), Stora
         .name("raft".into())
         .spawn(move || driver.run(rx, tick))
         .map_err(StartError::Thread)?;
-    Ok((RaftHandle { tx, state, applied: applied_rx, status: status_rx }, join))
+    Ok((
+        RaftHandle {
+            tx,
+            state,
+            applied: applied_rx,
+            status: status_rx,
+        },
+        join,
+    ))
 }
 
 struct Driver {
@@ -213,7 +230,9 @@ impl Driver {
             Msg::Propose { cmd, reply } => {
                 if self.node.raft.state != StateRole::Leader {
                     let leader = self.node.raft.leader_id;
-                    let _ = reply.send(Err(ProposeError::NotLeader { leader: (leader != 0).then_some(leader) }));
+                    let _ = reply.send(Err(ProposeError::NotLeader {
+                        leader: (leader != 0).then_some(leader),
+                    }));
                     return;
                 }
                 self.seq += 1;
@@ -225,8 +244,9 @@ impl Driver {
                     }
                     Err(_) => {
                         let leader = self.node.raft.leader_id;
-                        let _ =
-                            reply.send(Err(ProposeError::NotLeader { leader: (leader != 0).then_some(leader) }));
+                        let _ = reply.send(Err(ProposeError::NotLeader {
+                            leader: (leader != 0).then_some(leader),
+                        }));
                     }
                 }
             }
@@ -292,7 +312,10 @@ impl Driver {
                     }
                 }
                 EntryType::EntryConfChangeV2 => {
-                    tracing::warn!(index = entry.index, "ConfChangeV2 entries are not used by Ferry; ignored");
+                    tracing::warn!(
+                        index = entry.index,
+                        "ConfChangeV2 entries are not used by Ferry; ignored"
+                    );
                 }
             }
             self.applied = entry.index;
@@ -338,8 +361,10 @@ impl Driver {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
             serde_json::to_vec(&*state).unwrap_or_default()
         };
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = self.applied;
         meta.term = term;
@@ -363,7 +388,9 @@ impl Driver {
             if !status.is_leader {
                 for (_, reply) in self.pending.drain() {
                     let leader = status.leader_id;
-                    let _ = reply.send(Err(ProposeError::NotLeader { leader: (leader != 0).then_some(leader) }));
+                    let _ = reply.send(Err(ProposeError::NotLeader {
+                        leader: (leader != 0).then_some(leader),
+                    }));
                 }
             }
             let _ = self.status_tx.send(status);

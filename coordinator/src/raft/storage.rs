@@ -22,7 +22,10 @@ const SNAPSHOT: &str = "snapshot";
 #[derive(Debug, Error)]
 pub enum StorageError {
     #[error("cannot open the Raft store {path}: {source}")]
-    Open { path: String, source: redb::DatabaseError },
+    Open {
+        path: String,
+        source: redb::DatabaseError,
+    },
     #[error("Raft store write failed: {0}")]
     Write(String),
     #[error("Raft store read failed: {0}")]
@@ -111,18 +114,18 @@ impl LogStore {
                 Ok(meta.get(key).map_err(read_err)?.map(|v| v.value().to_vec()))
             };
             if let Some(b) = load(SNAPSHOT)? {
-                core.snapshot =
-                    Snapshot::parse_from_bytes(&b).map_err(|e| StorageError::Corrupt(SNAPSHOT.into(), e))?;
+                core.snapshot = Snapshot::parse_from_bytes(&b)
+                    .map_err(|e| StorageError::Corrupt(SNAPSHOT.into(), e))?;
                 fresh = false;
             }
             if let Some(b) = load(HARD_STATE)? {
-                core.hard_state =
-                    HardState::parse_from_bytes(&b).map_err(|e| StorageError::Corrupt(HARD_STATE.into(), e))?;
+                core.hard_state = HardState::parse_from_bytes(&b)
+                    .map_err(|e| StorageError::Corrupt(HARD_STATE.into(), e))?;
                 fresh = false;
             }
             if let Some(b) = load(CONF_STATE)? {
-                core.conf_state =
-                    ConfState::parse_from_bytes(&b).map_err(|e| StorageError::Corrupt(CONF_STATE.into(), e))?;
+                core.conf_state = ConfState::parse_from_bytes(&b)
+                    .map_err(|e| StorageError::Corrupt(CONF_STATE.into(), e))?;
                 fresh = false;
             } else if core.snapshot.has_metadata() {
                 core.conf_state = core.snapshot.get_metadata().get_conf_state().clone();
@@ -143,7 +146,10 @@ impl LogStore {
         let snapshot_index = core.snap_index();
         let snapshot_data = core.snapshot.get_data().to_vec();
         Ok(Recovered {
-            store: LogStore { core: Arc::new(RwLock::new(core)), db: Arc::new(db) },
+            store: LogStore {
+                core: Arc::new(RwLock::new(core)),
+                db: Arc::new(db),
+            },
             fresh,
             snapshot_index,
             snapshot_data,
@@ -159,7 +165,11 @@ impl LogStore {
     }
 
     /// Durably records new entries and/or a new hard state, in one transaction.
-    pub fn persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StorageError> {
+    pub fn persist(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StorageError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
@@ -167,7 +177,9 @@ impl LogStore {
         {
             if let Some(first) = entries.first() {
                 let mut table = txn.open_table(ENTRIES).map_err(write_err)?;
-                table.retain_in(first.index.., |_, _| false).map_err(write_err)?;
+                table
+                    .retain_in(first.index.., |_, _| false)
+                    .map_err(write_err)?;
                 for e in entries {
                     let bytes = e.write_to_bytes().map_err(write_err)?;
                     table.insert(e.index, bytes.as_slice()).map_err(write_err)?;
@@ -176,7 +188,8 @@ impl LogStore {
             if let Some(hs) = hard_state {
                 let mut meta = txn.open_table(META).map_err(write_err)?;
                 let bytes = hs.write_to_bytes().map_err(write_err)?;
-                meta.insert(HARD_STATE, bytes.as_slice()).map_err(write_err)?;
+                meta.insert(HARD_STATE, bytes.as_slice())
+                    .map_err(write_err)?;
             }
         }
         txn.commit().map_err(write_err)?;
@@ -200,7 +213,8 @@ impl LogStore {
         {
             let mut meta = txn.open_table(META).map_err(write_err)?;
             let bytes = cs.write_to_bytes().map_err(write_err)?;
-            meta.insert(CONF_STATE, bytes.as_slice()).map_err(write_err)?;
+            meta.insert(CONF_STATE, bytes.as_slice())
+                .map_err(write_err)?;
         }
         txn.commit().map_err(write_err)?;
         self.wl().conf_state = cs.clone();
@@ -234,7 +248,11 @@ impl LogStore {
         let mut core = self.wl();
         let keep_from = (index + 1).saturating_sub(core.first_index()) as usize;
         let keep_from = keep_from.min(core.entries.len());
-        let entry_matches = keep_from > 0 && core.entries.get(keep_from - 1).is_some_and(|e| e.term == meta.term);
+        let entry_matches = keep_from > 0
+            && core
+                .entries
+                .get(keep_from - 1)
+                .is_some_and(|e| e.term == meta.term);
         if entry_matches {
             core.entries.drain(..keep_from);
         } else {
@@ -251,7 +269,10 @@ impl LogStore {
 impl raft::Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let core = self.rl();
-        Ok(RaftState { hard_state: core.hard_state.clone(), conf_state: core.conf_state.clone() })
+        Ok(RaftState {
+            hard_state: core.hard_state.clone(),
+            conf_state: core.conf_state.clone(),
+        })
     }
 
     fn entries(
@@ -300,7 +321,9 @@ impl raft::Storage for LogStore {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let core = self.rl();
         if core.snap_index() < request_index {
-            return Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         Ok(core.snapshot.clone())
     }
@@ -312,11 +335,12 @@ mod tests {
     use raft::Storage as _;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -326,10 +350,13 @@ mod tests {
         {
             let r = LogStore::open(&path)?;
             assert!(r.fresh);
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 2;
-            r.store.persist(&[entry(1, 1), entry(2, 1), entry(3, 1)], Some(&hs))?;
+            let hs = HardState {
+                term: 2,
+                commit: 2,
+                ..Default::default()
+            };
+            r.store
+                .persist(&[entry(1, 1), entry(2, 1), entry(3, 1)], Some(&hs))?;
             r.store.persist(&[entry(3, 2), entry(4, 2)], None)?;
         }
         let r = LogStore::open(&path)?;
@@ -348,7 +375,12 @@ mod tests {
         assert_eq!(r.snapshot_data, b"state");
         assert_eq!(r.store.first_index()?, 4);
         assert_eq!(r.store.term(3)?, 2);
-        assert_eq!(r.store.entries(4, 5, None, GetEntriesContext::empty(false))?.len(), 1);
+        assert_eq!(
+            r.store
+                .entries(4, 5, None, GetEntriesContext::empty(false))?
+                .len(),
+            1
+        );
         Ok(())
     }
 }

@@ -18,7 +18,10 @@ pub fn hash_token(token: &str) -> String {
 
 #[tonic::async_trait]
 impl pb::enrollment_server::Enrollment for EnrollmentService {
-    async fn enroll(&self, req: Request<pb::EnrollRequest>) -> Result<Response<pb::EnrollResponse>, Status> {
+    async fn enroll(
+        &self,
+        req: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
         let req = req.into_inner();
         ferry_certs::validate_name(&req.name)
             .map_err(|e| Status::invalid_argument(format!("agent name `{}`: {e}", req.name)))?;
@@ -31,7 +34,11 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
         self.0
             .raft
-            .propose(Command::Enroll { token_hash: hash_token(&req.token), agent: req.name.clone(), at: now_ms() })
+            .propose(Command::Enroll {
+                token_hash: hash_token(&req.token),
+                agent: req.name.clone(),
+                at: now_ms(),
+            })
             .await?;
         tracing::info!(agent = %req.name, "agent enrolled");
         let identity = ferry_certs::Identity::new(

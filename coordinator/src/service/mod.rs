@@ -34,7 +34,9 @@ impl From<ProposeError> for Status {
     fn from(e: ProposeError) -> Status {
         match e {
             ProposeError::NotLeader { leader } => Status::unavailable(match leader {
-                Some(id) => format!("this coordinator is not the leader; the leader is member {id}"),
+                Some(id) => {
+                    format!("this coordinator is not the leader; the leader is member {id}")
+                }
                 None => "no leader is elected right now; retry shortly".to_string(),
             }),
             ProposeError::Stopped => Status::unavailable("this coordinator has stopped serving"),

@@ -22,7 +22,9 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 fn new_execution_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut rng = rand::thread_rng();
-    (0..10).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..10)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl OperatorService {
@@ -36,19 +38,30 @@ impl OperatorService {
                 rec.executions
                     .last()
                     .and_then(|id| s.executions.get(id))
-                    .ok_or_else(|| Status::not_found(format!("pipeline `{pipeline}` has no executions yet")))?
+                    .ok_or_else(|| {
+                        Status::not_found(format!("pipeline `{pipeline}` has no executions yet"))
+                    })?
             } else {
                 s.executions
                     .get(id)
                     .filter(|e| pipeline.is_empty() || e.pipeline == pipeline)
-                    .ok_or_else(|| Status::not_found(format!("execution {id} of pipeline `{pipeline}` not found")))?
+                    .ok_or_else(|| {
+                        Status::not_found(format!(
+                            "execution {id} of pipeline `{pipeline}` not found"
+                        ))
+                    })?
             };
             Ok(views::execution(s, exec))
         })
     }
 
     /// Starts an execution at an already-resolved commit (the poller uses this too).
-    pub async fn start(ctx: &SharedCtx, pipeline: &str, revision: String, trigger: String) -> Result<String, Status> {
+    pub async fn start(
+        ctx: &SharedCtx,
+        pipeline: &str,
+        revision: String,
+        trigger: String,
+    ) -> Result<String, Status> {
         for _ in 0..3 {
             let id = new_execution_id();
             let cmd = Command::StartExecution {
@@ -77,20 +90,38 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ApplyPipelineResponse>, Status> {
         let who = caller(&req)?;
         let req = req.into_inner();
-        let file = if req.file_name.is_empty() { "<input>" } else { req.file_name.as_str() };
+        let file = if req.file_name.is_empty() {
+            "<input>"
+        } else {
+            req.file_name.as_str()
+        };
         let spec = ferry_pipeline::parse(&req.yaml).map_err(|diags| {
             let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
-            Status::invalid_argument(format!("pipeline is invalid; nothing was applied:\n{}", lines.join("\n")))
+            Status::invalid_argument(format!(
+                "pipeline is invalid; nothing was applied:\n{}",
+                lines.join("\n")
+            ))
         })?;
         let out = self
             .0
             .raft
-            .propose(Command::ApplyPipeline { spec, yaml: req.yaml, by: who.name, at: now_ms() })
+            .propose(Command::ApplyPipeline {
+                spec,
+                yaml: req.yaml,
+                by: who.name,
+                at: now_ms(),
+            })
             .await?;
         match out {
-            Output::PipelineVersion { name, version, unchanged } => {
-                Ok(Response::new(pb::ApplyPipelineResponse { name, version, unchanged }))
-            }
+            Output::PipelineVersion {
+                name,
+                version,
+                unchanged,
+            } => Ok(Response::new(pb::ApplyPipelineResponse {
+                name,
+                version,
+                unchanged,
+            })),
             _ => Err(Status::internal("unexpected apply result")),
         }
     }
@@ -99,22 +130,33 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         _req: Request<pb::ListPipelinesRequest>,
     ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
-        let pipelines = self
-            .0
-            .raft
-            .read(|s| s.pipelines.keys().filter_map(|n| views::pipeline_summary(s, n)).collect());
+        let pipelines = self.0.raft.read(|s| {
+            s.pipelines
+                .keys()
+                .filter_map(|n| views::pipeline_summary(s, n))
+                .collect()
+        });
         Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
     }
 
-    async fn get_pipeline(&self, req: Request<pb::GetPipelineRequest>) -> Result<Response<pb::PipelineView>, Status> {
+    async fn get_pipeline(
+        &self,
+        req: Request<pb::GetPipelineRequest>,
+    ) -> Result<Response<pb::PipelineView>, Status> {
         let req = req.into_inner();
         self.0.raft.read(|s| {
             let rec = s
                 .pipelines
                 .get(&req.name)
                 .ok_or_else(|| Status::not_found(format!("pipeline `{}` not found", req.name)))?;
-            let v = if req.version == 0 { rec.latest() } else { rec.version(req.version) }
-                .ok_or_else(|| Status::not_found(format!("pipeline `{}` version {}", req.name, req.version)))?;
+            let v = if req.version == 0 {
+                rec.latest()
+            } else {
+                rec.version(req.version)
+            }
+            .ok_or_else(|| {
+                Status::not_found(format!("pipeline `{}` version {}", req.name, req.version))
+            })?;
             Ok(Response::new(pb::PipelineView {
                 name: rec.name.clone(),
                 version: v.version,
@@ -137,25 +179,48 @@ impl pb::operator_server::Operator for OperatorService {
             s.pipelines
                 .get(&req.pipeline)
                 .and_then(|p| p.latest())
-                .map(|v| (v.spec.source.git.clone(), v.spec.source.branch.clone(), v.version))
+                .map(|v| {
+                    (
+                        v.spec.source.git.clone(),
+                        v.spec.source.branch.clone(),
+                        v.version,
+                    )
+                })
                 .ok_or_else(|| Status::not_found(format!("pipeline `{}` not found", req.pipeline)))
         })?;
-        let rev = if req.revision.is_empty() { branch } else { req.revision.clone() };
+        let rev = if req.revision.is_empty() {
+            branch
+        } else {
+            req.revision.clone()
+        };
         let revision = self
             .0
             .git
             .resolve(&url, &rev)
             .await
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        let id = OperatorService::start(&self.0, &req.pipeline, revision.clone(), format!("manual by {}", who.name))
-            .await?;
+        let id = OperatorService::start(
+            &self.0,
+            &req.pipeline,
+            revision.clone(),
+            format!("manual by {}", who.name),
+        )
+        .await?;
         tracing::info!(pipeline = %req.pipeline, execution = %id, %revision, "execution started by hand");
-        Ok(Response::new(pb::StartExecutionResponse { execution_id: id, revision, pipeline_version: version }))
+        Ok(Response::new(pb::StartExecutionResponse {
+            execution_id: id,
+            revision,
+            pipeline_version: version,
+        }))
     }
 
-    async fn get_execution(&self, req: Request<pb::GetExecutionRequest>) -> Result<Response<pb::ExecutionView>, Status> {
+    async fn get_execution(
+        &self,
+        req: Request<pb::GetExecutionRequest>,
+    ) -> Result<Response<pb::ExecutionView>, Status> {
         let req = req.into_inner();
-        self.execution_view(&req.pipeline, &req.execution_id).map(Response::new)
+        self.execution_view(&req.pipeline, &req.execution_id)
+            .map(Response::new)
     }
 
     type WatchExecutionStream = Stream_<pb::ExecutionView>;
@@ -183,7 +248,9 @@ impl pb::operator_server::Operator for OperatorService {
                     _ = tx.closed() => return,
                 }
                 let svc = OperatorService(ctx.clone());
-                let Ok(view) = svc.execution_view(&pipeline, &id) else { return };
+                let Ok(view) = svc.execution_view(&pipeline, &id) else {
+                    return;
+                };
                 if view != last {
                     last = view;
                     if tx.send(Ok(last.clone())).await.is_err() {
@@ -200,12 +267,15 @@ impl pb::operator_server::Operator for OperatorService {
         req: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
         let req = req.into_inner();
-        let limit = if req.limit == 0 { 20 } else { req.limit as usize };
+        let limit = if req.limit == 0 {
+            20
+        } else {
+            req.limit as usize
+        };
         let executions = self.0.raft.read(|s| {
-            let rec = s
-                .pipelines
-                .get(&req.pipeline)
-                .ok_or_else(|| Status::not_found(format!("pipeline `{}` not found", req.pipeline)))?;
+            let rec = s.pipelines.get(&req.pipeline).ok_or_else(|| {
+                Status::not_found(format!("pipeline `{}` not found", req.pipeline))
+            })?;
             Ok::<_, Status>(
                 rec.executions
                     .iter()
@@ -221,7 +291,10 @@ impl pb::operator_server::Operator for OperatorService {
 
     type StreamLogsStream = Stream_<pb::LogChunk>;
 
-    async fn stream_logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<Self::StreamLogsStream>, Status> {
+    async fn stream_logs(
+        &self,
+        req: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let req = req.into_inner();
         let (exec_id, loc) = self.0.raft.read(|s| {
             let exec = s
@@ -229,7 +302,10 @@ impl pb::operator_server::Operator for OperatorService {
                 .get(&req.execution_id)
                 .filter(|e| e.pipeline == req.pipeline)
                 .ok_or_else(|| {
-                    Status::not_found(format!("execution {} of pipeline `{}` not found", req.execution_id, req.pipeline))
+                    Status::not_found(format!(
+                        "execution {} of pipeline `{}` not found",
+                        req.execution_id, req.pipeline
+                    ))
                 })?;
             Ok::<_, Status>((exec.id.clone(), views::locate_action(s, exec, &req.action)?))
         })?;
@@ -243,7 +319,10 @@ impl pb::operator_server::Operator for OperatorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
+    async fn decide(
+        &self,
+        req: Request<pb::DecideRequest>,
+    ) -> Result<Response<pb::DecideResponse>, Status> {
         let who = caller(&req)?;
         let req = req.into_inner();
         let (stage, action) = self.0.raft.read(|s| {
@@ -252,7 +331,10 @@ impl pb::operator_server::Operator for OperatorService {
                 .get(&req.execution_id)
                 .filter(|e| e.pipeline == req.pipeline)
                 .ok_or_else(|| {
-                    Status::not_found(format!("execution {} of pipeline `{}` not found", req.execution_id, req.pipeline))
+                    Status::not_found(format!(
+                        "execution {} of pipeline `{}` not found",
+                        req.execution_id, req.pipeline
+                    ))
                 })?;
             let (si, ai) = views::locate_action(s, exec, &req.action)?;
             let spec = s
@@ -270,7 +352,9 @@ impl pb::operator_server::Operator for OperatorService {
             Ok((si, ai))
         })?;
         if !req.approve && req.comment.trim().is_empty() {
-            return Err(Status::invalid_argument("a rejection needs a --comment saying why"));
+            return Err(Status::invalid_argument(
+                "a rejection needs a --comment saying why",
+            ));
         }
         self.0
             .raft
@@ -292,10 +376,16 @@ impl pb::operator_server::Operator for OperatorService {
             .and_then(|s| s.actions.get(action))
             .map(|a| a.status.clone())
             .unwrap_or_default();
-        Ok(Response::new(pb::DecideResponse { action_status, execution_status: view.status }))
+        Ok(Response::new(pb::DecideResponse {
+            action_status,
+            execution_status: view.status,
+        }))
     }
 
-    async fn list_agents(&self, _req: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    async fn list_agents(
+        &self,
+        _req: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let hub = &self.0.agents;
         let agents = self.0.raft.read(|s| {
             s.agents
@@ -312,8 +402,14 @@ impl pb::operator_server::Operator for OperatorService {
                         capacity: a.capacity,
                         running: s.running_on(&a.name).len() as u32,
                         last_seen: seen.unwrap_or_else(|| views::ts(a.registered_at)),
-                        state: if connected { "Connected" } else if a.registered_at.is_some() { "Disconnected" } else { "Enrolled" }
-                            .into(),
+                        state: if connected {
+                            "Connected"
+                        } else if a.registered_at.is_some() {
+                            "Disconnected"
+                        } else {
+                            "Enrolled"
+                        }
+                        .into(),
                         version: a.version.clone(),
                         address: a.address.clone(),
                         connected,
@@ -324,10 +420,17 @@ impl pb::operator_server::Operator for OperatorService {
         Ok(Response::new(pb::ListAgentsResponse { agents }))
     }
 
-    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<Response<pb::CreateTokenResponse>, Status> {
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let who = caller(&req)?;
         let req = req.into_inner();
-        let ttl = if req.ttl_seconds == 0 { 3600 } else { req.ttl_seconds };
+        let ttl = if req.ttl_seconds == 0 {
+            3600
+        } else {
+            req.ttl_seconds
+        };
         let uses = if req.uses == 0 { 1 } else { req.uses };
         let secret: [u8; 24] = rand::random();
         let token = format!("ferry-join-{}", hex::encode(secret));
@@ -343,20 +446,35 @@ impl pb::operator_server::Operator for OperatorService {
                 at: now,
             })
             .await?;
-        Ok(Response::new(pb::CreateTokenResponse { token, expires_at: views::ts(Some(expires_at)) }))
+        Ok(Response::new(pb::CreateTokenResponse {
+            token,
+            expires_at: views::ts(Some(expires_at)),
+        }))
     }
 
-    async fn grant_role(&self, req: Request<pb::RoleRequest>) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+    async fn grant_role(
+        &self,
+        req: Request<pb::RoleRequest>,
+    ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
         let req = req.into_inner();
         let (subject, role) = parse_binding(&req)?;
-        self.0.raft.propose(Command::Grant { subject, role }).await?;
+        self.0
+            .raft
+            .propose(Command::Grant { subject, role })
+            .await?;
         Ok(Response::new(self.bindings()))
     }
 
-    async fn revoke_role(&self, req: Request<pb::RoleRequest>) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+    async fn revoke_role(
+        &self,
+        req: Request<pb::RoleRequest>,
+    ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
         let req = req.into_inner();
         let (subject, role) = parse_binding(&req)?;
-        self.0.raft.propose(Command::Revoke { subject, role }).await?;
+        self.0
+            .raft
+            .propose(Command::Revoke { subject, role })
+            .await?;
         Ok(Response::new(self.bindings()))
     }
 
@@ -367,10 +485,22 @@ impl pb::operator_server::Operator for OperatorService {
         Ok(Response::new(self.bindings()))
     }
 
-    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let who = caller(&req)?;
-        let roles = self.0.raft.read(|s| s.roles_of(&who.name)).iter().map(|r| r.to_string()).collect();
-        Ok(Response::new(pb::WhoAmIResponse { identity: who.uri(), roles }))
+        let roles = self
+            .0
+            .raft
+            .read(|s| s.roles_of(&who.name))
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        Ok(Response::new(pb::WhoAmIResponse {
+            identity: who.uri(),
+            roles,
+        }))
     }
 }
 
@@ -379,7 +509,10 @@ impl OperatorService {
         let bindings = self.0.raft.read(|s| {
             s.roles
                 .iter()
-                .map(|(subject, role)| pb::RoleBinding { subject: subject.clone(), role: role.to_string() })
+                .map(|(subject, role)| pb::RoleBinding {
+                    subject: subject.clone(),
+                    role: role.to_string(),
+                })
                 .collect()
         });
         pb::RoleBindingsResponse { bindings }
@@ -403,27 +536,50 @@ type LogTx = mpsc::Sender<Result<pb::LogChunk, Status>>;
 
 /// Streams one action's log: the stored blob once the attempt ended, the live
 /// lines while it runs, and (with `follow`) waits for it to start.
-async fn stream_logs(ctx: SharedCtx, exec: String, (si, ai): (usize, usize), follow: bool, tx: LogTx) -> Result<(), Status> {
+async fn stream_logs(
+    ctx: SharedCtx,
+    exec: String,
+    (si, ai): (usize, usize),
+    follow: bool,
+    tx: LogTx,
+) -> Result<(), Status> {
     let mut applied = ctx.raft.applied();
     loop {
         let (epoch, status, log) = ctx.raft.read(|s| {
-            let run = s.executions.get(&exec).and_then(|e| e.state.action(si, ai)).cloned().unwrap_or_default();
-            let log = run.log.as_ref().map(|l| (l.digest.clone(), views::holder_addresses(s, &l.digest)));
+            let run = s
+                .executions
+                .get(&exec)
+                .and_then(|e| e.state.action(si, ai))
+                .cloned()
+                .unwrap_or_default();
+            let log = run
+                .log
+                .as_ref()
+                .map(|l| (l.digest.clone(), views::holder_addresses(s, &l.digest)));
             (run.epoch, run.status(), log)
         });
         if epoch == 0 {
             if !follow || views::is_final(status) {
                 return Ok(());
             }
-            applied.changed().await.map_err(|_| Status::unavailable("coordinator stopping"))?;
+            applied
+                .changed()
+                .await
+                .map_err(|_| Status::unavailable("coordinator stopping"))?;
             continue;
         }
-        if status.is_final() {
-            if let Some((digest, holders)) = log {
+        if status.is_final()
+            && let Some((digest, holders)) = log
+        {
+            {
                 match crate::peer::fetch(ctx.ca.ca_pem(), &ctx.identity, &holders, &digest).await {
                     Ok(mut stream) => {
                         while let Some(chunk) = stream.message().await? {
-                            if tx.send(Ok(pb::LogChunk { data: chunk.data })).await.is_err() {
+                            if tx
+                                .send(Ok(pb::LogChunk { data: chunk.data }))
+                                .await
+                                .is_err()
+                            {
                                 return Ok(());
                             }
                         }
@@ -457,7 +613,11 @@ async fn stream_logs(ctx: SharedCtx, exec: String, (si, ai): (usize, usize), fol
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     let note = format!("[ferry: {n} log chunks skipped: reader too slow]\n");
-                    let _ = tx.send(Ok(pb::LogChunk { data: note.into_bytes() })).await;
+                    let _ = tx
+                        .send(Ok(pb::LogChunk {
+                            data: note.into_bytes(),
+                        }))
+                        .await;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
             }

@@ -32,16 +32,27 @@ fn msg(kind: pb::coordinator_message::Kind) -> pb::CoordinatorMessage {
 impl pb::agent_session_server::AgentSession for SessionService {
     type SessionStream = Outbound;
 
-    async fn session(&self, req: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Outbound>, Status> {
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Outbound>, Status> {
         let name = caller(&req)?.name;
         let mut inbound = req.into_inner();
         let register = match inbound.message().await? {
-            Some(pb::AgentMessage { kind: Some(pb::agent_message::Kind::Register(r)) }) => r,
-            _ => return Err(Status::invalid_argument("the first message of a session must be Register")),
+            Some(pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Register(r)),
+            }) => r,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a session must be Register",
+                ));
+            }
         };
         if !self.0.raft.status().is_leader {
             let leader = self.0.raft.status().leader_id;
-            return Err(Status::unavailable(format!("not the leader; the leader is member {leader}")));
+            return Err(Status::unavailable(format!(
+                "not the leader; the leader is member {leader}"
+            )));
         }
         self.0
             .raft
@@ -56,14 +67,23 @@ impl pb::agent_session_server::AgentSession for SessionService {
             .await?;
         let (tx, rx) = mpsc::channel(256);
         let session_id: u64 = rand::random();
-        tx.send(Ok(msg(pb::coordinator_message::Kind::Registered(pb::Registered {
-            agent: name.clone(),
-            heartbeat_seconds: self.0.heartbeat_seconds,
-        }))))
+        tx.send(Ok(msg(pb::coordinator_message::Kind::Registered(
+            pb::Registered {
+                agent: name.clone(),
+                heartbeat_seconds: self.0.heartbeat_seconds,
+            },
+        ))))
         .await
         .map_err(|_| Status::cancelled("agent went away"))?;
         reconcile(&self.0, &name, &register.running, &tx).await;
-        self.0.agents.connect(&name, Session { id: session_id, tx: tx.clone(), last_seen: Instant::now() });
+        self.0.agents.connect(
+            &name,
+            Session {
+                id: session_id,
+                tx: tx.clone(),
+                last_seen: Instant::now(),
+            },
+        );
         tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
         let ctx = self.0.clone();
         tokio::spawn(async move {
@@ -91,7 +111,12 @@ impl pb::agent_session_server::AgentSession for SessionService {
 
 /// After (re)connecting: re-send assignments the agent does not report, and
 /// cancel attempts it runs that are no longer current.
-async fn reconcile(ctx: &SharedCtx, agent: &str, running: &[pb::AttemptRef], tx: &crate::hub::SessionTx) {
+async fn reconcile(
+    ctx: &SharedCtx,
+    agent: &str,
+    running: &[pb::AttemptRef],
+    tx: &crate::hub::SessionTx,
+) {
     let reported: BTreeSet<u64> = running.iter().map(|r| r.epoch).collect();
     let (missing, current) = ctx.raft.read(|s| {
         let current: BTreeSet<u64> = s.running_on(agent).iter().map(|(e, _)| *e).collect();
@@ -104,7 +129,9 @@ async fn reconcile(ctx: &SharedCtx, agent: &str, running: &[pb::AttemptRef], tx:
     });
     for a in missing {
         tracing::info!(%agent, attempt = ?a.attempt, "re-sending assignment after reconnect");
-        let _ = tx.send(Ok(msg(pb::coordinator_message::Kind::Assign(a)))).await;
+        let _ = tx
+            .send(Ok(msg(pb::coordinator_message::Kind::Assign(a))))
+            .await;
     }
     for r in running.iter().filter(|r| !current.contains(&r.epoch)) {
         let _ = tx
@@ -117,10 +144,16 @@ async fn reconcile(ctx: &SharedCtx, agent: &str, running: &[pb::AttemptRef], tx:
 }
 
 fn is_current(ctx: &SharedCtx, agent: &str, epoch: u64) -> bool {
-    ctx.raft.read(|s| s.running_on(agent).iter().any(|(e, _)| *e == epoch))
+    ctx.raft
+        .read(|s| s.running_on(agent).iter().any(|(e, _)| *e == epoch))
 }
 
-async fn handle(ctx: &SharedCtx, agent: &str, kind: pb::agent_message::Kind, tx: &crate::hub::SessionTx) {
+async fn handle(
+    ctx: &SharedCtx,
+    agent: &str,
+    kind: pb::agent_message::Kind,
+    tx: &crate::hub::SessionTx,
+) {
     use pb::agent_message::Kind;
     match kind {
         Kind::Register(_) => tracing::warn!(%agent, "duplicate Register ignored"),
@@ -132,14 +165,26 @@ async fn handle(ctx: &SharedCtx, agent: &str, kind: pb::agent_message::Kind, tx:
             }
         }
         Kind::Result(result) => {
-            let Some(attempt) = result.attempt.clone() else { return };
+            let Some(attempt) = result.attempt.clone() else {
+                return;
+            };
             let outputs = result
                 .outputs
                 .iter()
-                .map(|o| (o.name.clone(), ArtifactRef { digest: o.digest.clone(), size: o.size }))
+                .map(|o| {
+                    (
+                        o.name.clone(),
+                        ArtifactRef {
+                            digest: o.digest.clone(),
+                            size: o.size,
+                        },
+                    )
+                })
                 .collect();
-            let log = (!result.log_digest.is_empty())
-                .then(|| ArtifactRef { digest: result.log_digest.clone(), size: result.log_size });
+            let log = (!result.log_digest.is_empty()).then(|| ArtifactRef {
+                digest: result.log_digest.clone(),
+                size: result.log_size,
+            });
             let cmd = Command::FinishAttempt {
                 epoch: attempt.epoch,
                 agent: agent.to_string(),
@@ -155,9 +200,17 @@ async fn handle(ctx: &SharedCtx, agent: &str, kind: pb::agent_message::Kind, tx:
                     if !accepted {
                         tracing::warn!(%agent, epoch = attempt.epoch, %reason, "stale result refused");
                     }
-                    pb::ResultAck { attempt: Some(attempt.clone()), accepted, reason }
+                    pb::ResultAck {
+                        attempt: Some(attempt.clone()),
+                        accepted,
+                        reason,
+                    }
                 }
-                Ok(_) => pb::ResultAck { attempt: Some(attempt.clone()), accepted: true, reason: String::new() },
+                Ok(_) => pb::ResultAck {
+                    attempt: Some(attempt.clone()),
+                    accepted: true,
+                    reason: String::new(),
+                },
                 Err(e) => {
                     // Not committed: no ack, so the agent keeps the result and re-sends it.
                     tracing::warn!(%agent, epoch = attempt.epoch, error = %e, "result not recorded yet");
@@ -165,7 +218,9 @@ async fn handle(ctx: &SharedCtx, agent: &str, kind: pb::agent_message::Kind, tx:
                 }
             };
             ctx.logs.close(attempt.epoch);
-            let _ = tx.send(Ok(msg(pb::coordinator_message::Kind::Ack(ack)))).await;
+            let _ = tx
+                .send(Ok(msg(pb::coordinator_message::Kind::Ack(ack))))
+                .await;
         }
     }
 }

@@ -6,18 +6,30 @@ use ferry_pipeline::execution::{ActionStatus, Decision, ExecutionState, Executio
 use thiserror::Error;
 
 use super::{
-    AgentRecord, ArtifactRecord, AttemptLoc, ClusterState, Command, Execution, JoinToken, PipelineRecord,
-    PipelineVersion,
+    AgentRecord, ArtifactRecord, AttemptLoc, ClusterState, Command, Execution, JoinToken,
+    PipelineRecord, PipelineVersion,
 };
 
 /// What a successful command produced, for the proposer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     None,
-    PipelineVersion { name: String, version: u64, unchanged: bool },
-    Execution { id: String },
-    Assigned { epoch: u64, attempt: u32 },
-    Attempt { accepted: bool, reason: String },
+    PipelineVersion {
+        name: String,
+        version: u64,
+        unchanged: bool,
+    },
+    Execution {
+        id: String,
+    },
+    Assigned {
+        epoch: u64,
+        attempt: u32,
+    },
+    Attempt {
+        accepted: bool,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -28,7 +40,9 @@ pub enum Rejection {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
-    #[error("join token is invalid, expired or used up; ask an admin for a new one (`ferry token create`)")]
+    #[error(
+        "join token is invalid, expired or used up; ask an admin for a new one (`ferry token create`)"
+    )]
     BadToken,
 }
 
@@ -37,7 +51,11 @@ type Applied = Result<Output, Rejection>;
 impl ClusterState {
     pub fn apply(&mut self, cmd: Command) -> Applied {
         match cmd {
-            Command::Bootstrap { trust_domain, admin, .. } => {
+            Command::Bootstrap {
+                trust_domain,
+                admin,
+                ..
+            } => {
                 if self.bootstrapped {
                     return Ok(Output::None);
                 }
@@ -48,14 +66,33 @@ impl ClusterState {
                 }
                 Ok(Output::None)
             }
-            Command::ApplyPipeline { spec, yaml, by, at } => self.apply_pipeline(spec, yaml, by, at),
-            Command::StartExecution { id, pipeline, revision, trigger, at } => {
-                self.start_execution(id, pipeline, revision, trigger, at)
+            Command::ApplyPipeline { spec, yaml, by, at } => {
+                self.apply_pipeline(spec, yaml, by, at)
             }
-            Command::Assign { execution, stage, action, agent, at } => {
-                self.assign(execution, stage, action, agent, at)
-            }
-            Command::FinishAttempt { epoch, agent, success, exit_code, message, outputs, log, at } => {
+            Command::StartExecution {
+                id,
+                pipeline,
+                revision,
+                trigger,
+                at,
+            } => self.start_execution(id, pipeline, revision, trigger, at),
+            Command::Assign {
+                execution,
+                stage,
+                action,
+                agent,
+                at,
+            } => self.assign(execution, stage, action, agent, at),
+            Command::FinishAttempt {
+                epoch,
+                agent,
+                success,
+                exit_code,
+                message,
+                outputs,
+                log,
+                at,
+            } => {
                 let loc = match self.attempts.get(&epoch) {
                     Some(loc) if loc.agent == agent => loc.clone(),
                     _ => {
@@ -81,9 +118,11 @@ impl ClusterState {
                 run.outputs = outputs.clone();
                 run.log = log.clone();
                 for art in outputs.values().chain(log.iter()) {
-                    let rec = self.artifacts.entry(art.digest.clone()).or_insert_with(|| ArtifactRecord {
-                        size: art.size,
-                        ..Default::default()
+                    let rec = self.artifacts.entry(art.digest.clone()).or_insert_with(|| {
+                        ArtifactRecord {
+                            size: art.size,
+                            ..Default::default()
+                        }
                     });
                     rec.holders.insert(agent.clone());
                 }
@@ -93,13 +132,28 @@ impl ClusterState {
                     .and_then(|p| p.version(exec.version))
                     .map(|v| v.spec.clone())
                 else {
-                    return Err(Rejection::NotFound(format!("pipeline {} version {}", exec.pipeline, exec.version)));
+                    return Err(Rejection::NotFound(format!(
+                        "pipeline {} version {}",
+                        exec.pipeline, exec.version
+                    )));
                 };
-                exec.state.finish_action(&pipeline, (loc.stage, loc.action), success, message, at);
+                exec.state
+                    .finish_action(&pipeline, (loc.stage, loc.action), success, message, at);
                 self.settle(&loc.execution);
-                Ok(Output::Attempt { accepted: true, reason: String::new() })
+                Ok(Output::Attempt {
+                    accepted: true,
+                    reason: String::new(),
+                })
             }
-            Command::Decide { execution, stage, action, by, approve, comment, at } => {
+            Command::Decide {
+                execution,
+                stage,
+                action,
+                by,
+                approve,
+                comment,
+                at,
+            } => {
                 let (exec, pipeline) = self.exec_and_pipeline(&execution)?;
                 let Some(run) = exec.state.action_mut(stage, action) else {
                     return Err(Rejection::NotFound("action".into()));
@@ -110,37 +164,77 @@ impl ClusterState {
                         run.status()
                     )));
                 }
-                run.approvals.push(Decision { by: by.clone(), approve, comment: comment.clone(), at });
+                run.approvals.push(Decision {
+                    by: by.clone(),
+                    approve,
+                    comment: comment.clone(),
+                    at,
+                });
                 // Who decided and why is in `approvals`; the message only flags a rejection.
-                let message = if approve { String::new() } else { "rejected".to_string() };
-                exec.state.finish_action(&pipeline, (stage, action), approve, message, at);
+                let message = if approve {
+                    String::new()
+                } else {
+                    "rejected".to_string()
+                };
+                exec.state
+                    .finish_action(&pipeline, (stage, action), approve, message, at);
                 self.settle(&execution);
                 Ok(Output::None)
             }
-            Command::ExpireApproval { execution, stage, action, at } => {
+            Command::ExpireApproval {
+                execution,
+                stage,
+                action,
+                at,
+            } => {
                 let (exec, pipeline) = self.exec_and_pipeline(&execution)?;
                 let Some(run) = exec.state.action(stage, action) else {
                     return Err(Rejection::NotFound("action".into()));
                 };
-                if run.status() != ActionStatus::WaitingForApproval || run.deadline.is_none_or(|d| d > at) {
+                if run.status() != ActionStatus::WaitingForApproval
+                    || run.deadline.is_none_or(|d| d > at)
+                {
                     return Ok(Output::None);
                 }
-                exec.state
-                    .finish_action(&pipeline, (stage, action), false, "approval timed out".into(), at);
+                exec.state.finish_action(
+                    &pipeline,
+                    (stage, action),
+                    false,
+                    "approval timed out".into(),
+                    at,
+                );
                 self.settle(&execution);
                 Ok(Output::None)
             }
-            Command::CreateToken { hash, expires_at, uses, by, at } => {
+            Command::CreateToken {
+                hash,
+                expires_at,
+                uses,
+                by,
+                at,
+            } => {
                 if self.tokens.contains_key(&hash) {
                     return Err(Rejection::AlreadyExists("token".into()));
                 }
                 // Forget tokens that can no longer be used.
-                self.tokens.retain(|_, t| t.expires_at > at && t.uses_left > 0);
                 self.tokens
-                    .insert(hash, JoinToken { expires_at, uses_left: uses, created_by: by, created_at: at });
+                    .retain(|_, t| t.expires_at > at && t.uses_left > 0);
+                self.tokens.insert(
+                    hash,
+                    JoinToken {
+                        expires_at,
+                        uses_left: uses,
+                        created_by: by,
+                        created_at: at,
+                    },
+                );
                 Ok(Output::None)
             }
-            Command::Enroll { token_hash, agent, at } => {
+            Command::Enroll {
+                token_hash,
+                agent,
+                at,
+            } => {
                 match self.tokens.get_mut(&token_hash) {
                     Some(t) if t.expires_at > at && t.uses_left > 0 => {
                         if self.agents.contains_key(&agent) {
@@ -166,7 +260,14 @@ impl ClusterState {
                 );
                 Ok(Output::None)
             }
-            Command::RegisterAgent { name, labels, capacity, version, address, at } => {
+            Command::RegisterAgent {
+                name,
+                labels,
+                capacity,
+                version,
+                address,
+                at,
+            } => {
                 let Some(agent) = self.agents.get_mut(&name) else {
                     return Err(Rejection::NotFound(format!("agent `{name}`")));
                 };
@@ -183,11 +284,17 @@ impl ClusterState {
             }
             Command::Revoke { subject, role } => {
                 if !self.roles.remove(&(subject.clone(), role)) {
-                    return Err(Rejection::NotFound(format!("role binding {subject}={role}")));
+                    return Err(Rejection::NotFound(format!(
+                        "role binding {subject}={role}"
+                    )));
                 }
                 Ok(Output::None)
             }
-            Command::SourceSeen { pipeline, revision, at } => {
+            Command::SourceSeen {
+                pipeline,
+                revision,
+                at,
+            } => {
                 let Some(p) = self.pipelines.get_mut(&pipeline) else {
                     return Err(Rejection::NotFound(format!("pipeline `{pipeline}`")));
                 };
@@ -198,26 +305,56 @@ impl ClusterState {
         }
     }
 
-    fn apply_pipeline(&mut self, spec: ferry_pipeline::Pipeline, yaml: String, by: String, at: i64) -> Applied {
+    fn apply_pipeline(
+        &mut self,
+        spec: ferry_pipeline::Pipeline,
+        yaml: String,
+        by: String,
+        at: i64,
+    ) -> Applied {
         let name = spec.name.clone();
-        let record = self.pipelines.entry(name.clone()).or_insert_with(|| PipelineRecord {
-            name: name.clone(),
-            versions: Vec::new(),
-            executions: Vec::new(),
-            last_seen_revision: None,
-            last_polled_at: None,
-        });
+        let record = self
+            .pipelines
+            .entry(name.clone())
+            .or_insert_with(|| PipelineRecord {
+                name: name.clone(),
+                versions: Vec::new(),
+                executions: Vec::new(),
+                last_seen_revision: None,
+                last_polled_at: None,
+            });
         if let Some(latest) = record.latest()
             && latest.spec == spec
         {
-            return Ok(Output::PipelineVersion { name, version: latest.version, unchanged: true });
+            return Ok(Output::PipelineVersion {
+                name,
+                version: latest.version,
+                unchanged: true,
+            });
         }
         let version = record.latest().map_or(1, |v| v.version + 1);
-        record.versions.push(PipelineVersion { version, spec, yaml, applied_by: by, applied_at: at });
-        Ok(Output::PipelineVersion { name, version, unchanged: false })
+        record.versions.push(PipelineVersion {
+            version,
+            spec,
+            yaml,
+            applied_by: by,
+            applied_at: at,
+        });
+        Ok(Output::PipelineVersion {
+            name,
+            version,
+            unchanged: false,
+        })
     }
 
-    fn start_execution(&mut self, id: String, pipeline: String, revision: String, trigger: String, at: i64) -> Applied {
+    fn start_execution(
+        &mut self,
+        id: String,
+        pipeline: String,
+        revision: String,
+        trigger: String,
+        at: i64,
+    ) -> Applied {
         if self.executions.contains_key(&id) {
             return Err(Rejection::AlreadyExists(format!("execution {id}")));
         }
@@ -225,7 +362,9 @@ impl ClusterState {
             return Err(Rejection::NotFound(format!("pipeline `{pipeline}`")));
         };
         let Some(latest) = record.latest() else {
-            return Err(Rejection::NotFound(format!("pipeline `{pipeline}` has no version")));
+            return Err(Rejection::NotFound(format!(
+                "pipeline `{pipeline}` has no version"
+            )));
         };
         let mut state = ExecutionState::new(&latest.spec);
         state.advance(&latest.spec, at);
@@ -236,14 +375,29 @@ impl ClusterState {
         }
         self.executions.insert(
             id.clone(),
-            Execution { id: id.clone(), pipeline, version, revision, trigger, started_at: at, state },
+            Execution {
+                id: id.clone(),
+                pipeline,
+                version,
+                revision,
+                trigger,
+                started_at: at,
+                state,
+            },
         );
         self.active.insert(id.clone());
         self.settle(&id);
         Ok(Output::Execution { id })
     }
 
-    fn assign(&mut self, execution: String, stage: usize, action: usize, agent: String, at: i64) -> Applied {
+    fn assign(
+        &mut self,
+        execution: String,
+        stage: usize,
+        action: usize,
+        agent: String,
+        at: i64,
+    ) -> Applied {
         if !self.agents.contains_key(&agent) {
             return Err(Rejection::NotFound(format!("agent `{agent}`")));
         }
@@ -254,7 +408,9 @@ impl ClusterState {
             return Err(Rejection::NotFound("action".into()));
         };
         if !run.is_queued() {
-            return Err(Rejection::FailedPrecondition("action is not waiting for an agent".into()));
+            return Err(Rejection::FailedPrecondition(
+                "action is not waiting for an agent".into(),
+            ));
         }
         self.epoch += 1;
         run.epoch = self.epoch;
@@ -263,16 +419,33 @@ impl ClusterState {
         run.started_at = Some(at);
         run.message = String::new();
         let attempt = run.attempt;
-        self.attempts.insert(self.epoch, AttemptLoc { execution, stage, action, agent });
-        Ok(Output::Assigned { epoch: self.epoch, attempt })
+        self.attempts.insert(
+            self.epoch,
+            AttemptLoc {
+                execution,
+                stage,
+                action,
+                agent,
+            },
+        );
+        Ok(Output::Assigned {
+            epoch: self.epoch,
+            attempt,
+        })
     }
 
-    fn exec_and_pipeline(&mut self, id: &str) -> Result<(&mut Execution, ferry_pipeline::Pipeline), Rejection> {
+    fn exec_and_pipeline(
+        &mut self,
+        id: &str,
+    ) -> Result<(&mut Execution, ferry_pipeline::Pipeline), Rejection> {
         let Some(exec) = self.executions.get(id) else {
             return Err(Rejection::NotFound(format!("execution {id}")));
         };
         let Some(pipeline) = self.pipeline_of(exec).cloned() else {
-            return Err(Rejection::NotFound(format!("pipeline {} version {}", exec.pipeline, exec.version)));
+            return Err(Rejection::NotFound(format!(
+                "pipeline {} version {}",
+                exec.pipeline, exec.version
+            )));
         };
         match self.executions.get_mut(id) {
             Some(exec) => Ok((exec, pipeline)),
@@ -288,7 +461,11 @@ impl ClusterState {
             .is_some_and(|e| e.state.status != ExecutionStatus::InProgress);
         if finished {
             let still_running = self.executions.get(id).is_some_and(|e| {
-                e.state.actions.iter().flatten().any(|r| r.status() == ActionStatus::InProgress && r.agent.is_some())
+                e.state
+                    .actions
+                    .iter()
+                    .flatten()
+                    .any(|r| r.status() == ActionStatus::InProgress && r.agent.is_some())
             });
             // Keep attempt records while a sibling still runs so its result is accepted.
             if !still_running {

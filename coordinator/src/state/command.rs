@@ -13,11 +13,32 @@ use super::Role;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// First start of a cluster: records the trust domain and the first admin.
-    Bootstrap { trust_domain: String, admin: Option<String>, at: i64 },
-    ApplyPipeline { spec: Pipeline, yaml: String, by: String, at: i64 },
-    StartExecution { id: String, pipeline: String, revision: String, trigger: String, at: i64 },
+    Bootstrap {
+        trust_domain: String,
+        admin: Option<String>,
+        at: i64,
+    },
+    ApplyPipeline {
+        spec: Pipeline,
+        yaml: String,
+        by: String,
+        at: i64,
+    },
+    StartExecution {
+        id: String,
+        pipeline: String,
+        revision: String,
+        trigger: String,
+        at: i64,
+    },
     /// Leader's scheduler gives a queued action to an agent; apply picks the epoch.
-    Assign { execution: String, stage: usize, action: usize, agent: String, at: i64 },
+    Assign {
+        execution: String,
+        stage: usize,
+        action: usize,
+        agent: String,
+        at: i64,
+    },
     /// An agent's result for the attempt with fencing epoch `epoch`.
     FinishAttempt {
         epoch: u64,
@@ -38,14 +59,46 @@ pub enum Command {
         comment: String,
         at: i64,
     },
-    ExpireApproval { execution: String, stage: usize, action: usize, at: i64 },
-    CreateToken { hash: String, expires_at: i64, uses: u32, by: String, at: i64 },
+    ExpireApproval {
+        execution: String,
+        stage: usize,
+        action: usize,
+        at: i64,
+    },
+    CreateToken {
+        hash: String,
+        expires_at: i64,
+        uses: u32,
+        by: String,
+        at: i64,
+    },
     /// Consumes one use of a join token and records the agent.
-    Enroll { token_hash: String, agent: String, at: i64 },
-    RegisterAgent { name: String, labels: Vec<String>, capacity: u32, version: String, address: String, at: i64 },
-    Grant { subject: String, role: Role },
-    Revoke { subject: String, role: Role },
-    SourceSeen { pipeline: String, revision: String, at: i64 },
+    Enroll {
+        token_hash: String,
+        agent: String,
+        at: i64,
+    },
+    RegisterAgent {
+        name: String,
+        labels: Vec<String>,
+        capacity: u32,
+        version: String,
+        address: String,
+        at: i64,
+    },
+    Grant {
+        subject: String,
+        role: Role,
+    },
+    Revoke {
+        subject: String,
+        role: Role,
+    },
+    SourceSeen {
+        pipeline: String,
+        revision: String,
+        at: i64,
+    },
 }
 
 impl Command {

@@ -164,7 +164,9 @@ impl ClusterState {
     pub fn queued(&self) -> Vec<(String, usize, usize)> {
         let mut out: Vec<(i64, String, usize, usize)> = Vec::new();
         for id in &self.active {
-            let Some(exec) = self.executions.get(id) else { continue };
+            let Some(exec) = self.executions.get(id) else {
+                continue;
+            };
             for (si, stage) in exec.state.actions.iter().enumerate() {
                 for (ai, run) in stage.iter().enumerate() {
                     if run.is_queued() {
@@ -196,7 +198,9 @@ impl ClusterState {
     pub fn expired_approvals(&self, now: i64) -> Vec<(String, usize, usize)> {
         let mut out = Vec::new();
         for id in &self.active {
-            let Some(exec) = self.executions.get(id) else { continue };
+            let Some(exec) = self.executions.get(id) else {
+                continue;
+            };
             if exec.state.status != ExecutionStatus::InProgress {
                 continue;
             }
