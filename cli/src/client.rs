@@ -139,9 +139,10 @@ pub async fn connect(global: &GlobalArgs) -> Result<OperatorClient<Channel>> {
     let targets = parse_targets(&global.coordinator)?;
     let mut failures = Vec::new();
     for target in &targets {
-        match connect_one(target, &ca_pem, identity.as_ref()).await {
+        let endpoint = endpoint(target, &ca_pem, identity.as_ref())?;
+        match endpoint.connect().await {
             Ok(channel) => {
-                return Ok(OperatorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024));
+                return Ok(OperatorClient::new(channel).max_decoding_message_size(MAX_MESSAGE));
             }
             Err(e) => failures.push(format!(
                 "{}: {}",
@@ -159,17 +160,24 @@ pub async fn connect(global: &GlobalArgs) -> Result<OperatorClient<Channel>> {
     }
 }
 
-async fn connect_one(
-    target: &Target,
-    ca_pem: &str,
-    identity: Option<&CertifiedKey>,
-) -> Result<Channel, tonic::transport::Error> {
+/// Largest response accepted (pipeline YAML, execution lists).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// The endpoint for `target`; failing here is a problem with the TLS
+/// material itself, the same for every address.
+fn endpoint(target: &Target, ca_pem: &str, identity: Option<&CertifiedKey>) -> Result<Endpoint> {
     let tls = ferry_certs::tls::client(ca_pem, identity, &target.host);
-    Endpoint::from_shared(format!("https://{}", target.authority))?
-        .tls_config(tls)?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
+    let endpoint = Endpoint::from_shared(format!("https://{}", target.authority))
+        .map_err(|e| {
+            anyhow!(
+                "coordinator address {}: {}",
+                target.authority,
+                errors::chain_text(&e)
+            )
+        })?
+        .tls_config(tls)
+        .map_err(|e| anyhow!("{}", errors::describe_tls_settings_error(&e)))?;
+    Ok(endpoint.connect_timeout(CONNECT_TIMEOUT))
 }
 
 #[cfg(test)]

@@ -12,20 +12,38 @@ use crate::client::Target;
 /// Shown when the server dropped the connection because of our client certificate.
 pub const CLIENT_CERT_REFUSED: &str = "the coordinator refused the TLS handshake: your client certificate is missing or not signed by this cluster's CA (check --cert/--key/--ca)";
 /// Shown when the server's certificate does not chain to --ca.
-pub const SERVER_NOT_TRUSTED: &str = "the coordinator's certificate is not signed by the CA in --ca (is --ca the ca.pem of this cluster?)";
+pub const SERVER_NOT_TRUSTED: &str =
+    "the coordinator's certificate is not signed by the CA in --ca; is --ca this cluster's ca.pem?";
 
 /// The message for a failed command (without the `error: ` prefix).
 pub fn render(err: &anyhow::Error) -> String {
+    let mid_stream = err.downcast_ref::<MidStream>().is_some();
     for cause in err.chain() {
         if let Some(status) = cause.downcast_ref::<Status>() {
-            return render_status(status);
+            return render_status(status, mid_stream);
         }
     }
     format!("{err:#}")
 }
 
+/// Marks a status that ended a stream after the coordinator had answered:
+/// the TLS handshake certainly succeeded, so a broken connection is just that.
+#[derive(Debug)]
+pub struct MidStream;
+
+impl std::fmt::Display for MidStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the stream from the coordinator broke off")
+    }
+}
+
+/// For `stream.message().await.map_err(errors::mid_stream)`.
+pub fn mid_stream(status: Status) -> anyhow::Error {
+    anyhow::Error::new(status).context(MidStream)
+}
+
 /// A gRPC status: the server's own words, or an explained transport failure.
-pub fn render_status(status: &Status) -> String {
+pub fn render_status(status: &Status, mid_stream: bool) -> String {
     let Some(source) = status.source() else {
         // Sent by the coordinator (or synthesised by tonic without a cause).
         return if status.message().is_empty() {
@@ -40,18 +58,16 @@ pub fn render_status(status: &Status) -> String {
     };
     let detail = chain_text(source);
     let lower = detail.to_lowercase();
+    if mid_stream {
+        return format!("lost the connection to the coordinator: {detail}");
+    }
     if let Some(explained) = server_cert_problem(&lower, None) {
         return format!("{explained}\ncaused by: {detail}");
     }
     if client_cert_refused(&lower, true) {
         return format!("{CLIENT_CERT_REFUSED}\ncaused by: {detail}");
     }
-    let message = status.message();
-    if message.is_empty() || detail.starts_with(message) {
-        format!("the call to the coordinator failed: {detail}")
-    } else {
-        format!("the call to the coordinator failed: {message}: {detail}")
-    }
+    format!("the call to the coordinator failed: {detail}")
 }
 
 /// Explains why connecting to `target` failed.
@@ -70,9 +86,23 @@ pub fn describe_connect_error(err: &tonic::transport::Error, target: &Target) ->
     detail
 }
 
+/// Explains a client TLS configuration that cannot be built from --ca/--cert/--key.
+pub fn describe_tls_settings_error(err: &tonic::transport::Error) -> String {
+    let detail = chain_text(err);
+    let lower = detail.to_lowercase();
+    if lower.contains("keymismatch") || lower.contains("keys may not be consistent") {
+        format!("the private key in --key does not belong to the certificate in --cert ({detail})")
+    } else {
+        format!("cannot use --ca/--cert/--key for TLS: {detail}")
+    }
+}
+
+/// Messages of errors that only wrap a more specific cause.
+const WRAPPERS: [&str; 2] = ["transport error", "operation was canceled"];
+
 /// Every message in the chain, joined by `: `, skipping repeats (hyper and
 /// tonic often wrap an error in one that displays the same text).
-fn chain_text(err: &(dyn StdError + 'static)) -> String {
+pub fn chain_text(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
@@ -80,7 +110,8 @@ fn chain_text(err: &(dyn StdError + 'static)) -> String {
             Some(status) => status.message().to_string(),
             None => e.to_string(),
         };
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+        let wrapper = WRAPPERS.contains(&text.as_str()) && e.source().is_some();
+        if !text.is_empty() && !wrapper && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         next = e.source();
@@ -139,6 +170,7 @@ fn client_cert_refused(lower: &str, after_connect: bool) -> bool {
                 "received fatal alert",
                 "connection reset",
                 "broken pipe",
+                "connection closed",
                 "tls",
                 "certificate",
                 "handshake",

@@ -6,6 +6,7 @@ use ferry_proto as pb;
 
 use crate::args::{GlobalArgs, LogsArgs};
 use crate::client;
+use crate::errors;
 use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> Result<()> {
@@ -19,7 +20,7 @@ pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> Result<()> {
         })
         .await?
         .into_inner();
-    while let Some(chunk) = stream.message().await? {
+    while let Some(chunk) = stream.message().await.map_err(errors::mid_stream)? {
         output::write_raw(&chunk.data)?;
     }
     Ok(())

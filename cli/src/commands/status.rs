@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::args::{ExecutionsArgs, Format, GlobalArgs, StatusArgs};
 use crate::client;
+use crate::errors;
 use crate::output::{self, Table, or_dash, short_revision};
 
 /// An execution as printed by `-o json`. Field order is the output order.
@@ -208,7 +209,7 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<()> {
     }
     let mut stream = client.watch_execution(request).await?.into_inner();
     let mut first = true;
-    while let Some(view) = stream.message().await? {
+    while let Some(view) = stream.message().await.map_err(errors::mid_stream)? {
         if global.output == Format::Table && !first {
             output::print("")?;
         }
