@@ -14,7 +14,7 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions, KillContainerOptions,
-    RemoveContainerOptions, StartContainerOptions, UploadToContainerOptions,
+    ListContainersOptions, RemoveContainerOptions, StartContainerOptions, UploadToContainerOptions,
 };
 use ferry_proto as pb;
 use futures::StreamExt;
@@ -96,6 +96,36 @@ impl Executor {
 
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Removes containers an earlier run of this agent left (after a crash).
+    pub async fn remove_stale(&self) {
+        let filters = HashMap::from([
+            ("label".to_string(), vec![LABEL.to_string()]),
+            ("name".to_string(), vec![format!("ferry-{}-", self.agent)]),
+        ]);
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return;
+        };
+        let prefix = format!("/ferry-{}-", self.agent);
+        for c in list {
+            let Some(name) = c
+                .names
+                .unwrap_or_default()
+                .into_iter()
+                .find(|n| n.starts_with(&prefix))
+            else {
+                continue;
+            };
+            let name = name.trim_start_matches('/').to_string();
+            tracing::info!(container = %name, "removing a container left by an earlier run");
+            let _ = self.remove(&name).await;
+        }
     }
 
     async fn ensure_image(&self, image: &str, log: &mut dyn LogSink) -> Result<(), ActionError> {

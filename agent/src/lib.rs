@@ -112,6 +112,7 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     tracing::info!(identity = %id.identity, peer = %address, "agent starting");
 
     let executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone());
+    executor.remove_stale().await;
     let cfg = session::AgentConfig {
         coordinators: opts.coordinators,
         state_dir: opts.state_dir,

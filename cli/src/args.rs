@@ -26,6 +26,7 @@ pub struct Cli {
 
 /// Flags accepted by every subcommand, before or after it.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Coordinator addresses (HOST:PORT, comma-separated); the first that connects is used.
     #[arg(
@@ -51,6 +52,7 @@ pub struct GlobalArgs {
         short = 'o',
         long,
         env = "FERRY_OUTPUT",
+        value_name = "FORMAT",
         value_enum,
         default_value_t = Format::Table,
         global = true

@@ -233,6 +233,24 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_that_breaks_later_is_not_blamed_on_certificates() {
+        let status = transport_status(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "Connection reset by peer (os error 104)",
+        ));
+        let text = render(&mid_stream(status));
+        assert!(
+            text.starts_with("lost the connection to the coordinator:"),
+            "{text}"
+        );
+        // A status the server sent mid-stream is still shown as sent.
+        let text = render(&mid_stream(Status::unavailable(
+            "the log is kept by agents that cannot be reached now",
+        )));
+        assert_eq!(text, "the log is kept by agents that cannot be reached now");
+    }
+
+    #[test]
     fn other_transport_failures_keep_their_chain() {
         let status = transport_status(std::io::Error::other("stream closed because of EOF"));
         let text = render(&status.into());

@@ -244,6 +244,58 @@ impl Cluster {
         );
     }
 
+    /// SIGKILLs an agent process.
+    pub fn kill_agent(&mut self, name: &str) {
+        if let Some(a) = self.agents.iter_mut().find(|a| a.name == name)
+            && let Some(mut c) = a.child.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts an already enrolled agent again (no token) and waits until it is connected.
+    pub fn restart_agent(&mut self, name: &str) {
+        self.kill_agent(name);
+        self.start_agent_with_token(name, None);
+        self.wait_connected(name);
+    }
+
+    /// Waits until `ferry agents list` shows the agent connected.
+    pub fn wait_connected(&self, name: &str) {
+        wait_for(
+            &format!("agent {name} to connect"),
+            Duration::from_secs(30),
+            || {
+                let list = self.ferry(Some("admin"), &["agents", "list", "-o", "json"]);
+                let v: Value = serde_json::from_str(&list.stdout).ok()?;
+                v.as_array()?
+                    .iter()
+                    .any(|a| a["name"] == name && a["connected"] == true)
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Containers (running or not) that this test's agents left.
+    pub fn leftover_containers(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("name=ferry-{}-", self.prefix),
+            ])
+            .output();
+        out.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
     /// Runs `ferry-agent --enroll-only`: (succeeded, stderr, state dir).
     pub fn enroll(&self, short: &str, token: &str) -> (bool, String, PathBuf) {
         let name = self.agent_name(short);

@@ -5,6 +5,8 @@
 
 mod apply;
 mod command;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -22,7 +22,11 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10).max(1);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+        .max(1);
     ensure_busybox_image();
 
     // Baseline: the same container, started and removed by the docker CLI.
@@ -30,9 +34,20 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..rounds {
         let t = Instant::now();
         let out = Command::new("docker")
-            .args(["run", "--rm", "ferry-local/busybox", "sh", "-c", "echo hello"])
+            .args([
+                "run",
+                "--rm",
+                "ferry-local/busybox",
+                "sh",
+                "-c",
+                "echo hello",
+            ])
             .output()?;
-        anyhow::ensure!(out.status.success(), "docker run failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "docker run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         bare.push(t.elapsed());
     }
 
@@ -46,23 +61,49 @@ fn main() -> anyhow::Result<()> {
     ));
     // Warm the agent's source cache and the coordinator's git mirror once.
     let warm = c.ferry_ok(Some("admin"), &["run", "bench"]);
-    c.wait_status("bench", warm.trim(), "warm-up run", |v| v["status"] != "InProgress");
+    c.wait_status("bench", warm.trim(), "warm-up run", |v| {
+        v["status"] != "InProgress"
+    });
 
     let mut ferry = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
         let exec = c.ferry_ok(Some("admin"), &["run", "bench"]);
-        let watched = c.ferry_ok(Some("admin"), &["status", "bench", "--execution", exec.trim(), "--watch", "-o", "json"]);
+        let watched = c.ferry_ok(
+            Some("admin"),
+            &[
+                "status",
+                "bench",
+                "--execution",
+                exec.trim(),
+                "--watch",
+                "-o",
+                "json",
+            ],
+        );
         ferry.push(t.elapsed());
-        anyhow::ensure!(watched.contains("Succeeded"), "bench execution did not succeed: {watched}");
+        anyhow::ensure!(
+            watched.contains("Succeeded"),
+            "bench execution did not succeed: {watched}"
+        );
     }
 
     let (bmin, bmed, bmax) = stats(bare);
     let (fmin, fmed, fmax) = stats(ferry);
     println!("| measurement | min | median | max |");
     println!("| --- | --- | --- | --- |");
-    println!("| bare `docker run --rm` (baseline) | {} | {} | {} |", ms(bmin), ms(bmed), ms(bmax));
-    println!("| one trivial action through Ferry | {} | {} | {} |", ms(fmin), ms(fmed), ms(fmax));
+    println!(
+        "| bare `docker run --rm` (baseline) | {} | {} | {} |",
+        ms(bmin),
+        ms(bmed),
+        ms(bmax)
+    );
+    println!(
+        "| one trivial action through Ferry | {} | {} | {} |",
+        ms(fmin),
+        ms(fmed),
+        ms(fmax)
+    );
     println!();
     println!(
         "rounds: {rounds}; median ratio Ferry / docker run = {:.2}",

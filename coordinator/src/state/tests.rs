@@ -1,0 +1,253 @@
+//! Unit tests of `apply`: determinism and the refusals that protect state.
+
+use std::collections::BTreeMap;
+
+use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
+
+use super::*;
+
+const YAML: &str = r#"
+name: demo
+source: {git: /tmp/demo.git}
+stages:
+  - name: build
+    actions:
+      - {name: a, type: build, image: img, commands: [true], outputs: {app: [dist/]}}
+  - name: gate
+    actions:
+      - {name: ok, type: approval, timeout: 1s}
+"#;
+
+fn spec() -> ferry_pipeline::Pipeline {
+    ferry_pipeline::parse(YAML).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn cluster() -> ClusterState {
+    let mut s = ClusterState::default();
+    let cmds = vec![
+        Command::Bootstrap {
+            trust_domain: "ferry".into(),
+            admin: Some("root".into()),
+            at: 0,
+        },
+        Command::ApplyPipeline {
+            spec: spec(),
+            yaml: YAML.into(),
+            by: "root".into(),
+            at: 1,
+        },
+        Command::CreateToken {
+            hash: "h".into(),
+            expires_at: 100,
+            uses: 1,
+            by: "root".into(),
+            at: 2,
+        },
+        Command::Enroll {
+            token_hash: "h".into(),
+            agent: "a1".into(),
+            at: 3,
+        },
+        Command::StartExecution {
+            id: "e1".into(),
+            pipeline: "demo".into(),
+            revision: "abc".into(),
+            trigger: "t".into(),
+            at: 4,
+        },
+    ];
+    for c in cmds {
+        s.apply(c).unwrap_or_else(|e| panic!("{e}"));
+    }
+    s
+}
+
+fn finish(epoch: u64, agent: &str, success: bool) -> Command {
+    Command::FinishAttempt {
+        epoch,
+        agent: agent.into(),
+        success,
+        exit_code: Some(if success { 0 } else { 1 }),
+        message: String::new(),
+        outputs: BTreeMap::from([(
+            "app".to_string(),
+            ArtifactRef {
+                digest: "sha256:x".into(),
+                size: 3,
+            },
+        )]),
+        log: None,
+        at: 10,
+    }
+}
+
+use ferry_pipeline::execution::ArtifactRef;
+
+#[test]
+fn tokens_expire_and_run_out() {
+    let mut s = cluster();
+    assert_eq!(
+        s.apply(Command::Enroll {
+            token_hash: "h".into(),
+            agent: "a2".into(),
+            at: 5
+        }),
+        Err(Rejection::BadToken)
+    );
+    s.apply(Command::CreateToken {
+        hash: "t2".into(),
+        expires_at: 50,
+        uses: 5,
+        by: "root".into(),
+        at: 6,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s.apply(Command::Enroll {
+            token_hash: "t2".into(),
+            agent: "late".into(),
+            at: 50
+        }),
+        Err(Rejection::BadToken)
+    );
+    assert!(!s.agents.contains_key("late"));
+}
+
+#[test]
+fn only_the_current_epoch_records_a_result() {
+    let mut s = cluster();
+    assert_eq!(s.queued(), vec![("e1".to_string(), 0, 0)]);
+    let out = s.apply(Command::Assign {
+        execution: "e1".into(),
+        stage: 0,
+        action: 0,
+        agent: "a1".into(),
+        at: 5,
+    });
+    assert_eq!(
+        out,
+        Ok(Output::Assigned {
+            epoch: 1,
+            attempt: 1
+        })
+    );
+    assert!(s.queued().is_empty());
+    // Wrong agent, then wrong epoch: refused, nothing changes.
+    let before = s.digest();
+    assert!(matches!(
+        s.apply(finish(1, "intruder", true)),
+        Ok(Output::Attempt {
+            accepted: false,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.apply(finish(7, "a1", true)),
+        Ok(Output::Attempt {
+            accepted: false,
+            ..
+        })
+    ));
+    assert_eq!(s.digest(), before);
+    assert!(matches!(
+        s.apply(finish(1, "a1", true)),
+        Ok(Output::Attempt { accepted: true, .. })
+    ));
+    // A duplicate delivery of the same result is refused: exactly one result.
+    assert!(matches!(
+        s.apply(finish(1, "a1", true)),
+        Ok(Output::Attempt {
+            accepted: false,
+            ..
+        })
+    ));
+    let exec = &s.executions["e1"];
+    assert_eq!(
+        exec.state.action(1, 0).map(|r| r.status()),
+        Some(ActionStatus::WaitingForApproval)
+    );
+    assert_eq!(
+        s.artifacts["sha256:x"].holders.iter().collect::<Vec<_>>(),
+        vec!["a1"]
+    );
+}
+
+#[test]
+fn approvals_expire_and_decisions_need_a_waiting_action() {
+    let mut s = cluster();
+    s.apply(Command::Assign {
+        execution: "e1".into(),
+        stage: 0,
+        action: 0,
+        agent: "a1".into(),
+        at: 5,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let early = Command::Decide {
+        execution: "e1".into(),
+        stage: 1,
+        action: 0,
+        by: "root".into(),
+        approve: true,
+        comment: String::new(),
+        at: 6,
+    };
+    assert!(matches!(
+        s.apply(early),
+        Err(Rejection::FailedPrecondition(_))
+    ));
+    s.apply(finish(1, "a1", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.expired_approvals(10 + 999).is_empty());
+    assert_eq!(
+        s.expired_approvals(10 + 1000),
+        vec![("e1".to_string(), 1, 0)]
+    );
+    // Applying an expiry before its deadline is a no-op (a clock-skewed proposer).
+    s.apply(Command::ExpireApproval {
+        execution: "e1".into(),
+        stage: 1,
+        action: 0,
+        at: 11,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.executions["e1"].state.status, ExecutionStatus::InProgress);
+    s.apply(Command::ExpireApproval {
+        execution: "e1".into(),
+        stage: 1,
+        action: 0,
+        at: 2000,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.executions["e1"].state.status, ExecutionStatus::Failed);
+    assert!(!s.active.contains("e1"));
+}
+
+#[test]
+fn reapplying_the_same_pipeline_keeps_its_version() {
+    let mut s = cluster();
+    let out = s.apply(Command::ApplyPipeline {
+        spec: spec(),
+        yaml: YAML.into(),
+        by: "root".into(),
+        at: 9,
+    });
+    assert_eq!(
+        out,
+        Ok(Output::PipelineVersion {
+            name: "demo".into(),
+            version: 1,
+            unchanged: true
+        })
+    );
+}
+
+#[test]
+fn apply_is_deterministic_and_snapshots_round_trip() {
+    let a = cluster();
+    let b = cluster();
+    assert_eq!(a.digest(), b.digest());
+    let json = serde_json::to_vec(&a).unwrap_or_default();
+    let back: ClusterState = serde_json::from_slice(&json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, a);
+}
