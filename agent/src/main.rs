@@ -64,7 +64,7 @@ fn default_name() -> String {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     ferry_certs::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    ferry_agent::run(
+    let result = ferry_agent::run(
         ferry_agent::Options {
             coordinators: a.coordinator,
             state_dir: a.state_dir,
@@ -102,5 +102,12 @@ async fn main() -> anyhow::Result<()> {
         },
         rx,
     )
-    .await
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

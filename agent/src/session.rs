@@ -116,33 +116,44 @@ impl Agent {
         Ok(())
     }
 
-    async fn connect(&self) -> anyhow::Result<tonic::transport::Channel> {
+    /// Opens a session with the first coordinator that accepts one (the
+    /// leader; followers refuse sessions).
+    async fn open(
+        &self,
+    ) -> anyhow::Result<(
+        mpsc::Sender<pb::AgentMessage>,
+        tonic::Streaming<pb::CoordinatorMessage>,
+    )> {
         let mut errors = Vec::new();
         for addr in &self.cfg.coordinators {
-            let host = addr
-                .rsplit_once(':')
-                .map_or(addr.as_str(), |(h, _)| h)
-                .trim_matches(['[', ']']);
-            let tls = ferry_certs::tls::client(&self.id.ca_pem, Some(&self.id.key), host);
-            let endpoint = Endpoint::from_shared(format!("https://{addr}"))
-                .and_then(|e| e.tls_config(tls))
-                .with_context(|| format!("coordinator address {addr}"))?
-                .connect_timeout(Duration::from_secs(5))
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(10));
-            match endpoint.connect().await {
-                Ok(c) => return Ok(c),
-                Err(e) => errors.push(format!("{addr}: {e}")),
+            match self.open_one(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => errors.push(format!("{addr}: {e:#}")),
             }
         }
-        anyhow::bail!("no coordinator reachable: {}", errors.join("; "))
+        anyhow::bail!("no coordinator accepted a session: {}", errors.join("; "))
     }
 
-    async fn session(
-        self: Arc<Self>,
-        events: &mut mpsc::UnboundedReceiver<Event>,
-    ) -> anyhow::Result<()> {
-        let channel = self.connect().await?;
+    async fn open_one(
+        &self,
+        addr: &str,
+    ) -> anyhow::Result<(
+        mpsc::Sender<pb::AgentMessage>,
+        tonic::Streaming<pb::CoordinatorMessage>,
+    )> {
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_matches(['[', ']']);
+        let tls = ferry_certs::tls::client(&self.id.ca_pem, Some(&self.id.key), host);
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .and_then(|e| e.tls_config(tls))
+            .with_context(|| format!("coordinator address {addr}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(4))
+            .connect()
+            .await?;
         let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
         let running: Vec<pb::AttemptRef> = lock(&self.running)
@@ -157,12 +168,20 @@ impl Agent {
             running,
         })))
         .await?;
-        let mut inbound = client
+        let inbound = client
             .session(ReceiverStream::new(rx))
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))
             .context("opening the session")?
             .into_inner();
+        Ok((tx, inbound))
+    }
+
+    async fn session(
+        self: Arc<Self>,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> anyhow::Result<()> {
+        let (tx, mut inbound) = self.open().await?;
         let mut heartbeat_every = Duration::from_secs(5);
         // Results that waited for this session go first.
         let unacked: Vec<pb::AttemptResult> = lock(&self.unacked).values().cloned().collect();

@@ -53,6 +53,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Token(TokenCommand::Create(a)) => token::create(g, a).await?,
         Command::Rbac(command) => rbac::run(g, command).await?,
         Command::Whoami => rbac::whoami(g).await?,
+        Command::Cluster(command) => cluster::run(g, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

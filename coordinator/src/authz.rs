@@ -43,10 +43,11 @@ pub fn permission_for(path: &str) -> Option<Permission> {
         ("ferry.v1.Operator", m) => match m {
             "ApplyPipeline" | "StartExecution" => Permission::Operate,
             "Decide" => Permission::Decide,
-            "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" => Permission::Admin,
+            "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "AddMember"
+            | "RemoveMember" | "TransferLeader" => Permission::Admin,
             "WhoAmI" => Permission::Decide,
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
-            | "ListExecutions" | "StreamLogs" | "ListAgents" => Permission::View,
+            | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus" => Permission::View,
             _ => return None,
         },
         _ => return None,
@@ -115,6 +116,12 @@ pub fn authorize(
             IdentityKind::Coordinator => Ok(()),
             _ => denied("call coordinator peer APIs"),
         },
+        // Members hold the CA key; they proxy operator calls to the leader.
+        Permission::View | Permission::Operate | Permission::Admin
+            if id.kind == IdentityKind::Coordinator =>
+        {
+            Ok(())
+        }
         _ if id.kind != IdentityKind::Operator => {
             denied("call operator APIs (an operator certificate is required)")
         }

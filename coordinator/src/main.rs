@@ -28,6 +28,13 @@ struct Args {
     /// Operator name bound to the admin role when the cluster is first created.
     #[arg(long)]
     bootstrap_admin: Option<String>,
+    /// Founding members as ID=HOST:PORT,... (this one included). Omit for a cluster of one.
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// Start empty and wait to be added by `ferry cluster add`; --peers then lists the
+    /// members already in the cluster, so this one can answer them.
+    #[arg(long)]
+    join: bool,
     /// Snapshot the state and compact the Raft log every N applied entries.
     #[arg(long, default_value_t = 1000)]
     snapshot_every: u64,
@@ -36,8 +43,21 @@ struct Args {
     heartbeat_seconds: u32,
 }
 
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not ID=HOST:PORT"))?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| format!("`{id}` is not a member id"))?;
+    if !addr.contains(':') {
+        return Err(format!("`{addr}` is not HOST:PORT"));
+    }
+    Ok((id, addr.to_string()))
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     ferry_certs::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -47,14 +67,23 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
-    ferry_coordinator::run(CoordinatorConfig {
+    let result = ferry_coordinator::run(CoordinatorConfig {
         id: a.id,
         listen: a.listen,
         data_dir: a.data_dir,
         tls_dir: a.tls_dir,
         bootstrap_admin: a.bootstrap_admin,
+        peers: a.peers.into_iter().collect(),
+        join: a.join,
         snapshot_every: a.snapshot_every,
         heartbeat_seconds: a.heartbeat_seconds,
     })
-    .await
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

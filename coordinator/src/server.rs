@@ -1,6 +1,7 @@
 //! Wires a coordinator together: certificates, the Raft node, the gRPC
 //! server with its authorization layer, and the leader's background loops.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::hub::{AgentHub, LogHub};
 use crate::raft::{self, NodeConfig};
 use crate::service::enroll::EnrollmentService;
 use crate::service::operator::OperatorService;
+use crate::service::peer::PeerService;
 use crate::service::session::SessionService;
 use crate::service::{Ctx, SharedCtx};
 use crate::state::Command;
@@ -29,6 +31,10 @@ pub struct CoordinatorConfig {
     pub data_dir: PathBuf,
     pub tls_dir: PathBuf,
     pub bootstrap_admin: Option<String>,
+    /// Founding members (id → gRPC address), this one included; empty = a cluster of one.
+    pub peers: BTreeMap<u64, String>,
+    /// Start empty and wait to be added with `ferry cluster add`.
+    pub join: bool,
     pub snapshot_every: u64,
     pub heartbeat_seconds: u32,
 }
@@ -48,13 +54,25 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         ferry_certs::tls::coordinator_server(ca.ca_pem(), &identity.cert_pem, &identity.key_pem)
             .context("building the server TLS configuration")?;
 
-    let (handle, raft_thread) = raft::start(NodeConfig {
-        id: cfg.id,
-        voters: vec![cfg.id],
-        data_dir: cfg.data_dir.clone(),
-        snapshot_every: cfg.snapshot_every,
-        tick: Duration::from_millis(100),
-    })
+    let mut peers = cfg.peers.clone();
+    if peers.is_empty() {
+        peers.insert(cfg.id, cfg.listen.to_string());
+    }
+    let (handle, raft_thread) = raft::start(
+        NodeConfig {
+            id: cfg.id,
+            peers: peers.clone(),
+            join: cfg.join,
+            data_dir: cfg.data_dir.clone(),
+            snapshot_every: cfg.snapshot_every,
+            tick: Duration::from_millis(50),
+            tls: raft::PeerTls {
+                ca_pem: ca.ca_pem().to_string(),
+                identity: identity.clone(),
+            },
+        },
+        tokio::runtime::Handle::current(),
+    )
     .context("starting the Raft node")?;
 
     let ctx: SharedCtx = Arc::new(Ctx {
@@ -67,7 +85,9 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         heartbeat_seconds: cfg.heartbeat_seconds,
     });
 
-    bootstrap(&ctx, cfg.bootstrap_admin.clone()).await?;
+    if !cfg.join {
+        tokio::spawn(bootstrap(ctx.clone(), cfg.bootstrap_admin.clone(), peers));
+    }
     tokio::spawn(crate::scheduler::run(ctx.clone()));
     tokio::spawn(crate::leader::poller(ctx.clone()));
     tokio::spawn(crate::leader::timers(ctx.clone()));
@@ -92,9 +112,24 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .add_service(pb::agent_session_server::AgentSessionServer::new(
             SessionService(ctx.clone()),
         ))
+        .add_service(pb::raft_peer_server::RaftPeerServer::new(PeerService(
+            ctx.clone(),
+        )))
         .serve(cfg.listen);
+    let mut status = handle.status_watch();
+    let removed = async move {
+        loop {
+            if status.borrow().removed {
+                return;
+            }
+            if status.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     tokio::select! {
         r = server => r.context("gRPC server failed")?,
+        _ = removed => bail!("this member was removed from the cluster; it no longer serves"),
         outcome = stopped_rx => {
             match outcome {
                 Ok(Ok(Err(e))) => bail!("stopped serving: {e}"),
@@ -106,14 +141,24 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// First start of a cluster: wait for leadership and record the trust domain
-/// and the first admin. Later starts find the cluster bootstrapped already.
-async fn bootstrap(ctx: &SharedCtx, admin: Option<String>) -> anyhow::Result<()> {
+/// First start of a cluster: once a leader exists, record the trust domain,
+/// the founding members and the first admin. Any founding member may propose
+/// it (it is forwarded to the leader); applying it twice is a no-op.
+async fn bootstrap(ctx: SharedCtx, admin: Option<String>, members: BTreeMap<u64, String>) {
+    if let Err(e) = try_bootstrap(&ctx, admin, members).await {
+        tracing::error!(error = format!("{e:#}"), "bootstrap failed");
+    }
+}
+
+async fn try_bootstrap(
+    ctx: &SharedCtx,
+    admin: Option<String>,
+    members: BTreeMap<u64, String>,
+) -> anyhow::Result<()> {
     if let Some(a) = &admin {
         ferry_certs::validate_name(a).context("--bootstrap-admin")?;
     }
     let mut status = ctx.raft.status_watch();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if ctx.raft.read(|s| s.bootstrapped) {
             if let Some(a) = &admin
@@ -125,24 +170,25 @@ async fn bootstrap(ctx: &SharedCtx, admin: Option<String>) -> anyhow::Result<()>
             }
             return Ok(());
         }
-        if status.borrow().is_leader {
+        let leader = status.borrow().leader_id;
+        if leader != 0 {
             let cmd = Command::Bootstrap {
                 trust_domain: ctx.ca.trust_domain().to_string(),
                 admin: admin.clone(),
+                members: members.clone(),
                 at: now_ms(),
             };
-            ctx.raft
-                .propose(cmd)
-                .await
-                .context("bootstrapping the cluster")?;
-            if let Some(a) = &admin {
-                tracing::info!(admin = %a, "cluster bootstrapped");
+            match ctx.raft.propose(cmd).await {
+                Ok(_) => {
+                    tracing::info!(admin = ?admin, "cluster bootstrapped");
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(error = %e, "bootstrap not recorded yet; retrying"),
             }
-            return Ok(());
         }
         tokio::select! {
             _ = status.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => bail!("no leader elected within 30s; cannot bootstrap"),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod approve;
 pub mod certs;
+pub mod cluster;
 pub mod logs;
 pub mod pipeline;
 pub mod rbac;

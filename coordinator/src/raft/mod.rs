@@ -4,5 +4,7 @@
 mod logger;
 mod node;
 pub mod storage;
+pub mod transport;
 
-pub use node::{NodeConfig, ProposeError, RaftHandle, RaftStatus, start};
+pub use node::{NodeConfig, ProposeError, RaftHandle, RaftStatus, StartError, start};
+pub use transport::PeerTls;

@@ -1,33 +1,41 @@
-//! The Raft driver. One OS thread owns the `RawNode`: it ticks, takes
-//! proposals, persists each Ready before acknowledging anything, applies
-//! committed commands to the state machine, takes snapshots, and answers
-//! proposers. Everyone else talks to it through [`RaftHandle`].
+//! The Raft driver. One OS thread owns the `RawNode`: it ticks, steps peer
+//! messages, takes proposals (batching whatever is queued into one Ready),
+//! persists each Ready before acknowledging anything, applies committed
+//! entries to the state machine, answers read-index requests, takes snapshots
+//! and hands outgoing messages to the transport. Everyone else talks to it
+//! through [`RaftHandle`], which also forwards a follower's proposals to the
+//! leader.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ferry_proto as pb;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Snapshot};
-use raft::{Config, RawNode, StateRole, Storage as _};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::{Config, RawNode, SnapshotStatus, StateRole, Storage as _};
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
 use super::logger;
 use super::storage::{LogStore, StorageError};
+use super::transport::{Addresses, Feedback, PeerTls, Transport};
 use crate::state::{ClusterState, Command, Output, Rejection};
 
 pub struct NodeConfig {
     pub id: u64,
-    /// Voters when the cluster is formed (this node included).
-    pub voters: Vec<u64>,
+    /// Members (id → gRPC address) when the cluster is formed, this one included.
+    pub peers: BTreeMap<u64, String>,
+    /// Start empty and wait to be added by the leader (`ferry cluster add`).
+    pub join: bool,
     pub data_dir: PathBuf,
     /// Take a snapshot and compact the log after this many applied entries.
     pub snapshot_every: u64,
     pub tick: Duration,
+    pub tls: PeerTls,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,14 +46,21 @@ pub struct RaftStatus {
     pub commit: u64,
     pub applied: u64,
     pub is_leader: bool,
+    pub role: String,
+    /// Leader only: highest log index known replicated on each member.
+    pub matched: BTreeMap<u64, u64>,
+    /// This member was removed from the cluster and must stop serving.
+    pub removed: bool,
 }
 
 #[derive(Debug, Error)]
 pub enum ProposeError {
-    #[error("this coordinator is not the leader (leader: {leader:?})")]
+    #[error("no leader is reachable (last known: {leader:?}); retry shortly")]
     NotLeader { leader: Option<u64> },
     #[error("the Raft node has stopped")]
     Stopped,
+    #[error("forwarding to the leader failed: {0}")]
+    Forward(String),
     #[error(transparent)]
     Rejected(#[from] Rejection),
 }
@@ -60,12 +75,30 @@ pub enum StartError {
     Raft(#[from] raft::Error),
     #[error("cannot start the Raft thread: {0}")]
     Thread(std::io::Error),
+    #[error("member {0} is not in --peers; list every member, this one included")]
+    NotInPeers(u64),
+    #[error("member {0} was removed from the cluster; wipe its data dir to join again")]
+    Removed(u64),
 }
 
-type Reply = oneshot::Sender<Result<Output, ProposeError>>;
+/// The outcome of a local proposal and the log index it was applied at.
+type Reply = oneshot::Sender<(Result<Output, ProposeError>, u64)>;
 
 enum Msg {
-    Propose { cmd: Command, reply: Reply },
+    Propose {
+        cmd: Command,
+        reply: Reply,
+    },
+    ConfChange {
+        cc: ConfChange,
+        reply: Reply,
+    },
+    TransferLeader(u64),
+    ReadIndex {
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    Raft(Box<Message>),
+    Feedback(Feedback),
 }
 
 /// Cheap to clone; proposes commands and reads the applied state.
@@ -75,16 +108,148 @@ pub struct RaftHandle {
     state: Arc<RwLock<ClusterState>>,
     applied: watch::Receiver<u64>,
     status: watch::Receiver<RaftStatus>,
+    addresses: Addresses,
+    tls: PeerTls,
 }
 
+const WAIT_FOR_LEADER: Duration = Duration::from_secs(5);
+
 impl RaftHandle {
-    /// Proposes a command and waits until it is committed and applied here.
+    /// Proposes a command and waits until it is committed and applied on this
+    /// member. A follower forwards it to the leader; without a leader it waits
+    /// a few seconds for one.
     pub async fn propose(&self, cmd: Command) -> Result<Output, ProposeError> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_LEADER;
+        loop {
+            let status = self.status();
+            if status.removed {
+                return Err(ProposeError::Stopped);
+            }
+            let attempt = if status.is_leader {
+                self.propose_local(cmd.clone()).await.map(|(r, _)| r)
+            } else if status.leader_id != 0 {
+                self.forward(status.leader_id, &cmd).await
+            } else {
+                Err(ProposeError::NotLeader { leader: None })
+            };
+            match attempt {
+                Ok(r) => return r,
+                Err(e @ ProposeError::Stopped) => return Err(e),
+                Err(e) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    let mut watch = self.status.clone();
+                    tokio::select! {
+                        _ = watch.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Proposes on this member, which must lead. Outer error: not proposed.
+    pub async fn propose_local(
+        &self,
+        cmd: Command,
+    ) -> Result<(Result<Output, ProposeError>, u64), ProposeError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Propose { cmd, reply })
             .map_err(|_| ProposeError::Stopped)?;
-        rx.await.map_err(|_| ProposeError::Stopped)?
+        let (result, index) = rx.await.map_err(|_| ProposeError::Stopped)?;
+        match result {
+            Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Stopped)) => Err(e),
+            r => Ok((r, index)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: u64,
+        cmd: &Command,
+    ) -> Result<Result<Output, ProposeError>, ProposeError> {
+        let addr = self.address_of(leader).ok_or(ProposeError::NotLeader {
+            leader: Some(leader),
+        })?;
+        let channel = self
+            .tls
+            .channel(&addr)
+            .map_err(|e| ProposeError::Forward(e.to_string()))?;
+        let mut client = pb::raft_peer_client::RaftPeerClient::new(channel);
+        let resp = client
+            .propose(pb::ForwardRequest {
+                command: cmd.encode(),
+            })
+            .await
+            .map_err(|s| ProposeError::Forward(s.message().to_string()))?
+            .into_inner();
+        let result: Result<Output, Rejection> = serde_json::from_slice(&resp.result)
+            .map_err(|e| ProposeError::Forward(e.to_string()))?;
+        // Read your own writes: wait until this member applied it too.
+        let mut applied = self.applied.clone();
+        let wait = async {
+            while *applied.borrow() < resp.index {
+                if applied.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+        Ok(result.map_err(ProposeError::Rejected))
+    }
+
+    /// Proposes a membership change; this member must lead.
+    pub async fn change_membership(
+        &self,
+        id: u64,
+        address: Option<String>,
+    ) -> Result<u64, ProposeError> {
+        let mut cc = ConfChange::default();
+        cc.node_id = id;
+        match address {
+            Some(a) => {
+                cc.set_change_type(ConfChangeType::AddNode);
+                cc.context = a.into_bytes().into();
+            }
+            None => cc.set_change_type(ConfChangeType::RemoveNode),
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::ConfChange { cc, reply })
+            .map_err(|_| ProposeError::Stopped)?;
+        let (result, index) = rx.await.map_err(|_| ProposeError::Stopped)?;
+        result.map(|_| index)
+    }
+
+    pub fn transfer_leader(&self, to: u64) -> Result<(), ProposeError> {
+        self.tx
+            .send(Msg::TransferLeader(to))
+            .map_err(|_| ProposeError::Stopped)
+    }
+
+    /// Linearizable read barrier (Raft read index): returns once this member
+    /// has applied everything committed when the call started.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::ReadIndex { reply })
+            .map_err(|_| ProposeError::Stopped)?;
+        match tokio::time::timeout(Duration::from_secs(3), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ProposeError::Stopped),
+            Err(_) => Err(ProposeError::NotLeader {
+                leader: Some(self.status().leader_id).filter(|l| *l != 0),
+            }),
+        }
+    }
+
+    /// Steps a message received from a peer.
+    pub fn step(&self, msg: Message) -> Result<(), ProposeError> {
+        self.tx
+            .send(Msg::Raft(Box::new(msg)))
+            .map_err(|_| ProposeError::Stopped)
     }
 
     /// Runs `f` against the applied state.
@@ -102,9 +267,24 @@ impl RaftHandle {
         self.applied.clone()
     }
 
-    /// Changes whenever leadership or term changes.
+    /// Changes whenever leadership, term or progress changes.
     pub fn status_watch(&self) -> watch::Receiver<RaftStatus> {
         self.status.clone()
+    }
+
+    /// gRPC address of a member (replicated membership first, then --peers).
+    pub fn address_of(&self, id: u64) -> Option<String> {
+        self.read(|s| s.members.get(&id).cloned()).or_else(|| {
+            self.addresses
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .cloned()
+        })
+    }
+
+    pub fn tls(&self) -> &PeerTls {
+        &self.tls
     }
 }
 
@@ -112,26 +292,49 @@ impl RaftHandle {
 /// The join handle yields an error if the node had to stop (a failed write).
 pub fn start(
     cfg: NodeConfig,
+    runtime: tokio::runtime::Handle,
 ) -> Result<(RaftHandle, JoinHandle<Result<(), StorageError>>), StartError> {
     let recovered = LogStore::open(&cfg.data_dir.join("raft.redb"))?;
     let store = recovered.store;
-    if recovered.fresh {
+    let mut snapshot_index = recovered.snapshot_index;
+    let mut snapshot_data = recovered.snapshot_data;
+    if recovered.fresh && !cfg.join {
+        if !cfg.peers.contains_key(&cfg.id) {
+            return Err(StartError::NotInPeers(cfg.id));
+        }
+        // Every founding member starts from the same snapshot at index 1 that
+        // holds the initial membership, so a member added later learns it
+        // from a snapshot rather than from a log that never recorded it.
         let cs = ConfState {
-            voters: cfg.voters.clone(),
+            voters: cfg.peers.keys().copied().collect(),
             ..Default::default()
         };
+        let mut snap = Snapshot::default();
+        let initial = ClusterState::default();
+        snap.data = serde_json::to_vec(&initial).unwrap_or_default().into();
+        let meta = snap.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.set_conf_state(cs.clone());
+        store.install_snapshot(&snap)?;
         store.set_conf_state(&cs)?;
+        snapshot_index = 1;
+        snapshot_data = snap.get_data().to_vec();
     }
-    let state = if recovered.snapshot_data.is_empty() {
+    let state = if snapshot_data.is_empty() {
         ClusterState::default()
     } else {
-        serde_json::from_slice(&recovered.snapshot_data).map_err(StartError::Snapshot)?
+        serde_json::from_slice(&snapshot_data).map_err(StartError::Snapshot)?
     };
+    let voters = store.conf_state().voters;
+    if !recovered.fresh && !voters.is_empty() && !voters.contains(&cfg.id) {
+        return Err(StartError::Removed(cfg.id));
+    }
     let raft_cfg = Config {
         id: cfg.id,
         election_tick: 10,
         heartbeat_tick: 2,
-        applied: recovered.snapshot_index,
+        applied: snapshot_index,
         max_size_per_msg: 4 * 1024 * 1024,
         max_inflight_msgs: 256,
         check_quorum: true,
@@ -141,28 +344,67 @@ pub fn start(
     raft_cfg.validate()?;
     let log = logger::logger(cfg.id);
     let mut node = RawNode::new(&raft_cfg, store.clone(), &log)?;
-    let single = store.conf_state().voters == vec![cfg.id];
-    if single {
+    if voters == vec![cfg.id] {
         node.campaign()?;
     }
     let (tx, rx) = mpsc::channel();
+    let (fb_tx, fb_rx) = mpsc::channel();
+    let addresses: Addresses = Arc::new(RwLock::new(cfg.peers.clone()));
+    let transport = Transport::new(runtime, cfg.tls.clone(), addresses.clone(), fb_tx);
+    // Feedback from the transport joins the driver's queue.
+    let fb_forward = tx.clone();
+    std::thread::Builder::new()
+        .name("raft-feedback".into())
+        .spawn(move || {
+            while let Ok(f) = fb_rx.recv() {
+                if fb_forward.send(Msg::Feedback(f)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(StartError::Thread)?;
     let state = Arc::new(RwLock::new(state));
-    let (applied_tx, applied_rx) = watch::channel(recovered.snapshot_index);
+    let applied_now = Arc::new(std::sync::atomic::AtomicU64::new(snapshot_index));
+    {
+        let state = state.clone();
+        let applied_now = applied_now.clone();
+        store.set_snapshot_source(Arc::new(move || {
+            let s = state.read().unwrap_or_else(|p| p.into_inner());
+            let data = serde_json::to_vec(&*s).unwrap_or_default();
+            (data, applied_now.load(std::sync::atomic::Ordering::SeqCst))
+        }));
+    }
+    {
+        // Replicated membership wins over --peers once known.
+        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        let mut a = addresses.write().unwrap_or_else(|p| p.into_inner());
+        for (id, addr) in &s.members {
+            a.insert(*id, addr.clone());
+        }
+    }
+    let (applied_tx, applied_rx) = watch::channel(snapshot_index);
     let (status_tx, status_rx) = watch::channel(RaftStatus {
         id: cfg.id,
         ..Default::default()
     });
     let mut driver = Driver {
+        id: cfg.id,
         node,
         store,
         state: state.clone(),
         applied_tx,
         status_tx,
+        transport,
+        addresses: addresses.clone(),
         pending: HashMap::new(),
+        reads: HashMap::new(),
+        ready_reads: Vec::new(),
         nonce: rand::random(),
         seq: 0,
-        applied: recovered.snapshot_index,
+        applied: snapshot_index,
+        applied_now,
         snapshot_every: cfg.snapshot_every.max(1),
+        removed: false,
     };
     let tick = cfg.tick;
     let join = std::thread::Builder::new()
@@ -175,23 +417,35 @@ pub fn start(
             state,
             applied: applied_rx,
             status: status_rx,
+            addresses,
+            tls: cfg.tls,
         },
         join,
     ))
 }
 
 struct Driver {
+    id: u64,
     node: RawNode<LogStore>,
     store: LogStore,
     state: Arc<RwLock<ClusterState>>,
     applied_tx: watch::Sender<u64>,
     status_tx: watch::Sender<RaftStatus>,
-    /// Proposals made on this process, by (nonce, seq) carried in the entry context.
+    transport: Transport,
+    addresses: Addresses,
+    /// Proposals made on this process, by the seq carried in the entry context.
     pending: HashMap<u64, Reply>,
+    /// Read-index requests by context seq, waiting for their read state.
+    reads: HashMap<u64, oneshot::Sender<Result<(), ProposeError>>>,
+    /// Read states received: (index to reach, reply).
+    ready_reads: Vec<(u64, oneshot::Sender<Result<(), ProposeError>>)>,
     nonce: u64,
     seq: u64,
     applied: u64,
+    /// `applied`, readable by the storage when it builds a snapshot.
+    applied_now: Arc<std::sync::atomic::AtomicU64>,
     snapshot_every: u64,
+    removed: bool,
 }
 
 impl Driver {
@@ -203,8 +457,13 @@ impl Driver {
                 Ok(msg) => {
                     self.handle(msg);
                     // Batch whatever else is queued into the same Ready.
+                    let mut n = 0;
                     while let Ok(msg) = rx.try_recv() {
                         self.handle(msg);
+                        n += 1;
+                        if n > 4096 {
+                            break;
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -216,40 +475,82 @@ impl Driver {
             }
             if let Err(e) = self.on_ready() {
                 tracing::error!(error = %e, "Raft storage failed; this coordinator stops serving");
-                for (_, reply) in self.pending.drain() {
-                    let _ = reply.send(Err(ProposeError::Stopped));
-                }
+                self.fail_all(|| ProposeError::Stopped);
                 return Err(e);
             }
             self.publish_status();
         }
     }
 
+    fn next_ctx(&mut self) -> (u64, Vec<u8>) {
+        self.seq += 1;
+        let mut ctx = self.nonce.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&self.seq.to_be_bytes());
+        (self.seq, ctx)
+    }
+
+    fn not_leader(&self) -> ProposeError {
+        let leader = self.node.raft.leader_id;
+        ProposeError::NotLeader {
+            leader: (leader != 0).then_some(leader),
+        }
+    }
+
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Propose { cmd, reply } => {
-                if self.node.raft.state != StateRole::Leader {
-                    let leader = self.node.raft.leader_id;
-                    let _ = reply.send(Err(ProposeError::NotLeader {
-                        leader: (leader != 0).then_some(leader),
-                    }));
+                if self.node.raft.state != StateRole::Leader || self.removed {
+                    let _ = reply.send((Err(self.not_leader()), 0));
                     return;
                 }
-                self.seq += 1;
-                let mut ctx = self.nonce.to_be_bytes().to_vec();
-                ctx.extend_from_slice(&self.seq.to_be_bytes());
+                let (seq, ctx) = self.next_ctx();
                 match self.node.propose(ctx, cmd.encode()) {
                     Ok(()) => {
-                        self.pending.insert(self.seq, reply);
+                        self.pending.insert(seq, reply);
                     }
                     Err(_) => {
-                        let leader = self.node.raft.leader_id;
-                        let _ = reply.send(Err(ProposeError::NotLeader {
-                            leader: (leader != 0).then_some(leader),
-                        }));
+                        let _ = reply.send((Err(self.not_leader()), 0));
                     }
                 }
             }
+            Msg::ConfChange { cc, reply } => {
+                if self.node.raft.state != StateRole::Leader {
+                    let _ = reply.send((Err(self.not_leader()), 0));
+                    return;
+                }
+                let (seq, ctx) = self.next_ctx();
+                match self.node.propose_conf_change(ctx, cc) {
+                    Ok(()) => {
+                        self.pending.insert(seq, reply);
+                    }
+                    Err(e) => {
+                        let why = Rejection::FailedPrecondition(format!(
+                            "membership change refused: {e}"
+                        ));
+                        let _ = reply.send((Err(ProposeError::Rejected(why)), 0));
+                    }
+                }
+            }
+            Msg::TransferLeader(to) => self.node.transfer_leader(to),
+            Msg::ReadIndex { reply } => {
+                let (seq, ctx) = self.next_ctx();
+                self.reads.insert(seq, reply);
+                self.node.read_index(ctx);
+            }
+            Msg::Raft(m) => {
+                if let Err(e) = self.node.step(*m) {
+                    tracing::debug!(error = %e, "peer message not stepped");
+                }
+            }
+            Msg::Feedback(Feedback::Unreachable(id)) => self.node.report_unreachable(id),
+            Msg::Feedback(Feedback::SnapshotSent { to, ok }) => self.node.report_snapshot(
+                to,
+                if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                },
+            ),
         }
     }
 
@@ -264,6 +565,9 @@ impl Driver {
             self.store.install_snapshot(&snap)?;
             self.restore(&snap);
         }
+        for rs in ready.take_read_states() {
+            self.read_state(rs.index, &rs.request_ctx);
+        }
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
         self.store.persist(ready.entries(), ready.hs())?;
@@ -275,23 +579,53 @@ impl Driver {
         self.send(light.take_messages());
         self.apply_entries(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.answer_reads();
         self.maybe_snapshot()?;
         Ok(())
     }
 
-    fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
+    fn read_state(&mut self, index: u64, ctx: &[u8]) {
+        if let Some((nonce, seq)) = split_ctx(ctx)
+            && nonce == self.nonce
+            && let Some(reply) = self.reads.remove(&seq)
+        {
+            self.ready_reads.push((index, reply));
+        }
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.applied;
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            self.ready_reads.drain(..).partition(|(i, _)| *i <= applied);
+        self.ready_reads = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
-            // Multi-member transport arrives with the cluster issue; a single
-            // member never addresses anyone else.
-            tracing::debug!(to = m.to, "no transport to Raft peer; message dropped");
+            if m.to != self.id {
+                self.transport.send(m);
+            }
         }
     }
 
     fn restore(&mut self, snap: &Snapshot) {
         match serde_json::from_slice::<ClusterState>(snap.get_data()) {
             Ok(s) => {
+                {
+                    let mut a = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+                    for (id, addr) in &s.members {
+                        a.insert(*id, addr.clone());
+                    }
+                }
                 *self.state.write().unwrap_or_else(|p| p.into_inner()) = s;
                 self.applied = snap.get_metadata().index;
+                self.applied_now
+                    .store(self.applied, std::sync::atomic::Ordering::SeqCst);
+                let _ = self.applied_tx.send(self.applied);
+                tracing::info!(index = self.applied, "installed a snapshot from the leader");
             }
             Err(e) => tracing::error!(error = %e, "snapshot from leader does not decode"),
         }
@@ -302,33 +636,36 @@ impl Driver {
             if entry.index <= self.applied {
                 continue;
             }
-            match entry.get_entry_type() {
+            let result = match entry.get_entry_type() {
                 EntryType::EntryNormal => self.apply_normal(&entry),
-                EntryType::EntryConfChange => {
-                    if let Ok(cc) = ConfChange::parse_from_bytes(entry.get_data())
-                        && let Ok(cs) = self.node.apply_conf_change(&cc)
-                    {
-                        self.store.set_conf_state(&cs)?;
-                    }
-                }
+                EntryType::EntryConfChange => self.apply_conf_change(&entry)?,
                 EntryType::EntryConfChangeV2 => {
                     tracing::warn!(
                         index = entry.index,
                         "ConfChangeV2 entries are not used by Ferry; ignored"
                     );
+                    Ok(Output::None)
                 }
-            }
+            };
             self.applied = entry.index;
+            self.applied_now
+                .store(entry.index, std::sync::atomic::Ordering::SeqCst);
+            if let Some((nonce, seq)) = split_ctx(entry.get_context())
+                && nonce == self.nonce
+                && let Some(reply) = self.pending.remove(&seq)
+            {
+                let _ = reply.send((result, entry.index));
+            }
         }
         let _ = self.applied_tx.send(self.applied);
         Ok(())
     }
 
-    fn apply_normal(&mut self, entry: &Entry) {
+    fn apply_normal(&mut self, entry: &Entry) -> Result<Output, ProposeError> {
         if entry.get_data().is_empty() {
-            return; // a new leader's empty entry
+            return Ok(Output::None); // a new leader's empty entry
         }
-        let result = match Command::decode(entry.get_data()) {
+        match Command::decode(entry.get_data()) {
             Ok(cmd) => {
                 let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
                 state.apply(cmd).map_err(ProposeError::Rejected)
@@ -337,18 +674,60 @@ impl Driver {
                 tracing::error!(index = entry.index, error = %e, "undecodable command skipped");
                 Err(ProposeError::Stopped)
             }
+        }
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+    ) -> Result<Result<Output, ProposeError>, StorageError> {
+        let cc = match ConfChange::parse_from_bytes(entry.get_data()) {
+            Ok(cc) => cc,
+            Err(e) => {
+                tracing::error!(index = entry.index, error = %e, "undecodable membership change skipped");
+                return Ok(Err(ProposeError::Stopped));
+            }
         };
-        let ctx = entry.get_context();
-        if ctx.len() == 16 {
-            let (nonce, seq) = ctx.split_at(8);
-            let nonce = u64::from_be_bytes(nonce.try_into().unwrap_or_default());
-            let seq = u64::from_be_bytes(seq.try_into().unwrap_or_default());
-            if nonce == self.nonce
-                && let Some(reply) = self.pending.remove(&seq)
-            {
-                let _ = reply.send(result);
+        let cs = match self.node.apply_conf_change(&cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                let why =
+                    Rejection::FailedPrecondition(format!("membership change not applied: {e}"));
+                return Ok(Err(ProposeError::Rejected(why)));
+            }
+        };
+        self.store.set_conf_state(&cs)?;
+        let id = cc.node_id;
+        let address = match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                Some(String::from_utf8_lossy(cc.get_context()).into_owned())
+            }
+            ConfChangeType::RemoveNode => None,
+        };
+        {
+            let mut a = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+            match &address {
+                Some(addr) => {
+                    a.insert(id, addr.clone());
+                }
+                None => {
+                    a.remove(&id);
+                }
             }
         }
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply_membership(id, address.clone());
+        if address.is_none() {
+            self.transport.forget(id);
+            if id == self.id {
+                tracing::warn!("this member was removed from the cluster; it stops serving");
+                self.removed = true;
+            }
+        }
+        tracing::info!(member = id, ?address, voters = ?cs.voters, "membership changed");
+        Ok(Ok(Output::None))
     }
 
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
@@ -374,26 +753,72 @@ impl Driver {
         Ok(())
     }
 
+    fn fail_all(&mut self, err: impl Fn() -> ProposeError) {
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send((Err(err()), 0));
+        }
+        for (_, reply) in self.reads.drain() {
+            let _ = reply.send(Err(err()));
+        }
+        for (_, reply) in self.ready_reads.drain(..) {
+            let _ = reply.send(Err(err()));
+        }
+    }
+
     fn publish_status(&mut self) {
         let raft = &self.node.raft;
+        let is_leader = raft.state == StateRole::Leader;
+        let matched = if is_leader {
+            raft.prs()
+                .iter()
+                .map(|(id, pr)| (*id, pr.matched))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let status = RaftStatus {
             id: raft.id,
             leader_id: raft.leader_id,
             term: raft.term,
             commit: raft.raft_log.committed,
             applied: self.applied,
-            is_leader: raft.state == StateRole::Leader,
+            is_leader,
+            role: format!("{:?}", raft.state),
+            matched,
+            removed: self.removed,
         };
-        if *self.status_tx.borrow() != status {
-            if !status.is_leader {
-                for (_, reply) in self.pending.drain() {
-                    let leader = status.leader_id;
-                    let _ = reply.send(Err(ProposeError::NotLeader {
+        let changed = {
+            let old = self.status_tx.borrow();
+            old.leader_id != status.leader_id
+                || old.term != status.term
+                || old.is_leader != status.is_leader
+                || old.removed != status.removed
+                || old.role != status.role
+        };
+        if changed && !status.is_leader {
+            let leader = status.leader_id;
+            for (_, reply) in self.pending.drain() {
+                let _ = reply.send((
+                    Err(ProposeError::NotLeader {
                         leader: (leader != 0).then_some(leader),
-                    }));
-                }
+                    }),
+                    0,
+                ));
             }
+        }
+        if *self.status_tx.borrow() != status {
             let _ = self.status_tx.send(status);
         }
     }
+}
+
+fn split_ctx(ctx: &[u8]) -> Option<(u64, u64)> {
+    if ctx.len() != 16 {
+        return None;
+    }
+    let (a, b) = ctx.split_at(8);
+    Some((
+        u64::from_be_bytes(a.try_into().ok()?),
+        u64::from_be_bytes(b.try_into().ok()?),
+    ))
 }

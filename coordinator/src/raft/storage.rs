@@ -75,11 +75,15 @@ impl Core {
     }
 }
 
+/// Makes a snapshot of the state machine as applied right now: (data, applied index).
+pub type SnapshotSource = Arc<dyn Fn() -> (Vec<u8>, u64) + Send + Sync>;
+
 /// The store raft-rs reads from; cheap to clone (shared).
 #[derive(Clone)]
 pub struct LogStore {
     core: Arc<RwLock<Core>>,
     db: Arc<Database>,
+    source: Arc<RwLock<Option<SnapshotSource>>>,
 }
 
 /// What was on disk when the store was opened.
@@ -149,11 +153,18 @@ impl LogStore {
             store: LogStore {
                 core: Arc::new(RwLock::new(core)),
                 db: Arc::new(db),
+                source: Arc::default(),
             },
             fresh,
             snapshot_index,
             snapshot_data,
         })
+    }
+
+    /// Lets `snapshot()` serve the live state to a follower that needs one,
+    /// so what it receives includes the current membership.
+    pub fn set_snapshot_source(&self, source: SnapshotSource) {
+        *self.source.write().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
     fn rl(&self) -> RwLockReadGuard<'_, Core> {
@@ -319,6 +330,28 @@ impl raft::Storage for LogStore {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(source) = source {
+            // Called on the Raft thread, so state, applied index and conf
+            // state are consistent with each other.
+            let (data, applied) = source();
+            if applied >= request_index && applied >= self.rl().snap_index() {
+                let term = self.term(applied)?;
+                let mut snap = Snapshot {
+                    data: data.into(),
+                    ..Default::default()
+                };
+                let meta = snap.mut_metadata();
+                meta.index = applied;
+                meta.term = term;
+                meta.set_conf_state(self.rl().conf_state.clone());
+                return Ok(snap);
+            }
+        }
         let core = self.rl();
         if core.snap_index() < request_index {
             return Err(raft::Error::Store(

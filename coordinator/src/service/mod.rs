@@ -4,6 +4,7 @@
 
 pub mod enroll;
 pub mod operator;
+pub mod peer;
 pub mod session;
 
 use std::sync::Arc;
@@ -40,6 +41,9 @@ impl From<ProposeError> for Status {
                 None => "no leader is elected right now; retry shortly".to_string(),
             }),
             ProposeError::Stopped => Status::unavailable("this coordinator has stopped serving"),
+            ProposeError::Forward(e) => {
+                Status::unavailable(format!("could not reach the leader: {e}"))
+            }
             ProposeError::Rejected(r) => match r {
                 Rejection::NotFound(_) => Status::not_found(r.to_string()),
                 Rejection::AlreadyExists(_) => Status::already_exists(r.to_string()),
@@ -47,6 +51,34 @@ impl From<ProposeError> for Status {
                 Rejection::BadToken => Status::permission_denied(r.to_string()),
             },
         }
+    }
+}
+
+impl Ctx {
+    /// A linearizable read barrier before serving a read from local state.
+    pub async fn fresh(&self) -> Result<(), Status> {
+        self.raft.read_barrier().await.map_err(Status::from)
+    }
+
+    /// A channel to the current leader, for calls only the leader can serve.
+    pub fn leader_channel(&self) -> Result<(u64, tonic::transport::Channel), Status> {
+        let leader = self.raft.status().leader_id;
+        if leader == 0 {
+            return Err(Status::unavailable(
+                "no leader is elected right now; retry shortly",
+            ));
+        }
+        let addr = self.raft.address_of(leader).ok_or_else(|| {
+            Status::unavailable(format!(
+                "the leader is member {leader}, whose address is unknown"
+            ))
+        })?;
+        let ch = self
+            .raft
+            .tls()
+            .channel(&addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok((leader, ch))
     }
 }
 

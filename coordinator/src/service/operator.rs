@@ -74,11 +74,15 @@ impl OperatorService {
             match ctx.raft.propose(cmd).await {
                 Ok(Output::Execution { id }) => return Ok(id),
                 Ok(_) => return Ok(id),
-                Err(crate::raft::ProposeError::Rejected(Rejection::AlreadyExists(_))) => continue,
+                // A retried proposal (leader change) that had committed after all:
+                // ids are random, so an existing one is ours.
+                Err(crate::raft::ProposeError::Rejected(Rejection::AlreadyExists(_))) => {
+                    return Ok(id);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Status::internal("could not pick a unique execution id"))
+        Err(Status::internal("could not start the execution"))
     }
 }
 
@@ -130,6 +134,7 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         _req: Request<pb::ListPipelinesRequest>,
     ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
+        self.0.fresh().await?;
         let pipelines = self.0.raft.read(|s| {
             s.pipelines
                 .keys()
@@ -143,6 +148,7 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::GetPipelineRequest>,
     ) -> Result<Response<pb::PipelineView>, Status> {
+        self.0.fresh().await?;
         let req = req.into_inner();
         self.0.raft.read(|s| {
             let rec = s
@@ -218,6 +224,7 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::ExecutionView>, Status> {
+        self.0.fresh().await?;
         let req = req.into_inner();
         self.execution_view(&req.pipeline, &req.execution_id)
             .map(Response::new)
@@ -229,6 +236,7 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<Self::WatchExecutionStream>, Status> {
+        self.0.fresh().await?;
         let req = req.into_inner();
         let first = self.execution_view(&req.pipeline, &req.execution_id)?;
         let id = first.execution_id.clone();
@@ -266,6 +274,7 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        self.0.fresh().await?;
         let req = req.into_inner();
         let limit = if req.limit == 0 {
             20
@@ -309,6 +318,21 @@ impl pb::operator_server::Operator for OperatorService {
                 })?;
             Ok::<_, Status>((exec.id.clone(), views::locate_action(s, exec, &req.action)?))
         })?;
+        let running = self.0.raft.read(|s| {
+            s.executions
+                .get(&exec_id)
+                .and_then(|e| e.state.action(loc.0, loc.1))
+                .is_some_and(|r| !r.status().is_final())
+        });
+        if running && !self.0.raft.status().is_leader {
+            // Live lines are held by the leader only.
+            let (_, ch) = self.0.leader_channel()?;
+            let upstream = pb::operator_client::OperatorClient::new(ch)
+                .stream_logs(req)
+                .await?
+                .into_inner();
+            return Ok(Response::new(Box::pin(upstream)));
+        }
         let ctx = self.0.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -386,6 +410,7 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         _req: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        self.0.fresh().await?;
         let hub = &self.0.agents;
         let agents = self.0.raft.read(|s| {
             s.agents
@@ -482,7 +507,127 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         _req: Request<pb::ListRoleBindingsRequest>,
     ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+        self.0.fresh().await?;
         Ok(Response::new(self.bindings()))
+    }
+
+    async fn cluster_status(
+        &self,
+        _req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(cluster_status(&self.0).await))
+    }
+
+    async fn add_member(
+        &self,
+        req: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let req = req.into_inner();
+        if !self.0.raft.status().is_leader {
+            let (_, ch) = self.0.leader_channel()?;
+            return pb::operator_client::OperatorClient::new(ch)
+                .add_member(req)
+                .await;
+        }
+        if req.id == 0 || req.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "a member needs --id (non-zero) and --address HOST:PORT",
+            ));
+        }
+        if self.0.raft.read(|s| s.members.contains_key(&req.id)) {
+            return Err(Status::already_exists(format!(
+                "member {} is already in the cluster",
+                req.id
+            )));
+        }
+        self.0
+            .raft
+            .change_membership(req.id, Some(req.address.clone()))
+            .await?;
+        tracing::info!(member = req.id, address = %req.address, "member added");
+        Ok(Response::new(cluster_status(&self.0).await))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let req = req.into_inner();
+        if !self.0.raft.status().is_leader {
+            let (_, ch) = self.0.leader_channel()?;
+            return pb::operator_client::OperatorClient::new(ch)
+                .remove_member(req)
+                .await;
+        }
+        if !self.0.raft.read(|s| s.members.contains_key(&req.id)) {
+            return Err(Status::not_found(format!(
+                "member {} is not in the cluster",
+                req.id
+            )));
+        }
+        if req.id == self.0.raft.status().id {
+            // Hand leadership over first so the cluster keeps a leader.
+            let to = self
+                .0
+                .raft
+                .read(|s| s.members.keys().copied().find(|m| *m != req.id));
+            let Some(to) = to else {
+                return Err(Status::failed_precondition("cannot remove the last member"));
+            };
+            self.0.raft.transfer_leader(to)?;
+            let mut w = self.0.raft.status_watch();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while w.borrow().is_leader {
+                    if w.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+            let (_, ch) = self.0.leader_channel()?;
+            return pb::operator_client::OperatorClient::new(ch)
+                .remove_member(req)
+                .await;
+        }
+        self.0.raft.change_membership(req.id, None).await?;
+        tracing::info!(member = req.id, "member removed");
+        Ok(Response::new(cluster_status(&self.0).await))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let req = req.into_inner();
+        if !self.0.raft.status().is_leader {
+            let (_, ch) = self.0.leader_channel()?;
+            return pb::operator_client::OperatorClient::new(ch)
+                .transfer_leader(req)
+                .await;
+        }
+        if !self.0.raft.read(|s| s.members.contains_key(&req.id)) {
+            return Err(Status::not_found(format!(
+                "member {} is not in the cluster",
+                req.id
+            )));
+        }
+        self.0.raft.transfer_leader(req.id)?;
+        let mut w = self.0.raft.status_watch();
+        let moved = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while w.borrow().leader_id != req.id {
+                if w.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if moved.is_err() {
+            return Err(Status::deadline_exceeded(format!(
+                "member {} did not take over within 5s",
+                req.id
+            )));
+        }
+        Ok(Response::new(cluster_status(&self.0).await))
     }
 
     async fn who_am_i(
@@ -622,5 +767,50 @@ async fn stream_logs(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
             }
         }
+    }
+}
+
+/// This member's view of the cluster, with each other member asked directly.
+async fn cluster_status(ctx: &SharedCtx) -> pb::ClusterStatusResponse {
+    let own = super::peer::own_status(ctx);
+    let status = ctx.raft.status();
+    let members = ctx.raft.read(|s| s.members.clone());
+    let mut views = Vec::new();
+    for (id, address) in members {
+        let answer = if id == own.id {
+            Some(own.clone())
+        } else {
+            let ask = async {
+                let ch = ctx.raft.tls().channel(&address).ok()?;
+                let mut c = pb::raft_peer_client::RaftPeerClient::new(ch);
+                c.member_status(pb::MemberStatusRequest {})
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner())
+            };
+            tokio::time::timeout(Duration::from_secs(1), ask)
+                .await
+                .ok()
+                .flatten()
+        };
+        views.push(pb::MemberView {
+            id,
+            address,
+            role: answer
+                .as_ref()
+                .map(|a| a.role.clone())
+                .unwrap_or_else(|| "Unreachable".into()),
+            applied_index: answer.as_ref().map_or(0, |a| a.applied_index),
+            reachable: answer.is_some(),
+            match_index: status.matched.get(&id).copied().unwrap_or(0),
+            state_digest: answer.map(|a| a.state_digest).unwrap_or_default(),
+        });
+    }
+    pb::ClusterStatusResponse {
+        leader_id: own.leader_id,
+        term: own.term,
+        commit_index: own.commit_index,
+        members: views,
+        answered_by: own.id,
     }
 }

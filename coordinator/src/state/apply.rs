@@ -11,7 +11,7 @@ use super::{
 };
 
 /// What a successful command produced, for the proposer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     None,
     PipelineVersion {
@@ -32,7 +32,7 @@ pub enum Output {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
     #[error("{0} not found")]
     NotFound(String),
@@ -54,12 +54,16 @@ impl ClusterState {
             Command::Bootstrap {
                 trust_domain,
                 admin,
+                members,
                 ..
             } => {
                 if self.bootstrapped {
                     return Ok(Output::None);
                 }
                 self.bootstrapped = true;
+                for (id, addr) in members {
+                    self.members.entry(id).or_insert(addr);
+                }
                 self.trust_domain = trust_domain;
                 if let Some(admin) = admin {
                     self.roles.insert((admin, super::Role::Admin));
@@ -301,6 +305,18 @@ impl ClusterState {
                 p.last_seen_revision = Some(revision);
                 p.last_polled_at = Some(at);
                 Ok(Output::None)
+            }
+        }
+    }
+
+    /// A committed membership change (from a Raft conf-change entry).
+    pub fn apply_membership(&mut self, id: u64, address: Option<String>) {
+        match address {
+            Some(a) => {
+                self.members.insert(id, a);
+            }
+            None => {
+                self.members.remove(&id);
             }
         }
     }

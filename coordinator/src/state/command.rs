@@ -16,6 +16,8 @@ pub enum Command {
     Bootstrap {
         trust_domain: String,
         admin: Option<String>,
+        /// Founding members and their gRPC addresses.
+        members: BTreeMap<u64, String>,
         at: i64,
     },
     ApplyPipeline {

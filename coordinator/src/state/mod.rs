@@ -131,6 +131,8 @@ pub struct ArtifactRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ClusterState {
     pub bootstrapped: bool,
+    /// Raft members and the address each serves gRPC on.
+    pub members: BTreeMap<u64, String>,
     pub trust_domain: String,
     pub pipelines: BTreeMap<String, PipelineRecord>,
     pub executions: BTreeMap<String, Execution>,

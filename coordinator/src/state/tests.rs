@@ -28,6 +28,7 @@ fn cluster() -> ClusterState {
         Command::Bootstrap {
             trust_domain: "ferry".into(),
             admin: Some("root".into()),
+            members: BTreeMap::from([(1, "127.0.0.1:7400".to_string())]),
             at: 0,
         },
         Command::ApplyPipeline {

@@ -1,0 +1,109 @@
+//! `ferry cluster`: the coordinator cluster's status, membership changes and
+//! leadership transfer.
+
+use anyhow::Result;
+use ferry_proto as pb;
+use serde::Serialize;
+
+use crate::args::{ClusterCommand, Format, GlobalArgs};
+use crate::client;
+use crate::output::{self, Table};
+
+#[derive(Serialize)]
+struct MemberJson<'a> {
+    id: u64,
+    address: &'a str,
+    role: &'a str,
+    applied_index: u64,
+    reachable: bool,
+    match_index: u64,
+    state_digest: &'a str,
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    leader_id: u64,
+    term: u64,
+    commit_index: u64,
+    answered_by: u64,
+    members: Vec<MemberJson<'a>>,
+}
+
+fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()> {
+    match global.output {
+        Format::Json => output::print_json(&StatusJson {
+            leader_id: s.leader_id,
+            term: s.term,
+            commit_index: s.commit_index,
+            answered_by: s.answered_by,
+            members: s
+                .members
+                .iter()
+                .map(|m| MemberJson {
+                    id: m.id,
+                    address: &m.address,
+                    role: &m.role,
+                    applied_index: m.applied_index,
+                    reachable: m.reachable,
+                    match_index: m.match_index,
+                    state_digest: &m.state_digest,
+                })
+                .collect(),
+        }),
+        Format::Table => {
+            let leader = if s.leader_id == 0 {
+                "none".to_string()
+            } else {
+                s.leader_id.to_string()
+            };
+            let mut text = format!(
+                "LEADER {leader}  TERM {}  COMMIT {}  (answered by member {})\n",
+                s.term, s.commit_index, s.answered_by
+            );
+            let mut table = Table::new(&["ID", "ADDRESS", "ROLE", "APPLIED", "REACHABLE"]);
+            for m in &s.members {
+                table.row([
+                    m.id.to_string(),
+                    m.address.clone(),
+                    m.role.clone(),
+                    m.applied_index.to_string(),
+                    if m.reachable { "yes" } else { "no" }.to_string(),
+                ]);
+            }
+            text.push_str(&table.render());
+            output::print(&text)
+        }
+    }
+}
+
+pub async fn run(global: &GlobalArgs, command: &ClusterCommand) -> Result<()> {
+    let mut client = client::connect(global).await?;
+    let status = match command {
+        ClusterCommand::Status => client.cluster_status(pb::ClusterStatusRequest {}).await?,
+        ClusterCommand::Add(a) => {
+            client
+                .add_member(pb::MemberRequest {
+                    id: a.id,
+                    address: a.address.clone(),
+                })
+                .await?
+        }
+        ClusterCommand::Remove(a) => {
+            client
+                .remove_member(pb::MemberRequest {
+                    id: a.id,
+                    address: String::new(),
+                })
+                .await?
+        }
+        ClusterCommand::TransferLeader(a) => {
+            client
+                .transfer_leader(pb::MemberRequest {
+                    id: a.to,
+                    address: String::new(),
+                })
+                .await?
+        }
+    };
+    print_status(global, &status.into_inner())
+}

@@ -1,0 +1,81 @@
+//! The member-to-member API: Raft messages, proposals forwarded by followers,
+//! and each member's own status. Only coordinator certificates reach it (the
+//! authz layer), and a Raft message must come from the member its certificate
+//! names.
+
+use ferry_proto as pb;
+use protobuf::Message as _;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{SharedCtx, caller};
+use crate::state::Command;
+
+pub struct PeerService(pub SharedCtx);
+
+#[tonic::async_trait]
+impl pb::raft_peer_server::RaftPeer for PeerService {
+    async fn stream(
+        &self,
+        req: Request<Streaming<pb::RaftMessage>>,
+    ) -> Result<Response<pb::RaftAck>, Status> {
+        let who = caller(&req)?;
+        let from = who
+            .coordinator_id()
+            .ok_or_else(|| Status::permission_denied("not a coordinator"))?;
+        let mut inbound = req.into_inner();
+        while let Some(m) = inbound.message().await? {
+            let msg = raft::eraftpb::Message::parse_from_bytes(&m.message)
+                .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+            if msg.from != from {
+                return Err(Status::permission_denied(format!(
+                    "member {from} sent a message claiming to be from {}",
+                    msg.from
+                )));
+            }
+            self.0
+                .raft
+                .step(msg)
+                .map_err(|_| Status::unavailable("Raft node stopped"))?;
+        }
+        Ok(Response::new(pb::RaftAck {}))
+    }
+
+    async fn propose(
+        &self,
+        req: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        let cmd = Command::decode(&req.into_inner().command)
+            .map_err(|e| Status::invalid_argument(format!("bad command: {e}")))?;
+        let (result, index) = self.0.raft.propose_local(cmd).await.map_err(Status::from)?;
+        let result = match result {
+            Ok(o) => Ok(o),
+            Err(crate::raft::ProposeError::Rejected(r)) => Err(r),
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ForwardResponse {
+            result: bytes,
+            index,
+        }))
+    }
+
+    async fn member_status(
+        &self,
+        _req: Request<pb::MemberStatusRequest>,
+    ) -> Result<Response<pb::MemberStatusResponse>, Status> {
+        Ok(Response::new(own_status(&self.0)))
+    }
+}
+
+pub fn own_status(ctx: &SharedCtx) -> pb::MemberStatusResponse {
+    let s = ctx.raft.status();
+    pb::MemberStatusResponse {
+        id: s.id,
+        term: s.term,
+        leader_id: s.leader_id,
+        commit_index: s.commit,
+        applied_index: s.applied,
+        role: s.role,
+        state_digest: ctx.raft.read(|st| st.digest()),
+    }
+}
