@@ -26,14 +26,38 @@ struct AgentProc {
     labels: String,
 }
 
+struct Member {
+    id: u64,
+    /// HOST:PORT it serves on.
+    listen: String,
+    /// Network namespace it runs in, if any.
+    netns: Option<String>,
+    child: Option<Child>,
+}
+
+/// Options for a multi-member cluster.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Run each coordinator in its own network namespace (for partitions).
+    pub namespaces: bool,
+    /// Extra flags for every coordinator.
+    pub coordinator_args: Vec<String>,
+}
+
 pub struct Cluster {
-    dir: tempfile::TempDir,
+    // Dropped last: processes go before their network.
     pub tls: PathBuf,
     pub users: PathBuf,
+    /// Every member's address, comma-separated (what the CLI and agents get).
     pub addr: String,
     prefix: String,
-    coordinator: Option<Child>,
+    members: Vec<Member>,
+    peers: String,
     agents: Vec<AgentProc>,
+    agent_advertise: String,
+    extra_args: Vec<String>,
+    net: Option<crate::net::Net>,
+    dir: tempfile::TempDir,
 }
 
 fn log_file(path: &Path) -> Stdio {
@@ -47,22 +71,142 @@ impl Cluster {
     /// Certificates, a coordinator with `admin` bootstrapped, no agents yet.
     /// `prefix` names this test's agents and containers.
     pub fn start(prefix: &str) -> Cluster {
+        Cluster::start_members(prefix, 1, Options::default())
+    }
+
+    /// `n` founding members on loopback (or in namespaces), formed with `--peers`.
+    pub fn start_members(prefix: &str, n: u64, opts: Options) -> Cluster {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let tls = dir.path().join("tls");
         let users = dir.path().join("users");
-        let addr = format!("127.0.0.1:{}", free_port());
+        let mut net = opts.namespaces.then(crate::net::Net::new);
+        let mut members = Vec::new();
+        for id in 1..=n {
+            let (listen, netns) = match net.as_mut() {
+                Some(net) => {
+                    let (ns, ip) = net.host(id as u32);
+                    (format!("{ip}:7400"), Some(ns))
+                }
+                None => (format!("127.0.0.1:{}", free_port()), None),
+            };
+            members.push(Member {
+                id,
+                listen,
+                netns,
+                child: None,
+            });
+        }
+        let addr = members
+            .iter()
+            .map(|m| m.listen.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let peers = members
+            .iter()
+            .map(|m| format!("{}={}", m.id, m.listen))
+            .collect::<Vec<_>>()
+            .join(",");
+        let agent_advertise = net
+            .as_ref()
+            .map_or("127.0.0.1:0".to_string(), |n| format!("{}:0", n.host_ip));
         let mut c = Cluster {
-            dir,
             tls,
             users,
             addr,
             prefix: prefix.into(),
-            coordinator: None,
+            members: Vec::new(),
+            peers,
             agents: Vec::new(),
+            agent_advertise,
+            extra_args: opts.coordinator_args,
+            net,
+            dir,
         };
         let tls_s = c.tls.display().to_string();
         c.ferry_ok(None, &["certs", "init", "--dir", &tls_s]);
-        c.ferry_ok(
+        for m in &members {
+            let host = m
+                .listen
+                .rsplit_once(':')
+                .map_or("127.0.0.1", |(h, _)| h)
+                .to_string();
+            let id = m.id.to_string();
+            c.ferry_ok(
+                None,
+                &[
+                    "certs",
+                    "issue",
+                    "coordinator",
+                    "--ca-dir",
+                    &tls_s,
+                    "--id",
+                    &id,
+                    "--san",
+                    &host,
+                    "--san",
+                    "127.0.0.1",
+                    "--san",
+                    "localhost",
+                    "--out",
+                    &tls_s,
+                ],
+            );
+        }
+        c.user("admin");
+        c.members = members;
+        for id in 1..=n {
+            c.spawn_member(id);
+        }
+        c.wait_ready();
+        c
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn_member(&mut self, id: u64) {
+        let data = self.dir.path().join(format!("coordinator-{id}"));
+        let log = self.dir.path().join(format!("coordinator-{id}.log"));
+        let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
+            return;
+        };
+        let mut cmd = match &m.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("ferry-coordinator"));
+                c
+            }
+            None => Command::new(bin("ferry-coordinator")),
+        };
+        cmd.args([
+            "--id",
+            &id.to_string(),
+            "--listen",
+            &m.listen,
+            "--peers",
+            &self.peers,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--tls-dir")
+        .arg(&self.tls)
+        .args(["--bootstrap-admin", "admin", "--heartbeat-seconds", "1"])
+        .args(&self.extra_args)
+        .stdout(Stdio::null())
+        .stderr(log_file(&log));
+        m.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start ferry-coordinator: {e}")),
+        );
+    }
+
+    /// Starts a new, empty member that waits to be added (`--join`); returns its address.
+    pub fn spawn_joiner(&mut self, id: u64) -> String {
+        assert!(self.net.is_none(), "joiners run on loopback");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let tls_s = self.tls.display().to_string();
+        self.ferry_ok(
             None,
             &[
                 "certs",
@@ -71,49 +215,172 @@ impl Cluster {
                 "--ca-dir",
                 &tls_s,
                 "--id",
-                "1",
+                &id.to_string(),
                 "--san",
                 "127.0.0.1",
-                "--san",
-                "localhost",
                 "--out",
                 &tls_s,
             ],
         );
-        c.user("admin");
-        c.start_coordinator();
-        c
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Starts (or restarts) the coordinator and waits until it answers.
-    pub fn start_coordinator(&mut self) {
-        let data = self.dir.path().join("coordinator-data");
+        let data = self.dir.path().join(format!("coordinator-{id}"));
+        let log = self.dir.path().join(format!("coordinator-{id}.log"));
         let child = Command::new(bin("ferry-coordinator"))
-            .args(["--id", "1", "--listen", &self.addr])
+            .args([
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &listen,
+                "--join",
+                "--peers",
+                &self.peers,
+            ])
             .arg("--data-dir")
             .arg(&data)
             .arg("--tls-dir")
             .arg(&self.tls)
-            .args(["--bootstrap-admin", "admin", "--heartbeat-seconds", "1"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
-            .stderr(log_file(&self.dir.path().join("coordinator.log")))
+            .stderr(log_file(&log))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start ferry-coordinator: {e}"));
-        self.coordinator = Some(child);
-        wait_for("the coordinator to answer", Duration::from_secs(30), || {
-            self.ferry(Some("admin"), &["whoami"]).success.then_some(())
+        self.members.push(Member {
+            id,
+            listen: listen.clone(),
+            netns: None,
+            child: Some(child),
+        });
+        listen
+    }
+
+    /// Waits until every running member answers `admin` with its role bound
+    /// (a leader exists, the cluster is bootstrapped, and each member applied it).
+    pub fn wait_ready(&self) {
+        let addrs: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.listen.clone())
+            .collect();
+        wait_for("the cluster to answer", Duration::from_secs(60), || {
+            addrs
+                .iter()
+                .all(|a| {
+                    self.ferry(Some("admin"), &["--coordinator", a, "rbac", "list"])
+                        .success
+                })
+                .then_some(())
         });
     }
 
-    /// SIGKILLs the coordinator.
-    pub fn kill_coordinator(&mut self) {
-        if let Some(mut c) = self.coordinator.take() {
+    /// Starts (or restarts) the single coordinator and waits until it answers.
+    pub fn start_coordinator(&mut self) {
+        self.start_member(1);
+    }
+
+    /// Starts member `id` again (same data dir) and waits until the cluster answers.
+    pub fn start_member(&mut self, id: u64) {
+        self.spawn_member(id);
+        self.wait_ready();
+    }
+
+    /// SIGKILLs member `id`.
+    pub fn kill_member(&mut self, id: u64) {
+        if let Some(m) = self.members.iter_mut().find(|m| m.id == id)
+            && let Some(mut c) = m.child.take()
+        {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Whether member `id`'s process has exited (and its status).
+    pub fn member_exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let m = self.members.iter_mut().find(|m| m.id == id)?;
+        m.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// `ferry cluster status -o json` from one member (or any when None).
+    pub fn cluster_status(&self, via: Option<u64>) -> Option<Value> {
+        let mut args = vec!["cluster", "status", "-o", "json"];
+        let addr;
+        if let Some(id) = via {
+            addr = self.members.iter().find(|m| m.id == id)?.listen.clone();
+            args.extend(["--coordinator", addr.as_str()]);
+        }
+        let r = self.ferry(Some("admin"), &args);
+        serde_json::from_str(&r.stdout).ok()
+    }
+
+    /// The current leader, once the members that answer agree on one.
+    pub fn leader(&self) -> u64 {
+        wait_for("a leader", Duration::from_secs(30), || {
+            let v = self.cluster_status(None)?;
+            let l = v["leader_id"].as_u64()?;
+            (l != 0).then_some(l)
+        })
+    }
+
+    /// Member address by id.
+    pub fn member_addr(&self, id: u64) -> String {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.listen.clone())
+            .unwrap_or_default()
+    }
+
+    /// Cuts member `id` off the network (namespaces only).
+    pub fn partition(&self, id: u64) {
+        self.net
+            .as_ref()
+            .unwrap_or_else(|| panic!("partition needs Options.namespaces"))
+            .cut(id as u32);
+    }
+
+    pub fn heal(&self, id: u64) {
+        self.net
+            .as_ref()
+            .unwrap_or_else(|| panic!("heal needs Options.namespaces"))
+            .heal(id as u32);
+    }
+
+    /// Runs the CLI inside member `id`'s namespace against that member only.
+    pub fn ferry_inside(&self, id: u64, args: &[&str]) -> Run {
+        let m = self
+            .members
+            .iter()
+            .find(|m| m.id == id)
+            .unwrap_or_else(|| panic!("no member {id}"));
+        let mut cmd = match &m.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("ferry"));
+                c
+            }
+            None => Command::new(bin("ferry")),
+        };
+        cmd.args(args)
+            .env("FERRY_COORDINATOR", &m.listen)
+            .env("FERRY_CA", self.tls.join("ca.pem"))
+            .env("FERRY_CERT", self.users.join("admin.pem"))
+            .env("FERRY_KEY", self.users.join("admin-key.pem"))
+            .stdin(Stdio::null());
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
+        Run {
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// SIGKILLs the coordinator (every member of a multi-member cluster).
+    pub fn kill_coordinator(&mut self) {
+        let ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+        for id in ids {
+            self.kill_member(id);
         }
     }
 
@@ -225,13 +492,22 @@ impl Cluster {
             return;
         };
         let mut cmd = Command::new(bin("ferry-agent"));
-        cmd.args(["--coordinator", &addr, "--name", name, "--capacity", "2"])
-            .arg("--state-dir")
-            .arg(&agent.state)
-            .arg("--ca")
-            .arg(&ca)
-            .stdout(Stdio::null())
-            .stderr(log_file(&log));
+        cmd.args([
+            "--coordinator",
+            &addr,
+            "--name",
+            name,
+            "--capacity",
+            "2",
+            "--advertise",
+            &self.agent_advertise,
+        ])
+        .arg("--state-dir")
+        .arg(&agent.state)
+        .arg("--ca")
+        .arg(&ca)
+        .stdout(Stdio::null())
+        .stderr(log_file(&log));
         if !agent.labels.is_empty() {
             cmd.args(["--labels", &agent.labels]);
         }

@@ -5,8 +5,9 @@
 
 pub mod cluster;
 pub mod git;
+pub mod net;
 
-pub use cluster::{Cluster, Run};
+pub use cluster::{Cluster, Options, Run};
 pub use git::Repo;
 
 use std::path::PathBuf;

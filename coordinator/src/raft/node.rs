@@ -206,8 +206,10 @@ impl RaftHandle {
         id: u64,
         address: Option<String>,
     ) -> Result<u64, ProposeError> {
-        let mut cc = ConfChange::default();
-        cc.node_id = id;
+        let mut cc = ConfChange {
+            node_id: id,
+            ..Default::default()
+        };
         match address {
             Some(a) => {
                 cc.set_change_type(ConfChangeType::AddNode);

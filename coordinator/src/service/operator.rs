@@ -62,27 +62,21 @@ impl OperatorService {
         revision: String,
         trigger: String,
     ) -> Result<String, Status> {
-        for _ in 0..3 {
-            let id = new_execution_id();
-            let cmd = Command::StartExecution {
-                id: id.clone(),
-                pipeline: pipeline.to_string(),
-                revision: revision.clone(),
-                trigger: trigger.clone(),
-                at: now_ms(),
-            };
-            match ctx.raft.propose(cmd).await {
-                Ok(Output::Execution { id }) => return Ok(id),
-                Ok(_) => return Ok(id),
-                // A retried proposal (leader change) that had committed after all:
-                // ids are random, so an existing one is ours.
-                Err(crate::raft::ProposeError::Rejected(Rejection::AlreadyExists(_))) => {
-                    return Ok(id);
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let id = new_execution_id();
+        let cmd = Command::StartExecution {
+            id: id.clone(),
+            pipeline: pipeline.to_string(),
+            revision,
+            trigger,
+            at: now_ms(),
+        };
+        match ctx.raft.propose(cmd).await {
+            Ok(_) => Ok(id),
+            // A retried proposal (leader change) that had committed after all:
+            // ids are random, so an existing one is ours.
+            Err(crate::raft::ProposeError::Rejected(Rejection::AlreadyExists(_))) => Ok(id),
+            Err(e) => Err(e.into()),
         }
-        Err(Status::internal("could not start the execution"))
     }
 }
 
@@ -411,6 +405,13 @@ impl pb::operator_server::Operator for OperatorService {
         _req: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         self.0.fresh().await?;
+        if !self.0.raft.status().is_leader {
+            // Who is connected right now is known to the leader only.
+            let (_, ch) = self.0.leader_channel()?;
+            return pb::operator_client::OperatorClient::new(ch)
+                .list_agents(pb::ListAgentsRequest {})
+                .await;
+        }
         let hub = &self.0.agents;
         let agents = self.0.raft.read(|s| {
             s.agents
