@@ -83,10 +83,17 @@ impl Agent {
             unacked: Mutex::default(),
             events,
         });
-        let mut backoff = Duration::from_millis(200);
+        const FIRST_RETRY: Duration = Duration::from_millis(100);
+        let mut backoff = FIRST_RETRY;
         loop {
+            let began = std::time::Instant::now();
             tokio::select! {
                 r = agent.clone().session(&mut events_rx) => {
+                    // A session that lasted means the next failure is a fresh one
+                    // (e.g. a leader change): retry quickly again.
+                    if began.elapsed() > Duration::from_secs(5) {
+                        backoff = FIRST_RETRY;
+                    }
                     match r {
                         Ok(()) => tracing::info!("session closed by the coordinator; reconnecting"),
                         Err(e) => tracing::warn!(error = format!("{e:#}"), "no session; retrying in {backoff:?}"),
@@ -98,7 +105,7 @@ impl Agent {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.changed() => break,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running)
             .values()

@@ -42,6 +42,8 @@ pub struct Options {
     pub namespaces: bool,
     /// Extra flags for every coordinator.
     pub coordinator_args: Vec<String>,
+    /// Put this member's data dir on a small tmpfs of this many MiB (to fill it).
+    pub small_disk: Option<(u64, u32)>,
 }
 
 pub struct Cluster {
@@ -56,6 +58,7 @@ pub struct Cluster {
     agents: Vec<AgentProc>,
     agent_advertise: String,
     extra_args: Vec<String>,
+    mounts: Vec<PathBuf>,
     net: Option<crate::net::Net>,
     dir: tempfile::TempDir,
 }
@@ -119,6 +122,7 @@ impl Cluster {
             agents: Vec::new(),
             agent_advertise,
             extra_args: opts.coordinator_args,
+            mounts: Vec::new(),
             net,
             dir,
         };
@@ -154,6 +158,17 @@ impl Cluster {
         }
         c.user("admin");
         c.members = members;
+        if let Some((id, mib)) = opts.small_disk {
+            let data = c.dir.path().join(format!("coordinator-{id}"));
+            std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
+            let status = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(&data)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+            assert!(status.success(), "mounting a tmpfs needs root");
+            c.mounts.push(data);
+        }
         for id in 1..=n {
             c.spawn_member(id);
         }
@@ -318,6 +333,11 @@ impl Cluster {
             let l = v["leader_id"].as_u64()?;
             (l != 0).then_some(l)
         })
+    }
+
+    /// Member `id`'s data dir.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("coordinator-{id}"))
     }
 
     /// Member address by id.
@@ -675,6 +695,9 @@ impl Drop for Cluster {
             }
         }
         self.kill_coordinator();
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
         // Containers this test's agents may have left behind.
         let list = Command::new("docker")
             .args([

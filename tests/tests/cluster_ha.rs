@@ -275,3 +275,65 @@ fn members_are_added_removed_and_leadership_moves() {
     c.grant("after", "viewer");
     wait_converged(&c, &[2, 3, 4]);
 }
+
+#[test]
+fn a_member_whose_disk_fills_stops_serving_and_the_rest_go_on() {
+    let mut c = Cluster::start_members(
+        "hadisk",
+        3,
+        Options {
+            small_disk: Some((3, 8)),
+            ..Default::default()
+        },
+    );
+    // Fill member 3's disk to the last byte.
+    let filler = c.data_dir(3).join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("{e}"));
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let one = [0u8; 1];
+        while f.write_all(&one).is_ok() {}
+        let _ = f.sync_all();
+    }
+    // Keep writing through the healthy majority until member 3 gives up.
+    let mut i = 0;
+    let status = wait_for(
+        "member 3 to stop on a failed write",
+        Duration::from_secs(120),
+        || {
+            i += 1;
+            let via = c.member_addr(if c.leader() == 3 { 1 } else { c.leader() });
+            let _ = c.ferry(
+                Some("admin"),
+                &[
+                    "--coordinator",
+                    &via,
+                    "rbac",
+                    "grant",
+                    &format!("u{i}"),
+                    "viewer",
+                ],
+            );
+            c.member_exited(3)
+        },
+    );
+    assert!(!status.success(), "it exits with an error, not silently");
+    let log = std::fs::read_to_string(c.path().join("coordinator-3.log")).unwrap_or_default();
+    assert!(log.contains("Raft storage failed"), "{log}");
+    // The other two still commit.
+    let via = c.member_addr(1);
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "--coordinator",
+            &via,
+            "rbac",
+            "grant",
+            "still-working",
+            "viewer",
+        ],
+    );
+    wait_converged(&c, &[1, 2]);
+}
