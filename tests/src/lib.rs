@@ -3,6 +3,7 @@
 //! real `ferry` CLI, makes real git repositories, and cleans up every process
 //! and container it made — also when a test fails.
 
+pub mod bench;
 pub mod cluster;
 pub mod git;
 pub mod net;
@@ -68,4 +69,10 @@ pub fn ensure_busybox_image() {
         status.success(),
         "building ferry-local/busybox failed (is the Docker Engine running?)"
     );
+}
+
+/// The etcd v3 API subset the benchmarks use (generated at build time).
+pub mod etcd {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("etcdserverpb");
 }

@@ -1,113 +1,43 @@
-//! `ferry-bench`: measures Ferry against a baseline taken in the same run.
+//! `ferry-bench`: Ferry's benchmarks, each beside a baseline from the same run.
 //!
-//! `trivial-action` — wall time of one trivial build action through Ferry
-//! (`ferry run` until the execution has finished, watched over the API) next to
-//! a bare `docker run --rm` of the same image and command.
-//!
-//! Usage: `cargo build --release --bins && target/release/ferry-bench [ROUNDS]`
+//! ```text
+//! ferry-bench trivial-action [ROUNDS]      one action through Ferry vs `docker run`
+//! ferry-bench failover [KILLS]             leader kill → new leader / next dispatch, vs etcd
+//! ferry-bench throughput [SECS]            committed writes/s and latency, vs etcd
+//! ferry-bench all                          all of the above with defaults
+//! ```
+//! Build with `cargo build --release --bins` first; results are Markdown for BENCHMARKS.md.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use ferry_tests::bench;
 
-use ferry_tests::{Cluster, Repo, ensure_busybox_image};
-
-fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
-    v.sort();
-    let median = v[v.len() / 2];
-    (v[0], median, v[v.len() - 1])
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+fn arg(n: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(n)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> anyhow::Result<()> {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
-        .max(1);
-    ensure_busybox_image();
-
-    // Baseline: the same container, started and removed by the docker CLI.
-    let mut bare = Vec::new();
-    for _ in 0..rounds {
-        let t = Instant::now();
-        let out = Command::new("docker")
-            .args([
-                "run",
-                "--rm",
-                "ferry-local/busybox",
-                "sh",
-                "-c",
-                "echo hello",
-            ])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "docker run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bare.push(t.elapsed());
+    ferry_certs::install_crypto_provider();
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut out = String::new();
+    if what == "trivial-action" || what == "all" {
+        out.push_str(&bench::trivial::run(arg(2, 10) as usize)?);
+        out.push('\n');
     }
-
-    let mut c = Cluster::start("bench");
-    c.add_agent("a", &[]);
-    let repo = Repo::new();
-    repo.commit(&[("README", "bench")], "bench");
-    c.apply(&format!(
-        "name: bench\nsource: {{git: {}}}\nstages:\n  - name: build\n    actions:\n      - {{name: echo, type: build, image: ferry-local/busybox, commands: [\"echo hello\"]}}\n",
-        repo.url()
-    ));
-    // Warm the agent's source cache and the coordinator's git mirror once.
-    let warm = c.ferry_ok(Some("admin"), &["run", "bench"]);
-    c.wait_status("bench", warm.trim(), "warm-up run", |v| {
-        v["status"] != "InProgress"
-    });
-
-    let mut ferry = Vec::new();
-    for _ in 0..rounds {
-        let t = Instant::now();
-        let exec = c.ferry_ok(Some("admin"), &["run", "bench"]);
-        let watched = c.ferry_ok(
-            Some("admin"),
-            &[
-                "status",
-                "bench",
-                "--execution",
-                exec.trim(),
-                "--watch",
-                "-o",
-                "json",
-            ],
-        );
-        ferry.push(t.elapsed());
-        anyhow::ensure!(
-            watched.contains("Succeeded"),
-            "bench execution did not succeed: {watched}"
-        );
+    if what == "failover" || what == "all" {
+        out.push_str(&rt.block_on(bench::failover::run(arg(2, 10) as usize))?);
+        out.push('\n');
     }
-
-    let (bmin, bmed, bmax) = stats(bare);
-    let (fmin, fmed, fmax) = stats(ferry);
-    println!("| measurement | min | median | max |");
-    println!("| --- | --- | --- | --- |");
-    println!(
-        "| bare `docker run --rm` (baseline) | {} | {} | {} |",
-        ms(bmin),
-        ms(bmed),
-        ms(bmax)
+    if what == "throughput" || what == "all" {
+        out.push_str(&rt.block_on(bench::throughput::run(arg(2, 10), 4, 64))?);
+        out.push('\n');
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "unknown benchmark `{what}`; see the module docs"
     );
-    println!(
-        "| one trivial action through Ferry | {} | {} | {} |",
-        ms(fmin),
-        ms(fmed),
-        ms(fmax)
-    );
-    println!();
-    println!(
-        "rounds: {rounds}; median ratio Ferry / docker run = {:.2}",
-        fmed.as_secs_f64() / bmed.as_secs_f64().max(1e-9)
-    );
+    print!("{out}");
     Ok(())
 }

@@ -1,0 +1,39 @@
+//! Benchmarks, each printing Ferry's figure beside a baseline measured in the
+//! same run: a bare `docker run`, or a real etcd 3.4 cluster (Debian's
+//! `etcd-server`) on the same loopback layout and with the same gRPC client.
+
+pub mod etcd;
+pub mod failover;
+pub mod throughput;
+pub mod trivial;
+
+use std::time::Duration;
+
+use ferry_certs::CertifiedKey;
+use tonic::transport::{Channel, Endpoint};
+
+/// min, median, p99, max of a sample.
+pub fn summary(mut v: Vec<Duration>) -> [Duration; 4] {
+    if v.is_empty() {
+        return [Duration::ZERO; 4];
+    }
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    [v[0], at(0.5), at(0.99), v[v.len() - 1]]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// An mTLS channel to `addr` (host:port on loopback).
+pub async fn channel(ca_pem: &str, identity: &CertifiedKey, addr: &str) -> anyhow::Result<Channel> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let tls = ferry_certs::tls::client(ca_pem, Some(identity), host);
+    Ok(Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?)
+}
