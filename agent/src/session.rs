@@ -105,7 +105,8 @@ impl Agent {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.changed() => break,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            // Short steps: after a leader loss a new one is usually elected within a second.
+            backoff = (backoff * 3 / 2).min(Duration::from_secs(1));
         }
         let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running)
             .values()
