@@ -187,6 +187,9 @@ impl Executor {
             labels: Some(HashMap::from([(LABEL.to_string(), epoch.to_string())])),
             host_config: Some(HostConfig {
                 init: Some(true),
+                nano_cpus: (a.millicpus > 0)
+                    .then(|| (a.millicpus as i64).saturating_mul(1_000_000)),
+                memory: (a.memory_bytes > 0).then(|| a.memory_bytes.min(i64::MAX as u64) as i64),
                 ..Default::default()
             }),
             ..Default::default()

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod executor;
 pub mod identity;
+pub mod outbox;
 pub mod peer;
 pub mod session;
 pub mod source;
@@ -31,8 +32,8 @@ pub struct Options {
     pub enroll_only: bool,
 }
 
-/// Runs the agent until `shutdown` turns true.
-pub async fn run(opts: Options, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// Runs the agent until `shutdown` asks it to drain or cancel (see `session`).
+pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result<()> {
     if opts.enroll_only {
         let host = opts
             .advertise

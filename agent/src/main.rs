@@ -74,19 +74,30 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::watch::channel(ferry_agent::session::RUN);
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        // SIGTERM: finish running actions, then exit. A second SIGTERM, or SIGINT: cancel them.
+        let first_is_int = tokio::select! {
+            _ = term.recv() => false,
+            _ = int.recv() => true,
+        };
+        if !first_is_int {
+            tracing::info!("SIGTERM: draining");
+            let _ = tx.send(ferry_agent::session::DRAIN);
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
-        tracing::info!("shutting down");
-        let _ = tx.send(true);
+        tracing::info!("cancelling running actions and exiting");
+        let _ = tx.send(ferry_agent::session::CANCEL);
     });
     let result = ferry_agent::run(
         ferry_agent::Options {

@@ -1,12 +1,14 @@
 //! The agent's side of the session: keep one stream open to whichever
-//! coordinator answers, register, heartbeat, accept assignments and cancels,
-//! and deliver live log lines and results. Attempts keep running while the
-//! coordinator is unreachable; results are kept until acknowledged and re-sent
-//! after every reconnect.
+//! coordinator leads, register, heartbeat, accept assignments, cancels and
+//! replication requests, and deliver live log lines and results. Attempts keep
+//! running while no coordinator is reachable; results wait in the durable
+//! outbox until acknowledged, and live log lines are replayed by offset after
+//! every reconnect.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use tonic::transport::Endpoint;
 
 use crate::executor::{Executor, LogSink, PreparedInput};
 use crate::identity::AgentIdentity;
+use crate::outbox::Outbox;
 use crate::source::Sources;
 use crate::store::Store;
 
@@ -31,14 +34,27 @@ pub struct AgentConfig {
 }
 
 enum Event {
-    Log(pb::AttemptRef, Vec<u8>),
+    /// Log bytes of an attempt starting at this offset of its log.
+    Log(pb::AttemptRef, u64, Vec<u8>),
     Result(pb::AttemptResult),
+    Held(String, u64),
 }
 
 struct Running {
     attempt: pb::AttemptRef,
     cancel: watch::Sender<Option<String>>,
+    log_path: PathBuf,
 }
+
+/// What the process asks of the agent through `shutdown`.
+pub const RUN: u8 = 0;
+/// Finish running attempts, deliver their results, take no new work, exit.
+pub const DRAIN: u8 = 1;
+/// Cancel running attempts (unreported, so they are re-run elsewhere) and exit.
+pub const CANCEL: u8 = 2;
+
+/// Most of a running attempt's log replayed to a coordinator after a reconnect.
+const REPLAY_LIMIT: u64 = 4 * 1024 * 1024;
 
 pub struct Agent {
     cfg: AgentConfig,
@@ -47,9 +63,11 @@ pub struct Agent {
     sources: Sources,
     store: Store,
     running: Mutex<HashMap<u64, Running>>,
-    /// Results not yet acknowledged, by epoch.
+    /// Results not yet acknowledged, by epoch (mirrored in the outbox).
     unacked: Mutex<BTreeMap<u64, pb::AttemptResult>>,
+    outbox: Outbox,
     events: mpsc::UnboundedSender<Event>,
+    draining: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,18 +79,31 @@ fn agent_msg(kind: pb::agent_message::Kind) -> pb::AgentMessage {
 }
 
 impl Agent {
-    /// Runs sessions until `shutdown` fires; then cancels running attempts
-    /// without reporting them, so the coordinator re-sends them on return.
+    /// Runs sessions until `shutdown` asks to stop: `DRAIN` finishes running
+    /// attempts and delivers their results first; `CANCEL` (or a second
+    /// signal) cancels them without reporting, so they are re-run elsewhere.
     pub async fn run(
         cfg: AgentConfig,
         id: AgentIdentity,
         executor: Executor,
         store: Store,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<u8>,
     ) -> anyhow::Result<()> {
         let sources = Sources::new(cfg.state_dir.join("git"), store.clone());
         std::fs::create_dir_all(cfg.state_dir.join("logs")).context("creating the logs dir")?;
-        let (events, mut events_rx) = mpsc::unbounded_channel();
+        let outbox = Outbox::open(cfg.state_dir.join("outbox")).context("opening the outbox")?;
+        let unacked: BTreeMap<u64, pb::AttemptResult> = outbox
+            .load()
+            .into_iter()
+            .map(|r| (r.attempt.as_ref().map_or(0, |a| a.epoch), r))
+            .collect();
+        if !unacked.is_empty() {
+            tracing::info!(
+                results = unacked.len(),
+                "results from before a restart wait for delivery"
+            );
+        }
+        let (events, events_rx) = mpsc::unbounded_channel();
         let agent = Arc::new(Agent {
             cfg,
             id,
@@ -80,40 +111,43 @@ impl Agent {
             sources,
             store,
             running: Mutex::default(),
-            unacked: Mutex::default(),
+            unacked: Mutex::new(unacked),
+            outbox,
             events,
+            draining: AtomicBool::new(false),
         });
-        const FIRST_RETRY: Duration = Duration::from_millis(100);
-        let mut backoff = FIRST_RETRY;
-        loop {
-            let began = std::time::Instant::now();
-            tokio::select! {
-                r = agent.clone().session(&mut events_rx) => {
-                    // A session that lasted means the next failure is a fresh one
-                    // (e.g. a leader change): retry quickly again.
-                    if began.elapsed() > Duration::from_secs(5) {
-                        backoff = FIRST_RETRY;
-                    }
-                    match r {
-                        Ok(()) => tracing::info!("session closed by the coordinator; reconnecting"),
-                        Err(e) => tracing::warn!(error = format!("{e:#}"), "no session; retrying in {backoff:?}"),
-                    }
+        let sessions = tokio::spawn(agent.clone().sessions(events_rx));
+        let mut mode = RUN;
+        while mode == RUN {
+            if shutdown.changed().await.is_err() {
+                mode = CANCEL;
+            } else {
+                mode = *shutdown.borrow();
+            }
+        }
+        if mode == DRAIN {
+            agent.draining.store(true, Ordering::SeqCst);
+            tracing::info!(
+                running = lock(&agent.running).len(),
+                "draining: finishing running actions; signal again to cancel them"
+            );
+            loop {
+                if lock(&agent.running).is_empty() && lock(&agent.unacked).is_empty() {
+                    sessions.abort();
+                    return Ok(());
                 }
-                _ = shutdown.changed() => break,
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    r = shutdown.changed() => if r.is_err() || *shutdown.borrow() == CANCEL { break },
+                }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => break,
-            }
-            // Short steps: after a leader loss a new one is usually elected within a second.
-            backoff = (backoff * 3 / 2).min(Duration::from_secs(1));
         }
         let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running)
             .values()
             .map(|r| r.cancel.clone())
             .collect();
         for c in &running {
-            let _ = c.send(Some("agent shutting down".into()));
+            let _ = c.send(Some(SHUTDOWN_REASON.into()));
         }
         for _ in 0..100 {
             if lock(&agent.running).is_empty() {
@@ -121,7 +155,33 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        sessions.abort();
         Ok(())
+    }
+
+    /// Keeps a session open, reconnecting with short backoff.
+    async fn sessions(self: Arc<Self>, mut events_rx: mpsc::UnboundedReceiver<Event>) {
+        const FIRST_RETRY: Duration = Duration::from_millis(100);
+        let mut backoff = FIRST_RETRY;
+        loop {
+            let began = std::time::Instant::now();
+            let r = self.clone().session(&mut events_rx).await;
+            // A session that lasted means the next failure is a fresh one
+            // (e.g. a leader change): retry quickly again.
+            if began.elapsed() > Duration::from_secs(5) {
+                backoff = FIRST_RETRY;
+            }
+            match r {
+                Ok(()) => tracing::info!("session closed by the coordinator; reconnecting"),
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "no session; retrying in {backoff:?}"
+                ),
+            }
+            tokio::time::sleep(backoff).await;
+            // Short steps: after a leader loss a new one is usually elected within a second.
+            backoff = (backoff * 3 / 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Opens a session with the first coordinator that accepts one (the
@@ -191,11 +251,27 @@ impl Agent {
     ) -> anyhow::Result<()> {
         let (tx, mut inbound) = self.open().await?;
         let mut heartbeat_every = Duration::from_secs(5);
-        // Results that waited for this session go first.
+        // Results that waited for this session go first, then the live logs of
+        // running attempts (the coordinator skips bytes it already has).
         let unacked: Vec<pb::AttemptResult> = lock(&self.unacked).values().cloned().collect();
         for r in unacked {
             tx.send(agent_msg(pb::agent_message::Kind::Result(r)))
                 .await?;
+        }
+        let replays: Vec<(pb::AttemptRef, PathBuf)> = lock(&self.running)
+            .values()
+            .map(|r| (r.attempt.clone(), r.log_path.clone()))
+            .collect();
+        for (attempt, path) in replays {
+            if let Some((offset, data)) = tail_of(&path) {
+                let lines = pb::LogLines {
+                    attempt: Some(attempt),
+                    data,
+                    offset,
+                };
+                tx.send(agent_msg(pb::agent_message::Kind::Log(lines)))
+                    .await?;
+            }
         }
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         loop {
@@ -224,23 +300,27 @@ impl Agent {
                                 tracing::warn!(epoch, reason = %ack.reason, "coordinator refused a result");
                             }
                             lock(&self.unacked).remove(&epoch);
+                            self.outbox.remove(epoch);
                         }
+                        Some(pb::coordinator_message::Kind::Replicate(r)) => self.clone().replicate(r),
                         None => {}
                     }
                 }
                 Some(ev) = events.recv() => {
                     let msg = match ev {
-                        Event::Log(attempt, data) => pb::agent_message::Kind::Log(pb::LogLines { attempt: Some(attempt), data }),
-                        Event::Result(r) => {
-                            lock(&self.unacked).insert(r.attempt.as_ref().map_or(0, |a| a.epoch), r.clone());
-                            pb::agent_message::Kind::Result(r)
+                        Event::Log(attempt, offset, data) => {
+                            pb::agent_message::Kind::Log(pb::LogLines { attempt: Some(attempt), data, offset })
                         }
+                        Event::Result(r) => pb::agent_message::Kind::Result(r),
+                        Event::Held(digest, size) => pb::agent_message::Kind::Held(pb::Held { digest, size }),
                     };
                     tx.send(agent_msg(msg)).await?;
                 }
                 _ = heartbeat.tick() => {
                     let running = lock(&self.running).len() as u32;
-                    tx.send(agent_msg(pb::agent_message::Kind::Heartbeat(pb::Heartbeat { running }))).await?;
+                    let shutting_down = self.draining.load(Ordering::SeqCst);
+                    let hb = pb::Heartbeat { running, shutting_down };
+                    tx.send(agent_msg(pb::agent_message::Kind::Heartbeat(hb))).await?;
                 }
             }
         }
@@ -260,11 +340,13 @@ impl Agent {
             if running.contains_key(&epoch) {
                 return;
             }
+            let log_path = self.cfg.state_dir.join("logs").join(format!("{epoch}.log"));
             running.insert(
                 epoch,
                 Running {
                     attempt: attempt.clone(),
                     cancel,
+                    log_path,
                 },
             );
         }
@@ -274,6 +356,11 @@ impl Agent {
             lock(&self.running).remove(&epoch);
             if let Some(result) = result {
                 tracing::info!(attempt = %attempt.attempt_id, success = result.success, message = %result.message, "attempt finished");
+                // Durable before it is sent; kept until acknowledged.
+                if let Err(e) = self.outbox.put(&result) {
+                    tracing::error!(epoch, error = %e, "could not write the result to the outbox");
+                }
+                lock(&self.unacked).insert(epoch, result.clone());
                 let _ = self.events.send(Event::Result(result));
             }
         });
@@ -295,6 +382,7 @@ impl Agent {
             file: std::fs::File::create(&log_path).ok(),
             attempt: attempt.clone(),
             events: self.events.clone(),
+            offset: 0,
         };
         let outcome = match self.prepare_inputs(a, &mut log).await {
             Ok(inputs) => {
@@ -305,7 +393,7 @@ impl Agent {
             Err(e) => Err(crate::executor::ActionError::Input(e)),
         };
         if let Err(crate::executor::ActionError::Cancelled(reason)) = &outcome
-            && reason == "agent shutting down"
+            && reason == SHUTDOWN_REASON
         {
             return None;
         }
@@ -383,6 +471,8 @@ struct AttemptLog {
     file: Option<std::fs::File>,
     attempt: pb::AttemptRef,
     events: mpsc::UnboundedSender<Event>,
+    /// Bytes written so far: the offset of the next chunk.
+    offset: u64,
 }
 
 impl LogSink for AttemptLog {
@@ -390,8 +480,48 @@ impl LogSink for AttemptLog {
         if let Some(f) = self.file.as_mut() {
             let _ = f.write_all(bytes);
         }
-        let _ = self
-            .events
-            .send(Event::Log(self.attempt.clone(), bytes.to_vec()));
+        let _ = self.events.send(Event::Log(
+            self.attempt.clone(),
+            self.offset,
+            bytes.to_vec(),
+        ));
+        self.offset += bytes.len() as u64;
+    }
+}
+
+const SHUTDOWN_REASON: &str = "agent shutting down";
+
+/// The last `REPLAY_LIMIT` bytes of a log file and their offset.
+fn tail_of(path: &std::path::Path) -> Option<(u64, Vec<u8>)> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let start = len.saturating_sub(REPLAY_LIMIT);
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).ok()?;
+    (!data.is_empty()).then_some((start, data))
+}
+
+impl Agent {
+    /// Pulls a copy of a blob from its holders and reports it held.
+    fn replicate(self: Arc<Self>, r: pb::Replicate) {
+        tokio::spawn(async move {
+            match crate::peer::fetch(
+                &self.store,
+                &self.id.ca_pem,
+                &self.id.key,
+                &r.holders,
+                &r.digest,
+            )
+            .await
+            {
+                Ok(blob) => {
+                    tracing::info!(digest = %r.digest, "replica stored");
+                    let _ = self.events.send(Event::Held(blob.digest, blob.size));
+                }
+                Err(e) => tracing::warn!(digest = %r.digest, error = %e, "replication failed"),
+            }
+        });
     }
 }

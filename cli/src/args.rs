@@ -317,6 +317,25 @@ pub struct RejectArgs {
 pub enum AgentsCommand {
     /// List enrolled agents.
     List,
+    /// Let an agent finish its current work and take no new work (`--undo` to resume).
+    Drain(DrainArgs),
+    /// Remove an agent: its running work is re-queued and its certificate refused from now on.
+    Remove(AgentNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The agent's name.
+    pub name: String,
+    /// Take the agent back into service.
+    #[arg(long)]
+    pub undo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentNameArgs {
+    /// The agent's name.
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -44,7 +44,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             "ApplyPipeline" | "StartExecution" => Permission::Operate,
             "Decide" => Permission::Decide,
             "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "AddMember"
-            | "RemoveMember" | "TransferLeader" => Permission::Admin,
+            | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" => Permission::Admin,
             "WhoAmI" => Permission::Decide,
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
             | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus" => Permission::View,

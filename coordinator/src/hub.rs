@@ -18,12 +18,16 @@ pub struct Session {
     pub id: u64,
     pub tx: SessionTx,
     pub last_seen: Instant,
+    /// False once the agent said it is shutting down.
+    pub accepting: bool,
 }
 
 /// Open agent sessions, by agent name.
 #[derive(Clone)]
 pub struct AgentHub {
     inner: Arc<Mutex<BTreeMap<String, Session>>>,
+    /// When each agent was last heard from on this leader (kept after it disconnects).
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
     changed: watch::Sender<u64>,
 }
 
@@ -31,6 +35,7 @@ impl Default for AgentHub {
     fn default() -> Self {
         AgentHub {
             inner: Arc::default(),
+            seen: Arc::default(),
             changed: watch::channel(0).0,
         }
     }
@@ -42,6 +47,7 @@ impl AgentHub {
     }
 
     pub fn connect(&self, name: &str, session: Session) {
+        self.heard(name);
         self.lock().insert(name.to_string(), session);
         self.changed.send_modify(|v| *v += 1);
     }
@@ -56,10 +62,55 @@ impl AgentHub {
         self.changed.send_modify(|v| *v += 1);
     }
 
+    /// Drops any session of `name` (it was removed): its stream ends.
+    pub fn disconnect_all(&self, name: &str) {
+        self.lock().remove(name);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
     pub fn touch(&self, name: &str) {
+        self.heard(name);
         if let Some(s) = self.lock().get_mut(name) {
             s.last_seen = Instant::now();
         }
+    }
+
+    fn heard(&self, name: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Instant::now());
+    }
+
+    /// When this leader last heard from `name`, connected or not.
+    pub fn heard_at(&self, name: &str) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
+    }
+
+    /// Leadership changed: forget what an earlier term heard.
+    pub fn reset_seen(&self) {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub fn set_accepting(&self, name: &str, accepting: bool) {
+        if let Some(s) = self.lock().get_mut(name) {
+            s.accepting = accepting;
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Connected agents that take new work and were heard from within `fresh`
+    /// (a connected agent that went silent is not given more).
+    pub fn accepting(&self, fresh: std::time::Duration) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, s)| s.accepting && s.last_seen.elapsed() < fresh)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<Session> {
@@ -95,6 +146,8 @@ const KEEP_FINISHED: usize = 256;
 struct LiveLog {
     data: Vec<u8>,
     dropped: usize,
+    /// Total bytes received so far (the offset the next chunk must start at).
+    total: u64,
     tx: broadcast::Sender<Vec<u8>>,
     closed: bool,
 }
@@ -120,14 +173,31 @@ impl LogHub {
         inner.logs.entry(epoch).or_insert_with(|| LiveLog {
             data: Vec::new(),
             dropped: 0,
+            total: 0,
             tx: broadcast::channel(1024).0,
             closed: false,
         })
     }
 
-    pub fn append(&self, epoch: u64, bytes: &[u8]) {
+    /// Adds the bytes of `epoch`'s log that start at `offset`; what was
+    /// received before (a replay after a reconnect) is skipped, a gap is noted.
+    pub fn append(&self, epoch: u64, offset: u64, bytes: &[u8]) {
         let mut inner = self.lock();
         let log = Self::entry(&mut inner, epoch);
+        let end = offset + bytes.len() as u64;
+        if end <= log.total {
+            return;
+        }
+        let bytes = if offset < log.total {
+            &bytes[(log.total - offset) as usize..]
+        } else {
+            bytes
+        };
+        if offset > log.total {
+            let note = format!("[ferry: {} log bytes missing here]\n", offset - log.total);
+            log.data.extend_from_slice(note.as_bytes());
+        }
+        log.total = end;
         log.data.extend_from_slice(bytes);
         if log.data.len() > LIVE_LIMIT {
             let cut = log.data.len() - LIVE_LIMIT;

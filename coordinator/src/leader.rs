@@ -104,3 +104,105 @@ pub async fn poller(ctx: SharedCtx) {
         }
     }
 }
+
+/// Declares agents lost when the leader has not heard from them within their
+/// lease. A new leader first gives every agent a full lease from its election
+/// to reconnect (as Nomad does after failover).
+pub async fn leases(ctx: SharedCtx) {
+    let mut leading_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !ctx.raft.status().is_leader {
+            if leading_since.take().is_some() {
+                ctx.agents.reset_seen();
+            }
+            continue;
+        }
+        let since = *leading_since.get_or_insert_with(|| {
+            ctx.agents.reset_seen();
+            Instant::now()
+        });
+        let lease = ctx.agent_lease;
+        let busy: Vec<String> = ctx.raft.read(|s| {
+            s.agents
+                .keys()
+                .filter(|a| !s.running_on(a).is_empty())
+                .cloned()
+                .collect()
+        });
+        for agent in busy {
+            let last = ctx.agents.heard_at(&agent).map_or(since, |t| t.max(since));
+            if last.elapsed() < lease {
+                continue;
+            }
+            tracing::warn!(%agent, lease = ?lease, "agent missed its lease; its attempts are lost and re-queued");
+            if let Err(e) = ctx
+                .raft
+                .propose(Command::AgentLost {
+                    agent: agent.clone(),
+                    at: now_ms(),
+                })
+                .await
+            {
+                tracing::warn!(%agent, error = %e, "could not record a lost agent");
+            }
+        }
+    }
+}
+
+/// Asks connected agents to pull copies of artifacts and logs that have fewer
+/// holders than `artifact_replicas`, so losing one agent loses no blob.
+pub async fn replicator(ctx: SharedCtx) {
+    let mut asked: HashMap<(String, String), Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !ctx.raft.status().is_leader {
+            asked.clear();
+            continue;
+        }
+        asked.retain(|_, t| t.elapsed() < Duration::from_secs(30));
+        let connected = ctx.agents.connected();
+        let want = ctx.artifact_replicas;
+        let jobs: Vec<(String, u64, Vec<String>, String)> = ctx.raft.read(|s| {
+            let mut jobs = Vec::new();
+            for (digest, rec) in &s.artifacts {
+                let live: Vec<&String> = rec
+                    .holders
+                    .iter()
+                    .filter(|h| s.agents.contains_key(*h))
+                    .collect();
+                if live.is_empty() || live.len() >= want {
+                    continue;
+                }
+                let pending = asked.keys().filter(|(d, _)| d == digest).count();
+                if live.len() + pending >= want {
+                    continue;
+                }
+                let addrs = crate::views::holder_addresses(s, digest);
+                if let Some(target) = connected
+                    .iter()
+                    .filter(|a| !rec.holders.contains(*a))
+                    .find(|a| !asked.contains_key(&(digest.clone(), (*a).clone())))
+                {
+                    jobs.push((digest.clone(), rec.size, addrs, target.clone()));
+                }
+            }
+            jobs
+        });
+        for (digest, size, holders, target) in jobs {
+            let msg = ferry_proto::CoordinatorMessage {
+                kind: Some(ferry_proto::coordinator_message::Kind::Replicate(
+                    ferry_proto::Replicate {
+                        digest: digest.clone(),
+                        size,
+                        holders,
+                    },
+                )),
+            };
+            if ctx.agents.send(&target, msg).await {
+                tracing::debug!(%digest, agent = %target, "replica requested");
+                asked.insert((digest, target), Instant::now());
+            }
+        }
+    }
+}

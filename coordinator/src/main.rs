@@ -41,6 +41,14 @@ struct Args {
     /// Seconds between agent heartbeats.
     #[arg(long, default_value_t = 5)]
     heartbeat_seconds: u32,
+    /// Seconds without a heartbeat before an agent's attempts are declared lost
+    /// and re-queued (default: three heartbeats). A new leader waits this long
+    /// after its election before declaring any agent lost.
+    #[arg(long, default_value_t = 0)]
+    agent_lease_seconds: u64,
+    /// Copies of every artifact and log kept on distinct agents (where there are enough).
+    #[arg(long, default_value_t = 2)]
+    artifact_replicas: usize,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -77,6 +85,8 @@ async fn main() -> std::process::ExitCode {
         join: a.join,
         snapshot_every: a.snapshot_every,
         heartbeat_seconds: a.heartbeat_seconds,
+        agent_lease_seconds: a.agent_lease_seconds,
+        artifact_replicas: a.artifact_replicas,
     })
     .await;
     match result {

@@ -61,6 +61,8 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
             .collect(),
         timeout_seconds: action.timeout_ms.div_ceil(1000),
         git_url: spec.source.git.clone(),
+        millicpus: action.resources.millicpus.unwrap_or(0),
+        memory_bytes: action.resources.memory_bytes.unwrap_or(0),
     })
 }
 
@@ -69,6 +71,7 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
     let mut free: BTreeMap<&str, i64> = connected
         .iter()
         .filter_map(|n| state.agents.get(n))
+        .filter(|a| !a.draining)
         .map(|a| {
             (
                 a.name.as_str(),
@@ -121,7 +124,8 @@ pub async fn run(ctx: SharedCtx) {
         if !ctx.raft.status().is_leader {
             continue;
         }
-        let connected = ctx.agents.connected();
+        // Agents shutting down or drained take no new work.
+        let connected = ctx.agents.accepting(ctx.agent_lease);
         let decisions = ctx.raft.read(|s| plan(s, &connected));
         for (execution, stage, action, agent) in decisions {
             let cmd = Command::Assign {

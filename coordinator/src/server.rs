@@ -37,6 +37,9 @@ pub struct CoordinatorConfig {
     pub join: bool,
     pub snapshot_every: u64,
     pub heartbeat_seconds: u32,
+    /// Seconds without a heartbeat before an agent's attempts are lost (0: 3 heartbeats).
+    pub agent_lease_seconds: u64,
+    pub artifact_replicas: usize,
 }
 
 /// Runs the coordinator until the process is stopped or storage fails.
@@ -83,6 +86,12 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         logs: LogHub::default(),
         git: Git::new(cfg.data_dir.join("git")),
         heartbeat_seconds: cfg.heartbeat_seconds,
+        agent_lease: Duration::from_secs(if cfg.agent_lease_seconds == 0 {
+            3 * u64::from(cfg.heartbeat_seconds.max(1))
+        } else {
+            cfg.agent_lease_seconds
+        }),
+        artifact_replicas: cfg.artifact_replicas.max(1),
     });
 
     if !cfg.join {
@@ -91,6 +100,8 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::scheduler::run(ctx.clone()));
     tokio::spawn(crate::leader::poller(ctx.clone()));
     tokio::spawn(crate::leader::timers(ctx.clone()));
+    tokio::spawn(crate::leader::leases(ctx.clone()));
+    tokio::spawn(crate::leader::replicator(ctx.clone()));
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {

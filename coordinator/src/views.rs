@@ -65,6 +65,19 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                     at: ts(Some(d.at)),
                                 })
                                 .collect(),
+                            attempts: run
+                                .history
+                                .iter()
+                                .map(|h| pb::AttemptView {
+                                    attempt: h.attempt,
+                                    agent: h.agent.clone(),
+                                    outcome: format!("{:?}", h.outcome),
+                                    exit_code: h.exit_code.unwrap_or(-1),
+                                    started_at: ts(Some(h.started_at)),
+                                    finished_at: ts(h.finished_at),
+                                    message: h.message.clone(),
+                                })
+                                .collect(),
                             outputs: run
                                 .outputs
                                 .iter()

@@ -52,6 +52,29 @@ pub struct ArtifactRef {
     pub size: u64,
 }
 
+/// How one attempt of an action ended (or that it still runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Running,
+    Succeeded,
+    Failed,
+    /// Its agent stopped answering; the action was re-queued or failed.
+    Lost,
+}
+
+/// One attempt of an action: which agent, under which fencing epoch, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub epoch: u64,
+    pub agent: String,
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub message: String,
+}
+
 /// One person's decision on an approval action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
@@ -80,9 +103,44 @@ pub struct ActionRun {
     pub deadline: Option<i64>,
     pub outputs: BTreeMap<String, ArtifactRef>,
     pub log: Option<ArtifactRef>,
+    /// Every attempt so far, oldest first.
+    #[serde(default)]
+    pub history: Vec<AttemptRecord>,
 }
 
 impl ActionRun {
+    /// Attempts that ended with `outcome`.
+    pub fn count(&self, outcome: Outcome) -> u32 {
+        self.history.iter().filter(|h| h.outcome == outcome).count() as u32
+    }
+
+    /// Closes the record of the attempt with fencing epoch `epoch`.
+    pub fn close_attempt(
+        &mut self,
+        epoch: u64,
+        outcome: Outcome,
+        exit_code: Option<i32>,
+        message: &str,
+        now: i64,
+    ) {
+        if let Some(h) = self.history.iter_mut().rev().find(|h| h.epoch == epoch) {
+            h.outcome = outcome;
+            h.exit_code = exit_code;
+            h.finished_at = Some(now);
+            h.message = message.to_string();
+        }
+    }
+
+    /// Puts the action back in the queue for a new attempt; results from the
+    /// old attempt no longer match (its epoch is gone).
+    pub fn requeue(&mut self, message: String) {
+        self.status = Some(ActionStatus::InProgress);
+        self.agent = None;
+        self.epoch = 0;
+        self.exit_code = None;
+        self.message = message;
+    }
+
     pub fn status(&self) -> ActionStatus {
         self.status.unwrap_or(ActionStatus::Pending)
     }

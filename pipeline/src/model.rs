@@ -29,6 +29,15 @@ pub const DEFAULT_APPROVAL_TIMEOUT_MS: u64 = 7 * 24 * 60 * 60 * 1_000;
 /// Role allowed to approve when an approval action lists no `approvers`.
 pub const DEFAULT_APPROVER: &str = "approver";
 
+/// Largest accepted `retries` of a build or test action.
+pub const MAX_RETRIES: u32 = 10;
+
+/// Largest accepted `resources.cpus`, in millicpus (1024 CPUs).
+pub const MAX_MILLICPUS: u64 = 1024 * 1_000;
+
+/// Smallest accepted `resources.memory`, in bytes (4 MiB).
+pub const MIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024;
+
 /// A complete, validated pipeline definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pipeline {
@@ -87,8 +96,24 @@ pub struct Action {
     pub outputs: BTreeMap<String, Vec<String>>,
     /// Time limit with defaults applied, in milliseconds.
     pub timeout_ms: u64,
+    /// Container resource limits (build/test only); unset fields mean no limit.
+    #[serde(default)]
+    pub resources: Resources,
+    /// How many times a failed command run is retried on a new attempt, at
+    /// most [`MAX_RETRIES`] (build/test only; 0 for approvals).
+    #[serde(default)]
+    pub retries: u32,
     /// Roles or operator names allowed to approve; empty unless `kind` is approval.
     pub approvers: Vec<String>,
+}
+
+/// Resource limits of a build or test action's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU limit in thousandths of a CPU (`cpus: 1.5` is 1500), at most [`MAX_MILLICPUS`].
+    pub millicpus: Option<u64>,
+    /// Memory limit in bytes, at least [`MIN_MEMORY_BYTES`].
+    pub memory_bytes: Option<u64>,
 }
 
 /// What an action does.
@@ -149,6 +174,11 @@ mod tests {
             env: BTreeMap::new(),
             outputs: BTreeMap::new(),
             timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
+            resources: Resources {
+                millicpus: Some(1_500),
+                memory_bytes: Some(MIN_MEMORY_BYTES),
+            },
+            retries: 2,
             approvers: Vec::new(),
         }
     }
@@ -200,5 +230,24 @@ mod tests {
         let json = serde_json::to_string(&p).expect("serialize");
         let back: Pipeline = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn actions_serialized_before_retries_and_resources_still_deserialize() {
+        let mut json = serde_json::to_value(action("old")).expect("serialize");
+        let fields = json.as_object_mut().expect("an action is a JSON object");
+        assert!(fields.remove("retries").is_some());
+        assert!(fields.remove("resources").is_some());
+        let back: Action = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back.retries, 0);
+        assert_eq!(back.resources, Resources::default());
+        assert_eq!(
+            back,
+            Action {
+                retries: 0,
+                resources: Resources::default(),
+                ..action("old")
+            }
+        );
     }
 }

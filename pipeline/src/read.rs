@@ -12,12 +12,12 @@ use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode
 
 use crate::duration::parse_duration_ms;
 use crate::model::{
-    Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, MIN_POLL_INTERVAL_MS,
-    Pipeline, Source, Stage,
+    Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, MAX_RETRIES,
+    MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
 };
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
-use crate::rules;
+use crate::rules::{self, CpusError};
 
 const PIPELINE_KEYS: &[&str] = &["name", "source", "stages"];
 const SOURCE_KEYS: &[&str] = &["git", "branch", "poll_interval"];
@@ -34,9 +34,21 @@ const ACTION_KEYS: &[&str] = &[
     "outputs",
     "timeout",
     "approvers",
+    "retries",
+    "resources",
 ];
 /// Keys that only make sense for actions that run commands (build, test).
-const COMMAND_ONLY_KEYS: &[&str] = &["image", "runs_on", "inputs", "commands", "env", "outputs"];
+const COMMAND_ONLY_KEYS: &[&str] = &[
+    "image",
+    "runs_on",
+    "inputs",
+    "commands",
+    "env",
+    "outputs",
+    "retries",
+    "resources",
+];
+const RESOURCE_KEYS: &[&str] = &["cpus", "memory"];
 /// Keys that only make sense for approval actions.
 const APPROVAL_ONLY_KEYS: &[&str] = &["approvers"];
 
@@ -196,6 +208,8 @@ impl Reader<'_> {
             env: BTreeMap::new(),
             outputs: BTreeMap::new(),
             timeout_ms: ActionKind::Build.default_timeout_ms(),
+            resources: Resources::default(),
+            retries: 0,
             approvers: Vec::new(),
         };
         let mut loc = ActionLoc {
@@ -289,6 +303,12 @@ impl Reader<'_> {
                 action.outputs = outputs;
                 loc.outputs = output_locs;
             }
+            if let Some(value) = field(map, "retries") {
+                action.retries = self.retries(value).unwrap_or(0);
+            }
+            if let Some(value) = field(map, "resources") {
+                action.resources = self.resources(value);
+            }
         }
         if is_approval {
             if let Some(value) = field(map, "approvers") {
@@ -342,16 +362,7 @@ impl Reader<'_> {
     }
 
     fn run_order(&mut self, value: Value<'_>) -> Option<u32> {
-        let at = value.pos();
-        let found = describe(value.node);
-        let scalar = value
-            .node
-            .as_scalar()
-            .filter(|s| s.may_coerce() && !is_null(s));
-        let Some(number) = scalar.and_then(|s| s.as_str().parse::<i128>().ok()) else {
-            self.error(at, format!("`run_order` must be an integer, found {found}"));
-            return None;
-        };
+        let (number, at) = self.integer(value, "`run_order`")?;
         if number < 1 {
             self.error(
                 at,
@@ -366,6 +377,69 @@ impl Reader<'_> {
                     at,
                     format!("`run_order` must be at most {}, found {number}", u32::MAX),
                 );
+                None
+            }
+        }
+    }
+
+    fn retries(&mut self, value: Value<'_>) -> Option<u32> {
+        let (number, at) = self.integer(value, "`retries`")?;
+        match u32::try_from(number).ok().filter(|&n| n <= MAX_RETRIES) {
+            Some(retries) => Some(retries),
+            None => {
+                self.error(
+                    at,
+                    format!("`retries` must be between 0 and {MAX_RETRIES}, found {number}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The `resources` mapping; invalid entries are reported and left unset.
+    fn resources(&mut self, value: Value<'_>) -> Resources {
+        let mut resources = Resources::default();
+        let Some(map) = self.mapping(value, "`resources`") else {
+            return resources;
+        };
+        self.check_keys(map, "resources", RESOURCE_KEYS);
+        if map.is_empty() {
+            self.error(mapping_pos(map), "`resources` must set cpus or memory");
+        }
+        if let Some(value) = field(map, "cpus") {
+            resources.millicpus = self.cpus(value);
+        }
+        if let Some((text, at)) =
+            field(map, "memory").and_then(|value| self.string(value, "`memory`"))
+        {
+            match rules::parse_memory_bytes(&text) {
+                Ok(bytes) => resources.memory_bytes = Some(bytes),
+                Err(message) => self.error(at, message),
+            }
+        }
+        resources
+    }
+
+    /// `resources.cpus` in millicpus: an unquoted number such as `2` or `1.5`.
+    fn cpus(&mut self, value: Value<'_>) -> Option<u64> {
+        let at = value.pos();
+        let scalar = value
+            .node
+            .as_scalar()
+            .filter(|s| s.may_coerce() && !is_null(s));
+        let result = match scalar {
+            Some(scalar) => rules::parse_millicpus(scalar.as_str()),
+            None => Err(CpusError::NotANumber),
+        };
+        match result {
+            Ok(millicpus) => Some(millicpus),
+            Err(CpusError::NotANumber) => {
+                let found = describe(value.node);
+                self.error(at, format!("`cpus` must be a number, found {found}"));
+                None
+            }
+            Err(CpusError::Invalid(message)) => {
+                self.error(at, message);
                 None
             }
         }
@@ -587,6 +661,23 @@ impl Reader<'_> {
             );
         }
         list
+    }
+
+    /// An unquoted integer scalar, at any size (the caller checks the range).
+    fn integer(&mut self, value: Value<'_>, what: &str) -> Option<(i128, Pos)> {
+        let at = value.pos();
+        let scalar = value
+            .node
+            .as_scalar()
+            .filter(|s| s.may_coerce() && !is_null(s));
+        match scalar.and_then(|s| s.as_str().parse::<i128>().ok()) {
+            Some(number) => Some((number, at)),
+            None => {
+                let found = describe(value.node);
+                self.error(at, format!("{what} must be an integer, found {found}"));
+                None
+            }
+        }
     }
 
     /// Any non-null scalar, as written (numbers and booleans keep their text).

@@ -2,7 +2,7 @@
 //! labels, environment variable names and output paths. Each returns what
 //! is wrong, for the caller to wrap into a positioned diagnostic.
 
-use crate::model::SOURCE_ARTIFACT;
+use crate::model::{MAX_MILLICPUS, MIN_MEMORY_BYTES, SOURCE_ARTIFACT};
 use crate::name::validate_name;
 
 /// URL schemes accepted in `source.git`.
@@ -160,6 +160,102 @@ pub(crate) fn check_output_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a `cpus` value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CpusError {
+    /// Not a plain decimal number such as `2` or `1.5`.
+    NotANumber,
+    /// A number, but out of range or too precise; the message says why.
+    Invalid(String),
+}
+
+/// A CPU count written as a plain decimal number (`2`, `1.5`, `0.25`),
+/// converted exactly to millicpus. It must be greater than 0, at most 1024,
+/// and a multiple of 0.001.
+pub(crate) fn parse_millicpus(text: &str) -> Result<u64, CpusError> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return Err(CpusError::NotANumber);
+    }
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    let is_zero = whole.is_empty() && fraction.is_empty();
+    if negative || is_zero {
+        return Err(CpusError::Invalid(format!(
+            "`cpus` must be greater than 0, found {text}"
+        )));
+    }
+    let too_many = || CpusError::Invalid(format!("`cpus` must be at most 1024, found {text}"));
+    // More digits than u64 holds is certainly more than 1024.
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| too_many())?
+    };
+    if fraction.len() > 3 {
+        return Err(CpusError::Invalid(format!(
+            "`cpus` must be a multiple of 0.001, found {text}"
+        )));
+    }
+    // Pad to exactly three digits: "5" is 500 millicpus, "25" is 250.
+    let thousandths: u64 = format!("{fraction:0<3}").parse().unwrap_or(0);
+    let millicpus = whole
+        .checked_mul(1_000)
+        .and_then(|m| m.checked_add(thousandths))
+        .filter(|&m| m <= MAX_MILLICPUS)
+        .ok_or_else(too_many)?;
+    Ok(millicpus)
+}
+
+/// A memory size: bytes (`1048576000`) or a number with a binary suffix
+/// `k`, `m` or `g`, optionally followed by `i` and/or `b`, in any case
+/// (`512m`, `1Gi`, `64MB`, `2kib`). It must be at least 4m.
+pub(crate) fn parse_memory_bytes(text: &str) -> Result<u64, String> {
+    let invalid = || {
+        format!(
+            "invalid memory size {text:?}: expected a number of bytes, or a number with \
+             suffix k, m or g (like 512m or 2g)"
+        )
+    };
+    let digits_end = text
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits_end);
+    if number.is_empty() {
+        return Err(invalid());
+    }
+    let suffix = suffix.to_ascii_lowercase();
+    let mut unit = suffix.chars();
+    let shift = match unit.next() {
+        None => 0,
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some(_) => return Err(invalid()),
+    };
+    if !matches!(unit.as_str(), "" | "i" | "b" | "ib") {
+        return Err(invalid());
+    }
+    let too_large = || format!("memory size {text:?} is too large");
+    let bytes = number
+        .parse::<u64>()
+        .map_err(|_| too_large())?
+        .checked_mul(1 << shift)
+        .ok_or_else(too_large)?;
+    if bytes < MIN_MEMORY_BYTES {
+        return Err(format!(
+            "`memory` must be at least 4m ({MIN_MEMORY_BYTES} bytes), found {text}"
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +324,88 @@ mod tests {
         }
         for bad in ["", "/etc/passwd", "../x", "a/../../b", "a/.."] {
             assert!(check_output_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpus() {
+        for (text, millicpus) in [
+            ("1", 1_000),
+            ("2", 2_000),
+            ("1.5", 1_500),
+            ("0.25", 250),
+            (".5", 500),
+            ("3.", 3_000),
+            ("0.001", 1),
+            ("1.2500", 1_250),
+            ("007", 7_000),
+            ("1024", 1_024_000),
+            ("1024.000", 1_024_000),
+        ] {
+            assert_eq!(parse_millicpus(text), Ok(millicpus), "{text}");
+        }
+        for text in [
+            "", ".", "lots", "1e3", "1,5", "+1", "0x10", " 1", "1.5.0", "--1",
+        ] {
+            assert_eq!(parse_millicpus(text), Err(CpusError::NotANumber), "{text}");
+        }
+        for (text, needle) in [
+            ("0", "greater than 0"),
+            ("0.000", "greater than 0"),
+            ("-1", "greater than 0"),
+            ("-0.5", "greater than 0"),
+            ("0.0005", "multiple of 0.001"),
+            ("1024.001", "at most 1024"),
+            ("1025", "at most 1024"),
+            ("99999999999999999999999", "at most 1024"),
+        ] {
+            match parse_millicpus(text) {
+                Err(CpusError::Invalid(message)) => {
+                    assert!(message.contains(needle), "{text}: {message}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn memory_sizes() {
+        for (text, bytes) in [
+            ("4194304", 4_194_304),
+            ("1048576000", 1_048_576_000),
+            ("4096k", 4 << 20),
+            ("512m", 512 << 20),
+            ("512M", 512 << 20),
+            ("512Mi", 512 << 20),
+            ("512MB", 512 << 20),
+            ("512mib", 512 << 20),
+            ("1g", 1 << 30),
+            ("16GiB", 16 << 30),
+            ("17179869183g", 17_179_869_183 << 30),
+        ] {
+            assert_eq!(parse_memory_bytes(text), Ok(bytes), "{text}");
+        }
+        for (text, needle) in [
+            ("", "invalid memory size"),
+            ("m", "invalid memory size"),
+            ("12 parsecs", "invalid memory size"),
+            ("1.5g", "invalid memory size"),
+            ("-4m", "invalid memory size"),
+            ("4 m", "invalid memory size"),
+            ("4t", "invalid memory size"),
+            ("4mbi", "invalid memory size"),
+            ("4b", "invalid memory size"),
+            ("1k", "at least 4m"),
+            ("4194303", "at least 4m"),
+            ("0", "at least 4m"),
+            ("17179869184gb", "too large"),
+            ("17179869184g", "too large"),
+            ("99999999999999999999", "too large"),
+        ] {
+            match parse_memory_bytes(text) {
+                Err(message) => assert!(message.contains(needle), "{text}: {message}"),
+                Ok(bytes) => panic!("{text}: accepted as {bytes}"),
+            }
         }
     }
 }

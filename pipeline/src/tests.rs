@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     Action, ActionKind, DEFAULT_APPROVAL_TIMEOUT_MS, DEFAULT_COMMAND_TIMEOUT_MS, Diagnostic,
-    Pipeline, Source, Stage, parse,
+    Pipeline, Resources, Source, Stage, parse,
 };
 
 /// Joins lines with '\n' so that `lines[i]` is on line `i + 1`.
@@ -131,6 +131,8 @@ fn full_example_parses_with_defaults() {
         env: BTreeMap::new(),
         outputs: BTreeMap::new(),
         timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
+        resources: Resources::default(),
+        retries: 0,
         approvers: Vec::new(),
     };
     let approval = |name: &str, run_order| Action {
@@ -144,6 +146,8 @@ fn full_example_parses_with_defaults() {
         env: BTreeMap::new(),
         outputs: BTreeMap::new(),
         timeout_ms: DEFAULT_APPROVAL_TIMEOUT_MS,
+        resources: Resources::default(),
+        retries: 0,
         approvers: strings(&["approver"]),
     };
     let expected = Pipeline {
@@ -227,6 +231,8 @@ fn minimal_pipeline_gets_defaults() {
     assert!(action.env.is_empty());
     assert!(action.outputs.is_empty());
     assert!(action.approvers.is_empty());
+    assert_eq!(action.retries, 0);
+    assert_eq!(action.resources, Resources::default());
 }
 
 #[test]
@@ -238,6 +244,8 @@ fn approval_defaults() {
     assert!(action.commands.is_empty());
     assert_eq!(action.approvers, strings(&["approver"]));
     assert_eq!(action.timeout_ms, 7 * 24 * 3_600_000);
+    assert_eq!(action.retries, 0);
+    assert_eq!(action.resources, Resources::default());
 }
 
 #[test]
@@ -414,7 +422,7 @@ fn unknown_keys_at_every_level() {
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
             "8:5: unknown key `needs` in stage; expected one of: name, actions",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
-             runs_on, inputs, commands, env, outputs, timeout, approvers",
+             runs_on, inputs, commands, env, outputs, timeout, approvers, retries, resources",
         ]
     );
 }
@@ -788,6 +796,275 @@ fn labels_images_and_commands_must_not_be_blank() {
             "11:26: a command must not be empty",
             "12:27: invalid agent label \"big box\": must not contain whitespace or control \
              characters",
+        ]
+    );
+}
+
+// ---- retries and resources -------------------------------------------------
+
+/// A valid build action (lines 8-11) followed by `extra` from line 12 on.
+fn build_action_with(extra: &[&str]) -> String {
+    let mut body = vec![
+        "name: compile",
+        "type: build",
+        "image: busybox",
+        "commands: [make]",
+    ];
+    body.extend_from_slice(extra);
+    with_action(&body)
+}
+
+#[test]
+fn retries_and_resources_parse() {
+    let pipeline = parse_ok(&build_action_with(&[
+        "retries: 3",
+        "resources: {cpus: 1.5, memory: 512m}",
+    ]));
+    let action = &pipeline.stages[0].actions[0];
+    assert_eq!(action.retries, 3);
+    assert_eq!(
+        action.resources,
+        Resources {
+            millicpus: Some(1_500),
+            memory_bytes: Some(536_870_912),
+        }
+    );
+
+    let cases: [(&[&str], Resources); 6] = [
+        (
+            &["resources:", "  cpus: 2", "  memory: 1g"],
+            Resources {
+                millicpus: Some(2_000),
+                memory_bytes: Some(1 << 30),
+            },
+        ),
+        (
+            &["resources: {memory: 1048576000}"],
+            Resources {
+                millicpus: None,
+                memory_bytes: Some(1_048_576_000),
+            },
+        ),
+        (
+            &["resources: {cpus: 0.25}"],
+            Resources {
+                millicpus: Some(250),
+                memory_bytes: None,
+            },
+        ),
+        (
+            &["resources: {cpus: 1024, memory: \"4M\"}"],
+            Resources {
+                millicpus: Some(1_024_000),
+                memory_bytes: Some(4 << 20),
+            },
+        ),
+        (
+            &["resources: {memory: 2GiB}"],
+            Resources {
+                millicpus: None,
+                memory_bytes: Some(2 << 30),
+            },
+        ),
+        (
+            &["resources: {memory: 64mb}"],
+            Resources {
+                millicpus: None,
+                memory_bytes: Some(64 << 20),
+            },
+        ),
+    ];
+    for (extra, expected) in cases {
+        let pipeline = parse_ok(&build_action_with(extra));
+        let action = &pipeline.stages[0].actions[0];
+        assert_eq!(action.resources, expected, "{extra:?}");
+        assert_eq!(action.retries, 0, "{extra:?}");
+    }
+
+    for retries in [0, 10] {
+        let line = format!("retries: {retries}");
+        let pipeline = parse_ok(&build_action_with(&[&line]));
+        assert_eq!(pipeline.stages[0].actions[0].retries, retries);
+    }
+    let test_action = parse_ok(&with_action(&[
+        "name: unit",
+        "type: test",
+        "image: busybox",
+        "commands: [make test]",
+        "retries: 1",
+        "resources: {cpus: 4}",
+    ]));
+    let action = &test_action.stages[0].actions[0];
+    assert_eq!(
+        (action.retries, action.resources.millicpus),
+        (1, Some(4_000))
+    );
+}
+
+#[test]
+fn bad_retries() {
+    let cases = [
+        (
+            "retries: fast",
+            "`retries` must be an integer, found \"fast\"",
+        ),
+        (
+            "retries: 1.5",
+            "`retries` must be an integer, found \"1.5\"",
+        ),
+        (
+            "retries: \"2\"",
+            "`retries` must be an integer, found \"2\"",
+        ),
+        ("retries: [1]", "`retries` must be an integer, found a list"),
+        (
+            "retries: 11",
+            "`retries` must be between 0 and 10, found 11",
+        ),
+        (
+            "retries: -1",
+            "`retries` must be between 0 and 10, found -1",
+        ),
+        (
+            "retries: 99999999999",
+            "`retries` must be between 0 and 10, found 99999999999",
+        ),
+    ];
+    for (line, message) in cases {
+        assert_eq!(
+            errors(&build_action_with(&[line])),
+            vec![format!("12:18: {message}")],
+            "{line}"
+        );
+    }
+    assert_eq!(
+        errors(&build_action_with(&["retries:"])),
+        vec!["12:9: `retries` must be an integer, found nothing (null)"]
+    );
+}
+
+#[test]
+fn bad_cpus() {
+    let cases = [
+        ("cpus: 0", "`cpus` must be greater than 0, found 0"),
+        ("cpus: 0.0", "`cpus` must be greater than 0, found 0.0"),
+        ("cpus: -2", "`cpus` must be greater than 0, found -2"),
+        ("cpus: lots", "`cpus` must be a number, found \"lots\""),
+        ("cpus: \"lots\"", "`cpus` must be a number, found \"lots\""),
+        ("cpus: \"2\"", "`cpus` must be a number, found \"2\""),
+        ("cpus: [2]", "`cpus` must be a number, found a list"),
+        ("cpus: 1025", "`cpus` must be at most 1024, found 1025"),
+        (
+            "cpus: 0.0001",
+            "`cpus` must be a multiple of 0.001, found 0.0001",
+        ),
+    ];
+    for (line, message) in cases {
+        assert_eq!(
+            errors(&build_action_with(&["resources:", &format!("  {line}")])),
+            vec![format!("13:17: {message}")],
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn bad_memory() {
+    let diags = errors(&build_action_with(&["resources:", "  memory: 12 parsecs"]));
+    assert_eq!(
+        diags,
+        vec![
+            "13:19: invalid memory size \"12 parsecs\": expected a number of bytes, or a number \
+             with suffix k, m or g (like 512m or 2g)"
+        ]
+    );
+    let cases = [
+        (
+            "memory: 1k",
+            "`memory` must be at least 4m (4194304 bytes), found 1k",
+        ),
+        (
+            "memory: 4194303",
+            "`memory` must be at least 4m (4194304 bytes), found 4194303",
+        ),
+        (
+            "memory: 99999999999g",
+            "memory size \"99999999999g\" is too large",
+        ),
+        ("memory: [1g]", "`memory` must be a string, found a list"),
+    ];
+    for (line, message) in cases {
+        assert_eq!(
+            errors(&build_action_with(&["resources:", &format!("  {line}")])),
+            vec![format!("13:19: {message}")],
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn bad_resources_structure() {
+    assert_eq!(
+        errors(&build_action_with(&[
+            "resources:",
+            "  cpus: 2",
+            "  disk: 10g",
+            "  memory: 1g",
+        ])),
+        vec!["14:11: unknown key `disk` in resources; expected one of: cpus, memory"]
+    );
+    assert_eq!(
+        errors(&build_action_with(&["resources: {}"])),
+        vec!["12:20: `resources` must set cpus or memory"]
+    );
+    assert_eq!(
+        errors(&build_action_with(&["resources: 2"])),
+        vec!["12:20: `resources` must be a mapping, found \"2\""]
+    );
+    assert_eq!(
+        errors(&build_action_with(&["resources:"])),
+        vec!["12:9: `resources` must be a mapping, found nothing (null)"]
+    );
+    // Every problem is reported in one pass.
+    assert_eq!(
+        errors(&build_action_with(&[
+            "retries: 20",
+            "resources: {cpus: 0, memory: 1k, gpus: 1}",
+        ])),
+        vec![
+            "12:18: `retries` must be between 0 and 10, found 20",
+            "13:27: `cpus` must be greater than 0, found 0",
+            "13:38: `memory` must be at least 4m (4194304 bytes), found 1k",
+            "13:42: unknown key `gpus` in resources; expected one of: cpus, memory",
+        ]
+    );
+}
+
+#[test]
+fn retries_and_resources_are_only_for_command_actions() {
+    assert_eq!(
+        errors(&with_action(&[
+            "name: gate",
+            "type: approval",
+            "retries: 2",
+            "resources: {cpus: 1, memory: 64m}",
+        ])),
+        vec![
+            "10:9: `retries` is not allowed in approval actions; it is only for build and test \
+             actions",
+            "11:9: `resources` is not allowed in approval actions; it is only for build and \
+             test actions",
+        ]
+    );
+    assert_eq!(
+        errors(&with_action(&[
+            "name: gate",
+            "type: approval",
+            "resources: {}"
+        ])),
+        vec![
+            "10:9: `resources` is not allowed in approval actions; it is only for build and \
+             test actions"
         ]
     );
 }

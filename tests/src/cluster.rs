@@ -550,6 +550,33 @@ impl Cluster {
         }
     }
 
+    /// Sends a signal (e.g. "STOP", "CONT", "TERM") to an agent process.
+    pub fn signal_agent(&self, name: &str, signal: &str) {
+        let pid = self
+            .agents
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.child.as_ref())
+            .map(|c| c.id())
+            .unwrap_or_else(|| panic!("agent {name} is not running"));
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+    }
+
+    /// The agent's exit status once it has exited.
+    pub fn agent_exited(&mut self, name: &str) -> Option<std::process::ExitStatus> {
+        let a = self.agents.iter_mut().find(|a| a.name == name)?;
+        a.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The agent's log so far.
+    pub fn agent_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("agent-{name}.log")))
+            .unwrap_or_default()
+    }
+
     /// Starts an already enrolled agent again (no token) and waits until it is connected.
     pub fn restart_agent(&mut self, name: &str) {
         self.kill_agent(name);

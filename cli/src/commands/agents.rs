@@ -19,6 +19,7 @@ struct AgentJson<'a> {
     last_seen: &'a str,
     address: &'a str,
     version: &'a str,
+    draining: bool,
 }
 
 pub fn agents_table(agents: &[pb::AgentView]) -> Table {
@@ -68,10 +69,46 @@ pub async fn list(global: &GlobalArgs) -> Result<()> {
                     last_seen: &a.last_seen,
                     address: &a.address,
                     version: &a.version,
+                    draining: a.draining,
                 })
                 .collect::<Vec<_>>(),
         ),
     }
+}
+
+/// `ferry agents drain NAME [--undo]`.
+pub async fn drain(global: &GlobalArgs, name: &str, undo: bool) -> Result<()> {
+    let mut client = client::connect(global).await?;
+    let a = client
+        .drain_agent(pb::AgentRequest {
+            name: name.to_string(),
+            undo,
+        })
+        .await?
+        .into_inner();
+    let verb = if undo {
+        "back in service"
+    } else {
+        "draining: it finishes what it runs and takes no new work"
+    };
+    output::print(&format!(
+        "agent {} {verb} ({} running)\n",
+        a.name, a.running
+    ))
+}
+
+/// `ferry agents remove NAME`.
+pub async fn remove(global: &GlobalArgs, name: &str) -> Result<()> {
+    let mut client = client::connect(global).await?;
+    client
+        .remove_agent(pb::AgentRequest {
+            name: name.to_string(),
+            undo: false,
+        })
+        .await?;
+    output::print(&format!(
+        "agent {name} removed; its certificate is refused from now on\n"
+    ))
 }
 
 #[cfg(test)]
@@ -90,6 +127,7 @@ mod tests {
             version: "0.1.0".into(),
             address: "127.0.0.1:7500".into(),
             connected: true,
+            draining: false,
         }]);
         assert_eq!(
             table.render(),

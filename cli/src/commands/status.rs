@@ -46,6 +46,19 @@ pub struct ActionJson<'a> {
     pub message: &'a str,
     pub outputs: Vec<OutputJson<'a>>,
     pub approvals: Vec<ApprovalJson<'a>>,
+    /// Every attempt with its agent and outcome (Running, Succeeded, Failed, Lost).
+    pub attempts: Vec<AttemptJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptJson<'a> {
+    pub attempt: u32,
+    pub agent: &'a str,
+    pub outcome: &'a str,
+    pub exit_code: Option<i32>,
+    pub started_at: &'a str,
+    pub finished_at: &'a str,
+    pub message: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +133,19 @@ impl<'a> ActionJson<'a> {
                     decision: &d.decision,
                     comment: &d.comment,
                     at: &d.at,
+                })
+                .collect(),
+            attempts: a
+                .attempts
+                .iter()
+                .map(|t| AttemptJson {
+                    attempt: t.attempt,
+                    agent: &t.agent,
+                    outcome: &t.outcome,
+                    exit_code: (t.exit_code != -1).then_some(t.exit_code),
+                    started_at: &t.started_at,
+                    finished_at: &t.finished_at,
+                    message: &t.message,
                 })
                 .collect(),
         }
@@ -285,6 +311,7 @@ mod tests {
                         started_at: "2024-05-01T10:00:01.000Z".into(),
                         finished_at: "2024-05-01T10:00:09.000Z".into(),
                         approvals: vec![],
+                        attempts: vec![],
                         kind: "build".into(),
                         message: String::new(),
                         run_order: 1,
@@ -307,6 +334,7 @@ mod tests {
                         exit_code: -1,
                         started_at: String::new(),
                         finished_at: String::new(),
+                        attempts: vec![],
                         approvals: vec![pb::ApprovalView {
                             by: "bob".into(),
                             decision: "Approved".into(),
@@ -353,7 +381,8 @@ mod tests {
                             "finished_at": "2024-05-01T10:00:09.000Z",
                             "message": "",
                             "outputs": [{"name": "app", "digest": "sha256:abc", "size": 42, "holders": ["a1"]}],
-                            "approvals": []
+                            "approvals": [],
+                            "attempts": []
                         }]
                     },
                     {
@@ -370,7 +399,8 @@ mod tests {
                             "finished_at": "",
                             "message": "",
                             "outputs": [],
-                            "approvals": [{"by": "bob", "decision": "Approved", "comment": "ship it", "at": "2024-05-01T10:01:00.000Z"}]
+                            "approvals": [{"by": "bob", "decision": "Approved", "comment": "ship it", "at": "2024-05-01T10:01:00.000Z"}],
+                            "attempts": []
                         }]
                     }
                 ]

@@ -27,6 +27,10 @@ pub struct Ctx {
     pub logs: LogHub,
     pub git: Git,
     pub heartbeat_seconds: u32,
+    /// An agent not heard from for this long loses its running attempts.
+    pub agent_lease: std::time::Duration,
+    /// Copies of each artifact and log to keep on distinct agents.
+    pub artifact_replicas: usize,
 }
 
 pub type SharedCtx = Arc<Ctx>;

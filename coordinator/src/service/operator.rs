@@ -428,7 +428,9 @@ impl pb::operator_server::Operator for OperatorService {
                         capacity: a.capacity,
                         running: s.running_on(&a.name).len() as u32,
                         last_seen: seen.unwrap_or_else(|| views::ts(a.registered_at)),
-                        state: if connected {
+                        state: if a.draining {
+                            "Draining"
+                        } else if connected {
                             "Connected"
                         } else if a.registered_at.is_some() {
                             "Disconnected"
@@ -439,11 +441,55 @@ impl pb::operator_server::Operator for OperatorService {
                         version: a.version.clone(),
                         address: a.address.clone(),
                         connected,
+                        draining: a.draining,
                     }
                 })
                 .collect()
         });
         Ok(Response::new(pb::ListAgentsResponse { agents }))
+    }
+
+    async fn drain_agent(
+        &self,
+        req: Request<pb::AgentRequest>,
+    ) -> Result<Response<pb::AgentView>, Status> {
+        let req = req.into_inner();
+        self.0
+            .raft
+            .propose(Command::SetDraining {
+                agent: req.name.clone(),
+                draining: !req.undo,
+            })
+            .await?;
+        tracing::info!(agent = %req.name, draining = !req.undo, "agent drain changed");
+        let list = self
+            .list_agents(Request::new(pb::ListAgentsRequest {}))
+            .await?
+            .into_inner();
+        list.agents
+            .into_iter()
+            .find(|a| a.name == req.name)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("agent `{}`", req.name)))
+    }
+
+    async fn remove_agent(
+        &self,
+        req: Request<pb::AgentRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let req = req.into_inner();
+        self.0
+            .raft
+            .propose(Command::RemoveAgent {
+                agent: req.name.clone(),
+                at: now_ms(),
+            })
+            .await?;
+        tracing::info!(agent = %req.name, "agent removed; its certificate is refused from now on");
+        // Close its session if it is connected here.
+        self.0.agents.disconnect_all(&req.name);
+        self.list_agents(Request::new(pb::ListAgentsRequest {}))
+            .await
     }
 
     async fn create_token(

@@ -82,6 +82,7 @@ impl pb::agent_session_server::AgentSession for SessionService {
                 id: session_id,
                 tx: tx.clone(),
                 last_seen: Instant::now(),
+                accepting: true,
             },
         );
         tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
@@ -90,6 +91,10 @@ impl pb::agent_session_server::AgentSession for SessionService {
             loop {
                 match inbound.message().await {
                     Ok(Some(m)) => {
+                        if !ctx.raft.read(|s| s.agents.contains_key(&name)) {
+                            tracing::info!(agent = %name, "agent was removed; closing its session");
+                            break;
+                        }
                         ctx.agents.touch(&name);
                         if let Some(kind) = m.kind {
                             handle(&ctx, &name, kind, &tx).await;
@@ -143,6 +148,17 @@ async fn reconcile(
     }
 }
 
+/// Tells an agent to stop an attempt that is no longer current (fencing).
+async fn cancel_stale(tx: &crate::hub::SessionTx, attempt: pb::AttemptRef) {
+    let cancel = pb::Cancel {
+        attempt: Some(attempt),
+        reason: "this attempt is no longer current".into(),
+    };
+    let _ = tx
+        .send(Ok(msg(pb::coordinator_message::Kind::Cancel(cancel))))
+        .await;
+}
+
 fn is_current(ctx: &SharedCtx, agent: &str, epoch: u64) -> bool {
     ctx.raft
         .read(|s| s.running_on(agent).iter().any(|(e, _)| *e == epoch))
@@ -157,11 +173,31 @@ async fn handle(
     use pb::agent_message::Kind;
     match kind {
         Kind::Register(_) => tracing::warn!(%agent, "duplicate Register ignored"),
-        Kind::Heartbeat(_) | Kind::Started(_) => {}
+        Kind::Started(_) => {}
+        Kind::Heartbeat(hb) => {
+            if hb.shutting_down {
+                ctx.agents.set_accepting(agent, false);
+            }
+        }
+        Kind::Held(held) => {
+            let cmd = Command::ArtifactHeld {
+                digest: held.digest.clone(),
+                size: held.size,
+                agent: agent.to_string(),
+            };
+            match ctx.raft.propose(cmd).await {
+                Ok(_) => tracing::info!(%agent, digest = %held.digest, "replica recorded"),
+                Err(e) => {
+                    tracing::warn!(%agent, digest = %held.digest, error = %e, "replica not recorded")
+                }
+            }
+        }
         Kind::Log(lines) => {
-            let epoch = lines.attempt.as_ref().map_or(0, |a| a.epoch);
-            if is_current(ctx, agent, epoch) {
-                ctx.logs.append(epoch, &lines.data);
+            let Some(attempt) = lines.attempt else { return };
+            if is_current(ctx, agent, attempt.epoch) {
+                ctx.logs.append(attempt.epoch, lines.offset, &lines.data);
+            } else {
+                cancel_stale(tx, attempt).await;
             }
         }
         Kind::Result(result) => {

@@ -2,7 +2,7 @@
 //! travel back to the proposer as typed errors; the log entry itself is still
 //! "applied" (a no-op), as every member rejects it the same way.
 
-use ferry_pipeline::execution::{ActionStatus, Decision, ExecutionState, ExecutionStatus};
+use ferry_pipeline::execution::{ActionStatus, Decision, ExecutionState, ExecutionStatus, Outcome};
 use thiserror::Error;
 
 use super::{
@@ -47,6 +47,9 @@ pub enum Rejection {
 }
 
 type Applied = Result<Output, Rejection>;
+
+/// Attempts lost with their agent that an action may re-run (at least; `retries` raises it).
+pub const LOST_RETRIES: u32 = 2;
 
 impl ClusterState {
     pub fn apply(&mut self, cmd: Command) -> Applied {
@@ -96,58 +99,46 @@ impl ClusterState {
                 outputs,
                 log,
                 at,
+            } => self.finish_attempt(epoch, agent, success, exit_code, message, outputs, log, at),
+            Command::AgentLost { agent, at } => {
+                self.lose_agent(&agent, &format!("agent `{agent}` stopped answering"), at);
+                Ok(Output::None)
+            }
+            Command::SetDraining { agent, draining } => {
+                let Some(a) = self.agents.get_mut(&agent) else {
+                    return Err(Rejection::NotFound(format!("agent `{agent}`")));
+                };
+                a.draining = draining;
+                Ok(Output::None)
+            }
+            Command::RemoveAgent { agent, at } => {
+                if !self.agents.contains_key(&agent) {
+                    return Err(Rejection::NotFound(format!("agent `{agent}`")));
+                }
+                self.lose_agent(&agent, &format!("agent `{agent}` was removed"), at);
+                self.agents.remove(&agent);
+                for rec in self.artifacts.values_mut() {
+                    rec.holders.remove(&agent);
+                }
+                Ok(Output::None)
+            }
+            Command::ArtifactHeld {
+                digest,
+                size,
+                agent,
             } => {
-                let loc = match self.attempts.get(&epoch) {
-                    Some(loc) if loc.agent == agent => loc.clone(),
-                    _ => {
-                        return Ok(Output::Attempt {
-                            accepted: false,
-                            reason: format!("attempt epoch {epoch} is not assigned to {agent}"),
-                        });
-                    }
-                };
-                let Some(exec) = self.executions.get_mut(&loc.execution) else {
-                    return Err(Rejection::NotFound(format!("execution {}", loc.execution)));
-                };
-                let Some(run) = exec.state.action_mut(loc.stage, loc.action) else {
-                    return Err(Rejection::NotFound("action".into()));
-                };
-                if run.epoch != epoch || run.status() != ActionStatus::InProgress {
-                    return Ok(Output::Attempt {
-                        accepted: false,
-                        reason: format!("stale attempt: epoch {epoch} is no longer current"),
-                    });
+                if !self.agents.contains_key(&agent) {
+                    return Err(Rejection::NotFound(format!("agent `{agent}`")));
                 }
-                run.exit_code = exit_code;
-                run.outputs = outputs.clone();
-                run.log = log.clone();
-                for art in outputs.values().chain(log.iter()) {
-                    let rec = self.artifacts.entry(art.digest.clone()).or_insert_with(|| {
-                        ArtifactRecord {
-                            size: art.size,
-                            ..Default::default()
-                        }
+                let rec = self
+                    .artifacts
+                    .entry(digest)
+                    .or_insert_with(|| ArtifactRecord {
+                        size,
+                        ..Default::default()
                     });
-                    rec.holders.insert(agent.clone());
-                }
-                let Some(pipeline) = self
-                    .pipelines
-                    .get(&exec.pipeline)
-                    .and_then(|p| p.version(exec.version))
-                    .map(|v| v.spec.clone())
-                else {
-                    return Err(Rejection::NotFound(format!(
-                        "pipeline {} version {}",
-                        exec.pipeline, exec.version
-                    )));
-                };
-                exec.state
-                    .finish_action(&pipeline, (loc.stage, loc.action), success, message, at);
-                self.settle(&loc.execution);
-                Ok(Output::Attempt {
-                    accepted: true,
-                    reason: String::new(),
-                })
+                rec.holders.insert(agent);
+                Ok(Output::None)
             }
             Command::Decide {
                 execution,
@@ -260,6 +251,7 @@ impl ClusterState {
                         address: String::new(),
                         enrolled_at: at,
                         registered_at: None,
+                        draining: false,
                     },
                 );
                 Ok(Output::None)
@@ -306,6 +298,113 @@ impl ClusterState {
                 p.last_polled_at = Some(at);
                 Ok(Output::None)
             }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_attempt(
+        &mut self,
+        epoch: u64,
+        agent: String,
+        success: bool,
+        exit_code: Option<i32>,
+        message: String,
+        outputs: std::collections::BTreeMap<String, ferry_pipeline::execution::ArtifactRef>,
+        log: Option<ferry_pipeline::execution::ArtifactRef>,
+        at: i64,
+    ) -> Applied {
+        let loc = match self.attempts.get(&epoch) {
+            Some(loc) if loc.agent == agent => loc.clone(),
+            _ => {
+                return Ok(Output::Attempt {
+                    accepted: false,
+                    reason: format!("attempt epoch {epoch} is not assigned to {agent}"),
+                });
+            }
+        };
+        // The log is kept whatever happens to the attempt.
+        for art in outputs.values().chain(log.iter()) {
+            let rec = self
+                .artifacts
+                .entry(art.digest.clone())
+                .or_insert_with(|| ArtifactRecord {
+                    size: art.size,
+                    ..Default::default()
+                });
+            rec.holders.insert(agent.clone());
+        }
+        let (exec, pipeline) = self.exec_and_pipeline(&loc.execution)?;
+        let retries = pipeline
+            .stages
+            .get(loc.stage)
+            .and_then(|s| s.actions.get(loc.action))
+            .map_or(0, |a| a.retries);
+        let Some(run) = exec.state.action_mut(loc.stage, loc.action) else {
+            return Err(Rejection::NotFound("action".into()));
+        };
+        if run.epoch != epoch || run.agent.is_none() || run.status() != ActionStatus::InProgress {
+            return Ok(Output::Attempt {
+                accepted: false,
+                reason: format!("stale attempt: epoch {epoch} is no longer current"),
+            });
+        }
+        let outcome = if success {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        run.close_attempt(epoch, outcome, exit_code, &message, at);
+        run.exit_code = exit_code;
+        run.log = log;
+        if !success && run.count(Outcome::Failed) <= retries {
+            let n = run.count(Outcome::Failed);
+            run.requeue(format!(
+                "retrying after a failure ({n} of {retries} retries): {message}"
+            ));
+        } else {
+            run.outputs = outputs;
+            exec.state
+                .finish_action(&pipeline, (loc.stage, loc.action), success, message, at);
+        }
+        self.settle(&loc.execution);
+        Ok(Output::Attempt {
+            accepted: true,
+            reason: String::new(),
+        })
+    }
+
+    /// Marks every attempt running on `agent` lost and re-queues each action
+    /// that has retries for lost agents left (else fails it).
+    fn lose_agent(&mut self, agent: &str, why: &str, at: i64) {
+        let running: Vec<(u64, AttemptLoc)> = self
+            .running_on(agent)
+            .into_iter()
+            .map(|(e, l)| (e, l.clone()))
+            .collect();
+        for (epoch, loc) in running {
+            let Ok((exec, pipeline)) = self.exec_and_pipeline(&loc.execution) else {
+                continue;
+            };
+            let limit = pipeline
+                .stages
+                .get(loc.stage)
+                .and_then(|s| s.actions.get(loc.action))
+                .map_or(LOST_RETRIES, |a| a.retries.max(LOST_RETRIES));
+            let Some(run) = exec.state.action_mut(loc.stage, loc.action) else {
+                continue;
+            };
+            run.close_attempt(epoch, Outcome::Lost, None, why, at);
+            if run.count(Outcome::Lost) <= limit {
+                run.requeue(format!("re-queued: {why}"));
+            } else {
+                let message = format!(
+                    "{why}; no retries left after {} lost attempts",
+                    run.count(Outcome::Lost)
+                );
+                exec.state
+                    .finish_action(&pipeline, (loc.stage, loc.action), false, message, at);
+            }
+            self.settle(&loc.execution);
         }
     }
 
@@ -414,8 +513,14 @@ impl ClusterState {
         agent: String,
         at: i64,
     ) -> Applied {
-        if !self.agents.contains_key(&agent) {
-            return Err(Rejection::NotFound(format!("agent `{agent}`")));
+        match self.agents.get(&agent) {
+            None => return Err(Rejection::NotFound(format!("agent `{agent}`"))),
+            Some(a) if a.draining => {
+                return Err(Rejection::FailedPrecondition(format!(
+                    "agent `{agent}` is draining"
+                )));
+            }
+            Some(_) => {}
         }
         let Some(exec) = self.executions.get_mut(&execution) else {
             return Err(Rejection::NotFound(format!("execution {execution}")));
@@ -434,6 +539,16 @@ impl ClusterState {
         run.agent = Some(agent.clone());
         run.started_at = Some(at);
         run.message = String::new();
+        run.history.push(ferry_pipeline::execution::AttemptRecord {
+            attempt: run.attempt,
+            epoch: self.epoch,
+            agent: agent.clone(),
+            outcome: Outcome::Running,
+            exit_code: None,
+            started_at: at,
+            finished_at: None,
+            message: String::new(),
+        });
         let attempt = run.attempt;
         self.attempts.insert(
             self.epoch,

@@ -88,6 +88,26 @@ pub enum Command {
         address: String,
         at: i64,
     },
+    /// The leader saw no heartbeat from `agent` within its lease.
+    AgentLost {
+        agent: String,
+        at: i64,
+    },
+    SetDraining {
+        agent: String,
+        draining: bool,
+    },
+    /// Revokes an agent: its certificate is refused from then on.
+    RemoveAgent {
+        agent: String,
+        at: i64,
+    },
+    /// `agent` now holds a verified copy of a blob (a replica).
+    ArtifactHeld {
+        digest: String,
+        size: u64,
+        agent: String,
+    },
     Grant {
         subject: String,
         role: Role,

@@ -14,7 +14,7 @@ use ferry_pipeline::Pipeline;
 use ferry_pipeline::execution::{ActionStatus, ExecutionState, ExecutionStatus};
 use serde::{Deserialize, Serialize};
 
-pub use apply::{Output, Rejection};
+pub use apply::{LOST_RETRIES, Output, Rejection};
 pub use command::Command;
 
 /// What an identity may do; bound to operator names in cluster state.
@@ -111,6 +111,9 @@ pub struct AgentRecord {
     pub address: String,
     pub enrolled_at: i64,
     pub registered_at: Option<i64>,
+    /// Finishes what it runs, takes no new work.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,356 @@
+//! Agents you can trust: a lost agent's work is re-run elsewhere with exactly
+//! one result recorded, a late result from the old attempt is refused, results
+//! survive a coordinator restart, artifacts survive their producer, hostile
+//! archives are refused, and agents can be drained, stopped gracefully and removed.
+
+use std::time::Duration;
+
+use ferry_tests::{Cluster, Repo, ensure_busybox_image, wait_for};
+use serde_json::Value;
+
+fn repo() -> Repo {
+    let r = Repo::new();
+    r.commit(&[("README", "x")], "init");
+    r
+}
+
+fn one_action(name: &str, repo: &Repo, commands: &str) -> String {
+    format!(
+        "name: {name}\nsource: {{git: {}}}\nstages:\n  - name: s\n    actions:\n      - {{name: work, type: build, image: ferry-local/busybox, commands: {commands}}}\n",
+        repo.url()
+    )
+}
+
+fn outcomes(action: &Value) -> Vec<(String, String)> {
+    action["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["agent"].as_str().unwrap_or("").to_string(),
+                a["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_lost_agent_is_replaced_and_its_late_result_refused() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("lost");
+    let a = c.add_agent("a", &[]);
+    let b = c.add_agent("b", &[]);
+    let r = repo();
+    c.apply(&one_action("lost", &r, "[\"sleep 6\", \"echo done\"]"));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "lost"])
+        .trim()
+        .to_string();
+    let first = wait_for("the action to be assigned", Duration::from_secs(60), || {
+        let v = c.status("lost", &exec);
+        let agent = Cluster::action(&v, "s", "work")["agent"]
+            .as_str()?
+            .to_string();
+        (!agent.is_empty()).then_some(agent)
+    });
+    let other = if first == a { b.clone() } else { a.clone() };
+    // Freeze the agent: it misses its lease (3 heartbeats of 1 s) while its container runs on.
+    c.signal_agent(&first, "STOP");
+    let v = c.wait_status("lost", &exec, "the re-run to succeed", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    let work = Cluster::action(&v, "s", "work");
+    assert_eq!(work["attempt"], 2);
+    assert_eq!(work["agent"], other.as_str());
+    assert_eq!(
+        outcomes(work),
+        vec![
+            (first.clone(), "Lost".to_string()),
+            (other.clone(), "Succeeded".to_string())
+        ],
+        "{work:#}"
+    );
+    // Thaw it: its old attempt finishes and reports, and the result is refused.
+    c.signal_agent(&first, "CONT");
+    wait_for(
+        "the late result to be refused",
+        Duration::from_secs(60),
+        || {
+            c.agent_log(&first)
+                .contains("coordinator refused a result")
+                .then_some(())
+        },
+    );
+    let v = c.status("lost", &exec);
+    let work = Cluster::action(&v, "s", "work");
+    assert_eq!(
+        outcomes(work)
+            .iter()
+            .filter(|(_, o)| o == "Succeeded")
+            .count(),
+        1,
+        "exactly one result: {work:#}"
+    );
+    assert_eq!(work["agent"], other.as_str());
+}
+
+#[test]
+fn a_killed_agent_is_replaced() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("killed");
+    c.add_agent("a", &[]);
+    c.add_agent("b", &[]);
+    let r = repo();
+    c.apply(&one_action("killed", &r, "[\"sleep 4\"]"));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "killed"])
+        .trim()
+        .to_string();
+    let first = wait_for("the action to be assigned", Duration::from_secs(60), || {
+        let v = c.status("killed", &exec);
+        let agent = Cluster::action(&v, "s", "work")["agent"]
+            .as_str()?
+            .to_string();
+        (!agent.is_empty()).then_some(agent)
+    });
+    c.kill_agent(&first);
+    let v = c.wait_status("killed", &exec, "the re-run to succeed", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    let work = Cluster::action(&v, "s", "work");
+    assert_eq!(
+        outcomes(work).first().map(|(_, o)| o.as_str()),
+        Some("Lost")
+    );
+    assert_eq!(
+        outcomes(work)
+            .iter()
+            .filter(|(_, o)| o == "Succeeded")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_result_finished_while_the_coordinator_was_down_arrives() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("cdown");
+    c.add_agent("a", &[]);
+    let r = repo();
+    c.apply(&one_action(
+        "cdown",
+        &r,
+        "[\"sleep 3\", \"echo finished-offline\"]",
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "cdown"])
+        .trim()
+        .to_string();
+    wait_for("the action to run", Duration::from_secs(60), || {
+        let v = c.status("cdown", &exec);
+        (Cluster::action(&v, "s", "work")["agent"] != "").then_some(())
+    });
+    c.kill_coordinator();
+    std::thread::sleep(Duration::from_secs(5));
+    c.start_coordinator();
+    let v = c.wait_status("cdown", &exec, "the result to arrive", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    assert_eq!(
+        Cluster::action(&v, "s", "work")["attempt"],
+        1,
+        "no re-run: the result arrived"
+    );
+    let logs = c.ferry_ok(
+        Some("admin"),
+        &["logs", "cdown", "--execution", &exec, "--action", "s/work"],
+    );
+    assert!(logs.contains("finished-offline"), "{logs}");
+}
+
+#[test]
+fn artifacts_outlive_the_agent_that_made_them() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("replica");
+    let maker = c.add_agent("maker", &["builder"]);
+    c.add_agent("keeper", &["spare"]);
+    c.add_agent("user", &["tester"]);
+    c.grant("ann", "approver");
+    let r = repo();
+    c.apply(&format!(
+        r#"name: replica
+source: {{git: {}}}
+stages:
+  - name: build
+    actions:
+      - {{name: make, type: build, image: ferry-local/busybox, runs_on: [builder], commands: ["mkdir -p out", "echo precious > out/app"], outputs: {{app: [out/]}}}}
+  - name: gate
+    actions:
+      - {{name: go, type: approval}}
+  - name: test
+    actions:
+      - {{name: use, type: test, image: ferry-local/busybox, runs_on: [tester], inputs: [app], commands: ["grep -q precious out/app"]}}
+"#,
+        r.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "replica"])
+        .trim()
+        .to_string();
+    wait_for(
+        "the artifact to be replicated",
+        Duration::from_secs(60),
+        || {
+            let v = c.status("replica", &exec);
+            let holders = Cluster::action(&v, "build", "make")["outputs"][0]["holders"]
+                .as_array()?
+                .len();
+            (holders >= 2).then_some(())
+        },
+    );
+    c.kill_agent(&maker);
+    c.ferry_ok(
+        Some("ann"),
+        &[
+            "approve",
+            "replica",
+            "--execution",
+            &exec,
+            "--action",
+            "gate/go",
+        ],
+    );
+    let v = c.wait_status("replica", &exec, "the consumer to finish", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+}
+
+#[test]
+fn a_hostile_archive_fails_the_action_and_writes_nothing_outside() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("hostile");
+    c.add_agent("a", &[]);
+    let r = repo();
+    c.apply(&format!(
+        r#"name: hostile
+source: {{git: {}}}
+stages:
+  - name: build
+    actions:
+      - {{name: make, type: build, image: ferry-local/busybox, commands: ["mkdir -p out", "ln -s /etc/passwd out/evil"], outputs: {{app: [out/]}}}}
+  - name: test
+    actions:
+      - {{name: use, type: test, image: ferry-local/busybox, inputs: [app], commands: ["echo should-not-run > /tmp/ran"]}}
+"#,
+        r.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "hostile"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("hostile", &exec, "the execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Failed");
+    let used = Cluster::action(&v, "test", "use");
+    assert_eq!(used["status"], "Failed");
+    let msg = used["message"].as_str().unwrap_or("");
+    assert!(msg.contains("hostile") && msg.contains("out/evil"), "{msg}");
+    let logs = c.ferry_ok(
+        Some("admin"),
+        &[
+            "logs",
+            "hostile",
+            "--execution",
+            &exec,
+            "--action",
+            "test/use",
+        ],
+    );
+    assert!(!logs.contains("should-not-run"), "no command ran: {logs}");
+}
+
+#[test]
+fn drained_agents_take_no_work_and_removed_agents_are_refused() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("ops");
+    let a = c.add_agent("a", &[]);
+    let b = c.add_agent("b", &[]);
+    let r = repo();
+    c.apply(&one_action("ops", &r, "[\"true\"]"));
+    c.ferry_ok(Some("admin"), &["agents", "drain", &a]);
+    for _ in 0..3 {
+        let exec = c
+            .ferry_ok(Some("admin"), &["run", "ops"])
+            .trim()
+            .to_string();
+        let v = c.wait_status("ops", &exec, "the execution to end", |v| {
+            v["status"] != "InProgress"
+        });
+        assert_eq!(
+            Cluster::action(&v, "s", "work")["agent"],
+            b.as_str(),
+            "a draining agent gets nothing"
+        );
+    }
+    let list = c.ferry_ok(Some("admin"), &["agents", "list", "-o", "json"]);
+    assert!(list.contains("Draining"), "{list}");
+    c.ferry_ok(Some("admin"), &["agents", "drain", &a, "--undo"]);
+    c.ferry_ok(Some("admin"), &["agents", "remove", &b]);
+    let list = c.ferry_ok(Some("admin"), &["agents", "list", "-o", "json"]);
+    assert!(!list.contains(&format!("\"{b}\"")), "{list}");
+    wait_for(
+        "the removed agent to be refused",
+        Duration::from_secs(30),
+        || {
+            c.agent_log(&b)
+                .contains("not enrolled in this cluster")
+                .then_some(())
+        },
+    );
+    // Work now goes to the agent back in service.
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "ops"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("ops", &exec, "the execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(Cluster::action(&v, "s", "work")["agent"], a.as_str());
+}
+
+#[test]
+fn sigterm_finishes_running_work_before_exiting() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("term");
+    let a = c.add_agent("a", &[]);
+    let r = repo();
+    c.apply(&one_action(
+        "term",
+        &r,
+        "[\"sleep 3\", \"echo drained-ok\"]",
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "term"])
+        .trim()
+        .to_string();
+    wait_for("the action to run", Duration::from_secs(60), || {
+        let v = c.status("term", &exec);
+        (Cluster::action(&v, "s", "work")["agent"] != "").then_some(())
+    });
+    c.signal_agent(&a, "TERM");
+    let status = wait_for("the agent to exit", Duration::from_secs(60), || {
+        c.agent_exited(&a)
+    });
+    assert!(status.success(), "a drained agent exits cleanly");
+    let v = c.wait_status("term", &exec, "the execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    assert_eq!(Cluster::action(&v, "s", "work")["attempt"], 1);
+}
