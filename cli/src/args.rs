@@ -103,6 +103,35 @@ pub enum Command {
     /// Coordinator cluster: status, membership, leadership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// List an execution's artifacts and logs, or download one by digest.
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Outputs and logs of an execution, with digests and the agents holding them.
+    List(ArtifactsListArgs),
+    /// Download a blob by digest; its sha256 is checked before the file is kept.
+    Get(ArtifactsGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactsListArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Execution id.
+    #[arg(long, value_name = "ID")]
+    pub execution: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactsGetArgs {
+    /// The blob's digest, `sha256:<hex>` (from `ferry artifacts list`).
+    pub digest: String,
+    /// File to write (a tar for outputs, text for logs).
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -56,6 +56,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Rbac(command) => rbac::run(g, command).await?,
         Command::Whoami => rbac::whoami(g).await?,
         Command::Cluster(command) => cluster::run(g, command).await?,
+        Command::Artifacts(command) => artifacts::run(g, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

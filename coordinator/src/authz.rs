@@ -47,7 +47,8 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" => Permission::Admin,
             "WhoAmI" => Permission::Decide,
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
-            | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus" => Permission::View,
+            | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus"
+            | "ListArtifacts" | "GetArtifact" => Permission::View,
             _ => return None,
         },
         _ => return None,

@@ -228,6 +228,42 @@ stages:
         v["status"] != "InProgress"
     });
     assert_eq!(v["status"], "Succeeded", "{v:#}");
+    // Download it with the CLI, from the replica, digest checked.
+    let list = c.ferry_ok(
+        Some("admin"),
+        &[
+            "artifacts",
+            "list",
+            "replica",
+            "--execution",
+            &exec,
+            "-o",
+            "json",
+        ],
+    );
+    let entries: Value = serde_json::from_str(&list).unwrap_or_default();
+    let digest = entries
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "app"))
+        .and_then(|e| e["digest"].as_str())
+        .unwrap_or_else(|| panic!("no app artifact listed: {list}"))
+        .to_string();
+    let out = c.path().join("app.tar");
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "artifacts",
+            "get",
+            &digest,
+            "--out",
+            &out.display().to_string(),
+        ],
+    );
+    let bytes = std::fs::read(&out).unwrap_or_default();
+    assert!(
+        bytes.windows(8).any(|w| w == b"precious"),
+        "the tar holds out/app"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod approve;
+pub mod artifacts;
 pub mod certs;
 pub mod cluster;
 pub mod logs;

@@ -492,6 +492,73 @@ impl pb::operator_server::Operator for OperatorService {
             .await
     }
 
+    async fn list_artifacts(
+        &self,
+        req: Request<pb::ListArtifactsRequest>,
+    ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
+        self.0.fresh().await?;
+        let req = req.into_inner();
+        let artifacts = self.0.raft.read(|s| {
+            let exec = s
+                .executions
+                .get(&req.execution_id)
+                .filter(|e| e.pipeline == req.pipeline)
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "execution {} of pipeline `{}` not found",
+                        req.execution_id, req.pipeline
+                    ))
+                })?;
+            let spec = s.pipeline_of(exec);
+            let mut out = Vec::new();
+            for (si, runs) in exec.state.actions.iter().enumerate() {
+                for (ai, run) in runs.iter().enumerate() {
+                    let path = spec
+                        .and_then(|p| p.stages.get(si).map(|st| (st, p)))
+                        .and_then(|(st, _)| {
+                            st.actions
+                                .get(ai)
+                                .map(|a| format!("{}/{}", st.name, a.name))
+                        })
+                        .unwrap_or_default();
+                    let entry = |name: &str, art: &ferry_pipeline::execution::ArtifactRef| {
+                        pb::ArtifactEntry {
+                            name: name.to_string(),
+                            action: path.clone(),
+                            digest: art.digest.clone(),
+                            size: art.size,
+                            holders: views::holders(s, &art.digest),
+                            attempt: run.attempt,
+                        }
+                    };
+                    out.extend(run.outputs.iter().map(|(n, a)| entry(n, a)));
+                    out.extend(run.log.iter().map(|a| entry("log", a)));
+                }
+            }
+            Ok::<_, Status>(out)
+        })?;
+        Ok(Response::new(pb::ListArtifactsResponse { artifacts }))
+    }
+
+    type GetArtifactStream = Stream_<pb::Chunk>;
+
+    async fn get_artifact(
+        &self,
+        req: Request<pb::GetArtifactRequest>,
+    ) -> Result<Response<Self::GetArtifactStream>, Status> {
+        let digest = req.into_inner().digest;
+        let holders = self.0.raft.read(|s| {
+            s.artifacts
+                .contains_key(&digest)
+                .then(|| views::holder_addresses(s, &digest))
+                .ok_or_else(|| Status::not_found(format!("no artifact {digest} is recorded")))
+        })?;
+        let stream = crate::peer::fetch(self.0.ca.ca_pem(), &self.0.identity, &holders, &digest)
+            .await
+            .map_err(|e| Status::unavailable(format!("no holder of {digest} answered: {e}")))?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn create_token(
         &self,
         req: Request<pb::CreateTokenRequest>,
