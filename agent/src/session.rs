@@ -303,6 +303,10 @@ impl Agent {
                             self.outbox.remove(epoch);
                         }
                         Some(pb::coordinator_message::Kind::Replicate(r)) => self.clone().replicate(r),
+                        Some(pb::coordinator_message::Kind::Forget(f)) => {
+                            let n = f.digests.iter().filter(|d| self.store.remove(d)).count();
+                            tracing::info!(removed = n, "retention: deleted blobs no execution keeps");
+                        },
                         None => {}
                     }
                 }

@@ -89,6 +89,24 @@ impl Store {
         w.commit(None)
     }
 
+    /// Deletes a blob; true if it was there.
+    pub fn remove(&self, digest: &str) -> bool {
+        self.path(digest)
+            .is_some_and(|p| std::fs::remove_file(p).is_ok())
+    }
+
+    /// Total bytes of stored blobs.
+    pub fn used_bytes(&self) -> u64 {
+        std::fs::read_dir(self.root.join("sha256"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn open_blob(&self, digest: &str) -> Result<File, StoreError> {
         check_digest(digest)?;
         let p = self

@@ -49,6 +49,10 @@ struct Args {
     /// Copies of every artifact and log kept on distinct agents (where there are enough).
     #[arg(long, default_value_t = 2)]
     artifact_replicas: usize,
+    /// Keep the artifacts and logs of the newest N executions of each pipeline
+    /// (and of every running one); older ones are deleted from the agents.
+    #[arg(long, default_value_t = 20)]
+    artifact_retention: usize,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -87,6 +91,7 @@ async fn main() -> std::process::ExitCode {
         heartbeat_seconds: a.heartbeat_seconds,
         agent_lease_seconds: a.agent_lease_seconds,
         artifact_replicas: a.artifact_replicas,
+        artifact_retention: a.artifact_retention,
     })
     .await;
     match result {

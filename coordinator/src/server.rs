@@ -40,6 +40,7 @@ pub struct CoordinatorConfig {
     /// Seconds without a heartbeat before an agent's attempts are lost (0: 3 heartbeats).
     pub agent_lease_seconds: u64,
     pub artifact_replicas: usize,
+    pub artifact_retention: usize,
 }
 
 /// Runs the coordinator until the process is stopped or storage fails.
@@ -92,6 +93,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
             cfg.agent_lease_seconds
         }),
         artifact_replicas: cfg.artifact_replicas.max(1),
+        artifact_retention: cfg.artifact_retention.max(1),
     });
 
     if !cfg.join {
@@ -102,6 +104,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::leader::timers(ctx.clone()));
     tokio::spawn(crate::leader::leases(ctx.clone()));
     tokio::spawn(crate::leader::replicator(ctx.clone()));
+    tokio::spawn(crate::leader::retention(ctx.clone()));
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {

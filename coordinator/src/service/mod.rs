@@ -31,6 +31,8 @@ pub struct Ctx {
     pub agent_lease: std::time::Duration,
     /// Copies of each artifact and log to keep on distinct agents.
     pub artifact_replicas: usize,
+    /// Artifacts and logs of the newest this-many executions per pipeline are kept.
+    pub artifact_retention: usize,
 }
 
 pub type SharedCtx = Arc<Ctx>;

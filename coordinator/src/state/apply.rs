@@ -122,6 +122,12 @@ impl ClusterState {
                 }
                 Ok(Output::None)
             }
+            Command::ForgetArtifacts { digests } => {
+                for d in digests {
+                    self.artifacts.remove(&d);
+                }
+                Ok(Output::None)
+            }
             Command::ArtifactHeld {
                 digest,
                 size,

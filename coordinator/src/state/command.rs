@@ -108,6 +108,10 @@ pub enum Command {
         size: u64,
         agent: String,
     },
+    /// Retention dropped these blobs: no execution it keeps refers to them.
+    ForgetArtifacts {
+        digests: Vec<String>,
+    },
     Grant {
         subject: String,
         role: Role,

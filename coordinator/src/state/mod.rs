@@ -224,6 +224,29 @@ impl ClusterState {
         out
     }
 
+    /// Blobs that retention may drop: referenced by no execution that is still
+    /// running or among the newest `keep` of its pipeline.
+    pub fn unreferenced_artifacts(&self, keep: usize) -> Vec<String> {
+        let mut live = BTreeSet::new();
+        for p in self.pipelines.values() {
+            let newest = p.executions.iter().rev().take(keep);
+            for id in newest.chain(p.executions.iter().filter(|id| self.active.contains(*id))) {
+                let Some(e) = self.executions.get(id) else {
+                    continue;
+                };
+                for run in e.state.actions.iter().flatten() {
+                    live.extend(run.outputs.values().map(|a| a.digest.as_str()));
+                    live.extend(run.log.iter().map(|a| a.digest.as_str()));
+                }
+            }
+        }
+        self.artifacts
+            .keys()
+            .filter(|d| !live.contains(d.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// A stable digest of the whole state, to compare members.
     pub fn digest(&self) -> String {
         use sha2::Digest;

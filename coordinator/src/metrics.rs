@@ -1,0 +1,360 @@
+//! Prometheus metrics of one coordinator member, served in the text format on
+//! `GET /metrics` (plain HTTP) when `--metrics-listen` is given. Gauges are
+//! computed at scrape time from the applied cluster state, the Raft status and
+//! the leader's agent hub; the dispatch-latency histogram is observed by the
+//! scheduler when it sends an assignment.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ferry_pipeline::execution::{ActionRun, ExecutionStatus};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use crate::service::{Ctx, SharedCtx};
+use crate::state::ClusterState;
+
+/// What `prometheus-client` writes (Prometheus negotiates and parses it).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the dispatch-latency buckets: from an idle
+/// cluster (milliseconds) to actions that wait for capacity (up to an hour).
+const DISPATCH_BUCKETS: [f64; 15] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// A slow client may take this long to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum MetricsError {
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("encoding the metrics failed")]
+    Encode(#[from] std::fmt::Error),
+}
+
+/// One label, e.g. `state="connected"`.
+type Label = [(&'static str, &'static str); 1];
+
+/// The coordinator's metrics; lives in [`Ctx`].
+pub struct Metrics {
+    registry: Registry,
+    /// One scrape at a time refreshes and encodes the scrape-time gauges.
+    scrape: Mutex<()>,
+    queue_depth: Gauge,
+    running_actions: Gauge,
+    agents: Family<Label, Gauge>,
+    raft_term: Gauge,
+    raft_commit_index: Gauge,
+    raft_applied_index: Gauge,
+    raft_is_leader: Gauge,
+    dispatch_latency: Histogram,
+    executions: Family<Label, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            scrape: Mutex::new(()),
+            queue_depth: Gauge::default(),
+            running_actions: Gauge::default(),
+            agents: Family::default(),
+            raft_term: Gauge::default(),
+            raft_commit_index: Gauge::default(),
+            raft_applied_index: Gauge::default(),
+            raft_is_leader: Gauge::default(),
+            dispatch_latency: Histogram::new(DISPATCH_BUCKETS),
+            executions: Family::default(),
+        };
+        let mut r = m.registry;
+        r.register(
+            "ferry_queue_depth",
+            "Build and test actions waiting for an agent",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "ferry_running_actions",
+            "Attempts assigned to an agent and not finished",
+            m.running_actions.clone(),
+        );
+        r.register(
+            "ferry_agents",
+            "Enrolled agents by state (draining first; connected as seen by this member's hub, which only the leader fills)",
+            m.agents.clone(),
+        );
+        r.register(
+            "ferry_raft_term",
+            "Current Raft term of this member",
+            m.raft_term.clone(),
+        );
+        r.register(
+            "ferry_raft_commit_index",
+            "Highest Raft log index known committed on this member",
+            m.raft_commit_index.clone(),
+        );
+        r.register(
+            "ferry_raft_applied_index",
+            "Highest Raft log index applied to this member's state",
+            m.raft_applied_index.clone(),
+        );
+        r.register(
+            "ferry_raft_is_leader",
+            "1 if this member is the Raft leader, else 0",
+            m.raft_is_leader.clone(),
+        );
+        r.register(
+            "ferry_dispatch_latency_seconds",
+            "Time from an action being queued to its assignment being sent to an agent (observed by the leader)",
+            m.dispatch_latency.clone(),
+        );
+        r.register(
+            "ferry_executions_total",
+            "Executions in the cluster state by status",
+            m.executions.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// Records one dispatch: queued at `queued_at_ms`, sent at `sent_at_ms` (unix ms).
+    /// A negative span (clocks of different leaders) counts as zero.
+    pub fn observe_dispatch(&self, queued_at_ms: i64, sent_at_ms: i64) {
+        let ms = sent_at_ms.saturating_sub(queued_at_ms).max(0);
+        self.dispatch_latency.observe(ms as f64 / 1000.0);
+    }
+
+    /// Refreshes the scrape-time gauges from `ctx` and encodes everything.
+    pub fn render(&self, ctx: &Ctx) -> Result<String, MetricsError> {
+        let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        // The hub's lock is taken apart from the state's, never inside it.
+        let connected: BTreeSet<String> = ctx.agents.connected().into_iter().collect();
+        let status = ctx.raft.status();
+        let snap = ctx.raft.read(|s| Snapshot::of(s, &connected));
+
+        self.queue_depth.set(count(snap.queued));
+        self.running_actions.set(count(snap.running));
+        for (state, n) in [
+            ("connected", snap.connected),
+            ("disconnected", snap.disconnected),
+            ("draining", snap.draining),
+        ] {
+            self.agents.get_or_create(&[("state", state)]).set(count(n));
+        }
+        self.raft_term.set(index(status.term));
+        self.raft_commit_index.set(index(status.commit));
+        self.raft_applied_index.set(index(status.applied));
+        self.raft_is_leader.set(i64::from(status.is_leader));
+        for (state, n) in [
+            ("succeeded", snap.succeeded),
+            ("failed", snap.failed),
+            ("in_progress", snap.in_progress),
+        ] {
+            self.executions
+                .get_or_create(&[("status", state)])
+                .set(count(n));
+        }
+
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn index(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// When a queued action joined the queue (unix ms): when the pipeline started
+/// it, or when its last attempt ended (a retry, or a re-queue after its agent
+/// was lost), whichever is later.
+pub fn queued_since(run: &ActionRun) -> Option<i64> {
+    let ended = run.history.last().and_then(|h| h.finished_at);
+    run.started_at.max(ended)
+}
+
+/// The state-derived values of one scrape.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Snapshot {
+    queued: usize,
+    running: usize,
+    connected: usize,
+    disconnected: usize,
+    draining: usize,
+    succeeded: usize,
+    failed: usize,
+    in_progress: usize,
+}
+
+impl Snapshot {
+    /// Each enrolled agent counts once: draining, else connected (an open
+    /// session in `connected`), else disconnected.
+    fn of(s: &ClusterState, connected: &BTreeSet<String>) -> Snapshot {
+        let mut snap = Snapshot {
+            queued: s.queued().len(),
+            ..Snapshot::default()
+        };
+        for name in s.agents.keys() {
+            snap.running += s.running_on(name).len();
+        }
+        for a in s.agents.values() {
+            if a.draining {
+                snap.draining += 1;
+            } else if connected.contains(&a.name) {
+                snap.connected += 1;
+            } else {
+                snap.disconnected += 1;
+            }
+        }
+        for e in s.executions.values() {
+            match e.state.status {
+                ExecutionStatus::Succeeded => snap.succeeded += 1,
+                ExecutionStatus::Failed => snap.failed += 1,
+                ExecutionStatus::InProgress => snap.in_progress += 1,
+            }
+        }
+        snap
+    }
+}
+
+/// Binds the metrics listener (a failure stops the coordinator at start).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, ctx: SharedCtx) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(respond(&req, || ctx.metrics.render(&ctx))) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+            if let Err(e) = conn {
+                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+fn respond(
+    req: &Request<Incoming>,
+    render: impl FnOnce() -> Result<String, MetricsError>,
+) -> Response<String> {
+    if req.uri().path() != "/metrics" {
+        return plain(StatusCode::NOT_FOUND, "not found; metrics are at /metrics\n");
+    }
+    if req.method() != Method::GET {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        return r;
+    }
+    match render() {
+        Ok(body) => {
+            let mut r = Response::new(body);
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+            r
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: rendering failed");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<String> {
+    let mut r = Response::new(body.to_string());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_pipeline::execution::{AttemptRecord, Outcome};
+
+    use super::*;
+
+    #[test]
+    fn queued_since_is_the_later_of_start_and_last_attempt_end() {
+        let mut run = ActionRun {
+            started_at: Some(1_000),
+            ..ActionRun::default()
+        };
+        assert_eq!(queued_since(&run), Some(1_000));
+        run.started_at = Some(2_000); // the lost attempt's assignment
+        run.history.push(AttemptRecord {
+            attempt: 1,
+            epoch: 1,
+            agent: "a".into(),
+            outcome: Outcome::Lost,
+            exit_code: None,
+            started_at: 2_000,
+            finished_at: Some(5_000),
+            message: String::new(),
+        });
+        assert_eq!(queued_since(&run), Some(5_000));
+        assert_eq!(queued_since(&ActionRun::default()), None);
+    }
+
+    #[test]
+    fn latency_is_never_negative() {
+        let m = Metrics::new();
+        m.observe_dispatch(2_000, 1_500);
+        m.observe_dispatch(1_000, 1_250);
+        assert_eq!(m.dispatch_latency.count(), 2);
+        assert!((m.dispatch_latency.sum() - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_state_snapshot_is_zero() {
+        let snap = Snapshot::of(&ClusterState::default(), &BTreeSet::new());
+        assert_eq!(snap, Snapshot::default());
+    }
+}
