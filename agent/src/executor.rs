@@ -47,6 +47,8 @@ pub enum ActionError {
     MissingOutput { name: String, path: String },
     #[error("{0}")]
     Input(String),
+    #[error("{0}")]
+    Limit(String),
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
     #[error(transparent)]
@@ -83,6 +85,14 @@ pub struct Executor {
     docker: Docker,
     store: Store,
     agent: String,
+    limits: Limits,
+}
+
+/// Size limits on what an attempt may store on this agent (0 = none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub max_artifact_bytes: u64,
+    pub store_limit_bytes: u64,
 }
 
 impl Executor {
@@ -91,7 +101,13 @@ impl Executor {
             docker,
             store,
             agent,
+            limits: Limits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn docker(&self) -> &Docker {
@@ -332,7 +348,17 @@ impl Executor {
                 );
                 while let Some(chunk) = stream.next().await {
                     match chunk {
-                        Ok(bytes) => docker_tar.extend_from_slice(&bytes),
+                        Ok(bytes) => {
+                            docker_tar.extend_from_slice(&bytes);
+                            let max = self.limits.max_artifact_bytes;
+                            if max > 0 && docker_tar.len() as u64 > max {
+                                return Err(ActionError::Limit(format!(
+                                    "output `{}` is over this agent's artifact size limit of {} MiB",
+                                    spec.name,
+                                    max / (1024 * 1024)
+                                )));
+                            }
+                        }
                         Err(_) => {
                             return Err(ActionError::MissingOutput {
                                 name: spec.name.clone(),
@@ -342,6 +368,16 @@ impl Executor {
                     }
                 }
                 tar.push((path.clone(), docker_tar));
+            }
+            let limit = self.limits.store_limit_bytes;
+            let incoming: u64 = tar.iter().map(|(_, t)| t.len() as u64).sum();
+            if limit > 0 && self.store.used_bytes() + incoming > limit {
+                return Err(ActionError::Limit(format!(
+                    "output `{}` does not fit: this agent's artifact store is at its limit of {} MiB \
+                     (retention removes old executions' artifacts)",
+                    spec.name,
+                    limit / (1024 * 1024)
+                )));
             }
             let store = self.store.clone();
             let blob = tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {

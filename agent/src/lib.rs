@@ -30,6 +30,7 @@ pub struct Options {
     pub advertise: String,
     /// Enroll (if needed) and return without serving.
     pub enroll_only: bool,
+    pub limits: executor::Limits,
 }
 
 /// Runs the agent until `shutdown` asks it to drain or cancel (see `session`).
@@ -112,7 +113,8 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     let server = tokio::spawn(server);
     tracing::info!(identity = %id.identity, peer = %address, "agent starting");
 
-    let executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone());
+    let executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone())
+        .with_limits(opts.limits);
     executor.remove_stale().await;
     let cfg = session::AgentConfig {
         coordinators: opts.coordinators,

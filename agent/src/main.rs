@@ -39,6 +39,12 @@ struct Args {
     /// Enroll (if needed) and exit, e.g. from an install script.
     #[arg(long)]
     enroll_only: bool,
+    /// Largest output artifact an action may produce, in MiB (0: no limit).
+    #[arg(long, default_value_t = 4096)]
+    max_artifact_mb: u64,
+    /// Most space the artifact store may use, in MiB (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    store_limit_mb: u64,
 }
 
 fn default_name() -> String {
@@ -110,6 +116,10 @@ async fn main() -> std::process::ExitCode {
             capacity: a.capacity,
             advertise: a.advertise,
             enroll_only: a.enroll_only,
+            limits: ferry_agent::executor::Limits {
+                max_artifact_bytes: a.max_artifact_mb.saturating_mul(1024 * 1024),
+                store_limit_bytes: a.store_limit_mb.saturating_mul(1024 * 1024),
+            },
         },
         rx,
     )
