@@ -160,8 +160,7 @@ async fn cancel_stale(tx: &crate::hub::SessionTx, attempt: pb::AttemptRef) {
 }
 
 fn is_current(ctx: &SharedCtx, agent: &str, epoch: u64) -> bool {
-    ctx.raft
-        .read(|s| s.running_on(agent).iter().any(|(e, _)| *e == epoch))
+    ctx.raft.read(|s| s.is_current(agent, epoch))
 }
 
 async fn handle(

@@ -201,6 +201,40 @@ impl ClusterState {
             .collect()
     }
 
+    /// Whether the attempt with fencing epoch `epoch` is `agent`'s and still current.
+    pub fn is_current(&self, agent: &str, epoch: u64) -> bool {
+        self.attempts.get(&epoch).is_some_and(|loc| {
+            loc.agent == agent
+                && self
+                    .executions
+                    .get(&loc.execution)
+                    .and_then(|e| e.state.action(loc.stage, loc.action))
+                    .is_some_and(|r| {
+                        r.epoch == epoch
+                            && r.agent.is_some()
+                            && r.status() == ActionStatus::InProgress
+                    })
+        })
+    }
+
+    /// Current attempts per agent, in one pass (the scheduler's view of load).
+    pub fn running_counts(&self) -> BTreeMap<&str, usize> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (epoch, loc) in &self.attempts {
+            let current = self
+                .executions
+                .get(&loc.execution)
+                .and_then(|e| e.state.action(loc.stage, loc.action))
+                .is_some_and(|r| {
+                    r.epoch == *epoch && r.agent.is_some() && r.status() == ActionStatus::InProgress
+                });
+            if current {
+                *counts.entry(loc.agent.as_str()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
     /// Approvals whose deadline has passed at `now`.
     pub fn expired_approvals(&self, now: i64) -> Vec<(String, usize, usize)> {
         let mut out = Vec::new();

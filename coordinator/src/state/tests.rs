@@ -252,3 +252,93 @@ fn apply_is_deterministic_and_snapshots_round_trip() {
     let back: ClusterState = serde_json::from_slice(&json).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back, a);
 }
+
+#[test]
+fn a_lost_agent_requeues_its_attempt_until_retries_run_out() {
+    let mut s = cluster();
+    let assign = |s: &mut ClusterState| {
+        s.apply(Command::Assign {
+            execution: "e1".into(),
+            stage: 0,
+            action: 0,
+            agent: "a1".into(),
+            at: 5,
+        })
+    };
+    for n in 1..=3u64 {
+        assert_eq!(
+            assign(&mut s),
+            Ok(Output::Assigned {
+                epoch: n,
+                attempt: n as u32
+            })
+        );
+        s.apply(Command::AgentLost {
+            agent: "a1".into(),
+            at: 6,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        // The old attempt's result no longer counts.
+        assert!(matches!(
+            s.apply(finish(n, "a1", true)),
+            Ok(Output::Attempt {
+                accepted: false,
+                ..
+            })
+        ));
+    }
+    let run = s.executions["e1"]
+        .state
+        .action(0, 0)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        run.status(),
+        ActionStatus::Failed,
+        "two re-queues, then the third loss fails it"
+    );
+    assert_eq!(run.count(ferry_pipeline::execution::Outcome::Lost), 3);
+    assert_eq!(s.executions["e1"].state.status, ExecutionStatus::Failed);
+}
+
+#[test]
+fn retention_keeps_the_newest_executions_artifacts() {
+    let mut s = cluster();
+    s.apply(Command::Assign {
+        execution: "e1".into(),
+        stage: 0,
+        action: 0,
+        agent: "a1".into(),
+        at: 5,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.apply(finish(1, "a1", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        s.unreferenced_artifacts(1).is_empty(),
+        "still referenced by the newest execution"
+    );
+    s.apply(Command::StartExecution {
+        id: "e2".into(),
+        pipeline: "demo".into(),
+        revision: "def".into(),
+        trigger: "t".into(),
+        at: 20,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    // e1 still waits for its approval (active), so its artifact stays.
+    assert!(s.unreferenced_artifacts(1).is_empty());
+    s.apply(Command::ExpireApproval {
+        execution: "e1".into(),
+        stage: 1,
+        action: 0,
+        at: 1_000_000,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.unreferenced_artifacts(1), vec!["sha256:x".to_string()]);
+    s.apply(Command::ForgetArtifacts {
+        digests: vec!["sha256:x".into()],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.artifacts.is_empty());
+}

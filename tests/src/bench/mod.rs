@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod failover;
+pub mod scale;
 pub mod throughput;
 pub mod trivial;
 

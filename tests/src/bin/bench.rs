@@ -4,6 +4,8 @@
 //! ferry-bench trivial-action [ROUNDS]      one action through Ferry vs `docker run`
 //! ferry-bench failover [KILLS]             leader kill → new leader / next dispatch, vs etcd
 //! ferry-bench throughput [SECS]            committed writes/s and latency, vs etcd
+//! ferry-bench scale [AGENTS] [EXECUTIONS]  simulated agents: RSS/CPU, dispatch vs commit latency, actions/s
+//! ferry-bench artifact [MIB]               a blob agent to agent vs a plain TCP copy
 //! ferry-bench all                          all of the above with defaults
 //! ```
 //! Build with `cargo build --release --bins` first; results are Markdown for BENCHMARKS.md.
@@ -28,6 +30,15 @@ fn main() -> anyhow::Result<()> {
     }
     if what == "failover" || what == "all" {
         out.push_str(&rt.block_on(bench::failover::run(arg(2, 10) as usize))?);
+        out.push('\n');
+    }
+    if what == "scale" {
+        let agents = arg(2, 10_000) as usize;
+        out.push_str(&rt.block_on(bench::scale::run(agents, 10, 1000, arg(3, 100) as usize))?);
+        out.push('\n');
+    }
+    if what == "artifact" || what == "all" {
+        out.push_str(&rt.block_on(bench::scale::artifact(arg(2, 1024)))?);
         out.push('\n');
     }
     if what == "throughput" || what == "all" {
