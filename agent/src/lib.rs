@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod executor;
 pub mod identity;
+pub mod metrics;
 pub mod outbox;
 pub mod peer;
 pub mod session;
@@ -31,6 +32,8 @@ pub struct Options {
     /// Enroll (if needed) and return without serving.
     pub enroll_only: bool,
     pub limits: executor::Limits,
+    /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); None: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs the agent until `shutdown` asks it to drain or cancel (see `session`).
@@ -74,6 +77,15 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     )
     .await?;
     let store = store::Store::open(opts.state_dir.join("artifacts"))?;
+    let metrics = match opts.metrics_listen {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            let local = listener.local_addr().unwrap_or(addr);
+            tracing::info!(metrics = %local, "serving Prometheus metrics at /metrics");
+            Some(tokio::spawn(metrics::serve(listener, store.clone())))
+        }
+        None => None,
+    };
 
     // The peer server: artifacts and logs for other agents and coordinators.
     let bind: SocketAddr = format!(
@@ -125,5 +137,8 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     };
     let result = session::Agent::run(cfg, id, executor, store, shutdown).await;
     server.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     result
 }

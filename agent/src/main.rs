@@ -45,6 +45,9 @@ struct Args {
     /// Most space the artifact store may use, in MiB (0: no limit).
     #[arg(long, default_value_t = 0)]
     store_limit_mb: u64,
+    /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn default_name() -> String {
@@ -120,6 +123,7 @@ async fn main() -> std::process::ExitCode {
                 max_artifact_bytes: a.max_artifact_mb.saturating_mul(1024 * 1024),
                 store_limit_bytes: a.store_limit_mb.saturating_mul(1024 * 1024),
             },
+            metrics_listen: a.metrics_listen,
         },
         rx,
     )

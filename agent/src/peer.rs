@@ -75,6 +75,7 @@ impl pb::artifact_peer_server::ArtifactPeer for PeerService {
                         {
                             return;
                         }
+                        crate::metrics::bytes_served(n);
                     }
                     Err(e) => {
                         let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
@@ -151,6 +152,7 @@ async fn fetch_from(
         .map_err(|e| e.message().to_string())?
     {
         w.write_all(&chunk.data).map_err(|e| e.to_string())?;
+        crate::metrics::bytes_fetched(chunk.data.len());
     }
     w.commit(Some(digest)).map_err(|e| e.to_string())
 }

@@ -354,10 +354,12 @@ impl Agent {
                 },
             );
         }
+        crate::metrics::action_started();
         tracing::info!(attempt = %attempt.attempt_id, epoch, image = %a.image, "attempt started");
         tokio::spawn(async move {
             let result = self.execute(&a, cancel_rx).await;
             lock(&self.running).remove(&epoch);
+            crate::metrics::action_ended();
             if let Some(result) = result {
                 tracing::info!(attempt = %attempt.attempt_id, success = result.success, message = %result.message, "attempt finished");
                 // Durable before it is sent; kept until acknowledged.

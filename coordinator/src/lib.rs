@@ -4,6 +4,7 @@ pub mod authz;
 pub mod git;
 pub mod hub;
 pub mod leader;
+pub mod metrics;
 pub mod peer;
 pub mod raft;
 pub mod scheduler;

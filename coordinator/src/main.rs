@@ -10,7 +10,9 @@ use ferry_coordinator::CoordinatorConfig;
 #[command(
     name = "ferry-coordinator",
     version,
-    about = "A member of Ferry's coordinator cluster"
+    about = "A member of Ferry's coordinator cluster",
+    // A flag given twice takes the last value (wrappers append overrides).
+    args_override_self = true
 )]
 struct Args {
     /// This member's Raft id (its certificate is coordinator-<id>.pem in --tls-dir).
@@ -53,6 +55,9 @@ struct Args {
     /// (and of every running one); older ones are deleted from the agents.
     #[arg(long, default_value_t = 20)]
     artifact_retention: usize,
+    /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -92,6 +97,7 @@ async fn main() -> std::process::ExitCode {
         agent_lease_seconds: a.agent_lease_seconds,
         artifact_replicas: a.artifact_replicas,
         artifact_retention: a.artifact_retention,
+        metrics_listen: a.metrics_listen,
     })
     .await;
     match result {

@@ -77,7 +77,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let m = Metrics {
+        let mut m = Metrics {
             registry: Registry::default(),
             scrape: Mutex::new(()),
             queue_depth: Gauge::default(),
@@ -90,7 +90,7 @@ impl Metrics {
             dispatch_latency: Histogram::new(DISPATCH_BUCKETS),
             executions: Family::default(),
         };
-        let mut r = m.registry;
+        let r = &mut m.registry;
         r.register(
             "ferry_queue_depth",
             "Build and test actions waiting for an agent",
@@ -132,11 +132,11 @@ impl Metrics {
             m.dispatch_latency.clone(),
         );
         r.register(
-            "ferry_executions_total",
+            "ferry_executions",
             "Executions in the cluster state by status",
             m.executions.clone(),
         );
-        Metrics { registry: r, ..m }
+        m
     }
 
     /// Records one dispatch: queued at `queued_at_ms`, sent at `sent_at_ms` (unix ms).
@@ -176,7 +176,10 @@ impl Metrics {
                 .get_or_create(&[("status", state)])
                 .set(count(n));
         }
+        self.encode()
+    }
 
+    fn encode(&self) -> Result<String, MetricsError> {
         let mut out = String::new();
         encode(&mut out, &self.registry)?;
         Ok(out)
@@ -284,11 +287,15 @@ fn respond(
     render: impl FnOnce() -> Result<String, MetricsError>,
 ) -> Response<String> {
     if req.uri().path() != "/metrics" {
-        return plain(StatusCode::NOT_FOUND, "not found; metrics are at /metrics\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found; metrics are at /metrics\n",
+        );
     }
     if req.method() != Method::GET {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
         return r;
     }
     match render() {
@@ -348,8 +355,14 @@ mod tests {
         let m = Metrics::new();
         m.observe_dispatch(2_000, 1_500);
         m.observe_dispatch(1_000, 1_250);
-        assert_eq!(m.dispatch_latency.count(), 2);
-        assert!((m.dispatch_latency.sum() - 0.25).abs() < 1e-9);
+        let text = m.encode().unwrap_or_else(|e| panic!("{e}"));
+        for line in [
+            "ferry_dispatch_latency_seconds_count 2",
+            "ferry_dispatch_latency_seconds_sum 0.25",
+            "ferry_dispatch_latency_seconds_bucket{le=\"0.01\"} 1",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
     }
 
     #[test]

@@ -67,19 +67,24 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
 }
 
 /// Picks an agent for each queued action: (execution, stage, action, agent).
+/// Least-loaded first among agents whose labels cover `runs_on`; one heap of
+/// free slots per distinct label set, so a round costs O((actions + agents) log agents).
 pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, usize, String)> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let running = state.running_counts();
     let mut free: BTreeMap<&str, i64> = connected
         .iter()
         .filter_map(|n| state.agents.get(n))
         .filter(|a| !a.draining)
         .map(|a| {
-            (
-                a.name.as_str(),
-                a.capacity as i64 - state.running_on(&a.name).len() as i64,
-            )
+            let busy = running.get(a.name.as_str()).copied().unwrap_or(0) as i64;
+            (a.name.as_str(), a.capacity as i64 - busy)
         })
+        .filter(|(_, slots)| *slots > 0)
         .collect();
-    let mut out = Vec::new();
+    // Queued actions grouped by the labels they need, oldest first within each.
+    let mut groups: BTreeMap<Vec<String>, Vec<(String, usize, usize)>> = BTreeMap::new();
     for (exec_id, si, ai) in state.queued() {
         let Some(action) = state
             .executions
@@ -90,28 +95,81 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
         else {
             continue;
         };
-        let best = free
+        let mut labels = action.runs_on.clone();
+        labels.sort();
+        groups.entry(labels).or_default().push((exec_id, si, ai));
+    }
+    let mut out = Vec::new();
+    for (labels, actions) in groups {
+        let mut heap: BinaryHeap<(i64, Reverse<&str>)> = free
             .iter()
-            .filter(|(_, slots)| **slots > 0)
             .filter(|(name, _)| {
                 state
                     .agents
                     .get(**name)
-                    .is_some_and(|a| action.runs_on.iter().all(|l| a.labels.contains(l)))
+                    .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
             })
-            .max_by_key(|(name, slots)| (**slots, std::cmp::Reverse(**name)))
-            .map(|(name, _)| name.to_string());
-        if let Some(agent) = best {
-            if let Some(slots) = free.get_mut(agent.as_str()) {
-                *slots -= 1;
+            .map(|(name, slots)| (*slots, Reverse(*name)))
+            .collect();
+        for (exec_id, si, ai) in actions {
+            let Some((slots, Reverse(name))) = heap.pop() else {
+                break;
+            };
+            if slots <= 0 {
+                break;
             }
-            out.push((exec_id, si, ai, agent));
+            out.push((exec_id, si, ai, name.to_string()));
+            if let Some(f) = free.get_mut(name) {
+                *f -= 1;
+            }
+            if slots > 1 {
+                heap.push((slots - 1, Reverse(name)));
+            }
         }
     }
     out
 }
 
-/// Runs while this process lives; acts only while it leads.
+/// Commits one assignment (fixing its epoch) and sends it to the agent.
+async fn assign(
+    ctx: &SharedCtx,
+    (execution, stage, action, agent): (String, usize, usize, String),
+) {
+    // Read before the Assign overwrites started_at.
+    let queued_at = ctx.raft.read(|s| {
+        let e = s.executions.get(&execution)?;
+        crate::metrics::queued_since(e.state.action(stage, action)?)
+    });
+    let cmd = Command::Assign {
+        execution,
+        stage,
+        action,
+        agent: agent.clone(),
+        at: now_ms(),
+    };
+    match ctx.raft.propose(cmd).await {
+        Ok(Output::Assigned { epoch, .. }) => {
+            let Some(a) = ctx.raft.read(|s| assignment(s, epoch)) else {
+                return;
+            };
+            tracing::debug!(%agent, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), epoch, "assigned");
+            let msg = pb::CoordinatorMessage {
+                kind: Some(pb::coordinator_message::Kind::Assign(a)),
+            };
+            if !ctx.agents.send(&agent, msg).await {
+                tracing::warn!(%agent, epoch, "agent left before its assignment was sent; re-sent when it reconnects");
+            } else if let Some(q) = queued_at {
+                ctx.metrics.observe_dispatch(q, now_ms());
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "assignment not made"),
+    }
+}
+
+/// Runs while this process lives; acts only while it leads. All assignments
+/// of a round are proposed at once, so the Raft driver batches them into one
+/// Ready (one fsync) instead of one round trip each.
 pub async fn run(ctx: SharedCtx) {
     let mut applied = ctx.raft.applied();
     let mut hub = ctx.agents.subscribe();
@@ -124,33 +182,9 @@ pub async fn run(ctx: SharedCtx) {
         if !ctx.raft.status().is_leader {
             continue;
         }
-        // Agents shutting down or drained take no new work.
+        // Agents shutting down, drained or silent take no new work.
         let connected = ctx.agents.accepting(ctx.agent_lease);
         let decisions = ctx.raft.read(|s| plan(s, &connected));
-        for (execution, stage, action, agent) in decisions {
-            let cmd = Command::Assign {
-                execution: execution.clone(),
-                stage,
-                action,
-                agent: agent.clone(),
-                at: now_ms(),
-            };
-            match ctx.raft.propose(cmd).await {
-                Ok(Output::Assigned { epoch, .. }) => {
-                    let Some(a) = ctx.raft.read(|s| assignment(s, epoch)) else {
-                        continue;
-                    };
-                    tracing::info!(%agent, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), epoch, "assigned");
-                    let msg = pb::CoordinatorMessage {
-                        kind: Some(pb::coordinator_message::Kind::Assign(a)),
-                    };
-                    if !ctx.agents.send(&agent, msg).await {
-                        tracing::warn!(%agent, epoch, "agent left before its assignment was sent; re-sent when it reconnects");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "assignment not made"),
-            }
-        }
+        futures::future::join_all(decisions.into_iter().map(|d| assign(&ctx, d))).await;
     }
 }

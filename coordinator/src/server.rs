@@ -41,6 +41,8 @@ pub struct CoordinatorConfig {
     pub agent_lease_seconds: u64,
     pub artifact_replicas: usize,
     pub artifact_retention: usize,
+    /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); None: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs the coordinator until the process is stopped or storage fails.
@@ -94,7 +96,15 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         }),
         artifact_replicas: cfg.artifact_replicas.max(1),
         artifact_retention: cfg.artifact_retention.max(1),
+        metrics: crate::metrics::Metrics::new(),
     });
+
+    if let Some(addr) = cfg.metrics_listen {
+        let listener = crate::metrics::bind(addr).await?;
+        let local = listener.local_addr().unwrap_or(addr);
+        tracing::info!(metrics = %local, "serving Prometheus metrics at /metrics");
+        tokio::spawn(crate::metrics::serve(listener, ctx.clone()));
+    }
 
     if !cfg.join {
         tokio::spawn(bootstrap(ctx.clone(), cfg.bootstrap_admin.clone(), peers));

@@ -24,6 +24,8 @@ struct AgentProc {
     child: Option<Child>,
     state: PathBuf,
     labels: String,
+    /// Extra flags for this agent (e.g. `--metrics-listen`).
+    extra_args: Vec<String>,
 }
 
 struct Member {
@@ -477,6 +479,11 @@ impl Cluster {
 
     /// Enrolls and starts an agent, waiting until it is connected.
     pub fn add_agent(&mut self, short: &str, labels: &[&str]) -> String {
+        self.add_agent_with_args(short, labels, &[])
+    }
+
+    /// Like `add_agent`, with extra flags for the agent (kept across restarts).
+    pub fn add_agent_with_args(&mut self, short: &str, labels: &[&str], args: &[&str]) -> String {
         let token = self.token("10m", 1);
         let name = self.agent_name(short);
         let state = self.dir.path().join(format!("agent-{short}"));
@@ -485,6 +492,7 @@ impl Cluster {
             child: None,
             state,
             labels: labels.join(","),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         });
         self.start_agent_with_token(&name, Some(&token));
         wait_for(
@@ -534,6 +542,7 @@ impl Cluster {
         if let Some(t) = token {
             cmd.args(["--join-token", t]);
         }
+        cmd.args(&agent.extra_args);
         agent.child = Some(
             cmd.spawn()
                 .unwrap_or_else(|e| panic!("cannot start ferry-agent: {e}")),
