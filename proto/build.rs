@@ -4,6 +4,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["proto/ferry/v1/ferry.proto"];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Bulk bytes decode as `Bytes` (no copy out of the HTTP/2 buffers).
+    tonic_prost_build::configure()
+        .bytes(".ferry.v1.Chunk.data")
+        .compile_fds(descriptors)?;
     Ok(())
 }

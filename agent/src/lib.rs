@@ -120,6 +120,8 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tonic::transport::Server::builder()
         .tls_config(tls)?
+        .initial_stream_window_size(peer::STREAM_WINDOW)
+        .initial_connection_window_size(peer::CONNECTION_WINDOW)
         .add_service(pb::artifact_peer_server::ArtifactPeerServer::new(peer))
         .serve_with_incoming(incoming);
     let server = tokio::spawn(server);

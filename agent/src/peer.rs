@@ -16,6 +16,9 @@ use tonic::{Request, Response, Status};
 use crate::store::{Blob, Store, check_digest};
 
 const CHUNK: usize = 256 * 1024;
+/// HTTP/2 flow-control windows for bulk transfers (the 64 KiB default stalls them).
+pub const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
 pub struct PeerService {
     pub store: Store,
@@ -69,7 +72,7 @@ impl pb::artifact_peer_server::ArtifactPeer for PeerService {
                     Ok(n) => {
                         if tx
                             .blocking_send(Ok(pb::Chunk {
-                                data: buf[..n].to_vec(),
+                                data: buf[..n].to_vec().into(),
                             }))
                             .is_err()
                         {
@@ -103,11 +106,30 @@ pub async fn fetch(
             size,
         });
     }
+    // One writer across holders: a transfer cut short resumes at the byte it
+    // reached from the next holder (or the same one, once more). Content that
+    // does not match the digest is thrown away and fetched afresh elsewhere.
     let mut errors = Vec::new();
-    for addr in holders {
-        match fetch_from(store, ca_pem, identity, addr, digest).await {
-            Ok(b) => return Ok(b),
-            Err(e) => errors.push(format!("{addr}: {e}")),
+    let mut w = store.writer().map_err(|e| e.to_string())?;
+    let mut tries: Vec<&String> = holders.iter().collect();
+    tries.extend(holders.iter());
+    let mut fresh_from = 0;
+    for (n, addr) in tries.into_iter().enumerate() {
+        if n < fresh_from {
+            continue;
+        }
+        match fetch_from(&mut w, ca_pem, identity, addr, digest).await {
+            Ok(()) => match w.commit(Some(digest)) {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    errors.push(format!("{addr}: {e}"));
+                    w = store.writer().map_err(|e| e.to_string())?;
+                    fresh_from = n + 1;
+                }
+            },
+            Err(e) => {
+                errors.push(format!("{addr} (after {} bytes): {e}", w.len()));
+            }
         }
     }
     Err(if errors.is_empty() {
@@ -117,13 +139,14 @@ pub async fn fetch(
     })
 }
 
+/// Appends `digest` from `addr` to `w`, starting at the bytes `w` already has.
 async fn fetch_from(
-    store: &Store,
+    w: &mut crate::store::BlobWriter,
     ca_pem: &str,
     identity: &CertifiedKey,
     addr: &str,
     digest: &str,
-) -> Result<Blob, String> {
+) -> Result<(), String> {
     let host = addr
         .rsplit_once(':')
         .map_or(addr, |(h, _)| h)
@@ -133,6 +156,8 @@ async fn fetch_from(
         .and_then(|e| e.tls_config(tls))
         .map_err(|e| e.to_string())?
         .connect_timeout(std::time::Duration::from_secs(5))
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -140,12 +165,11 @@ async fn fetch_from(
     let mut stream = client
         .fetch(pb::FetchRequest {
             digest: digest.into(),
-            offset: 0,
+            offset: w.len(),
         })
         .await
         .map_err(|e| e.message().to_string())?
         .into_inner();
-    let mut w = store.writer().map_err(|e| e.to_string())?;
     while let Some(chunk) = stream
         .message()
         .await
@@ -154,5 +178,5 @@ async fn fetch_from(
         w.write_all(&chunk.data).map_err(|e| e.to_string())?;
         crate::metrics::bytes_fetched(chunk.data.len());
     }
-    w.commit(Some(digest)).map_err(|e| e.to_string())
+    Ok(())
 }

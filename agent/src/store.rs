@@ -138,6 +138,15 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
     /// Files the blob; with `expected`, refuses content whose digest differs.
     pub fn commit(mut self, expected: Option<&str>) -> Result<Blob, StoreError> {
         let digest = format!("sha256:{}", hex::encode(self.hasher.finalize_reset()));

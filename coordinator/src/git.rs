@@ -81,6 +81,22 @@ impl Git {
                 .map_err(GitError::Spawn)?;
             git(&["init", "--bare", "--quiet"], Some(&mirror), url, "init").await?;
         }
+        // A full commit id the mirror already has needs no fetch.
+        let spec = format!("{rev}^{{commit}}");
+        if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let known = git(
+                &["rev-parse", "--verify", "--quiet", &spec],
+                Some(&mirror),
+                url,
+                "rev-parse",
+            )
+            .await;
+            if let Ok(sha) = known
+                && sha.trim() == rev
+            {
+                return Ok(rev.to_string());
+            }
+        }
         git(
             &[
                 "fetch",
@@ -97,7 +113,6 @@ impl Git {
             "fetch",
         )
         .await?;
-        let spec = format!("{rev}^{{commit}}");
         match git(
             &["rev-parse", "--verify", "--quiet", &spec],
             Some(&mirror),

@@ -390,3 +390,41 @@ fn sigterm_finishes_running_work_before_exiting() {
     assert_eq!(v["status"], "Succeeded", "{v:#}");
     assert_eq!(Cluster::action(&v, "s", "work")["attempt"], 1);
 }
+
+#[test]
+fn resource_limits_reach_the_container() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("limits");
+    c.add_agent("a", &[]);
+    let r = repo();
+    c.apply(&format!(
+        r#"name: limits
+source: {{git: {}}}
+stages:
+  - name: s
+    actions:
+      - name: work
+        type: build
+        image: ferry-local/busybox
+        resources: {{cpus: 1.5, memory: 512m}}
+        commands:
+          - "echo mem=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+          - "echo cpu=$(cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)"
+"#,
+        r.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "limits"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("limits", &exec, "the execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    let logs = c.ferry_ok(
+        Some("admin"),
+        &["logs", "limits", "--execution", &exec, "--action", "s/work"],
+    );
+    assert!(logs.contains("mem=536870912"), "{logs}");
+    assert!(logs.contains("cpu=150000"), "{logs}");
+}

@@ -835,7 +835,9 @@ async fn stream_logs(
                     Ok(mut stream) => {
                         while let Some(chunk) = stream.message().await? {
                             if tx
-                                .send(Ok(pb::LogChunk { data: chunk.data }))
+                                .send(Ok(pb::LogChunk {
+                                    data: chunk.data.to_vec(),
+                                }))
                                 .await
                                 .is_err()
                             {

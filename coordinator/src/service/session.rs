@@ -88,8 +88,21 @@ impl pb::agent_session_server::AgentSession for SessionService {
         tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
         let ctx = self.0.clone();
         tokio::spawn(async move {
+            let mut status = ctx.raft.status_watch();
             loop {
-                match inbound.message().await {
+                let next = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = status.changed() => {
+                        if status.borrow().is_leader {
+                            continue;
+                        }
+                        // Sessions live on the leader: send the agent to the new one.
+                        tracing::info!(agent = %name, "leadership moved; closing the session so the agent reconnects");
+                        let _ = tx.send(Err(Status::unavailable("this coordinator is no longer the leader; reconnect"))).await;
+                        break;
+                    }
+                };
+                match next {
                     Ok(Some(m)) => {
                         if !ctx.raft.read(|s| s.agents.contains_key(&name)) {
                             tracing::info!(agent = %name, "agent was removed; closing its session");

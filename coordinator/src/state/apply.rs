@@ -178,7 +178,7 @@ impl ClusterState {
                     "rejected".to_string()
                 };
                 exec.state
-                    .finish_action(&pipeline, (stage, action), approve, message, at);
+                    .finish_action(pipeline, (stage, action), approve, message, at);
                 self.settle(&execution);
                 Ok(Output::None)
             }
@@ -198,7 +198,7 @@ impl ClusterState {
                     return Ok(Output::None);
                 }
                 exec.state.finish_action(
-                    &pipeline,
+                    pipeline,
                     (stage, action),
                     false,
                     "approval timed out".into(),
@@ -370,7 +370,7 @@ impl ClusterState {
         } else {
             run.outputs = outputs;
             exec.state
-                .finish_action(&pipeline, (loc.stage, loc.action), success, message, at);
+                .finish_action(pipeline, (loc.stage, loc.action), success, message, at);
         }
         self.settle(&loc.execution);
         Ok(Output::Attempt {
@@ -408,7 +408,7 @@ impl ClusterState {
                     run.count(Outcome::Lost)
                 );
                 exec.state
-                    .finish_action(&pipeline, (loc.stage, loc.action), false, message, at);
+                    .finish_action(pipeline, (loc.stage, loc.action), false, message, at);
             }
             self.settle(&loc.execution);
         }
@@ -571,23 +571,27 @@ impl ClusterState {
         })
     }
 
+    /// An execution and the pipeline version it runs, borrowed side by side
+    /// (no copy of the pipeline on the hot path of every result).
     fn exec_and_pipeline(
         &mut self,
         id: &str,
-    ) -> Result<(&mut Execution, ferry_pipeline::Pipeline), Rejection> {
-        let Some(exec) = self.executions.get(id) else {
+    ) -> Result<(&mut Execution, &ferry_pipeline::Pipeline), Rejection> {
+        let pipelines = &self.pipelines;
+        let Some(exec) = self.executions.get_mut(id) else {
             return Err(Rejection::NotFound(format!("execution {id}")));
         };
-        let Some(pipeline) = self.pipeline_of(exec).cloned() else {
+        let Some(pipeline) = pipelines
+            .get(&exec.pipeline)
+            .and_then(|p| p.version(exec.version))
+            .map(|v| &v.spec)
+        else {
             return Err(Rejection::NotFound(format!(
                 "pipeline {} version {}",
                 exec.pipeline, exec.version
             )));
         };
-        match self.executions.get_mut(id) {
-            Some(exec) => Ok((exec, pipeline)),
-            None => Err(Rejection::NotFound(format!("execution {id}"))),
-        }
+        Ok((exec, pipeline))
     }
 
     /// Drops a finished execution from the active set and its attempts from the index.

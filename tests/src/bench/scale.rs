@@ -6,6 +6,7 @@
 //! run, and actions completed per second; plus one large artifact between two
 //! real agent processes beside a plain TCP copy of the same bytes.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,8 @@ fn usage(pid: u32) -> (f64, u64) {
 struct Sim {
     ca: String,
     leader: String,
+    /// Every member: a sim agent follows leadership like a real one.
+    members: Vec<String>,
     receipts: Receipts,
     done: Arc<AtomicU64>,
 }
@@ -98,13 +101,27 @@ async fn enroll(ca: &str, leader: &str, token: &str, name: &str) -> anyhow::Resu
     })
 }
 
-/// One simulated agent's session: register, heartbeat, answer every assignment.
+/// One simulated agent: sessions with whichever member accepts (the leader),
+/// answering every assignment at once and re-sending unacknowledged results.
+async fn agent(sim: Arc<Sim>, id: CertifiedKey, connected: mpsc::Sender<()>) {
+    let mut unacked: HashMap<u64, pb::AttemptResult> = HashMap::new();
+    let mut first = Some(connected);
+    loop {
+        for addr in std::iter::once(&sim.leader).chain(sim.members.iter()) {
+            let _ = session(&sim, &id, addr, &mut unacked, &mut first).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn session(
-    sim: Arc<Sim>,
-    id: CertifiedKey,
-    connected: mpsc::Sender<()>,
+    sim: &Sim,
+    id: &CertifiedKey,
+    addr: &str,
+    unacked: &mut HashMap<u64, pb::AttemptResult>,
+    first: &mut Option<mpsc::Sender<()>>,
 ) -> anyhow::Result<()> {
-    let ch = channel(&sim.ca, &id, &sim.leader).await?;
+    let ch = channel(&sim.ca, id, addr).await?;
     let mut client = pb::agent_session_client::AgentSessionClient::new(ch);
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
     let send = |k: pb::agent_message::Kind| pb::AgentMessage { kind: Some(k) };
@@ -117,7 +134,13 @@ async fn session(
     })))
     .await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
-    let _ = connected.send(()).await;
+    if let Some(c) = first.take() {
+        let _ = c.send(()).await;
+    }
+    for r in unacked.values() {
+        tx.send(send(pb::agent_message::Kind::Result(r.clone())))
+            .await?;
+    }
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
@@ -126,11 +149,16 @@ async fn session(
                 match m.kind {
                     Some(pb::coordinator_message::Kind::Assign(a)) => {
                         sim.receipts.lock().unwrap_or_else(|p| p.into_inner()).push((a.execution_id.clone(), Instant::now()));
+                        let epoch = a.attempt.as_ref().map_or(0, |r| r.epoch);
                         let result = pb::AttemptResult { attempt: a.attempt, success: true, exit_code: 0, ..Default::default() };
+                        unacked.insert(epoch, result.clone());
                         tx.send(send(pb::agent_message::Kind::Result(result))).await?;
                     }
-                    Some(pb::coordinator_message::Kind::Ack(ack)) if ack.accepted => {
-                        sim.done.fetch_add(1, Ordering::SeqCst);
+                    Some(pb::coordinator_message::Kind::Ack(ack)) => {
+                        let epoch = ack.attempt.as_ref().map_or(0, |r| r.epoch);
+                        if unacked.remove(&epoch).is_some() && ack.accepted {
+                            sim.done.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                     _ => {}
                 }
@@ -192,9 +220,11 @@ pub async fn run(
 
     // Enroll and connect every simulated agent.
     let t = Instant::now();
+    let members = (1..=3).map(|i| c.member_addr(i)).collect();
     let sim = Arc::new(Sim {
         ca: ca.clone(),
         leader: leader.clone(),
+        members,
         receipts: Arc::default(),
         done: Arc::default(),
     });
@@ -220,9 +250,7 @@ pub async fn run(
                     }
                 }
             };
-            if let Err(e) = session(sim, id, conn_tx).await {
-                eprintln!("sim-{i} session: {e:#}");
-            }
+            agent(sim, id, conn_tx).await;
         });
     }
     drop(conn_tx);
@@ -250,13 +278,26 @@ pub async fn run(
     repo.commit(&[("README", "scale")], "scale");
     c.apply(&pipeline(actions).replace("REPO", &repo.url()));
     let mut op = pb::operator_client::OperatorClient::new(channel(&ca, &admin, &leader).await?);
+    // Resolve the branch once; later runs name the commit, which needs no git fetch.
+    let revision = op
+        .start_execution(pb::StartExecutionRequest {
+            pipeline: "scale".into(),
+            revision: String::new(),
+        })
+        .await?
+        .into_inner()
+        .revision;
+    while sim.done.load(Ordering::SeqCst) < actions as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let start = |op: &mut pb::operator_client::OperatorClient<tonic::transport::Channel>| {
         let mut op = op.clone();
+        let revision = revision.clone();
         async move {
             let r = op
                 .start_execution(pb::StartExecutionRequest {
                     pipeline: "scale".into(),
-                    revision: String::new(),
+                    revision,
                 })
                 .await?
                 .into_inner();
@@ -313,10 +354,10 @@ pub async fn run(
     let before = sim.done.load(Ordering::SeqCst);
     let total = (load_execs * actions) as u64;
     let t = Instant::now();
+    let (cpu2, _) = usage(pid);
     for _ in 0..load_execs {
         start(&mut op).await?;
     }
-    let (cpu2, _) = usage(pid);
     while sim.done.load(Ordering::SeqCst) < before + total {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
