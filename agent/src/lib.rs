@@ -122,6 +122,7 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
         .tls_config(tls)?
         .initial_stream_window_size(peer::STREAM_WINDOW)
         .initial_connection_window_size(peer::CONNECTION_WINDOW)
+        .max_frame_size(peer::MAX_FRAME)
         .add_service(pb::artifact_peer_server::ArtifactPeerServer::new(peer))
         .serve_with_incoming(incoming);
     let server = tokio::spawn(server);

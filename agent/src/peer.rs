@@ -19,6 +19,8 @@ const CHUNK: usize = 256 * 1024;
 /// HTTP/2 flow-control windows for bulk transfers (the 64 KiB default stalls them).
 pub const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+/// Largest HTTP/2 frame (the 16 KiB default means 64 Ki frames per GiB).
+pub const MAX_FRAME: u32 = 1024 * 1024 - 1;
 
 pub struct PeerService {
     pub store: Store,
@@ -158,6 +160,7 @@ async fn fetch_from(
         .connect_timeout(std::time::Duration::from_secs(5))
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))?;

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -392,7 +393,35 @@ pub async fn run(
 /// A large blob from one real agent's peer server to a fetch by the agent
 /// library (mTLS, sha256 verified while written), beside a plain TCP copy of
 /// the same bytes on loopback written to a file.
-pub async fn artifact(mib: u64) -> anyhow::Result<String> {
+/// Sends `src` over a plain loopback TCP socket into `out` (synced); the time taken.
+fn tcp_copy(src: &std::path::Path, out: &std::path::Path) -> anyhow::Result<Duration> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let src = src.to_path_buf();
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        let mut f = std::fs::File::open(src)?;
+        std::io::copy(&mut f, &mut s)?;
+        Ok(())
+    });
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let mut f = std::fs::File::create(out)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n])?;
+    }
+    f.sync_all()?;
+    let took = t.elapsed();
+    let _ = server.join();
+    Ok(took)
+}
+
+pub async fn artifact(mib: u64, rounds: usize) -> anyhow::Result<String> {
     let mut c = Cluster::start("bart");
     let holder = c.add_agent("holder", &[]);
     let agent_dir = c.path().join("agent-holder");
@@ -421,46 +450,36 @@ pub async fn artifact(mib: u64) -> anyhow::Result<String> {
     anyhow::ensure!(ok, "enroll: {log}");
     let id = pair(&state, "agent")?;
     let ca = ferry_certs::read_pem(&c.tls.join("ca.pem"))?;
-    let dest = ferry_agent::store::Store::open(c.path().join("fetched"))?;
-    let t = Instant::now();
-    ferry_agent::peer::fetch(&dest, &ca, &id, &[addr], &blob.digest)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let ferry_time = t.elapsed();
-
-    // Baseline: the same file over a plain TCP socket into a file.
     let src = store
         .path(&blob.digest)
         .ok_or_else(|| anyhow::anyhow!("blob missing"))?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    let out = c.path().join("tcp-copy");
-    let server = std::thread::spawn(move || -> std::io::Result<()> {
-        let (mut s, _) = listener.accept()?;
-        let mut f = std::fs::File::open(src)?;
-        std::io::copy(&mut f, &mut s)?;
-        Ok(())
-    });
-    let t = Instant::now();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    let mut f = std::fs::File::create(&out)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        f.write_all(&buf[..n])?;
+    // Alternate the two, flushing dirty pages before each, and take medians:
+    // both end with an fsync, so leftover writeback would skew whichever runs second.
+    let (mut ferry_times, mut tcp_times) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let dest_dir = c.path().join(format!("fetched-{round}"));
+        let _ = Command::new("sync").status();
+        let dest = ferry_agent::store::Store::open(dest_dir.clone())?;
+        let t = Instant::now();
+        ferry_agent::peer::fetch(&dest, &ca, &id, std::slice::from_ref(&addr), &blob.digest)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        ferry_times.push(t.elapsed());
+        let _ = std::fs::remove_dir_all(&dest_dir);
+
+        let _ = Command::new("sync").status();
+        let out = c.path().join(format!("tcp-copy-{round}"));
+        tcp_times.push(tcp_copy(&src, &out)?);
+        let _ = std::fs::remove_file(&out);
     }
-    f.sync_all()?;
-    let tcp_time = t.elapsed();
-    let _ = server.join();
+    let [_, ferry_time, _, _] = summary(ferry_times);
+    let [_, tcp_time, _, _] = summary(tcp_times);
     let rate = |d: Duration| mib as f64 / d.as_secs_f64();
     Ok(format!(
         "| {mib} MiB artifact, agent to agent on loopback | time | MiB/s |\n| --- | --- | --- |\n\
          | plain TCP copy into a file (baseline) | {} | {:.0} |\n\
          | Ferry peer fetch (mTLS gRPC, sha256 verified, synced) | {} | {:.0} |\n\n\
-         Ferry reaches {:.0} % of the plain copy.\n",
+         Ferry reaches {:.0} % of the plain copy (medians of {rounds} alternating rounds).\n",
         ms(tcp_time),
         rate(tcp_time),
         ms(ferry_time),

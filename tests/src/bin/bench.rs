@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         out.push('\n');
     }
     if what == "artifact" || what == "all" {
-        out.push_str(&rt.block_on(bench::scale::artifact(arg(2, 1024)))?);
+        out.push_str(&rt.block_on(bench::scale::artifact(arg(2, 1024), arg(3, 5) as usize))?);
         out.push('\n');
     }
     if what == "throughput" || what == "all" {
