@@ -215,6 +215,20 @@ pub async fn retention(ctx: SharedCtx) {
         if !ctx.raft.status().is_leader {
             continue;
         }
+        let old = ctx
+            .raft
+            .read(|s| s.prunable_executions(ctx.execution_retention));
+        if !old.is_empty() {
+            let n = old.len();
+            match ctx
+                .raft
+                .propose(Command::PruneExecutions { ids: old })
+                .await
+            {
+                Ok(_) => tracing::info!(executions = n, "retention forgot old executions"),
+                Err(e) => tracing::warn!(error = %e, "execution retention not recorded"),
+            }
+        }
         let (digests, holders) = ctx.raft.read(|s| {
             let digests = s.unreferenced_artifacts(ctx.artifact_retention);
             let mut holders: HashMap<String, Vec<String>> = HashMap::new();

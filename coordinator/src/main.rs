@@ -55,6 +55,11 @@ struct Args {
     /// (and of every running one); older ones are deleted from the agents.
     #[arg(long, default_value_t = 20)]
     artifact_retention: usize,
+    /// Keep the records of the newest N finished executions of each pipeline
+    /// (never fewer than --artifact-retention); older ones are forgotten, which
+    /// bounds the state and its snapshots.
+    #[arg(long, default_value_t = 1000)]
+    execution_retention: usize,
     /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -97,6 +102,7 @@ async fn main() -> std::process::ExitCode {
         agent_lease_seconds: a.agent_lease_seconds,
         artifact_replicas: a.artifact_replicas,
         artifact_retention: a.artifact_retention,
+        execution_retention: a.execution_retention,
         metrics_listen: a.metrics_listen,
     })
     .await;

@@ -41,6 +41,7 @@ pub struct CoordinatorConfig {
     pub agent_lease_seconds: u64,
     pub artifact_replicas: usize,
     pub artifact_retention: usize,
+    pub execution_retention: usize,
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); None: off.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -96,6 +97,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         }),
         artifact_replicas: cfg.artifact_replicas.max(1),
         artifact_retention: cfg.artifact_retention.max(1),
+        execution_retention: cfg.execution_retention.max(cfg.artifact_retention).max(1),
         metrics: crate::metrics::Metrics::new(),
     });
 

@@ -94,6 +94,8 @@ enum Msg {
         reply: Reply,
     },
     TransferLeader(u64),
+    /// A snapshot built off the Raft thread, ready to install.
+    SnapshotBuilt(Box<Snapshot>),
     ReadIndex {
         reply: oneshot::Sender<Result<(), ProposeError>>,
     },
@@ -407,6 +409,9 @@ pub fn start(
         applied_now,
         snapshot_every: cfg.snapshot_every.max(1),
         removed: false,
+        snapshotting: false,
+        failed: None,
+        self_tx: tx.clone(),
     };
     let tick = cfg.tick;
     let join = std::thread::Builder::new()
@@ -448,6 +453,12 @@ struct Driver {
     applied_now: Arc<std::sync::atomic::AtomicU64>,
     snapshot_every: u64,
     removed: bool,
+    /// A snapshot is being serialized on another thread.
+    snapshotting: bool,
+    /// A storage failure seen while handling a message, raised on the next Ready.
+    failed: Option<StorageError>,
+    /// This driver's own queue, for work finished on other threads.
+    self_tx: mpsc::Sender<Msg>,
 }
 
 impl Driver {
@@ -534,6 +545,17 @@ impl Driver {
                 }
             }
             Msg::TransferLeader(to) => self.node.transfer_leader(to),
+            Msg::SnapshotBuilt(snap) => {
+                self.snapshotting = false;
+                // A newer snapshot from the leader may have been installed meanwhile.
+                if snap.get_metadata().index > self.store.snapshot_index() {
+                    let index = snap.get_metadata().index;
+                    match self.store.install_snapshot(&snap) {
+                        Ok(()) => tracing::info!(index, "snapshot taken; log compacted"),
+                        Err(e) => self.failed = Some(e),
+                    }
+                }
+            }
             Msg::ReadIndex { reply } => {
                 let (seq, ctx) = self.next_ctx();
                 self.reads.insert(seq, reply);
@@ -732,26 +754,39 @@ impl Driver {
         Ok(Ok(Output::None))
     }
 
+    /// Every `snapshot_every` applied entries, copy the state (cheap, on this
+    /// thread, so it matches the applied index exactly) and serialize it on
+    /// another thread; the result comes back as `Msg::SnapshotBuilt`.
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let last = self.store.snapshot_index();
-        if self.applied < last + self.snapshot_every {
+        if self.snapshotting || self.applied < last + self.snapshot_every {
             return Ok(());
         }
-        let term = self.store.term(self.applied).unwrap_or(0);
-        let data = {
-            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-            serde_json::to_vec(&*state).unwrap_or_default()
-        };
-        let mut snap = Snapshot {
-            data: data.into(),
-            ..Default::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = self.applied;
-        meta.term = term;
-        meta.set_conf_state(self.store.conf_state());
-        self.store.install_snapshot(&snap)?;
-        tracing::info!(index = self.applied, "snapshot taken; log compacted");
+        let index = self.applied;
+        let term = self.store.term(index).unwrap_or(0);
+        let conf = self.store.conf_state();
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let tx = self.self_tx.clone();
+        self.snapshotting = true;
+        let spawned = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || {
+                let mut snap = Snapshot {
+                    data: serde_json::to_vec(&state).unwrap_or_default().into(),
+                    ..Default::default()
+                };
+                let meta = snap.mut_metadata();
+                meta.index = index;
+                meta.term = term;
+                meta.set_conf_state(conf);
+                let _ = tx.send(Msg::SnapshotBuilt(Box::new(snap)));
+            });
+        if spawned.is_err() {
+            self.snapshotting = false;
+        }
         Ok(())
     }
 

@@ -33,6 +33,8 @@ pub struct Ctx {
     pub artifact_replicas: usize,
     /// Artifacts and logs of the newest this-many executions per pipeline are kept.
     pub artifact_retention: usize,
+    /// Finished executions kept per pipeline; older records are forgotten.
+    pub execution_retention: usize,
     /// Prometheus metrics (served only with `--metrics-listen`).
     pub metrics: crate::metrics::Metrics,
 }

@@ -122,6 +122,21 @@ impl ClusterState {
                 }
                 Ok(Output::None)
             }
+            Command::PruneExecutions { ids } => {
+                let ids: std::collections::BTreeSet<String> = ids
+                    .into_iter()
+                    .filter(|id| !self.active.contains(id))
+                    .collect();
+                for id in &ids {
+                    if let Some(e) = self.executions.remove(id)
+                        && let Some(p) = self.pipelines.get_mut(&e.pipeline)
+                    {
+                        p.executions.retain(|x| x != id);
+                    }
+                }
+                self.attempts.retain(|_, loc| !ids.contains(&loc.execution));
+                Ok(Output::None)
+            }
             Command::ForgetArtifacts { digests } => {
                 for d in digests {
                     self.artifacts.remove(&d);

@@ -108,6 +108,10 @@ pub enum Command {
         size: u64,
         agent: String,
     },
+    /// Retention: forget these finished executions (their records and attempts).
+    PruneExecutions {
+        ids: Vec<String>,
+    },
     /// Retention dropped these blobs: no execution it keeps refers to them.
     ForgetArtifacts {
         digests: Vec<String>,

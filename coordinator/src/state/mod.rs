@@ -258,6 +258,22 @@ impl ClusterState {
         out
     }
 
+    /// Finished executions beyond the newest `keep` of each pipeline (oldest first).
+    pub fn prunable_executions(&self, keep: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in self.pipelines.values() {
+            let excess = p.executions.len().saturating_sub(keep);
+            out.extend(
+                p.executions
+                    .iter()
+                    .take(excess)
+                    .filter(|id| !self.active.contains(*id))
+                    .cloned(),
+            );
+        }
+        out
+    }
+
     /// Blobs that retention may drop: referenced by no execution that is still
     /// running or among the newest `keep` of its pipeline.
     pub fn unreferenced_artifacts(&self, keep: usize) -> Vec<String> {

@@ -342,3 +342,46 @@ fn retention_keeps_the_newest_executions_artifacts() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(s.artifacts.is_empty());
 }
+
+#[test]
+fn execution_retention_forgets_only_finished_old_executions() {
+    let mut s = cluster();
+    for (i, id) in ["e2", "e3"].iter().enumerate() {
+        s.apply(Command::StartExecution {
+            id: (*id).into(),
+            pipeline: "demo".into(),
+            revision: "r".into(),
+            trigger: "t".into(),
+            at: 10 + i as i64,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // All three are still running: nothing is prunable.
+    assert!(s.prunable_executions(1).is_empty());
+    // A failed build ends e1; e2 and e3 still run.
+    s.apply(Command::Assign {
+        execution: "e1".into(),
+        stage: 0,
+        action: 0,
+        agent: "a1".into(),
+        at: 5,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.apply(finish(1, "a1", false))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.prunable_executions(2), vec!["e1".to_string()]);
+    s.apply(Command::PruneExecutions {
+        ids: vec!["e1".into(), "e2".into()],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!s.executions.contains_key("e1"));
+    assert!(
+        s.executions.contains_key("e2"),
+        "a running execution is never pruned"
+    );
+    assert_eq!(
+        s.pipelines["demo"].executions,
+        vec!["e2".to_string(), "e3".to_string()]
+    );
+    assert!(s.attempts.values().all(|l| l.execution != "e1"));
+}
