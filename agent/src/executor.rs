@@ -184,6 +184,11 @@ impl Executor {
         let epoch = a.attempt.as_ref().map_or(0, |r| r.epoch);
         let name = format!("ferry-{}-{}", self.agent, epoch);
         let mut env: Vec<String> = a.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.extend(
+            a.secret_env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v))),
+        );
         env.sort();
         env.extend([
             format!("FERRY_PIPELINE={}", a.pipeline),

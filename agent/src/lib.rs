@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod executor;
 pub mod identity;
+pub mod mask;
 pub mod metrics;
 pub mod outbox;
 pub mod peer;

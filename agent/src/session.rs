@@ -389,14 +389,21 @@ impl Agent {
             attempt: attempt.clone(),
             events: self.events.clone(),
             offset: 0,
+            masker: crate::mask::Masker::new(a.secret_env.values().cloned()),
         };
-        let outcome = match self.prepare_inputs(a, &mut log).await {
-            Ok(inputs) => {
-                self.executor
-                    .run(a, &inputs, &mut log, cancel.clone())
-                    .await
+        let outcome = if let Some(name) = a.missing_secrets.first() {
+            Err(crate::executor::ActionError::Input(format!(
+                "secret `{name}` is not set; an admin can set it with `ferry secret set {name}`"
+            )))
+        } else {
+            match self.prepare_inputs(a, &mut log).await {
+                Ok(inputs) => {
+                    self.executor
+                        .run(a, &inputs, &mut log, cancel.clone())
+                        .await
+                }
+                Err(e) => Err(crate::executor::ActionError::Input(e)),
             }
-            Err(e) => Err(crate::executor::ActionError::Input(e)),
         };
         if let Err(crate::executor::ActionError::Cancelled(reason)) = &outcome
             && reason == SHUTDOWN_REASON
@@ -419,9 +426,12 @@ impl Agent {
             ),
             Err(e) => {
                 log.write(format!("[ferry] {e}\n").as_bytes());
-                (false, e.exit_code(), e.to_string(), Vec::new())
+                let message = String::from_utf8_lossy(&log.masker.mask(e.to_string().as_bytes()))
+                    .into_owned();
+                (false, e.exit_code(), message, Vec::new())
             }
         };
+        log.flush();
         drop(log.file.take());
         let (log_digest, log_size) =
             match std::fs::File::open(&log_path).map(|f| self.store.put_reader(f)) {
@@ -479,19 +489,36 @@ struct AttemptLog {
     events: mpsc::UnboundedSender<Event>,
     /// Bytes written so far: the offset of the next chunk.
     offset: u64,
+    /// Replaces the values of the attempt's secrets with `***`.
+    masker: crate::mask::Masker,
 }
 
 impl LogSink for AttemptLog {
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.write_all(bytes);
+        let masked = self.masker.push(bytes);
+        self.emit(masked);
+    }
+}
+
+impl AttemptLog {
+    fn emit(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
         }
-        let _ = self.events.send(Event::Log(
-            self.attempt.clone(),
-            self.offset,
-            bytes.to_vec(),
-        ));
-        self.offset += bytes.len() as u64;
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.write_all(&bytes);
+        }
+        let len = bytes.len() as u64;
+        let _ = self
+            .events
+            .send(Event::Log(self.attempt.clone(), self.offset, bytes));
+        self.offset += len;
+    }
+
+    /// Writes out a partial last line held back by the masker.
+    fn flush(&mut self) {
+        let rest = self.masker.finish();
+        self.emit(rest);
     }
 }
 

@@ -57,6 +57,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Whoami => rbac::whoami(g).await?,
         Command::Cluster(command) => cluster::run(g, command).await?,
         Command::Artifacts(command) => artifacts::run(g, command).await?,
+        Command::Secret(command) => secret::run(g, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,11 +44,12 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             "ApplyPipeline" | "StartExecution" => Permission::Operate,
             "Decide" => Permission::Decide,
             "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "AddMember"
-            | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" => Permission::Admin,
+            | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" | "SetSecret"
+            | "RemoveSecret" => Permission::Admin,
             "WhoAmI" => Permission::Decide,
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
             | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus"
-            | "ListArtifacts" | "GetArtifact" => Permission::View,
+            | "ListArtifacts" | "GetArtifact" | "ListSecrets" => Permission::View,
             _ => return None,
         },
         _ => return None,

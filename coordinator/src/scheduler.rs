@@ -63,6 +63,38 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
         git_url: spec.source.git.clone(),
         millicpus: action.resources.millicpus.unwrap_or(0),
         memory_bytes: action.resources.memory_bytes.unwrap_or(0),
+        secret_env: Default::default(),
+        missing_secrets: Vec::new(),
+    })
+}
+
+/// The assignment for `epoch` with the secrets its action names opened for
+/// the agent that runs it (only this message ever carries their values).
+pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assignment> {
+    ctx.raft.read(|s| {
+        let mut a = assignment(s, epoch)?;
+        let loc = s.attempts.get(&epoch)?;
+        let names = s
+            .executions
+            .get(&loc.execution)
+            .and_then(|e| s.pipeline_of(e))
+            .and_then(|p| p.stages.get(loc.stage))
+            .and_then(|st| st.actions.get(loc.action))
+            .map(|act| act.secrets.clone())
+            .unwrap_or_default();
+        for (var, name) in names {
+            let value = s.secrets.get(&name).and_then(|r| {
+                let sealer = ctx.secrets.as_ref()?;
+                sealer.open(&name, &r.nonce, &r.ciphertext).ok()
+            });
+            match value {
+                Some(v) => {
+                    a.secret_env.insert(var, v);
+                }
+                None => a.missing_secrets.push(name),
+            }
+        }
+        Some(a)
     })
 }
 
@@ -149,7 +181,7 @@ async fn assign(
     };
     match ctx.raft.propose(cmd).await {
         Ok(Output::Assigned { epoch, .. }) => {
-            let Some(a) = ctx.raft.read(|s| assignment(s, epoch)) else {
+            let Some(a) = assignment_with_secrets(ctx, epoch) else {
                 return;
             };
             tracing::debug!(%agent, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), epoch, "assigned");

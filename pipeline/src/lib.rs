@@ -15,6 +15,7 @@ mod validate;
 pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use parse::{Diagnostic, parse};
+pub use rules::{MAX_SECRET_NAME_LEN, validate_secret_name};
 
 #[cfg(test)]
 mod tests;

@@ -103,6 +103,10 @@ pub struct Action {
     /// most [`MAX_RETRIES`] (build/test only; 0 for approvals).
     #[serde(default)]
     pub retries: u32,
+    /// Environment variable name -> name of the secret whose value it gets
+    /// (build/test only; empty for approvals). Never shares a name with `env`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// Roles or operator names allowed to approve; empty unless `kind` is approval.
     pub approvers: Vec<String>,
 }
@@ -179,6 +183,7 @@ mod tests {
                 memory_bytes: Some(MIN_MEMORY_BYTES),
             },
             retries: 2,
+            secrets: BTreeMap::from([("DEPLOY_TOKEN".to_string(), "prod-token".to_string())]),
             approvers: Vec::new(),
         }
     }
@@ -246,6 +251,22 @@ mod tests {
             Action {
                 retries: 0,
                 resources: Resources::default(),
+                ..action("old")
+            }
+        );
+    }
+
+    #[test]
+    fn actions_serialized_before_secrets_still_deserialize() {
+        let mut json = serde_json::to_value(action("old")).expect("serialize");
+        let fields = json.as_object_mut().expect("an action is a JSON object");
+        assert!(fields.remove("secrets").is_some());
+        let back: Action = serde_json::from_value(json).expect("deserialize");
+        assert!(back.secrets.is_empty());
+        assert_eq!(
+            back,
+            Action {
+                secrets: BTreeMap::new(),
                 ..action("old")
             }
         );

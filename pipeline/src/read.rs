@@ -36,6 +36,7 @@ const ACTION_KEYS: &[&str] = &[
     "approvers",
     "retries",
     "resources",
+    "secrets",
 ];
 /// Keys that only make sense for actions that run commands (build, test).
 const COMMAND_ONLY_KEYS: &[&str] = &[
@@ -47,6 +48,7 @@ const COMMAND_ONLY_KEYS: &[&str] = &[
     "outputs",
     "retries",
     "resources",
+    "secrets",
 ];
 const RESOURCE_KEYS: &[&str] = &["cpus", "memory"];
 /// Keys that only make sense for approval actions.
@@ -210,6 +212,7 @@ impl Reader<'_> {
             timeout_ms: ActionKind::Build.default_timeout_ms(),
             resources: Resources::default(),
             retries: 0,
+            secrets: BTreeMap::new(),
             approvers: Vec::new(),
         };
         let mut loc = ActionLoc {
@@ -308,6 +311,10 @@ impl Reader<'_> {
             }
             if let Some(value) = field(map, "resources") {
                 action.resources = self.resources(value);
+            }
+            if let Some(value) = field(map, "secrets") {
+                let env_map = field(map, "env").and_then(|env| env.node.as_mapping());
+                action.secrets = self.secrets(value, env_map);
             }
         }
         if is_approval {
@@ -538,6 +545,36 @@ impl Reader<'_> {
             }
         }
         env
+    }
+
+    /// The `secrets` mapping: environment variable name -> secret name.
+    /// Variables also set in `env` (the mapping given) are reported.
+    fn secrets(
+        &mut self,
+        value: Value<'_>,
+        env: Option<&MarkedMappingNode>,
+    ) -> BTreeMap<String, String> {
+        let mut secrets = BTreeMap::new();
+        let Some(map) = self.mapping(value, "`secrets`") else {
+            return secrets;
+        };
+        for (key, value) in map.iter() {
+            let name = key.as_str();
+            let key_pos = pos(key.span());
+            if let Err(message) = rules::check_env_name(name) {
+                self.error(key_pos, message);
+            } else if env.is_some_and(|env| env.get_node(name).is_some()) {
+                self.error(key_pos, format!("`{name}` is set in both env and secrets"));
+            }
+            let what = format!("the secret of environment variable `{name}`");
+            if let Some((secret, at)) = self.string(Value::entry(key, value), &what) {
+                if let Err(reason) = rules::validate_secret_name(&secret) {
+                    self.error(at, format!("invalid secret name {secret:?}: {reason}"));
+                }
+                secrets.insert(name.to_string(), secret);
+            }
+        }
+        secrets
     }
 
     fn outputs(&mut self, value: Value<'_>) -> (OutputMap, Vec<(String, Pos)>) {

@@ -126,6 +126,39 @@ pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest accepted secret name.
+pub const MAX_SECRET_NAME_LEN: usize = 63;
+
+/// Checks a secret name: 1 to [`MAX_SECRET_NAME_LEN`] characters of
+/// lowercase ASCII letters, digits, `.`, `_` and `-`, starting with a
+/// letter or digit.
+///
+/// The error says what is wrong, without repeating the name, e.g.
+/// "must start with a lowercase letter (a-z) or a digit".
+pub fn validate_secret_name(name: &str) -> Result<(), String> {
+    let Some(first) = name.chars().next() else {
+        return Err("must not be empty".to_string());
+    };
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return Err("must start with a lowercase letter (a-z) or a digit".to_string());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "contains {bad:?}; only lowercase letters, digits, '.', '_' and '-' are allowed"
+        ));
+    }
+    if name.len() > MAX_SECRET_NAME_LEN {
+        return Err(format!(
+            "must be at most {MAX_SECRET_NAME_LEN} characters long (it has {})",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Output artifact names: the name rule, and not the built-in `source`.
 pub(crate) fn check_artifact_name(name: &str) -> Result<(), String> {
     validate_name(name).map_err(|reason| format!("invalid artifact name `{name}`: {reason}"))?;
@@ -312,6 +345,51 @@ mod tests {
         assert!(check_env_name("").is_err());
         let err = check_env_name("FERRY_TOKEN").expect_err("reserved");
         assert!(err.contains("reserved"), "{err}");
+    }
+
+    #[test]
+    fn secret_names() {
+        for ok in [
+            "prod-token",
+            "npm",
+            "7up",
+            "a.b_c-d",
+            "x.",
+            &"s".repeat(MAX_SECRET_NAME_LEN),
+        ] {
+            assert_eq!(validate_secret_name(ok), Ok(()), "{ok}");
+        }
+        for (bad, reason) in [
+            ("", "must not be empty".to_string()),
+            (
+                "Prod",
+                "must start with a lowercase letter (a-z) or a digit".to_string(),
+            ),
+            (
+                "-x",
+                "must start with a lowercase letter (a-z) or a digit".to_string(),
+            ),
+            (
+                ".x",
+                "must start with a lowercase letter (a-z) or a digit".to_string(),
+            ),
+            (
+                "prod/token",
+                "contains '/'; only lowercase letters, digits, '.', '_' and '-' are allowed"
+                    .to_string(),
+            ),
+            (
+                "a b",
+                "contains ' '; only lowercase letters, digits, '.', '_' and '-' are allowed"
+                    .to_string(),
+            ),
+            (
+                &"s".repeat(MAX_SECRET_NAME_LEN + 1),
+                "must be at most 63 characters long (it has 64)".to_string(),
+            ),
+        ] {
+            assert_eq!(validate_secret_name(bad), Err(reason), "{bad}");
+        }
     }
 
     #[test]

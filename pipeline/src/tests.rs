@@ -133,6 +133,7 @@ fn full_example_parses_with_defaults() {
         timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
         resources: Resources::default(),
         retries: 0,
+        secrets: BTreeMap::new(),
         approvers: Vec::new(),
     };
     let approval = |name: &str, run_order| Action {
@@ -148,6 +149,7 @@ fn full_example_parses_with_defaults() {
         timeout_ms: DEFAULT_APPROVAL_TIMEOUT_MS,
         resources: Resources::default(),
         retries: 0,
+        secrets: BTreeMap::new(),
         approvers: strings(&["approver"]),
     };
     let expected = Pipeline {
@@ -233,6 +235,7 @@ fn minimal_pipeline_gets_defaults() {
     assert!(action.approvers.is_empty());
     assert_eq!(action.retries, 0);
     assert_eq!(action.resources, Resources::default());
+    assert!(action.secrets.is_empty());
 }
 
 #[test]
@@ -246,6 +249,7 @@ fn approval_defaults() {
     assert_eq!(action.timeout_ms, 7 * 24 * 3_600_000);
     assert_eq!(action.retries, 0);
     assert_eq!(action.resources, Resources::default());
+    assert!(action.secrets.is_empty());
 }
 
 #[test]
@@ -422,7 +426,7 @@ fn unknown_keys_at_every_level() {
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
             "8:5: unknown key `needs` in stage; expected one of: name, actions",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
-             runs_on, inputs, commands, env, outputs, timeout, approvers, retries, resources",
+             runs_on, inputs, commands, env, outputs, timeout, approvers, retries, resources, secrets",
         ]
     );
 }
@@ -1065,6 +1069,135 @@ fn retries_and_resources_are_only_for_command_actions() {
         vec![
             "10:9: `resources` is not allowed in approval actions; it is only for build and \
              test actions"
+        ]
+    );
+}
+
+// ---- secrets ----------------------------------------------------------------
+
+#[test]
+fn secrets_parse() {
+    let pipeline = parse_ok(&build_action_with(&[
+        "env: {MODE: release}",
+        "secrets: {DEPLOY_TOKEN: prod-token, NPM_TOKEN: npm, _X1: 7.db_pass-2}",
+    ]));
+    let action = &pipeline.stages[0].actions[0];
+    assert_eq!(
+        action.secrets,
+        BTreeMap::from([
+            ("DEPLOY_TOKEN".to_string(), "prod-token".to_string()),
+            ("NPM_TOKEN".to_string(), "npm".to_string()),
+            ("_X1".to_string(), "7.db_pass-2".to_string()),
+        ])
+    );
+    assert_eq!(action.env.len(), 1);
+    let block = parse_ok(&build_action_with(&["secrets:", "  TOKEN: tok"]));
+    assert_eq!(
+        block.stages[0].actions[0].secrets,
+        BTreeMap::from([("TOKEN".to_string(), "tok".to_string())])
+    );
+}
+
+#[test]
+fn secrets_may_not_repeat_env_variables() {
+    assert_eq!(
+        errors(&build_action_with(&[
+            "env: {TOKEN: x, MODE: release}",
+            "secrets:",
+            "  MODE: mode",
+            "  OTHER: other",
+            "  TOKEN: tok",
+        ])),
+        vec![
+            "14:11: `MODE` is set in both env and secrets",
+            "16:11: `TOKEN` is set in both env and secrets",
+        ]
+    );
+}
+
+#[test]
+fn bad_secret_names() {
+    assert_eq!(
+        errors(&build_action_with(&[
+            "secrets:",
+            "  A: Prod-Token",
+            "  B: \"\"",
+            "  C: prod/token",
+            "  D: -x",
+            "  E: ok",
+        ])),
+        vec![
+            "13:14: invalid secret name \"Prod-Token\": must start with a lowercase letter (a-z) \
+             or a digit",
+            "14:14: invalid secret name \"\": must not be empty",
+            "15:14: invalid secret name \"prod/token\": contains '/'; only lowercase letters, \
+             digits, '.', '_' and '-' are allowed",
+            "16:14: invalid secret name \"-x\": must start with a lowercase letter (a-z) or a \
+             digit",
+        ]
+    );
+    let long = format!("secrets: {{A: {}}}", "s".repeat(64));
+    assert_eq!(
+        errors(&build_action_with(&[&long])),
+        vec![format!(
+            "12:22: invalid secret name \"{}\": must be at most 63 characters long (it has 64)",
+            "s".repeat(64)
+        )]
+    );
+}
+
+#[test]
+fn bad_secret_variable_names() {
+    assert_eq!(
+        errors(&build_action_with(&[
+            "secrets:",
+            "  1BAD: a",
+            "  FERRY_TOKEN: b",
+            "  with-dash: c",
+            "  GOOD: d",
+        ])),
+        vec![
+            "13:11: invalid environment variable name `1BAD`: must match [A-Za-z_][A-Za-z0-9_]*",
+            "14:11: environment variable `FERRY_TOKEN` is reserved: names starting with FERRY_ \
+             are set by Ferry",
+            "15:11: invalid environment variable name `with-dash`: must match \
+             [A-Za-z_][A-Za-z0-9_]*",
+        ]
+    );
+}
+
+#[test]
+fn bad_secrets_structure() {
+    assert_eq!(
+        errors(&build_action_with(&["secrets: [prod-token]"])),
+        vec!["12:18: `secrets` must be a mapping, found a list"]
+    );
+    assert_eq!(
+        errors(&build_action_with(&["secrets:"])),
+        vec!["12:9: `secrets` must be a mapping, found nothing (null)"]
+    );
+    assert_eq!(
+        errors(&build_action_with(&["secrets: {A: [x], B: {c: d}, C:}"])),
+        vec![
+            "12:22: the secret of environment variable `A` must be a string, found a list",
+            "12:30: the secret of environment variable `B` must be a string, found a mapping",
+            "12:38: the secret of environment variable `C` must be a string, found nothing \
+             (null)",
+        ]
+    );
+}
+
+#[test]
+fn secrets_are_only_for_command_actions() {
+    assert_eq!(
+        errors(&with_action(&[
+            "name: gate",
+            "type: approval",
+            "secrets: {TOKEN: tok}",
+        ])),
+        vec![
+            "10:9: `secrets` is not allowed in approval actions; it is only for build and test \
+             actions"
         ]
     );
 }

@@ -39,9 +39,13 @@ pub fn run(command: &CertsCommand, format: Format) -> Result<()> {
 pub fn init(args: &CertsInitArgs) -> Result<Vec<PathBuf>> {
     CertAuthority::init(&args.dir, &args.trust_domain)
         .with_context(|| format!("cannot create a CA in {}", args.dir.display()))?;
+    // The key coordinators seal secrets with; it travels with the CA to every member.
+    let key = ferry_certs::init_secrets_key(&args.dir)
+        .with_context(|| format!("cannot create the secrets key in {}", args.dir.display()))?;
     Ok(vec![
         args.dir.join(ferry_certs::CA_CERT_FILE),
         args.dir.join(ferry_certs::CA_KEY_FILE),
+        key,
     ])
 }
 
@@ -84,7 +88,14 @@ mod tests {
             trust_domain: "ferry".into(),
         })
         .expect("init");
-        assert_eq!(files, [ca_dir.join("ca.pem"), ca_dir.join("ca-key.pem")]);
+        assert_eq!(
+            files,
+            [
+                ca_dir.join("ca.pem"),
+                ca_dir.join("ca-key.pem"),
+                ca_dir.join("secrets.key")
+            ]
+        );
 
         let files = issue_coordinator(&IssueCoordinatorArgs {
             ca_dir: ca_dir.clone(),

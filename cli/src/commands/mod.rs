@@ -10,6 +10,7 @@ pub mod logs;
 pub mod pipeline;
 pub mod rbac;
 pub mod run;
+pub mod secret;
 pub mod status;
 pub mod token;
 

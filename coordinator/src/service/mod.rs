@@ -35,6 +35,8 @@ pub struct Ctx {
     pub artifact_retention: usize,
     /// Finished executions kept per pipeline; older records are forgotten.
     pub execution_retention: usize,
+    /// Seals and opens secrets; None when --tls-dir has no secrets.key.
+    pub secrets: Option<crate::secrets::SecretBox>,
     /// Prometheus metrics (served only with `--metrics-listen`).
     pub metrics: crate::metrics::Metrics,
 }

@@ -559,6 +559,62 @@ impl pb::operator_server::Operator for OperatorService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn set_secret(
+        &self,
+        req: Request<pb::SetSecretRequest>,
+    ) -> Result<Response<pb::SecretView>, Status> {
+        let who = caller(&req)?;
+        let req = req.into_inner();
+        ferry_pipeline::validate_secret_name(&req.name)
+            .map_err(|e| Status::invalid_argument(format!("secret name `{}`: {e}", req.name)))?;
+        let sealer = self.0.secrets.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this cluster has no secrets key (secrets.key beside the CA in --tls-dir)",
+            )
+        })?;
+        let (nonce, ciphertext) = sealer
+            .seal(&req.name, &req.value)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let at = now_ms();
+        self.0
+            .raft
+            .propose(Command::SetSecret {
+                name: req.name.clone(),
+                nonce,
+                ciphertext,
+                by: who.name.clone(),
+                at,
+            })
+            .await?;
+        tracing::info!(secret = %req.name, by = %who.name, "secret set");
+        Ok(Response::new(pb::SecretView {
+            name: req.name,
+            updated_by: who.name,
+            updated_at: views::ts(Some(at)),
+        }))
+    }
+
+    async fn list_secrets(
+        &self,
+        _req: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        self.0.fresh().await?;
+        Ok(Response::new(self.secret_list()))
+    }
+
+    async fn remove_secret(
+        &self,
+        req: Request<pb::SecretRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        let name = req.into_inner().name;
+        self.0
+            .raft
+            .propose(Command::RemoveSecret { name: name.clone() })
+            .await?;
+        tracing::info!(secret = %name, "secret removed");
+        Ok(Response::new(self.secret_list()))
+    }
+
     async fn create_token(
         &self,
         req: Request<pb::CreateTokenRequest>,
@@ -764,6 +820,21 @@ impl pb::operator_server::Operator for OperatorService {
 }
 
 impl OperatorService {
+    /// Names and who set them; never values.
+    fn secret_list(&self) -> pb::ListSecretsResponse {
+        let secrets = self.0.raft.read(|s| {
+            s.secrets
+                .iter()
+                .map(|(name, r)| pb::SecretView {
+                    name: name.clone(),
+                    updated_by: r.updated_by.clone(),
+                    updated_at: views::ts(Some(r.updated_at)),
+                })
+                .collect()
+        });
+        pb::ListSecretsResponse { secrets }
+    }
+
     fn bindings(&self) -> pb::RoleBindingsResponse {
         let bindings = self.0.raft.read(|s| {
             s.roles

@@ -136,15 +136,14 @@ async fn reconcile(
     tx: &crate::hub::SessionTx,
 ) {
     let reported: BTreeSet<u64> = running.iter().map(|r| r.epoch).collect();
-    let (missing, current) = ctx.raft.read(|s| {
-        let current: BTreeSet<u64> = s.running_on(agent).iter().map(|(e, _)| *e).collect();
-        let missing: Vec<pb::Assignment> = current
-            .iter()
-            .filter(|e| !reported.contains(e))
-            .filter_map(|e| scheduler::assignment(s, *e))
-            .collect();
-        (missing, current)
-    });
+    let current: BTreeSet<u64> = ctx
+        .raft
+        .read(|s| s.running_on(agent).iter().map(|(e, _)| *e).collect());
+    let missing: Vec<pb::Assignment> = current
+        .iter()
+        .filter(|e| !reported.contains(e))
+        .filter_map(|e| scheduler::assignment_with_secrets(ctx, *e))
+        .collect();
     for a in missing {
         tracing::info!(%agent, attempt = ?a.attempt, "re-sending assignment after reconnect");
         let _ = tx

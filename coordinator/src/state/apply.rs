@@ -122,6 +122,28 @@ impl ClusterState {
                 }
                 Ok(Output::None)
             }
+            Command::SetSecret {
+                name,
+                nonce,
+                ciphertext,
+                by,
+                at,
+            } => {
+                self.secrets.insert(
+                    name,
+                    super::SecretRecord {
+                        nonce,
+                        ciphertext,
+                        updated_by: by,
+                        updated_at: at,
+                    },
+                );
+                Ok(Output::None)
+            }
+            Command::RemoveSecret { name } => match self.secrets.remove(&name) {
+                Some(_) => Ok(Output::None),
+                None => Err(Rejection::NotFound(format!("secret `{name}`"))),
+            },
             Command::PruneExecutions { ids } => {
                 let ids: std::collections::BTreeSet<String> = ids
                     .into_iter()

@@ -108,6 +108,17 @@ pub enum Command {
         size: u64,
         agent: String,
     },
+    /// A sealed secret value (never plaintext in the log).
+    SetSecret {
+        name: String,
+        nonce: Vec<u8>,
+        ciphertext: Vec<u8>,
+        by: String,
+        at: i64,
+    },
+    RemoveSecret {
+        name: String,
+    },
     /// Retention: forget these finished executions (their records and attempts).
     PruneExecutions {
         ids: Vec<String>,

@@ -149,6 +149,17 @@ pub struct ClusterState {
     pub tokens: BTreeMap<String, JoinToken>,
     pub roles: BTreeSet<(String, Role)>,
     pub artifacts: BTreeMap<String, ArtifactRecord>,
+    /// Secrets, sealed (see `secrets.rs`); only names and who set them are ever shown.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub updated_by: String,
+    pub updated_at: i64,
 }
 
 impl ClusterState {

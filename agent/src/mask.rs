@@ -1,0 +1,79 @@
+//! Masks secret values in an attempt's output: whole lines are scanned (so a
+//! value split across two writes is still caught) and each occurrence is
+//! replaced by `***` before anything is written to the log file or sent.
+
+pub struct Masker {
+    secrets: Vec<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+/// Longest partial line held back while waiting for its end.
+const MAX_PENDING: usize = 64 * 1024;
+
+impl Masker {
+    pub fn new<I: IntoIterator<Item = Vec<u8>>>(secrets: I) -> Masker {
+        let mut secrets: Vec<Vec<u8>> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Masker {
+            secrets,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Masked complete lines from `bytes` (a partial last line waits).
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        if self.secrets.is_empty() {
+            return bytes.to_vec();
+        }
+        self.pending.extend_from_slice(bytes);
+        let cut = match self.pending.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None if self.pending.len() > MAX_PENDING => self.pending.len(),
+            None => return Vec::new(),
+        };
+        let ready: Vec<u8> = self.pending.drain(..cut).collect();
+        self.mask(&ready)
+    }
+
+    /// Whatever is still held back, masked.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.pending);
+        self.mask(&rest)
+    }
+
+    /// `bytes` with every secret replaced.
+    pub fn mask(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for s in &self.secrets {
+            let mut masked = Vec::with_capacity(out.len());
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(s) {
+                    masked.extend_from_slice(b"***");
+                    i += s.len();
+                } else {
+                    masked.push(out[i]);
+                    i += 1;
+                }
+            }
+            out = masked;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_even_across_writes() {
+        let mut m = Masker::new([b"hunter2".to_vec(), b"hunter2-long".to_vec()]);
+        let mut out = m.push(b"token is hun");
+        out.extend(m.push(b"ter2 and hunter2-long\nnext "));
+        out.extend(m.finish());
+        assert_eq!(String::from_utf8_lossy(&out), "token is *** and ***\nnext ");
+        assert_eq!(Masker::new(Vec::<Vec<u8>>::new()).push(b"as is"), b"as is");
+    }
+}
