@@ -2,6 +2,7 @@
 //! and the YAML parser/validator that turns a `pipeline.yaml` into it while
 //! reporting every problem with its line and column.
 
+pub mod environment;
 pub mod execution;
 
 mod duration;
@@ -12,10 +13,15 @@ mod read;
 mod rules;
 mod validate;
 
+pub use environment::{
+    DockerTarget, Environment, Host, HostKey, SshTarget, Target, parse_environment,
+};
 pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use parse::{Diagnostic, parse};
 pub use rules::{MAX_SECRET_NAME_LEN, validate_secret_name};
 
+#[cfg(test)]
+mod environment_tests;
 #[cfg(test)]
 mod tests;
