@@ -21,13 +21,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
-use marked_yaml::{LoadError, LoaderOptions, Marker, Node};
+use marked_yaml::types::MarkedMappingNode;
 use serde::{Deserialize, Serialize};
 
-use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
 use crate::rules::validate_secret_name;
+use crate::yaml::{self, DocumentKind, Reader, Value, field, mapping_pos, pos};
 
 /// SSH port used when `address` has none.
 pub const DEFAULT_SSH_PORT: u16 = 22;
@@ -122,143 +121,24 @@ pub struct DockerTarget {
 
 // ---- entry point -------------------------------------------------------------
 
-const TOP_LEVEL_MESSAGE: &str =
-    "an environment file must be a mapping with `name` and `hosts` at the top level";
+/// The wording for environment files in loader errors.
+const ENVIRONMENT_FILE: DocumentKind = DocumentKind {
+    name: "an environment file",
+    empty_message: "the environment file is empty; expected a mapping with `name` and `hosts`",
+    top_level_message: "an environment file must be a mapping with `name` and `hosts` at the top level",
+};
 
 /// Parses and validates an environment file; every error, sorted by position.
 pub fn parse_environment(text: &str) -> Result<Environment, Vec<Diagnostic>> {
-    // YAML allows a byte order mark; the scanner would read it as part of the first key.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if is_blank(text) {
-        return Err(vec![Diagnostic::at(
-            Pos { line: 1, column: 1 },
-            "the environment file is empty; expected a mapping with `name` and `hosts`",
-        )]);
-    }
-    let options = LoaderOptions::default()
-        .toplevel_mapping()
-        .error_on_duplicate_keys(true)
-        // Keeps quoted scalars distinguishable: "1" is a string, ~ is null but "~" is not.
-        .prevent_coercion(true);
-    let root =
-        marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| vec![load_error(&e)])?;
-    let Some(map) = root.as_mapping() else {
-        return Err(vec![Diagnostic::at(
-            Pos { line: 1, column: 1 },
-            TOP_LEVEL_MESSAGE,
-        )]);
-    };
-    let mut diags = Vec::new();
-    if let Some(end) = map.span().end() {
-        diags.extend(extra_document(text, end));
-    }
-    let environment = Reader { diags: &mut diags }.environment(map);
-    if diags.is_empty() {
-        Ok(environment)
-    } else {
-        // Stable sort: diagnostics at the same position keep their discovery order.
-        diags.sort_by_key(|d| (d.line, d.column));
-        Err(diags)
-    }
-}
-
-/// Nothing but whitespace, comments and document markers.
-fn is_blank(text: &str) -> bool {
-    text.lines().all(|line| {
-        let line = line.trim();
-        line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
+    yaml::load(text, &ENVIRONMENT_FILE, |map, diags| {
+        Reader::new(diags).environment(map)
     })
-}
-
-/// The loader reads only the first YAML document and ignores what follows;
-/// report a second document (or trailing content) instead of dropping it.
-fn extra_document(text: &str, end: &Marker) -> Option<Diagnostic> {
-    let byte = text
-        .char_indices()
-        .nth(end.character())
-        .map_or(text.len(), |(i, _)| i);
-    let rest = text.get(byte..)?;
-    // A flow mapping (`{...}`) ends *at* its closing brace.
-    let (rest, first_column) = match rest.strip_prefix('}') {
-        Some(after_brace) => (after_brace, end.column() + 1),
-        None => (rest, end.column()),
-    };
-    let mut separator = None;
-    for (offset, line) in rest.lines().enumerate() {
-        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
-        let here = Pos {
-            line: end.line() + offset,
-            column: if offset == 0 { first_column } else { 1 } + indent,
-        };
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed == "..." {
-            continue;
-        }
-        if let Some(after) = trimmed.strip_prefix("---") {
-            let after = after.trim_start();
-            if after.is_empty() || after.starts_with('#') {
-                separator.get_or_insert(here);
-                continue;
-            }
-        }
-        return Some(match separator {
-            Some(at) => Diagnostic::at(
-                at,
-                "an environment file must contain a single YAML document",
-            ),
-            None => Diagnostic::at(here, "unexpected content after the top-level mapping"),
-        });
-    }
-    None
-}
-
-fn load_error(error: &LoadError) -> Diagnostic {
-    let (marker, message) = match error {
-        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => {
-            (Some(m), TOP_LEVEL_MESSAGE.to_string())
-        }
-        LoadError::UnexpectedAnchor(m) => (
-            Some(m),
-            "YAML anchors and aliases are not supported".to_string(),
-        ),
-        LoadError::MappingKeyMustBeScalar(m) => {
-            (Some(m), "mapping keys must be plain strings".to_string())
-        }
-        LoadError::UnexpectedTag(m) => (
-            Some(m),
-            "YAML tags (like `!!str`) are not supported".to_string(),
-        ),
-        LoadError::ScanError(m, e) => (Some(m), format!("YAML syntax error: {}", e.info())),
-        LoadError::DuplicateKey(inner) => {
-            let first = inner
-                .prev_key
-                .span()
-                .start()
-                .map(|m| format!(" (first defined at {})", Pos::from(m)))
-                .unwrap_or_default();
-            (
-                inner.key.span().start(),
-                format!("duplicate key `{}`{first}", inner.key.as_str()),
-            )
-        }
-    };
-    let pos = marker.map_or(Pos { line: 1, column: 1 }, Pos::from);
-    Diagnostic::at(pos, message)
 }
 
 // ---- reader ------------------------------------------------------------------
 
-/// Reads the node tree, recording every problem and carrying on, so one
-/// pass reports everything that is wrong.
-struct Reader<'d> {
-    diags: &'d mut Vec<Diagnostic>,
-}
-
+/// The environment's structure, read with the shared [`Reader`].
 impl Reader<'_> {
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diags.push(Diagnostic::at(pos, message));
-    }
-
     fn environment(&mut self, root: &MarkedMappingNode) -> Environment {
         self.check_keys(root, "environment", ENVIRONMENT_KEYS);
         let name = self
@@ -439,18 +319,6 @@ impl Reader<'_> {
 
     // ---- fields ----------------------------------------------------------
 
-    /// The required `name` key, checked against the name rule.
-    fn name_field(&mut self, map: &MarkedMappingNode, what: &str) -> Option<(String, Pos)> {
-        let (name, at) = self.required_string(map, "name", what)?;
-        match validate_name(&name) {
-            Ok(()) => Some((name, at)),
-            Err(reason) => {
-                self.error(at, format!("invalid {what} name {name:?}: {reason}"));
-                None
-            }
-        }
-    }
-
     fn secret_name(&mut self, secret: String, at: Pos) -> Option<String> {
         match validate_secret_name(&secret) {
             Ok(()) => Some(secret),
@@ -459,161 +327,6 @@ impl Reader<'_> {
                 None
             }
         }
-    }
-
-    // ---- keys and types --------------------------------------------------
-
-    /// Reports every key of `map` that is not in `allowed`.
-    fn check_keys(&mut self, map: &MarkedMappingNode, what: &str, allowed: &[&str]) {
-        for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
-                self.error(
-                    pos(key.span()),
-                    format!(
-                        "unknown key `{}` in {what}; expected one of: {}",
-                        key.as_str(),
-                        allowed.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-
-    fn required<'n>(
-        &mut self,
-        map: &'n MarkedMappingNode,
-        key: &str,
-        what: &str,
-    ) -> Option<Value<'n>> {
-        let value = field(map, key);
-        if value.is_none() {
-            self.error(
-                mapping_pos(map),
-                format!("missing required key `{key}` in {what}"),
-            );
-        }
-        value
-    }
-
-    fn required_string(
-        &mut self,
-        map: &MarkedMappingNode,
-        key: &str,
-        what: &str,
-    ) -> Option<(String, Pos)> {
-        let value = self.required(map, key, what)?;
-        self.string(value, &format!("`{key}`"))
-    }
-
-    fn required_list<'n>(
-        &mut self,
-        map: &'n MarkedMappingNode,
-        key: &str,
-        what: &str,
-    ) -> Option<&'n MarkedSequenceNode> {
-        let value = self.required(map, key, what)?;
-        let list = value.node.as_sequence();
-        if list.is_none() {
-            self.error(
-                value.pos(),
-                format!("`{key}` must be a list, found {}", describe(value.node)),
-            );
-        }
-        list
-    }
-
-    fn mapping<'n>(&mut self, value: Value<'n>, what: &str) -> Option<&'n MarkedMappingNode> {
-        let map = value.node.as_mapping();
-        if map.is_none() {
-            self.error(
-                value.pos(),
-                format!("{what} must be a mapping, found {}", describe(value.node)),
-            );
-        }
-        map
-    }
-
-    /// Any non-null scalar, as written.
-    fn string(&mut self, value: Value<'_>, what: &str) -> Option<(String, Pos)> {
-        let at = value.pos();
-        match value.node.as_scalar() {
-            Some(scalar) if !is_null(scalar) => Some((scalar.as_str().to_string(), at)),
-            _ => {
-                self.error(
-                    at,
-                    format!("{what} must be a string, found {}", describe(value.node)),
-                );
-                None
-            }
-        }
-    }
-}
-
-/// A node together with the position of the key it belongs to, if any.
-#[derive(Clone, Copy)]
-struct Value<'n> {
-    node: &'n Node,
-    key: Option<Pos>,
-}
-
-impl<'n> Value<'n> {
-    /// A list item: it has no key.
-    fn item(node: &'n Node) -> Self {
-        Value { node, key: None }
-    }
-
-    /// Where to report a problem with this value. Null values (`key:` with
-    /// nothing after it) are reported at their key, since the loader places
-    /// them at the next token.
-    fn pos(&self) -> Pos {
-        match (self.node, self.key) {
-            (Node::Scalar(s), Some(key)) if is_null(s) => key,
-            (Node::Mapping(map), _) => mapping_pos(map),
-            _ => pos(self.node.span()),
-        }
-    }
-
-    /// The key's position, or the value's for a list item.
-    fn key_pos(&self) -> Pos {
-        self.key.unwrap_or_else(|| self.pos())
-    }
-}
-
-/// The value under `key` in `map`, with the key's position.
-fn field<'n>(map: &'n MarkedMappingNode, key: &str) -> Option<Value<'n>> {
-    map.get_key_value(key).map(|(key, node)| Value {
-        node,
-        key: Some(pos(key.span())),
-    })
-}
-
-/// Where a mapping starts. The loader marks a block mapping after its first
-/// key, so the first key's position is used when it comes earlier.
-fn mapping_pos(map: &MarkedMappingNode) -> Pos {
-    let start = pos(map.span());
-    map.keys()
-        .next()
-        .map(|key| pos(key.span()))
-        .map_or(start, |first_key| first_key.min(start))
-}
-
-/// Start of a span (every node the loader produces has one).
-fn pos(span: &marked_yaml::Span) -> Pos {
-    span.start().map_or(Pos { line: 1, column: 1 }, Pos::from)
-}
-
-/// A plain (unquoted) `~`, `null` or empty scalar.
-fn is_null(scalar: &MarkedScalarNode) -> bool {
-    scalar.may_coerce() && matches!(scalar.as_str(), "" | "~" | "null" | "Null" | "NULL")
-}
-
-/// How a node is named in type errors.
-fn describe(node: &Node) -> String {
-    match node {
-        Node::Mapping(_) => "a mapping".to_string(),
-        Node::Sequence(_) => "a list".to_string(),
-        Node::Scalar(s) if is_null(s) => "nothing (null)".to_string(),
-        Node::Scalar(s) => format!("{:?}", s.as_str()),
     }
 }
 

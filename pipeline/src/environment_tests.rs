@@ -4,37 +4,18 @@
 use crate::environment::{
     DockerTarget, Environment, Host, HostKey, SshTarget, Target, parse_environment,
 };
+use crate::test_support::{doc, expect_errors, expect_ok};
 
 const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIKqKeBW1/+wBEjL+rdG9x6rO+ivJQVWWCRHUo4b6i9UP";
 const ECDSA256: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBLfxCjxiLFrxCJ6Dc0rZW39KslnZJGb58kaHt6XoiGFL5Yrkzf/Uxmfg5QyV3Ae6yJpHAUkNR2R6o3ZKJZaigm4=";
 const FINGERPRINT: &str = "SHA256:S75VLRBByCaAQto2FYoRxxi2Vc+sirNnedkiiPEHTL8";
 
-/// Joins lines with '\n' so that `lines[i]` is on line `i + 1`.
-fn doc(lines: &[&str]) -> String {
-    let mut text = lines.join("\n");
-    text.push('\n');
-    text
-}
-
 fn errors(text: &str) -> Vec<String> {
-    match parse_environment(text) {
-        Ok(environment) => panic!("expected errors, got {environment:#?}"),
-        Err(diags) => diags.iter().map(ToString::to_string).collect(),
-    }
+    expect_errors(parse_environment(text))
 }
 
 fn parse_ok(text: &str) -> Environment {
-    match parse_environment(text) {
-        Ok(environment) => environment,
-        Err(diags) => panic!(
-            "expected success, got:\n{}",
-            diags
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    }
+    expect_ok(parse_environment(text))
 }
 
 /// A valid environment whose single host's `ssh` mapping is `ssh` (lines

@@ -12,6 +12,7 @@ mod parse;
 mod read;
 mod rules;
 mod validate;
+mod yaml;
 
 pub use environment::{
     DockerTarget, Environment, Host, HostKey, SshTarget, Target, parse_environment,
@@ -23,5 +24,7 @@ pub use rules::{MAX_SECRET_NAME_LEN, validate_secret_name};
 
 #[cfg(test)]
 mod environment_tests;
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

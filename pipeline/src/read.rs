@@ -7,8 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use marked_yaml::Node;
-use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
+use marked_yaml::types::MarkedMappingNode;
 
 use crate::duration::parse_duration_ms;
 use crate::model::{
@@ -18,6 +17,7 @@ use crate::model::{
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
 use crate::rules::{self, CpusError};
+use crate::yaml::{Reader, Value, describe, field, is_null, mapping_pos, pos};
 
 const PIPELINE_KEYS: &[&str] = &["name", "source", "stages"];
 const SOURCE_KEYS: &[&str] = &["git", "branch", "poll_interval"];
@@ -84,19 +84,10 @@ pub(crate) struct ActionLoc {
 
 /// Reads a whole pipeline from the top-level mapping.
 pub(crate) fn read_pipeline(root: &MarkedMappingNode, diags: &mut Vec<Diagnostic>) -> Draft {
-    let mut reader = Reader { diags };
-    reader.pipeline(root)
-}
-
-struct Reader<'d> {
-    diags: &'d mut Vec<Diagnostic>,
+    Reader::new(diags).pipeline(root)
 }
 
 impl Reader<'_> {
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diags.push(Diagnostic::at(pos, message));
-    }
-
     // ---- structure -------------------------------------------------------
 
     fn pipeline(&mut self, root: &MarkedMappingNode) -> Draft {
@@ -334,19 +325,6 @@ impl Reader<'_> {
     }
 
     // ---- fields ----------------------------------------------------------
-
-    /// The required `name` key of a pipeline, stage or action, checked against the name rule.
-    fn name_field(&mut self, map: &MarkedMappingNode, what: &str) -> Option<(String, Pos)> {
-        let value = self.required(map, "name", what)?;
-        let (name, at) = self.string(value, "`name`")?;
-        match validate_name(&name) {
-            Ok(()) => Some((name, at)),
-            Err(reason) => {
-                self.error(at, format!("invalid {what} name {name:?}: {reason}"));
-                None
-            }
-        }
-    }
 
     fn action_kind(&mut self, value: Value<'_>) -> Option<ActionKind> {
         let (text, at) = self.string(value, "`type`")?;
@@ -616,22 +594,6 @@ impl Reader<'_> {
 
     // ---- keys and types --------------------------------------------------
 
-    /// Reports every key of `map` that is not in `allowed`.
-    fn check_keys(&mut self, map: &MarkedMappingNode, what: &str, allowed: &[&str]) {
-        for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
-                self.error(
-                    pos(key.span()),
-                    format!(
-                        "unknown key `{}` in {what}; expected one of: {}",
-                        key.as_str(),
-                        allowed.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-
     /// Reports keys that exist for actions in general but not for this kind.
     fn check_keys_for_kind(&mut self, map: &MarkedMappingNode, kind: ActionKind) {
         let (forbidden, allowed_in) = if kind.runs_commands() {
@@ -650,154 +612,5 @@ impl Reader<'_> {
                 );
             }
         }
-    }
-
-    fn required<'n>(
-        &mut self,
-        map: &'n MarkedMappingNode,
-        key: &str,
-        what: &str,
-    ) -> Option<Value<'n>> {
-        let value = field(map, key);
-        if value.is_none() {
-            self.error(
-                mapping_pos(map),
-                format!("missing required key `{key}` in {what}"),
-            );
-        }
-        value
-    }
-
-    fn required_list<'n>(
-        &mut self,
-        map: &'n MarkedMappingNode,
-        key: &str,
-        what: &str,
-    ) -> Option<&'n MarkedSequenceNode> {
-        let value = self.required(map, key, what)?;
-        self.sequence(value, &format!("`{key}`"))
-    }
-
-    fn mapping<'n>(&mut self, value: Value<'n>, what: &str) -> Option<&'n MarkedMappingNode> {
-        let map = value.node.as_mapping();
-        if map.is_none() {
-            self.error(
-                value.pos(),
-                format!("{what} must be a mapping, found {}", describe(value.node)),
-            );
-        }
-        map
-    }
-
-    fn sequence<'n>(&mut self, value: Value<'n>, what: &str) -> Option<&'n MarkedSequenceNode> {
-        let list = value.node.as_sequence();
-        if list.is_none() {
-            self.error(
-                value.pos(),
-                format!("{what} must be a list, found {}", describe(value.node)),
-            );
-        }
-        list
-    }
-
-    /// An unquoted integer scalar, at any size (the caller checks the range).
-    fn integer(&mut self, value: Value<'_>, what: &str) -> Option<(i128, Pos)> {
-        let at = value.pos();
-        let scalar = value
-            .node
-            .as_scalar()
-            .filter(|s| s.may_coerce() && !is_null(s));
-        match scalar.and_then(|s| s.as_str().parse::<i128>().ok()) {
-            Some(number) => Some((number, at)),
-            None => {
-                let found = describe(value.node);
-                self.error(at, format!("{what} must be an integer, found {found}"));
-                None
-            }
-        }
-    }
-
-    /// Any non-null scalar, as written (numbers and booleans keep their text).
-    fn string(&mut self, value: Value<'_>, what: &str) -> Option<(String, Pos)> {
-        let at = value.pos();
-        match value.node.as_scalar() {
-            Some(scalar) if !is_null(scalar) => Some((scalar.as_str().to_string(), at)),
-            _ => {
-                self.error(
-                    at,
-                    format!("{what} must be a string, found {}", describe(value.node)),
-                );
-                None
-            }
-        }
-    }
-}
-
-/// A node together with the position of the key it belongs to, if any.
-#[derive(Clone, Copy)]
-struct Value<'n> {
-    node: &'n Node,
-    key: Option<Pos>,
-}
-
-impl<'n> Value<'n> {
-    /// A list item: it has no key.
-    fn item(node: &'n Node) -> Self {
-        Value { node, key: None }
-    }
-
-    fn entry(key: &MarkedScalarNode, node: &'n Node) -> Self {
-        Value {
-            node,
-            key: Some(pos(key.span())),
-        }
-    }
-
-    /// Where to report a problem with this value. An empty value (`key:`
-    /// with nothing after it) is positioned by the loader at the next token,
-    /// often on a later line, so null values are reported at their key.
-    fn pos(&self) -> Pos {
-        match (self.node, self.key) {
-            (Node::Scalar(s), Some(key)) if is_null(s) => key,
-            (Node::Mapping(map), _) => mapping_pos(map),
-            _ => pos(self.node.span()),
-        }
-    }
-}
-
-/// The value under `key` in `map`, with the key's position.
-fn field<'n>(map: &'n MarkedMappingNode, key: &str) -> Option<Value<'n>> {
-    map.get_key_value(key)
-        .map(|(key, node)| Value::entry(key, node))
-}
-
-/// Where a mapping starts. The loader marks a block mapping after its first
-/// key, so the first key's position is used when it comes earlier.
-fn mapping_pos(map: &MarkedMappingNode) -> Pos {
-    let start = pos(map.span());
-    map.keys()
-        .next()
-        .map(|key| pos(key.span()))
-        .map_or(start, |first_key| first_key.min(start))
-}
-
-/// Start of a span (every node the loader produces has one).
-fn pos(span: &marked_yaml::Span) -> Pos {
-    span.start().map_or(Pos { line: 1, column: 1 }, Pos::from)
-}
-
-/// A plain (unquoted) `~`, `null` or empty scalar. Relies on the loader's
-/// `prevent_coercion`, which marks quoted scalars as not coercible.
-fn is_null(scalar: &MarkedScalarNode) -> bool {
-    scalar.may_coerce() && matches!(scalar.as_str(), "" | "~" | "null" | "Null" | "NULL")
-}
-
-/// How a node is named in type errors.
-fn describe(node: &Node) -> String {
-    match node {
-        Node::Mapping(_) => "a mapping".to_string(),
-        Node::Sequence(_) => "a list".to_string(),
-        Node::Scalar(s) if is_null(s) => "nothing (null)".to_string(),
-        Node::Scalar(s) => format!("{:?}", s.as_str()),
     }
 }

@@ -3,38 +3,19 @@
 
 use std::collections::BTreeMap;
 
+use crate::test_support::{doc, expect_errors, expect_ok};
 use crate::{
     Action, ActionKind, DEFAULT_APPROVAL_TIMEOUT_MS, DEFAULT_COMMAND_TIMEOUT_MS, Diagnostic,
     Pipeline, Resources, Source, Stage, parse,
 };
 
-/// Joins lines with '\n' so that `lines[i]` is on line `i + 1`.
-fn doc(lines: &[&str]) -> String {
-    let mut text = lines.join("\n");
-    text.push('\n');
-    text
-}
-
 /// Parses text that must fail, rendering each diagnostic as "LINE:COL: message".
 fn errors(text: &str) -> Vec<String> {
-    match parse(text) {
-        Ok(pipeline) => panic!("expected errors, got {pipeline:#?}"),
-        Err(diags) => diags.iter().map(ToString::to_string).collect(),
-    }
+    expect_errors(parse(text))
 }
 
 fn parse_ok(text: &str) -> Pipeline {
-    match parse(text) {
-        Ok(pipeline) => pipeline,
-        Err(diags) => panic!(
-            "expected success, got:\n{}",
-            diags
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    }
+    expect_ok(parse(text))
 }
 
 /// A valid pipeline whose single action is `body`, indented under
