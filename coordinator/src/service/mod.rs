@@ -72,6 +72,44 @@ impl Ctx {
         self.raft.read_barrier().await.map_err(Status::from)
     }
 
+    /// Waits up to `limit` until this member's Raft status satisfies `done`.
+    pub async fn wait_for_status(
+        &self,
+        limit: std::time::Duration,
+        done: impl Fn(&crate::raft::RaftStatus) -> bool,
+    ) -> bool {
+        let mut w = self.raft.status_watch();
+        let wait = async {
+            while !done(&w.borrow()) {
+                if w.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(limit, wait).await.unwrap_or(false)
+    }
+
+    /// NotFound unless `id` is a member of the cluster.
+    pub fn member(&self, id: u64) -> Result<(), Status> {
+        if self.raft.read(|s| s.members.contains_key(&id)) {
+            Ok(())
+        } else {
+            Err(Status::not_found(format!(
+                "member {id} is not in the cluster"
+            )))
+        }
+    }
+
+    /// The leader's operator API, for calls only the leader can serve.
+    pub fn leader_operator(
+        &self,
+    ) -> Result<ferry_proto::operator_client::OperatorClient<tonic::transport::Channel>, Status>
+    {
+        let (_, ch) = self.leader_channel()?;
+        Ok(ferry_proto::operator_client::OperatorClient::new(ch))
+    }
+
     /// A channel to the current leader, for calls only the leader can serve.
     pub fn leader_channel(&self) -> Result<(u64, tonic::transport::Channel), Status> {
         let leader = self.raft.status().leader_id;

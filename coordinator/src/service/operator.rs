@@ -320,8 +320,9 @@ impl pb::operator_server::Operator for OperatorService {
         });
         if running && !self.0.raft.status().is_leader {
             // Live lines are held by the leader only.
-            let (_, ch) = self.0.leader_channel()?;
-            let upstream = pb::operator_client::OperatorClient::new(ch)
+            let upstream = self
+                .0
+                .leader_operator()?
                 .stream_logs(req)
                 .await?
                 .into_inner();
@@ -407,8 +408,9 @@ impl pb::operator_server::Operator for OperatorService {
         self.0.fresh().await?;
         if !self.0.raft.status().is_leader {
             // Who is connected right now is known to the leader only.
-            let (_, ch) = self.0.leader_channel()?;
-            return pb::operator_client::OperatorClient::new(ch)
+            return self
+                .0
+                .leader_operator()?
                 .list_agents(pb::ListAgentsRequest {})
                 .await;
         }
@@ -694,10 +696,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let req = req.into_inner();
         if !self.0.raft.status().is_leader {
-            let (_, ch) = self.0.leader_channel()?;
-            return pb::operator_client::OperatorClient::new(ch)
-                .add_member(req)
-                .await;
+            return self.0.leader_operator()?.add_member(req).await;
         }
         if req.id == 0 || req.address.is_empty() {
             return Err(Status::invalid_argument(
@@ -724,17 +723,9 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let req = req.into_inner();
         if !self.0.raft.status().is_leader {
-            let (_, ch) = self.0.leader_channel()?;
-            return pb::operator_client::OperatorClient::new(ch)
-                .remove_member(req)
-                .await;
+            return self.0.leader_operator()?.remove_member(req).await;
         }
-        if !self.0.raft.read(|s| s.members.contains_key(&req.id)) {
-            return Err(Status::not_found(format!(
-                "member {} is not in the cluster",
-                req.id
-            )));
-        }
+        self.0.member(req.id)?;
         if req.id == self.0.raft.status().id {
             // Hand leadership over first so the cluster keeps a leader.
             let to = self
@@ -745,19 +736,10 @@ impl pb::operator_server::Operator for OperatorService {
                 return Err(Status::failed_precondition("cannot remove the last member"));
             };
             self.0.raft.transfer_leader(to)?;
-            let mut w = self.0.raft.status_watch();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while w.borrow().is_leader {
-                    if w.changed().await.is_err() {
-                        break;
-                    }
-                }
-            })
-            .await;
-            let (_, ch) = self.0.leader_channel()?;
-            return pb::operator_client::OperatorClient::new(ch)
-                .remove_member(req)
+            self.0
+                .wait_for_status(Duration::from_secs(5), |s| !s.is_leader)
                 .await;
+            return self.0.leader_operator()?.remove_member(req).await;
         }
         self.0.raft.change_membership(req.id, None).await?;
         tracing::info!(member = req.id, "member removed");
@@ -770,28 +752,15 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let req = req.into_inner();
         if !self.0.raft.status().is_leader {
-            let (_, ch) = self.0.leader_channel()?;
-            return pb::operator_client::OperatorClient::new(ch)
-                .transfer_leader(req)
-                .await;
+            return self.0.leader_operator()?.transfer_leader(req).await;
         }
-        if !self.0.raft.read(|s| s.members.contains_key(&req.id)) {
-            return Err(Status::not_found(format!(
-                "member {} is not in the cluster",
-                req.id
-            )));
-        }
+        self.0.member(req.id)?;
         self.0.raft.transfer_leader(req.id)?;
-        let mut w = self.0.raft.status_watch();
-        let moved = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while w.borrow().leader_id != req.id {
-                if w.changed().await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
-        if moved.is_err() {
+        if !self
+            .0
+            .wait_for_status(Duration::from_secs(5), |s| s.leader_id == req.id)
+            .await
+        {
             return Err(Status::deadline_exceeded(format!(
                 "member {} did not take over within 5s",
                 req.id
