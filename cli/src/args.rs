@@ -109,6 +109,40 @@ pub enum Command {
     /// Set, list and remove secrets (values are never shown).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Deployment environments: lint, apply, list and show their target hosts.
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Check an environment file locally; prints FILE:LINE:COL: message per error.
+    Lint(EnvFileArgs),
+    /// Create or update an environment.
+    Apply(EnvApplyArgs),
+    /// Environments and their hosts.
+    List,
+    /// One environment: every host, its pinned key and credentials' secret.
+    Show(EnvNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvFileArgs {
+    /// The environment file.
+    pub file: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvApplyArgs {
+    /// The environment file.
+    #[arg(short = 'f', long = "file")]
+    pub file: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvNameArgs {
+    /// Environment name.
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]

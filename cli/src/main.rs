@@ -58,6 +58,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cluster(command) => cluster::run(g, command).await?,
         Command::Artifacts(command) => artifacts::run(g, command).await?,
         Command::Secret(command) => secret::run(g, command).await?,
+        Command::Env(command) => return env::run(g, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -41,7 +41,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
         ("ferry.v1.AgentSession", _) => Permission::Agent,
         ("ferry.v1.RaftPeer", _) => Permission::Coordinator,
         ("ferry.v1.Operator", m) => match m {
-            "ApplyPipeline" | "StartExecution" => Permission::Operate,
+            "ApplyPipeline" | "StartExecution" | "ApplyEnvironment" => Permission::Operate,
             "Decide" => Permission::Decide,
             "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "AddMember"
             | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" | "SetSecret"
@@ -49,7 +49,8 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             "WhoAmI" => Permission::Decide,
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
             | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus"
-            | "ListArtifacts" | "GetArtifact" | "ListSecrets" => Permission::View,
+            | "ListArtifacts" | "GetArtifact" | "ListSecrets" | "ListEnvironments"
+            | "GetEnvironment" => Permission::View,
             _ => return None,
         },
         _ => return None,

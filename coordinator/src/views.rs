@@ -180,3 +180,73 @@ pub fn locate_action(
 pub fn is_final(status: ActionStatus) -> bool {
     status.is_final() || status == ActionStatus::WaitingForApproval
 }
+
+/// An environment with its hosts, and the secrets they name that are not set.
+pub fn environment(
+    state: &ClusterState,
+    rec: &crate::state::EnvironmentRecord,
+) -> pb::EnvironmentView {
+    use ferry_pipeline::{HostKey, Target};
+    let hosts = rec
+        .spec
+        .hosts
+        .iter()
+        .map(|h| {
+            let (kind, address, user, host_key, secret, path) = match &h.target {
+                Target::Ssh(t) => {
+                    let key = match &t.host_key {
+                        HostKey::PublicKey { algorithm, .. } => {
+                            format!("{algorithm} (pinned public key)")
+                        }
+                        HostKey::Fingerprint(f) => f.clone(),
+                    };
+                    let addr = if t.host.contains(':') {
+                        format!("[{}]:{}", t.host, t.port)
+                    } else {
+                        format!("{}:{}", t.host, t.port)
+                    };
+                    (
+                        "ssh",
+                        addr,
+                        t.user.clone(),
+                        key,
+                        t.key_secret.clone(),
+                        t.path.clone(),
+                    )
+                }
+                Target::Docker(t) => (
+                    "docker",
+                    t.endpoint.clone(),
+                    String::new(),
+                    String::new(),
+                    t.tls_secret.clone().unwrap_or_default(),
+                    String::new(),
+                ),
+            };
+            let missing_secrets = if secret.is_empty() || state.secrets.contains_key(&secret) {
+                vec![]
+            } else {
+                vec![secret.clone()]
+            };
+            pb::HostView {
+                name: h.name.clone(),
+                kind: kind.into(),
+                address,
+                user,
+                host_key,
+                secret,
+                path,
+                missing_secrets,
+            }
+        })
+        .collect();
+    pb::EnvironmentView {
+        name: rec.spec.name.clone(),
+        version: rec.version,
+        hosts,
+        yaml: rec.yaml.clone(),
+        applied_by: rec.applied_by.clone(),
+        applied_at: ts(Some(rec.applied_at)),
+        unchanged: false,
+    }
+}

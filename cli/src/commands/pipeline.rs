@@ -63,7 +63,11 @@ struct ProblemJson<'a> {
 
 /// `ferry pipeline lint FILE`: exit code 1 if the file has problems.
 pub fn lint(args: &LintArgs, format: Format) -> Result<ExitCode> {
-    let report = lint_file(&args.file)?;
+    report(&lint_file(&args.file)?, format)
+}
+
+/// Prints a lint report (text or JSON); exit code 1 if it found problems.
+pub fn report(report: &Lint, format: Format) -> Result<ExitCode> {
     match format {
         Format::Table => output::print(&report.render_text())?,
         Format::Json => output::print_json(&LintJson {

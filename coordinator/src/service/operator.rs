@@ -561,6 +561,70 @@ impl pb::operator_server::Operator for OperatorService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn apply_environment(
+        &self,
+        req: Request<pb::ApplyEnvironmentRequest>,
+    ) -> Result<Response<pb::EnvironmentView>, Status> {
+        let who = caller(&req)?;
+        let req = req.into_inner();
+        let file = if req.file_name.is_empty() {
+            "<input>"
+        } else {
+            req.file_name.as_str()
+        };
+        let spec = ferry_pipeline::parse_environment(&req.yaml).map_err(|diags| {
+            let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
+            Status::invalid_argument(format!(
+                "environment is invalid; nothing was applied:\n{}",
+                lines.join("\n")
+            ))
+        })?;
+        let name = spec.name.clone();
+        let out = self
+            .0
+            .raft
+            .propose(Command::ApplyEnvironment {
+                spec,
+                yaml: req.yaml,
+                by: who.name,
+                at: now_ms(),
+            })
+            .await?;
+        let unchanged = matches!(
+            out,
+            Output::PipelineVersion {
+                unchanged: true,
+                ..
+            }
+        );
+        let mut view = self.environment_view(&name)?;
+        view.unchanged = unchanged;
+        Ok(Response::new(view))
+    }
+
+    async fn list_environments(
+        &self,
+        _req: Request<pb::ListEnvironmentsRequest>,
+    ) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
+        self.0.fresh().await?;
+        let environments = self.0.raft.read(|s| {
+            s.environments
+                .values()
+                .map(|e| views::environment(s, e))
+                .collect()
+        });
+        Ok(Response::new(pb::ListEnvironmentsResponse { environments }))
+    }
+
+    async fn get_environment(
+        &self,
+        req: Request<pb::GetEnvironmentRequest>,
+    ) -> Result<Response<pb::EnvironmentView>, Status> {
+        self.0.fresh().await?;
+        self.environment_view(&req.into_inner().name)
+            .map(Response::new)
+    }
+
     async fn set_secret(
         &self,
         req: Request<pb::SetSecretRequest>,
@@ -789,6 +853,15 @@ impl pb::operator_server::Operator for OperatorService {
 }
 
 impl OperatorService {
+    fn environment_view(&self, name: &str) -> Result<pb::EnvironmentView, Status> {
+        self.0.raft.read(|s| {
+            s.environments
+                .get(name)
+                .map(|e| views::environment(s, e))
+                .ok_or_else(|| Status::not_found(format!("environment `{name}` not found")))
+        })
+    }
+
     /// Names and who set them; never values.
     fn secret_list(&self) -> pb::ListSecretsResponse {
         let secrets = self.0.raft.read(|s| {

@@ -122,6 +122,34 @@ impl ClusterState {
                 }
                 Ok(Output::None)
             }
+            Command::ApplyEnvironment { spec, yaml, by, at } => {
+                let name = spec.name.clone();
+                if let Some(old) = self.environments.get(&name)
+                    && old.spec == spec
+                {
+                    return Ok(Output::PipelineVersion {
+                        name,
+                        version: old.version,
+                        unchanged: true,
+                    });
+                }
+                let version = self.environments.get(&name).map_or(1, |e| e.version + 1);
+                self.environments.insert(
+                    name.clone(),
+                    super::EnvironmentRecord {
+                        version,
+                        spec,
+                        yaml,
+                        applied_by: by,
+                        applied_at: at,
+                    },
+                );
+                Ok(Output::PipelineVersion {
+                    name,
+                    version,
+                    unchanged: false,
+                })
+            }
             Command::SetSecret {
                 name,
                 nonce,

@@ -108,6 +108,12 @@ pub enum Command {
         size: u64,
         agent: String,
     },
+    ApplyEnvironment {
+        spec: ferry_pipeline::Environment,
+        yaml: String,
+        by: String,
+        at: i64,
+    },
     /// A sealed secret value (never plaintext in the log).
     SetSecret {
         name: String,

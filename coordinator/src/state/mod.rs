@@ -152,6 +152,18 @@ pub struct ClusterState {
     /// Secrets, sealed (see `secrets.rs`); only names and who set them are ever shown.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRecord>,
+    /// Deployment environments by name (latest version).
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentRecord {
+    pub version: u64,
+    pub spec: ferry_pipeline::Environment,
+    pub yaml: String,
+    pub applied_by: String,
+    pub applied_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
