@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod peer;
 pub mod session;
 pub mod source;
+pub mod ssh;
 pub mod store;
 
 use std::net::SocketAddr;

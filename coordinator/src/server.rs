@@ -175,8 +175,8 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
 }
 
 /// First start of a cluster: once a leader exists, record the trust domain,
-/// the founding members and the first admin. Any founding member may propose
-/// it (it is forwarded to the leader); applying it twice is a no-op.
+/// the founding members and the first admin. Whichever founding member leads
+/// proposes it; applying it twice is a no-op.
 async fn bootstrap(ctx: SharedCtx, admin: Option<String>, members: BTreeMap<u64, String>) {
     if let Err(e) = try_bootstrap(&ctx, admin, members).await {
         tracing::error!(error = format!("{e:#}"), "bootstrap failed");
@@ -203,8 +203,9 @@ async fn try_bootstrap(
             }
             return Ok(());
         }
-        let leader = status.borrow().leader_id;
-        if leader != 0 {
+        // Only the leader proposes it, so members do not add one entry each.
+        let leading = status.borrow().is_leader;
+        if leading {
             let cmd = Command::Bootstrap {
                 trust_domain: ctx.ca.trust_domain().to_string(),
                 admin: admin.clone(),

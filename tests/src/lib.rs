@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cluster;
 pub mod git;
 pub mod net;
+pub mod sshd;
 
 pub use cluster::{Cluster, Options, Run};
 pub use git::Repo;

@@ -1,0 +1,224 @@
+//! SSH to deployment targets (russh): connect with a timeout, accept the
+//! server only if its host key is the one the environment pins (a public key
+//! or a SHA256 fingerprint) — an unknown or changed key is refused, never
+//! learned — authenticate with the private key from a secret, and run
+//! commands, streaming their output and returning the exit status.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect};
+use thiserror::Error;
+
+/// The host key an environment pins for a host.
+#[derive(Debug, Clone)]
+pub enum Pinned {
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA...`).
+    Key(String),
+    /// `SHA256:<base64>` as `ssh-keygen -l` prints it.
+    Fingerprint(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub pinned: Pinned,
+    /// The private key (OpenSSH PEM), from a secret.
+    pub private_key: String,
+}
+
+#[derive(Debug, Error)]
+pub enum SshError {
+    #[error("cannot reach {addr}: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error(
+        "host key of {addr} is not the pinned one (expected {expected}, the host presented {presented}); \
+         refusing to connect — if the host was rebuilt on purpose, update the environment"
+    )]
+    HostKeyMismatch {
+        addr: String,
+        expected: String,
+        presented: String,
+    },
+    #[error("the pinned host key for {addr} is invalid: {reason}")]
+    BadPin { addr: String, reason: String },
+    #[error("the private key for {addr} is invalid: {reason}")]
+    BadKey { addr: String, reason: String },
+    #[error("{addr} refused the key for user `{user}`")]
+    AuthRefused { addr: String, user: String },
+    #[error("ssh to {addr}: {reason}")]
+    Protocol { addr: String, reason: String },
+}
+
+struct Verifier {
+    pinned: Pinned,
+    /// The fingerprint the server presented, for the error message.
+    presented: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            // Host certificates are not part of the environment format (yet).
+            return Ok(false);
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        *self.presented.lock().unwrap_or_else(|p| p.into_inner()) = Some(fingerprint.clone());
+        Ok(match &self.pinned {
+            Pinned::Fingerprint(f) => *f == fingerprint,
+            Pinned::Key(line) => {
+                PublicKey::from_openssh(line).is_ok_and(|p| p.key_data() == key.key_data())
+            }
+        })
+    }
+}
+
+/// An authenticated SSH connection to one target.
+pub struct Connection {
+    handle: Handle<Verifier>,
+    addr: String,
+}
+
+fn addr_of(t: &Target) -> String {
+    if t.host.contains(':') {
+        format!("[{}]:{}", t.host, t.port)
+    } else {
+        format!("{}:{}", t.host, t.port)
+    }
+}
+
+/// Connects within `timeout`, checks the pinned host key, and authenticates.
+pub async fn connect(t: &Target, timeout: Duration) -> Result<Connection, SshError> {
+    let addr = addr_of(t);
+    let expected = match &t.pinned {
+        Pinned::Fingerprint(f) => f.clone(),
+        Pinned::Key(line) => PublicKey::from_openssh(line)
+            .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+            .map_err(|e| SshError::BadPin {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?,
+    };
+    let key =
+        russh::keys::decode_secret_key(&t.private_key, None).map_err(|e| SshError::BadKey {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    let presented = Arc::new(Mutex::new(None));
+    let verifier = Verifier {
+        pinned: t.pinned.clone(),
+        presented: presented.clone(),
+    };
+    let config = Arc::new(client::Config {
+        inactivity_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    });
+    let connecting = client::connect(config, (t.host.as_str(), t.port), verifier);
+    let mut handle = match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => {
+            return Err(SshError::Unreachable {
+                addr,
+                reason: format!("no answer within {timeout:?}"),
+            });
+        }
+        Ok(Err(russh::Error::UnknownKey)) => {
+            let presented = presented
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            return Err(SshError::HostKeyMismatch {
+                addr,
+                expected,
+                presented,
+            });
+        }
+        Ok(Err(russh::Error::IO(e))) => {
+            return Err(SshError::Unreachable {
+                addr,
+                reason: e.to_string(),
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(SshError::Protocol {
+                addr,
+                reason: e.to_string(),
+            });
+        }
+        Ok(Ok(h)) => h,
+    };
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    let auth = handle
+        .authenticate_publickey(
+            t.user.clone(),
+            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+        )
+        .await
+        .map_err(|e| SshError::Protocol {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    if !auth.success() {
+        return Err(SshError::AuthRefused {
+            addr,
+            user: t.user.clone(),
+        });
+    }
+    Ok(Connection { handle, addr })
+}
+
+impl Connection {
+    /// Runs `command`, feeding `stdin` (if any) and passing stdout and stderr
+    /// to `out` as they arrive; returns the exit status.
+    pub async fn exec(
+        &mut self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        out: &mut dyn FnMut(&[u8]),
+    ) -> Result<u32, SshError> {
+        let proto = |e: russh::Error| SshError::Protocol {
+            addr: self.addr.clone(),
+            reason: e.to_string(),
+        };
+        let mut channel = self.handle.channel_open_session().await.map_err(proto)?;
+        channel.exec(true, command).await.map_err(proto)?;
+        if let Some(data) = stdin {
+            channel.data(data).await.map_err(proto)?;
+        }
+        channel.eof().await.map_err(proto)?;
+        let mut status = None;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out(&data),
+                ChannelMsg::ExtendedData { data, .. } => out(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
+            }
+        }
+        status.ok_or_else(|| SshError::Protocol {
+            addr: self.addr.clone(),
+            reason: format!("`{command}` ended without an exit status"),
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
