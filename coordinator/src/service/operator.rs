@@ -88,18 +88,8 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ApplyPipelineResponse>, Status> {
         let who = caller(&req)?;
         let req = req.into_inner();
-        let file = if req.file_name.is_empty() {
-            "<input>"
-        } else {
-            req.file_name.as_str()
-        };
-        let spec = ferry_pipeline::parse(&req.yaml).map_err(|diags| {
-            let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
-            Status::invalid_argument(format!(
-                "pipeline is invalid; nothing was applied:\n{}",
-                lines.join("\n")
-            ))
-        })?;
+        let spec = ferry_pipeline::parse(&req.yaml)
+            .map_err(|d| invalid("pipeline", &req.file_name, &d))?;
         let out = self
             .0
             .raft
@@ -567,18 +557,8 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::EnvironmentView>, Status> {
         let who = caller(&req)?;
         let req = req.into_inner();
-        let file = if req.file_name.is_empty() {
-            "<input>"
-        } else {
-            req.file_name.as_str()
-        };
-        let spec = ferry_pipeline::parse_environment(&req.yaml).map_err(|diags| {
-            let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
-            Status::invalid_argument(format!(
-                "environment is invalid; nothing was applied:\n{}",
-                lines.join("\n")
-            ))
-        })?;
+        let spec = ferry_pipeline::parse_environment(&req.yaml)
+            .map_err(|d| invalid("environment", &req.file_name, &d))?;
         let name = spec.name.clone();
         let out = self
             .0
@@ -889,6 +869,16 @@ impl OperatorService {
         });
         pb::RoleBindingsResponse { bindings }
     }
+}
+
+/// A file that failed validation: every problem as FILE:LINE:COL: message.
+fn invalid(kind: &str, file: &str, diags: &[ferry_pipeline::Diagnostic]) -> Status {
+    let file = if file.is_empty() { "<input>" } else { file };
+    let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
+    Status::invalid_argument(format!(
+        "{kind} is invalid; nothing was applied:\n{}",
+        lines.join("\n")
+    ))
 }
 
 fn parse_binding(req: &pb::RoleRequest) -> Result<(String, Role), Status> {
