@@ -428,3 +428,44 @@ stages:
     assert!(logs.contains("mem=536870912"), "{logs}");
     assert!(logs.contains("cpu=150000"), "{logs}");
 }
+
+#[test]
+fn a_second_sigterm_cancels_and_the_work_moves_elsewhere() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("term2");
+    let a = c.add_agent("a", &[]);
+    let r = repo();
+    c.apply(&one_action("term2", &r, "[\"sleep 6\", \"echo finished\"]"));
+    // Steer the first attempt to `a`: `b` is drained while it is scheduled.
+    let b = c.add_agent("b", &[]);
+    c.ferry_ok(Some("admin"), &["agents", "drain", &b]);
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "term2"])
+        .trim()
+        .to_string();
+    wait_for("the action to run on a", Duration::from_secs(60), || {
+        let v = c.status("term2", &exec);
+        (Cluster::action(&v, "s", "work")["agent"] == a.as_str()).then_some(())
+    });
+    c.ferry_ok(Some("admin"), &["agents", "drain", &b, "--undo"]);
+    c.signal_agent(&a, "TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    c.signal_agent(&a, "TERM");
+    let status = wait_for("the agent to exit", Duration::from_secs(30), || {
+        c.agent_exited(&a)
+    });
+    assert!(status.success());
+    let v = c.wait_status("term2", &exec, "the re-run to finish", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    let work = Cluster::action(&v, "s", "work");
+    assert_eq!(
+        outcomes(work),
+        vec![
+            (a.clone(), "Lost".to_string()),
+            (b.clone(), "Succeeded".to_string())
+        ],
+        "{work:#}"
+    );
+}
