@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use ferry_certs::{CertifiedKey, Identity};
 use ferry_proto as pb;
-use tonic::transport::Endpoint;
 
 pub struct AgentIdentity {
     pub identity: Identity,
@@ -21,12 +20,6 @@ fn files(state: &Path) -> (PathBuf, PathBuf, PathBuf) {
         state.join("agent-key.pem"),
         state.join("ca.pem"),
     )
-}
-
-fn host_of(addr: &str) -> &str {
-    addr.rsplit_once(':')
-        .map_or(addr, |(h, _)| h)
-        .trim_matches(['[', ']'])
 }
 
 /// Loads the identity from `state`, or enrolls with a join token.
@@ -65,9 +58,7 @@ pub async fn load_or_enroll(
     let (csr_pem, key_pem) = ferry_certs::agent_csr(name).context("making a key pair and CSR")?;
     let mut errors = Vec::new();
     for addr in coordinators {
-        let tls = ferry_certs::tls::client(&ca_pem, None, host_of(addr));
-        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
-            .and_then(|e| e.tls_config(tls))
+        let endpoint = ferry_certs::tls::endpoint(addr, &ca_pem, None)
             .with_context(|| format!("coordinator address {addr}"))?
             .connect_timeout(std::time::Duration::from_secs(5));
         let channel = match endpoint.connect().await {

@@ -10,7 +10,6 @@ use ferry_proto as pb;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::store::{Blob, Store, check_digest};
@@ -149,13 +148,7 @@ async fn fetch_from(
     addr: &str,
     digest: &str,
 ) -> Result<(), String> {
-    let host = addr
-        .rsplit_once(':')
-        .map_or(addr, |(h, _)| h)
-        .trim_matches(['[', ']']);
-    let tls = ferry_certs::tls::client(ca_pem, Some(identity), host);
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
-        .and_then(|e| e.tls_config(tls))
+    let channel = ferry_certs::tls::endpoint(addr, ca_pem, Some(identity))
         .map_err(|e| e.to_string())?
         .connect_timeout(std::time::Duration::from_secs(5))
         .initial_stream_window_size(STREAM_WINDOW)

@@ -16,7 +16,6 @@ use anyhow::Context;
 use ferry_proto as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 
 use crate::executor::{Executor, LogSink, PreparedInput};
 use crate::identity::AgentIdentity;
@@ -209,13 +208,7 @@ impl Agent {
         mpsc::Sender<pb::AgentMessage>,
         tonic::Streaming<pb::CoordinatorMessage>,
     )> {
-        let host = addr
-            .rsplit_once(':')
-            .map_or(addr, |(h, _)| h)
-            .trim_matches(['[', ']']);
-        let tls = ferry_certs::tls::client(&self.id.ca_pem, Some(&self.id.key), host);
-        let channel = Endpoint::from_shared(format!("https://{addr}"))
-            .and_then(|e| e.tls_config(tls))
+        let channel = ferry_certs::tls::endpoint(addr, &self.id.ca_pem, Some(&self.id.key))
             .with_context(|| format!("coordinator address {addr}"))?
             .connect_timeout(Duration::from_secs(2))
             .http2_keep_alive_interval(Duration::from_secs(2))

@@ -37,6 +37,27 @@ pub fn mtls_server(
 /// Client TLS trusting only `ca_pem`, verifying the server as `domain` (a
 /// DNS name or IP address in the server certificate's SANs), and presenting
 /// `identity` as client certificate if given.
+/// The name a `HOST:PORT` (or `[IPv6]:PORT`) address's server is verified as.
+pub fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_matches(['[', ']'])
+}
+
+/// An endpoint for `https://ADDR` that trusts `ca_pem`, verifies the server as
+/// the address's host and presents `identity`; callers add their timeouts.
+pub fn endpoint(
+    addr: &str,
+    ca_pem: &str,
+    identity: Option<&CertifiedKey>,
+) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?.tls_config(client(
+        ca_pem,
+        identity,
+        host_of(addr),
+    ))
+}
+
 pub fn client(ca_pem: &str, identity: Option<&CertifiedKey>, domain: &str) -> ClientTlsConfig {
     let config = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))

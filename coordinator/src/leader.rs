@@ -123,11 +123,12 @@ pub async fn leases(ctx: SharedCtx) {
             Instant::now()
         });
         let lease = ctx.agent_lease;
+        // One pass over the attempts, not one per agent.
         let busy: Vec<String> = ctx.raft.read(|s| {
-            s.agents
-                .keys()
-                .filter(|a| !s.running_on(a).is_empty())
-                .cloned()
+            s.running_counts()
+                .into_keys()
+                .filter(|a| s.agents.contains_key(*a))
+                .map(String::from)
                 .collect()
         });
         for agent in busy {

@@ -223,9 +223,12 @@ impl Snapshot {
             queued: s.queued().len(),
             ..Snapshot::default()
         };
-        for name in s.agents.keys() {
-            snap.running += s.running_on(name).len();
-        }
+        snap.running = s
+            .running_counts()
+            .iter()
+            .filter(|(a, _)| s.agents.contains_key(**a))
+            .map(|(_, n)| n)
+            .sum();
         for a in s.agents.values() {
             if a.draining {
                 snap.draining += 1;

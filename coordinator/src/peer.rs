@@ -3,7 +3,6 @@
 
 use ferry_certs::CertifiedKey;
 use ferry_proto as pb;
-use tonic::transport::Endpoint;
 
 /// Opens a fetch stream for `digest` from the first reachable holder.
 pub async fn fetch(
@@ -14,14 +13,7 @@ pub async fn fetch(
 ) -> Result<tonic::Streaming<pb::Chunk>, String> {
     let mut errors = Vec::new();
     for addr in holders {
-        let host = addr
-            .rsplit_once(':')
-            .map_or(addr.as_str(), |(h, _)| h)
-            .trim_matches(['[', ']']);
-        let tls = ferry_certs::tls::client(ca_pem, Some(identity), host);
-        let endpoint = match Endpoint::from_shared(format!("https://{addr}"))
-            .and_then(|e| e.tls_config(tls))
-        {
+        let endpoint = match ferry_certs::tls::endpoint(addr, ca_pem, Some(identity)) {
             Ok(e) => e.connect_timeout(std::time::Duration::from_secs(5)),
             Err(e) => {
                 errors.push(format!("{addr}: {e}"));

@@ -13,7 +13,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// What the transport tells the Raft driver.
 pub enum Feedback {
@@ -34,18 +34,14 @@ pub struct PeerTls {
 impl PeerTls {
     /// A lazily connecting channel to `addr`.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let host = addr
-            .rsplit_once(':')
-            .map_or(addr, |(h, _)| h)
-            .trim_matches(['[', ']']);
-        let tls = ferry_certs::tls::client(&self.ca_pem, Some(&self.identity), host);
-        Ok(Endpoint::from_shared(format!("https://{addr}"))?
-            .tls_config(tls)?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(2))
-            .connect_lazy())
+        Ok(
+            ferry_certs::tls::endpoint(addr, &self.ca_pem, Some(&self.identity))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(2))
+                .keep_alive_timeout(Duration::from_secs(2))
+                .connect_lazy(),
+        )
     }
 }
 

@@ -406,6 +406,7 @@ impl pb::operator_server::Operator for OperatorService {
         }
         let hub = &self.0.agents;
         let agents = self.0.raft.read(|s| {
+            let running = s.running_counts();
             s.agents
                 .values()
                 .map(|a| {
@@ -418,7 +419,7 @@ impl pb::operator_server::Operator for OperatorService {
                         name: a.name.clone(),
                         labels: a.labels.clone(),
                         capacity: a.capacity,
-                        running: s.running_on(&a.name).len() as u32,
+                        running: running.get(a.name.as_str()).copied().unwrap_or(0) as u32,
                         last_seen: seen.unwrap_or_else(|| views::ts(a.registered_at)),
                         state: if a.draining {
                             "Draining"

@@ -11,7 +11,7 @@ pub mod trivial;
 use std::time::Duration;
 
 use ferry_certs::CertifiedKey;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// min, median, p99, max of a sample.
 pub fn summary(mut v: Vec<Duration>) -> [Duration; 4] {
@@ -29,10 +29,7 @@ pub fn ms(d: Duration) -> String {
 
 /// An mTLS channel to `addr` (host:port on loopback).
 pub async fn channel(ca_pem: &str, identity: &CertifiedKey, addr: &str) -> anyhow::Result<Channel> {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let tls = ferry_certs::tls::client(ca_pem, Some(identity), host);
-    Ok(Endpoint::from_shared(format!("https://{addr}"))?
-        .tls_config(tls)?
+    Ok(ferry_certs::tls::endpoint(addr, ca_pem, Some(identity))?
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(10))
         .connect()

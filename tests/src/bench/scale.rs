@@ -81,10 +81,7 @@ struct Sim {
 
 async fn enroll(ca: &str, leader: &str, token: &str, name: &str) -> anyhow::Result<CertifiedKey> {
     let (csr, key) = ferry_certs::agent_csr(name)?;
-    let host = leader.rsplit_once(':').map_or(leader, |(h, _)| h);
-    let tls = ferry_certs::tls::client(ca, None, host);
-    let ch = tonic::transport::Endpoint::from_shared(format!("https://{leader}"))?
-        .tls_config(tls)?
+    let ch = ferry_certs::tls::endpoint(leader, ca, None)?
         .connect()
         .await?;
     let resp = pb::enrollment_client::EnrollmentClient::new(ch)
