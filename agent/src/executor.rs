@@ -47,6 +47,9 @@ pub enum ActionError {
     MissingOutput { name: String, path: String },
     #[error("{0}")]
     Input(String),
+    /// A deployment failed; the text is its summary.
+    #[error("{0}")]
+    Deploy(String),
     #[error("{0}")]
     Limit(String),
     #[error(transparent)]

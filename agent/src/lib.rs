@@ -3,6 +3,7 @@
 //! the artifacts and logs it produced to its peers.
 
 pub mod archive;
+pub mod deploy;
 pub mod executor;
 pub mod identity;
 pub mod mask;

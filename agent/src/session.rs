@@ -384,17 +384,25 @@ impl Agent {
             offset: 0,
             masker: crate::mask::Masker::new(a.secret_env.values().cloned()),
         };
+        let mut deployment = None;
         let outcome = if let Some(name) = a.missing_secrets.first() {
             Err(crate::executor::ActionError::Input(format!(
                 "secret `{name}` is not set; an admin can set it with `ferry secret set {name}`"
             )))
         } else {
             match self.prepare_inputs(a, &mut log).await {
-                Ok(inputs) => {
-                    self.executor
-                        .run(a, &inputs, &mut log, cancel.clone())
-                        .await
-                }
+                Ok(inputs) => match &a.deploy {
+                    Some(spec) => {
+                        let (outcome, report) = self.deploy(a, spec, &inputs, &mut log).await;
+                        deployment = report;
+                        outcome
+                    }
+                    None => {
+                        self.executor
+                            .run(a, &inputs, &mut log, cancel.clone())
+                            .await
+                    }
+                },
                 Err(e) => Err(crate::executor::ActionError::Input(e)),
             }
         };
@@ -442,7 +450,75 @@ impl Agent {
             outputs,
             log_digest,
             log_size,
+            deployment,
         })
+    }
+
+    /// Runs a deploy action: its one input is the artifact to roll out.
+    async fn deploy(
+        &self,
+        a: &pb::Assignment,
+        spec: &pb::DeploySpec,
+        inputs: &[PreparedInput],
+        log: &mut AttemptLog,
+    ) -> (
+        Result<crate::executor::Outcome, crate::executor::ActionError>,
+        Option<pb::DeploymentReport>,
+    ) {
+        use crate::executor::{ActionError, Outcome};
+        if !spec.problem.is_empty() {
+            return (Err(ActionError::Input(spec.problem.clone())), None);
+        }
+        if let Some(h) = spec.hosts.iter().find(|h| h.kind != "ssh") {
+            return (
+                Err(ActionError::Input(format!(
+                    "host `{}` is a {} target; this agent deploys over SSH only",
+                    h.name, h.kind
+                ))),
+                None,
+            );
+        }
+        let Some((input, path)) = inputs
+            .first()
+            .and_then(|i| self.store.path(&i.digest).map(|p| (i, p)))
+        else {
+            return (
+                Err(ActionError::Input(
+                    "the artifact to deploy is not on this agent".into(),
+                )),
+                None,
+            );
+        };
+        let revision = match crate::deploy::read_revision_spec(&path) {
+            Ok(r) => r,
+            Err(e) => return (Err(ActionError::Input(e)), None),
+        };
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let env = a
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .chain(a.secret_env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect();
+        let masker = crate::mask::Masker::new(a.secret_env.values().cloned());
+        let plan = crate::deploy::Plan {
+            spec,
+            revision: &revision,
+            artifact: &path,
+            artifact_size: size,
+            digest: &input.digest,
+            env,
+            masker: &masker,
+        };
+        let finished = crate::deploy::run(plan, log).await;
+        let outcome = if finished.success {
+            Ok(Outcome {
+                outputs: Vec::new(),
+            })
+        } else {
+            Err(ActionError::Deploy(finished.summary))
+        };
+        (outcome, Some(finished.report))
     }
 
     async fn prepare_inputs(

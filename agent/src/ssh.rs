@@ -188,7 +188,18 @@ impl Connection {
         &mut self,
         command: &str,
         stdin: Option<&[u8]>,
-        out: &mut dyn FnMut(&[u8]),
+        out: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<u32, SshError> {
+        self.exec_reading(command, stdin, out).await
+    }
+
+    /// Like [`Connection::exec`], streaming standard input from `stdin`
+    /// (a file, say) instead of holding it in memory.
+    pub async fn exec_reading<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        command: &str,
+        stdin: Option<R>,
+        out: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<u32, SshError> {
         let proto = |e: russh::Error| SshError::Protocol {
             addr: self.addr.clone(),

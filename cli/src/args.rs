@@ -112,6 +112,43 @@ pub enum Command {
     /// Deployment environments: lint, apply, list and show their target hosts.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Deployment history: what was deployed where, host by host and hook by hook.
+    #[command(subcommand)]
+    Deployments(DeploymentsCommand),
+    /// Redeploy an earlier good release of an environment (as a new execution).
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentsCommand {
+    /// Deployments to an environment, newest first, and the release each host runs.
+    List(DeploymentsListArgs),
+    /// One deployment: every host, every hook, with the end of each hook's output.
+    Show(DeploymentShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeploymentsListArgs {
+    /// Environment name.
+    pub environment: String,
+    /// How many deployments to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DeploymentShowArgs {
+    /// Deployment id (from `ferry deployments list`).
+    pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Environment name.
+    pub environment: String,
+    /// Release (execution id) to return to; default: the newest good release before the current one.
+    #[arg(long = "to", value_name = "EXECUTION")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -59,6 +59,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Artifacts(command) => artifacts::run(g, command).await?,
         Command::Secret(command) => secret::run(g, command).await?,
         Command::Env(command) => return env::run(g, command).await,
+        Command::Deployments(command) => deployments::run(g, command).await?,
+        Command::Rollback(args) => deployments::rollback(g, args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -41,7 +41,9 @@ pub fn permission_for(path: &str) -> Option<Permission> {
         ("ferry.v1.AgentSession", _) => Permission::Agent,
         ("ferry.v1.RaftPeer", _) => Permission::Coordinator,
         ("ferry.v1.Operator", m) => match m {
-            "ApplyPipeline" | "StartExecution" | "ApplyEnvironment" => Permission::Operate,
+            "ApplyPipeline" | "StartExecution" | "ApplyEnvironment" | "Rollback" => {
+                Permission::Operate
+            }
             "Decide" => Permission::Decide,
             "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "AddMember"
             | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" | "SetSecret"
@@ -50,7 +52,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
             | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus"
             | "ListArtifacts" | "GetArtifact" | "ListSecrets" | "ListEnvironments"
-            | "GetEnvironment" => Permission::View,
+            | "GetEnvironment" | "ListDeployments" | "GetDeployment" => Permission::View,
             _ => return None,
         },
         _ => return None,

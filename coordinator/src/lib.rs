@@ -1,6 +1,7 @@
 //! Ferry's coordinator: Raft-replicated cluster state and everything the leader
 //! does with it (scheduling, source polling, timers), behind mTLS gRPC services.
 pub mod authz;
+pub mod deployments;
 pub mod git;
 pub mod hub;
 pub mod leader;

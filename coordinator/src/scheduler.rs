@@ -65,6 +65,7 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
         memory_bytes: action.resources.memory_bytes.unwrap_or(0),
         secret_env: Default::default(),
         missing_secrets: Vec::new(),
+        deploy: None,
     })
 }
 
@@ -74,14 +75,20 @@ pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assign
     ctx.raft.read(|s| {
         let mut a = assignment(s, epoch)?;
         let loc = s.attempts.get(&epoch)?;
-        let names = s
-            .executions
-            .get(&loc.execution)
-            .and_then(|e| s.pipeline_of(e))
+        let exec = s.executions.get(&loc.execution)?;
+        let action = s
+            .pipeline_of(exec)
             .and_then(|p| p.stages.get(loc.stage))
-            .and_then(|st| st.actions.get(loc.action))
-            .map(|act| act.secrets.clone())
-            .unwrap_or_default();
+            .and_then(|st| st.actions.get(loc.action))?;
+        if let Some(deploy) = &action.deploy {
+            a.deploy = Some(crate::deployments::deploy_spec(
+                s,
+                ctx.secrets.as_ref(),
+                exec,
+                deploy,
+            ));
+        }
+        let names = action.secrets.clone();
         for (var, name) in names {
             let value = s.secrets.get(&name).and_then(|r| {
                 let sealer = ctx.secrets.as_ref()?;

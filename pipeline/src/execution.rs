@@ -275,7 +275,7 @@ impl ExecutionState {
                         run.message = "waiting for approval".into();
                         started.approvals.push((si, ai));
                     }
-                    ActionKind::Build | ActionKind::Test => {
+                    ActionKind::Build | ActionKind::Test | ActionKind::Deploy => {
                         run.status = Some(ActionStatus::InProgress);
                         run.message = "waiting for an agent".into();
                         started.queued.push((si, ai));

@@ -2,8 +2,10 @@
 //! and the YAML parser/validator that turns a `pipeline.yaml` into it while
 //! reporting every problem with its line and column.
 
+pub mod deploy;
 pub mod environment;
 pub mod execution;
+pub mod revision;
 
 mod duration;
 mod model;
@@ -14,12 +16,14 @@ mod rules;
 mod validate;
 mod yaml;
 
+pub use deploy::{Count, Deploy, Strategy};
 pub use environment::{
     DockerTarget, Environment, Host, HostKey, SshTarget, Target, parse_environment,
 };
 pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use parse::{Diagnostic, parse};
+pub use revision::{Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
 pub use rules::{MAX_SECRET_NAME_LEN, validate_secret_name};
 
 #[cfg(test)]

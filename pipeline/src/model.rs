@@ -109,6 +109,9 @@ pub struct Action {
     pub secrets: BTreeMap<String, String>,
     /// Roles or operator names allowed to approve; empty unless `kind` is approval.
     pub approvers: Vec<String>,
+    /// Where and how to deploy; set exactly when `kind` is deploy.
+    #[serde(default)]
+    pub deploy: Option<crate::deploy::Deploy>,
 }
 
 /// Resource limits of a build or test action's container.
@@ -127,11 +130,17 @@ pub enum ActionKind {
     Build,
     Test,
     Approval,
+    Deploy,
 }
 
 impl ActionKind {
     /// Every supported kind, in documentation order.
-    pub const ALL: [ActionKind; 3] = [ActionKind::Build, ActionKind::Test, ActionKind::Approval];
+    pub const ALL: [ActionKind; 4] = [
+        ActionKind::Build,
+        ActionKind::Test,
+        ActionKind::Approval,
+        ActionKind::Deploy,
+    ];
 
     /// The spelling used in pipeline YAML.
     pub fn as_str(self) -> &'static str {
@@ -139,6 +148,7 @@ impl ActionKind {
             ActionKind::Build => "build",
             ActionKind::Test => "test",
             ActionKind::Approval => "approval",
+            ActionKind::Deploy => "deploy",
         }
     }
 
@@ -147,10 +157,15 @@ impl ActionKind {
         matches!(self, ActionKind::Build | ActionKind::Test)
     }
 
+    /// Whether an agent runs the action (everything but approvals).
+    pub fn runs_on_agent(self) -> bool {
+        self != ActionKind::Approval
+    }
+
     /// Timeout used when the action does not set one.
     pub fn default_timeout_ms(self) -> u64 {
         match self {
-            ActionKind::Build | ActionKind::Test => DEFAULT_COMMAND_TIMEOUT_MS,
+            ActionKind::Build | ActionKind::Test | ActionKind::Deploy => DEFAULT_COMMAND_TIMEOUT_MS,
             ActionKind::Approval => DEFAULT_APPROVAL_TIMEOUT_MS,
         }
     }
@@ -185,6 +200,7 @@ mod tests {
             retries: 2,
             secrets: BTreeMap::from([("DEPLOY_TOKEN".to_string(), "prod-token".to_string())]),
             approvers: Vec::new(),
+            deploy: None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use marked_yaml::types::MarkedMappingNode;
 
+use crate::deploy::{Count, Deploy, MAX_KEEP_RELEASES, Strategy};
 use crate::duration::parse_duration_ms;
 use crate::model::{
     Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, MAX_RETRIES,
@@ -37,22 +38,44 @@ const ACTION_KEYS: &[&str] = &[
     "retries",
     "resources",
     "secrets",
+    "environment",
+    "strategy",
+    "min_healthy",
+    "rollback",
+    "keep_releases",
+    "hook_timeout",
+    "connect_timeout",
 ];
-/// Keys that only make sense for actions that run commands (build, test).
-const COMMAND_ONLY_KEYS: &[&str] = &[
-    "image",
-    "runs_on",
-    "inputs",
-    "commands",
-    "env",
-    "outputs",
-    "retries",
-    "resources",
-    "secrets",
+/// Keys every kind of action may have.
+const COMMON_KEYS: &[&str] = &["name", "type", "run_order", "timeout"];
+/// Keys of actions that run on an agent (build, test, deploy).
+const AGENT_KEYS: &[&str] = &["runs_on", "inputs", "env", "secrets"];
+/// Keys only for actions that run commands in a container (build, test).
+const COMMAND_KEYS: &[&str] = &["image", "commands", "outputs", "retries", "resources"];
+/// Keys only for approval actions.
+const APPROVAL_KEYS: &[&str] = &["approvers"];
+/// Keys only for deploy actions.
+const DEPLOY_KEYS: &[&str] = &[
+    "environment",
+    "strategy",
+    "min_healthy",
+    "rollback",
+    "keep_releases",
+    "hook_timeout",
+    "connect_timeout",
 ];
 const RESOURCE_KEYS: &[&str] = &["cpus", "memory"];
-/// Keys that only make sense for approval actions.
-const APPROVAL_ONLY_KEYS: &[&str] = &["approvers"];
+const STRATEGY_KEYS: &[&str] = &["batch"];
+
+/// Whether an action of `kind` may have `key`.
+fn allows(kind: ActionKind, key: &str) -> bool {
+    let own: &[&[&str]] = match kind {
+        ActionKind::Build | ActionKind::Test => &[AGENT_KEYS, COMMAND_KEYS],
+        ActionKind::Approval => &[APPROVAL_KEYS],
+        ActionKind::Deploy => &[AGENT_KEYS, DEPLOY_KEYS],
+    };
+    COMMON_KEYS.contains(&key) || own.iter().any(|keys| keys.contains(&key))
+}
 
 /// Output artifact name -> paths, as stored in [`Action::outputs`].
 type OutputMap = BTreeMap<String, Vec<String>>;
@@ -205,6 +228,7 @@ impl Reader<'_> {
             retries: 0,
             secrets: BTreeMap::new(),
             approvers: Vec::new(),
+            deploy: None,
         };
         let mut loc = ActionLoc {
             name: None,
@@ -231,7 +255,9 @@ impl Reader<'_> {
         // What the action is allowed to contain depends on its kind; when the
         // kind is unknown every field is still read, to report type errors.
         let runs_commands = kind.is_none_or(ActionKind::runs_commands);
+        let on_agent = kind.is_none_or(ActionKind::runs_on_agent);
         let is_approval = kind.is_none_or(|k| k == ActionKind::Approval);
+        let is_deploy = kind.is_none_or(|k| k == ActionKind::Deploy);
 
         match field(map, "run_order") {
             Some(value) => {
@@ -282,16 +308,6 @@ impl Reader<'_> {
                     }
                 }
             }
-            if let Some(value) = field(map, "runs_on") {
-                action.runs_on = self.plain_list(value, "`runs_on`", "agent label");
-            }
-            if let Some(value) = field(map, "inputs") {
-                loc.inputs = self.inputs(value);
-                action.inputs = loc.inputs.iter().map(|(n, _)| n.clone()).collect();
-            }
-            if let Some(value) = field(map, "env") {
-                action.env = self.env(value);
-            }
             if let Some(value) = field(map, "outputs") {
                 let (outputs, output_locs) = self.outputs(value);
                 action.outputs = outputs;
@@ -303,9 +319,34 @@ impl Reader<'_> {
             if let Some(value) = field(map, "resources") {
                 action.resources = self.resources(value);
             }
+        }
+        if on_agent {
+            if let Some(value) = field(map, "runs_on") {
+                action.runs_on = self.plain_list(value, "`runs_on`", "agent label");
+            }
+            if let Some(value) = field(map, "inputs") {
+                loc.inputs = self.inputs(value);
+                action.inputs = loc.inputs.iter().map(|(n, _)| n.clone()).collect();
+            }
+            if let Some(value) = field(map, "env") {
+                action.env = self.env(value);
+            }
             if let Some(value) = field(map, "secrets") {
                 let env_map = field(map, "env").and_then(|env| env.node.as_mapping());
                 action.secrets = self.secrets(value, env_map);
+            }
+        }
+        if is_deploy {
+            action.deploy = self.deploy(map, kind == Some(ActionKind::Deploy));
+            if kind == Some(ActionKind::Deploy) && action.inputs.len() != 1 {
+                let at = field(map, "inputs").map_or(mapping_pos(map), |v| v.pos());
+                self.error(
+                    at,
+                    format!(
+                        "a deploy action needs exactly one input (the artifact to deploy), found {}",
+                        action.inputs.len()
+                    ),
+                );
             }
         }
         if is_approval {
@@ -331,18 +372,14 @@ impl Reader<'_> {
         if let Some(kind) = ActionKind::ALL.into_iter().find(|k| k.as_str() == text) {
             return Some(kind);
         }
-        if text == "deploy" {
-            self.error(at, "action type `deploy` is not supported yet");
-        } else {
-            let expected: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
-            self.error(
-                at,
-                format!(
-                    "unknown action type {text:?}; expected one of: {}",
-                    expected.join(", ")
-                ),
-            );
-        }
+        let expected: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+        self.error(
+            at,
+            format!(
+                "unknown action type {text:?}; expected one of: {}",
+                expected.join(", ")
+            ),
+        );
         None
     }
 
@@ -596,21 +633,135 @@ impl Reader<'_> {
 
     /// Reports keys that exist for actions in general but not for this kind.
     fn check_keys_for_kind(&mut self, map: &MarkedMappingNode, kind: ActionKind) {
-        let (forbidden, allowed_in) = if kind.runs_commands() {
-            (APPROVAL_ONLY_KEYS, "approval actions")
-        } else {
-            (COMMAND_ONLY_KEYS, "build and test actions")
-        };
         for key in map.keys() {
-            if forbidden.contains(&key.as_str()) {
-                self.error(
-                    pos(key.span()),
-                    format!(
-                        "`{}` is not allowed in {kind} actions; it is only for {allowed_in}",
-                        key.as_str()
-                    ),
-                );
+            let key = key_name(key);
+            if !ACTION_KEYS.contains(&key.0) || allows(kind, key.0) {
+                continue;
+            }
+            let mut owners: Vec<String> = ActionKind::ALL
+                .into_iter()
+                .filter(|k| allows(*k, key.0))
+                .map(|k| k.to_string())
+                .collect();
+            let last = owners.pop().unwrap_or_default();
+            let owners = match owners.is_empty() {
+                true => last,
+                false => format!("{} and {last}", owners.join(", ")),
+            };
+            self.error(
+                key.1,
+                format!(
+                    "`{}` is not allowed in {kind} actions; it is only for {} actions",
+                    key.0, owners
+                ),
+            );
+        }
+    }
+
+    // ---- deploy ----------------------------------------------------------
+
+    /// The deploy settings; `None` (with errors) when `environment` is missing.
+    fn deploy(&mut self, map: &MarkedMappingNode, required: bool) -> Option<Deploy> {
+        let environment = match field(map, "environment") {
+            Some(value) => self.string(value, "`environment`").map(|(name, at)| {
+                if let Err(reason) = validate_name(&name) {
+                    self.error(at, format!("invalid environment name {name:?}: {reason}"));
+                }
+                name
+            }),
+            None => {
+                if required {
+                    self.error(
+                        mapping_pos(map),
+                        "missing required key `environment` in deploy action",
+                    );
+                }
+                None
+            }
+        };
+        let mut deploy = Deploy::new(environment.clone().unwrap_or_default());
+        if let Some(value) = field(map, "strategy") {
+            deploy.strategy = self.strategy(value).unwrap_or(deploy.strategy);
+        }
+        if let Some(value) = field(map, "min_healthy") {
+            deploy.min_healthy = self.count(value, "`min_healthy`");
+        }
+        if let Some((text, at)) =
+            field(map, "rollback").and_then(|value| self.string(value, "`rollback`"))
+        {
+            match text.as_str() {
+                "auto" => deploy.rollback = true,
+                "none" => deploy.rollback = false,
+                _ => self.error(
+                    at,
+                    format!("`rollback` must be `auto` or `none`, found {text:?}"),
+                ),
+            }
+        }
+        if let Some((n, at)) =
+            field(map, "keep_releases").and_then(|value| self.integer(value, "`keep_releases`"))
+        {
+            match u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_KEEP_RELEASES).contains(n))
+            {
+                Some(n) => deploy.keep_releases = n,
+                None => self.error(
+                    at,
+                    format!("`keep_releases` must be between 1 and {MAX_KEEP_RELEASES}, found {n}"),
+                ),
+            }
+        }
+        for (key, slot) in [
+            ("hook_timeout", &mut deploy.hook_timeout_ms),
+            ("connect_timeout", &mut deploy.connect_timeout_ms),
+        ] {
+            let what = format!("`{key}`");
+            if let Some((ms, at)) = field(map, key).and_then(|value| self.duration(value, &what)) {
+                if ms == 0 {
+                    self.error(at, format!("{what} must be greater than zero"));
+                }
+                *slot = ms;
+            }
+        }
+        environment.map(|_| deploy)
+    }
+
+    /// `strategy`: a name, or a mapping `{batch: N | N%}`.
+    fn strategy(&mut self, value: Value<'_>) -> Option<Strategy> {
+        if let Some(map) = value.node.as_mapping() {
+            self.check_keys(map, "strategy", STRATEGY_KEYS);
+            let batch = self.required(map, "batch", "strategy")?;
+            return self.count(batch, "`batch`").map(Strategy::Batch);
+        }
+        let (text, at) = self.string(value, "`strategy`")?;
+        let strategy = Strategy::named(&text);
+        if strategy.is_none() {
+            self.error(
+                at,
+                format!(
+                    "unknown strategy {text:?}; expected all_at_once, one_at_a_time, \
+                     half_at_a_time or a mapping such as `{{batch: 2}}` or `{{batch: 25%}}`"
+                ),
+            );
+        }
+        strategy
+    }
+
+    /// A host count: a whole number or a percentage string.
+    fn count(&mut self, value: Value<'_>, what: &str) -> Option<Count> {
+        let (text, at) = self.string(value, what)?;
+        match Count::parse(&text) {
+            Ok(count) => Some(count),
+            Err(message) => {
+                self.error(at, format!("{what}: {message}"));
+                None
             }
         }
     }
+}
+
+/// A mapping key's text and position.
+fn key_name(key: &marked_yaml::types::MarkedScalarNode) -> (&str, Pos) {
+    (key.as_str(), pos(key.span()))
 }

@@ -116,6 +116,7 @@ fn full_example_parses_with_defaults() {
         retries: 0,
         secrets: BTreeMap::new(),
         approvers: Vec::new(),
+        deploy: None,
     };
     let approval = |name: &str, run_order| Action {
         name: name.to_string(),
@@ -132,6 +133,7 @@ fn full_example_parses_with_defaults() {
         retries: 0,
         secrets: BTreeMap::new(),
         approvers: strings(&["approver"]),
+        deploy: None,
     };
     let expected = Pipeline {
         name: "hello".to_string(),
@@ -407,7 +409,8 @@ fn unknown_keys_at_every_level() {
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
             "8:5: unknown key `needs` in stage; expected one of: name, actions",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
-             runs_on, inputs, commands, env, outputs, timeout, approvers, retries, resources, secrets",
+             runs_on, inputs, commands, env, outputs, timeout, approvers, retries, resources, secrets, \
+             environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout",
         ]
     );
 }
@@ -659,11 +662,14 @@ fn bad_durations() {
 fn action_types() {
     assert_eq!(
         errors(&with_action(&["name: ship", "type: deploy"])),
-        vec!["9:15: action type `deploy` is not supported yet"]
+        vec![
+            "8:9: missing required key `environment` in deploy action",
+            "8:9: a deploy action needs exactly one input (the artifact to deploy), found 0",
+        ]
     );
     assert_eq!(
         errors(&with_action(&["name: ship", "type: Build"])),
-        vec!["9:15: unknown action type \"Build\"; expected one of: build, test, approval"]
+        vec!["9:15: unknown action type \"Build\"; expected one of: build, test, approval, deploy"]
     );
 }
 
@@ -683,9 +689,9 @@ fn fields_depend_on_action_type() {
         vec![
             "10:9: `image` is not allowed in approval actions; it is only for build and test actions",
             "11:9: `commands` is not allowed in approval actions; it is only for build and test actions",
-            "12:9: `runs_on` is not allowed in approval actions; it is only for build and test actions",
-            "13:9: `inputs` is not allowed in approval actions; it is only for build and test actions",
-            "14:9: `env` is not allowed in approval actions; it is only for build and test actions",
+            "12:9: `runs_on` is not allowed in approval actions; it is only for build, test and deploy actions",
+            "13:9: `inputs` is not allowed in approval actions; it is only for build, test and deploy actions",
+            "14:9: `env` is not allowed in approval actions; it is only for build, test and deploy actions",
             "15:9: `outputs` is not allowed in approval actions; it is only for build and test actions",
         ]
     );
@@ -1177,8 +1183,8 @@ fn secrets_are_only_for_command_actions() {
             "secrets: {TOKEN: tok}",
         ])),
         vec![
-            "10:9: `secrets` is not allowed in approval actions; it is only for build and test \
-             actions"
+            "10:9: `secrets` is not allowed in approval actions; it is only for build, test and \
+             deploy actions"
         ]
     );
 }
@@ -1280,7 +1286,7 @@ fn all_errors_are_collected_and_sorted() {
         "  - name: build",
         "    actions:",
         "      - name: compile",
-        "        type: deploy",
+        "        type: dance",
         "        extra: true",
         "      - name: compile",
         "        type: test",
@@ -1321,4 +1327,102 @@ fn diagnostic_display() {
         message: "something is wrong".to_string(),
     };
     assert_eq!(d.to_string(), "3:14: something is wrong");
+}
+
+// ---- deploy actions ---------------------------------------------------------
+
+const DEPLOY_PIPELINE: &[&str] = &[
+    "name: hello",
+    "source: {git: /srv/git/hello.git}",
+    "stages:",
+    "  - name: build",
+    "    actions:",
+    "      - {name: compile, type: build, image: i, commands: [x], outputs: {app: [out]}}",
+    "  - name: prod",
+    "    actions:",
+    "      - name: ship",
+    "        type: deploy",
+    "        inputs: [app]",
+    "        environment: production",
+];
+
+fn deploy_with(extra: &[&str]) -> String {
+    let mut lines = DEPLOY_PIPELINE.to_vec();
+    lines.extend_from_slice(extra);
+    doc(&lines)
+}
+
+#[test]
+fn deploy_defaults() {
+    let p = parse_ok(&deploy_with(&[]));
+    let ship = &p.stages[1].actions[0];
+    assert_eq!(ship.kind, ActionKind::Deploy);
+    assert_eq!(ship.inputs, strings(&["app"]));
+    assert_eq!(
+        ship.deploy,
+        Some(crate::Deploy::new("production".to_string()))
+    );
+}
+
+#[test]
+fn deploy_settings_parse() {
+    let p = parse_ok(&deploy_with(&[
+        "        strategy: {batch: 25%}",
+        "        min_healthy: 3",
+        "        rollback: none",
+        "        keep_releases: 2",
+        "        hook_timeout: 30s",
+        "        connect_timeout: 2s",
+        "        secrets: {TOKEN: prod-token}",
+        "        runs_on: [deployer]",
+    ]));
+    let d = p.stages[1].actions[0]
+        .deploy
+        .clone()
+        .expect("deploy settings");
+    assert_eq!(
+        d.strategy,
+        crate::Strategy::Batch(crate::Count::Percent(25))
+    );
+    assert_eq!(d.min_healthy, Some(crate::Count::Hosts(3)));
+    assert!(!d.rollback);
+    assert_eq!(d.keep_releases, 2);
+    assert_eq!(d.hook_timeout_ms, 30_000);
+    assert_eq!(d.connect_timeout_ms, 2_000);
+    let p = parse_ok(&deploy_with(&["        strategy: one_at_a_time"]));
+    let d = p.stages[1].actions[0]
+        .deploy
+        .clone()
+        .expect("deploy settings");
+    assert_eq!(d.strategy, crate::Strategy::OneAtATime);
+}
+
+#[test]
+fn bad_deploy_settings() {
+    assert_eq!(
+        errors(&deploy_with(&[
+            "        strategy: two_at_a_time",
+            "        min_healthy: 0",
+            "        rollback: maybe",
+            "        keep_releases: 0",
+            "        hook_timeout: 0s",
+            "        image: busybox",
+            "        approvers: [x]",
+        ])),
+        vec![
+            "13:19: unknown strategy \"two_at_a_time\"; expected all_at_once, one_at_a_time, \
+             half_at_a_time or a mapping such as `{batch: 2}` or `{batch: 25%}`",
+            "14:22: `min_healthy`: expected a number of hosts (at least 1) or a percentage such \
+             as 25%, found \"0\"",
+            "15:19: `rollback` must be `auto` or `none`, found \"maybe\"",
+            "16:24: `keep_releases` must be between 1 and 100, found 0",
+            "17:23: `hook_timeout` must be greater than zero",
+            "18:9: `image` is not allowed in deploy actions; it is only for build and test actions",
+            "19:9: `approvers` is not allowed in deploy actions; it is only for approval actions",
+        ]
+    );
+    assert_eq!(
+        errors(&deploy_with(&["        strategy: {batch: 101%}"])),
+        vec!["13:27: `batch`: a percentage must be a whole number from 1% to 100%, found \"101%\""]
+    );
 }

@@ -6,6 +6,7 @@ pub mod approve;
 pub mod artifacts;
 pub mod certs;
 pub mod cluster;
+pub mod deployments;
 pub mod env;
 pub mod logs;
 pub mod pipeline;

@@ -485,6 +485,96 @@ impl pb::operator_server::Operator for OperatorService {
             .await
     }
 
+    async fn list_deployments(
+        &self,
+        req: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        self.0.fresh().await?;
+        let req = req.into_inner();
+        let limit = if req.limit == 0 {
+            20
+        } else {
+            req.limit as usize
+        };
+        let out = self.0.raft.read(|s| {
+            if !s.environments.contains_key(&req.environment)
+                && s.deployments_of(&req.environment).next().is_none()
+            {
+                return Err(Status::not_found(format!(
+                    "environment `{}` not found",
+                    req.environment
+                )));
+            }
+            Ok(pb::ListDeploymentsResponse {
+                deployments: s
+                    .deployments_of(&req.environment)
+                    .take(limit)
+                    .map(|d| crate::deployments::view(s, d))
+                    .collect(),
+                hosts: crate::deployments::host_releases(s, &req.environment),
+            })
+        })?;
+        Ok(Response::new(out))
+    }
+
+    async fn get_deployment(
+        &self,
+        req: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::DeploymentView>, Status> {
+        self.0.fresh().await?;
+        let id = req.into_inner().id;
+        let view = self.0.raft.read(|s| {
+            s.deployments
+                .get(&id)
+                .map(|d| crate::deployments::view(s, d))
+                .ok_or_else(|| Status::not_found(format!("deployment {id} not found")))
+        })?;
+        Ok(Response::new(view))
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let who = caller(&req)?;
+        let req = req.into_inner();
+        self.0.fresh().await?;
+        let (from, pipeline, release) = self.0.raft.read(|s| {
+            let d = s
+                .rollback_target(&req.environment, &req.to_execution)
+                .map_err(Status::failed_precondition)?;
+            if let Some(art) = &d.artifact
+                && views::holders(s, &art.digest).is_empty()
+            {
+                return Err(Status::failed_precondition(format!(
+                    "the artifact of release {} is no longer held by any agent",
+                    d.release
+                )));
+            }
+            Ok((d.id, d.pipeline.clone(), d.release.clone()))
+        })?;
+        let id = new_execution_id();
+        let cmd = Command::Redeploy {
+            id: id.clone(),
+            from,
+            trigger: format!(
+                "rollback of {} to release {release} by {}",
+                req.environment, who.name
+            ),
+            at: now_ms(),
+        };
+        match self.0.raft.propose(cmd).await {
+            Ok(_) | Err(crate::raft::ProposeError::Rejected(Rejection::AlreadyExists(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Response::new(pb::RollbackResponse {
+            pipeline,
+            execution_id: id,
+            release,
+            from_deployment: from,
+        }))
+    }
+
     async fn list_artifacts(
         &self,
         req: Request<pb::ListArtifactsRequest>,

@@ -240,6 +240,10 @@ async fn handle(
                 message: result.message.clone(),
                 outputs,
                 log,
+                deployment: result
+                    .deployment
+                    .as_ref()
+                    .map(prost::Message::encode_to_vec),
                 at: now_ms(),
             };
             let ack = match ctx.raft.propose(cmd).await {

@@ -46,7 +46,7 @@ pub enum Rejection {
     BadToken,
 }
 
-type Applied = Result<Output, Rejection>;
+pub(super) type Applied = Result<Output, Rejection>;
 
 /// Attempts lost with their agent that an action may re-run (at least; `retries` raises it).
 pub const LOST_RETRIES: u32 = 2;
@@ -98,8 +98,23 @@ impl ClusterState {
                 message,
                 outputs,
                 log,
+                deployment,
                 at,
-            } => self.finish_attempt(epoch, agent, success, exit_code, message, outputs, log, at),
+            } => self.finish_attempt(
+                epoch,
+                agent,
+                success,
+                exit_code,
+                message,
+                (outputs, log, deployment),
+                at,
+            ),
+            Command::Redeploy {
+                id,
+                from,
+                trigger,
+                at,
+            } => self.redeploy(id, from, trigger, at),
             Command::AgentLost { agent, at } => {
                 self.lose_agent(&agent, &format!("agent `{agent}` stopped answering"), at);
                 Ok(Output::None)
@@ -380,8 +395,11 @@ impl ClusterState {
         success: bool,
         exit_code: Option<i32>,
         message: String,
-        outputs: std::collections::BTreeMap<String, ferry_pipeline::execution::ArtifactRef>,
-        log: Option<ferry_pipeline::execution::ArtifactRef>,
+        (outputs, log, deployment): (
+            std::collections::BTreeMap<String, ferry_pipeline::execution::ArtifactRef>,
+            Option<ferry_pipeline::execution::ArtifactRef>,
+            Option<Vec<u8>>,
+        ),
         at: i64,
     ) -> Applied {
         let loc = match self.attempts.get(&epoch) {
@@ -425,6 +443,12 @@ impl ClusterState {
             Outcome::Failed
         };
         run.close_attempt(epoch, outcome, exit_code, &message, at);
+        let started_at = run
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.epoch == epoch)
+            .map_or(at, |h| h.started_at);
         run.exit_code = exit_code;
         run.log = log;
         if !success && run.count(Outcome::Failed) <= retries {
@@ -436,6 +460,15 @@ impl ClusterState {
             run.outputs = outputs;
             exec.state
                 .finish_action(pipeline, (loc.stage, loc.action), success, message, at);
+        }
+        if let Some(report) = deployment {
+            self.record_deployment(
+                (&loc.execution, loc.stage, loc.action),
+                &agent,
+                started_at,
+                report,
+                at,
+            );
         }
         self.settle(&loc.execution);
         Ok(Output::Attempt {
@@ -569,6 +602,7 @@ impl ClusterState {
                 trigger,
                 started_at: at,
                 state,
+                release_of: None,
             },
         );
         self.active.insert(id.clone());
@@ -660,7 +694,7 @@ impl ClusterState {
     }
 
     /// Drops a finished execution from the active set and its attempts from the index.
-    fn settle(&mut self, id: &str) {
+    pub(super) fn settle(&mut self, id: &str) {
         let finished = self
             .executions
             .get(id)

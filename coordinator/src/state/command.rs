@@ -50,6 +50,17 @@ pub enum Command {
         message: String,
         outputs: BTreeMap<String, ArtifactRef>,
         log: Option<ArtifactRef>,
+        /// A deploy action's report (`ferry.v1.DeploymentReport`, protobuf-encoded).
+        #[serde(default)]
+        deployment: Option<Vec<u8>>,
+        at: i64,
+    },
+    /// `ferry rollback`: a new execution `id` that runs only the deploy
+    /// action of deployment `from` again, with the same artifact.
+    Redeploy {
+        id: String,
+        from: u64,
+        trigger: String,
         at: i64,
     },
     Decide {

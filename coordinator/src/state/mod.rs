@@ -5,6 +5,7 @@
 
 mod apply;
 mod command;
+mod deploy;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use apply::{LOST_RETRIES, Output, Rejection};
 pub use command::Command;
+pub use deploy::DeploymentRecord;
 
 /// What an identity may do; bound to operator names in cluster state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -90,6 +92,10 @@ pub struct Execution {
     pub trigger: String,
     pub started_at: i64,
     pub state: ExecutionState,
+    /// Set for `ferry rollback` executions: the earlier execution whose
+    /// artifact is deployed again (names the release on the hosts).
+    #[serde(default)]
+    pub release_of: Option<String>,
 }
 
 /// Where an attempt (identified by its fencing epoch) belongs.
@@ -155,6 +161,9 @@ pub struct ClusterState {
     /// Deployment environments by name (latest version).
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentRecord>,
+    /// Deployment history by id, oldest first.
+    #[serde(default)]
+    pub deployments: BTreeMap<u64, DeploymentRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,7 +309,7 @@ impl ClusterState {
     /// Blobs that retention may drop: referenced by no execution that is still
     /// running or among the newest `keep` of its pipeline.
     pub fn unreferenced_artifacts(&self, keep: usize) -> Vec<String> {
-        let mut live = BTreeSet::new();
+        let mut live: BTreeSet<&str> = self.deployed_artifacts().into_iter().collect();
         for p in self.pipelines.values() {
             let newest = p.executions.iter().rev().take(keep);
             for id in newest.chain(p.executions.iter().filter(|id| self.active.contains(*id))) {

@@ -1,0 +1,418 @@
+//! One target host over SSH: connect with its pinned key, upload and unpack
+//! the release, run the lifecycle hooks around the atomic `current` switch,
+//! and — when the deployment fails — put the previous release back. Every
+//! step is recorded (outcome, exit code, time, end of its output) for the
+//! deployment report and streamed to the action's log as `[host step] ...`.
+
+use std::time::{Duration, Instant};
+
+use ferry_pipeline::{Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
+use ferry_proto as pb;
+
+use super::Deployment;
+use super::shell;
+use crate::ssh::{self, Connection, Pinned, Target};
+
+/// Bytes of each step's output kept in the report.
+const REPORT_TAIL: usize = 4 * 1024;
+
+/// Extra time given to a hook beyond its timeout before the agent gives up
+/// on it (the host's own `timeout` normally ends it first).
+const HOOK_GRACE: Duration = Duration::from_secs(10);
+
+/// Standard input of steps that read none.
+const NO_INPUT: Option<&[u8]> = None;
+
+/// Time limit of Ferry's own steps on a host (inspect, switch, prune).
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one host went through; kept until the deployment ends so that a
+/// later failure can roll it back.
+pub struct HostRun {
+    pub host: pb::DeployHost,
+    conn: Option<Connection>,
+    /// Release `current` pointed at before (empty: none).
+    pub previous: String,
+    previous_spec: Option<RevisionSpec>,
+    /// The previous release was stopped / `current` was moved: the host changed.
+    stopped: bool,
+    switched: bool,
+    pub report: pb::HostReport,
+}
+
+/// Why a step failed: the step and a one-line reason.
+pub struct StepError {
+    pub step: String,
+    pub reason: String,
+}
+
+impl HostRun {
+    pub fn new(host: pb::DeployHost, batch: u32) -> HostRun {
+        let report = pb::HostReport {
+            host: host.name.clone(),
+            outcome: "Skipped".into(),
+            batch,
+            ..Default::default()
+        };
+        HostRun {
+            host,
+            conn: None,
+            previous: String::new(),
+            previous_spec: None,
+            stopped: false,
+            switched: false,
+            report,
+        }
+    }
+
+    /// Whether a rollback has anything to undo on this host.
+    pub fn changed(&self) -> bool {
+        self.stopped || self.switched
+    }
+
+    /// Deploys the release; the report says `Deployed` or `Failed`.
+    pub async fn deploy(&mut self, d: &Deployment<'_>) {
+        self.report.release = String::new();
+        match self.deploy_steps(d).await {
+            Ok(()) => {
+                self.report.outcome = "Deployed".into();
+                self.report.release = d.release.to_string();
+            }
+            Err(e) => {
+                self.report.outcome = "Failed".into();
+                self.report.release = if self.switched {
+                    d.release.to_string()
+                } else {
+                    self.previous.clone()
+                };
+                self.report.error = format!("{}: {}", e.step, e.reason);
+            }
+        }
+    }
+
+    async fn deploy_steps(&mut self, d: &Deployment<'_>) -> Result<(), StepError> {
+        self.connect(d, "deploy").await?;
+        let path = self.host.path.clone();
+        let out = self
+            .step(
+                d,
+                "inspect",
+                "deploy",
+                &shell::inspect(&path, d.release),
+                NO_INPUT,
+                STEP_TIMEOUT,
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&out);
+        let mut lines = text.lines();
+        self.previous = lines.next().unwrap_or_default().trim().to_string();
+        let present = lines.next().unwrap_or_default().trim() == d.digest;
+        if !self.previous.is_empty() {
+            let cat = format!(
+                "cat {}/current/{REVISION_SPEC_FILE} 2>/dev/null || true",
+                shell::quote(&path)
+            );
+            let text = self.quiet(&cat).await;
+            self.previous_spec = parse_revision_spec(&text).ok();
+        }
+        if present {
+            d.log(
+                &self.host.name,
+                "upload",
+                b"release already unpacked; not uploaded again\n",
+            );
+        } else {
+            let mut files = d.spec.files.clone();
+            if !files.is_empty() {
+                files.push(REVISION_SPEC_FILE.to_string());
+            }
+            let artifact = tokio::fs::File::open(d.artifact)
+                .await
+                .map_err(|e| StepError {
+                    step: "upload".into(),
+                    reason: format!("cannot open the artifact: {e}"),
+                })?;
+            let script = shell::unpack(&path, d.release, d.digest, &files);
+            self.step(
+                d,
+                "upload",
+                "deploy",
+                &script,
+                Some(artifact),
+                d.upload_timeout(),
+            )
+            .await?;
+        }
+        // The previous release stops itself with its own hook.
+        if let Some(prev) = self.previous_spec.clone() {
+            self.stopped = true;
+            let dir = format!("{path}/releases/{}", self.previous);
+            self.hook(d, &prev, Hook::Stop, "deploy", &dir, &self.previous.clone())
+                .await?;
+        }
+        let dir = format!("{path}/releases/{}", d.release);
+        for hook in [Hook::BeforeInstall, Hook::Install] {
+            self.hook(d, d.spec, hook, "deploy", &dir, d.release)
+                .await?;
+        }
+        self.switched = true;
+        self.step(
+            d,
+            "switch",
+            "deploy",
+            &shell::switch(&path, d.release),
+            NO_INPUT,
+            STEP_TIMEOUT,
+        )
+        .await?;
+        for hook in [Hook::AfterInstall, Hook::Start, Hook::Validate] {
+            self.hook(d, d.spec, hook, "deploy", &dir, d.release)
+                .await?;
+        }
+        let prune = shell::prune(&path, d.keep_releases, d.release, &self.previous);
+        if let Err(e) = self
+            .step(d, "prune", "deploy", &prune, NO_INPUT, STEP_TIMEOUT)
+            .await
+        {
+            // Old releases left behind do not make the deployment fail.
+            d.log(
+                &self.host.name,
+                "prune",
+                format!("{}\n", e.reason).as_bytes(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Returns the host to its previous release: stop the new one, switch
+    /// the link back, start and validate the previous one with its own hooks.
+    pub async fn roll_back(&mut self, d: &Deployment<'_>) {
+        if !self.changed() || self.report.outcome == "RolledBack" {
+            return;
+        }
+        match self.rollback_steps(d).await {
+            Ok(()) => {
+                self.report.outcome = "RolledBack".into();
+                self.report.release = self.previous.clone();
+            }
+            Err(e) => {
+                self.report.outcome = "RollbackFailed".into();
+                let reason = format!("rollback {}: {}", e.step, e.reason);
+                self.report.error = if self.report.error.is_empty() {
+                    reason
+                } else {
+                    format!("{}; {reason}", self.report.error)
+                };
+            }
+        }
+    }
+
+    async fn rollback_steps(&mut self, d: &Deployment<'_>) -> Result<(), StepError> {
+        if self.conn.is_none() {
+            self.connect(d, "rollback").await?;
+        }
+        let path = self.host.path.clone();
+        if self.switched {
+            let dir = format!("{path}/releases/{}", d.release);
+            // Best effort: the new release may be what cannot stop.
+            let _ = self
+                .hook(d, d.spec, Hook::Stop, "rollback", &dir, d.release)
+                .await;
+            let script = shell::switch(&path, &self.previous);
+            self.step(d, "switch", "rollback", &script, NO_INPUT, STEP_TIMEOUT)
+                .await?;
+            self.switched = false;
+        }
+        if let Some(prev) = self.previous_spec.clone() {
+            let dir = format!("{path}/releases/{}", self.previous);
+            let release = self.previous.clone();
+            for hook in [Hook::Start, Hook::Validate] {
+                self.hook(d, &prev, hook, "rollback", &dir, &release)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+
+    async fn connect(&mut self, d: &Deployment<'_>, phase: &str) -> Result<(), StepError> {
+        let started = Instant::now();
+        let pinned = if self.host.host_key.starts_with("SHA256:") {
+            Pinned::Fingerprint(self.host.host_key.clone())
+        } else {
+            Pinned::Key(self.host.host_key.clone())
+        };
+        let target = Target {
+            host: self.host.host.clone(),
+            port: u16::try_from(self.host.port).unwrap_or(22),
+            user: self.host.user.clone(),
+            pinned,
+            private_key: String::from_utf8_lossy(&self.host.private_key).into_owned(),
+        };
+        let result = ssh::connect(&target, d.connect_timeout).await;
+        let (success, message) = match &result {
+            Ok(_) => (
+                true,
+                format!("connected to {}@{}\n", target.user, target.host),
+            ),
+            Err(e) => (false, format!("{e}\n")),
+        };
+        d.log(&self.host.name, "connect", message.as_bytes());
+        self.record("connect", phase, success, -1, started, message.as_bytes());
+        match result {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Err(e) => Err(StepError {
+                step: "connect".into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Runs one lifecycle hook of `spec` (if it has commands) in `dir`.
+    async fn hook(
+        &mut self,
+        d: &Deployment<'_>,
+        spec: &RevisionSpec,
+        hook: Hook,
+        phase: &str,
+        dir: &str,
+        release: &str,
+    ) -> Result<(), StepError> {
+        let commands = spec.commands(hook);
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(spec.hook_timeout_ms.unwrap_or(d.hook_timeout_ms));
+        let mut vars: Vec<(&str, Vec<u8>)> = vec![
+            ("FERRY_ENVIRONMENT", d.environment.as_bytes().to_vec()),
+            ("FERRY_HOST", self.host.name.as_bytes().to_vec()),
+            ("FERRY_DEPLOY_PATH", self.host.path.as_bytes().to_vec()),
+            ("FERRY_RELEASE", release.as_bytes().to_vec()),
+            ("FERRY_RELEASE_DIR", dir.as_bytes().to_vec()),
+            ("FERRY_PREVIOUS_RELEASE", self.previous.as_bytes().to_vec()),
+            ("FERRY_HOOK", hook.as_str().as_bytes().to_vec()),
+            ("FERRY_PHASE", phase.as_bytes().to_vec()),
+        ];
+        vars.extend(d.env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let mut script = shell::exports(vars.iter().map(|(k, v)| (*k, v.as_slice())));
+        script.push_str(&format!("cd {}\n", shell::quote(dir)));
+        for c in commands {
+            script.push_str(c);
+            script.push('\n');
+        }
+        let command = shell::run_stdin_script(timeout.as_secs().max(1));
+        self.step(
+            d,
+            hook.as_str(),
+            phase,
+            &command,
+            Some(std::io::Cursor::new(script.into_bytes())),
+            timeout + HOOK_GRACE,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| StepError {
+            step: format!("hook {}", e.step),
+            reason: e.reason,
+        })
+    }
+
+    /// Runs `command` (stdin from `input`), streaming its output to the log;
+    /// returns the output, or why it failed.
+    async fn step<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        d: &Deployment<'_>,
+        name: &str,
+        phase: &str,
+        command: &str,
+        input: Option<R>,
+        limit: Duration,
+    ) -> Result<Vec<u8>, StepError> {
+        let started = Instant::now();
+        let fail = |reason: String| StepError {
+            step: name.to_string(),
+            reason,
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(fail("not connected".into()));
+        };
+        let mut output = Vec::new();
+        let mut lines = super::Lines::new(d, &self.host.name, name);
+        let mut sink = |data: &[u8]| {
+            output.extend_from_slice(data);
+            lines.push(data);
+        };
+        let run = conn.exec_reading(command, input, &mut sink);
+        let result = tokio::time::timeout(limit, run).await;
+        lines.finish();
+        let (success, code, error) = match result {
+            Err(_) => (false, -1, Some(format!("no result within {limit:?}"))),
+            Ok(Err(e)) => (false, -1, Some(e.to_string())),
+            Ok(Ok(0)) => (true, 0, None),
+            Ok(Ok(124)) if name != "upload" => (
+                false,
+                124,
+                Some(format!(
+                    "timed out after {:?}",
+                    limit.saturating_sub(HOOK_GRACE)
+                )),
+            ),
+            Ok(Ok(code)) => (false, code as i32, Some(format!("exited with code {code}"))),
+        };
+        if result_lost_connection(&error) {
+            self.conn = None;
+        }
+        self.record(name, phase, success, code, started, &output);
+        match error {
+            None => Ok(output),
+            Some(reason) => Err(fail(reason)),
+        }
+    }
+
+    /// Runs a command whose output is data, not log (reading a file).
+    async fn quiet(&mut self, command: &str) -> String {
+        let Some(conn) = self.conn.as_mut() else {
+            return String::new();
+        };
+        let mut out = Vec::new();
+        let mut sink = |data: &[u8]| out.extend_from_slice(data);
+        let run = conn.exec(command, None, &mut sink);
+        let _ = tokio::time::timeout(STEP_TIMEOUT, run).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn record(
+        &mut self,
+        hook: &str,
+        phase: &str,
+        success: bool,
+        exit_code: i32,
+        started: Instant,
+        output: &[u8],
+    ) {
+        let tail = &output[output.len().saturating_sub(REPORT_TAIL)..];
+        self.report.hooks.push(pb::HookReport {
+            hook: hook.to_string(),
+            phase: phase.to_string(),
+            success,
+            exit_code,
+            duration_ms: started.elapsed().as_millis() as u64,
+            output: tail.to_vec(),
+        });
+    }
+}
+
+/// A step that timed out or broke the SSH session leaves the connection unusable.
+fn result_lost_connection(error: &Option<String>) -> bool {
+    error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("no result within") || e.starts_with("ssh to"))
+}

@@ -1,0 +1,310 @@
+//! Deploy actions: roll an artifact out to an environment's hosts batch by
+//! batch, as the coordinator resolved them (`DeploySpec`). Each batch's hosts
+//! deploy concurrently; when more hosts have failed than `min_healthy`
+//! allows, the deployment stops, and with `rollback: auto` every host it
+//! changed returns to its previous release. The report names each host's
+//! outcome and every step it ran, and the action fails with a one-line
+//! summary of which host failed at which step.
+
+mod host;
+mod shell;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ferry_pipeline::{REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
+use ferry_proto as pb;
+use futures::future::join_all;
+
+use crate::executor::LogSink;
+use crate::mask::Masker;
+use host::HostRun;
+
+/// Upload time allowed per MiB of artifact, on top of the hook timeout.
+const UPLOAD_SECS_PER_MIB: u64 = 2;
+
+/// Everything the hosts of one deployment share.
+pub struct Deployment<'a> {
+    pub environment: &'a str,
+    pub release: &'a str,
+    pub digest: &'a str,
+    /// The artifact tar on this agent.
+    pub artifact: &'a Path,
+    pub artifact_size: u64,
+    pub spec: &'a RevisionSpec,
+    pub hook_timeout_ms: u64,
+    pub connect_timeout: Duration,
+    pub keep_releases: u32,
+    /// Action `env` and `secrets`, exported to every hook.
+    pub env: Vec<(String, Vec<u8>)>,
+    log: Mutex<&'a mut dyn LogSink>,
+}
+
+impl Deployment<'_> {
+    fn log(&self, host: &str, step: &str, bytes: &[u8]) {
+        let mut text = Vec::with_capacity(bytes.len() + 32);
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            text.extend_from_slice(format!("[{host} {step}] ").as_bytes());
+            text.extend_from_slice(line);
+        }
+        if !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        self.note(&text);
+    }
+
+    fn note(&self, bytes: &[u8]) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.write(bytes);
+    }
+
+    fn upload_timeout(&self) -> Duration {
+        let mib = self.artifact_size.div_ceil(1024 * 1024);
+        Duration::from_millis(self.hook_timeout_ms) + Duration::from_secs(mib * UPLOAD_SECS_PER_MIB)
+    }
+}
+
+/// Splits streamed output into whole lines for the log, each prefixed with
+/// the host and step.
+struct Lines<'d, 'a> {
+    d: &'d Deployment<'a>,
+    host: &'d str,
+    step: &'d str,
+    partial: Vec<u8>,
+}
+
+impl<'d, 'a> Lines<'d, 'a> {
+    fn new(d: &'d Deployment<'a>, host: &'d str, step: &'d str) -> Self {
+        Lines {
+            d,
+            host,
+            step,
+            partial: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.partial.extend_from_slice(data);
+        if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
+            let rest = self.partial.split_off(end + 1);
+            let whole = std::mem::replace(&mut self.partial, rest);
+            self.d.log(self.host, self.step, &whole);
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.d.log(self.host, self.step, &rest);
+        }
+    }
+}
+
+/// How a deployment ended, for the action result.
+pub struct Finished {
+    pub success: bool,
+    pub summary: String,
+    pub report: pb::DeploymentReport,
+}
+
+/// Reads `ferry-deploy.yml` from the root of the artifact tar.
+pub fn read_revision_spec(artifact: &Path) -> Result<RevisionSpec, String> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(artifact).map_err(|e| format!("cannot open the artifact: {e}"))?;
+    let mut ar = tar::Archive::new(file);
+    let entries = ar
+        .entries()
+        .map_err(|e| format!("the artifact is not a tar archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("the artifact is not a valid tar: {e}"))?;
+        let is_spec = entry.path().is_ok_and(|p| {
+            p.components()
+                .eq(Path::new(REVISION_SPEC_FILE).components())
+        });
+        if is_spec {
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| format!("{REVISION_SPEC_FILE} is not UTF-8 text: {e}"))?;
+            return parse_revision_spec(&text).map_err(|diags| {
+                let lines: Vec<String> = diags.iter().map(|d| format!("  {d}")).collect();
+                format!("{REVISION_SPEC_FILE} is invalid:\n{}", lines.join("\n"))
+            });
+        }
+    }
+    Err(format!(
+        "the artifact has no {REVISION_SPEC_FILE} at its root; add one naming the files to \
+         install and the hooks to run (see the README's deployment section)"
+    ))
+}
+
+/// The settings of a deployment that are not per-host.
+pub struct Plan<'a> {
+    pub spec: &'a pb::DeploySpec,
+    pub revision: &'a RevisionSpec,
+    pub artifact: &'a Path,
+    pub artifact_size: u64,
+    pub digest: &'a str,
+    pub env: Vec<(String, Vec<u8>)>,
+    pub masker: &'a Masker,
+}
+
+/// Runs a whole deployment; never fails without a report.
+pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
+    let spec = plan.spec;
+    let total = spec.hosts.len();
+    let batch_size = (spec.batch_size as usize).clamp(1, total.max(1));
+    let min_healthy = (spec.min_healthy as usize).min(total);
+    let allowed_failures = total - min_healthy;
+    log.write(
+        format!(
+            "[ferry] deploying release {} to environment `{}`: {total} host(s), strategy {}, \
+             batches of {batch_size}, at least {min_healthy} must succeed, rollback {}\n",
+            spec.release,
+            spec.environment,
+            spec.strategy,
+            if spec.rollback { "auto" } else { "none" },
+        )
+        .as_bytes(),
+    );
+    let d = Deployment {
+        environment: &spec.environment,
+        release: &spec.release,
+        digest: plan.digest,
+        artifact: plan.artifact,
+        artifact_size: plan.artifact_size,
+        spec: plan.revision,
+        hook_timeout_ms: spec.hook_timeout_ms,
+        connect_timeout: Duration::from_millis(spec.connect_timeout_ms.max(1)),
+        keep_releases: spec.keep_releases.max(1),
+        env: plan.env,
+        log: Mutex::new(log),
+    };
+    let mut hosts: Vec<HostRun> = spec
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| HostRun::new(h.clone(), (i / batch_size) as u32 + 1))
+        .collect();
+    let batches = total.div_ceil(batch_size);
+    let mut failed: Vec<String> = Vec::new();
+    let mut stopped_at = None;
+    for (b, batch) in hosts.chunks_mut(batch_size).enumerate() {
+        let names: Vec<&str> = batch.iter().map(|h| h.host.name.as_str()).collect();
+        d.note(
+            format!(
+                "[ferry] batch {} of {batches}: {}\n",
+                b + 1,
+                names.join(", ")
+            )
+            .as_bytes(),
+        );
+        join_all(batch.iter_mut().map(|h| h.deploy(&d))).await;
+        for h in batch.iter().filter(|h| h.report.outcome == "Failed") {
+            d.note(format!("[ferry] {} failed: {}\n", h.host.name, h.report.error).as_bytes());
+            failed.push(format!("{} at {}", h.host.name, h.report.error));
+        }
+        if failed.len() > allowed_failures {
+            stopped_at = Some(b + 1);
+            break;
+        }
+        // A tolerated failure: that host alone goes back to its previous release.
+        if spec.rollback {
+            join_all(
+                batch
+                    .iter_mut()
+                    .filter(|h| h.report.outcome == "Failed")
+                    .map(|h| h.roll_back(&d)),
+            )
+            .await;
+        }
+    }
+    let mut summary = String::new();
+    let outcome = match stopped_at {
+        None => {
+            let deployed = hosts
+                .iter()
+                .filter(|h| h.report.outcome == "Deployed")
+                .count();
+            summary = format!(
+                "release {} deployed to {deployed} of {total} host(s) of `{}`",
+                spec.release, spec.environment
+            );
+            if !failed.is_empty() {
+                summary.push_str(&format!(
+                    " ({} failed: {})",
+                    failed.len(),
+                    failed.join("; ")
+                ));
+            }
+            "Succeeded"
+        }
+        Some(batch) => {
+            summary.push_str(&format!(
+                "{} failed; the deployment stopped at batch {batch} of {batches}",
+                failed.join("; ")
+            ));
+            if spec.rollback {
+                let changed: Vec<&mut HostRun> = hosts.iter_mut().filter(|h| h.changed()).collect();
+                let names: Vec<String> = changed.iter().map(|h| h.host.name.clone()).collect();
+                if !names.is_empty() {
+                    d.note(format!("[ferry] rolling back {}\n", names.join(", ")).as_bytes());
+                }
+                join_all(changed.into_iter().map(|h| h.roll_back(&d))).await;
+                let back: Vec<String> = hosts
+                    .iter()
+                    .filter(|h| h.report.outcome == "RolledBack")
+                    .map(|h| format!("{} (to {})", h.host.name, display_release(&h.previous)))
+                    .collect();
+                let broken: Vec<&str> = hosts
+                    .iter()
+                    .filter(|h| h.report.outcome == "RollbackFailed")
+                    .map(|h| h.host.name.as_str())
+                    .collect();
+                if !back.is_empty() {
+                    summary.push_str(&format!("; rolled back {}", back.join(", ")));
+                }
+                if !broken.is_empty() {
+                    summary.push_str(&format!("; ROLLBACK FAILED on {}", broken.join(", ")));
+                }
+                if broken.is_empty() {
+                    "RolledBack"
+                } else {
+                    "Failed"
+                }
+            } else {
+                summary.push_str("; rollback is off: changed hosts were left as they are");
+                "Failed"
+            }
+        }
+    };
+    for h in &mut hosts {
+        h.close().await;
+    }
+    d.note(format!("[ferry] {summary}\n").as_bytes());
+    let mut report = pb::DeploymentReport {
+        environment: spec.environment.clone(),
+        release: spec.release.clone(),
+        artifact_digest: plan.digest.to_string(),
+        outcome: outcome.to_string(),
+        summary: summary.clone(),
+        strategy: spec.strategy.clone(),
+        hosts: hosts.into_iter().map(|h| h.report).collect(),
+    };
+    for hook in report.hosts.iter_mut().flat_map(|h| h.hooks.iter_mut()) {
+        hook.output = plan.masker.mask(&hook.output);
+    }
+    let summary = String::from_utf8_lossy(&plan.masker.mask(summary.as_bytes())).into_owned();
+    report.summary = summary.clone();
+    Finished {
+        success: outcome == "Succeeded",
+        summary,
+        report,
+    }
+}
+
+fn display_release(r: &str) -> &str {
+    if r.is_empty() { "no release" } else { r }
+}

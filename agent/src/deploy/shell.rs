@@ -1,0 +1,137 @@
+//! The POSIX shell text a deployment runs on target hosts: quoting, the
+//! release layout (`<path>/releases/<release>`, `<path>/current`), and the
+//! wrapper that runs a hook's script from standard input under a timeout.
+//! Scripts travel on stdin, so secret values never appear in a command line.
+
+/// Quotes `s` for a POSIX shell (single quotes; `'` becomes `'\''`).
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The command that runs the script arriving on stdin with `/bin/sh -e`,
+/// under `timeout` when the host has it (killing the hook's process group
+/// when it runs over), and with stdin closed for the hook itself.
+pub fn run_stdin_script(timeout_secs: u64) -> String {
+    format!(
+        "s=$(cat); if command -v timeout >/dev/null 2>&1; then \
+         exec timeout -k 5 {timeout_secs} /bin/sh -ec \"$s\" </dev/null; \
+         else exec /bin/sh -ec \"$s\" </dev/null; fi"
+    )
+}
+
+/// `export NAME='value'` lines.
+pub fn exports<'a>(vars: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    vars.into_iter()
+        .map(|(k, v)| format!("export {k}={}\n", quote(&String::from_utf8_lossy(v))))
+        .collect()
+}
+
+/// Prints `<current release>\n<digest of release R, if unpacked>` for
+/// deploy path `path`: what the host runs now, and whether `release` is
+/// already there (a redeploy need not upload it again).
+pub fn inspect(path: &str, release: &str) -> String {
+    let p = quote(path);
+    let r = quote(release);
+    format!(
+        "l=$(readlink {p}/current 2>/dev/null || true); echo \"${{l##*/}}\"; \
+         cat {p}/releases/{r}/.ferry-digest 2>/dev/null || true"
+    )
+}
+
+/// Unpacks the tar on stdin into `releases/<release>` (through a scratch
+/// directory, so a half-written release is never visible), extracting only
+/// `files` when given, and records the artifact digest beside it.
+pub fn unpack(path: &str, release: &str, digest: &str, files: &[String]) -> String {
+    let p = quote(path);
+    let incoming = quote(&format!(".incoming-{release}"));
+    let r = quote(release);
+    let members: String = files.iter().map(|f| format!(" {}", quote(f))).collect();
+    format!(
+        "set -e; mkdir -p {p}/releases; cd {p}/releases; rm -rf {incoming}; mkdir {incoming}; \
+         tar -x -f - -C {incoming}{members}; printf %s {d} > {incoming}/.ferry-digest; \
+         rm -rf {r}; mv {incoming} {r}",
+        d = quote(digest),
+    )
+}
+
+/// Points `current` at `release` atomically (a new link renamed over the
+/// old one); an empty `release` removes the link.
+pub fn switch(path: &str, release: &str) -> String {
+    let p = quote(path);
+    if release.is_empty() {
+        return format!("rm -f {p}/current");
+    }
+    format!(
+        "set -e; cd {p}; ln -sfn {target} .current.new; mv -T .current.new current",
+        target = quote(&format!("releases/{release}"))
+    )
+}
+
+/// Deletes all but the newest `keep` releases, never `current` nor `previous`.
+pub fn prune(path: &str, keep: u32, current: &str, previous: &str) -> String {
+    format!(
+        "cd {p}/releases && ls -1t | grep -v '^\\.incoming-' | tail -n +{from} | \
+         while read -r d; do [ \"$d\" = {c} ] || [ \"$d\" = {v} ] || rm -rf -- \"$d\"; done",
+        p = quote(path),
+        from = keep + 1,
+        c = quote(current),
+        v = quote(previous),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> (i32, String) {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("run /bin/sh");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn quoting_survives_the_shell() {
+        for s in ["plain", "it's", "$HOME `x` \"y\"", "a\nb", ""] {
+            assert_eq!(sh(&format!("printf %s {}", quote(s))), (0, s.to_string()));
+        }
+        let vars = exports([("A", b"x'y".as_slice())]);
+        assert_eq!(sh(&format!("{vars}printf %s \"$A\"")), (0, "x'y".into()));
+    }
+
+    #[test]
+    fn release_layout_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app");
+        let path = path.to_str().expect("utf-8 path");
+        let tar = dir.path().join("a.tar");
+        std::fs::write(dir.path().join("f"), "one").expect("write");
+        assert_eq!(
+            sh(&format!(
+                "tar -c -f {} -C {} f",
+                tar.display(),
+                dir.path().display()
+            ))
+            .0,
+            0
+        );
+        for (release, digest) in [("r1", "d1"), ("r2", "d2"), ("r3", "d3")] {
+            let unpack = unpack(path, release, digest, &[]);
+            assert_eq!(sh(&format!("{unpack} < {}", tar.display())).0, 0);
+            assert_eq!(sh(&switch(path, release)).0, 0);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(sh(&inspect(path, "r2")), (0, "r3\nd2".into()));
+        assert_eq!(sh(&inspect(path, "r9")), (0, "r3\n".into()));
+        assert_eq!(sh(&prune(path, 1, "r3", "r1")).0, 0);
+        let (_, left) = sh(&format!("ls {path}/releases"));
+        assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["r1", "r3"]);
+        assert_eq!(sh(&switch(path, "")).0, 0);
+        assert_eq!(sh(&inspect(path, "r1")), (0, "\nd1".into()));
+    }
+}
