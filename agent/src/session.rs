@@ -35,7 +35,7 @@ pub struct AgentConfig {
 enum Event {
     /// Log bytes of an attempt starting at this offset of its log.
     Log(pb::AttemptRef, u64, Vec<u8>),
-    Result(pb::AttemptResult),
+    Result(Box<pb::AttemptResult>),
     Held(String, u64),
 }
 
@@ -308,7 +308,7 @@ impl Agent {
                         Event::Log(attempt, offset, data) => {
                             pb::agent_message::Kind::Log(pb::LogLines { attempt: Some(attempt), data, offset })
                         }
-                        Event::Result(r) => pb::agent_message::Kind::Result(r),
+                        Event::Result(r) => pb::agent_message::Kind::Result(*r),
                         Event::Held(digest, size) => pb::agent_message::Kind::Held(pb::Held { digest, size }),
                     };
                     tx.send(agent_msg(msg)).await?;
@@ -360,7 +360,7 @@ impl Agent {
                     tracing::error!(epoch, error = %e, "could not write the result to the outbox");
                 }
                 lock(&self.unacked).insert(epoch, result.clone());
-                let _ = self.events.send(Event::Result(result));
+                let _ = self.events.send(Event::Result(Box::new(result)));
             }
         });
     }

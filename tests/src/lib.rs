@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod git;
 pub mod net;
 pub mod sshd;
+pub mod targets;
 
 pub use cluster::{Cluster, Options, Run};
 pub use git::Repo;

@@ -123,7 +123,7 @@ impl HostRun {
             );
         } else {
             let mut files = d.spec.files.clone();
-            if !files.is_empty() {
+            if !files.is_empty() && !files.iter().any(|f| f == REVISION_SPEC_FILE) {
                 files.push(REVISION_SPEC_FILE.to_string());
             }
             let artifact = tokio::fs::File::open(d.artifact)
@@ -365,7 +365,14 @@ impl HostRun {
                     limit.saturating_sub(HOOK_GRACE)
                 )),
             ),
-            Ok(Ok(code)) => (false, code as i32, Some(format!("exited with code {code}"))),
+            Ok(Ok(code)) => (
+                false,
+                code as i32,
+                Some(match last_line(&output) {
+                    Some(line) => format!("exited with code {code}: {line}"),
+                    None => format!("exited with code {code}"),
+                }),
+            ),
         };
         if result_lost_connection(&error) {
             self.conn = None;
@@ -408,6 +415,13 @@ impl HostRun {
             output: tail.to_vec(),
         });
     }
+}
+
+/// The last non-empty line of a step's output, shortened, for error messages.
+fn last_line(output: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(output);
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(200).collect())
 }
 
 /// A step that timed out or broke the SSH session leaves the connection unusable.

@@ -204,7 +204,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         join_all(batch.iter_mut().map(|h| h.deploy(&d))).await;
         for h in batch.iter().filter(|h| h.report.outcome == "Failed") {
             d.note(format!("[ferry] {} failed: {}\n", h.host.name, h.report.error).as_bytes());
-            failed.push(format!("{} at {}", h.host.name, h.report.error));
+            failed.push(format!("{} failed at {}", h.host.name, h.report.error));
         }
         if failed.len() > allowed_failures {
             stopped_at = Some(b + 1);
@@ -233,17 +233,13 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
                 spec.release, spec.environment
             );
             if !failed.is_empty() {
-                summary.push_str(&format!(
-                    " ({} failed: {})",
-                    failed.len(),
-                    failed.join("; ")
-                ));
+                summary.push_str(&format!(" ({})", failed.join("; ")));
             }
             "Succeeded"
         }
         Some(batch) => {
             summary.push_str(&format!(
-                "{} failed; the deployment stopped at batch {batch} of {batches}",
+                "{}; the deployment stopped at batch {batch} of {batches}",
                 failed.join("; ")
             ));
             if spec.rollback {
@@ -269,7 +265,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
                 if !broken.is_empty() {
                     summary.push_str(&format!("; ROLLBACK FAILED on {}", broken.join(", ")));
                 }
-                if broken.is_empty() {
+                if broken.is_empty() && !back.is_empty() {
                     "RolledBack"
                 } else {
                     "Failed"

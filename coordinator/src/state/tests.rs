@@ -78,6 +78,7 @@ fn finish(epoch: u64, agent: &str, success: bool) -> Command {
             },
         )]),
         log: None,
+        deployment: None,
         at: 10,
     }
 }
@@ -384,4 +385,143 @@ fn execution_retention_forgets_only_finished_old_executions() {
         vec!["e2".to_string(), "e3".to_string()]
     );
     assert!(s.attempts.values().all(|l| l.execution != "e1"));
+}
+
+const DEPLOY_YAML: &str = r#"
+name: web
+source: {git: /tmp/web.git}
+stages:
+  - name: build
+    actions:
+      - {name: a, type: build, image: img, commands: [true], outputs: {app: [dist/]}}
+  - name: prod
+    actions:
+      - {name: ship, type: deploy, inputs: [app], environment: production}
+  - name: after
+    actions:
+      - {name: check, type: build, image: img, commands: [true]}
+"#;
+
+fn assign(s: &mut ClusterState, execution: &str, stage: usize, at: i64) -> u64 {
+    match s.apply(Command::Assign {
+        execution: execution.into(),
+        stage,
+        action: 0,
+        agent: "a1".into(),
+        at,
+    }) {
+        Ok(Output::Assigned { epoch, .. }) => epoch,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn deployed(release: &str, outcome: &str) -> Vec<u8> {
+    use prost::Message as _;
+    ferry_proto::DeploymentReport {
+        environment: "production".into(),
+        release: release.into(),
+        outcome: outcome.into(),
+        hosts: vec![ferry_proto::HostReport {
+            host: "web1".into(),
+            outcome: "Deployed".into(),
+            release: release.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn deployments_are_recorded_and_redeployed_as_new_executions() {
+    let mut s = cluster();
+    let spec = ferry_pipeline::parse(DEPLOY_YAML).unwrap_or_else(|e| panic!("{e:?}"));
+    s.apply(Command::ApplyPipeline {
+        spec,
+        yaml: DEPLOY_YAML.into(),
+        by: "root".into(),
+        at: 5,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (id, at) in [("w1", 10), ("w2", 20)] {
+        s.apply(Command::StartExecution {
+            id: id.into(),
+            pipeline: "web".into(),
+            revision: format!("rev-{id}"),
+            trigger: "t".into(),
+            at,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let epoch = assign(&mut s, id, 0, at + 1);
+        let mut done = finish(epoch, "a1", true);
+        if let Command::FinishAttempt { outputs, .. } = &mut done {
+            outputs.insert(
+                "app".into(),
+                ArtifactRef {
+                    digest: format!("sha256:{id}"),
+                    size: 1,
+                },
+            );
+        }
+        s.apply(done).unwrap_or_else(|e| panic!("{e}"));
+        let epoch = assign(&mut s, id, 1, at + 2);
+        let mut done = finish(epoch, "a1", true);
+        if let Command::FinishAttempt {
+            deployment,
+            outputs,
+            ..
+        } = &mut done
+        {
+            outputs.clear();
+            *deployment = Some(deployed(id, "Succeeded"));
+        }
+        s.apply(done).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let ids: Vec<(u64, String)> = s
+        .deployments_of("production")
+        .map(|d| (d.id, d.release.clone()))
+        .collect();
+    assert_eq!(ids, vec![(2, "w2".to_string()), (1, "w1".to_string())]);
+    let first = &s.deployments[&1];
+    assert_eq!(
+        first.artifact.as_ref().map(|a| a.digest.as_str()),
+        Some("sha256:w1")
+    );
+    assert_eq!((first.stage, first.action), (1, 0));
+    // Rollback targets: the newest good release other than the current one, or the one named.
+    assert_eq!(s.rollback_target("production", "").map(|d| d.id), Ok(1));
+    assert_eq!(s.rollback_target("production", "w2").map(|d| d.id), Ok(2));
+    assert!(s.rollback_target("production", "zz").is_err());
+    assert!(s.rollback_target("staging", "").is_err());
+    // Retention keeps deployed artifacts for rollback.
+    assert!(
+        !s.unreferenced_artifacts(0)
+            .contains(&"sha256:w1".to_string())
+    );
+
+    s.apply(Command::Redeploy {
+        id: "r1".into(),
+        from: 1,
+        trigger: "rollback".into(),
+        at: 30,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = &s.executions["r1"];
+    assert_eq!(r.release_of.as_deref(), Some("w1"));
+    assert_eq!(r.revision, "rev-w1");
+    // Only the deploy action is queued; the build and the later stage are not run.
+    assert!(s.queued().contains(&("r1".to_string(), 1, 0)));
+    assert!(!s.queued().iter().any(|(id, st, _)| id == "r1" && *st != 1));
+    assert_eq!(
+        r.state.action(0, 0).map(|a| a.status()),
+        Some(ActionStatus::Succeeded)
+    );
+    assert_eq!(
+        r.state.produced().get("app").map(|a| a.digest.as_str()),
+        Some("sha256:w1")
+    );
+    let epoch = assign(&mut s, "r1", 1, 31);
+    s.apply(finish(epoch, "a1", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.executions["r1"].state.status, ExecutionStatus::Succeeded);
 }

@@ -1,0 +1,361 @@
+//! Deployments end to end against real OpenSSH servers in network
+//! namespaces, each serving the sample app over HTTP: a full pipeline from
+//! commit to production, a validate hook failing on the third production
+//! host (stop, automatic rollback, the host and hook named), `ferry rollback`,
+//! a changed host key and an unreachable host, and the deploy secret
+//! searched for everywhere.
+
+use std::path::Path;
+
+use ferry_tests::targets::{Targets, current_release, sample_app};
+use ferry_tests::{Cluster, Repo, ensure_busybox_image};
+use serde_json::Value;
+
+const TOKEN: &str = "tok-Deploy-9f3e1c";
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            hits.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            hits.push(p.display().to_string());
+        }
+    }
+    hits
+}
+
+fn pipeline(repo: &Repo) -> String {
+    format!(
+        r#"name: shop
+source: {{git: {}}}
+stages:
+  - name: build
+    actions:
+      - name: package
+        type: build
+        image: ferry-local/busybox
+        inputs: [source]
+        commands:
+          - mkdir -p www && echo "app version $(cat VERSION)" > www/index.html
+        outputs: {{app: [ferry-deploy.yml, bin, www]}}
+  - name: test
+    actions:
+      - name: check
+        type: test
+        image: ferry-local/busybox
+        inputs: [app]
+        commands: ["grep -q 'app version' www/index.html"]
+  - name: approve
+    actions:
+      - {{name: release, type: approval}}
+  - name: staging
+    actions:
+      - name: deploy
+        type: deploy
+        inputs: [app]
+        environment: staging
+        secrets: {{API_TOKEN: api-token}}
+  - name: production
+    actions:
+      - name: deploy
+        type: deploy
+        inputs: [app]
+        environment: production
+        strategy: one_at_a_time
+        secrets: {{API_TOKEN: api-token}}
+        keep_releases: 2
+"#,
+        repo.url()
+    )
+}
+
+/// Runs the pipeline at HEAD through its approval; returns the execution
+/// id and its final status.
+fn run_and_approve(c: &Cluster) -> (String, Value) {
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "shop"])
+        .trim()
+        .to_string();
+    c.wait_status("shop", &exec, "the approval to wait", |v| {
+        Cluster::action(v, "approve", "release")["status"] == "WaitingForApproval"
+    });
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "approve",
+            "shop",
+            "--execution",
+            &exec,
+            "--action",
+            "approve/release",
+        ],
+    );
+    let v = c.wait_status("shop", &exec, "the execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    (exec, v)
+}
+
+fn json(c: &Cluster, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = c.ferry_ok(Some("admin"), &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[test]
+fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
+    ensure_busybox_image();
+    // Hosts 1-2 are staging, 3-6 production.
+    let t = Targets::start(6);
+    let mut c = Cluster::start("deploy");
+    c.add_agent("a", &[]);
+    t.set_key_secrets(&c);
+    let token_file = c.path().join("token.txt");
+    std::fs::write(&token_file, TOKEN).unwrap_or_else(|e| panic!("{e}"));
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "secret",
+            "set",
+            "api-token",
+            "--from-file",
+            &token_file.display().to_string(),
+        ],
+    );
+    std::fs::remove_file(&token_file).unwrap_or_else(|e| panic!("{e}"));
+    t.apply_environment(&c, &t.environment("staging", "stage", &[1, 2]));
+    t.apply_environment(&c, &t.environment("production", "prod", &[3, 4, 5, 6]));
+
+    let repo = Repo::new();
+    let files = sample_app("1");
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
+    repo.commit(&files, "version 1");
+    c.apply(&pipeline(&repo));
+
+    // 1. Commit to production: every host serves version 1.
+    let (v1, status) = run_and_approve(&c);
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    for i in 1..=6 {
+        t.wait_serves(i, "app version 1");
+        assert_eq!(current_release(&t.path(i)).as_deref(), Some(v1.as_str()));
+    }
+    let prod = json(&c, &["deployments", "list", "production"]);
+    let first = &prod["deployments"][0];
+    assert_eq!(first["outcome"], "Succeeded", "{prod:#}");
+    assert_eq!(first["release"], v1.as_str());
+    assert_eq!(first["strategy"], "one_at_a_time");
+    let batches: Vec<u64> = first["hosts"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|h| h["batch"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(batches, [1, 2, 3, 4], "one host per batch: {prod:#}");
+    let hosts = prod["hosts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hosts.len(), 4, "{prod:#}");
+    assert!(
+        hosts.iter().all(|h| h["release"] == v1.as_str()),
+        "{prod:#}"
+    );
+
+    // 2. Version 2 with validate failing on the third production host.
+    let files = sample_app("2");
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
+    repo.commit(&files, "version 2");
+    std::fs::write(t.path(5).join("FAIL_VALIDATE"), "app version 2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (v2, status) = run_and_approve(&c);
+    assert_eq!(status["status"], "Failed", "{status:#}");
+    assert_eq!(
+        Cluster::action(&status, "staging", "deploy")["status"],
+        "Succeeded"
+    );
+    let failed = Cluster::action(&status, "production", "deploy");
+    assert_eq!(failed["status"], "Failed", "{status:#}");
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("prod3 failed at hook validate") && message.contains("rolled back"),
+        "the host and hook are named: {message}"
+    );
+    for i in 1..=2 {
+        t.wait_serves(i, "app version 2");
+        assert_eq!(current_release(&t.path(i)).as_deref(), Some(v2.as_str()));
+    }
+    // prod1 and prod2 were changed and are back, prod3 failed and is back,
+    // prod4 was never touched: all serve version 1.
+    for i in 3..=6 {
+        t.wait_serves(i, "app version 1");
+        assert_eq!(
+            current_release(&t.path(i)).as_deref(),
+            Some(v1.as_str()),
+            "host {i}"
+        );
+    }
+    let prod = json(&c, &["deployments", "list", "production"]);
+    let second = &prod["deployments"][0];
+    assert_eq!(second["outcome"], "RolledBack", "{prod:#}");
+    let outcomes: Vec<&str> = second["hosts"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|h| h["outcome"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        outcomes,
+        ["RolledBack", "RolledBack", "RolledBack", "Skipped"],
+        "{prod:#}"
+    );
+    let id = second["id"].as_u64().unwrap_or_default().to_string();
+    let shown = json(&c, &["deployments", "show", &id]);
+    let prod3 = &shown["hosts"][2];
+    assert!(
+        prod3["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("hook validate"),
+        "{shown:#}"
+    );
+    let hooks: Vec<(String, String, bool)> = prod3["hooks"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|k| {
+                    (
+                        k["phase"].as_str().unwrap_or_default().to_string(),
+                        k["hook"].as_str().unwrap_or_default().to_string(),
+                        k["success"].as_bool().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        hooks.contains(&("deploy".into(), "validate".into(), false))
+            && hooks.contains(&("rollback".into(), "switch".into(), true))
+            && hooks.contains(&("rollback".into(), "validate".into(), true)),
+        "{hooks:?}"
+    );
+    let text = c.ferry_ok(Some("admin"), &["deployments", "show", &id]);
+    assert!(
+        text.contains("validation failed on purpose on prod3"),
+        "{text}"
+    );
+    assert!(text.contains("token=***"), "{text}");
+
+    // 3. `ferry rollback staging` returns staging to version 1 as a new execution.
+    let out = json(&c, &["rollback", "staging"]);
+    assert_eq!(out["release"], v1.as_str(), "{out}");
+    let exec = out["execution_id"].as_str().unwrap_or_default().to_string();
+    let v = c.wait_status("shop", &exec, "the rollback to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    for i in 1..=2 {
+        t.wait_serves(i, "app version 1");
+        assert_eq!(current_release(&t.path(i)).as_deref(), Some(v1.as_str()));
+    }
+    let staging = json(&c, &["deployments", "list", "staging"]);
+    assert_eq!(staging["deployments"][0]["execution_id"], exec.as_str());
+    assert_eq!(staging["deployments"][0]["release"], v1.as_str());
+
+    // 4. The secret is in no answer, log or file the cluster wrote.
+    let mut answers = vec![
+        text,
+        serde_json::to_string(&status).unwrap_or_default(),
+        serde_json::to_string(&prod).unwrap_or_default(),
+        serde_json::to_string(&shown).unwrap_or_default(),
+    ];
+    for action in ["staging/deploy", "production/deploy"] {
+        let logs = c.ferry_ok(
+            Some("admin"),
+            &["logs", "shop", "--execution", &v2, "--action", action],
+        );
+        assert!(logs.contains("token=***"), "masked: {logs}");
+        answers.push(logs);
+    }
+    for a in &answers {
+        assert!(!a.contains(TOKEN), "the secret leaked: {a}");
+    }
+    c.kill_coordinator();
+    let leaks = files_containing(c.path(), TOKEN.as_bytes());
+    assert!(leaks.is_empty(), "the secret is on disk in {leaks:?}");
+    for i in 1..=6 {
+        let leaks = files_containing(&t.path(i), TOKEN.as_bytes());
+        assert!(leaks.is_empty(), "the secret is on host {i} in {leaks:?}");
+    }
+}
+
+#[test]
+fn changed_host_keys_are_refused_and_unreachable_hosts_fail_in_time() {
+    let t = Targets::start(3);
+    let mut c = Cluster::start("deployfault");
+    c.add_agent("a", &[]);
+    t.set_key_secrets(&c);
+    // Host 1 is pinned to host 2's key (as if it had been replaced); host 3 is cut off.
+    let env = t
+        .environment("broken", "b", &[1, 3])
+        .replace(&t.host(1).host_key, &t.host(2).host_key);
+    t.apply_environment(&c, &env);
+    t.net.cut(3);
+    let repo = Repo::new();
+    let files = sample_app("1");
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
+    repo.commit(&files, "v1");
+    c.apply(&format!(
+        r#"name: risky
+source: {{git: {}}}
+stages:
+  - name: ship
+    actions:
+      - name: deploy
+        type: deploy
+        inputs: [source]
+        environment: broken
+        connect_timeout: 3s
+"#,
+        repo.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "risky"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("risky", &exec, "the deployment to end", |v| {
+        v["status"] != "InProgress"
+    });
+    let action = Cluster::action(&v, "ship", "deploy");
+    assert_eq!(action["status"], "Failed", "{v:#}");
+    let message = action["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("b1 failed at connect") && message.contains("not the pinned one"),
+        "{message}"
+    );
+    assert!(message.contains("b2 failed at connect"), "{message}");
+    let list = json(&c, &["deployments", "list", "broken"]);
+    let hosts = list["deployments"][0]["hosts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let id = list["deployments"][0]["id"]
+        .as_u64()
+        .unwrap_or_default()
+        .to_string();
+    let shown = json(&c, &["deployments", "show", &id]);
+    let connect_ms = shown["hosts"][1]["hooks"][0]["duration_ms"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(
+        connect_ms < 3_000 + 1_000,
+        "the unreachable host failed within its 3 s connect timeout: {connect_ms} ms"
+    );
+    assert!(
+        hosts.iter().all(|h| h["outcome"] == "Failed"),
+        "nothing was changed on either host: {list:#}"
+    );
+    assert!(
+        current_release(&t.path(1)).is_none(),
+        "no release on host 1"
+    );
+}
