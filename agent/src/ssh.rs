@@ -12,6 +12,15 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertific
 use russh::{ChannelMsg, Disconnect};
 use thiserror::Error;
 
+/// Ciphers offered, fastest first on machines with AES instructions.
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 /// The host key an environment pins for a host.
 #[derive(Debug, Clone)]
 pub enum Pinned {
@@ -120,6 +129,15 @@ pub async fn connect(t: &Target, timeout: Duration) -> Result<Connection, SshErr
     };
     let config = Arc::new(client::Config {
         inactivity_timeout: Some(Duration::from_secs(60)),
+        // Every step is a short request/response exchange: Nagle's delay
+        // would add tens of milliseconds to each.
+        nodelay: true,
+        preferred: russh::Preferred {
+            // AES-GCM runs on the CPU's AES instructions: several times the
+            // throughput of ChaCha20 for artifact uploads.
+            cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            ..Default::default()
+        },
         ..Default::default()
     });
     let connecting = client::connect(config, (t.host.as_str(), t.port), verifier);

@@ -48,7 +48,7 @@ impl SshHost {
         let config = format!(
             "Port 22\nListenAddress {ip}\nHostKey {d}/host\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             UsePAM no\nStrictModes no\n",
+             UsePAM no\nStrictModes no\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).unwrap_or_else(|e| panic!("{e}"));

@@ -63,6 +63,17 @@ impl Targets {
     /// An environment file for hosts `members`, named `<prefix><n>`; odd
     /// hosts are pinned by public key, even ones by fingerprint.
     pub fn environment(&self, name: &str, prefix: &str, members: &[u32]) -> String {
+        self.environment_in(name, prefix, members, "")
+    }
+
+    /// Like [`Targets::environment`], deploying to `<path of host>/<subdir>`.
+    pub fn environment_in(
+        &self,
+        name: &str,
+        prefix: &str,
+        members: &[u32],
+        subdir: &str,
+    ) -> String {
         let mut yaml = format!("name: {name}\nhosts:\n");
         for (n, &i) in members.iter().enumerate() {
             let h = self.host(i);
@@ -76,7 +87,7 @@ impl Targets {
                  host_key: {pin}\n      key_secret: ssh-h{i}\n      path: {}\n",
                 n + 1,
                 h.ip,
-                self.path(i).display()
+                self.path(i).join(subdir).display()
             ));
         }
         yaml

@@ -23,7 +23,7 @@ const HOOK_GRACE: Duration = Duration::from_secs(10);
 /// Standard input of steps that read none.
 const NO_INPUT: Option<&[u8]> = None;
 
-/// Time limit of Ferry's own steps on a host (inspect, switch, prune).
+/// Time limit of Ferry's own steps on a host (inspect, switch).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What one host went through; kept until the deployment ends so that a
@@ -94,26 +94,14 @@ impl HostRun {
         self.connect(d, "deploy").await?;
         let path = self.host.path.clone();
         let out = self
-            .step(
-                d,
-                "inspect",
-                "deploy",
-                &shell::inspect(&path, d.release),
-                NO_INPUT,
-                STEP_TIMEOUT,
-            )
+            .probe(d, &shell::inspect(&path, d.release, REVISION_SPEC_FILE))
             .await?;
-        let text = String::from_utf8_lossy(&out);
-        let mut lines = text.lines();
-        self.previous = lines.next().unwrap_or_default().trim().to_string();
-        let present = lines.next().unwrap_or_default().trim() == d.digest;
+        let (previous, digest, spec) = shell::parse_inspect(&out);
+        self.previous = previous.to_string();
+        self.report.previous = self.previous.clone();
+        let present = digest == d.digest;
         if !self.previous.is_empty() {
-            let cat = format!(
-                "cat {}/current/{REVISION_SPEC_FILE} 2>/dev/null || true",
-                shell::quote(&path)
-            );
-            let text = self.quiet(&cat).await;
-            self.previous_spec = parse_revision_spec(&text).ok();
+            self.previous_spec = parse_revision_spec(spec).ok();
         }
         if present {
             d.log(
@@ -156,30 +144,12 @@ impl HostRun {
                 .await?;
         }
         self.switched = true;
-        self.step(
-            d,
-            "switch",
-            "deploy",
-            &shell::switch(&path, d.release),
-            NO_INPUT,
-            STEP_TIMEOUT,
-        )
-        .await?;
+        let switch = shell::switch_and_prune(&path, d.release, d.keep_releases, &self.previous);
+        self.step(d, "switch", "deploy", &switch, NO_INPUT, STEP_TIMEOUT)
+            .await?;
         for hook in [Hook::AfterInstall, Hook::Start, Hook::Validate] {
             self.hook(d, d.spec, hook, "deploy", &dir, d.release)
                 .await?;
-        }
-        let prune = shell::prune(&path, d.keep_releases, d.release, &self.previous);
-        if let Err(e) = self
-            .step(d, "prune", "deploy", &prune, NO_INPUT, STEP_TIMEOUT)
-            .await
-        {
-            // Old releases left behind do not make the deployment fail.
-            d.log(
-                &self.host.name,
-                "prune",
-                format!("{}\n", e.reason).as_bytes(),
-            );
         }
         Ok(())
     }
@@ -384,16 +354,35 @@ impl HostRun {
         }
     }
 
-    /// Runs a command whose output is data, not log (reading a file).
-    async fn quiet(&mut self, command: &str) -> String {
+    /// Runs one of Ferry's own read-only steps: recorded, but its output
+    /// is data for the deployer, not log.
+    async fn probe(&mut self, d: &Deployment<'_>, command: &str) -> Result<String, StepError> {
+        let started = Instant::now();
         let Some(conn) = self.conn.as_mut() else {
-            return String::new();
+            return Err(StepError {
+                step: "inspect".into(),
+                reason: "not connected".into(),
+            });
         };
         let mut out = Vec::new();
         let mut sink = |data: &[u8]| out.extend_from_slice(data);
         let run = conn.exec(command, None, &mut sink);
-        let _ = tokio::time::timeout(STEP_TIMEOUT, run).await;
-        String::from_utf8_lossy(&out).into_owned()
+        let result = match tokio::time::timeout(STEP_TIMEOUT, run).await {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(code)) => Err(format!("exited with code {code}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no result within {STEP_TIMEOUT:?}")),
+        };
+        self.record("inspect", "deploy", result.is_ok(), -1, started, b"");
+        if let Err(reason) = &result {
+            d.log(&self.host.name, "inspect", format!("{reason}\n").as_bytes());
+        }
+        result
+            .map(|()| String::from_utf8_lossy(&out).into_owned())
+            .map_err(|reason| StepError {
+                step: "inspect".into(),
+                reason,
+            })
     }
 
     fn record(

@@ -26,16 +26,25 @@ pub fn exports<'a>(vars: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Strin
         .collect()
 }
 
-/// Prints `<current release>\n<digest of release R, if unpacked>` for
-/// deploy path `path`: what the host runs now, and whether `release` is
-/// already there (a redeploy need not upload it again).
-pub fn inspect(path: &str, release: &str) -> String {
+/// Prints, for deploy path `path`, the release `current` points at, the
+/// digest of `release` if it is already unpacked (a redeploy need not
+/// upload it again), one line each, then the current release's revision spec.
+pub fn inspect(path: &str, release: &str, spec_file: &str) -> String {
     let p = quote(path);
     let r = quote(release);
+    let s = quote(spec_file);
     format!(
         "l=$(readlink {p}/current 2>/dev/null || true); echo \"${{l##*/}}\"; \
-         cat {p}/releases/{r}/.ferry-digest 2>/dev/null || true"
+         cat {p}/releases/{r}/.ferry-digest 2>/dev/null || true; echo; \
+         cat {p}/current/{s} 2>/dev/null || true"
     )
+}
+
+/// What [`inspect`] printed: current release, digest of the release, spec text.
+pub fn parse_inspect(out: &str) -> (&str, &str, &str) {
+    let (current, rest) = out.split_once('\n').unwrap_or((out, ""));
+    let (digest, spec) = rest.split_once('\n').unwrap_or((rest, ""));
+    (current.trim(), digest.trim(), spec)
 }
 
 /// Unpacks the tar on stdin into `releases/<release>` (through a scratch
@@ -64,6 +73,16 @@ pub fn switch(path: &str, release: &str) -> String {
     format!(
         "set -e; cd {p}; ln -sfn {target} .current.new; mv -T .current.new current",
         target = quote(&format!("releases/{release}"))
+    )
+}
+
+/// [`switch`] to `release`, then [`prune`] (whose failure only leaves old
+/// releases behind): one round trip instead of two.
+pub fn switch_and_prune(path: &str, release: &str, keep: u32, previous: &str) -> String {
+    format!(
+        "{}\n( {} ) || echo 'old releases were not pruned' >&2",
+        switch(path, release),
+        prune(path, keep, release, previous)
     )
 }
 
@@ -122,16 +141,22 @@ mod tests {
         );
         for (release, digest) in [("r1", "d1"), ("r2", "d2"), ("r3", "d3")] {
             let unpack = unpack(path, release, digest, &[]);
-            assert_eq!(sh(&format!("{unpack} < {}", tar.display())).0, 0);
+            assert_eq!(sh(&format!("( {unpack} ) < {}", tar.display())).0, 0);
             assert_eq!(sh(&switch(path, release)).0, 0);
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert_eq!(sh(&inspect(path, "r2")), (0, "r3\nd2".into()));
-        assert_eq!(sh(&inspect(path, "r9")), (0, "r3\n".into()));
+        let (_, out) = sh(&inspect(path, "r2", "f"));
+        assert_eq!(parse_inspect(&out), ("r3", "d2", "one"));
+        let (_, out) = sh(&inspect(path, "r9", "f"));
+        assert_eq!(parse_inspect(&out), ("r3", "", "one"));
         assert_eq!(sh(&prune(path, 1, "r3", "r1")).0, 0);
         let (_, left) = sh(&format!("ls {path}/releases"));
         assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["r1", "r3"]);
+        assert_eq!(sh(&switch_and_prune(path, "r1", 1, "r3")).0, 0);
+        let (_, left) = sh(&format!("ls {path}/releases"));
+        assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["r1", "r3"]);
         assert_eq!(sh(&switch(path, "")).0, 0);
-        assert_eq!(sh(&inspect(path, "r1")), (0, "\nd1".into()));
+        let (_, out) = sh(&inspect(path, "r1", "f"));
+        assert_eq!(parse_inspect(&out), ("", "d1", ""));
     }
 }

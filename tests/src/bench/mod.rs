@@ -1,7 +1,9 @@
 //! Benchmarks, each printing Ferry's figure beside a baseline measured in the
-//! same run: a bare `docker run`, or a real etcd 3.4 cluster (Debian's
-//! `etcd-server`) on the same loopback layout and with the same gRPC client.
+//! same run: a bare `docker run`, a real etcd 3.4 cluster (Debian's
+//! `etcd-server`) on the same loopback layout and with the same gRPC client,
+//! or plain `scp` to the same SSH hosts.
 
+pub mod deploy;
 pub mod etcd;
 pub mod failover;
 pub mod scale;

@@ -6,6 +6,7 @@
 //! ferry-bench throughput [SECS]            committed writes/s and latency, vs etcd
 //! ferry-bench scale [AGENTS] [EXECUTIONS]  simulated agents: RSS/CPU, dispatch vs commit latency, actions/s
 //! ferry-bench artifact [MIB]               a blob agent to agent vs a plain TCP copy
+//! ferry-bench deploy [MIB] [ROUNDS]        an artifact to 4 SSH hosts by a deploy action vs scp
 //! ferry-bench all                          all of the above with defaults
 //! ```
 //! Build with `cargo build --release --bins` first; results are Markdown for BENCHMARKS.md.
@@ -39,6 +40,10 @@ fn main() -> anyhow::Result<()> {
     }
     if what == "artifact" || what == "all" {
         out.push_str(&rt.block_on(bench::scale::artifact(arg(2, 1024), arg(3, 5) as usize))?);
+        out.push('\n');
+    }
+    if what == "deploy" || what == "all" {
+        out.push_str(&bench::deploy::run(arg(2, 10), arg(3, 5) as usize)?);
         out.push('\n');
     }
     if what == "throughput" || what == "all" {
