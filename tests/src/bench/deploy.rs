@@ -21,7 +21,7 @@ fn payload(mib: u64) -> String {
         x ^= x >> 7;
         x ^= x << 17;
         s.push_str(&format!("{x:016x}"));
-        if s.len() % 4096 == 0 {
+        if s.len().is_multiple_of(4096) {
             s.push('\n');
         }
     }
