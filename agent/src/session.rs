@@ -469,15 +469,6 @@ impl Agent {
         if !spec.problem.is_empty() {
             return (Err(ActionError::Input(spec.problem.clone())), None);
         }
-        if let Some(h) = spec.hosts.iter().find(|h| h.kind != "ssh") {
-            return (
-                Err(ActionError::Input(format!(
-                    "host `{}` is a {} target; this agent deploys over SSH only",
-                    h.name, h.kind
-                ))),
-                None,
-            );
-        }
         let Some((input, path)) = inputs
             .first()
             .and_then(|i| self.store.path(&i.digest).map(|p| (i, p)))

@@ -23,7 +23,7 @@ pub use environment::{
 pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use parse::{Diagnostic, parse};
-pub use revision::{Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
+pub use revision::{DockerSpec, Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
 pub use rules::{MAX_SECRET_NAME_LEN, validate_secret_name};
 
 #[cfg(test)]

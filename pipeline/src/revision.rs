@@ -12,6 +12,22 @@
 //!   validate:
 //!     - curl -fsS http://127.0.0.1:8080/health
 //! ```
+//!
+//! Hosts reached through a Docker Engine use the `docker` section instead
+//! of hooks: which image to run (loaded from a `docker save` archive in the
+//! artifact when one is named), the container, and its health check.
+//!
+//! ```yaml
+//! docker:
+//!   image: shop:1.4
+//!   image_archive: image.tar      # optional: `docker save` output in the artifact
+//!   container: shop
+//!   ports: ["8080:80"]            # HOST:CONTAINER
+//!   env: {MODE: production}
+//!   command: [httpd, -f]          # optional: overrides the image's command
+//!   healthcheck: wget -qO- http://127.0.0.1/health   # optional: else the image's own
+//!   health_timeout: 60s
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -26,7 +42,20 @@ use crate::yaml::{self, DocumentKind, Reader, Value, field, pos};
 /// Where the spec sits in the artifact.
 pub const REVISION_SPEC_FILE: &str = "ferry-deploy.yml";
 
-const SPEC_KEYS: &[&str] = &["files", "hook_timeout", "hooks"];
+const SPEC_KEYS: &[&str] = &["files", "hook_timeout", "hooks", "docker"];
+const DOCKER_KEYS: &[&str] = &[
+    "image",
+    "image_archive",
+    "container",
+    "ports",
+    "env",
+    "command",
+    "healthcheck",
+    "health_timeout",
+];
+
+/// Time a container has to become healthy when `health_timeout` is not given.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 60_000;
 
 /// A lifecycle hook, in the order a deployment runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,6 +110,24 @@ pub struct RevisionSpec {
     pub hook_timeout_ms: Option<u64>,
     /// Commands per hook, run in order with `sh -e`; missing hooks do nothing.
     pub hooks: BTreeMap<Hook, Vec<String>>,
+    /// What runs on Docker Engine targets.
+    pub docker: Option<DockerSpec>,
+}
+
+/// The container a Docker Engine target runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DockerSpec {
+    pub image: String,
+    /// Path in the artifact of a `docker save` archive to load first.
+    pub image_archive: Option<String>,
+    pub container: String,
+    /// `HOST:CONTAINER` port pairs (TCP).
+    pub ports: Vec<(u16, u16)>,
+    pub env: BTreeMap<String, String>,
+    pub command: Vec<String>,
+    /// A shell command run inside the container; else the image's HEALTHCHECK.
+    pub healthcheck: Option<String>,
+    pub health_timeout_ms: u64,
 }
 
 impl RevisionSpec {
@@ -125,6 +172,9 @@ impl Reader<'_> {
                 Err(e) => self.error(at, e.to_string()),
             }
         }
+        if let Some(value) = field(root, "docker") {
+            spec.docker = self.docker_spec(value);
+        }
         let Some(hooks) = field(root, "hooks").and_then(|v| self.mapping(v, "`hooks`")) else {
             return spec;
         };
@@ -158,6 +208,83 @@ impl Reader<'_> {
         }
         spec
     }
+
+    fn docker_spec(&mut self, value: Value<'_>) -> Option<DockerSpec> {
+        let map = self.mapping(value, "`docker`")?;
+        self.check_keys(map, "docker", DOCKER_KEYS);
+        let mut d = DockerSpec {
+            health_timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
+            ..Default::default()
+        };
+        for (key, slot) in [("image", &mut d.image), ("container", &mut d.container)] {
+            let what = format!("`{key}`");
+            if let Some((text, at)) = self
+                .required(map, key, "docker")
+                .and_then(|v| self.string(v, &what))
+            {
+                if let Err(reason) = rules::check_plain_text(&text) {
+                    self.error(at, format!("invalid {key} {text:?}: {reason}"));
+                }
+                *slot = text;
+            }
+        }
+        if let Some((path, at)) =
+            field(map, "image_archive").and_then(|v| self.string(v, "`image_archive`"))
+        {
+            match rules::check_output_path(&path) {
+                Ok(()) => d.image_archive = Some(path),
+                Err(message) => self.error(at, message.replace("output path", "image_archive")),
+            }
+        }
+        if let Some(list) = field(map, "ports").and_then(|v| self.sequence(v, "`ports`")) {
+            for item in list.iter() {
+                let Some((text, at)) = self.string(Value::item(item), "each port") else {
+                    continue;
+                };
+                let pair = text
+                    .split_once(':')
+                    .and_then(|(h, c)| Some((h.parse().ok()?, c.parse().ok()?)))
+                    .filter(|(h, c)| *h > 0 && *c > 0);
+                match pair {
+                    Some(pair) => d.ports.push(pair),
+                    None => self.error(
+                        at,
+                        format!(
+                            "a port must be HOST:CONTAINER with numbers 1-65535, found {text:?}"
+                        ),
+                    ),
+                }
+            }
+        }
+        if let Some(env) = field(map, "env").and_then(|v| self.mapping(v, "`env`")) {
+            for (key, value) in env.iter() {
+                let what = format!("the value of `{}`", key.as_str());
+                if let Some((text, _)) = self.string(Value::entry(key, value), &what) {
+                    d.env.insert(key.as_str().to_string(), text);
+                }
+            }
+        }
+        if let Some(list) = field(map, "command").and_then(|v| self.sequence(v, "`command`")) {
+            d.command = list
+                .iter()
+                .filter_map(|item| self.string(Value::item(item), "each command word"))
+                .map(|(w, _)| w)
+                .collect();
+        }
+        d.healthcheck = field(map, "healthcheck")
+            .and_then(|v| self.string(v, "`healthcheck`"))
+            .map(|(c, _)| c);
+        if let Some((text, at)) =
+            field(map, "health_timeout").and_then(|v| self.string(v, "`health_timeout`"))
+        {
+            match parse_duration_ms(&text) {
+                Ok(0) => self.error(at, "`health_timeout` must be greater than zero"),
+                Ok(ms) => d.health_timeout_ms = ms,
+                Err(e) => self.error(at, e.to_string()),
+            }
+        }
+        Some(d)
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +311,26 @@ mod tests {
         assert_eq!(spec.commands(Hook::Start), ["./start.sh"]);
         assert_eq!(spec.commands(Hook::Validate), ["a", "b"]);
         assert!(spec.commands(Hook::Stop).is_empty());
+    }
+
+    #[test]
+    fn docker_section_parses() {
+        let spec = parse_revision_spec(
+            "docker:\n  image: shop:1\n  image_archive: image.tar\n  container: shop\n  ports: [\"18080:80\"]\n  env: {A: b}\n  healthcheck: wget -qO- http://127.0.0.1/\n  health_timeout: 5s\n",
+        )
+        .expect("valid spec");
+        let d = spec.docker.expect("docker section");
+        assert_eq!(d.image, "shop:1");
+        assert_eq!(d.image_archive.as_deref(), Some("image.tar"));
+        assert_eq!(d.ports, vec![(18080, 80)]);
+        assert_eq!(d.health_timeout_ms, 5_000);
+        assert_eq!(
+            errors("docker:\n  container: x\n  ports: [\"80\"]\n"),
+            vec![
+                "2:3: missing required key `image` in docker",
+                "3:11: a port must be HOST:CONTAINER with numbers 1-65535, found \"80\"",
+            ]
+        );
     }
 
     #[test]

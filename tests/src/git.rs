@@ -58,6 +58,12 @@ impl Repo {
 
     /// Writes files, commits, pushes to main; returns the commit id.
     pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+        self.commit_bytes(&files, message)
+    }
+
+    /// Like [`Repo::commit`], for binary files.
+    pub fn commit_bytes(&self, files: &[(&str, &[u8])], message: &str) -> String {
         for (path, content) in files {
             let p = self.work.join(path);
             if let Some(parent) = p.parent() {

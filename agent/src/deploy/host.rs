@@ -13,9 +13,6 @@ use super::Deployment;
 use super::shell;
 use crate::ssh::{self, Connection, Pinned, Target};
 
-/// Bytes of each step's output kept in the report.
-const REPORT_TAIL: usize = 4 * 1024;
-
 /// Extra time given to a hook beyond its timeout before the agent gives up
 /// on it (the host's own `timeout` normally ends it first).
 const HOOK_GRACE: Duration = Duration::from_secs(10);
@@ -233,7 +230,14 @@ impl HostRun {
             Err(e) => (false, format!("{e}\n")),
         };
         d.log(&self.host.name, "connect", message.as_bytes());
-        self.record("connect", phase, success, -1, started, message.as_bytes());
+        super::record(
+            &mut self.report,
+            ("connect", phase),
+            success,
+            -1,
+            started,
+            message.as_bytes(),
+        );
         match result {
             Ok(conn) => {
                 self.conn = Some(conn);
@@ -347,7 +351,14 @@ impl HostRun {
         if result_lost_connection(&error) {
             self.conn = None;
         }
-        self.record(name, phase, success, code, started, &output);
+        super::record(
+            &mut self.report,
+            (name, phase),
+            success,
+            code,
+            started,
+            &output,
+        );
         match error {
             None => Ok(output),
             Some(reason) => Err(fail(reason)),
@@ -373,7 +384,14 @@ impl HostRun {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no result within {STEP_TIMEOUT:?}")),
         };
-        self.record("inspect", "deploy", result.is_ok(), -1, started, b"");
+        super::record(
+            &mut self.report,
+            ("inspect", "deploy"),
+            result.is_ok(),
+            -1,
+            started,
+            b"",
+        );
         if let Err(reason) = &result {
             d.log(&self.host.name, "inspect", format!("{reason}\n").as_bytes());
         }
@@ -383,26 +401,6 @@ impl HostRun {
                 step: "inspect".into(),
                 reason,
             })
-    }
-
-    fn record(
-        &mut self,
-        hook: &str,
-        phase: &str,
-        success: bool,
-        exit_code: i32,
-        started: Instant,
-        output: &[u8],
-    ) {
-        let tail = &output[output.len().saturating_sub(REPORT_TAIL)..];
-        self.report.hooks.push(pb::HookReport {
-            hook: hook.to_string(),
-            phase: phase.to_string(),
-            success,
-            exit_code,
-            duration_ms: started.elapsed().as_millis() as u64,
-            output: tail.to_vec(),
-        });
     }
 }
 

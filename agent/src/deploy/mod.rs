@@ -6,6 +6,7 @@
 //! outcome and every step it ran, and the action fails with a one-line
 //! summary of which host failed at which step.
 
+mod docker;
 mod host;
 mod shell;
 
@@ -19,6 +20,7 @@ use futures::future::join_all;
 
 use crate::executor::LogSink;
 use crate::mask::Masker;
+use docker::DockerRun;
 use host::HostRun;
 
 /// Upload time allowed per MiB of artifact, on top of the hook timeout.
@@ -182,17 +184,17 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         env: plan.env,
         log: Mutex::new(log),
     };
-    let mut hosts: Vec<HostRun> = spec
+    let mut hosts: Vec<Target> = spec
         .hosts
         .iter()
         .enumerate()
-        .map(|(i, h)| HostRun::new(h.clone(), (i / batch_size) as u32 + 1))
+        .map(|(i, h)| Target::new(h.clone(), (i / batch_size) as u32 + 1))
         .collect();
     let batches = total.div_ceil(batch_size);
     let mut failed: Vec<String> = Vec::new();
     let mut stopped_at = None;
     for (b, batch) in hosts.chunks_mut(batch_size).enumerate() {
-        let names: Vec<&str> = batch.iter().map(|h| h.host.name.as_str()).collect();
+        let names: Vec<&str> = batch.iter().map(|h| h.name()).collect();
         d.note(
             format!(
                 "[ferry] batch {} of {batches}: {}\n",
@@ -202,9 +204,9 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
             .as_bytes(),
         );
         join_all(batch.iter_mut().map(|h| h.deploy(&d))).await;
-        for h in batch.iter().filter(|h| h.report.outcome == "Failed") {
-            d.note(format!("[ferry] {} failed: {}\n", h.host.name, h.report.error).as_bytes());
-            failed.push(format!("{} failed at {}", h.host.name, h.report.error));
+        for h in batch.iter().filter(|h| h.report().outcome == "Failed") {
+            d.note(format!("[ferry] {} failed: {}\n", h.name(), h.report().error).as_bytes());
+            failed.push(format!("{} failed at {}", h.name(), h.report().error));
         }
         if failed.len() > allowed_failures {
             stopped_at = Some(b + 1);
@@ -215,7 +217,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
             join_all(
                 batch
                     .iter_mut()
-                    .filter(|h| h.report.outcome == "Failed")
+                    .filter(|h| h.report().outcome == "Failed")
                     .map(|h| h.roll_back(&d)),
             )
             .await;
@@ -226,7 +228,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         None => {
             let deployed = hosts
                 .iter()
-                .filter(|h| h.report.outcome == "Deployed")
+                .filter(|h| h.report().outcome == "Deployed")
                 .count();
             summary = format!(
                 "release {} deployed to {deployed} of {total} host(s) of `{}`",
@@ -243,21 +245,21 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
                 failed.join("; ")
             ));
             if spec.rollback {
-                let changed: Vec<&mut HostRun> = hosts.iter_mut().filter(|h| h.changed()).collect();
-                let names: Vec<String> = changed.iter().map(|h| h.host.name.clone()).collect();
+                let changed: Vec<&mut Target> = hosts.iter_mut().filter(|h| h.changed()).collect();
+                let names: Vec<String> = changed.iter().map(|h| h.name().to_string()).collect();
                 if !names.is_empty() {
                     d.note(format!("[ferry] rolling back {}\n", names.join(", ")).as_bytes());
                 }
                 join_all(changed.into_iter().map(|h| h.roll_back(&d))).await;
                 let back: Vec<String> = hosts
                     .iter()
-                    .filter(|h| h.report.outcome == "RolledBack")
-                    .map(|h| format!("{} (to {})", h.host.name, display_release(&h.previous)))
+                    .filter(|h| h.report().outcome == "RolledBack")
+                    .map(|h| format!("{} (to {})", h.name(), display_release(h.previous())))
                     .collect();
                 let broken: Vec<&str> = hosts
                     .iter()
-                    .filter(|h| h.report.outcome == "RollbackFailed")
-                    .map(|h| h.host.name.as_str())
+                    .filter(|h| h.report().outcome == "RollbackFailed")
+                    .map(|h| h.name())
                     .collect();
                 if !back.is_empty() {
                     summary.push_str(&format!("; rolled back {}", back.join(", ")));
@@ -287,7 +289,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         outcome: outcome.to_string(),
         summary: summary.clone(),
         strategy: spec.strategy.clone(),
-        hosts: hosts.into_iter().map(|h| h.report).collect(),
+        hosts: hosts.into_iter().map(Target::into_report).collect(),
     };
     for hook in report.hosts.iter_mut().flat_map(|h| h.hooks.iter_mut()) {
         hook.output = plan.masker.mask(&hook.output);
@@ -299,6 +301,101 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         summary,
         report,
     }
+}
+
+/// A host of the environment, by how it is reached.
+enum Target {
+    Ssh(Box<HostRun>),
+    Docker(Box<DockerRun>),
+}
+
+impl Target {
+    fn new(host: pb::DeployHost, batch: u32) -> Target {
+        if host.kind == "docker" {
+            Target::Docker(Box::new(DockerRun::new(host, batch)))
+        } else {
+            Target::Ssh(Box::new(HostRun::new(host, batch)))
+        }
+    }
+
+    async fn deploy(&mut self, d: &Deployment<'_>) {
+        match self {
+            Target::Ssh(h) => h.deploy(d).await,
+            Target::Docker(h) => h.deploy(d).await,
+        }
+    }
+
+    async fn roll_back(&mut self, d: &Deployment<'_>) {
+        match self {
+            Target::Ssh(h) => h.roll_back(d).await,
+            Target::Docker(h) => h.roll_back(d).await,
+        }
+    }
+
+    fn changed(&self) -> bool {
+        match self {
+            Target::Ssh(h) => h.changed(),
+            Target::Docker(h) => h.changed(),
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Target::Ssh(h) = self {
+            h.close().await;
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Target::Ssh(h) => &h.host.name,
+            Target::Docker(h) => &h.host.name,
+        }
+    }
+
+    fn previous(&self) -> &str {
+        match self {
+            Target::Ssh(h) => &h.previous,
+            Target::Docker(h) => &h.previous,
+        }
+    }
+
+    fn report(&self) -> &pb::HostReport {
+        match self {
+            Target::Ssh(h) => &h.report,
+            Target::Docker(h) => &h.report,
+        }
+    }
+
+    fn into_report(self) -> pb::HostReport {
+        match self {
+            Target::Ssh(h) => h.report,
+            Target::Docker(h) => h.report,
+        }
+    }
+}
+
+/// Bytes of each step's output kept in the report.
+const REPORT_TAIL: usize = 4 * 1024;
+
+/// Adds one step (a hook or one of Ferry's own) to a host's report, with
+/// the end of its output.
+fn record(
+    report: &mut pb::HostReport,
+    (hook, phase): (&str, &str),
+    success: bool,
+    exit_code: i32,
+    started: std::time::Instant,
+    output: &[u8],
+) {
+    let tail = &output[output.len().saturating_sub(REPORT_TAIL)..];
+    report.hooks.push(pb::HookReport {
+        hook: hook.to_string(),
+        phase: phase.to_string(),
+        success,
+        exit_code,
+        duration_ms: started.elapsed().as_millis() as u64,
+        output: tail.to_vec(),
+    });
 }
 
 fn display_release(r: &str) -> &str {

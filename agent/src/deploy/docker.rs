@@ -1,0 +1,541 @@
+//! One Docker Engine target (bollard, over a Unix socket, plain TCP, or TCP
+//! with the client certificate from the host's TLS secret): load the image
+//! from a `docker save` archive in the artifact when the revision spec names
+//! one (no registry needed), keep the running container as
+//! `<name>.ferry-previous` (stopped), start the new one, and wait for its
+//! health check. Rolling back removes the new container and starts the
+//! previous one again.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ImportImageOptions, InspectContainerOptions, RemoveContainerOptions,
+    RenameContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use ferry_pipeline::DockerSpec;
+use ferry_proto as pb;
+use futures::StreamExt;
+
+use super::{Deployment, record};
+
+/// Label holding the release a container runs.
+const RELEASE_LABEL: &str = "ferry.release";
+
+/// Suffix of the stopped container kept for rollback.
+const PREVIOUS_SUFFIX: &str = ".ferry-previous";
+
+/// How long a container without a health check must keep running to count as up.
+const SETTLE: Duration = Duration::from_secs(2);
+
+pub struct DockerRun {
+    pub host: pb::DeployHost,
+    docker: Option<Docker>,
+    /// Client TLS files written from the host's secret; removed on drop.
+    _tls: Option<tempfile::TempDir>,
+    pub previous: String,
+    had_previous: bool,
+    created: bool,
+    pub report: pb::HostReport,
+}
+
+struct StepError {
+    step: &'static str,
+    reason: String,
+}
+
+fn fail(step: &'static str) -> impl Fn(String) -> StepError {
+    move |reason| StepError { step, reason }
+}
+
+impl DockerRun {
+    pub fn new(host: pb::DeployHost, batch: u32) -> DockerRun {
+        let report = pb::HostReport {
+            host: host.name.clone(),
+            outcome: "Skipped".into(),
+            batch,
+            ..Default::default()
+        };
+        DockerRun {
+            host,
+            docker: None,
+            _tls: None,
+            previous: String::new(),
+            had_previous: false,
+            created: false,
+            report,
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.created || self.had_previous
+    }
+
+    pub async fn deploy(&mut self, d: &Deployment<'_>) {
+        let Some(spec) = d.spec.docker.clone() else {
+            self.report.outcome = "Failed".into();
+            self.report.error = format!(
+                "spec: host `{}` is a Docker Engine but ferry-deploy.yml has no `docker` section",
+                self.host.name
+            );
+            return;
+        };
+        match self.deploy_steps(d, &spec).await {
+            Ok(()) => {
+                self.report.outcome = "Deployed".into();
+                self.report.release = d.release.to_string();
+            }
+            Err(e) => {
+                self.report.outcome = "Failed".into();
+                self.report.release = if self.created {
+                    d.release.to_string()
+                } else {
+                    self.previous.clone()
+                };
+                self.report.error = format!("{}: {}", e.step, e.reason);
+            }
+        }
+    }
+
+    async fn deploy_steps(
+        &mut self,
+        d: &Deployment<'_>,
+        spec: &DockerSpec,
+    ) -> Result<(), StepError> {
+        let docker = self.connect(d).await?;
+        if let Some(archive) = &spec.image_archive {
+            let started = Instant::now();
+            let result = load_image(&docker, d, archive).await;
+            self.step(d, ("load", "deploy"), started, &result);
+            result.map_err(fail("load"))?;
+        }
+        if docker.inspect_image(&spec.image).await.is_err() {
+            let reason = format!(
+                "image `{}` is not on the engine{}",
+                spec.image,
+                if spec.image_archive.is_some() {
+                    " (the loaded archive does not hold it)"
+                } else {
+                    " and ferry-deploy.yml names no image_archive to load it from"
+                }
+            );
+            return Err(fail("image")(reason));
+        }
+        let name = spec.container.as_str();
+        let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
+        if let Ok(current) = docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            let started = Instant::now();
+            self.previous = current
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|l| l.get(RELEASE_LABEL).cloned())
+                .unwrap_or_else(|| "unmanaged".into());
+            self.report.previous = self.previous.clone();
+            let result = async {
+                remove(&docker, &previous_name).await;
+                docker
+                    .rename_container(
+                        name,
+                        RenameContainerOptions {
+                            name: previous_name.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| format!("cannot set the running container aside: {e}"))?;
+                self.had_previous = true;
+                docker
+                    .stop_container(
+                        &previous_name,
+                        Some(StopContainerOptions {
+                            t: Some(10),
+                            signal: None,
+                        }),
+                    )
+                    .await
+                    .map_err(|e| format!("cannot stop the previous container: {e}"))?;
+                Ok(format!(
+                    "stopped release {} (kept as {previous_name})",
+                    self.previous
+                ))
+            }
+            .await;
+            self.step(d, ("stop", "deploy"), started, &result);
+            result.map_err(fail("stop"))?;
+        }
+        let started = Instant::now();
+        let result = create_and_start(&docker, d, spec, &self.host.name).await;
+        self.created = result.is_ok() || self.created;
+        self.step(d, ("start", "deploy"), started, &result);
+        result.map_err(fail("start"))?;
+        let started = Instant::now();
+        let result = wait_healthy(&docker, name, spec.health_timeout_ms).await;
+        self.step(d, ("validate", "deploy"), started, &result);
+        result.map(|_| ()).map_err(fail("validate"))
+    }
+
+    pub async fn roll_back(&mut self, d: &Deployment<'_>) {
+        if !self.changed() || self.report.outcome == "RolledBack" {
+            return;
+        }
+        let Some(spec) = d.spec.docker.clone() else {
+            return;
+        };
+        let Some(docker) = self.docker.clone() else {
+            return;
+        };
+        let name = spec.container.as_str();
+        let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
+        let started = Instant::now();
+        let result = async {
+            if self.created {
+                remove(&docker, name).await;
+                self.created = false;
+            }
+            if self.had_previous {
+                docker
+                    .rename_container(&previous_name, RenameContainerOptions { name: name.into() })
+                    .await
+                    .map_err(|e| format!("cannot restore the previous container: {e}"))?;
+                docker
+                    .start_container(name, None::<StartContainerOptions>)
+                    .await
+                    .map_err(|e| format!("cannot start the previous container: {e}"))?;
+            }
+            Ok(format!("back on release {}", self.previous))
+        }
+        .await;
+        self.step(d, ("switch", "rollback"), started, &result);
+        let result = match result {
+            Ok(_) if self.had_previous => {
+                let started = Instant::now();
+                let health = wait_healthy(&docker, name, spec.health_timeout_ms).await;
+                self.step(d, ("validate", "rollback"), started, &health);
+                health
+            }
+            other => other,
+        };
+        match result {
+            Ok(_) => {
+                self.report.outcome = "RolledBack".into();
+                self.report.release = self.previous.clone();
+            }
+            Err(reason) => {
+                self.report.outcome = "RollbackFailed".into();
+                self.report.error = format!("{}; rollback: {reason}", self.report.error);
+            }
+        }
+    }
+
+    async fn connect(&mut self, d: &Deployment<'_>) -> Result<Docker, StepError> {
+        let started = Instant::now();
+        let result = self.open(d.connect_timeout).await;
+        let shown = match &result {
+            Ok(_) => Ok(format!("connected to {}", self.host.endpoint)),
+            Err(e) => Err(e.clone()),
+        };
+        self.step(d, ("connect", "deploy"), started, &shown);
+        let docker = result.map_err(fail("connect"))?;
+        self.docker = Some(docker.clone());
+        Ok(docker)
+    }
+
+    async fn open(&mut self, timeout: Duration) -> Result<Docker, String> {
+        let endpoint = self.host.endpoint.as_str();
+        let secs = timeout.as_secs().max(1) + 120;
+        let version = bollard::API_DEFAULT_VERSION;
+        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, secs, version)
+        } else if self.host.tls_bundle.is_empty() {
+            Docker::connect_with_http(endpoint, secs, version)
+        } else {
+            let dir = write_tls_files(&self.host.tls_bundle)?;
+            let p = |f: &str| dir.path().join(f);
+            let docker = Docker::connect_with_ssl(
+                endpoint,
+                &p("key.pem"),
+                &p("cert.pem"),
+                &p("ca.pem"),
+                secs,
+                version,
+            );
+            self._tls = Some(dir);
+            docker
+        }
+        .map_err(|e| format!("cannot use endpoint {endpoint}: {e}"))?;
+        match tokio::time::timeout(timeout, docker.ping()).await {
+            Err(_) => Err(format!("{endpoint} did not answer within {timeout:?}")),
+            Ok(Err(e)) => Err(format!("{endpoint} is unreachable: {e}")),
+            Ok(Ok(_)) => Ok(docker),
+        }
+    }
+
+    fn step(
+        &mut self,
+        d: &Deployment<'_>,
+        (hook, phase): (&str, &str),
+        started: Instant,
+        result: &Result<String, String>,
+    ) {
+        let (success, text) = match result {
+            Ok(t) => (true, t.clone()),
+            Err(e) => (false, e.clone()),
+        };
+        d.log(&self.host.name, hook, format!("{text}\n").as_bytes());
+        record(
+            &mut self.report,
+            (hook, phase),
+            success,
+            -1,
+            started,
+            text.as_bytes(),
+        );
+    }
+}
+
+/// Splits the TLS secret (CA certificate, client certificate, client key,
+/// PEM, in that order) into the three files bollard reads.
+fn write_tls_files(bundle: &[u8]) -> Result<tempfile::TempDir, String> {
+    let text = String::from_utf8_lossy(bundle);
+    let mut certs = Vec::new();
+    let mut key = None;
+    let mut rest = text.as_ref();
+    while let Some(begin) = rest.find("-----BEGIN ") {
+        let block = &rest[begin..];
+        let Some(end_marker) = block.find("-----END ") else {
+            break;
+        };
+        let end = block[end_marker..]
+            .find("\n")
+            .map_or(block.len(), |n| end_marker + n + 1);
+        let pem = &block[..end];
+        if pem.contains("PRIVATE KEY") {
+            key = Some(pem.to_string());
+        } else {
+            certs.push(pem.to_string());
+        }
+        rest = &block[end..];
+    }
+    let (Some(key), [ca, cert, ..]) = (key, certs.as_slice()) else {
+        return Err(
+            "the TLS secret must hold the CA certificate, the client certificate and its key (PEM)"
+                .into(),
+        );
+    };
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot write TLS files: {e}"))?;
+    for (name, pem) in [("ca.pem", ca), ("cert.pem", cert), ("key.pem", &key)] {
+        let mut f = std::fs::File::create(dir.path().join(name))
+            .map_err(|e| format!("cannot write TLS files: {e}"))?;
+        f.write_all(pem.as_bytes())
+            .map_err(|e| format!("cannot write TLS files: {e}"))?;
+    }
+    Ok(dir)
+}
+
+/// Streams the `docker save` archive at `path` in the artifact to the engine.
+async fn load_image(docker: &Docker, d: &Deployment<'_>, path: &str) -> Result<String, String> {
+    let artifact = d.artifact.to_path_buf();
+    let member = path.to_string();
+    let file = tokio::task::spawn_blocking(move || -> Result<tempfile::NamedTempFile, String> {
+        let mut ar = tar::Archive::new(
+            std::fs::File::open(&artifact).map_err(|e| format!("cannot open the artifact: {e}"))?,
+        );
+        for entry in ar
+            .entries()
+            .map_err(|e| format!("the artifact is not a tar: {e}"))?
+        {
+            let mut entry = entry.map_err(|e| format!("the artifact is not a tar: {e}"))?;
+            if entry.path().is_ok_and(|p| {
+                p.components()
+                    .eq(std::path::Path::new(&member).components())
+            }) {
+                let mut out = tempfile::NamedTempFile::new()
+                    .map_err(|e| format!("cannot stage the image archive: {e}"))?;
+                std::io::copy(&mut entry, &mut out)
+                    .map_err(|e| format!("cannot stage the image archive: {e}"))?;
+                return Ok(out);
+            }
+        }
+        Err(format!("the artifact has no `{member}` (image_archive)"))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let f = tokio::fs::File::open(file.path())
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = futures::stream::unfold(f, |mut f| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((bytes::Bytes::from(buf), f))
+            }
+        }
+    });
+    let mut stream = docker.import_image(
+        ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        },
+        bollard::body_stream(body),
+        None,
+    );
+    let mut said = String::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| format!("the engine refused the image archive: {e}"))?;
+        if let Some(err) = info.error.or(info.error_detail.and_then(|e| e.message)) {
+            return Err(format!("the engine refused the image archive: {err}"));
+        }
+        if let Some(s) = info.stream {
+            said.push_str(s.trim());
+            said.push(' ');
+        }
+    }
+    Ok(if said.is_empty() {
+        format!("loaded {path}")
+    } else {
+        said.trim().to_string()
+    })
+}
+
+async fn remove(docker: &Docker, name: &str) {
+    let _ = docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+}
+
+async fn create_and_start(
+    docker: &Docker,
+    d: &Deployment<'_>,
+    spec: &DockerSpec,
+    host: &str,
+) -> Result<String, String> {
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.extend([
+        format!("FERRY_ENVIRONMENT={}", d.environment),
+        format!("FERRY_HOST={host}"),
+        format!("FERRY_RELEASE={}", d.release),
+    ]);
+    env.extend(
+        d.env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v))),
+    );
+    let mut bindings = HashMap::new();
+    let mut exposed = HashMap::new();
+    for (host_port, container_port) in &spec.ports {
+        let key = format!("{container_port}/tcp");
+        bindings.insert(
+            key.clone(),
+            Some(vec![PortBinding {
+                host_ip: None,
+                host_port: Some(host_port.to_string()),
+            }]),
+        );
+        exposed.insert(key, HashMap::new());
+    }
+    let healthcheck = spec.healthcheck.as_ref().map(|cmd| HealthConfig {
+        test: Some(vec!["CMD-SHELL".into(), cmd.clone()]),
+        interval: Some(1_000_000_000),
+        timeout: Some(5_000_000_000),
+        retries: Some(((spec.health_timeout_ms / 1_000) as i64).max(1)),
+        start_period: None,
+        start_interval: None,
+    });
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(env),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        labels: Some(HashMap::from([
+            (RELEASE_LABEL.to_string(), d.release.to_string()),
+            ("ferry.environment".to_string(), d.environment.to_string()),
+        ])),
+        exposed_ports: Some(exposed),
+        healthcheck,
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    remove(docker, &spec.container).await;
+    let opts = CreateContainerOptions {
+        name: Some(spec.container.clone()),
+        ..Default::default()
+    };
+    docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|e| format!("cannot create container `{}`: {e}", spec.container))?;
+    docker
+        .start_container(&spec.container, None::<StartContainerOptions>)
+        .await
+        .map_err(|e| format!("cannot start container `{}`: {e}", spec.container))?;
+    Ok(format!(
+        "started container `{}` from {} (release {})",
+        spec.container, spec.image, d.release
+    ))
+}
+
+/// Waits for the container's health check to pass (or, without one, for
+/// it to keep running for a moment).
+async fn wait_healthy(docker: &Docker, name: &str, timeout_ms: u64) -> Result<String, String> {
+    let started = Instant::now();
+    let limit = Duration::from_millis(timeout_ms);
+    loop {
+        let c = docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| format!("cannot inspect container `{name}`: {e}"))?;
+        let state = c.state.unwrap_or_default();
+        if state.running != Some(true) {
+            return Err(format!(
+                "container `{name}` exited with code {}",
+                state.exit_code.unwrap_or(-1)
+            ));
+        }
+        match state.health.as_ref().and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => return Ok(format!("container `{name}` is healthy")),
+            Some(HealthStatusEnum::UNHEALTHY) => {
+                let last = state
+                    .health
+                    .and_then(|h| h.log)
+                    .and_then(|l| l.last().cloned())
+                    .and_then(|r| r.output)
+                    .unwrap_or_default();
+                return Err(format!("container `{name}` is unhealthy: {}", last.trim()));
+            }
+            Some(HealthStatusEnum::STARTING) => {}
+            _ if started.elapsed() >= SETTLE => {
+                return Ok(format!("container `{name}` is running (no health check)"));
+            }
+            _ => {}
+        }
+        if started.elapsed() >= limit {
+            return Err(format!(
+                "container `{name}` was not healthy within {limit:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,170 @@
+//! Deployments to a Docker Engine target (the local engine over its Unix
+//! socket, standing in for a remote one): the image arrives in the artifact
+//! as a `docker save` archive (no registry), the container is replaced and
+//! its health check awaited; a release whose health check fails is rolled
+//! back to the previous container, and a missing image is named.
+
+use std::process::Command;
+
+use ferry_tests::{Cluster, Repo, ensure_busybox_image, free_port, wait_for};
+
+const IMAGE: &str = "ferry-dtest/web:1";
+const CONTAINER: &str = "ferry-dtest-web";
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("docker: {e}"));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes what the test made, also when it fails.
+struct Cleanup;
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let previous = format!("{CONTAINER}.ferry-previous");
+        docker(&["rm", "-f", CONTAINER, &previous]);
+        docker(&["rmi", IMAGE]);
+    }
+}
+
+fn spec(port: u16, page: &str, image: &str, archive: bool, health: &str) -> String {
+    format!(
+        r#"docker:
+  image: {image}
+{archive}  container: {CONTAINER}
+  ports: ["{port}:8080"]
+  env: {{PAGE: "{page}"}}
+  command: [sh, -c, 'mkdir -p /www && echo "$PAGE" > /www/index.html && exec httpd -f -p 8080 -h /www']
+  healthcheck: wget -qO- http://127.0.0.1:8080/{health}
+  health_timeout: 8s
+"#,
+        archive = if archive {
+            "  image_archive: image.tar\n"
+        } else {
+            ""
+        }
+    )
+}
+
+fn page(port: u16) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "2"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn release_label() -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"ferry.release\"}}",
+        CONTAINER,
+    ])
+}
+
+#[test]
+fn docker_engine_target_loads_the_image_and_rolls_back_an_unhealthy_release() {
+    ensure_busybox_image();
+    let _cleanup = Cleanup;
+    docker(&["rm", "-f", CONTAINER, &format!("{CONTAINER}.ferry-previous")]);
+    // The image exists only inside the artifact: saved, then removed from the engine.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let archive = dir.path().join("image.tar");
+    docker(&["tag", "ferry-local/busybox", IMAGE]);
+    docker(&["save", "-o", &archive.display().to_string(), IMAGE]);
+    docker(&["rmi", IMAGE]);
+    assert!(docker(&["images", "-q", IMAGE]).is_empty());
+    let image_tar = std::fs::read(&archive).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut c = Cluster::start("ddeploy");
+    c.add_agent("a", &[]);
+    let env = c.path().join("dock.yml");
+    std::fs::write(
+        &env,
+        "name: dock\nhosts:\n  - name: engine1\n    docker:\n      endpoint: unix:///var/run/docker.sock\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    c.ferry_ok(
+        Some("admin"),
+        &["env", "apply", "-f", &env.display().to_string()],
+    );
+    let port = free_port();
+    let repo = Repo::new();
+    let v1_spec = spec(port, "app version 1", IMAGE, true, "");
+    repo.commit_bytes(
+        &[
+            ("image.tar", &image_tar),
+            ("ferry-deploy.yml", v1_spec.as_bytes()),
+        ],
+        "v1",
+    );
+    c.apply(&format!(
+        r#"name: dockship
+source: {{git: {}}}
+stages:
+  - name: build
+    actions:
+      - name: package
+        type: build
+        image: ferry-local/busybox
+        inputs: [source]
+        commands: ["true"]
+        outputs: {{app: [image.tar, ferry-deploy.yml]}}
+  - name: deploy
+    actions:
+      - {{name: engine, type: deploy, inputs: [app], environment: dock}}
+"#,
+        repo.url()
+    ));
+    let run = |c: &Cluster| {
+        let exec = c.ferry_ok(Some("admin"), &["run", "dockship"]).trim().to_string();
+        let v = c.wait_status("dockship", &exec, "the deployment", |v| {
+            v["status"] != "InProgress"
+        });
+        (exec, v)
+    };
+
+    let (v1, status) = run(&c);
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    wait_for("version 1 to be served", std::time::Duration::from_secs(20), || {
+        page(port).filter(|p| p == "app version 1")
+    });
+    assert_eq!(release_label(), v1);
+    assert!(!docker(&["images", "-q", IMAGE]).is_empty(), "the archive was loaded");
+
+    // Version 2's health check fails: the deployment rolls back to version 1.
+    let v2_spec = spec(port, "app version 2", IMAGE, true, "missing-page");
+    repo.commit(&[("ferry-deploy.yml", &v2_spec)], "v2");
+    let (_, status) = run(&c);
+    let action = Cluster::action(&status, "deploy", "engine");
+    assert_eq!(action["status"], "Failed", "{status:#}");
+    let message = action["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("engine1 failed at validate") && message.contains("rolled back engine1"),
+        "{message}"
+    );
+    assert_eq!(page(port).as_deref(), Some("app version 1"));
+    assert_eq!(release_label(), v1);
+
+    // An image that is neither on the engine nor in the artifact is named.
+    let v3_spec = spec(port, "app version 3", "ferry-dtest/absent:9", false, "");
+    repo.commit(&[("ferry-deploy.yml", &v3_spec)], "v3");
+    let (_, status) = run(&c);
+    let message = Cluster::action(&status, "deploy", "engine")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("image `ferry-dtest/absent:9` is not on the engine"),
+        "{message}"
+    );
+    assert_eq!(page(port).as_deref(), Some("app version 1"), "untouched");
+    let list = c.ferry_ok(Some("admin"), &["deployments", "list", "dock"]);
+    assert!(list.contains("engine1"), "{list}");
+}
