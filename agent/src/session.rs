@@ -500,6 +500,7 @@ impl Agent {
             digest: &input.digest,
             env,
             masker: &masker,
+            timeout: std::time::Duration::from_secs(a.timeout_seconds.max(1)),
         };
         let finished = crate::deploy::run(plan, log).await;
         let outcome = if finished.success {

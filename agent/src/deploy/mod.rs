@@ -151,6 +151,8 @@ pub struct Plan<'a> {
     pub digest: &'a str,
     pub env: Vec<(String, Vec<u8>)>,
     pub masker: &'a Masker,
+    /// The action's timeout: no batch starts after it ran out.
+    pub timeout: Duration,
 }
 
 /// Runs a whole deployment; never fails without a report.
@@ -193,7 +195,17 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
     let batches = total.div_ceil(batch_size);
     let mut failed: Vec<String> = Vec::new();
     let mut stopped_at = None;
+    let started = std::time::Instant::now();
     for (b, batch) in hosts.chunks_mut(batch_size).enumerate() {
+        if b > 0 && started.elapsed() >= plan.timeout {
+            failed.push(format!(
+                "the action's timeout ({:?}) ran out before batch {}",
+                plan.timeout,
+                b + 1
+            ));
+            stopped_at = Some(b);
+            break;
+        }
         let names: Vec<&str> = batch.iter().map(|h| h.name()).collect();
         d.note(
             format!(
