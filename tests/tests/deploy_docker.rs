@@ -72,7 +72,12 @@ fn release_label() -> String {
 fn docker_engine_target_loads_the_image_and_rolls_back_an_unhealthy_release() {
     ensure_busybox_image();
     let _cleanup = Cleanup;
-    docker(&["rm", "-f", CONTAINER, &format!("{CONTAINER}.ferry-previous")]);
+    docker(&[
+        "rm",
+        "-f",
+        CONTAINER,
+        &format!("{CONTAINER}.ferry-previous"),
+    ]);
     // The image exists only inside the artifact: saved, then removed from the engine.
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let archive = dir.path().join("image.tar");
@@ -123,7 +128,10 @@ stages:
         repo.url()
     ));
     let run = |c: &Cluster| {
-        let exec = c.ferry_ok(Some("admin"), &["run", "dockship"]).trim().to_string();
+        let exec = c
+            .ferry_ok(Some("admin"), &["run", "dockship"])
+            .trim()
+            .to_string();
         let v = c.wait_status("dockship", &exec, "the deployment", |v| {
             v["status"] != "InProgress"
         });
@@ -132,11 +140,16 @@ stages:
 
     let (v1, status) = run(&c);
     assert_eq!(status["status"], "Succeeded", "{status:#}");
-    wait_for("version 1 to be served", std::time::Duration::from_secs(20), || {
-        page(port).filter(|p| p == "app version 1")
-    });
+    wait_for(
+        "version 1 to be served",
+        std::time::Duration::from_secs(20),
+        || page(port).filter(|p| p == "app version 1"),
+    );
     assert_eq!(release_label(), v1);
-    assert!(!docker(&["images", "-q", IMAGE]).is_empty(), "the archive was loaded");
+    assert!(
+        !docker(&["images", "-q", IMAGE]).is_empty(),
+        "the archive was loaded"
+    );
 
     // Version 2's health check fails: the deployment rolls back to version 1.
     let v2_spec = spec(port, "app version 2", IMAGE, true, "missing-page");
