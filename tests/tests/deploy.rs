@@ -359,3 +359,111 @@ stages:
         "no release on host 1"
     );
 }
+
+/// The sample app at `version` with its page in the repository (deployed
+/// straight from `source`) and a slow `before_install`.
+fn slow_app(version: &str) -> Vec<(&'static str, String)> {
+    let mut files = sample_app(version);
+    for (path, text) in &mut files {
+        if *path == "ferry-deploy.yml" {
+            *text = text.replace("before_install: echo", "before_install: sleep 2; echo");
+        }
+    }
+    files.push(("www/index.html", format!("app version {version}\n")));
+    files
+}
+
+fn commit(repo: &Repo, files: &[(&'static str, String)], message: &str) {
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
+    repo.commit(&files, message);
+}
+
+#[test]
+fn a_deployment_whose_agent_dies_is_finished_elsewhere_and_rolls_back_to_the_right_release() {
+    let t = Targets::start(3);
+    let mut c = Cluster::start("deploykill");
+    c.add_agent("a", &[]);
+    c.add_agent("b", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("kenv", "k", &[1, 2, 3]));
+    let repo = Repo::new();
+    commit(&repo, &slow_app("1"), "v1");
+    c.apply(&format!(
+        "name: kp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: kenv, strategy: one_at_a_time}}\n",
+        repo.url()
+    ));
+    let run = |c: &Cluster| c.ferry_ok(Some("admin"), &["run", "kp"]).trim().to_string();
+    let v1 = run(&c);
+    let status = c.wait_status("kp", &v1, "v1", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+
+    // Version 2 fails validation on the third host; its first agent dies after the
+    // first host was switched, so the second agent's retry finds that host on v2.
+    commit(&repo, &slow_app("2"), "v2");
+    std::fs::write(t.path(3).join("FAIL_VALIDATE"), "app version 2\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v2 = run(&c);
+    ferry_tests::wait_for(
+        "the first host to be switched",
+        std::time::Duration::from_secs(60),
+        || (current_release(&t.path(1)).as_deref() == Some(v2.as_str())).then_some(()),
+    );
+    let status = c.status("kp", &v2);
+    let first = Cluster::action(&status, "ship", "deploy")["agent"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    c.kill_agent(&first);
+    let status = c.wait_status("kp", &v2, "the retry to end", |v| {
+        v["status"] != "InProgress"
+    });
+    let action = Cluster::action(&status, "ship", "deploy");
+    assert_eq!(action["status"], "Failed", "{status:#}");
+    let outcomes: Vec<&str> = action["attempts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|a| a["outcome"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(outcomes, ["Lost", "Failed"], "{status:#}");
+    let message = action["message"].as_str().unwrap_or_default();
+    assert!(message.contains("k3 failed at hook validate"), "{message}");
+    // Every host, including the one the dead attempt switched, is back on v1.
+    for i in 1..=3 {
+        t.wait_serves(i, "app version 1");
+        assert_eq!(
+            current_release(&t.path(i)).as_deref(),
+            Some(v1.as_str()),
+            "host {i}"
+        );
+    }
+}
+
+#[test]
+fn min_healthy_tolerates_a_failed_host() {
+    let t = Targets::start(2);
+    let mut c = Cluster::start("deploytol");
+    c.add_agent("a", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("tol", "t", &[1, 2]));
+    t.net.cut(2);
+    let repo = Repo::new();
+    commit(&repo, &slow_app("1"), "v1");
+    c.apply(&format!(
+        "name: tp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: tol, strategy: one_at_a_time, min_healthy: 50%, connect_timeout: 2s}}\n",
+        repo.url()
+    ));
+    let exec = c.ferry_ok(Some("admin"), &["run", "tp"]).trim().to_string();
+    let status = c.wait_status("tp", &exec, "the deployment", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    t.wait_serves(1, "app version 1");
+    let list = json(&c, &["deployments", "list", "tol"]);
+    let d = &list["deployments"][0];
+    assert_eq!(d["outcome"], "Succeeded", "{list:#}");
+    assert!(
+        d["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("deployed to 1 of 2") && s.contains("t2 failed at connect")),
+        "{list:#}"
+    );
+}

@@ -93,13 +93,24 @@ impl HostRun {
         let out = self
             .probe(d, &shell::inspect(&path, d.release, REVISION_SPEC_FILE))
             .await?;
-        let (previous, digest, spec) = shell::parse_inspect(&out);
-        self.previous = previous.to_string();
+        let seen = shell::parse_inspect(&out);
+        // A retried deployment finds its own release current already: that
+        // one is what runs (and stops with this spec); the rollback target
+        // is the release it replaced.
+        let running = seen.current.to_string();
+        self.previous = seen.previous.to_string();
         self.report.previous = self.previous.clone();
-        let present = digest == d.digest;
+        let present = seen.digest == d.digest;
         if !self.previous.is_empty() {
-            self.previous_spec = parse_revision_spec(spec).ok();
+            self.previous_spec = parse_revision_spec(seen.previous_spec).ok();
         }
+        let running_spec = if running == d.release {
+            // Already switched by an earlier attempt: a rollback must switch back.
+            self.switched = true;
+            Some(d.spec.clone())
+        } else {
+            self.previous_spec.clone()
+        };
         if present {
             d.log(
                 &self.host.name,
@@ -128,11 +139,11 @@ impl HostRun {
             )
             .await?;
         }
-        // The previous release stops itself with its own hook.
-        if let Some(prev) = self.previous_spec.clone() {
+        // The running release stops itself with its own hook.
+        if let Some(spec) = running_spec.filter(|_| !running.is_empty()) {
             self.stopped = true;
-            let dir = format!("{path}/releases/{}", self.previous);
-            self.hook(d, &prev, Hook::Stop, "deploy", &dir, &self.previous.clone())
+            let dir = format!("{path}/releases/{running}");
+            self.hook(d, &spec, Hook::Stop, "deploy", &dir, &running)
                 .await?;
         }
         let dir = format!("{path}/releases/{}", d.release);

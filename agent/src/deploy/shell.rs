@@ -26,25 +26,45 @@ pub fn exports<'a>(vars: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Strin
         .collect()
 }
 
-/// Prints, for deploy path `path`, the release `current` points at, the
-/// digest of `release` if it is already unpacked (a redeploy need not
-/// upload it again), one line each, then the current release's revision spec.
+/// File beside `current` naming the release a forward switch replaced.
+const PREVIOUS_FILE: &str = ".ferry-previous";
+
+/// Prints, for deploy path `path`, one line each: the release `current`
+/// points at; the digest of `release` if it is already unpacked (a redeploy
+/// need not upload it again); the release to roll back to — the current one,
+/// or, when `release` is already current (a retried deployment), the one it
+/// replaced; then that release's revision spec.
 pub fn inspect(path: &str, release: &str, spec_file: &str) -> String {
     let p = quote(path);
     let r = quote(release);
     let s = quote(spec_file);
     format!(
-        "l=$(readlink {p}/current 2>/dev/null || true); echo \"${{l##*/}}\"; \
+        "cur=$(readlink {p}/current 2>/dev/null || true); cur=${{cur##*/}}; echo \"$cur\"; \
          cat {p}/releases/{r}/.ferry-digest 2>/dev/null || true; echo; \
-         cat {p}/current/{s} 2>/dev/null || true"
+         if [ \"$cur\" = {r} ]; then prev=$(cat {p}/{PREVIOUS_FILE} 2>/dev/null || true); \
+         else prev=$cur; fi; echo \"$prev\"; \
+         [ -z \"$prev\" ] || cat {p}/releases/\"$prev\"/{s} 2>/dev/null || true"
     )
 }
 
-/// What [`inspect`] printed: current release, digest of the release, spec text.
-pub fn parse_inspect(out: &str) -> (&str, &str, &str) {
-    let (current, rest) = out.split_once('\n').unwrap_or((out, ""));
-    let (digest, spec) = rest.split_once('\n').unwrap_or((rest, ""));
-    (current.trim(), digest.trim(), spec)
+/// What [`inspect`] printed.
+pub struct Inspected<'a> {
+    pub current: &'a str,
+    pub digest: &'a str,
+    pub previous: &'a str,
+    pub previous_spec: &'a str,
+}
+
+pub fn parse_inspect(out: &str) -> Inspected<'_> {
+    let mut parts = out.splitn(4, '\n');
+    let mut next = || parts.next().unwrap_or_default();
+    let (current, digest, previous) = (next().trim(), next().trim(), next().trim());
+    Inspected {
+        current,
+        digest,
+        previous,
+        previous_spec: next(),
+    }
 }
 
 /// Unpacks the tar on stdin into `releases/<release>` (through a scratch
@@ -64,7 +84,7 @@ pub fn unpack(path: &str, release: &str, digest: &str, files: &[String]) -> Stri
 }
 
 /// Points `current` at `release` atomically (a new link renamed over the
-/// old one); an empty `release` removes the link.
+/// old one); an empty `release` removes the link. Used to go back.
 pub fn switch(path: &str, release: &str) -> String {
     let p = quote(path);
     if release.is_empty() {
@@ -76,12 +96,24 @@ pub fn switch(path: &str, release: &str) -> String {
     )
 }
 
+/// [`switch`] forward to `release`, first noting the release it replaces
+/// (unless `release` is already current: a retry keeps the first note).
+pub fn switch_forward(path: &str, release: &str) -> String {
+    let p = quote(path);
+    let r = quote(release);
+    format!(
+        "set -e; cd {p}; old=$(readlink current 2>/dev/null || true); old=${{old##*/}}; \
+         if [ \"$old\" != {r} ]; then printf %s \"$old\" > {PREVIOUS_FILE}; fi; {}",
+        switch(path, release)
+    )
+}
+
 /// [`switch`] to `release`, then [`prune`] (whose failure only leaves old
 /// releases behind): one round trip instead of two.
 pub fn switch_and_prune(path: &str, release: &str, keep: u32, previous: &str) -> String {
     format!(
         "{}\n( {} ) || echo 'old releases were not pruned' >&2",
-        switch(path, release),
+        switch_forward(path, release),
         prune(path, keep, release, previous)
     )
 }
@@ -142,13 +174,28 @@ mod tests {
         for (release, digest) in [("r1", "d1"), ("r2", "d2"), ("r3", "d3")] {
             let unpack = unpack(path, release, digest, &[]);
             assert_eq!(sh(&format!("( {unpack} ) < {}", tar.display())).0, 0);
-            assert_eq!(sh(&switch(path, release)).0, 0);
+            assert_eq!(sh(&switch_forward(path, release)).0, 0);
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let (_, out) = sh(&inspect(path, "r2", "f"));
-        assert_eq!(parse_inspect(&out), ("r3", "d2", "one"));
-        let (_, out) = sh(&inspect(path, "r9", "f"));
-        assert_eq!(parse_inspect(&out), ("r3", "", "one"));
+        let seen = |release: &str| {
+            let (_, out) = sh(&inspect(path, release, "f"));
+            let i = parse_inspect(&out);
+            (
+                i.current.to_string(),
+                i.digest.to_string(),
+                i.previous.to_string(),
+                i.previous_spec.to_string(),
+            )
+        };
+        let s = |a: &str, b: &str, c: &str, d: &str| {
+            (a.to_string(), b.to_string(), c.to_string(), d.to_string())
+        };
+        assert_eq!(seen("r2"), s("r3", "d2", "r3", "one"));
+        assert_eq!(seen("r9"), s("r3", "", "r3", "one"));
+        // A retry of the current release rolls back to the one it replaced.
+        assert_eq!(seen("r3"), s("r3", "d3", "r2", "one"));
+        assert_eq!(sh(&switch_forward(path, "r3")).0, 0);
+        assert_eq!(seen("r3"), s("r3", "d3", "r2", "one"));
         assert_eq!(sh(&prune(path, 1, "r3", "r1")).0, 0);
         let (_, left) = sh(&format!("ls {path}/releases"));
         assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["r1", "r3"]);
@@ -156,7 +203,6 @@ mod tests {
         let (_, left) = sh(&format!("ls {path}/releases"));
         assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["r1", "r3"]);
         assert_eq!(sh(&switch(path, "")).0, 0);
-        let (_, out) = sh(&inspect(path, "r1", "f"));
-        assert_eq!(parse_inspect(&out), ("", "d1", ""));
+        assert_eq!(seen("r1"), s("", "d1", "", ""));
     }
 }
