@@ -300,6 +300,25 @@ fn changed_host_keys_are_refused_and_unreachable_hosts_fail_in_time() {
         .replace(&t.host(1).host_key, &t.host(2).host_key);
     t.apply_environment(&c, &env);
     t.net.cut(3);
+    // A pipeline naming an environment that does not exist is refused at apply.
+    let file = c.path().join("nowhere.yml");
+    std::fs::write(
+        &file,
+        "name: nowhere\nsource: {git: /tmp/x.git}\nstages:\n  - name: s\n    actions:\n      - {name: d, type: deploy, inputs: [source], environment: atlantis}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let refused = c.ferry(
+        Some("admin"),
+        &["pipeline", "apply", "-f", &file.display().to_string()],
+    );
+    assert!(!refused.success);
+    assert!(
+        refused
+            .stderr
+            .contains("action s/d deploys to environment `atlantis`, which does not exist"),
+        "{}",
+        refused.stderr
+    );
     let repo = Repo::new();
     let files = sample_app("1");
     let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();

@@ -90,6 +90,29 @@ impl pb::operator_server::Operator for OperatorService {
         let req = req.into_inner();
         let spec = ferry_pipeline::parse(&req.yaml)
             .map_err(|d| invalid("pipeline", &req.file_name, &d))?;
+        self.0.fresh().await?;
+        let unknown = self.0.raft.read(|s| {
+            let mut out = Vec::new();
+            for stage in &spec.stages {
+                for a in &stage.actions {
+                    if let Some(d) = a.deploy.as_ref()
+                        && !s.environments.contains_key(&d.environment)
+                    {
+                        out.push(format!(
+                            "action {}/{} deploys to environment `{}`, which does not exist",
+                            stage.name, a.name, d.environment
+                        ));
+                    }
+                }
+            }
+            out
+        });
+        if !unknown.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "{}; apply it first with `ferry env apply -f FILE`",
+                unknown.join("; ")
+            )));
+        }
         let out = self
             .0
             .raft
