@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod docker_tls;
 pub mod git;
 pub mod net;
 pub mod sshd;

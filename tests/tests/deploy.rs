@@ -282,6 +282,14 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     c.kill_coordinator();
     let leaks = files_containing(c.path(), TOKEN.as_bytes());
     assert!(leaks.is_empty(), "the secret is on disk in {leaks:?}");
+    // Nor is any host's private key (a line of its base64 body).
+    for i in 1..=6 {
+        let key = t.host(i).client_key.clone();
+        let line = key.lines().nth(2).unwrap_or_default();
+        assert!(line.len() > 40, "{key}");
+        let leaks = files_containing(c.path(), line.as_bytes());
+        assert!(leaks.is_empty(), "host {i}'s key is on disk in {leaks:?}");
+    }
     for i in 1..=6 {
         let leaks = files_containing(&t.path(i), TOKEN.as_bytes());
         assert!(leaks.is_empty(), "the secret is on host {i} in {leaks:?}");

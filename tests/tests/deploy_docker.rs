@@ -1,11 +1,13 @@
 //! Deployments to a Docker Engine target (the local engine over its Unix
-//! socket, standing in for a remote one): the image arrives in the artifact
-//! as a `docker save` archive (no registry), the container is replaced and
-//! its health check awaited; a release whose health check fails is rolled
-//! back to the previous container, and a missing image is named.
+//! socket, and behind mutual TLS on TCP, standing in for a remote one): the
+//! image arrives in the artifact as a `docker save` archive (no registry),
+//! the container is replaced and its health check awaited; a release whose
+//! health check fails is rolled back to the previous container, a missing
+//! image is named, and a client certificate from another CA is refused.
 
 use std::process::Command;
 
+use ferry_tests::docker_tls::TlsEngine;
 use ferry_tests::{Cluster, Repo, ensure_busybox_image, free_port, wait_for};
 
 const IMAGE: &str = "ferry-dtest/web:1";
@@ -70,6 +72,7 @@ fn release_label() -> String {
 
 #[test]
 fn docker_engine_target_loads_the_image_and_rolls_back_an_unhealthy_release() {
+    ferry_certs::install_crypto_provider();
     ensure_busybox_image();
     let _cleanup = Cleanup;
     docker(&[
@@ -180,4 +183,75 @@ stages:
     assert_eq!(page(port).as_deref(), Some("app version 1"), "untouched");
     let list = c.ferry_ok(Some("admin"), &["deployments", "list", "dock"]);
     assert!(list.contains("engine1"), "{list}");
+
+    // The same engine behind mutual TLS: the client certificate comes from the
+    // host's TLS secret; one from another CA is refused.
+    let engine = TlsEngine::start();
+    for (secret, bundle) in [
+        ("docker-tls", &engine.bundle),
+        ("docker-stranger", &engine.foreign_bundle),
+    ] {
+        let f = c.path().join(secret);
+        std::fs::write(&f, bundle).unwrap_or_else(|e| panic!("{e}"));
+        c.ferry_ok(
+            Some("admin"),
+            &[
+                "secret",
+                "set",
+                secret,
+                "--from-file",
+                &f.display().to_string(),
+            ],
+        );
+        std::fs::remove_file(&f).unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (name, secret) in [("docktls", "docker-tls"), ("dockbad", "docker-stranger")] {
+        std::fs::write(
+            &env,
+            format!(
+                "name: {name}\nhosts:\n  - name: tls1\n    docker:\n      endpoint: {}\n      tls_secret: {secret}\n",
+                engine.endpoint
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        c.ferry_ok(
+            Some("admin"),
+            &["env", "apply", "-f", &env.display().to_string()],
+        );
+    }
+    let v4_spec = spec(port, "app version 4", IMAGE, true, "");
+    repo.commit(&[("ferry-deploy.yml", &v4_spec)], "v4");
+    for (pipeline, environment) in [("tlsship", "docktls"), ("tlsbad", "dockbad")] {
+        c.apply(&format!(
+            "name: {pipeline}\nsource: {{git: {}}}\nstages:\n  - name: deploy\n    actions:\n      - {{name: engine, type: deploy, inputs: [source], environment: {environment}, connect_timeout: 5s}}\n",
+            repo.url()
+        ));
+    }
+    let run_pipeline = |name: &str| {
+        let exec = c.ferry_ok(Some("admin"), &["run", name]).trim().to_string();
+        c.wait_status(name, &exec, "the TLS deployment", |v| {
+            v["status"] != "InProgress"
+        })
+    };
+    let status = run_pipeline("tlsship");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    wait_for(
+        "version 4 to be served",
+        std::time::Duration::from_secs(20),
+        || page(port).filter(|p| p == "app version 4"),
+    );
+    let status = run_pipeline("tlsbad");
+    let bad = Cluster::action(&status, "deploy", "engine");
+    assert_eq!(bad["status"], "Failed", "{status:#}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tls1 failed at connect")),
+        "{status:#}"
+    );
+    assert_eq!(
+        page(port).as_deref(),
+        Some("app version 4"),
+        "untouched by the refused client"
+    );
 }

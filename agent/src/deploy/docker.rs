@@ -539,3 +539,23 @@ async fn wait_healthy(docker: &Docker, name: &str, timeout_ms: u64) -> Result<St
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n";
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn tls_bundle_is_split_into_ca_cert_and_key() {
+        let dir = write_tls_files(format!("{CA}{CERT}{KEY}").as_bytes()).expect("bundle");
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("file");
+        assert_eq!(read("ca.pem"), CA);
+        assert_eq!(read("cert.pem"), CERT);
+        assert_eq!(read("key.pem"), KEY);
+        assert!(write_tls_files(format!("{CA}{KEY}").as_bytes()).is_err());
+        assert!(write_tls_files(b"not pem").is_err());
+    }
+}
