@@ -124,6 +124,8 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
         .collect();
     // Queued actions grouped by the labels they need, oldest first within each.
     let mut groups: BTreeMap<Vec<String>, Vec<(String, usize, usize)>> = BTreeMap::new();
+    // One deployment per environment at a time; the oldest waiting goes first.
+    let mut deploying = state.environments_deploying();
     for (exec_id, si, ai) in state.queued() {
         let Some(action) = state
             .executions
@@ -134,6 +136,11 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
         else {
             continue;
         };
+        if let Some(d) = &action.deploy
+            && !deploying.insert(d.environment.as_str())
+        {
+            continue;
+        }
         let mut labels = action.runs_on.clone();
         labels.sort();
         groups.entry(labels).or_default().push((exec_id, si, ai));

@@ -494,3 +494,42 @@ fn min_healthy_tolerates_a_failed_host() {
         "{list:#}"
     );
 }
+
+#[test]
+fn deployments_to_one_environment_never_overlap() {
+    let t = Targets::start(1);
+    let mut c = Cluster::start("deployone");
+    c.add_agent("a", &[]);
+    c.add_agent("b", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("solo", "s", &[1]));
+    let repo = Repo::new();
+    commit(&repo, &slow_app("1"), "v1");
+    c.apply(&format!(
+        "name: op\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: solo}}\n",
+        repo.url()
+    ));
+    // Two executions reach the deploy at once, with two free agents.
+    let execs: Vec<String> = (0..2)
+        .map(|_| c.ferry_ok(Some("admin"), &["run", "op"]).trim().to_string())
+        .collect();
+    let mut spans = Vec::new();
+    for exec in &execs {
+        let v = c.wait_status("op", exec, "the deployment", |v| {
+            v["status"] != "InProgress"
+        });
+        assert_eq!(v["status"], "Succeeded", "{v:#}");
+        let a = Cluster::action(&v, "ship", "deploy");
+        let at = |k: &str| {
+            humantime::parse_rfc3339(a[k].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{k}: {e} in {a}"))
+        };
+        spans.push((at("started_at"), at("finished_at")));
+    }
+    spans.sort();
+    assert!(
+        spans[0].1 <= spans[1].0,
+        "the second deployment started before the first ended: {spans:?}"
+    );
+    t.wait_serves(1, "app version 1");
+}

@@ -196,6 +196,32 @@ impl ClusterState {
         out
     }
 
+    /// Environments a deploy attempt is running against now: the scheduler
+    /// starts no second deployment to them (as CodeDeploy allows one
+    /// deployment per group at a time).
+    pub fn environments_deploying(&self) -> std::collections::BTreeSet<&str> {
+        self.attempts
+            .iter()
+            .filter_map(|(epoch, loc)| {
+                let exec = self.executions.get(&loc.execution)?;
+                let run = exec.state.action(loc.stage, loc.action)?;
+                let running = run.epoch == *epoch
+                    && run.agent.is_some()
+                    && run.status() == ActionStatus::InProgress;
+                let action = self
+                    .pipeline_of(exec)?
+                    .stages
+                    .get(loc.stage)?
+                    .actions
+                    .get(loc.action)?;
+                running
+                    .then_some(action.deploy.as_ref())
+                    .flatten()
+                    .map(|d| d.environment.as_str())
+            })
+            .collect()
+    }
+
     /// Deployments of `environment`, newest first.
     pub fn deployments_of<'a>(
         &'a self,
