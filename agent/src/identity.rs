@@ -12,6 +12,14 @@ pub struct AgentIdentity {
     pub identity: Identity,
     pub key: CertifiedKey,
     pub ca_pem: String,
+    /// The cluster's secrets key, to open sealed secrets (None if the
+    /// cluster has none, or the agent enrolled before agents got it).
+    pub secrets: Option<ferry_certs::SecretBox>,
+}
+
+fn secrets_of(state: &Path) -> Option<ferry_certs::SecretBox> {
+    let key = ferry_certs::load_secrets_key(state).ok()?;
+    ferry_certs::SecretBox::new(&key).ok()
 }
 
 fn files(state: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -43,6 +51,7 @@ pub async fn load_or_enroll(
             identity,
             key,
             ca_pem,
+            secrets: secrets_of(state),
         });
     }
     let Some(token) = token else {
@@ -88,12 +97,17 @@ pub async fn load_or_enroll(
                     .context("saving the agent certificate")?;
                 std::fs::write(&ca_path, &resp.ca_pem)
                     .with_context(|| format!("writing {}", ca_path.display()))?;
+                if let Ok(key) = <[u8; 32]>::try_from(resp.secrets_key.as_slice()) {
+                    ferry_certs::save_secrets_key(state, &key)
+                        .context("saving the cluster's secrets key")?;
+                }
                 let identity = identity_of(&key.cert_pem)?;
                 tracing::info!(identity = %identity, "enrolled");
                 return Ok(AgentIdentity {
                     identity,
                     key,
                     ca_pem: resp.ca_pem,
+                    secrets: secrets_of(state),
                 });
             }
             Err(status) if status.code() == tonic::Code::Unavailable => {

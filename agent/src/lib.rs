@@ -14,6 +14,7 @@ pub mod session;
 pub mod source;
 pub mod ssh;
 pub mod store;
+pub mod unseal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

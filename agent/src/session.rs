@@ -371,6 +371,11 @@ impl Agent {
         a: &pb::Assignment,
         cancel: watch::Receiver<Option<String>>,
     ) -> Option<pb::AttemptResult> {
+        let (opened, unseal_problem) = match crate::unseal::open(a, self.id.secrets.as_ref()) {
+            Ok(opened) => (opened, None),
+            Err(problem) => (a.clone(), Some(problem)),
+        };
+        let a = &opened;
         let attempt = a.attempt.clone().unwrap_or_default();
         let log_path = self
             .cfg
@@ -385,7 +390,9 @@ impl Agent {
             masker: crate::mask::Masker::new(a.secret_env.values().cloned()),
         };
         let mut deployment = None;
-        let outcome = if let Some(name) = a.missing_secrets.first() {
+        let outcome = if let Some(problem) = unseal_problem {
+            Err(crate::executor::ActionError::Input(problem))
+        } else if let Some(name) = a.missing_secrets.first() {
             Err(crate::executor::ActionError::Input(format!(
                 "secret `{name}` is not set; an admin can set it with `ferry secret set {name}`"
             )))

@@ -1,6 +1,7 @@
 //! The cluster's secrets key: 32 random bytes kept beside the CA (`secrets.key`,
 //! mode 0600), created once with the CA and shared by every coordinator, which
-//! uses it to encrypt secrets at rest in the replicated state.
+//! uses it to encrypt secrets at rest in the replicated state, and by every
+//! agent (given at enrollment), which opens the secrets its actions name.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,14 @@ pub fn init_secrets_key(dir: &Path) -> Result<PathBuf, CertError> {
     create_dir(dir)?;
     let path = dir.join(SECRETS_KEY_FILE);
     write_new(&path, &format!("{}\n", hex_encode(&key)), true)?;
+    Ok(path)
+}
+
+/// Stores a key received from the cluster (an agent's copy) in `dir`, 0600.
+pub fn save_secrets_key(dir: &Path, key: &[u8; 32]) -> Result<PathBuf, CertError> {
+    create_dir(dir)?;
+    let path = dir.join(SECRETS_KEY_FILE);
+    write_new(&path, &format!("{}\n", hex_encode(key)), true)?;
     Ok(path)
 }
 

@@ -1,22 +1,16 @@
 //! Deploy actions on the coordinator side: resolves an action's environment
-//! into the host list an agent deploys to (private keys opened from their
-//! secrets for that one assignment), and renders the deployment history.
+//! into the host list an agent deploys to (each host's credentials as the
+//! sealed secret, opened only by that agent), and renders the deployment history.
 
 use ferry_pipeline::{Deploy, HostKey, Target};
 use ferry_proto as pb;
 
-use crate::secrets::SecretBox;
 use crate::state::{ClusterState, DeploymentRecord, Execution};
 use crate::views::ts;
 
 /// The deploy settings of one attempt. Problems that stop the deployment
 /// before it starts (unknown environment, unset key secret) go in `problem`.
-pub fn deploy_spec(
-    state: &ClusterState,
-    sealer: Option<&SecretBox>,
-    exec: &Execution,
-    deploy: &Deploy,
-) -> pb::DeploySpec {
+pub fn deploy_spec(state: &ClusterState, exec: &Execution, deploy: &Deploy) -> pb::DeploySpec {
     let mut spec = pb::DeploySpec {
         environment: deploy.environment.clone(),
         rollback: deploy.rollback,
@@ -37,10 +31,6 @@ pub fn deploy_spec(
     let hosts = env.spec.hosts.len();
     spec.batch_size = deploy.strategy.batch_size(hosts) as u32;
     spec.min_healthy = deploy.min_healthy_of(hosts) as u32;
-    let open = |name: &str| -> Option<Vec<u8>> {
-        let rec = state.secrets.get(name)?;
-        sealer?.open(name, &rec.nonce, &rec.ciphertext).ok()
-    };
     for host in &env.spec.hosts {
         let mut h = pb::DeployHost {
             name: host.name.clone(),
@@ -66,9 +56,8 @@ pub fn deploy_spec(
             }
         };
         if let Some(name) = secret {
-            match open(&name) {
-                Some(value) if h.kind == "ssh" => h.private_key = value,
-                Some(value) => h.tls_bundle = value,
+            match sealed(state, &name) {
+                Some(value) => h.sealed_credentials = Some(value),
                 None if spec.problem.is_empty() => {
                     spec.problem = format!(
                         "secret `{name}` of host `{}` is not set; an admin can set it with `ferry secret set {name}`",
@@ -81,6 +70,15 @@ pub fn deploy_spec(
         spec.hosts.push(h);
     }
     spec
+}
+
+/// Secret `name` as stored (sealed), for an assignment.
+pub fn sealed(state: &ClusterState, name: &str) -> Option<pb::SealedSecret> {
+    state.secrets.get(name).map(|r| pb::SealedSecret {
+        name: name.to_string(),
+        nonce: r.nonce.clone(),
+        ciphertext: r.ciphertext.clone(),
+    })
 }
 
 /// One deployment as the API shows it.

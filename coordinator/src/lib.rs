@@ -9,7 +9,6 @@ pub mod metrics;
 pub mod peer;
 pub mod raft;
 pub mod scheduler;
-pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -66,11 +66,12 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
         secret_env: Default::default(),
         missing_secrets: Vec::new(),
         deploy: None,
+        sealed_env: Default::default(),
     })
 }
 
-/// The assignment for `epoch` with the secrets its action names opened for
-/// the agent that runs it (only this message ever carries their values).
+/// The assignment for `epoch` with the secrets its action (and its deploy
+/// hosts) name, still sealed: only the agent that runs it opens them.
 pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assignment> {
     ctx.raft.read(|s| {
         let mut a = assignment(s, epoch)?;
@@ -81,24 +82,14 @@ pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assign
             .and_then(|p| p.stages.get(loc.stage))
             .and_then(|st| st.actions.get(loc.action))?;
         if let Some(deploy) = &action.deploy {
-            a.deploy = Some(crate::deployments::deploy_spec(
-                s,
-                ctx.secrets.as_ref(),
-                exec,
-                deploy,
-            ));
+            a.deploy = Some(crate::deployments::deploy_spec(s, exec, deploy));
         }
-        let names = action.secrets.clone();
-        for (var, name) in names {
-            let value = s.secrets.get(&name).and_then(|r| {
-                let sealer = ctx.secrets.as_ref()?;
-                sealer.open(&name, &r.nonce, &r.ciphertext).ok()
-            });
-            match value {
-                Some(v) => {
-                    a.secret_env.insert(var, v);
+        for (var, name) in &action.secrets {
+            match crate::deployments::sealed(s, name) {
+                Some(sealed) => {
+                    a.sealed_env.insert(var.clone(), sealed);
                 }
-                None => a.missing_secrets.push(name),
+                None => a.missing_secrets.push(name.clone()),
             }
         }
         Some(a)

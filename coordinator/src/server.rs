@@ -99,7 +99,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         artifact_retention: cfg.artifact_retention.max(1),
         execution_retention: cfg.execution_retention.max(cfg.artifact_retention).max(1),
         secrets: match ferry_certs::load_secrets_key(&cfg.tls_dir) {
-            Ok(key) => Some(crate::secrets::SecretBox::new(&key)?),
+            Ok(key) => Some(ferry_certs::SecretBox::new(&key)?),
             Err(e) => {
                 tracing::warn!(error = %e, "no secrets key: `ferry secret set` is refused until --tls-dir has secrets.key");
                 None

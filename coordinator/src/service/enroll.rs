@@ -1,5 +1,5 @@
 //! Agent enrollment: a join token and a CSR in, a certificate signed by the
-//! cluster CA out. The token use is committed through Raft before the
+//! cluster CA (and the cluster's secrets key, to open sealed secrets) out. The token use is committed through Raft before the
 //! certificate is returned, so a token can never admit more agents than it allows.
 
 use ferry_proto as pb;
@@ -51,6 +51,12 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             certificate_pem: cert,
             ca_pem: self.0.ca.ca_pem().to_string(),
             identity: identity.uri(),
+            secrets_key: self
+                .0
+                .secrets
+                .as_ref()
+                .map(|b| b.key_bytes().to_vec())
+                .unwrap_or_default(),
         }))
     }
 }

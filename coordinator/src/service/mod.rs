@@ -36,7 +36,7 @@ pub struct Ctx {
     /// Finished executions kept per pipeline; older records are forgotten.
     pub execution_retention: usize,
     /// Seals and opens secrets; None when --tls-dir has no secrets.key.
-    pub secrets: Option<crate::secrets::SecretBox>,
+    pub secrets: Option<ferry_certs::SecretBox>,
     /// Prometheus metrics (served only with `--metrics-listen`).
     pub metrics: crate::metrics::Metrics,
 }

@@ -1,9 +1,10 @@
-//! Secrets at rest: values are sealed with AES-256-GCM under the cluster's
-//! secrets key (beside the CA) before they are proposed, so the Raft log,
-//! snapshots and every member's disk hold only ciphertext. The secret's name
-//! is the associated data, so a ciphertext cannot be moved to another name.
-//! Values are opened only to hand them to the agent that runs an action
-//! naming them; no API answer ever carries one.
+//! Sealed secrets: values are sealed with AES-256-GCM under the cluster's
+//! secrets key (beside the CA) by the coordinator that receives them, so the
+//! Raft log, snapshots and every member's disk hold only ciphertext. The
+//! secret's name is the associated data, so a ciphertext cannot be moved to
+//! another name. Assignments carry the ciphertext; only the agent that runs
+//! the action opens it (agents receive the key at enrollment). No API answer
+//! ever carries a value.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -23,6 +24,7 @@ pub enum SecretError {
 
 pub struct SecretBox {
     key: LessSafeKey,
+    raw: [u8; 32],
     rng: SystemRandom,
 }
 
@@ -32,8 +34,14 @@ impl SecretBox {
             UnboundKey::new(&AES_256_GCM, key).map_err(|_| SecretError::NoKey("bad key".into()))?;
         Ok(SecretBox {
             key: LessSafeKey::new(unbound),
+            raw: *key,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// The key itself, handed to agents at enrollment (and nowhere else).
+    pub fn key_bytes(&self) -> &[u8; 32] {
+        &self.raw
     }
 
     /// (nonce, ciphertext with tag) for `value` stored as `name`.
