@@ -120,29 +120,37 @@ pub fn run(mib: u64, rounds: usize) -> anyhow::Result<String> {
             out.push(took);
         }
     }
-    // Where the time of the newest deployment went, on its first host.
-    let list = c.ferry_ok(Some("admin"), &["deployments", "list", "one", "-o", "json"]);
-    let list: serde_json::Value = serde_json::from_str(&list)?;
-    let id = list["deployments"][0]["id"]
-        .as_u64()
-        .unwrap_or_default()
-        .to_string();
-    let shown = c.ferry_ok(Some("admin"), &["deployments", "show", &id, "-o", "json"]);
-    let shown: serde_json::Value = serde_json::from_str(&shown)?;
-    let steps: Vec<String> = shown["hosts"][0]["hooks"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .map(|k| {
-                    format!(
-                        "{} {} ms",
-                        k["hook"].as_str().unwrap_or("?"),
-                        k["duration_ms"]
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // Where the time of the newest deployments went, on their first host.
+    let steps_of = |env: &str| -> anyhow::Result<String> {
+        let list = c.ferry_ok(Some("admin"), &["deployments", "list", env, "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&list)?;
+        let id = list["deployments"][0]["id"]
+            .as_u64()
+            .unwrap_or_default()
+            .to_string();
+        let shown = c.ferry_ok(Some("admin"), &["deployments", "show", &id, "-o", "json"]);
+        let shown: serde_json::Value = serde_json::from_str(&shown)?;
+        let steps: Vec<String> = shown["hosts"][0]["hooks"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .map(|k| {
+                        format!(
+                            "{} {} ms",
+                            k["hook"].as_str().unwrap_or("?"),
+                            k["duration_ms"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(steps.join(", "))
+    };
+    let steps = format!(
+        "all_at_once: {}; one_at_a_time: {}",
+        steps_of("all")?,
+        steps_of("one")?
+    );
     let row = |name: &str, v: Vec<Duration>| {
         let [min, med, _, max] = summary(v);
         (
@@ -157,10 +165,10 @@ pub fn run(mib: u64, rounds: usize) -> anyhow::Result<String> {
     Ok(format!(
         "| {mib} MiB to {HOSTS} SSH hosts | min | median | max |\n| --- | --- | --- | --- |\n{r1}{r2}{r3}{r4}\n\
          rounds: {rounds}; median ratio all_at_once / parallel scp = {:.2}, \
-         one_at_a_time / sequential scp = {:.2}\n\n         steps on the first host of the last one_at_a_time deployment: {}\n",
+         one_at_a_time / sequential scp = {:.2}\n\n         steps on the first host of the last deployments: {}\n",
         all_med.as_secs_f64() / par_med.as_secs_f64().max(1e-9),
         one_med.as_secs_f64() / seq_med.as_secs_f64().max(1e-9),
-        steps.join(", "),
+        steps,
     ))
 }
 
