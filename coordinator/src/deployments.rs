@@ -10,7 +10,12 @@ use crate::views::ts;
 
 /// The deploy settings of one attempt. Problems that stop the deployment
 /// before it starts (unknown environment, unset key secret) go in `problem`.
-pub fn deploy_spec(state: &ClusterState, exec: &Execution, deploy: &Deploy) -> pb::DeploySpec {
+pub fn deploy_spec(
+    state: &ClusterState,
+    exec: &Execution,
+    deploy: &Deploy,
+    attempt: u32,
+) -> pb::DeploySpec {
     let mut spec = pb::DeploySpec {
         environment: deploy.environment.clone(),
         rollback: deploy.rollback,
@@ -19,6 +24,7 @@ pub fn deploy_spec(state: &ClusterState, exec: &Execution, deploy: &Deploy) -> p
         connect_timeout_ms: deploy.connect_timeout_ms,
         release: exec.release_of.clone().unwrap_or_else(|| exec.id.clone()),
         strategy: deploy.strategy.to_string(),
+        fresh_release: exec.release_of.is_none() && attempt <= 1,
         ..Default::default()
     };
     let Some(env) = state.environments.get(&deploy.environment) else {

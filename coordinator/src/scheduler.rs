@@ -82,7 +82,11 @@ pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assign
             .and_then(|p| p.stages.get(loc.stage))
             .and_then(|st| st.actions.get(loc.action))?;
         if let Some(deploy) = &action.deploy {
-            a.deploy = Some(crate::deployments::deploy_spec(s, exec, deploy));
+            let attempt = exec
+                .state
+                .action(loc.stage, loc.action)
+                .map_or(1, |r| r.attempt);
+            a.deploy = Some(crate::deployments::deploy_spec(s, exec, deploy, attempt));
         }
         for (var, name) in &action.secrets {
             match crate::deployments::sealed(s, name) {

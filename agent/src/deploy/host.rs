@@ -90,10 +90,31 @@ impl HostRun {
     async fn deploy_steps(&mut self, d: &Deployment<'_>) -> Result<(), StepError> {
         self.connect(d, "deploy").await?;
         let path = self.host.path.clone();
-        let out = self
-            .probe(d, &shell::inspect(&path, d.release, REVISION_SPEC_FILE))
-            .await?;
-        let seen = shell::parse_inspect(&out);
+        let mut files = d.spec.files.clone();
+        if !files.is_empty() && !files.iter().any(|f| f == REVISION_SPEC_FILE) {
+            files.push(REVISION_SPEC_FILE.to_string());
+        }
+        let unpack = shell::unpack(&path, d.release, d.digest, &files);
+        let inspect = shell::inspect(&path, d.release, REVISION_SPEC_FILE);
+        let (out, uploaded) = if d.fresh_release {
+            // Nothing to find out before sending: one session instead of two.
+            let script = shell::inspect_and_unpack(&path, d.release, REVISION_SPEC_FILE, &unpack);
+            let artifact = open_artifact(d).await?;
+            let out = self
+                .probe(d, "upload", &script, Some(artifact), d.upload_timeout())
+                .await?;
+            (out, true)
+        } else {
+            let out = self
+                .probe(d, "inspect", &inspect, NO_INPUT, STEP_TIMEOUT)
+                .await?;
+            (out, false)
+        };
+        let marker = format!("\n{}\n", shell::INSPECTED);
+        let out = out
+            .split_once(&marker)
+            .map_or(out.as_str(), |(info, _)| info);
+        let seen = shell::parse_inspect(out);
         // A retried deployment finds its own release current already: that
         // one is what runs (and stops with this spec); the rollback target
         // is the release it replaced.
@@ -111,29 +132,21 @@ impl HostRun {
         } else {
             self.previous_spec.clone()
         };
-        if present {
+        if uploaded {
+            d.log(&self.host.name, "upload", b"release unpacked\n");
+        } else if present {
             d.log(
                 &self.host.name,
                 "upload",
                 b"release already unpacked; not uploaded again\n",
             );
         } else {
-            let mut files = d.spec.files.clone();
-            if !files.is_empty() && !files.iter().any(|f| f == REVISION_SPEC_FILE) {
-                files.push(REVISION_SPEC_FILE.to_string());
-            }
-            let artifact = tokio::fs::File::open(d.artifact)
-                .await
-                .map_err(|e| StepError {
-                    step: "upload".into(),
-                    reason: format!("cannot open the artifact: {e}"),
-                })?;
-            let script = shell::unpack(&path, d.release, d.digest, &files);
+            let artifact = open_artifact(d).await?;
             self.step(
                 d,
                 "upload",
                 "deploy",
-                &script,
+                &unpack,
                 Some(artifact),
                 d.upload_timeout(),
             )
@@ -378,41 +391,58 @@ impl HostRun {
 
     /// Runs one of Ferry's own read-only steps: recorded, but its output
     /// is data for the deployer, not log.
-    async fn probe(&mut self, d: &Deployment<'_>, command: &str) -> Result<String, StepError> {
+    async fn probe<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        d: &Deployment<'_>,
+        name: &str,
+        command: &str,
+        input: Option<R>,
+        limit: Duration,
+    ) -> Result<String, StepError> {
         let started = Instant::now();
+        let fail = |reason: String| StepError {
+            step: name.to_string(),
+            reason,
+        };
         let Some(conn) = self.conn.as_mut() else {
-            return Err(StepError {
-                step: "inspect".into(),
-                reason: "not connected".into(),
-            });
+            return Err(fail("not connected".into()));
         };
         let mut out = Vec::new();
         let mut sink = |data: &[u8]| out.extend_from_slice(data);
-        let run = conn.exec(command, None, &mut sink);
-        let result = match tokio::time::timeout(STEP_TIMEOUT, run).await {
+        let run = conn.exec_reading(command, input, &mut sink);
+        let result = match tokio::time::timeout(limit, run).await {
             Ok(Ok(0)) => Ok(()),
-            Ok(Ok(code)) => Err(format!("exited with code {code}")),
+            Ok(Ok(code)) => Err(match last_line(&out) {
+                Some(line) => format!("exited with code {code}: {line}"),
+                None => format!("exited with code {code}"),
+            }),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no result within {STEP_TIMEOUT:?}")),
+            Err(_) => Err(format!("no result within {limit:?}")),
         };
         super::record(
             &mut self.report,
-            ("inspect", "deploy"),
+            (name, "deploy"),
             result.is_ok(),
             -1,
             started,
             b"",
         );
         if let Err(reason) = &result {
-            d.log(&self.host.name, "inspect", format!("{reason}\n").as_bytes());
+            d.log(&self.host.name, name, format!("{reason}\n").as_bytes());
         }
         result
             .map(|()| String::from_utf8_lossy(&out).into_owned())
-            .map_err(|reason| StepError {
-                step: "inspect".into(),
-                reason,
-            })
+            .map_err(fail)
     }
+}
+
+async fn open_artifact(d: &Deployment<'_>) -> Result<tokio::fs::File, StepError> {
+    tokio::fs::File::open(d.artifact)
+        .await
+        .map_err(|e| StepError {
+            step: "upload".into(),
+            reason: format!("cannot open the artifact: {e}"),
+        })
 }
 
 /// The last non-empty line of a step's output, shortened, for error messages.

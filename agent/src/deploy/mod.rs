@@ -38,6 +38,8 @@ pub struct Deployment<'a> {
     pub hook_timeout_ms: u64,
     pub connect_timeout: Duration,
     pub keep_releases: u32,
+    /// The release cannot be on a host yet: inspect and upload in one session.
+    pub fresh_release: bool,
     /// Action `env` and `secrets`, exported to every hook.
     pub env: Vec<(String, Vec<u8>)>,
     log: Mutex<&'a mut dyn LogSink>,
@@ -183,6 +185,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         hook_timeout_ms: spec.hook_timeout_ms,
         connect_timeout: Duration::from_millis(spec.connect_timeout_ms.max(1)),
         keep_releases: spec.keep_releases.max(1),
+        fresh_release: spec.fresh_release,
         env: plan.env,
         log: Mutex::new(log),
     };

@@ -47,6 +47,18 @@ pub fn inspect(path: &str, release: &str, spec_file: &str) -> String {
     )
 }
 
+/// Printed on a line of its own between [`inspect`]'s output and what follows
+/// when inspection and upload share one session.
+pub const INSPECTED: &str = "--ferry-inspected--";
+
+/// [`inspect`], then [`unpack`] of the tar on stdin, in one session.
+pub fn inspect_and_unpack(path: &str, release: &str, spec_file: &str, unpack: &str) -> String {
+    format!(
+        "{}\nprintf '\\n%s\\n' {INSPECTED}\n{unpack}",
+        inspect(path, release, spec_file)
+    )
+}
+
 /// What [`inspect`] printed.
 pub struct Inspected<'a> {
     pub current: &'a str,
@@ -204,5 +216,17 @@ mod tests {
         assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["r1", "r3"]);
         assert_eq!(sh(&switch(path, "")).0, 0);
         assert_eq!(seen("r1"), s("", "d1", "", ""));
+        // Inspection and upload in one session: the inspection comes first.
+        assert_eq!(sh(&switch_forward(path, "r1")).0, 0);
+        let both = inspect_and_unpack(path, "r4", "f", &unpack(path, "r4", "d4", &[]));
+        let (code, out) = sh(&format!("( {both} ) < {}", tar.display()));
+        assert_eq!(code, 0, "{out}");
+        let (info, _) = out
+            .split_once(&format!("\n{INSPECTED}\n"))
+            .expect("the marker");
+        let i = parse_inspect(info);
+        assert_eq!((i.current, i.digest, i.previous), ("r1", "", "r1"));
+        assert_eq!(i.previous_spec.trim(), "one");
+        assert!(seen("r4").1 == "d4", "unpacked");
     }
 }
