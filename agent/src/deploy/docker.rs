@@ -172,8 +172,9 @@ impl DockerRun {
             result.map_err(fail("stop"))?;
         }
         let started = Instant::now();
+        // Counted as changed from here: a half-made container is removed on rollback.
+        self.created = true;
         let result = create_and_start(&docker, d, spec, &self.host.name).await;
-        self.created = result.is_ok() || self.created;
         self.step(d, ("start", "deploy"), started, &result);
         result.map_err(fail("start"))?;
         let started = Instant::now();

@@ -306,9 +306,13 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         strategy: spec.strategy.clone(),
         hosts: hosts.into_iter().map(Target::into_report).collect(),
     };
+    for h in &mut report.hosts {
+        h.error = String::from_utf8_lossy(&plan.masker.mask(h.error.as_bytes())).into_owned();
+    }
     for hook in report.hosts.iter_mut().flat_map(|h| h.hooks.iter_mut()) {
         hook.output = plan.masker.mask(&hook.output);
     }
+    trim_outputs(&mut report);
     let summary = String::from_utf8_lossy(&plan.masker.mask(summary.as_bytes())).into_owned();
     report.summary = summary.clone();
     Finished {
@@ -392,6 +396,29 @@ impl Target {
 /// Bytes of each step's output kept in the report.
 const REPORT_TAIL: usize = 4 * 1024;
 
+/// Step output a whole report keeps (it is stored in the replicated state;
+/// the full output is in the action's log).
+const REPORT_BUDGET: usize = 64 * 1024;
+
+/// Shortens every step's output to its end when the report is over budget.
+fn trim_outputs(report: &mut pb::DeploymentReport) {
+    let hooks = report.hosts.iter().map(|h| h.hooks.len()).sum::<usize>();
+    let total: usize = report
+        .hosts
+        .iter()
+        .flat_map(|h| &h.hooks)
+        .map(|k| k.output.len())
+        .sum();
+    if total <= REPORT_BUDGET || hooks == 0 {
+        return;
+    }
+    let each = (REPORT_BUDGET / hooks).max(128);
+    for k in report.hosts.iter_mut().flat_map(|h| h.hooks.iter_mut()) {
+        let cut = k.output.len().saturating_sub(each);
+        k.output.drain(..cut);
+    }
+}
+
 /// Adds one step (a hook or one of Ferry's own) to a host's report, with
 /// the end of its output.
 fn record(
@@ -415,4 +442,38 @@ fn record(
 
 fn display_release(r: &str) -> &str {
     if r.is_empty() { "no release" } else { r }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_over_budget_keep_the_end_of_each_output() {
+        let hook = |n: usize| pb::HookReport {
+            output: (0..n).map(|i| (i % 251) as u8).collect(),
+            ..Default::default()
+        };
+        let mut report = pb::DeploymentReport {
+            hosts: vec![pb::HostReport {
+                hooks: vec![hook(REPORT_TAIL); 40],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let last = report.hosts[0].hooks[0].output.last().copied();
+        trim_outputs(&mut report);
+        let total: usize = report.hosts[0].hooks.iter().map(|k| k.output.len()).sum();
+        assert!(total <= REPORT_BUDGET, "{total}");
+        assert_eq!(report.hosts[0].hooks[0].output.last().copied(), last);
+        let mut small = pb::DeploymentReport {
+            hosts: vec![pb::HostReport {
+                hooks: vec![hook(10)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        trim_outputs(&mut small);
+        assert_eq!(small.hosts[0].hooks[0].output.len(), 10);
+    }
 }

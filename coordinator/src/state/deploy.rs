@@ -11,7 +11,7 @@ use super::apply::{Applied, Output, Rejection};
 use super::{ClusterState, Execution};
 
 /// Deployment records kept per environment (older ones are dropped).
-pub const DEPLOYMENTS_KEPT: usize = 100;
+pub const DEPLOYMENTS_KEPT: usize = 50;
 
 /// Newest deployments per environment whose artifacts retention keeps, so
 /// that `ferry rollback` can return to them.
@@ -40,7 +40,9 @@ pub struct DeploymentRecord {
     pub finished_at: i64,
     /// Succeeded, Failed or RolledBack.
     pub outcome: String,
-    /// The agent's whole report: `ferry.v1.DeploymentReport`, protobuf-encoded.
+    /// The agent's whole report: `ferry.v1.DeploymentReport`, protobuf-encoded
+    /// (at most about 64 KiB of step output: the agent trims it).
+    #[serde(with = "hex::serde")]
     pub report: Vec<u8>,
 }
 
