@@ -533,3 +533,74 @@ fn deployments_to_one_environment_never_overlap() {
     );
     t.wait_serves(1, "app version 1");
 }
+
+#[test]
+fn a_host_cut_off_mid_deployment_is_reported_and_recovered_by_ferry_rollback() {
+    let t = Targets::start(2);
+    let mut c = Cluster::start("deploycut");
+    c.add_agent("a", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("cut", "c", &[1, 2]));
+    let repo = Repo::new();
+    commit(&repo, &slow_app("1"), "v1");
+    c.apply(&format!(
+        "name: cp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: cut, hook_timeout: 3s, connect_timeout: 2s}}\n",
+        repo.url()
+    ));
+    let run = |c: &Cluster| c.ferry_ok(Some("admin"), &["run", "cp"]).trim().to_string();
+    let v1 = run(&c);
+    let status = c.wait_status("cp", &v1, "v1", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+
+    // Version 2: the second host is cut off while its validate hook runs.
+    commit(&repo, &slow_app("2"), "v2");
+    let hold = t.path(2).join("HOLD_VALIDATE");
+    std::fs::write(&hold, "").unwrap_or_else(|e| panic!("{e}"));
+    let v2 = run(&c);
+    ferry_tests::wait_for(
+        "the second host to be switched",
+        std::time::Duration::from_secs(60),
+        || (current_release(&t.path(2)).as_deref() == Some(v2.as_str())).then_some(()),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    t.net.cut(2);
+    let status = c.wait_status("cp", &v2, "v2 to end", |v| v["status"] != "InProgress");
+    let action = Cluster::action(&status, "ship", "deploy");
+    assert_eq!(action["status"], "Failed", "{status:#}");
+    let message = action["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("c2 failed at hook validate")
+            && message.contains("rolled back c1")
+            && message.contains("ROLLBACK FAILED on c2"),
+        "{message}"
+    );
+    t.wait_serves(1, "app version 1");
+    let list = json(&c, &["deployments", "list", "cut"]);
+    let hosts = list["hosts"].as_array().cloned().unwrap_or_default();
+    let release_of = |name: &str| {
+        hosts
+            .iter()
+            .find(|h| h["host"] == name)
+            .and_then(|h| h["release"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(release_of("c1"), v1, "{list:#}");
+    assert_eq!(
+        release_of("c2"),
+        v2,
+        "the history says c2 is still on v2: {list:#}"
+    );
+
+    // Back on the network, `ferry rollback` returns it to the last good release.
+    std::fs::remove_file(&hold).unwrap_or_else(|e| panic!("{e}"));
+    t.net.heal(2);
+    let out = json(&c, &["rollback", "cut"]);
+    let exec = out["execution_id"].as_str().unwrap_or_default().to_string();
+    let status = c.wait_status("cp", &exec, "the rollback", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    for i in 1..=2 {
+        t.wait_serves(i, "app version 1");
+        assert_eq!(current_release(&t.path(i)).as_deref(), Some(v1.as_str()));
+    }
+}

@@ -236,8 +236,10 @@ impl ClusterState {
     }
 
     /// The deployment `ferry rollback` returns to: the newest good one of
-    /// release `to`, or (without `to`) the newest good one whose release
-    /// differs from the current release.
+    /// release `to`; or (without `to`) the newest good one whose release
+    /// differs from the current release — unless the newest deployment
+    /// failed, when the last good release is applied again (it repairs hosts
+    /// a failed rollback left on the new release).
     pub fn rollback_target<'a>(
         &'a self,
         environment: &'a str,
@@ -249,9 +251,16 @@ impl ClusterState {
                 format!("no successful deployment of release {to} to environment `{environment}` is on record")
             });
         }
+        let newest_failed = self
+            .deployments_of(environment)
+            .next()
+            .is_some_and(|d| !d.succeeded());
         let current = good
             .next()
             .ok_or_else(|| format!("environment `{environment}` has no successful deployment"))?;
+        if newest_failed {
+            return Ok(current);
+        }
         good.find(|d| d.release != current.release).ok_or_else(|| {
             format!(
                 "environment `{environment}` has no earlier good release than {} on record",

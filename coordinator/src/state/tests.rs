@@ -520,6 +520,18 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
         r.state.produced().get("app").map(|a| a.digest.as_str()),
         Some("sha256:w1")
     );
+    // After a failed deployment, rollback applies the last good release again.
+    s.deployments.insert(
+        9,
+        DeploymentRecord {
+            id: 9,
+            outcome: "Failed".into(),
+            release: "w3".into(),
+            ..s.deployments[&2].clone()
+        },
+    );
+    assert_eq!(s.rollback_target("production", "").map(|d| d.id), Ok(2));
+    s.deployments.remove(&9);
     let epoch = assign(&mut s, "r1", 1, 31);
     s.apply(finish(epoch, "a1", true))
         .unwrap_or_else(|e| panic!("{e}"));
