@@ -91,22 +91,10 @@ impl pb::operator_server::Operator for OperatorService {
         let spec = ferry_pipeline::parse(&req.yaml)
             .map_err(|d| invalid("pipeline", &req.file_name, &d))?;
         self.0.fresh().await?;
-        let unknown = self.0.raft.read(|s| {
-            let mut out = Vec::new();
-            for stage in &spec.stages {
-                for a in &stage.actions {
-                    if let Some(d) = a.deploy.as_ref()
-                        && !s.environments.contains_key(&d.environment)
-                    {
-                        out.push(format!(
-                            "action {}/{} deploys to environment `{}`, which does not exist",
-                            stage.name, a.name, d.environment
-                        ));
-                    }
-                }
-            }
-            out
-        });
+        let unknown = self
+            .0
+            .raft
+            .read(|s| crate::deployments::unknown_environments(s, &spec));
         if !unknown.is_empty() {
             return Err(Status::failed_precondition(format!(
                 "{}; apply it first with `ferry env apply -f FILE`",
@@ -519,24 +507,10 @@ impl pb::operator_server::Operator for OperatorService {
         } else {
             req.limit as usize
         };
-        let out = self.0.raft.read(|s| {
-            if !s.environments.contains_key(&req.environment)
-                && s.deployments_of(&req.environment).next().is_none()
-            {
-                return Err(Status::not_found(format!(
-                    "environment `{}` not found",
-                    req.environment
-                )));
-            }
-            Ok(pb::ListDeploymentsResponse {
-                deployments: s
-                    .deployments_of(&req.environment)
-                    .take(limit)
-                    .map(|d| crate::deployments::view(s, d))
-                    .collect(),
-                hosts: crate::deployments::host_releases(s, &req.environment),
-            })
-        })?;
+        let out = self
+            .0
+            .raft
+            .read(|s| crate::deployments::list(s, &req.environment, limit))?;
         Ok(Response::new(out))
     }
 
@@ -546,12 +520,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::DeploymentView>, Status> {
         self.0.fresh().await?;
         let id = req.into_inner().id;
-        let view = self.0.raft.read(|s| {
-            s.deployments
-                .get(&id)
-                .map(|d| crate::deployments::view(s, d))
-                .ok_or_else(|| Status::not_found(format!("deployment {id} not found")))
-        })?;
+        let view = self.0.raft.read(|s| crate::deployments::get(s, id))?;
         Ok(Response::new(view))
     }
 
@@ -563,18 +532,7 @@ impl pb::operator_server::Operator for OperatorService {
         let req = req.into_inner();
         self.0.fresh().await?;
         let (from, pipeline, release) = self.0.raft.read(|s| {
-            let d = s
-                .rollback_target(&req.environment, &req.to_execution)
-                .map_err(Status::failed_precondition)?;
-            if let Some(art) = &d.artifact
-                && views::holders(s, &art.digest).is_empty()
-            {
-                return Err(Status::failed_precondition(format!(
-                    "the artifact of release {} is no longer held by any agent",
-                    d.release
-                )));
-            }
-            Ok((d.id, d.pipeline.clone(), d.release.clone()))
+            crate::deployments::rollback_source(s, &req.environment, &req.to_execution)
         })?;
         let id = new_execution_id();
         let cmd = Command::Redeploy {
