@@ -148,7 +148,7 @@ pub const APP_PORT: u16 = 8080;
 /// stop, start and validate a static site served by `python3 -m http.server`.
 /// `validate` fails on a host whose deploy directory holds `FAIL_VALIDATE`
 /// with the page of the release being validated, and hangs for a minute
-/// where it holds `HOLD_VALIDATE`.
+/// (after creating `HOLDING`) where it holds `HOLD_VALIDATE`.
 pub fn sample_app(version: &str) -> Vec<(&'static str, String)> {
     vec![
         ("VERSION", format!("{version}\n")),
@@ -185,7 +185,10 @@ if [ -f "$pidfile" ]; then
 fi
 "#;
 
-const SAMPLE_VALIDATE: &str = r#"if [ -e "$FERRY_DEPLOY_PATH/HOLD_VALIDATE" ]; then sleep 60; fi
+const SAMPLE_VALIDATE: &str = r#"if [ -e "$FERRY_DEPLOY_PATH/HOLD_VALIDATE" ]; then
+  touch "$FERRY_DEPLOY_PATH/HOLDING"
+  sleep 60
+fi
 fail="$FERRY_DEPLOY_PATH/FAIL_VALIDATE"
 if [ -e "$fail" ] && [ "$(cat "$fail")" = "$(cat www/index.html)" ]; then
   echo "validation failed on purpose on $FERRY_HOST" >&2
