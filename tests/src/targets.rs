@@ -148,7 +148,8 @@ pub const APP_PORT: u16 = 8080;
 /// stop, start and validate a static site served by `python3 -m http.server`.
 /// `validate` fails on a host whose deploy directory holds `FAIL_VALIDATE`
 /// with the page of the release being validated, and hangs for a minute
-/// (after creating `HOLDING`) where it holds `HOLD_VALIDATE`.
+/// (after creating `HOLDING`) where it holds `HOLD_VALIDATE` (empty, or
+/// with that page).
 pub fn sample_app(version: &str) -> Vec<(&'static str, String)> {
     vec![
         ("VERSION", format!("{version}\n")),
@@ -185,7 +186,8 @@ if [ -f "$pidfile" ]; then
 fi
 "#;
 
-const SAMPLE_VALIDATE: &str = r#"if [ -e "$FERRY_DEPLOY_PATH/HOLD_VALIDATE" ]; then
+const SAMPLE_VALIDATE: &str = r#"hold="$FERRY_DEPLOY_PATH/HOLD_VALIDATE"
+if [ -e "$hold" ] && { [ ! -s "$hold" ] || [ "$(cat "$hold")" = "$(cat www/index.html)" ]; }; then
   touch "$FERRY_DEPLOY_PATH/HOLDING"
   sleep 60
 fi

@@ -603,3 +603,37 @@ fn a_host_cut_off_mid_deployment_is_reported_and_recovered_by_ferry_rollback() {
         assert_eq!(current_release(&t.path(i)).as_deref(), Some(v1.as_str()));
     }
 }
+
+#[test]
+fn a_deployment_over_its_timeout_stops_and_rolls_back() {
+    let t = Targets::start(1);
+    let mut c = Cluster::start("deploytime");
+    c.add_agent("a", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("slow", "w", &[1]));
+    let repo = Repo::new();
+    commit(&repo, &slow_app("1"), "v1");
+    c.apply(&format!(
+        "name: sp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: slow, timeout: 8s}}\n",
+        repo.url()
+    ));
+    let run = |c: &Cluster| c.ferry_ok(Some("admin"), &["run", "sp"]).trim().to_string();
+    let v1 = run(&c);
+    let status = c.wait_status("sp", &v1, "v1", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    // Version 2's validate hangs (its own hook timeout is 30 s): the action's 8 s end it.
+    commit(&repo, &slow_app("2"), "v2");
+    std::fs::write(t.path(1).join("HOLD_VALIDATE"), "app version 2\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v2 = run(&c);
+    let status = c.wait_status("sp", &v2, "v2 to end", |v| v["status"] != "InProgress");
+    let action = Cluster::action(&status, "ship", "deploy");
+    assert_eq!(action["status"], "Failed", "{status:#}");
+    let message = action["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("w1 failed at hook validate: the action's timeout (8s) ran out")
+            && message.contains("rolled back w1"),
+        "{message}"
+    );
+    assert_eq!(current_release(&t.path(1)).as_deref(), Some(v1.as_str()));
+}

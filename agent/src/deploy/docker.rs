@@ -178,7 +178,10 @@ impl DockerRun {
         self.step(d, ("start", "deploy"), started, &result);
         result.map_err(fail("start"))?;
         let started = Instant::now();
-        let result = wait_healthy(&docker, name, spec.health_timeout_ms).await;
+        let limit = d
+            .budget("deploy", Duration::from_millis(spec.health_timeout_ms))
+            .map_err(fail("validate"))?;
+        let result = wait_healthy(&docker, name, limit.as_millis() as u64).await;
         self.step(d, ("validate", "deploy"), started, &result);
         result.map(|_| ()).map_err(fail("validate"))
     }

@@ -245,7 +245,13 @@ impl HostRun {
             pinned,
             private_key: String::from_utf8_lossy(&self.host.private_key).into_owned(),
         };
-        let result = ssh::connect(&target, d.connect_timeout).await;
+        let result = match d.budget(phase, d.connect_timeout) {
+            Ok(limit) => ssh::connect(&target, limit).await,
+            Err(reason) => Err(ssh::SshError::Unreachable {
+                addr: format!("{}:{}", target.host, target.port),
+                reason,
+            }),
+        };
         let (success, message) = match &result {
             Ok(_) => (
                 true,
@@ -339,6 +345,8 @@ impl HostRun {
             step: name.to_string(),
             reason,
         };
+        let asked = limit;
+        let limit = d.budget(phase, limit).map_err(fail)?;
         let Some(conn) = self.conn.as_mut() else {
             return Err(fail("not connected".into()));
         };
@@ -352,6 +360,11 @@ impl HostRun {
         let result = tokio::time::timeout(limit, run).await;
         lines.finish();
         let (success, code, error) = match result {
+            Err(_) if limit < asked => (
+                false,
+                -1,
+                Some(format!("the action's timeout ({:?}) ran out", d.timeout)),
+            ),
             Err(_) => (false, -1, Some(format!("no result within {limit:?}"))),
             Ok(Err(e)) => (false, -1, Some(e.to_string())),
             Ok(Ok(0)) => (true, 0, None),
@@ -404,6 +417,7 @@ impl HostRun {
             step: name.to_string(),
             reason,
         };
+        let limit = d.budget("deploy", limit).map_err(fail)?;
         let Some(conn) = self.conn.as_mut() else {
             return Err(fail("not connected".into()));
         };
@@ -454,7 +468,9 @@ fn last_line(output: &[u8]) -> Option<String> {
 
 /// A step that timed out or broke the SSH session leaves the connection unusable.
 fn result_lost_connection(error: &Option<String>) -> bool {
-    error
-        .as_deref()
-        .is_some_and(|e| e.starts_with("no result within") || e.starts_with("ssh to"))
+    error.as_deref().is_some_and(|e| {
+        e.starts_with("no result within")
+            || e.starts_with("ssh to")
+            || e.starts_with("the action's timeout")
+    })
 }

@@ -42,6 +42,10 @@ pub struct Deployment<'a> {
     pub fresh_release: bool,
     /// Action `env` and `secrets`, exported to every hook.
     pub env: Vec<(String, Vec<u8>)>,
+    /// When the action's timeout runs out: deploy steps stop there (a
+    /// rollback still gets its own time).
+    pub deadline: std::time::Instant,
+    pub timeout: Duration,
     log: Mutex<&'a mut dyn LogSink>,
 }
 
@@ -61,6 +65,21 @@ impl Deployment<'_> {
     fn note(&self, bytes: &[u8]) {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         log.write(bytes);
+    }
+
+    /// The time a step of `phase` may take: `limit`, cut to what is left of
+    /// the action's timeout while deploying.
+    fn budget(&self, phase: &str, limit: Duration) -> Result<Duration, String> {
+        if phase == "rollback" {
+            return Ok(limit);
+        }
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("the action's timeout ({:?}) ran out", self.timeout));
+        }
+        Ok(limit.min(left))
     }
 
     fn upload_timeout(&self) -> Duration {
@@ -187,6 +206,8 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         keep_releases: spec.keep_releases.max(1),
         fresh_release: spec.fresh_release,
         env: plan.env,
+        deadline: std::time::Instant::now() + plan.timeout,
+        timeout: plan.timeout,
         log: Mutex::new(log),
     };
     let mut hosts: Vec<Target> = spec
@@ -198,12 +219,11 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
     let batches = total.div_ceil(batch_size);
     let mut failed: Vec<String> = Vec::new();
     let mut stopped_at = None;
-    let started = std::time::Instant::now();
     for (b, batch) in hosts.chunks_mut(batch_size).enumerate() {
-        if b > 0 && started.elapsed() >= plan.timeout {
+        if b > 0 && std::time::Instant::now() >= d.deadline {
             failed.push(format!(
                 "the action's timeout ({:?}) ran out before batch {}",
-                plan.timeout,
+                d.timeout,
                 b + 1
             ));
             stopped_at = Some(b);
