@@ -14,6 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::store::{Blob, Store, check_digest};
 
+/// Chunks waiting for the writer thread (at most this many in memory).
+const WRITE_QUEUE: usize = 16;
+
 const CHUNK: usize = 256 * 1024;
 /// HTTP/2 flow-control windows for bulk transfers (the 64 KiB default stalls them).
 pub const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
@@ -119,7 +122,9 @@ pub async fn fetch(
         if n < fresh_from {
             continue;
         }
-        match fetch_from(&mut w, ca_pem, identity, addr, digest).await {
+        let (back, result) = fetch_from(w, ca_pem, identity, addr, digest).await;
+        w = back;
+        match result {
             Ok(()) => match w.commit(Some(digest)) {
                 Ok(b) => return Ok(b),
                 Err(e) => {
@@ -140,13 +145,44 @@ pub async fn fetch(
     })
 }
 
-/// Appends `digest` from `addr` to `w`, starting at the bytes `w` already has.
+/// Appends `digest` from `addr` to `w`, starting at the bytes `w` already
+/// has; hands `w` back with whatever arrived. Hashing and writing run on a
+/// blocking thread of their own, so they overlap with receiving (and TLS
+/// decryption) instead of taking turns with it.
 async fn fetch_from(
-    w: &mut crate::store::BlobWriter,
+    w: crate::store::BlobWriter,
     ca_pem: &str,
     identity: &CertifiedKey,
     addr: &str,
     digest: &str,
+) -> (crate::store::BlobWriter, Result<(), String>) {
+    let offset = w.len();
+    let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut w = w;
+        while let Some(chunk) = rx.blocking_recv() {
+            if let Err(e) = w.write_all(&chunk) {
+                return (w, Err(e.to_string()));
+            }
+        }
+        (w, Ok(()))
+    });
+    let received = receive(tx, ca_pem, identity, addr, digest, offset).await;
+    // The writer thread only ends by returning: a panic there is a bug, passed on.
+    let (w, written) = writer
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    (w, written.and(received))
+}
+
+/// Streams the blob from `addr` into `tx`, from byte `offset`.
+async fn receive(
+    tx: mpsc::Sender<bytes::Bytes>,
+    ca_pem: &str,
+    identity: &CertifiedKey,
+    addr: &str,
+    digest: &str,
+    offset: u64,
 ) -> Result<(), String> {
     let channel = ferry_certs::tls::endpoint(addr, ca_pem, Some(identity))
         .map_err(|e| e.to_string())?
@@ -161,7 +197,7 @@ async fn fetch_from(
     let mut stream = client
         .fetch(pb::FetchRequest {
             digest: digest.into(),
-            offset: w.len(),
+            offset,
         })
         .await
         .map_err(|e| e.message().to_string())?
@@ -171,8 +207,11 @@ async fn fetch_from(
         .await
         .map_err(|e| e.message().to_string())?
     {
-        w.write_all(&chunk.data).map_err(|e| e.to_string())?;
         crate::metrics::bytes_fetched(chunk.data.len());
+        if tx.send(chunk.data).await.is_err() {
+            // The writer stopped (a disk error); it reports why.
+            break;
+        }
     }
     Ok(())
 }
