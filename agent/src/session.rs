@@ -492,10 +492,23 @@ impl Agent {
             Err(e) => return (Err(ActionError::Input(e)), None),
         };
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let env = a
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        // The same FERRY_* variables build and test commands get, then the
+        // action's env and secrets.
+        let ferry_vars = [
+            ("FERRY_PIPELINE", &a.pipeline),
+            ("FERRY_EXECUTION_ID", &a.execution_id),
+            ("FERRY_REVISION", &a.revision),
+            ("FERRY_STAGE", &a.stage),
+            ("FERRY_ACTION", &a.action),
+        ];
+        let env = ferry_vars
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.clone().into_bytes()))
+            .chain(
+                a.env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
+            )
             .chain(a.secret_env.iter().map(|(k, v)| (k.clone(), v.clone())))
             .collect();
         let masker = crate::mask::Masker::new(a.secret_env.values().cloned());

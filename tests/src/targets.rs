@@ -164,7 +164,7 @@ const SAMPLE_SPEC: &str = r#"files: [ferry-deploy.yml, bin, www]
 hook_timeout: 30s
 hooks:
   stop: sh bin/stop.sh
-  before_install: echo "before install of $FERRY_RELEASE on $FERRY_HOST"
+  before_install: echo "before install of $FERRY_RELEASE on $FERRY_HOST at $FERRY_REVISION"
   after_install: test -L "$FERRY_DEPLOY_PATH/current"
   start:
     - echo "token=$API_TOKEN"

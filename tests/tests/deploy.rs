@@ -166,7 +166,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     // 2. Version 2 with validate failing on the third production host.
     let files = sample_app("2");
     let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
-    repo.commit(&files, "version 2");
+    let rev2 = repo.commit(&files, "version 2");
     std::fs::write(t.path(5).join("FAIL_VALIDATE"), "app version 2")
         .unwrap_or_else(|e| panic!("{e}"));
     let (v2, status) = run_and_approve(&c);
@@ -274,6 +274,10 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
             &["logs", "shop", "--execution", &v2, "--action", action],
         );
         assert!(logs.contains("token=***"), "masked: {logs}");
+        assert!(
+            logs.contains(&format!("at {rev2}")),
+            "hooks see FERRY_REVISION: {logs}"
+        );
         answers.push(logs);
     }
     for a in &answers {
