@@ -23,6 +23,9 @@ use crate::mask::Masker;
 use docker::DockerRun;
 use host::HostRun;
 
+/// Longest run of step output without a line end held back for the log.
+const MAX_PARTIAL_LINE: usize = 64 * 1024;
+
 /// Upload time allowed per MiB of artifact, on top of the hook timeout.
 const UPLOAD_SECS_PER_MIB: u64 = 2;
 
@@ -113,6 +116,11 @@ impl<'d, 'a> Lines<'d, 'a> {
             let rest = self.partial.split_off(end + 1);
             let whole = std::mem::replace(&mut self.partial, rest);
             self.d.log(self.host, self.step, &whole);
+        }
+        // Output without line ends is passed on in pieces, not held without bound.
+        if self.partial.len() > MAX_PARTIAL_LINE {
+            let piece = std::mem::take(&mut self.partial);
+            self.d.log(self.host, self.step, &piece);
         }
     }
 
