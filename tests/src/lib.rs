@@ -14,8 +14,25 @@ pub mod targets;
 pub use cluster::{Cluster, Options, Run};
 pub use git::Repo;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Every file under `dir` whose bytes contain `needle` (secret-leak checks).
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            hits.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            hits.push(p.display().to_string());
+        }
+    }
+    hits
+}
 
 /// The folder holding the workspace's built binaries (target/debug or release).
 pub fn bin_dir() -> PathBuf {

@@ -5,30 +5,11 @@
 //! a changed host key and an unreachable host, and the deploy secret
 //! searched for everywhere.
 
-use std::path::Path;
-
 use ferry_tests::targets::{Targets, current_release, sample_app};
-use ferry_tests::{Cluster, Repo, ensure_busybox_image};
+use ferry_tests::{Cluster, Repo, ensure_busybox_image, files_containing};
 use serde_json::Value;
 
 const TOKEN: &str = "tok-Deploy-9f3e1c";
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            hits.extend(files_containing(&p, needle));
-        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-            hits.push(p.display().to_string());
-        }
-    }
-    hits
-}
 
 fn pipeline(repo: &Repo) -> String {
     format!(
@@ -134,9 +115,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     t.apply_environment(&c, &t.environment("production", "prod", &[3, 4, 5, 6]));
 
     let repo = Repo::new();
-    let files = sample_app("1");
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
-    repo.commit(&files, "version 1");
+    commit(&repo, &sample_app("1"), "version 1");
     c.apply(&pipeline(&repo));
 
     // 1. Commit to production: every host serves version 1.
@@ -164,9 +143,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     );
 
     // 2. Version 2 with validate failing on the third production host.
-    let files = sample_app("2");
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
-    let rev2 = repo.commit(&files, "version 2");
+    let rev2 = commit(&repo, &sample_app("2"), "version 2");
     std::fs::write(t.path(5).join("FAIL_VALIDATE"), "app version 2")
         .unwrap_or_else(|e| panic!("{e}"));
     let (v2, status) = run_and_approve(&c);
@@ -332,9 +309,7 @@ fn changed_host_keys_are_refused_and_unreachable_hosts_fail_in_time() {
         refused.stderr
     );
     let repo = Repo::new();
-    let files = sample_app("1");
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
-    repo.commit(&files, "v1");
+    commit(&repo, &sample_app("1"), "v1");
     c.apply(&format!(
         r#"name: risky
 source: {{git: {}}}
@@ -404,9 +379,10 @@ fn slow_app(version: &str) -> Vec<(&'static str, String)> {
     files
 }
 
-fn commit(repo: &Repo, files: &[(&'static str, String)], message: &str) {
+/// Commits generated files; returns the commit id.
+fn commit(repo: &Repo, files: &[(&'static str, String)], message: &str) -> String {
     let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
-    repo.commit(&files, message);
+    repo.commit(&files, message)
 }
 
 #[test]

@@ -2,30 +2,11 @@
 //! the action that names them, and masked everywhere. The value is searched
 //! for in every log, answer and file the cluster wrote.
 
-use std::path::Path;
-
-use ferry_tests::{Cluster, Repo, ensure_busybox_image};
+use ferry_tests::{Cluster, Repo, ensure_busybox_image, files_containing};
 
 const VALUE: &str = "s3cr3t-Value-42";
 /// md5 of VALUE: the action proves it saw the value without the test writing it anywhere.
 const VALUE_MD5: &str = "eab597e29935046c80ce83a385892aaa";
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            hits.extend(files_containing(&p, needle));
-        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-            hits.push(p.display().to_string());
-        }
-    }
-    hits
-}
 
 #[test]
 fn a_secret_reaches_its_action_and_nothing_else() {
