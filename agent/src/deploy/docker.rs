@@ -23,7 +23,7 @@ use ferry_pipeline::DockerSpec;
 use ferry_proto as pb;
 use futures::StreamExt;
 
-use super::{Deployment, record};
+use super::{Deployment, StepError, fail, record};
 
 /// Label holding the release a container runs.
 const RELEASE_LABEL: &str = "ferry.release";
@@ -45,23 +45,9 @@ pub struct DockerRun {
     pub report: pb::HostReport,
 }
 
-struct StepError {
-    step: &'static str,
-    reason: String,
-}
-
-fn fail(step: &'static str) -> impl Fn(String) -> StepError {
-    move |reason| StepError { step, reason }
-}
-
 impl DockerRun {
     pub fn new(host: pb::DeployHost, batch: u32) -> DockerRun {
-        let report = pb::HostReport {
-            host: host.name.clone(),
-            outcome: "Skipped".into(),
-            batch,
-            ..Default::default()
-        };
+        let report = super::new_report(&host, batch);
         DockerRun {
             host,
             docker: None,
@@ -86,21 +72,14 @@ impl DockerRun {
             );
             return;
         };
-        match self.deploy_steps(d, &spec).await {
-            Ok(()) => {
-                self.report.outcome = "Deployed".into();
-                self.report.release = d.release.to_string();
-            }
-            Err(e) => {
-                self.report.outcome = "Failed".into();
-                self.report.release = if self.created {
-                    d.release.to_string()
-                } else {
-                    self.previous.clone()
-                };
-                self.report.error = format!("{}: {}", e.step, e.reason);
-            }
-        }
+        let result = self.deploy_steps(d, &spec).await;
+        super::settle(
+            &mut self.report,
+            result,
+            d.release,
+            self.created,
+            &self.previous,
+        );
     }
 
     async fn deploy_steps(
@@ -349,26 +328,14 @@ async fn load_image(docker: &Docker, d: &Deployment<'_>, path: &str) -> Result<S
     let artifact = d.artifact.to_path_buf();
     let member = path.to_string();
     let file = tokio::task::spawn_blocking(move || -> Result<tempfile::NamedTempFile, String> {
-        let mut ar = tar::Archive::new(
-            std::fs::File::open(&artifact).map_err(|e| format!("cannot open the artifact: {e}"))?,
-        );
-        for entry in ar
-            .entries()
-            .map_err(|e| format!("the artifact is not a tar: {e}"))?
-        {
-            let mut entry = entry.map_err(|e| format!("the artifact is not a tar: {e}"))?;
-            if entry.path().is_ok_and(|p| {
-                p.components()
-                    .eq(std::path::Path::new(&member).components())
-            }) {
-                let mut out = tempfile::NamedTempFile::new()
-                    .map_err(|e| format!("cannot stage the image archive: {e}"))?;
-                std::io::copy(&mut entry, &mut out)
-                    .map_err(|e| format!("cannot stage the image archive: {e}"))?;
-                return Ok(out);
-            }
-        }
-        Err(format!("the artifact has no `{member}` (image_archive)"))
+        super::with_member(&artifact, &member, |entry| {
+            let mut out = tempfile::NamedTempFile::new()
+                .map_err(|e| format!("cannot stage the image archive: {e}"))?;
+            std::io::copy(entry, &mut out)
+                .map_err(|e| format!("cannot stage the image archive: {e}"))?;
+            Ok(out)
+        })?
+        .ok_or_else(|| format!("the artifact has no `{member}` (image_archive)"))
     })
     .await
     .map_err(|e| e.to_string())??;

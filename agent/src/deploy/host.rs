@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use ferry_pipeline::{Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
 use ferry_proto as pb;
 
-use super::Deployment;
-use super::shell;
+use super::{Deployment, StepError, fail, shell};
 use crate::ssh::{self, Connection, Pinned, Target};
 
 /// Extra time given to a hook beyond its timeout before the agent gives up
@@ -37,20 +36,9 @@ pub struct HostRun {
     pub report: pb::HostReport,
 }
 
-/// Why a step failed: the step and a one-line reason.
-pub struct StepError {
-    pub step: String,
-    pub reason: String,
-}
-
 impl HostRun {
     pub fn new(host: pb::DeployHost, batch: u32) -> HostRun {
-        let report = pb::HostReport {
-            host: host.name.clone(),
-            outcome: "Skipped".into(),
-            batch,
-            ..Default::default()
-        };
+        let report = super::new_report(&host, batch);
         HostRun {
             host,
             conn: None,
@@ -69,22 +57,14 @@ impl HostRun {
 
     /// Deploys the release; the report says `Deployed` or `Failed`.
     pub async fn deploy(&mut self, d: &Deployment<'_>) {
-        self.report.release = String::new();
-        match self.deploy_steps(d).await {
-            Ok(()) => {
-                self.report.outcome = "Deployed".into();
-                self.report.release = d.release.to_string();
-            }
-            Err(e) => {
-                self.report.outcome = "Failed".into();
-                self.report.release = if self.switched {
-                    d.release.to_string()
-                } else {
-                    self.previous.clone()
-                };
-                self.report.error = format!("{}: {}", e.step, e.reason);
-            }
-        }
+        let result = self.deploy_steps(d).await;
+        super::settle(
+            &mut self.report,
+            result,
+            d.release,
+            self.switched,
+            &self.previous,
+        );
     }
 
     async fn deploy_steps(&mut self, d: &Deployment<'_>) -> Result<(), StepError> {
@@ -101,19 +81,34 @@ impl HostRun {
             let script = shell::inspect_and_unpack(&path, d.release, REVISION_SPEC_FILE, &unpack);
             let artifact = open_artifact(d).await?;
             let out = self
-                .probe(d, "upload", &script, Some(artifact), d.upload_timeout())
+                .step(
+                    d,
+                    ("upload", "deploy"),
+                    &script,
+                    Some(artifact),
+                    d.upload_timeout(),
+                    Output::Data,
+                )
                 .await?;
             (out, true)
         } else {
             let out = self
-                .probe(d, "inspect", &inspect, NO_INPUT, STEP_TIMEOUT)
+                .step(
+                    d,
+                    ("inspect", "deploy"),
+                    &inspect,
+                    NO_INPUT,
+                    STEP_TIMEOUT,
+                    Output::Data,
+                )
                 .await?;
             (out, false)
         };
+        let out = String::from_utf8_lossy(&out);
         let marker = format!("\n{}\n", shell::INSPECTED);
         let out = out
             .split_once(&marker)
-            .map_or(out.as_str(), |(info, _)| info);
+            .map_or(out.as_ref(), |(info, _)| info);
         let seen = shell::parse_inspect(out);
         // A retried deployment finds its own release current already: that
         // one is what runs (and stops with this spec); the rollback target
@@ -144,11 +139,11 @@ impl HostRun {
             let artifact = open_artifact(d).await?;
             self.step(
                 d,
-                "upload",
-                "deploy",
+                ("upload", "deploy"),
                 &unpack,
                 Some(artifact),
                 d.upload_timeout(),
+                Output::Log,
             )
             .await?;
         }
@@ -166,8 +161,15 @@ impl HostRun {
         }
         self.switched = true;
         let switch = shell::switch_and_prune(&path, d.release, d.keep_releases, &self.previous);
-        self.step(d, "switch", "deploy", &switch, NO_INPUT, STEP_TIMEOUT)
-            .await?;
+        self.step(
+            d,
+            ("switch", "deploy"),
+            &switch,
+            NO_INPUT,
+            STEP_TIMEOUT,
+            Output::Log,
+        )
+        .await?;
         for hook in [Hook::AfterInstall, Hook::Start, Hook::Validate] {
             self.hook(d, d.spec, hook, "deploy", &dir, d.release)
                 .await?;
@@ -210,8 +212,15 @@ impl HostRun {
                 .hook(d, d.spec, Hook::Stop, "rollback", &dir, d.release)
                 .await;
             let script = shell::switch(&path, &self.previous);
-            self.step(d, "switch", "rollback", &script, NO_INPUT, STEP_TIMEOUT)
-                .await?;
+            self.step(
+                d,
+                ("switch", "rollback"),
+                &script,
+                NO_INPUT,
+                STEP_TIMEOUT,
+                Output::Log,
+            )
+            .await?;
             self.switched = false;
         }
         if let Some(prev) = self.previous_spec.clone() {
@@ -273,10 +282,7 @@ impl HostRun {
                 self.conn = Some(conn);
                 Ok(())
             }
-            Err(e) => Err(StepError {
-                step: "connect".into(),
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(fail("connect")(e.to_string())),
         }
     }
 
@@ -315,11 +321,11 @@ impl HostRun {
         let command = shell::run_stdin_script(timeout.as_secs().max(1));
         self.step(
             d,
-            hook.as_str(),
-            phase,
+            (hook.as_str(), phase),
             &command,
             Some(std::io::Cursor::new(script.into_bytes())),
             timeout + HOOK_GRACE,
+            Output::Log,
         )
         .await
         .map(|_| ())
@@ -329,24 +335,23 @@ impl HostRun {
         })
     }
 
-    /// Runs `command` (stdin from `input`), streaming its output to the log;
-    /// returns the output, or why it failed.
+    /// Runs `command` (stdin from `input`) as step `name` of `phase`:
+    /// recorded in the report, its output streamed to the log (or, for
+    /// [`Output::Data`], kept for the deployer); returns the output, or why
+    /// it failed.
     async fn step<R: tokio::io::AsyncRead + Unpin>(
         &mut self,
         d: &Deployment<'_>,
-        name: &str,
-        phase: &str,
+        (name, phase): (&str, &str),
         command: &str,
         input: Option<R>,
         limit: Duration,
+        kind: Output,
     ) -> Result<Vec<u8>, StepError> {
         let started = Instant::now();
-        let fail = |reason: String| StepError {
-            step: name.to_string(),
-            reason,
-        };
+        let fail = fail(name);
         let asked = limit;
-        let limit = d.budget(phase, limit).map_err(fail)?;
+        let limit = d.budget(phase, limit).map_err(&fail)?;
         let Some(conn) = self.conn.as_mut() else {
             return Err(fail("not connected".into()));
         };
@@ -354,7 +359,9 @@ impl HostRun {
         let mut lines = super::Lines::new(d, &self.host.name, name);
         let mut sink = |data: &[u8]| {
             output.extend_from_slice(data);
-            lines.push(data);
+            if kind == Output::Log {
+                lines.push(data);
+            }
         };
         let run = conn.exec_reading(command, input, &mut sink);
         let result = tokio::time::timeout(limit, run).await;
@@ -388,75 +395,43 @@ impl HostRun {
         if result_lost_connection(&error) {
             self.conn = None;
         }
+        let logged: &[u8] = match kind {
+            Output::Log => &output,
+            Output::Data => b"",
+        };
         super::record(
             &mut self.report,
             (name, phase),
             success,
             code,
             started,
-            &output,
+            logged,
         );
         match error {
             None => Ok(output),
-            Some(reason) => Err(fail(reason)),
+            Some(reason) => {
+                if kind == Output::Data {
+                    // Its output went to no log: say there why it failed.
+                    d.log(&self.host.name, name, format!("{reason}\n").as_bytes());
+                }
+                Err(fail(reason))
+            }
         }
     }
+}
 
-    /// Runs one of Ferry's own read-only steps: recorded, but its output
-    /// is data for the deployer, not log.
-    async fn probe<R: tokio::io::AsyncRead + Unpin>(
-        &mut self,
-        d: &Deployment<'_>,
-        name: &str,
-        command: &str,
-        input: Option<R>,
-        limit: Duration,
-    ) -> Result<String, StepError> {
-        let started = Instant::now();
-        let fail = |reason: String| StepError {
-            step: name.to_string(),
-            reason,
-        };
-        let limit = d.budget("deploy", limit).map_err(fail)?;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(fail("not connected".into()));
-        };
-        let mut out = Vec::new();
-        let mut sink = |data: &[u8]| out.extend_from_slice(data);
-        let run = conn.exec_reading(command, input, &mut sink);
-        let result = match tokio::time::timeout(limit, run).await {
-            Ok(Ok(0)) => Ok(()),
-            Ok(Ok(code)) => Err(match last_line(&out) {
-                Some(line) => format!("exited with code {code}: {line}"),
-                None => format!("exited with code {code}"),
-            }),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no result within {limit:?}")),
-        };
-        super::record(
-            &mut self.report,
-            (name, "deploy"),
-            result.is_ok(),
-            -1,
-            started,
-            b"",
-        );
-        if let Err(reason) = &result {
-            d.log(&self.host.name, name, format!("{reason}\n").as_bytes());
-        }
-        result
-            .map(|()| String::from_utf8_lossy(&out).into_owned())
-            .map_err(fail)
-    }
+/// What a step's output is: log (streamed, its end kept in the report), or
+/// data for the deployer (neither logged nor reported).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Log,
+    Data,
 }
 
 async fn open_artifact(d: &Deployment<'_>) -> Result<tokio::fs::File, StepError> {
     tokio::fs::File::open(d.artifact)
         .await
-        .map_err(|e| StepError {
-            step: "upload".into(),
-            reason: format!("cannot open the artifact: {e}"),
-        })
+        .map_err(|e| fail("upload")(format!("cannot open the artifact: {e}")))
 }
 
 /// The last non-empty line of a step's output, shortened, for error messages.

@@ -139,9 +139,13 @@ pub struct Finished {
     pub report: pb::DeploymentReport,
 }
 
-/// Reads `ferry-deploy.yml` from the root of the artifact tar.
-pub fn read_revision_spec(artifact: &Path) -> Result<RevisionSpec, String> {
-    use std::io::Read as _;
+/// Finds the file `member` in the artifact tar and hands it to `read`;
+/// `None` when the artifact has no such file.
+fn with_member<T>(
+    artifact: &Path,
+    member: &str,
+    read: impl FnOnce(&mut dyn std::io::Read) -> Result<T, String>,
+) -> Result<Option<T>, String> {
     let file =
         std::fs::File::open(artifact).map_err(|e| format!("cannot open the artifact: {e}"))?;
     let mut ar = tar::Archive::new(file);
@@ -150,25 +154,35 @@ pub fn read_revision_spec(artifact: &Path) -> Result<RevisionSpec, String> {
         .map_err(|e| format!("the artifact is not a tar archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("the artifact is not a valid tar: {e}"))?;
-        let is_spec = entry.path().is_ok_and(|p| {
-            p.components()
-                .eq(Path::new(REVISION_SPEC_FILE).components())
-        });
-        if is_spec {
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| format!("{REVISION_SPEC_FILE} is not UTF-8 text: {e}"))?;
-            return parse_revision_spec(&text).map_err(|diags| {
-                let lines: Vec<String> = diags.iter().map(|d| format!("  {d}")).collect();
-                format!("{REVISION_SPEC_FILE} is invalid:\n{}", lines.join("\n"))
-            });
+        if entry
+            .path()
+            .is_ok_and(|p| p.components().eq(Path::new(member).components()))
+        {
+            return read(&mut entry).map(Some);
         }
     }
-    Err(format!(
-        "the artifact has no {REVISION_SPEC_FILE} at its root; add one naming the files to \
-         install and the hooks to run (see the README's deployment section)"
-    ))
+    Ok(None)
+}
+
+/// Reads `ferry-deploy.yml` from the root of the artifact tar.
+pub fn read_revision_spec(artifact: &Path) -> Result<RevisionSpec, String> {
+    let text = with_member(artifact, REVISION_SPEC_FILE, |entry| {
+        let mut text = String::new();
+        entry
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{REVISION_SPEC_FILE} is not UTF-8 text: {e}"))?;
+        Ok(text)
+    })?
+    .ok_or_else(|| {
+        format!(
+            "the artifact has no {REVISION_SPEC_FILE} at its root; add one naming the files to \
+             install and the hooks to run (see the README's deployment section)"
+        )
+    })?;
+    parse_revision_spec(&text).map_err(|diags| {
+        let lines: Vec<String> = diags.iter().map(|d| format!("  {d}")).collect();
+        format!("{REVISION_SPEC_FILE} is invalid:\n{}", lines.join("\n"))
+    })
 }
 
 /// The settings of a deployment that are not per-host.
@@ -417,6 +431,53 @@ impl Target {
         match self {
             Target::Ssh(h) => h.report,
             Target::Docker(h) => h.report,
+        }
+    }
+}
+
+/// Why a step on a host failed: the step and a one-line reason.
+pub struct StepError {
+    pub step: String,
+    pub reason: String,
+}
+
+/// Turns a reason into the failure of step `step` (for `map_err`).
+fn fail(step: &str) -> impl Fn(String) -> StepError + '_ {
+    move |reason| StepError {
+        step: step.to_string(),
+        reason,
+    }
+}
+
+/// A host's report before anything ran on it.
+fn new_report(host: &pb::DeployHost, batch: u32) -> pb::HostReport {
+    pb::HostReport {
+        host: host.name.clone(),
+        outcome: "Skipped".into(),
+        batch,
+        ..Default::default()
+    }
+}
+
+/// Records how deploying `release` to a host ended: `Deployed`, or
+/// `Failed` with the step and reason, left on the new release if it was
+/// already switched to it (`on_new`) and on `previous` otherwise.
+fn settle(
+    report: &mut pb::HostReport,
+    result: Result<(), StepError>,
+    release: &str,
+    on_new: bool,
+    previous: &str,
+) {
+    match result {
+        Ok(()) => {
+            report.outcome = "Deployed".into();
+            report.release = release.to_string();
+        }
+        Err(e) => {
+            report.outcome = "Failed".into();
+            report.release = if on_new { release } else { previous }.to_string();
+            report.error = format!("{}: {}", e.step, e.reason);
         }
     }
 }
