@@ -120,7 +120,8 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
     // Queued actions grouped by the labels they need, oldest first within each.
     let mut groups: BTreeMap<Vec<String>, Vec<(String, usize, usize)>> = BTreeMap::new();
     // One deployment per environment at a time; the oldest waiting goes first.
-    let mut deploying = state.environments_deploying();
+    // Which environments are busy is looked up only when a deploy waits.
+    let mut deploying = None;
     for (exec_id, si, ai) in state.queued() {
         let Some(action) = state
             .executions
@@ -132,7 +133,9 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
             continue;
         };
         if let Some(d) = &action.deploy
-            && !deploying.insert(d.environment.as_str())
+            && !deploying
+                .get_or_insert_with(|| state.environments_deploying())
+                .insert(d.environment.as_str())
         {
             continue;
         }
