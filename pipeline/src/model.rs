@@ -109,6 +109,11 @@ pub struct Action {
     pub secrets: BTreeMap<String, String>,
     /// Roles or operator names allowed to approve; empty unless `kind` is approval.
     pub approvers: Vec<String>,
+    /// Approval only: whoever started the execution or applied the pipeline
+    /// version may decide it too. Only an admin may apply a pipeline that sets
+    /// it (checked when the version is applied); off by default (four eyes).
+    #[serde(default)]
+    pub allow_self_approval: bool,
     /// Where and how to deploy; set exactly when `kind` is deploy.
     #[serde(default)]
     pub deploy: Option<crate::deploy::Deploy>,
@@ -200,6 +205,7 @@ mod tests {
             retries: 2,
             secrets: BTreeMap::from([("DEPLOY_TOKEN".to_string(), "prod-token".to_string())]),
             approvers: Vec::new(),
+            allow_self_approval: false,
             deploy: None,
         }
     }

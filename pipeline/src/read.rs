@@ -35,6 +35,7 @@ const ACTION_KEYS: &[&str] = &[
     "outputs",
     "timeout",
     "approvers",
+    "allow_self_approval",
     "retries",
     "resources",
     "secrets",
@@ -53,7 +54,7 @@ const AGENT_KEYS: &[&str] = &["runs_on", "inputs", "env", "secrets"];
 /// Keys only for actions that run commands in a container (build, test).
 const COMMAND_KEYS: &[&str] = &["image", "commands", "outputs", "retries", "resources"];
 /// Keys only for approval actions.
-const APPROVAL_KEYS: &[&str] = &["approvers"];
+const APPROVAL_KEYS: &[&str] = &["approvers", "allow_self_approval"];
 /// Keys only for deploy actions.
 const DEPLOY_KEYS: &[&str] = &[
     "environment",
@@ -228,6 +229,7 @@ impl Reader<'_> {
             retries: 0,
             secrets: BTreeMap::new(),
             approvers: Vec::new(),
+            allow_self_approval: false,
             deploy: None,
         };
         let mut loc = ActionLoc {
@@ -360,6 +362,11 @@ impl Reader<'_> {
                 }
             } else if kind == Some(ActionKind::Approval) {
                 action.approvers = vec![DEFAULT_APPROVER.to_string()];
+            }
+            if let Some(value) = field(map, "allow_self_approval") {
+                action.allow_self_approval = self
+                    .boolean(value, "`allow_self_approval`")
+                    .unwrap_or(false);
             }
         }
         (action, loc)

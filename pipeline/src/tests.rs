@@ -116,6 +116,7 @@ fn full_example_parses_with_defaults() {
         retries: 0,
         secrets: BTreeMap::new(),
         approvers: Vec::new(),
+        allow_self_approval: false,
         deploy: None,
     };
     let approval = |name: &str, run_order| Action {
@@ -133,6 +134,7 @@ fn full_example_parses_with_defaults() {
         retries: 0,
         secrets: BTreeMap::new(),
         approvers: strings(&["approver"]),
+        allow_self_approval: false,
         deploy: None,
     };
     let expected = Pipeline {
@@ -219,6 +221,37 @@ fn minimal_pipeline_gets_defaults() {
     assert_eq!(action.retries, 0);
     assert_eq!(action.resources, Resources::default());
     assert!(action.secrets.is_empty());
+    assert!(!action.allow_self_approval, "four eyes by default");
+}
+
+#[test]
+fn allow_self_approval_is_a_boolean_of_approvals_only() {
+    let pipeline = parse_ok(&with_action(&[
+        "name: ok",
+        "type: approval",
+        "allow_self_approval: true",
+    ]));
+    assert!(pipeline.stages[0].actions[0].allow_self_approval);
+    assert_eq!(
+        errors(&with_action(&[
+            "name: ok",
+            "type: approval",
+            "allow_self_approval: \"yes\"",
+        ])),
+        vec!["10:30: `allow_self_approval` must be true or false, found a string"]
+    );
+    assert_eq!(
+        errors(&with_action(&[
+            "name: compile",
+            "type: build",
+            "image: busybox",
+            "commands: [make]",
+            "allow_self_approval: true",
+        ])),
+        vec![
+            "12:9: `allow_self_approval` is not allowed in build actions; it is only for approval actions"
+        ]
+    );
 }
 
 #[test]

@@ -286,6 +286,23 @@ impl Reader<'_> {
         }
     }
 
+    /// An unquoted `true` or `false`.
+    pub(crate) fn boolean(&mut self, value: Value<'_>, what: &str) -> Option<bool> {
+        let scalar = value.node.as_scalar().filter(|s| s.may_coerce());
+        match scalar.map(|s| s.as_str()) {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => {
+                let found = describe(value.node);
+                self.error(
+                    value.pos(),
+                    format!("{what} must be true or false, found {found}"),
+                );
+                None
+            }
+        }
+    }
+
     /// Any non-null scalar, as written (numbers and booleans keep their text).
     pub(crate) fn string(&mut self, value: Value<'_>, what: &str) -> Option<(String, Pos)> {
         let at = value.pos();
