@@ -67,9 +67,14 @@ pub async fn load_or_enroll(
     let (csr_pem, key_pem) = ferry_certs::agent_csr(name).context("making a key pair and CSR")?;
     let mut errors = Vec::new();
     for addr in coordinators {
-        let endpoint = ferry_certs::tls::endpoint(addr, &ca_pem, None)
-            .with_context(|| format!("coordinator address {addr}"))?
-            .connect_timeout(std::time::Duration::from_secs(5));
+        let endpoint = ferry_certs::tls::endpoint(
+            addr,
+            &ca_pem,
+            None,
+            ferry_certs::tls::Expected::Coordinator,
+        )
+        .with_context(|| format!("coordinator address {addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(5));
         let channel = match endpoint.connect().await {
             Ok(c) => c,
             Err(e) => {

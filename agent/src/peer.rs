@@ -184,15 +184,20 @@ async fn receive(
     digest: &str,
     offset: u64,
 ) -> Result<(), String> {
-    let channel = ferry_certs::tls::endpoint(addr, ca_pem, Some(identity))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME)
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let channel = ferry_certs::tls::endpoint(
+        addr,
+        ca_pem,
+        Some(identity),
+        ferry_certs::tls::Expected::Agent,
+    )
+    .map_err(|e| e.to_string())?
+    .connect_timeout(std::time::Duration::from_secs(5))
+    .initial_stream_window_size(STREAM_WINDOW)
+    .initial_connection_window_size(CONNECTION_WINDOW)
+    .max_frame_size(MAX_FRAME)
+    .connect()
+    .await
+    .map_err(|e| format!("connect: {e}"))?;
     let mut client = pb::artifact_peer_client::ArtifactPeerClient::new(channel);
     let mut stream = client
         .fetch(pb::FetchRequest {

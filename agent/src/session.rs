@@ -208,13 +208,18 @@ impl Agent {
         mpsc::Sender<pb::AgentMessage>,
         tonic::Streaming<pb::CoordinatorMessage>,
     )> {
-        let channel = ferry_certs::tls::endpoint(addr, &self.id.ca_pem, Some(&self.id.key))
-            .with_context(|| format!("coordinator address {addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(4))
-            .connect()
-            .await?;
+        let channel = ferry_certs::tls::endpoint(
+            addr,
+            &self.id.ca_pem,
+            Some(&self.id.key),
+            ferry_certs::tls::Expected::Coordinator,
+        )
+        .with_context(|| format!("coordinator address {addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(4))
+        .connect()
+        .await?;
         let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
         let running: Vec<pb::AttemptRef> = lock(&self.running)

@@ -458,16 +458,45 @@ mod loopback {
         addr
     }
 
-    async fn connect(
-        addr: SocketAddr,
-        tls: tonic::transport::ClientTlsConfig,
-    ) -> Result<Channel, tonic::transport::Error> {
+    /// What a client connects with: the CA it trusts, its identity, the
+    /// server identity it expects and the host name it verifies.
+    struct Client<'a> {
+        ca: &'a str,
+        identity: Option<&'a CertifiedKey>,
+        expect: tls::Expected,
+        domain: &'a str,
+    }
+
+    async fn connect(addr: SocketAddr, c: Client<'_>) -> Result<Channel, String> {
+        let verifier = tls::PeerVerifier::new(c.ca, c.expect).map_err(|e| e.to_string())?;
         Endpoint::from_shared(format!("https://{addr}"))
             .expect("endpoint")
-            .tls_config(tls)?
+            .tls_config_with_verifier(
+                tls::client(c.identity).domain_name(c.domain),
+                std::sync::Arc::new(verifier),
+            )
+            .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
+            .map_err(|e| {
+                let mut text = e.to_string();
+                let mut next = std::error::Error::source(&e);
+                while let Some(cause) = next {
+                    text = format!("{text}: {cause}");
+                    next = cause.source();
+                }
+                text
+            })
+    }
+
+    fn to_coordinator<'a>(ca: &'a str, identity: Option<&'a CertifiedKey>) -> Client<'a> {
+        Client {
+            ca,
+            identity,
+            expect: tls::Expected::Coordinator,
+            domain: "127.0.0.1",
+        }
     }
 
     /// Makes one gRPC call and returns the server's status message.
@@ -505,36 +534,41 @@ mod loopback {
             tls::coordinator_server(ca.ca_pem(), &coord.cert_pem, &coord.key_pem).expect("tls"),
         )
         .await;
-        let channel = connect(addr, tls::client(ca.ca_pem(), Some(&alice), "127.0.0.1"))
+        let channel = connect(addr, to_coordinator(ca.ca_pem(), Some(&alice)))
             .await
             .expect("connect with identity");
         assert_eq!(
             call(channel).await.as_deref(),
             Ok("spiffe://ferry/operator/alice")
         );
-        let channel = connect(addr, tls::client(ca.ca_pem(), None, "127.0.0.1"))
+        let channel = connect(addr, to_coordinator(ca.ca_pem(), None))
             .await
             .expect("connect anonymously");
         assert_eq!(call(channel).await.as_deref(), Ok("anonymous"));
 
         // A client certificate from another CA is refused, not downgraded.
-        let rejected =
-            match connect(addr, tls::client(ca.ca_pem(), Some(&stranger), "127.0.0.1")).await {
-                Ok(channel) => call(channel).await.is_err(),
-                Err(_) => true,
-            };
+        let rejected = match connect(addr, to_coordinator(ca.ca_pem(), Some(&stranger))).await {
+            Ok(channel) => call(channel).await.is_err(),
+            Err(_) => true,
+        };
         assert!(rejected, "foreign client certificate accepted");
 
         // The client checks the server's name and CA.
         assert!(
-            connect(addr, tls::client(ca.ca_pem(), None, "10.9.9.9"))
-                .await
-                .is_err(),
+            connect(
+                addr,
+                Client {
+                    domain: "10.9.9.9",
+                    ..to_coordinator(ca.ca_pem(), None)
+                }
+            )
+            .await
+            .is_err(),
             "wrong server name accepted"
         );
         let other_ca = new_ca(&tmp.path().join("other"));
         assert!(
-            connect(addr, tls::client(other_ca.ca_pem(), None, "127.0.0.1"))
+            connect(addr, to_coordinator(other_ca.ca_pem(), None))
                 .await
                 .is_err(),
             "server from another CA accepted"
@@ -551,17 +585,78 @@ mod loopback {
         let addr =
             serve(tls::mtls_server(ca.ca_pem(), &agent.cert_pem, &agent.key_pem).expect("tls"))
                 .await;
-        let channel = connect(addr, tls::client(ca.ca_pem(), Some(&coord), "127.0.0.1"))
+        let to_agent = |identity| Client {
+            expect: tls::Expected::Agent,
+            ..to_coordinator(ca.ca_pem(), identity)
+        };
+        let channel = connect(addr, to_agent(Some(&coord)))
             .await
             .expect("connect with identity");
         assert_eq!(
             call(channel).await.as_deref(),
             Ok("spiffe://ferry/coordinator/1")
         );
-        let rejected = match connect(addr, tls::client(ca.ca_pem(), None, "127.0.0.1")).await {
+        let rejected = match connect(addr, to_agent(None)).await {
             Ok(channel) => call(channel).await.is_err(),
             Err(_) => true,
         };
         assert!(rejected, "anonymous client accepted by mTLS server");
+    }
+
+    /// An enrolled agent's certificate chains to the CA and may even name the
+    /// coordinator's address; a client that expects a coordinator refuses it
+    /// during the handshake, before any request (a secret, say) is sent.
+    #[tokio::test]
+    async fn clients_refuse_a_server_of_the_wrong_role() {
+        install_crypto_provider();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(&tmp.path().join("ca"));
+        let alice = ca.issue_operator("alice").expect("issue");
+        let (csr, key_pem) = agent_csr("evil").expect("csr");
+        let agent = CertifiedKey {
+            cert_pem: ca
+                .sign_agent_csr(&csr, "evil", &["127.0.0.1".to_string()])
+                .expect("sign"),
+            key_pem,
+        };
+        let fake = serve(
+            tls::coordinator_server(ca.ca_pem(), &agent.cert_pem, &agent.key_pem).expect("tls"),
+        )
+        .await;
+        let refused = connect(fake, to_coordinator(ca.ca_pem(), Some(&alice)))
+            .await
+            .expect_err("an agent posing as coordinator was accepted");
+        assert!(
+            refused.contains("spiffe://ferry/agent/evil") && refused.contains("a coordinator"),
+            "{refused}"
+        );
+        // The named member is checked, not only the role.
+        let coord2 = ca
+            .issue_coordinator(2, &["127.0.0.1".to_string()])
+            .expect("issue");
+        let member2 = serve(
+            tls::coordinator_server(ca.ca_pem(), &coord2.cert_pem, &coord2.key_pem).expect("tls"),
+        )
+        .await;
+        let as_member = |m| Client {
+            expect: tls::Expected::Member(m),
+            ..to_coordinator(ca.ca_pem(), Some(&alice))
+        };
+        assert!(connect(member2, as_member(2)).await.is_ok());
+        let refused = connect(member2, as_member(3))
+            .await
+            .expect_err("wrong member");
+        assert!(refused.contains("coordinator member 3"), "{refused}");
+        // An artifact client refuses a coordinator posing as an agent.
+        let refused = connect(
+            member2,
+            Client {
+                expect: tls::Expected::Agent,
+                ..to_coordinator(ca.ca_pem(), Some(&alice))
+            },
+        )
+        .await
+        .expect_err("a coordinator accepted as artifact peer");
+        assert!(refused.contains("an agent"), "{refused}");
     }
 }

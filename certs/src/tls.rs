@@ -1,12 +1,20 @@
 //! tonic TLS configurations for Ferry's endpoints, built from PEM strings.
 //! Server configs validate their inputs up front so a bad certificate or key
 //! is reported when the config is built, not at the first connection.
+//! Every client goes through [`endpoint`], which checks the server's SPIFFE
+//! identity for the role it expects ([`Expected`]), never only the CA chain.
 
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, OtherError, SignatureScheme};
 use tonic::transport::{Certificate, ClientTlsConfig, ServerTlsConfig};
 
-use crate::{CertError, CertifiedKey};
+use crate::{CertError, CertifiedKey, Identity, IdentityKind};
 
 /// Server TLS for a coordinator: presents `cert_pem`/`key_pem` and trusts
 /// `ca_pem` for client certificates, which are OPTIONAL (enrollment calls
@@ -34,9 +42,6 @@ pub fn mtls_server(
         .client_auth_optional(false))
 }
 
-/// Client TLS trusting only `ca_pem`, verifying the server as `domain` (a
-/// DNS name or IP address in the server certificate's SANs), and presenting
-/// `identity` as client certificate if given.
 /// The name a `HOST:PORT` (or `[IPv6]:PORT`) address's server is verified as.
 pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':')
@@ -45,23 +50,26 @@ pub fn host_of(addr: &str) -> &str {
 }
 
 /// An endpoint for `https://ADDR` that trusts `ca_pem`, verifies the server as
-/// the address's host and presents `identity`; callers add their timeouts.
+/// the address's host *and* as the Ferry identity `expect`, and presents
+/// `identity`; callers add their timeouts.
 pub fn endpoint(
     addr: &str,
     ca_pem: &str,
     identity: Option<&CertifiedKey>,
-) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
-    tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?.tls_config(client(
-        ca_pem,
-        identity,
-        host_of(addr),
-    ))
+    expect: Expected,
+) -> Result<tonic::transport::Endpoint, EndpointError> {
+    let verifier = PeerVerifier::new(ca_pem, expect)?;
+    let config = client(identity).domain_name(host_of(addr));
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config_with_verifier(config, Arc::new(verifier))?,
+    )
 }
 
-pub fn client(ca_pem: &str, identity: Option<&CertifiedKey>, domain: &str) -> ClientTlsConfig {
-    let config = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca_pem))
-        .domain_name(domain);
+/// Client TLS presenting `identity` as client certificate if given. The
+/// server is verified by the [`PeerVerifier`] that [`endpoint`] installs.
+pub(crate) fn client(identity: Option<&CertifiedKey>) -> ClientTlsConfig {
+    let config = ClientTlsConfig::new();
     match identity {
         Some(pair) => config.identity(tonic::transport::Identity::from_pem(
             &pair.cert_pem,
@@ -71,8 +79,140 @@ pub fn client(ca_pem: &str, identity: Option<&CertifiedKey>, domain: &str) -> Cl
     }
 }
 
-/// Checks that `ca_pem` holds at least one usable trust anchor.
-fn check_ca(ca_pem: &str) -> Result<(), CertError> {
+/// Why an endpoint could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Who a client expects at the other end of a connection. A certificate that
+/// chains to the cluster CA is not enough: every enrolled agent has one, valid
+/// for server use, so each client also checks the role (and, where it knows
+/// it, the name) in the server's SPIFFE identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// Any coordinator of the cluster (the operator API, enrollment, sessions).
+    Coordinator,
+    /// Coordinator member `id` (Raft links, calls proxied to the leader).
+    Member(u64),
+    /// An agent's artifact server.
+    Agent,
+}
+
+impl Expected {
+    /// Whether `id` is the identity this client expects.
+    pub fn admits(&self, id: &Identity) -> bool {
+        match self {
+            Expected::Coordinator => id.kind == IdentityKind::Coordinator,
+            Expected::Member(m) => id.coordinator_id() == Some(*m),
+            Expected::Agent => id.kind == IdentityKind::Agent,
+        }
+    }
+}
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expected::Coordinator => f.write_str("a coordinator (spiffe://*/coordinator/*)"),
+            Expected::Member(m) => write!(f, "coordinator member {m} (spiffe://*/coordinator/{m})"),
+            Expected::Agent => f.write_str("an agent (spiffe://*/agent/*)"),
+        }
+    }
+}
+
+/// The server presented a certificate of the CA, but not the identity expected.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server at the other end is {found}, but {expected} was expected; refusing to talk to it \
+     (a certificate of this cluster's CA is not enough: check the address)"
+)]
+pub struct WrongPeer {
+    pub found: String,
+    pub expected: Expected,
+}
+
+/// Verifies the server's chain and host name with webpki against the cluster
+/// CA, then checks its SPIFFE identity against [`Expected`].
+#[derive(Debug)]
+pub struct PeerVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    expected: Expected,
+}
+
+impl PeerVerifier {
+    pub fn new(ca_pem: &str, expected: Expected) -> Result<PeerVerifier, CertError> {
+        let roots = check_ca(ca_pem)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| CertError::InvalidPem {
+                what: "CA certificate".to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(PeerVerifier { webpki, expected })
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let wrong = |found: String| {
+            // `Other` displays the whole reason (`InvalidCertificate` would show only Debug).
+            rustls::Error::Other(OtherError(Arc::new(WrongPeer {
+                found,
+                expected: self.expected.clone(),
+            })))
+        };
+        match Identity::from_cert_der(end_entity.as_ref()) {
+            Ok(id) if self.expected.admits(&id) => Ok(ServerCertVerified::assertion()),
+            Ok(id) => Err(wrong(id.uri())),
+            Err(e) => Err(wrong(format!(
+                "a certificate without a usable identity ({e})"
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Checks that `ca_pem` holds at least one usable trust anchor, and returns them.
+fn check_ca(ca_pem: &str) -> Result<rustls::RootCertStore, CertError> {
     let invalid = |reason: String| CertError::InvalidPem {
         what: "CA certificate".to_string(),
         reason,
@@ -89,7 +229,7 @@ fn check_ca(ca_pem: &str) -> Result<(), CertError> {
             "no CERTIFICATE block found; pass the contents of the CA's ca.pem".to_string(),
         ));
     }
-    Ok(())
+    Ok(roots)
 }
 
 /// Checks that `cert_pem` and `key_pem` parse and belong together.

@@ -166,17 +166,25 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// The endpoint for `target`; failing here is a problem with the TLS
 /// material itself, the same for every address.
 fn endpoint(target: &Target, ca_pem: &str, identity: Option<&CertifiedKey>) -> Result<Endpoint> {
-    let tls = ferry_certs::tls::client(ca_pem, identity, &target.host);
-    let endpoint = Endpoint::from_shared(format!("https://{}", target.authority))
-        .map_err(|e| {
-            anyhow!(
-                "coordinator address {}: {}",
-                target.authority,
-                errors::chain_text(&e)
-            )
-        })?
-        .tls_config(tls)
-        .map_err(|e| anyhow!("{}", errors::describe_tls_settings_error(&e)))?;
+    use ferry_certs::tls::{EndpointError, Expected};
+    // The server must prove it is a coordinator, not just hold a CA-signed certificate.
+    let endpoint =
+        ferry_certs::tls::endpoint(&target.authority, ca_pem, identity, Expected::Coordinator)
+            .map_err(|e| match e {
+                EndpointError::Transport(e)
+                    if Endpoint::from_shared(format!("https://{}", target.authority)).is_err() =>
+                {
+                    anyhow!(
+                        "coordinator address {}: {}",
+                        target.authority,
+                        errors::chain_text(&e)
+                    )
+                }
+                EndpointError::Transport(e) => {
+                    anyhow!("{}", errors::describe_tls_settings_error(&e))
+                }
+                EndpointError::Cert(e) => anyhow!("{}", errors::describe_tls_settings_error(&e)),
+            })?;
     Ok(endpoint.connect_timeout(CONNECT_TIMEOUT))
 }
 

@@ -87,7 +87,7 @@ pub fn describe_connect_error(err: &tonic::transport::Error, target: &Target) ->
 }
 
 /// Explains a client TLS configuration that cannot be built from --ca/--cert/--key.
-pub fn describe_tls_settings_error(err: &tonic::transport::Error) -> String {
+pub fn describe_tls_settings_error(err: &(dyn StdError + 'static)) -> String {
     let detail = chain_text(err);
     let lower = detail.to_lowercase();
     if lower.contains("keymismatch") || lower.contains("keys may not be consistent") {
@@ -121,6 +121,13 @@ pub fn chain_text(err: &(dyn StdError + 'static)) -> String {
 
 /// Our verification of the server's certificate failed.
 fn server_cert_problem(lower: &str, host: Option<&str>) -> Option<String> {
+    if lower.contains("refusing to talk to it") {
+        return Some(
+            "the server is not a coordinator of this cluster: its certificate is from the cluster's CA \
+             but names another identity (an agent's, say), so nothing was sent to it; check --coordinator"
+                .to_string(),
+        );
+    }
     if !lower.contains("invalid peer certificate") {
         return None;
     }

@@ -91,6 +91,7 @@ pub async fn poller(ctx: SharedCtx) {
                 &name,
                 head.clone(),
                 format!("new commit on {branch}"),
+                None,
             )
             .await
             {

@@ -13,7 +13,12 @@ pub async fn fetch(
 ) -> Result<tonic::Streaming<pb::Chunk>, String> {
     let mut errors = Vec::new();
     for addr in holders {
-        let endpoint = match ferry_certs::tls::endpoint(addr, ca_pem, Some(identity)) {
+        let endpoint = match ferry_certs::tls::endpoint(
+            addr,
+            ca_pem,
+            Some(identity),
+            ferry_certs::tls::Expected::Agent,
+        ) {
             Ok(e) => e.connect_timeout(std::time::Duration::from_secs(5)),
             Err(e) => {
                 errors.push(format!("{addr}: {e}"));

@@ -238,7 +238,7 @@ fn allow_self_approval_is_a_boolean_of_approvals_only() {
             "type: approval",
             "allow_self_approval: \"yes\"",
         ])),
-        vec!["10:30: `allow_self_approval` must be true or false, found a string"]
+        vec!["10:30: `allow_self_approval` must be true or false, found \"yes\""]
     );
     assert_eq!(
         errors(&with_action(&[
@@ -442,7 +442,7 @@ fn unknown_keys_at_every_level() {
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
             "8:5: unknown key `needs` in stage; expected one of: name, actions",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
-             runs_on, inputs, commands, env, outputs, timeout, approvers, retries, resources, secrets, \
+             runs_on, inputs, commands, env, outputs, timeout, approvers, allow_self_approval, retries, resources, secrets, \
              environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout",
         ]
     );

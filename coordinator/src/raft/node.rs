@@ -177,7 +177,7 @@ impl RaftHandle {
         })?;
         let channel = self
             .tls
-            .channel(&addr)
+            .channel(leader, &addr)
             .map_err(|e| ProposeError::Forward(e.to_string()))?;
         let mut client = pb::raft_peer_client::RaftPeerClient::new(channel);
         let resp = client

@@ -32,10 +32,12 @@ pub struct PeerTls {
 }
 
 impl PeerTls {
-    /// A lazily connecting channel to `addr`.
-    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    /// A lazily connecting channel to member `id` at `addr`; the server must
+    /// prove it is that member.
+    pub fn channel(&self, id: u64, addr: &str) -> Result<Channel, ferry_certs::tls::EndpointError> {
+        let expect = ferry_certs::tls::Expected::Member(id);
         Ok(
-            ferry_certs::tls::endpoint(addr, &self.ca_pem, Some(&self.identity))?
+            ferry_certs::tls::endpoint(addr, &self.ca_pem, Some(&self.identity), expect)?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(2))
@@ -124,7 +126,7 @@ async fn run_link(
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         };
-        let channel = match tls.channel(&addr) {
+        let channel = match tls.channel(to, &addr) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(peer = to, %addr, error = %e, "bad peer address");

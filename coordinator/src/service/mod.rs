@@ -56,12 +56,20 @@ impl From<ProposeError> for Status {
             ProposeError::Forward(e) => {
                 Status::unavailable(format!("could not reach the leader: {e}"))
             }
-            ProposeError::Rejected(r) => match r {
-                Rejection::NotFound(_) => Status::not_found(r.to_string()),
-                Rejection::AlreadyExists(_) => Status::already_exists(r.to_string()),
-                Rejection::FailedPrecondition(_) => Status::failed_precondition(r.to_string()),
-                Rejection::BadToken => Status::permission_denied(r.to_string()),
-            },
+            ProposeError::Rejected(r) => r.into(),
+        }
+    }
+}
+
+impl From<Rejection> for Status {
+    fn from(r: Rejection) -> Status {
+        match r {
+            Rejection::NotFound(_) => Status::not_found(r.to_string()),
+            Rejection::AlreadyExists(_) => Status::already_exists(r.to_string()),
+            Rejection::FailedPrecondition(_) => Status::failed_precondition(r.to_string()),
+            Rejection::BadToken | Rejection::PermissionDenied(_) => {
+                Status::permission_denied(r.to_string())
+            }
         }
     }
 }
@@ -126,7 +134,7 @@ impl Ctx {
         let ch = self
             .raft
             .tls()
-            .channel(&addr)
+            .channel(leader, &addr)
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok((leader, ch))
     }

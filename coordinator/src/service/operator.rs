@@ -61,6 +61,7 @@ impl OperatorService {
         pipeline: &str,
         revision: String,
         trigger: String,
+        started_by: Option<String>,
     ) -> Result<String, Status> {
         let id = new_execution_id();
         let cmd = Command::StartExecution {
@@ -68,6 +69,7 @@ impl OperatorService {
             pipeline: pipeline.to_string(),
             revision,
             trigger,
+            started_by,
             at: now_ms(),
         };
         match ctx.raft.propose(cmd).await {
@@ -91,6 +93,9 @@ impl pb::operator_server::Operator for OperatorService {
         let spec = ferry_pipeline::parse(&req.yaml)
             .map_err(|d| invalid("pipeline", &req.file_name, &d))?;
         self.0.fresh().await?;
+        self.0
+            .raft
+            .read(|s| s.may_apply_pipeline(&who.name, &spec))?;
         let unknown = self
             .0
             .raft
@@ -205,6 +210,7 @@ impl pb::operator_server::Operator for OperatorService {
             &req.pipeline,
             revision.clone(),
             format!("manual by {}", who.name),
+            Some(who.name.clone()),
         )
         .await?;
         tracing::info!(pipeline = %req.pipeline, execution = %id, %revision, "execution started by hand");
@@ -344,7 +350,14 @@ impl pb::operator_server::Operator for OperatorService {
         req: Request<pb::DecideRequest>,
     ) -> Result<Response<pb::DecideResponse>, Status> {
         let who = caller(&req)?;
+        if who.kind != ferry_certs::IdentityKind::Operator {
+            return Err(Status::permission_denied(format!(
+                "{who} is not an operator"
+            )));
+        }
         let req = req.into_inner();
+        // The early check runs on fresh state; `apply` checks again regardless.
+        self.0.fresh().await?;
         let (stage, action) = self.0.raft.read(|s| {
             let exec = s
                 .executions
@@ -357,19 +370,8 @@ impl pb::operator_server::Operator for OperatorService {
                     ))
                 })?;
             let (si, ai) = views::locate_action(s, exec, &req.action)?;
-            let spec = s
-                .pipeline_of(exec)
-                .and_then(|p| p.stages.get(si))
-                .and_then(|st| st.actions.get(ai))
-                .ok_or_else(|| Status::not_found("action"))?;
-            if spec.kind != ferry_pipeline::ActionKind::Approval {
-                return Err(Status::failed_precondition(format!(
-                    "action `{}` is a {} action, not an approval",
-                    req.action, spec.kind
-                )));
-            }
-            crate::authz::may_decide(s, &who, &spec.approvers)?;
-            Ok((si, ai))
+            s.may_decide(&who.name, exec, si, ai)?;
+            Ok::<_, Status>((si, ai))
         })?;
         if !req.approve && req.comment.trim().is_empty() {
             return Err(Status::invalid_argument(
@@ -542,6 +544,7 @@ impl pb::operator_server::Operator for OperatorService {
                 "rollback of {} to release {release} by {}",
                 req.environment, who.name
             ),
+            started_by: Some(who.name.clone()),
             at: now_ms(),
         };
         match self.0.raft.propose(cmd).await {
@@ -1072,7 +1075,7 @@ async fn cluster_status(ctx: &SharedCtx) -> pb::ClusterStatusResponse {
             Some(own.clone())
         } else {
             let ask = async {
-                let ch = ctx.raft.tls().channel(&address).ok()?;
+                let ch = ctx.raft.tls().channel(id, &address).ok()?;
                 let mut c = pb::raft_peer_client::RaftPeerClient::new(ch);
                 c.member_status(pb::MemberStatusRequest {})
                     .await

@@ -40,6 +40,10 @@ pub enum Rejection {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller named in the command lacks a permission the state requires
+    /// (checked in `apply`, so a lagging member cannot let it through).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error(
         "join token is invalid, expired or used up; ask an admin for a new one (`ferry token create`)"
     )]
@@ -81,8 +85,9 @@ impl ClusterState {
                 pipeline,
                 revision,
                 trigger,
+                started_by,
                 at,
-            } => self.start_execution(id, pipeline, revision, trigger, at),
+            } => self.start_execution(id, pipeline, revision, (trigger, started_by), at),
             Command::Assign {
                 execution,
                 stage,
@@ -113,8 +118,9 @@ impl ClusterState {
                 id,
                 from,
                 trigger,
+                started_by,
                 at,
-            } => self.redeploy(id, from, trigger, at),
+            } => self.redeploy(id, from, (trigger, started_by), at),
             Command::AgentLost { agent, at } => {
                 self.lose_agent(&agent, &format!("agent `{agent}` stopped answering"), at);
                 Ok(Output::None)
@@ -235,6 +241,11 @@ impl ClusterState {
                 comment,
                 at,
             } => {
+                // Authorization again, against the state this decision lands on.
+                let Some(exec) = self.executions.get(&execution) else {
+                    return Err(Rejection::NotFound(format!("execution {execution}")));
+                };
+                self.may_decide(&by, exec, stage, action)?;
                 let (exec, pipeline) = self.exec_and_pipeline(&execution)?;
                 let Some(run) = exec.state.action_mut(stage, action) else {
                     return Err(Rejection::NotFound("action".into()));
@@ -531,6 +542,7 @@ impl ClusterState {
         by: String,
         at: i64,
     ) -> Applied {
+        self.may_apply_pipeline(&by, &spec)?;
         let name = spec.name.clone();
         let record = self
             .pipelines
@@ -571,7 +583,7 @@ impl ClusterState {
         id: String,
         pipeline: String,
         revision: String,
-        trigger: String,
+        (trigger, started_by): (String, Option<String>),
         at: i64,
     ) -> Applied {
         if self.executions.contains_key(&id) {
@@ -600,6 +612,7 @@ impl ClusterState {
                 version,
                 revision,
                 trigger,
+                started_by,
                 started_at: at,
                 state,
                 release_of: None,

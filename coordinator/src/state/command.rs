@@ -31,6 +31,9 @@ pub enum Command {
         pipeline: String,
         revision: String,
         trigger: String,
+        /// The operator who started it by hand (none for the source poller).
+        #[serde(default)]
+        started_by: Option<String>,
         at: i64,
     },
     /// Leader's scheduler gives a queued action to an agent; apply picks the epoch.
@@ -61,8 +64,12 @@ pub enum Command {
         id: String,
         from: u64,
         trigger: String,
+        #[serde(default)]
+        started_by: Option<String>,
         at: i64,
     },
+    /// An approval decision by operator `by`; `apply` checks again that `by`
+    /// may decide it ([`super::ClusterState::may_decide`]).
     Decide {
         execution: String,
         stage: usize,

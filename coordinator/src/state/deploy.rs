@@ -114,7 +114,13 @@ impl ClusterState {
 
     /// Starts execution `id`: the deploy action of deployment `from` again,
     /// with the same artifact, every other action marked as not run.
-    pub(super) fn redeploy(&mut self, id: String, from: u64, trigger: String, at: i64) -> Applied {
+    pub(super) fn redeploy(
+        &mut self,
+        id: String,
+        from: u64,
+        (trigger, started_by): (String, Option<String>),
+        at: i64,
+    ) -> Applied {
         if self.executions.contains_key(&id) {
             return Err(Rejection::AlreadyExists(format!("execution {id}")));
         }
@@ -174,6 +180,7 @@ impl ClusterState {
                 version: dep.version,
                 revision: dep.revision.clone(),
                 trigger,
+                started_by,
                 started_at: at,
                 state,
                 release_of: Some(dep.release.clone()),

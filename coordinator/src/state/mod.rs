@@ -4,6 +4,7 @@
 //! same state. Snapshots are this struct serialized as JSON.
 
 mod apply;
+mod approval;
 mod command;
 mod deploy;
 #[cfg(test)]
@@ -90,6 +91,10 @@ pub struct Execution {
     pub version: u64,
     pub revision: String,
     pub trigger: String,
+    /// The operator who started it (by hand or as a rollback); the four-eyes
+    /// rule keeps them from approving it.
+    #[serde(default)]
+    pub started_by: Option<String>,
     pub started_at: i64,
     pub state: ExecutionState,
     /// Set for `ferry rollback` executions: the earlier execution whose

@@ -54,6 +54,7 @@ fn cluster() -> ClusterState {
             pipeline: "demo".into(),
             revision: "abc".into(),
             trigger: "t".into(),
+            started_by: None,
             at: 4,
         },
     ];
@@ -177,6 +178,11 @@ fn only_the_current_epoch_records_a_result() {
 #[test]
 fn approvals_expire_and_decisions_need_a_waiting_action() {
     let mut s = cluster();
+    s.apply(Command::Grant {
+        subject: "ann".into(),
+        role: Role::Approver,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::Assign {
         execution: "e1".into(),
         stage: 0,
@@ -189,7 +195,7 @@ fn approvals_expire_and_decisions_need_a_waiting_action() {
         execution: "e1".into(),
         stage: 1,
         action: 0,
-        by: "root".into(),
+        by: "ann".into(),
         approve: true,
         comment: String::new(),
         at: 6,
@@ -324,6 +330,7 @@ fn retention_keeps_the_newest_executions_artifacts() {
         pipeline: "demo".into(),
         revision: "def".into(),
         trigger: "t".into(),
+        started_by: None,
         at: 20,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -353,6 +360,7 @@ fn execution_retention_forgets_only_finished_old_executions() {
             pipeline: "demo".into(),
             revision: "r".into(),
             trigger: "t".into(),
+            started_by: None,
             at: 10 + i as i64,
         })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -449,6 +457,7 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
             pipeline: "web".into(),
             revision: format!("rev-{id}"),
             trigger: "t".into(),
+            started_by: None,
             at,
         })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -503,6 +512,7 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
         id: "r1".into(),
         from: 1,
         trigger: "rollback".into(),
+        started_by: None,
         at: 30,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -536,4 +546,172 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
     s.apply(finish(epoch, "a1", true))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.executions["r1"].state.status, ExecutionStatus::Succeeded);
+}
+
+/// `cluster()` with the build done, so `e1`'s approval waits; `bob` (operator
+/// and approver) applied version 2 and `carol` (approver) started `e2` on it.
+fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
+    let mut s = cluster();
+    for (subject, role) in [
+        ("bob", Role::Operator),
+        ("bob", Role::Approver),
+        ("carol", Role::Approver),
+        ("carol", Role::Operator),
+        ("ann", Role::Approver),
+        ("op", Role::Operator),
+    ] {
+        s.apply(Command::Grant {
+            subject: subject.into(),
+            role,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let spec = ferry_pipeline::parse(yaml).unwrap_or_else(|e| panic!("{e:?}"));
+    s.apply(Command::ApplyPipeline {
+        spec,
+        yaml: yaml.into(),
+        by: applier.into(),
+        at: 5,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.apply(Command::StartExecution {
+        id: "e2".into(),
+        pipeline: "demo".into(),
+        revision: "abc".into(),
+        trigger: "manual by carol".into(),
+        started_by: Some("carol".into()),
+        at: 6,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let epoch = match s.apply(Command::Assign {
+        execution: "e2".into(),
+        stage: 0,
+        action: 0,
+        agent: "a1".into(),
+        at: 7,
+    }) {
+        Ok(Output::Assigned { epoch, .. }) => epoch,
+        other => panic!("{other:?}"),
+    };
+    s.apply(finish(epoch, "a1", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s.executions["e2"].state.action(1, 0).map(|r| r.status()),
+        Some(ActionStatus::WaitingForApproval)
+    );
+    s
+}
+
+fn decide(by: &str) -> Command {
+    Command::Decide {
+        execution: "e2".into(),
+        stage: 1,
+        action: 0,
+        by: by.into(),
+        approve: true,
+        comment: String::new(),
+        at: 20,
+    }
+}
+
+fn denied(s: &mut ClusterState, by: &str) -> String {
+    let before = s.clone();
+    match s.apply(decide(by)) {
+        Err(Rejection::PermissionDenied(why)) => {
+            assert_eq!(*s, before, "a refused decision leaves the state untouched");
+            why
+        }
+        other => panic!("{by}: expected a refusal, got {other:?}"),
+    }
+}
+
+const NAMED: &str = r#"
+name: demo
+source: {git: /tmp/demo.git}
+stages:
+  - name: build
+    actions:
+      - {name: a, type: build, image: img, commands: [true], outputs: {app: [dist/]}}
+  - name: gate
+    actions:
+      - {name: ok, type: approval, approvers: [bob, op, dave]}
+"#;
+
+#[test]
+fn naming_someone_in_approvers_grants_nothing() {
+    let mut s = waiting_approvals(NAMED, "root");
+    // `op` and `dave` are listed but hold no approver role.
+    assert!(denied(&mut s, "op").contains("needs the approver role"));
+    assert!(denied(&mut s, "dave").contains("needs the approver role"));
+    // `ann` is an approver but the list narrows it to bob.
+    assert!(denied(&mut s, "ann").contains("not among this approval's approvers"));
+    s.apply(decide("bob")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.executions["e2"].state.status, ExecutionStatus::Succeeded);
+}
+
+#[test]
+fn nobody_approves_what_they_started_or_applied() {
+    let mut s = waiting_approvals(YAML.replace("ok, type", "ok2, type").as_str(), "bob");
+    assert!(denied(&mut s, "carol").contains("started execution e2"));
+    assert!(denied(&mut s, "bob").contains("applied version 2"));
+    // An admin is an approver too, but not of what it applied.
+    s.apply(Command::ApplyPipeline {
+        spec: ferry_pipeline::parse(YAML).unwrap_or_else(|e| panic!("{e:?}")),
+        yaml: YAML.into(),
+        by: "root".into(),
+        at: 30,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.apply(decide("ann")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.executions["e2"].state.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        s.executions["e2"].state.actions[1][0].approvals[0].by,
+        "ann"
+    );
+}
+
+const SELF_OK: &str = r#"
+name: demo
+source: {git: /tmp/demo.git}
+stages:
+  - name: build
+    actions:
+      - {name: a, type: build, image: img, commands: [true], outputs: {app: [dist/]}}
+  - name: gate
+    actions:
+      - {name: ok, type: approval, allow_self_approval: true}
+"#;
+
+#[test]
+fn only_an_admin_may_allow_self_approval() {
+    let mut s = waiting_approvals(NAMED, "root");
+    let before = s.clone();
+    let spec = ferry_pipeline::parse(SELF_OK).unwrap_or_else(|e| panic!("{e:?}"));
+    let refused = s.apply(Command::ApplyPipeline {
+        spec: spec.clone(),
+        yaml: SELF_OK.into(),
+        by: "bob".into(),
+        at: 30,
+    });
+    assert!(
+        matches!(refused, Err(Rejection::PermissionDenied(_))),
+        "{refused:?}"
+    );
+    assert_eq!(s, before);
+    let mut s = waiting_approvals(SELF_OK, "root");
+    // carol started e2 and may approve it: an admin allowed it for this approval.
+    s.apply(decide("carol")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.executions["e2"].state.status, ExecutionStatus::Succeeded);
+}
+
+#[test]
+fn a_role_revoked_before_the_decision_applies_refuses_it() {
+    let mut s = waiting_approvals(NAMED, "root");
+    // The handler checked on a member that had not yet applied the revoke.
+    s.apply(Command::Revoke {
+        subject: "bob".into(),
+        role: Role::Approver,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(denied(&mut s, "bob").contains("needs the approver role"));
 }

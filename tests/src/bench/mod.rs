@@ -29,11 +29,14 @@ pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// An mTLS channel to `addr` (host:port on loopback).
+/// An mTLS channel to the coordinator at `addr` (host:port on loopback).
 pub async fn channel(ca_pem: &str, identity: &CertifiedKey, addr: &str) -> anyhow::Result<Channel> {
-    Ok(ferry_certs::tls::endpoint(addr, ca_pem, Some(identity))?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await?)
+    let expect = ferry_certs::tls::Expected::Coordinator;
+    Ok(
+        ferry_certs::tls::endpoint(addr, ca_pem, Some(identity), expect)?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await?,
+    )
 }

@@ -81,7 +81,7 @@ struct Sim {
 
 async fn enroll(ca: &str, leader: &str, token: &str, name: &str) -> anyhow::Result<CertifiedKey> {
     let (csr, key) = ferry_certs::agent_csr(name)?;
-    let ch = ferry_certs::tls::endpoint(leader, ca, None)?
+    let ch = ferry_certs::tls::endpoint(leader, ca, None, ferry_certs::tls::Expected::Coordinator)?
         .connect()
         .await?;
     let resp = pb::enrollment_client::EnrollmentClient::new(ch)
