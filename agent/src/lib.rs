@@ -121,9 +121,12 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
         store: store.clone(),
         trust_domain: id.identity.trust_domain.clone(),
     };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Anyone who reaches the port can connect before proving who they are:
+    // caps and an idle deadline bound what that costs (pings keep live peers busy).
+    let incoming = ferry_certs::listen::incoming(listener, ferry_certs::listen::Limits::default());
     let server = tonic::transport::Server::builder()
         .tls_config(tls)?
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(peer::STREAM_WINDOW)
         .initial_connection_window_size(peer::CONNECTION_WINDOW)
         .max_frame_size(peer::MAX_FRAME)

@@ -16,7 +16,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::files::{create_dir, refuse_existing, write_new};
-use crate::identity::{SPIFFE_PREFIX, validate_name, validate_trust_domain};
+use crate::identity::{SPIFFE_PREFIX, validate_trust_domain};
 use crate::{CertError, Identity, IdentityKind, read_pem};
 
 /// File name of the CA certificate inside the CA directory.
@@ -174,6 +174,18 @@ impl CertAuthority {
         name: &str,
         sans: &[String],
     ) -> Result<String, CertError> {
+        crate::identity::validate_agent_name(name)?;
+        // The certificate is valid for server use (the agent's artifact
+        // server), so it names that one host and nothing the agent chooses
+        // beyond it: never a list that could include a coordinator's address.
+        if sans.len() > 1 {
+            return Err(CertError::InvalidSan {
+                san: crate::identity::clip(&sans.join(",")),
+                reason: "an agent certificate names one host only: its artifact server's \
+                         (--advertise)"
+                    .to_string(),
+            });
+        }
         let identity = Identity::new(&self.trust_domain, IdentityKind::Agent, name)?;
         let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT)?;
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
@@ -210,7 +222,7 @@ impl CertAuthority {
 /// Makes a fresh key pair and a CSR for agent `name`; returns
 /// `(csr_pem, key_pem)`. The key never leaves the caller.
 pub fn agent_csr(name: &str) -> Result<(String, String), CertError> {
-    validate_name(name)?;
+    crate::identity::validate_agent_name(name)?;
     let key = KeyPair::generate().map_err(CertError::generate("generate the agent key"))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -253,7 +265,7 @@ fn leaf_params(
 /// An IP SAN if `san` parses as an IP address, else a DNS SAN.
 fn host_san(san: &str) -> Result<SanType, CertError> {
     let invalid = |reason: String| CertError::InvalidSan {
-        san: san.to_string(),
+        san: crate::identity::clip(san),
         reason,
     };
     if let Ok(ip) = san.parse::<IpAddr>() {

@@ -170,7 +170,7 @@ pub(crate) fn spiffe_uris(der: &[u8]) -> Result<Vec<String>, CertError> {
 /// `[a-z0-9._-]`, and not `.` or `..`.
 pub fn validate_name(name: &str) -> Result<(), CertError> {
     let invalid = |reason: &str| CertError::InvalidName {
-        name: name.to_string(),
+        name: clip(name),
         reason: reason.to_string(),
     };
     if name.is_empty() {
@@ -184,6 +184,46 @@ pub fn validate_name(name: &str) -> Result<(), CertError> {
     }
     if name == "." || name == ".." {
         return Err(invalid("it is a path segment"));
+    }
+    Ok(())
+}
+
+/// Agent names that would read as another role or as the cluster itself in
+/// identities, listings, logs and role bindings; enrollment refuses them.
+pub const RESERVED_AGENT_NAMES: &[&str] = &[
+    "admin",
+    "administrator",
+    "agent",
+    "approver",
+    "cluster",
+    "coordinator",
+    "coordinators",
+    "ferry",
+    "leader",
+    "localhost",
+    "operator",
+    "root",
+    "system",
+    "viewer",
+];
+
+/// Checks an agent's name: a valid name ([`validate_name`]) that is not
+/// reserved and not all digits (coordinators are named by number).
+pub fn validate_agent_name(name: &str) -> Result<(), CertError> {
+    validate_name(name)?;
+    let reserved = |reason: &str| CertError::InvalidName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if RESERVED_AGENT_NAMES.contains(&name) {
+        return Err(reserved(
+            "it is reserved (it names a role or the cluster itself); pick another --name",
+        ));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(reserved(
+            "it is all digits, like a coordinator's id; pick another --name",
+        ));
     }
     Ok(())
 }
@@ -221,6 +261,16 @@ pub(crate) fn validate_trust_domain(trust_domain: &str) -> Result<(), CertError>
 
 fn allowed_char(c: char) -> bool {
     matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-')
+}
+
+/// At most 80 characters of `text`, for error messages: a name that is far too
+/// long must not make the error itself too long to deliver.
+pub(crate) fn clip(text: &str) -> String {
+    const SHOWN: usize = 80;
+    match text.char_indices().nth(SHOWN) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+    }
 }
 
 #[cfg(test)]

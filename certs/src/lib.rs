@@ -8,6 +8,7 @@ mod ca;
 mod error;
 mod files;
 mod identity;
+pub mod listen;
 mod sealing;
 mod secrets_key;
 pub mod tls;
@@ -15,7 +16,9 @@ pub mod tls;
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CertAuthority, CertifiedKey, agent_csr};
 pub use error::CertError;
 pub use files::{read_pem, write_pair};
-pub use identity::{Identity, IdentityKind, validate_name};
+pub use identity::{
+    Identity, IdentityKind, RESERVED_AGENT_NAMES, validate_agent_name, validate_name,
+};
 pub use sealing::{SecretBox, SecretError};
 pub use secrets_key::{SECRETS_KEY_FILE, init_secrets_key, load_secrets_key, save_secrets_key};
 

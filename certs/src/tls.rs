@@ -16,6 +16,9 @@ use tonic::transport::{Certificate, ClientTlsConfig, ServerTlsConfig};
 
 use crate::{CertError, CertifiedKey, Identity, IdentityKind};
 
+/// How long a server waits for a client to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Server TLS for a coordinator: presents `cert_pem`/`key_pem` and trusts
 /// `ca_pem` for client certificates, which are OPTIONAL (enrollment calls
 /// come without one; authorization rejects other anonymous calls later).
@@ -37,6 +40,7 @@ pub fn mtls_server(
     check_ca(ca_pem)?;
     check_identity(cert_pem, key_pem)?;
     Ok(ServerTlsConfig::new()
+        .timeout(HANDSHAKE_TIMEOUT)
         .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem))
         .client_ca_root(Certificate::from_pem(ca_pem))
         .client_auth_optional(false))

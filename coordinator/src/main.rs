@@ -63,6 +63,21 @@ struct Args {
     /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Open gRPC connections held at most; beyond it new ones wait in the backlog.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Open gRPC connections from one source address held at most; beyond it
+    /// new ones from that address are closed at once.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_source: usize,
+    /// Seconds a connection may stay silent (no TLS, no HTTP/2, no answer to
+    /// pings) before it is closed.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_seconds: u64,
+    /// Enrollment calls answered per source address per minute (the one call
+    /// that needs no certificate).
+    #[arg(long, default_value = "30")]
+    enroll_per_minute: std::num::NonZeroU32,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -104,6 +119,12 @@ async fn main() -> std::process::ExitCode {
         artifact_retention: a.artifact_retention,
         execution_retention: a.execution_retention,
         metrics_listen: a.metrics_listen,
+        limits: ferry_certs::listen::Limits {
+            max_connections: a.max_connections,
+            per_source: a.max_connections_per_source,
+            idle: std::time::Duration::from_secs(a.idle_timeout_seconds.max(1)),
+        },
+        enroll_per_minute: a.enroll_per_minute,
     })
     .await;
     match result {

@@ -44,10 +44,32 @@ pub struct CoordinatorConfig {
     pub execution_retention: usize,
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Connection caps and idle deadline of the gRPC listener.
+    pub limits: ferry_certs::listen::Limits,
+    /// Enrollment calls answered per source address per minute.
+    pub enroll_per_minute: std::num::NonZeroU32,
 }
 
 /// Runs the coordinator until the process is stopped or storage fails.
 pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
+    let mut limits = cfg.limits;
+    match ferry_certs::listen::raise_open_files_limit() {
+        Ok(n) => {
+            // Leave descriptors for the log store, git mirrors and outgoing links.
+            let fit = usize::try_from(n.saturating_sub(256))
+                .unwrap_or(usize::MAX)
+                .max(64);
+            if fit < limits.max_connections {
+                tracing::warn!(
+                    open_files = n,
+                    max_connections = fit,
+                    "few open files allowed: holding fewer connections"
+                );
+                limits.max_connections = fit;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let ca = CertAuthority::load(&cfg.tls_dir).context("loading the cluster CA from --tls-dir")?;
@@ -131,13 +153,16 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         let _ = stopped_tx.send(outcome);
     });
 
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding the gRPC listener to {}", cfg.listen))?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, "coordinator serving");
     let server = Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .layer(AuthLayer::new(handle.clone()))
         .add_service(pb::enrollment_server::EnrollmentServer::new(
-            EnrollmentService(ctx.clone()),
+            EnrollmentService::new(ctx.clone(), cfg.enroll_per_minute),
         ))
         .add_service(pb::operator_server::OperatorServer::new(OperatorService(
             ctx.clone(),
@@ -148,7 +173,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .add_service(pb::raft_peer_server::RaftPeerServer::new(PeerService(
             ctx.clone(),
         )))
-        .serve(cfg.listen);
+        .serve_with_incoming(ferry_certs::listen::incoming(listener, limits));
     let mut status = handle.status_watch();
     let removed = async move {
         loop {

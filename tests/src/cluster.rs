@@ -46,6 +46,8 @@ pub struct Options {
     pub coordinator_args: Vec<String>,
     /// Put this member's data dir on a small tmpfs of this many MiB (to fill it).
     pub small_disk: Option<(u64, u32)>,
+    /// Start coordinators with this open-files limit, soft and hard (`prlimit`).
+    pub open_files: Option<u64>,
 }
 
 pub struct Cluster {
@@ -60,6 +62,7 @@ pub struct Cluster {
     agents: Vec<AgentProc>,
     agent_advertise: String,
     extra_args: Vec<String>,
+    open_files: Option<u64>,
     mounts: Vec<PathBuf>,
     net: Option<crate::net::Net>,
     dir: tempfile::TempDir,
@@ -124,6 +127,7 @@ impl Cluster {
             agents: Vec::new(),
             agent_advertise,
             extra_args: opts.coordinator_args,
+            open_files: opts.open_files,
             mounts: Vec::new(),
             net,
             dir,
@@ -194,7 +198,16 @@ impl Cluster {
                 c.args(["netns", "exec", ns]).arg(bin("ferry-coordinator"));
                 c
             }
-            None => Command::new(bin("ferry-coordinator")),
+            None => match self.open_files {
+                Some(n) => {
+                    let mut c = Command::new("prlimit");
+                    c.arg(format!("--nofile={n}:{n}"))
+                        .arg("--")
+                        .arg(bin("ferry-coordinator"));
+                    c
+                }
+                None => Command::new(bin("ferry-coordinator")),
+            },
         };
         cmd.args([
             "--id",

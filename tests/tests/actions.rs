@@ -157,7 +157,7 @@ fn rejection_fails_the_execution_with_who_and_why() {
     assert_eq!(Cluster::action(&v, "after", "never")["status"], "Pending");
     // A decided approval cannot be decided again.
     let again = c.ferry(
-        Some("admin"),
+        Some("ann"),
         &[
             "approve",
             "gated",

@@ -56,9 +56,11 @@ stages:
     )
 }
 
-/// Runs the pipeline at HEAD through its approval; returns the execution
-/// id and its final status.
+/// Runs the pipeline at HEAD through its approval (decided by `ann`, an
+/// approver who neither applied nor started it); returns the execution id
+/// and its final status.
 fn run_and_approve(c: &Cluster) -> (String, Value) {
+    c.grant("ann", "approver");
     let exec = c
         .ferry_ok(Some("admin"), &["run", "shop"])
         .trim()
@@ -67,7 +69,7 @@ fn run_and_approve(c: &Cluster) -> (String, Value) {
         Cluster::action(v, "approve", "release")["status"] == "WaitingForApproval"
     });
     c.ferry_ok(
-        Some("admin"),
+        Some("ann"),
         &[
             "approve",
             "shop",

@@ -1,19 +1,78 @@
 //! Agent enrollment: a join token and a CSR in, a certificate signed by the
-//! cluster CA (and the cluster's secrets key, to open sealed secrets) out. The token use is committed through Raft before the
-//! certificate is returned, so a token can never admit more agents than it allows.
+//! cluster CA (and the cluster's secrets key, to open sealed secrets) out. The
+//! token use is committed through Raft before the certificate is returned, so a
+//! token can never admit more agents than it allows.
+//!
+//! This is the one call anyone may make without a client certificate, so it
+//! must cost the cluster nothing durable until the token checks out: calls are
+//! rate-limited per source address, and the token and name are checked against
+//! the applied state (after a read barrier if they look wrong) before anything
+//! is proposed. Only a plausible enrollment becomes a Raft entry, where `apply`
+//! checks the token again.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 
 use ferry_proto as pb;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::Digest;
 use tonic::{Request, Response, Status};
 
 use super::SharedCtx;
-use crate::state::Command;
+use crate::state::{ClusterState, Command, Rejection};
 use crate::views::now_ms;
 
-pub struct EnrollmentService(pub SharedCtx);
+pub struct EnrollmentService {
+    ctx: SharedCtx,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Largest CSR accepted (a real one is well under 1 KiB).
+const MAX_CSR_BYTES: usize = 16 * 1024;
+/// Longest join token accepted (`ferry token create` makes ~50 characters).
+const MAX_TOKEN_BYTES: usize = 256;
+
+impl EnrollmentService {
+    /// Enrollment answering at most `per_minute` calls per source address
+    /// (with bursts of as many).
+    pub fn new(ctx: SharedCtx, per_minute: NonZeroU32) -> Self {
+        EnrollmentService {
+            ctx,
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+
+    fn admit(&self, source: Option<IpAddr>) -> Result<(), Status> {
+        // Keeps the limiter's memory bounded by recently active sources.
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        let Some(ip) = source else { return Ok(()) };
+        self.limiter.check_key(&ip).map_err(|_| {
+            Status::resource_exhausted(format!(
+                "too many enrollment calls from {ip}; wait a minute and try again"
+            ))
+        })
+    }
+}
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.trim().as_bytes()))
+}
+
+/// What `apply` would say about this enrollment, judged on `state` now:
+/// a refusal here is final unless the state is stale.
+fn precheck(state: &ClusterState, token_hash: &str, name: &str, now: i64) -> Result<(), Rejection> {
+    match state.tokens.get(token_hash) {
+        Some(t) if t.expires_at > now && t.uses_left > 0 => {}
+        _ => return Err(Rejection::BadToken),
+    }
+    if state.agents.contains_key(name) {
+        return Err(Rejection::AlreadyExists(format!(
+            "agent `{name}` (pick another --name, or remove the old agent first)"
+        )));
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -22,37 +81,54 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         &self,
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
+        self.admit(req.remote_addr().map(|a| a.ip()))?;
         let req = req.into_inner();
-        ferry_certs::validate_name(&req.name)
-            .map_err(|e| Status::invalid_argument(format!("agent name `{}`: {e}", req.name)))?;
+        if req.csr_pem.len() > MAX_CSR_BYTES || req.token.len() > MAX_TOKEN_BYTES {
+            return Err(Status::invalid_argument(
+                "the certificate request or join token is too large",
+            ));
+        }
+        ferry_certs::validate_agent_name(&req.name)
+            .map_err(|e| Status::invalid_argument(format!("agent name: {e}")))?;
+        let token_hash = hash_token(&req.token);
+        // A token created a moment ago may not have reached this member yet:
+        // only a refusal on fresh state is final.
+        let check = |ctx: &SharedCtx| {
+            ctx.raft
+                .read(|s| precheck(s, &token_hash, &req.name, now_ms()))
+        };
+        if check(&self.ctx).is_err() {
+            self.ctx.fresh().await?;
+            check(&self.ctx)?;
+        }
         // Sign first (this validates the CSR), commit the token use second:
         // a bad CSR must not burn a token use.
         let cert = self
-            .0
+            .ctx
             .ca
             .sign_agent_csr(&req.csr_pem, &req.name, &req.sans)
             .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
-        self.0
+        self.ctx
             .raft
             .propose(Command::Enroll {
-                token_hash: hash_token(&req.token),
+                token_hash,
                 agent: req.name.clone(),
                 at: now_ms(),
             })
             .await?;
         tracing::info!(agent = %req.name, "agent enrolled");
         let identity = ferry_certs::Identity::new(
-            self.0.ca.trust_domain(),
+            self.ctx.ca.trust_domain(),
             ferry_certs::IdentityKind::Agent,
             &req.name,
         )
         .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::EnrollResponse {
             certificate_pem: cert,
-            ca_pem: self.0.ca.ca_pem().to_string(),
+            ca_pem: self.ctx.ca.ca_pem().to_string(),
             identity: identity.uri(),
             secrets_key: self
-                .0
+                .ctx
                 .secrets
                 .as_ref()
                 .map(|b| b.key_bytes().to_vec())

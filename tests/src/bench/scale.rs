@@ -194,6 +194,13 @@ pub async fn run(
                 "10000000".into(),
                 "--heartbeat-seconds".into(),
                 "5".into(),
+                // Every simulated agent enrolls and connects from 127.0.0.1.
+                "--max-connections-per-source".into(),
+                (agents + 64).to_string(),
+                "--max-connections".into(),
+                (agents + 1024).to_string(),
+                "--enroll-per-minute".into(),
+                (agents + 64).to_string(),
             ],
             ..Default::default()
         },

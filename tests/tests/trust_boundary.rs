@@ -1,0 +1,361 @@
+//! The trust boundary, tried as an attacker would: an operator approving
+//! their own change, an enrolled agent posing as the coordinator, hostile
+//! enrollment names and addresses. Each test fails on code without the
+//! defence it names.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ferry_tests::{Cluster, Repo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::AsyncReadExt;
+
+fn gated(c: &Cluster, name: &str, approval: &str) -> String {
+    let r = Repo::new();
+    r.commit(&[("README", "x")], "init");
+    let path = c.path().join(format!("{name}.yml"));
+    let yaml = format!(
+        "name: {name}\nsource: {{git: {}}}\nstages:\n  - name: gate\n    actions:\n      - {{name: ok, type: approval{approval}}}\n",
+        r.url()
+    );
+    std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("{e}"));
+    // Keep the repository alive for the cluster's lifetime.
+    std::mem::forget(r);
+    path.display().to_string()
+}
+
+fn run_waiting(c: &Cluster, user: &str, pipeline: &str) -> String {
+    let exec = c
+        .ferry_ok(Some(user), &["run", pipeline])
+        .trim()
+        .to_string();
+    c.wait_status(pipeline, &exec, "the approval to wait", |v| {
+        Cluster::action(v, "gate", "ok")["status"] == "WaitingForApproval"
+    });
+    exec
+}
+
+fn approve(c: &Cluster, user: &str, pipeline: &str, exec: &str) -> ferry_tests::Run {
+    c.ferry(
+        Some(user),
+        &[
+            "approve",
+            pipeline,
+            "--execution",
+            exec,
+            "--action",
+            "gate/ok",
+        ],
+    )
+}
+
+/// Naming yourself in `approvers:` grants nothing; nobody approves what they
+/// applied or started; only an admin may relax that per approval.
+#[test]
+fn the_approval_gate_is_a_four_eyes_control() {
+    let c = Cluster::start("foureyes");
+    c.grant("bob", "operator");
+    c.grant("carol", "operator");
+    c.grant("carol", "approver");
+    let file = gated(&c, "gated", ", approvers: [bob, carol]");
+    c.ferry_ok(Some("bob"), &["pipeline", "apply", "-f", &file]);
+    let e1 = run_waiting(&c, "bob", "gated");
+
+    let r = approve(&c, "bob", "gated", &e1);
+    assert!(
+        !r.success && r.stderr.contains("needs the approver role"),
+        "listed but not an approver: {}",
+        r.stderr
+    );
+    c.grant("bob", "approver");
+    let r = approve(&c, "bob", "gated", &e1);
+    assert!(
+        !r.success && r.stderr.contains("four-eyes"),
+        "bob applied and started it: {}",
+        r.stderr
+    );
+    let e2 = run_waiting(&c, "carol", "gated");
+    let r = approve(&c, "carol", "gated", &e2);
+    assert!(
+        !r.success && r.stderr.contains("started execution"),
+        "carol started it: {}",
+        r.stderr
+    );
+    let v = c.status("gated", &e2);
+    assert_eq!(
+        Cluster::action(&v, "gate", "ok")["approvals"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "refused decisions record nothing"
+    );
+    // carol neither applied nor started e1.
+    approve(&c, "carol", "gated", &e1);
+    let v = c.wait_status("gated", &e1, "e1 to succeed", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded");
+    assert_eq!(
+        Cluster::action(&v, "gate", "ok")["approvals"][0]["by"],
+        "carol"
+    );
+
+    // Relaxing the rule takes an admin.
+    let relaxed = gated(&c, "relaxed", ", allow_self_approval: true");
+    let r = c.ferry(Some("bob"), &["pipeline", "apply", "-f", &relaxed]);
+    assert!(
+        !r.success && r.stderr.contains("only an admin"),
+        "{}",
+        r.stderr
+    );
+    c.ferry_ok(Some("admin"), &["pipeline", "apply", "-f", &relaxed]);
+    let e3 = run_waiting(&c, "carol", "relaxed");
+    let r = approve(&c, "carol", "relaxed", &e3);
+    assert!(r.success, "allowed by an admin: {}", r.stderr);
+}
+
+/// A TLS server holding a real agent certificate (which chains to the
+/// cluster CA and names 127.0.0.1): counts the bytes any client sends it
+/// after a completed handshake.
+struct FakeCoordinator {
+    addr: String,
+    received: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeCoordinator {
+    fn start(cert_pem: &str, key_pem: &str) -> FakeCoordinator {
+        ferry_certs::install_crypto_provider();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .filter_map(Result::ok)
+                .collect();
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_string();
+        let received = Arc::new(AtomicUsize::new(0));
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let (r, h) = (received.clone(), handshakes.clone());
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, r, h) = (acceptor.clone(), r.clone(), h.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = tls.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        r.fetch_add(n, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        FakeCoordinator {
+            addr,
+            received,
+            handshakes,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// An enrolled agent's certificate is valid for server use and chains to the
+/// CA; the CLI must still refuse to send a secret to a server holding it.
+#[test]
+fn the_cli_refuses_an_agent_posing_as_coordinator() {
+    let c = Cluster::start("fakecoord");
+    let token = c.token("10m", 1);
+    let (ok, log, state) = c.enroll("evil", &token);
+    assert!(ok, "{log}");
+    let read = |f: &str| std::fs::read_to_string(state.join(f)).unwrap_or_else(|e| panic!("{e}"));
+    let fake = FakeCoordinator::start(&read("agent.pem"), &read("agent-key.pem"));
+
+    let mut child = Command::new(ferry_tests::bin("ferry"))
+        .args(["secret", "set", "prod-db"])
+        .env("FERRY_COORDINATOR", &fake.addr)
+        .env("FERRY_CA", c.tls.join("ca.pem"))
+        .env("FERRY_CERT", c.users.join("admin.pem"))
+        .env("FERRY_KEY", c.users.join("admin-key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        // The CLI may give up before it reads the value; a broken pipe is fine.
+        let _ = stdin.write_all(b"hunter2-very-secret\n");
+    }
+    // Against a fake that holds the connection open the CLI would wait;
+    // what matters is what reached the fake, so bound the wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the CLI talked to a fake: {err}");
+    assert!(
+        err.contains("not a coordinator") && err.contains("spiffe://ferry/agent/"),
+        "{err}"
+    );
+    assert_eq!(
+        fake.received.load(Ordering::SeqCst),
+        0,
+        "the fake coordinator received application data"
+    );
+    assert_eq!(fake.handshakes.load(Ordering::SeqCst), 0);
+}
+
+fn commit_index(c: &Cluster) -> u64 {
+    c.cluster_status(None)
+        .and_then(|v| v["commit_index"].as_u64())
+        .unwrap_or_else(|| panic!("no cluster status"))
+}
+
+/// Enrollment is the one call without a certificate: bad tokens, reserved
+/// names and extra SANs are refused before anything reaches the Raft log
+/// (without burning the token), and a flood from one address is cut off.
+#[test]
+fn unauthenticated_enrollment_costs_the_cluster_nothing_durable() {
+    let c = Cluster::start("enrolload");
+    let ca = std::fs::read_to_string(c.tls.join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
+    let token = c.token("10m", 1);
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut client = runtime.block_on(async {
+        let endpoint =
+            ferry_certs::tls::endpoint(&c.addr, &ca, None, ferry_certs::tls::Expected::Coordinator)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let channel = endpoint.connect().await.unwrap_or_else(|e| panic!("{e}"));
+        ferry_proto::enrollment_client::EnrollmentClient::new(channel)
+    });
+    let (csr, _key) = ferry_certs::agent_csr("a1").unwrap_or_else(|e| panic!("{e}"));
+    let call = |token: &str, name: &str, sans: &[&str]| ferry_proto::EnrollRequest {
+        token: token.into(),
+        name: name.into(),
+        csr_pem: csr.clone(),
+        sans: sans.iter().map(|s| s.to_string()).collect(),
+    };
+    let before = commit_index(&c);
+    // Reserved names and a second SAN (a coordinator's address) are refused.
+    for (name, sans) in [
+        ("coordinator", &["127.0.0.1"][..]),
+        ("admin", &["127.0.0.1"][..]),
+        ("12", &["127.0.0.1"][..]),
+        ("a1", &["127.0.0.1", "coordinator.example"][..]),
+    ] {
+        let refused = runtime
+            .block_on(client.enroll(call(&token, name, sans)))
+            .expect_err(name);
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
+    assert_eq!(commit_index(&c), before, "refusals became Raft entries");
+    // The token's single use survived the refusals.
+    runtime
+        .block_on(client.enroll(call(&token, "a1", &["127.0.0.1"])))
+        .unwrap_or_else(|e| panic!("the real token was burnt: {e}"));
+    let before = commit_index(&c);
+    let codes: Vec<tonic::Code> = (0..60)
+        .map(|i| {
+            let forged = call(&format!("ferry-join-forged-{i}"), "a2", &["127.0.0.1"]);
+            match runtime.block_on(client.enroll(forged)) {
+                Ok(_) => tonic::Code::Ok,
+                Err(s) => s.code(),
+            }
+        })
+        .collect();
+    assert!(
+        codes.iter().all(|c| *c != tonic::Code::Ok),
+        "a forged token was accepted"
+    );
+    assert!(
+        codes.contains(&tonic::Code::PermissionDenied)
+            && codes.contains(&tonic::Code::ResourceExhausted),
+        "bad tokens are refused, then the source is rate-limited: {codes:?}"
+    );
+    assert_eq!(
+        commit_index(&c),
+        before,
+        "refused enrollments must not become Raft entries"
+    );
+}
+
+/// Connections that complete TCP (or TLS) and then say nothing must not
+/// starve the coordinator: with 1,024 open files and 1,100 idle sockets held
+/// from one address, the CLI still works from another, and the idle sockets
+/// are closed.
+#[test]
+fn idle_connection_flood_does_not_hang_the_cli() {
+    let c = Cluster::start_members(
+        "idleflood",
+        1,
+        ferry_tests::Options {
+            open_files: Some(1024),
+            coordinator_args: vec!["--idle-timeout-seconds".into(), "5".into()],
+            ..Default::default()
+        },
+    );
+    let addr: std::net::SocketAddr = c.addr.parse().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let held = runtime.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..1100 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("{e}"));
+            socket
+                .bind("127.0.0.2:0".parse().unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), socket.connect(addr)).await
+            {
+                held.push(s);
+            }
+        }
+        held
+    });
+    assert!(held.len() > 1000, "only {} connections opened", held.len());
+    for _ in 0..3 {
+        let r = c.ferry(Some("admin"), &["pipeline", "list"]);
+        assert!(
+            r.success,
+            "the CLI hung or failed under the flood: {}",
+            r.stderr
+        );
+    }
+    // Every idle socket is closed by the server (refused at once beyond the
+    // per-source cap, or at the idle deadline).
+    let open = runtime.block_on(async {
+        let mut open = 0;
+        for mut s in held {
+            let mut byte = [0u8; 1];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(20), s.read(&mut byte)).await;
+            if read.is_err() {
+                open += 1;
+            }
+        }
+        open
+    });
+    assert_eq!(open, 0, "idle connections left open");
+    assert!(c.ferry(Some("admin"), &["pipeline", "list"]).success);
+}
