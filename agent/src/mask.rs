@@ -7,12 +7,35 @@ pub struct Masker {
     pending: Vec<u8>,
 }
 
+/// Shortest line of a multi-line secret masked on its own (shorter ones,
+/// like a lone `}`, would mask ordinary output).
+const MIN_LINE_MASKED: usize = 6;
+
 /// Longest partial line held back while waiting for its end.
 const MAX_PENDING: usize = 64 * 1024;
 
 impl Masker {
     pub fn new<I: IntoIterator<Item = Vec<u8>>>(secrets: I) -> Masker {
-        let mut secrets: Vec<Vec<u8>> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Output is scanned line by line, so a value is also masked without its
+        // trailing newline (a secret set from a file keeps one), and each line
+        // of a multi-line value (a key) is masked on its own.
+        let mut secrets: Vec<Vec<u8>> = secrets
+            .into_iter()
+            .flat_map(|s| {
+                let trimmed = s.trim_ascii_end().to_vec();
+                let lines: Vec<Vec<u8>> = s
+                    .split(|b| *b == b'\n')
+                    .map(|l| l.trim_ascii().to_vec())
+                    .filter(|l| l.len() >= MIN_LINE_MASKED)
+                    .collect();
+                std::iter::once(s)
+                    .chain(std::iter::once(trimmed))
+                    .chain(lines)
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        secrets.sort();
+        secrets.dedup();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Masker {
@@ -75,5 +98,19 @@ mod tests {
         out.extend(m.finish());
         assert_eq!(String::from_utf8_lossy(&out), "token is *** and ***\nnext ");
         assert_eq!(Masker::new(Vec::<Vec<u8>>::new()).push(b"as is"), b"as is");
+    }
+
+    #[test]
+    fn values_with_a_newline_and_multi_line_keys_are_masked() {
+        let mut m = Masker::new([
+            b"s3cret-from-file\n".to_vec(),
+            b"-----BEGIN KEY-----\nAAAAB3NzaC1yc2E\nQQQQ+long/line==\n-----END KEY-----\n".to_vec(),
+        ]);
+        let mut out = m.push(b"password=s3cret-from-file done\n");
+        out.extend(m.push(b"line AAAAB3NzaC1yc2E\n"));
+        out.extend(m.finish());
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains("AAAAB3"), "{text}");
     }
 }

@@ -224,7 +224,7 @@ where
                 // Take the service that was driven to readiness; leave a fresh clone.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(req).await })
+                Box::pin(async move { inner.call(req).await.map(clip_status_message) })
             }
             Err(status) => {
                 tracing::info!(path = req.uri().path(), code = ?status.code(), "request refused: {}", status.message());
@@ -232,6 +232,33 @@ where
             }
         }
     }
+}
+
+/// Longest status message sent, in bytes. Messages quote what the caller
+/// sent; a huge input must not make the error itself too large to deliver
+/// (a metadata-size error instead of INVALID_ARGUMENT).
+const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// Cuts an over-long status message in the response headers to
+/// [`MAX_STATUS_MESSAGE`] bytes (at a character boundary), saying how long it was.
+fn clip_status_message<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let message = status.message();
+    if message.len() <= MAX_STATUS_MESSAGE {
+        return response;
+    }
+    let mut cut = MAX_STATUS_MESSAGE;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let clipped = Status::new(
+        status.code(),
+        format!("{}... ({} bytes in all)", &message[..cut], message.len()),
+    );
+    let _ = clipped.add_header(response.headers_mut());
+    response
 }
 
 #[cfg(test)]
@@ -277,6 +304,22 @@ mod tests {
             ..op("root")
         };
         assert!(authorize(&s, Some(&foreign), Permission::View).is_err());
+    }
+
+    #[test]
+    fn long_status_messages_are_clipped_at_a_character() {
+        let long = Status::invalid_argument(format!("bad name {}", "é".repeat(5000)));
+        let mut response = http::Response::new(());
+        long.add_header(response.headers_mut()).expect("header");
+        let clipped = clip_status_message(response);
+        let status = Status::from_header_map(clipped.headers()).expect("status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().len() < MAX_STATUS_MESSAGE + 40);
+        assert!(
+            status.message().ends_with("(10009 bytes in all)"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

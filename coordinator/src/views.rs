@@ -16,12 +16,16 @@ pub fn now_ms() -> i64 {
 }
 
 /// RFC 3339 text for a unix-ms timestamp; empty when absent.
+/// 9999-12-31T23:59:59.999Z in unix milliseconds, the last time RFC 3339 can write.
+const LAST_SHOWABLE_MS: u64 = 253_402_300_799_999;
+
 pub fn ts(ms: Option<i64>) -> String {
     match ms {
-        Some(ms) if ms >= 0 => {
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64))
-                .to_string()
-        }
+        // humantime panics past year 9999; such a time is shown as that year's end.
+        Some(ms) if ms >= 0 => humantime::format_rfc3339_millis(
+            UNIX_EPOCH + Duration::from_millis((ms as u64).min(LAST_SHOWABLE_MS)),
+        )
+        .to_string(),
         _ => String::new(),
     }
 }

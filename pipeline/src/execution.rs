@@ -271,7 +271,9 @@ impl ExecutionState {
                 match spec.kind {
                     ActionKind::Approval => {
                         run.status = Some(ActionStatus::WaitingForApproval);
-                        run.deadline = Some(now.saturating_add(spec.timeout_ms as i64));
+                        run.deadline = Some(
+                            now.saturating_add(i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX)),
+                        );
                         run.message = "waiting for approval".into();
                         started.approvals.push((si, ai));
                     }

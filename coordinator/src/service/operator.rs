@@ -19,6 +19,27 @@ pub struct OperatorService(pub SharedCtx);
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// Longest join token lifetime: enrollment secrets should not live long.
+const MAX_TOKEN_TTL_SECONDS: u64 = 30 * 86_400;
+/// Most agents one join token admits.
+const MAX_TOKEN_USES: u32 = 10_000;
+/// Largest secret value: it is replicated to every member and every assignment.
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+/// Most items one list call returns (and its default).
+const MAX_LIST_LIMIT: u32 = 1_000;
+const DEFAULT_LIST_LIMIT: u32 = 20;
+
+/// A list call's `limit`: 0 means the default; more than the maximum is refused.
+fn list_limit(limit: u32) -> Result<usize, Status> {
+    match limit {
+        0 => Ok(DEFAULT_LIST_LIMIT as usize),
+        n if n > MAX_LIST_LIMIT => Err(Status::invalid_argument(format!(
+            "--limit is at most {MAX_LIST_LIMIT}"
+        ))),
+        n => Ok(n as usize),
+    }
+}
+
 fn new_execution_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut rng = rand::thread_rng();
@@ -277,11 +298,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
         self.0.fresh().await?;
         let req = req.into_inner();
-        let limit = if req.limit == 0 {
-            20
-        } else {
-            req.limit as usize
-        };
+        let limit = list_limit(req.limit)?;
         let executions = self.0.raft.read(|s| {
             let rec = s.pipelines.get(&req.pipeline).ok_or_else(|| {
                 Status::not_found(format!("pipeline `{}` not found", req.pipeline))
@@ -504,11 +521,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
         self.0.fresh().await?;
         let req = req.into_inner();
-        let limit = if req.limit == 0 {
-            20
-        } else {
-            req.limit as usize
-        };
+        let limit = list_limit(req.limit)?;
         let out = self
             .0
             .raft
@@ -688,6 +701,14 @@ impl pb::operator_server::Operator for OperatorService {
         let req = req.into_inner();
         ferry_pipeline::validate_secret_name(&req.name)
             .map_err(|e| Status::invalid_argument(format!("secret name `{}`: {e}", req.name)))?;
+        if req.value.len() > MAX_SECRET_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "a secret's value is at most {} KiB (this one is {} bytes); keep bulk data out of \
+                 the replicated state",
+                MAX_SECRET_BYTES / 1024,
+                req.value.len()
+            )));
+        }
         let sealer = self.0.secrets.as_ref().ok_or_else(|| {
             Status::failed_precondition(
                 "this cluster has no secrets key (secrets.key beside the CA in --tls-dir)",
@@ -742,16 +763,31 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let who = caller(&req)?;
         let req = req.into_inner();
-        let ttl = if req.ttl_seconds == 0 {
-            3600
-        } else {
-            req.ttl_seconds
+        let ttl = match req.ttl_seconds {
+            0 => 3600,
+            t if t > MAX_TOKEN_TTL_SECONDS => {
+                return Err(Status::invalid_argument(format!(
+                    "a join token lives at most {} days; ask for a shorter --ttl",
+                    MAX_TOKEN_TTL_SECONDS / 86_400
+                )));
+            }
+            t => t,
         };
-        let uses = if req.uses == 0 { 1 } else { req.uses };
+        let uses = match req.uses {
+            0 => 1,
+            u if u > MAX_TOKEN_USES => {
+                return Err(Status::invalid_argument(format!(
+                    "a join token admits at most {MAX_TOKEN_USES} agents; ask for fewer --uses"
+                )));
+            }
+            u => u,
+        };
         let secret: [u8; 24] = rand::random();
         let token = format!("ferry-join-{}", hex::encode(secret));
         let now = now_ms();
-        let expires_at = now.saturating_add((ttl as i64).saturating_mul(1000));
+        // `ttl` is bounded above, so this neither wraps nor passes year 9999.
+        let expires_at =
+            now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX).saturating_mul(1000));
         self.0
             .raft
             .propose(Command::CreateToken {

@@ -52,6 +52,10 @@ pub enum Rejection {
 
 pub(super) type Applied = Result<Output, Rejection>;
 
+/// Versions of a pipeline kept beyond those its kept executions and
+/// deployments still run (each holds the whole YAML).
+pub const PIPELINE_VERSIONS_KEPT: usize = 50;
+
 /// Attempts lost with their agent that an action may re-run (at least; `retries` raises it).
 pub const LOST_RETRIES: u32 = 2;
 
@@ -571,11 +575,42 @@ impl ClusterState {
             applied_by: by,
             applied_at: at,
         });
+        self.prune_pipeline_versions(&name);
         Ok(Output::PipelineVersion {
             name,
             version,
             unchanged: false,
         })
+    }
+
+    /// Forgets versions of pipeline `name` beyond the newest
+    /// [`PIPELINE_VERSIONS_KEPT`] that no kept execution or deployment runs.
+    fn prune_pipeline_versions(&mut self, name: &str) {
+        let Some(record) = self.pipelines.get(name) else {
+            return;
+        };
+        let excess = record.versions.len().saturating_sub(PIPELINE_VERSIONS_KEPT);
+        if excess == 0 {
+            return;
+        }
+        let mut used: std::collections::BTreeSet<u64> = record
+            .executions
+            .iter()
+            .filter_map(|id| self.executions.get(id))
+            .map(|e| e.version)
+            .collect();
+        used.extend(
+            self.deployments
+                .values()
+                .filter(|d| d.pipeline == name)
+                .map(|d| d.version),
+        );
+        let oldest_kept = record.versions[excess].version;
+        if let Some(record) = self.pipelines.get_mut(name) {
+            record
+                .versions
+                .retain(|v| v.version >= oldest_kept || used.contains(&v.version));
+        }
     }
 
     fn start_execution(

@@ -715,3 +715,31 @@ fn a_role_revoked_before_the_decision_applies_refuses_it() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(denied(&mut s, "bob").contains("needs the approver role"));
 }
+
+#[test]
+fn old_pipeline_versions_are_pruned_unless_still_run() {
+    let mut s = cluster();
+    // e1 (from `cluster()`) runs version 1; versions 2.. are applied and unused.
+    for i in 0..(super::apply::PIPELINE_VERSIONS_KEPT + 10) {
+        let yaml = YAML.replace("commands: [true]", &format!("commands: [\"echo {i}\"]"));
+        s.apply(Command::ApplyPipeline {
+            spec: ferry_pipeline::parse(&yaml).unwrap_or_else(|e| panic!("{e:?}")),
+            yaml,
+            by: "root".into(),
+            at: 10,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let versions: Vec<u64> = s.pipelines["demo"]
+        .versions
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(versions.len(), super::apply::PIPELINE_VERSIONS_KEPT + 1);
+    assert_eq!(versions[0], 1, "version 1 is still run by e1");
+    assert_eq!(
+        versions.last().copied(),
+        Some(super::apply::PIPELINE_VERSIONS_KEPT as u64 + 11)
+    );
+    assert!(s.pipeline_of(&s.executions["e1"]).is_some());
+}
