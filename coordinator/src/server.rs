@@ -70,6 +70,11 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
     }
+    // Bound first: a port already taken is reported before any state is touched,
+    // and clients that connect during start-up wait in the backlog.
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding the gRPC listener to {}", cfg.listen))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let ca = CertAuthority::load(&cfg.tls_dir).context("loading the cluster CA from --tls-dir")?;
@@ -153,9 +158,6 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         let _ = stopped_tx.send(outcome);
     });
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding the gRPC listener to {}", cfg.listen))?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, "coordinator serving");
     let server = Server::builder()
         .tls_config(tls)?

@@ -248,6 +248,23 @@ fn a_rolling_restart_under_load_fails_no_execution() {
 #[test]
 fn members_are_added_removed_and_leadership_moves() {
     let mut c = Cluster::start_members("hamember", 3, Options::default());
+    // A member that is not an address, or does not answer as itself, is
+    // refused: as a voter it would cost the cluster its quorum.
+    let r = c.ferry(
+        Some("admin"),
+        &["cluster", "add", "--id", "5", "--address", "not an address"],
+    );
+    assert!(!r.success && r.stderr.contains("HOST:PORT"), "{}", r.stderr);
+    let r = c.ferry(
+        Some("admin"),
+        &["cluster", "add", "--id", "5", "--address", "127.0.0.1:1"],
+    );
+    assert!(
+        !r.success && r.stderr.contains("does not answer"),
+        "{}",
+        r.stderr
+    );
+    c.grant("still-electing", "viewer");
     let addr = c.spawn_joiner(4);
     c.ferry_ok(
         Some("admin"),

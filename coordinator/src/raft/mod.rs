@@ -6,5 +6,7 @@ mod node;
 pub mod storage;
 pub mod transport;
 
-pub use node::{NodeConfig, ProposeError, RaftHandle, RaftStatus, StartError, start};
+pub use node::{
+    MembershipChange, NodeConfig, ProposeError, RaftHandle, RaftStatus, StartError, start,
+};
 pub use transport::PeerTls;

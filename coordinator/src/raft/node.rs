@@ -51,6 +51,20 @@ pub struct RaftStatus {
     pub matched: BTreeMap<u64, u64>,
     /// This member was removed from the cluster and must stop serving.
     pub removed: bool,
+    /// Members that receive the log but do not vote (yet).
+    pub learners: std::collections::BTreeSet<u64>,
+}
+
+/// A change of Raft membership, one at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a non-voting member serving gRPC at this address; it catches up
+    /// without counting towards any quorum.
+    AddLearner(String),
+    /// Make a learner a voter.
+    Promote,
+    /// Remove a member.
+    Remove,
 }
 
 #[derive(Debug, Error)]
@@ -206,18 +220,25 @@ impl RaftHandle {
     pub async fn change_membership(
         &self,
         id: u64,
-        address: Option<String>,
+        change: MembershipChange,
     ) -> Result<u64, ProposeError> {
         let mut cc = ConfChange {
             node_id: id,
             ..Default::default()
         };
-        match address {
-            Some(a) => {
-                cc.set_change_type(ConfChangeType::AddNode);
+        match change {
+            MembershipChange::AddLearner(a) => {
+                cc.set_change_type(ConfChangeType::AddLearnerNode);
                 cc.context = a.into_bytes().into();
             }
-            None => cc.set_change_type(ConfChangeType::RemoveNode),
+            MembershipChange::Promote => {
+                cc.set_change_type(ConfChangeType::AddNode);
+                // The address is already known; carried again so the entry stands alone.
+                if let Some(a) = self.address_of(id) {
+                    cc.context = a.into_bytes().into();
+                }
+            }
+            MembershipChange::Remove => cc.set_change_type(ConfChangeType::RemoveNode),
         }
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -724,7 +745,17 @@ impl Driver {
         let id = cc.node_id;
         let address = match cc.get_change_type() {
             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                Some(String::from_utf8_lossy(cc.get_context()).into_owned())
+                let known = self
+                    .addresses
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .cloned();
+                match (cc.get_context(), known) {
+                    // A promotion may carry no address; keep the one we have.
+                    ([], Some(known)) => Some(known),
+                    (context, _) => Some(String::from_utf8_lossy(context).into_owned()),
+                }
             }
             ConfChangeType::RemoveNode => None,
         };
@@ -823,6 +854,7 @@ impl Driver {
             role: format!("{:?}", raft.state),
             matched,
             removed: self.removed,
+            learners: raft.prs().conf().learners().iter().copied().collect(),
         };
         let changed = {
             let old = self.status_tx.borrow();

@@ -853,22 +853,51 @@ impl pb::operator_server::Operator for OperatorService {
         if !self.0.raft.status().is_leader {
             return self.0.leader_operator()?.add_member(req).await;
         }
-        if req.id == 0 || req.address.is_empty() {
-            return Err(Status::invalid_argument(
-                "a member needs --id (non-zero) and --address HOST:PORT",
-            ));
+        if req.id == 0 {
+            return Err(Status::invalid_argument("a member needs --id (non-zero)"));
         }
-        if self.0.raft.read(|s| s.members.contains_key(&req.id)) {
-            return Err(Status::already_exists(format!(
-                "member {} is already in the cluster",
+        validate_member_address(&req.address).map_err(Status::invalid_argument)?;
+        let learner = self.0.raft.status().learners.contains(&req.id);
+        if !learner {
+            if self.0.raft.read(|s| s.members.contains_key(&req.id)) {
+                return Err(Status::already_exists(format!(
+                    "member {} is already in the cluster",
+                    req.id
+                )));
+            }
+            // A voter that cannot answer would cost the cluster its quorum:
+            // the new member must be up and prove it is that member first.
+            answers_as_member(&self.0, req.id, &req.address).await?;
+            self.0
+                .raft
+                .change_membership(
+                    req.id,
+                    crate::raft::MembershipChange::AddLearner(req.address.clone()),
+                )
+                .await?;
+            tracing::info!(member = req.id, address = %req.address, "member added as a learner");
+        }
+        // It votes only once it holds the log the cluster has committed.
+        let target = self.0.raft.status().commit;
+        let caught_up = self
+            .0
+            .wait_for_status(Duration::from_secs(60), |s| {
+                s.matched.get(&req.id).is_some_and(|m| *m >= target)
+            })
+            .await;
+        if !caught_up {
+            return Err(Status::deadline_exceeded(format!(
+                "member {} was added as a learner but has not caught up with the log \
+                 within 60 s; it does not vote yet. Check that it runs, then run \
+                 `ferry cluster add` again to promote it",
                 req.id
             )));
         }
         self.0
             .raft
-            .change_membership(req.id, Some(req.address.clone()))
+            .change_membership(req.id, crate::raft::MembershipChange::Promote)
             .await?;
-        tracing::info!(member = req.id, address = %req.address, "member added");
+        tracing::info!(member = req.id, address = %req.address, "member promoted to voter");
         Ok(Response::new(cluster_status(&self.0).await))
     }
 
@@ -896,7 +925,10 @@ impl pb::operator_server::Operator for OperatorService {
                 .await;
             return self.0.leader_operator()?.remove_member(req).await;
         }
-        self.0.raft.change_membership(req.id, None).await?;
+        self.0
+            .raft
+            .change_membership(req.id, crate::raft::MembershipChange::Remove)
+            .await?;
         tracing::info!(member = req.id, "member removed");
         Ok(Response::new(cluster_status(&self.0).await))
     }
@@ -1097,6 +1129,60 @@ async fn stream_logs(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
             }
         }
+    }
+}
+
+/// A member's gRPC address: HOST:PORT with a non-zero port and a host that is
+/// an IP address or a DNS name (what its certificate can name).
+fn validate_member_address(address: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "member address {:?} {why}; give HOST:PORT, e.g. 10.0.0.2:7400",
+            address.chars().take(80).collect::<String>()
+        ))
+    };
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return bad("has no port");
+    };
+    if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        return bad("has no valid port");
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_err()
+        && rustls_pki_types::DnsName::try_from(host.to_string()).is_err()
+    {
+        return bad("has a host that is neither an IP address nor a DNS name");
+    }
+    Ok(())
+}
+
+/// Whether member `id` answers at `address` with its own certificate.
+async fn answers_as_member(ctx: &SharedCtx, id: u64, address: &str) -> Result<(), Status> {
+    let unreachable = |e: String| {
+        Status::failed_precondition(format!(
+            "member {id} does not answer at {address} ({e}); start it first \
+             (ferry-coordinator --join ...) and check the address"
+        ))
+    };
+    let ch = ctx
+        .raft
+        .tls()
+        .channel(id, address)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut client = pb::raft_peer_client::RaftPeerClient::new(ch);
+    // A member started a moment ago may not listen yet: ask for a while.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ask = client.member_status(pb::MemberStatusRequest {});
+        let why = match tokio::time::timeout(Duration::from_secs(5), ask).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.message().to_string(),
+            Err(_) => "no answer within 5 s".to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(unreachable(why));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
