@@ -117,9 +117,11 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
         local.port()
     );
     let tls = ferry_certs::tls::mtls_server(&id.ca_pem, &id.key.cert_pem, &id.key.key_pem)?;
+    let revoked = peer::Revoked::default();
     let peer = peer::PeerService {
         store: store.clone(),
         trust_domain: id.identity.trust_domain.clone(),
+        revoked: revoked.clone(),
     };
     // Anyone who reaches the port can connect before proving who they are:
     // caps and an idle deadline bound what that costs (pings keep live peers busy).
@@ -144,6 +146,7 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
         labels: opts.labels,
         capacity: opts.capacity.max(1),
         address,
+        revoked,
     };
     let result = session::Agent::run(cfg, id, executor, store, shutdown).await;
     server.abort();

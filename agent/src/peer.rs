@@ -27,10 +27,21 @@ pub const MAX_FRAME: u32 = 1024 * 1024 - 1;
 pub struct PeerService {
     pub store: Store,
     pub trust_domain: String,
+    /// Certificates the cluster revoked (fingerprints), as the coordinator last said.
+    pub revoked: Revoked,
 }
 
-/// The one authorization check of the peer server.
-fn authorize<T>(req: &Request<T>, trust_domain: &str) -> Result<Identity, Status> {
+/// Fingerprints of revoked certificates, replaced whole by each `Revocations`
+/// message of the session.
+pub type Revoked = std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>;
+
+/// The one authorization check of the peer server: an agent or coordinator
+/// certificate of this trust domain that the cluster has not revoked.
+fn authorize<T>(
+    req: &Request<T>,
+    trust_domain: &str,
+    revoked: &Revoked,
+) -> Result<Identity, Status> {
     let certs = req
         .peer_certs()
         .ok_or_else(|| Status::unauthenticated("client certificate required"))?;
@@ -39,6 +50,16 @@ fn authorize<T>(req: &Request<T>, trust_domain: &str) -> Result<Identity, Status
         .ok_or_else(|| Status::unauthenticated("client certificate required"))?;
     let id = Identity::from_cert_der(leaf.as_ref())
         .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    let fingerprint = ferry_certs::fingerprint(leaf.as_ref());
+    if revoked
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&fingerprint)
+    {
+        return Err(Status::unauthenticated(format!(
+            "the certificate of {id} was revoked"
+        )));
+    }
     if id.trust_domain != trust_domain
         || !matches!(id.kind, IdentityKind::Agent | IdentityKind::Coordinator)
     {
@@ -57,7 +78,7 @@ impl pb::artifact_peer_server::ArtifactPeer for PeerService {
         &self,
         req: Request<pb::FetchRequest>,
     ) -> Result<Response<Self::FetchStream>, Status> {
-        let who = authorize(&req, &self.trust_domain)?;
+        let who = authorize(&req, &self.trust_domain, &self.revoked)?;
         let req = req.into_inner();
         check_digest(&req.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut file = self

@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub capacity: u32,
     /// host:port other agents fetch artifacts from.
     pub address: String,
+    /// The revocation list the peer server checks; kept current from the session.
+    pub revoked: crate::peer::Revoked,
 }
 
 enum Event {
@@ -301,6 +303,12 @@ impl Agent {
                             self.outbox.remove(epoch);
                         }
                         Some(pb::coordinator_message::Kind::Replicate(r)) => self.clone().replicate(r),
+                        Some(pb::coordinator_message::Kind::Revocations(r)) => {
+                            let n = r.fingerprints.len();
+                            *self.cfg.revoked.write().unwrap_or_else(|p| p.into_inner()) =
+                                r.fingerprints.into_iter().collect();
+                            tracing::debug!(revoked = n, "revocation list updated");
+                        }
                         Some(pb::coordinator_message::Kind::Forget(f)) => {
                             let n = f.digests.iter().filter(|d| self.store.remove(d)).count();
                             tracing::info!(removed = n, "retention: deleted blobs no execution keeps");

@@ -6,6 +6,7 @@
 
 mod ca;
 mod error;
+mod facts;
 mod files;
 mod identity;
 pub mod listen;
@@ -15,6 +16,7 @@ pub mod tls;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CertAuthority, CertifiedKey, agent_csr};
 pub use error::CertError;
+pub use facts::{CertFacts, fingerprint};
 pub use files::{read_pem, write_pair};
 pub use identity::{
     Identity, IdentityKind, RESERVED_AGENT_NAMES, validate_agent_name, validate_name,

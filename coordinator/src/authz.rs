@@ -65,8 +65,15 @@ pub fn permission_for(path: &str) -> Option<Permission> {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Identity);
 
-/// Reads the caller's identity from the TLS client certificate, if any.
-pub fn identity_from_extensions(ext: &http::Extensions) -> Result<Option<Identity>, Status> {
+/// The sha256 fingerprint of the caller's certificate, beside [`Caller`].
+#[derive(Debug, Clone)]
+pub struct CallerCert(pub String);
+
+/// Reads the caller's identity and certificate fingerprint from the TLS
+/// client certificate, if any.
+pub fn identity_from_extensions(
+    ext: &http::Extensions,
+) -> Result<Option<(Identity, String)>, Status> {
     let certs = ext
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(|i| i.peer_certs());
@@ -75,7 +82,7 @@ pub fn identity_from_extensions(ext: &http::Extensions) -> Result<Option<Identit
         return Ok(None);
     };
     Identity::from_cert_der(leaf.as_ref())
-        .map(Some)
+        .map(|id| Some((id, ferry_certs::fingerprint(leaf.as_ref()))))
         .map_err(|e| {
             Status::unauthenticated(format!(
                 "client certificate has no usable Ferry identity: {e}"
@@ -85,6 +92,32 @@ pub fn identity_from_extensions(ext: &http::Extensions) -> Result<Option<Identit
 
 fn has_any(state: &ClusterState, name: &str, roles: &[Role]) -> bool {
     state.roles_of(name).iter().any(|r| roles.contains(r))
+}
+
+/// Whether this very certificate is still good: not revoked, and for an
+/// agent, the one its record was bound to at enrollment (a certificate for a
+/// removed agent's name stays dead when the name is enrolled again).
+pub fn check_certificate(
+    state: &ClusterState,
+    id: &Identity,
+    fingerprint: &str,
+) -> Result<(), Status> {
+    if state.is_revoked(fingerprint) {
+        return Err(Status::unauthenticated(format!(
+            "the certificate of {id} was revoked; ask an admin for a new one"
+        )));
+    }
+    if id.kind == IdentityKind::Agent
+        && let Some(bound) = state.agents.get(&id.name).and_then(|a| a.cert.as_ref())
+        && bound.fingerprint != fingerprint
+    {
+        return Err(Status::unauthenticated(format!(
+            "this certificate for {id} is not the one agent `{}` is enrolled with \
+             (the agent was removed and enrolled again?); enroll with a new token",
+            id.name
+        )));
+    }
+    Ok(())
 }
 
 /// The single authorization decision for an RPC.
@@ -211,15 +244,20 @@ where
             let perm = permission_for(req.uri().path()).ok_or_else(|| {
                 Status::unimplemented(format!("unknown method {}", req.uri().path()))
             })?;
-            let identity = identity_from_extensions(req.extensions())?;
-            self.raft
-                .read(|state| authorize(state, identity.as_ref(), perm))?;
-            Ok::<_, Status>(identity)
+            let presented = identity_from_extensions(req.extensions())?;
+            self.raft.read(|state| {
+                if let Some((id, fingerprint)) = &presented {
+                    check_certificate(state, id, fingerprint)?;
+                }
+                authorize(state, presented.as_ref().map(|(id, _)| id), perm)
+            })?;
+            Ok::<_, Status>(presented)
         })();
         match decision {
             Ok(identity) => {
-                if let Some(id) = identity {
+                if let Some((id, fingerprint)) = identity {
                     req.extensions_mut().insert(Caller(id));
+                    req.extensions_mut().insert(CallerCert(fingerprint));
                 }
                 // Take the service that was driven to readiness; leave a fresh clone.
                 let clone = self.inner.clone();

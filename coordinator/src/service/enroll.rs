@@ -108,11 +108,17 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             .ca
             .sign_agent_csr(&req.csr_pem, &req.name, &req.sans)
             .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
+        let facts = ferry_certs::CertFacts::from_pem(&cert)
+            .map_err(|e| Status::internal(format!("reading the certificate just issued: {e}")))?;
         self.ctx
             .raft
             .propose(Command::Enroll {
                 token_hash,
                 agent: req.name.clone(),
+                cert: Some(crate::state::CertBinding {
+                    fingerprint: facts.fingerprint,
+                    not_after: facts.not_after_ms,
+                }),
                 at: now_ms(),
             })
             .await?;

@@ -500,11 +500,13 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::AgentRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let who = caller(&req)?;
         let req = req.into_inner();
         self.0
             .raft
             .propose(Command::RemoveAgent {
                 agent: req.name.clone(),
+                by: who.name,
                 at: now_ms(),
             })
             .await?;

@@ -37,6 +37,11 @@ impl pb::agent_session_server::AgentSession for SessionService {
         req: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Outbound>, Status> {
         let name = caller(&req)?.name;
+        let fingerprint = req
+            .extensions()
+            .get::<crate::authz::CallerCert>()
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         let mut inbound = req.into_inner();
         let register = match inbound.message().await? {
             Some(pb::AgentMessage {
@@ -75,6 +80,7 @@ impl pb::agent_session_server::AgentSession for SessionService {
         ))))
         .await
         .map_err(|_| Status::cancelled("agent went away"))?;
+        let mut revocations_sent = send_revocations(&self.0, &tx, None).await;
         reconcile(&self.0, &name, &register.running, &tx).await;
         self.0.agents.connect(
             &name,
@@ -104,10 +110,15 @@ impl pb::agent_session_server::AgentSession for SessionService {
                 };
                 match next {
                     Ok(Some(m)) => {
-                        if !ctx.raft.read(|s| s.agents.contains_key(&name)) {
-                            tracing::info!(agent = %name, "agent was removed; closing its session");
+                        let still_good = ctx
+                            .raft
+                            .read(|s| s.agents.contains_key(&name) && !s.is_revoked(&fingerprint));
+                        if !still_good {
+                            tracing::info!(agent = %name, "agent was removed or its certificate revoked; closing its session");
                             break;
                         }
+                        revocations_sent =
+                            send_revocations(&ctx, &tx, Some(revocations_sent)).await;
                         ctx.agents.touch(&name);
                         if let Some(kind) = m.kind {
                             handle(&ctx, &name, kind, &tx).await;
@@ -124,6 +135,28 @@ impl pb::agent_session_server::AgentSession for SessionService {
             tracing::info!(agent = %name, "agent disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Sends the agent the full revocation list unless it already has the list
+/// as of `sent` (a revocation counter); returns the counter it now has.
+async fn send_revocations(ctx: &SharedCtx, tx: &crate::hub::SessionTx, sent: Option<u64>) -> u64 {
+    let (serial, fingerprints) = ctx.raft.read(|s| {
+        if sent == Some(s.revocations) {
+            (s.revocations, None)
+        } else {
+            (s.revocations, Some(s.revoked.keys().cloned().collect()))
+        }
+    });
+    let Some(fingerprints) = fingerprints else {
+        return serial;
+    };
+    let m = msg(pb::coordinator_message::Kind::Revocations(
+        pb::Revocations { fingerprints },
+    ));
+    match tx.send(Ok(m)).await {
+        Ok(()) => serial,
+        Err(_) => sent.unwrap_or_default(),
     }
 }
 

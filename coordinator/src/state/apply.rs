@@ -136,9 +136,20 @@ impl ClusterState {
                 a.draining = draining;
                 Ok(Output::None)
             }
-            Command::RemoveAgent { agent, at } => {
-                if !self.agents.contains_key(&agent) {
+            Command::RemoveAgent { agent, by, at } => {
+                let Some(record) = self.agents.get(&agent) else {
                     return Err(Rejection::NotFound(format!("agent `{agent}`")));
+                };
+                if let Some(cert) = record.cert.clone() {
+                    self.revoke(
+                        cert.fingerprint,
+                        super::RevokedCert {
+                            identity: format!("agent/{agent}"),
+                            not_after: cert.not_after,
+                            by,
+                            at,
+                        },
+                    );
                 }
                 self.lose_agent(&agent, &format!("agent `{agent}` was removed"), at);
                 self.agents.remove(&agent);
@@ -326,11 +337,37 @@ impl ClusterState {
                 );
                 Ok(Output::None)
             }
+            Command::RevokeCertificate {
+                fingerprint,
+                identity,
+                not_after,
+                by,
+                at,
+            } => {
+                self.revoke(
+                    fingerprint,
+                    super::RevokedCert {
+                        identity,
+                        not_after,
+                        by,
+                        at,
+                    },
+                );
+                Ok(Output::None)
+            }
             Command::Enroll {
                 token_hash,
                 agent,
+                cert,
                 at,
             } => {
+                if let Some(c) = &cert
+                    && self.is_revoked(&c.fingerprint)
+                {
+                    return Err(Rejection::PermissionDenied(
+                        "this certificate was revoked".into(),
+                    ));
+                }
                 match self.tokens.get_mut(&token_hash) {
                     Some(t) if t.expires_at > at && t.uses_left > 0 => {
                         if self.agents.contains_key(&agent) {
@@ -353,6 +390,7 @@ impl ClusterState {
                         enrolled_at: at,
                         registered_at: None,
                         draining: false,
+                        cert,
                     },
                 );
                 Ok(Output::None)
@@ -525,6 +563,17 @@ impl ClusterState {
             }
             self.settle(&loc.execution);
         }
+    }
+
+    /// Adds `fingerprint` to the revocation list and drops entries whose
+    /// certificates have expired by `entry.at` (they are refused as expired).
+    fn revoke(&mut self, fingerprint: String, entry: super::RevokedCert) {
+        let now = entry.at;
+        self.revoked.retain(|_, r| r.not_after > now);
+        if entry.not_after > now {
+            self.revoked.insert(fingerprint, entry);
+        }
+        self.revocations += 1;
     }
 
     /// A committed membership change (from a Raft conf-change entry).

@@ -92,10 +92,21 @@ pub enum Command {
         by: String,
         at: i64,
     },
-    /// Consumes one use of a join token and records the agent.
+    /// Consumes one use of a join token and records the agent, bound to the
+    /// certificate it was issued.
     Enroll {
         token_hash: String,
         agent: String,
+        #[serde(default)]
+        cert: Option<super::CertBinding>,
+        at: i64,
+    },
+    /// Refuses a certificate (operator, agent or coordinator) until it expires.
+    RevokeCertificate {
+        fingerprint: String,
+        identity: String,
+        not_after: i64,
+        by: String,
         at: i64,
     },
     RegisterAgent {
@@ -115,9 +126,11 @@ pub enum Command {
         agent: String,
         draining: bool,
     },
-    /// Revokes an agent: its certificate is refused from then on.
+    /// Removes an agent and revokes the certificate it was bound to.
     RemoveAgent {
         agent: String,
+        #[serde(default)]
+        by: String,
         at: i64,
     },
     /// `agent` now holds a verified copy of a blob (a replica).

@@ -125,6 +125,31 @@ pub struct AgentRecord {
     /// Finishes what it runs, takes no new work.
     #[serde(default)]
     pub draining: bool,
+    /// The certificate it enrolled with: the only one its name is accepted
+    /// with (another certificate for the same name, say from before a removal
+    /// and re-enrollment, is refused).
+    #[serde(default)]
+    pub cert: Option<CertBinding>,
+}
+
+/// One certificate, by fingerprint, and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertBinding {
+    /// Hex sha256 of the certificate's DER.
+    pub fingerprint: String,
+    /// Its notAfter (unix ms).
+    pub not_after: i64,
+}
+
+/// A certificate refused from now until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedCert {
+    /// The identity it names (for listings).
+    pub identity: String,
+    /// Its notAfter (unix ms): the entry is dropped after it.
+    pub not_after: i64,
+    pub by: String,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +194,12 @@ pub struct ClusterState {
     /// Deployment history by id, oldest first.
     #[serde(default)]
     pub deployments: BTreeMap<u64, DeploymentRecord>,
+    /// Revoked certificates by fingerprint, until they expire.
+    #[serde(default)]
+    pub revoked: BTreeMap<String, RevokedCert>,
+    /// Bumped by every revocation, so sessions know when to tell agents.
+    #[serde(default)]
+    pub revocations: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +220,11 @@ pub struct SecretRecord {
 }
 
 impl ClusterState {
+    /// Whether a certificate with this fingerprint is refused.
+    pub fn is_revoked(&self, fingerprint: &str) -> bool {
+        self.revoked.contains_key(fingerprint)
+    }
+
     pub fn roles_of(&self, subject: &str) -> Vec<Role> {
         self.roles
             .iter()

@@ -47,6 +47,7 @@ fn cluster() -> ClusterState {
         Command::Enroll {
             token_hash: "h".into(),
             agent: "a1".into(),
+            cert: None,
             at: 3,
         },
         Command::StartExecution {
@@ -93,6 +94,7 @@ fn tokens_expire_and_run_out() {
         s.apply(Command::Enroll {
             token_hash: "h".into(),
             agent: "a2".into(),
+            cert: None,
             at: 5
         }),
         Err(Rejection::BadToken)
@@ -109,6 +111,7 @@ fn tokens_expire_and_run_out() {
         s.apply(Command::Enroll {
             token_hash: "t2".into(),
             agent: "late".into(),
+            cert: None,
             at: 50
         }),
         Err(Rejection::BadToken)
