@@ -24,6 +24,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use marked_yaml::types::MarkedMappingNode;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::MAX_ENVIRONMENT_BYTES;
 use crate::parse::{Diagnostic, Pos};
 use crate::rules::validate_secret_name;
 use crate::yaml::{self, DocumentKind, Reader, Value, field, mapping_pos, pos};
@@ -124,6 +125,8 @@ pub struct DockerTarget {
 /// The wording for environment files in loader errors.
 const ENVIRONMENT_FILE: DocumentKind = DocumentKind {
     name: "an environment file",
+    subject: "the environment file",
+    max_bytes: MAX_ENVIRONMENT_BYTES,
     empty_message: "the environment file is empty; expected a mapping with `name` and `hosts`",
     top_level_message: "an environment file must be a mapping with `name` and `hosts` at the top level",
 };
