@@ -189,3 +189,108 @@ fn a_billion_laughs_is_refused_at_the_first_anchor() {
         );
     }
 }
+
+// ---- durations and numbers -----------------------------------------------------
+
+/// A pipeline whose only stage holds an approval with `timeout` and a
+/// deploy action with `deploy_lines` (each indented under the action).
+fn pipeline_with(poll_interval: &str, timeout: &str, deploy_lines: &[&str]) -> String {
+    let mut text = format!(
+        "name: p\n\
+         source:\n  git: file:///srv/git/p.git\n  poll_interval: {poll_interval}\n\
+         stages:\n  - name: s\n    actions:\n\
+         \x20     - name: gate\n        type: approval\n        timeout: {timeout}\n\
+         \x20     - name: ship\n        type: deploy\n        run_order: 2\n\
+         \x20       environment: prod\n        inputs: [source]\n"
+    );
+    for line in deploy_lines {
+        text.push_str("        ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+fn pipeline_errors(text: &str) -> Vec<String> {
+    match on_worker_stack(READERS[0].1, text.to_string()) {
+        Ok(()) => panic!("accepted:\n{text}"),
+        Err(diags) => diags.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_longest_durations_are_accepted() {
+    let text = pipeline_with(
+        "365d",
+        "365d",
+        &["hook_timeout: 8760h", "connect_timeout: 31536000s"],
+    );
+    let p = parse(&text).expect("a year is allowed");
+    assert_eq!(p.source.poll_interval_ms, Some(crate::MAX_DURATION_MS));
+    assert_eq!(p.stages[0].actions[0].timeout_ms, crate::MAX_DURATION_MS);
+    let deploy = p.stages[0].actions[1].deploy.clone().expect("deploy");
+    assert_eq!(deploy.hook_timeout_ms, crate::MAX_DURATION_MS);
+    assert_eq!(deploy.connect_timeout_ms, crate::MAX_DURATION_MS);
+}
+
+#[test]
+fn durations_past_the_limit_are_positioned_errors() {
+    // 300000000 years is past i64::MAX milliseconds: the approval's deadline
+    // used to wrap into the past, expiring the approval at once.
+    let text = pipeline_with(
+        "366d",
+        "300000000y",
+        &[
+            "hook_timeout: 10000000000000ms",
+            "connect_timeout: 99999999999999999999999d",
+            "timeout: 365d 1ms",
+        ],
+    );
+    let over = |line: usize, column: usize, text: &str| {
+        format!("{line}:{column}: duration {text:?} is longer than the limit of 365 days")
+    };
+    let diags = pipeline_errors(&text);
+    assert_eq!(diags.len(), 5, "{diags:#?}");
+    assert_eq!(diags[0], over(4, 18, "366d"));
+    assert_eq!(diags[1], over(10, 18, "300000000y"));
+    assert_eq!(diags[2], over(16, 23, "10000000000000ms"));
+    assert!(
+        diags[3].starts_with("17:26: invalid duration \"99999999999999999999999d\": ")
+            && diags[3].ends_with("; a duration is at most 365 days"),
+        "{}",
+        diags[3]
+    );
+    assert_eq!(diags[4], over(18, 18, "365d 1ms"));
+}
+
+#[test]
+fn revision_spec_durations_past_the_limit_are_positioned_errors() {
+    let text = "hook_timeout: 400d\n\
+                docker:\n  image: i\n  container: c\n  health_timeout: 300000000y\n";
+    let diags: Vec<String> = parse_revision_spec(text)
+        .expect_err("too long")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        diags,
+        [
+            "1:15: duration \"400d\" is longer than the limit of 365 days",
+            "5:19: duration \"300000000y\" is longer than the limit of 365 days",
+        ]
+    );
+}
+
+#[test]
+fn integers_past_every_range_are_positioned_errors() {
+    let huge = "9".repeat(60);
+    let text = pipeline_with("10s", "1d", &[&format!("keep_releases: {huge}")])
+        .replace("run_order: 2", &format!("run_order: -{huge}"));
+    assert_eq!(
+        pipeline_errors(&text),
+        [
+            format!("13:20: `run_order` is out of range, found -{huge}"),
+            format!("16:24: `keep_releases` is out of range, found {huge}"),
+        ]
+    );
+}

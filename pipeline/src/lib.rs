@@ -22,7 +22,8 @@ pub use environment::{
     DockerTarget, Environment, Host, HostKey, SshTarget, Target, parse_environment,
 };
 pub use limits::{
-    MAX_ENVIRONMENT_BYTES, MAX_NESTING_DEPTH, MAX_PIPELINE_BYTES, MAX_REVISION_SPEC_BYTES,
+    MAX_DURATION_MS, MAX_ENVIRONMENT_BYTES, MAX_NESTING_DEPTH, MAX_PIPELINE_BYTES,
+    MAX_REVISION_SPEC_BYTES,
 };
 pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};

@@ -10,6 +10,8 @@
 //! per level, and so do dropping and comparing nodes, so depth is what keeps
 //! a small document from overflowing a worker thread's stack.
 
+use std::num::IntErrorKind;
+
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{LoadError, LoaderOptions, Marker, Node};
 use yaml_rust2::parser::{Event, Parser};
@@ -352,11 +354,21 @@ impl Reader<'_> {
             .node
             .as_scalar()
             .filter(|s| s.may_coerce() && !is_null(s));
-        match scalar.and_then(|s| s.as_str().parse::<i128>().ok()) {
-            Some(number) => Some((number, at)),
-            None => {
-                let found = describe(value.node);
-                self.error(at, format!("{what} must be an integer, found {found}"));
+        let Some(text) = scalar.map(|s| s.as_str()) else {
+            let found = describe(value.node);
+            self.error(at, format!("{what} must be an integer, found {found}"));
+            return None;
+        };
+        match text.parse::<i128>() {
+            Ok(number) => Some((number, at)),
+            Err(e) => {
+                let message = match e.kind() {
+                    IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                        format!("{what} is out of range, found {text}")
+                    }
+                    _ => format!("{what} must be an integer, found {:?}", text),
+                };
+                self.error(at, message);
                 None
             }
         }
