@@ -19,6 +19,7 @@
 //!       tls_secret: docker-tls
 //! ```
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use marked_yaml::types::MarkedMappingNode;
@@ -153,17 +154,19 @@ impl Reader<'_> {
             if list.is_empty() {
                 self.error(pos(list.span()), "`hosts` must list at least one host");
             }
-            let mut seen: Vec<(String, Pos)> = Vec::new();
+            // Where each host name was first seen: one lookup per host, so a
+            // megabyte of hosts costs no quadratic time.
+            let mut seen: HashMap<String, Pos> = HashMap::new();
             for item in list.iter() {
                 let (host_name, host) = self.host(Value::item(item), &name);
                 if let Some((host_name, at)) = host_name {
-                    if let Some((_, first)) = seen.iter().find(|(n, _)| *n == host_name) {
+                    if let Some(first) = seen.get(&host_name) {
                         self.error(
                             at,
                             format!("host `{host_name}` is listed twice (first at {first})"),
                         );
                     } else {
-                        seen.push((host_name, at));
+                        seen.insert(host_name, at);
                     }
                 }
                 hosts.extend(host);
