@@ -36,6 +36,8 @@ mod environment_tests;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
+mod proptest_tests;
+#[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests;
