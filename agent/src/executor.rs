@@ -274,12 +274,12 @@ impl Executor {
             .map(|i| (i.name.clone(), i.digest.clone()))
             .collect();
         let upload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ActionError> {
-            let mut b = archive::workspace_builder(Vec::new())?;
+            let mut tar = archive::WorkspaceTar::new(Vec::new())?;
             for (name, digest) in &inputs_owned {
                 let f = store.open_blob(digest)?;
-                archive::append_input(name, std::io::BufReader::new(f), &mut b)?;
+                tar.append_input(name, std::io::BufReader::new(f))?;
             }
-            Ok(b.into_inner()?)
+            Ok(tar.into_inner()?)
         })
         .await
         .map_err(|e| ActionError::Input(format!("preparing inputs failed: {e}")))??;

@@ -19,11 +19,13 @@
 //!       tls_secret: docker-tls
 //! ```
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use marked_yaml::types::MarkedMappingNode;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::MAX_ENVIRONMENT_BYTES;
 use crate::parse::{Diagnostic, Pos};
 use crate::rules::validate_secret_name;
 use crate::yaml::{self, DocumentKind, Reader, Value, field, mapping_pos, pos};
@@ -124,6 +126,8 @@ pub struct DockerTarget {
 /// The wording for environment files in loader errors.
 const ENVIRONMENT_FILE: DocumentKind = DocumentKind {
     name: "an environment file",
+    subject: "the environment file",
+    max_bytes: MAX_ENVIRONMENT_BYTES,
     empty_message: "the environment file is empty; expected a mapping with `name` and `hosts`",
     top_level_message: "an environment file must be a mapping with `name` and `hosts` at the top level",
 };
@@ -150,17 +154,19 @@ impl Reader<'_> {
             if list.is_empty() {
                 self.error(pos(list.span()), "`hosts` must list at least one host");
             }
-            let mut seen: Vec<(String, Pos)> = Vec::new();
+            // Where each host name was first seen: one lookup per host, so a
+            // megabyte of hosts costs no quadratic time.
+            let mut seen: HashMap<String, Pos> = HashMap::new();
             for item in list.iter() {
                 let (host_name, host) = self.host(Value::item(item), &name);
                 if let Some((host_name, at)) = host_name {
-                    if let Some((_, first)) = seen.iter().find(|(n, _)| *n == host_name) {
+                    if let Some(first) = seen.get(&host_name) {
                         self.error(
                             at,
                             format!("host `{host_name}` is listed twice (first at {first})"),
                         );
                     } else {
-                        seen.push((host_name, at));
+                        seen.insert(host_name, at);
                     }
                 }
                 hosts.extend(host);

@@ -271,9 +271,10 @@ impl ExecutionState {
                 match spec.kind {
                     ActionKind::Approval => {
                         run.status = Some(ActionStatus::WaitingForApproval);
-                        run.deadline = Some(
-                            now.saturating_add(i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX)),
-                        );
+                        // The reader caps timeouts far below i64::MAX; a stored spec
+                        // from before that cap still must not wrap into the past.
+                        let timeout = i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX);
+                        run.deadline = Some(now.saturating_add(timeout));
                         run.message = "waiting for approval".into();
                         started.approvals.push((si, ai));
                     }
@@ -374,6 +375,20 @@ stages:
         e.finish_action(&p, (1, 0), true, String::new(), 6);
         assert_eq!(e.status, ExecutionStatus::Succeeded);
         assert_eq!(e.finished_at, Some(6));
+    }
+
+    #[test]
+    fn an_approval_deadline_never_wraps_into_the_past() {
+        // The reader caps timeouts at a year; a spec stored before that cap
+        // may hold anything, and its deadline must still lie ahead.
+        let mut p = pipeline();
+        p.stages[1].actions[0].timeout_ms = u64::MAX;
+        let mut e = ExecutionState::new(&p);
+        e.advance(&p, 1);
+        for action in [(0, 0), (0, 1), (0, 2)] {
+            e.finish_action(&p, action, true, String::new(), 2);
+        }
+        assert_eq!(e.action(1, 0).and_then(|r| r.deadline), Some(i64::MAX));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod environment;
 pub mod execution;
+pub mod limits;
 pub mod revision;
 
 mod duration;
@@ -20,6 +21,10 @@ pub use deploy::{Count, Deploy, Strategy};
 pub use environment::{
     DockerTarget, Environment, Host, HostKey, SshTarget, Target, parse_environment,
 };
+pub use limits::{
+    MAX_DURATION_MS, MAX_ENVIRONMENT_BYTES, MAX_NESTING_DEPTH, MAX_PIPELINE_BYTES,
+    MAX_REVISION_SPEC_BYTES,
+};
 pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use parse::{Diagnostic, parse};
@@ -28,6 +33,10 @@ pub use rules::{MAX_SECRET_NAME_LEN, validate_secret_name};
 
 #[cfg(test)]
 mod environment_tests;
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+mod proptest_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

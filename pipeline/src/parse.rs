@@ -6,6 +6,7 @@ use std::fmt;
 
 use marked_yaml::Marker;
 
+use crate::limits::MAX_PIPELINE_BYTES;
 use crate::model::Pipeline;
 use crate::read::read_pipeline;
 use crate::validate;
@@ -62,6 +63,8 @@ impl From<&Marker> for Pos {
 /// The wording for pipeline files in loader errors.
 const PIPELINE_FILE: DocumentKind = DocumentKind {
     name: "a pipeline file",
+    subject: "the pipeline file",
+    max_bytes: MAX_PIPELINE_BYTES,
     empty_message: "the pipeline file is empty; expected a mapping with `name`, `source` and `stages`",
     top_level_message: "a pipeline file must be a mapping with `name`, `source` and `stages` at the top level",
 };

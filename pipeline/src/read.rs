@@ -5,7 +5,7 @@
 //! Reading never stops at an error: problems are recorded and a fallback
 //! value is used, so one pass reports everything that is wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use marked_yaml::types::MarkedMappingNode;
 
@@ -530,6 +530,9 @@ impl Reader<'_> {
             return Vec::new();
         };
         let mut inputs: Vec<(String, Pos)> = Vec::new();
+        // Where each input was first listed: one lookup per item, so a
+        // megabyte of inputs costs no quadratic time.
+        let mut first_at: HashMap<String, Pos> = HashMap::new();
         for item in list.iter() {
             let Some((name, at)) = self.string(Value::item(item), "each input") else {
                 continue;
@@ -539,12 +542,13 @@ impl Reader<'_> {
                     at,
                     format!("invalid input artifact name {name:?}: {reason}"),
                 );
-            } else if let Some((_, first)) = inputs.iter().find(|(n, _)| *n == name) {
+            } else if let Some(first) = first_at.get(&name) {
                 self.error(
                     at,
                     format!("input `{name}` is listed twice (first at {first})"),
                 );
             } else {
+                first_at.insert(name.clone(), at);
                 inputs.push((name, at));
             }
         }

@@ -35,6 +35,7 @@ use marked_yaml::types::MarkedMappingNode;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::parse_duration_ms;
+use crate::limits::MAX_REVISION_SPEC_BYTES;
 use crate::parse::Diagnostic;
 use crate::rules;
 use crate::yaml::{self, DocumentKind, Reader, Value, field, pos};
@@ -138,6 +139,8 @@ impl RevisionSpec {
 
 const REVISION_FILE: DocumentKind = DocumentKind {
     name: "a revision spec (ferry-deploy.yml)",
+    subject: "ferry-deploy.yml",
+    max_bytes: MAX_REVISION_SPEC_BYTES,
     empty_message: "ferry-deploy.yml is empty; expected a mapping with `hooks` (and optionally `files`)",
     top_level_message: "ferry-deploy.yml must be a mapping with `hooks` at the top level",
 };

@@ -1,12 +1,22 @@
 //! Shared YAML reading for Ferry's document kinds (pipeline files,
-//! environment files): loads the text with positions, turns loader errors
-//! and extra documents into diagnostics, and offers a [`Reader`] with the
-//! generic key, type and name checks that every document reader builds on.
-//! Wording that names the document comes from a [`DocumentKind`].
+//! environment files, revision specs): bounds the text's size and nesting
+//! depth, loads it with positions, turns loader errors and extra documents
+//! into diagnostics, and offers a [`Reader`] with the generic key, type and
+//! name checks that every document reader builds on. Wording that names the
+//! document comes from a [`DocumentKind`].
+//!
+//! Must never build a node tree from text that is over its size limit or
+//! nests deeper than [`MAX_NESTING_DEPTH`]: yaml-rust2's loader recurses once
+//! per level, and so do dropping and comparing nodes, so depth is what keeps
+//! a small document from overflowing a worker thread's stack.
+
+use std::num::IntErrorKind;
 
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{LoadError, LoaderOptions, Marker, Node};
+use yaml_rust2::parser::{Event, Parser};
 
+use crate::limits::MAX_NESTING_DEPTH;
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
 
@@ -14,6 +24,10 @@ use crate::parse::{Diagnostic, Pos};
 pub(crate) struct DocumentKind {
     /// The document with its article, like "a pipeline file".
     pub name: &'static str,
+    /// The document as the subject of a sentence, like "the pipeline file".
+    pub subject: &'static str,
+    /// The largest accepted text, in bytes.
+    pub max_bytes: usize,
     /// Reported when the text holds nothing at all.
     pub empty_message: &'static str,
     /// Reported when the top level is not a mapping.
@@ -22,12 +36,24 @@ pub(crate) struct DocumentKind {
 
 /// Loads `text` as one YAML document with a top-level mapping and hands
 /// that mapping to `read`; returns what `read` built, or every diagnostic
-/// found (by the loader or by `read`), sorted by position.
+/// found (by the loader or by `read`), sorted by position. Text over the
+/// kind's size limit or nested too deeply is refused before any node exists.
 pub(crate) fn load<T>(
     text: &str,
     kind: &DocumentKind,
     read: impl FnOnce(&MarkedMappingNode, &mut Vec<Diagnostic>) -> T,
 ) -> Result<T, Vec<Diagnostic>> {
+    if text.len() > kind.max_bytes {
+        return Err(vec![Diagnostic::at(
+            Pos { line: 1, column: 1 },
+            format!(
+                "{} is {} bytes; the limit is {} bytes",
+                kind.subject,
+                text.len(),
+                kind.max_bytes
+            ),
+        )]);
+    }
     // YAML allows a byte order mark; the scanner would read it as part of the first key.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if is_blank(text) {
@@ -41,6 +67,9 @@ pub(crate) fn load<T>(
         .error_on_duplicate_keys(true)
         // Keeps quoted scalars distinguishable: "1" is a string, ~ is null but "~" is not.
         .prevent_coercion(true);
+    if let Some(too_deep) = too_deep(text) {
+        return Err(vec![too_deep]);
+    }
     let root = marked_yaml::parse_yaml_with_options(0, text, options)
         .map_err(|e| vec![load_error(&e, kind)])?;
     let Some(map) = root.as_mapping() else {
@@ -62,6 +91,55 @@ pub(crate) fn load<T>(
         diags.sort_by_key(|d| (d.line, d.column));
         Err(diags)
     }
+}
+
+/// The first list or mapping nested deeper than [`MAX_NESTING_DEPTH`], as
+/// a diagnostic at its start. Runs yaml-rust2's event parser, which keeps
+/// its own state on the heap and builds nothing, so it costs one pass over
+/// the text however deep the nesting. A syntax error met first ends the
+/// walk without a diagnostic: the loader reports it, with its position,
+/// after at most the nesting seen so far.
+fn too_deep(text: &str) -> Option<Diagnostic> {
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        let (event, mark) = match parser.next_token() {
+            Ok(next) => next,
+            // The scanner looks ahead over flow brackets and gives up at its
+            // own limit (255 open brackets) before the parser sees level 33.
+            Err(e) if e.info() == SCANNER_DEPTH_ERROR => return Some(nesting_error(e.marker())),
+            Err(_) => return None,
+        };
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_NESTING_DEPTH {
+                    return Some(nesting_error(&mark));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+}
+
+/// What yaml-rust2's scanner says when flow collections nest too deeply.
+const SCANNER_DEPTH_ERROR: &str = "recursion limit exceeded";
+
+fn nesting_error(mark: &yaml_rust2::scanner::Marker) -> Diagnostic {
+    let at = Pos {
+        line: mark.line(),
+        // The parser counts columns from 0, the loader from 1.
+        column: mark.col() + 1,
+    };
+    Diagnostic::at(
+        at,
+        format!(
+            "nesting deeper than {MAX_NESTING_DEPTH} levels of lists and mappings; \
+             Ferry's documents need at most 7"
+        ),
+    )
 }
 
 /// Nothing but whitespace, comments and document markers.
@@ -276,11 +354,21 @@ impl Reader<'_> {
             .node
             .as_scalar()
             .filter(|s| s.may_coerce() && !is_null(s));
-        match scalar.and_then(|s| s.as_str().parse::<i128>().ok()) {
-            Some(number) => Some((number, at)),
-            None => {
-                let found = describe(value.node);
-                self.error(at, format!("{what} must be an integer, found {found}"));
+        let Some(text) = scalar.map(|s| s.as_str()) else {
+            let found = describe(value.node);
+            self.error(at, format!("{what} must be an integer, found {found}"));
+            return None;
+        };
+        match text.parse::<i128>() {
+            Ok(number) => Some((number, at)),
+            Err(e) => {
+                let message = match e.kind() {
+                    IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                        format!("{what} is out of range, found {text}")
+                    }
+                    _ => format!("{what} must be an integer, found {:?}", text),
+                };
+                self.error(at, message);
                 None
             }
         }
