@@ -276,6 +276,15 @@ pub enum CertsCommand {
     /// Issue a certificate signed by the CA.
     #[command(subcommand)]
     Issue(IssueCommand),
+    /// Refuse a certificate everywhere in the cluster until it expires (admin).
+    Revoke(CertsRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsRevokeArgs {
+    /// The certificate (PEM) to revoke, e.g. an operator's NAME.pem.
+    #[arg(value_name = "CERT_FILE")]
+    pub certificate: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -49,7 +49,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             "Decide" => Permission::Decide,
             "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "AddMember"
             | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" | "SetSecret"
-            | "RemoveSecret" => Permission::Admin,
+            | "RemoveSecret" | "RevokeCertificate" => Permission::Admin,
             "WhoAmI" => Permission::Decide,
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
             | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus"

@@ -67,6 +67,7 @@ pub struct Metrics {
     raft_is_leader: Gauge,
     dispatch_latency: Histogram,
     executions: Family<Label, Gauge>,
+    agent_cert_expiry: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,7 @@ impl Metrics {
             raft_is_leader: Gauge::default(),
             dispatch_latency: Histogram::new(DISPATCH_BUCKETS),
             executions: Family::default(),
+            agent_cert_expiry: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -136,6 +138,11 @@ impl Metrics {
             "Executions in the cluster state by status",
             m.executions.clone(),
         );
+        r.register(
+            "ferry_agent_certificate_expiry_timestamp_seconds",
+            "When each enrolled agent's certificate expires (unix seconds)",
+            m.agent_cert_expiry.clone(),
+        );
         m
     }
 
@@ -175,6 +182,23 @@ impl Metrics {
             self.executions
                 .get_or_create(&[("status", state)])
                 .set(count(n));
+        }
+        let expiries: Vec<(String, i64)> = ctx.raft.read(|s| {
+            s.agents
+                .values()
+                .filter_map(|a| {
+                    a.cert
+                        .as_ref()
+                        .map(|c| (a.name.clone(), c.not_after / 1000))
+                })
+                .collect()
+        });
+        // Removed agents drop out of the family.
+        self.agent_cert_expiry.clear();
+        for (agent, at) in expiries {
+            self.agent_cert_expiry
+                .get_or_create(&vec![("agent".to_string(), agent)])
+                .set(at);
         }
         self.encode()
     }

@@ -359,3 +359,142 @@ fn idle_connection_flood_does_not_hang_the_cli() {
     assert_eq!(open, 0, "idle connections left open");
     assert!(c.ferry(Some("admin"), &["pipeline", "list"]).success);
 }
+
+fn pair(dir: &std::path::Path, cert: &str, key: &str) -> ferry_certs::CertifiedKey {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+    ferry_certs::CertifiedKey {
+        cert_pem: read(cert),
+        key_pem: read(key),
+    }
+}
+
+/// Opens an agent session with `key` and returns the status it ends with.
+fn open_session(
+    runtime: &tokio::runtime::Runtime,
+    c: &Cluster,
+    ca: &str,
+    key: &ferry_certs::CertifiedKey,
+) -> Result<(), tonic::Status> {
+    runtime.block_on(async {
+        let channel = ferry_certs::tls::endpoint(
+            &c.addr,
+            ca,
+            Some(key),
+            ferry_certs::tls::Expected::Coordinator,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client = ferry_proto::agent_session_client::AgentSessionClient::new(channel);
+        let register = ferry_proto::AgentMessage {
+            kind: Some(ferry_proto::agent_message::Kind::Register(
+                ferry_proto::Register {
+                    labels: vec![],
+                    capacity: 1,
+                    version: "test".into(),
+                    address: "127.0.0.1:1".into(),
+                    running: vec![],
+                },
+            )),
+        };
+        let mut stream = client
+            .session(tokio_stream::iter(vec![register]))
+            .await?
+            .into_inner();
+        stream.message().await.map(|_| ())
+    })
+}
+
+/// A removed agent's certificate stays dead when its name is enrolled again,
+/// is refused by other agents' artifact servers, and `ferry certs revoke`
+/// shuts out an operator.
+#[test]
+fn removed_and_revoked_certificates_stay_dead() {
+    let mut c = Cluster::start("revoked");
+    let ca = std::fs::read_to_string(c.tls.join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let token = c.token("10m", 2);
+    let (ok, log, old_state) = c.enroll("a1", &token);
+    assert!(ok, "{log}");
+    let old = pair(&old_state, "agent.pem", "agent-key.pem");
+    let name = c.agent_name("a1");
+    c.ferry_ok(Some("admin"), &["agents", "remove", &name]);
+
+    // The same name enrolled again, with a new key.
+    let new_state = c.path().join("agent-a1-again");
+    let out = Command::new(ferry_tests::bin("ferry-agent"))
+        .args([
+            "--coordinator",
+            &c.addr,
+            "--name",
+            &name,
+            "--join-token",
+            &token,
+        ])
+        .arg("--enroll-only")
+        .arg("--state-dir")
+        .arg(&new_state)
+        .arg("--ca")
+        .arg(c.tls.join("ca.pem"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = pair(&new_state, "agent.pem", "agent-key.pem");
+
+    let refused = open_session(&runtime, &c, &ca, &old).expect_err("the old certificate came back");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("revoked"), "{refused:?}");
+    assert!(
+        open_session(&runtime, &c, &ca, &new).is_ok(),
+        "the new certificate is the agent's"
+    );
+
+    // Another agent's artifact server refuses the removed certificate.
+    let b = c.add_agent("b", &[]);
+    let list = c.ferry_ok(Some("admin"), &["agents", "list", "-o", "json"]);
+    let agents: serde_json::Value = serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}"));
+    let b_view = agents
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == b.as_str()))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        b_view["cert_expires_at"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "agents list shows when the certificate expires: {b_view}"
+    );
+    let peer = b_view["address"].as_str().unwrap_or_default().to_string();
+    let fetched = runtime.block_on(async {
+        let channel =
+            ferry_certs::tls::endpoint(&peer, &ca, Some(&old), ferry_certs::tls::Expected::Agent)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .connect()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let mut client = ferry_proto::artifact_peer_client::ArtifactPeerClient::new(channel);
+        client
+            .fetch(ferry_proto::FetchRequest {
+                digest: format!("sha256:{}", "0".repeat(64)),
+                offset: 0,
+            })
+            .await
+            .map(|_| ())
+    });
+    let refused = fetched.expect_err("a removed agent fetched from a peer");
+    assert!(refused.message().contains("revoked"), "{refused:?}");
+
+    // An operator certificate, revoked by an admin.
+    c.grant("bob", "viewer");
+    assert!(c.ferry(Some("bob"), &["pipeline", "list"]).success);
+    let bob = c.users.join("bob.pem").display().to_string();
+    let r = c.ferry(Some("bob"), &["certs", "revoke", &bob]);
+    assert!(!r.success, "a viewer may not revoke");
+    c.ferry_ok(Some("admin"), &["certs", "revoke", &bob]);
+    let r = c.ferry(Some("bob"), &["pipeline", "list"]);
+    assert!(!r.success && r.stderr.contains("revoked"), "{}", r.stderr);
+}

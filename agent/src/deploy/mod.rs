@@ -167,9 +167,12 @@ fn with_member<T>(
 /// Reads `ferry-deploy.yml` from the root of the artifact tar.
 pub fn read_revision_spec(artifact: &Path) -> Result<RevisionSpec, String> {
     let text = with_member(artifact, REVISION_SPEC_FILE, |entry| {
+        // Whoever can push to the repository wrote this file: read no more
+        // than the reader accepts (one byte over, so it can say it is too big).
         let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
+        let limit = ferry_pipeline::MAX_REVISION_SPEC_BYTES as u64 + 1;
+        let mut capped = std::io::Read::take(entry, limit);
+        std::io::Read::read_to_string(&mut capped, &mut text)
             .map_err(|e| format!("{REVISION_SPEC_FILE} is not UTF-8 text: {e}"))?;
         Ok(text)
     })?

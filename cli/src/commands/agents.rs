@@ -20,6 +20,7 @@ struct AgentJson<'a> {
     address: &'a str,
     version: &'a str,
     draining: bool,
+    cert_expires_at: &'a str,
 }
 
 pub fn agents_table(agents: &[pb::AgentView]) -> Table {
@@ -31,6 +32,7 @@ pub fn agents_table(agents: &[pb::AgentView]) -> Table {
         "STATE",
         "LAST-SEEN",
         "ADDRESS",
+        "CERT-EXPIRES",
     ]);
     for a in agents {
         table.row([
@@ -41,6 +43,7 @@ pub fn agents_table(agents: &[pb::AgentView]) -> Table {
             a.state.clone(),
             a.last_seen.clone(),
             a.address.clone(),
+            a.cert_expires_at.clone(),
         ]);
     }
     table
@@ -70,6 +73,7 @@ pub async fn list(global: &GlobalArgs) -> Result<()> {
                     address: &a.address,
                     version: &a.version,
                     draining: a.draining,
+                    cert_expires_at: &a.cert_expires_at,
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -128,11 +132,12 @@ mod tests {
             address: "127.0.0.1:7500".into(),
             connected: true,
             draining: false,
+            cert_expires_at: "2024-03-01T00:00:00.000Z".into(),
         }]);
         assert_eq!(
             table.render(),
-            "NAME  LABELS        CAPACITY  RUNNING  STATE      LAST-SEEN                 ADDRESS\n\
-             a1    docker,linux  2         1        Connected  2024-01-01T00:00:00.000Z  127.0.0.1:7500\n"
+            "NAME  LABELS        CAPACITY  RUNNING  STATE      LAST-SEEN                 ADDRESS         CERT-EXPIRES\n\
+             a1    docker,linux  2         1        Connected  2024-01-01T00:00:00.000Z  127.0.0.1:7500  2024-03-01T00:00:00.000Z\n"
         );
     }
 }

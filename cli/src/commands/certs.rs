@@ -1,5 +1,5 @@
-//! `ferry certs`: the cluster CA and the certificates it issues. Purely
-//! local: no coordinator is contacted.
+//! `ferry certs`: the cluster CA and the certificates it issues (purely
+//! local: no coordinator is contacted), and revocation (through the cluster).
 
 use std::path::PathBuf;
 
@@ -8,7 +8,8 @@ use ferry_certs::CertAuthority;
 use serde::Serialize;
 
 use crate::args::{
-    CertsCommand, CertsInitArgs, Format, IssueCommand, IssueCoordinatorArgs, IssueOperatorArgs,
+    CertsCommand, CertsInitArgs, CertsRevokeArgs, Format, IssueCommand, IssueCoordinatorArgs,
+    IssueOperatorArgs,
 };
 use crate::output;
 
@@ -22,6 +23,7 @@ pub fn run(command: &CertsCommand, format: Format) -> Result<()> {
         CertsCommand::Init(args) => init(args)?,
         CertsCommand::Issue(IssueCommand::Coordinator(args)) => issue_coordinator(args)?,
         CertsCommand::Issue(IssueCommand::Operator(args)) => issue_operator(args)?,
+        CertsCommand::Revoke(_) => anyhow::bail!("`ferry certs revoke` talks to the cluster"),
     };
     match format {
         Format::Json => output::print_json(&Written { files }),
@@ -130,5 +132,29 @@ mod tests {
             format!("{err:#}").contains("refusing to overwrite"),
             "{err:#}"
         );
+    }
+}
+
+/// `ferry certs revoke --cert FILE`: the cluster refuses it from now on.
+pub async fn revoke(global: &crate::args::GlobalArgs, args: &CertsRevokeArgs) -> Result<()> {
+    let pem = std::fs::read_to_string(&args.certificate)
+        .with_context(|| format!("reading {}", args.certificate.display()))?;
+    let mut client = crate::client::connect(global).await?;
+    let r = client
+        .revoke_certificate(ferry_proto::RevokeCertificateRequest {
+            certificate_pem: pem,
+        })
+        .await?
+        .into_inner();
+    match global.output {
+        Format::Json => output::print_json(&serde_json::json!({
+            "identity": r.identity,
+            "fingerprint": r.fingerprint,
+            "expires_at": r.expires_at,
+        })),
+        Format::Table => output::print(&format!(
+            "revoked {} (sha256 {}); refused until it expires at {}\n",
+            r.identity, r.fingerprint, r.expires_at
+        )),
     }
 }

@@ -465,6 +465,7 @@ impl pb::operator_server::Operator for OperatorService {
                         address: a.address.clone(),
                         connected,
                         draining: a.draining,
+                        cert_expires_at: views::ts(a.cert.as_ref().map(|c| c.not_after)),
                     }
                 })
                 .collect()
@@ -757,6 +758,51 @@ impl pb::operator_server::Operator for OperatorService {
             .await?;
         tracing::info!(secret = %name, "secret removed");
         Ok(Response::new(self.secret_list()))
+    }
+
+    async fn revoke_certificate(
+        &self,
+        req: Request<pb::RevokeCertificateRequest>,
+    ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
+        let who = caller(&req)?;
+        let pem = req.into_inner().certificate_pem;
+        if pem.len() > 64 * 1024 {
+            return Err(Status::invalid_argument(
+                "that is not a certificate (too large)",
+            ));
+        }
+        let facts = ferry_certs::CertFacts::from_pem(&pem)
+            .map_err(|e| Status::invalid_argument(format!("cannot revoke: {e}")))?;
+        if facts.identity.trust_domain != self.0.ca.trust_domain() {
+            return Err(Status::invalid_argument(format!(
+                "{} is not of this cluster's trust domain `{}`",
+                facts.identity,
+                self.0.ca.trust_domain()
+            )));
+        }
+        let now = now_ms();
+        if facts.not_after_ms <= now {
+            return Err(Status::failed_precondition(format!(
+                "the certificate of {} has already expired; it is refused anyway",
+                facts.identity
+            )));
+        }
+        self.0
+            .raft
+            .propose(Command::RevokeCertificate {
+                fingerprint: facts.fingerprint.clone(),
+                identity: facts.identity.uri(),
+                not_after: facts.not_after_ms,
+                by: who.name.clone(),
+                at: now,
+            })
+            .await?;
+        tracing::info!(identity = %facts.identity, fingerprint = %facts.fingerprint, by = %who.name, "certificate revoked");
+        Ok(Response::new(pb::RevokeCertificateResponse {
+            identity: facts.identity.uri(),
+            fingerprint: facts.fingerprint,
+            expires_at: views::ts(Some(facts.not_after_ms)),
+        }))
     }
 
     async fn create_token(
