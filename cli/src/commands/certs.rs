@@ -76,6 +76,30 @@ pub fn issue_operator(args: &IssueOperatorArgs) -> Result<Vec<PathBuf>> {
     Ok(vec![cert, key])
 }
 
+/// `ferry certs revoke CERT_FILE`: the cluster refuses it from now on.
+pub async fn revoke(global: &crate::args::GlobalArgs, args: &CertsRevokeArgs) -> Result<()> {
+    let pem = std::fs::read_to_string(&args.certificate)
+        .with_context(|| format!("reading {}", args.certificate.display()))?;
+    let mut client = crate::client::connect(global).await?;
+    let r = client
+        .revoke_certificate(ferry_proto::RevokeCertificateRequest {
+            certificate_pem: pem,
+        })
+        .await?
+        .into_inner();
+    match global.output {
+        Format::Json => output::print_json(&serde_json::json!({
+            "identity": r.identity,
+            "fingerprint": r.fingerprint,
+            "expires_at": r.expires_at,
+        })),
+        Format::Table => output::print(&format!(
+            "revoked {} (sha256 {}); refused until it expires at {}\n",
+            r.identity, r.fingerprint, r.expires_at
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,29 +156,5 @@ mod tests {
             format!("{err:#}").contains("refusing to overwrite"),
             "{err:#}"
         );
-    }
-}
-
-/// `ferry certs revoke --cert FILE`: the cluster refuses it from now on.
-pub async fn revoke(global: &crate::args::GlobalArgs, args: &CertsRevokeArgs) -> Result<()> {
-    let pem = std::fs::read_to_string(&args.certificate)
-        .with_context(|| format!("reading {}", args.certificate.display()))?;
-    let mut client = crate::client::connect(global).await?;
-    let r = client
-        .revoke_certificate(ferry_proto::RevokeCertificateRequest {
-            certificate_pem: pem,
-        })
-        .await?
-        .into_inner();
-    match global.output {
-        Format::Json => output::print_json(&serde_json::json!({
-            "identity": r.identity,
-            "fingerprint": r.fingerprint,
-            "expires_at": r.expires_at,
-        })),
-        Format::Table => output::print(&format!(
-            "revoked {} (sha256 {}); refused until it expires at {}\n",
-            r.identity, r.fingerprint, r.expires_at
-        )),
     }
 }
