@@ -185,7 +185,7 @@ pub struct ClusterState {
     pub tokens: BTreeMap<String, JoinToken>,
     pub roles: BTreeSet<(String, Role)>,
     pub artifacts: BTreeMap<String, ArtifactRecord>,
-    /// Secrets, sealed (see `secrets.rs`); only names and who set them are ever shown.
+    /// Secrets, sealed (`ferry_certs::SecretBox`); only names and who set them are ever shown.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRecord>,
     /// Deployment environments by name (latest version).
