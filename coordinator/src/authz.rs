@@ -103,9 +103,14 @@ pub fn check_certificate(
     fingerprint: &str,
 ) -> Result<(), Status> {
     if state.is_revoked(fingerprint) {
-        return Err(Status::unauthenticated(format!(
-            "the certificate of {id} was revoked; ask an admin for a new one"
-        )));
+        return Err(Status::unauthenticated(match id.kind {
+            IdentityKind::Agent => format!(
+                "agent `{}` is not enrolled in this cluster with this certificate: it was \
+                 revoked (removing an agent revokes it); enroll again with a new token",
+                id.name
+            ),
+            _ => format!("the certificate of {id} was revoked; ask an admin for a new one"),
+        }));
     }
     if id.kind == IdentityKind::Agent
         && let Some(bound) = state.agents.get(&id.name).and_then(|a| a.cert.as_ref())
