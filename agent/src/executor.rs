@@ -3,6 +3,13 @@
 //! run each command with `/bin/sh -c` until one fails, stream its output,
 //! collect the outputs as content-addressed tars, and always remove the
 //! container — on success, failure, timeout or cancellation alike.
+//!
+//! Every container is bounded (memory, CPUs, processes: the action's
+//! `resources:` or this agent's defaults), keeps only the capabilities in
+//! [`KEPT_CAPABILITIES`], runs with no-new-privileges and never privileged.
+//! Secrets must never go into the container's configuration (which `docker
+//! inspect` shows and the engine writes to disk): they travel only in each
+//! command's exec request.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -89,6 +96,7 @@ pub struct Executor {
     store: Store,
     agent: String,
     limits: Limits,
+    container: ContainerDefaults,
 }
 
 /// Size limits on what an attempt may store on this agent (0 = none).
@@ -98,6 +106,171 @@ pub struct Limits {
     pub store_limit_bytes: u64,
 }
 
+/// What a container gets when its action's `resources:` leave a limit unset
+/// (`ferry-agent --default-memory`, `--default-cpus`, `--default-pids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerDefaults {
+    pub memory_bytes: u64,
+    pub millicpus: u64,
+    pub pids: u64,
+}
+
+impl Default for ContainerDefaults {
+    /// 2 GiB of memory, 2 CPUs, 1024 processes.
+    fn default() -> Self {
+        ContainerDefaults {
+            memory_bytes: 2 << 30,
+            millicpus: 2_000,
+            pids: 1_024,
+        }
+    }
+}
+
+impl ContainerDefaults {
+    /// These defaults on a host with `host_cpus` CPUs: Docker refuses a CPU
+    /// limit above the host's count, so the default is lowered to it; the
+    /// message says when that happened.
+    pub fn fit_host(self, host_cpus: Option<u64>) -> (ContainerDefaults, Option<String>) {
+        let Some(most) = host_cpus
+            .filter(|&n| n > 0)
+            .map(|n| n.saturating_mul(1_000))
+        else {
+            return (self, None);
+        };
+        if self.millicpus <= most {
+            return (self, None);
+        }
+        let fitted = ContainerDefaults {
+            millicpus: most,
+            ..self
+        };
+        let message = format!(
+            "the default CPU limit of {} is more than this host's {} CPUs: containers get {} \
+             unless their action's resources say otherwise",
+            cpus_text(self.millicpus),
+            most / 1_000,
+            cpus_text(most)
+        );
+        (fitted, Some(message))
+    }
+}
+
+/// Capabilities a container keeps after dropping them all. Docker's default
+/// set minus what a build has no use for: MKNOD (device nodes), NET_RAW (raw
+/// sockets: spoofing on the bridge network; `ping` as root stops working),
+/// SYS_CHROOT, SETPCAP, SETFCAP (file capabilities) and AUDIT_WRITE. Kept,
+/// because builds run as root and package managers (apt/dpkg, apk, pip, npm)
+/// need them:
+/// - CHOWN, FOWNER, FSETID: unpacking files with their owners and modes,
+///   setuid/setgid bits included (dpkg chowns then chmods; without FSETID the
+///   kernel silently clears a setgid bit for a group root is not in);
+/// - DAC_OVERRIDE: root reading and writing files it does not own (caches,
+///   files unpacked read-only, workspaces of other users);
+/// - SETUID, SETGID: dropping to another user (apt's `_apt` sandbox, `su`,
+///   tests run as an unprivileged user);
+/// - KILL: signalling processes started under another user (test servers);
+/// - NET_BIND_SERVICE: test servers on ports below 1024.
+///
+/// What is dropped stays out of the bounding set for good; no-new-privileges
+/// also stops a command that switched to another user from getting the kept
+/// ones back through a setuid binary or file capabilities.
+pub const KEPT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "NET_BIND_SERVICE",
+];
+
+/// `2000` millicpus as `2`, `1500` as `1.5`.
+fn cpus_text(millicpus: u64) -> String {
+    let (whole, rest) = (millicpus / 1_000, millicpus % 1_000);
+    if rest == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", format!("{rest:03}").trim_end_matches('0'))
+    }
+}
+
+/// The limits an attempt's container gets: its action's, else these defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerLimits {
+    pub memory_bytes: u64,
+    pub millicpus: u64,
+    pub pids: u64,
+}
+
+impl ContainerLimits {
+    pub fn of(a: &pb::Assignment, defaults: &ContainerDefaults) -> ContainerLimits {
+        let or = |set: u64, default: u64| if set > 0 { set } else { default };
+        ContainerLimits {
+            memory_bytes: or(a.memory_bytes, defaults.memory_bytes),
+            millicpus: or(a.millicpus, defaults.millicpus),
+            pids: or(a.pids_limit, defaults.pids),
+        }
+    }
+
+    /// The Docker host configuration: these limits, the kept capabilities,
+    /// no-new-privileges, not privileged.
+    pub fn host_config(&self) -> HostConfig {
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        HostConfig {
+            init: Some(true),
+            privileged: Some(false),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            cap_add: Some(KEPT_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            nano_cpus: Some(signed(self.millicpus.saturating_mul(1_000_000))),
+            memory: Some(signed(self.memory_bytes)),
+            pids_limit: Some(signed(self.pids)),
+            ..Default::default()
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} CPUs, {} MiB of memory, {} processes",
+            cpus_text(self.millicpus),
+            self.memory_bytes / (1024 * 1024),
+            self.pids
+        )
+    }
+}
+
+/// The container's own environment: the action's `env` and the `FERRY_*`
+/// variables. Never a secret: this is stored in the container's configuration.
+fn container_env(a: &pb::Assignment) -> Vec<String> {
+    let mut env: Vec<String> = a.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.sort();
+    env.extend([
+        format!("FERRY_PIPELINE={}", a.pipeline),
+        format!("FERRY_EXECUTION_ID={}", a.execution_id),
+        format!("FERRY_REVISION={}", a.revision),
+        format!("FERRY_STAGE={}", a.stage),
+        format!("FERRY_ACTION={}", a.action),
+    ]);
+    env
+}
+
+/// The secrets as `NAME=value`, for each command's exec request only: the
+/// engine keeps an exec's environment in memory, not in the container's
+/// configuration or on disk.
+fn secret_env(a: &pb::Assignment) -> Vec<String> {
+    let mut env: Vec<String> = a
+        .secret_env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+        .collect();
+    env.sort();
+    env
+}
+
 impl Executor {
     pub fn new(docker: Docker, store: Store, agent: String) -> Self {
         Executor {
@@ -105,7 +278,14 @@ impl Executor {
             store,
             agent,
             limits: Limits::default(),
+            container: ContainerDefaults::default(),
         }
+    }
+
+    /// Limits for containers whose action does not set them.
+    pub fn with_container_defaults(mut self, defaults: ContainerDefaults) -> Self {
+        self.container = defaults;
+        self
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -186,20 +366,8 @@ impl Executor {
         self.ensure_image(&a.image, log).await?;
         let epoch = a.attempt.as_ref().map_or(0, |r| r.epoch);
         let name = format!("ferry-{}-{}", self.agent, epoch);
-        let mut env: Vec<String> = a.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.extend(
-            a.secret_env
-                .iter()
-                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v))),
-        );
-        env.sort();
-        env.extend([
-            format!("FERRY_PIPELINE={}", a.pipeline),
-            format!("FERRY_EXECUTION_ID={}", a.execution_id),
-            format!("FERRY_REVISION={}", a.revision),
-            format!("FERRY_STAGE={}", a.stage),
-            format!("FERRY_ACTION={}", a.action),
-        ]);
+        let limits = ContainerLimits::of(a, &self.container);
+        log.write(format!("[ferry] container limits: {limits}\n").as_bytes());
         let body = ContainerCreateBody {
             image: Some(a.image.clone()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
@@ -207,15 +375,9 @@ impl Executor {
                 "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
             ]),
             working_dir: Some("/workspace".into()),
-            env: Some(env.clone()),
+            env: Some(container_env(a)),
             labels: Some(HashMap::from([(LABEL.to_string(), epoch.to_string())])),
-            host_config: Some(HostConfig {
-                init: Some(true),
-                nano_cpus: (a.millicpus > 0)
-                    .then(|| (a.millicpus as i64).saturating_mul(1_000_000)),
-                memory: (a.memory_bytes > 0).then(|| a.memory_bytes.min(i64::MAX as u64) as i64),
-                ..Default::default()
-            }),
+            host_config: Some(limits.host_config()),
             ..Default::default()
         };
         // A container left by an earlier run of this very attempt goes first.
@@ -226,8 +388,9 @@ impl Executor {
         };
         self.docker.create_container(Some(opts), body).await?;
         let timeout = Duration::from_secs(a.timeout_seconds.max(1));
+        let secrets = secret_env(a);
         let result = tokio::select! {
-            r = self.steps(&name, a, inputs, &env, log) => r,
+            r = self.steps(&name, a, inputs, &secrets, log) => r,
             _ = tokio::time::sleep(timeout) => Err(ActionError::Timeout(timeout)),
             reason = wait_cancel(&mut cancel) => Err(ActionError::Cancelled(reason)),
         };
@@ -264,7 +427,7 @@ impl Executor {
         container: &str,
         a: &pb::Assignment,
         inputs: &[PreparedInput],
-        env: &[String],
+        secrets: &[String],
         log: &mut dyn LogSink,
     ) -> Result<Outcome, ActionError> {
         // Inputs, in order, re-packed under workspace/ and checked on the way.
@@ -312,7 +475,8 @@ impl Executor {
                         attach_stdout: Some(true),
                         attach_stderr: Some(true),
                         working_dir: Some("/workspace".to_string()),
-                        env: Some(env.to_vec()),
+                        // Added to the container's environment for this command only.
+                        env: Some(secrets.to_vec()),
                         ..Default::default()
                     },
                 )
@@ -424,5 +588,94 @@ async fn wait_cancel(rx: &mut watch::Receiver<Option<String>>) -> String {
             // Sender gone: never cancelled.
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment() -> pb::Assignment {
+        pb::Assignment {
+            pipeline: "p".into(),
+            env: HashMap::from([("MODE".to_string(), "release".to_string())]),
+            secret_env: HashMap::from([("TOKEN".to_string(), b"hunter2".to_vec())]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_apply_unless_the_action_sets_a_limit() {
+        let defaults = ContainerDefaults::default();
+        let mut a = assignment();
+        let limits = ContainerLimits::of(&a, &defaults);
+        assert_eq!(
+            limits,
+            ContainerLimits {
+                memory_bytes: 2 << 30,
+                millicpus: 2_000,
+                pids: 1_024,
+            }
+        );
+        assert_eq!(
+            limits.to_string(),
+            "2 CPUs, 2048 MiB of memory, 1024 processes"
+        );
+        a.pids_limit = 64;
+        a.millicpus = 1_500;
+        let limits = ContainerLimits::of(&a, &defaults);
+        assert_eq!((limits.pids, limits.millicpus), (64, 1_500));
+        assert_eq!(limits.memory_bytes, 2 << 30);
+        let host = limits.host_config();
+        assert_eq!(host.pids_limit, Some(64));
+        assert_eq!(host.nano_cpus, Some(1_500_000_000));
+        assert_eq!(host.memory, Some(2 << 30));
+        a.memory_bytes = u64::MAX;
+        let host = ContainerLimits::of(&a, &defaults).host_config();
+        assert_eq!(host.memory, Some(i64::MAX));
+    }
+
+    #[test]
+    fn every_container_drops_capabilities_and_privileges() {
+        let host = ContainerLimits::of(&assignment(), &ContainerDefaults::default()).host_config();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        let kept = host.cap_add.unwrap_or_default();
+        assert_eq!(kept.len(), KEPT_CAPABILITIES.len());
+        for never in ["SYS_ADMIN", "NET_RAW", "MKNOD", "SYS_PTRACE", "NET_ADMIN"] {
+            assert!(!kept.iter().any(|c| c == never), "{never}");
+        }
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
+        assert_eq!(host.privileged, Some(false));
+        assert!(host.pids_limit.is_some() && host.memory.is_some() && host.nano_cpus.is_some());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_the_container_environment() {
+        let a = assignment();
+        let env = container_env(&a);
+        assert!(env.contains(&"MODE=release".to_string()));
+        assert!(env.contains(&"FERRY_PIPELINE=p".to_string()));
+        assert!(
+            !env.iter()
+                .any(|e| e.contains("hunter2") || e.starts_with("TOKEN"))
+        );
+        assert_eq!(secret_env(&a), vec!["TOKEN=hunter2".to_string()]);
+    }
+
+    #[test]
+    fn the_cpu_default_fits_the_host() {
+        let d = ContainerDefaults::default();
+        assert_eq!(d.fit_host(Some(8)), (d, None));
+        assert_eq!(d.fit_host(Some(2)), (d, None));
+        assert_eq!(d.fit_host(None), (d, None));
+        let (fitted, message) = d.fit_host(Some(1));
+        assert_eq!(fitted.millicpus, 1_000);
+        assert_eq!(fitted.memory_bytes, d.memory_bytes);
+        assert!(message.is_some_and(|m| m.contains("1 CPUs")));
+        assert_eq!(cpus_text(1_500), "1.5");
+        assert_eq!(cpus_text(250), "0.25");
     }
 }

@@ -38,6 +38,8 @@ pub struct Options {
     pub limits: executor::Limits,
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Container limits for actions whose `resources:` leave them unset.
+    pub container: executor::ContainerDefaults,
 }
 
 /// Runs the agent until `shutdown` asks it to drain or cancel (see `session`).
@@ -66,6 +68,17 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     docker.ping().await.context(
         "the Docker Engine does not answer (is it running, and may this user reach its socket?)",
     )?;
+    let host_cpus = match docker.info().await {
+        Ok(info) => info.ncpu.and_then(|n| u64::try_from(n).ok()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not ask the Docker Engine for its CPU count");
+            None
+        }
+    };
+    let (container, warning) = opts.container.fit_host(host_cpus);
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
     let (host, port) = opts
         .advertise
         .rsplit_once(':')
@@ -138,7 +151,8 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     tracing::info!(identity = %id.identity, peer = %address, "agent starting");
 
     let executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone())
-        .with_limits(opts.limits);
+        .with_limits(opts.limits)
+        .with_container_defaults(container);
     executor.remove_stale().await;
     let cfg = session::AgentConfig {
         coordinators: opts.coordinators,

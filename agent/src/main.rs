@@ -48,6 +48,31 @@ struct Args {
     /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Memory limit of a container whose action sets no `resources.memory` (like 512m, 2g).
+    #[arg(long, env = "FERRY_AGENT_DEFAULT_MEMORY", default_value = "2g", value_parser = memory_flag)]
+    default_memory: u64,
+    /// CPU limit of a container whose action sets no `resources.cpus` (like 1.5); at most
+    /// this host's CPUs.
+    #[arg(long, env = "FERRY_AGENT_DEFAULT_CPUS", default_value = "2", value_parser = cpus_flag)]
+    default_cpus: u64,
+    /// Process (and thread) limit of a container whose action sets no `resources.pids`.
+    #[arg(
+        long,
+        env = "FERRY_AGENT_DEFAULT_PIDS",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u64).range(ferry_pipeline::MIN_PIDS..=ferry_pipeline::MAX_PIDS)
+    )]
+    default_pids: u64,
+}
+
+/// `--default-memory`: a size as `resources.memory` takes it, in bytes.
+fn memory_flag(text: &str) -> Result<u64, String> {
+    ferry_pipeline::parse_memory_bytes(text)
+}
+
+/// `--default-cpus`: a CPU count as `resources.cpus` takes it, in millicpus.
+fn cpus_flag(text: &str) -> Result<u64, String> {
+    ferry_pipeline::parse_cpus(text)
 }
 
 fn default_name() -> String {
@@ -124,6 +149,11 @@ async fn main() -> std::process::ExitCode {
                 store_limit_bytes: a.store_limit_mb.saturating_mul(1024 * 1024),
             },
             metrics_listen: a.metrics_listen,
+            container: ferry_agent::executor::ContainerDefaults {
+                memory_bytes: a.default_memory,
+                millicpus: a.default_cpus,
+                pids: a.default_pids,
+            },
         },
         rx,
     )

@@ -63,6 +63,7 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
         git_url: spec.source.git.clone(),
         millicpus: action.resources.millicpus.unwrap_or(0),
         memory_bytes: action.resources.memory_bytes.unwrap_or(0),
+        pids_limit: action.resources.pids.unwrap_or(0),
         secret_env: Default::default(),
         missing_secrets: Vec::new(),
         deploy: None,

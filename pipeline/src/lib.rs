@@ -29,7 +29,7 @@ pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use parse::{Diagnostic, parse};
 pub use revision::{DockerSpec, Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
-pub use rules::{MAX_SECRET_NAME_LEN, validate_secret_name};
+pub use rules::{MAX_SECRET_NAME_LEN, parse_cpus, parse_memory_bytes, validate_secret_name};
 
 #[cfg(test)]
 mod environment_tests;

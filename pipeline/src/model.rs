@@ -38,6 +38,13 @@ pub const MAX_MILLICPUS: u64 = 1024 * 1_000;
 /// Smallest accepted `resources.memory`, in bytes (4 MiB).
 pub const MIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Smallest accepted `resources.pids`: the container's init, a shell and the
+/// command itself already take a few, and most tools start helpers.
+pub const MIN_PIDS: u64 = 16;
+
+/// Largest accepted `resources.pids`: Linux's own ceiling on process ids (2^22).
+pub const MAX_PIDS: u64 = 4 * 1024 * 1024;
+
 /// A complete, validated pipeline definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pipeline {
@@ -96,7 +103,8 @@ pub struct Action {
     pub outputs: BTreeMap<String, Vec<String>>,
     /// Time limit with defaults applied, in milliseconds.
     pub timeout_ms: u64,
-    /// Container resource limits (build/test only); unset fields mean no limit.
+    /// Container resource limits (build/test only); unset fields get the
+    /// running agent's defaults (`ferry-agent --default-memory` and so on).
     #[serde(default)]
     pub resources: Resources,
     /// How many times a failed command run is retried on a new attempt, at
@@ -126,6 +134,10 @@ pub struct Resources {
     pub millicpus: Option<u64>,
     /// Memory limit in bytes, at least [`MIN_MEMORY_BYTES`].
     pub memory_bytes: Option<u64>,
+    /// Most processes (and threads) at once, between [`MIN_PIDS`] and [`MAX_PIDS`].
+    /// Unset (also in actions stored before it existed): the agent's default.
+    #[serde(default)]
+    pub pids: Option<u64>,
 }
 
 /// What an action does.
@@ -201,6 +213,7 @@ mod tests {
             resources: Resources {
                 millicpus: Some(1_500),
                 memory_bytes: Some(MIN_MEMORY_BYTES),
+                pids: Some(MIN_PIDS),
             },
             retries: 2,
             secrets: BTreeMap::from([("DEPLOY_TOKEN".to_string(), "prod-token".to_string())]),
@@ -274,6 +287,20 @@ mod tests {
                 retries: 0,
                 resources: Resources::default(),
                 ..action("old")
+            }
+        );
+    }
+
+    #[test]
+    fn resources_serialized_before_pids_still_deserialize() {
+        let old = r#"{"millicpus":1500,"memory_bytes":null}"#;
+        let back: Resources = serde_json::from_str(old).expect("deserialize");
+        assert_eq!(
+            back,
+            Resources {
+                millicpus: Some(1_500),
+                memory_bytes: None,
+                pids: None,
             }
         );
     }

@@ -12,8 +12,8 @@ use marked_yaml::types::MarkedMappingNode;
 use crate::deploy::{Count, Deploy, MAX_KEEP_RELEASES, Strategy};
 use crate::duration::parse_duration_ms;
 use crate::model::{
-    Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, MAX_RETRIES,
-    MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
+    Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, MAX_PIDS, MAX_RETRIES,
+    MIN_PIDS, MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
 };
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
@@ -65,7 +65,7 @@ const DEPLOY_KEYS: &[&str] = &[
     "hook_timeout",
     "connect_timeout",
 ];
-const RESOURCE_KEYS: &[&str] = &["cpus", "memory"];
+const RESOURCE_KEYS: &[&str] = &["cpus", "memory", "pids"];
 const STRATEGY_KEYS: &[&str] = &["batch"];
 
 /// Whether an action of `kind` may have `key`.
@@ -433,7 +433,10 @@ impl Reader<'_> {
         };
         self.check_keys(map, "resources", RESOURCE_KEYS);
         if map.is_empty() {
-            self.error(mapping_pos(map), "`resources` must set cpus or memory");
+            self.error(
+                mapping_pos(map),
+                "`resources` must set cpus, memory or pids",
+            );
         }
         if let Some(value) = field(map, "cpus") {
             resources.millicpus = self.cpus(value);
@@ -446,7 +449,28 @@ impl Reader<'_> {
                 Err(message) => self.error(at, message),
             }
         }
+        if let Some(value) = field(map, "pids") {
+            resources.pids = self.pids(value);
+        }
         resources
+    }
+
+    /// `resources.pids`: an integer between [`MIN_PIDS`] and [`MAX_PIDS`].
+    fn pids(&mut self, value: Value<'_>) -> Option<u64> {
+        let (number, at) = self.integer(value, "`pids`")?;
+        match u64::try_from(number)
+            .ok()
+            .filter(|n| (MIN_PIDS..=MAX_PIDS).contains(n))
+        {
+            Some(pids) => Some(pids),
+            None => {
+                self.error(
+                    at,
+                    format!("`pids` must be between {MIN_PIDS} and {MAX_PIDS}, found {number}"),
+                );
+                None
+            }
+        }
     }
 
     /// `resources.cpus` in millicpus: an unquoted number such as `2` or `1.5`.

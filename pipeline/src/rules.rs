@@ -245,10 +245,19 @@ pub(crate) fn parse_millicpus(text: &str) -> Result<u64, CpusError> {
     Ok(millicpus)
 }
 
+/// A CPU count as `resources.cpus` takes it (`2`, `1.5`), in millicpus, from
+/// plain text (such as a command-line flag); the error says what is wrong.
+pub fn parse_cpus(text: &str) -> Result<u64, String> {
+    parse_millicpus(text).map_err(|e| match e {
+        CpusError::NotANumber => format!("`cpus` must be a number, found {text:?}"),
+        CpusError::Invalid(message) => message,
+    })
+}
+
 /// A memory size: bytes (`1048576000`) or a number with a binary suffix
 /// `k`, `m` or `g`, optionally followed by `i` and/or `b`, in any case
 /// (`512m`, `1Gi`, `64MB`, `2kib`). It must be at least 4m.
-pub(crate) fn parse_memory_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_memory_bytes(text: &str) -> Result<u64, String> {
     let invalid = || {
         format!(
             "invalid memory size {text:?}: expected a number of bytes, or a number with \
@@ -444,6 +453,16 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+        // The plain-text form (agent flags) says what is wrong in words.
+        assert_eq!(parse_cpus("1.5"), Ok(1_500));
+        assert_eq!(
+            parse_cpus("lots"),
+            Err("`cpus` must be a number, found \"lots\"".to_string())
+        );
+        assert_eq!(
+            parse_cpus("0"),
+            Err("`cpus` must be greater than 0, found 0".to_string())
+        );
     }
 
     #[test]

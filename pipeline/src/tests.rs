@@ -851,15 +851,17 @@ fn retries_and_resources_parse() {
         Resources {
             millicpus: Some(1_500),
             memory_bytes: Some(536_870_912),
+            pids: None,
         }
     );
 
-    let cases: [(&[&str], Resources); 6] = [
+    let cases: [(&[&str], Resources); 8] = [
         (
             &["resources:", "  cpus: 2", "  memory: 1g"],
             Resources {
                 millicpus: Some(2_000),
                 memory_bytes: Some(1 << 30),
+                pids: None,
             },
         ),
         (
@@ -867,6 +869,7 @@ fn retries_and_resources_parse() {
             Resources {
                 millicpus: None,
                 memory_bytes: Some(1_048_576_000),
+                pids: None,
             },
         ),
         (
@@ -874,6 +877,7 @@ fn retries_and_resources_parse() {
             Resources {
                 millicpus: Some(250),
                 memory_bytes: None,
+                pids: None,
             },
         ),
         (
@@ -881,6 +885,7 @@ fn retries_and_resources_parse() {
             Resources {
                 millicpus: Some(1_024_000),
                 memory_bytes: Some(4 << 20),
+                pids: None,
             },
         ),
         (
@@ -888,6 +893,7 @@ fn retries_and_resources_parse() {
             Resources {
                 millicpus: None,
                 memory_bytes: Some(2 << 30),
+                pids: None,
             },
         ),
         (
@@ -895,6 +901,23 @@ fn retries_and_resources_parse() {
             Resources {
                 millicpus: None,
                 memory_bytes: Some(64 << 20),
+                pids: None,
+            },
+        ),
+        (
+            &["resources: {pids: 64}"],
+            Resources {
+                millicpus: None,
+                memory_bytes: None,
+                pids: Some(64),
+            },
+        ),
+        (
+            &["resources:", "  cpus: 1", "  memory: 1g", "  pids: 4194304"],
+            Resources {
+                millicpus: Some(1_000),
+                memory_bytes: Some(1 << 30),
+                pids: Some(4_194_304),
             },
         ),
     ];
@@ -1027,6 +1050,40 @@ fn bad_memory() {
 }
 
 #[test]
+fn bad_pids() {
+    let cases = [
+        (
+            "pids: 15",
+            "`pids` must be between 16 and 4194304, found 15",
+        ),
+        ("pids: 0", "`pids` must be between 16 and 4194304, found 0"),
+        (
+            "pids: -1",
+            "`pids` must be between 16 and 4194304, found -1",
+        ),
+        (
+            "pids: 4194305",
+            "`pids` must be between 16 and 4194304, found 4194305",
+        ),
+        ("pids: many", "`pids` must be an integer, found \"many\""),
+        ("pids: \"64\"", "`pids` must be an integer, found \"64\""),
+        ("pids: 1.5", "`pids` must be an integer, found \"1.5\""),
+        ("pids: [64]", "`pids` must be an integer, found a list"),
+    ];
+    for (line, message) in cases {
+        assert_eq!(
+            errors(&build_action_with(&["resources:", &format!("  {line}")])),
+            vec![format!("13:17: {message}")],
+            "{line}"
+        );
+    }
+    assert_eq!(
+        errors(&build_action_with(&["resources: {cpus: 1, pids:}"])),
+        vec!["12:30: `pids` must be an integer, found nothing (null)"]
+    );
+}
+
+#[test]
 fn bad_resources_structure() {
     assert_eq!(
         errors(&build_action_with(&[
@@ -1035,11 +1092,11 @@ fn bad_resources_structure() {
             "  disk: 10g",
             "  memory: 1g",
         ])),
-        vec!["14:11: unknown key `disk` in resources; expected one of: cpus, memory"]
+        vec!["14:11: unknown key `disk` in resources; expected one of: cpus, memory, pids"]
     );
     assert_eq!(
         errors(&build_action_with(&["resources: {}"])),
-        vec!["12:20: `resources` must set cpus or memory"]
+        vec!["12:20: `resources` must set cpus, memory or pids"]
     );
     assert_eq!(
         errors(&build_action_with(&["resources: 2"])),
@@ -1059,7 +1116,7 @@ fn bad_resources_structure() {
             "12:18: `retries` must be between 0 and 10, found 20",
             "13:27: `cpus` must be greater than 0, found 0",
             "13:38: `memory` must be at least 4m (4194304 bytes), found 1k",
-            "13:42: unknown key `gpus` in resources; expected one of: cpus, memory",
+            "13:42: unknown key `gpus` in resources; expected one of: cpus, memory, pids",
         ]
     );
 }
