@@ -35,8 +35,8 @@ pub const MAX_RETRIES: u32 = 10;
 /// Largest accepted `resources.cpus`, in millicpus (1024 CPUs).
 pub const MAX_MILLICPUS: u64 = 1024 * 1_000;
 
-/// Smallest accepted `resources.memory`, in bytes (4 MiB).
-pub const MIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024;
+/// Smallest accepted `resources.memory`, in bytes (6 MiB: the Docker Engine refuses less).
+pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
 
 /// Smallest accepted `resources.pids`: the container's init, a shell and the
 /// command itself already take a few, and most tools start helpers.

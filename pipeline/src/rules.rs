@@ -292,7 +292,7 @@ pub fn parse_memory_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(too_large)?;
     if bytes < MIN_MEMORY_BYTES {
         return Err(format!(
-            "`memory` must be at least 4m ({MIN_MEMORY_BYTES} bytes), found {text}"
+            "`memory` must be at least 6m ({MIN_MEMORY_BYTES} bytes), found {text}"
         ));
     }
     Ok(bytes)

@@ -1028,11 +1028,11 @@ fn bad_memory() {
     let cases = [
         (
             "memory: 1k",
-            "`memory` must be at least 4m (4194304 bytes), found 1k",
+            "`memory` must be at least 6m (6291456 bytes), found 1k",
         ),
         (
-            "memory: 4194303",
-            "`memory` must be at least 4m (4194304 bytes), found 4194303",
+            "memory: 6291455",
+            "`memory` must be at least 6m (6291456 bytes), found 6291455",
         ),
         (
             "memory: 99999999999g",
@@ -1115,7 +1115,7 @@ fn bad_resources_structure() {
         vec![
             "12:18: `retries` must be between 0 and 10, found 20",
             "13:27: `cpus` must be greater than 0, found 0",
-            "13:38: `memory` must be at least 4m (4194304 bytes), found 1k",
+            "13:38: `memory` must be at least 6m (6291456 bytes), found 1k",
             "13:42: unknown key `gpus` in resources; expected one of: cpus, memory, pids",
         ]
     );
