@@ -468,9 +468,9 @@ mod tests {
     #[test]
     fn memory_sizes() {
         for (text, bytes) in [
-            ("4194304", 4_194_304),
+            ("6291456", 6_291_456),
             ("1048576000", 1_048_576_000),
-            ("4096k", 4 << 20),
+            ("6144k", 6 << 20),
             ("512m", 512 << 20),
             ("512M", 512 << 20),
             ("512Mi", 512 << 20),
@@ -492,9 +492,9 @@ mod tests {
             ("4t", "invalid memory size"),
             ("4mbi", "invalid memory size"),
             ("4b", "invalid memory size"),
-            ("1k", "at least 4m"),
-            ("4194303", "at least 4m"),
-            ("0", "at least 4m"),
+            ("1k", "at least 6m"),
+            ("6291455", "at least 6m"),
+            ("0", "at least 6m"),
             ("17179869184gb", "too large"),
             ("17179869184g", "too large"),
             ("99999999999999999999", "too large"),

@@ -881,10 +881,10 @@ fn retries_and_resources_parse() {
             },
         ),
         (
-            &["resources: {cpus: 1024, memory: \"4M\"}"],
+            &["resources: {cpus: 1024, memory: \"6M\"}"],
             Resources {
                 millicpus: Some(1_024_000),
-                memory_bytes: Some(4 << 20),
+                memory_bytes: Some(6 << 20),
                 pids: None,
             },
         ),
