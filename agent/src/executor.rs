@@ -26,6 +26,7 @@ use bollard::query_parameters::{
 use ferry_proto as pb;
 use futures::StreamExt;
 use thiserror::Error;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::archive;
@@ -510,9 +511,13 @@ impl Executor {
 
         let mut outputs = Vec::new();
         for spec in &a.outputs {
-            let mut tar = Vec::new();
+            // Each path's archive from the engine goes to a scratch file, not
+            // memory: an output may be far larger than the agent's RAM.
+            let mut tar: Vec<(String, std::fs::File)> = Vec::new();
+            let mut incoming: u64 = 0;
             for path in &spec.paths {
-                let mut docker_tar = Vec::new();
+                let mut docker_tar = tokio::fs::File::from_std(self.store.scratch()?);
+                let mut received: u64 = 0;
                 let full = format!("/workspace/{}", path.trim_end_matches('/'));
                 let mut stream = self.docker.download_from_container(
                     container,
@@ -521,15 +526,16 @@ impl Executor {
                 while let Some(chunk) = stream.next().await {
                     match chunk {
                         Ok(bytes) => {
-                            docker_tar.extend_from_slice(&bytes);
+                            received += bytes.len() as u64;
                             let max = self.limits.max_artifact_bytes;
-                            if max > 0 && docker_tar.len() as u64 > max {
+                            if max > 0 && received > max {
                                 return Err(ActionError::Limit(format!(
                                     "output `{}` is over this agent's artifact size limit of {} MiB",
                                     spec.name,
                                     max / (1024 * 1024)
                                 )));
                             }
+                            docker_tar.write_all(&bytes).await?;
                         }
                         Err(_) => {
                             return Err(ActionError::MissingOutput {
@@ -539,10 +545,13 @@ impl Executor {
                         }
                     }
                 }
-                tar.push((path.clone(), docker_tar));
+                docker_tar.flush().await?;
+                let mut file = docker_tar.into_std().await;
+                std::io::Seek::rewind(&mut file)?;
+                incoming += received;
+                tar.push((path.clone(), file));
             }
             let limit = self.limits.store_limit_bytes;
-            let incoming: u64 = tar.iter().map(|(_, t)| t.len() as u64).sum();
             if limit > 0 && self.store.used_bytes() + incoming > limit {
                 return Err(ActionError::Limit(format!(
                     "output `{}` does not fit: this agent's artifact store is at its limit of {} MiB \
@@ -556,8 +565,9 @@ impl Executor {
                 let mut w = store.writer()?;
                 {
                     let mut b = tar::Builder::new(&mut w);
-                    for (path, docker_tar) in &tar {
-                        archive::append_output(path, &docker_tar[..], &mut b)?;
+                    for (path, docker_tar) in tar {
+                        let reader = std::io::BufReader::new(docker_tar);
+                        archive::append_output(&path, reader, &mut b)?;
                     }
                     b.finish()?;
                 }

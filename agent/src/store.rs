@@ -82,6 +82,12 @@ impl Store {
         })
     }
 
+    /// An unnamed scratch file on the store's file system (gone when closed),
+    /// for bytes on their way into a blob.
+    pub fn scratch(&self) -> Result<File, StoreError> {
+        tempfile::tempfile_in(self.root.join("tmp")).map_err(io_err(&self.root))
+    }
+
     /// Stores the contents of a reader.
     pub fn put_reader(&self, mut r: impl Read) -> Result<Blob, StoreError> {
         let mut w = self.writer()?;

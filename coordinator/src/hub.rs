@@ -29,6 +29,10 @@ pub struct AgentHub {
     /// When each agent was last heard from on this leader (kept after it disconnects).
     seen: Arc<Mutex<HashMap<String, Instant>>>,
     changed: watch::Sender<u64>,
+    /// Replicas this leader asked for, (agent, digest): only those may be
+    /// reported `Held` (an agent cannot make itself a holder of a blob it was
+    /// never asked to fetch, and so be handed it as an input source).
+    replicas_asked: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
 }
 
 impl Default for AgentHub {
@@ -37,13 +41,37 @@ impl Default for AgentHub {
             inner: Arc::default(),
             seen: Arc::default(),
             changed: watch::channel(0).0,
+            replicas_asked: Arc::default(),
         }
     }
 }
 
+/// Outstanding replica requests remembered at most (a leader change forgets them all).
+const MAX_REPLICAS_ASKED: usize = 100_000;
+
 impl AgentHub {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Session>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that `agent` was asked to fetch a replica of `digest`.
+    pub fn ask_replica(&self, agent: &str, digest: &str) {
+        let mut asked = self
+            .replicas_asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if asked.len() >= MAX_REPLICAS_ASKED {
+            asked.clear();
+        }
+        asked.insert((agent.to_string(), digest.to_string()));
+    }
+
+    /// Whether `agent` was asked for `digest` (and forgets the request).
+    pub fn take_replica(&self, agent: &str, digest: &str) -> bool {
+        self.replicas_asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(agent.to_string(), digest.to_string()))
     }
 
     pub fn connect(&self, name: &str, session: Session) {

@@ -201,6 +201,7 @@ pub async fn replicator(ctx: SharedCtx) {
                     },
                 )),
             };
+            ctx.agents.ask_replica(&target, &digest);
             if ctx.agents.send(&target, msg).await {
                 tracing::debug!(%digest, agent = %target, "replica requested");
                 asked.insert((digest, target), Instant::now());

@@ -572,6 +572,15 @@ impl Cluster {
         }
     }
 
+    /// The process id of a running agent.
+    pub fn agent_pid(&self, name: &str) -> Option<u32> {
+        self.agents
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.child.as_ref())
+            .map(|c| c.id())
+    }
+
     /// Sends a signal (e.g. "STOP", "CONT", "TERM") to an agent process.
     pub fn signal_agent(&self, name: &str, signal: &str) {
         let pid = self

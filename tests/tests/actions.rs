@@ -191,3 +191,49 @@ fn an_enrolled_agent_restarts_without_a_token_and_keeps_working() {
     assert_eq!(v["status"], "Succeeded");
     assert_eq!(Cluster::action(&v, "s", "hi")["agent"], name.as_str());
 }
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An output is streamed to the store, never held whole in the agent's
+/// memory: a 384 MiB output leaves the agent's peak RSS far below its size.
+#[test]
+fn large_outputs_are_streamed_not_held_in_memory() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("bigout");
+    let a = c.add_agent("a", &[]);
+    let r = repo();
+    c.apply(&format!(
+        r#"name: bigout
+source: {{git: {}}}
+stages:
+  - name: s
+    actions:
+      - {{name: make, type: build, image: ferry-local/busybox, commands: ["dd if=/dev/zero of=big.bin bs=1048576 count=384"], outputs: {{big: [big.bin]}}, resources: {{memory: 1g}}}}
+"#,
+        r.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "bigout"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("bigout", &exec, "execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    let pid = c
+        .agent_pid(&a)
+        .unwrap_or_else(|| panic!("agent {a} is not running"));
+    let peak_mib = peak_rss_kib(pid) / 1024;
+    assert!(
+        peak_mib < 192,
+        "the agent's peak RSS was {peak_mib} MiB for a 384 MiB output: it was held in memory"
+    );
+}

@@ -224,6 +224,10 @@ async fn handle(
             }
         }
         Kind::Held(held) => {
+            if !ctx.agents.take_replica(agent, &held.digest) {
+                tracing::warn!(%agent, digest = %held.digest, "unrequested replica claim ignored");
+                return;
+            }
             let cmd = Command::ArtifactHeld {
                 digest: held.digest.clone(),
                 size: held.size,

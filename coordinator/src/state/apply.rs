@@ -237,13 +237,16 @@ impl ClusterState {
                 if !self.agents.contains_key(&agent) {
                     return Err(Rejection::NotFound(format!("agent `{agent}`")));
                 }
-                let rec = self
-                    .artifacts
-                    .entry(digest)
-                    .or_insert_with(|| ArtifactRecord {
-                        size,
-                        ..Default::default()
-                    });
+                // A replica of something the cluster knows, of the size it knows.
+                let Some(rec) = self.artifacts.get_mut(&digest) else {
+                    return Err(Rejection::NotFound(format!("artifact {digest}")));
+                };
+                if rec.size != size {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "artifact {digest} is {} bytes, not {size}",
+                        rec.size
+                    )));
+                }
                 rec.holders.insert(agent);
                 Ok(Output::None)
             }

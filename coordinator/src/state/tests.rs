@@ -746,3 +746,38 @@ fn old_pipeline_versions_are_pruned_unless_still_run() {
     );
     assert!(s.pipeline_of(&s.executions["e1"]).is_some());
 }
+
+#[test]
+fn a_replica_claim_needs_a_known_blob_of_its_size() {
+    let mut s = cluster();
+    s.apply(Command::Assign {
+        execution: "e1".into(),
+        stage: 0,
+        action: 0,
+        agent: "a1".into(),
+        at: 5,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.apply(finish(1, "a1", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = s.clone();
+    let unknown = s.apply(Command::ArtifactHeld {
+        digest: "sha256:made-up".into(),
+        size: 3,
+        agent: "a1".into(),
+    });
+    assert!(
+        matches!(unknown, Err(Rejection::NotFound(_))),
+        "{unknown:?}"
+    );
+    let wrong_size = s.apply(Command::ArtifactHeld {
+        digest: "sha256:x".into(),
+        size: 4,
+        agent: "a1".into(),
+    });
+    assert!(
+        matches!(wrong_size, Err(Rejection::FailedPrecondition(_))),
+        "{wrong_size:?}"
+    );
+    assert_eq!(s, before, "refused claims change nothing");
+}
