@@ -111,10 +111,7 @@ impl<W: Write> WorkspaceTar<W> {
             }
             let kind = entry.header().entry_type();
             match kind {
-                EntryType::Regular
-                | EntryType::Continuous
-                | EntryType::Directory
-                | EntryType::GNUSparse => {}
+                EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
                 EntryType::Symlink | EntryType::Link => {
                     let target = entry
                         .link_name()?
@@ -162,9 +159,20 @@ impl<W: Write> WorkspaceTar<W> {
                     self.links.insert(rel);
                     target
                 };
+                // A link carries no data, whatever size a hostile header claims.
+                header.set_size(0);
                 self.builder.append_link(&mut header, &dest, &target)?;
             } else {
-                self.builder.append_data(&mut header, &dest, &mut entry)?;
+                // The header's size is copied with the entry: exactly that
+                // many bytes must follow, or the re-packed tar is corrupt.
+                let size = header.size()?;
+                let mut data = ExactSize {
+                    inner: &mut entry,
+                    left: size,
+                };
+                self.builder
+                    .append_data(&mut header, &dest, &mut data)
+                    .map_err(|e| hostile(&format!("is cut short ({e})")))?;
             }
         }
         Ok(())
@@ -217,6 +225,33 @@ pub fn append_output<R: Read, W: Write>(
         }
     }
     Ok(())
+}
+
+/// Reads exactly `left` bytes from `inner`: ending early is an error, not a
+/// short copy (which would leave the rest of the tar misaligned).
+struct ExactSize<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for ExactSize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} bytes short of the size in its header", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +351,40 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    /// Found by the fuzzer: a symlink whose header claims data (and, alike,
+    /// an entry whose data ends before its header's size) was re-packed into
+    /// a tar that does not read.
+    #[test]
+    fn entries_cut_short_are_refused() {
+        let mut header = Header::new_gnu();
+        header.set_path("dist/app").expect("path");
+        header.set_entry_type(EntryType::Regular);
+        header.set_size(4096);
+        header.set_cksum();
+        let mut input = header.as_bytes().to_vec();
+        input.extend_from_slice(&[7u8; 100]);
+        let mut out = WorkspaceTar::new(Vec::new()).expect("start");
+        let err = out
+            .append_input("app", &input[..])
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("cut short")),
+            "{err:?}"
+        );
+        // The raw fuzzer input, kept as it was found.
+        let found = include_bytes!("../../fuzz/seeds/archive_unpack/cut-short.in");
+        let mut out = WorkspaceTar::new(Vec::new()).expect("start");
+        if out.append_input("input0", &found[1..]).is_ok() {
+            let packed = out.into_inner().expect("finish");
+            let mut archive = tar::Archive::new(&packed[..]);
+            for entry in archive.entries().expect("entries") {
+                let mut entry = entry.expect("each re-packed entry reads");
+                std::io::copy(&mut entry, &mut std::io::sink()).expect("its data reads");
+            }
+        }
     }
 
     #[test]
