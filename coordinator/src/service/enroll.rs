@@ -19,7 +19,7 @@ use sha2::Digest;
 use tonic::{Request, Response, Status};
 
 use super::SharedCtx;
-use crate::state::{ClusterState, Command, Rejection};
+use crate::state::Command;
 use crate::views::now_ms;
 
 pub struct EnrollmentService {
@@ -60,21 +60,6 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.trim().as_bytes()))
 }
 
-/// What `apply` would say about this enrollment, judged on `state` now:
-/// a refusal here is final unless the state is stale.
-fn precheck(state: &ClusterState, token_hash: &str, name: &str, now: i64) -> Result<(), Rejection> {
-    match state.tokens.get(token_hash) {
-        Some(t) if t.expires_at > now && t.uses_left > 0 => {}
-        _ => return Err(Rejection::BadToken),
-    }
-    if state.agents.contains_key(name) {
-        return Err(Rejection::AlreadyExists(format!(
-            "agent `{name}` (pick another --name, or remove the old agent first)"
-        )));
-    }
-    Ok(())
-}
-
 #[tonic::async_trait]
 impl pb::enrollment_server::Enrollment for EnrollmentService {
     async fn enroll(
@@ -95,7 +80,7 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         // only a refusal on fresh state is final.
         let check = |ctx: &SharedCtx| {
             ctx.raft
-                .read(|s| precheck(s, &token_hash, &req.name, now_ms()))
+                .read(|s| s.may_enroll(&token_hash, &req.name, now_ms()))
         };
         if check(&self.ctx).is_err() {
             self.ctx.fresh().await?;

@@ -371,16 +371,9 @@ impl ClusterState {
                         "this certificate was revoked".into(),
                     ));
                 }
-                match self.tokens.get_mut(&token_hash) {
-                    Some(t) if t.expires_at > at && t.uses_left > 0 => {
-                        if self.agents.contains_key(&agent) {
-                            return Err(Rejection::AlreadyExists(format!(
-                                "agent `{agent}` (pick another --name, or remove the old agent first)"
-                            )));
-                        }
-                        t.uses_left -= 1;
-                    }
-                    _ => return Err(Rejection::BadToken),
+                self.may_enroll(&token_hash, &agent, at)?;
+                if let Some(t) = self.tokens.get_mut(&token_hash) {
+                    t.uses_left -= 1;
                 }
                 self.agents.insert(
                     agent.clone(),
@@ -566,6 +559,22 @@ impl ClusterState {
             }
             self.settle(&loc.execution);
         }
+    }
+
+    /// Whether join token `token_hash` may enroll agent `name` at `at`: the
+    /// token is live with a use left and the name is free. `apply` decides
+    /// with it; the enrollment handler asks it first so a refusal costs no entry.
+    pub fn may_enroll(&self, token_hash: &str, name: &str, at: i64) -> Result<(), Rejection> {
+        match self.tokens.get(token_hash) {
+            Some(t) if t.expires_at > at && t.uses_left > 0 => {}
+            _ => return Err(Rejection::BadToken),
+        }
+        if self.agents.contains_key(name) {
+            return Err(Rejection::AlreadyExists(format!(
+                "agent `{name}` (pick another --name, or remove the old agent first)"
+            )));
+        }
+        Ok(())
     }
 
     /// Adds `fingerprint` to the revocation list and drops entries whose
