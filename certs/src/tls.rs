@@ -64,10 +64,10 @@ pub fn endpoint(
 ) -> Result<tonic::transport::Endpoint, EndpointError> {
     let verifier = PeerVerifier::new(ca_pem, expect)?;
     let config = client(identity).domain_name(host_of(addr));
-    Ok(
-        tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
-            .tls_config_with_verifier(config, Arc::new(verifier))?,
-    )
+    tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(EndpointError::Address)?
+        .tls_config_with_verifier(config, Arc::new(verifier))
+        .map_err(EndpointError::Tls)
 }
 
 /// Client TLS presenting `identity` as client certificate if given. The
@@ -86,10 +86,15 @@ pub(crate) fn client(identity: Option<&CertifiedKey>) -> ClientTlsConfig {
 /// Why an endpoint could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
+    /// The CA certificate cannot be used.
     #[error(transparent)]
     Cert(#[from] CertError),
+    /// The address is not a usable `HOST:PORT`.
     #[error(transparent)]
-    Transport(#[from] tonic::transport::Error),
+    Address(tonic::transport::Error),
+    /// The client TLS settings (certificate, key) cannot be used.
+    #[error(transparent)]
+    Tls(tonic::transport::Error),
 }
 
 /// Who a client expects at the other end of a connection. A certificate that

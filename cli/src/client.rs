@@ -171,18 +171,12 @@ fn endpoint(target: &Target, ca_pem: &str, identity: Option<&CertifiedKey>) -> R
     let endpoint =
         ferry_certs::tls::endpoint(&target.authority, ca_pem, identity, Expected::Coordinator)
             .map_err(|e| match e {
-                EndpointError::Transport(e)
-                    if Endpoint::from_shared(format!("https://{}", target.authority)).is_err() =>
-                {
-                    anyhow!(
-                        "coordinator address {}: {}",
-                        target.authority,
-                        errors::chain_text(&e)
-                    )
-                }
-                EndpointError::Transport(e) => {
-                    anyhow!("{}", errors::describe_tls_settings_error(&e))
-                }
+                EndpointError::Address(e) => anyhow!(
+                    "coordinator address {}: {}",
+                    target.authority,
+                    errors::chain_text(&e)
+                ),
+                EndpointError::Tls(e) => anyhow!("{}", errors::describe_tls_settings_error(&e)),
                 EndpointError::Cert(e) => anyhow!("{}", errors::describe_tls_settings_error(&e)),
             })?;
     Ok(endpoint.connect_timeout(CONNECT_TIMEOUT))
