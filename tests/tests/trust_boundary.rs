@@ -13,17 +13,14 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncReadExt;
 
-fn gated(c: &Cluster, name: &str, approval: &str) -> String {
-    let r = Repo::new();
-    r.commit(&[("README", "x")], "init");
+/// Writes a one-approval pipeline file sourced from `r`; returns its path.
+fn gated(c: &Cluster, r: &Repo, name: &str, approval: &str) -> String {
     let path = c.path().join(format!("{name}.yml"));
     let yaml = format!(
         "name: {name}\nsource: {{git: {}}}\nstages:\n  - name: gate\n    actions:\n      - {{name: ok, type: approval{approval}}}\n",
         r.url()
     );
     std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("{e}"));
-    // Keep the repository alive for the cluster's lifetime.
-    std::mem::forget(r);
     path.display().to_string()
 }
 
@@ -60,7 +57,9 @@ fn the_approval_gate_is_a_four_eyes_control() {
     c.grant("bob", "operator");
     c.grant("carol", "operator");
     c.grant("carol", "approver");
-    let file = gated(&c, "gated", ", approvers: [bob, carol]");
+    let repo = Repo::new();
+    repo.commit(&[("README", "x")], "init");
+    let file = gated(&c, &repo, "gated", ", approvers: [bob, carol]");
     c.ferry_ok(Some("bob"), &["pipeline", "apply", "-f", &file]);
     let e1 = run_waiting(&c, "bob", "gated");
 
@@ -104,7 +103,7 @@ fn the_approval_gate_is_a_four_eyes_control() {
     );
 
     // Relaxing the rule takes an admin.
-    let relaxed = gated(&c, "relaxed", ", allow_self_approval: true");
+    let relaxed = gated(&c, &repo, "relaxed", ", allow_self_approval: true");
     let r = c.ferry(Some("bob"), &["pipeline", "apply", "-f", &relaxed]);
     assert!(
         !r.success && r.stderr.contains("only an admin"),
