@@ -476,6 +476,19 @@ impl Cluster {
         self.ferry_ok(Some("admin"), &["rbac", "grant", user, role]);
     }
 
+    /// `ferry secret set NAME --from-file` as admin, through a file removed
+    /// again at once (the value never appears on a command line).
+    pub fn set_secret(&self, name: &str, value: &[u8]) {
+        let file = self.dir.path().join(format!("secret-{name}"));
+        std::fs::write(&file, value).unwrap_or_else(|e| panic!("{e}"));
+        let path = file.display().to_string();
+        self.ferry_ok(
+            Some("admin"),
+            &["secret", "set", name, "--from-file", &path],
+        );
+        std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     pub fn token(&self, ttl: &str, uses: u32) -> String {
         self.ferry_ok(
             Some("admin"),

@@ -44,19 +44,7 @@ impl Targets {
     /// Stores each host's client key as secret `ssh-h<i>` (as admin).
     pub fn set_key_secrets(&self, c: &Cluster) {
         for i in 1..=self.hosts.len() as u32 {
-            let file = c.path().join(format!("ssh-h{i}.key"));
-            std::fs::write(&file, &self.host(i).client_key).unwrap_or_else(|e| panic!("{e}"));
-            c.ferry_ok(
-                Some("admin"),
-                &[
-                    "secret",
-                    "set",
-                    &format!("ssh-h{i}"),
-                    "--from-file",
-                    &file.display().to_string(),
-                ],
-            );
-            std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+            c.set_secret(&format!("ssh-h{i}"), self.host(i).client_key.as_bytes());
         }
     }
 

@@ -208,19 +208,7 @@ fn secrets_are_not_in_the_container_config_while_the_action_runs() {
     ensure_busybox_image();
     let mut c = Cluster::start("ctrsec");
     let agent = c.add_agent("a", &[]);
-    let file = c.path().join("value.txt");
-    std::fs::write(&file, VALUE).unwrap_or_else(|e| panic!("{e}"));
-    c.ferry_ok(
-        Some("admin"),
-        &[
-            "secret",
-            "set",
-            "api-token",
-            "--from-file",
-            &file.display().to_string(),
-        ],
-    );
-    std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    c.set_secret("api-token", VALUE.as_bytes());
     let r = repo();
     let commands = yaml_list(&[
         "touch /workspace/.running; until [ -f /workspace/.go ]; do sleep 1; done",

@@ -100,19 +100,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     let mut c = Cluster::start("deploy");
     c.add_agent("a", &[]);
     t.set_key_secrets(&c);
-    let token_file = c.path().join("token.txt");
-    std::fs::write(&token_file, TOKEN).unwrap_or_else(|e| panic!("{e}"));
-    c.ferry_ok(
-        Some("admin"),
-        &[
-            "secret",
-            "set",
-            "api-token",
-            "--from-file",
-            &token_file.display().to_string(),
-        ],
-    );
-    std::fs::remove_file(&token_file).unwrap_or_else(|e| panic!("{e}"));
+    c.set_secret("api-token", TOKEN.as_bytes());
     t.apply_environment(&c, &t.environment("staging", "stage", &[1, 2]));
     t.apply_environment(&c, &t.environment("production", "prod", &[3, 4, 5, 6]));
 

@@ -191,19 +191,7 @@ stages:
         ("docker-tls", &engine.bundle),
         ("docker-stranger", &engine.foreign_bundle),
     ] {
-        let f = c.path().join(secret);
-        std::fs::write(&f, bundle).unwrap_or_else(|e| panic!("{e}"));
-        c.ferry_ok(
-            Some("admin"),
-            &[
-                "secret",
-                "set",
-                secret,
-                "--from-file",
-                &f.display().to_string(),
-            ],
-        );
-        std::fs::remove_file(&f).unwrap_or_else(|e| panic!("{e}"));
+        c.set_secret(secret, bundle.as_bytes());
     }
     for (name, secret) in [("docktls", "docker-tls"), ("dockbad", "docker-stranger")] {
         std::fs::write(

@@ -78,18 +78,7 @@ fn environments_are_linted_applied_and_shown() {
     assert_eq!(hosts[0]["missing_secrets"][0], "staging-ssh");
 
     // With the secret set, nothing is missing; a change makes version 2.
-    let key = c.path().join("id");
-    std::fs::write(&key, "not a real key, only a value").unwrap_or_else(|e| panic!("{e}"));
-    c.ferry_ok(
-        Some("admin"),
-        &[
-            "secret",
-            "set",
-            "staging-ssh",
-            "--from-file",
-            &key.display().to_string(),
-        ],
-    );
+    c.set_secret("staging-ssh", b"not a real key, only a value");
     std::fs::write(&file, ENV.replace("path: /srv/web", "path: /srv/web2"))
         .unwrap_or_else(|e| panic!("{e}"));
     let out = c.ferry_ok(Some("olga"), &["env", "apply", "-f", &f]);
