@@ -1206,31 +1206,42 @@ fn validate_member_address(address: &str) -> Result<(), String> {
 
 /// Whether member `id` answers at `address` with its own certificate.
 async fn answers_as_member(ctx: &SharedCtx, id: u64, address: &str) -> Result<(), Status> {
-    let unreachable = |e: String| {
-        Status::failed_precondition(format!(
-            "member {id} does not answer at {address} ({e}); start it first \
-             (ferry-coordinator --join ...) and check the address"
-        ))
-    };
+    // A member started a moment ago may not listen yet: ask for a while.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let why = match member_status(ctx, id, address, Duration::from_secs(5)).await {
+            Ok(_) => return Ok(()),
+            Err(why) => why,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Status::failed_precondition(format!(
+                "member {id} does not answer at {address} ({why}); start it first \
+                 (ferry-coordinator --join ...) and check the address"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Member `id`'s own status, asked at `address` (which must answer as that
+/// member) within `limit`; the reason when it does not.
+async fn member_status(
+    ctx: &SharedCtx,
+    id: u64,
+    address: &str,
+    limit: Duration,
+) -> Result<pb::MemberStatusResponse, String> {
     let ch = ctx
         .raft
         .tls()
         .channel(id, address)
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let mut client = pb::raft_peer_client::RaftPeerClient::new(ch);
-    // A member started a moment ago may not listen yet: ask for a while.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let ask = client.member_status(pb::MemberStatusRequest {});
-        let why = match tokio::time::timeout(Duration::from_secs(5), ask).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => e.message().to_string(),
-            Err(_) => "no answer within 5 s".to_string(),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(unreachable(why));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let ask = client.member_status(pb::MemberStatusRequest {});
+    match tokio::time::timeout(limit, ask).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(e)) => Err(e.message().to_string()),
+        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
     }
 }
 
@@ -1244,18 +1255,9 @@ async fn cluster_status(ctx: &SharedCtx) -> pb::ClusterStatusResponse {
         let answer = if id == own.id {
             Some(own.clone())
         } else {
-            let ask = async {
-                let ch = ctx.raft.tls().channel(id, &address).ok()?;
-                let mut c = pb::raft_peer_client::RaftPeerClient::new(ch);
-                c.member_status(pb::MemberStatusRequest {})
-                    .await
-                    .ok()
-                    .map(|r| r.into_inner())
-            };
-            tokio::time::timeout(Duration::from_secs(1), ask)
+            member_status(ctx, id, &address, Duration::from_secs(1))
                 .await
                 .ok()
-                .flatten()
         };
         views.push(pb::MemberView {
             id,
