@@ -21,8 +21,7 @@ pub struct CertFacts {
 
 /// Lowercase hex sha256 of a DER certificate.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
 }
 
 impl CertFacts {

@@ -265,7 +265,7 @@ fn allowed_char(c: char) -> bool {
 
 /// At most 80 characters of `text`, for error messages: a name that is far too
 /// long must not make the error itself too long to deliver.
-pub(crate) fn clip(text: &str) -> String {
+pub fn clip(text: &str) -> String {
     const SHOWN: usize = 80;
     match text.char_indices().nth(SHOWN) {
         None => text.to_string(),

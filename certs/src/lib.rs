@@ -19,7 +19,7 @@ pub use error::CertError;
 pub use facts::{CertFacts, fingerprint};
 pub use files::{read_pem, write_pair};
 pub use identity::{
-    Identity, IdentityKind, RESERVED_AGENT_NAMES, validate_agent_name, validate_name,
+    Identity, IdentityKind, RESERVED_AGENT_NAMES, clip, validate_agent_name, validate_name,
 };
 pub use sealing::{SecretBox, SecretError};
 pub use secrets_key::{SECRETS_KEY_FILE, init_secrets_key, load_secrets_key, save_secrets_key};

@@ -1186,7 +1186,7 @@ fn validate_member_address(address: &str) -> Result<(), String> {
     let bad = |why: &str| {
         Err(format!(
             "member address {:?} {why}; give HOST:PORT, e.g. 10.0.0.2:7400",
-            address.chars().take(80).collect::<String>()
+            ferry_certs::clip(address)
         ))
     };
     let Some((host, port)) = address.rsplit_once(':') else {
