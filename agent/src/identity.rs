@@ -1,16 +1,58 @@
 //! The agent's identity: a key pair it made itself and a certificate the
 //! cluster CA signed at enrollment. The first start trades a join token and a
-//! CSR for the certificate; later starts load it from the state dir.
+//! CSR for the certificate; later starts load it from the state dir (first
+//! finishing a renewal a crash cut short). Renewals swap in a new pair while
+//! the agent runs ([`Credentials`], `renew`).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
+use ferry_certs::tls::ReloadableCert;
 use ferry_certs::{CertifiedKey, Identity};
 use ferry_proto as pb;
 
+/// The agent's current certificate and key. Renewal replaces them; every new
+/// connection (sessions, peer fetches) and every handshake of the peer
+/// server uses whatever is current.
+#[derive(Clone)]
+pub struct Credentials {
+    pair: Arc<RwLock<CertifiedKey>>,
+    server: Arc<ReloadableCert>,
+}
+
+impl Credentials {
+    pub fn new(pair: CertifiedKey) -> anyhow::Result<Credentials> {
+        let server = ReloadableCert::new(&pair).context("the agent's certificate and key")?;
+        Ok(Credentials {
+            pair: Arc::new(RwLock::new(pair)),
+            server,
+        })
+    }
+
+    /// The pair to present on a new connection.
+    pub fn current(&self) -> CertifiedKey {
+        self.pair.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What the peer server presents (follows [`Credentials::replace`]).
+    pub fn server_cert(&self) -> Arc<ReloadableCert> {
+        self.server.clone()
+    }
+
+    /// Uses `pair` from now on (after a renewal saved it).
+    pub fn replace(&self, pair: CertifiedKey) -> anyhow::Result<()> {
+        self.server
+            .set(&pair)
+            .context("the renewed certificate and key")?;
+        *self.pair.write().unwrap_or_else(|p| p.into_inner()) = pair;
+        Ok(())
+    }
+}
+
 pub struct AgentIdentity {
     pub identity: Identity,
-    pub key: CertifiedKey,
+    pub key: Credentials,
     pub ca_pem: String,
     /// The cluster's secrets key, to open sealed secrets (None if the
     /// cluster has none, or the agent enrolled before agents got it).
@@ -20,6 +62,11 @@ pub struct AgentIdentity {
 fn secrets_of(state: &Path) -> Option<ferry_certs::SecretBox> {
     let key = ferry_certs::load_secrets_key(state).ok()?;
     ferry_certs::SecretBox::new(&key).ok()
+}
+
+/// The agent's certificate and key files in its state dir.
+pub fn pair_paths(state: &Path) -> (PathBuf, PathBuf) {
+    (state.join("agent.pem"), state.join("agent-key.pem"))
 }
 
 fn files(state: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -40,6 +87,11 @@ pub async fn load_or_enroll(
     sans: &[String],
 ) -> anyhow::Result<AgentIdentity> {
     let (cert_path, key_path, ca_path) = files(state);
+    if ferry_certs::finish_replace(&cert_path, &key_path)
+        .context("finishing a certificate renewal that was cut short")?
+    {
+        tracing::info!("finished saving a renewed certificate that a restart interrupted");
+    }
     if cert_path.exists() {
         let key = CertifiedKey {
             cert_pem: ferry_certs::read_pem(&cert_path)?,
@@ -49,7 +101,7 @@ pub async fn load_or_enroll(
         let identity = identity_of(&key.cert_pem)?;
         return Ok(AgentIdentity {
             identity,
-            key,
+            key: Credentials::new(key)?,
             ca_pem,
             secrets: secrets_of(state),
         });
@@ -110,7 +162,7 @@ pub async fn load_or_enroll(
                 tracing::info!(identity = %identity, "enrolled");
                 return Ok(AgentIdentity {
                     identity,
-                    key,
+                    key: Credentials::new(key)?,
                     ca_pem: resp.ca_pem,
                     secrets: secrets_of(state),
                 });

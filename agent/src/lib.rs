@@ -10,6 +10,7 @@ pub mod mask;
 pub mod metrics;
 pub mod outbox;
 pub mod peer;
+pub mod renew;
 pub mod session;
 pub mod source;
 pub mod ssh;
@@ -129,7 +130,9 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
         },
         local.port()
     );
-    let tls = ferry_certs::tls::mtls_server(&id.ca_pem, &id.key.cert_pem, &id.key.key_pem)?;
+    // The agent renews its certificate while it runs, so the peer server
+    // does its own TLS with a certificate it can swap.
+    let tls = ferry_certs::tls::mtls_server_config(&id.ca_pem, id.key.server_cert())?;
     let revoked = peer::Revoked::default();
     let peer = peer::PeerService {
         store: store.clone(),
@@ -139,8 +142,8 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     // Anyone who reaches the port can connect before proving who they are:
     // caps and an idle deadline bound what that costs (pings keep live peers busy).
     let incoming = ferry_certs::listen::incoming(listener, ferry_certs::listen::Limits::default());
+    let incoming = ferry_certs::listen::tls_incoming(incoming, tls);
     let server = tonic::transport::Server::builder()
-        .tls_config(tls)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(peer::STREAM_WINDOW)
         .initial_connection_window_size(peer::CONNECTION_WINDOW)
@@ -149,6 +152,16 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
         .serve_with_incoming(incoming);
     let server = tokio::spawn(server);
     tracing::info!(identity = %id.identity, peer = %address, "agent starting");
+
+    let renewer = tokio::spawn(
+        renew::Renewer {
+            coordinators: opts.coordinators.clone(),
+            ca_pem: id.ca_pem.clone(),
+            state_dir: opts.state_dir.clone(),
+            credentials: id.key.clone(),
+        }
+        .run(),
+    );
 
     let executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone())
         .with_limits(opts.limits)
@@ -164,6 +177,7 @@ pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result
     };
     let result = session::Agent::run(cfg, id, executor, store, shutdown).await;
     server.abort();
+    renewer.abort();
     if let Some(m) = metrics {
         m.abort();
     }

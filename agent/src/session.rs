@@ -213,7 +213,7 @@ impl Agent {
         let channel = ferry_certs::tls::endpoint(
             addr,
             &self.id.ca_pem,
-            Some(&self.id.key),
+            Some(&self.id.key.current()),
             ferry_certs::tls::Expected::Coordinator,
         )
         .with_context(|| format!("coordinator address {addr}"))?
@@ -561,7 +561,7 @@ impl Agent {
                 crate::peer::fetch(
                     &self.store,
                     &self.id.ca_pem,
-                    &self.id.key,
+                    &self.id.key.current(),
                     &input.holders,
                     &input.digest,
                 )
@@ -637,7 +637,7 @@ impl Agent {
             match crate::peer::fetch(
                 &self.store,
                 &self.id.ca_pem,
-                &self.id.key,
+                &self.id.key.current(),
                 &r.holders,
                 &r.digest,
             )

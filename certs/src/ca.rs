@@ -26,9 +26,17 @@ pub const CA_KEY_FILE: &str = "ca-key.pem";
 
 /// CA certificates are valid for ten years.
 const CA_VALIDITY: Duration = Duration::from_secs(3653 * 24 * 60 * 60);
-/// Leaf certificates are valid for one year.
-const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-/// Certificates become valid an hour in the past to tolerate clock skew.
+/// Coordinator certificates last a year; `ferry certs renew --ca-dir` makes
+/// a new one (members load it when restarted).
+pub const COORDINATOR_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// Operator certificates last 90 days unless issued otherwise; `ferry certs
+/// renew` trades a valid one for a fresh one.
+pub const OPERATOR_VALIDITY: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// Agent certificates last 30 days unless the coordinators say otherwise;
+/// agents renew their own over mTLS when a third of that is left.
+pub const AGENT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Certificates become valid up to an hour in the past to tolerate clock
+/// skew (a tenth of their lifetime when that is shorter).
 const BACKDATE: Duration = Duration::from_secs(60 * 60);
 
 /// A certificate and its private key, both PEM-encoded.
@@ -152,27 +160,102 @@ impl CertAuthority {
             IdentityKind::Coordinator,
             &id.to_string(),
         )?;
-        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT)?;
+        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT, COORDINATOR_VALIDITY)?;
         self.issue_with_new_key(&params)
     }
 
     /// Issues a client certificate for a person, URI SAN
-    /// `spiffe://<td>/operator/<name>`.
+    /// `spiffe://<td>/operator/<name>`, valid for [`OPERATOR_VALIDITY`].
     pub fn issue_operator(&self, name: &str) -> Result<CertifiedKey, CertError> {
+        self.issue_operator_for(name, OPERATOR_VALIDITY)
+    }
+
+    /// [`CertAuthority::issue_operator`], valid for `validity`.
+    pub fn issue_operator_for(
+        &self,
+        name: &str,
+        validity: Duration,
+    ) -> Result<CertifiedKey, CertError> {
         let identity = Identity::new(&self.trust_domain, IdentityKind::Operator, name)?;
-        let params = leaf_params(&identity, &[], &[ExtendedKeyUsagePurpose::ClientAuth])?;
+        let params = leaf_params(
+            &identity,
+            &[],
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+            validity,
+        )?;
         self.issue_with_new_key(&params)
     }
 
-    /// Signs an agent's PEM CSR after verifying its signature. Only the CSR's
-    /// public key is used: the certificate gets URI SAN
-    /// `spiffe://<td>/agent/<name>` plus `sans`, whatever the CSR asked for,
-    /// and is usable as TLS server and client certificate.
+    /// Signs a renewal request of operator `name` (the caller proved it holds
+    /// a valid certificate of that name): a client certificate for the CSR's
+    /// key, valid for `validity`.
+    pub fn sign_operator_csr(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        validity: Duration,
+    ) -> Result<String, CertError> {
+        let identity = Identity::new(&self.trust_domain, IdentityKind::Operator, name)?;
+        let params = leaf_params(
+            &identity,
+            &[],
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+            validity,
+        )?;
+        self.sign_csr(csr_pem, &params)
+    }
+
+    /// Issues a new certificate and key for the identity and host names of
+    /// `cert_pem` (a coordinator's or an operator's), with its kind's default
+    /// lifetime: the offline renewal path for whoever holds the CA key.
+    /// Agents renew their own over their session, so they are refused here.
+    pub fn renew(&self, cert_pem: &str) -> Result<CertifiedKey, CertError> {
+        let facts = crate::CertFacts::from_pem(cert_pem)?;
+        let id = facts.identity;
+        if id.trust_domain != self.trust_domain {
+            return Err(CertError::InvalidCert {
+                what: id.uri(),
+                reason: format!(
+                    "it belongs to trust domain `{}`, this CA issues for `{}`",
+                    id.trust_domain, self.trust_domain
+                ),
+            });
+        }
+        match (id.kind, id.coordinator_id()) {
+            (IdentityKind::Coordinator, Some(member)) => {
+                self.issue_coordinator(member, &facts.hosts)
+            }
+            (IdentityKind::Operator, _) => self.issue_operator(&id.name),
+            _ => Err(CertError::InvalidCert {
+                what: id.uri(),
+                reason: "agents renew their own certificates over their session; \
+                         only coordinator and operator certificates are renewed here"
+                    .to_string(),
+            }),
+        }
+    }
+
+    /// Signs an agent's PEM CSR after verifying its signature, valid for
+    /// [`AGENT_VALIDITY`]; see [`CertAuthority::sign_agent_csr_for`].
     pub fn sign_agent_csr(
         &self,
         csr_pem: &str,
         name: &str,
         sans: &[String],
+    ) -> Result<String, CertError> {
+        self.sign_agent_csr_for(csr_pem, name, sans, AGENT_VALIDITY)
+    }
+
+    /// Signs an agent's PEM CSR after verifying its signature. Only the CSR's
+    /// public key is used: the certificate gets URI SAN
+    /// `spiffe://<td>/agent/<name>` plus `sans`, whatever the CSR asked for,
+    /// and is usable as TLS server and client certificate for `validity`.
+    pub fn sign_agent_csr_for(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        sans: &[String],
+        validity: Duration,
     ) -> Result<String, CertError> {
         crate::identity::validate_agent_name(name)?;
         // The certificate is valid for server use (the agent's artifact
@@ -187,7 +270,12 @@ impl CertAuthority {
             });
         }
         let identity = Identity::new(&self.trust_domain, IdentityKind::Agent, name)?;
-        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT)?;
+        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT, validity)?;
+        self.sign_csr(csr_pem, &params)
+    }
+
+    /// Signs `params` for the public key of a PEM CSR whose signature verifies.
+    fn sign_csr(&self, csr_pem: &str, params: &CertificateParams) -> Result<String, CertError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
             CertError::InvalidCsr {
                 reason: match e {
@@ -203,7 +291,7 @@ impl CertAuthority {
         })?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
-            .map_err(CertError::generate("sign the agent certificate"))?;
+            .map_err(CertError::generate("sign the certificate"))?;
         Ok(cert.pem())
     }
 
@@ -223,10 +311,21 @@ impl CertAuthority {
 /// `(csr_pem, key_pem)`. The key never leaves the caller.
 pub fn agent_csr(name: &str) -> Result<(String, String), CertError> {
     crate::identity::validate_agent_name(name)?;
-    let key = KeyPair::generate().map_err(CertError::generate("generate the agent key"))?;
+    csr(&format!("ferry agent {name}"))
+}
+
+/// Makes a fresh key pair and a CSR to renew a certificate (the CA decides
+/// the identity from the caller's current certificate, not from the CSR);
+/// returns `(csr_pem, key_pem)`.
+pub fn renewal_csr() -> Result<(String, String), CertError> {
+    csr("ferry certificate renewal")
+}
+
+fn csr(common_name: &str) -> Result<(String, String), CertError> {
+    let key = KeyPair::generate().map_err(CertError::generate("generate a key"))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("ferry agent {name}"));
+    dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     let csr = params
         .serialize_request(&key)
@@ -246,6 +345,7 @@ fn leaf_params(
     identity: &Identity,
     sans: &[String],
     ekus: &[ExtendedKeyUsagePurpose],
+    validity: Duration,
 ) -> Result<CertificateParams, CertError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -258,7 +358,7 @@ fn leaf_params(
     params.subject_alt_names = std::iter::once(uri_san(&identity.uri()))
         .chain(sans.iter().map(|s| host_san(s)))
         .collect::<Result<_, _>>()?;
-    set_validity(&mut params, LEAF_VALIDITY)?;
+    set_validity(&mut params, validity)?;
     Ok(params)
 }
 
@@ -290,7 +390,7 @@ fn uri_san(uri: &str) -> Result<SanType, CertError> {
 
 fn set_validity(params: &mut CertificateParams, validity: Duration) -> Result<(), CertError> {
     let now = SystemTime::now();
-    params.not_before = (now - BACKDATE).into();
+    params.not_before = (now - BACKDATE.min(validity / 10)).into();
     params.not_after = (now + validity).into();
     params.serial_number = Some(random_serial()?);
     Ok(())

@@ -38,6 +38,77 @@ pub fn write_pair(
     Ok((cert_path, key_path))
 }
 
+/// `<path>.next`: where [`replace_pair`] stages a new file.
+fn staged(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), CertError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(CertError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), CertError> {
+    fs::rename(from, to).map_err(|e| CertError::io("move into place", to, e))?;
+    // The rename is durable once the directory is.
+    if let Some(dir) = to.parent()
+        && let Ok(d) = fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Replaces the certificate and key at `cert_path` and `key_path` with
+/// `pair` (a renewal), so that a crash at any moment leaves the old pair, the
+/// new pair, or a half-done step that [`finish_replace`] completes: the new
+/// key is staged as `<key>.next`, then the certificate as `<cert>.next`
+/// (written under another name and renamed, so it exists only whole), then
+/// the key moves into place, then the certificate.
+pub fn replace_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    pair: &CertifiedKey,
+) -> Result<(), CertError> {
+    let (cert_next, key_next) = (staged(cert_path), staged(key_path));
+    let mut cert_partial = cert_next.as_os_str().to_owned();
+    cert_partial.push(".partial");
+    let cert_partial = PathBuf::from(cert_partial);
+    for leftover in [&cert_next, &key_next, &cert_partial] {
+        remove_if_present(leftover)?;
+    }
+    write_new(&key_next, &pair.key_pem, true)?;
+    write_new(&cert_partial, &pair.cert_pem, false)?;
+    rename(&cert_partial, &cert_next)?;
+    finish_replace(cert_path, key_path).map(|_| ())
+}
+
+/// Completes a replacement that [`replace_pair`] began and a crash cut short;
+/// returns whether there was one. A staged certificate means both new files
+/// are whole: they move into place (the key may have already). A staged key
+/// alone means the certificate never was: it is dropped, the old pair stays.
+pub fn finish_replace(cert_path: &Path, key_path: &Path) -> Result<bool, CertError> {
+    let (cert_next, key_next) = (staged(cert_path), staged(key_path));
+    match (cert_next.exists(), key_next.exists()) {
+        (true, key_staged) => {
+            if key_staged {
+                rename(&key_next, key_path)?;
+            }
+            rename(&cert_next, cert_path)?;
+            Ok(true)
+        }
+        (false, true) => {
+            remove_if_present(&key_next)?;
+            Ok(false)
+        }
+        (false, false) => Ok(false),
+    }
+}
+
 /// Reads a PEM (or any text) file; the error names the path.
 pub fn read_pem(path: &Path) -> Result<String, CertError> {
     fs::read_to_string(path).map_err(|e| CertError::io("read", path, e))
@@ -132,6 +203,37 @@ mod tests {
             mode(&cert) & 0o044,
             "cert never group/world-writable"
         );
+    }
+
+    #[test]
+    fn a_replacement_cut_short_anywhere_ends_old_or_new_never_mixed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = write_pair(tmp.path(), "agent", &pair()).expect("write");
+        let new = CertifiedKey {
+            cert_pem: "CERT2".to_string(),
+            key_pem: "KEY2".to_string(),
+        };
+        let read = || (read_pem(&cert).expect("cert"), read_pem(&key).expect("key"));
+        // Crash after staging the key only: the old pair stays.
+        fs::write(staged(&key), "KEY2").expect("stage");
+        assert!(!finish_replace(&cert, &key).expect("finish"));
+        assert_eq!(read(), ("CERT".into(), "KEY".into()));
+        assert!(!staged(&key).exists());
+        // Crash after both were staged: the new pair.
+        fs::write(staged(&key), "KEY2").expect("stage");
+        fs::write(staged(&cert), "CERT2").expect("stage");
+        assert!(finish_replace(&cert, &key).expect("finish"));
+        assert_eq!(read(), ("CERT2".into(), "KEY2".into()));
+        // Crash after the key moved: the certificate follows.
+        fs::write(&key, "KEY3").expect("move");
+        fs::write(staged(&cert), "CERT3").expect("stage");
+        assert!(finish_replace(&cert, &key).expect("finish"));
+        assert_eq!(read(), ("CERT3".into(), "KEY3".into()));
+        // The whole path, over leftovers.
+        fs::write(staged(&key), "junk").expect("junk");
+        replace_pair(&cert, &key, &new).expect("replace");
+        assert_eq!(read(), ("CERT2".into(), "KEY2".into()));
+        assert!(!staged(&cert).exists() && !staged(&key).exists());
     }
 
     #[test]

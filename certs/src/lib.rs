@@ -14,10 +14,13 @@ mod sealing;
 mod secrets_key;
 pub mod tls;
 
-pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CertAuthority, CertifiedKey, agent_csr};
+pub use ca::{
+    AGENT_VALIDITY, CA_CERT_FILE, CA_KEY_FILE, COORDINATOR_VALIDITY, CertAuthority, CertifiedKey,
+    OPERATOR_VALIDITY, agent_csr, renewal_csr,
+};
 pub use error::CertError;
 pub use facts::{CertFacts, fingerprint};
-pub use files::{read_pem, write_pair};
+pub use files::{finish_replace, read_pem, replace_pair, write_pair};
 pub use identity::{
     Identity, IdentityKind, RESERVED_AGENT_NAMES, clip, validate_agent_name, validate_name,
 };

@@ -212,6 +212,51 @@ impl Connected for Guarded {
     }
 }
 
+/// TLS connections from `incoming`, for servers that do their own TLS
+/// (one whose certificate changes while it runs, see
+/// [`crate::tls::ReloadableCert`]). Each handshake runs in its own task with
+/// [`crate::tls::HANDSHAKE_TIMEOUT`], so a slow client never holds up the
+/// next; failed handshakes are logged and dropped. tonic reads the client
+/// certificate from each stream as it does with its own TLS.
+pub fn tls_incoming<S>(
+    incoming: S,
+    config: Arc<rustls::ServerConfig>,
+) -> impl Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<Guarded>>> + Send + 'static
+where
+    S: Stream<Item = std::io::Result<Guarded>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        let mut incoming = Box::pin(incoming);
+        while let Some(conn) = incoming.next().await {
+            if tx.is_closed() {
+                return;
+            }
+            let io = match conn {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accepting a connection failed");
+                    continue;
+                }
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
+                {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}
+
 /// Raises this process's open-file limit to its hard limit (servers hold a
 /// descriptor per connection; the usual soft default of 1,024 is too few).
 /// Returns the limit now in force.

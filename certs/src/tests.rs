@@ -659,4 +659,145 @@ mod loopback {
         .expect_err("a coordinator accepted as artifact peer");
         assert!(refused.contains("an agent"), "{refused}");
     }
+
+    async fn serve_reloadable(ca: &CertAuthority, cert: Arc<tls::ReloadableCert>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let config = tls::mtls_server_config(ca.ca_pem(), cert).expect("tls config");
+        let incoming = crate::listen::tls_incoming(
+            crate::listen::incoming(listener, crate::listen::Limits::default()),
+            config,
+        );
+        let router = tonic::transport::Server::builder()
+            .layer(tonic::service::InterceptorLayer::new(who_am_i))
+            .add_routes(tonic::service::Routes::default());
+        tokio::spawn(router.serve_with_incoming(incoming));
+        addr
+    }
+
+    /// A server doing its own TLS (an agent's artifact server) still sees
+    /// client certificates, refuses clients without one, and presents a
+    /// renewed certificate from the next connection on.
+    #[tokio::test]
+    async fn a_reloadable_server_presents_the_newest_certificate() {
+        install_crypto_provider();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(&tmp.path().join("ca"));
+        let coord = ca
+            .issue_coordinator(1, &["127.0.0.1".to_string()])
+            .expect("issue");
+        let agent_for = |host: &str| {
+            let (csr, key_pem) = agent_csr("build-1").expect("csr");
+            CertifiedKey {
+                cert_pem: ca
+                    .sign_agent_csr(&csr, "build-1", &[host.to_string()])
+                    .expect("sign"),
+                key_pem,
+            }
+        };
+        let cert = tls::ReloadableCert::new(&agent_for("127.0.0.1")).expect("cert");
+        let addr = serve_reloadable(&ca, cert.clone()).await;
+        let as_agent = |domain| Client {
+            expect: tls::Expected::Agent,
+            domain,
+            ..to_coordinator(ca.ca_pem(), Some(&coord))
+        };
+        let channel = connect(addr, as_agent("127.0.0.1")).await.expect("connect");
+        assert_eq!(
+            call(channel).await.as_deref(),
+            Ok("spiffe://ferry/coordinator/1")
+        );
+        let anonymous = Client {
+            identity: None,
+            ..as_agent("127.0.0.1")
+        };
+        let rejected = match connect(addr, anonymous).await {
+            Ok(channel) => call(channel).await.is_err(),
+            Err(_) => true,
+        };
+        assert!(rejected, "anonymous client accepted");
+
+        // The renewed certificate names another host: only it verifies now.
+        cert.set(&agent_for("localhost")).expect("set");
+        assert!(connect(addr, as_agent("127.0.0.1")).await.is_err());
+        let channel = connect(addr, as_agent("localhost"))
+            .await
+            .expect("connect to the renewed certificate");
+        assert_eq!(
+            call(channel).await.as_deref(),
+            Ok("spiffe://ferry/coordinator/1")
+        );
+        // A pair that does not belong together is refused, the old one kept.
+        let mut mixed = agent_for("localhost");
+        mixed.key_pem = agent_for("localhost").key_pem;
+        assert!(cert.set(&mixed).is_err());
+        assert!(connect(addr, as_agent("localhost")).await.is_ok());
+    }
+}
+
+#[test]
+fn renewing_keeps_identity_and_hosts_with_a_new_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = new_ca(&tmp.path().join("ca"));
+    let sans = ["127.0.0.1".to_string(), "ferry-1.example".to_string()];
+    let coord = ca.issue_coordinator(4, &sans).expect("issue");
+    let renewed = ca.renew(&coord.cert_pem).expect("renew");
+    let (old, new) = (
+        CertFacts::from_pem(&coord.cert_pem).expect("facts"),
+        CertFacts::from_pem(&renewed.cert_pem).expect("facts"),
+    );
+    assert_eq!(new.identity, old.identity);
+    assert_eq!(new.hosts, sans);
+    assert_ne!(new.fingerprint, old.fingerprint);
+    assert_ne!(renewed.key_pem, coord.key_pem);
+
+    let alice = ca.issue_operator("alice").expect("issue");
+    let renewed = ca.renew(&alice.cert_pem).expect("renew operator");
+    let facts = CertFacts::from_pem(&renewed.cert_pem).expect("facts");
+    assert_eq!(facts.identity.uri(), "spiffe://ferry/operator/alice");
+    let lifetime = facts.not_after_ms - facts.not_before_ms;
+    let expected = i64::try_from(OPERATOR_VALIDITY.as_millis()).expect("ms") + 3_600_000;
+    assert!((lifetime - expected).abs() < 5_000, "{lifetime}");
+
+    // Agents renew over their session; another CA's certificates not at all.
+    let (csr, _) = agent_csr("build-1").expect("csr");
+    let agent = ca.sign_agent_csr(&csr, "build-1", &[]).expect("sign");
+    assert!(
+        ca.renew(&agent)
+            .is_err_and(|e| e.to_string().contains("session"))
+    );
+    let theirs = CertAuthority::init(&tmp.path().join("theirs"), "other").expect("init");
+    let foreign = theirs.issue_operator("alice").expect("issue");
+    assert!(ca.renew(&foreign.cert_pem).is_err());
+}
+
+#[test]
+fn short_lifetimes_are_backdated_a_tenth_and_due_for_renewal_at_two_thirds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = new_ca(&tmp.path().join("ca"));
+    let (csr, _) = renewal_csr().expect("csr");
+    let pem = ca
+        .sign_operator_csr(&csr, "bob", Duration::from_secs(60))
+        .expect("sign");
+    let facts = CertFacts::from_pem(&pem).expect("facts");
+    assert_eq!(facts.identity.uri(), "spiffe://ferry/operator/bob");
+    // notBefore 6 s back, notAfter 60 s ahead: due 22 s before expiry.
+    assert_eq!(facts.not_after_ms - facts.not_before_ms, 66_000);
+    assert_eq!(facts.renew_at_ms(), facts.not_after_ms - 22_000);
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    assert!((facts.not_after_ms - now - 60_000).abs() < 5_000);
+    // Something that is not a valid request is refused.
+    let tampered = csr.replacen('A', "B", 1);
+    assert!(
+        ca.sign_operator_csr(&tampered, "bob", Duration::from_secs(60))
+            .is_err()
+    );
 }

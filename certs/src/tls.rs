@@ -46,6 +46,67 @@ pub fn mtls_server(
         .client_auth_optional(false))
 }
 
+/// The certificate of a server that outlives its certificates (an agent's
+/// artifact server, whose agent renews them): every handshake presents the
+/// one last [`ReloadableCert::set`].
+#[derive(Debug)]
+pub struct ReloadableCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl ReloadableCert {
+    /// Starts with `pair`, checked like any server identity.
+    pub fn new(pair: &CertifiedKey) -> Result<Arc<ReloadableCert>, CertError> {
+        let key = certified_key(&pair.cert_pem, &pair.key_pem)?;
+        Ok(Arc::new(ReloadableCert(std::sync::RwLock::new(Arc::new(
+            key,
+        )))))
+    }
+
+    /// Presents `pair` from the next handshake on; connections already open
+    /// keep the certificate they were made with.
+    pub fn set(&self, pair: &CertifiedKey) -> Result<(), CertError> {
+        let key = Arc::new(certified_key(&pair.cert_pem, &pair.key_pem)?);
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// Server TLS (as a rustls config, for [`crate::listen::tls_incoming`]) that
+/// presents whatever `cert` holds, requires a client certificate signed by
+/// `ca_pem`, and speaks HTTP/2 only.
+pub fn mtls_server_config(
+    ca_pem: &str,
+    cert: Arc<ReloadableCert>,
+) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    let roots = check_ca(ca_pem)?;
+    let invalid = |reason: String| CertError::InvalidPem {
+        what: "CA certificate".to_string(),
+        reason,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| invalid(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The name a `HOST:PORT` (or `[IPv6]:PORT`) address's server is verified as.
 pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':')
@@ -243,6 +304,12 @@ fn check_ca(ca_pem: &str) -> Result<rustls::RootCertStore, CertError> {
 
 /// Checks that `cert_pem` and `key_pem` parse and belong together.
 fn check_identity(cert_pem: &str, key_pem: &str) -> Result<(), CertError> {
+    certified_key(cert_pem, key_pem).map(|_| ())
+}
+
+/// The rustls signing identity of `cert_pem` and `key_pem`, which must parse
+/// and belong together.
+fn certified_key(cert_pem: &str, key_pem: &str) -> Result<rustls::sign::CertifiedKey, CertError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::InvalidPem {
@@ -269,6 +336,5 @@ fn check_identity(cert_pem: &str, key_pem: &str) -> Result<(), CertError> {
             what: "TLS identity".to_string(),
             reason: other.to_string(),
         },
-    })?;
-    Ok(())
+    })
 }

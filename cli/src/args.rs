@@ -278,6 +278,18 @@ pub enum CertsCommand {
     Issue(IssueCommand),
     /// Refuse a certificate everywhere in the cluster until it expires (admin).
     Revoke(CertsRevokeArgs),
+    /// Replace the certificate and key of --cert/--key with new ones of the same
+    /// identity: signed by the cluster (your operator certificate, while it is
+    /// valid), or with --ca-dir by the CA itself (coordinator certificates, then
+    /// restart that member; or an operator certificate that has expired).
+    Renew(CertsRenewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsRenewArgs {
+    /// Sign with the CA in DIR (ca.pem, ca-key.pem) instead of asking the cluster.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -106,6 +106,9 @@ pub fn load_identity(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<C
         (Some(_), None) => bail!("--cert needs --key (or FERRY_KEY) with its private key"),
         (None, Some(_)) => bail!("--key needs --cert (or FERRY_CERT) with its certificate"),
         (Some(cert), Some(key)) => {
+            // A `ferry certs renew` cut short leaves the new pair staged.
+            ferry_certs::finish_replace(cert, key)
+                .context("cannot finish saving a renewed certificate")?;
             let cert_pem = ferry_certs::read_pem(cert).context("cannot load --cert")?;
             let key_pem = ferry_certs::read_pem(key).context("cannot load --key")?;
             if !cert_pem.contains("-----BEGIN CERTIFICATE-----") {

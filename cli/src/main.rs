@@ -39,6 +39,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match &cli.command {
         Command::Certs(args::CertsCommand::Revoke(a)) => certs::revoke(g, a).await?,
+        Command::Certs(args::CertsCommand::Renew(a)) => certs::renew(g, a).await?,
         Command::Certs(command) => certs::run(command, g.output)?,
         Command::Pipeline(PipelineCommand::Lint(a)) => return pipeline::lint(a, g.output),
         Command::Pipeline(PipelineCommand::Apply(a)) => pipeline::apply(g, a).await?,

@@ -33,6 +33,9 @@ pub enum Permission {
     Decide,
     /// `admin`: tokens, role bindings.
     Admin,
+    /// Renewing one's own certificate: an enrolled agent, or an operator
+    /// with any role (coordinators renew theirs offline, with the CA key).
+    Renew,
 }
 
 /// The permission each RPC needs. Unknown methods are denied.
@@ -51,6 +54,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" | "SetSecret"
             | "RemoveSecret" | "RevokeCertificate" => Permission::Admin,
             "WhoAmI" => Permission::Decide,
+            "RenewCertificate" => Permission::Renew,
             "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
             | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus"
             | "ListArtifacts" | "GetArtifact" | "ListSecrets" | "ListEnvironments"
@@ -113,8 +117,9 @@ pub fn check_certificate(
         }));
     }
     if id.kind == IdentityKind::Agent
-        && let Some(bound) = state.agents.get(&id.name).and_then(|a| a.cert.as_ref())
-        && bound.fingerprint != fingerprint
+        && let Some(record) = state.agents.get(&id.name)
+        && record.cert.is_some()
+        && !record.bound_certs().any(|c| c.fingerprint == fingerprint)
     {
         return Err(Status::unauthenticated(format!(
             "this certificate for {id} is not the one agent `{}` is enrolled with \
@@ -160,6 +165,14 @@ pub fn authorize(
         Permission::Coordinator => match id.kind {
             IdentityKind::Coordinator => Ok(()),
             _ => denied("call coordinator peer APIs"),
+        },
+        Permission::Renew => match id.kind {
+            IdentityKind::Agent => authorize(state, caller, Permission::Agent),
+            IdentityKind::Operator => authorize(state, caller, Permission::View),
+            IdentityKind::Coordinator => denied(
+                "renew its certificate over the API (a member's certificate is renewed on its \
+                 host with `ferry certs renew --ca-dir`, then the member restarted)",
+            ),
         },
         // Members hold the CA key; they proxy operator calls to the leader.
         Permission::View | Permission::Operate | Permission::Admin

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use ferry_coordinator::CoordinatorConfig;
@@ -78,6 +79,22 @@ struct Args {
     /// that needs no certificate).
     #[arg(long, default_value = "30")]
     enroll_per_minute: std::num::NonZeroU32,
+    /// How long agent certificates last (like 30d, 12h); agents renew theirs
+    /// over their session when a third of it is left.
+    #[arg(long, default_value = "30d", value_parser = lifetime_flag)]
+    agent_certificate_lifetime: Duration,
+    /// How long the certificates `ferry certs renew` gives operators last.
+    #[arg(long, default_value = "90d", value_parser = lifetime_flag)]
+    operator_certificate_lifetime: Duration,
+}
+
+/// A certificate lifetime: at least 30 seconds, at most five years.
+fn lifetime_flag(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(30) || d > Duration::from_secs(5 * 365 * 24 * 60 * 60) {
+        return Err("a certificate lifetime is between 30s and 5 years".into());
+    }
+    Ok(d)
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -125,6 +142,10 @@ async fn main() -> std::process::ExitCode {
             idle: std::time::Duration::from_secs(a.idle_timeout_seconds.max(1)),
         },
         enroll_per_minute: a.enroll_per_minute,
+        cert_lifetimes: ferry_coordinator::service::CertLifetimes {
+            agent: a.agent_certificate_lifetime,
+            operator: a.operator_certificate_lifetime,
+        },
     })
     .await;
     match result {

@@ -48,6 +48,8 @@ pub struct CoordinatorConfig {
     pub limits: ferry_certs::listen::Limits,
     /// Enrollment calls answered per source address per minute.
     pub enroll_per_minute: std::num::NonZeroU32,
+    /// How long the certificates this member signs last.
+    pub cert_lifetimes: crate::service::CertLifetimes,
 }
 
 /// Runs the coordinator until the process is stopped or storage fails.
@@ -133,6 +135,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
             }
         },
         metrics: crate::metrics::Metrics::new(),
+        cert_lifetimes: cfg.cert_lifetimes,
     });
 
     if let Some(addr) = cfg.metrics_listen {

@@ -8,8 +8,8 @@ use ferry_certs::CertAuthority;
 use serde::Serialize;
 
 use crate::args::{
-    CertsCommand, CertsInitArgs, CertsRevokeArgs, Format, IssueCommand, IssueCoordinatorArgs,
-    IssueOperatorArgs,
+    CertsCommand, CertsInitArgs, CertsRenewArgs, CertsRevokeArgs, Format, IssueCommand,
+    IssueCoordinatorArgs, IssueOperatorArgs,
 };
 use crate::output;
 
@@ -23,7 +23,11 @@ pub fn run(command: &CertsCommand, format: Format) -> Result<()> {
         CertsCommand::Init(args) => init(args)?,
         CertsCommand::Issue(IssueCommand::Coordinator(args)) => issue_coordinator(args)?,
         CertsCommand::Issue(IssueCommand::Operator(args)) => issue_operator(args)?,
-        CertsCommand::Revoke(_) => anyhow::bail!("`ferry certs revoke` talks to the cluster"),
+        CertsCommand::Revoke(_) | CertsCommand::Renew(_) => {
+            anyhow::bail!(
+                "`ferry certs revoke` and `renew` are run by `certs::revoke` and `certs::renew`"
+            )
+        }
     };
     match format {
         Format::Json => output::print_json(&Written { files }),
@@ -96,6 +100,55 @@ pub async fn revoke(global: &crate::args::GlobalArgs, args: &CertsRevokeArgs) ->
         Format::Table => output::print(&format!(
             "revoked {} (sha256 {}); refused until it expires at {}\n",
             r.identity, r.fingerprint, r.expires_at
+        )),
+    }
+}
+
+/// `ferry certs renew`: a new key and certificate of the same identity in
+/// place of --cert and --key, signed by the cluster or (--ca-dir) the CA.
+pub async fn renew(global: &crate::args::GlobalArgs, args: &CertsRenewArgs) -> Result<()> {
+    let (Some(cert_path), Some(key_path)) = (global.cert.as_deref(), global.key.as_deref()) else {
+        anyhow::bail!("pass --cert and --key (or FERRY_CERT and FERRY_KEY): the pair to renew");
+    };
+    let pair = match &args.ca_dir {
+        Some(dir) => {
+            let current = ferry_certs::read_pem(cert_path)?;
+            load_ca(dir)?
+                .renew(&current)
+                .with_context(|| format!("cannot renew {}", cert_path.display()))?
+        }
+        None => {
+            let (csr_pem, key_pem) = ferry_certs::renewal_csr().context("making a new key")?;
+            let mut client = crate::client::connect(global).await?;
+            let r = client
+                .renew_certificate(ferry_proto::RenewCertificateRequest { csr_pem })
+                .await?
+                .into_inner();
+            ferry_certs::CertifiedKey {
+                cert_pem: r.certificate_pem,
+                key_pem,
+            }
+        }
+    };
+    let facts = ferry_certs::CertFacts::from_pem(&pair.cert_pem)?;
+    ferry_certs::replace_pair(cert_path, key_path, &pair)?;
+    let expires_at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(facts.not_after_ms).unwrap_or(0)),
+    )
+    .to_string();
+    match global.output {
+        Format::Json => output::print_json(&serde_json::json!({
+            "identity": facts.identity.uri(),
+            "fingerprint": facts.fingerprint,
+            "expires_at": expires_at,
+            "files": [cert_path, key_path],
+        })),
+        Format::Table => output::print(&format!(
+            "renewed {}: wrote {} and {}; it expires at {expires_at}\n",
+            facts.identity,
+            cert_path.display(),
+            key_path.display()
         )),
     }
 }

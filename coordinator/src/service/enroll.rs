@@ -28,7 +28,7 @@ pub struct EnrollmentService {
 }
 
 /// Largest CSR accepted (a real one is well under 1 KiB).
-const MAX_CSR_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_CSR_BYTES: usize = 16 * 1024;
 /// Longest join token accepted (`ferry token create` makes ~50 characters).
 const MAX_TOKEN_BYTES: usize = 256;
 
@@ -91,7 +91,12 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         let cert = self
             .ctx
             .ca
-            .sign_agent_csr(&req.csr_pem, &req.name, &req.sans)
+            .sign_agent_csr_for(
+                &req.csr_pem,
+                &req.name,
+                &req.sans,
+                self.ctx.cert_lifetimes.agent,
+            )
             .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
         let facts = ferry_certs::CertFacts::from_pem(&cert)
             .map_err(|e| Status::internal(format!("reading the certificate just issued: {e}")))?;
@@ -100,10 +105,7 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             .propose(Command::Enroll {
                 token_hash,
                 agent: req.name.clone(),
-                cert: Some(crate::state::CertBinding {
-                    fingerprint: facts.fingerprint,
-                    not_after: facts.not_after_ms,
-                }),
+                cert: Some(crate::state::CertBinding::from(&facts)),
                 at: now_ms(),
             })
             .await?;

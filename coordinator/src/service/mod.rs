@@ -5,6 +5,7 @@
 pub mod enroll;
 pub mod operator;
 pub mod peer;
+pub mod renew;
 pub mod session;
 
 use std::sync::Arc;
@@ -39,6 +40,25 @@ pub struct Ctx {
     pub secrets: Option<ferry_certs::SecretBox>,
     /// Prometheus metrics (served only with `--metrics-listen`).
     pub metrics: crate::metrics::Metrics,
+    /// How long the certificates this member signs last.
+    pub cert_lifetimes: CertLifetimes,
+}
+
+/// How long the certificates a coordinator signs (at enrollment and on
+/// renewal) last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertLifetimes {
+    pub agent: std::time::Duration,
+    pub operator: std::time::Duration,
+}
+
+impl Default for CertLifetimes {
+    fn default() -> Self {
+        CertLifetimes {
+            agent: ferry_certs::AGENT_VALIDITY,
+            operator: ferry_certs::OPERATOR_VALIDITY,
+        }
+    }
 }
 
 pub type SharedCtx = Arc<Ctx>;

@@ -805,6 +805,13 @@ impl pb::operator_server::Operator for OperatorService {
         }))
     }
 
+    async fn renew_certificate(
+        &self,
+        req: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
+        super::renew::renew_certificate(&self.0, req).await
+    }
+
     async fn create_token(
         &self,
         req: Request<pb::CreateTokenRequest>,

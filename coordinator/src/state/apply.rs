@@ -140,13 +140,13 @@ impl ClusterState {
                 let Some(record) = self.agents.get(&agent) else {
                     return Err(Rejection::NotFound(format!("agent `{agent}`")));
                 };
-                if let Some(cert) = record.cert.clone() {
+                for cert in record.bound_certs().cloned().collect::<Vec<_>>() {
                     self.revoke(
                         cert.fingerprint,
                         super::RevokedCert {
                             identity: format!("agent/{agent}"),
                             not_after: cert.not_after,
-                            by,
+                            by: by.clone(),
                             at,
                         },
                     );
@@ -340,6 +340,35 @@ impl ClusterState {
                 );
                 Ok(Output::None)
             }
+            Command::RenewAgentCertificate {
+                agent,
+                presented,
+                cert,
+                at: _,
+            } => {
+                if self.is_revoked(&presented.fingerprint) {
+                    return Err(Rejection::PermissionDenied(format!(
+                        "the certificate agent `{agent}` renews with was revoked"
+                    )));
+                }
+                let Some(record) = self.agents.get_mut(&agent) else {
+                    return Err(Rejection::NotFound(format!("agent `{agent}`")));
+                };
+                // Records from before certificates were bound accept any
+                // certificate of the name; the renewal binds them.
+                let bound = record.cert.is_none()
+                    || record
+                        .bound_certs()
+                        .any(|c| c.fingerprint == presented.fingerprint);
+                if !bound {
+                    return Err(Rejection::PermissionDenied(format!(
+                        "the certificate presented is not one agent `{agent}` is enrolled with"
+                    )));
+                }
+                record.previous_cert = Some(presented);
+                record.cert = Some(cert);
+                Ok(Output::None)
+            }
             Command::RevokeCertificate {
                 fingerprint,
                 identity,
@@ -387,6 +416,7 @@ impl ClusterState {
                         registered_at: None,
                         draining: false,
                         cert,
+                        previous_cert: None,
                     },
                 );
                 Ok(Output::None)

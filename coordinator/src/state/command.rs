@@ -101,6 +101,15 @@ pub enum Command {
         cert: Option<super::CertBinding>,
         at: i64,
     },
+    /// Binds agent `agent` to a renewed certificate. `presented` is the
+    /// certificate it asked with, which must be one it is bound to; it stays
+    /// accepted (as the previous one) until it expires.
+    RenewAgentCertificate {
+        agent: String,
+        presented: super::CertBinding,
+        cert: super::CertBinding,
+        at: i64,
+    },
     /// Refuses a certificate (operator, agent or coordinator) until it expires.
     RevokeCertificate {
         fingerprint: String,

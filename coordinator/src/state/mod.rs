@@ -130,6 +130,18 @@ pub struct AgentRecord {
     /// and re-enrollment, is refused).
     #[serde(default)]
     pub cert: Option<CertBinding>,
+    /// The certificate `cert` renewed, still accepted until it expires: the
+    /// agent may not have saved the renewal (a crash, a lost answer), and a
+    /// second renewal presenting it replaces `cert` again.
+    #[serde(default)]
+    pub previous_cert: Option<CertBinding>,
+}
+
+impl AgentRecord {
+    /// The certificates this agent's name is accepted with.
+    pub fn bound_certs(&self) -> impl Iterator<Item = &CertBinding> {
+        self.cert.iter().chain(self.previous_cert.iter())
+    }
 }
 
 /// One certificate, by fingerprint, and when it expires.

@@ -1,0 +1,83 @@
+//! Certificate renewal over the API: a caller trades its own valid
+//! certificate for a new one of the same identity, for a key it made. Agents
+//! do this on their own before their certificates expire; operators with
+//! `ferry certs renew`. The identity, host names and lifetime come from the
+//! presented certificate and the cluster, never from the request.
+
+use ferry_certs::{CertFacts, IdentityKind};
+use ferry_proto as pb;
+use tonic::{Request, Response, Status};
+
+use super::enroll::MAX_CSR_BYTES;
+use super::{SharedCtx, caller};
+use crate::state::{CertBinding, Command};
+use crate::views::{self, now_ms};
+
+impl From<&CertFacts> for CertBinding {
+    fn from(facts: &CertFacts) -> CertBinding {
+        CertBinding {
+            fingerprint: facts.fingerprint.clone(),
+            not_after: facts.not_after_ms,
+        }
+    }
+}
+
+/// Signs a renewal for the caller (already authorized for `Permission::Renew`
+/// with this very certificate, which is neither revoked nor unbound). An
+/// agent's new certificate is bound in the replicated state before it is
+/// handed out; `apply` checks again that the presented one is bound.
+pub async fn renew_certificate(
+    ctx: &SharedCtx,
+    req: Request<pb::RenewCertificateRequest>,
+) -> Result<Response<pb::RenewCertificateResponse>, Status> {
+    let who = caller(&req)?;
+    let leaf = req
+        .peer_certs()
+        .and_then(|certs| certs.first().cloned())
+        .ok_or_else(|| Status::unauthenticated("renewing needs the current client certificate"))?;
+    let presented = CertFacts::from_der(leaf.as_ref())
+        .map_err(|e| Status::unauthenticated(format!("client certificate: {e}")))?;
+    let csr = req.into_inner().csr_pem;
+    if csr.len() > MAX_CSR_BYTES {
+        return Err(Status::invalid_argument(
+            "the certificate request is too large",
+        ));
+    }
+    let refused = |e: ferry_certs::CertError| {
+        Status::invalid_argument(format!("certificate request refused: {e}"))
+    };
+    let lifetimes = ctx.cert_lifetimes;
+    let pem = match who.kind {
+        IdentityKind::Operator => ctx
+            .ca
+            .sign_operator_csr(&csr, &who.name, lifetimes.operator)
+            .map_err(refused)?,
+        IdentityKind::Agent => ctx
+            .ca
+            .sign_agent_csr_for(&csr, &who.name, &presented.hosts, lifetimes.agent)
+            .map_err(refused)?,
+        IdentityKind::Coordinator => {
+            return Err(Status::permission_denied(
+                "a member's certificate is renewed on its host with `ferry certs renew --ca-dir`",
+            ));
+        }
+    };
+    let issued = CertFacts::from_pem(&pem)
+        .map_err(|e| Status::internal(format!("reading the certificate just issued: {e}")))?;
+    if who.kind == IdentityKind::Agent {
+        ctx.raft
+            .propose(Command::RenewAgentCertificate {
+                agent: who.name.clone(),
+                presented: CertBinding::from(&presented),
+                cert: CertBinding::from(&issued),
+                at: now_ms(),
+            })
+            .await?;
+    }
+    tracing::info!(identity = %who, expires_at = issued.not_after_ms, "certificate renewed");
+    Ok(Response::new(pb::RenewCertificateResponse {
+        certificate_pem: pem,
+        identity: who.uri(),
+        expires_at: views::ts(Some(issued.not_after_ms)),
+    }))
+}
