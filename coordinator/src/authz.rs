@@ -388,4 +388,41 @@ mod tests {
         let s = state();
         assert!(authorize(&s, Some(&op("nobody")), Permission::Decide).is_ok());
     }
+
+    #[test]
+    fn renewal_is_for_bound_agents_and_operators_with_a_role() {
+        let mut s = state();
+        let agent = Identity {
+            trust_domain: "ferry".into(),
+            kind: IdentityKind::Agent,
+            name: "a1".into(),
+        };
+        assert!(authorize(&s, Some(&agent), Permission::Renew).is_err());
+        let bound = |f: &str| crate::state::CertBinding {
+            fingerprint: f.into(),
+            not_after: i64::MAX,
+        };
+        s.agents.insert(
+            "a1".into(),
+            crate::state::AgentRecord {
+                name: "a1".into(),
+                cert: Some(bound("new")),
+                previous_cert: Some(bound("old")),
+                ..Default::default()
+            },
+        );
+        assert!(authorize(&s, Some(&agent), Permission::Renew).is_ok());
+        assert!(authorize(&s, Some(&op("vic")), Permission::Renew).is_ok());
+        assert!(authorize(&s, Some(&op("nobody")), Permission::Renew).is_err());
+        let member = Identity {
+            trust_domain: "ferry".into(),
+            kind: IdentityKind::Coordinator,
+            name: "1".into(),
+        };
+        assert!(authorize(&s, Some(&member), Permission::Renew).is_err());
+        // The renewed and the renewing certificate are both accepted; no other.
+        assert!(check_certificate(&s, &agent, "new").is_ok());
+        assert!(check_certificate(&s, &agent, "old").is_ok());
+        assert!(check_certificate(&s, &agent, "older").is_err());
+    }
 }

@@ -112,7 +112,7 @@ pub struct AttemptLoc {
     pub agent: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub name: String,
     pub labels: Vec<String>,

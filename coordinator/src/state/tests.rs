@@ -781,3 +781,72 @@ fn a_replica_claim_needs_a_known_blob_of_its_size() {
     );
     assert_eq!(s, before, "refused claims change nothing");
 }
+
+fn binding(fingerprint: &str) -> CertBinding {
+    CertBinding {
+        fingerprint: fingerprint.into(),
+        not_after: 1_000_000,
+    }
+}
+
+fn renew(presented: &str, new: &str) -> Command {
+    Command::RenewAgentCertificate {
+        agent: "a1".into(),
+        presented: binding(presented),
+        cert: binding(new),
+        at: 10,
+    }
+}
+
+#[test]
+fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
+    let mut s = cluster();
+    let bound = |s: &ClusterState| {
+        let a = &s.agents["a1"];
+        (
+            a.cert.as_ref().map(|c| c.fingerprint.clone()),
+            a.previous_cert.as_ref().map(|c| c.fingerprint.clone()),
+        )
+    };
+    let some = |f: &str| Some(f.to_string());
+    // Enrolled before certificates were bound: the first renewal binds it.
+    s.apply(renew("c0", "c1")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bound(&s), (some("c1"), some("c0")));
+    s.apply(renew("c1", "c2")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bound(&s), (some("c2"), some("c1")));
+    // Two renewals back is no longer bound: refused, nothing changes.
+    let before = s.clone();
+    let stale = s.apply(renew("c0", "c3"));
+    assert!(matches!(stale, Err(Rejection::PermissionDenied(_))), "{stale:?}");
+    assert_eq!(s, before);
+    // The agent never saved c2 (a lost answer): it renews again with c1.
+    s.apply(renew("c1", "c4")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bound(&s), (some("c4"), some("c1")));
+    // A revoked certificate renews nothing.
+    s.apply(Command::RevokeCertificate {
+        fingerprint: "c4".into(),
+        identity: "spiffe://ferry/agent/a1".into(),
+        not_after: 1_000_000,
+        by: "root".into(),
+        at: 11,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let before = s.clone();
+    assert!(matches!(
+        s.apply(renew("c4", "c5")),
+        Err(Rejection::PermissionDenied(_))
+    ));
+    assert_eq!(s, before);
+    // Removing the agent revokes every certificate it was bound to.
+    s.apply(Command::RemoveAgent {
+        agent: "a1".into(),
+        by: "root".into(),
+        at: 12,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.is_revoked("c1") && s.is_revoked("c4"));
+    assert!(matches!(
+        s.apply(renew("c1", "c6")),
+        Err(Rejection::PermissionDenied(_) | Rejection::NotFound(_))
+    ));
+}
