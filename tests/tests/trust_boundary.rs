@@ -497,3 +497,142 @@ fn removed_and_revoked_certificates_stay_dead() {
     let r = c.ferry(Some("bob"), &["pipeline", "list"]);
     assert!(!r.success && r.stderr.contains("revoked"), "{}", r.stderr);
 }
+
+/// The fingerprint and expiry of the certificate in `path`.
+fn cert_facts(path: &std::path::Path) -> ferry_certs::CertFacts {
+    let pem = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    ferry_certs::CertFacts::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Certificates have lifetimes and renewal paths. Agents renew their own over
+/// mTLS before they expire, and keep working long after the first
+/// certificate expired: sessions and artifact fetches between two agents use
+/// the renewed ones. An operator renews with `ferry certs renew`; a member's
+/// certificate is renewed with the CA key and loaded on restart.
+#[test]
+fn certificates_are_renewed_before_they_expire() {
+    ferry_tests::ensure_busybox_image();
+    let mut c = Cluster::start_members(
+        "renewal",
+        1,
+        ferry_tests::Options {
+            coordinator_args: vec![
+                "--agent-certificate-lifetime".into(),
+                "40s".into(),
+                "--operator-certificate-lifetime".into(),
+                "2h".into(),
+            ],
+            ..Default::default()
+        },
+    );
+    c.add_agent("maker", &["builder"]);
+    c.add_agent("user", &["tester"]);
+    let maker_cert = c.path().join("agent-maker").join("agent.pem");
+    let first = cert_facts(&maker_cert);
+    assert!(
+        first.not_after_ms - first.not_before_ms < 60_000,
+        "the coordinator's lifetime applies at enrollment"
+    );
+    // Wait past the first certificate's expiry: by then it was renewed (at
+    // two thirds of its lifetime), maybe more than once.
+    let expired_at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(first.not_after_ms).unwrap_or(0));
+    ferry_tests::wait_for(
+        "the first agent certificate to expire",
+        std::time::Duration::from_secs(90),
+        || {
+            (std::time::SystemTime::now() > expired_at + std::time::Duration::from_secs(2))
+                .then_some(())
+        },
+    );
+    let now = cert_facts(&maker_cert);
+    assert_ne!(
+        now.fingerprint, first.fingerprint,
+        "the agent renewed its certificate"
+    );
+    assert!(now.not_after_ms > first.not_after_ms);
+    assert!(
+        c.agent_log(&c.agent_name("maker"))
+            .contains("renewed the agent certificate"),
+        "{}",
+        c.agent_log(&c.agent_name("maker"))
+    );
+    let list = c.ferry_ok(Some("admin"), &["agents", "list", "-o", "json"]);
+    let agents: serde_json::Value = serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        agents
+            .as_array()
+            .is_some_and(|a| a.len() == 2 && a.iter().all(|x| x["connected"] == true)),
+        "{list}"
+    );
+    // Work still flows, through sessions and peer fetches on renewed certificates.
+    let r = Repo::new();
+    r.commit(&[("README", "x")], "init");
+    c.apply(&format!(
+        r#"name: renewed
+source: {{git: {}}}
+stages:
+  - name: build
+    actions:
+      - {{name: make, type: build, image: ferry-local/busybox, runs_on: [builder], commands: ["mkdir -p out", "echo renewed > out/app"], outputs: {{app: [out/]}}}}
+  - name: test
+    actions:
+      - {{name: use, type: test, image: ferry-local/busybox, runs_on: [tester], inputs: [app], commands: ["grep -q renewed out/app"]}}
+"#,
+        r.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "renewed"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("renewed", &exec, "the run to finish", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+
+    // An operator renews through the cluster, with the cluster's lifetime.
+    c.grant("bob", "viewer");
+    let bob = c.users.join("bob.pem");
+    let before = cert_facts(&bob);
+    let said = c.ferry_ok(Some("bob"), &["certs", "renew"]);
+    assert!(
+        said.contains("renewed spiffe://ferry/operator/bob"),
+        "{said}"
+    );
+    let after = cert_facts(&bob);
+    assert_ne!(after.fingerprint, before.fingerprint);
+    let lifetime = after.not_after_ms - after.not_before_ms;
+    // Two hours, and a tenth of that backdated for clock skew.
+    assert!((7_920_000..7_930_000).contains(&lifetime), "{lifetime}");
+    assert!(c.ferry(Some("bob"), &["pipeline", "list"]).success);
+    // Someone without a role renews nothing.
+    c.user("nobody");
+    let r = c.ferry(Some("nobody"), &["certs", "renew"]);
+    assert!(!r.success && r.stderr.contains("may not"), "{}", r.stderr);
+
+    // A member's certificate, renewed with the CA key, is used after a restart.
+    let member_cert = c.tls.join("coordinator-1.pem");
+    let old = cert_facts(&member_cert);
+    let tls_dir = c.tls.display().to_string();
+    let key = c.tls.join("coordinator-1-key.pem").display().to_string();
+    let said = c.ferry_ok(
+        None,
+        &[
+            "certs",
+            "renew",
+            "--ca-dir",
+            &tls_dir,
+            "--cert",
+            &member_cert.display().to_string(),
+            "--key",
+            &key,
+        ],
+    );
+    assert!(said.contains("coordinator/1"), "{said}");
+    let new = cert_facts(&member_cert);
+    assert_ne!(new.fingerprint, old.fingerprint);
+    assert_eq!(new.hosts, old.hosts);
+    c.kill_member(1);
+    c.start_member(1);
+    assert!(c.ferry(Some("bob"), &["pipeline", "list"]).success);
+}

@@ -817,7 +817,10 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
     // Two renewals back is no longer bound: refused, nothing changes.
     let before = s.clone();
     let stale = s.apply(renew("c0", "c3"));
-    assert!(matches!(stale, Err(Rejection::PermissionDenied(_))), "{stale:?}");
+    assert!(
+        matches!(stale, Err(Rejection::PermissionDenied(_))),
+        "{stale:?}"
+    );
     assert_eq!(s, before);
     // The agent never saved c2 (a lost answer): it renews again with c1.
     s.apply(renew("c1", "c4")).unwrap_or_else(|e| panic!("{e}"));
