@@ -3,7 +3,7 @@
 //! Deadlines live in replicated state, so whichever member leads evaluates
 //! the same ones; applying an expiry twice is a no-op.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::service::SharedCtx;
@@ -153,7 +153,9 @@ pub async fn leases(ctx: SharedCtx) {
 }
 
 /// Asks connected agents to pull copies of artifacts and logs that have fewer
-/// holders than `artifact_replicas`, so losing one agent loses no blob.
+/// holders than `artifact_replicas`, so losing one agent loses no blob. Only
+/// agents that could run the producing pipeline's actions are asked
+/// (`ClusterState::replica_candidates`).
 pub async fn replicator(ctx: SharedCtx) {
     let mut asked: HashMap<(String, String), Instant> = HashMap::new();
     loop {
@@ -166,27 +168,35 @@ pub async fn replicator(ctx: SharedCtx) {
         let connected = ctx.agents.connected();
         let want = ctx.artifact_replicas;
         let jobs: Vec<(String, u64, Vec<String>, String)> = ctx.raft.read(|s| {
+            let short: BTreeSet<&str> = s
+                .artifacts
+                .iter()
+                .filter(|(digest, rec)| {
+                    let live = rec
+                        .holders
+                        .iter()
+                        .filter(|h| s.agents.contains_key(*h))
+                        .count();
+                    let pending = asked.keys().filter(|(d, _)| d == *digest).count();
+                    live > 0 && live + pending < want
+                })
+                .map(|(digest, _)| digest.as_str())
+                .collect();
+            // Need-to-know: only agents that could run the producing pipeline's work.
+            let candidates = s.replica_candidates(&short);
             let mut jobs = Vec::new();
-            for (digest, rec) in &s.artifacts {
-                let live: Vec<&String> = rec
-                    .holders
-                    .iter()
-                    .filter(|h| s.agents.contains_key(*h))
-                    .collect();
-                if live.is_empty() || live.len() >= want {
+            for digest in short {
+                let (Some(rec), Some(allowed)) = (s.artifacts.get(digest), candidates.get(digest))
+                else {
                     continue;
-                }
-                let pending = asked.keys().filter(|(d, _)| d == digest).count();
-                if live.len() + pending >= want {
-                    continue;
-                }
+                };
                 let addrs = crate::views::holder_addresses(s, digest);
                 if let Some(target) = connected
                     .iter()
-                    .filter(|a| !rec.holders.contains(*a))
-                    .find(|a| !asked.contains_key(&(digest.clone(), (*a).clone())))
+                    .filter(|a| allowed.contains(*a) && !rec.holders.contains(*a))
+                    .find(|a| !asked.contains_key(&(digest.to_string(), (*a).clone())))
                 {
-                    jobs.push((digest.clone(), rec.size, addrs, target.clone()));
+                    jobs.push((digest.to_string(), rec.size, addrs, target.clone()));
                 }
             }
             jobs

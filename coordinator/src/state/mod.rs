@@ -5,6 +5,7 @@
 
 mod apply;
 mod approval;
+mod artifacts;
 mod command;
 mod deploy;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Unit tests of `apply`: determinism and the refusals that protect state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
 
@@ -852,4 +852,45 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
         s.apply(renew("c1", "c6")),
         Err(Rejection::PermissionDenied(_) | Rejection::NotFound(_))
     ));
+}
+
+#[test]
+fn replicas_go_only_to_agents_that_could_run_the_pipeline() {
+    let mut s = cluster();
+    s.apply(Command::Assign {
+        execution: "e1".into(),
+        stage: 0,
+        action: 0,
+        agent: "a1".into(),
+        at: 5,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.apply(finish(1, "a1", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (name, labels) in [("builder", vec!["builder"]), ("other", vec!["gpu"])] {
+        s.agents.insert(
+            name.into(),
+            AgentRecord {
+                name: name.into(),
+                labels: labels.into_iter().map(String::from).collect(),
+                ..Default::default()
+            },
+        );
+    }
+    let wanted = BTreeSet::from(["sha256:x", "sha256:unknown"]);
+    // Its build action runs anywhere: every agent could be given its work.
+    let all = s.replica_candidates(&wanted);
+    assert_eq!(all.get("sha256:x").map(BTreeSet::len), Some(3), "{all:?}");
+    assert!(!all.contains_key("sha256:unknown"));
+    // It runs on `builder` agents only (the approval runs on none).
+    if let Some(p) = s.pipelines.get_mut("demo") {
+        for v in &mut p.versions {
+            v.spec.stages[0].actions[0].runs_on = vec!["builder".into()];
+        }
+    }
+    let some = s.replica_candidates(&wanted);
+    assert_eq!(
+        some.get("sha256:x"),
+        Some(&BTreeSet::from(["builder".to_string()]))
+    );
 }
