@@ -362,6 +362,7 @@ impl ClusterState {
                 token_hash,
                 agent,
                 cert,
+                wrapping_key,
                 at,
             } => {
                 if let Some(c) = &cert
@@ -387,6 +388,7 @@ impl ClusterState {
                         registered_at: None,
                         draining: false,
                         cert,
+                        wrapping_key,
                     },
                 );
                 Ok(Output::None)

@@ -130,6 +130,11 @@ pub struct AgentRecord {
     /// and re-enrollment, is refused).
     #[serde(default)]
     pub cert: Option<CertBinding>,
+    /// Hex of its X25519 wrapping public key: the secrets of its assignments
+    /// are sealed to it. None for agents enrolled before wrapping keys, which
+    /// hold the cluster's secrets key instead.
+    #[serde(default)]
+    pub wrapping_key: Option<String>,
 }
 
 /// One certificate, by fingerprint, and when it expires.
