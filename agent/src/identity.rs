@@ -2,15 +2,22 @@
 //! cluster CA signed at enrollment. The first start trades a join token and a
 //! CSR for the certificate; later starts load it from the state dir (first
 //! finishing a renewal a crash cut short). Renewals swap in a new pair while
-//! the agent runs ([`Credentials`], `renew`).
+//! the agent runs ([`Credentials`], `renew`). At enrollment the agent also
+//! makes its X25519 wrapping key (`wrapping.key`, kept beside the
+//! certificate, never replaced) and sends its public half: the secrets of its
+//! actions are sealed to that key, so the agent never holds the cluster's
+//! secrets key. Agents enrolled before wrapping keys keep the copy of the
+//! cluster's key they received then.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
 use ferry_certs::tls::ReloadableCert;
-use ferry_certs::{CertifiedKey, Identity};
+use ferry_certs::{CertifiedKey, Identity, WrappingKey};
 use ferry_proto as pb;
+
+use crate::unseal::Keys;
 
 /// The agent's current certificate and key. Renewal replaces them; every new
 /// connection (sessions, peer fetches) and every handshake of the peer
@@ -54,12 +61,26 @@ pub struct AgentIdentity {
     pub identity: Identity,
     pub key: Credentials,
     pub ca_pem: String,
-    /// The cluster's secrets key, to open sealed secrets (None if the
-    /// cluster has none, or the agent enrolled before agents got it).
-    pub secrets: Option<ferry_certs::SecretBox>,
+    /// What opens sealed secrets: the agent's wrapping key and, for an agent
+    /// enrolled before wrapping keys, its copy of the cluster's secrets key
+    /// (None when it has neither).
+    pub secrets: Option<Keys>,
 }
 
-fn secrets_of(state: &Path) -> Option<ferry_certs::SecretBox> {
+/// The keys in `state`. A wrapping key file that exists but cannot be read
+/// is an error: running on without it would fail every action with secrets.
+fn keys_of(state: &Path) -> anyhow::Result<Option<Keys>> {
+    let wrapping = if state.join(ferry_certs::WRAPPING_KEY_FILE).exists() {
+        Some(WrappingKey::load(state).context("loading the agent's wrapping key")?)
+    } else {
+        None
+    };
+    let cluster = cluster_key(state);
+    Ok((wrapping.is_some() || cluster.is_some()).then_some(Keys { wrapping, cluster }))
+}
+
+/// The agent's copy of the cluster's secrets key, if it has one.
+fn cluster_key(state: &Path) -> Option<ferry_certs::SecretBox> {
     let key = ferry_certs::load_secrets_key(state).ok()?;
     ferry_certs::SecretBox::new(&key).ok()
 }
@@ -103,7 +124,7 @@ pub async fn load_or_enroll(
             identity,
             key: Credentials::new(key)?,
             ca_pem,
-            secrets: secrets_of(state),
+            secrets: keys_of(state)?,
         });
     }
     let Some(token) = token else {
@@ -117,6 +138,9 @@ pub async fn load_or_enroll(
     };
     let ca_pem = ferry_certs::read_pem(ca_file)?;
     let (csr_pem, key_pem) = ferry_certs::agent_csr(name).context("making a key pair and CSR")?;
+    // Saved before it is sent, so an enrolled agent always has it; one left
+    // by an earlier attempt is used again, never replaced.
+    let wrapping = WrappingKey::load_or_create(state).context("making the wrapping key")?;
     let mut errors = Vec::new();
     for addr in coordinators {
         let endpoint = ferry_certs::tls::endpoint(
@@ -140,6 +164,7 @@ pub async fn load_or_enroll(
             name: name.to_string(),
             csr_pem: csr_pem.clone(),
             sans: sans.to_vec(),
+            wrapping_public_key: wrapping.public_bytes().to_vec(),
         };
         match client.enroll(req).await {
             Ok(resp) => {
@@ -154,6 +179,7 @@ pub async fn load_or_enroll(
                     .context("saving the agent certificate")?;
                 std::fs::write(&ca_path, &resp.ca_pem)
                     .with_context(|| format!("writing {}", ca_path.display()))?;
+                // Only a coordinator older than wrapping keys still sends it.
                 if let Ok(key) = <[u8; 32]>::try_from(resp.secrets_key.as_slice()) {
                     ferry_certs::save_secrets_key(state, &key)
                         .context("saving the cluster's secrets key")?;
@@ -164,7 +190,10 @@ pub async fn load_or_enroll(
                     identity,
                     key: Credentials::new(key)?,
                     ca_pem: resp.ca_pem,
-                    secrets: secrets_of(state),
+                    secrets: Some(Keys {
+                        wrapping: Some(wrapping),
+                        cluster: cluster_key(state),
+                    }),
                 });
             }
             Err(status) if status.code() == tonic::Code::Unavailable => {

@@ -13,6 +13,7 @@ pub mod listen;
 mod sealing;
 mod secrets_key;
 pub mod tls;
+mod wrap;
 
 pub use ca::{
     AGENT_VALIDITY, CA_CERT_FILE, CA_KEY_FILE, COORDINATOR_VALIDITY, CertAuthority, CertifiedKey,
@@ -26,6 +27,9 @@ pub use identity::{
 };
 pub use sealing::{SecretBox, SecretError};
 pub use secrets_key::{SECRETS_KEY_FILE, init_secrets_key, load_secrets_key, save_secrets_key};
+pub use wrap::{
+    WRAPPING_KEY_FILE, WrapError, Wrapped, WrappingKey, reseal_to, seal_to, validate_public,
+};
 
 /// Trust domain used when the operator does not choose one.
 pub const DEFAULT_TRUST_DOMAIN: &str = "ferry";

@@ -2,9 +2,11 @@
 //! secrets key (beside the CA) by the coordinator that receives them, so the
 //! Raft log, snapshots and every member's disk hold only ciphertext. The
 //! secret's name is the associated data, so a ciphertext cannot be moved to
-//! another name. Assignments carry the ciphertext; only the agent that runs
-//! the action opens it (agents receive the key at enrollment). No API answer
-//! ever carries a value.
+//! another name. Agents do not receive this key: at dispatch the coordinator
+//! opens each secret an assignment names and seals it again to the assigned
+//! agent's wrapping key ([`crate::wrap`]), so only that agent opens it. (Agents
+//! enrolled before wrapping keys hold a copy of this key and open the
+//! ciphertext as stored.) No API answer ever carries a value.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -39,7 +41,8 @@ impl SecretBox {
         })
     }
 
-    /// The key itself, handed to agents at enrollment (and nowhere else).
+    /// The key itself: handed at enrollment only to an agent that sent no
+    /// wrapping key (one older than wrapping keys), and nowhere else.
     pub fn key_bytes(&self) -> &[u8; 32] {
         &self.raw
     }

@@ -1,7 +1,9 @@
 //! The cluster's secrets key: 32 random bytes kept beside the CA (`secrets.key`,
 //! mode 0600), created once with the CA and shared by every coordinator, which
-//! uses it to encrypt secrets at rest in the replicated state, and by every
-//! agent (given at enrollment), which opens the secrets its actions name.
+//! uses it to encrypt secrets at rest in the replicated state and to open them
+//! when it seals them again to the agent that runs an action. Agents no longer
+//! receive it: each has its own wrapping key ([`crate::wrap`]). Only agents
+//! enrolled before wrapping keys keep the copy they were given then.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +28,8 @@ pub fn init_secrets_key(dir: &Path) -> Result<PathBuf, CertError> {
     Ok(path)
 }
 
-/// Stores a key received from the cluster (an agent's copy) in `dir`, 0600.
+/// Stores a key received from the cluster in `dir`, 0600: the copy an agent
+/// keeps when a coordinator older than wrapping keys sends it one.
 pub fn save_secrets_key(dir: &Path, key: &[u8; 32]) -> Result<PathBuf, CertError> {
     create_dir(dir)?;
     let path = dir.join(SECRETS_KEY_FILE);

@@ -151,12 +151,15 @@ pub fn deploy_spec(
     spec
 }
 
-/// Secret `name` as stored (sealed), for an assignment.
+/// Secret `name` as stored (sealed under the cluster's key), for an
+/// assignment; `scheduler::assignment_with_secrets` seals it again to an
+/// agent that has a wrapping key.
 pub fn sealed(state: &ClusterState, name: &str) -> Option<pb::SealedSecret> {
     state.secrets.get(name).map(|r| pb::SealedSecret {
         name: name.to_string(),
         nonce: r.nonce.clone(),
         ciphertext: r.ciphertext.clone(),
+        ephemeral_public_key: Vec::new(),
     })
 }
 

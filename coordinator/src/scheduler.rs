@@ -1,7 +1,8 @@
 //! The leader's scheduler: gives queued build and test actions to connected
 //! agents whose labels cover the action's `runs_on`, within each agent's
 //! capacity, least-loaded first. An assignment is committed (which fixes its
-//! fencing epoch) before it is sent.
+//! fencing epoch) before it is sent. The secrets it carries are sealed to the
+//! assigned agent's wrapping key; a plain value is never kept or logged here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,11 +73,16 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
 }
 
 /// The assignment for `epoch` with the secrets its action (and its deploy
-/// hosts) name, still sealed: only the agent that runs it opens them.
+/// hosts) name, still sealed: only the agent that runs it opens them. For an
+/// agent with a wrapping key they are sealed again to that key alone.
 pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assignment> {
-    ctx.raft.read(|s| {
+    let (mut a, wrapping_key) = ctx.raft.read(|s| {
         let mut a = assignment(s, epoch)?;
         let loc = s.attempts.get(&epoch)?;
+        let wrapping_key = s
+            .agents
+            .get(&loc.agent)
+            .and_then(|r| r.wrapping_key.clone());
         let exec = s.executions.get(&loc.execution)?;
         let action = s
             .pipeline_of(exec)
@@ -97,8 +103,76 @@ pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assign
                 None => a.missing_secrets.push(name.clone()),
             }
         }
-        Some(a)
-    })
+        Some((a, wrapping_key))
+    })?;
+    if let Some(key) = wrapping_key {
+        reseal_for_agent(&mut a, ctx.secrets.as_ref(), &key);
+    }
+    Some(a)
+}
+
+/// Opens each sealed secret of `a` with the cluster's key and seals it to
+/// the agent's wrapping key (hex). A secret that cannot be re-sealed is not
+/// sent: the action fails on it as on a secret that is not set (a deploy
+/// host's, with the reason in the deploy `problem`), and the coordinator's
+/// log says why.
+fn reseal_for_agent(
+    a: &mut pb::Assignment,
+    cluster: Option<&ferry_certs::SecretBox>,
+    wrapping_key_hex: &str,
+) {
+    let recipient: Option<[u8; 32]> = hex::decode(wrapping_key_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok());
+    let attempt = a.attempt.as_ref().map(|r| r.attempt_id.clone());
+    let reseal = |s: &pb::SealedSecret| -> Result<pb::SealedSecret, String> {
+        let cluster = cluster.ok_or(
+            "this coordinator has no secrets key (secrets.key in --tls-dir) to open it with",
+        )?;
+        let recipient = recipient.ok_or("the agent's recorded wrapping key is not 32 bytes")?;
+        let w = ferry_certs::reseal_to(cluster, &recipient, &s.name, &s.nonce, &s.ciphertext)
+            .map_err(|e| e.to_string())?;
+        Ok(pb::SealedSecret {
+            name: s.name.clone(),
+            nonce: w.nonce.to_vec(),
+            ciphertext: w.ciphertext,
+            ephemeral_public_key: w.ephemeral_public.to_vec(),
+        })
+    };
+    let mut failed = Vec::new();
+    for (var, sealed) in std::mem::take(&mut a.sealed_env) {
+        match reseal(&sealed) {
+            Ok(resealed) => {
+                a.sealed_env.insert(var, resealed);
+            }
+            Err(e) => failed.push((sealed.name, e)),
+        }
+    }
+    for (name, _) in &failed {
+        a.missing_secrets.push(name.clone());
+    }
+    if let Some(d) = a.deploy.as_mut() {
+        for h in &mut d.hosts {
+            let Some(sealed) = h.sealed_credentials.take() else {
+                continue;
+            };
+            match reseal(&sealed) {
+                Ok(resealed) => h.sealed_credentials = Some(resealed),
+                Err(e) => {
+                    if d.problem.is_empty() {
+                        d.problem = format!(
+                            "secret `{}` of host `{}` could not be sealed to the agent: {e}",
+                            sealed.name, h.name
+                        );
+                    }
+                    failed.push((sealed.name, e));
+                }
+            }
+        }
+    }
+    for (name, error) in failed {
+        tracing::error!(secret = %name, attempt = ?attempt, %error, "secret not sent: it could not be sealed to the agent's wrapping key");
+    }
 }
 
 /// Picks an agent for each queued action: (execution, stage, action, agent).
@@ -231,5 +305,94 @@ pub async fn run(ctx: SharedCtx) {
         let connected = ctx.agents.accepting(ctx.agent_lease);
         let decisions = ctx.raft.read(|s| plan(s, &connected));
         futures::future::join_all(decisions.into_iter().map(|d| assign(&ctx, d))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_certs::{SecretBox, WrappingKey};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// An assignment naming `TOKEN` = secret `tok` and one SSH host whose
+    /// key is secret `key`, sealed under `cluster` as the state holds them.
+    fn sealed_assignment(
+        cluster: &SecretBox,
+    ) -> Result<pb::Assignment, Box<dyn std::error::Error>> {
+        let seal =
+            |name: &str, value: &[u8]| -> Result<pb::SealedSecret, ferry_certs::SecretError> {
+                let (nonce, ciphertext) = cluster.seal(name, value)?;
+                Ok(pb::SealedSecret {
+                    name: name.into(),
+                    nonce,
+                    ciphertext,
+                    ..Default::default()
+                })
+            };
+        let mut a = pb::Assignment::default();
+        a.sealed_env.insert("TOKEN".into(), seal("tok", b"v1")?);
+        a.deploy = Some(pb::DeploySpec {
+            hosts: vec![pb::DeployHost {
+                name: "web1".into(),
+                kind: "ssh".into(),
+                sealed_credentials: Some(seal("key", b"PEM")?),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        Ok(a)
+    }
+
+    fn open(agent: &WrappingKey, s: &pb::SealedSecret) -> Result<Vec<u8>, ferry_certs::WrapError> {
+        agent.open(&s.name, &s.ephemeral_public_key, &s.nonce, &s.ciphertext)
+    }
+
+    #[test]
+    fn secrets_are_sealed_again_to_the_agent_alone() -> TestResult {
+        let cluster = SecretBox::new(&[5u8; 32])?;
+        let agent = WrappingKey::generate()?;
+        let mut a = sealed_assignment(&cluster)?;
+        reseal_for_agent(&mut a, Some(&cluster), &hex::encode(agent.public_bytes()));
+        assert!(a.missing_secrets.is_empty());
+        let env = a.sealed_env.get("TOKEN").ok_or("TOKEN")?;
+        assert_eq!(env.ephemeral_public_key.len(), 32);
+        assert_eq!(open(&agent, env)?, b"v1");
+        let deploy = a.deploy.as_ref().ok_or("deploy")?;
+        assert!(deploy.problem.is_empty());
+        let host = deploy.hosts[0].sealed_credentials.as_ref().ok_or("host")?;
+        assert_eq!(open(&agent, host)?, b"PEM");
+        // The cluster's key no longer opens what is sent.
+        assert!(cluster.open("tok", &env.nonce, &env.ciphertext).is_err());
+        // Nor does another agent's wrapping key.
+        assert!(open(&WrappingKey::generate()?, env).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_resealed_is_not_sent() -> TestResult {
+        let cluster = SecretBox::new(&[5u8; 32])?;
+        let agent = hex::encode(WrappingKey::generate()?.public_bytes());
+        // No cluster key on this coordinator, another cluster's key, or a
+        // damaged recorded wrapping key: reported like an unset secret.
+        let other = SecretBox::new(&[6u8; 32])?;
+        for (key, wrapping) in [
+            (None, agent.as_str()),
+            (Some(&other), agent.as_str()),
+            (Some(&cluster), "abcd"),
+        ] {
+            let mut a = sealed_assignment(&cluster)?;
+            reseal_for_agent(&mut a, key, wrapping);
+            assert_eq!(a.missing_secrets, vec!["tok".to_string()]);
+            assert!(a.sealed_env.is_empty());
+            let deploy = a.deploy.as_ref().ok_or("deploy")?;
+            assert!(deploy.hosts[0].sealed_credentials.is_none());
+            assert!(
+                deploy.problem.contains("secret `key` of host `web1`"),
+                "{}",
+                deploy.problem
+            );
+        }
+        Ok(())
     }
 }

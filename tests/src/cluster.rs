@@ -498,6 +498,15 @@ impl Cluster {
         .to_string()
     }
 
+    /// The state dir of agent `name` (its full name, as `add_agent` returns).
+    pub fn agent_state_dir(&self, name: &str) -> PathBuf {
+        self.agents
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.state.clone())
+            .unwrap_or_else(|| panic!("no agent {name} in this cluster"))
+    }
+
     /// Full agent name for a short test-local name.
     pub fn agent_name(&self, short: &str) -> String {
         format!("{}-{short}", self.prefix)

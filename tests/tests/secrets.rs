@@ -1,6 +1,7 @@
 //! Secrets: set by an admin, sealed in the replicated state, given only to
-//! the action that names them, and masked everywhere. The value is searched
-//! for in every log, answer and file the cluster wrote.
+//! the action that names them (sealed to the agent's own wrapping key), and
+//! masked everywhere. The value is searched for in every log, answer and
+//! file the cluster wrote.
 
 use ferry_tests::{Cluster, Repo, ensure_busybox_image, files_containing};
 
@@ -12,7 +13,19 @@ const VALUE_MD5: &str = "eab597e29935046c80ce83a385892aaa";
 fn a_secret_reaches_its_action_and_nothing_else() {
     ensure_busybox_image();
     let mut c = Cluster::start("secret");
-    c.add_agent("a", &[]);
+    let agent = c.add_agent("a", &[]);
+    // The agent made its own wrapping key and was never given the cluster's
+    // secrets key: its disk opens nothing at rest.
+    let state = c.agent_state_dir(&agent);
+    assert!(
+        state.join(ferry_certs::WRAPPING_KEY_FILE).is_file(),
+        "no wrapping key in {}",
+        state.display()
+    );
+    assert!(
+        !state.join(ferry_certs::SECRETS_KEY_FILE).exists(),
+        "the agent holds the cluster's secrets key"
+    );
     c.grant("vic", "viewer");
     let file = c.path().join("value.txt");
     std::fs::write(&file, VALUE).unwrap_or_else(|e| panic!("{e}"));

@@ -234,8 +234,9 @@ fn commit_index(c: &Cluster) -> u64 {
 }
 
 /// Enrollment is the one call without a certificate: bad tokens, reserved
-/// names and extra SANs are refused before anything reaches the Raft log
-/// (without burning the token), and a flood from one address is cut off.
+/// names, extra SANs and bad wrapping keys are refused before anything
+/// reaches the Raft log (without burning the token), and a flood from one
+/// address is cut off.
 #[test]
 fn unauthenticated_enrollment_costs_the_cluster_nothing_durable() {
     let c = Cluster::start("enrolload");
@@ -255,6 +256,7 @@ fn unauthenticated_enrollment_costs_the_cluster_nothing_durable() {
         name: name.into(),
         csr_pem: csr.clone(),
         sans: sans.iter().map(|s| s.to_string()).collect(),
+        wrapping_public_key: Vec::new(),
     };
     let before = commit_index(&c);
     // Reserved names and a second SAN (a coordinator's address) are refused.
@@ -269,11 +271,30 @@ fn unauthenticated_enrollment_costs_the_cluster_nothing_durable() {
             .expect_err(name);
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     }
+    // So are wrapping keys that are not X25519 public keys: the wrong length,
+    // or a low-order point that would make every secret sealed to it public.
+    for bad in [vec![7u8; 31], vec![0u8; 32]] {
+        let mut req = call(&token, "a1", &["127.0.0.1"]);
+        req.wrapping_public_key = bad;
+        let refused = runtime
+            .block_on(client.enroll(req))
+            .expect_err("a bad wrapping key");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
     assert_eq!(commit_index(&c), before, "refusals became Raft entries");
-    // The token's single use survived the refusals.
-    runtime
-        .block_on(client.enroll(call(&token, "a1", &["127.0.0.1"])))
-        .unwrap_or_else(|e| panic!("the real token was burnt: {e}"));
+    // The token's single use survived the refusals. An agent that sends a
+    // wrapping key is not given the cluster's secrets key.
+    let wrapping = ferry_certs::WrappingKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut req = call(&token, "a1", &["127.0.0.1"]);
+    req.wrapping_public_key = wrapping.public_bytes().to_vec();
+    let enrolled = runtime
+        .block_on(client.enroll(req))
+        .unwrap_or_else(|e| panic!("the real token was burnt: {e}"))
+        .into_inner();
+    assert!(
+        enrolled.secrets_key.is_empty(),
+        "the cluster's secrets key was sent to an agent with a wrapping key"
+    );
     let before = commit_index(&c);
     let codes: Vec<tonic::Code> = (0..60)
         .map(|i| {

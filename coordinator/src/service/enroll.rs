@@ -1,7 +1,9 @@
-//! Agent enrollment: a join token and a CSR in, a certificate signed by the
-//! cluster CA (and the cluster's secrets key, to open sealed secrets) out. The
-//! token use is committed through Raft before the certificate is returned, so a
-//! token can never admit more agents than it allows.
+//! Agent enrollment: a join token, a CSR and the public half of the agent's
+//! wrapping key in, a certificate signed by the cluster CA out. The wrapping
+//! key is recorded with the agent, and secrets are sealed to it at dispatch;
+//! the cluster's secrets key goes only to an older agent that sent no wrapping
+//! key. The token use is committed through Raft before the certificate is
+//! returned, so a token can never admit more agents than it allows.
 //!
 //! This is the one call anyone may make without a client certificate, so it
 //! must cost the cluster nothing durable until the token checks out: calls are
@@ -75,6 +77,13 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         }
         ferry_certs::validate_agent_name(&req.name)
             .map_err(|e| Status::invalid_argument(format!("agent name: {e}")))?;
+        let wrapping_key = if req.wrapping_public_key.is_empty() {
+            None
+        } else {
+            let key = ferry_certs::validate_public(&req.wrapping_public_key)
+                .map_err(|e| Status::invalid_argument(format!("wrapping key: {e}")))?;
+            Some(hex::encode(key))
+        };
         let token_hash = hash_token(&req.token);
         // A token created a moment ago may not have reached this member yet:
         // only a refusal on fresh state is final.
@@ -106,6 +115,7 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
                 token_hash,
                 agent: req.name.clone(),
                 cert: Some(crate::state::CertBinding::from(&facts)),
+                wrapping_key: wrapping_key.clone(),
                 at: now_ms(),
             })
             .await?;
@@ -120,12 +130,11 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             certificate_pem: cert,
             ca_pem: self.ctx.ca.ca_pem().to_string(),
             identity: identity.uri(),
-            secrets_key: self
-                .ctx
-                .secrets
-                .as_ref()
-                .map(|b| b.key_bytes().to_vec())
-                .unwrap_or_default(),
+            // An agent with a wrapping key never gets the cluster's key.
+            secrets_key: match (&wrapping_key, &self.ctx.secrets) {
+                (None, Some(b)) => b.key_bytes().to_vec(),
+                _ => Vec::new(),
+            },
         }))
     }
 }

@@ -391,6 +391,7 @@ impl ClusterState {
                 token_hash,
                 agent,
                 cert,
+                wrapping_key,
                 at,
             } => {
                 if let Some(c) = &cert
@@ -417,6 +418,7 @@ impl ClusterState {
                         draining: false,
                         cert,
                         previous_cert: None,
+                        wrapping_key,
                     },
                 );
                 Ok(Output::None)

@@ -99,6 +99,10 @@ pub enum Command {
         agent: String,
         #[serde(default)]
         cert: Option<super::CertBinding>,
+        /// Hex of the agent's X25519 wrapping public key; None from agents
+        /// older than wrapping keys (and in entries logged before them).
+        #[serde(default)]
+        wrapping_key: Option<String>,
         at: i64,
     },
     /// Binds agent `agent` to a renewed certificate. `presented` is the

@@ -136,6 +136,11 @@ pub struct AgentRecord {
     /// second renewal presenting it replaces `cert` again.
     #[serde(default)]
     pub previous_cert: Option<CertBinding>,
+    /// Hex of its X25519 wrapping public key: the secrets of its assignments
+    /// are sealed to it. None for agents enrolled before wrapping keys, which
+    /// hold the cluster's secrets key instead.
+    #[serde(default)]
+    pub wrapping_key: Option<String>,
 }
 
 impl AgentRecord {

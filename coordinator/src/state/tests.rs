@@ -48,6 +48,7 @@ fn cluster() -> ClusterState {
             token_hash: "h".into(),
             agent: "a1".into(),
             cert: None,
+            wrapping_key: None,
             at: 3,
         },
         Command::StartExecution {
@@ -95,6 +96,7 @@ fn tokens_expire_and_run_out() {
             token_hash: "h".into(),
             agent: "a2".into(),
             cert: None,
+            wrapping_key: None,
             at: 5
         }),
         Err(Rejection::BadToken)
@@ -112,11 +114,59 @@ fn tokens_expire_and_run_out() {
             token_hash: "t2".into(),
             agent: "late".into(),
             cert: None,
+            wrapping_key: None,
             at: 50
         }),
         Err(Rejection::BadToken)
     );
     assert!(!s.agents.contains_key("late"));
+}
+
+#[test]
+fn enroll_records_the_wrapping_key_and_old_entries_still_decode() {
+    let mut s = cluster();
+    assert_eq!(
+        s.agents.get("a1").map(|a| a.wrapping_key.clone()),
+        Some(None)
+    );
+    s.apply(Command::CreateToken {
+        hash: "t2".into(),
+        expires_at: 50,
+        uses: 1,
+        by: "root".into(),
+        at: 6,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let key = "ab".repeat(32);
+    let enroll = Command::Enroll {
+        token_hash: "t2".into(),
+        agent: "a2".into(),
+        cert: None,
+        wrapping_key: Some(key.clone()),
+        at: 7,
+    };
+    // Through the log's encoding, as a follower would apply it.
+    let decoded = Command::decode(&enroll.encode()).unwrap_or_else(|e| panic!("{e}"));
+    s.apply(decoded).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s.agents.get("a2").and_then(|a| a.wrapping_key.as_deref()),
+        Some(key.as_str())
+    );
+    // Entries and snapshots written before wrapping keys have no such field.
+    let old = br#"{"Enroll":{"token_hash":"h","agent":"old","cert":null,"at":3}}"#;
+    match Command::decode(old) {
+        Ok(Command::Enroll { wrapping_key, .. }) => assert_eq!(wrapping_key, None),
+        other => panic!("{other:?}"),
+    }
+    let mut json = serde_json::to_value(&s).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(agent) = json["agents"]["a2"].as_object_mut() {
+        agent.remove("wrapping_key");
+    }
+    let back: ClusterState = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        back.agents.get("a2").map(|a| a.wrapping_key.clone()),
+        Some(None)
+    );
 }
 
 #[test]

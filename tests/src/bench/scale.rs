@@ -90,6 +90,8 @@ async fn enroll(ca: &str, leader: &str, token: &str, name: &str) -> anyhow::Resu
             name: name.into(),
             csr_pem: csr,
             sans: vec!["127.0.0.1".into()],
+            // These agents only register and heartbeat; they open no secrets.
+            wrapping_public_key: Vec::new(),
         })
         .await?
         .into_inner();
