@@ -407,7 +407,8 @@ impl Agent {
             Err(crate::executor::ActionError::Input(problem))
         } else if let Some(name) = a.missing_secrets.first() {
             Err(crate::executor::ActionError::Input(format!(
-                "secret `{name}` is not set; an admin can set it with `ferry secret set {name}`"
+                "secret `{name}` is not set, or could not be sealed to this agent (the coordinator's \
+                 log says which); an admin can set it with `ferry secret set {name}`"
             )))
         } else {
             match self.prepare_inputs(a, &mut log).await {
