@@ -286,7 +286,8 @@ async fn assign(
     }
 }
 
-/// Runs while this process lives; acts only while it leads. All assignments
+/// Schedules while this member leads (`leader::supervise` starts and cancels
+/// it). All assignments
 /// of a round are proposed at once, so the Raft driver batches them into one
 /// Ready (one fsync) instead of one round trip each.
 pub async fn run(ctx: SharedCtx) {
@@ -297,9 +298,6 @@ pub async fn run(ctx: SharedCtx) {
             _ = applied.changed() => {}
             _ = hub.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        if !ctx.raft.status().is_leader {
-            continue;
         }
         // Agents shutting down, drained or silent take no new work.
         let connected = ctx.agents.accepting(ctx.agent_lease);

@@ -21,8 +21,6 @@ use crate::service::operator::OperatorService;
 use crate::service::peer::PeerService;
 use crate::service::session::SessionService;
 use crate::service::{Ctx, SharedCtx};
-use crate::state::Command;
-use crate::views::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -145,15 +143,18 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         tokio::spawn(crate::metrics::serve(listener, ctx.clone()));
     }
 
-    if !cfg.join {
-        tokio::spawn(bootstrap(ctx.clone(), cfg.bootstrap_admin.clone(), peers));
+    if let Some(a) = &cfg.bootstrap_admin {
+        ferry_certs::validate_name(a).context("--bootstrap-admin")?;
     }
-    tokio::spawn(crate::scheduler::run(ctx.clone()));
-    tokio::spawn(crate::leader::poller(ctx.clone()));
-    tokio::spawn(crate::leader::timers(ctx.clone()));
-    tokio::spawn(crate::leader::leases(ctx.clone()));
-    tokio::spawn(crate::leader::replicator(ctx.clone()));
-    tokio::spawn(crate::leader::retention(ctx.clone()));
+    // A founding member bootstraps the cluster if it leads first; one that
+    // joins later finds it bootstrapped.
+    let founding = (!cfg.join).then(|| crate::leader::bootstrap::Founding {
+        admin: cfg.bootstrap_admin.clone(),
+        members: peers,
+    });
+    // Bootstrap, scheduling, polling, timers, leases, replication and
+    // retention run only while this member leads, under one supervisor.
+    tokio::spawn(crate::leader::supervise(ctx.clone(), founding));
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -202,57 +203,4 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// First start of a cluster: once a leader exists, record the trust domain,
-/// the founding members and the first admin. Whichever founding member leads
-/// proposes it; applying it twice is a no-op.
-async fn bootstrap(ctx: SharedCtx, admin: Option<String>, members: BTreeMap<u64, String>) {
-    if let Err(e) = try_bootstrap(&ctx, admin, members).await {
-        tracing::error!(error = format!("{e:#}"), "bootstrap failed");
-    }
-}
-
-async fn try_bootstrap(
-    ctx: &SharedCtx,
-    admin: Option<String>,
-    members: BTreeMap<u64, String>,
-) -> anyhow::Result<()> {
-    if let Some(a) = &admin {
-        ferry_certs::validate_name(a).context("--bootstrap-admin")?;
-    }
-    let mut status = ctx.raft.status_watch();
-    loop {
-        if ctx.raft.read(|s| s.bootstrapped) {
-            if let Some(a) = &admin
-                && ctx
-                    .raft
-                    .read(|s| !s.roles.contains(&(a.clone(), crate::state::Role::Admin)))
-            {
-                tracing::warn!(admin = %a, "--bootstrap-admin ignored: the cluster was bootstrapped before");
-            }
-            return Ok(());
-        }
-        // Only the leader proposes it, so members do not add one entry each.
-        let leading = status.borrow().is_leader;
-        if leading {
-            let cmd = Command::Bootstrap {
-                trust_domain: ctx.ca.trust_domain().to_string(),
-                admin: admin.clone(),
-                members: members.clone(),
-                at: now_ms(),
-            };
-            match ctx.raft.propose(cmd).await {
-                Ok(_) => {
-                    tracing::info!(admin = ?admin, "cluster bootstrapped");
-                    return Ok(());
-                }
-                Err(e) => tracing::warn!(error = %e, "bootstrap not recorded yet; retrying"),
-            }
-        }
-        tokio::select! {
-            _ = status.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
 }

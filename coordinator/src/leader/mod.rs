@@ -1,0 +1,91 @@
+//! The leadership supervisor (after Nomad's `leader.go`). One task watches
+//! this member's Raft status. When the member becomes leader it first
+//! bootstraps a new cluster (founding members only) and starts every
+//! leader-only loop — scheduling, source polling, approval timers, agent
+//! leases, replication, retention — under one cancellation token; when it
+//! stops leading (stepped down, a new term, removed) it cancels them all and
+//! waits until every one has ended before it may start them again.
+//!
+//! No loop checks `is_leader` itself, and each starts afresh in every term:
+//! what it remembers (replicas asked for, last polls, agents heard from)
+//! belongs to one term.
+//!
+//! Architecture invariant: leader-only work runs only while this member
+//! leads, one set at a time, started and stopped here and nowhere else.
+
+pub mod bootstrap;
+pub mod leases;
+pub mod poller;
+pub mod replicator;
+pub mod retention;
+pub mod timers;
+
+use futures::future::BoxFuture;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::SharedCtx;
+
+/// One leader-only loop: runs until cancelled.
+type LeaderWork = fn(SharedCtx) -> BoxFuture<'static, ()>;
+
+/// Every leader-only loop, by name.
+const WORK: [(&str, LeaderWork); 6] = [
+    ("scheduler", |ctx| Box::pin(crate::scheduler::run(ctx))),
+    ("source poller", |ctx| Box::pin(poller::poller(ctx))),
+    ("approval timers", |ctx| Box::pin(timers::timers(ctx))),
+    ("agent leases", |ctx| Box::pin(leases::leases(ctx))),
+    ("replicator", |ctx| Box::pin(replicator::replicator(ctx))),
+    ("retention", |ctx| Box::pin(retention::retention(ctx))),
+];
+
+/// Runs leader work whenever this member leads, until it is removed from
+/// the cluster or its Raft node stops. `founding`: this member may bootstrap
+/// a new cluster.
+pub async fn supervise(ctx: SharedCtx, founding: Option<bootstrap::Founding>) {
+    let mut status = ctx.raft.status_watch();
+    loop {
+        let term = match status.wait_for(|s| s.removed || s.is_leader).await {
+            Ok(s) if !s.removed => s.term,
+            _ => return,
+        };
+        let stop = CancellationToken::new();
+        let mut work = JoinSet::new();
+        let founding = founding.clone();
+        let first = ctx.clone();
+        let loops = stop.clone();
+        // Bootstrapping a new cluster (founding members only) runs beside
+        // the loops, which find nothing to do in a state not bootstrapped.
+        work.spawn(async move {
+            let start = async {
+                if let Some(f) = &founding {
+                    bootstrap::bootstrap(&first, f).await;
+                }
+            };
+            tokio::select! {
+                () = loops.cancelled() => {}
+                () = start => {}
+            }
+        });
+        for (name, run) in WORK {
+            let (ctx, stop) = (ctx.clone(), stop.clone());
+            work.spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = run(ctx) => tracing::error!(work = name, "leader work ended on its own"),
+                }
+            });
+        }
+        tracing::info!(term, "leading: leader work started");
+        let ended = status
+            .wait_for(|s| s.removed || !s.is_leader || s.term != term)
+            .await
+            .is_err();
+        stop.cancel();
+        while work.join_next().await.is_some() {}
+        tracing::info!(term, "no longer leading: leader work stopped");
+        if ended {
+            return;
+        }
+    }
+}
