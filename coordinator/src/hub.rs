@@ -212,7 +212,7 @@ impl LogHub {
     pub fn append(&self, epoch: u64, offset: u64, bytes: &[u8]) {
         let mut inner = self.lock();
         let log = Self::entry(&mut inner, epoch);
-        let end = offset + bytes.len() as u64;
+        let end = offset.saturating_add(bytes.len() as u64);
         if end <= log.total {
             return;
         }
@@ -279,5 +279,77 @@ impl LogHub {
             .get(&epoch)
             .filter(|l| l.closed && l.dropped == 0)
             .map(|l| l.data.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(hub: &LogHub, epoch: u64) -> String {
+        String::from_utf8_lossy(&hub.subscribe(epoch).0).into_owned()
+    }
+
+    #[test]
+    fn replayed_bytes_are_skipped_and_gaps_are_noted() {
+        let hub = LogHub::default();
+        hub.append(1, 0, b"hello ");
+        // A reconnect replays from an earlier offset: only the new tail counts.
+        hub.append(1, 0, b"hello world\n");
+        hub.append(1, 3, b"lo");
+        assert_eq!(text(&hub, 1), "hello world\n");
+        // Bytes lost in between are said to be missing, not silently joined.
+        hub.append(1, 20, b"later\n");
+        assert_eq!(
+            text(&hub, 1),
+            "hello world\n[ferry: 8 log bytes missing here]\nlater\n"
+        );
+        // An offset at the end of the range cannot overflow.
+        hub.append(1, u64::MAX, b"x");
+        assert!(text(&hub, 1).ends_with('x'));
+    }
+
+    #[test]
+    fn followers_get_what_is_buffered_then_new_bytes_then_the_end() {
+        let hub = LogHub::default();
+        hub.append(7, 0, b"one\n");
+        let (head, closed, mut rx) = hub.subscribe(7);
+        assert_eq!((head.as_slice(), closed), (&b"one\n"[..], false));
+        hub.append(7, 4, b"two\n");
+        assert_eq!(rx.try_recv().ok().as_deref(), Some(&b"two\n"[..]));
+        assert_eq!(hub.complete(7), None, "not complete while running");
+        hub.close(7);
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
+        assert_eq!(hub.complete(7).as_deref(), Some(&b"one\ntwo\n"[..]));
+        hub.close(7);
+        assert!(hub.subscribe(7).1, "closing twice is harmless");
+    }
+
+    #[test]
+    fn only_the_newest_bytes_are_kept_in_memory() {
+        let hub = LogHub::default();
+        let chunk = vec![b'a'; LIVE_LIMIT / 2 + 1];
+        hub.append(3, 0, &chunk);
+        hub.append(3, chunk.len() as u64, &chunk);
+        let (head, _, _) = hub.subscribe(3);
+        let note = "[ferry: 2 earlier bytes not kept in memory]\n";
+        assert!(head.starts_with(note.as_bytes()));
+        assert_eq!(head.len(), note.len() + LIVE_LIMIT);
+        hub.close(3);
+        assert_eq!(hub.complete(3), None, "a log cut in memory is not whole");
+    }
+
+    #[test]
+    fn finished_logs_are_forgotten_oldest_first() {
+        let hub = LogHub::default();
+        for epoch in 0..=KEEP_FINISHED as u64 {
+            hub.append(epoch, 0, b"x");
+            hub.close(epoch);
+        }
+        assert_eq!(hub.complete(0), None);
+        assert_eq!(hub.complete(1).as_deref(), Some(&b"x"[..]));
     }
 }

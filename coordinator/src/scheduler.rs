@@ -176,8 +176,10 @@ fn reseal_for_agent(
 }
 
 /// Picks an agent for each queued action: (execution, stage, action, agent).
-/// Least-loaded first among agents whose labels cover `runs_on`; one heap of
-/// free slots per distinct label set, so a round costs O((actions + agents) log agents).
+/// Least-loaded first (most free slots) among agents whose labels cover
+/// `runs_on`; one heap of free slots per distinct label set, the sets with
+/// the fewest eligible agents first, so a round costs
+/// O((actions + agents × label sets) log agents).
 pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, usize, String)> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -218,16 +220,28 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
         labels.sort();
         groups.entry(labels).or_default().push((exec_id, si, ai));
     }
+    // The most constrained label sets choose first: otherwise actions that
+    // run anywhere could take the only slots of the agents that can run the
+    // labelled ones, while other agents sit idle.
+    let covers = |name: &str, labels: &[String]| {
+        state
+            .agents
+            .get(name)
+            .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
+    };
+    let mut groups: Vec<(usize, Vec<String>, Vec<(String, usize, usize)>)> = groups
+        .into_iter()
+        .map(|(labels, actions)| {
+            let eligible = free.keys().filter(|n| covers(n, &labels)).count();
+            (eligible, labels, actions)
+        })
+        .collect();
+    groups.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut out = Vec::new();
-    for (labels, actions) in groups {
+    for (_, labels, actions) in groups {
         let mut heap: BinaryHeap<(i64, Reverse<&str>)> = free
             .iter()
-            .filter(|(name, _)| {
-                state
-                    .agents
-                    .get(**name)
-                    .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
-            })
+            .filter(|(name, _)| covers(name, &labels))
             .map(|(name, slots)| (*slots, Reverse(*name)))
             .collect();
         for (exec_id, si, ai) in actions {
@@ -309,6 +323,118 @@ pub async fn run(ctx: SharedCtx) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{AgentRecord, Command};
+
+    const PLAN_YAML: &str = r#"
+name: fan
+source: {git: /tmp/fan.git}
+stages:
+  - name: build
+    actions:
+      - {name: linux, type: build, image: img, runs_on: [builder], commands: [true]}
+      - {name: docs, type: build, image: img, commands: [true]}
+      - {name: lint, type: build, image: img, commands: [true]}
+"#;
+
+    /// One execution of `PLAN_YAML` waiting, and `agents` (name, labels,
+    /// capacity, draining) enrolled.
+    fn waiting(agents: &[(&str, &[&str], u32, bool)]) -> ClusterState {
+        let mut s = ClusterState::default();
+        let spec = ferry_pipeline::parse(PLAN_YAML).unwrap_or_else(|e| panic!("{e:?}"));
+        for cmd in [
+            Command::Bootstrap {
+                trust_domain: "ferry".into(),
+                admin: Some("root".into()),
+                members: BTreeMap::from([(1, "127.0.0.1:7400".to_string())]),
+                at: 0,
+            },
+            Command::ApplyPipeline {
+                spec,
+                yaml: PLAN_YAML.into(),
+                by: "root".into(),
+                at: 1,
+            },
+            Command::StartExecution {
+                id: "e1".into(),
+                pipeline: "fan".into(),
+                revision: "abc".into(),
+                trigger: "t".into(),
+                started_by: Some("root".into()),
+                at: 2,
+            },
+        ] {
+            s.apply(cmd).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for (name, labels, capacity, draining) in agents {
+            s.agents.insert(
+                name.to_string(),
+                AgentRecord {
+                    name: name.to_string(),
+                    labels: labels.iter().map(|l| l.to_string()).collect(),
+                    capacity: *capacity,
+                    draining: *draining,
+                    ..Default::default()
+                },
+            );
+        }
+        s
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// Which agent each action of the build stage went to, by action index.
+    fn placed(plan: &[(String, usize, usize, String)]) -> BTreeMap<usize, String> {
+        plan.iter()
+            .map(|(_, _, a, agent)| (*a, agent.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn labels_pick_the_agent_and_load_spreads_the_rest() {
+        let s = waiting(&[("b1", &["builder"], 1, false), ("plain", &[], 2, false)]);
+        let plan = plan(&s, &names(&["b1", "plain"]));
+        let got = placed(&plan);
+        assert_eq!(got.get(&0).map(String::as_str), Some("b1"), "{plan:?}");
+        assert_eq!(got.get(&1).map(String::as_str), Some("plain"));
+        assert_eq!(got.get(&2).map(String::as_str), Some("plain"));
+    }
+
+    #[test]
+    fn the_agent_with_the_most_free_slots_goes_first() {
+        // `big` stays the freer one after each of three actions.
+        let s = waiting(&[("big", &["builder"], 5, false), ("small", &[], 1, false)]);
+        let got = placed(&plan_of(&s, &["big", "small"]));
+        assert!(got.values().all(|a| a == "big"), "{got:?}");
+        assert_eq!(got.len(), 3);
+        // Equal agents share the work.
+        let s = waiting(&[("a", &["builder"], 3, false), ("b", &["builder"], 3, false)]);
+        let got = placed(&plan_of(&s, &["a", "b"]));
+        let on_a = got.values().filter(|n| n.as_str() == "a").count();
+        assert_eq!((got.len(), on_a), (3, 2), "{got:?}");
+    }
+
+    #[test]
+    fn capacity_drained_and_absent_agents_bound_the_plan() {
+        let s = waiting(&[
+            ("busy", &["builder"], 1, false),
+            ("draining", &[], 8, true),
+            ("away", &[], 8, false),
+        ]);
+        let plan = plan(&s, &names(&["busy", "draining"]));
+        // One slot, on the only connected agent that takes work.
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert_eq!(plan[0].3, "busy");
+        // Nobody covers `builder`: that action waits, the others run.
+        let s = waiting(&[("plain", &[], 8, false)]);
+        let got = placed(&plan_of(&s, &["plain"]));
+        assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    fn plan_of(s: &ClusterState, connected: &[&str]) -> Vec<(String, usize, usize, String)> {
+        plan(s, &names(connected))
+    }
     use ferry_certs::{SecretBox, WrappingKey};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
