@@ -237,6 +237,9 @@ pub struct ArtifactsGetArgs {
 pub enum ClusterCommand {
     /// Leader, term, commit index and every member's role and applied index.
     Status,
+    /// Ask every --coordinator address the standard gRPC health question
+    /// (grpc.health.v1); fails unless all answer SERVING. Needs no certificate.
+    Health,
     /// Add a member (start it first with `ferry-coordinator --join`).
     Add(MemberArgs),
     /// Remove a member; it stops serving once the change commits.

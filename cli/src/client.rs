@@ -163,6 +163,35 @@ pub async fn connect(global: &GlobalArgs) -> Result<OperatorClient<Channel>> {
     }
 }
 
+/// What each of `global.coordinator` answers to the standard health check
+/// (`grpc.health.v1.Health/Check` for the whole server): `SERVING`,
+/// `NOT_SERVING`, or why it could not be asked.
+pub async fn health(global: &GlobalArgs) -> Result<Vec<(String, Result<String, String>)>> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let ca_pem = load_ca(global.ca.as_deref())?;
+    let identity = load_identity(global.cert.as_deref(), global.key.as_deref())?;
+    let mut answers = Vec::new();
+    for target in parse_targets(&global.coordinator)? {
+        let endpoint = endpoint(&target, &ca_pem, identity.as_ref())?.timeout(CONNECT_TIMEOUT);
+        let answer = match endpoint.connect().await {
+            Err(e) => Err(errors::describe_connect_error(&e, &target)),
+            Ok(channel) => HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|r| {
+                    ServingStatus::try_from(r.into_inner().status)
+                        .map_or_else(|_| "UNKNOWN".to_string(), |s| s.as_str_name().to_string())
+                })
+                .map_err(|s| s.message().to_string()),
+        };
+        answers.push((target.authority, answer));
+    }
+    Ok(answers)
+}
+
 /// Largest response accepted (pipeline YAML, execution lists).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 

@@ -43,6 +43,8 @@ pub fn permission_for(path: &str) -> Option<Permission> {
     let (service, method) = path.trim_start_matches('/').split_once('/')?;
     Some(match (service, method) {
         ("ferry.v1.Enrollment", _) => Permission::Public,
+        // Standard health probes carry no client certificate.
+        ("grpc.health.v1.Health", "Check" | "Watch") => Permission::Public,
         ("ferry.v1.AgentSession", _) => Permission::Agent,
         ("ferry.v1.RaftPeer", _) => Permission::Coordinator,
         ("ferry.v1.Operator", m) => match m {

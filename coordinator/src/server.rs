@@ -162,11 +162,15 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         let _ = stopped_tx.send(outcome);
     });
 
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(crate::health::report(ctx.clone(), health));
+
     tracing::info!(id = cfg.id, listen = %cfg.listen, "coordinator serving");
     let server = Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .layer(AuthLayer::new(handle.clone()))
+        .add_service(health_service)
         .add_service(pb::enrollment_server::EnrollmentServer::new(
             EnrollmentService::new(ctx.clone(), cfg.enroll_per_minute),
         ))

@@ -282,8 +282,9 @@ impl Cluster {
         listen
     }
 
-    /// Waits until every running member answers `admin` with its role bound
-    /// (a leader exists, the cluster is bootstrapped, and each member applied it).
+    /// Waits until every running member answers the standard health check
+    /// SERVING (it knows a leader and has applied the bootstrap) and answers
+    /// `admin` with its role bound.
     pub fn wait_ready(&self) {
         let addrs: Vec<String> = self
             .members
@@ -295,8 +296,11 @@ impl Cluster {
             addrs
                 .iter()
                 .all(|a| {
-                    self.ferry(Some("admin"), &["--coordinator", a, "rbac", "list"])
+                    self.ferry(None, &["--coordinator", a, "cluster", "health"])
                         .success
+                        && self
+                            .ferry(Some("admin"), &["--coordinator", a, "rbac", "list"])
+                            .success
                 })
                 .then_some(())
         });

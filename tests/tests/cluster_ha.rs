@@ -176,8 +176,22 @@ fn a_partitioned_leader_commits_nothing_and_converges_after_healing() {
         Some(before),
         "the old leader committed nothing new: {v}"
     );
+    // Cut off, it stops leading and says so to standard health probes.
+    wait_for(
+        "the isolated member to report NOT_SERVING",
+        Duration::from_secs(30),
+        || {
+            let r = c.ferry_inside(old, &["cluster", "health", "-o", "json"]);
+            (!r.success && r.stdout.contains("NOT_SERVING")).then_some(())
+        },
+    );
     c.heal(old);
     wait_converged(&c, &[1, 2, 3]);
+    wait_for(
+        "every member to report SERVING again",
+        Duration::from_secs(30),
+        || c.ferry(None, &["cluster", "health"]).success.then_some(()),
+    );
     let list = c.ferry_ok(Some("admin"), &["rbac", "list", "-o", "json"]);
     assert!(
         list.contains("during") && !list.contains("isolated"),

@@ -76,10 +76,55 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
     }
 }
 
+/// `ferry cluster health`: every address's answer; an error unless all serve.
+async fn health(global: &GlobalArgs) -> Result<()> {
+    let answers = client::health(global).await?;
+    match global.output {
+        crate::args::Format::Json => output::print_json(
+            &answers
+                .iter()
+                .map(|(addr, a)| match a {
+                    Ok(status) => serde_json::json!({"address": addr, "status": status}),
+                    Err(e) => {
+                        serde_json::json!({"address": addr, "status": "UNREACHABLE", "error": e})
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        crate::args::Format::Table => {
+            let mut table = output::Table::new(&["ADDRESS", "STATUS"]);
+            for (addr, a) in &answers {
+                table.row([
+                    addr.clone(),
+                    match a {
+                        Ok(status) => status.clone(),
+                        Err(e) => format!("UNREACHABLE ({e})"),
+                    },
+                ]);
+            }
+            output::print(&table.render())?;
+        }
+    }
+    let down = answers
+        .iter()
+        .filter(|(_, a)| a.as_deref() != Ok("SERVING"))
+        .count();
+    if down > 0 {
+        anyhow::bail!("{down} of {} coordinators are not serving", answers.len());
+    }
+    Ok(())
+}
+
 pub async fn run(global: &GlobalArgs, command: &ClusterCommand) -> Result<()> {
-    let mut client = client::connect(global).await?;
+    let mut client = match command {
+        ClusterCommand::Health => return health(global).await,
+        _ => client::connect(global).await?,
+    };
     let status = match command {
-        ClusterCommand::Status => client.cluster_status(pb::ClusterStatusRequest {}).await?,
+        // (Health has returned above.)
+        ClusterCommand::Status | ClusterCommand::Health => {
+            client.cluster_status(pb::ClusterStatusRequest {}).await?
+        }
         ClusterCommand::Add(a) => {
             client
                 .add_member(pb::MemberRequest {
