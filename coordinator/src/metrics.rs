@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -68,6 +69,7 @@ pub struct Metrics {
     dispatch_latency: Histogram,
     executions: Family<Label, Gauge>,
     agent_cert_expiry: Family<Vec<(String, String)>, Gauge>,
+    source_polls: Family<Label, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +93,7 @@ impl Metrics {
             dispatch_latency: Histogram::new(DISPATCH_BUCKETS),
             executions: Family::default(),
             agent_cert_expiry: Family::default(),
+            source_polls: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -143,7 +146,18 @@ impl Metrics {
             "When each enrolled agent's certificate expires (unix seconds)",
             m.agent_cert_expiry.clone(),
         );
+        r.register(
+            "ferry_source_polls",
+            "Source polls by this member while leading, by result (ok, error)",
+            m.source_polls.clone(),
+        );
         m
+    }
+
+    /// Counts one poll of a pipeline's source.
+    pub fn observe_poll(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.source_polls.get_or_create(&[("result", result)]).inc();
     }
 
     /// Records one dispatch: queued at `queued_at_ms`, sent at `sent_at_ms` (unix ms).

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cluster;
 pub mod docker_tls;
 pub mod git;
+pub mod metrics;
 pub mod net;
 pub mod sshd;
 pub mod targets;

@@ -154,7 +154,13 @@ fn a_result_finished_while_the_coordinator_was_down_arrives() {
         (Cluster::action(&v, "s", "work")["agent"] != "").then_some(())
     });
     c.kill_coordinator();
-    std::thread::sleep(Duration::from_secs(5));
+    // The action ends while no coordinator runs: its result waits in the outbox.
+    let name = c.agent_name("a");
+    wait_for("the action to end offline", Duration::from_secs(60), || {
+        c.agent_log(&name)
+            .contains("attempt finished")
+            .then_some(())
+    });
     c.start_coordinator();
     let v = c.wait_status("cdown", &exec, "the result to arrive", |v| {
         v["status"] != "InProgress"
@@ -449,7 +455,11 @@ fn a_second_sigterm_cancels_and_the_work_moves_elsewhere() {
     });
     c.ferry_ok(Some("admin"), &["agents", "drain", &b, "--undo"]);
     c.signal_agent(&a, "TERM");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(
+        "the first SIGTERM to start a drain",
+        Duration::from_secs(10),
+        || c.agent_log(&a).contains("SIGTERM: draining").then_some(()),
+    );
     c.signal_agent(&a, "TERM");
     let status = wait_for("the agent to exit", Duration::from_secs(30), || {
         c.agent_exited(&a)

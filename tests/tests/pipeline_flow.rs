@@ -261,8 +261,20 @@ fn missing_image_is_a_clear_action_failure() {
 #[test]
 fn poller_starts_an_execution_for_each_new_commit() {
     ensure_busybox_image();
-    let mut c = Cluster::start("poll");
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let mut c = Cluster::start_members(
+        "poll",
+        1,
+        ferry_tests::Options {
+            coordinator_args: vec!["--metrics-listen".into(), metrics.clone()],
+            ..Default::default()
+        },
+    );
     c.add_agent("a", &["builder", "tester"]);
+    let polls = || {
+        let text = ferry_tests::metrics::scrape(&metrics);
+        ferry_tests::metrics::value(&text, "ferry_source_polls_total{result=\"ok\"}").unwrap_or(0.0)
+    };
     let (repo, first) = sample_repo();
     c.apply(&pipeline("polled", &repo, "  poll_interval: 1s"));
     let revisions = |c: &Cluster| -> Vec<String> {
@@ -287,7 +299,11 @@ fn poller_starts_an_execution_for_each_new_commit() {
         Duration::from_secs(60),
         || revisions(&c).contains(&second).then_some(()),
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // Three more polls of the same head start nothing more.
+    let seen = polls();
+    wait_for("three more polls", Duration::from_secs(60), || {
+        (polls() >= seen + 3.0).then_some(())
+    });
     assert_eq!(
         revisions(&c).len(),
         2,

@@ -87,8 +87,13 @@ fn agent_certificate_cannot_call_operator_api() {
 #[test]
 fn expired_and_used_tokens_are_refused() {
     let c = Cluster::start("tokens");
+    let created = std::time::SystemTime::now();
     let token = c.token("1s", 5);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    ferry_tests::wait_for(
+        "the token's second to pass",
+        std::time::Duration::from_secs(10),
+        || (created.elapsed().ok()? > std::time::Duration::from_millis(1500)).then_some(()),
+    );
     let (ok, log, state) = c.enroll("late", &token);
     assert!(!ok);
     assert!(log.contains("expired") || log.contains("invalid"), "{log}");

@@ -36,7 +36,9 @@ pub async fn poller(ctx: SharedCtx) {
         });
         for (name, url, branch, seen) in due {
             last_poll.insert(name.clone(), Instant::now());
-            let head = match ctx.git.branch_head(&url, &branch).await {
+            let head = ctx.git.branch_head(&url, &branch).await;
+            ctx.metrics.observe_poll(head.is_ok());
+            let head = match head {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(pipeline = %name, error = %e, "source poll failed");
