@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod peer;
 pub mod renew;
 pub mod session;
+pub mod shutdown;
 pub mod source;
 pub mod ssh;
 pub mod store;
@@ -43,8 +44,11 @@ pub struct Options {
     pub container: executor::ContainerDefaults,
 }
 
-/// Runs the agent until `shutdown` asks it to drain or cancel (see `session`).
-pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result<()> {
+/// Runs the agent until `shutdown` asks it to drain or cancel (see [`shutdown`]).
+pub async fn run(
+    opts: Options,
+    shutdown: watch::Receiver<shutdown::Shutdown>,
+) -> anyhow::Result<()> {
     if opts.enroll_only {
         let host = opts
             .advertise

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::executor::{Executor, LogSink, PreparedInput};
 use crate::identity::AgentIdentity;
 use crate::outbox::Outbox;
+use crate::shutdown::{SHUTDOWN_REASON, Shutdown};
 use crate::source::Sources;
 use crate::store::Store;
 
@@ -47,13 +48,6 @@ struct Running {
     log_path: PathBuf,
 }
 
-/// What the process asks of the agent through `shutdown`.
-pub const RUN: u8 = 0;
-/// Finish running attempts, deliver their results, take no new work, exit.
-pub const DRAIN: u8 = 1;
-/// Cancel running attempts (unreported, so they are re-run elsewhere) and exit.
-pub const CANCEL: u8 = 2;
-
 /// Most of a running attempt's log replayed to a coordinator after a reconnect.
 const REPLAY_LIMIT: u64 = 4 * 1024 * 1024;
 
@@ -80,15 +74,15 @@ fn agent_msg(kind: pb::agent_message::Kind) -> pb::AgentMessage {
 }
 
 impl Agent {
-    /// Runs sessions until `shutdown` asks to stop: `DRAIN` finishes running
-    /// attempts and delivers their results first; `CANCEL` (or a second
-    /// signal) cancels them without reporting, so they are re-run elsewhere.
+    /// Runs sessions until `shutdown` asks to stop (see [`crate::shutdown`]):
+    /// `Drain` finishes running attempts and delivers their results first;
+    /// `Cancel` cancels them without reporting, so they are re-run elsewhere.
     pub async fn run(
         cfg: AgentConfig,
         id: AgentIdentity,
         executor: Executor,
         store: Store,
-        mut shutdown: watch::Receiver<u8>,
+        mut shutdown: watch::Receiver<Shutdown>,
     ) -> anyhow::Result<()> {
         let sources = Sources::new(cfg.state_dir.join("git"), store.clone());
         std::fs::create_dir_all(cfg.state_dir.join("logs")).context("creating the logs dir")?;
@@ -118,44 +112,7 @@ impl Agent {
             draining: AtomicBool::new(false),
         });
         let sessions = tokio::spawn(agent.clone().sessions(events_rx));
-        let mut mode = RUN;
-        while mode == RUN {
-            if shutdown.changed().await.is_err() {
-                mode = CANCEL;
-            } else {
-                mode = *shutdown.borrow();
-            }
-        }
-        if mode == DRAIN {
-            agent.draining.store(true, Ordering::SeqCst);
-            tracing::info!(
-                running = lock(&agent.running).len(),
-                "draining: finishing running actions; signal again to cancel them"
-            );
-            loop {
-                if lock(&agent.running).is_empty() && lock(&agent.unacked).is_empty() {
-                    sessions.abort();
-                    return Ok(());
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    r = shutdown.changed() => if r.is_err() || *shutdown.borrow() == CANCEL { break },
-                }
-            }
-        }
-        let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running)
-            .values()
-            .map(|r| r.cancel.clone())
-            .collect();
-        for c in &running {
-            let _ = c.send(Some(SHUTDOWN_REASON.into()));
-        }
-        for _ in 0..100 {
-            if lock(&agent.running).is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::shutdown::stop(&*agent, &mut shutdown).await;
         sessions.abort();
         Ok(())
     }
@@ -617,8 +574,6 @@ impl AttemptLog {
     }
 }
 
-const SHUTDOWN_REASON: &str = "agent shutting down";
-
 /// The last `REPLAY_LIMIT` bytes of a log file and their offset.
 fn tail_of(path: &std::path::Path) -> Option<(u64, Vec<u8>)> {
     use std::io::{Read as _, Seek as _, SeekFrom};
@@ -629,6 +584,26 @@ fn tail_of(path: &std::path::Path) -> Option<(u64, Vec<u8>)> {
     let mut data = Vec::new();
     f.read_to_end(&mut data).ok()?;
     (!data.is_empty()).then_some((start, data))
+}
+
+impl crate::shutdown::Work for Agent {
+    fn running(&self) -> usize {
+        lock(&self.running).len()
+    }
+
+    fn unacknowledged(&self) -> usize {
+        lock(&self.unacked).len()
+    }
+
+    fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    fn cancel_all(&self, reason: &str) {
+        for r in lock(&self.running).values() {
+            let _ = r.cancel.send(Some(reason.to_string()));
+        }
+    }
 }
 
 impl Agent {
