@@ -3,6 +3,8 @@
 //! the artifacts and logs it produced to its peers.
 
 pub mod archive;
+pub mod attempt;
+pub mod attempt_log;
 pub mod deploy;
 pub mod executor;
 pub mod identity;
@@ -11,12 +13,14 @@ pub mod metrics;
 pub mod outbox;
 pub mod peer;
 pub mod renew;
+pub mod runner;
 pub mod session;
 pub mod shutdown;
 pub mod source;
 pub mod ssh;
 pub mod store;
 pub mod unseal;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
