@@ -1,4 +1,5 @@
-//! Runs one build or test attempt in a fresh Docker container: make sure the
+//! The Docker executor, the [`ActionRunner`] for build and test actions:
+//! runs one attempt in a fresh Docker container: make sure the
 //! image is there (pulling it if it can), upload the inputs to `/workspace`,
 //! run each command with `/bin/sh -c` until one fails, stream its output,
 //! collect the outputs as content-addressed tars, and always remove the

@@ -1,6 +1,7 @@
 //! Ferry's build agent: enrolls with a join token, keeps a session with the
-//! coordinators, runs build and test actions in Docker containers, and serves
-//! the artifacts and logs it produced to its peers.
+//! coordinators, runs actions through one engine interface (`runner`: build
+//! and test actions in Docker containers, deploy actions on target hosts),
+//! and serves the artifacts and logs it produced to its peers.
 
 pub mod archive;
 pub mod attempt;

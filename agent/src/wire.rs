@@ -1,6 +1,6 @@
 //! Conversions between the session's protocol messages and the action
 //! engine's plain types ([`crate::runner`]): an assignment becomes an
-//! [`ActionSpec`] and its opened secrets, an [`Outcome`]'s outputs and
+//! [`ActionSpec`] and its opened secrets, an [`Outcome`](crate::runner::Outcome)'s outputs and
 //! deployment report become parts of an `AttemptResult`. The only module
 //! besides the session that knows both; it does no I/O.
 
