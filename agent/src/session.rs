@@ -3,7 +3,9 @@
 //! replication requests, and deliver live log lines and results. Attempts keep
 //! running while no coordinator is reachable; results wait in the durable
 //! outbox until acknowledged, and live log lines are replayed by offset after
-//! every reconnect.
+//! every reconnect. Running an attempt is `attempt.rs`'s job, stopping the
+//! agent `shutdown.rs`'s; this module only speaks the protocol and keeps the
+//! books (running attempts, unacknowledged results).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

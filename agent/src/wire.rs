@@ -1,8 +1,8 @@
 //! Conversions between the session's protocol messages and the action
 //! engine's plain types ([`crate::runner`]): an assignment becomes an
-//! [`ActionSpec`] and its opened secrets, an [`Outcome`](crate::runner::Outcome)'s outputs and
-//! deployment report become parts of an `AttemptResult`. The only module
-//! besides the session that knows both; it does no I/O.
+//! [`ActionSpec`] and its opened secrets; an outcome's outputs and
+//! deployment report become parts of an `AttemptResult`. Runners never see a
+//! protocol message; this module does no I/O.
 
 use std::time::Duration;
 
