@@ -1,4 +1,5 @@
-//! Runs one build or test attempt in a fresh Docker container: make sure the
+//! The Docker executor, the [`ActionRunner`] for build and test actions:
+//! runs one attempt in a fresh Docker container: make sure the
 //! image is there (pulling it if it can), upload the inputs to `/workspace`,
 //! run each command with `/bin/sh -c` until one fails, stream its output,
 //! collect the outputs as content-addressed tars, and always remove the
@@ -13,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -23,74 +23,19 @@ use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions, KillContainerOptions,
     ListContainersOptions, RemoveContainerOptions, StartContainerOptions, UploadToContainerOptions,
 };
-use ferry_proto as pb;
 use futures::StreamExt;
-use thiserror::Error;
+use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
 
 use crate::archive;
+use crate::runner::{
+    ActionError, ActionRunner, ActionSpec, Attempt, LogSink, Outcome, Output, PreparedInput,
+    Resources, Secrets,
+};
 use crate::store::{Blob, Store};
 
 /// Label on every container Ferry starts, for cleanup and inspection.
 pub const LABEL: &str = "ferry.attempt";
-
-#[derive(Debug, Error)]
-pub enum ActionError {
-    #[error("image `{image}` is not present on this agent and could not be pulled: {reason}")]
-    Image { image: String, reason: String },
-    #[error("docker: {0}")]
-    Docker(#[from] bollard::errors::Error),
-    #[error("command {index} `{command}` exited with code {code}")]
-    CommandFailed {
-        index: usize,
-        command: String,
-        code: i32,
-    },
-    #[error("timed out after {0:?}; the container was killed")]
-    Timeout(Duration),
-    #[error("cancelled: {0}")]
-    Cancelled(String),
-    #[error("output `{name}`: path `{path}` does not exist in /workspace")]
-    MissingOutput { name: String, path: String },
-    #[error("{0}")]
-    Input(String),
-    /// A deployment failed; the text is its summary.
-    #[error("{0}")]
-    Deploy(String),
-    #[error("{0}")]
-    Limit(String),
-    #[error(transparent)]
-    Archive(#[from] archive::ArchiveError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl ActionError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            ActionError::CommandFailed { code, .. } => *code,
-            _ => -1,
-        }
-    }
-}
-
-/// Where an attempt's output goes while it runs.
-pub trait LogSink: Send {
-    fn write(&mut self, bytes: &[u8]);
-}
-
-pub struct Outcome {
-    pub outputs: Vec<(String, Blob)>,
-}
-
-/// Inputs already materialized as tar blobs in the store, in order.
-pub struct PreparedInput {
-    pub name: String,
-    pub digest: String,
-}
 
 pub struct Executor {
     docker: Docker,
@@ -205,12 +150,11 @@ pub struct ContainerLimits {
 }
 
 impl ContainerLimits {
-    pub fn of(a: &pb::Assignment, defaults: &ContainerDefaults) -> ContainerLimits {
-        let or = |set: u64, default: u64| if set > 0 { set } else { default };
+    pub fn of(asked: &Resources, defaults: &ContainerDefaults) -> ContainerLimits {
         ContainerLimits {
-            memory_bytes: or(a.memory_bytes, defaults.memory_bytes),
-            millicpus: or(a.millicpus, defaults.millicpus),
-            pids: or(a.pids_limit, defaults.pids),
+            memory_bytes: asked.memory_bytes.unwrap_or(defaults.memory_bytes),
+            millicpus: asked.millicpus.unwrap_or(defaults.millicpus),
+            pids: asked.pids.unwrap_or(defaults.pids),
         }
     }
 
@@ -246,30 +190,20 @@ impl std::fmt::Display for ContainerLimits {
 
 /// The container's own environment: the action's `env` and the `FERRY_*`
 /// variables. Never a secret: this is stored in the container's configuration.
-fn container_env(a: &pb::Assignment) -> Vec<String> {
-    let mut env: Vec<String> = a.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.sort();
-    env.extend([
-        format!("FERRY_PIPELINE={}", a.pipeline),
-        format!("FERRY_EXECUTION_ID={}", a.execution_id),
-        format!("FERRY_REVISION={}", a.revision),
-        format!("FERRY_STAGE={}", a.stage),
-        format!("FERRY_ACTION={}", a.action),
-    ]);
-    env
+fn container_env(spec: &ActionSpec) -> Vec<String> {
+    let own = spec.env.iter().map(|(k, v)| format!("{k}={v}"));
+    let ferry = spec.context.ferry_env().map(|(k, v)| format!("{k}={v}"));
+    own.chain(ferry).collect()
 }
 
 /// The secrets as `NAME=value`, for each command's exec request only: the
 /// engine keeps an exec's environment in memory, not in the container's
 /// configuration or on disk.
-fn secret_env(a: &pb::Assignment) -> Vec<String> {
-    let mut env: Vec<String> = a
-        .secret_env
+fn secret_env(secrets: &Secrets) -> Vec<String> {
+    secrets
         .iter()
         .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
-        .collect();
-    env.sort();
-    env
+        .collect()
 }
 
 impl Executor {
@@ -357,17 +291,18 @@ impl Executor {
     }
 
     /// Runs the attempt; the container is removed whatever happens.
-    pub async fn run(
-        &self,
-        a: &pb::Assignment,
-        inputs: &[PreparedInput],
-        log: &mut dyn LogSink,
-        mut cancel: watch::Receiver<Option<String>>,
-    ) -> Result<Outcome, ActionError> {
+    async fn run_attempt(&self, attempt: Attempt<'_>) -> Result<Vec<Output>, ActionError> {
+        let Attempt {
+            spec: a,
+            inputs,
+            secrets,
+            log,
+            mut cancel,
+        } = attempt;
         self.ensure_image(&a.image, log).await?;
-        let epoch = a.attempt.as_ref().map_or(0, |r| r.epoch);
+        let epoch = a.attempt.epoch;
         let name = format!("ferry-{}-{}", self.agent, epoch);
-        let limits = ContainerLimits::of(a, &self.container);
+        let limits = ContainerLimits::of(&a.resources, &self.container);
         log.write(format!("[ferry] container limits: {limits}\n").as_bytes());
         let body = ContainerCreateBody {
             image: Some(a.image.clone()),
@@ -388,12 +323,12 @@ impl Executor {
             ..Default::default()
         };
         self.docker.create_container(Some(opts), body).await?;
-        let timeout = Duration::from_secs(a.timeout_seconds.max(1));
-        let secrets = secret_env(a);
+        let timeout = a.timeout;
+        let secrets = secret_env(secrets);
         let result = tokio::select! {
             r = self.steps(&name, a, inputs, &secrets, log) => r,
             _ = tokio::time::sleep(timeout) => Err(ActionError::Timeout(timeout)),
-            reason = wait_cancel(&mut cancel) => Err(ActionError::Cancelled(reason)),
+            reason = cancel.cancelled() => Err(ActionError::Cancelled(reason)),
         };
         if let Err(e) = self.remove(&name).await {
             tracing::warn!(container = %name, error = %e, "could not remove container");
@@ -426,11 +361,11 @@ impl Executor {
     async fn steps(
         &self,
         container: &str,
-        a: &pb::Assignment,
+        a: &ActionSpec,
         inputs: &[PreparedInput],
         secrets: &[String],
         log: &mut dyn LogSink,
-    ) -> Result<Outcome, ActionError> {
+    ) -> Result<Vec<Output>, ActionError> {
         // Inputs, in order, re-packed under workspace/ and checked on the way.
         let store = self.store.clone();
         let inputs_owned: Vec<(String, String)> = inputs
@@ -583,21 +518,23 @@ impl Executor {
                 )
                 .as_bytes(),
             );
-            outputs.push((spec.name.clone(), blob));
+            outputs.push(Output {
+                name: spec.name.clone(),
+                blob,
+            });
         }
-        Ok(Outcome { outputs })
+        Ok(outputs)
     }
 }
 
-async fn wait_cancel(rx: &mut watch::Receiver<Option<String>>) -> String {
-    loop {
-        if let Some(reason) = rx.borrow().clone() {
-            return reason;
-        }
-        if rx.changed().await.is_err() {
-            // Sender gone: never cancelled.
-            std::future::pending::<()>().await;
-        }
+impl ActionRunner for Executor {
+    fn run<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            Outcome {
+                result: self.run_attempt(attempt).await,
+                deployment: None,
+            }
+        })
     }
 }
 
@@ -605,19 +542,25 @@ async fn wait_cancel(rx: &mut watch::Receiver<Option<String>>) -> String {
 mod tests {
     use super::*;
 
-    fn assignment() -> pb::Assignment {
-        pb::Assignment {
-            pipeline: "p".into(),
-            env: HashMap::from([("MODE".to_string(), "release".to_string())]),
-            secret_env: HashMap::from([("TOKEN".to_string(), b"hunter2".to_vec())]),
+    fn spec() -> ActionSpec {
+        ActionSpec {
+            context: crate::runner::ActionContext {
+                pipeline: "p".into(),
+                ..Default::default()
+            },
+            env: [("MODE".to_string(), "release".to_string())].into(),
             ..Default::default()
         }
+    }
+
+    fn secrets() -> Secrets {
+        [("TOKEN".to_string(), b"hunter2".to_vec())].into()
     }
 
     #[test]
     fn defaults_apply_unless_the_action_sets_a_limit() {
         let defaults = ContainerDefaults::default();
-        let mut a = assignment();
+        let mut a = Resources::default();
         let limits = ContainerLimits::of(&a, &defaults);
         assert_eq!(
             limits,
@@ -631,8 +574,8 @@ mod tests {
             limits.to_string(),
             "2 CPUs, 2048 MiB of memory, 1024 processes"
         );
-        a.pids_limit = 64;
-        a.millicpus = 1_500;
+        a.pids = Some(64);
+        a.millicpus = Some(1_500);
         let limits = ContainerLimits::of(&a, &defaults);
         assert_eq!((limits.pids, limits.millicpus), (64, 1_500));
         assert_eq!(limits.memory_bytes, 2 << 30);
@@ -640,14 +583,15 @@ mod tests {
         assert_eq!(host.pids_limit, Some(64));
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
         assert_eq!(host.memory, Some(2 << 30));
-        a.memory_bytes = u64::MAX;
+        a.memory_bytes = Some(u64::MAX);
         let host = ContainerLimits::of(&a, &defaults).host_config();
         assert_eq!(host.memory, Some(i64::MAX));
     }
 
     #[test]
     fn every_container_drops_capabilities_and_privileges() {
-        let host = ContainerLimits::of(&assignment(), &ContainerDefaults::default()).host_config();
+        let host =
+            ContainerLimits::of(&Resources::default(), &ContainerDefaults::default()).host_config();
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         let kept = host.cap_add.unwrap_or_default();
         assert_eq!(kept.len(), KEPT_CAPABILITIES.len());
@@ -664,15 +608,14 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_the_container_environment() {
-        let a = assignment();
-        let env = container_env(&a);
+        let env = container_env(&spec());
         assert!(env.contains(&"MODE=release".to_string()));
         assert!(env.contains(&"FERRY_PIPELINE=p".to_string()));
         assert!(
             !env.iter()
                 .any(|e| e.contains("hunter2") || e.starts_with("TOKEN"))
         );
-        assert_eq!(secret_env(&a), vec!["TOKEN=hunter2".to_string()]);
+        assert_eq!(secret_env(&secrets()), vec!["TOKEN=hunter2".to_string()]);
     }
 
     #[test]

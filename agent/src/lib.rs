@@ -1,8 +1,11 @@
 //! Ferry's build agent: enrolls with a join token, keeps a session with the
-//! coordinators, runs build and test actions in Docker containers, and serves
-//! the artifacts and logs it produced to its peers.
+//! coordinators, runs actions through one engine interface (`runner`: build
+//! and test actions in Docker containers, deploy actions on target hosts),
+//! and serves the artifacts and logs it produced to its peers.
 
 pub mod archive;
+pub mod attempt;
+pub mod attempt_log;
 pub mod deploy;
 pub mod executor;
 pub mod identity;
@@ -11,11 +14,14 @@ pub mod metrics;
 pub mod outbox;
 pub mod peer;
 pub mod renew;
+pub mod runner;
 pub mod session;
+pub mod shutdown;
 pub mod source;
 pub mod ssh;
 pub mod store;
 pub mod unseal;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,8 +49,11 @@ pub struct Options {
     pub container: executor::ContainerDefaults,
 }
 
-/// Runs the agent until `shutdown` asks it to drain or cancel (see `session`).
-pub async fn run(opts: Options, shutdown: watch::Receiver<u8>) -> anyhow::Result<()> {
+/// Runs the agent until `shutdown` asks it to drain or cancel (see [`shutdown`]).
+pub async fn run(
+    opts: Options,
+    shutdown: watch::Receiver<shutdown::Shutdown>,
+) -> anyhow::Result<()> {
     if opts.enroll_only {
         let host = opts
             .advertise

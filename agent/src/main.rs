@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use ferry_agent::shutdown::Shutdown;
 
 #[derive(Parser)]
 #[command(name = "ferry-agent", version, about = "Ferry build agent")]
@@ -108,7 +109,7 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
-    let (tx, rx) = tokio::sync::watch::channel(ferry_agent::session::RUN);
+    let (tx, rx) = tokio::sync::watch::channel(Shutdown::Run);
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (
@@ -124,14 +125,14 @@ async fn main() -> std::process::ExitCode {
         };
         if !first_is_int {
             tracing::info!("SIGTERM: draining");
-            let _ = tx.send(ferry_agent::session::DRAIN);
+            let _ = tx.send(Shutdown::Drain);
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
         }
         tracing::info!("cancelling running actions and exiting");
-        let _ = tx.send(ferry_agent::session::CANCEL);
+        let _ = tx.send(Shutdown::Cancel);
     });
     let result = ferry_agent::run(
         ferry_agent::Options {

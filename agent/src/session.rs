@@ -3,10 +3,11 @@
 //! replication requests, and deliver live log lines and results. Attempts keep
 //! running while no coordinator is reachable; results wait in the durable
 //! outbox until acknowledged, and live log lines are replayed by offset after
-//! every reconnect.
+//! every reconnect. Running an attempt is `attempt.rs`'s job, stopping the
+//! agent `shutdown.rs`'s; this module only speaks the protocol and keeps the
+//! books (running attempts, unacknowledged results).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,10 +18,13 @@ use ferry_proto as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::executor::{Executor, LogSink, PreparedInput};
+use crate::attempt::Attempts;
+use crate::attempt_log::{Live, tail_of};
+use crate::executor::Executor;
 use crate::identity::AgentIdentity;
 use crate::outbox::Outbox;
-use crate::source::Sources;
+use crate::runner::{Cancel, CancelHandle};
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 
 pub struct AgentConfig {
@@ -43,25 +47,14 @@ enum Event {
 
 struct Running {
     attempt: pb::AttemptRef,
-    cancel: watch::Sender<Option<String>>,
+    cancel: CancelHandle,
     log_path: PathBuf,
 }
 
-/// What the process asks of the agent through `shutdown`.
-pub const RUN: u8 = 0;
-/// Finish running attempts, deliver their results, take no new work, exit.
-pub const DRAIN: u8 = 1;
-/// Cancel running attempts (unreported, so they are re-run elsewhere) and exit.
-pub const CANCEL: u8 = 2;
-
-/// Most of a running attempt's log replayed to a coordinator after a reconnect.
-const REPLAY_LIMIT: u64 = 4 * 1024 * 1024;
-
 pub struct Agent {
     cfg: AgentConfig,
-    id: AgentIdentity,
-    executor: Executor,
-    sources: Sources,
+    id: Arc<AgentIdentity>,
+    attempts: Attempts,
     store: Store,
     running: Mutex<HashMap<u64, Running>>,
     /// Results not yet acknowledged, by epoch (mirrored in the outbox).
@@ -80,18 +73,19 @@ fn agent_msg(kind: pb::agent_message::Kind) -> pb::AgentMessage {
 }
 
 impl Agent {
-    /// Runs sessions until `shutdown` asks to stop: `DRAIN` finishes running
-    /// attempts and delivers their results first; `CANCEL` (or a second
-    /// signal) cancels them without reporting, so they are re-run elsewhere.
+    /// Runs sessions until `shutdown` asks to stop (see [`crate::shutdown`]):
+    /// `Drain` finishes running attempts and delivers their results first;
+    /// `Cancel` cancels them without reporting, so they are re-run elsewhere.
     pub async fn run(
         cfg: AgentConfig,
         id: AgentIdentity,
         executor: Executor,
         store: Store,
-        mut shutdown: watch::Receiver<u8>,
+        mut shutdown: watch::Receiver<Shutdown>,
     ) -> anyhow::Result<()> {
-        let sources = Sources::new(cfg.state_dir.join("git"), store.clone());
-        std::fs::create_dir_all(cfg.state_dir.join("logs")).context("creating the logs dir")?;
+        let id = Arc::new(id);
+        let attempts = Attempts::new(&cfg.state_dir, id.clone(), executor, store.clone())
+            .context("creating the logs dir")?;
         let outbox = Outbox::open(cfg.state_dir.join("outbox")).context("opening the outbox")?;
         let unacked: BTreeMap<u64, pb::AttemptResult> = outbox
             .load()
@@ -108,8 +102,7 @@ impl Agent {
         let agent = Arc::new(Agent {
             cfg,
             id,
-            executor,
-            sources,
+            attempts,
             store,
             running: Mutex::default(),
             unacked: Mutex::new(unacked),
@@ -118,44 +111,7 @@ impl Agent {
             draining: AtomicBool::new(false),
         });
         let sessions = tokio::spawn(agent.clone().sessions(events_rx));
-        let mut mode = RUN;
-        while mode == RUN {
-            if shutdown.changed().await.is_err() {
-                mode = CANCEL;
-            } else {
-                mode = *shutdown.borrow();
-            }
-        }
-        if mode == DRAIN {
-            agent.draining.store(true, Ordering::SeqCst);
-            tracing::info!(
-                running = lock(&agent.running).len(),
-                "draining: finishing running actions; signal again to cancel them"
-            );
-            loop {
-                if lock(&agent.running).is_empty() && lock(&agent.unacked).is_empty() {
-                    sessions.abort();
-                    return Ok(());
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    r = shutdown.changed() => if r.is_err() || *shutdown.borrow() == CANCEL { break },
-                }
-            }
-        }
-        let running: Vec<watch::Sender<Option<String>>> = lock(&agent.running)
-            .values()
-            .map(|r| r.cancel.clone())
-            .collect();
-        for c in &running {
-            let _ = c.send(Some(SHUTDOWN_REASON.into()));
-        }
-        for _ in 0..100 {
-            if lock(&agent.running).is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::shutdown::stop(&*agent, &mut shutdown).await;
         sessions.abort();
         Ok(())
     }
@@ -291,7 +247,7 @@ impl Agent {
                             let epoch = c.attempt.as_ref().map_or(0, |a| a.epoch);
                             if let Some(r) = lock(&self.running).get(&epoch) {
                                 tracing::info!(epoch, reason = %c.reason, "cancelling attempt");
-                                let _ = r.cancel.send(Some(c.reason.clone()));
+                                r.cancel.cancel(&c.reason);
                             }
                         }
                         Some(pb::coordinator_message::Kind::Ack(ack)) => {
@@ -344,13 +300,13 @@ impl Agent {
         if lock(&self.unacked).contains_key(&epoch) {
             return; // finished already; the result is on its way
         }
-        let (cancel, cancel_rx) = watch::channel(None);
+        let (cancel, cancel_rx) = Cancel::new();
         {
             let mut running = lock(&self.running);
             if running.contains_key(&epoch) {
                 return;
             }
-            let log_path = self.cfg.state_dir.join("logs").join(format!("{epoch}.log"));
+            let log_path = self.attempts.log_path(epoch);
             running.insert(
                 epoch,
                 Running {
@@ -363,7 +319,12 @@ impl Agent {
         crate::metrics::action_started();
         tracing::info!(attempt = %attempt.attempt_id, epoch, image = %a.image, "attempt started");
         tokio::spawn(async move {
-            let result = self.execute(&a, cancel_rx).await;
+            let events = self.events.clone();
+            let live_attempt = attempt.clone();
+            let live: Live = Box::new(move |offset, data| {
+                let _ = events.send(Event::Log(live_attempt.clone(), offset, data));
+            });
+            let result = self.attempts.run(&a, cancel_rx, live).await;
             lock(&self.running).remove(&epoch);
             crate::metrics::action_ended();
             if let Some(result) = result {
@@ -377,258 +338,26 @@ impl Agent {
             }
         });
     }
-
-    /// Runs one attempt; None when it was cancelled by shutdown (not to be reported).
-    async fn execute(
-        &self,
-        a: &pb::Assignment,
-        cancel: watch::Receiver<Option<String>>,
-    ) -> Option<pb::AttemptResult> {
-        let (opened, unseal_problem) = match crate::unseal::open(a, self.id.secrets.as_ref()) {
-            Ok(opened) => (opened, None),
-            Err(problem) => (a.clone(), Some(problem)),
-        };
-        let a = &opened;
-        let attempt = a.attempt.clone().unwrap_or_default();
-        let log_path = self
-            .cfg
-            .state_dir
-            .join("logs")
-            .join(format!("{}.log", attempt.epoch));
-        let mut log = AttemptLog {
-            file: std::fs::File::create(&log_path).ok(),
-            attempt: attempt.clone(),
-            events: self.events.clone(),
-            offset: 0,
-            masker: crate::mask::Masker::new(a.secret_env.values().cloned()),
-        };
-        let mut deployment = None;
-        let outcome = if let Some(problem) = unseal_problem {
-            Err(crate::executor::ActionError::Input(problem))
-        } else if let Some(name) = a.missing_secrets.first() {
-            Err(crate::executor::ActionError::Input(format!(
-                "secret `{name}` is not set, or could not be sealed to this agent (the coordinator's \
-                 log says which); an admin can set it with `ferry secret set {name}`"
-            )))
-        } else {
-            match self.prepare_inputs(a, &mut log).await {
-                Ok(inputs) => match &a.deploy {
-                    Some(spec) => {
-                        let (outcome, report) = self.deploy(a, spec, &inputs, &mut log).await;
-                        deployment = report;
-                        outcome
-                    }
-                    None => {
-                        self.executor
-                            .run(a, &inputs, &mut log, cancel.clone())
-                            .await
-                    }
-                },
-                Err(e) => Err(crate::executor::ActionError::Input(e)),
-            }
-        };
-        if let Err(crate::executor::ActionError::Cancelled(reason)) = &outcome
-            && reason == SHUTDOWN_REASON
-        {
-            return None;
-        }
-        let (success, exit_code, message, outputs) = match outcome {
-            Ok(o) => (
-                true,
-                0,
-                String::new(),
-                o.outputs
-                    .into_iter()
-                    .map(|(name, b)| pb::OutputArtifact {
-                        name,
-                        digest: b.digest,
-                        size: b.size,
-                    })
-                    .collect(),
-            ),
-            Err(e) => {
-                log.write(format!("[ferry] {e}\n").as_bytes());
-                let message = String::from_utf8_lossy(&log.masker.mask(e.to_string().as_bytes()))
-                    .into_owned();
-                (false, e.exit_code(), message, Vec::new())
-            }
-        };
-        log.flush();
-        drop(log.file.take());
-        let (log_digest, log_size) =
-            match std::fs::File::open(&log_path).map(|f| self.store.put_reader(f)) {
-                Ok(Ok(b)) => {
-                    let _ = std::fs::remove_file(&log_path);
-                    (b.digest, b.size)
-                }
-                _ => (String::new(), 0),
-            };
-        Some(pb::AttemptResult {
-            attempt: Some(attempt),
-            success,
-            exit_code,
-            message,
-            outputs,
-            log_digest,
-            log_size,
-            deployment,
-        })
-    }
-
-    /// Runs a deploy action: its one input is the artifact to roll out.
-    async fn deploy(
-        &self,
-        a: &pb::Assignment,
-        spec: &pb::DeploySpec,
-        inputs: &[PreparedInput],
-        log: &mut AttemptLog,
-    ) -> (
-        Result<crate::executor::Outcome, crate::executor::ActionError>,
-        Option<pb::DeploymentReport>,
-    ) {
-        use crate::executor::{ActionError, Outcome};
-        if !spec.problem.is_empty() {
-            return (Err(ActionError::Input(spec.problem.clone())), None);
-        }
-        let Some((input, path)) = inputs
-            .first()
-            .and_then(|i| self.store.path(&i.digest).map(|p| (i, p)))
-        else {
-            return (
-                Err(ActionError::Input(
-                    "the artifact to deploy is not on this agent".into(),
-                )),
-                None,
-            );
-        };
-        let revision = match crate::deploy::read_revision_spec(&path) {
-            Ok(r) => r,
-            Err(e) => return (Err(ActionError::Input(e)), None),
-        };
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        // The same FERRY_* variables build and test commands get, then the
-        // action's env and secrets.
-        let ferry_vars = [
-            ("FERRY_PIPELINE", &a.pipeline),
-            ("FERRY_EXECUTION_ID", &a.execution_id),
-            ("FERRY_REVISION", &a.revision),
-            ("FERRY_STAGE", &a.stage),
-            ("FERRY_ACTION", &a.action),
-        ];
-        let env = ferry_vars
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.clone().into_bytes()))
-            .chain(
-                a.env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
-            )
-            .chain(a.secret_env.iter().map(|(k, v)| (k.clone(), v.clone())))
-            .collect();
-        let masker = crate::mask::Masker::new(a.secret_env.values().cloned());
-        let plan = crate::deploy::Plan {
-            spec,
-            revision: &revision,
-            artifact: &path,
-            artifact_size: size,
-            digest: &input.digest,
-            env,
-            masker: &masker,
-            timeout: std::time::Duration::from_secs(a.timeout_seconds.max(1)),
-        };
-        let finished = crate::deploy::run(plan, log).await;
-        let outcome = if finished.success {
-            Ok(Outcome {
-                outputs: Vec::new(),
-            })
-        } else {
-            Err(ActionError::Deploy(finished.summary))
-        };
-        (outcome, Some(finished.report))
-    }
-
-    async fn prepare_inputs(
-        &self,
-        a: &pb::Assignment,
-        log: &mut AttemptLog,
-    ) -> Result<Vec<PreparedInput>, String> {
-        let mut out = Vec::new();
-        for input in &a.inputs {
-            let blob = if input.digest.is_empty() {
-                log.write(format!("[ferry] source {} at {}\n", a.git_url, a.revision).as_bytes());
-                self.sources.archive(&a.git_url, &a.revision).await?
-            } else {
-                log.write(format!("[ferry] input {} = {}\n", input.name, input.digest).as_bytes());
-                crate::peer::fetch(
-                    &self.store,
-                    &self.id.ca_pem,
-                    &self.id.key.current(),
-                    &input.holders,
-                    &input.digest,
-                )
-                .await?
-            };
-            out.push(PreparedInput {
-                name: input.name.clone(),
-                digest: blob.digest,
-            });
-        }
-        Ok(out)
-    }
 }
 
-/// Writes an attempt's output to its log file and to the live stream.
-struct AttemptLog {
-    file: Option<std::fs::File>,
-    attempt: pb::AttemptRef,
-    events: mpsc::UnboundedSender<Event>,
-    /// Bytes written so far: the offset of the next chunk.
-    offset: u64,
-    /// Replaces the values of the attempt's secrets with `***`.
-    masker: crate::mask::Masker,
-}
-
-impl LogSink for AttemptLog {
-    fn write(&mut self, bytes: &[u8]) {
-        let masked = self.masker.push(bytes);
-        self.emit(masked);
+impl crate::shutdown::Work for Agent {
+    fn running(&self) -> usize {
+        lock(&self.running).len()
     }
-}
 
-impl AttemptLog {
-    fn emit(&mut self, bytes: Vec<u8>) {
-        if bytes.is_empty() {
-            return;
+    fn unacknowledged(&self) -> usize {
+        lock(&self.unacked).len()
+    }
+
+    fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    fn cancel_all(&self, reason: &str) {
+        for r in lock(&self.running).values() {
+            r.cancel.cancel(reason);
         }
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.write_all(&bytes);
-        }
-        let len = bytes.len() as u64;
-        let _ = self
-            .events
-            .send(Event::Log(self.attempt.clone(), self.offset, bytes));
-        self.offset += len;
     }
-
-    /// Writes out a partial last line held back by the masker.
-    fn flush(&mut self) {
-        let rest = self.masker.finish();
-        self.emit(rest);
-    }
-}
-
-const SHUTDOWN_REASON: &str = "agent shutting down";
-
-/// The last `REPLAY_LIMIT` bytes of a log file and their offset.
-fn tail_of(path: &std::path::Path) -> Option<(u64, Vec<u8>)> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    let start = len.saturating_sub(REPLAY_LIMIT);
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data).ok()?;
-    (!data.is_empty()).then_some((start, data))
 }
 
 impl Agent {

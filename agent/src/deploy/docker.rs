@@ -20,10 +20,9 @@ use bollard::query_parameters::{
     RenameContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use ferry_pipeline::DockerSpec;
-use ferry_proto as pb;
 use futures::StreamExt;
 
-use super::{Deployment, StepError, fail, record};
+use super::{DeployHost, Deployment, HostReport, StepError, fail, record};
 
 /// Label holding the release a container runs.
 const RELEASE_LABEL: &str = "ferry.release";
@@ -35,18 +34,18 @@ const PREVIOUS_SUFFIX: &str = ".ferry-previous";
 const SETTLE: Duration = Duration::from_secs(2);
 
 pub struct DockerRun {
-    pub host: pb::DeployHost,
+    pub host: DeployHost,
     docker: Option<Docker>,
     /// Client TLS files written from the host's secret; removed on drop.
     _tls: Option<tempfile::TempDir>,
     pub previous: String,
     had_previous: bool,
     created: bool,
-    pub report: pb::HostReport,
+    pub report: HostReport,
 }
 
 impl DockerRun {
-    pub fn new(host: pb::DeployHost, batch: u32) -> DockerRun {
+    pub fn new(host: DeployHost, batch: u32) -> DockerRun {
         let report = super::new_report(&host, batch);
         DockerRun {
             host,

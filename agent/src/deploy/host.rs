@@ -7,9 +7,8 @@
 use std::time::{Duration, Instant};
 
 use ferry_pipeline::{Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
-use ferry_proto as pb;
 
-use super::{Deployment, StepError, fail, shell};
+use super::{DeployHost, Deployment, HostReport, StepError, fail, shell};
 use crate::ssh::{self, Connection, Pinned, Target};
 
 /// Extra time given to a hook beyond its timeout before the agent gives up
@@ -25,7 +24,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// What one host went through; kept until the deployment ends so that a
 /// later failure can roll it back.
 pub struct HostRun {
-    pub host: pb::DeployHost,
+    pub host: DeployHost,
     conn: Option<Connection>,
     /// Release `current` pointed at before (empty: none).
     pub previous: String,
@@ -33,11 +32,11 @@ pub struct HostRun {
     /// The previous release was stopped / `current` was moved: the host changed.
     stopped: bool,
     switched: bool,
-    pub report: pb::HostReport,
+    pub report: HostReport,
 }
 
 impl HostRun {
-    pub fn new(host: pb::DeployHost, batch: u32) -> HostRun {
+    pub fn new(host: DeployHost, batch: u32) -> HostRun {
         let report = super::new_report(&host, batch);
         HostRun {
             host,

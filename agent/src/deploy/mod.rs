@@ -6,22 +6,26 @@
 //! outcome and every step it ran, and the action fails with a one-line
 //! summary of which host failed at which step.
 
+mod deployer;
 mod docker;
 mod host;
 mod shell;
+mod types;
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use ferry_pipeline::{REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
-use ferry_proto as pb;
 use futures::future::join_all;
 
-use crate::executor::LogSink;
 use crate::mask::Masker;
+use crate::runner::LogSink;
 use docker::DockerRun;
 use host::HostRun;
+
+pub use deployer::Deployer;
+pub use types::{DeployHost, DeploySpec, DeploymentReport, HookReport, HostKind, HostReport};
 
 /// Longest run of step output without a line end held back for the log.
 const MAX_PARTIAL_LINE: usize = 64 * 1024;
@@ -136,7 +140,7 @@ impl<'d, 'a> Lines<'d, 'a> {
 pub struct Finished {
     pub success: bool,
     pub summary: String,
-    pub report: pb::DeploymentReport,
+    pub report: DeploymentReport,
 }
 
 /// Finds the file `member` in the artifact tar and hands it to `read`;
@@ -190,7 +194,7 @@ pub fn read_revision_spec(artifact: &Path) -> Result<RevisionSpec, String> {
 
 /// The settings of a deployment that are not per-host.
 pub struct Plan<'a> {
-    pub spec: &'a pb::DeploySpec,
+    pub spec: &'a DeploySpec,
     pub revision: &'a RevisionSpec,
     pub artifact: &'a Path,
     pub artifact_size: u64,
@@ -342,7 +346,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         h.close().await;
     }
     d.note(format!("[ferry] {summary}\n").as_bytes());
-    let mut report = pb::DeploymentReport {
+    let mut report = DeploymentReport {
         environment: spec.environment.clone(),
         release: spec.release.clone(),
         artifact_digest: plan.digest.to_string(),
@@ -374,8 +378,8 @@ enum Target {
 }
 
 impl Target {
-    fn new(host: pb::DeployHost, batch: u32) -> Target {
-        if host.kind == "docker" {
+    fn new(host: DeployHost, batch: u32) -> Target {
+        if host.kind == HostKind::Docker {
             Target::Docker(Box::new(DockerRun::new(host, batch)))
         } else {
             Target::Ssh(Box::new(HostRun::new(host, batch)))
@@ -423,14 +427,14 @@ impl Target {
         }
     }
 
-    fn report(&self) -> &pb::HostReport {
+    fn report(&self) -> &HostReport {
         match self {
             Target::Ssh(h) => &h.report,
             Target::Docker(h) => &h.report,
         }
     }
 
-    fn into_report(self) -> pb::HostReport {
+    fn into_report(self) -> HostReport {
         match self {
             Target::Ssh(h) => h.report,
             Target::Docker(h) => h.report,
@@ -453,8 +457,8 @@ fn fail(step: &str) -> impl Fn(String) -> StepError + '_ {
 }
 
 /// A host's report before anything ran on it.
-fn new_report(host: &pb::DeployHost, batch: u32) -> pb::HostReport {
-    pb::HostReport {
+fn new_report(host: &DeployHost, batch: u32) -> HostReport {
+    HostReport {
         host: host.name.clone(),
         outcome: "Skipped".into(),
         batch,
@@ -466,7 +470,7 @@ fn new_report(host: &pb::DeployHost, batch: u32) -> pb::HostReport {
 /// `Failed` with the step and reason, left on the new release if it was
 /// already switched to it (`on_new`) and on `previous` otherwise.
 fn settle(
-    report: &mut pb::HostReport,
+    report: &mut HostReport,
     result: Result<(), StepError>,
     release: &str,
     on_new: bool,
@@ -493,7 +497,7 @@ const REPORT_TAIL: usize = 4 * 1024;
 const REPORT_BUDGET: usize = 64 * 1024;
 
 /// Shortens every step's output to its end when the report is over budget.
-fn trim_outputs(report: &mut pb::DeploymentReport) {
+fn trim_outputs(report: &mut DeploymentReport) {
     let hooks = report.hosts.iter().map(|h| h.hooks.len()).sum::<usize>();
     let total: usize = report
         .hosts
@@ -514,7 +518,7 @@ fn trim_outputs(report: &mut pb::DeploymentReport) {
 /// Adds one step (a hook or one of Ferry's own) to a host's report, with
 /// the end of its output.
 fn record(
-    report: &mut pb::HostReport,
+    report: &mut HostReport,
     (hook, phase): (&str, &str),
     success: bool,
     exit_code: i32,
@@ -522,7 +526,7 @@ fn record(
     output: &[u8],
 ) {
     let tail = &output[output.len().saturating_sub(REPORT_TAIL)..];
-    report.hooks.push(pb::HookReport {
+    report.hooks.push(HookReport {
         hook: hook.to_string(),
         phase: phase.to_string(),
         success,
@@ -542,12 +546,12 @@ mod tests {
 
     #[test]
     fn reports_over_budget_keep_the_end_of_each_output() {
-        let hook = |n: usize| pb::HookReport {
+        let hook = |n: usize| HookReport {
             output: (0..n).map(|i| (i % 251) as u8).collect(),
             ..Default::default()
         };
-        let mut report = pb::DeploymentReport {
-            hosts: vec![pb::HostReport {
+        let mut report = DeploymentReport {
+            hosts: vec![HostReport {
                 hooks: vec![hook(REPORT_TAIL); 40],
                 ..Default::default()
             }],
@@ -558,8 +562,8 @@ mod tests {
         let total: usize = report.hosts[0].hooks.iter().map(|k| k.output.len()).sum();
         assert!(total <= REPORT_BUDGET, "{total}");
         assert_eq!(report.hosts[0].hooks[0].output.last().copied(), last);
-        let mut small = pb::DeploymentReport {
-            hosts: vec![pb::HostReport {
+        let mut small = DeploymentReport {
+            hosts: vec![HostReport {
                 hooks: vec![hook(10)],
                 ..Default::default()
             }],

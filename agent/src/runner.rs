@@ -1,0 +1,323 @@
+//! The action engine's one interface, [`ActionRunner`], and the plain types
+//! it speaks: the Docker executor (builds and tests) and the deployer
+//! (deploy actions) sit behind it, and so can anything else that runs
+//! actions. Nothing here knows about the coordinator or the protocol: an
+//! attempt reaches a runner fully prepared (spec, inputs already in the
+//! store, secrets already opened, a log sink, a cancellation signal), so a
+//! local runner (`ferry exec`) can drive the same engine without a cluster.
+//!
+//! The contract of [`ActionRunner::run`]:
+//! - it runs the attempt to its end and always returns an [`Outcome`]; a
+//!   failure of the action or of the engine is `Outcome::result`'s error,
+//!   never a panic;
+//! - everything the action prints, and Ferry's own notes about it, go to the
+//!   log sink (which masks secrets), not to the process's own log;
+//! - it cleans up what it made on this machine (containers, scratch files)
+//!   on every path: success, failure, timeout and cancellation;
+//! - it honours the spec's timeout itself, and stops with
+//!   [`ActionError::Cancelled`] when the signal fires, unless stopping half
+//!   way would do harm: the deployer finishes its deployment (and rollback);
+//! - it writes nothing secret anywhere but into the process's memory: the
+//!   secrets travel only where the action needs them (an exec request, a
+//!   hook's script on stdin).
+//!
+//! The `FERRY_*` variables every action gets are listed once, in
+//! [`ActionContext::ferry_env`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+use tokio::sync::watch;
+
+pub use crate::deploy::{DeployHost, DeploySpec, DeploymentReport, HostKind};
+use crate::store::Blob;
+
+/// Runs actions. One engine interface for the agent and for local runs.
+pub trait ActionRunner: Send + Sync {
+    /// Runs one prepared attempt to its end (see the module's contract).
+    fn run<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Outcome>;
+}
+
+/// One attempt, ready to run.
+pub struct Attempt<'a> {
+    pub spec: &'a ActionSpec,
+    /// The inputs, in order, already in this engine's artifact store.
+    pub inputs: &'a [PreparedInput],
+    /// The action's secrets, opened: environment variable → value.
+    pub secrets: &'a Secrets,
+    pub log: &'a mut dyn LogSink,
+    pub cancel: Cancel,
+}
+
+/// Environment variable → secret value, opened.
+pub type Secrets = BTreeMap<String, Vec<u8>>;
+
+/// Which attempt this is. The epoch is unique among the attempts one engine
+/// runs: it names the attempt's container and log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptId {
+    pub id: String,
+    pub epoch: u64,
+}
+
+/// Where an action runs in its pipeline: what the `FERRY_*` variables say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionContext {
+    pub pipeline: String,
+    pub execution_id: String,
+    pub revision: String,
+    pub stage: String,
+    pub action: String,
+}
+
+impl ActionContext {
+    /// The `FERRY_*` variables every action gets, build, test and deploy
+    /// alike. This is the one list; a deploy hook also gets its host's own
+    /// (`FERRY_HOST`, `FERRY_RELEASE`, ...), which the deployer adds.
+    pub fn ferry_env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("FERRY_PIPELINE", &self.pipeline),
+            ("FERRY_EXECUTION_ID", &self.execution_id),
+            ("FERRY_REVISION", &self.revision),
+            ("FERRY_STAGE", &self.stage),
+            ("FERRY_ACTION", &self.action),
+        ]
+    }
+}
+
+/// What to run: everything about an action but its inputs and secrets.
+#[derive(Debug, Clone, Default)]
+pub struct ActionSpec {
+    pub attempt: AttemptId,
+    pub context: ActionContext,
+    pub image: String,
+    /// Run one after another with `/bin/sh -c` until one fails.
+    pub commands: Vec<String>,
+    /// The action's `env:` (never a secret).
+    pub env: BTreeMap<String, String>,
+    pub outputs: Vec<OutputSpec>,
+    /// How long the whole attempt may take.
+    pub timeout: Duration,
+    pub resources: Resources,
+    /// Set for deploy actions: where and how to roll out the one input.
+    pub deploy: Option<DeploySpec>,
+}
+
+/// An output the action leaves in `/workspace`: one tar of these paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub paths: Vec<String>,
+}
+
+/// Container limits the action asks for; `None`: the engine's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    pub millicpus: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+/// An input already materialized as a tar blob in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedInput {
+    pub name: String,
+    pub digest: String,
+}
+
+/// Where an attempt's output goes while it runs.
+pub trait LogSink: Send {
+    fn write(&mut self, bytes: &[u8]);
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The outputs it stored, or why it failed.
+    pub result: Result<Vec<Output>, ActionError>,
+    /// What a deploy action did on each host (also when it failed).
+    pub deployment: Option<DeploymentReport>,
+}
+
+impl Outcome {
+    /// An outcome that is only this failure.
+    pub fn failed(error: ActionError) -> Outcome {
+        Outcome {
+            result: Err(error),
+            deployment: None,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// 0 on success, the failing command's code, or -1.
+    pub fn exit_code(&self) -> i32 {
+        match &self.result {
+            Ok(_) => 0,
+            Err(e) => e.exit_code(),
+        }
+    }
+
+    /// True when the attempt stopped because it was cancelled with `reason`.
+    pub fn cancelled_with(&self, reason: &str) -> bool {
+        matches!(&self.result, Err(ActionError::Cancelled(r)) if r == reason)
+    }
+}
+
+/// An output the attempt stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub name: String,
+    pub blob: Blob,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Error)]
+pub enum ActionError {
+    #[error("image `{image}` is not present on this agent and could not be pulled: {reason}")]
+    Image { image: String, reason: String },
+    #[error("docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("command {index} `{command}` exited with code {code}")]
+    CommandFailed {
+        index: usize,
+        command: String,
+        code: i32,
+    },
+    #[error("timed out after {0:?}; the container was killed")]
+    Timeout(Duration),
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    #[error("output `{name}`: path `{path}` does not exist in /workspace")]
+    MissingOutput { name: String, path: String },
+    #[error("{0}")]
+    Input(String),
+    /// A deployment failed; the text is its summary.
+    #[error("{0}")]
+    Deploy(String),
+    #[error("{0}")]
+    Limit(String),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ActionError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ActionError::CommandFailed { code, .. } => *code,
+            _ => -1,
+        }
+    }
+}
+
+/// The signal that asks a running attempt to stop, with a reason.
+#[derive(Debug, Clone)]
+pub struct Cancel(watch::Receiver<Option<String>>);
+
+/// The sending side of a [`Cancel`].
+#[derive(Debug)]
+pub struct CancelHandle(watch::Sender<Option<String>>);
+
+impl Cancel {
+    /// A signal and the handle that fires it.
+    pub fn new() -> (CancelHandle, Cancel) {
+        let (tx, rx) = watch::channel(None);
+        (CancelHandle(tx), Cancel(rx))
+    }
+
+    /// Waits until the attempt is cancelled and returns why; never returns
+    /// if the handle is dropped without firing.
+    pub async fn cancelled(&mut self) -> String {
+        loop {
+            if let Some(reason) = self.0.borrow_and_update().clone() {
+                return reason;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl CancelHandle {
+    /// Asks the attempt to stop. A later reason replaces an earlier one
+    /// the attempt has not acted on yet.
+    pub fn cancel(&self, reason: &str) {
+        self.0.send_replace(Some(reason.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_gets_the_same_ferry_variables() {
+        let context = ActionContext {
+            pipeline: "web".into(),
+            execution_id: "e-1".into(),
+            revision: "abc".into(),
+            stage: "build".into(),
+            action: "compile".into(),
+        };
+        assert_eq!(
+            context.ferry_env(),
+            [
+                ("FERRY_PIPELINE", "web"),
+                ("FERRY_EXECUTION_ID", "e-1"),
+                ("FERRY_REVISION", "abc"),
+                ("FERRY_STAGE", "build"),
+                ("FERRY_ACTION", "compile"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_carries_its_reason() {
+        let (handle, mut cancel) = Cancel::new();
+        let mut other = cancel.clone();
+        let waiter = tokio::spawn(async move { other.cancelled().await });
+        handle.cancel("superseded");
+        assert_eq!(cancel.cancelled().await, "superseded");
+        assert!(waiter.await.is_ok_and(|r| r == "superseded"));
+        handle.cancel("agent shutting down");
+        assert_eq!(cancel.cancelled().await, "agent shutting down");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_handle_never_cancels() {
+        let (handle, mut cancel) = Cancel::new();
+        drop(handle);
+        let waited = tokio::time::timeout(Duration::from_millis(50), cancel.cancelled()).await;
+        assert!(waited.is_err());
+    }
+
+    #[test]
+    fn outcomes_say_success_exit_code_and_cancellation() {
+        let ok = Outcome {
+            result: Ok(Vec::new()),
+            deployment: None,
+        };
+        assert!(ok.success());
+        assert_eq!(ok.exit_code(), 0);
+        let failed = Outcome::failed(ActionError::CommandFailed {
+            index: 1,
+            command: "false".into(),
+            code: 3,
+        });
+        assert!(!failed.success());
+        assert_eq!(failed.exit_code(), 3);
+        let cancelled = Outcome::failed(ActionError::Cancelled("why".into()));
+        assert!(cancelled.cancelled_with("why"));
+        assert!(!cancelled.cancelled_with("other"));
+        assert_eq!(cancelled.exit_code(), -1);
+    }
+}
