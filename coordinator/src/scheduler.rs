@@ -175,6 +175,9 @@ fn reseal_for_agent(
     }
 }
 
+/// A queued action: (execution, stage, action).
+type Queued = (String, usize, usize);
+
 /// Picks an agent for each queued action: (execution, stage, action, agent).
 /// Least-loaded first (most free slots) among agents whose labels cover
 /// `runs_on`; one heap of free slots per distinct label set, the sets with
@@ -195,7 +198,7 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
         .filter(|(_, slots)| *slots > 0)
         .collect();
     // Queued actions grouped by the labels they need, oldest first within each.
-    let mut groups: BTreeMap<Vec<String>, Vec<(String, usize, usize)>> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<String>, Vec<Queued>> = BTreeMap::new();
     // One deployment per environment at a time; the oldest waiting goes first.
     // Which environments are busy is looked up only when a deploy waits.
     let mut deploying = None;
@@ -229,7 +232,7 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
             .get(name)
             .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
     };
-    let mut groups: Vec<(usize, Vec<String>, Vec<(String, usize, usize)>)> = groups
+    let mut groups: Vec<(usize, Vec<String>, Vec<Queued>)> = groups
         .into_iter()
         .map(|(labels, actions)| {
             let eligible = free.keys().filter(|n| covers(n, &labels)).count();
