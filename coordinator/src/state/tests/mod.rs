@@ -6,6 +6,9 @@ use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
 
 use super::*;
 
+mod authz;
+mod rejected;
+
 const YAML: &str = r#"
 name: demo
 source: {git: /tmp/demo.git}
