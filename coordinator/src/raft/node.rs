@@ -568,7 +568,11 @@ impl Driver {
                 next_tick = Instant::now() + tick;
             }
             if let Err(e) = self.on_ready() {
-                tracing::error!(error = %e, "this coordinator stops serving");
+                let what = match e {
+                    NodeError::Storage(_) => "Raft storage failed",
+                    _ => "this member's state cannot follow the log",
+                };
+                tracing::error!(error = %e, "{what}; this coordinator stops serving");
                 self.fail_all(|| ProposeError::Stopped);
                 return Err(e);
             }
@@ -667,6 +671,9 @@ impl Driver {
     }
 
     fn on_ready(&mut self) -> Result<(), NodeError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.raise_serve_failure()?;
         if !self.node.has_ready() {
             return Ok(());
