@@ -66,15 +66,6 @@ impl Default for By {
     }
 }
 
-impl std::fmt::Display for By {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            By::Checked(Principal::Member(id)) => write!(f, "member {id}"),
-            _ => write!(f, "operator `{}`", self.name()),
-        }
-    }
-}
-
 /// A command that cannot be written as JSON (nothing is proposed).
 #[derive(Debug, thiserror::Error)]
 #[error("the command does not serialize: {0}")]
