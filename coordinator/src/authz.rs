@@ -4,7 +4,11 @@
 //! the role bindings in cluster state, and hands the identity to the handler.
 //! Handlers never decide who may call them; the only finer check — who may
 //! decide a particular approval — is `ClusterState::may_decide`
-//! (`state/approval.rs`), because `apply` runs it again.
+//! (`state/approval.rs`), because `apply` runs it again. This check is the
+//! fast error: `apply` checks the role every permissioned command needs again
+//! (`state/access.rs`, `Need` mirrors `Permission::{Operate, Admin}`),
+//! against the state the command lands on, so a member with stale state
+//! cannot let a revoked operator through.
 
 use std::task::{Context, Poll};
 

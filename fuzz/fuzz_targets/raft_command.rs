@@ -21,8 +21,10 @@ fuzz_target!(|data: &[u8]| {
     json_round_trip::<ferry_pipeline::execution::ExecutionState>(data);
     #[cfg(feature = "coordinator")]
     if let Ok(command) = ferry_coordinator::state::Command::decode(data) {
-        let again = ferry_coordinator::state::Command::decode(&command.encode())
-            .expect("an encoded command decodes");
+        let again = ferry_coordinator::state::Command::decode(
+            &command.encode().expect("a decoded command encodes"),
+        )
+        .expect("an encoded command decodes");
         assert_eq!(again, command, "JSON round trip changed the command");
     }
 });

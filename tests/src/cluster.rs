@@ -19,6 +19,18 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// The outcome of a finished process.
+    pub fn from_output(out: &std::process::Output) -> Run {
+        Run {
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 struct AgentProc {
     name: String,
     child: Option<Child>,
@@ -385,6 +397,16 @@ impl Cluster {
 
     /// Runs the CLI inside member `id`'s namespace against that member only.
     pub fn ferry_inside(&self, id: u64, args: &[&str]) -> Run {
+        let out = self
+            .cli_inside(id, "admin", args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
+        Run::from_output(&out)
+    }
+
+    /// The CLI as `user`, inside member `id`'s namespace against that member
+    /// only, ready to run (or to spawn and wait for later).
+    pub fn cli_inside(&self, id: u64, user: &str, args: &[&str]) -> Command {
         let m = self
             .members
             .iter()
@@ -401,18 +423,10 @@ impl Cluster {
         cmd.args(args)
             .env("FERRY_COORDINATOR", &m.listen)
             .env("FERRY_CA", self.tls.join("ca.pem"))
-            .env("FERRY_CERT", self.users.join("admin.pem"))
-            .env("FERRY_KEY", self.users.join("admin-key.pem"))
+            .env("FERRY_CERT", self.users.join(format!("{user}.pem")))
+            .env("FERRY_KEY", self.users.join(format!("{user}-key.pem")))
             .stdin(Stdio::null());
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
-        Run {
-            success: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        cmd
     }
 
     /// SIGKILLs the coordinator (every member of a multi-member cluster).
@@ -456,12 +470,7 @@ impl Cluster {
         let out = cmd
             .output()
             .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
-        Run {
-            success: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from_output(&out)
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.

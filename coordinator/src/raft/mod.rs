@@ -3,10 +3,13 @@
 
 mod logger;
 mod node;
+#[cfg(test)]
+mod node_tests;
 pub mod storage;
 pub mod transport;
 
 pub use node::{
-    MembershipChange, NodeConfig, ProposeError, RaftHandle, RaftStatus, StartError, start,
+    MembershipChange, NodeConfig, NodeError, ProposeError, RaftHandle, RaftStatus, StartError,
+    start,
 };
 pub use transport::PeerTls;

@@ -5,11 +5,16 @@
 //! and hands outgoing messages to the transport. Everyone else talks to it
 //! through [`RaftHandle`], which also forwards a follower's proposals to the
 //! leader.
+//!
+//! What the thread cannot do without losing its state's step with the log
+//! stops it with a [`NodeError`]: a failed write, a committed entry or a
+//! snapshot that does not decode, a state that does not serialize into a
+//! snapshot. It never skips an entry and never writes an empty snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,7 +28,7 @@ use tokio::sync::{oneshot, watch};
 use super::logger;
 use super::storage::{LogStore, StorageError};
 use super::transport::{Addresses, Feedback, PeerTls, Transport};
-use crate::state::{ClusterState, Command, Output, Rejection};
+use crate::state::{ClusterState, Command, Output, Rejection, StateCodecError};
 
 pub struct NodeConfig {
     pub id: u64,
@@ -75,16 +80,46 @@ pub enum ProposeError {
     Stopped,
     #[error("forwarding to the leader failed: {0}")]
     Forward(String),
+    /// The command does not serialize; nothing was proposed.
+    #[error(transparent)]
+    Encode(#[from] crate::state::EncodeError),
     #[error(transparent)]
     Rejected(#[from] Rejection),
+}
+
+/// Why the Raft thread stopped: it could not go on without losing its
+/// state's step with the log. The member stops serving.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(
+        "committed entry {index} does not decode as a command: {source}; this member cannot \
+         apply the log (is it running an older version than the leader?)"
+    )]
+    Command {
+        index: u64,
+        source: serde_json::Error,
+    },
+    #[error("committed membership change {index} does not decode: {source}")]
+    ConfChange {
+        index: u64,
+        source: protobuf::ProtobufError,
+    },
+    #[error("the snapshot at index {index} from the leader: {source}")]
+    SnapshotFromLeader { index: u64, source: StateCodecError },
+    #[error("cannot take a snapshot at index {index}: {source}")]
+    TakeSnapshot { index: u64, source: StateCodecError },
+    #[error("cannot send a follower a snapshot of the live state: {0}")]
+    ServeSnapshot(StateCodecError),
 }
 
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("the stored snapshot does not decode: {0}")]
-    Snapshot(serde_json::Error),
+    #[error("the stored snapshot: {0}")]
+    Snapshot(StateCodecError),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
     #[error("cannot start the Raft thread: {0}")]
@@ -99,8 +134,9 @@ pub enum StartError {
 type Reply = oneshot::Sender<(Result<Output, ProposeError>, u64)>;
 
 enum Msg {
+    /// A command, encoded.
     Propose {
-        cmd: Command,
+        data: Vec<u8>,
         reply: Reply,
     },
     ConfChange {
@@ -110,6 +146,11 @@ enum Msg {
     TransferLeader(u64),
     /// A snapshot built off the Raft thread, ready to install.
     SnapshotBuilt(Box<Snapshot>),
+    /// The state copied for a snapshot did not serialize: fatal.
+    SnapshotFailed {
+        index: u64,
+        error: StateCodecError,
+    },
     ReadIndex {
         reply: oneshot::Sender<Result<(), ProposeError>>,
     },
@@ -165,14 +206,19 @@ impl RaftHandle {
         }
     }
 
-    /// Proposes on this member, which must lead. Outer error: not proposed.
+    /// Proposes on this member, which must lead. Outer error: not proposed
+    /// for want of a leader (worth retrying).
     pub async fn propose_local(
         &self,
         cmd: Command,
     ) -> Result<(Result<Output, ProposeError>, u64), ProposeError> {
+        let data = match cmd.encode() {
+            Ok(data) => data,
+            Err(e) => return Ok((Err(e.into()), 0)),
+        };
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Propose { cmd, reply })
+            .send(Msg::Propose { data, reply })
             .map_err(|_| ProposeError::Stopped)?;
         let (result, index) = rx.await.map_err(|_| ProposeError::Stopped)?;
         match result {
@@ -186,6 +232,10 @@ impl RaftHandle {
         leader: u64,
         cmd: &Command,
     ) -> Result<Result<Output, ProposeError>, ProposeError> {
+        let command = match cmd.encode() {
+            Ok(data) => data,
+            Err(e) => return Ok(Err(e.into())),
+        };
         let addr = self.address_of(leader).ok_or(ProposeError::NotLeader {
             leader: Some(leader),
         })?;
@@ -195,9 +245,7 @@ impl RaftHandle {
             .map_err(|e| ProposeError::Forward(e.to_string()))?;
         let mut client = pb::raft_peer_client::RaftPeerClient::new(channel);
         let resp = client
-            .propose(pb::ForwardRequest {
-                command: cmd.encode(),
-            })
+            .propose(pb::ForwardRequest { command })
             .await
             .map_err(|s| ProposeError::Forward(s.message().to_string()))?
             .into_inner();
@@ -314,11 +362,11 @@ impl RaftHandle {
 }
 
 /// Opens storage, restores the state machine and starts the driver thread.
-/// The join handle yields an error if the node had to stop (a failed write).
+/// The join handle yields an error if the node had to stop ([`NodeError`]).
 pub fn start(
     cfg: NodeConfig,
     runtime: tokio::runtime::Handle,
-) -> Result<(RaftHandle, JoinHandle<Result<(), StorageError>>), StartError> {
+) -> Result<(RaftHandle, JoinHandle<Result<(), NodeError>>), StartError> {
     let recovered = LogStore::open(&cfg.data_dir.join("raft.redb"))?;
     let store = recovered.store;
     let mut snapshot_index = recovered.snapshot_index;
@@ -336,7 +384,7 @@ pub fn start(
         };
         let mut snap = Snapshot::default();
         let initial = ClusterState::default();
-        snap.data = serde_json::to_vec(&initial).unwrap_or_default().into();
+        snap.data = initial.to_snapshot().map_err(StartError::Snapshot)?.into();
         let meta = snap.mut_metadata();
         meta.index = 1;
         meta.term = 1;
@@ -349,7 +397,7 @@ pub fn start(
     let state = if snapshot_data.is_empty() {
         ClusterState::default()
     } else {
-        serde_json::from_slice(&snapshot_data).map_err(StartError::Snapshot)?
+        ClusterState::from_snapshot(&snapshot_data).map_err(StartError::Snapshot)?
     };
     let voters = store.conf_state().voters;
     if !recovered.fresh && !voters.is_empty() && !voters.contains(&cfg.id) {
@@ -390,13 +438,21 @@ pub fn start(
         .map_err(StartError::Thread)?;
     let state = Arc::new(RwLock::new(state));
     let applied_now = Arc::new(std::sync::atomic::AtomicU64::new(snapshot_index));
+    let serve_failed: Arc<Mutex<Option<StateCodecError>>> = Arc::default();
     {
         let state = state.clone();
         let applied_now = applied_now.clone();
+        let serve_failed = serve_failed.clone();
         store.set_snapshot_source(Arc::new(move || {
             let s = state.read().unwrap_or_else(|p| p.into_inner());
-            let data = serde_json::to_vec(&*s).unwrap_or_default();
-            (data, applied_now.load(std::sync::atomic::Ordering::SeqCst))
+            match s.to_snapshot() {
+                Ok(data) => Some((data, applied_now.load(std::sync::atomic::Ordering::SeqCst))),
+                Err(e) => {
+                    // Raised by the driver after this Ready: the member stops.
+                    *serve_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    None
+                }
+            }
         }));
     }
     {
@@ -432,6 +488,7 @@ pub fn start(
         removed: false,
         snapshotting: false,
         failed: None,
+        serve_failed,
         self_tx: tx.clone(),
     };
     let tick = cfg.tick;
@@ -476,14 +533,17 @@ struct Driver {
     removed: bool,
     /// A snapshot is being serialized on another thread.
     snapshotting: bool,
-    /// A storage failure seen while handling a message, raised on the next Ready.
-    failed: Option<StorageError>,
+    /// A fatal failure seen while handling a message, raised on the next Ready.
+    failed: Option<NodeError>,
+    /// Set by the storage's snapshot source when the live state did not
+    /// serialize for a follower; raised on the next Ready.
+    serve_failed: Arc<Mutex<Option<StateCodecError>>>,
     /// This driver's own queue, for work finished on other threads.
     self_tx: mpsc::Sender<Msg>,
 }
 
 impl Driver {
-    fn run(&mut self, rx: mpsc::Receiver<Msg>, tick: Duration) -> Result<(), StorageError> {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>, tick: Duration) -> Result<(), NodeError> {
         let mut next_tick = Instant::now() + tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -508,7 +568,11 @@ impl Driver {
                 next_tick = Instant::now() + tick;
             }
             if let Err(e) = self.on_ready() {
-                tracing::error!(error = %e, "Raft storage failed; this coordinator stops serving");
+                let what = match e {
+                    NodeError::Storage(_) => "Raft storage failed",
+                    _ => "this member's state cannot follow the log",
+                };
+                tracing::error!(error = %e, "{what}; this coordinator stops serving");
                 self.fail_all(|| ProposeError::Stopped);
                 return Err(e);
             }
@@ -532,13 +596,13 @@ impl Driver {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Propose { cmd, reply } => {
+            Msg::Propose { data, reply } => {
                 if self.node.raft.state != StateRole::Leader || self.removed {
                     let _ = reply.send((Err(self.not_leader()), 0));
                     return;
                 }
                 let (seq, ctx) = self.next_ctx();
-                match self.node.propose(ctx, cmd.encode()) {
+                match self.node.propose(ctx, data) {
                     Ok(()) => {
                         self.pending.insert(seq, reply);
                     }
@@ -573,9 +637,16 @@ impl Driver {
                     let index = snap.get_metadata().index;
                     match self.store.install_snapshot(&snap) {
                         Ok(()) => tracing::info!(index, "snapshot taken; log compacted"),
-                        Err(e) => self.failed = Some(e),
+                        Err(e) => self.failed = Some(e.into()),
                     }
                 }
+            }
+            Msg::SnapshotFailed { index, error } => {
+                self.snapshotting = false;
+                self.failed = Some(NodeError::TakeSnapshot {
+                    index,
+                    source: error,
+                });
             }
             Msg::ReadIndex { reply } => {
                 let (seq, ctx) = self.next_ctx();
@@ -599,7 +670,11 @@ impl Driver {
         }
     }
 
-    fn on_ready(&mut self) -> Result<(), StorageError> {
+    fn on_ready(&mut self) -> Result<(), NodeError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.raise_serve_failure()?;
         if !self.node.has_ready() {
             return Ok(());
         }
@@ -607,8 +682,15 @@ impl Driver {
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snap = ready.snapshot().clone();
+            // Decoded before it is installed: a bad one changes nothing here.
+            let state = ClusterState::from_snapshot(snap.get_data()).map_err(|source| {
+                NodeError::SnapshotFromLeader {
+                    index: snap.get_metadata().index,
+                    source,
+                }
+            })?;
             self.store.install_snapshot(&snap)?;
-            self.restore(&snap);
+            self.restore(state, snap.get_metadata().index);
         }
         for rs in ready.take_read_states() {
             self.read_state(rs.index, &rs.request_ctx);
@@ -626,7 +708,20 @@ impl Driver {
         self.node.advance_apply();
         self.answer_reads();
         self.maybe_snapshot()?;
-        Ok(())
+        self.raise_serve_failure()
+    }
+
+    /// Stops on a live state that did not serialize for a follower's snapshot.
+    fn raise_serve_failure(&mut self) -> Result<(), NodeError> {
+        let failed = self
+            .serve_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match failed {
+            Some(e) => Err(NodeError::ServeSnapshot(e)),
+            None => Ok(()),
+        }
     }
 
     fn read_state(&mut self, index: u64, ctx: &[u8]) {
@@ -656,33 +751,29 @@ impl Driver {
         }
     }
 
-    fn restore(&mut self, snap: &Snapshot) {
-        match serde_json::from_slice::<ClusterState>(snap.get_data()) {
-            Ok(s) => {
-                {
-                    let mut a = self.addresses.write().unwrap_or_else(|p| p.into_inner());
-                    for (id, addr) in &s.members {
-                        a.insert(*id, addr.clone());
-                    }
-                }
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = s;
-                self.applied = snap.get_metadata().index;
-                self.applied_now
-                    .store(self.applied, std::sync::atomic::Ordering::SeqCst);
-                let _ = self.applied_tx.send(self.applied);
-                tracing::info!(index = self.applied, "installed a snapshot from the leader");
+    /// Takes the state of an installed snapshot from the leader, applied up to `index`.
+    fn restore(&mut self, s: ClusterState, index: u64) {
+        {
+            let mut a = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+            for (id, addr) in &s.members {
+                a.insert(*id, addr.clone());
             }
-            Err(e) => tracing::error!(error = %e, "snapshot from leader does not decode"),
         }
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = s;
+        self.applied = index;
+        self.applied_now
+            .store(self.applied, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.applied_tx.send(self.applied);
+        tracing::info!(index = self.applied, "installed a snapshot from the leader");
     }
 
-    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
         for entry in entries {
             if entry.index <= self.applied {
                 continue;
             }
             let result = match entry.get_entry_type() {
-                EntryType::EntryNormal => self.apply_normal(&entry),
+                EntryType::EntryNormal => self.apply_normal(&entry)?,
                 EntryType::EntryConfChange => self.apply_conf_change(&entry)?,
                 EntryType::EntryConfChangeV2 => {
                     tracing::warn!(
@@ -706,33 +797,30 @@ impl Driver {
         Ok(())
     }
 
-    fn apply_normal(&mut self, entry: &Entry) -> Result<Output, ProposeError> {
+    /// Applies a command entry. One that does not decode stops the member:
+    /// skipping it would leave its state behind every member that applied it.
+    fn apply_normal(&mut self, entry: &Entry) -> Result<Result<Output, ProposeError>, NodeError> {
         if entry.get_data().is_empty() {
-            return Ok(Output::None); // a new leader's empty entry
+            return Ok(Ok(Output::None)); // a new leader's empty entry
         }
-        match Command::decode(entry.get_data()) {
-            Ok(cmd) => {
-                let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-                state.apply(cmd).map_err(ProposeError::Rejected)
-            }
-            Err(e) => {
-                tracing::error!(index = entry.index, error = %e, "undecodable command skipped");
-                Err(ProposeError::Stopped)
-            }
-        }
+        let cmd = Command::decode(entry.get_data()).map_err(|source| NodeError::Command {
+            index: entry.index,
+            source,
+        })?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        Ok(state.apply(cmd).map_err(ProposeError::Rejected))
     }
 
     fn apply_conf_change(
         &mut self,
         entry: &Entry,
-    ) -> Result<Result<Output, ProposeError>, StorageError> {
-        let cc = match ConfChange::parse_from_bytes(entry.get_data()) {
-            Ok(cc) => cc,
-            Err(e) => {
-                tracing::error!(index = entry.index, error = %e, "undecodable membership change skipped");
-                return Ok(Err(ProposeError::Stopped));
+    ) -> Result<Result<Output, ProposeError>, NodeError> {
+        let cc = ConfChange::parse_from_bytes(entry.get_data()).map_err(|source| {
+            NodeError::ConfChange {
+                index: entry.index,
+                source,
             }
-        };
+        })?;
         let cs = match self.node.apply_conf_change(&cc) {
             Ok(cs) => cs,
             Err(e) => {
@@ -788,7 +876,7 @@ impl Driver {
     /// Every `snapshot_every` applied entries, copy the state (cheap, on this
     /// thread, so it matches the applied index exactly) and serialize it on
     /// another thread; the result comes back as `Msg::SnapshotBuilt`.
-    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+    fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
@@ -805,8 +893,15 @@ impl Driver {
         let spawned = std::thread::Builder::new()
             .name("raft-snapshot".into())
             .spawn(move || {
+                let data = match state.to_snapshot() {
+                    Ok(data) => data,
+                    Err(error) => {
+                        let _ = tx.send(Msg::SnapshotFailed { index, error });
+                        return;
+                    }
+                };
                 let mut snap = Snapshot {
-                    data: serde_json::to_vec(&state).unwrap_or_default().into(),
+                    data: data.into(),
                     ..Default::default()
                 };
                 let meta = snap.mut_metadata();

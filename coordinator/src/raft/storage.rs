@@ -75,8 +75,10 @@ impl Core {
     }
 }
 
-/// Makes a snapshot of the state machine as applied right now: (data, applied index).
-pub type SnapshotSource = Arc<dyn Fn() -> (Vec<u8>, u64) + Send + Sync>;
+/// Makes a snapshot of the state machine as applied right now: (data,
+/// applied index). None when the state did not serialize: the source has
+/// told the driver, which stops; the stored snapshot is served meanwhile.
+pub type SnapshotSource = Arc<dyn Fn() -> Option<(Vec<u8>, u64)> + Send + Sync>;
 
 /// The store raft-rs reads from; cheap to clone (shared).
 #[derive(Clone)]
@@ -335,22 +337,22 @@ impl raft::Storage for LogStore {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if let Some(source) = source {
-            // Called on the Raft thread, so state, applied index and conf
-            // state are consistent with each other.
-            let (data, applied) = source();
-            if applied >= request_index && applied >= self.rl().snap_index() {
-                let term = self.term(applied)?;
-                let mut snap = Snapshot {
-                    data: data.into(),
-                    ..Default::default()
-                };
-                let meta = snap.mut_metadata();
-                meta.index = applied;
-                meta.term = term;
-                meta.set_conf_state(self.rl().conf_state.clone());
-                return Ok(snap);
-            }
+        // Called on the Raft thread, so state, applied index and conf
+        // state are consistent with each other.
+        if let Some((data, applied)) = source.and_then(|source| source())
+            && applied >= request_index
+            && applied >= self.rl().snap_index()
+        {
+            let term = self.term(applied)?;
+            let mut snap = Snapshot {
+                data: data.into(),
+                ..Default::default()
+            };
+            let meta = snap.mut_metadata();
+            meta.index = applied;
+            meta.term = term;
+            meta.set_conf_state(self.rl().conf_state.clone());
+            return Ok(snap);
         }
         let core = self.rl();
         if core.snap_index() < request_index {

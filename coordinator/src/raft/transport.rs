@@ -143,7 +143,19 @@ async fn run_link(
                 msg = rx.recv() => {
                     let Some(msg) = msg else { call.abort(); return };
                     let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
-                    let bytes = msg.write_to_bytes().unwrap_or_default();
+                    let bytes = match msg.write_to_bytes() {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            // Never an empty frame: drop it; Raft sends again.
+                            tracing::error!(peer = to, error = %e, "a Raft message does not encode; dropped");
+                            let _ = feedback.send(if is_snapshot {
+                                Feedback::SnapshotSent { to, ok: false }
+                            } else {
+                                Feedback::Unreachable(to)
+                            });
+                            continue;
+                        }
+                    };
                     ok = tx.send(pb::RaftMessage { message: bytes }).await.is_ok();
                     if ok {
                         backoff = Duration::from_millis(50);

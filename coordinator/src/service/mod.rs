@@ -16,7 +16,7 @@ use tonic::Status;
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
 use crate::raft::{ProposeError, RaftHandle};
-use crate::state::Rejection;
+use crate::state::{By, Rejection};
 
 /// Everything a handler may use.
 pub struct Ctx {
@@ -76,6 +76,7 @@ impl From<ProposeError> for Status {
             ProposeError::Forward(e) => {
                 Status::unavailable(format!("could not reach the leader: {e}"))
             }
+            ProposeError::Encode(e) => Status::internal(e.to_string()),
             ProposeError::Rejected(r) => r.into(),
         }
     }
@@ -157,6 +158,15 @@ impl Ctx {
             .channel(leader, &addr)
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok((leader, ch))
+    }
+}
+
+/// Who a command proposed for `who` acts for, as `apply` checks it again:
+/// a member (which `authz` lets call operator APIs) or an operator.
+pub fn acting(who: &Identity) -> By {
+    match who.kind {
+        ferry_certs::IdentityKind::Coordinator => By::member(&who.name),
+        _ => By::operator(&who.name),
     }
 }
 

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{SharedCtx, caller};
-use crate::state::{Command, Output, Rejection, Role};
+use super::{SharedCtx, acting, caller};
+use crate::state::{By, Command, Output, Rejection, Role};
 use crate::views::{self, now_ms};
 
 pub struct OperatorService(pub SharedCtx);
@@ -82,7 +82,7 @@ impl OperatorService {
         pipeline: &str,
         revision: String,
         trigger: String,
-        started_by: Option<String>,
+        started_by: Option<By>,
     ) -> Result<String, Status> {
         let id = new_execution_id();
         let cmd = Command::StartExecution {
@@ -133,7 +133,7 @@ impl pb::operator_server::Operator for OperatorService {
             .propose(Command::ApplyPipeline {
                 spec,
                 yaml: req.yaml,
-                by: who.name,
+                by: acting(&who),
                 at: now_ms(),
             })
             .await?;
@@ -231,7 +231,7 @@ impl pb::operator_server::Operator for OperatorService {
             &req.pipeline,
             revision.clone(),
             format!("manual by {}", who.name),
-            Some(who.name.clone()),
+            Some(acting(&who)),
         )
         .await?;
         tracing::info!(pipeline = %req.pipeline, execution = %id, %revision, "execution started by hand");
@@ -477,12 +477,14 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::AgentRequest>,
     ) -> Result<Response<pb::AgentView>, Status> {
+        let who = caller(&req)?;
         let req = req.into_inner();
         self.0
             .raft
             .propose(Command::SetDraining {
                 agent: req.name.clone(),
                 draining: !req.undo,
+                by: acting(&who),
             })
             .await?;
         tracing::info!(agent = %req.name, draining = !req.undo, "agent drain changed");
@@ -507,7 +509,7 @@ impl pb::operator_server::Operator for OperatorService {
             .raft
             .propose(Command::RemoveAgent {
                 agent: req.name.clone(),
-                by: who.name,
+                by: acting(&who),
                 at: now_ms(),
             })
             .await?;
@@ -560,7 +562,7 @@ impl pb::operator_server::Operator for OperatorService {
                 "rollback of {} to release {release} by {}",
                 req.environment, who.name
             ),
-            started_by: Some(who.name.clone()),
+            started_by: Some(acting(&who)),
             at: now_ms(),
         };
         match self.0.raft.propose(cmd).await {
@@ -657,7 +659,7 @@ impl pb::operator_server::Operator for OperatorService {
             .propose(Command::ApplyEnvironment {
                 spec,
                 yaml: req.yaml,
-                by: who.name,
+                by: acting(&who),
                 at: now_ms(),
             })
             .await?;
@@ -727,7 +729,7 @@ impl pb::operator_server::Operator for OperatorService {
                 name: req.name.clone(),
                 nonce,
                 ciphertext,
-                by: who.name.clone(),
+                by: acting(&who),
                 at,
             })
             .await?;
@@ -751,10 +753,14 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::SecretRequest>,
     ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        let who = caller(&req)?;
         let name = req.into_inner().name;
         self.0
             .raft
-            .propose(Command::RemoveSecret { name: name.clone() })
+            .propose(Command::RemoveSecret {
+                name: name.clone(),
+                by: acting(&who),
+            })
             .await?;
         tracing::info!(secret = %name, "secret removed");
         Ok(Response::new(self.secret_list()))
@@ -793,7 +799,7 @@ impl pb::operator_server::Operator for OperatorService {
                 fingerprint: facts.fingerprint.clone(),
                 identity: facts.identity.uri(),
                 not_after: facts.not_after_ms,
-                by: who.name.clone(),
+                by: acting(&who),
                 at: now,
             })
             .await?;
@@ -849,7 +855,7 @@ impl pb::operator_server::Operator for OperatorService {
                 hash: super::enroll::hash_token(&token),
                 expires_at,
                 uses,
-                by: who.name,
+                by: acting(&who),
                 at: now,
             })
             .await?;
@@ -863,11 +869,16 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::RoleRequest>,
     ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+        let who = caller(&req)?;
         let req = req.into_inner();
         let (subject, role) = parse_binding(&req)?;
         self.0
             .raft
-            .propose(Command::Grant { subject, role })
+            .propose(Command::Grant {
+                subject,
+                role,
+                by: acting(&who),
+            })
             .await?;
         Ok(Response::new(self.bindings()))
     }
@@ -876,11 +887,16 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         req: Request<pb::RoleRequest>,
     ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+        let who = caller(&req)?;
         let req = req.into_inner();
         let (subject, role) = parse_binding(&req)?;
         self.0
             .raft
-            .propose(Command::Revoke { subject, role })
+            .propose(Command::Revoke {
+                subject,
+                role,
+                by: acting(&who),
+            })
             .await?;
         Ok(Response::new(self.bindings()))
     }

@@ -76,6 +76,10 @@ pub fn own_status(ctx: &SharedCtx) -> pb::MemberStatusResponse {
         commit_index: s.commit,
         applied_index: s.applied,
         role: s.role,
-        state_digest: ctx.raft.read(|st| st.digest()),
+        // A state that does not serialize also stops the member (snapshots).
+        state_digest: ctx
+            .raft
+            .read(|st| st.digest())
+            .unwrap_or_else(|e| format!("unavailable: {e}")),
     }
 }

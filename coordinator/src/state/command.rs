@@ -1,6 +1,8 @@
 //! Commands: the only way cluster state changes. Each carries every input its
-//! application needs — ids and timestamps chosen by the proposer — so that
-//! applying it is a pure function of the state and the command.
+//! application needs — ids and timestamps chosen by the proposer — and, when
+//! a person caused it, who that was ([`By`]), so that applying it (checks
+//! included) is a pure function of the state and the command. Encoding a
+//! command never yields empty bytes: a failure is an error.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +12,70 @@ use serde::{Deserialize, Serialize};
 
 use super::Role;
 
+/// Who asked for a command a person causes: the identity the gRPC layer
+/// authenticated. `apply` checks again that they hold the role the command
+/// needs, in the state the command lands on (`state/access.rs`).
+///
+/// Entries logged before `apply` checked roles carry a bare name (or, for
+/// commands that had no caller field, nothing): they decode as
+/// [`By::Legacy`], which the gRPC layer checked when they were proposed and
+/// which `apply` replays exactly as it applied them then, without a role
+/// check. Every command proposed now carries [`By::Checked`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum By {
+    /// Logged since `apply` checks roles: `{"Operator": NAME}` or `{"Member": ID}`.
+    Checked(Principal),
+    /// A bare name (empty when the command had no caller field then).
+    Legacy(String),
+}
+
+/// An identity that may cause commands through the operator API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Principal {
+    /// An operator, by the name in their certificate; needs a role.
+    Operator(String),
+    /// A coordinator of this cluster (by member id). Members hold the CA key,
+    /// so `authz` lets them do whatever an operator may, and so does `apply`.
+    Member(String),
+}
+
+impl By {
+    /// An operator, checked by `apply`.
+    pub fn operator(name: impl Into<String>) -> By {
+        By::Checked(Principal::Operator(name.into()))
+    }
+
+    /// A member of the cluster, by id.
+    pub fn member(id: impl Into<String>) -> By {
+        By::Checked(Principal::Member(id.into()))
+    }
+
+    /// The name recorded with what the command changes (`applied_by`, ...).
+    pub fn name(&self) -> &str {
+        match self {
+            By::Checked(Principal::Operator(n) | Principal::Member(n)) | By::Legacy(n) => n,
+        }
+    }
+}
+
+/// What an entry logged before a command had a caller field reads as.
+impl Default for By {
+    fn default() -> By {
+        By::Legacy(String::new())
+    }
+}
+
+/// A command that cannot be written as JSON (nothing is proposed).
+#[derive(Debug, thiserror::Error)]
+#[error("the command does not serialize: {0}")]
+pub struct EncodeError(#[from] serde_json::Error);
+
+/// Every change of cluster state. What `apply` checks about who asked for
+/// each is [`Command::authority`] (`state/access.rs`): a person's command
+/// carries a [`By`]; commands without one are the leader's own (scheduler,
+/// poller, timers, leases, retention), an agent's (checked against its
+/// record) or an enrollment (checked against its token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// First start of a cluster: records the trust domain and the first admin.
@@ -23,7 +89,7 @@ pub enum Command {
     ApplyPipeline {
         spec: Pipeline,
         yaml: String,
-        by: String,
+        by: By,
         at: i64,
     },
     StartExecution {
@@ -31,9 +97,10 @@ pub enum Command {
         pipeline: String,
         revision: String,
         trigger: String,
-        /// The operator who started it by hand (none for the source poller).
+        /// The operator who started it by hand; none for the source poller
+        /// (the system, not checked).
         #[serde(default)]
-        started_by: Option<String>,
+        started_by: Option<By>,
         at: i64,
     },
     /// Leader's scheduler gives a queued action to an agent; apply picks the epoch.
@@ -65,7 +132,7 @@ pub enum Command {
         from: u64,
         trigger: String,
         #[serde(default)]
-        started_by: Option<String>,
+        started_by: Option<By>,
         at: i64,
     },
     /// An approval decision by operator `by`; `apply` checks again that `by`
@@ -89,7 +156,7 @@ pub enum Command {
         hash: String,
         expires_at: i64,
         uses: u32,
-        by: String,
+        by: By,
         at: i64,
     },
     /// Consumes one use of a join token and records the agent, bound to the
@@ -119,7 +186,7 @@ pub enum Command {
         fingerprint: String,
         identity: String,
         not_after: i64,
-        by: String,
+        by: By,
         at: i64,
     },
     RegisterAgent {
@@ -131,19 +198,18 @@ pub enum Command {
         at: i64,
     },
     /// The leader saw no heartbeat from `agent` within its lease.
-    AgentLost {
-        agent: String,
-        at: i64,
-    },
+    AgentLost { agent: String, at: i64 },
     SetDraining {
         agent: String,
         draining: bool,
+        #[serde(default)]
+        by: By,
     },
     /// Removes an agent and revokes the certificate it was bound to.
     RemoveAgent {
         agent: String,
         #[serde(default)]
-        by: String,
+        by: By,
         at: i64,
     },
     /// `agent` now holds a verified copy of a blob (a replica).
@@ -155,7 +221,7 @@ pub enum Command {
     ApplyEnvironment {
         spec: ferry_pipeline::Environment,
         yaml: String,
-        by: String,
+        by: By,
         at: i64,
     },
     /// A sealed secret value (never plaintext in the log).
@@ -163,27 +229,29 @@ pub enum Command {
         name: String,
         nonce: Vec<u8>,
         ciphertext: Vec<u8>,
-        by: String,
+        by: By,
         at: i64,
     },
     RemoveSecret {
         name: String,
+        #[serde(default)]
+        by: By,
     },
     /// Retention: forget these finished executions (their records and attempts).
-    PruneExecutions {
-        ids: Vec<String>,
-    },
+    PruneExecutions { ids: Vec<String> },
     /// Retention dropped these blobs: no execution it keeps refers to them.
-    ForgetArtifacts {
-        digests: Vec<String>,
-    },
+    ForgetArtifacts { digests: Vec<String> },
     Grant {
         subject: String,
         role: Role,
+        #[serde(default)]
+        by: By,
     },
     Revoke {
         subject: String,
         role: Role,
+        #[serde(default)]
+        by: By,
     },
     SourceSeen {
         pipeline: String,
@@ -193,9 +261,10 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain data to JSON cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The bytes of the log entry. An error, never empty bytes (which the
+    /// log would take for a new leader's empty entry and skip).
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        Ok(serde_json::to_vec(self)?)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Command, serde_json::Error> {

@@ -1,25 +1,35 @@
 //! The replicated state machine: everything the cluster knows, changed only by
 //! applying committed [`Command`]s. `apply` is deterministic — no clock, no
 //! randomness, no I/O — so every member that applies the same log holds the
-//! same state. Snapshots are this struct serialized as JSON.
+//! same state. Snapshots are this struct serialized as JSON (`codec.rs`).
+//! This file holds the records; `apply.rs` dispatches each command to the
+//! module of its group, which also answers the queries about that group.
 
+mod access;
+mod agents;
 mod apply;
 mod approval;
 mod artifacts;
+mod codec;
 mod command;
-mod deploy;
+mod definitions;
+mod deployments;
+mod executions;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_pipeline::Pipeline;
-use ferry_pipeline::execution::{ActionStatus, ExecutionState, ExecutionStatus};
+use ferry_pipeline::execution::ExecutionState;
 use serde::{Deserialize, Serialize};
 
-pub use apply::{LOST_RETRIES, Output, Rejection};
-pub use command::Command;
-pub use deploy::DeploymentRecord;
+pub use access::{Authority, Need};
+pub use agents::LOST_RETRIES;
+pub use apply::{Output, Rejection};
+pub use codec::StateCodecError;
+pub use command::{By, Command, EncodeError, Principal};
+pub use deployments::DeploymentRecord;
 
 /// What an identity may do; bound to operator names in cluster state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -235,163 +245,4 @@ pub struct SecretRecord {
     pub ciphertext: Vec<u8>,
     pub updated_by: String,
     pub updated_at: i64,
-}
-
-impl ClusterState {
-    /// Whether a certificate with this fingerprint is refused.
-    pub fn is_revoked(&self, fingerprint: &str) -> bool {
-        self.revoked.contains_key(fingerprint)
-    }
-
-    pub fn roles_of(&self, subject: &str) -> Vec<Role> {
-        self.roles
-            .iter()
-            .filter(|(s, _)| s == subject)
-            .map(|(_, r)| *r)
-            .collect()
-    }
-
-    pub fn pipeline_of(&self, exec: &Execution) -> Option<&Pipeline> {
-        self.pipelines
-            .get(&exec.pipeline)
-            .and_then(|p| p.version(exec.version))
-            .map(|v| &v.spec)
-    }
-
-    /// Build/test actions waiting for an agent, oldest execution first.
-    pub fn queued(&self) -> Vec<(String, usize, usize)> {
-        let mut out: Vec<(i64, String, usize, usize)> = Vec::new();
-        for id in &self.active {
-            let Some(exec) = self.executions.get(id) else {
-                continue;
-            };
-            for (si, stage) in exec.state.actions.iter().enumerate() {
-                for (ai, run) in stage.iter().enumerate() {
-                    if run.is_queued() {
-                        out.push((exec.started_at, id.clone(), si, ai));
-                    }
-                }
-            }
-        }
-        out.sort();
-        out.into_iter().map(|(_, id, s, a)| (id, s, a)).collect()
-    }
-
-    /// Attempts currently assigned to `agent` and not finished: (epoch, loc).
-    pub fn running_on(&self, agent: &str) -> Vec<(u64, &AttemptLoc)> {
-        self.attempts
-            .iter()
-            .filter(|(_, loc)| loc.agent == agent)
-            .filter(|(epoch, loc)| {
-                self.executions
-                    .get(&loc.execution)
-                    .and_then(|e| e.state.action(loc.stage, loc.action))
-                    .is_some_and(|r| r.status() == ActionStatus::InProgress && r.epoch == **epoch)
-            })
-            .map(|(e, l)| (*e, l))
-            .collect()
-    }
-
-    /// Whether the attempt with fencing epoch `epoch` is `agent`'s and still current.
-    pub fn is_current(&self, agent: &str, epoch: u64) -> bool {
-        self.attempts.get(&epoch).is_some_and(|loc| {
-            loc.agent == agent
-                && self
-                    .executions
-                    .get(&loc.execution)
-                    .and_then(|e| e.state.action(loc.stage, loc.action))
-                    .is_some_and(|r| {
-                        r.epoch == epoch
-                            && r.agent.is_some()
-                            && r.status() == ActionStatus::InProgress
-                    })
-        })
-    }
-
-    /// Current attempts per agent, in one pass (the scheduler's view of load).
-    pub fn running_counts(&self) -> BTreeMap<&str, usize> {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for (epoch, loc) in &self.attempts {
-            let current = self
-                .executions
-                .get(&loc.execution)
-                .and_then(|e| e.state.action(loc.stage, loc.action))
-                .is_some_and(|r| {
-                    r.epoch == *epoch && r.agent.is_some() && r.status() == ActionStatus::InProgress
-                });
-            if current {
-                *counts.entry(loc.agent.as_str()).or_default() += 1;
-            }
-        }
-        counts
-    }
-
-    /// Approvals whose deadline has passed at `now`.
-    pub fn expired_approvals(&self, now: i64) -> Vec<(String, usize, usize)> {
-        let mut out = Vec::new();
-        for id in &self.active {
-            let Some(exec) = self.executions.get(id) else {
-                continue;
-            };
-            if exec.state.status != ExecutionStatus::InProgress {
-                continue;
-            }
-            for (si, stage) in exec.state.actions.iter().enumerate() {
-                for (ai, run) in stage.iter().enumerate() {
-                    if run.status() == ActionStatus::WaitingForApproval
-                        && run.deadline.is_some_and(|d| d <= now)
-                    {
-                        out.push((id.clone(), si, ai));
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Finished executions beyond the newest `keep` of each pipeline (oldest first).
-    pub fn prunable_executions(&self, keep: usize) -> Vec<String> {
-        let mut out = Vec::new();
-        for p in self.pipelines.values() {
-            let excess = p.executions.len().saturating_sub(keep);
-            out.extend(
-                p.executions
-                    .iter()
-                    .take(excess)
-                    .filter(|id| !self.active.contains(*id))
-                    .cloned(),
-            );
-        }
-        out
-    }
-
-    /// Blobs that retention may drop: referenced by no execution that is still
-    /// running or among the newest `keep` of its pipeline.
-    pub fn unreferenced_artifacts(&self, keep: usize) -> Vec<String> {
-        let mut live: BTreeSet<&str> = self.deployed_artifacts().into_iter().collect();
-        for p in self.pipelines.values() {
-            let newest = p.executions.iter().rev().take(keep);
-            for id in newest.chain(p.executions.iter().filter(|id| self.active.contains(*id))) {
-                let Some(e) = self.executions.get(id) else {
-                    continue;
-                };
-                for run in e.state.actions.iter().flatten() {
-                    live.extend(run.outputs.values().map(|a| a.digest.as_str()));
-                    live.extend(run.log.iter().map(|a| a.digest.as_str()));
-                }
-            }
-        }
-        self.artifacts
-            .keys()
-            .filter(|d| !live.contains(d.as_str()))
-            .cloned()
-            .collect()
-    }
-
-    /// A stable digest of the whole state, to compare members.
-    pub fn digest(&self) -> String {
-        use sha2::Digest;
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(sha2::Sha256::digest(bytes))
-    }
 }

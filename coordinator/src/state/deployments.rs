@@ -1,6 +1,7 @@
 //! Deployment history in the replicated state: one record per deploy
-//! attempt that reported, and the redeploy of an earlier release as a new
-//! execution that runs only that deploy action.
+//! attempt that reported, the redeploy of an earlier release as a new
+//! execution that runs only that deploy action (`ferry rollback`), and the
+//! queries about both. A redeploy checks everything before it changes anything.
 
 use ferry_pipeline::execution::{ActionStatus, ArtifactRef, ExecutionState};
 use ferry_proto as pb;
@@ -47,6 +48,8 @@ pub struct DeploymentRecord {
 }
 
 impl DeploymentRecord {
+    /// The report. Its bytes decoded when the result was applied (a result
+    /// whose report does not decode is refused), so they decode here too.
     pub fn report(&self) -> pb::DeploymentReport {
         pb::DeploymentReport::decode(self.report.as_slice()).unwrap_or_default()
     }
@@ -57,19 +60,19 @@ impl DeploymentRecord {
 }
 
 impl ClusterState {
-    /// Records a deploy attempt's report (called once the result is accepted).
+    /// Records a deploy attempt's report, as sent and decoded (called once
+    /// the result is accepted).
     pub(super) fn record_deployment(
         &mut self,
         (execution, stage, action): (&str, usize, usize),
         agent: &str,
         started_at: i64,
-        report: Vec<u8>,
+        (report, decoded): (Vec<u8>, pb::DeploymentReport),
         at: i64,
     ) {
         let Some(exec) = self.executions.get(execution) else {
             return;
         };
-        let decoded = pb::DeploymentReport::decode(report.as_slice()).unwrap_or_default();
         let input = self
             .pipeline_of(exec)
             .and_then(|p| p.stages.get(stage))

@@ -6,6 +6,9 @@ use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
 
 use super::*;
 
+mod authz;
+mod rejected;
+
 const YAML: &str = r#"
 name: demo
 source: {git: /tmp/demo.git}
@@ -34,14 +37,14 @@ fn cluster() -> ClusterState {
         Command::ApplyPipeline {
             spec: spec(),
             yaml: YAML.into(),
-            by: "root".into(),
+            by: By::operator("root"),
             at: 1,
         },
         Command::CreateToken {
             hash: "h".into(),
             expires_at: 100,
             uses: 1,
-            by: "root".into(),
+            by: By::operator("root"),
             at: 2,
         },
         Command::Enroll {
@@ -64,6 +67,11 @@ fn cluster() -> ClusterState {
         s.apply(c).unwrap_or_else(|e| panic!("{e}"));
     }
     s
+}
+
+/// The state digest, which plain data always has.
+fn digest(s: &ClusterState) -> String {
+    s.digest().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn finish(epoch: u64, agent: &str, success: bool) -> Command {
@@ -105,7 +113,7 @@ fn tokens_expire_and_run_out() {
         hash: "t2".into(),
         expires_at: 50,
         uses: 5,
-        by: "root".into(),
+        by: By::operator("root"),
         at: 6,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -133,7 +141,7 @@ fn enroll_records_the_wrapping_key_and_old_entries_still_decode() {
         hash: "t2".into(),
         expires_at: 50,
         uses: 1,
-        by: "root".into(),
+        by: By::operator("root"),
         at: 6,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -146,7 +154,8 @@ fn enroll_records_the_wrapping_key_and_old_entries_still_decode() {
         at: 7,
     };
     // Through the log's encoding, as a follower would apply it.
-    let decoded = Command::decode(&enroll.encode()).unwrap_or_else(|e| panic!("{e}"));
+    let decoded = Command::decode(&enroll.encode().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
     s.apply(decoded).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         s.agents.get("a2").and_then(|a| a.wrapping_key.as_deref()),
@@ -189,7 +198,7 @@ fn only_the_current_epoch_records_a_result() {
     );
     assert!(s.queued().is_empty());
     // Wrong agent, then wrong epoch: refused, nothing changes.
-    let before = s.digest();
+    let before = digest(&s);
     assert!(matches!(
         s.apply(finish(1, "intruder", true)),
         Ok(Output::Attempt {
@@ -204,7 +213,7 @@ fn only_the_current_epoch_records_a_result() {
             ..
         })
     ));
-    assert_eq!(s.digest(), before);
+    assert_eq!(digest(&s), before);
     assert!(matches!(
         s.apply(finish(1, "a1", true)),
         Ok(Output::Attempt { accepted: true, .. })
@@ -234,6 +243,7 @@ fn approvals_expire_and_decisions_need_a_waiting_action() {
     s.apply(Command::Grant {
         subject: "ann".into(),
         role: Role::Approver,
+        by: By::operator("root"),
     })
     .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::Assign {
@@ -290,7 +300,7 @@ fn reapplying_the_same_pipeline_keeps_its_version() {
     let out = s.apply(Command::ApplyPipeline {
         spec: spec(),
         yaml: YAML.into(),
-        by: "root".into(),
+        by: By::operator("root"),
         at: 9,
     });
     assert_eq!(
@@ -307,7 +317,7 @@ fn reapplying_the_same_pipeline_keeps_its_version() {
 fn apply_is_deterministic_and_snapshots_round_trip() {
     let a = cluster();
     let b = cluster();
-    assert_eq!(a.digest(), b.digest());
+    assert_eq!(digest(&a), digest(&b));
     let json = serde_json::to_vec(&a).unwrap_or_default();
     let back: ClusterState = serde_json::from_slice(&json).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back, a);
@@ -500,7 +510,7 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
     s.apply(Command::ApplyPipeline {
         spec,
         yaml: DEPLOY_YAML.into(),
-        by: "root".into(),
+        by: By::operator("root"),
         at: 5,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -616,6 +626,7 @@ fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
         s.apply(Command::Grant {
             subject: subject.into(),
             role,
+            by: By::operator("root"),
         })
         .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -623,7 +634,7 @@ fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
     s.apply(Command::ApplyPipeline {
         spec,
         yaml: yaml.into(),
-        by: applier.into(),
+        by: By::operator(applier),
         at: 5,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -632,7 +643,7 @@ fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
         pipeline: "demo".into(),
         revision: "abc".into(),
         trigger: "manual by carol".into(),
-        started_by: Some("carol".into()),
+        started_by: Some(By::operator("carol")),
         at: 6,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -711,7 +722,7 @@ fn nobody_approves_what_they_started_or_applied() {
     s.apply(Command::ApplyPipeline {
         spec: ferry_pipeline::parse(YAML).unwrap_or_else(|e| panic!("{e:?}")),
         yaml: YAML.into(),
-        by: "root".into(),
+        by: By::operator("root"),
         at: 30,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -743,7 +754,7 @@ fn only_an_admin_may_allow_self_approval() {
     let refused = s.apply(Command::ApplyPipeline {
         spec: spec.clone(),
         yaml: SELF_OK.into(),
-        by: "bob".into(),
+        by: By::operator("bob"),
         at: 30,
     });
     assert!(
@@ -764,6 +775,7 @@ fn a_role_revoked_before_the_decision_applies_refuses_it() {
     s.apply(Command::Revoke {
         subject: "bob".into(),
         role: Role::Approver,
+        by: By::operator("root"),
     })
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(denied(&mut s, "bob").contains("needs the approver role"));
@@ -773,12 +785,12 @@ fn a_role_revoked_before_the_decision_applies_refuses_it() {
 fn old_pipeline_versions_are_pruned_unless_still_run() {
     let mut s = cluster();
     // e1 (from `cluster()`) runs version 1; versions 2.. are applied and unused.
-    for i in 0..(super::apply::PIPELINE_VERSIONS_KEPT + 10) {
+    for i in 0..(super::definitions::PIPELINE_VERSIONS_KEPT + 10) {
         let yaml = YAML.replace("commands: [true]", &format!("commands: [\"echo {i}\"]"));
         s.apply(Command::ApplyPipeline {
             spec: ferry_pipeline::parse(&yaml).unwrap_or_else(|e| panic!("{e:?}")),
             yaml,
-            by: "root".into(),
+            by: By::operator("root"),
             at: 10,
         })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -788,11 +800,14 @@ fn old_pipeline_versions_are_pruned_unless_still_run() {
         .iter()
         .map(|v| v.version)
         .collect();
-    assert_eq!(versions.len(), super::apply::PIPELINE_VERSIONS_KEPT + 1);
+    assert_eq!(
+        versions.len(),
+        super::definitions::PIPELINE_VERSIONS_KEPT + 1
+    );
     assert_eq!(versions[0], 1, "version 1 is still run by e1");
     assert_eq!(
         versions.last().copied(),
-        Some(super::apply::PIPELINE_VERSIONS_KEPT as u64 + 11)
+        Some(super::definitions::PIPELINE_VERSIONS_KEPT as u64 + 11)
     );
     assert!(s.pipeline_of(&s.executions["e1"]).is_some());
 }
@@ -880,7 +895,7 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
         fingerprint: "c4".into(),
         identity: "spiffe://ferry/agent/a1".into(),
         not_after: 1_000_000,
-        by: "root".into(),
+        by: By::operator("root"),
         at: 11,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -893,7 +908,7 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
     // Removing the agent revokes every certificate it was bound to.
     s.apply(Command::RemoveAgent {
         agent: "a1".into(),
-        by: "root".into(),
+        by: By::operator("root"),
         at: 12,
     })
     .unwrap_or_else(|e| panic!("{e}"));
