@@ -354,7 +354,7 @@ stages:
             Command::ApplyPipeline {
                 spec,
                 yaml: PLAN_YAML.into(),
-                by: "root".into(),
+                by: crate::state::By::operator("root"),
                 at: 1,
             },
             Command::StartExecution {
@@ -362,7 +362,7 @@ stages:
                 pipeline: "fan".into(),
                 revision: "abc".into(),
                 trigger: "t".into(),
-                started_by: Some("root".into()),
+                started_by: Some(crate::state::By::operator("root")),
                 at: 2,
             },
         ] {
