@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_pipeline::execution::{ActionStatus, Outcome};
+use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 
 use super::apply::{Applied, Output, Rejection};
 use super::command::By;
@@ -161,17 +161,25 @@ impl ClusterState {
                 .get(loc.stage)
                 .and_then(|s| s.actions.get(loc.action))
                 .map_or(LOST_RETRIES, |a| a.retries.max(LOST_RETRIES));
+            // A sibling failed meanwhile: the execution is over, and an
+            // action re-queued in it would wait forever (found by the
+            // replicas property test).
+            let ended = exec.state.status != ExecutionStatus::InProgress;
             let Some(run) = exec.state.action_mut(loc.stage, loc.action) else {
                 continue;
             };
             run.close_attempt(epoch, Outcome::Lost, None, why, at);
-            if run.count(Outcome::Lost) <= limit {
+            if !ended && run.count(Outcome::Lost) <= limit {
                 run.requeue(format!("re-queued: {why}"));
             } else {
-                let message = format!(
-                    "{why}; no retries left after {} lost attempts",
-                    run.count(Outcome::Lost)
-                );
+                let message = if ended {
+                    format!("{why}; not run again: the execution had already failed")
+                } else {
+                    format!(
+                        "{why}; no retries left after {} lost attempts",
+                        run.count(Outcome::Lost)
+                    )
+                };
                 exec.state
                     .finish_action(pipeline, (loc.stage, loc.action), false, message, at);
             }

@@ -196,6 +196,9 @@ impl ClusterState {
         }
         // Found just above; the lookups cannot fail now.
         let (exec, pipeline) = self.exec_and_pipeline(&loc.execution)?;
+        // A sibling failed meanwhile: the execution is over, and a retry
+        // queued in it would wait forever (found by the replicas property test).
+        let ended = exec.state.status != ExecutionStatus::InProgress;
         let Some(run) = exec.state.action_mut(loc.stage, loc.action) else {
             return Err(Rejection::NotFound("action".into()));
         };
@@ -221,7 +224,7 @@ impl ClusterState {
             .map_or(at, |h| h.started_at);
         run.exit_code = exit_code;
         run.log = log;
-        if !success && run.count(Outcome::Failed) <= retries {
+        if !success && !ended && run.count(Outcome::Failed) <= retries {
             let n = run.count(Outcome::Failed);
             run.requeue(format!(
                 "retrying after a failure ({n} of {retries} retries): {message}"

@@ -8,6 +8,7 @@ use super::*;
 
 mod authz;
 mod rejected;
+mod replicas;
 
 const YAML: &str = r#"
 name: demo
