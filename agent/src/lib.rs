@@ -106,10 +106,17 @@ pub async fn run(
     let store = store::Store::open(opts.state_dir.join("artifacts"))?;
     let metrics = match opts.metrics_listen {
         Some(addr) => {
-            let listener = metrics::bind(addr).await?;
+            let listener = ferry_telemetry::metrics::bind(addr).await?;
             let local = listener.local_addr().unwrap_or(addr);
             tracing::info!(metrics = %local, "serving Prometheus metrics at /metrics");
-            Some(tokio::spawn(metrics::serve(listener, store.clone())))
+            let scraped = store.clone();
+            Some(tokio::spawn(ferry_telemetry::metrics::serve(
+                listener,
+                move || {
+                    let store = scraped.clone();
+                    async move { metrics::render(&store).await }
+                },
+            )))
         }
         None => None,
     };

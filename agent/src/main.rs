@@ -101,13 +101,7 @@ fn default_name() -> String {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ferry_certs::install_crypto_provider();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,h2=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ferry_telemetry::init_tracing("info,h2=warn");
     let a = Args::parse();
     let (tx, rx) = tokio::sync::watch::channel(Shutdown::Run);
     tokio::spawn(async move {

@@ -4,38 +4,18 @@
 //! chunks move, through the process-wide handles below), and the size of the
 //! blob store (measured at scrape time).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::LazyLock;
-use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use thiserror::Error;
-use tokio::net::TcpListener;
 
 use crate::store::Store;
 
-/// What `prometheus-client` writes (Prometheus negotiates and parses it).
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// A slow client may take this long to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Debug, Error)]
 pub enum MetricsError {
-    #[error("cannot serve metrics on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("encoding the metrics failed")]
     Encode(#[from] std::fmt::Error),
 }
@@ -114,79 +94,6 @@ pub async fn render(store: &Store) -> Result<String, MetricsError> {
     let mut out = String::new();
     encode(&mut out, &m.registry)?;
     Ok(out)
-}
-
-/// Binds the metrics listener (a failure stops the agent at start).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })
-}
-
-/// Serves `GET /metrics` on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, store: Store) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let store = store.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let store = store.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &store).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-            if let Err(e) = conn {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-async fn respond(req: &Request<Incoming>, store: &Store) -> Response<String> {
-    if req.uri().path() != "/metrics" {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "not found; metrics are at /metrics\n",
-        );
-    }
-    if req.method() != Method::GET {
-        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET"));
-        return r;
-    }
-    match render(store).await {
-        Ok(body) => {
-            let mut r = Response::new(body);
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-            r
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: rendering failed");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
-        }
-    }
-}
-
-fn plain(status: StatusCode, body: &str) -> Response<String> {
-    let mut r = Response::new(body.to_string());
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 #[cfg(test)]

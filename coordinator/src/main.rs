@@ -113,13 +113,7 @@ fn parse_peer(s: &str) -> Result<(u64, String), String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ferry_certs::install_crypto_provider();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,raft=warn,h2=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ferry_telemetry::init_tracing("info,raft=warn,h2=warn");
     let a = Args::parse();
     let result = ferry_coordinator::run(CoordinatorConfig {
         id: a.id,

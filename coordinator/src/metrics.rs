@@ -5,17 +5,9 @@
 //! scheduler when it sends an assignment.
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use ferry_pipeline::execution::{ActionRun, ExecutionStatus};
-use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,13 +15,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use thiserror::Error;
-use tokio::net::TcpListener;
 
-use crate::service::{Ctx, SharedCtx};
+use crate::service::Ctx;
 use crate::state::ClusterState;
-
-/// What `prometheus-client` writes (Prometheus negotiates and parses it).
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the dispatch-latency buckets: from an idle
 /// cluster (milliseconds) to actions that wait for capacity (up to an hour).
@@ -37,16 +25,8 @@ const DISPATCH_BUCKETS: [f64; 15] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
-/// A slow client may take this long to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Debug, Error)]
 pub enum MetricsError {
-    #[error("cannot serve metrics on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("encoding the metrics failed")]
     Encode(#[from] std::fmt::Error),
 }
@@ -285,82 +265,6 @@ impl Snapshot {
         }
         snap
     }
-}
-
-/// Binds the metrics listener (a failure stops the coordinator at start).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })
-}
-
-/// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, ctx: SharedCtx) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(respond(&req, || ctx.metrics.render(&ctx))) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-            if let Err(e) = conn {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-fn respond(
-    req: &Request<Incoming>,
-    render: impl FnOnce() -> Result<String, MetricsError>,
-) -> Response<String> {
-    if req.uri().path() != "/metrics" {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "not found; metrics are at /metrics\n",
-        );
-    }
-    if req.method() != Method::GET {
-        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET"));
-        return r;
-    }
-    match render() {
-        Ok(body) => {
-            let mut r = Response::new(body);
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-            r
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: rendering failed");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
-        }
-    }
-}
-
-fn plain(status: StatusCode, body: &str) -> Response<String> {
-    let mut r = Response::new(body.to_string());
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 #[cfg(test)]

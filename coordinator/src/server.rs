@@ -137,10 +137,14 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     });
 
     if let Some(addr) = cfg.metrics_listen {
-        let listener = crate::metrics::bind(addr).await?;
+        let listener = ferry_telemetry::metrics::bind(addr).await?;
         let local = listener.local_addr().unwrap_or(addr);
         tracing::info!(metrics = %local, "serving Prometheus metrics at /metrics");
-        tokio::spawn(crate::metrics::serve(listener, ctx.clone()));
+        let scraped = ctx.clone();
+        tokio::spawn(ferry_telemetry::metrics::serve(listener, move || {
+            let ctx = scraped.clone();
+            async move { ctx.metrics.render(&ctx) }
+        }));
     }
 
     if let Some(a) = &cfg.bootstrap_admin {
