@@ -220,9 +220,11 @@ impl Ops {
         Ok(facts)
     }
 
-    /// Linearizable: the roles bound to `who`.
-    pub async fn who_am_i(&self, who: &Identity) -> OpResult<Vec<Role>> {
-        self.read(|s| s.roles_of(&who.name)).await
+    /// Local read: the roles bound to `who` as this member sees them, the
+    /// same state its `authz` layer checks calls against (so `ferry whoami`
+    /// on a lagging member shows what that member lets through).
+    pub fn who_am_i(&self, who: &Identity) -> Vec<Role> {
+        self.local_read(|s| s.roles_of(&who.name))
     }
 
     /// Leader, once: records the trust domain, the founding members and the

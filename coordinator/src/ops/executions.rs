@@ -109,27 +109,29 @@ pub(crate) fn locate_action(
 impl Ops {
     /// Write: starts an execution of the latest version of `pipeline` at
     /// `revision` (empty: the head of its branch), resolved to a commit first.
+    /// Where the source is comes from a local read: `apply` checks the
+    /// pipeline and the caller's role again, on the log's order (a member
+    /// that lags behind a revocation gets this far, and `apply` refuses the
+    /// command: tests/authz_in_apply.rs).
     pub async fn start_execution(
         &self,
         who: &Identity,
         pipeline: &str,
         revision: &str,
     ) -> OpResult<Started> {
-        let (url, branch, version) = self
-            .read(|s| {
-                s.pipelines
-                    .get(pipeline)
-                    .and_then(|p| p.latest())
-                    .map(|v| {
-                        (
-                            v.spec.source.git.clone(),
-                            v.spec.source.branch.clone(),
-                            v.version,
-                        )
-                    })
-                    .ok_or_else(|| OpError::NotFound(format!("pipeline `{pipeline}` not found")))
-            })
-            .await??;
+        let (url, branch, version) = self.local_read(|s| {
+            s.pipelines
+                .get(pipeline)
+                .and_then(|p| p.latest())
+                .map(|v| {
+                    (
+                        v.spec.source.git.clone(),
+                        v.spec.source.branch.clone(),
+                        v.version,
+                    )
+                })
+                .ok_or_else(|| OpError::NotFound(format!("pipeline `{pipeline}` not found")))
+        })?;
         let rev = if revision.is_empty() {
             branch
         } else {

@@ -15,25 +15,32 @@
 //!   retried proposal that had committed after all, so it counts as success.
 //! - [`Ops::leader`] — leader-only calls: says whether this member leads or
 //!   gives a channel to the one that does (live logs, the agent list,
-//!   membership changes, leader transfer); [`Ops::change_membership`] and
-//!   [`Ops::transfer_leader`] run on the leader only.
+//!   membership changes, leader transfer); [`Ops::add_member`],
+//!   [`Ops::remove_member`] and [`Ops::transfer_leader`] run on the leader
+//!   only, and [`Ops::propose_forwarded`] serves a follower's forwarded
+//!   proposal there.
 //! - [`Ops::local_read`] — this member's applied state as it is, possibly
 //!   stale. Used deliberately and only by:
 //!   - the leader's own loops (scheduler, poller, timers, leases, replicator,
 //!     retention, bootstrap) and the agent session, which run on the leader:
 //!     whatever they propose is checked again by `apply`, and a barrier per
 //!     round would cost a heartbeat each;
+//!   - `whoami`, which shows the roles this member's `authz` layer checks
+//!     calls against, and the source lookup of `start_execution` before it
+//!     resolves the revision: `apply` checks the pipeline and the caller's
+//!     role again, in log order (tests/authz_in_apply.rs relies on both);
 //!   - enrollment's first token check (a refusal is only final after a
 //!     barrier: [`Ops::may_enroll`]);
 //!   - follow-ups of a stream that began with a linearizable read (watching
 //!     an execution, following a log): they track this member's applied
 //!     index, which only moves forward;
 //!   - `ferry cluster status`, which must answer on a member cut off from
-//!     the leader (that is when it is needed most).
+//!     the leader (that is when it is needed most);
+//!   - the answer an operation builds right after its own write (decide,
+//!     role bindings, secrets, environments): the write was applied here.
 //!
 //! Outside `ops`, the Raft handle is touched only by `raft/` itself, the
-//! wiring in `server.rs` and the supervisor's status watch in `leader/mod.rs`,
-//! `authz.rs` (roles of the caller, on applied state, before any handler:
+//! wiring in `server.rs`, `authz.rs` (roles of the caller, on applied state, before any handler:
 //! it must not wait on Raft), and the scrape-time reads of `metrics.rs` and
 //! `health.rs` (they report this member's own view, leader or not).
 

@@ -80,12 +80,7 @@ pub async fn who_am_i(
     req: Request<pb::WhoAmIRequest>,
 ) -> Result<Response<pb::WhoAmIResponse>, Status> {
     let who = caller(&req)?;
-    let roles = ops
-        .who_am_i(&who)
-        .await?
-        .iter()
-        .map(|r| r.to_string())
-        .collect();
+    let roles = ops.who_am_i(&who).iter().map(|r| r.to_string()).collect();
     Ok(Response::new(pb::WhoAmIResponse {
         identity: who.uri(),
         roles,

@@ -31,7 +31,8 @@ use crate::ops::{Leader, OpError, Ops};
 use crate::raft::{ProposeError, RaftHandle};
 use crate::state::Rejection;
 
-/// Everything a handler may use.
+/// Everything the coordinator holds; `ops::Ops` wraps it, and only `ops`
+/// touches its Raft handle.
 pub struct Ctx {
     pub raft: RaftHandle,
     pub ca: CertAuthority,
