@@ -4,10 +4,9 @@
 
 use ferry_pipeline::{Deploy, HostKey, Target};
 use ferry_proto as pb;
-use tonic::Status;
 
 use crate::state::{ClusterState, DeploymentRecord, Execution};
-use crate::views::{holders, ts};
+use crate::views::ts;
 
 /// One line per deploy action of `spec` whose environment does not exist.
 pub fn unknown_environments(state: &ClusterState, spec: &ferry_pipeline::Pipeline) -> Vec<String> {
@@ -25,60 +24,6 @@ pub fn unknown_environments(state: &ClusterState, spec: &ferry_pipeline::Pipelin
         }
     }
     out
-}
-
-/// `ferry deployments list`: the newest `limit` deployments of `environment`
-/// and the release each of its hosts is on.
-pub fn list(
-    state: &ClusterState,
-    environment: &str,
-    limit: usize,
-) -> Result<pb::ListDeploymentsResponse, Status> {
-    if !state.environments.contains_key(environment)
-        && state.deployments_of(environment).next().is_none()
-    {
-        return Err(Status::not_found(format!(
-            "environment `{environment}` not found"
-        )));
-    }
-    Ok(pb::ListDeploymentsResponse {
-        deployments: state
-            .deployments_of(environment)
-            .take(limit)
-            .map(|d| view(state, d))
-            .collect(),
-        hosts: host_releases(state, environment),
-    })
-}
-
-/// `ferry deployments show ID`.
-pub fn get(state: &ClusterState, id: u64) -> Result<pb::DeploymentView, Status> {
-    state
-        .deployments
-        .get(&id)
-        .map(|d| view(state, d))
-        .ok_or_else(|| Status::not_found(format!("deployment {id} not found")))
-}
-
-/// What `ferry rollback` redeploys: (deployment id, pipeline, release),
-/// refused when its artifact is no longer held by any agent.
-pub fn rollback_source(
-    state: &ClusterState,
-    environment: &str,
-    to: &str,
-) -> Result<(u64, String, String), Status> {
-    let d = state
-        .rollback_target(environment, to)
-        .map_err(Status::failed_precondition)?;
-    if let Some(art) = &d.artifact
-        && holders(state, &art.digest).is_empty()
-    {
-        return Err(Status::failed_precondition(format!(
-            "the artifact of release {} is no longer held by any agent",
-            d.release
-        )));
-    }
-    Ok((d.id, d.pipeline.clone(), d.release.clone()))
 }
 
 /// The deploy settings of one attempt. Problems that stop the deployment

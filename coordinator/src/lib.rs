@@ -7,6 +7,7 @@ pub mod health;
 pub mod hub;
 pub mod leader;
 pub mod metrics;
+pub mod ops;
 pub mod peer;
 pub mod raft;
 pub mod scheduler;

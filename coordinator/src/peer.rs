@@ -1,5 +1,6 @@
-//! Fetching blobs (final logs) from the agents that hold them, over mTLS with
-//! the coordinator's own certificate. Bytes are streamed, never stored here.
+//! Outbound calls: fetching blobs (final logs) from the agents that hold
+//! them, over mTLS with the coordinator's own certificate (bytes are streamed,
+//! never stored here), and asking a member for its own status.
 
 use ferry_certs::CertifiedKey;
 use ferry_proto as pb;
@@ -47,4 +48,30 @@ pub async fn fetch(
     } else {
         errors.join("; ")
     })
+}
+
+/// A member's own status, asked over `channel` (to that member) within
+/// `limit`; the reason when it does not answer.
+pub async fn member_status(
+    channel: tonic::transport::Channel,
+    limit: std::time::Duration,
+) -> Result<crate::ops::cluster::MemberStatus, String> {
+    let mut client = pb::raft_peer_client::RaftPeerClient::new(channel);
+    let ask = client.member_status(pb::MemberStatusRequest {});
+    match tokio::time::timeout(limit, ask).await {
+        Ok(Ok(r)) => {
+            let r = r.into_inner();
+            Ok(crate::ops::cluster::MemberStatus {
+                id: r.id,
+                term: r.term,
+                leader_id: r.leader_id,
+                commit_index: r.commit_index,
+                applied_index: r.applied_index,
+                role: r.role,
+                state_digest: r.state_digest,
+            })
+        }
+        Ok(Err(e)) => Err(e.message().to_string()),
+        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+    }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ferry_proto as pb;
 
-use crate::service::SharedCtx;
-use crate::state::{ClusterState, Command, Output};
+use crate::ops::Ops;
+use crate::state::ClusterState;
 use crate::views::{self, now_ms};
 
 /// The assignment message for the attempt with fencing epoch `epoch`.
@@ -75,8 +75,11 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
 /// The assignment for `epoch` with the secrets its action (and its deploy
 /// hosts) name, still sealed: only the agent that runs it opens them. For an
 /// agent with a wrapping key they are sealed again to that key alone.
-pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assignment> {
-    let (mut a, wrapping_key) = ctx.raft.read(|s| {
+///
+/// A local read: it runs on the leader (the scheduler, the agent session)
+/// for an attempt this member just assigned or the agent reported.
+pub fn assignment_with_secrets(ops: &Ops, epoch: u64) -> Option<pb::Assignment> {
+    let (mut a, wrapping_key) = ops.local_read(|s| {
         let mut a = assignment(s, epoch)?;
         let loc = s.attempts.get(&epoch)?;
         let wrapping_key = s
@@ -106,7 +109,7 @@ pub fn assignment_with_secrets(ctx: &SharedCtx, epoch: u64) -> Option<pb::Assign
         Some((a, wrapping_key))
     })?;
     if let Some(key) = wrapping_key {
-        reseal_for_agent(&mut a, ctx.secrets.as_ref(), &key);
+        reseal_for_agent(&mut a, ops.ctx().secrets.as_ref(), &key);
     }
     Some(a)
 }
@@ -267,25 +270,16 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
 }
 
 /// Commits one assignment (fixing its epoch) and sends it to the agent.
-async fn assign(
-    ctx: &SharedCtx,
-    (execution, stage, action, agent): (String, usize, usize, String),
-) {
+async fn assign(ops: &Ops, (execution, stage, action, agent): (String, usize, usize, String)) {
+    let ctx = ops.ctx();
     // Read before the Assign overwrites started_at.
-    let queued_at = ctx.raft.read(|s| {
+    let queued_at = ops.local_read(|s| {
         let e = s.executions.get(&execution)?;
         crate::metrics::queued_since(e.state.action(stage, action)?)
     });
-    let cmd = Command::Assign {
-        execution,
-        stage,
-        action,
-        agent: agent.clone(),
-        at: now_ms(),
-    };
-    match ctx.raft.propose(cmd).await {
-        Ok(Output::Assigned { epoch, .. }) => {
-            let Some(a) = assignment_with_secrets(ctx, epoch) else {
+    match ops.assign(execution, stage, action, &agent).await {
+        Ok(Some(epoch)) => {
+            let Some(a) = assignment_with_secrets(ops, epoch) else {
                 return;
             };
             tracing::debug!(%agent, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), epoch, "assigned");
@@ -298,7 +292,7 @@ async fn assign(
                 ctx.metrics.observe_dispatch(q, now_ms());
             }
         }
-        Ok(_) => {}
+        Ok(None) => {}
         Err(e) => tracing::debug!(error = %e, "assignment not made"),
     }
 }
@@ -307,8 +301,9 @@ async fn assign(
 /// it). All assignments
 /// of a round are proposed at once, so the Raft driver batches them into one
 /// Ready (one fsync) instead of one round trip each.
-pub async fn run(ctx: SharedCtx) {
-    let mut applied = ctx.raft.applied();
+pub async fn run(ops: Ops) {
+    let ctx = ops.ctx().clone();
+    let mut applied = ops.applied();
     let mut hub = ctx.agents.subscribe();
     loop {
         tokio::select! {
@@ -318,8 +313,9 @@ pub async fn run(ctx: SharedCtx) {
         }
         // Agents shutting down, drained or silent take no new work.
         let connected = ctx.agents.accepting(ctx.agent_lease);
-        let decisions = ctx.raft.read(|s| plan(s, &connected));
-        futures::future::join_all(decisions.into_iter().map(|d| assign(&ctx, d))).await;
+        // A local read on the leader: `apply` checks every assignment again.
+        let decisions = ops.local_read(|s| plan(s, &connected));
+        futures::future::join_all(decisions.into_iter().map(|d| assign(&ops, d))).await;
     }
 }
 

@@ -15,9 +15,10 @@ use tonic::transport::Server;
 use crate::authz::AuthLayer;
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
+use crate::ops::Ops;
 use crate::raft::{self, NodeConfig};
+use crate::service::api::OperatorService;
 use crate::service::enroll::EnrollmentService;
-use crate::service::operator::OperatorService;
 use crate::service::peer::PeerService;
 use crate::service::session::SessionService;
 use crate::service::{Ctx, SharedCtx};
@@ -158,7 +159,8 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     });
     // Bootstrap, scheduling, polling, timers, leases, replication and
     // retention run only while this member leads, under one supervisor.
-    tokio::spawn(crate::leader::supervise(ctx.clone(), founding));
+    let ops = Ops::new(ctx.clone());
+    tokio::spawn(crate::leader::supervise(ops.clone(), founding));
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -176,16 +178,16 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .layer(AuthLayer::new(handle.clone()))
         .add_service(health_service)
         .add_service(pb::enrollment_server::EnrollmentServer::new(
-            EnrollmentService::new(ctx.clone(), cfg.enroll_per_minute),
+            EnrollmentService::new(ops.clone(), cfg.enroll_per_minute),
         ))
         .add_service(pb::operator_server::OperatorServer::new(OperatorService(
-            ctx.clone(),
+            ops.clone(),
         )))
         .add_service(pb::agent_session_server::AgentSessionServer::new(
-            SessionService(ctx.clone()),
+            SessionService(ops.clone()),
         ))
         .add_service(pb::raft_peer_server::RaftPeerServer::new(PeerService(
-            ctx.clone(),
+            ops.clone(),
         )))
         .serve_with_incoming(ferry_certs::listen::incoming(listener, limits));
     let mut status = handle.status_watch();

@@ -148,38 +148,6 @@ pub fn pipeline_summary(state: &ClusterState, name: &str) -> Option<pb::Pipeline
     })
 }
 
-/// Finds `STAGE/ACTION` in an execution's pipeline version.
-pub fn locate_action(
-    state: &ClusterState,
-    exec: &Execution,
-    path: &str,
-) -> Result<(usize, usize), tonic::Status> {
-    let Some((stage, action)) = path.split_once('/') else {
-        return Err(tonic::Status::invalid_argument(format!(
-            "action `{path}` must be written STAGE/ACTION, e.g. build/compile"
-        )));
-    };
-    let spec = state
-        .pipeline_of(exec)
-        .ok_or_else(|| tonic::Status::not_found("pipeline version of this execution"))?;
-    spec.find_action(stage, action).ok_or_else(|| {
-        let known: Vec<String> = spec
-            .stages
-            .iter()
-            .flat_map(|s| {
-                s.actions
-                    .iter()
-                    .map(move |a| format!("{}/{}", s.name, a.name))
-            })
-            .collect();
-        tonic::Status::not_found(format!(
-            "no action `{path}` in pipeline `{}`; known: {}",
-            exec.pipeline,
-            known.join(", ")
-        ))
-    })
-}
-
 /// True when the action can produce no more log output.
 pub fn is_final(status: ActionStatus) -> bool {
     status.is_final() || status == ActionStatus::WaitingForApproval

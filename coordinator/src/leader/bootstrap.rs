@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::service::SharedCtx;
-use crate::state::{Command, Role};
-use crate::views::now_ms;
+use crate::ops::Ops;
 
 /// What a founding member bootstraps the cluster with.
 #[derive(Debug, Clone)]
@@ -20,26 +18,14 @@ pub struct Founding {
 
 /// Proposes the bootstrap until it is in the state (retrying while this
 /// member leads; the supervisor cancels it when it stops).
-pub async fn bootstrap(ctx: &SharedCtx, founding: &Founding) {
+pub async fn bootstrap(ops: &Ops, founding: &Founding) {
     loop {
-        if ctx.raft.read(|s| s.bootstrapped) {
-            if let Some(a) = &founding.admin
-                && ctx
-                    .raft
-                    .read(|s| !s.roles.contains(&(a.clone(), Role::Admin)))
-            {
-                tracing::warn!(admin = %a, "--bootstrap-admin ignored: the cluster was bootstrapped before");
-            }
-            return;
-        }
-        let cmd = Command::Bootstrap {
-            trust_domain: ctx.ca.trust_domain().to_string(),
-            admin: founding.admin.clone(),
-            members: founding.members.clone(),
-            at: now_ms(),
-        };
-        match ctx.raft.propose(cmd).await {
-            Ok(_) => {
+        match ops
+            .bootstrap(founding.admin.clone(), founding.members.clone())
+            .await
+        {
+            Ok(false) => return,
+            Ok(true) => {
                 tracing::info!(admin = ?founding.admin, "cluster bootstrapped");
                 return;
             }

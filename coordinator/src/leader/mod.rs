@@ -24,26 +24,26 @@ use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::SharedCtx;
+use crate::ops::Ops;
 
 /// One leader-only loop: runs until cancelled.
-type LeaderWork = fn(SharedCtx) -> BoxFuture<'static, ()>;
+type LeaderWork = fn(Ops) -> BoxFuture<'static, ()>;
 
 /// Every leader-only loop, by name.
 const WORK: [(&str, LeaderWork); 6] = [
-    ("scheduler", |ctx| Box::pin(crate::scheduler::run(ctx))),
-    ("source poller", |ctx| Box::pin(poller::poller(ctx))),
-    ("approval timers", |ctx| Box::pin(timers::timers(ctx))),
-    ("agent leases", |ctx| Box::pin(leases::leases(ctx))),
-    ("replicator", |ctx| Box::pin(replicator::replicator(ctx))),
-    ("retention", |ctx| Box::pin(retention::retention(ctx))),
+    ("scheduler", |ops| Box::pin(crate::scheduler::run(ops))),
+    ("source poller", |ops| Box::pin(poller::poller(ops))),
+    ("approval timers", |ops| Box::pin(timers::timers(ops))),
+    ("agent leases", |ops| Box::pin(leases::leases(ops))),
+    ("replicator", |ops| Box::pin(replicator::replicator(ops))),
+    ("retention", |ops| Box::pin(retention::retention(ops))),
 ];
 
 /// Runs leader work whenever this member leads, until it is removed from
 /// the cluster or its Raft node stops. `founding`: this member may bootstrap
 /// a new cluster.
-pub async fn supervise(ctx: SharedCtx, founding: Option<bootstrap::Founding>) {
-    let mut status = ctx.raft.status_watch();
+pub async fn supervise(ops: Ops, founding: Option<bootstrap::Founding>) {
+    let mut status = ops.status_watch();
     loop {
         let term = match status.wait_for(|s| s.removed || s.is_leader).await {
             Ok(s) if !s.removed => s.term,
@@ -52,7 +52,7 @@ pub async fn supervise(ctx: SharedCtx, founding: Option<bootstrap::Founding>) {
         let stop = CancellationToken::new();
         let mut work = JoinSet::new();
         let founding = founding.clone();
-        let first = ctx.clone();
+        let first = ops.clone();
         let loops = stop.clone();
         // Bootstrapping a new cluster (founding members only) runs beside
         // the loops, which find nothing to do in a state not bootstrapped.
@@ -68,11 +68,11 @@ pub async fn supervise(ctx: SharedCtx, founding: Option<bootstrap::Founding>) {
             }
         });
         for (name, run) in WORK {
-            let (ctx, stop) = (ctx.clone(), stop.clone());
+            let (ops, stop) = (ops.clone(), stop.clone());
             work.spawn(async move {
                 tokio::select! {
                     () = stop.cancelled() => {}
-                    () = run(ctx) => tracing::error!(work = name, "leader work ended on its own"),
+                    () = run(ops) => tracing::error!(work = name, "leader work ended on its own"),
                 }
             });
         }

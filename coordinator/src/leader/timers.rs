@@ -4,29 +4,12 @@
 
 use std::time::Duration;
 
-use crate::service::SharedCtx;
-use crate::state::Command;
-use crate::views::now_ms;
+use crate::ops::Ops;
 
 /// Expires approvals whose deadline passed.
-pub async fn timers(ctx: SharedCtx) {
+pub async fn timers(ops: Ops) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = now_ms();
-        for (execution, stage, action) in ctx.raft.read(|s| s.expired_approvals(now)) {
-            tracing::info!(%execution, stage, action, "approval timed out");
-            if let Err(e) = ctx
-                .raft
-                .propose(Command::ExpireApproval {
-                    execution,
-                    stage,
-                    action,
-                    at: now,
-                })
-                .await
-            {
-                tracing::warn!(error = %e, "could not record an approval timeout");
-            }
-        }
+        ops.expire_approvals().await;
     }
 }

@@ -17,15 +17,13 @@ use std::num::NonZeroU32;
 
 use ferry_proto as pb;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sha2::Digest;
 use tonic::{Request, Response, Status};
 
-use super::SharedCtx;
-use crate::state::Command;
-use crate::views::now_ms;
+use crate::ops::Ops;
+use crate::ops::access::{Enrollment, hash_token};
 
 pub struct EnrollmentService {
-    ctx: SharedCtx,
+    ops: Ops,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -37,9 +35,9 @@ const MAX_TOKEN_BYTES: usize = 256;
 impl EnrollmentService {
     /// Enrollment answering at most `per_minute` calls per source address
     /// (with bursts of as many).
-    pub fn new(ctx: SharedCtx, per_minute: NonZeroU32) -> Self {
+    pub fn new(ops: Ops, per_minute: NonZeroU32) -> Self {
         EnrollmentService {
-            ctx,
+            ops,
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
         }
     }
@@ -56,10 +54,6 @@ impl EnrollmentService {
             ))
         })
     }
-}
-
-pub fn hash_token(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.trim().as_bytes()))
 }
 
 #[tonic::async_trait]
@@ -87,51 +81,36 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         let token_hash = hash_token(&req.token);
         // A token created a moment ago may not have reached this member yet:
         // only a refusal on fresh state is final.
-        let check = |ctx: &SharedCtx| {
-            ctx.raft
-                .read(|s| s.may_enroll(&token_hash, &req.name, now_ms()))
-        };
-        if check(&self.ctx).is_err() {
-            self.ctx.fresh().await?;
-            check(&self.ctx)?;
-        }
+        self.ops.may_enroll(&token_hash, &req.name).await?;
+        let ctx = self.ops.ctx();
         // Sign first (this validates the CSR), commit the token use second:
         // a bad CSR must not burn a token use.
-        let cert = self
-            .ctx
+        let cert = ctx
             .ca
-            .sign_agent_csr_for(
-                &req.csr_pem,
-                &req.name,
-                &req.sans,
-                self.ctx.cert_lifetimes.agent,
-            )
+            .sign_agent_csr_for(&req.csr_pem, &req.name, &req.sans, ctx.cert_lifetimes.agent)
             .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
         let facts = ferry_certs::CertFacts::from_pem(&cert)
             .map_err(|e| Status::internal(format!("reading the certificate just issued: {e}")))?;
-        self.ctx
-            .raft
-            .propose(Command::Enroll {
+        self.ops
+            .enroll(Enrollment {
                 token_hash,
                 agent: req.name.clone(),
-                cert: Some(crate::state::CertBinding::from(&facts)),
+                cert: crate::state::CertBinding::from(&facts),
                 wrapping_key: wrapping_key.clone(),
-                at: now_ms(),
             })
             .await?;
-        tracing::info!(agent = %req.name, "agent enrolled");
         let identity = ferry_certs::Identity::new(
-            self.ctx.ca.trust_domain(),
+            ctx.ca.trust_domain(),
             ferry_certs::IdentityKind::Agent,
             &req.name,
         )
         .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::EnrollResponse {
             certificate_pem: cert,
-            ca_pem: self.ctx.ca.ca_pem().to_string(),
+            ca_pem: ctx.ca.ca_pem().to_string(),
             identity: identity.uri(),
             // An agent with a wrapping key never gets the cluster's key.
-            secrets_key: match (&wrapping_key, &self.ctx.secrets) {
+            secrets_key: match (&wrapping_key, &ctx.secrets) {
                 (None, Some(b)) => b.key_bytes().to_vec(),
                 _ => Vec::new(),
             },

@@ -1,11 +1,23 @@
-//! gRPC services of the coordinator. Handlers validate input, read state or
-//! propose commands, and shape answers; they never check permissions (the
-//! `authz` layer did) and never change state except through Raft.
+//! gRPC services of the coordinator: thin adapters over `ops`. Each decodes
+//! the request, calls one operation and encodes the answer; they never check
+//! permissions (the `authz` layer did) and never touch Raft (`ops` does).
+//! The operator API is one service (`api.rs`) whose methods each delegate to
+//! the adapter of their resource.
 
+pub mod access;
+pub mod agents;
+pub mod api;
+pub mod approvals;
+pub mod artifacts;
+pub mod cluster;
+pub mod deployments;
 pub mod enroll;
-pub mod operator;
+pub mod environments;
+pub mod executions;
 pub mod peer;
+pub mod pipelines;
 pub mod renew;
+pub mod secrets;
 pub mod session;
 
 use std::sync::Arc;
@@ -15,10 +27,12 @@ use tonic::Status;
 
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
+use crate::ops::{Leader, OpError, Ops};
 use crate::raft::{ProposeError, RaftHandle};
-use crate::state::{By, Rejection};
+use crate::state::Rejection;
 
-/// Everything a handler may use.
+/// Everything the coordinator holds; `ops::Ops` wraps it, and only `ops`
+/// touches its Raft handle.
 pub struct Ctx {
     pub raft: RaftHandle,
     pub ca: CertAuthority,
@@ -63,111 +77,58 @@ impl Default for CertLifetimes {
 
 pub type SharedCtx = Arc<Ctx>;
 
-impl From<ProposeError> for Status {
-    fn from(e: ProposeError) -> Status {
+/// The one mapping of an operation's error to a gRPC status.
+impl From<OpError> for Status {
+    fn from(e: OpError) -> Status {
         match e {
-            ProposeError::NotLeader { leader } => Status::unavailable(match leader {
-                Some(id) => {
-                    format!("this coordinator is not the leader; the leader is member {id}")
+            OpError::Invalid(m) => Status::invalid_argument(m),
+            OpError::NotFound(m) => Status::not_found(m),
+            OpError::AlreadyExists(m) => Status::already_exists(m),
+            OpError::FailedPrecondition(m) => Status::failed_precondition(m),
+            OpError::PermissionDenied(m) => Status::permission_denied(m),
+            OpError::Unavailable(m) => Status::unavailable(m),
+            OpError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+            OpError::Internal(m) => Status::internal(m),
+            OpError::Rejected(r) => match r {
+                Rejection::NotFound(_) => Status::not_found(r.to_string()),
+                Rejection::AlreadyExists(_) => Status::already_exists(r.to_string()),
+                Rejection::FailedPrecondition(_) => Status::failed_precondition(r.to_string()),
+                Rejection::BadToken | Rejection::PermissionDenied(_) => {
+                    Status::permission_denied(r.to_string())
                 }
-                None => "no leader is elected right now; retry shortly".to_string(),
-            }),
-            ProposeError::Stopped => Status::unavailable("this coordinator has stopped serving"),
-            ProposeError::Forward(e) => {
-                Status::unavailable(format!("could not reach the leader: {e}"))
-            }
-            ProposeError::Encode(e) => Status::internal(e.to_string()),
-            ProposeError::Rejected(r) => r.into(),
-        }
-    }
-}
-
-impl From<Rejection> for Status {
-    fn from(r: Rejection) -> Status {
-        match r {
-            Rejection::NotFound(_) => Status::not_found(r.to_string()),
-            Rejection::AlreadyExists(_) => Status::already_exists(r.to_string()),
-            Rejection::FailedPrecondition(_) => Status::failed_precondition(r.to_string()),
-            Rejection::BadToken | Rejection::PermissionDenied(_) => {
-                Status::permission_denied(r.to_string())
-            }
-        }
-    }
-}
-
-impl Ctx {
-    /// A linearizable read barrier before serving a read from local state.
-    pub async fn fresh(&self) -> Result<(), Status> {
-        self.raft.read_barrier().await.map_err(Status::from)
-    }
-
-    /// Waits up to `limit` until this member's Raft status satisfies `done`.
-    pub async fn wait_for_status(
-        &self,
-        limit: std::time::Duration,
-        done: impl Fn(&crate::raft::RaftStatus) -> bool,
-    ) -> bool {
-        let mut w = self.raft.status_watch();
-        let wait = async {
-            while !done(&w.borrow()) {
-                if w.changed().await.is_err() {
-                    return false;
+            },
+            OpError::Raft(e) => match e {
+                ProposeError::NotLeader { leader } => Status::unavailable(match leader {
+                    Some(id) => {
+                        format!("this coordinator is not the leader; the leader is member {id}")
+                    }
+                    None => "no leader is elected right now; retry shortly".to_string(),
+                }),
+                ProposeError::Stopped => {
+                    Status::unavailable("this coordinator has stopped serving")
                 }
-            }
-            true
-        };
-        tokio::time::timeout(limit, wait).await.unwrap_or(false)
-    }
-
-    /// NotFound unless `id` is a member of the cluster.
-    pub fn member(&self, id: u64) -> Result<(), Status> {
-        if self.raft.read(|s| s.members.contains_key(&id)) {
-            Ok(())
-        } else {
-            Err(Status::not_found(format!(
-                "member {id} is not in the cluster"
-            )))
+                ProposeError::Forward(e) => {
+                    Status::unavailable(format!("could not reach the leader: {e}"))
+                }
+                ProposeError::Encode(e) => Status::internal(e.to_string()),
+                ProposeError::Rejected(r) => OpError::Rejected(r).into(),
+            },
         }
-    }
-
-    /// The leader's operator API, for calls only the leader can serve.
-    pub fn leader_operator(
-        &self,
-    ) -> Result<ferry_proto::operator_client::OperatorClient<tonic::transport::Channel>, Status>
-    {
-        let (_, ch) = self.leader_channel()?;
-        Ok(ferry_proto::operator_client::OperatorClient::new(ch))
-    }
-
-    /// A channel to the current leader, for calls only the leader can serve.
-    pub fn leader_channel(&self) -> Result<(u64, tonic::transport::Channel), Status> {
-        let leader = self.raft.status().leader_id;
-        if leader == 0 {
-            return Err(Status::unavailable(
-                "no leader is elected right now; retry shortly",
-            ));
-        }
-        let addr = self.raft.address_of(leader).ok_or_else(|| {
-            Status::unavailable(format!(
-                "the leader is member {leader}, whose address is unknown"
-            ))
-        })?;
-        let ch = self
-            .raft
-            .tls()
-            .channel(leader, &addr)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok((leader, ch))
     }
 }
 
-/// Who a command proposed for `who` acts for, as `apply` checks it again:
-/// a member (which `authz` lets call operator APIs) or an operator.
-pub fn acting(who: &Identity) -> By {
-    match who.kind {
-        ferry_certs::IdentityKind::Coordinator => By::member(&who.name),
-        _ => By::operator(&who.name),
-    }
+/// The leader's operator API when another member leads (None: this one
+/// does), for calls only the leader can serve.
+pub fn leader_operator(
+    ops: &Ops,
+) -> Result<Option<ferry_proto::operator_client::OperatorClient<tonic::transport::Channel>>, Status>
+{
+    Ok(match ops.leader()? {
+        Leader::Here => None,
+        Leader::At { channel, .. } => {
+            Some(ferry_proto::operator_client::OperatorClient::new(channel))
+        }
+    })
 }
 
 /// The verified caller of a request (the authz layer put it there).

@@ -7,10 +7,11 @@ use ferry_proto as pb;
 use protobuf::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{SharedCtx, caller};
+use super::caller;
+use crate::ops::{OpError, Ops};
 use crate::state::Command;
 
-pub struct PeerService(pub SharedCtx);
+pub struct PeerService(pub Ops);
 
 #[tonic::async_trait]
 impl pb::raft_peer_server::RaftPeer for PeerService {
@@ -33,7 +34,6 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
                 )));
             }
             self.0
-                .raft
                 .step(msg)
                 .map_err(|_| Status::unavailable("Raft node stopped"))?;
         }
@@ -46,11 +46,15 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
     ) -> Result<Response<pb::ForwardResponse>, Status> {
         let cmd = Command::decode(&req.into_inner().command)
             .map_err(|e| Status::invalid_argument(format!("bad command: {e}")))?;
-        let (result, index) = self.0.raft.propose_local(cmd).await.map_err(Status::from)?;
+        let (result, index) = self
+            .0
+            .propose_forwarded(cmd)
+            .await
+            .map_err(|e| Status::from(OpError::from(e)))?;
         let result = match result {
             Ok(o) => Ok(o),
             Err(crate::raft::ProposeError::Rejected(r)) => Err(r),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(OpError::from(e).into()),
         };
         let bytes = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::ForwardResponse {
@@ -63,23 +67,8 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
         &self,
         _req: Request<pb::MemberStatusRequest>,
     ) -> Result<Response<pb::MemberStatusResponse>, Status> {
-        Ok(Response::new(own_status(&self.0)))
-    }
-}
-
-pub fn own_status(ctx: &SharedCtx) -> pb::MemberStatusResponse {
-    let s = ctx.raft.status();
-    pb::MemberStatusResponse {
-        id: s.id,
-        term: s.term,
-        leader_id: s.leader_id,
-        commit_index: s.commit,
-        applied_index: s.applied,
-        role: s.role,
-        // A state that does not serialize also stops the member (snapshots).
-        state_digest: ctx
-            .raft
-            .read(|st| st.digest())
-            .unwrap_or_else(|e| format!("unavailable: {e}")),
+        Ok(Response::new(super::cluster::member_status(
+            self.0.own_status(),
+        )))
     }
 }

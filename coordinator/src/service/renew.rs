@@ -8,26 +8,18 @@ use ferry_certs::{CertFacts, IdentityKind};
 use ferry_proto as pb;
 use tonic::{Request, Response, Status};
 
+use super::caller;
 use super::enroll::MAX_CSR_BYTES;
-use super::{SharedCtx, caller};
-use crate::state::{CertBinding, Command};
-use crate::views::{self, now_ms};
-
-impl From<&CertFacts> for CertBinding {
-    fn from(facts: &CertFacts) -> CertBinding {
-        CertBinding {
-            fingerprint: facts.fingerprint.clone(),
-            not_after: facts.not_after_ms,
-        }
-    }
-}
+use crate::ops::Ops;
+use crate::state::CertBinding;
+use crate::views;
 
 /// Signs a renewal for the caller (already authorized for `Permission::Renew`
 /// with this very certificate, which is neither revoked nor unbound). An
 /// agent's new certificate is bound in the replicated state before it is
 /// handed out; `apply` checks again that the presented one is bound.
 pub async fn renew_certificate(
-    ctx: &SharedCtx,
+    ops: &Ops,
     req: Request<pb::RenewCertificateRequest>,
 ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
     let who = caller(&req)?;
@@ -46,6 +38,7 @@ pub async fn renew_certificate(
     let refused = |e: ferry_certs::CertError| {
         Status::invalid_argument(format!("certificate request refused: {e}"))
     };
+    let ctx = ops.ctx();
     let lifetimes = ctx.cert_lifetimes;
     let pem = match who.kind {
         IdentityKind::Operator => ctx
@@ -65,14 +58,12 @@ pub async fn renew_certificate(
     let issued = CertFacts::from_pem(&pem)
         .map_err(|e| Status::internal(format!("reading the certificate just issued: {e}")))?;
     if who.kind == IdentityKind::Agent {
-        ctx.raft
-            .propose(Command::RenewAgentCertificate {
-                agent: who.name.clone(),
-                presented: CertBinding::from(&presented),
-                cert: CertBinding::from(&issued),
-                at: now_ms(),
-            })
-            .await?;
+        ops.renew_agent_certificate(
+            &who.name,
+            CertBinding::from(&presented),
+            CertBinding::from(&issued),
+        )
+        .await?;
     }
     tracing::info!(identity = %who, expires_at = issued.not_after_ms, "certificate renewed");
     Ok(Response::new(pb::RenewCertificateResponse {

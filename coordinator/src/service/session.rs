@@ -14,13 +14,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{SharedCtx, caller};
+use super::caller;
 use crate::hub::Session;
+use crate::ops::Ops;
+use crate::ops::agents::{AttemptResult, Registration};
 use crate::scheduler;
-use crate::state::{Command, Output};
-use crate::views::now_ms;
 
-pub struct SessionService(pub SharedCtx);
+pub struct SessionService(pub Ops);
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
 
@@ -53,36 +53,37 @@ impl pb::agent_session_server::AgentSession for SessionService {
                 ));
             }
         };
-        if !self.0.raft.status().is_leader {
-            let leader = self.0.raft.status().leader_id;
+        let status = self.0.raft_status();
+        if !status.is_leader {
+            let leader = status.leader_id;
             return Err(Status::unavailable(format!(
                 "not the leader; the leader is member {leader}"
             )));
         }
         self.0
-            .raft
-            .propose(Command::RegisterAgent {
-                name: name.clone(),
-                labels: register.labels.clone(),
-                capacity: register.capacity.max(1),
-                version: register.version.clone(),
-                address: register.address.clone(),
-                at: now_ms(),
-            })
+            .register_agent(
+                &name,
+                Registration {
+                    labels: register.labels.clone(),
+                    capacity: register.capacity,
+                    version: register.version.clone(),
+                    address: register.address.clone(),
+                },
+            )
             .await?;
         let (tx, rx) = mpsc::channel(256);
         let session_id: u64 = rand::random();
         tx.send(Ok(msg(pb::coordinator_message::Kind::Registered(
             pb::Registered {
                 agent: name.clone(),
-                heartbeat_seconds: self.0.heartbeat_seconds,
+                heartbeat_seconds: self.0.ctx().heartbeat_seconds,
             },
         ))))
         .await
         .map_err(|_| Status::cancelled("agent went away"))?;
         let mut revocations_sent = send_revocations(&self.0, &tx, None).await;
         reconcile(&self.0, &name, &register.running, &tx).await;
-        self.0.agents.connect(
+        self.0.ctx().agents.connect(
             &name,
             Session {
                 id: session_id,
@@ -92,9 +93,9 @@ impl pb::agent_session_server::AgentSession for SessionService {
             },
         );
         tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
-        let ctx = self.0.clone();
+        let ops = self.0.clone();
         tokio::spawn(async move {
-            let mut status = ctx.raft.status_watch();
+            let mut status = ops.status_watch();
             loop {
                 let next = tokio::select! {
                     m = inbound.message() => m,
@@ -110,18 +111,15 @@ impl pb::agent_session_server::AgentSession for SessionService {
                 };
                 match next {
                     Ok(Some(m)) => {
-                        let still_good = ctx
-                            .raft
-                            .read(|s| s.agents.contains_key(&name) && !s.is_revoked(&fingerprint));
-                        if !still_good {
+                        if !ops.local_still_admitted(&name, &fingerprint) {
                             tracing::info!(agent = %name, "agent was removed or its certificate revoked; closing its session");
                             break;
                         }
                         revocations_sent =
-                            send_revocations(&ctx, &tx, Some(revocations_sent)).await;
-                        ctx.agents.touch(&name);
+                            send_revocations(&ops, &tx, Some(revocations_sent)).await;
+                        ops.ctx().agents.touch(&name);
                         if let Some(kind) = m.kind {
-                            handle(&ctx, &name, kind, &tx).await;
+                            handle(&ops, &name, kind, &tx).await;
                         }
                     }
                     Ok(None) => break,
@@ -131,7 +129,7 @@ impl pb::agent_session_server::AgentSession for SessionService {
                     }
                 }
             }
-            ctx.agents.disconnect(&name, session_id);
+            ops.ctx().agents.disconnect(&name, session_id);
             tracing::info!(agent = %name, "agent disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -140,14 +138,8 @@ impl pb::agent_session_server::AgentSession for SessionService {
 
 /// Sends the agent the full revocation list unless it already has the list
 /// as of `sent` (a revocation counter); returns the counter it now has.
-async fn send_revocations(ctx: &SharedCtx, tx: &crate::hub::SessionTx, sent: Option<u64>) -> u64 {
-    let (serial, fingerprints) = ctx.raft.read(|s| {
-        if sent == Some(s.revocations) {
-            (s.revocations, None)
-        } else {
-            (s.revocations, Some(s.revoked.keys().cloned().collect()))
-        }
-    });
+async fn send_revocations(ops: &Ops, tx: &crate::hub::SessionTx, sent: Option<u64>) -> u64 {
+    let (serial, fingerprints) = ops.local_revocations(sent);
     let Some(fingerprints) = fingerprints else {
         return serial;
     };
@@ -162,20 +154,13 @@ async fn send_revocations(ctx: &SharedCtx, tx: &crate::hub::SessionTx, sent: Opt
 
 /// After (re)connecting: re-send assignments the agent does not report, and
 /// cancel attempts it runs that are no longer current.
-async fn reconcile(
-    ctx: &SharedCtx,
-    agent: &str,
-    running: &[pb::AttemptRef],
-    tx: &crate::hub::SessionTx,
-) {
+async fn reconcile(ops: &Ops, agent: &str, running: &[pb::AttemptRef], tx: &crate::hub::SessionTx) {
     let reported: BTreeSet<u64> = running.iter().map(|r| r.epoch).collect();
-    let current: BTreeSet<u64> = ctx
-        .raft
-        .read(|s| s.running_on(agent).iter().map(|(e, _)| *e).collect());
+    let current: BTreeSet<u64> = ops.local_running_on(agent).into_iter().collect();
     let missing: Vec<pb::Assignment> = current
         .iter()
         .filter(|e| !reported.contains(e))
-        .filter_map(|e| scheduler::assignment_with_secrets(ctx, *e))
+        .filter_map(|e| scheduler::assignment_with_secrets(ops, *e))
         .collect();
     for a in missing {
         tracing::info!(%agent, attempt = ?a.attempt, "re-sending assignment after reconnect");
@@ -204,36 +189,22 @@ async fn cancel_stale(tx: &crate::hub::SessionTx, attempt: pb::AttemptRef) {
         .await;
 }
 
-fn is_current(ctx: &SharedCtx, agent: &str, epoch: u64) -> bool {
-    ctx.raft.read(|s| s.is_current(agent, epoch))
-}
-
-async fn handle(
-    ctx: &SharedCtx,
-    agent: &str,
-    kind: pb::agent_message::Kind,
-    tx: &crate::hub::SessionTx,
-) {
+async fn handle(ops: &Ops, agent: &str, kind: pb::agent_message::Kind, tx: &crate::hub::SessionTx) {
     use pb::agent_message::Kind;
     match kind {
         Kind::Register(_) => tracing::warn!(%agent, "duplicate Register ignored"),
         Kind::Started(_) => {}
         Kind::Heartbeat(hb) => {
             if hb.shutting_down {
-                ctx.agents.set_accepting(agent, false);
+                ops.ctx().agents.set_accepting(agent, false);
             }
         }
         Kind::Held(held) => {
-            if !ctx.agents.take_replica(agent, &held.digest) {
+            if !ops.ctx().agents.take_replica(agent, &held.digest) {
                 tracing::warn!(%agent, digest = %held.digest, "unrequested replica claim ignored");
                 return;
             }
-            let cmd = Command::ArtifactHeld {
-                digest: held.digest.clone(),
-                size: held.size,
-                agent: agent.to_string(),
-            };
-            match ctx.raft.propose(cmd).await {
+            match ops.record_held(agent, &held.digest, held.size).await {
                 Ok(_) => tracing::info!(%agent, digest = %held.digest, "replica recorded"),
                 Err(e) => {
                     tracing::warn!(%agent, digest = %held.digest, error = %e, "replica not recorded")
@@ -242,8 +213,10 @@ async fn handle(
         }
         Kind::Log(lines) => {
             let Some(attempt) = lines.attempt else { return };
-            if is_current(ctx, agent, attempt.epoch) {
-                ctx.logs.append(attempt.epoch, lines.offset, &lines.data);
+            if ops.local_is_current(agent, attempt.epoch) {
+                ops.ctx()
+                    .logs
+                    .append(attempt.epoch, lines.offset, &lines.data);
             } else {
                 cancel_stale(tx, attempt).await;
             }
@@ -269,9 +242,8 @@ async fn handle(
                 digest: result.log_digest.clone(),
                 size: result.log_size,
             });
-            let cmd = Command::FinishAttempt {
+            let r = AttemptResult {
                 epoch: attempt.epoch,
-                agent: agent.to_string(),
                 success: result.success,
                 exit_code: Some(result.exit_code).filter(|c| *c >= 0),
                 message: result.message.clone(),
@@ -281,10 +253,9 @@ async fn handle(
                     .deployment
                     .as_ref()
                     .map(prost::Message::encode_to_vec),
-                at: now_ms(),
             };
-            let ack = match ctx.raft.propose(cmd).await {
-                Ok(Output::Attempt { accepted, reason }) => {
+            let ack = match ops.finish_attempt(agent, r).await {
+                Ok((accepted, reason)) => {
                     if !accepted {
                         tracing::warn!(%agent, epoch = attempt.epoch, %reason, "stale result refused");
                     }
@@ -294,18 +265,13 @@ async fn handle(
                         reason,
                     }
                 }
-                Ok(_) => pb::ResultAck {
-                    attempt: Some(attempt.clone()),
-                    accepted: true,
-                    reason: String::new(),
-                },
                 Err(e) => {
                     // Not committed: no ack, so the agent keeps the result and re-sends it.
                     tracing::warn!(%agent, epoch = attempt.epoch, error = %e, "result not recorded yet");
                     return;
                 }
             };
-            ctx.logs.close(attempt.epoch);
+            ops.ctx().logs.close(attempt.epoch);
             let _ = tx
                 .send(Ok(msg(pb::coordinator_message::Kind::Ack(ack))))
                 .await;

@@ -1,0 +1,205 @@
+//! Agents: the list with who is connected (leader-only), drain and removal,
+//! and what the agent session and the lease loop record: registration,
+//! attempt results, lost agents, which attempts are current.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ferry_certs::Identity;
+use ferry_pipeline::execution::ArtifactRef;
+
+use super::{OpError, OpResult, Ops};
+use crate::state::{AgentRecord, Command, Output};
+use crate::views::now_ms;
+
+/// An agent's record and what only the leader knows of it.
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub record: AgentRecord,
+    /// Attempts it runs now.
+    pub running: usize,
+    /// It has a session with this member (the leader).
+    pub connected: bool,
+    /// When the leader last heard from it (unix ms), if it did this term.
+    pub last_seen: Option<i64>,
+}
+
+/// What an agent says when its session opens.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub labels: Vec<String>,
+    pub capacity: u32,
+    pub version: String,
+    pub address: String,
+}
+
+/// An agent's result for one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub epoch: u64,
+    pub success: bool,
+    pub exit_code: Option<i32>,
+    pub message: String,
+    pub outputs: BTreeMap<String, ArtifactRef>,
+    pub log: Option<ArtifactRef>,
+    /// The deploy report, encoded as the agent sent it.
+    pub deployment: Option<Vec<u8>>,
+}
+
+impl Ops {
+    /// Leader-only, linearizable: every agent with its session state. The
+    /// caller forwards to the leader when [`Ops::leader`] is not `Here`.
+    pub async fn list_agents(&self) -> OpResult<Vec<AgentInfo>> {
+        let hub = &self.ctx().agents;
+        self.read(|s| {
+            let running = s.running_counts();
+            s.agents
+                .values()
+                .map(|a| AgentInfo {
+                    record: a.clone(),
+                    running: running.get(a.name.as_str()).copied().unwrap_or(0),
+                    connected: hub.get(&a.name).is_some(),
+                    last_seen: hub
+                        .last_seen(&a.name)
+                        .map(|t| now_ms() - t.elapsed().as_millis() as i64),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Write: drains an agent (or undoes it): it finishes what it runs and
+    /// takes no new work.
+    pub async fn drain_agent(&self, who: &Identity, name: &str, draining: bool) -> OpResult<()> {
+        self.write(Command::SetDraining {
+            agent: name.to_string(),
+            draining,
+            by: super::access::acting(who),
+        })
+        .await?;
+        tracing::info!(agent = %name, draining, "agent drain changed");
+        Ok(())
+    }
+
+    /// Write: removes an agent; its certificate is refused from now on and
+    /// its session here is closed.
+    pub async fn remove_agent(&self, who: &Identity, name: &str) -> OpResult<()> {
+        self.write(Command::RemoveAgent {
+            agent: name.to_string(),
+            by: super::access::acting(who),
+            at: now_ms(),
+        })
+        .await?;
+        tracing::info!(agent = %name, "agent removed; its certificate is refused from now on");
+        self.ctx().agents.disconnect_all(name);
+        Ok(())
+    }
+
+    /// Write (the agent session, on the leader): `name` connected.
+    pub async fn register_agent(&self, name: &str, r: Registration) -> OpResult<()> {
+        self.write(Command::RegisterAgent {
+            name: name.to_string(),
+            labels: r.labels,
+            capacity: r.capacity.max(1),
+            version: r.version,
+            address: r.address,
+            at: now_ms(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Write (the agent session): an attempt's result. `Ok((accepted,
+    /// reason))` once committed; a stale attempt is refused by `apply`.
+    pub async fn finish_attempt(&self, agent: &str, r: AttemptResult) -> OpResult<(bool, String)> {
+        let out = self
+            .write(Command::FinishAttempt {
+                epoch: r.epoch,
+                agent: agent.to_string(),
+                success: r.success,
+                exit_code: r.exit_code,
+                message: r.message,
+                outputs: r.outputs,
+                log: r.log,
+                deployment: r.deployment,
+                at: now_ms(),
+            })
+            .await?;
+        Ok(match out {
+            Output::Attempt { accepted, reason } => (accepted, reason),
+            _ => (true, String::new()),
+        })
+    }
+
+    /// Local read (the agent session, on the leader): whether attempt
+    /// `epoch` is still `agent`'s current one (`apply` fences again).
+    pub fn local_is_current(&self, agent: &str, epoch: u64) -> bool {
+        self.local_read(|s| s.is_current(agent, epoch))
+    }
+
+    /// Local read (the agent session): epochs of the attempts `agent` runs.
+    pub fn local_running_on(&self, agent: &str) -> Vec<u64> {
+        self.local_read(|s| s.running_on(agent).iter().map(|(e, _)| *e).collect())
+    }
+
+    /// Local read (the agent session): the agent is still in the cluster and
+    /// the certificate it connected with is not revoked.
+    pub fn local_still_admitted(&self, agent: &str, fingerprint: &str) -> bool {
+        self.local_read(|s| s.agents.contains_key(agent) && !s.is_revoked(fingerprint))
+    }
+
+    /// Local read (the agent session): the revocation counter, and the
+    /// revoked fingerprints unless the agent has them as of `sent`.
+    pub fn local_revocations(&self, sent: Option<u64>) -> (u64, Option<Vec<String>>) {
+        self.local_read(|s| {
+            if sent == Some(s.revocations) {
+                (s.revocations, None)
+            } else {
+                (s.revocations, Some(s.revoked.keys().cloned().collect()))
+            }
+        })
+    }
+
+    /// Leader loop (leases), local read then writes: every agent with
+    /// running attempts not heard from within `lease` (counting from `since`)
+    /// is declared lost; its attempts are re-queued.
+    pub async fn expire_leases(&self, since: Instant, lease: std::time::Duration) {
+        // One pass over the attempts, not one per agent.
+        let busy: Vec<String> = self.local_read(|s| {
+            s.running_counts()
+                .into_keys()
+                .filter(|a| s.agents.contains_key(*a))
+                .map(String::from)
+                .collect()
+        });
+        for agent in busy {
+            let last = self
+                .ctx()
+                .agents
+                .heard_at(&agent)
+                .map_or(since, |t| t.max(since));
+            if last.elapsed() < lease {
+                continue;
+            }
+            tracing::warn!(%agent, lease = ?lease, "agent missed its lease; its attempts are lost and re-queued");
+            if let Err(e) = self.agent_lost(&agent).await {
+                tracing::warn!(%agent, error = %e, "could not record a lost agent");
+            }
+        }
+    }
+
+    /// Write: `agent` is lost; its running attempts are re-queued.
+    pub async fn agent_lost(&self, agent: &str) -> OpResult<()> {
+        self.write(Command::AgentLost {
+            agent: agent.to_string(),
+            at: now_ms(),
+        })
+        .await
+        .map(drop)
+    }
+}
+
+/// An agent that is not in the list after all.
+pub fn no_agent(name: &str) -> OpError {
+    OpError::NotFound(format!("agent `{name}`"))
+}

@@ -1,0 +1,250 @@
+//! The cluster: status (this member's view, each other member asked
+//! directly), membership changes and leader transfer. Membership changes
+//! and transfers run on the leader only: the adapter forwards them when
+//! [`Ops::leader`] is not `Here`.
+
+use std::time::Duration;
+
+use super::{OpError, OpResult, Ops};
+use crate::raft::MembershipChange;
+
+/// One member's own account of itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub term: u64,
+    pub leader_id: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub role: String,
+    /// Digest of its applied state (or why there is none).
+    pub state_digest: String,
+}
+
+/// A member as this member sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: u64,
+    pub address: String,
+    /// Its own answer; None when it did not answer.
+    pub answer: Option<MemberStatus>,
+    /// How far the leader knows it has the log (on the leader).
+    pub match_index: u64,
+}
+
+/// The cluster as this member sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub own: MemberStatus,
+    pub members: Vec<MemberView>,
+}
+
+impl Ops {
+    /// Local: this member's own status (no read index; answers without a
+    /// leader).
+    pub fn own_status(&self) -> MemberStatus {
+        let s = self.raft_status();
+        MemberStatus {
+            id: s.id,
+            term: s.term,
+            leader_id: s.leader_id,
+            commit_index: s.commit,
+            applied_index: s.applied,
+            role: s.role,
+            // A state that does not serialize also stops the member (snapshots).
+            state_digest: self
+                .local_read(|st| st.digest())
+                .unwrap_or_else(|e| format!("unavailable: {e}")),
+        }
+    }
+
+    /// Local read: the cluster as this member sees it, each other member
+    /// asked directly. Deliberately not linearizable: it must answer on a
+    /// member cut off from the leader.
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        let own = self.own_status();
+        let status = self.raft_status();
+        let members = self.local_read(|s| s.members.clone());
+        let mut views = Vec::new();
+        for (id, address) in members {
+            let answer = if id == own.id {
+                Some(own.clone())
+            } else {
+                self.member_status(id, &address, Duration::from_secs(1))
+                    .await
+                    .ok()
+            };
+            views.push(MemberView {
+                id,
+                address,
+                answer,
+                match_index: status.matched.get(&id).copied().unwrap_or(0),
+            });
+        }
+        ClusterStatus {
+            own,
+            members: views,
+        }
+    }
+
+    /// Member `id`'s own status, asked at `address` (which must answer as
+    /// that member) within `limit`; the reason when it does not.
+    async fn member_status(
+        &self,
+        id: u64,
+        address: &str,
+        limit: Duration,
+    ) -> Result<MemberStatus, String> {
+        let ch = self
+            .0
+            .raft
+            .tls()
+            .channel(id, address)
+            .map_err(|e| e.to_string())?;
+        crate::peer::member_status(ch, limit).await
+    }
+
+    /// Leader-only: adds member `id` at `address` as a learner (once it
+    /// answers as that member), then promotes it to voter when it caught up.
+    pub async fn add_member(&self, id: u64, address: &str) -> OpResult<()> {
+        if id == 0 {
+            return Err(OpError::Invalid("a member needs --id (non-zero)".into()));
+        }
+        validate_member_address(address).map_err(OpError::Invalid)?;
+        let learner = self.raft_status().learners.contains(&id);
+        if !learner {
+            if self.read(|s| s.members.contains_key(&id)).await? {
+                return Err(OpError::AlreadyExists(format!(
+                    "member {id} is already in the cluster"
+                )));
+            }
+            // A voter that cannot answer would cost the cluster its quorum:
+            // the new member must be up and prove it is that member first.
+            self.answers_as_member(id, address).await?;
+            self.0
+                .raft
+                .change_membership(id, MembershipChange::AddLearner(address.to_string()))
+                .await?;
+            tracing::info!(member = id, %address, "member added as a learner");
+        }
+        // It votes only once it holds the log the cluster has committed.
+        let target = self.raft_status().commit;
+        let caught_up = self
+            .wait_for_status(Duration::from_secs(60), |s| {
+                s.matched.get(&id).is_some_and(|m| *m >= target)
+            })
+            .await;
+        if !caught_up {
+            return Err(OpError::DeadlineExceeded(format!(
+                "member {id} was added as a learner but has not caught up with the log \
+                 within 60 s; it does not vote yet. Check that it runs, then run \
+                 `ferry cluster add` again to promote it"
+            )));
+        }
+        self.0
+            .raft
+            .change_membership(id, MembershipChange::Promote)
+            .await?;
+        tracing::info!(member = id, %address, "member promoted to voter");
+        Ok(())
+    }
+
+    /// Leader-only: removes member `id`. Removing the leader itself first
+    /// hands leadership over and returns false: call again at the new leader.
+    pub async fn remove_member(&self, id: u64) -> OpResult<bool> {
+        self.member(id).await?;
+        if id == self.raft_status().id {
+            // Hand leadership over first so the cluster keeps a leader.
+            let to = self
+                .read(|s| s.members.keys().copied().find(|m| *m != id))
+                .await?;
+            let Some(to) = to else {
+                return Err(OpError::FailedPrecondition(
+                    "cannot remove the last member".into(),
+                ));
+            };
+            self.0.raft.transfer_leader(to)?;
+            self.wait_for_status(Duration::from_secs(5), |s| !s.is_leader)
+                .await;
+            return Ok(false);
+        }
+        self.0
+            .raft
+            .change_membership(id, MembershipChange::Remove)
+            .await?;
+        tracing::info!(member = id, "member removed");
+        Ok(true)
+    }
+
+    /// Leader-only: hands leadership to member `id` and waits until it took over.
+    pub async fn transfer_leader(&self, id: u64) -> OpResult<()> {
+        self.member(id).await?;
+        self.0.raft.transfer_leader(id)?;
+        if !self
+            .wait_for_status(Duration::from_secs(5), |s| s.leader_id == id)
+            .await
+        {
+            return Err(OpError::DeadlineExceeded(format!(
+                "member {id} did not take over within 5s"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Linearizable: NotFound unless `id` is a member of the cluster.
+    async fn member(&self, id: u64) -> OpResult<()> {
+        if self.read(|s| s.members.contains_key(&id)).await? {
+            Ok(())
+        } else {
+            Err(OpError::NotFound(format!(
+                "member {id} is not in the cluster"
+            )))
+        }
+    }
+
+    /// Whether member `id` answers at `address` with its own certificate.
+    async fn answers_as_member(&self, id: u64, address: &str) -> OpResult<()> {
+        // A member started a moment ago may not listen yet: ask for a while.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let why = match self
+                .member_status(id, address, Duration::from_secs(5))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(why) => why,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(OpError::FailedPrecondition(format!(
+                    "member {id} does not answer at {address} ({why}); start it first \
+                     (ferry-coordinator --join ...) and check the address"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// A member's gRPC address: HOST:PORT with a non-zero port and a host that is
+/// an IP address or a DNS name (what its certificate can name).
+fn validate_member_address(address: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "member address {:?} {why}; give HOST:PORT, e.g. 10.0.0.2:7400",
+            ferry_certs::clip(address)
+        ))
+    };
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return bad("has no port");
+    };
+    if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        return bad("has no valid port");
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_err()
+        && rustls_pki_types::DnsName::try_from(host.to_string()).is_err()
+    {
+        return bad("has a host that is neither an IP address nor a DNS name");
+    }
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The application layer: every operation of the coordinator, one module per
+//! aggregate, over plain Rust and state types (no generated `pb` types). The
+//! gRPC services, the agent session and the leader's loops are adapters over
+//! it, and nothing else touches the Raft handle.
+//!
+//! [`Ops`] offers exactly these ways to touch Raft, and each operation says in
+//! its doc comment (and by which it uses) what consistency it gives:
+//!
+//! - [`Ops::read`] — linearizable: a Raft read index first, then a closure
+//!   over the applied state. Every operator-facing read.
+//! - [`Ops::write`] — proposes a command, forwarded to the leader if need be;
+//!   it returns once the command is committed *and applied here*
+//!   (read-your-writes). [`Ops::write_new`] is the same for a command that
+//!   creates a record under a fresh random id, where `AlreadyExists` means a
+//!   retried proposal that had committed after all, so it counts as success.
+//! - [`Ops::leader`] — leader-only calls: says whether this member leads or
+//!   gives a channel to the one that does (live logs, the agent list,
+//!   membership changes, leader transfer); [`Ops::add_member`],
+//!   [`Ops::remove_member`] and [`Ops::transfer_leader`] run on the leader
+//!   only, and [`Ops::propose_forwarded`] serves a follower's forwarded
+//!   proposal there.
+//! - [`Ops::local_read`] — this member's applied state as it is, possibly
+//!   stale. Used deliberately and only by:
+//!   - the leader's own loops (scheduler, poller, timers, leases, replicator,
+//!     retention, bootstrap) and the agent session, which run on the leader:
+//!     whatever they propose is checked again by `apply`, and a barrier per
+//!     round would cost a heartbeat each;
+//!   - `whoami`, which shows the roles this member's `authz` layer checks
+//!     calls against, and the source lookup of `start_execution` before it
+//!     resolves the revision: `apply` checks the pipeline and the caller's
+//!     role again, in log order (tests/authz_in_apply.rs relies on both);
+//!   - enrollment's first token check (a refusal is only final after a
+//!     barrier: [`Ops::may_enroll`]);
+//!   - follow-ups of a stream that began with a linearizable read (watching
+//!     an execution, following a log): they track this member's applied
+//!     index, which only moves forward;
+//!   - `ferry cluster status`, which must answer on a member cut off from
+//!     the leader (that is when it is needed most);
+//!   - the answer an operation builds right after its own write (decide,
+//!     role bindings, secrets, environments): the write was applied here.
+//!
+//! Outside `ops`, the Raft handle is touched only by `raft/` itself, the
+//! wiring in `server.rs`, `authz.rs` (roles of the caller, on applied state, before any handler:
+//! it must not wait on Raft), and the scrape-time reads of `metrics.rs` and
+//! `health.rs` (they report this member's own view, leader or not).
+
+pub mod access;
+pub mod agents;
+pub mod approvals;
+pub mod artifacts;
+pub mod cluster;
+pub mod deployments;
+pub mod environments;
+pub mod executions;
+pub mod pipelines;
+pub mod secrets;
+
+#[cfg(test)]
+mod tests;
+
+use rand::Rng;
+use thiserror::Error;
+
+use crate::raft::{ProposeError, RaftStatus};
+use crate::service::SharedCtx;
+use crate::state::{ClusterState, Command, Output, Rejection};
+
+/// Why an operation failed. Mapped to a gRPC status in one place
+/// (`service::status`).
+#[derive(Debug, Error)]
+pub enum OpError {
+    /// The request itself is wrong (bad name, file, limit, ...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Not possible right now (no leader, a peer or agent unreachable).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Did not finish in time; it may finish later.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Internal(String),
+    /// The state machine refused the command (or the early check did).
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Raft could not take the command or the read.
+    #[error(transparent)]
+    Raft(ProposeError),
+}
+
+impl From<ProposeError> for OpError {
+    fn from(e: ProposeError) -> OpError {
+        match e {
+            ProposeError::Rejected(r) => OpError::Rejected(r),
+            e => OpError::Raft(e),
+        }
+    }
+}
+
+pub type OpResult<T> = Result<T, OpError>;
+
+/// Where a leader-only call runs.
+pub enum Leader {
+    /// This member leads: run it here.
+    Here,
+    /// Member `id` leads: forward the call over `channel`.
+    At {
+        id: u64,
+        channel: tonic::transport::Channel,
+    },
+}
+
+/// The application layer's handle: cheap to clone.
+#[derive(Clone)]
+pub struct Ops(pub SharedCtx);
+
+impl Ops {
+    pub fn new(ctx: SharedCtx) -> Ops {
+        Ops(ctx)
+    }
+
+    /// Everything else the coordinator holds (CA, hubs, git, settings).
+    pub fn ctx(&self) -> &SharedCtx {
+        &self.0
+    }
+
+    /// Linearizable read: waits for a Raft read index, then runs `f` on the
+    /// applied state.
+    pub async fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> OpResult<R> {
+        self.0.raft.read_barrier().await?;
+        Ok(self.0.raft.read(f))
+    }
+
+    /// Possibly stale read of this member's applied state; see the module
+    /// documentation for who may use it and why.
+    pub fn local_read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        self.0.raft.read(f)
+    }
+
+    /// Proposes `cmd`; returns once it is committed and applied on this member.
+    pub async fn write(&self, cmd: Command) -> OpResult<Output> {
+        Ok(self.0.raft.propose(cmd).await?)
+    }
+
+    /// [`Ops::write`] for a command creating a record under a fresh random
+    /// id: `AlreadyExists` is a retried proposal that committed after all (the
+    /// id is random, so an existing one is ours) and counts as success.
+    pub async fn write_new(&self, cmd: Command) -> OpResult<Option<Output>> {
+        match self.write(cmd).await {
+            Ok(out) => Ok(Some(out)),
+            Err(OpError::Rejected(Rejection::AlreadyExists(_))) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where a leader-only call runs: here, or at the leader over a channel.
+    pub fn leader(&self) -> OpResult<Leader> {
+        let status = self.0.raft.status();
+        if status.is_leader {
+            return Ok(Leader::Here);
+        }
+        let leader = status.leader_id;
+        if leader == 0 {
+            return Err(OpError::Unavailable(
+                "no leader is elected right now; retry shortly".into(),
+            ));
+        }
+        let addr = self.0.raft.address_of(leader).ok_or_else(|| {
+            OpError::Unavailable(format!(
+                "the leader is member {leader}, whose address is unknown"
+            ))
+        })?;
+        let channel = self
+            .0
+            .raft
+            .tls()
+            .channel(leader, &addr)
+            .map_err(|e| OpError::Unavailable(e.to_string()))?;
+        Ok(Leader::At {
+            id: leader,
+            channel,
+        })
+    }
+
+    /// Leader-only (the Raft transport's server side): proposes a command a
+    /// follower forwarded. Outer error: not proposed for want of a leader;
+    /// inner: the command's own outcome, and the log index it took.
+    pub async fn propose_forwarded(
+        &self,
+        cmd: Command,
+    ) -> Result<(Result<Output, ProposeError>, u64), ProposeError> {
+        self.0.raft.propose_local(cmd).await
+    }
+
+    /// Steps a Raft message a peer sent (the Raft transport's server side).
+    pub fn step(&self, msg: raft::eraftpb::Message) -> Result<(), ProposeError> {
+        self.0.raft.step(msg)
+    }
+
+    /// This member's Raft status (no state read).
+    pub fn raft_status(&self) -> RaftStatus {
+        self.0.raft.status()
+    }
+
+    /// This member's Raft status as it changes.
+    pub fn status_watch(&self) -> tokio::sync::watch::Receiver<RaftStatus> {
+        self.0.raft.status_watch()
+    }
+
+    /// Ticks whenever this member applied more of the log.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.raft.applied()
+    }
+
+    /// Waits up to `limit` until this member's Raft status satisfies `done`.
+    pub async fn wait_for_status(
+        &self,
+        limit: std::time::Duration,
+        done: impl Fn(&RaftStatus) -> bool,
+    ) -> bool {
+        let mut w = self.0.raft.status_watch();
+        let wait = async {
+            while !done(&w.borrow()) {
+                if w.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(limit, wait).await.unwrap_or(false)
+    }
+}
+
+/// A fresh execution id: 10 characters without look-alikes.
+pub fn new_execution_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::thread_rng();
+    (0..10)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Most items one list call returns (and its default).
+const MAX_LIST_LIMIT: u32 = 1_000;
+const DEFAULT_LIST_LIMIT: u32 = 20;
+
+/// A list call's `limit`: 0 means the default; more than the maximum is refused.
+pub fn list_limit(limit: u32) -> OpResult<usize> {
+    match limit {
+        0 => Ok(DEFAULT_LIST_LIMIT as usize),
+        n if n > MAX_LIST_LIMIT => Err(OpError::Invalid(format!(
+            "--limit is at most {MAX_LIST_LIMIT}"
+        ))),
+        n => Ok(n as usize),
+    }
+}
+
+/// A file that failed validation: every problem as FILE:LINE:COL: message.
+pub fn invalid(kind: &str, file: &str, diags: &[ferry_pipeline::Diagnostic]) -> OpError {
+    let file = if file.is_empty() { "<input>" } else { file };
+    let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
+    OpError::Invalid(format!(
+        "{kind} is invalid; nothing was applied:\n{}",
+        lines.join("\n")
+    ))
+}

@@ -1,0 +1,246 @@
+//! The application layer in process: a real one-member Raft node in a temp
+//! dir, a CA made there, and an agent hub with no agent connected.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_certs::{CertAuthority, Identity, IdentityKind};
+
+use super::{OpError, Ops};
+use crate::git::Git;
+use crate::hub::{AgentHub, LogHub};
+use crate::raft::{self, NodeConfig, PeerTls};
+use crate::service::{CertLifetimes, Ctx};
+use crate::state::{Command, Rejection, Role};
+use crate::views::now_ms;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const PIPELINE: &str = r#"
+name: app
+source: {git: /tmp/app.git}
+stages:
+  - name: build
+    actions:
+      - {name: compile, type: build, image: img, commands: [true]}
+"#;
+
+/// The same pipeline, with an approval its starter may decide: only an
+/// admin may apply it.
+const RELAXED: &str = r#"
+name: app
+source: {git: /tmp/app.git}
+stages:
+  - name: build
+    actions:
+      - {name: compile, type: build, image: img, commands: [true]}
+  - name: ship
+    actions:
+      - {name: ok, type: approval, allow_self_approval: true}
+"#;
+
+/// A one-member cluster led by this process, bootstrapped with `alice` as
+/// admin. The temp dir must outlive the node.
+async fn cluster(dir: &std::path::Path) -> Result<Ops, Box<dyn std::error::Error>> {
+    let tls = dir.join("tls");
+    let ca = CertAuthority::init(&tls, "ferry")?;
+    let identity = ca.issue_coordinator(1, &[])?;
+    let peers = BTreeMap::from([(1, "127.0.0.1:1".to_string())]);
+    std::fs::create_dir_all(dir.join("data"))?;
+    let (handle, _thread) = raft::start(
+        NodeConfig {
+            id: 1,
+            peers: peers.clone(),
+            join: false,
+            data_dir: dir.join("data"),
+            snapshot_every: 1000,
+            tick: Duration::from_millis(10),
+            tls: PeerTls {
+                ca_pem: ca.ca_pem().to_string(),
+                identity: identity.clone(),
+            },
+        },
+        tokio::runtime::Handle::current(),
+    )?;
+    let ops = Ops::new(Arc::new(Ctx {
+        raft: handle,
+        ca,
+        identity,
+        agents: AgentHub::default(),
+        logs: LogHub::default(),
+        git: Git::new(dir.join("git")),
+        heartbeat_seconds: 5,
+        agent_lease: Duration::from_secs(15),
+        artifact_replicas: 1,
+        artifact_retention: 10,
+        execution_retention: 10,
+        secrets: None,
+        metrics: crate::metrics::Metrics::new(),
+        cert_lifetimes: CertLifetimes::default(),
+    }));
+    if !ops
+        .wait_for_status(Duration::from_secs(10), |s| s.is_leader)
+        .await
+    {
+        return Err("the one member did not become leader".into());
+    }
+    assert!(ops.bootstrap(Some("alice".into()), peers).await?);
+    Ok(ops)
+}
+
+fn operator(name: &str) -> Result<Identity, Box<dyn std::error::Error>> {
+    Ok(Identity::new("ferry", IdentityKind::Operator, name)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_execution_reads_back() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let ops = cluster(dir.path()).await?;
+    let alice = operator("alice")?;
+    let applied = ops
+        .apply_pipeline(&alice, "app.yml", PIPELINE.into())
+        .await?;
+    assert_eq!((applied.name.as_str(), applied.version), ("app", 1));
+    assert!(!applied.unchanged);
+    let again = ops
+        .apply_pipeline(&alice, "app.yml", PIPELINE.into())
+        .await?;
+    assert!(again.unchanged);
+
+    let rev = "0123456789abcdef0123456789abcdef01234567";
+    let id = ops
+        .start_at(
+            "app",
+            rev.into(),
+            "test".into(),
+            Some(super::access::acting(&alice)),
+        )
+        .await?;
+    let (pipeline, revision, started_by) = ops
+        .get_execution("app", &id, |_, e| {
+            (e.pipeline.clone(), e.revision.clone(), e.started_by.clone())
+        })
+        .await?;
+    assert_eq!((pipeline.as_str(), revision.as_str()), ("app", rev));
+    assert_eq!(started_by.as_deref(), Some("alice"));
+    // An empty id is the latest; the list is newest first.
+    assert_eq!(ops.get_execution("app", "", |_, e| e.id.clone()).await?, id);
+    let listed = ops.list_executions("app", 0, |_, e| e.id.clone()).await?;
+    assert_eq!(listed, vec![id.clone()]);
+    match ops.get_execution("other", &id, |_, _| ()).await {
+        Err(OpError::NotFound(m)) => assert!(m.contains("not found"), "{m}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match ops.list_executions("app", 5_000, |_, _| ()).await {
+        Err(OpError::Invalid(m)) => assert!(m.contains("--limit"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_new_id_counts_as_written() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let ops = cluster(dir.path()).await?;
+    let alice = operator("alice")?;
+    ops.apply_pipeline(&alice, "app.yml", PIPELINE.into())
+        .await?;
+    let start = || Command::StartExecution {
+        id: "retried0001".into(),
+        pipeline: "app".into(),
+        revision: "0123456789abcdef0123456789abcdef01234567".into(),
+        trigger: "test".into(),
+        started_by: None,
+        at: now_ms(),
+    };
+    assert!(ops.write_new(start()).await?.is_some());
+    // The same proposal again (a retry that had committed): success, no output.
+    assert!(ops.write_new(start()).await?.is_none());
+    // A plain write reports it.
+    match ops.write(start()).await {
+        Err(OpError::Rejected(Rejection::AlreadyExists(_))) => {}
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    let count = ops.read(|s| s.executions.len()).await?;
+    assert_eq!(count, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linearizable_read_sees_a_write() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let ops = cluster(dir.path()).await?;
+    let alice = operator("alice")?;
+    assert!(ops.who_am_i(&operator("bob")?).is_empty());
+    let bindings = ops.grant_role(&alice, "bob", "operator").await?;
+    assert!(bindings.contains(&("bob".to_string(), Role::Operator)));
+    assert_eq!(ops.read(|s| s.roles_of("bob")).await?, vec![Role::Operator]);
+    assert_eq!(ops.who_am_i(&operator("bob")?), vec![Role::Operator]);
+    assert!(
+        ops.list_role_bindings()
+            .await?
+            .contains(&("bob".to_string(), Role::Operator))
+    );
+    match ops.grant_role(&alice, "bob", "overlord").await {
+        Err(OpError::Invalid(m)) => assert!(m.contains("unknown role"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_refusals_surface_as_permission_denied() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let ops = cluster(dir.path()).await?;
+    let alice = operator("alice")?;
+    ops.grant_role(&alice, "bob", "operator").await?;
+    let bob = operator("bob")?;
+    // The early check (on fresh state) refuses a relaxed approval to a non-admin.
+    match ops.apply_pipeline(&bob, "app.yml", RELAXED.into()).await {
+        Err(e @ OpError::Rejected(Rejection::PermissionDenied(_))) => {
+            assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+    // `apply` refuses a caller with no role at all.
+    match ops
+        .apply_pipeline(&operator("carol")?, "app.yml", PIPELINE.into())
+        .await
+    {
+        Err(e @ OpError::Rejected(Rejection::PermissionDenied(_))) => {
+            assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+    // Nothing was applied; an admin may apply it.
+    assert!(ops.read(|s| s.pipelines.is_empty()).await?);
+    ops.apply_pipeline(&alice, "app.yml", RELAXED.into())
+        .await?;
+    // A bad file is refused before anything is proposed.
+    match ops
+        .apply_pipeline(&alice, "bad.yml", "name: [".into())
+        .await
+    {
+        Err(OpError::Invalid(m)) => assert!(m.starts_with("pipeline is invalid"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_only_calls_run_here_on_the_leader() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let ops = cluster(dir.path()).await?;
+    assert!(matches!(ops.leader()?, super::Leader::Here));
+    // No agent is connected to the hub: every enrolled agent is listed, none connected.
+    assert!(ops.list_agents().await?.is_empty());
+    let status = ops.cluster_status().await;
+    assert_eq!(status.own.leader_id, 1);
+    assert_eq!(status.members.len(), 1);
+    match ops.transfer_leader(7).await {
+        Err(OpError::NotFound(m)) => assert!(m.contains("member 7"), "{m}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! gRPC adapter: join tokens, role bindings, certificate revocation and
+//! `whoami` (renewal is `renew.rs`).
+
+use ferry_proto as pb;
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use crate::ops::Ops;
+use crate::state::Role;
+use crate::views;
+
+fn bindings(all: Vec<(String, Role)>) -> pb::RoleBindingsResponse {
+    pb::RoleBindingsResponse {
+        bindings: all
+            .into_iter()
+            .map(|(subject, role)| pb::RoleBinding {
+                subject,
+                role: role.to_string(),
+            })
+            .collect(),
+    }
+}
+
+pub async fn create_token(
+    ops: &Ops,
+    req: Request<pb::CreateTokenRequest>,
+) -> Result<Response<pb::CreateTokenResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    let t = ops.create_token(&who, req.ttl_seconds, req.uses).await?;
+    Ok(Response::new(pb::CreateTokenResponse {
+        token: t.token,
+        expires_at: views::ts(Some(t.expires_at)),
+    }))
+}
+
+pub async fn grant_role(
+    ops: &Ops,
+    req: Request<pb::RoleRequest>,
+) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    let all = ops.grant_role(&who, &req.subject, &req.role).await?;
+    Ok(Response::new(bindings(all)))
+}
+
+pub async fn revoke_role(
+    ops: &Ops,
+    req: Request<pb::RoleRequest>,
+) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    let all = ops.revoke_role(&who, &req.subject, &req.role).await?;
+    Ok(Response::new(bindings(all)))
+}
+
+pub async fn list_role_bindings(
+    ops: &Ops,
+    _req: Request<pb::ListRoleBindingsRequest>,
+) -> Result<Response<pb::RoleBindingsResponse>, Status> {
+    Ok(Response::new(bindings(ops.list_role_bindings().await?)))
+}
+
+pub async fn revoke_certificate(
+    ops: &Ops,
+    req: Request<pb::RevokeCertificateRequest>,
+) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
+    let who = caller(&req)?;
+    let pem = req.into_inner().certificate_pem;
+    let facts = ops.revoke_certificate(&who, &pem).await?;
+    Ok(Response::new(pb::RevokeCertificateResponse {
+        identity: facts.identity.uri(),
+        fingerprint: facts.fingerprint,
+        expires_at: views::ts(Some(facts.not_after_ms)),
+    }))
+}
+
+pub async fn who_am_i(
+    ops: &Ops,
+    req: Request<pb::WhoAmIRequest>,
+) -> Result<Response<pb::WhoAmIResponse>, Status> {
+    let who = caller(&req)?;
+    let roles = ops.who_am_i(&who).iter().map(|r| r.to_string()).collect();
+    Ok(Response::new(pb::WhoAmIResponse {
+        identity: who.uri(),
+        roles,
+    }))
+}

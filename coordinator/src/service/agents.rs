@@ -1,0 +1,82 @@
+//! gRPC adapter: agents (list, drain, remove). Who is connected is known to
+//! the leader only, so the list is served there.
+
+use ferry_proto as pb;
+use tonic::{Request, Response, Status};
+
+use super::{caller, leader_operator};
+use crate::ops::Ops;
+use crate::ops::agents::{AgentInfo, no_agent};
+use crate::views;
+
+fn agent_view(a: AgentInfo) -> pb::AgentView {
+    let r = a.record;
+    pb::AgentView {
+        state: if r.draining {
+            "Draining"
+        } else if a.connected {
+            "Connected"
+        } else if r.registered_at.is_some() {
+            "Disconnected"
+        } else {
+            "Enrolled"
+        }
+        .into(),
+        last_seen: a
+            .last_seen
+            .map(|t| views::ts(Some(t)))
+            .unwrap_or_else(|| views::ts(r.registered_at)),
+        running: a.running as u32,
+        connected: a.connected,
+        draining: r.draining,
+        cert_expires_at: views::ts(r.cert.as_ref().map(|c| c.not_after)),
+        name: r.name,
+        labels: r.labels,
+        capacity: r.capacity,
+        version: r.version,
+        address: r.address,
+    }
+}
+
+pub async fn list_agents(
+    ops: &Ops,
+    _req: Request<pb::ListAgentsRequest>,
+) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    if let Some(mut leader) = leader_operator(ops)? {
+        return leader.list_agents(pb::ListAgentsRequest {}).await;
+    }
+    let agents = ops
+        .list_agents()
+        .await?
+        .into_iter()
+        .map(agent_view)
+        .collect();
+    Ok(Response::new(pb::ListAgentsResponse { agents }))
+}
+
+pub async fn drain_agent(
+    ops: &Ops,
+    req: Request<pb::AgentRequest>,
+) -> Result<Response<pb::AgentView>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    ops.drain_agent(&who, &req.name, !req.undo).await?;
+    let list = list_agents(ops, Request::new(pb::ListAgentsRequest {}))
+        .await?
+        .into_inner();
+    list.agents
+        .into_iter()
+        .find(|a| a.name == req.name)
+        .map(Response::new)
+        .ok_or_else(|| no_agent(&req.name).into())
+}
+
+pub async fn remove_agent(
+    ops: &Ops,
+    req: Request<pb::AgentRequest>,
+) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    ops.remove_agent(&who, &req.name).await?;
+    list_agents(ops, Request::new(pb::ListAgentsRequest {})).await
+}

@@ -1,0 +1,104 @@
+//! gRPC adapter: cluster status, membership and leader transfer. Membership
+//! changes and transfers are forwarded to the leader when this member does
+//! not lead.
+
+use ferry_proto as pb;
+use tonic::{Request, Response, Status};
+
+use super::leader_operator;
+use crate::ops::Ops;
+use crate::ops::cluster::{ClusterStatus, MemberStatus};
+
+/// A member's own status on the wire.
+pub fn member_status(s: MemberStatus) -> pb::MemberStatusResponse {
+    pb::MemberStatusResponse {
+        id: s.id,
+        term: s.term,
+        leader_id: s.leader_id,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        role: s.role,
+        state_digest: s.state_digest,
+    }
+}
+
+fn status_view(c: ClusterStatus) -> pb::ClusterStatusResponse {
+    pb::ClusterStatusResponse {
+        leader_id: c.own.leader_id,
+        term: c.own.term,
+        commit_index: c.own.commit_index,
+        answered_by: c.own.id,
+        members: c
+            .members
+            .into_iter()
+            .map(|m| pb::MemberView {
+                id: m.id,
+                address: m.address,
+                role: m
+                    .answer
+                    .as_ref()
+                    .map(|a| a.role.clone())
+                    .unwrap_or_else(|| "Unreachable".into()),
+                applied_index: m.answer.as_ref().map_or(0, |a| a.applied_index),
+                reachable: m.answer.is_some(),
+                match_index: m.match_index,
+                state_digest: m.answer.map(|a| a.state_digest).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+async fn current(ops: &Ops) -> Response<pb::ClusterStatusResponse> {
+    Response::new(status_view(ops.cluster_status().await))
+}
+
+pub async fn cluster_status(
+    ops: &Ops,
+    _req: Request<pb::ClusterStatusRequest>,
+) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+    Ok(current(ops).await)
+}
+
+pub async fn add_member(
+    ops: &Ops,
+    req: Request<pb::MemberRequest>,
+) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+    let req = req.into_inner();
+    if let Some(mut leader) = leader_operator(ops)? {
+        return leader.add_member(req).await;
+    }
+    ops.add_member(req.id, &req.address).await?;
+    Ok(current(ops).await)
+}
+
+pub async fn remove_member(
+    ops: &Ops,
+    req: Request<pb::MemberRequest>,
+) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+    let req = req.into_inner();
+    if let Some(mut leader) = leader_operator(ops)? {
+        return leader.remove_member(req).await;
+    }
+    if !ops.remove_member(req.id).await? {
+        // It removes itself: leadership moved first; the new leader removes it.
+        let Some(mut leader) = leader_operator(ops)? else {
+            return Err(Status::unavailable(
+                "leadership did not move; retry shortly",
+            ));
+        };
+        return leader.remove_member(req).await;
+    }
+    Ok(current(ops).await)
+}
+
+pub async fn transfer_leader(
+    ops: &Ops,
+    req: Request<pb::MemberRequest>,
+) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+    let req = req.into_inner();
+    if let Some(mut leader) = leader_operator(ops)? {
+        return leader.transfer_leader(req).await;
+    }
+    ops.transfer_leader(req.id).await?;
+    Ok(current(ops).await)
+}

@@ -1,0 +1,191 @@
+//! gRPC adapter: executions (start, show, watch, list) and action logs.
+
+use std::time::Duration;
+
+use ferry_proto as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::api::Stream_;
+use super::{caller, leader_operator};
+use crate::ops::executions::ActionAt;
+use crate::ops::{OpError, Ops};
+use crate::views;
+
+pub async fn start_execution(
+    ops: &Ops,
+    req: Request<pb::StartExecutionRequest>,
+) -> Result<Response<pb::StartExecutionResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    let s = ops
+        .start_execution(&who, &req.pipeline, &req.revision)
+        .await?;
+    Ok(Response::new(pb::StartExecutionResponse {
+        execution_id: s.execution_id,
+        revision: s.revision,
+        pipeline_version: s.pipeline_version,
+    }))
+}
+
+pub async fn get_execution(
+    ops: &Ops,
+    req: Request<pb::GetExecutionRequest>,
+) -> Result<Response<pb::ExecutionView>, Status> {
+    let req = req.into_inner();
+    let view = ops
+        .get_execution(&req.pipeline, &req.execution_id, views::execution)
+        .await?;
+    Ok(Response::new(view))
+}
+
+pub async fn watch_execution(
+    ops: &Ops,
+    req: Request<pb::GetExecutionRequest>,
+) -> Result<Response<Stream_<pb::ExecutionView>>, Status> {
+    let req = req.into_inner();
+    let first = ops
+        .get_execution(&req.pipeline, &req.execution_id, views::execution)
+        .await?;
+    let id = first.execution_id.clone();
+    let pipeline = req.pipeline.clone();
+    let ops = ops.clone();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut applied = ops.applied();
+        let mut last = first;
+        if tx.send(Ok(last.clone())).await.is_err() {
+            return;
+        }
+        while last.status == "InProgress" {
+            tokio::select! {
+                changed = applied.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+                _ = tx.closed() => return,
+            }
+            let Ok(view) = ops.local_execution(&pipeline, &id, views::execution) else {
+                return;
+            };
+            if view != last {
+                last = view;
+                if tx.send(Ok(last.clone())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+pub async fn list_executions(
+    ops: &Ops,
+    req: Request<pb::ListExecutionsRequest>,
+) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+    let req = req.into_inner();
+    let executions = ops
+        .list_executions(&req.pipeline, req.limit, views::execution)
+        .await?;
+    Ok(Response::new(pb::ListExecutionsResponse { executions }))
+}
+
+pub async fn stream_logs(
+    ops: &Ops,
+    req: Request<pb::LogsRequest>,
+) -> Result<Response<Stream_<pb::LogChunk>>, Status> {
+    let req = req.into_inner();
+    let (at, running) = ops
+        .locate_log(&req.pipeline, &req.execution_id, &req.action)
+        .await?;
+    if running && let Some(mut leader) = leader_operator(ops)? {
+        // Live lines are held by the leader only.
+        let upstream = leader.stream_logs(req).await?.into_inner();
+        return Ok(Response::new(Box::pin(upstream)));
+    }
+    let ops = ops.clone();
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        if let Err(status) = follow_log(ops, at, req.follow, tx.clone()).await {
+            let _ = tx.send(Err(status)).await;
+        }
+    });
+    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+type LogTx = mpsc::Sender<Result<pb::LogChunk, Status>>;
+
+/// Streams one action's log: the stored blob once the attempt ended, the live
+/// lines while it runs, and (with `follow`) waits for it to start.
+async fn follow_log(ops: Ops, at: ActionAt, follow: bool, tx: LogTx) -> Result<(), Status> {
+    let ctx = ops.ctx().clone();
+    let mut applied = ops.applied();
+    loop {
+        let state = ops.local_log_state(&at);
+        let epoch = state.epoch;
+        if epoch == 0 {
+            if !follow || views::is_final(state.status) {
+                return Ok(());
+            }
+            applied
+                .changed()
+                .await
+                .map_err(|_| Status::unavailable("coordinator stopping"))?;
+            continue;
+        }
+        if state.status.is_final()
+            && let Some((digest, holders)) = state.log
+        {
+            match crate::peer::fetch(ctx.ca.ca_pem(), &ctx.identity, &holders, &digest).await {
+                Ok(mut stream) => {
+                    while let Some(chunk) = stream.message().await? {
+                        if tx
+                            .send(Ok(pb::LogChunk {
+                                data: chunk.data.to_vec(),
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    if let Some(data) = ctx.logs.complete(epoch) {
+                        let _ = tx.send(Ok(pb::LogChunk { data })).await;
+                        return Ok(());
+                    }
+                    return Err(OpError::Unavailable(format!(
+                        "the log {digest} is kept by agents that cannot be reached now: {e}"
+                    ))
+                    .into());
+                }
+            }
+        }
+        let (head, closed, mut rx) = ctx.logs.subscribe(epoch);
+        if !head.is_empty() && tx.send(Ok(pb::LogChunk { data: head })).await.is_err() {
+            return Ok(());
+        }
+        if !follow || closed {
+            return Ok(());
+        }
+        loop {
+            match rx.recv().await {
+                Ok(data) => {
+                    if tx.send(Ok(pb::LogChunk { data })).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let note = format!("[ferry: {n} log chunks skipped: reader too slow]\n");
+                    let _ = tx
+                        .send(Ok(pb::LogChunk {
+                            data: note.into_bytes(),
+                        }))
+                        .await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! gRPC adapter: pipelines (apply, list, show).
+
+use ferry_proto as pb;
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use crate::ops::Ops;
+use crate::views;
+
+pub async fn apply_pipeline(
+    ops: &Ops,
+    req: Request<pb::ApplyPipelineRequest>,
+) -> Result<Response<pb::ApplyPipelineResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    let a = ops.apply_pipeline(&who, &req.file_name, req.yaml).await?;
+    Ok(Response::new(pb::ApplyPipelineResponse {
+        name: a.name,
+        version: a.version,
+        unchanged: a.unchanged,
+    }))
+}
+
+pub async fn list_pipelines(
+    ops: &Ops,
+    _req: Request<pb::ListPipelinesRequest>,
+) -> Result<Response<pb::ListPipelinesResponse>, Status> {
+    let pipelines = ops.list_pipelines(views::pipeline_summary).await?;
+    Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
+}
+
+pub async fn get_pipeline(
+    ops: &Ops,
+    req: Request<pb::GetPipelineRequest>,
+) -> Result<Response<pb::PipelineView>, Status> {
+    let req = req.into_inner();
+    let view = ops
+        .get_pipeline(&req.name, req.version, |rec, v| pb::PipelineView {
+            name: rec.name.clone(),
+            version: v.version,
+            yaml: v.yaml.clone(),
+            applied_by: v.applied_by.clone(),
+            applied_at: views::ts(Some(v.applied_at)),
+            versions: rec.versions.iter().map(|v| v.version).collect(),
+            last_seen_revision: rec.last_seen_revision.clone().unwrap_or_default(),
+        })
+        .await?;
+    Ok(Response::new(view))
+}

@@ -1,0 +1,51 @@
+//! gRPC adapter: secrets (set, list, remove); values go in, never out.
+
+use ferry_proto as pb;
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use crate::ops::Ops;
+use crate::ops::secrets::SecretInfo;
+use crate::views;
+
+fn secret_view(s: SecretInfo) -> pb::SecretView {
+    pb::SecretView {
+        name: s.name,
+        updated_by: s.updated_by,
+        updated_at: views::ts(Some(s.updated_at)),
+    }
+}
+
+fn secret_list(secrets: Vec<SecretInfo>) -> pb::ListSecretsResponse {
+    pb::ListSecretsResponse {
+        secrets: secrets.into_iter().map(secret_view).collect(),
+    }
+}
+
+pub async fn set_secret(
+    ops: &Ops,
+    req: Request<pb::SetSecretRequest>,
+) -> Result<Response<pb::SecretView>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    let info = ops.set_secret(&who, &req.name, &req.value).await?;
+    Ok(Response::new(secret_view(info)))
+}
+
+pub async fn list_secrets(
+    ops: &Ops,
+    _req: Request<pb::ListSecretsRequest>,
+) -> Result<Response<pb::ListSecretsResponse>, Status> {
+    Ok(Response::new(secret_list(ops.list_secrets().await?)))
+}
+
+pub async fn remove_secret(
+    ops: &Ops,
+    req: Request<pb::SecretRequest>,
+) -> Result<Response<pb::ListSecretsResponse>, Status> {
+    let who = caller(&req)?;
+    let name = req.into_inner().name;
+    Ok(Response::new(secret_list(
+        ops.remove_secret(&who, &name).await?,
+    )))
+}
