@@ -1,11 +1,20 @@
-//! Compiles `proto/ferry/v1/ferry.proto` with protox (pure Rust), so building
-//! Ferry never needs a system `protoc`. The gRPC clients and servers are
-//! generated only with the `grpc` feature (on by default).
+//! Compiles Ferry's `.proto` files with protox (pure Rust), so building
+//! Ferry never needs a system `protoc`: the public API (package `ferry.v1`,
+//! one file and service per resource, under `proto/ferry/v1/`) and the
+//! cluster-internal services (package `ferry.internal.v1`, under
+//! `proto/ferry/internal/v1/`). prost writes one Rust file per package. The
+//! gRPC clients and servers are generated only with the `grpc` feature (on by
+//! default).
+use std::path::{Path, PathBuf};
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/ferry/v1/ferry.proto"];
     println!("cargo:rerun-if-changed=proto");
+    let mut files = Vec::new();
+    for dir in ["proto/ferry/v1", "proto/ferry/internal/v1"] {
+        files.extend(proto_files(Path::new(dir))?);
+    }
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
-    let descriptors = protox::compile(files, ["proto"])?;
+    let descriptors = protox::compile(&files, ["proto"])?;
     // Bulk bytes decode as `Bytes` (no copy out of the HTTP/2 buffers).
     tonic_prost_build::configure()
         .build_client(grpc)
@@ -13,4 +22,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".ferry.v1.Chunk.data")
         .compile_fds(descriptors)?;
     Ok(())
+}
+
+/// The `.proto` files of one directory, sorted (a stable build).
+fn proto_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "proto") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }

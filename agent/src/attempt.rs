@@ -71,10 +71,10 @@ impl Attempts {
     /// re-run elsewhere).
     pub async fn run(
         &self,
-        a: &pb::Assignment,
+        a: &pb::internal::Assignment,
         cancel: Cancel,
         live: Live,
-    ) -> Option<pb::AttemptResult> {
+    ) -> Option<pb::internal::AttemptResult> {
         let (opened, unseal_problem) = match crate::unseal::open(a, self.id.secrets.as_ref()) {
             Ok(opened) => (opened, None),
             Err(problem) => (a.clone(), Some(problem)),
@@ -124,7 +124,7 @@ impl Attempts {
         let (log_digest, log_size) = log
             .finish(&self.store)
             .map_or((String::new(), 0), |b| (b.digest, b.size));
-        Some(pb::AttemptResult {
+        Some(pb::internal::AttemptResult {
             attempt: Some(a.attempt.clone().unwrap_or_default()),
             success,
             exit_code,
@@ -140,7 +140,7 @@ impl Attempts {
     /// the peers that hold them.
     async fn prepare_inputs(
         &self,
-        a: &pb::Assignment,
+        a: &pb::internal::Assignment,
         log: &mut AttemptLog,
     ) -> Result<Vec<PreparedInput>, String> {
         let mut out = Vec::new();

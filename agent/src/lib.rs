@@ -164,7 +164,9 @@ pub async fn run(
         .initial_stream_window_size(peer::STREAM_WINDOW)
         .initial_connection_window_size(peer::CONNECTION_WINDOW)
         .max_frame_size(peer::MAX_FRAME)
-        .add_service(pb::artifact_peer_server::ArtifactPeerServer::new(peer))
+        .add_service(pb::internal::artifact_peer_server::ArtifactPeerServer::new(
+            peer,
+        ))
         .serve_with_incoming(incoming);
     let server = tokio::spawn(server);
     tracing::info!(identity = %id.identity, peer = %address, "agent starting");

@@ -24,7 +24,7 @@ impl Outbox {
     }
 
     /// Durably records a result before it is sent.
-    pub fn put(&self, result: &pb::AttemptResult) -> std::io::Result<()> {
+    pub fn put(&self, result: &pb::internal::AttemptResult) -> std::io::Result<()> {
         let epoch = result.attempt.as_ref().map_or(0, |a| a.epoch);
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         tmp.write_all(&result.encode_to_vec())?;
@@ -38,7 +38,7 @@ impl Outbox {
     }
 
     /// Results written before a restart and never acknowledged.
-    pub fn load(&self) -> Vec<pb::AttemptResult> {
+    pub fn load(&self) -> Vec<pb::internal::AttemptResult> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -46,7 +46,7 @@ impl Outbox {
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "result"))
             .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| pb::AttemptResult::decode(b.as_slice()).ok())
+            .filter_map(|b| pb::internal::AttemptResult::decode(b.as_slice()).ok())
             .collect()
     }
 }
@@ -59,8 +59,8 @@ mod tests {
     fn results_survive_until_removed() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let out = Outbox::open(dir.path().to_path_buf())?;
-        let r = pb::AttemptResult {
-            attempt: Some(pb::AttemptRef {
+        let r = pb::internal::AttemptResult {
+            attempt: Some(pb::internal::AttemptRef {
                 attempt_id: "x".into(),
                 epoch: 7,
             }),

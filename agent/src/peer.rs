@@ -71,12 +71,12 @@ fn authorize<T>(
 }
 
 #[tonic::async_trait]
-impl pb::artifact_peer_server::ArtifactPeer for PeerService {
+impl pb::internal::artifact_peer_server::ArtifactPeer for PeerService {
     type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
 
     async fn fetch(
         &self,
-        req: Request<pb::FetchRequest>,
+        req: Request<pb::internal::FetchRequest>,
     ) -> Result<Response<Self::FetchStream>, Status> {
         let who = authorize(&req, &self.trust_domain, &self.revoked)?;
         let req = req.into_inner();
@@ -219,9 +219,9 @@ async fn receive(
     .connect()
     .await
     .map_err(|e| format!("connect: {e}"))?;
-    let mut client = pb::artifact_peer_client::ArtifactPeerClient::new(channel);
+    let mut client = pb::internal::artifact_peer_client::ArtifactPeerClient::new(channel);
     let mut stream = client
-        .fetch(pb::FetchRequest {
+        .fetch(pb::internal::FetchRequest {
             digest: digest.into(),
             offset,
         })

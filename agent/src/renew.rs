@@ -105,7 +105,7 @@ impl Renewer {
                     continue;
                 }
             };
-            let mut client = pb::operator_client::OperatorClient::new(channel);
+            let mut client = pb::access_client::AccessClient::new(channel);
             let request = pb::RenewCertificateRequest {
                 csr_pem: csr_pem.clone(),
             };

@@ -40,13 +40,13 @@ pub struct AgentConfig {
 
 enum Event {
     /// Log bytes of an attempt starting at this offset of its log.
-    Log(pb::AttemptRef, u64, Vec<u8>),
-    Result(Box<pb::AttemptResult>),
+    Log(pb::internal::AttemptRef, u64, Vec<u8>),
+    Result(Box<pb::internal::AttemptResult>),
     Held(String, u64),
 }
 
 struct Running {
-    attempt: pb::AttemptRef,
+    attempt: pb::internal::AttemptRef,
     cancel: CancelHandle,
     log_path: PathBuf,
 }
@@ -58,7 +58,7 @@ pub struct Agent {
     store: Store,
     running: Mutex<HashMap<u64, Running>>,
     /// Results not yet acknowledged, by epoch (mirrored in the outbox).
-    unacked: Mutex<BTreeMap<u64, pb::AttemptResult>>,
+    unacked: Mutex<BTreeMap<u64, pb::internal::AttemptResult>>,
     outbox: Outbox,
     events: mpsc::UnboundedSender<Event>,
     draining: AtomicBool,
@@ -68,8 +68,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn agent_msg(kind: pb::agent_message::Kind) -> pb::AgentMessage {
-    pb::AgentMessage { kind: Some(kind) }
+fn agent_msg(kind: pb::internal::agent_message::Kind) -> pb::internal::AgentMessage {
+    pb::internal::AgentMessage { kind: Some(kind) }
 }
 
 impl Agent {
@@ -87,7 +87,7 @@ impl Agent {
         let attempts = Attempts::new(&cfg.state_dir, id.clone(), executor, store.clone())
             .context("creating the logs dir")?;
         let outbox = Outbox::open(cfg.state_dir.join("outbox")).context("opening the outbox")?;
-        let unacked: BTreeMap<u64, pb::AttemptResult> = outbox
+        let unacked: BTreeMap<u64, pb::internal::AttemptResult> = outbox
             .load()
             .into_iter()
             .map(|r| (r.attempt.as_ref().map_or(0, |a| a.epoch), r))
@@ -146,8 +146,8 @@ impl Agent {
     async fn open(
         &self,
     ) -> anyhow::Result<(
-        mpsc::Sender<pb::AgentMessage>,
-        tonic::Streaming<pb::CoordinatorMessage>,
+        mpsc::Sender<pb::internal::AgentMessage>,
+        tonic::Streaming<pb::internal::CoordinatorMessage>,
     )> {
         let mut errors = Vec::new();
         for addr in &self.cfg.coordinators {
@@ -163,8 +163,8 @@ impl Agent {
         &self,
         addr: &str,
     ) -> anyhow::Result<(
-        mpsc::Sender<pb::AgentMessage>,
-        tonic::Streaming<pb::CoordinatorMessage>,
+        mpsc::Sender<pb::internal::AgentMessage>,
+        tonic::Streaming<pb::internal::CoordinatorMessage>,
     )> {
         let channel = ferry_certs::tls::endpoint(
             addr,
@@ -178,19 +178,21 @@ impl Agent {
         .keep_alive_timeout(Duration::from_secs(4))
         .connect()
         .await?;
-        let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
-        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
-        let running: Vec<pb::AttemptRef> = lock(&self.running)
+        let mut client = pb::internal::agent_session_client::AgentSessionClient::new(channel);
+        let (tx, rx) = mpsc::channel::<pb::internal::AgentMessage>(1024);
+        let running: Vec<pb::internal::AttemptRef> = lock(&self.running)
             .values()
             .map(|r| r.attempt.clone())
             .collect();
-        tx.send(agent_msg(pb::agent_message::Kind::Register(pb::Register {
-            labels: self.cfg.labels.clone(),
-            capacity: self.cfg.capacity,
-            version: env!("CARGO_PKG_VERSION").into(),
-            address: self.cfg.address.clone(),
-            running,
-        })))
+        tx.send(agent_msg(pb::internal::agent_message::Kind::Register(
+            pb::internal::Register {
+                labels: self.cfg.labels.clone(),
+                capacity: self.cfg.capacity,
+                version: env!("CARGO_PKG_VERSION").into(),
+                address: self.cfg.address.clone(),
+                running,
+            },
+        )))
         .await?;
         let inbound = client
             .session(ReceiverStream::new(rx))
@@ -209,23 +211,24 @@ impl Agent {
         let mut heartbeat_every = Duration::from_secs(5);
         // Results that waited for this session go first, then the live logs of
         // running attempts (the coordinator skips bytes it already has).
-        let unacked: Vec<pb::AttemptResult> = lock(&self.unacked).values().cloned().collect();
+        let unacked: Vec<pb::internal::AttemptResult> =
+            lock(&self.unacked).values().cloned().collect();
         for r in unacked {
-            tx.send(agent_msg(pb::agent_message::Kind::Result(r)))
+            tx.send(agent_msg(pb::internal::agent_message::Kind::Result(r)))
                 .await?;
         }
-        let replays: Vec<(pb::AttemptRef, PathBuf)> = lock(&self.running)
+        let replays: Vec<(pb::internal::AttemptRef, PathBuf)> = lock(&self.running)
             .values()
             .map(|r| (r.attempt.clone(), r.log_path.clone()))
             .collect();
         for (attempt, path) in replays {
             if let Some((offset, data)) = tail_of(&path) {
-                let lines = pb::LogLines {
+                let lines = pb::internal::LogLines {
                     attempt: Some(attempt),
                     data,
                     offset,
                 };
-                tx.send(agent_msg(pb::agent_message::Kind::Log(lines)))
+                tx.send(agent_msg(pb::internal::agent_message::Kind::Log(lines)))
                     .await?;
             }
         }
@@ -235,22 +238,22 @@ impl Agent {
                 msg = inbound.message() => {
                     let Some(msg) = msg.map_err(|s| anyhow::anyhow!("{}", s.message()))? else { return Ok(()) };
                     match msg.kind {
-                        Some(pb::coordinator_message::Kind::Registered(r)) => {
+                        Some(pb::internal::coordinator_message::Kind::Registered(r)) => {
                             tracing::info!(agent = %r.agent, "registered with the coordinator");
                             if r.heartbeat_seconds > 0 {
                                 heartbeat_every = Duration::from_secs(r.heartbeat_seconds.into());
                                 heartbeat = tokio::time::interval(heartbeat_every);
                             }
                         }
-                        Some(pb::coordinator_message::Kind::Assign(a)) => self.clone().start(a),
-                        Some(pb::coordinator_message::Kind::Cancel(c)) => {
+                        Some(pb::internal::coordinator_message::Kind::Assign(a)) => self.clone().start(a),
+                        Some(pb::internal::coordinator_message::Kind::Cancel(c)) => {
                             let epoch = c.attempt.as_ref().map_or(0, |a| a.epoch);
                             if let Some(r) = lock(&self.running).get(&epoch) {
                                 tracing::info!(epoch, reason = %c.reason, "cancelling attempt");
                                 r.cancel.cancel(&c.reason);
                             }
                         }
-                        Some(pb::coordinator_message::Kind::Ack(ack)) => {
+                        Some(pb::internal::coordinator_message::Kind::Ack(ack)) => {
                             let epoch = ack.attempt.as_ref().map_or(0, |a| a.epoch);
                             if !ack.accepted {
                                 tracing::warn!(epoch, reason = %ack.reason, "coordinator refused a result");
@@ -258,14 +261,14 @@ impl Agent {
                             lock(&self.unacked).remove(&epoch);
                             self.outbox.remove(epoch);
                         }
-                        Some(pb::coordinator_message::Kind::Replicate(r)) => self.clone().replicate(r),
-                        Some(pb::coordinator_message::Kind::Revocations(r)) => {
+                        Some(pb::internal::coordinator_message::Kind::Replicate(r)) => self.clone().replicate(r),
+                        Some(pb::internal::coordinator_message::Kind::Revocations(r)) => {
                             let n = r.fingerprints.len();
                             *self.cfg.revoked.write().unwrap_or_else(|p| p.into_inner()) =
                                 r.fingerprints.into_iter().collect();
                             tracing::debug!(revoked = n, "revocation list updated");
                         }
-                        Some(pb::coordinator_message::Kind::Forget(f)) => {
+                        Some(pb::internal::coordinator_message::Kind::Forget(f)) => {
                             let n = f.digests.iter().filter(|d| self.store.remove(d)).count();
                             tracing::info!(removed = n, "retention: deleted blobs no execution keeps");
                         },
@@ -275,24 +278,24 @@ impl Agent {
                 Some(ev) = events.recv() => {
                     let msg = match ev {
                         Event::Log(attempt, offset, data) => {
-                            pb::agent_message::Kind::Log(pb::LogLines { attempt: Some(attempt), data, offset })
+                            pb::internal::agent_message::Kind::Log(pb::internal::LogLines { attempt: Some(attempt), data, offset })
                         }
-                        Event::Result(r) => pb::agent_message::Kind::Result(*r),
-                        Event::Held(digest, size) => pb::agent_message::Kind::Held(pb::Held { digest, size }),
+                        Event::Result(r) => pb::internal::agent_message::Kind::Result(*r),
+                        Event::Held(digest, size) => pb::internal::agent_message::Kind::Held(pb::internal::Held { digest, size }),
                     };
                     tx.send(agent_msg(msg)).await?;
                 }
                 _ = heartbeat.tick() => {
                     let running = lock(&self.running).len() as u32;
                     let shutting_down = self.draining.load(Ordering::SeqCst);
-                    let hb = pb::Heartbeat { running, shutting_down };
-                    tx.send(agent_msg(pb::agent_message::Kind::Heartbeat(hb))).await?;
+                    let hb = pb::internal::Heartbeat { running, shutting_down };
+                    tx.send(agent_msg(pb::internal::agent_message::Kind::Heartbeat(hb))).await?;
                 }
             }
         }
     }
 
-    fn start(self: Arc<Self>, a: pb::Assignment) {
+    fn start(self: Arc<Self>, a: pb::internal::Assignment) {
         let Some(attempt) = a.attempt.clone() else {
             return;
         };
@@ -362,7 +365,7 @@ impl crate::shutdown::Work for Agent {
 
 impl Agent {
     /// Pulls a copy of a blob from its holders and reports it held.
-    fn replicate(self: Arc<Self>, r: pb::Replicate) {
+    fn replicate(self: Arc<Self>, r: pb::internal::Replicate) {
         tokio::spawn(async move {
             match crate::peer::fetch(
                 &self.store,

@@ -19,7 +19,7 @@ pub struct Keys {
     pub cluster: Option<SecretBox>,
 }
 
-fn open_one(keys: Option<&Keys>, s: &pb::SealedSecret) -> Result<Vec<u8>, String> {
+fn open_one(keys: Option<&Keys>, s: &pb::internal::SealedSecret) -> Result<Vec<u8>, String> {
     if s.ephemeral_public_key.is_empty() {
         let Some(cluster) = keys.and_then(|k| k.cluster.as_ref()) else {
             return Err(format!(
@@ -49,7 +49,10 @@ fn open_one(keys: Option<&Keys>, s: &pb::SealedSecret) -> Result<Vec<u8>, String
 }
 
 /// The assignment with its secrets opened; why not, if they cannot be.
-pub fn open(a: &pb::Assignment, keys: Option<&Keys>) -> Result<pb::Assignment, String> {
+pub fn open(
+    a: &pb::internal::Assignment,
+    keys: Option<&Keys>,
+) -> Result<pb::internal::Assignment, String> {
     let mut opened = a.clone();
     for (var, sealed) in std::mem::take(&mut opened.sealed_env) {
         opened.secret_env.insert(var, open_one(keys, &sealed)?);
@@ -77,12 +80,12 @@ mod tests {
 
     /// An assignment with one env secret and one SSH host key, sealed by `seal`.
     fn assignment(
-        seal: impl Fn(&str, &[u8]) -> Result<pb::SealedSecret, Box<dyn std::error::Error>>,
-    ) -> Result<pb::Assignment, Box<dyn std::error::Error>> {
-        let mut a = pb::Assignment::default();
+        seal: impl Fn(&str, &[u8]) -> Result<pb::internal::SealedSecret, Box<dyn std::error::Error>>,
+    ) -> Result<pb::internal::Assignment, Box<dyn std::error::Error>> {
+        let mut a = pb::internal::Assignment::default();
         a.sealed_env.insert("TOKEN".into(), seal("tok", b"v1")?);
-        a.deploy = Some(pb::DeploySpec {
-            hosts: vec![pb::DeployHost {
+        a.deploy = Some(pb::internal::DeploySpec {
+            hosts: vec![pb::internal::DeployHost {
                 kind: "ssh".into(),
                 sealed_credentials: Some(seal("key", b"PEM")?),
                 ..Default::default()
@@ -92,7 +95,7 @@ mod tests {
         Ok(a)
     }
 
-    fn assert_opened(opened: &pb::Assignment) -> TestResult {
+    fn assert_opened(opened: &pb::internal::Assignment) -> TestResult {
         assert_eq!(
             opened.secret_env.get("TOKEN").map(Vec::as_slice),
             Some(&b"v1"[..])
@@ -110,7 +113,7 @@ mod tests {
         let public = agent.public_bytes();
         let a = assignment(|name, value| {
             let w = ferry_certs::seal_to(&public, name, value)?;
-            Ok(pb::SealedSecret {
+            Ok(pb::internal::SealedSecret {
                 name: name.into(),
                 nonce: w.nonce.to_vec(),
                 ciphertext: w.ciphertext,
@@ -142,7 +145,7 @@ mod tests {
         let sealer = SecretBox::new(&[3u8; 32])?;
         let a = assignment(|name, value| {
             let (nonce, ciphertext) = sealer.seal(name, value)?;
-            Ok(pb::SealedSecret {
+            Ok(pb::internal::SealedSecret {
                 name: name.into(),
                 nonce,
                 ciphertext,
@@ -175,7 +178,7 @@ mod tests {
         };
         assert!(open(&a, Some(&other)).is_err());
         // Nothing sealed: nothing needed.
-        assert!(open(&pb::Assignment::default(), None).is_ok());
+        assert!(open(&pb::internal::Assignment::default(), None).is_ok());
         Ok(())
     }
 }

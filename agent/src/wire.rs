@@ -14,7 +14,7 @@ use crate::runner::{
 };
 
 /// What to run, from an assignment (whose secrets are opened separately).
-pub fn action_spec(a: &pb::Assignment) -> ActionSpec {
+pub fn action_spec(a: &pb::internal::Assignment) -> ActionSpec {
     let asked = |n: u64| (n > 0).then_some(n);
     ActionSpec {
         attempt: attempt_id(a.attempt.as_ref()),
@@ -46,7 +46,7 @@ pub fn action_spec(a: &pb::Assignment) -> ActionSpec {
     }
 }
 
-pub fn attempt_id(r: Option<&pb::AttemptRef>) -> AttemptId {
+pub fn attempt_id(r: Option<&pb::internal::AttemptRef>) -> AttemptId {
     r.map(|r| AttemptId {
         id: r.attempt_id.clone(),
         epoch: r.epoch,
@@ -55,14 +55,14 @@ pub fn attempt_id(r: Option<&pb::AttemptRef>) -> AttemptId {
 }
 
 /// The assignment's secrets, once `crate::unseal` opened them.
-pub fn secrets(a: &pb::Assignment) -> Secrets {
+pub fn secrets(a: &pb::internal::Assignment) -> Secrets {
     a.secret_env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
-fn deploy_spec(d: &pb::DeploySpec) -> DeploySpec {
+fn deploy_spec(d: &pb::internal::DeploySpec) -> DeploySpec {
     DeploySpec {
         environment: d.environment.clone(),
         hosts: d.hosts.iter().map(deploy_host).collect(),
@@ -79,7 +79,7 @@ fn deploy_spec(d: &pb::DeploySpec) -> DeploySpec {
     }
 }
 
-fn deploy_host(h: &pb::DeployHost) -> DeployHost {
+fn deploy_host(h: &pb::internal::DeployHost) -> DeployHost {
     DeployHost {
         name: h.name.clone(),
         kind: if h.kind == "docker" {
@@ -98,10 +98,10 @@ fn deploy_host(h: &pb::DeployHost) -> DeployHost {
     }
 }
 
-pub fn outputs(outputs: Vec<Output>) -> Vec<pb::OutputArtifact> {
+pub fn outputs(outputs: Vec<Output>) -> Vec<pb::internal::OutputArtifact> {
     outputs
         .into_iter()
-        .map(|o| pb::OutputArtifact {
+        .map(|o| pb::internal::OutputArtifact {
             name: o.name,
             digest: o.blob.digest,
             size: o.blob.size,
@@ -150,9 +150,9 @@ mod tests {
     use crate::deploy::{HookReport, HostReport};
     use crate::store::Blob;
 
-    fn assignment() -> pb::Assignment {
-        pb::Assignment {
-            attempt: Some(pb::AttemptRef {
+    fn assignment() -> pb::internal::Assignment {
+        pb::internal::Assignment {
+            attempt: Some(pb::internal::AttemptRef {
                 attempt_id: "a-1".into(),
                 epoch: 7,
             }),
@@ -164,7 +164,7 @@ mod tests {
             image: "ferry-local/busybox".into(),
             commands: vec!["make".into()],
             env: [("MODE".to_string(), "release".to_string())].into(),
-            outputs: vec![pb::OutputSpec {
+            outputs: vec![pb::internal::OutputSpec {
                 name: "bin".into(),
                 paths: vec!["out/".into()],
             }],
@@ -218,17 +218,17 @@ mod tests {
     #[test]
     fn deploy_specs_keep_their_hosts_and_problem() {
         let mut a = assignment();
-        a.deploy = Some(pb::DeploySpec {
+        a.deploy = Some(pb::internal::DeploySpec {
             environment: "prod".into(),
             hosts: vec![
-                pb::DeployHost {
+                pb::internal::DeployHost {
                     name: "web-1".into(),
                     kind: "ssh".into(),
                     port: 2222,
                     private_key: b"PEM".to_vec(),
                     ..Default::default()
                 },
-                pb::DeployHost {
+                pb::internal::DeployHost {
                     name: "engine".into(),
                     kind: "docker".into(),
                     tls_bundle: b"BUNDLE".to_vec(),
@@ -269,7 +269,7 @@ mod tests {
         }]);
         assert_eq!(
             out,
-            vec![pb::OutputArtifact {
+            vec![pb::internal::OutputArtifact {
                 name: "bin".into(),
                 digest: "sha256:00".into(),
                 size: 3

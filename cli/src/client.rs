@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ferry_certs::CertifiedKey;
-use ferry_proto::operator_client::OperatorClient;
+use ferry_proto as pb;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::args::GlobalArgs;
@@ -135,8 +135,51 @@ pub fn load_ca(ca: Option<&Path>) -> Result<String> {
     Ok(pem)
 }
 
+/// One client per public service, all over the same channel (to one
+/// coordinator), each taking messages up to [`MAX_MESSAGE`].
+pub struct Api {
+    pub pipelines: pb::pipelines_client::PipelinesClient<Channel>,
+    pub executions: pb::executions_client::ExecutionsClient<Channel>,
+    pub approvals: pb::approvals_client::ApprovalsClient<Channel>,
+    pub agents: pb::agents_client::AgentsClient<Channel>,
+    pub environments: pb::environments_client::EnvironmentsClient<Channel>,
+    pub deployments: pb::deployments_client::DeploymentsClient<Channel>,
+    pub artifacts: pb::artifacts_client::ArtifactsClient<Channel>,
+    pub secrets: pb::secrets_client::SecretsClient<Channel>,
+    pub access: pb::access_client::AccessClient<Channel>,
+    pub cluster: pb::cluster_client::ClusterClient<Channel>,
+}
+
+impl Api {
+    /// The clients over `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            pipelines: pb::pipelines_client::PipelinesClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            executions: pb::executions_client::ExecutionsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            approvals: pb::approvals_client::ApprovalsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            agents: pb::agents_client::AgentsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            environments: pb::environments_client::EnvironmentsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            deployments: pb::deployments_client::DeploymentsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            artifacts: pb::artifacts_client::ArtifactsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            secrets: pb::secrets_client::SecretsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            access: pb::access_client::AccessClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            cluster: pb::cluster_client::ClusterClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+        }
+    }
+}
+
 /// Connects to the first reachable coordinator of `--coordinator`.
-pub async fn connect(global: &GlobalArgs) -> Result<OperatorClient<Channel>> {
+pub async fn connect(global: &GlobalArgs) -> Result<Api> {
     let ca_pem = load_ca(global.ca.as_deref())?;
     let identity = load_identity(global.cert.as_deref(), global.key.as_deref())?;
     let targets = parse_targets(&global.coordinator)?;
@@ -145,7 +188,7 @@ pub async fn connect(global: &GlobalArgs) -> Result<OperatorClient<Channel>> {
         let endpoint = endpoint(target, &ca_pem, identity.as_ref())?;
         match endpoint.connect().await {
             Ok(channel) => {
-                return Ok(OperatorClient::new(channel).max_decoding_message_size(MAX_MESSAGE));
+                return Ok(Api::new(channel));
             }
             Err(e) => failures.push(format!(
                 "{}: {}",

@@ -42,34 +42,62 @@ pub enum Permission {
     Renew,
 }
 
-/// The permission each RPC needs. Unknown methods are denied.
+/// The permission each RPC needs, by its gRPC path
+/// (`/ferry.v1.<Service>/<Method>`, `/ferry.internal.v1.<Service>/<Method>`).
+/// Unknown methods are denied.
 pub fn permission_for(path: &str) -> Option<Permission> {
+    use Permission::{Admin, Agent, Coordinator, Decide, Operate, Public, Renew, View};
     let (service, method) = path.trim_start_matches('/').split_once('/')?;
     Some(match (service, method) {
-        ("ferry.v1.Enrollment", _) => Permission::Public,
+        ("ferry.v1.Enrollment", _) => Public,
         // Standard health probes carry no client certificate.
-        ("grpc.health.v1.Health", "Check" | "Watch") => Permission::Public,
-        ("ferry.v1.AgentSession", _) => Permission::Agent,
-        ("ferry.v1.RaftPeer", _) => Permission::Coordinator,
-        ("ferry.v1.Operator", m) => match m {
-            "ApplyPipeline" | "StartExecution" | "ApplyEnvironment" | "Rollback" => {
-                Permission::Operate
-            }
-            "Decide" => Permission::Decide,
-            "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "AddMember"
-            | "RemoveMember" | "TransferLeader" | "DrainAgent" | "RemoveAgent" | "SetSecret"
-            | "RemoveSecret" | "RevokeCertificate" => Permission::Admin,
-            "WhoAmI" => Permission::Decide,
-            "RenewCertificate" => Permission::Renew,
-            "ListPipelines" | "GetPipeline" | "GetExecution" | "WatchExecution"
-            | "ListExecutions" | "StreamLogs" | "ListAgents" | "ClusterStatus"
-            | "ListArtifacts" | "GetArtifact" | "ListSecrets" | "ListEnvironments"
-            | "GetEnvironment" | "ListDeployments" | "GetDeployment" => Permission::View,
-            _ => return None,
-        },
+        ("grpc.health.v1.Health", "Check" | "Watch") => Public,
+        ("ferry.internal.v1.AgentSession", _) => Agent,
+        ("ferry.internal.v1.RaftPeer", _) => Coordinator,
+        ("ferry.v1.Pipelines", "ApplyPipeline") => Operate,
+        ("ferry.v1.Pipelines", "ListPipelines" | "GetPipeline") => View,
+        ("ferry.v1.Executions", "StartExecution") => Operate,
+        (
+            "ferry.v1.Executions",
+            "GetExecution" | "WatchExecution" | "ListExecutions" | "StreamLogs",
+        ) => View,
+        ("ferry.v1.Approvals", "Decide") => Decide,
+        ("ferry.v1.Agents", "ListAgents") => View,
+        ("ferry.v1.Agents", "DrainAgent" | "RemoveAgent") => Admin,
+        ("ferry.v1.Environments", "ApplyEnvironment") => Operate,
+        ("ferry.v1.Environments", "ListEnvironments" | "GetEnvironment") => View,
+        ("ferry.v1.Deployments", "Rollback") => Operate,
+        ("ferry.v1.Deployments", "ListDeployments" | "GetDeployment") => View,
+        ("ferry.v1.Artifacts", "ListArtifacts" | "GetArtifact") => View,
+        ("ferry.v1.Secrets", "SetSecret" | "RemoveSecret") => Admin,
+        ("ferry.v1.Secrets", "ListSecrets") => View,
+        (
+            "ferry.v1.Access",
+            "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "RevokeCertificate",
+        ) => Admin,
+        ("ferry.v1.Access", "RenewCertificate") => Renew,
+        ("ferry.v1.Access", "WhoAmI") => Decide,
+        ("ferry.v1.Cluster", "ClusterStatus") => View,
+        ("ferry.v1.Cluster", "AddMember" | "RemoveMember" | "TransferLeader") => Admin,
         _ => return None,
     })
 }
+
+/// The public services, by their gRPC names (every method of one is found
+/// in [`permission_for`] under `/<name>/<Method>`).
+pub const PUBLIC_SERVICES: [&str; 11] = [
+    "ferry.v1.Pipelines",
+    "ferry.v1.Executions",
+    "ferry.v1.Approvals",
+    "ferry.v1.Agents",
+    "ferry.v1.Environments",
+    "ferry.v1.Deployments",
+    "ferry.v1.Artifacts",
+    "ferry.v1.Secrets",
+    "ferry.v1.Access",
+    "ferry.v1.Cluster",
+    "ferry.v1.Enrollment",
+];
 
 /// The verified caller, placed in request extensions for handlers.
 #[derive(Debug, Clone)]
@@ -385,10 +413,80 @@ mod tests {
     }
 
     #[test]
-    fn decide_needs_an_operator_identity_only_here() {
-        assert_eq!(permission_for("/ferry.v1.Operator/Nope"), None);
+    fn every_rpc_needs_what_it_needed_before_the_service_split() {
+        use Permission::{Admin, Decide, Operate, Renew, View};
+        // Each method of the former single `Operator` service, with its new service.
+        let table = [
+            ("Pipelines", "ApplyPipeline", Operate),
+            ("Pipelines", "ListPipelines", View),
+            ("Pipelines", "GetPipeline", View),
+            ("Executions", "StartExecution", Operate),
+            ("Executions", "GetExecution", View),
+            ("Executions", "WatchExecution", View),
+            ("Executions", "ListExecutions", View),
+            ("Executions", "StreamLogs", View),
+            ("Approvals", "Decide", Decide),
+            ("Agents", "ListAgents", View),
+            ("Agents", "DrainAgent", Admin),
+            ("Agents", "RemoveAgent", Admin),
+            ("Secrets", "SetSecret", Admin),
+            ("Secrets", "ListSecrets", View),
+            ("Secrets", "RemoveSecret", Admin),
+            ("Environments", "ApplyEnvironment", Operate),
+            ("Environments", "ListEnvironments", View),
+            ("Environments", "GetEnvironment", View),
+            ("Artifacts", "ListArtifacts", View),
+            ("Artifacts", "GetArtifact", View),
+            ("Deployments", "ListDeployments", View),
+            ("Deployments", "GetDeployment", View),
+            ("Deployments", "Rollback", Operate),
+            ("Access", "RevokeCertificate", Admin),
+            ("Access", "RenewCertificate", Renew),
+            ("Access", "CreateToken", Admin),
+            ("Access", "GrantRole", Admin),
+            ("Access", "RevokeRole", Admin),
+            ("Access", "ListRoleBindings", Admin),
+            ("Access", "WhoAmI", Decide),
+            ("Cluster", "ClusterStatus", View),
+            ("Cluster", "AddMember", Admin),
+            ("Cluster", "RemoveMember", Admin),
+            ("Cluster", "TransferLeader", Admin),
+        ];
+        for (service, method, perm) in table {
+            assert_eq!(
+                permission_for(&format!("/ferry.v1.{service}/{method}")),
+                Some(perm),
+                "{service}/{method}"
+            );
+            // Only under its own service.
+            for other in PUBLIC_SERVICES {
+                if other != format!("ferry.v1.{service}") && other != "ferry.v1.Enrollment" {
+                    assert_eq!(permission_for(&format!("/{other}/{method}")), None);
+                }
+            }
+        }
+        assert_eq!(permission_for("/ferry.v1.Operator/ListPipelines"), None);
         assert_eq!(
-            permission_for("/ferry.v1.Operator/Decide"),
+            permission_for("/ferry.v1.Enrollment/Enroll"),
+            Some(Permission::Public)
+        );
+        assert_eq!(
+            permission_for("/ferry.internal.v1.AgentSession/Session"),
+            Some(Permission::Agent)
+        );
+        assert_eq!(
+            permission_for("/ferry.internal.v1.RaftPeer/Propose"),
+            Some(Permission::Coordinator)
+        );
+        assert_eq!(permission_for("/ferry.v1.AgentSession/Session"), None);
+        assert_eq!(permission_for("/ferry.v1.RaftPeer/Propose"), None);
+    }
+
+    #[test]
+    fn decide_needs_an_operator_identity_only_here() {
+        assert_eq!(permission_for("/ferry.v1.Approvals/Nope"), None);
+        assert_eq!(
+            permission_for("/ferry.v1.Approvals/Decide"),
             Some(Permission::Decide)
         );
         let s = state();

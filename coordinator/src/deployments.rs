@@ -33,8 +33,8 @@ pub fn deploy_spec(
     exec: &Execution,
     deploy: &Deploy,
     attempt: u32,
-) -> pb::DeploySpec {
-    let mut spec = pb::DeploySpec {
+) -> pb::internal::DeploySpec {
+    let mut spec = pb::internal::DeploySpec {
         environment: deploy.environment.clone(),
         rollback: deploy.rollback,
         keep_releases: deploy.keep_releases,
@@ -56,7 +56,7 @@ pub fn deploy_spec(
     spec.batch_size = deploy.strategy.batch_size(hosts) as u32;
     spec.min_healthy = deploy.min_healthy_of(hosts) as u32;
     for host in &env.spec.hosts {
-        let mut h = pb::DeployHost {
+        let mut h = pb::internal::DeployHost {
             name: host.name.clone(),
             ..Default::default()
         };
@@ -99,8 +99,8 @@ pub fn deploy_spec(
 /// Secret `name` as stored (sealed under the cluster's key), for an
 /// assignment; `scheduler::assignment_with_secrets` seals it again to an
 /// agent that has a wrapping key.
-pub fn sealed(state: &ClusterState, name: &str) -> Option<pb::SealedSecret> {
-    state.secrets.get(name).map(|r| pb::SealedSecret {
+pub fn sealed(state: &ClusterState, name: &str) -> Option<pb::internal::SealedSecret> {
+    state.secrets.get(name).map(|r| pb::internal::SealedSecret {
         name: name.to_string(),
         nonce: r.nonce.clone(),
         ciphertext: r.ciphertext.clone(),

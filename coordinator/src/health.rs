@@ -12,12 +12,13 @@ use tonic_health::server::HealthReporter;
 
 use crate::service::SharedCtx;
 
-/// The services whose status is reported besides the overall one.
-const SERVICES: [&str; 3] = [
-    "ferry.v1.Operator",
-    "ferry.v1.Enrollment",
-    "ferry.v1.AgentSession",
-];
+/// The services whose status is reported besides the overall one: every
+/// public service, and the agents' session.
+fn services() -> impl Iterator<Item = &'static str> {
+    crate::authz::PUBLIC_SERVICES
+        .into_iter()
+        .chain(["ferry.internal.v1.AgentSession"])
+}
 
 /// Whether this member can serve now.
 fn status(ctx: &SharedCtx) -> ServingStatus {
@@ -37,7 +38,7 @@ pub async fn report(ctx: SharedCtx, reporter: HealthReporter) {
     loop {
         let now = status(&ctx);
         if said != Some(now) {
-            for name in std::iter::once("").chain(SERVICES) {
+            for name in std::iter::once("").chain(services()) {
                 reporter.set_service_status(name, now).await;
             }
             tracing::debug!(status = ?now, "health");

@@ -11,7 +11,7 @@ use ferry_proto as pb;
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// The sending half of one agent's session stream.
-pub type SessionTx = mpsc::Sender<Result<pb::CoordinatorMessage, tonic::Status>>;
+pub type SessionTx = mpsc::Sender<Result<pb::internal::CoordinatorMessage, tonic::Status>>;
 
 #[derive(Clone)]
 pub struct Session {
@@ -158,7 +158,7 @@ impl AgentHub {
     }
 
     /// Sends a message to a connected agent; false if it is not connected.
-    pub async fn send(&self, name: &str, msg: pb::CoordinatorMessage) -> bool {
+    pub async fn send(&self, name: &str, msg: pb::internal::CoordinatorMessage) -> bool {
         let Some(s) = self.get(name) else {
             return false;
         };

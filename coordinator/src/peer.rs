@@ -28,9 +28,9 @@ pub async fn fetch(
         };
         match endpoint.connect().await {
             Ok(ch) => {
-                let mut client = pb::artifact_peer_client::ArtifactPeerClient::new(ch);
+                let mut client = pb::internal::artifact_peer_client::ArtifactPeerClient::new(ch);
                 match client
-                    .fetch(pb::FetchRequest {
+                    .fetch(pb::internal::FetchRequest {
                         digest: digest.to_string(),
                         offset: 0,
                     })
@@ -56,8 +56,8 @@ pub async fn member_status(
     channel: tonic::transport::Channel,
     limit: std::time::Duration,
 ) -> Result<crate::ops::cluster::MemberStatus, String> {
-    let mut client = pb::raft_peer_client::RaftPeerClient::new(channel);
-    let ask = client.member_status(pb::MemberStatusRequest {});
+    let mut client = pb::internal::raft_peer_client::RaftPeerClient::new(channel);
+    let ask = client.member_status(pb::internal::MemberStatusRequest {});
     match tokio::time::timeout(limit, ask).await {
         Ok(Ok(r)) => {
             let r = r.into_inner();

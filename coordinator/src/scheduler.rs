@@ -14,7 +14,7 @@ use crate::state::ClusterState;
 use crate::views::{self, now_ms};
 
 /// The assignment message for the attempt with fencing epoch `epoch`.
-pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
+pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assignment> {
     let loc = state.attempts.get(&epoch)?;
     let exec = state.executions.get(&loc.execution)?;
     let spec = state.pipeline_of(exec)?;
@@ -26,20 +26,20 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
         .inputs
         .iter()
         .map(|name| match produced.get(name.as_str()) {
-            Some(art) => pb::InputArtifact {
+            Some(art) => pb::internal::InputArtifact {
                 name: name.clone(),
                 digest: art.digest.clone(),
                 size: art.size,
                 holders: views::holder_addresses(state, &art.digest),
             },
-            None => pb::InputArtifact {
+            None => pb::internal::InputArtifact {
                 name: name.clone(),
                 ..Default::default()
             },
         })
         .collect();
-    Some(pb::Assignment {
-        attempt: Some(pb::AttemptRef {
+    Some(pb::internal::Assignment {
+        attempt: Some(pb::internal::AttemptRef {
             attempt_id: format!("{}/{}/{}#{}", exec.id, stage.name, action.name, run.attempt),
             epoch,
         }),
@@ -55,7 +55,7 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
         outputs: action
             .outputs
             .iter()
-            .map(|(name, paths)| pb::OutputSpec {
+            .map(|(name, paths)| pb::internal::OutputSpec {
                 name: name.clone(),
                 paths: paths.clone(),
             })
@@ -78,7 +78,7 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::Assignment> {
 ///
 /// A local read: it runs on the leader (the scheduler, the agent session)
 /// for an attempt this member just assigned or the agent reported.
-pub fn assignment_with_secrets(ops: &Ops, epoch: u64) -> Option<pb::Assignment> {
+pub fn assignment_with_secrets(ops: &Ops, epoch: u64) -> Option<pb::internal::Assignment> {
     let (mut a, wrapping_key) = ops.local_read(|s| {
         let mut a = assignment(s, epoch)?;
         let loc = s.attempts.get(&epoch)?;
@@ -120,7 +120,7 @@ pub fn assignment_with_secrets(ops: &Ops, epoch: u64) -> Option<pb::Assignment> 
 /// host's, with the reason in the deploy `problem`), and the coordinator's
 /// log says why.
 fn reseal_for_agent(
-    a: &mut pb::Assignment,
+    a: &mut pb::internal::Assignment,
     cluster: Option<&ferry_certs::SecretBox>,
     wrapping_key_hex: &str,
 ) {
@@ -128,14 +128,14 @@ fn reseal_for_agent(
         .ok()
         .and_then(|b| b.try_into().ok());
     let attempt = a.attempt.as_ref().map(|r| r.attempt_id.clone());
-    let reseal = |s: &pb::SealedSecret| -> Result<pb::SealedSecret, String> {
+    let reseal = |s: &pb::internal::SealedSecret| -> Result<pb::internal::SealedSecret, String> {
         let cluster = cluster.ok_or(
             "this coordinator has no secrets key (secrets.key in --tls-dir) to open it with",
         )?;
         let recipient = recipient.ok_or("the agent's recorded wrapping key is not 32 bytes")?;
         let w = ferry_certs::reseal_to(cluster, &recipient, &s.name, &s.nonce, &s.ciphertext)
             .map_err(|e| e.to_string())?;
-        Ok(pb::SealedSecret {
+        Ok(pb::internal::SealedSecret {
             name: s.name.clone(),
             nonce: w.nonce.to_vec(),
             ciphertext: w.ciphertext,
@@ -283,8 +283,8 @@ async fn assign(ops: &Ops, (execution, stage, action, agent): (String, usize, us
                 return;
             };
             tracing::debug!(%agent, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), epoch, "assigned");
-            let msg = pb::CoordinatorMessage {
-                kind: Some(pb::coordinator_message::Kind::Assign(a)),
+            let msg = pb::internal::CoordinatorMessage {
+                kind: Some(pb::internal::coordinator_message::Kind::Assign(a)),
             };
             if !ctx.agents.send(&agent, msg).await {
                 tracing::warn!(%agent, epoch, "agent left before its assignment was sent; re-sent when it reconnects");
@@ -442,21 +442,22 @@ stages:
     /// key is secret `key`, sealed under `cluster` as the state holds them.
     fn sealed_assignment(
         cluster: &SecretBox,
-    ) -> Result<pb::Assignment, Box<dyn std::error::Error>> {
-        let seal =
-            |name: &str, value: &[u8]| -> Result<pb::SealedSecret, ferry_certs::SecretError> {
-                let (nonce, ciphertext) = cluster.seal(name, value)?;
-                Ok(pb::SealedSecret {
-                    name: name.into(),
-                    nonce,
-                    ciphertext,
-                    ..Default::default()
-                })
-            };
-        let mut a = pb::Assignment::default();
+    ) -> Result<pb::internal::Assignment, Box<dyn std::error::Error>> {
+        let seal = |name: &str,
+                    value: &[u8]|
+         -> Result<pb::internal::SealedSecret, ferry_certs::SecretError> {
+            let (nonce, ciphertext) = cluster.seal(name, value)?;
+            Ok(pb::internal::SealedSecret {
+                name: name.into(),
+                nonce,
+                ciphertext,
+                ..Default::default()
+            })
+        };
+        let mut a = pb::internal::Assignment::default();
         a.sealed_env.insert("TOKEN".into(), seal("tok", b"v1")?);
-        a.deploy = Some(pb::DeploySpec {
-            hosts: vec![pb::DeployHost {
+        a.deploy = Some(pb::internal::DeploySpec {
+            hosts: vec![pb::internal::DeployHost {
                 name: "web1".into(),
                 kind: "ssh".into(),
                 sealed_credentials: Some(seal("key", b"PEM")?),
@@ -467,7 +468,10 @@ stages:
         Ok(a)
     }
 
-    fn open(agent: &WrappingKey, s: &pb::SealedSecret) -> Result<Vec<u8>, ferry_certs::WrapError> {
+    fn open(
+        agent: &WrappingKey,
+        s: &pb::internal::SealedSecret,
+    ) -> Result<Vec<u8>, ferry_certs::WrapError> {
         agent.open(&s.name, &s.ephemeral_public_key, &s.nonce, &s.ciphertext)
     }
 

@@ -17,7 +17,7 @@ use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
 use crate::ops::Ops;
 use crate::raft::{self, NodeConfig};
-use crate::service::api::OperatorService;
+use crate::service::api::ApiService;
 use crate::service::enroll::EnrollmentService;
 use crate::service::peer::PeerService;
 use crate::service::session::SessionService;
@@ -172,6 +172,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::health::report(ctx.clone(), health));
 
     tracing::info!(id = cfg.id, listen = %cfg.listen, "coordinator serving");
+    let api = ApiService(ops.clone());
     let server = Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
@@ -180,15 +181,24 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .add_service(pb::enrollment_server::EnrollmentServer::new(
             EnrollmentService::new(ops.clone(), cfg.enroll_per_minute),
         ))
-        .add_service(pb::operator_server::OperatorServer::new(OperatorService(
-            ops.clone(),
-        )))
-        .add_service(pb::agent_session_server::AgentSessionServer::new(
+        .add_service(pb::pipelines_server::PipelinesServer::new(api.clone()))
+        .add_service(pb::executions_server::ExecutionsServer::new(api.clone()))
+        .add_service(pb::approvals_server::ApprovalsServer::new(api.clone()))
+        .add_service(pb::agents_server::AgentsServer::new(api.clone()))
+        .add_service(pb::environments_server::EnvironmentsServer::new(
+            api.clone(),
+        ))
+        .add_service(pb::deployments_server::DeploymentsServer::new(api.clone()))
+        .add_service(pb::artifacts_server::ArtifactsServer::new(api.clone()))
+        .add_service(pb::secrets_server::SecretsServer::new(api.clone()))
+        .add_service(pb::access_server::AccessServer::new(api.clone()))
+        .add_service(pb::cluster_server::ClusterServer::new(api.clone()))
+        .add_service(pb::internal::agent_session_server::AgentSessionServer::new(
             SessionService(ops.clone()),
         ))
-        .add_service(pb::raft_peer_server::RaftPeerServer::new(PeerService(
-            ops.clone(),
-        )))
+        .add_service(pb::internal::raft_peer_server::RaftPeerServer::new(
+            PeerService(ops.clone()),
+        ))
         .serve_with_incoming(ferry_certs::listen::incoming(listener, limits));
     let mut status = handle.status_watch();
     let removed = async move {

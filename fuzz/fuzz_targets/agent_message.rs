@@ -8,9 +8,9 @@ use ferry_proto as pb;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    prost_round_trip::<pb::AgentMessage>(data);
-    prost_round_trip::<pb::CoordinatorMessage>(data);
+    prost_round_trip::<pb::internal::AgentMessage>(data);
+    prost_round_trip::<pb::internal::CoordinatorMessage>(data);
     prost_round_trip::<pb::DeploymentReport>(data);
     prost_round_trip::<pb::EnrollRequest>(data);
-    prost_round_trip::<pb::RaftMessage>(data);
+    prost_round_trip::<pb::internal::RaftMessage>(data);
 });

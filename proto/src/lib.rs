@@ -1,10 +1,36 @@
-//! Generated gRPC types and services for Ferry (`ferry.v1`). Nothing but the
+//! Generated gRPC types and services for Ferry's wire protocol: every RPC
+//! between the CLI, the coordinators and the agents. Nothing but the
 //! generated code lives here; behaviour belongs to the crates that use it.
+//!
+//! Two protobuf packages, one Rust module each (prost writes one file per
+//! package), laid out like the packages so that prost's relative paths
+//! between them (`super::super::v1::…`) resolve:
+//!
+//! - `ferry.v1` ([`v1`], re-exported at the crate root, so `ferry_proto::X`):
+//!   the public API, one service per resource (`Pipelines`, `Executions`,
+//!   `Approvals`, `Agents`, `Environments`, `Deployments`, `Artifacts`,
+//!   `Secrets`, `Access`, `Cluster`, `Enrollment`), e.g.
+//!   `ferry_proto::pipelines_client::PipelinesClient`.
+//! - `ferry.internal.v1` ([`internal::v1`], re-exported as
+//!   `ferry_proto::internal::X`): what only members of a cluster speak to
+//!   each other, `AgentSession`, `ArtifactPeer` and `RaftPeer`, and their
+//!   messages. It uses a few public messages (`Chunk`, `DeploymentReport`),
+//!   never the other way round.
 #![allow(clippy::all, clippy::pedantic)]
 
 pub mod v1 {
+    //! Package `ferry.v1`: the public API.
     // What `tonic::include_proto!` expands to, spelled out so that the
     // messages build without tonic (the `grpc` feature off).
     include!(concat!(env!("OUT_DIR"), "/ferry.v1.rs"));
 }
 pub use v1::*;
+
+pub mod internal {
+    //! Package `ferry.internal.v1`: the services internal to a cluster.
+    pub mod v1 {
+        //! Package `ferry.internal.v1`.
+        include!(concat!(env!("OUT_DIR"), "/ferry.internal.v1.rs"));
+    }
+    pub use v1::*;
+}

@@ -406,10 +406,11 @@ fn open_session(
         .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let mut client = ferry_proto::agent_session_client::AgentSessionClient::new(channel);
-        let register = ferry_proto::AgentMessage {
-            kind: Some(ferry_proto::agent_message::Kind::Register(
-                ferry_proto::Register {
+        let mut client =
+            ferry_proto::internal::agent_session_client::AgentSessionClient::new(channel);
+        let register = ferry_proto::internal::AgentMessage {
+            kind: Some(ferry_proto::internal::agent_message::Kind::Register(
+                ferry_proto::internal::Register {
                     labels: vec![],
                     capacity: 1,
                     version: "test".into(),
@@ -496,9 +497,10 @@ fn removed_and_revoked_certificates_stay_dead() {
                 .connect()
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-        let mut client = ferry_proto::artifact_peer_client::ArtifactPeerClient::new(channel);
+        let mut client =
+            ferry_proto::internal::artifact_peer_client::ArtifactPeerClient::new(channel);
         client
-            .fetch(ferry_proto::FetchRequest {
+            .fetch(ferry_proto::internal::FetchRequest {
                 digest: format!("sha256:{}", "0".repeat(64)),
                 offset: 0,
             })

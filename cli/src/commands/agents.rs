@@ -50,8 +50,9 @@ pub fn agents_table(agents: &[pb::AgentView]) -> Table {
 }
 
 pub async fn list(global: &GlobalArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let mut agents = client
+    let mut api = client::connect(global).await?;
+    let mut agents = api
+        .agents
         .list_agents(pb::ListAgentsRequest {})
         .await?
         .into_inner()
@@ -82,8 +83,9 @@ pub async fn list(global: &GlobalArgs) -> Result<()> {
 
 /// `ferry agents drain NAME [--undo]`.
 pub async fn drain(global: &GlobalArgs, name: &str, undo: bool) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let a = client
+    let mut api = client::connect(global).await?;
+    let a = api
+        .agents
         .drain_agent(pb::AgentRequest {
             name: name.to_string(),
             undo,
@@ -103,8 +105,8 @@ pub async fn drain(global: &GlobalArgs, name: &str, undo: bool) -> Result<()> {
 
 /// `ferry agents remove NAME`.
 pub async fn remove(global: &GlobalArgs, name: &str) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    client
+    let mut api = client::connect(global).await?;
+    api.agents
         .remove_agent(pb::AgentRequest {
             name: name.to_string(),
             undo: false,

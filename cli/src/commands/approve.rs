@@ -50,8 +50,8 @@ async fn decide(global: &GlobalArgs, request: pb::DecideRequest) -> Result<()> {
     } else {
         "rejected"
     };
-    let mut client = client::connect(global).await?;
-    let reply = client.decide(request).await?.into_inner();
+    let mut api = client::connect(global).await?;
+    let reply = api.approvals.decide(request).await?.into_inner();
     match global.output {
         Format::Table => output::print(&format!(
             "{decision}: action {}, execution {}",

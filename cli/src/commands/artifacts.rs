@@ -23,14 +23,19 @@ struct EntryJson<'a> {
 }
 
 pub async fn run(global: &GlobalArgs, command: &ArtifactsCommand) -> Result<()> {
-    let mut client = client::connect(global).await?;
+    let mut api = client::connect(global).await?;
     match command {
         ArtifactsCommand::List(a) => {
             let req = pb::ListArtifactsRequest {
                 pipeline: a.name.clone(),
                 execution_id: a.execution.clone(),
             };
-            let list = client.list_artifacts(req).await?.into_inner().artifacts;
+            let list = api
+                .artifacts
+                .list_artifacts(req)
+                .await?
+                .into_inner()
+                .artifacts;
             match global.output {
                 Format::Json => output::print_json(
                     &list
@@ -61,7 +66,8 @@ pub async fn run(global: &GlobalArgs, command: &ArtifactsCommand) -> Result<()> 
             }
         }
         ArtifactsCommand::Get(a) => {
-            let mut stream = client
+            let mut stream = api
+                .artifacts
                 .get_artifact(pb::GetArtifactRequest {
                     digest: a.digest.clone(),
                 })

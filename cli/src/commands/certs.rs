@@ -84,8 +84,9 @@ pub fn issue_operator(args: &IssueOperatorArgs) -> Result<Vec<PathBuf>> {
 pub async fn revoke(global: &crate::args::GlobalArgs, args: &CertsRevokeArgs) -> Result<()> {
     let pem = std::fs::read_to_string(&args.certificate)
         .with_context(|| format!("reading {}", args.certificate.display()))?;
-    let mut client = crate::client::connect(global).await?;
-    let r = client
+    let mut api = crate::client::connect(global).await?;
+    let r = api
+        .access
         .revoke_certificate(ferry_proto::RevokeCertificateRequest {
             certificate_pem: pem,
         })
@@ -119,8 +120,9 @@ pub async fn renew(global: &crate::args::GlobalArgs, args: &CertsRenewArgs) -> R
         }
         None => {
             let (csr_pem, key_pem) = ferry_certs::renewal_csr().context("making a new key")?;
-            let mut client = crate::client::connect(global).await?;
-            let r = client
+            let mut api = crate::client::connect(global).await?;
+            let r = api
+                .access
                 .renew_certificate(ferry_proto::RenewCertificateRequest { csr_pem })
                 .await?
                 .into_inner();

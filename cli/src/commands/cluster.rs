@@ -116,17 +116,19 @@ async fn health(global: &GlobalArgs) -> Result<()> {
 }
 
 pub async fn run(global: &GlobalArgs, command: &ClusterCommand) -> Result<()> {
-    let mut client = match command {
+    let mut api = match command {
         ClusterCommand::Health => return health(global).await,
         _ => client::connect(global).await?,
     };
     let status = match command {
         // (Health has returned above.)
         ClusterCommand::Status | ClusterCommand::Health => {
-            client.cluster_status(pb::ClusterStatusRequest {}).await?
+            api.cluster
+                .cluster_status(pb::ClusterStatusRequest {})
+                .await?
         }
         ClusterCommand::Add(a) => {
-            client
+            api.cluster
                 .add_member(pb::MemberRequest {
                     id: a.id,
                     address: a.address.clone(),
@@ -134,7 +136,7 @@ pub async fn run(global: &GlobalArgs, command: &ClusterCommand) -> Result<()> {
                 .await?
         }
         ClusterCommand::Remove(a) => {
-            client
+            api.cluster
                 .remove_member(pb::MemberRequest {
                     id: a.id,
                     address: String::new(),
@@ -142,7 +144,7 @@ pub async fn run(global: &GlobalArgs, command: &ClusterCommand) -> Result<()> {
                 .await?
         }
         ClusterCommand::TransferLeader(a) => {
-            client
+            api.cluster
                 .transfer_leader(pb::MemberRequest {
                     id: a.to,
                     address: String::new(),

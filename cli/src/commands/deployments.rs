@@ -54,14 +54,14 @@ fn deployment_json(d: &pb::DeploymentView, with_hooks: bool) -> serde_json::Valu
 }
 
 pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()> {
-    let mut client = client::connect(global).await?;
+    let mut api = client::connect(global).await?;
     match command {
         DeploymentsCommand::List(a) => {
             let req = pb::ListDeploymentsRequest {
                 environment: a.environment.clone(),
                 limit: a.limit,
             };
-            let resp = client.list_deployments(req).await?.into_inner();
+            let resp = api.deployments.list_deployments(req).await?.into_inner();
             if global.output == Format::Json {
                 let deployments: Vec<_> = resp
                     .deployments
@@ -116,7 +116,8 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
             ))
         }
         DeploymentsCommand::Show(a) => {
-            let d = client
+            let d = api
+                .deployments
                 .get_deployment(pb::GetDeploymentRequest { id: a.id })
                 .await?
                 .into_inner();
@@ -178,8 +179,9 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
 }
 
 pub async fn rollback(global: &GlobalArgs, args: &RollbackArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let resp = client
+    let mut api = client::connect(global).await?;
+    let resp = api
+        .deployments
         .rollback(pb::RollbackRequest {
             environment: args.environment.clone(),
             to_execution: args.to.clone().unwrap_or_default(),

@@ -62,12 +62,12 @@ pub async fn run(global: &GlobalArgs, command: &EnvCommand) -> Result<ExitCode> 
         }
         EnvCommand::Apply(a) => {
             let yaml = read_input(&a.file)?;
-            let mut client = client::connect(global).await?;
+            let mut api = client::connect(global).await?;
             let req = pb::ApplyEnvironmentRequest {
                 yaml,
                 file_name: display_name(&a.file),
             };
-            let view = client.apply_environment(req).await?.into_inner();
+            let view = api.environments.apply_environment(req).await?.into_inner();
             match global.output {
                 Format::Json => output::print_json(&serde_json::json!({
                     "name": view.name, "version": view.version, "unchanged": view.unchanged,
@@ -92,11 +92,11 @@ pub async fn run(global: &GlobalArgs, command: &EnvCommand) -> Result<ExitCode> 
             }
         }
         EnvCommand::List | EnvCommand::Show(_) => {
-            let mut client = client::connect(global).await?;
+            let mut api = client::connect(global).await?;
             let envs = match command {
                 EnvCommand::Show(a) => {
                     vec![
-                        client
+                        api.environments
                             .get_environment(pb::GetEnvironmentRequest {
                                 name: a.name.clone(),
                             })
@@ -105,7 +105,7 @@ pub async fn run(global: &GlobalArgs, command: &EnvCommand) -> Result<ExitCode> 
                     ]
                 }
                 _ => {
-                    client
+                    api.environments
                         .list_environments(pb::ListEnvironmentsRequest {})
                         .await?
                         .into_inner()

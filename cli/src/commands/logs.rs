@@ -10,8 +10,9 @@ use crate::errors;
 use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let mut stream = client
+    let mut api = client::connect(global).await?;
+    let mut stream = api
+        .executions
         .stream_logs(pb::LogsRequest {
             pipeline: args.name.clone(),
             execution_id: args.execution.clone(),

@@ -101,8 +101,9 @@ struct AppliedJson<'a> {
 /// `ferry pipeline apply -f FILE`.
 pub async fn apply(global: &GlobalArgs, args: &ApplyArgs) -> Result<()> {
     let yaml = read_input(&args.file)?;
-    let mut client = client::connect(global).await?;
-    let reply = client
+    let mut api = client::connect(global).await?;
+    let reply = api
+        .pipelines
         .apply_pipeline(pb::ApplyPipelineRequest {
             yaml,
             file_name: display_name(&args.file),
@@ -162,8 +163,9 @@ pub fn summaries_table(pipelines: &[pb::PipelineSummary]) -> Table {
 
 /// `ferry pipeline list`.
 pub async fn list(global: &GlobalArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let mut pipelines = client
+    let mut api = client::connect(global).await?;
+    let mut pipelines = api
+        .pipelines
         .list_pipelines(pb::ListPipelinesRequest {})
         .await?
         .into_inner()
@@ -220,8 +222,9 @@ pub fn render_pipeline(view: &pb::PipelineView) -> String {
 
 /// `ferry pipeline show NAME [--version V]`.
 pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let view = client
+    let mut api = client::connect(global).await?;
+    let view = api
+        .pipelines
         .get_pipeline(pb::GetPipelineRequest {
             name: args.name.clone(),
             version: args.version.unwrap_or(0),

@@ -35,14 +35,14 @@ fn print_bindings(bindings: &[pb::RoleBinding]) -> Result<()> {
 }
 
 pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
-    let mut client = client::connect(global).await?;
+    let mut api = client::connect(global).await?;
     let request = |args: &RoleArgs| pb::RoleRequest {
         subject: args.name.clone(),
         role: args.role.clone(),
     };
     let (bindings, done) = match command {
         RbacCommand::Grant(args) => (
-            client
+            api.access
                 .grant_role(request(args))
                 .await?
                 .into_inner()
@@ -50,7 +50,7 @@ pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
             Some(format!("granted role {} to {}", args.role, args.name)),
         ),
         RbacCommand::Revoke(args) => (
-            client
+            api.access
                 .revoke_role(request(args))
                 .await?
                 .into_inner()
@@ -58,7 +58,7 @@ pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
             Some(format!("revoked role {} from {}", args.role, args.name)),
         ),
         RbacCommand::List => (
-            client
+            api.access
                 .list_role_bindings(pb::ListRoleBindingsRequest {})
                 .await?
                 .into_inner()
@@ -80,8 +80,12 @@ struct WhoAmIJson<'a> {
 }
 
 pub async fn whoami(global: &GlobalArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let reply = client.who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+    let mut api = client::connect(global).await?;
+    let reply = api
+        .access
+        .who_am_i(pb::WhoAmIRequest {})
+        .await?
+        .into_inner();
     match global.output {
         Format::Table => output::print(&format!(
             "identity: {}\nroles:    {}",

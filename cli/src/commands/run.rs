@@ -17,8 +17,9 @@ struct StartedJson<'a> {
 }
 
 pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let reply = client
+    let mut api = client::connect(global).await?;
+    let reply = api
+        .executions
         .start_execution(pb::StartExecutionRequest {
             pipeline: args.name.clone(),
             revision: args.revision.clone().unwrap_or_default(),

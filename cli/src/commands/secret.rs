@@ -64,8 +64,9 @@ pub async fn run(global: &GlobalArgs, command: &SecretCommand) -> Result<()> {
                     "the secret's value is empty (pass --from-file or pipe it on standard input)"
                 );
             }
-            let mut client = client::connect(global).await?;
-            let view = client
+            let mut api = client::connect(global).await?;
+            let view = api
+                .secrets
                 .set_secret(pb::SetSecretRequest {
                     name: a.name.clone(),
                     value,
@@ -78,8 +79,9 @@ pub async fn run(global: &GlobalArgs, command: &SecretCommand) -> Result<()> {
             ))
         }
         SecretCommand::List => {
-            let mut client = client::connect(global).await?;
-            let list = client
+            let mut api = client::connect(global).await?;
+            let list = api
+                .secrets
                 .list_secrets(pb::ListSecretsRequest {})
                 .await?
                 .into_inner()
@@ -87,8 +89,8 @@ pub async fn run(global: &GlobalArgs, command: &SecretCommand) -> Result<()> {
             print_list(global, &list)
         }
         SecretCommand::Rm(a) => {
-            let mut client = client::connect(global).await?;
-            client
+            let mut api = client::connect(global).await?;
+            api.secrets
                 .remove_secret(pb::SecretRequest {
                     name: a.name.clone(),
                 })

@@ -224,16 +224,16 @@ fn print_execution(e: &pb::ExecutionView, format: Format) -> Result<()> {
 
 /// `ferry status NAME [--execution ID] [--watch]`.
 pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
+    let mut api = client::connect(global).await?;
     let request = pb::GetExecutionRequest {
         pipeline: args.name.clone(),
         execution_id: args.execution.clone().unwrap_or_default(),
     };
     if !args.watch {
-        let view = client.get_execution(request).await?.into_inner();
+        let view = api.executions.get_execution(request).await?.into_inner();
         return print_execution(&view, global.output);
     }
-    let mut stream = client.watch_execution(request).await?.into_inner();
+    let mut stream = api.executions.watch_execution(request).await?.into_inner();
     let mut first = true;
     while let Some(view) = stream.message().await.map_err(errors::mid_stream)? {
         if global.output == Format::Table && !first {
@@ -263,8 +263,9 @@ pub fn executions_table(executions: &[pb::ExecutionView]) -> Table {
 
 /// `ferry executions NAME [--limit N]`.
 pub async fn executions(global: &GlobalArgs, args: &ExecutionsArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let executions = client
+    let mut api = client::connect(global).await?;
+    let executions = api
+        .executions
         .list_executions(pb::ListExecutionsRequest {
             pipeline: args.name.clone(),
             limit: args.limit.unwrap_or(0),

@@ -16,8 +16,9 @@ struct TokenJson<'a> {
 }
 
 pub async fn create(global: &GlobalArgs, args: &TokenCreateArgs) -> Result<()> {
-    let mut client = client::connect(global).await?;
-    let reply = client
+    let mut api = client::connect(global).await?;
+    let reply = api
+        .access
         .create_token(pb::CreateTokenRequest {
             ttl_seconds: args.ttl.as_secs(),
             uses: args.uses,

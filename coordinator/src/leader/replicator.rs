@@ -19,9 +19,9 @@ pub async fn replicator(ops: Ops) {
         let connected = ctx.agents.connected();
         let pending: BTreeSet<(String, String)> = asked.keys().cloned().collect();
         for job in ops.local_replica_jobs(ctx.artifact_replicas, &connected, &pending) {
-            let msg = ferry_proto::CoordinatorMessage {
-                kind: Some(ferry_proto::coordinator_message::Kind::Replicate(
-                    ferry_proto::Replicate {
+            let msg = ferry_proto::internal::CoordinatorMessage {
+                kind: Some(ferry_proto::internal::coordinator_message::Kind::Replicate(
+                    ferry_proto::internal::Replicate {
                         digest: job.digest.clone(),
                         size: job.size,
                         holders: job.holders,

@@ -32,9 +32,9 @@ pub async fn retention(ops: Ops) {
             }
         };
         for (agent, digests) in holders {
-            let msg = ferry_proto::CoordinatorMessage {
-                kind: Some(ferry_proto::coordinator_message::Kind::Forget(
-                    ferry_proto::Forget { digests },
+            let msg = ferry_proto::internal::CoordinatorMessage {
+                kind: Some(ferry_proto::internal::coordinator_message::Kind::Forget(
+                    ferry_proto::internal::Forget { digests },
                 )),
             };
             // An agent that is away keeps its copies until a later sweep of its own store.

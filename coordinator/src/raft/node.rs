@@ -243,9 +243,9 @@ impl RaftHandle {
             .tls
             .channel(leader, &addr)
             .map_err(|e| ProposeError::Forward(e.to_string()))?;
-        let mut client = pb::raft_peer_client::RaftPeerClient::new(channel);
+        let mut client = pb::internal::raft_peer_client::RaftPeerClient::new(channel);
         let resp = client
-            .propose(pb::ForwardRequest { command })
+            .propose(pb::internal::ForwardRequest { command })
             .await
             .map_err(|s| ProposeError::Forward(s.message().to_string()))?
             .into_inner();

@@ -134,8 +134,8 @@ async fn run_link(
                 continue;
             }
         };
-        let mut client = pb::raft_peer_client::RaftPeerClient::new(channel);
-        let (tx, stream_rx) = mpsc::channel::<pb::RaftMessage>(QUEUE);
+        let mut client = pb::internal::raft_peer_client::RaftPeerClient::new(channel);
+        let (tx, stream_rx) = mpsc::channel::<pb::internal::RaftMessage>(QUEUE);
         let call = tokio::spawn(async move { client.stream(ReceiverStream::new(stream_rx)).await });
         let mut ok = true;
         while ok {
@@ -156,7 +156,7 @@ async fn run_link(
                             continue;
                         }
                     };
-                    ok = tx.send(pb::RaftMessage { message: bytes }).await.is_ok();
+                    ok = tx.send(pb::internal::RaftMessage { message: bytes }).await.is_ok();
                     if ok {
                         backoff = Duration::from_millis(50);
                     }

@@ -4,7 +4,7 @@
 use ferry_proto as pb;
 use tonic::{Request, Response, Status};
 
-use super::{caller, leader_operator};
+use super::{caller, leader_channel};
 use crate::ops::Ops;
 use crate::ops::agents::{AgentInfo, no_agent};
 use crate::views;
@@ -42,7 +42,7 @@ pub async fn list_agents(
     ops: &Ops,
     _req: Request<pb::ListAgentsRequest>,
 ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-    if let Some(mut leader) = leader_operator(ops)? {
+    if let Some(mut leader) = leader_channel(ops)?.map(pb::agents_client::AgentsClient::new) {
         return leader.list_agents(pb::ListAgentsRequest {}).await;
     }
     let agents = ops

@@ -1,6 +1,7 @@
-//! The operator API behind the `ferry` CLI, as one gRPC service: each method
-//! delegates to the adapter of its resource (`service/<resource>.rs`), which
-//! decodes the request, calls `ops` and encodes the answer.
+//! The public API behind the `ferry` CLI, as one gRPC service per resource
+//! (package `ferry.v1`), all served by [`ApiService`]: each method delegates
+//! to the adapter of its resource (`service/<resource>.rs`), which decodes
+//! the request, calls `ops` and encodes the answer.
 
 use std::pin::Pin;
 
@@ -10,17 +11,15 @@ use tonic::{Request, Response, Status};
 
 use crate::ops::Ops;
 
-pub struct OperatorService(pub Ops);
+/// Every public service (`Pipelines`, `Executions`, ...) over the same `Ops`.
+#[derive(Clone)]
+pub struct ApiService(pub Ops);
 
 /// A server stream of an operator call.
 pub type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl pb::operator_server::Operator for OperatorService {
-    type WatchExecutionStream = Stream_<pb::ExecutionView>;
-    type StreamLogsStream = Stream_<pb::LogChunk>;
-    type GetArtifactStream = Stream_<pb::Chunk>;
-
+impl pb::pipelines_server::Pipelines for ApiService {
     async fn apply_pipeline(
         &self,
         req: Request<pb::ApplyPipelineRequest>,
@@ -41,6 +40,12 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::PipelineView>, Status> {
         super::pipelines::get_pipeline(&self.0, req).await
     }
+}
+
+#[tonic::async_trait]
+impl pb::executions_server::Executions for ApiService {
+    type WatchExecutionStream = Stream_<pb::ExecutionView>;
+    type StreamLogsStream = Stream_<pb::LogChunk>;
 
     async fn start_execution(
         &self,
@@ -76,14 +81,20 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         super::executions::stream_logs(&self.0, req).await
     }
+}
 
+#[tonic::async_trait]
+impl pb::approvals_server::Approvals for ApiService {
     async fn decide(
         &self,
         req: Request<pb::DecideRequest>,
     ) -> Result<Response<pb::DecideResponse>, Status> {
         super::approvals::decide(&self.0, req).await
     }
+}
 
+#[tonic::async_trait]
+impl pb::agents_server::Agents for ApiService {
     async fn list_agents(
         &self,
         req: Request<pb::ListAgentsRequest>,
@@ -104,42 +115,10 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         super::agents::remove_agent(&self.0, req).await
     }
+}
 
-    async fn list_deployments(
-        &self,
-        req: Request<pb::ListDeploymentsRequest>,
-    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
-        super::deployments::list_deployments(&self.0, req).await
-    }
-
-    async fn get_deployment(
-        &self,
-        req: Request<pb::GetDeploymentRequest>,
-    ) -> Result<Response<pb::DeploymentView>, Status> {
-        super::deployments::get_deployment(&self.0, req).await
-    }
-
-    async fn rollback(
-        &self,
-        req: Request<pb::RollbackRequest>,
-    ) -> Result<Response<pb::RollbackResponse>, Status> {
-        super::deployments::rollback(&self.0, req).await
-    }
-
-    async fn list_artifacts(
-        &self,
-        req: Request<pb::ListArtifactsRequest>,
-    ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
-        super::artifacts::list_artifacts(&self.0, req).await
-    }
-
-    async fn get_artifact(
-        &self,
-        req: Request<pb::GetArtifactRequest>,
-    ) -> Result<Response<Self::GetArtifactStream>, Status> {
-        super::artifacts::get_artifact(&self.0, req).await
-    }
-
+#[tonic::async_trait]
+impl pb::environments_server::Environments for ApiService {
     async fn apply_environment(
         &self,
         req: Request<pb::ApplyEnvironmentRequest>,
@@ -160,7 +139,53 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::EnvironmentView>, Status> {
         super::environments::get_environment(&self.0, req).await
     }
+}
 
+#[tonic::async_trait]
+impl pb::deployments_server::Deployments for ApiService {
+    async fn list_deployments(
+        &self,
+        req: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        super::deployments::list_deployments(&self.0, req).await
+    }
+
+    async fn get_deployment(
+        &self,
+        req: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::DeploymentView>, Status> {
+        super::deployments::get_deployment(&self.0, req).await
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        super::deployments::rollback(&self.0, req).await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::artifacts_server::Artifacts for ApiService {
+    type GetArtifactStream = Stream_<pb::Chunk>;
+
+    async fn list_artifacts(
+        &self,
+        req: Request<pb::ListArtifactsRequest>,
+    ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
+        super::artifacts::list_artifacts(&self.0, req).await
+    }
+
+    async fn get_artifact(
+        &self,
+        req: Request<pb::GetArtifactRequest>,
+    ) -> Result<Response<Self::GetArtifactStream>, Status> {
+        super::artifacts::get_artifact(&self.0, req).await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::secrets_server::Secrets for ApiService {
     async fn set_secret(
         &self,
         req: Request<pb::SetSecretRequest>,
@@ -181,7 +206,10 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ListSecretsResponse>, Status> {
         super::secrets::remove_secret(&self.0, req).await
     }
+}
 
+#[tonic::async_trait]
+impl pb::access_server::Access for ApiService {
     async fn revoke_certificate(
         &self,
         req: Request<pb::RevokeCertificateRequest>,
@@ -224,6 +252,16 @@ impl pb::operator_server::Operator for OperatorService {
         super::access::list_role_bindings(&self.0, req).await
     }
 
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        super::access::who_am_i(&self.0, req).await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ApiService {
     async fn cluster_status(
         &self,
         req: Request<pb::ClusterStatusRequest>,
@@ -250,12 +288,5 @@ impl pb::operator_server::Operator for OperatorService {
         req: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         super::cluster::transfer_leader(&self.0, req).await
-    }
-
-    async fn who_am_i(
-        &self,
-        req: Request<pb::WhoAmIRequest>,
-    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        super::access::who_am_i(&self.0, req).await
     }
 }

@@ -5,13 +5,13 @@
 use ferry_proto as pb;
 use tonic::{Request, Response, Status};
 
-use super::leader_operator;
+use super::leader_channel;
 use crate::ops::Ops;
 use crate::ops::cluster::{ClusterStatus, MemberStatus};
 
 /// A member's own status on the wire.
-pub fn member_status(s: MemberStatus) -> pb::MemberStatusResponse {
-    pb::MemberStatusResponse {
+pub fn member_status(s: MemberStatus) -> pb::internal::MemberStatusResponse {
+    pb::internal::MemberStatusResponse {
         id: s.id,
         term: s.term,
         leader_id: s.leader_id,
@@ -64,7 +64,7 @@ pub async fn add_member(
     req: Request<pb::MemberRequest>,
 ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
     let req = req.into_inner();
-    if let Some(mut leader) = leader_operator(ops)? {
+    if let Some(mut leader) = leader_channel(ops)?.map(pb::cluster_client::ClusterClient::new) {
         return leader.add_member(req).await;
     }
     ops.add_member(req.id, &req.address).await?;
@@ -76,12 +76,13 @@ pub async fn remove_member(
     req: Request<pb::MemberRequest>,
 ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
     let req = req.into_inner();
-    if let Some(mut leader) = leader_operator(ops)? {
+    if let Some(mut leader) = leader_channel(ops)?.map(pb::cluster_client::ClusterClient::new) {
         return leader.remove_member(req).await;
     }
     if !ops.remove_member(req.id).await? {
         // It removes itself: leadership moved first; the new leader removes it.
-        let Some(mut leader) = leader_operator(ops)? else {
+        let Some(mut leader) = leader_channel(ops)?.map(pb::cluster_client::ClusterClient::new)
+        else {
             return Err(Status::unavailable(
                 "leadership did not move; retry shortly",
             ));
@@ -96,7 +97,7 @@ pub async fn transfer_leader(
     req: Request<pb::MemberRequest>,
 ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
     let req = req.into_inner();
-    if let Some(mut leader) = leader_operator(ops)? {
+    if let Some(mut leader) = leader_channel(ops)?.map(pb::cluster_client::ClusterClient::new) {
         return leader.transfer_leader(req).await;
     }
     ops.transfer_leader(req.id).await?;

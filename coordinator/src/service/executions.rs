@@ -8,7 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::api::Stream_;
-use super::{caller, leader_operator};
+use super::{caller, leader_channel};
 use crate::ops::executions::ActionAt;
 use crate::ops::{OpError, Ops};
 use crate::views;
@@ -97,7 +97,10 @@ pub async fn stream_logs(
     let (at, running) = ops
         .locate_log(&req.pipeline, &req.execution_id, &req.action)
         .await?;
-    if running && let Some(mut leader) = leader_operator(ops)? {
+    if running
+        && let Some(mut leader) =
+            leader_channel(ops)?.map(pb::executions_client::ExecutionsClient::new)
+    {
         // Live lines are held by the leader only.
         let upstream = leader.stream_logs(req).await?.into_inner();
         return Ok(Response::new(Box::pin(upstream)));

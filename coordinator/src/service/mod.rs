@@ -1,8 +1,8 @@
 //! gRPC services of the coordinator: thin adapters over `ops`. Each decodes
 //! the request, calls one operation and encodes the answer; they never check
 //! permissions (the `authz` layer did) and never touch Raft (`ops` does).
-//! The operator API is one service (`api.rs`) whose methods each delegate to
-//! the adapter of their resource.
+//! The public API is one gRPC service per resource (`api.rs`), whose methods
+//! each delegate to the adapter of their resource.
 
 pub mod access;
 pub mod agents;
@@ -117,17 +117,13 @@ impl From<OpError> for Status {
     }
 }
 
-/// The leader's operator API when another member leads (None: this one
-/// does), for calls only the leader can serve.
-pub fn leader_operator(
-    ops: &Ops,
-) -> Result<Option<ferry_proto::operator_client::OperatorClient<tonic::transport::Channel>>, Status>
-{
+/// The channel to the leader when another member leads (None: this one
+/// does), for calls only the leader can serve; the caller wraps it in the
+/// client of its service.
+pub fn leader_channel(ops: &Ops) -> Result<Option<tonic::transport::Channel>, Status> {
     Ok(match ops.leader()? {
         Leader::Here => None,
-        Leader::At { channel, .. } => {
-            Some(ferry_proto::operator_client::OperatorClient::new(channel))
-        }
+        Leader::At { channel, .. } => Some(channel),
     })
 }
 

@@ -14,11 +14,11 @@ use crate::state::Command;
 pub struct PeerService(pub Ops);
 
 #[tonic::async_trait]
-impl pb::raft_peer_server::RaftPeer for PeerService {
+impl pb::internal::raft_peer_server::RaftPeer for PeerService {
     async fn stream(
         &self,
-        req: Request<Streaming<pb::RaftMessage>>,
-    ) -> Result<Response<pb::RaftAck>, Status> {
+        req: Request<Streaming<pb::internal::RaftMessage>>,
+    ) -> Result<Response<pb::internal::RaftAck>, Status> {
         let who = caller(&req)?;
         let from = who
             .coordinator_id()
@@ -37,13 +37,13 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
                 .step(msg)
                 .map_err(|_| Status::unavailable("Raft node stopped"))?;
         }
-        Ok(Response::new(pb::RaftAck {}))
+        Ok(Response::new(pb::internal::RaftAck {}))
     }
 
     async fn propose(
         &self,
-        req: Request<pb::ForwardRequest>,
-    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        req: Request<pb::internal::ForwardRequest>,
+    ) -> Result<Response<pb::internal::ForwardResponse>, Status> {
         let cmd = Command::decode(&req.into_inner().command)
             .map_err(|e| Status::invalid_argument(format!("bad command: {e}")))?;
         let (result, index) = self
@@ -57,7 +57,7 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
             Err(e) => return Err(OpError::from(e).into()),
         };
         let bytes = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(pb::ForwardResponse {
+        Ok(Response::new(pb::internal::ForwardResponse {
             result: bytes,
             index,
         }))
@@ -65,8 +65,8 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
 
     async fn member_status(
         &self,
-        _req: Request<pb::MemberStatusRequest>,
-    ) -> Result<Response<pb::MemberStatusResponse>, Status> {
+        _req: Request<pb::internal::MemberStatusRequest>,
+    ) -> Result<Response<pb::internal::MemberStatusResponse>, Status> {
         Ok(Response::new(super::cluster::member_status(
             self.0.own_status(),
         )))

@@ -22,19 +22,20 @@ use crate::scheduler;
 
 pub struct SessionService(pub Ops);
 
-type Outbound = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+type Outbound =
+    Pin<Box<dyn Stream<Item = Result<pb::internal::CoordinatorMessage, Status>> + Send>>;
 
-fn msg(kind: pb::coordinator_message::Kind) -> pb::CoordinatorMessage {
-    pb::CoordinatorMessage { kind: Some(kind) }
+fn msg(kind: pb::internal::coordinator_message::Kind) -> pb::internal::CoordinatorMessage {
+    pb::internal::CoordinatorMessage { kind: Some(kind) }
 }
 
 #[tonic::async_trait]
-impl pb::agent_session_server::AgentSession for SessionService {
+impl pb::internal::agent_session_server::AgentSession for SessionService {
     type SessionStream = Outbound;
 
     async fn session(
         &self,
-        req: Request<Streaming<pb::AgentMessage>>,
+        req: Request<Streaming<pb::internal::AgentMessage>>,
     ) -> Result<Response<Outbound>, Status> {
         let name = caller(&req)?.name;
         let fingerprint = req
@@ -44,8 +45,8 @@ impl pb::agent_session_server::AgentSession for SessionService {
             .unwrap_or_default();
         let mut inbound = req.into_inner();
         let register = match inbound.message().await? {
-            Some(pb::AgentMessage {
-                kind: Some(pb::agent_message::Kind::Register(r)),
+            Some(pb::internal::AgentMessage {
+                kind: Some(pb::internal::agent_message::Kind::Register(r)),
             }) => r,
             _ => {
                 return Err(Status::invalid_argument(
@@ -73,12 +74,12 @@ impl pb::agent_session_server::AgentSession for SessionService {
             .await?;
         let (tx, rx) = mpsc::channel(256);
         let session_id: u64 = rand::random();
-        tx.send(Ok(msg(pb::coordinator_message::Kind::Registered(
-            pb::Registered {
+        tx.send(Ok(msg(
+            pb::internal::coordinator_message::Kind::Registered(pb::internal::Registered {
                 agent: name.clone(),
                 heartbeat_seconds: self.0.ctx().heartbeat_seconds,
-            },
-        ))))
+            }),
+        )))
         .await
         .map_err(|_| Status::cancelled("agent went away"))?;
         let mut revocations_sent = send_revocations(&self.0, &tx, None).await;
@@ -143,8 +144,8 @@ async fn send_revocations(ops: &Ops, tx: &crate::hub::SessionTx, sent: Option<u6
     let Some(fingerprints) = fingerprints else {
         return serial;
     };
-    let m = msg(pb::coordinator_message::Kind::Revocations(
-        pb::Revocations { fingerprints },
+    let m = msg(pb::internal::coordinator_message::Kind::Revocations(
+        pb::internal::Revocations { fingerprints },
     ));
     match tx.send(Ok(m)).await {
         Ok(()) => serial,
@@ -154,10 +155,15 @@ async fn send_revocations(ops: &Ops, tx: &crate::hub::SessionTx, sent: Option<u6
 
 /// After (re)connecting: re-send assignments the agent does not report, and
 /// cancel attempts it runs that are no longer current.
-async fn reconcile(ops: &Ops, agent: &str, running: &[pb::AttemptRef], tx: &crate::hub::SessionTx) {
+async fn reconcile(
+    ops: &Ops,
+    agent: &str,
+    running: &[pb::internal::AttemptRef],
+    tx: &crate::hub::SessionTx,
+) {
     let reported: BTreeSet<u64> = running.iter().map(|r| r.epoch).collect();
     let current: BTreeSet<u64> = ops.local_running_on(agent).into_iter().collect();
-    let missing: Vec<pb::Assignment> = current
+    let missing: Vec<pb::internal::Assignment> = current
         .iter()
         .filter(|e| !reported.contains(e))
         .filter_map(|e| scheduler::assignment_with_secrets(ops, *e))
@@ -165,32 +171,41 @@ async fn reconcile(ops: &Ops, agent: &str, running: &[pb::AttemptRef], tx: &crat
     for a in missing {
         tracing::info!(%agent, attempt = ?a.attempt, "re-sending assignment after reconnect");
         let _ = tx
-            .send(Ok(msg(pb::coordinator_message::Kind::Assign(a))))
+            .send(Ok(msg(pb::internal::coordinator_message::Kind::Assign(a))))
             .await;
     }
     for r in running.iter().filter(|r| !current.contains(&r.epoch)) {
         let _ = tx
-            .send(Ok(msg(pb::coordinator_message::Kind::Cancel(pb::Cancel {
-                attempt: Some(r.clone()),
-                reason: "this attempt is no longer current".into(),
-            }))))
+            .send(Ok(msg(pb::internal::coordinator_message::Kind::Cancel(
+                pb::internal::Cancel {
+                    attempt: Some(r.clone()),
+                    reason: "this attempt is no longer current".into(),
+                },
+            ))))
             .await;
     }
 }
 
 /// Tells an agent to stop an attempt that is no longer current (fencing).
-async fn cancel_stale(tx: &crate::hub::SessionTx, attempt: pb::AttemptRef) {
-    let cancel = pb::Cancel {
+async fn cancel_stale(tx: &crate::hub::SessionTx, attempt: pb::internal::AttemptRef) {
+    let cancel = pb::internal::Cancel {
         attempt: Some(attempt),
         reason: "this attempt is no longer current".into(),
     };
     let _ = tx
-        .send(Ok(msg(pb::coordinator_message::Kind::Cancel(cancel))))
+        .send(Ok(msg(pb::internal::coordinator_message::Kind::Cancel(
+            cancel,
+        ))))
         .await;
 }
 
-async fn handle(ops: &Ops, agent: &str, kind: pb::agent_message::Kind, tx: &crate::hub::SessionTx) {
-    use pb::agent_message::Kind;
+async fn handle(
+    ops: &Ops,
+    agent: &str,
+    kind: pb::internal::agent_message::Kind,
+    tx: &crate::hub::SessionTx,
+) {
+    use pb::internal::agent_message::Kind;
     match kind {
         Kind::Register(_) => tracing::warn!(%agent, "duplicate Register ignored"),
         Kind::Started(_) => {}
@@ -259,7 +274,7 @@ async fn handle(ops: &Ops, agent: &str, kind: pb::agent_message::Kind, tx: &crat
                     if !accepted {
                         tracing::warn!(%agent, epoch = attempt.epoch, %reason, "stale result refused");
                     }
-                    pb::ResultAck {
+                    pb::internal::ResultAck {
                         attempt: Some(attempt.clone()),
                         accepted,
                         reason,
@@ -273,7 +288,7 @@ async fn handle(ops: &Ops, agent: &str, kind: pb::agent_message::Kind, tx: &crat
             };
             ops.ctx().logs.close(attempt.epoch);
             let _ = tx
-                .send(Ok(msg(pb::coordinator_message::Kind::Ack(ack))))
+                .send(Ok(msg(pb::internal::coordinator_message::Kind::Ack(ack))))
                 .await;
         }
     }

@@ -27,7 +27,7 @@ async fn ferry_new_leader(
 ) -> anyhow::Result<Instant> {
     let mut clients = Vec::new();
     for a in addrs {
-        clients.push(pb::raft_peer_client::RaftPeerClient::new(
+        clients.push(pb::internal::raft_peer_client::RaftPeerClient::new(
             channel(ca, peer_id, a).await?,
         ));
     }
@@ -35,7 +35,7 @@ async fn ferry_new_leader(
         for c in clients.iter_mut() {
             if let Ok(Ok(r)) = tokio::time::timeout(
                 Duration::from_millis(200),
-                c.member_status(pb::MemberStatusRequest {}),
+                c.member_status(pb::internal::MemberStatusRequest {}),
             )
             .await
             {
@@ -69,8 +69,9 @@ pub async fn run(kills: usize) -> anyhow::Result<String> {
             .filter(|i| *i != old)
             .map(|i| c.member_addr(i))
             .collect();
-        let mut op =
-            pb::operator_client::OperatorClient::new(channel(&ca, &admin, &survivors[0]).await?);
+        let mut op = pb::executions_client::ExecutionsClient::new(
+            channel(&ca, &admin, &survivors[0]).await?,
+        );
         let t0 = Instant::now();
         c.kill_member(old);
         let leader = tokio::spawn({

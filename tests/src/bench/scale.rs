@@ -104,7 +104,7 @@ async fn enroll(ca: &str, leader: &str, token: &str, name: &str) -> anyhow::Resu
 /// One simulated agent: sessions with whichever member accepts (the leader),
 /// answering every assignment at once and re-sending unacknowledged results.
 async fn agent(sim: Arc<Sim>, id: CertifiedKey, connected: mpsc::Sender<()>) {
-    let mut unacked: HashMap<u64, pb::AttemptResult> = HashMap::new();
+    let mut unacked: HashMap<u64, pb::internal::AttemptResult> = HashMap::new();
     let mut first = Some(connected);
     loop {
         for addr in std::iter::once(&sim.leader).chain(sim.members.iter()) {
@@ -118,27 +118,29 @@ async fn session(
     sim: &Sim,
     id: &CertifiedKey,
     addr: &str,
-    unacked: &mut HashMap<u64, pb::AttemptResult>,
+    unacked: &mut HashMap<u64, pb::internal::AttemptResult>,
     first: &mut Option<mpsc::Sender<()>>,
 ) -> anyhow::Result<()> {
     let ch = channel(&sim.ca, id, addr).await?;
-    let mut client = pb::agent_session_client::AgentSessionClient::new(ch);
-    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
-    let send = |k: pb::agent_message::Kind| pb::AgentMessage { kind: Some(k) };
-    tx.send(send(pb::agent_message::Kind::Register(pb::Register {
-        labels: vec![],
-        capacity: 1,
-        version: "sim".into(),
-        address: "127.0.0.1:9".into(),
-        running: vec![],
-    })))
+    let mut client = pb::internal::agent_session_client::AgentSessionClient::new(ch);
+    let (tx, rx) = mpsc::channel::<pb::internal::AgentMessage>(64);
+    let send = |k: pb::internal::agent_message::Kind| pb::internal::AgentMessage { kind: Some(k) };
+    tx.send(send(pb::internal::agent_message::Kind::Register(
+        pb::internal::Register {
+            labels: vec![],
+            capacity: 1,
+            version: "sim".into(),
+            address: "127.0.0.1:9".into(),
+            running: vec![],
+        },
+    )))
     .await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     if let Some(c) = first.take() {
         let _ = c.send(()).await;
     }
     for r in unacked.values() {
-        tx.send(send(pb::agent_message::Kind::Result(r.clone())))
+        tx.send(send(pb::internal::agent_message::Kind::Result(r.clone())))
             .await?;
     }
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
@@ -147,14 +149,14 @@ async fn session(
             m = inbound.message() => {
                 let Some(m) = m? else { return Ok(()) };
                 match m.kind {
-                    Some(pb::coordinator_message::Kind::Assign(a)) => {
+                    Some(pb::internal::coordinator_message::Kind::Assign(a)) => {
                         sim.receipts.lock().unwrap_or_else(|p| p.into_inner()).push((a.execution_id.clone(), Instant::now()));
                         let epoch = a.attempt.as_ref().map_or(0, |r| r.epoch);
-                        let result = pb::AttemptResult { attempt: a.attempt, success: true, exit_code: 0, ..Default::default() };
+                        let result = pb::internal::AttemptResult { attempt: a.attempt, success: true, exit_code: 0, ..Default::default() };
                         unacked.insert(epoch, result.clone());
-                        tx.send(send(pb::agent_message::Kind::Result(result))).await?;
+                        tx.send(send(pb::internal::agent_message::Kind::Result(result))).await?;
                     }
-                    Some(pb::coordinator_message::Kind::Ack(ack)) => {
+                    Some(pb::internal::coordinator_message::Kind::Ack(ack)) => {
                         let epoch = ack.attempt.as_ref().map_or(0, |r| r.epoch);
                         if unacked.remove(&epoch).is_some() && ack.accepted {
                             sim.done.fetch_add(1, Ordering::SeqCst);
@@ -164,7 +166,7 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
-                tx.send(send(pb::agent_message::Kind::Heartbeat(pb::Heartbeat { running: 0, shutting_down: false }))).await?;
+                tx.send(send(pb::internal::agent_message::Kind::Heartbeat(pb::internal::Heartbeat { running: 0, shutting_down: false }))).await?;
             }
         }
     }
@@ -284,7 +286,9 @@ pub async fn run(
     let repo = crate::Repo::new();
     repo.commit(&[("README", "scale")], "scale");
     c.apply(&pipeline(actions).replace("REPO", &repo.url()));
-    let mut op = pb::operator_client::OperatorClient::new(channel(&ca, &admin, &leader).await?);
+    let op_channel = channel(&ca, &admin, &leader).await?;
+    let access = pb::access_client::AccessClient::new(op_channel.clone());
+    let mut op = pb::executions_client::ExecutionsClient::new(op_channel);
     // Resolve the branch once; later runs name the commit, which needs no git fetch.
     let revision = op
         .start_execution(pb::StartExecutionRequest {
@@ -297,7 +301,7 @@ pub async fn run(
     while sim.done.load(Ordering::SeqCst) < actions as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let start = |op: &mut pb::operator_client::OperatorClient<tonic::transport::Channel>| {
+    let start = |op: &mut pb::executions_client::ExecutionsClient<tonic::transport::Channel>| {
         let mut op = op.clone();
         let revision = revision.clone();
         async move {
@@ -320,16 +324,17 @@ pub async fn run(
         let before = sim.done.load(Ordering::SeqCst);
         let (exec, t0) = start(&mut op).await?;
         let probe = tokio::spawn({
-            let mut op = op.clone();
+            let mut access = access.clone();
             async move {
                 let mut lat = Vec::new();
                 for _ in 0..20 {
                     let t = Instant::now();
-                    op.grant_role(pb::RoleRequest {
-                        subject: "probe".into(),
-                        role: "viewer".into(),
-                    })
-                    .await?;
+                    access
+                        .grant_role(pb::RoleRequest {
+                            subject: "probe".into(),
+                            role: "viewer".into(),
+                        })
+                        .await?;
                     lat.push(t.elapsed());
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

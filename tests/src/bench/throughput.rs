@@ -82,7 +82,7 @@ pub async fn run(secs: u64, moderate: usize, high: usize) -> anyhow::Result<Stri
         chans.push(channel(&ca, &admin, &c.member_addr(leader)).await?);
     }
     let ferry_op = |ch: Channel, _w: usize, _n: u64| async move {
-        let mut op = pb::operator_client::OperatorClient::new(ch);
+        let mut op = pb::pipelines_client::PipelinesClient::new(ch);
         op.apply_pipeline(pb::ApplyPipelineRequest {
             yaml: PIPELINE.into(),
             file_name: "tp.yml".into(),
