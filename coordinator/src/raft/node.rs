@@ -670,7 +670,12 @@ impl Driver {
         }
     }
 
+    /// One Ready, step by step in the order raft-rs requires (its
+    /// `five_mem_node` example is the model); each step says why it is there.
     fn on_ready(&mut self) -> Result<(), NodeError> {
+        // A failure recorded since the last round (an entry that did not
+        // decode, a snapshot that did not serialize) stops the member before
+        // it acknowledges anything more.
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
@@ -679,7 +684,12 @@ impl Driver {
             return Ok(());
         }
         let mut ready = self.node.ready();
+        // 1. Messages that may leave before anything is persisted (a
+        //    leader's appends and heartbeats): the leader writes its own log
+        //    in parallel with its followers.
         self.send(ready.take_messages());
+        // 2. A snapshot from the leader replaces the state and the log
+        //    prefix, so it goes in before any entry that follows it.
         if !ready.snapshot().is_empty() {
             let snap = ready.snapshot().clone();
             // Decoded before it is installed: a bad one changes nothing here.
@@ -692,13 +702,23 @@ impl Driver {
             self.store.install_snapshot(&snap)?;
             self.restore(state, snap.get_metadata().index);
         }
+        // 3. Read indexes confirmed by a quorum: a linearizable read may be
+        //    served once this member has applied up to that index (step 8).
         for rs in ready.take_read_states() {
             self.read_state(rs.index, &rs.request_ctx);
         }
+        // 4. Committed entries are on a majority's disks already, so they
+        //    may be applied before this member persists its new ones.
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
+        // 5. New entries and the hard state (term, vote, commit) reach the
+        //    disk, fsynced, before any message that promises they are there.
         self.store.persist(ready.entries(), ready.hs())?;
+        // 6. Those messages: votes and append responses.
         self.send(ready.take_persisted_messages());
+        // 7. Advance: what became committed by this round's persistence
+        //    (a single member commits its own entries here) is recorded,
+        //    sent and applied, then raft-rs is told it was applied.
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.store.set_commit(commit)?;
@@ -706,7 +726,10 @@ impl Driver {
         self.send(light.take_messages());
         self.apply_entries(light.take_committed_entries())?;
         self.node.advance_apply();
+        // 8. Reads waiting for an index now applied are answered.
         self.answer_reads();
+        // 9. Only applied state is snapshotted, and the log compacted
+        //    behind it, after everything above is durable.
         self.maybe_snapshot()?;
         self.raise_serve_failure()
     }
