@@ -53,7 +53,7 @@ pub async fn list(global: &GlobalArgs) -> Result<()> {
     let mut api = client::connect(global).await?;
     let mut agents = api
         .agents
-        .list_agents(pb::ListAgentsRequest {})
+        .list_agents(pb::ListAgentsRequest::default())
         .await?
         .into_inner()
         .agents;

@@ -29,6 +29,8 @@ pub async fn run(global: &GlobalArgs, command: &ArtifactsCommand) -> Result<()> 
             let req = pb::ListArtifactsRequest {
                 pipeline: a.name.clone(),
                 execution_id: a.execution.clone(),
+                // One page of everything (up to the coordinator's maximum), as before paging.
+                ..Default::default()
             };
             let list = api
                 .artifacts

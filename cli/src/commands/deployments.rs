@@ -59,7 +59,9 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
         DeploymentsCommand::List(a) => {
             let req = pb::ListDeploymentsRequest {
                 environment: a.environment.clone(),
-                limit: a.limit,
+                // One page (the coordinator refuses more than its maximum).
+                page_size: i32::try_from(a.limit).unwrap_or(i32::MAX),
+                ..Default::default()
             };
             let resp = api.deployments.list_deployments(req).await?.into_inner();
             if global.output == Format::Json {

@@ -106,7 +106,7 @@ pub async fn run(global: &GlobalArgs, command: &EnvCommand) -> Result<ExitCode> 
                 }
                 _ => {
                     api.environments
-                        .list_environments(pb::ListEnvironmentsRequest {})
+                        .list_environments(pb::ListEnvironmentsRequest::default())
                         .await?
                         .into_inner()
                         .environments

@@ -166,7 +166,7 @@ pub async fn list(global: &GlobalArgs) -> Result<()> {
     let mut api = client::connect(global).await?;
     let mut pipelines = api
         .pipelines
-        .list_pipelines(pb::ListPipelinesRequest {})
+        .list_pipelines(pb::ListPipelinesRequest::default())
         .await?
         .into_inner()
         .pipelines;

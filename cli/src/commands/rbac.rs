@@ -59,7 +59,7 @@ pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
         ),
         RbacCommand::List => (
             api.access
-                .list_role_bindings(pb::ListRoleBindingsRequest {})
+                .list_role_bindings(pb::ListRoleBindingsRequest::default())
                 .await?
                 .into_inner()
                 .bindings,

@@ -82,7 +82,7 @@ pub async fn run(global: &GlobalArgs, command: &SecretCommand) -> Result<()> {
             let mut api = client::connect(global).await?;
             let list = api
                 .secrets
-                .list_secrets(pb::ListSecretsRequest {})
+                .list_secrets(pb::ListSecretsRequest::default())
                 .await?
                 .into_inner()
                 .secrets;

@@ -268,7 +268,11 @@ pub async fn executions(global: &GlobalArgs, args: &ExecutionsArgs) -> Result<()
         .executions
         .list_executions(pb::ListExecutionsRequest {
             pipeline: args.name.clone(),
-            limit: args.limit.unwrap_or(0),
+            // One page; 0 is the coordinator's default (20).
+            page_size: args
+                .limit
+                .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+            ..Default::default()
         })
         .await?
         .into_inner()

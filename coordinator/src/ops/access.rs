@@ -179,9 +179,19 @@ impl Ops {
         Ok(self.local_read(|s| s.roles.iter().cloned().collect()))
     }
 
-    /// Linearizable: every role binding.
-    pub async fn list_role_bindings(&self) -> OpResult<Vec<(String, Role)>> {
-        self.read(|s| s.roles.iter().cloned().collect()).await
+    /// Linearizable: one page of the role bindings by subject, and the next
+    /// page's token.
+    pub async fn list_role_bindings(
+        &self,
+        page: &super::page::PageRequest,
+    ) -> OpResult<(Vec<(String, Role)>, String)> {
+        self.read(|s| {
+            // A subject may hold several roles: the key is both.
+            page.apply(s.roles.iter().cloned(), |(who, role)| {
+                format!("{who}\u{0}{role:?}")
+            })
+        })
+        .await?
     }
 
     /// Write: revokes a certificate of this cluster (given as PEM) until it

@@ -47,14 +47,19 @@ pub struct AttemptResult {
 }
 
 impl Ops {
-    /// Leader-only, linearizable: every agent with its session state. The
+    /// Leader-only, linearizable: one page of the agents by name with their
+    /// session state, and the next page's token. The
     /// caller forwards to the leader when [`Ops::leader`] is not `Here`.
-    pub async fn list_agents(&self) -> OpResult<Vec<AgentInfo>> {
+    pub async fn list_agents(
+        &self,
+        page: &super::page::PageRequest,
+    ) -> OpResult<(Vec<AgentInfo>, String)> {
         let hub = &self.ctx().agents;
         self.read(|s| {
             let running = s.running_counts();
-            s.agents
-                .values()
+            let (agents, next) = page.apply(s.agents.values(), |a| a.name.clone())?;
+            let agents = agents
+                .into_iter()
                 .map(|a| AgentInfo {
                     record: a.clone(),
                     running: running.get(a.name.as_str()).copied().unwrap_or(0),
@@ -63,9 +68,10 @@ impl Ops {
                         .last_seen(&a.name)
                         .map(|t| now_ms() - t.elapsed().as_millis() as i64),
                 })
-                .collect()
+                .collect();
+            Ok((agents, next))
         })
-        .await
+        .await?
     }
 
     /// Write: drains an agent (or undoes it): it finishes what it runs and

@@ -37,12 +37,15 @@ pub struct ReplicaJob {
 pub type Forgotten = HashMap<String, Vec<String>>;
 
 impl Ops {
-    /// Linearizable: every artifact and stored log of an execution.
+    /// Linearizable: one page of the artifacts and stored logs of an
+    /// execution, in action order, and the next page's token (its key is the
+    /// position: an execution's list only grows at the end).
     pub async fn list_artifacts(
         &self,
         pipeline: &str,
         execution: &str,
-    ) -> OpResult<Vec<ArtifactInfo>> {
+        page: &super::page::PageRequest,
+    ) -> OpResult<(Vec<ArtifactInfo>, String)> {
         self.read(|s| {
             let exec = execution_of(s, pipeline, execution)?;
             let spec = s.pipeline_of(exec);
@@ -70,7 +73,9 @@ impl Ops {
                     out.extend(run.log.iter().map(|a| entry("log", a)));
                 }
             }
-            Ok(out)
+            let (entries, next) =
+                page.apply(out.into_iter().enumerate(), |(i, _)| i.to_string())?;
+            Ok((entries.into_iter().map(|(_, a)| a).collect(), next))
         })
         .await?
     }

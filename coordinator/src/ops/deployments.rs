@@ -3,7 +3,8 @@
 
 use ferry_certs::Identity;
 
-use super::{OpError, OpResult, Ops, list_limit, new_execution_id};
+use super::page::PageRequest;
+use super::{OpError, OpResult, Ops, new_execution_id};
 use crate::state::{ClusterState, Command, DeploymentRecord};
 use crate::views::{holders, now_ms};
 
@@ -17,15 +18,15 @@ pub struct RolledBack {
 }
 
 impl Ops {
-    /// Linearizable: the newest `limit` deployments of `environment`, as
-    /// `view` shows them (with the state, for the hosts' releases).
+    /// Linearizable: one page of the deployments of `environment`, newest
+    /// first, as `view` shows them (with the state, for the hosts'
+    /// releases), and the next page's token.
     pub async fn list_deployments<R>(
         &self,
         environment: &str,
-        limit: u32,
+        page: &PageRequest,
         view: impl FnOnce(&ClusterState, Vec<&DeploymentRecord>) -> R,
-    ) -> OpResult<R> {
-        let limit = list_limit(limit)?;
+    ) -> OpResult<(R, String)> {
         self.read(|s| {
             if !s.environments.contains_key(environment)
                 && s.deployments_of(environment).next().is_none()
@@ -34,7 +35,9 @@ impl Ops {
                     "environment `{environment}` not found"
                 )));
             }
-            Ok(view(s, s.deployments_of(environment).take(limit).collect()))
+            let (deployments, next) =
+                page.apply(s.deployments_of(environment), |d| d.id.to_string())?;
+            Ok((view(s, deployments), next))
         })
         .await?
     }

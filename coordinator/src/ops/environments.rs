@@ -36,13 +36,18 @@ impl Ops {
         Ok((name, unchanged))
     }
 
-    /// Linearizable: every environment, as `view` shows it.
+    /// Linearizable: one page of the environments by name, as `view` shows
+    /// them, and the next page's token.
     pub async fn list_environments<R>(
         &self,
+        page: &super::page::PageRequest,
         view: impl Fn(&ClusterState, &EnvironmentRecord) -> R,
-    ) -> OpResult<Vec<R>> {
-        self.read(|s| s.environments.values().map(|e| view(s, e)).collect())
-            .await
+    ) -> OpResult<(Vec<R>, String)> {
+        self.read(|s| {
+            let (envs, next) = page.apply(s.environments.iter(), |(n, _)| n.to_string())?;
+            Ok((envs.into_iter().map(|(_, e)| view(s, e)).collect(), next))
+        })
+        .await?
     }
 
     /// Linearizable: environment `name`, as `view` shows it.

@@ -5,7 +5,8 @@
 use ferry_certs::Identity;
 use ferry_pipeline::execution::{ActionStatus, ArtifactRef};
 
-use super::{OpError, OpResult, Ops, list_limit, new_execution_id};
+use super::page::PageRequest;
+use super::{OpError, OpResult, Ops, new_execution_id};
 use crate::state::{By, ClusterState, Command, Execution};
 use crate::views::now_ms;
 
@@ -204,27 +205,32 @@ impl Ops {
         self.local_read(|s| find(s, pipeline, id).map(|e| view(s, e)))
     }
 
-    /// Linearizable: the newest `limit` executions of `pipeline`, newest first.
+    /// Linearizable: one page of the executions of `pipeline`, newest first,
+    /// and the next page's token.
     pub async fn list_executions<R>(
         &self,
         pipeline: &str,
-        limit: u32,
+        page: &PageRequest,
         view: impl Fn(&ClusterState, &Execution) -> R,
-    ) -> OpResult<Vec<R>> {
-        let limit = list_limit(limit)?;
+    ) -> OpResult<(Vec<R>, String)> {
         self.read(|s| {
             let rec = s
                 .pipelines
                 .get(pipeline)
                 .ok_or_else(|| OpError::NotFound(format!("pipeline `{pipeline}` not found")))?;
-            Ok(rec
-                .executions
-                .iter()
-                .rev()
-                .take(limit)
+            let (ids, next) = page.apply(
+                rec.executions
+                    .iter()
+                    .rev()
+                    .filter(|id| s.executions.contains_key(*id)),
+                |id| id.to_string(),
+            )?;
+            let views = ids
+                .into_iter()
                 .filter_map(|id| s.executions.get(id))
                 .map(|e| view(s, e))
-                .collect())
+                .collect();
+            Ok((views, next))
         })
         .await?
     }

@@ -52,6 +52,7 @@ pub mod cluster;
 pub mod deployments;
 pub mod environments;
 pub mod executions;
+pub mod page;
 pub mod pipelines;
 pub mod secrets;
 

@@ -75,13 +75,18 @@ impl Ops {
         }
     }
 
-    /// Linearizable: every pipeline, each as `view` shows it (None skips it).
+    /// Linearizable: one page of the pipelines by name, each as `view` shows
+    /// it (None skips it), and the next page's token.
     pub async fn list_pipelines<R>(
         &self,
+        page: &super::page::PageRequest,
         view: impl Fn(&ClusterState, &str) -> Option<R>,
-    ) -> OpResult<Vec<R>> {
-        self.read(|s| s.pipelines.keys().filter_map(|n| view(s, n)).collect())
-            .await
+    ) -> OpResult<(Vec<R>, String)> {
+        self.read(|s| {
+            let (names, next) = page.apply(s.pipelines.keys(), |n| n.to_string())?;
+            Ok((names.into_iter().filter_map(|n| view(s, n)).collect(), next))
+        })
+        .await?
     }
 
     /// Linearizable: one version of a pipeline (0: the latest) with its record.

@@ -72,9 +72,14 @@ impl Ops {
         Ok(self.local_read(|s| infos(s.secrets.iter())))
     }
 
-    /// Linearizable: every secret's name and who set it.
-    pub async fn list_secrets(&self) -> OpResult<Vec<SecretInfo>> {
-        self.read(|s| infos(s.secrets.iter())).await
+    /// Linearizable: one page of the secrets by name (who set each), and
+    /// the next page's token.
+    pub async fn list_secrets(
+        &self,
+        page: &super::page::PageRequest,
+    ) -> OpResult<(Vec<SecretInfo>, String)> {
+        self.read(|s| page.apply(infos(s.secrets.iter()), |i| i.name.clone()))
+            .await?
     }
 }
 

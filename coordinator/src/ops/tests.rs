@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferry_certs::{CertAuthority, Identity, IdentityKind};
 
+use super::page::PageRequest;
 use super::{OpError, Ops};
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
@@ -126,13 +127,17 @@ async fn a_started_execution_reads_back() -> TestResult {
     assert_eq!(started_by.as_deref(), Some("alice"));
     // An empty id is the latest; the list is newest first.
     assert_eq!(ops.get_execution("app", "", |_, e| e.id.clone()).await?, id);
-    let listed = ops.list_executions("app", 0, |_, e| e.id.clone()).await?;
+    let first = PageRequest::with_limit(0, 0, "")?;
+    let (listed, next) = ops
+        .list_executions("app", &first, |_, e| e.id.clone())
+        .await?;
     assert_eq!(listed, vec![id.clone()]);
+    assert_eq!(next, "");
     match ops.get_execution("other", &id, |_, _| ()).await {
         Err(OpError::NotFound(m)) => assert!(m.contains("not found"), "{m}"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    match ops.list_executions("app", 5_000, |_, _| ()).await {
+    match PageRequest::with_limit(0, 5_000, "") {
         Err(OpError::Invalid(m)) => assert!(m.contains("--limit"), "{m}"),
         other => panic!("expected Invalid, got {other:?}"),
     }
@@ -178,8 +183,9 @@ async fn a_linearizable_read_sees_a_write() -> TestResult {
     assert_eq!(ops.read(|s| s.roles_of("bob")).await?, vec![Role::Operator]);
     assert_eq!(ops.who_am_i(&operator("bob")?), vec![Role::Operator]);
     assert!(
-        ops.list_role_bindings()
+        ops.list_role_bindings(&PageRequest::all(0, "")?)
             .await?
+            .0
             .contains(&("bob".to_string(), Role::Operator))
     );
     match ops.grant_role(&alice, "bob", "overlord").await {
@@ -234,7 +240,12 @@ async fn leader_only_calls_run_here_on_the_leader() -> TestResult {
     let ops = cluster(dir.path()).await?;
     assert!(matches!(ops.leader()?, super::Leader::Here));
     // No agent is connected to the hub: every enrolled agent is listed, none connected.
-    assert!(ops.list_agents().await?.is_empty());
+    assert!(
+        ops.list_agents(&PageRequest::all(0, "")?)
+            .await?
+            .0
+            .is_empty()
+    );
     let status = ops.cluster_status().await;
     assert_eq!(status.own.leader_id, 1);
     assert_eq!(status.members.len(), 1);

@@ -9,7 +9,7 @@ use crate::ops::Ops;
 use crate::state::Role;
 use crate::views;
 
-fn bindings(all: Vec<(String, Role)>) -> pb::RoleBindingsResponse {
+fn bindings(all: Vec<(String, Role)>, next_page_token: String) -> pb::RoleBindingsResponse {
     pb::RoleBindingsResponse {
         bindings: all
             .into_iter()
@@ -18,6 +18,7 @@ fn bindings(all: Vec<(String, Role)>) -> pb::RoleBindingsResponse {
                 role: role.to_string(),
             })
             .collect(),
+        next_page_token,
     }
 }
 
@@ -41,7 +42,7 @@ pub async fn grant_role(
     let who = caller(&req)?;
     let req = req.into_inner();
     let all = ops.grant_role(&who, &req.subject, &req.role).await?;
-    Ok(Response::new(bindings(all)))
+    Ok(Response::new(bindings(all, String::new())))
 }
 
 pub async fn revoke_role(
@@ -51,14 +52,17 @@ pub async fn revoke_role(
     let who = caller(&req)?;
     let req = req.into_inner();
     let all = ops.revoke_role(&who, &req.subject, &req.role).await?;
-    Ok(Response::new(bindings(all)))
+    Ok(Response::new(bindings(all, String::new())))
 }
 
 pub async fn list_role_bindings(
     ops: &Ops,
-    _req: Request<pb::ListRoleBindingsRequest>,
+    req: Request<pb::ListRoleBindingsRequest>,
 ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
-    Ok(Response::new(bindings(ops.list_role_bindings().await?)))
+    let req = req.into_inner();
+    let page = crate::ops::page::PageRequest::all(req.page_size, &req.page_token)?;
+    let (all, next) = ops.list_role_bindings(&page).await?;
+    Ok(Response::new(bindings(all, next)))
 }
 
 pub async fn revoke_certificate(

@@ -40,18 +40,18 @@ fn agent_view(a: AgentInfo) -> pb::AgentView {
 
 pub async fn list_agents(
     ops: &Ops,
-    _req: Request<pb::ListAgentsRequest>,
+    req: Request<pb::ListAgentsRequest>,
 ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    let req = req.into_inner();
     if let Some(mut leader) = leader_channel(ops)?.map(pb::agents_client::AgentsClient::new) {
-        return leader.list_agents(pb::ListAgentsRequest {}).await;
+        return leader.list_agents(req).await;
     }
-    let agents = ops
-        .list_agents()
-        .await?
-        .into_iter()
-        .map(agent_view)
-        .collect();
-    Ok(Response::new(pb::ListAgentsResponse { agents }))
+    let page = crate::ops::page::PageRequest::all(req.page_size, &req.page_token)?;
+    let (agents, next_page_token) = ops.list_agents(&page).await?;
+    Ok(Response::new(pb::ListAgentsResponse {
+        agents: agents.into_iter().map(agent_view).collect(),
+        next_page_token,
+    }))
 }
 
 pub async fn drain_agent(
@@ -61,7 +61,7 @@ pub async fn drain_agent(
     let who = caller(&req)?;
     let req = req.into_inner();
     ops.drain_agent(&who, &req.name, !req.undo).await?;
-    let list = list_agents(ops, Request::new(pb::ListAgentsRequest {}))
+    let list = list_agents(ops, Request::new(pb::ListAgentsRequest::default()))
         .await?
         .into_inner();
     list.agents
@@ -78,5 +78,5 @@ pub async fn remove_agent(
     let who = caller(&req)?;
     let req = req.into_inner();
     ops.remove_agent(&who, &req.name).await?;
-    list_agents(ops, Request::new(pb::ListAgentsRequest {})).await
+    list_agents(ops, Request::new(pb::ListAgentsRequest::default())).await
 }

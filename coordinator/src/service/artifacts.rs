@@ -12,9 +12,11 @@ pub async fn list_artifacts(
     req: Request<pb::ListArtifactsRequest>,
 ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
     let req = req.into_inner();
-    let artifacts = ops
-        .list_artifacts(&req.pipeline, &req.execution_id)
-        .await?
+    let page = crate::ops::page::PageRequest::all(req.page_size, &req.page_token)?;
+    let (artifacts, next_page_token) = ops
+        .list_artifacts(&req.pipeline, &req.execution_id, &page)
+        .await?;
+    let artifacts = artifacts
         .into_iter()
         .map(|a| pb::ArtifactEntry {
             name: a.name,
@@ -25,7 +27,10 @@ pub async fn list_artifacts(
             attempt: a.attempt,
         })
         .collect();
-    Ok(Response::new(pb::ListArtifactsResponse { artifacts }))
+    Ok(Response::new(pb::ListArtifactsResponse {
+        artifacts,
+        next_page_token,
+    }))
 }
 
 pub async fn get_artifact(

@@ -13,14 +13,19 @@ pub async fn list_deployments(
 ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
     let req = req.into_inner();
     let env = req.environment.clone();
-    let out = ops
-        .list_deployments(&req.environment, req.limit, |s, deployments| {
+    // `limit` is the deprecated alias of `page_size`: it applies when that is 0.
+    let page =
+        crate::ops::page::PageRequest::with_limit(req.page_size, req.limit, &req.page_token)?;
+    let (mut out, next) = ops
+        .list_deployments(&req.environment, &page, |s, deployments| {
             pb::ListDeploymentsResponse {
                 deployments: deployments.into_iter().map(|d| view(s, d)).collect(),
                 hosts: host_releases(s, &env),
+                next_page_token: String::new(),
             }
         })
         .await?;
+    out.next_page_token = next;
     Ok(Response::new(out))
 }
 

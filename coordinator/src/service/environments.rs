@@ -23,10 +23,15 @@ pub async fn apply_environment(
 
 pub async fn list_environments(
     ops: &Ops,
-    _req: Request<pb::ListEnvironmentsRequest>,
+    req: Request<pb::ListEnvironmentsRequest>,
 ) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
-    let environments = ops.list_environments(views::environment).await?;
-    Ok(Response::new(pb::ListEnvironmentsResponse { environments }))
+    let req = req.into_inner();
+    let page = crate::ops::page::PageRequest::all(req.page_size, &req.page_token)?;
+    let (environments, next_page_token) = ops.list_environments(&page, views::environment).await?;
+    Ok(Response::new(pb::ListEnvironmentsResponse {
+        environments,
+        next_page_token,
+    }))
 }
 
 pub async fn get_environment(

@@ -83,10 +83,16 @@ pub async fn list_executions(
     req: Request<pb::ListExecutionsRequest>,
 ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
     let req = req.into_inner();
-    let executions = ops
-        .list_executions(&req.pipeline, req.limit, views::execution)
+    // `limit` is the deprecated alias of `page_size`: it applies when that is 0.
+    let page =
+        crate::ops::page::PageRequest::with_limit(req.page_size, req.limit, &req.page_token)?;
+    let (executions, next_page_token) = ops
+        .list_executions(&req.pipeline, &page, views::execution)
         .await?;
-    Ok(Response::new(pb::ListExecutionsResponse { executions }))
+    Ok(Response::new(pb::ListExecutionsResponse {
+        executions,
+        next_page_token,
+    }))
 }
 
 pub async fn stream_logs(

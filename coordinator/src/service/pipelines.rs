@@ -23,10 +23,15 @@ pub async fn apply_pipeline(
 
 pub async fn list_pipelines(
     ops: &Ops,
-    _req: Request<pb::ListPipelinesRequest>,
+    req: Request<pb::ListPipelinesRequest>,
 ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
-    let pipelines = ops.list_pipelines(views::pipeline_summary).await?;
-    Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
+    let req = req.into_inner();
+    let page = crate::ops::page::PageRequest::all(req.page_size, &req.page_token)?;
+    let (pipelines, next_page_token) = ops.list_pipelines(&page, views::pipeline_summary).await?;
+    Ok(Response::new(pb::ListPipelinesResponse {
+        pipelines,
+        next_page_token,
+    }))
 }
 
 pub async fn get_pipeline(

@@ -16,9 +16,10 @@ fn secret_view(s: SecretInfo) -> pb::SecretView {
     }
 }
 
-fn secret_list(secrets: Vec<SecretInfo>) -> pb::ListSecretsResponse {
+fn secret_list(secrets: Vec<SecretInfo>, next_page_token: String) -> pb::ListSecretsResponse {
     pb::ListSecretsResponse {
         secrets: secrets.into_iter().map(secret_view).collect(),
+        next_page_token,
     }
 }
 
@@ -34,9 +35,12 @@ pub async fn set_secret(
 
 pub async fn list_secrets(
     ops: &Ops,
-    _req: Request<pb::ListSecretsRequest>,
+    req: Request<pb::ListSecretsRequest>,
 ) -> Result<Response<pb::ListSecretsResponse>, Status> {
-    Ok(Response::new(secret_list(ops.list_secrets().await?)))
+    let req = req.into_inner();
+    let page = crate::ops::page::PageRequest::all(req.page_size, &req.page_token)?;
+    let (secrets, next) = ops.list_secrets(&page).await?;
+    Ok(Response::new(secret_list(secrets, next)))
 }
 
 pub async fn remove_secret(
@@ -47,5 +51,6 @@ pub async fn remove_secret(
     let name = req.into_inner().name;
     Ok(Response::new(secret_list(
         ops.remove_secret(&who, &name).await?,
+        String::new(),
     )))
 }
