@@ -111,7 +111,7 @@ impl<'a> ActionJson<'a> {
             status: &a.status,
             attempt: a.attempt,
             agent: &a.agent,
-            exit_code: (a.exit_code != -1).then_some(a.exit_code),
+            exit_code: a.exit_code,
             started_at: &a.started_at,
             finished_at: &a.finished_at,
             message: &a.message,
@@ -142,7 +142,7 @@ impl<'a> ActionJson<'a> {
                     attempt: t.attempt,
                     agent: &t.agent,
                     outcome: &t.outcome,
-                    exit_code: (t.exit_code != -1).then_some(t.exit_code),
+                    exit_code: t.exit_code,
                     started_at: &t.started_at,
                     finished_at: &t.finished_at,
                     message: &t.message,
@@ -202,11 +202,7 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
                     a.attempt.to_string()
                 },
                 a.agent.clone(),
-                if a.exit_code == -1 {
-                    String::new()
-                } else {
-                    a.exit_code.to_string()
-                },
+                a.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                 action_message(a),
             ]);
         }
@@ -312,7 +308,7 @@ mod tests {
                         status: "Succeeded".into(),
                         attempt: 1,
                         agent: "a1".into(),
-                        exit_code: 0,
+                        exit_code: Some(0),
                         started_at: "2024-05-01T10:00:01.000Z".into(),
                         finished_at: "2024-05-01T10:00:09.000Z".into(),
                         approvals: vec![],
@@ -336,7 +332,7 @@ mod tests {
                         status: "Succeeded".into(),
                         attempt: 0,
                         agent: String::new(),
-                        exit_code: -1,
+                        exit_code: None,
                         started_at: String::new(),
                         finished_at: String::new(),
                         attempts: vec![],
