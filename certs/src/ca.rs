@@ -176,14 +176,7 @@ impl CertAuthority {
         name: &str,
         validity: Duration,
     ) -> Result<CertifiedKey, CertError> {
-        let identity = Identity::new(&self.trust_domain, IdentityKind::Operator, name)?;
-        let params = leaf_params(
-            &identity,
-            &[],
-            &[ExtendedKeyUsagePurpose::ClientAuth],
-            validity,
-        )?;
-        self.issue_with_new_key(&params)
+        self.issue_with_new_key(&self.operator_params(name, validity)?)
     }
 
     /// Signs a renewal request of operator `name` (the caller proved it holds
@@ -195,14 +188,7 @@ impl CertAuthority {
         name: &str,
         validity: Duration,
     ) -> Result<String, CertError> {
-        let identity = Identity::new(&self.trust_domain, IdentityKind::Operator, name)?;
-        let params = leaf_params(
-            &identity,
-            &[],
-            &[ExtendedKeyUsagePurpose::ClientAuth],
-            validity,
-        )?;
-        self.sign_csr(csr_pem, &params)
+        self.sign_csr(csr_pem, &self.operator_params(name, validity)?)
     }
 
     /// Issues a new certificate and key for the identity and host names of
@@ -293,6 +279,21 @@ impl CertAuthority {
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(CertError::generate("sign the certificate"))?;
         Ok(cert.pem())
+    }
+
+    /// A client certificate's parameters for operator `name`.
+    fn operator_params(
+        &self,
+        name: &str,
+        validity: Duration,
+    ) -> Result<CertificateParams, CertError> {
+        let identity = Identity::new(&self.trust_domain, IdentityKind::Operator, name)?;
+        leaf_params(
+            &identity,
+            &[],
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+            validity,
+        )
     }
 
     fn issue_with_new_key(&self, params: &CertificateParams) -> Result<CertifiedKey, CertError> {

@@ -338,32 +338,16 @@ stages:
     /// One execution of `PLAN_YAML` waiting, and `agents` (name, labels,
     /// capacity, draining) enrolled.
     fn waiting(agents: &[(&str, &[&str], u32, bool)]) -> ClusterState {
-        let mut s = ClusterState::default();
-        let spec = ferry_pipeline::parse(PLAN_YAML).unwrap_or_else(|e| panic!("{e:?}"));
-        for cmd in [
-            Command::Bootstrap {
-                trust_domain: "ferry".into(),
-                admin: Some("root".into()),
-                members: BTreeMap::from([(1, "127.0.0.1:7400".to_string())]),
-                at: 0,
-            },
-            Command::ApplyPipeline {
-                spec,
-                yaml: PLAN_YAML.into(),
-                by: crate::state::By::operator("root"),
-                at: 1,
-            },
-            Command::StartExecution {
-                id: "e1".into(),
-                pipeline: "fan".into(),
-                revision: "abc".into(),
-                trigger: "t".into(),
-                started_by: Some(crate::state::By::operator("root")),
-                at: 2,
-            },
-        ] {
-            s.apply(cmd).unwrap_or_else(|e| panic!("{e}"));
-        }
+        let mut s = crate::state::tests::applied(PLAN_YAML);
+        s.apply(Command::StartExecution {
+            id: "e1".into(),
+            pipeline: "fan".into(),
+            revision: "abc".into(),
+            trigger: "t".into(),
+            started_by: Some(crate::state::By::operator("root")),
+            at: 2,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
         for (name, labels, capacity, draining) in agents {
             s.agents.insert(
                 name.to_string(),

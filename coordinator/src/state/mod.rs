@@ -16,7 +16,7 @@ mod definitions;
 mod deployments;
 mod executions;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -52,17 +52,8 @@ fn revoked() -> ClusterState {
     s.apply(finish(epoch, "a1", true))
         .unwrap_or_else(|e| panic!("{e}"));
     let epoch = assign(&mut s, "w1", 1, 12);
-    let mut done = finish(epoch, "a1", true);
-    if let Command::FinishAttempt {
-        deployment,
-        outputs,
-        ..
-    } = &mut done
-    {
-        outputs.clear();
-        *deployment = Some(deployed("w1", "Succeeded"));
-    }
-    s.apply(done).unwrap_or_else(|e| panic!("{e}"));
+    s.apply(deploy_result(epoch, "w1"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.deployments.len(), 1);
     s.apply(Command::SetSecret {
         name: "api-key".into(),

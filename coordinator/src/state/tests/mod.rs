@@ -26,9 +26,12 @@ fn spec() -> ferry_pipeline::Pipeline {
     ferry_pipeline::parse(YAML).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn cluster() -> ClusterState {
+/// A cluster of one member bootstrapped with admin `root`, who applied the
+/// pipeline `yaml` (shared by the state machine's and the scheduler's tests).
+pub(crate) fn applied(yaml: &str) -> ClusterState {
     let mut s = ClusterState::default();
-    let cmds = vec![
+    let spec = ferry_pipeline::parse(yaml).unwrap_or_else(|e| panic!("{e:?}"));
+    for c in [
         Command::Bootstrap {
             trust_domain: "ferry".into(),
             admin: Some("root".into()),
@@ -36,11 +39,20 @@ fn cluster() -> ClusterState {
             at: 0,
         },
         Command::ApplyPipeline {
-            spec: spec(),
-            yaml: YAML.into(),
+            spec,
+            yaml: yaml.into(),
             by: By::operator("root"),
             at: 1,
         },
+    ] {
+        s.apply(c).unwrap_or_else(|e| panic!("{e}"));
+    }
+    s
+}
+
+fn cluster() -> ClusterState {
+    let mut s = applied(YAML);
+    let cmds = vec![
         Command::CreateToken {
             hash: "h".into(),
             expires_at: 100,
@@ -247,14 +259,7 @@ fn approvals_expire_and_decisions_need_a_waiting_action() {
         by: By::operator("root"),
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    s.apply(Command::Assign {
-        execution: "e1".into(),
-        stage: 0,
-        action: 0,
-        agent: "a1".into(),
-        at: 5,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    assign(&mut s, "e1", 0, 5);
     let early = Command::Decide {
         execution: "e1".into(),
         stage: 1,
@@ -375,14 +380,7 @@ fn a_lost_agent_requeues_its_attempt_until_retries_run_out() {
 #[test]
 fn retention_keeps_the_newest_executions_artifacts() {
     let mut s = cluster();
-    s.apply(Command::Assign {
-        execution: "e1".into(),
-        stage: 0,
-        action: 0,
-        agent: "a1".into(),
-        at: 5,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    assign(&mut s, "e1", 0, 5);
     s.apply(finish(1, "a1", true))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -432,14 +430,7 @@ fn execution_retention_forgets_only_finished_old_executions() {
     // All three are still running: nothing is prunable.
     assert!(s.prunable_executions(1).is_empty());
     // A failed build ends e1; e2 and e3 still run.
-    s.apply(Command::Assign {
-        execution: "e1".into(),
-        stage: 0,
-        action: 0,
-        agent: "a1".into(),
-        at: 5,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    assign(&mut s, "e1", 0, 5);
     s.apply(finish(1, "a1", false))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.prunable_executions(2), vec!["e1".to_string()]);
@@ -485,6 +476,22 @@ fn assign(s: &mut ClusterState, execution: &str, stage: usize, at: i64) -> u64 {
         Ok(Output::Assigned { epoch, .. }) => epoch,
         other => panic!("{other:?}"),
     }
+}
+
+/// a1's successful result for deploy attempt `epoch`: no outputs, a report of
+/// `release` deployed to production.
+fn deploy_result(epoch: u64, release: &str) -> Command {
+    let mut done = finish(epoch, "a1", true);
+    if let Command::FinishAttempt {
+        deployment,
+        outputs,
+        ..
+    } = &mut done
+    {
+        outputs.clear();
+        *deployment = Some(deployed(release, "Succeeded"));
+    }
+    done
 }
 
 fn deployed(release: &str, outcome: &str) -> Vec<u8> {
@@ -538,17 +545,8 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
         }
         s.apply(done).unwrap_or_else(|e| panic!("{e}"));
         let epoch = assign(&mut s, id, 1, at + 2);
-        let mut done = finish(epoch, "a1", true);
-        if let Command::FinishAttempt {
-            deployment,
-            outputs,
-            ..
-        } = &mut done
-        {
-            outputs.clear();
-            *deployment = Some(deployed(id, "Succeeded"));
-        }
-        s.apply(done).unwrap_or_else(|e| panic!("{e}"));
+        s.apply(deploy_result(epoch, id))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let ids: Vec<(u64, String)> = s
         .deployments_of("production")
@@ -648,16 +646,7 @@ fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
         at: 6,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let epoch = match s.apply(Command::Assign {
-        execution: "e2".into(),
-        stage: 0,
-        action: 0,
-        agent: "a1".into(),
-        at: 7,
-    }) {
-        Ok(Output::Assigned { epoch, .. }) => epoch,
-        other => panic!("{other:?}"),
-    };
+    let epoch = assign(&mut s, "e2", 0, 7);
     s.apply(finish(epoch, "a1", true))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -816,14 +805,7 @@ fn old_pipeline_versions_are_pruned_unless_still_run() {
 #[test]
 fn a_replica_claim_needs_a_known_blob_of_its_size() {
     let mut s = cluster();
-    s.apply(Command::Assign {
-        execution: "e1".into(),
-        stage: 0,
-        action: 0,
-        agent: "a1".into(),
-        at: 5,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    assign(&mut s, "e1", 0, 5);
     s.apply(finish(1, "a1", true))
         .unwrap_or_else(|e| panic!("{e}"));
     let before = s.clone();
@@ -923,14 +905,7 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
 #[test]
 fn replicas_go_only_to_agents_that_could_run_the_pipeline() {
     let mut s = cluster();
-    s.apply(Command::Assign {
-        execution: "e1".into(),
-        stage: 0,
-        action: 0,
-        agent: "a1".into(),
-        at: 5,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    assign(&mut s, "e1", 0, 5);
     s.apply(finish(1, "a1", true))
         .unwrap_or_else(|e| panic!("{e}"));
     for (name, labels) in [("builder", vec!["builder"]), ("other", vec!["gpu"])] {

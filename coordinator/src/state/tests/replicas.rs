@@ -267,21 +267,8 @@ fn register(agent: &str, at: i64) -> Command {
 /// A cluster with the pipeline applied, three agents enrolled and
 /// registered, `olly` an operator and `ann` an approver.
 fn base() -> ClusterState {
-    let mut s = ClusterState::default();
-    let spec = ferry_pipeline::parse(YAML).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut s = super::applied(YAML);
     let mut cmds = vec![
-        Command::Bootstrap {
-            trust_domain: "ferry".into(),
-            admin: Some("root".into()),
-            members: BTreeMap::from([(1, "127.0.0.1:7400".to_string())]),
-            at: 0,
-        },
-        Command::ApplyPipeline {
-            spec,
-            yaml: YAML.into(),
-            by: By::operator("root"),
-            at: 1,
-        },
         Command::Grant {
             subject: "olly".into(),
             role: Role::Operator,
