@@ -229,26 +229,30 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
     // The most constrained label sets choose first: otherwise actions that
     // run anywhere could take the only slots of the agents that can run the
     // labelled ones, while other agents sit idle.
-    let covers = |name: &str, labels: &[String]| {
-        state
-            .agents
-            .get(name)
-            .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
-    };
-    let mut groups: Vec<(usize, Vec<String>, Vec<Queued>)> = groups
+    // Which agents may run each label set is worked out once, here.
+    let mut groups: Vec<(Vec<&str>, Vec<String>, Vec<Queued>)> = groups
         .into_iter()
         .map(|(labels, actions)| {
-            let eligible = free.keys().filter(|n| covers(n, &labels)).count();
+            let eligible = free
+                .keys()
+                .copied()
+                .filter(|name| {
+                    state
+                        .agents
+                        .get(*name)
+                        .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
+                })
+                .collect();
             (eligible, labels, actions)
         })
         .collect();
-    groups.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    groups.sort_by(|a, b| (a.0.len(), &a.1).cmp(&(b.0.len(), &b.1)));
     let mut out = Vec::new();
-    for (_, labels, actions) in groups {
-        let mut heap: BinaryHeap<(i64, Reverse<&str>)> = free
-            .iter()
-            .filter(|(name, _)| covers(name, &labels))
-            .map(|(name, slots)| (*slots, Reverse(*name)))
+    for (eligible, _, actions) in groups {
+        // Free slots as earlier groups left them.
+        let mut heap: BinaryHeap<(i64, Reverse<&str>)> = eligible
+            .into_iter()
+            .map(|name| (free.get(name).copied().unwrap_or(0), Reverse(name)))
             .collect();
         for (exec_id, si, ai) in actions {
             let Some((slots, Reverse(name))) = heap.pop() else {
