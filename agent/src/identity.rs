@@ -141,71 +141,56 @@ pub async fn load_or_enroll(
     // Saved before it is sent, so an enrolled agent always has it; one left
     // by an earlier attempt is used again, never replaced.
     let wrapping = WrappingKey::load_or_create(state).context("making the wrapping key")?;
-    let mut errors = Vec::new();
-    for addr in coordinators {
-        let endpoint = ferry_certs::tls::endpoint(
-            addr,
-            &ca_pem,
-            None,
-            ferry_certs::tls::Expected::Coordinator,
-        )
-        .with_context(|| format!("coordinator address {addr}"))?
-        .connect_timeout(std::time::Duration::from_secs(5));
-        let channel = match endpoint.connect().await {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(format!("{addr}: {e:#}"));
-                continue;
+    let request = pb::EnrollRequest {
+        token: token.to_string(),
+        name: name.to_string(),
+        csr_pem,
+        sans: sans.to_vec(),
+        wrapping_public_key: wrapping.public_bytes().to_vec(),
+    };
+    let (_, resp) = crate::coordinators::first_answer(
+        coordinators,
+        &ca_pem,
+        None,
+        None,
+        (
+            "enrollment refused",
+            "could not reach any coordinator to enroll",
+        ),
+        |channel| {
+            let request = request.clone();
+            async move {
+                pb::enrollment_client::EnrollmentClient::new(channel)
+                    .enroll(request)
+                    .await
+                    .map(tonic::Response::into_inner)
             }
-        };
-        let mut client = pb::enrollment_client::EnrollmentClient::new(channel);
-        let req = pb::EnrollRequest {
-            token: token.to_string(),
-            name: name.to_string(),
-            csr_pem: csr_pem.clone(),
-            sans: sans.to_vec(),
-            wrapping_public_key: wrapping.public_bytes().to_vec(),
-        };
-        match client.enroll(req).await {
-            Ok(resp) => {
-                let resp = resp.into_inner();
-                std::fs::create_dir_all(state)
-                    .with_context(|| format!("creating {}", state.display()))?;
-                let key = CertifiedKey {
-                    cert_pem: resp.certificate_pem,
-                    key_pem,
-                };
-                ferry_certs::write_pair(state, "agent", &key)
-                    .context("saving the agent certificate")?;
-                std::fs::write(&ca_path, &resp.ca_pem)
-                    .with_context(|| format!("writing {}", ca_path.display()))?;
-                // Only a coordinator older than wrapping keys still sends it.
-                if let Ok(key) = <[u8; 32]>::try_from(resp.secrets_key.as_slice()) {
-                    ferry_certs::save_secrets_key(state, &key)
-                        .context("saving the cluster's secrets key")?;
-                }
-                let identity = identity_of(&key.cert_pem)?;
-                tracing::info!(identity = %identity, "enrolled");
-                return Ok(AgentIdentity {
-                    identity,
-                    key: Credentials::new(key)?,
-                    ca_pem: resp.ca_pem,
-                    secrets: Some(Keys {
-                        wrapping: Some(wrapping),
-                        cluster: cluster_key(state),
-                    }),
-                });
-            }
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                errors.push(format!("{addr}: {}", status.message()));
-            }
-            Err(status) => bail!("enrollment refused by {addr}: {}", status.message()),
-        }
-    }
-    bail!(
-        "could not reach any coordinator to enroll: {}",
-        errors.join("; ")
+        },
     )
+    .await?;
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let key = CertifiedKey {
+        cert_pem: resp.certificate_pem,
+        key_pem,
+    };
+    ferry_certs::write_pair(state, "agent", &key).context("saving the agent certificate")?;
+    std::fs::write(&ca_path, &resp.ca_pem)
+        .with_context(|| format!("writing {}", ca_path.display()))?;
+    // Only a coordinator older than wrapping keys still sends it.
+    if let Ok(key) = <[u8; 32]>::try_from(resp.secrets_key.as_slice()) {
+        ferry_certs::save_secrets_key(state, &key).context("saving the cluster's secrets key")?;
+    }
+    let identity = identity_of(&key.cert_pem)?;
+    tracing::info!(identity = %identity, "enrolled");
+    Ok(AgentIdentity {
+        identity,
+        key: Credentials::new(key)?,
+        ca_pem: resp.ca_pem,
+        secrets: Some(Keys {
+            wrapping: Some(wrapping),
+            cluster: cluster_key(state),
+        }),
+    })
 }
 
 fn identity_of(cert_pem: &str) -> anyhow::Result<Identity> {

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod attempt;
 pub mod attempt_log;
+pub mod coordinators;
 pub mod deploy;
 pub mod executor;
 pub mod identity;

@@ -16,6 +16,8 @@ use crate::identity::Credentials;
 
 /// Longest the loop sleeps before looking at the certificate again.
 const LONGEST_NAP: Duration = Duration::from_secs(60 * 60);
+/// Longest a renewal call may take once connected.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bounds on the wait after a failed renewal.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
@@ -87,56 +89,39 @@ impl Renewer {
         let (csr_pem, key_pem) = ferry_certs::renewal_csr().context("making a new key")?;
         let current = self.credentials.current();
         let identity = CertFacts::from_pem(&current.cert_pem)?.identity;
-        let mut errors = Vec::new();
-        for addr in &self.coordinators {
-            let endpoint = ferry_certs::tls::endpoint(
-                addr,
-                &self.ca_pem,
-                Some(&current),
-                ferry_certs::tls::Expected::Coordinator,
-            )
-            .with_context(|| format!("coordinator address {addr}"))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30));
-            let channel = match endpoint.connect().await {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(format!("{addr}: {e:#}"));
-                    continue;
+        let request = pb::RenewCertificateRequest { csr_pem };
+        let (addr, cert_pem) = crate::coordinators::first_answer(
+            &self.coordinators,
+            &self.ca_pem,
+            Some(&current),
+            Some(RENEW_TIMEOUT),
+            (
+                "renewal refused",
+                "no coordinator could renew the certificate",
+            ),
+            |channel| {
+                let request = request.clone();
+                async move {
+                    pb::access_client::AccessClient::new(channel)
+                        .renew_certificate(request)
+                        .await
+                        .map(|r| r.into_inner().certificate_pem)
                 }
-            };
-            let mut client = pb::access_client::AccessClient::new(channel);
-            let request = pb::RenewCertificateRequest {
-                csr_pem: csr_pem.clone(),
-            };
-            let cert_pem = match client.renew_certificate(request).await {
-                Ok(r) => r.into_inner().certificate_pem,
-                Err(s) if s.code() == tonic::Code::Unavailable => {
-                    errors.push(format!("{addr}: {}", s.message()));
-                    continue;
-                }
-                Err(s) => bail!("renewal refused by {addr}: {}", s.message()),
-            };
-            let facts = CertFacts::from_pem(&cert_pem).context("the renewed certificate")?;
-            if facts.identity != identity {
-                bail!(
-                    "{addr} signed a certificate for {} instead of {identity}",
-                    facts.identity
-                );
-            }
-            let pair = CertifiedKey {
-                cert_pem,
-                key_pem: key_pem.clone(),
-            };
-            let (cert_path, key_path) = crate::identity::pair_paths(&self.state_dir);
-            ferry_certs::replace_pair(&cert_path, &key_path, &pair)
-                .context("saving the renewed certificate")?;
-            self.credentials.replace(pair)?;
-            return Ok(facts);
-        }
-        bail!(
-            "no coordinator could renew the certificate: {}",
-            errors.join("; ")
+            },
         )
+        .await?;
+        let facts = CertFacts::from_pem(&cert_pem).context("the renewed certificate")?;
+        if facts.identity != identity {
+            bail!(
+                "{addr} signed a certificate for {} instead of {identity}",
+                facts.identity
+            );
+        }
+        let pair = CertifiedKey { cert_pem, key_pem };
+        let (cert_path, key_path) = crate::identity::pair_paths(&self.state_dir);
+        ferry_certs::replace_pair(&cert_path, &key_path, &pair)
+            .context("saving the renewed certificate")?;
+        self.credentials.replace(pair)?;
+        Ok(facts)
     }
 }
