@@ -172,6 +172,9 @@ impl Metrics {
             ("succeeded", snap.succeeded),
             ("failed", snap.failed),
             ("in_progress", snap.in_progress),
+            ("stopping", snap.stopping),
+            ("stopped", snap.stopped),
+            ("superseded", snap.superseded),
         ] {
             self.executions
                 .get_or_create(&[("status", state)])
@@ -231,6 +234,9 @@ struct Snapshot {
     succeeded: usize,
     failed: usize,
     in_progress: usize,
+    stopping: usize,
+    stopped: usize,
+    superseded: usize,
 }
 
 impl Snapshot {
@@ -261,6 +267,9 @@ impl Snapshot {
                 ExecutionStatus::Succeeded => snap.succeeded += 1,
                 ExecutionStatus::Failed => snap.failed += 1,
                 ExecutionStatus::InProgress => snap.in_progress += 1,
+                ExecutionStatus::Stopping => snap.stopping += 1,
+                ExecutionStatus::Stopped => snap.stopped += 1,
+                ExecutionStatus::Superseded => snap.superseded += 1,
             }
         }
         snap

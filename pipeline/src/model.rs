@@ -51,6 +51,57 @@ pub struct Pipeline {
     pub name: String,
     pub source: Source,
     pub stages: Vec<Stage>,
+    /// How executions of this pipeline share its stages. A version stored
+    /// before modes existed reads as [`ExecutionMode::Parallel`], the way
+    /// it ran then; a pipeline read from YAML defaults to
+    /// [`ExecutionMode::Superseded`].
+    #[serde(default = "ExecutionMode::stored_default")]
+    pub execution_mode: ExecutionMode,
+}
+
+/// How executions of one pipeline share its stages (CodePipeline's modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionMode {
+    /// A stage holds one execution at a time; an execution waiting to enter
+    /// a stage is replaced by a newer one, which ends it `Superseded`.
+    Superseded,
+    /// Executions pass through each stage one at a time, in start order.
+    Queued,
+    /// Every execution runs independently of the others.
+    Parallel,
+}
+
+impl ExecutionMode {
+    /// Every mode, in documentation order.
+    pub const ALL: [ExecutionMode; 3] = [
+        ExecutionMode::Superseded,
+        ExecutionMode::Queued,
+        ExecutionMode::Parallel,
+    ];
+
+    /// The mode of a pipeline whose YAML does not name one.
+    pub const DEFAULT: ExecutionMode = ExecutionMode::Superseded;
+
+    /// The mode of a version stored before modes existed: it ran in parallel.
+    fn stored_default() -> ExecutionMode {
+        ExecutionMode::Parallel
+    }
+
+    /// The spelling used in pipeline YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionMode::Superseded => "superseded",
+            ExecutionMode::Queued => "queued",
+            ExecutionMode::Parallel => "parallel",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Pipeline {
@@ -241,6 +292,7 @@ mod tests {
                     actions: vec![action("unit")],
                 },
             ],
+            execution_mode: ExecutionMode::DEFAULT,
         }
     }
 

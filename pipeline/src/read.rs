@@ -12,15 +12,15 @@ use marked_yaml::types::MarkedMappingNode;
 use crate::deploy::{Count, Deploy, MAX_KEEP_RELEASES, Strategy};
 use crate::duration::parse_duration_ms;
 use crate::model::{
-    Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, MAX_PIDS, MAX_RETRIES,
-    MIN_PIDS, MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
+    Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, ExecutionMode,
+    MAX_PIDS, MAX_RETRIES, MIN_PIDS, MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
 };
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
 use crate::rules::{self, CpusError};
 use crate::yaml::{Reader, Value, describe, field, is_null, mapping_pos, pos};
 
-const PIPELINE_KEYS: &[&str] = &["name", "source", "stages"];
+const PIPELINE_KEYS: &[&str] = &["name", "source", "stages", "execution_mode"];
 const SOURCE_KEYS: &[&str] = &["git", "branch", "poll_interval"];
 const STAGE_KEYS: &[&str] = &["name", "actions"];
 const ACTION_KEYS: &[&str] = &[
@@ -140,6 +140,9 @@ impl Reader<'_> {
                 poll_interval_ms: None,
             }),
             stages,
+            execution_mode: field(root, "execution_mode")
+                .and_then(|value| self.execution_mode(value))
+                .unwrap_or(ExecutionMode::DEFAULT),
         };
         Draft {
             pipeline,
@@ -386,6 +389,18 @@ impl Reader<'_> {
                 "unknown action type {text:?}; expected one of: {}",
                 expected.join(", ")
             ),
+        );
+        None
+    }
+
+    fn execution_mode(&mut self, value: Value<'_>) -> Option<ExecutionMode> {
+        let (text, at) = self.string(value, "`execution_mode`")?;
+        if let Some(mode) = ExecutionMode::ALL.into_iter().find(|m| m.as_str() == text) {
+            return Some(mode);
+        }
+        self.error(
+            at,
+            format!("unknown execution_mode {text:?}; expected superseded, queued or parallel"),
         );
         None
     }

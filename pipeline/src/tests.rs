@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::test_support::{doc, expect_errors, expect_ok};
 use crate::{
     Action, ActionKind, DEFAULT_APPROVAL_TIMEOUT_MS, DEFAULT_COMMAND_TIMEOUT_MS, Diagnostic,
-    Pipeline, Resources, Source, Stage, parse,
+    ExecutionMode, Pipeline, Resources, Source, Stage, parse,
 };
 
 /// Parses text that must fail, rendering each diagnostic as "LINE:COL: message".
@@ -194,6 +194,7 @@ fn full_example_parses_with_defaults() {
                 actions: vec![approval("gate", 1)],
             },
         ],
+        execution_mode: ExecutionMode::Superseded,
     };
     assert_eq!(pipeline, expected);
     assert_eq!(pipeline.find_action("verify", "sign-off"), Some((1, 1)));
@@ -438,7 +439,7 @@ fn unknown_keys_at_every_level() {
             "        foo: 1",
         ])),
         vec![
-            "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages",
+            "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode",
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
             "8:5: unknown key `needs` in stage; expected one of: name, actions",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
@@ -1515,4 +1516,36 @@ fn bad_deploy_settings() {
         errors(&deploy_with(&["        strategy: {batch: 101%}"])),
         vec!["13:27: `batch`: a percentage must be a whole number from 1% to 100%, found \"101%\""]
     );
+}
+
+#[test]
+fn execution_mode_defaults_to_superseded_and_is_checked() {
+    let base = "name: m\nsource: {git: /x}\nstages:\n  - name: s\n    actions:\n      - {name: a, type: approval}\n";
+    assert_eq!(parse_ok(base).execution_mode, ExecutionMode::Superseded);
+    for mode in ExecutionMode::ALL {
+        let text = format!("{base}execution_mode: {mode}\n");
+        assert_eq!(parse_ok(&text).execution_mode, mode);
+    }
+    assert_eq!(
+        errors(&format!("{base}execution_mode: fifo\n")),
+        vec!["7:17: unknown execution_mode \"fifo\"; expected superseded, queued or parallel"]
+    );
+}
+
+#[test]
+fn a_version_stored_before_modes_existed_runs_in_parallel() {
+    let mut stored = match serde_json::to_value(parse_ok(
+        "name: m\nsource: {git: /x}\nstages:\n  - name: s\n    actions:\n      - {name: a, type: approval}\n",
+    )) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    };
+    if let Some(map) = stored.as_object_mut() {
+        map.remove("execution_mode");
+    }
+    let old: Pipeline = match serde_json::from_value(stored) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(old.execution_mode, ExecutionMode::Parallel);
 }

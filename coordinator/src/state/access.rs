@@ -80,6 +80,9 @@ impl Command {
                 started_by: Some(by),
                 ..
             } => person(by, Need::Operate, "roll back environments"),
+            Command::StopExecution { by, .. } => person(by, Need::Operate, "stop executions"),
+            Command::RetryStage { by, .. } => person(by, Need::Operate, "retry stages"),
+            Command::SetTransition { by, .. } => person(by, Need::Operate, "change transitions"),
             Command::CreateToken { by, .. } => person(by, Need::Admin, "create join tokens"),
             Command::Grant { by, .. } => person(by, Need::Admin, "grant roles"),
             Command::Revoke { by, .. } => person(by, Need::Admin, "revoke roles"),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
+use ferry_pipeline::execution::{ActionStatus, Outcome};
 
 use super::apply::{Applied, Output, Rejection};
 use super::command::By;
@@ -153,18 +153,20 @@ impl ClusterState {
             .map(|(e, l)| (e, l.clone()))
             .collect();
         for (epoch, loc) in running {
+            let gates = self.gates(&loc.execution);
             let Ok((exec, pipeline)) = self.exec_and_pipeline(&loc.execution) else {
                 continue;
             };
+            let name = exec.pipeline.clone();
             let limit = pipeline
                 .stages
                 .get(loc.stage)
                 .and_then(|s| s.actions.get(loc.action))
                 .map_or(LOST_RETRIES, |a| a.retries.max(LOST_RETRIES));
-            // A sibling failed meanwhile: the execution is over, and an
+            // A sibling failed (or a person stopped the run) meanwhile: an
             // action re-queued in it would wait forever (found by the
             // replicas property test).
-            let ended = exec.state.status != ExecutionStatus::InProgress;
+            let ended = !exec.state.accepts_work();
             let Some(run) = exec.state.action_mut(loc.stage, loc.action) else {
                 continue;
             };
@@ -173,17 +175,23 @@ impl ClusterState {
                 run.requeue(format!("re-queued: {why}"));
             } else {
                 let message = if ended {
-                    format!("{why}; not run again: the execution had already failed")
+                    format!("{why}; not run again: the execution had already ended or was stopped")
                 } else {
                     format!(
                         "{why}; no retries left after {} lost attempts",
                         run.count(Outcome::Lost)
                     )
                 };
-                exec.state
-                    .finish_action(pipeline, (loc.stage, loc.action), false, message, at);
+                exec.state.finish_action(
+                    pipeline,
+                    (loc.stage, loc.action),
+                    false,
+                    message,
+                    &gates,
+                    at,
+                );
             }
-            self.settle(&loc.execution);
+            self.progress(&name, at);
         }
     }
 

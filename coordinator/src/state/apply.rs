@@ -207,6 +207,28 @@ impl ClusterState {
                 },
                 at,
             ),
+            Command::StopExecution {
+                execution,
+                reason,
+                abandon,
+                by,
+                at,
+            } => self.stop_execution(&execution, reason, abandon, &by, at),
+            Command::RetryStage {
+                execution,
+                stage,
+                all,
+                at,
+                ..
+            } => self.retry_stage(&execution, &stage, all, at),
+            Command::SetTransition {
+                pipeline,
+                stage,
+                enabled,
+                reason,
+                by,
+                at,
+            } => self.set_transition(&pipeline, &stage, enabled, reason, &by, at),
             Command::ExpireApproval {
                 execution,
                 stage,

@@ -146,6 +146,34 @@ pub enum Command {
         comment: String,
         at: i64,
     },
+    /// `ferry stop`: nothing new starts; running attempts finish, or with
+    /// `abandon` are cancelled (a deployment rolls back what it changed).
+    StopExecution {
+        execution: String,
+        reason: String,
+        abandon: bool,
+        by: By,
+        at: i64,
+    },
+    /// `ferry retry`: stage `stage` of a failed or stopped execution runs
+    /// again, its failed actions (or, with `all`, every one).
+    RetryStage {
+        execution: String,
+        stage: String,
+        all: bool,
+        by: By,
+        at: i64,
+    },
+    /// `ferry transition enable|disable`: opens or closes the way into a
+    /// stage of a pipeline (a change freeze).
+    SetTransition {
+        pipeline: String,
+        stage: String,
+        enabled: bool,
+        reason: String,
+        by: By,
+        at: i64,
+    },
     ExpireApproval {
         execution: String,
         stage: usize,

@@ -36,6 +36,7 @@ impl ClusterState {
                 executions: Vec::new(),
                 last_seen_revision: None,
                 last_polled_at: None,
+                disabled_transitions: Default::default(),
             });
         if let Some(latest) = record.latest()
             && latest.spec == spec

@@ -3,7 +3,7 @@
 //! execution that runs only that deploy action (`ferry rollback`), and the
 //! queries about both. A redeploy checks everything before it changes anything.
 
-use ferry_pipeline::execution::{ActionStatus, ArtifactRef, ExecutionState};
+use ferry_pipeline::execution::{ActionStatus, ArtifactRef, ExecutionState, Gates};
 use ferry_proto as pb;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
@@ -171,7 +171,8 @@ impl ClusterState {
                 dep.input, dep.pipeline
             )));
         }
-        state.advance(&spec, at);
+        // A rollback is an operator's explicit act: no gate holds it.
+        state.advance(&spec, &Gates::open(), at);
         if let Some(rec) = self.pipelines.get_mut(&dep.pipeline) {
             rec.executions.push(id.clone());
         }

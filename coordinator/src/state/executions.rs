@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_pipeline::Pipeline;
 use ferry_pipeline::execution::{
-    ActionStatus, ArtifactRef, AttemptRecord, Decision, ExecutionState, ExecutionStatus, Outcome,
+    ActionStatus, ArtifactRef, AttemptRecord, Decision, ExecutionState, Outcome,
 };
 use ferry_proto as pb;
 use prost::Message as _;
@@ -56,8 +56,7 @@ impl ClusterState {
                 "pipeline `{pipeline}` has no version"
             )));
         };
-        let mut state = ExecutionState::new(&latest.spec);
-        state.advance(&latest.spec, at);
+        let state = ExecutionState::new(&latest.spec);
         let version = latest.version;
         record.executions.push(id.clone());
         if record.last_seen_revision.is_none() {
@@ -67,7 +66,7 @@ impl ClusterState {
             id.clone(),
             Execution {
                 id: id.clone(),
-                pipeline,
+                pipeline: pipeline.clone(),
                 version,
                 revision,
                 trigger,
@@ -78,7 +77,7 @@ impl ClusterState {
             },
         );
         self.active.insert(id.clone());
-        self.settle(&id);
+        self.progress(&pipeline, at);
         Ok(Output::Execution { id })
     }
 
@@ -195,10 +194,12 @@ impl ClusterState {
                 .insert(agent.clone());
         }
         // Found just above; the lookups cannot fail now.
+        let gates = self.gates(&loc.execution);
         let (exec, pipeline) = self.exec_and_pipeline(&loc.execution)?;
-        // A sibling failed meanwhile: the execution is over, and a retry
+        let name = exec.pipeline.clone();
+        // A sibling failed (or a person stopped the run) meanwhile: a retry
         // queued in it would wait forever (found by the replicas property test).
-        let ended = exec.state.status != ExecutionStatus::InProgress;
+        let ended = !exec.state.accepts_work();
         let Some(run) = exec.state.action_mut(loc.stage, loc.action) else {
             return Err(Rejection::NotFound("action".into()));
         };
@@ -231,8 +232,14 @@ impl ClusterState {
             ));
         } else {
             run.outputs = outputs;
-            exec.state
-                .finish_action(pipeline, (loc.stage, loc.action), success, message, at);
+            exec.state.finish_action(
+                pipeline,
+                (loc.stage, loc.action),
+                success,
+                message,
+                &gates,
+                at,
+            );
         }
         if let Some((bytes, decoded)) = report {
             self.record_deployment(
@@ -243,7 +250,7 @@ impl ClusterState {
                 at,
             );
         }
-        self.settle(&loc.execution);
+        self.progress(&name, at);
         Ok(Output::Attempt {
             accepted: true,
             reason: String::new(),
@@ -263,7 +270,9 @@ impl ClusterState {
             return Err(Rejection::NotFound(format!("execution {execution}")));
         };
         self.may_decide(&verdict.by, exec, stage, action)?;
+        let gates = self.gates(execution);
         let (exec, pipeline) = self.exec_and_pipeline(execution)?;
+        let name = exec.pipeline.clone();
         let Some(run) = exec.state.action_mut(stage, action) else {
             return Err(Rejection::NotFound("action".into()));
         };
@@ -291,8 +300,8 @@ impl ClusterState {
             "rejected".to_string()
         };
         exec.state
-            .finish_action(pipeline, (stage, action), approve, message, at);
-        self.settle(execution);
+            .finish_action(pipeline, (stage, action), approve, message, &gates, at);
+        self.progress(&name, at);
         Ok(Output::None)
     }
 
@@ -303,6 +312,7 @@ impl ClusterState {
         (stage, action): (usize, usize),
         at: i64,
     ) -> Applied {
+        let gates = self.gates(execution);
         let (exec, pipeline) = self.exec_and_pipeline(execution)?;
         let Some(run) = exec.state.action(stage, action) else {
             return Err(Rejection::NotFound("action".into()));
@@ -310,14 +320,16 @@ impl ClusterState {
         if run.status() != ActionStatus::WaitingForApproval || run.deadline.is_none_or(|d| d > at) {
             return Ok(Output::None);
         }
+        let name = exec.pipeline.clone();
         exec.state.finish_action(
             pipeline,
             (stage, action),
             false,
             "approval timed out".into(),
+            &gates,
             at,
         );
-        self.settle(execution);
+        self.progress(&name, at);
         Ok(Output::None)
     }
 
@@ -362,7 +374,10 @@ impl ClusterState {
     }
 
     /// [`ClusterState::exec_and_pipeline`] for looking only.
-    fn exec_and_pipeline_ref(&self, id: &str) -> Result<(&Execution, &Pipeline), Rejection> {
+    pub(super) fn exec_and_pipeline_ref(
+        &self,
+        id: &str,
+    ) -> Result<(&Execution, &Pipeline), Rejection> {
         let Some(exec) = self.executions.get(id) else {
             return Err(Rejection::NotFound(format!("execution {id}")));
         };
@@ -380,15 +395,12 @@ impl ClusterState {
         let finished = self
             .executions
             .get(id)
-            .is_some_and(|e| e.state.status != ExecutionStatus::InProgress);
+            .is_some_and(|e| e.state.status.is_final());
         if finished {
-            let still_running = self.executions.get(id).is_some_and(|e| {
-                e.state
-                    .actions
-                    .iter()
-                    .flatten()
-                    .any(|r| r.status() == ActionStatus::InProgress && r.agent.is_some())
-            });
+            let still_running = self
+                .executions
+                .get(id)
+                .is_some_and(|e| e.state.has_running());
             // Keep attempt records while a sibling still runs so its result is accepted.
             if !still_running {
                 self.active.remove(id);
@@ -430,7 +442,7 @@ impl ClusterState {
             let Some(exec) = self.executions.get(id) else {
                 continue;
             };
-            if exec.state.status != ExecutionStatus::InProgress {
+            if !exec.state.accepts_work() {
                 continue;
             }
             for (si, stage) in exec.state.actions.iter().enumerate() {

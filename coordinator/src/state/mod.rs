@@ -15,6 +15,7 @@ mod command;
 mod definitions;
 mod deployments;
 mod executions;
+mod steering;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -83,6 +84,17 @@ pub struct PipelineRecord {
     pub last_seen_revision: Option<String>,
     /// When the poller last checked (unix ms), carried in `SourceSeen`.
     pub last_polled_at: Option<i64>,
+    /// Disabled transitions, by the name of the stage they lead into.
+    #[serde(default)]
+    pub disabled_transitions: BTreeMap<String, TransitionLock>,
+}
+
+/// Who disabled the transition into a stage, why and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionLock {
+    pub by: String,
+    pub reason: String,
+    pub at: i64,
 }
 
 impl PipelineRecord {

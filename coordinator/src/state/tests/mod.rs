@@ -9,10 +9,12 @@ use super::*;
 mod authz;
 mod rejected;
 mod replicas;
+mod steering;
 
 const YAML: &str = r#"
 name: demo
 source: {git: /tmp/demo.git}
+execution_mode: parallel
 stages:
   - name: build
     actions:
@@ -453,6 +455,7 @@ fn execution_retention_forgets_only_finished_old_executions() {
 const DEPLOY_YAML: &str = r#"
 name: web
 source: {git: /tmp/web.git}
+execution_mode: parallel
 stages:
   - name: build
     actions:
@@ -682,6 +685,7 @@ fn denied(s: &mut ClusterState, by: &str) -> String {
 const NAMED: &str = r#"
 name: demo
 source: {git: /tmp/demo.git}
+execution_mode: parallel
 stages:
   - name: build
     actions:
@@ -727,6 +731,7 @@ fn nobody_approves_what_they_started_or_applied() {
 const SELF_OK: &str = r#"
 name: demo
 source: {git: /tmp/demo.git}
+execution_mode: parallel
 stages:
   - name: build
     actions:

@@ -9,6 +9,8 @@
 //! - `active` holds exactly the executions in progress, and those that
 //!   ended (an action failed) while a sibling action still runs, whose result
 //!   is still accepted (`ClusterState::settle`);
+//! - while every version of the pipeline shares stages (superseded or
+//!   queued), no two executions are inside the same stage at once;
 //! - every epoch handed out (`attempts`) points at an action whose history
 //!   records it, on the same agent.
 //!
@@ -30,6 +32,12 @@ const DEFAULT_CASES: u32 = 256;
 
 const AGENTS: [&str; 3] = ["a1", "a2", "a3"];
 const EXECUTIONS: [&str; 4] = ["e1", "e2", "e3", "e4"];
+
+/// Modes a `Mode` step applies the pipeline in (a new version each).
+const MODES: [&str; 3] = ["superseded", "queued", "parallel"];
+
+/// Stage names, for `Retry` and `Transition` steps.
+const STAGES: [&str; 3] = ["build", "gate", "test"];
 
 const YAML: &str = r#"
 name: demo
@@ -74,6 +82,10 @@ enum Step {
     Remove(usize),
     Register(usize),
     Role(bool),
+    Stop(usize, bool),
+    Retry(usize, usize, bool),
+    Transition(usize, bool),
+    Mode(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -91,11 +103,15 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (exec.clone(), any::<bool>()).prop_map(|(e, ok)| Step::Decide(e, ok)),
         1 => exec.clone().prop_map(Step::Expire),
         1 => (0..4u8, agent.clone()).prop_map(|(d, a)| Step::Held(d, a)),
-        1 => exec.prop_map(Step::Prune),
+        1 => exec.clone().prop_map(Step::Prune),
         1 => (agent.clone(), any::<bool>()).prop_map(|(a, d)| Step::Drain(a, d)),
         1 => agent.clone().prop_map(Step::Remove),
         1 => agent.prop_map(Step::Register),
         1 => any::<bool>().prop_map(Step::Role),
+        1 => (exec.clone(), any::<bool>()).prop_map(|(e, a)| Step::Stop(e, a)),
+        2 => (exec.clone(), 0..3usize, any::<bool>()).prop_map(|(e, s, a)| Step::Retry(e, s, a)),
+        1 => (0..3usize, any::<bool>()).prop_map(|(s, on)| Step::Transition(s, on)),
+        1 => (0..MODES.len()).prop_map(Step::Mode),
     ]
 }
 
@@ -196,6 +212,40 @@ fn command(s: &ClusterState, step: &Step, at: i64) -> Command {
             at,
         },
         Step::Register(a) => register(AGENTS[*a], at),
+        Step::Stop(e, abandon) => Command::StopExecution {
+            execution: EXECUTIONS[*e].into(),
+            reason: "test".into(),
+            abandon: *abandon,
+            by: By::operator("olly"),
+            at,
+        },
+        Step::Retry(e, stage, all) => Command::RetryStage {
+            execution: EXECUTIONS[*e].into(),
+            stage: STAGES[*stage].into(),
+            all: *all,
+            by: By::operator("olly"),
+            at,
+        },
+        Step::Transition(stage, enabled) => Command::SetTransition {
+            pipeline: "demo".into(),
+            stage: STAGES[*stage].into(),
+            enabled: *enabled,
+            reason: "freeze".into(),
+            by: By::operator("olly"),
+            at,
+        },
+        Step::Mode(m) => {
+            let yaml = format!("{YAML}execution_mode: {}\n", MODES[*m]);
+            match ferry_pipeline::parse(&yaml) {
+                Ok(spec) => Command::ApplyPipeline {
+                    spec,
+                    yaml,
+                    by: root(),
+                    at,
+                },
+                Err(e) => panic!("{e:?}"),
+            }
+        }
         Step::Role(grant) => {
             if *grant {
                 Command::Grant {
@@ -315,7 +365,7 @@ fn check(s: &ClusterState) -> Result<(), TestCaseError> {
         .executions
         .values()
         .filter(|e| {
-            e.state.status == ExecutionStatus::InProgress
+            !e.state.status.is_final()
                 || e.state
                     .actions
                     .iter()
@@ -334,7 +384,11 @@ fn check(s: &ClusterState) -> Result<(), TestCaseError> {
         for (si, stage) in e.state.actions.iter().enumerate() {
             for (ai, run) in stage.iter().enumerate() {
                 let at = format!("{}/{si}/{ai}", e.id);
-                let running = run.count(Outcome::Running);
+                let running = run
+                    .history
+                    .iter()
+                    .filter(|h| h.outcome == Outcome::Running)
+                    .count();
                 if running > 1 {
                     return Err(fail(format!("{at}: {running} attempts running at once")));
                 }
@@ -350,6 +404,23 @@ fn check(s: &ClusterState) -> Result<(), TestCaseError> {
                         "{at}: an attempt without agent or epoch: {h:?}"
                     )));
                 }
+            }
+        }
+    }
+    let shared = s.pipelines["demo"]
+        .versions
+        .iter()
+        .all(|v| v.spec.execution_mode != ferry_pipeline::ExecutionMode::Parallel);
+    if shared {
+        for (si, stage) in STAGES.iter().enumerate() {
+            let inside: Vec<&String> = s
+                .executions
+                .values()
+                .filter(|e| e.state.is_in_stage(si))
+                .map(|e| &e.id)
+                .collect();
+            if inside.len() > 1 {
+                return Err(fail(format!("{inside:?} are all inside stage {stage}")));
             }
         }
     }
