@@ -220,11 +220,20 @@ impl ActionError {
 
 /// The signal that asks a running attempt to stop, with a reason.
 #[derive(Debug, Clone)]
-pub struct Cancel(watch::Receiver<Option<String>>);
+pub struct Cancel(watch::Receiver<Option<Signal>>);
 
 /// The sending side of a [`Cancel`].
 #[derive(Debug)]
-pub struct CancelHandle(watch::Sender<Option<String>>);
+pub struct CancelHandle(watch::Sender<Option<Signal>>);
+
+/// Why an attempt is asked to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Signal {
+    reason: String,
+    /// A person stopped the execution: even a deployment stops, at its
+    /// next step, and rolls back what it changed.
+    stop: bool,
+}
 
 impl Cancel {
     /// A signal and the handle that fires it.
@@ -237,21 +246,48 @@ impl Cancel {
     /// if the handle is dropped without firing.
     pub async fn cancelled(&mut self) -> String {
         loop {
-            if let Some(reason) = self.0.borrow_and_update().clone() {
-                return reason;
+            if let Some(signal) = self.0.borrow_and_update().clone() {
+                return signal.reason;
             }
             if self.0.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
     }
+
+    /// Why a person stopped the execution, if they did ([`CancelHandle::stop`]).
+    pub fn stop_requested(&self) -> Option<String> {
+        self.0
+            .borrow()
+            .as_ref()
+            .filter(|s| s.stop)
+            .map(|s| s.reason.clone())
+    }
 }
 
 impl CancelHandle {
     /// Asks the attempt to stop. A later reason replaces an earlier one
-    /// the attempt has not acted on yet.
+    /// the attempt has not acted on yet; a person's stop is never replaced.
     pub fn cancel(&self, reason: &str) {
-        self.0.send_replace(Some(reason.to_string()));
+        self.0.send_if_modified(|current| {
+            if current.as_ref().is_some_and(|s| s.stop) {
+                return false;
+            }
+            *current = Some(Signal {
+                reason: reason.to_string(),
+                stop: false,
+            });
+            true
+        });
+    }
+
+    /// A person stopped the execution: builds and tests are cancelled, and
+    /// a deployment stops after the step in progress and rolls back.
+    pub fn stop(&self, reason: &str) {
+        self.0.send_replace(Some(Signal {
+            reason: reason.to_string(),
+            stop: true,
+        }));
     }
 }
 
@@ -290,6 +326,20 @@ mod tests {
         assert!(waiter.await.is_ok_and(|r| r == "superseded"));
         handle.cancel("agent shutting down");
         assert_eq!(cancel.cancelled().await, "agent shutting down");
+    }
+
+    #[tokio::test]
+    async fn a_persons_stop_is_seen_by_deployments_and_never_replaced() {
+        let (handle, mut cancel) = Cancel::new();
+        handle.cancel("no longer current");
+        assert_eq!(cancel.stop_requested(), None);
+        handle.stop("stopped by ann: bad release");
+        handle.cancel("agent shutting down");
+        assert_eq!(
+            cancel.stop_requested().as_deref(),
+            Some("stopped by ann: bad release")
+        );
+        assert_eq!(cancel.cancelled().await, "stopped by ann: bad release");
     }
 
     #[tokio::test]

@@ -43,6 +43,8 @@ enum Event {
     Log(pb::internal::AttemptRef, u64, Vec<u8>),
     Result(Box<pb::internal::AttemptResult>),
     Held(String, u64),
+    /// An attempt began here: the leader may cancel it from now on.
+    Started(pb::internal::AttemptRef),
 }
 
 struct Running {
@@ -249,8 +251,12 @@ impl Agent {
                         Some(pb::internal::coordinator_message::Kind::Cancel(c)) => {
                             let epoch = c.attempt.as_ref().map_or(0, |a| a.epoch);
                             if let Some(r) = lock(&self.running).get(&epoch) {
-                                tracing::info!(epoch, reason = %c.reason, "cancelling attempt");
-                                r.cancel.cancel(&c.reason);
+                                tracing::info!(epoch, reason = %c.reason, stop = c.stop, "cancelling attempt");
+                                if c.stop {
+                                    r.cancel.stop(&c.reason);
+                                } else {
+                                    r.cancel.cancel(&c.reason);
+                                }
                             }
                         }
                         Some(pb::internal::coordinator_message::Kind::Ack(ack)) => {
@@ -282,13 +288,15 @@ impl Agent {
                         }
                         Event::Result(r) => pb::internal::agent_message::Kind::Result(*r),
                         Event::Held(digest, size) => pb::internal::agent_message::Kind::Held(pb::internal::Held { digest, size }),
+                        Event::Started(attempt) => pb::internal::agent_message::Kind::Started(pb::internal::AttemptStarted { attempt: Some(attempt) }),
                     };
                     tx.send(agent_msg(msg)).await?;
                 }
                 _ = heartbeat.tick() => {
-                    let running = lock(&self.running).len() as u32;
+                    let running_epochs: Vec<u64> = lock(&self.running).keys().copied().collect();
+                    let running = running_epochs.len() as u32;
                     let shutting_down = self.draining.load(Ordering::SeqCst);
-                    let hb = pb::internal::Heartbeat { running, shutting_down };
+                    let hb = pb::internal::Heartbeat { running, shutting_down, running_epochs };
                     tx.send(agent_msg(pb::internal::agent_message::Kind::Heartbeat(hb))).await?;
                 }
             }
@@ -320,6 +328,7 @@ impl Agent {
             );
         }
         crate::metrics::action_started();
+        let _ = self.events.send(Event::Started(attempt.clone()));
         tracing::info!(attempt = %attempt.attempt_id, epoch, image = %a.image, "attempt started");
         tokio::spawn(async move {
             let events = self.events.clone();

@@ -1,8 +1,10 @@
 //! The deployer as an [`ActionRunner`]: a deploy action's one input is the
 //! artifact to roll out; its `ferry-deploy.yml` says what to install and
 //! which hooks to run, and [`super::run`] does the rest. A deployment is not
-//! interrupted half way: it finishes (and rolls back) even when cancelled,
-//! bounded by the action's timeout.
+//! interrupted half way by a stale attempt or the agent shutting down: it
+//! finishes (and rolls back) bounded by the action's timeout. Only a
+//! person's stop (`ferry stop --abandon`) ends it early: after the host step
+//! in progress, rolling back every host it changed.
 
 use futures::future::BoxFuture;
 
@@ -68,6 +70,7 @@ impl Deployer {
             env,
             masker: &masker,
             timeout: spec.timeout,
+            cancel: attempt.cancel,
         };
         let finished = super::run(plan, attempt.log).await;
         Outcome {

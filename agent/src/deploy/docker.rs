@@ -107,6 +107,7 @@ impl DockerRun {
         }
         let name = spec.container.as_str();
         let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
+        d.go_on("stop")?;
         if let Ok(current) = docker
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
@@ -149,6 +150,7 @@ impl DockerRun {
             self.step(d, ("stop", "deploy"), started, &result);
             result.map_err(fail("stop"))?;
         }
+        d.go_on("start")?;
         let started = Instant::now();
         // Counted as changed from here: a half-made container is removed on rollback.
         self.created = true;

@@ -20,7 +20,7 @@ use ferry_pipeline::{REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
 use futures::future::join_all;
 
 use crate::mask::Masker;
-use crate::runner::LogSink;
+use crate::runner::{Cancel, LogSink};
 use docker::DockerRun;
 use host::HostRun;
 
@@ -53,6 +53,7 @@ pub struct Deployment<'a> {
     /// rollback still gets its own time).
     pub deadline: std::time::Instant,
     pub timeout: Duration,
+    cancel: Cancel,
     log: Mutex<&'a mut dyn LogSink>,
 }
 
@@ -80,6 +81,9 @@ impl Deployment<'_> {
         if phase == "rollback" {
             return Ok(limit);
         }
+        if let Some(reason) = self.cancel.stop_requested() {
+            return Err(format!("not run: {reason}"));
+        }
         let left = self
             .deadline
             .saturating_duration_since(std::time::Instant::now());
@@ -87,6 +91,14 @@ impl Deployment<'_> {
             return Err(format!("the action's timeout ({:?}) ran out", self.timeout));
         }
         Ok(limit.min(left))
+    }
+
+    /// Err when a person stopped the run: step `step` is not started.
+    fn go_on(&self, step: &str) -> Result<(), StepError> {
+        match self.cancel.stop_requested() {
+            Some(reason) => Err(fail(step)(format!("not run: {reason}"))),
+            None => Ok(()),
+        }
     }
 
     fn upload_timeout(&self) -> Duration {
@@ -203,6 +215,8 @@ pub struct Plan<'a> {
     pub masker: &'a Masker,
     /// The action's timeout: no batch starts after it ran out.
     pub timeout: Duration,
+    /// A person's stop: no step starts after it (a rollback still runs).
+    pub cancel: Cancel,
 }
 
 /// Runs a whole deployment; never fails without a report.
@@ -237,6 +251,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         env: plan.env,
         deadline: std::time::Instant::now() + plan.timeout,
         timeout: plan.timeout,
+        cancel: plan.cancel,
         log: Mutex::new(log),
     };
     let mut hosts: Vec<Target> = spec
@@ -249,6 +264,11 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
     let mut failed: Vec<String> = Vec::new();
     let mut stopped_at = None;
     for (b, batch) in hosts.chunks_mut(batch_size).enumerate() {
+        if let Some(reason) = d.cancel.stop_requested() {
+            failed.push(reason);
+            stopped_at = Some(b);
+            break;
+        }
         if b > 0 && std::time::Instant::now() >= d.deadline {
             failed.push(format!(
                 "the action's timeout ({:?}) ran out before batch {}",
@@ -273,6 +293,12 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
             failed.push(format!("{} failed at {}", h.name(), h.report().error));
         }
         if failed.len() > allowed_failures {
+            stopped_at = Some(b + 1);
+            break;
+        }
+        // A person stopped the run while this batch deployed.
+        if let Some(reason) = d.cancel.stop_requested() {
+            failed.push(reason);
             stopped_at = Some(b + 1);
             break;
         }

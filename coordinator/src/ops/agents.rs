@@ -143,6 +143,22 @@ impl Ops {
         self.local_read(|s| s.is_current(agent, epoch))
     }
 
+    /// Local read (the agent session): of the attempts `agent` says it
+    /// runs, those it should cancel, with why and whether a person stopped
+    /// their execution (see `ClusterState::cancel_reason`).
+    pub fn local_to_cancel(
+        &self,
+        agent: &str,
+        epochs: impl IntoIterator<Item = u64>,
+    ) -> Vec<(u64, String, bool)> {
+        self.local_read(|s| {
+            epochs
+                .into_iter()
+                .filter_map(|e| s.cancel_reason(agent, e).map(|(why, stop)| (e, why, stop)))
+                .collect()
+        })
+    }
+
     /// Local read (the agent session): epochs of the attempts `agent` runs.
     pub fn local_running_on(&self, agent: &str) -> Vec<u64> {
         self.local_read(|s| s.running_on(agent).iter().map(|(e, _)| *e).collect())

@@ -55,6 +55,7 @@ pub mod executions;
 pub mod page;
 pub mod pipelines;
 pub mod secrets;
+pub mod steering;
 
 #[cfg(test)]
 mod tests;

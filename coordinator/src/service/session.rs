@@ -95,11 +95,20 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
         );
         tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
         let ops = self.0.clone();
+        // Epochs the agent says it runs (at registration, when one starts,
+        // in every heartbeat): checked against the state whenever it
+        // changes, so a stop or a lost lease cancels them at once.
+        let mut reported: BTreeSet<u64> = register.running.iter().map(|r| r.epoch).collect();
         tokio::spawn(async move {
             let mut status = ops.status_watch();
+            let mut applied = ops.applied();
             loop {
                 let next = tokio::select! {
                     m = inbound.message() => m,
+                    _ = applied.changed() => {
+                        cancel_unwanted(&ops, &name, &mut reported, &tx).await;
+                        continue;
+                    }
                     _ = status.changed() => {
                         if status.borrow().is_leader {
                             continue;
@@ -120,7 +129,9 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
                             send_revocations(&ops, &tx, Some(revocations_sent)).await;
                         ops.ctx().agents.touch(&name);
                         if let Some(kind) = m.kind {
+                            track(&mut reported, &kind);
                             handle(&ops, &name, kind, &tx).await;
+                            cancel_unwanted(&ops, &name, &mut reported, &tx).await;
                         }
                     }
                     Ok(None) => break,
@@ -180,7 +191,56 @@ async fn reconcile(
                 pb::internal::Cancel {
                     attempt: Some(r.clone()),
                     reason: "this attempt is no longer current".into(),
+                    stop: false,
                 },
+            ))))
+            .await;
+    }
+}
+
+/// Keeps `reported` (the epochs an agent runs) up to date with what it says.
+fn track(reported: &mut BTreeSet<u64>, kind: &pb::internal::agent_message::Kind) {
+    use pb::internal::agent_message::Kind;
+    match kind {
+        Kind::Heartbeat(hb) => *reported = hb.running_epochs.iter().copied().collect(),
+        Kind::Started(s) => {
+            reported.extend(s.attempt.as_ref().map(|a| a.epoch));
+        }
+        Kind::Result(r) => {
+            if let Some(a) = &r.attempt {
+                reported.remove(&a.epoch);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Cancels the reported attempts the agent should no longer run (stale, or
+/// abandoned by a person). Each is cancelled once; if the agent still runs
+/// it at its next heartbeat, it is cancelled again.
+async fn cancel_unwanted(
+    ops: &Ops,
+    agent: &str,
+    reported: &mut BTreeSet<u64>,
+    tx: &crate::hub::SessionTx,
+) {
+    if reported.is_empty() {
+        return;
+    }
+    for (epoch, reason, stop) in ops.local_to_cancel(agent, reported.iter().copied()) {
+        reported.remove(&epoch);
+        tracing::info!(%agent, epoch, %reason, stop, "telling the agent to cancel an attempt");
+        let cancel = pb::internal::Cancel {
+            attempt: Some(pb::internal::AttemptRef {
+                attempt_id: String::new(),
+                epoch,
+            }),
+            reason,
+            stop,
+        };
+        let _ = tx
+            .send(Ok(msg(pb::internal::coordinator_message::Kind::Cancel(
+                cancel,
             ))))
             .await;
     }
@@ -191,6 +251,7 @@ async fn cancel_stale(tx: &crate::hub::SessionTx, attempt: pb::internal::Attempt
     let cancel = pb::internal::Cancel {
         attempt: Some(attempt),
         reason: "this attempt is no longer current".into(),
+        stop: false,
     };
     let _ = tx
         .send(Ok(msg(pb::internal::coordinator_message::Kind::Cancel(

@@ -210,6 +210,26 @@ impl ClusterState {
             .collect()
     }
 
+    /// Whether `agent` should stop running attempt `epoch`, and why: a
+    /// person abandoned its execution (`true`: even a deployment stops), or
+    /// the attempt is no longer current (`false`).
+    pub fn cancel_reason(&self, agent: &str, epoch: u64) -> Option<(String, bool)> {
+        let abandoned = self
+            .attempts
+            .get(&epoch)
+            .filter(|loc| loc.agent == agent)
+            .and_then(|loc| self.executions.get(&loc.execution))
+            .and_then(|e| e.state.stop.as_ref())
+            .filter(|stop| stop.abandon);
+        if let Some(stop) = abandoned {
+            return Some((stop.message(), true));
+        }
+        if self.is_current(agent, epoch) {
+            return None;
+        }
+        Some(("this attempt is no longer current".into(), false))
+    }
+
     /// Whether the attempt with fencing epoch `epoch` is `agent`'s and still current.
     pub fn is_current(&self, agent: &str, epoch: u64) -> bool {
         self.attempts
