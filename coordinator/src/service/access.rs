@@ -34,7 +34,7 @@ fn requested_role(role: i32) -> Result<Role, Status> {
     };
     known.ok_or_else(|| {
         Status::invalid_argument(format!(
-            "unknown role {role}; roles are: {}",
+            "the role must be one of {} (got {role})",
             Role::ALL.map(|r| r.as_str()).join(", ")
         ))
     })

@@ -19,8 +19,8 @@ pub async fn decide(
         Ok(pb::ApprovalDecision::Rejected) => false,
         Ok(pb::ApprovalDecision::Unspecified) | Err(_) => {
             return Err(Status::invalid_argument(format!(
-                "unknown decision {}; approve (APPROVAL_DECISION_APPROVED) or reject \
-                 (APPROVAL_DECISION_REJECTED)",
+                "the decision must be APPROVAL_DECISION_APPROVED or \
+                 APPROVAL_DECISION_REJECTED (got {})",
                 req.decision
             )));
         }
