@@ -109,8 +109,8 @@ pub fn outputs(outputs: Vec<Output>) -> Vec<pb::internal::OutputArtifact> {
         .collect()
 }
 
-pub fn deployment_report(r: DeploymentReport) -> pb::DeploymentReport {
-    pb::DeploymentReport {
+pub fn deployment_report(r: DeploymentReport) -> pb::internal::DeploymentReport {
+    pb::internal::DeploymentReport {
         environment: r.environment,
         release: r.release,
         artifact_digest: r.artifact_digest,
@@ -120,7 +120,7 @@ pub fn deployment_report(r: DeploymentReport) -> pb::DeploymentReport {
         hosts: r
             .hosts
             .into_iter()
-            .map(|h| pb::HostReport {
+            .map(|h| pb::internal::HostReport {
                 host: h.host,
                 outcome: h.outcome,
                 release: h.release,
@@ -130,7 +130,7 @@ pub fn deployment_report(r: DeploymentReport) -> pb::DeploymentReport {
                 hooks: h
                     .hooks
                     .into_iter()
-                    .map(|k| pb::HookReport {
+                    .map(|k| pb::internal::HookReport {
                         hook: k.hook,
                         phase: k.phase,
                         success: k.success,

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod errors;
 mod output;
+mod wire;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,7 @@ use ferry_pipeline::{Deploy, HostKey, Target};
 use ferry_proto as pb;
 
 use crate::state::{ClusterState, DeploymentRecord, Execution};
-use crate::views::ts;
+use crate::views::{deployment_report, timestamp};
 
 /// One line per deploy action of `spec` whose environment does not exist.
 pub fn unknown_environments(state: &ClusterState, spec: &ferry_pipeline::Pipeline) -> Vec<String> {
@@ -127,9 +127,9 @@ pub fn view(state: &ClusterState, d: &DeploymentRecord) -> pb::DeploymentView {
         execution_id: d.execution.clone(),
         action,
         agent: d.agent.clone(),
-        started_at: ts(Some(d.started_at)),
-        finished_at: ts(Some(d.finished_at)),
-        report: Some(d.report()),
+        started_at: timestamp(Some(d.started_at)),
+        finished_at: timestamp(Some(d.finished_at)),
+        report: Some(deployment_report(d.report())),
     }
 }
 
@@ -146,7 +146,7 @@ pub fn host_releases(state: &ClusterState, environment: &str) -> Vec<pb::HostRel
                 host: h.host,
                 release: h.release,
                 deployment: d.id,
-                since: ts(Some(d.finished_at)),
+                since: timestamp(Some(d.finished_at)),
             });
         }
     }

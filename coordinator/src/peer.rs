@@ -50,6 +50,18 @@ pub async fn fetch(
     })
 }
 
+/// A member's role as it sent it; None for UNSPECIFIED (or a number this
+/// version does not know, which prost reads as UNSPECIFIED).
+fn raft_role(role: pb::MemberRole) -> Option<raft::StateRole> {
+    match role {
+        pb::MemberRole::Leader => Some(raft::StateRole::Leader),
+        pb::MemberRole::Follower => Some(raft::StateRole::Follower),
+        pb::MemberRole::Candidate => Some(raft::StateRole::Candidate),
+        pb::MemberRole::PreCandidate => Some(raft::StateRole::PreCandidate),
+        pb::MemberRole::Unspecified => None,
+    }
+}
+
 /// A member's own status, asked over `channel` (to that member) within
 /// `limit`; the reason when it does not answer.
 pub async fn member_status(
@@ -67,7 +79,7 @@ pub async fn member_status(
                 leader_id: r.leader_id,
                 commit_index: r.commit_index,
                 applied_index: r.applied_index,
-                role: r.role,
+                role: raft_role(r.role()),
                 state_digest: r.state_digest,
             })
         }

@@ -1,11 +1,17 @@
-//! Read-only projections of cluster state into the wire types the CLI shows.
+//! Read-only projections of cluster state into the wire types the CLI shows,
+//! and the one place where state values become protobuf values: unix
+//! milliseconds become `google.protobuf.Timestamp`s (an absent time an unset
+//! field), lengths of time `Duration`s, and statuses, kinds, roles and
+//! outcomes the API's enums.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use ferry_pipeline::execution::ActionStatus;
+use ferry_pipeline::ActionKind;
+use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 use ferry_proto as pb;
+use prost_types::{Duration, Timestamp};
 
-use crate::state::{ClusterState, Execution};
+use crate::state::{ClusterState, Execution, Role};
 
 /// Current wall-clock time in unix milliseconds (proposers only; never in apply).
 pub fn now_ms() -> i64 {
@@ -15,18 +21,166 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 text for a unix-ms timestamp; empty when absent.
-/// 9999-12-31T23:59:59.999Z in unix milliseconds, the last time RFC 3339 can write.
-const LAST_SHOWABLE_MS: u64 = 253_402_300_799_999;
+/// 9999-12-31T23:59:59.999Z in unix milliseconds: the last instant a
+/// `google.protobuf.Timestamp` may hold (and RFC 3339 can write).
+const LAST_TIMESTAMP_MS: i64 = 253_402_300_799_999;
 
-pub fn ts(ms: Option<i64>) -> String {
-    match ms {
-        // humantime panics past year 9999; such a time is shown as that year's end.
-        Some(ms) if ms >= 0 => humantime::format_rfc3339_millis(
-            UNIX_EPOCH + Duration::from_millis((ms as u64).min(LAST_SHOWABLE_MS)),
-        )
-        .to_string(),
-        _ => String::new(),
+/// A unix-ms time on the wire; `None` (absent) stays unset. Times past year
+/// 9999 are sent as that year's last millisecond, the end of Timestamp's range.
+pub fn timestamp(ms: Option<i64>) -> Option<Timestamp> {
+    let ms = ms?.min(LAST_TIMESTAMP_MS);
+    Some(Timestamp {
+        seconds: ms.div_euclid(1000),
+        // In 0..1000 ms: the product fits an i32.
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+/// A length of time in milliseconds on the wire.
+pub fn duration_ms(ms: u64) -> Duration {
+    Duration {
+        // u64 milliseconds / 1000 always fits an i64.
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// An execution's status on the wire.
+pub fn execution_status(s: ExecutionStatus) -> pb::ExecutionStatus {
+    match s {
+        ExecutionStatus::InProgress => pb::ExecutionStatus::InProgress,
+        ExecutionStatus::Succeeded => pb::ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed => pb::ExecutionStatus::Failed,
+    }
+}
+
+/// An action's (or a stage's) status on the wire.
+pub fn action_status(s: ActionStatus) -> pb::ActionStatus {
+    match s {
+        ActionStatus::Pending => pb::ActionStatus::Pending,
+        ActionStatus::InProgress => pb::ActionStatus::InProgress,
+        ActionStatus::WaitingForApproval => pb::ActionStatus::WaitingForApproval,
+        ActionStatus::Succeeded => pb::ActionStatus::Succeeded,
+        ActionStatus::Failed => pb::ActionStatus::Failed,
+    }
+}
+
+/// An action's kind on the wire.
+pub fn action_kind(k: ActionKind) -> pb::ActionKind {
+    match k {
+        ActionKind::Build => pb::ActionKind::Build,
+        ActionKind::Test => pb::ActionKind::Test,
+        ActionKind::Approval => pb::ActionKind::Approval,
+        ActionKind::Deploy => pb::ActionKind::Deploy,
+    }
+}
+
+/// How an attempt ended, on the wire.
+pub fn attempt_outcome(o: Outcome) -> pb::AttemptOutcome {
+    match o {
+        Outcome::Running => pb::AttemptOutcome::Running,
+        Outcome::Succeeded => pb::AttemptOutcome::Succeeded,
+        Outcome::Failed => pb::AttemptOutcome::Failed,
+        Outcome::Lost => pb::AttemptOutcome::Lost,
+    }
+}
+
+/// A decision on an approval, on the wire.
+pub fn approval_decision(approve: bool) -> pb::ApprovalDecision {
+    if approve {
+        pb::ApprovalDecision::Approved
+    } else {
+        pb::ApprovalDecision::Rejected
+    }
+}
+
+/// An operator's role on the wire.
+pub fn role(r: Role) -> pb::Role {
+    match r {
+        Role::Admin => pb::Role::Admin,
+        Role::Operator => pb::Role::Operator,
+        Role::Approver => pb::Role::Approver,
+        Role::Viewer => pb::Role::Viewer,
+    }
+}
+
+/// A member's Raft role on the wire.
+pub fn member_role(r: raft::StateRole) -> pb::MemberRole {
+    match r {
+        raft::StateRole::Leader => pb::MemberRole::Leader,
+        raft::StateRole::Follower => pb::MemberRole::Follower,
+        raft::StateRole::Candidate => pb::MemberRole::Candidate,
+        raft::StateRole::PreCandidate => pb::MemberRole::PreCandidate,
+    }
+}
+
+/// A deployment's outcome, as the agent's report spells it, on the wire
+/// (UNSPECIFIED for a spelling this version does not know).
+pub fn deployment_outcome(text: &str) -> pb::DeploymentOutcome {
+    match text {
+        "Succeeded" => pb::DeploymentOutcome::Succeeded,
+        "Failed" => pb::DeploymentOutcome::Failed,
+        "RolledBack" => pb::DeploymentOutcome::RolledBack,
+        _ => pb::DeploymentOutcome::Unspecified,
+    }
+}
+
+/// A host's outcome, as the agent's report spells it, on the wire
+/// (UNSPECIFIED for a spelling this version does not know).
+pub fn host_outcome(text: &str) -> pb::HostOutcome {
+    match text {
+        "Deployed" => pb::HostOutcome::Deployed,
+        "Failed" => pb::HostOutcome::Failed,
+        "RolledBack" => pb::HostOutcome::RolledBack,
+        "RollbackFailed" => pb::HostOutcome::RollbackFailed,
+        "Skipped" => pb::HostOutcome::Skipped,
+        _ => pb::HostOutcome::Unspecified,
+    }
+}
+
+/// A deploy step's phase, as the agent's report spells it, on the wire
+/// (UNSPECIFIED for a spelling this version does not know).
+pub fn hook_phase(text: &str) -> pb::HookPhase {
+    match text {
+        "deploy" => pb::HookPhase::Deploy,
+        "rollback" => pb::HookPhase::Rollback,
+        _ => pb::HookPhase::Unspecified,
+    }
+}
+
+/// An agent's deployment report, as kept in the state, in the API's terms.
+pub fn deployment_report(r: pb::internal::DeploymentReport) -> pb::DeploymentReport {
+    pb::DeploymentReport {
+        environment: r.environment,
+        release: r.release,
+        artifact_digest: r.artifact_digest,
+        outcome: deployment_outcome(&r.outcome).into(),
+        summary: r.summary,
+        strategy: r.strategy,
+        hosts: r
+            .hosts
+            .into_iter()
+            .map(|h| pb::HostReport {
+                host: h.host,
+                outcome: host_outcome(&h.outcome).into(),
+                release: h.release,
+                previous: h.previous,
+                batch: h.batch,
+                error: h.error,
+                hooks: h
+                    .hooks
+                    .into_iter()
+                    .map(|k| pb::HookReport {
+                        hook: k.hook,
+                        phase: hook_phase(&k.phase).into(),
+                        success: k.success,
+                        exit_code: k.exit_code,
+                        duration: Some(duration_ms(k.duration_ms)),
+                        output: k.output,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
@@ -41,7 +195,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
             let stage_spec = spec.and_then(|p| p.stages.get(si));
             pb::StageView {
                 name: stage_spec.map(|s| s.name.clone()).unwrap_or_default(),
-                status: exec.state.stage_status(si).to_string(),
+                status: action_status(exec.state.stage_status(si)).into(),
                 actions: runs
                     .iter()
                     .enumerate()
@@ -49,24 +203,25 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                         let a = stage_spec.and_then(|s| s.actions.get(ai));
                         pb::ActionView {
                             name: a.map(|a| a.name.clone()).unwrap_or_default(),
-                            kind: a.map(|a| a.kind.to_string()).unwrap_or_default(),
+                            kind: a
+                                .map_or(pb::ActionKind::Unspecified, |a| action_kind(a.kind))
+                                .into(),
                             run_order: a.map_or(1, |a| a.run_order),
-                            status: run.status().to_string(),
+                            status: action_status(run.status()).into(),
                             attempt: run.attempt,
                             agent: run.agent.clone().unwrap_or_default(),
                             exit_code: run.exit_code,
-                            started_at: ts(run.started_at),
-                            finished_at: ts(run.finished_at),
+                            started_at: timestamp(run.started_at),
+                            finished_at: timestamp(run.finished_at),
                             message: run.message.clone(),
                             approvals: run
                                 .approvals
                                 .iter()
                                 .map(|d| pb::ApprovalView {
                                     by: d.by.clone(),
-                                    decision: if d.approve { "Approved" } else { "Rejected" }
-                                        .into(),
+                                    decision: approval_decision(d.approve).into(),
                                     comment: d.comment.clone(),
-                                    at: ts(Some(d.at)),
+                                    at: timestamp(Some(d.at)),
                                 })
                                 .collect(),
                             attempts: run
@@ -75,10 +230,10 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .map(|h| pb::AttemptView {
                                     attempt: h.attempt,
                                     agent: h.agent.clone(),
-                                    outcome: format!("{:?}", h.outcome),
+                                    outcome: attempt_outcome(h.outcome).into(),
                                     exit_code: h.exit_code,
-                                    started_at: ts(Some(h.started_at)),
-                                    finished_at: ts(h.finished_at),
+                                    started_at: timestamp(Some(h.started_at)),
+                                    finished_at: timestamp(h.finished_at),
                                     message: h.message.clone(),
                                 })
                                 .collect(),
@@ -103,11 +258,11 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
         pipeline_version: exec.version,
         execution_id: exec.id.clone(),
         revision: exec.revision.clone(),
-        status: exec.state.status.to_string(),
+        status: execution_status(exec.state.status).into(),
         stages,
         trigger: exec.trigger.clone(),
-        started_at: ts(Some(exec.started_at)),
-        finished_at: ts(exec.state.finished_at),
+        started_at: timestamp(Some(exec.started_at)),
+        finished_at: timestamp(exec.state.finished_at),
     }
 }
 
@@ -143,8 +298,12 @@ pub fn pipeline_summary(state: &ClusterState, name: &str) -> Option<pb::Pipeline
         source: latest.spec.source.git.clone(),
         branch: latest.spec.source.branch.clone(),
         last_execution_id: last.map(|e| e.id.clone()).unwrap_or_default(),
-        last_status: last.map(|e| e.state.status.to_string()).unwrap_or_default(),
-        updated_at: ts(Some(latest.applied_at)),
+        last_status: last
+            .map_or(pb::ExecutionStatus::Unspecified, |e| {
+                execution_status(e.state.status)
+            })
+            .into(),
+        updated_at: timestamp(Some(latest.applied_at)),
     })
 }
 
@@ -178,7 +337,7 @@ pub fn environment(
                         format!("{}:{}", t.host, t.port)
                     };
                     (
-                        "ssh",
+                        pb::HostKind::Ssh,
                         addr,
                         t.user.clone(),
                         key,
@@ -187,7 +346,7 @@ pub fn environment(
                     )
                 }
                 Target::Docker(t) => (
-                    "docker",
+                    pb::HostKind::Docker,
                     t.endpoint.clone(),
                     String::new(),
                     String::new(),
@@ -218,7 +377,155 @@ pub fn environment(
         hosts,
         yaml: rec.yaml.clone(),
         applied_by: rec.applied_by.clone(),
-        applied_at: ts(Some(rec.applied_at)),
+        applied_at: timestamp(Some(rec.applied_at)),
         unchanged: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_go_out_as_timestamps_and_absent_ones_unset() {
+        assert_eq!(timestamp(None), None);
+        let t = |seconds, nanos| Some(Timestamp { seconds, nanos });
+        assert_eq!(timestamp(Some(0)), t(0, 0));
+        assert_eq!(
+            timestamp(Some(1_714_557_600_123)),
+            t(1_714_557_600, 123_000_000)
+        );
+        // Before 1970 the millisecond stays exact (nanos are never negative).
+        assert_eq!(timestamp(Some(-1)), t(-1, 999_000_000));
+        // Past year 9999: the last millisecond a Timestamp may hold.
+        assert_eq!(timestamp(Some(i64::MAX)), t(253_402_300_799, 999_000_000));
+    }
+
+    #[test]
+    fn lengths_of_time_go_out_as_durations() {
+        let d = duration_ms(90_250);
+        assert_eq!((d.seconds, d.nanos), (90, 250_000_000));
+        let d = duration_ms(u64::MAX);
+        assert_eq!(
+            (d.seconds, d.nanos),
+            ((u64::MAX / 1000) as i64, 615_000_000)
+        );
+    }
+
+    /// `ACTION_STATUS_WAITING_FOR_APPROVAL` from `WaitingForApproval`.
+    fn wire_name(prefix: &str, word: &str) -> String {
+        let mut out = format!("{prefix}_");
+        for (i, c) in word.chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+
+    #[test]
+    fn every_state_value_has_the_enum_value_of_its_name() {
+        for s in [
+            ExecutionStatus::InProgress,
+            ExecutionStatus::Succeeded,
+            ExecutionStatus::Failed,
+        ] {
+            let name = wire_name("EXECUTION_STATUS", &s.to_string());
+            assert_eq!(execution_status(s).as_str_name(), name);
+        }
+        for s in [
+            ActionStatus::Pending,
+            ActionStatus::InProgress,
+            ActionStatus::WaitingForApproval,
+            ActionStatus::Succeeded,
+            ActionStatus::Failed,
+        ] {
+            let name = wire_name("ACTION_STATUS", &s.to_string());
+            assert_eq!(action_status(s).as_str_name(), name);
+        }
+        for k in ActionKind::ALL {
+            let name = format!("ACTION_KIND_{}", k.as_str().to_uppercase());
+            assert_eq!(action_kind(k).as_str_name(), name);
+        }
+        for o in [
+            Outcome::Running,
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Lost,
+        ] {
+            let name = wire_name("ATTEMPT_OUTCOME", &format!("{o:?}"));
+            assert_eq!(attempt_outcome(o).as_str_name(), name);
+        }
+        for r in Role::ALL {
+            let name = format!("ROLE_{}", r.as_str().to_uppercase());
+            assert_eq!(role(r).as_str_name(), name);
+        }
+        for r in [
+            raft::StateRole::Leader,
+            raft::StateRole::Follower,
+            raft::StateRole::Candidate,
+            raft::StateRole::PreCandidate,
+        ] {
+            let name = wire_name("MEMBER_ROLE", &format!("{r:?}"));
+            assert_eq!(member_role(r).as_str_name(), name);
+        }
+        assert_eq!(approval_decision(true), pb::ApprovalDecision::Approved);
+        assert_eq!(approval_decision(false), pb::ApprovalDecision::Rejected);
+    }
+
+    #[test]
+    fn an_agents_report_reads_as_enums() {
+        for word in ["Succeeded", "Failed", "RolledBack"] {
+            let name = wire_name("DEPLOYMENT_OUTCOME", word);
+            assert_eq!(deployment_outcome(word).as_str_name(), name);
+        }
+        for word in [
+            "Deployed",
+            "Failed",
+            "RolledBack",
+            "RollbackFailed",
+            "Skipped",
+        ] {
+            let name = wire_name("HOST_OUTCOME", word);
+            assert_eq!(host_outcome(word).as_str_name(), name);
+        }
+        assert_eq!(hook_phase("deploy"), pb::HookPhase::Deploy);
+        assert_eq!(hook_phase("rollback"), pb::HookPhase::Rollback);
+        // A word this version does not know is UNSPECIFIED, never an error.
+        assert_eq!(
+            deployment_outcome("Exploded"),
+            pb::DeploymentOutcome::Unspecified
+        );
+        assert_eq!(host_outcome(""), pb::HostOutcome::Unspecified);
+        assert_eq!(hook_phase("Deploy"), pb::HookPhase::Unspecified);
+
+        let report = deployment_report(pb::internal::DeploymentReport {
+            environment: "prod".into(),
+            outcome: "RolledBack".into(),
+            hosts: vec![pb::internal::HostReport {
+                host: "web-1".into(),
+                outcome: "RolledBack".into(),
+                hooks: vec![pb::internal::HookReport {
+                    hook: "validate".into(),
+                    phase: "deploy".into(),
+                    duration_ms: 1_500,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        assert_eq!(report.outcome(), pb::DeploymentOutcome::RolledBack);
+        assert_eq!(report.hosts[0].outcome(), pb::HostOutcome::RolledBack);
+        let hook = &report.hosts[0].hooks[0];
+        assert_eq!(hook.phase(), pb::HookPhase::Deploy);
+        assert_eq!(
+            hook.duration,
+            Some(Duration {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+        );
     }
 }

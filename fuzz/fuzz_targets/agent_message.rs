@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     prost_round_trip::<pb::internal::AgentMessage>(data);
     prost_round_trip::<pb::internal::CoordinatorMessage>(data);
-    prost_round_trip::<pb::DeploymentReport>(data);
+    prost_round_trip::<pb::internal::DeploymentReport>(data);
     prost_round_trip::<pb::EnrollRequest>(data);
     prost_round_trip::<pb::internal::RaftMessage>(data);
 });

@@ -14,8 +14,12 @@
 //! - `ferry.internal.v1` ([`internal::v1`], re-exported as
 //!   `ferry_proto::internal::X`): what only members of a cluster speak to
 //!   each other, `AgentSession`, `ArtifactPeer` and `RaftPeer`, and their
-//!   messages. It uses a few public messages (`Chunk`, `DeploymentReport`),
-//!   never the other way round.
+//!   messages. It uses a few public types (`Chunk`, `MemberRole`), never
+//!   the other way round.
+//!
+//! The well-known types the API uses (`google.protobuf.Timestamp`,
+//! `Duration`) are not generated here: prost-build maps `.google.protobuf`
+//! to the `prost-types` crate (`prost_types::Timestamp`).
 #![allow(clippy::all, clippy::pedantic)]
 
 pub mod v1 {

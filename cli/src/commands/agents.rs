@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::args::{Format, GlobalArgs};
 use crate::client;
 use crate::output::{self, Table};
+use crate::wire;
 
 #[derive(Serialize)]
 struct AgentJson<'a> {
@@ -14,13 +15,13 @@ struct AgentJson<'a> {
     labels: &'a [String],
     capacity: u32,
     running: u32,
-    state: &'a str,
+    state: String,
     connected: bool,
-    last_seen: &'a str,
+    last_seen: String,
     address: &'a str,
     version: &'a str,
     draining: bool,
-    cert_expires_at: &'a str,
+    cert_expires_at: String,
 }
 
 pub fn agents_table(agents: &[pb::AgentView]) -> Table {
@@ -40,10 +41,10 @@ pub fn agents_table(agents: &[pb::AgentView]) -> Table {
             a.labels.join(","),
             a.capacity.to_string(),
             a.running.to_string(),
-            a.state.clone(),
-            a.last_seen.clone(),
+            wire::agent_state(a.state),
+            wire::time(a.last_seen.as_ref()),
             a.address.clone(),
-            a.cert_expires_at.clone(),
+            wire::time(a.cert_expires_at.as_ref()),
         ]);
     }
     table
@@ -68,13 +69,13 @@ pub async fn list(global: &GlobalArgs) -> Result<()> {
                     labels: &a.labels,
                     capacity: a.capacity,
                     running: a.running,
-                    state: &a.state,
+                    state: wire::agent_state(a.state),
                     connected: a.connected,
-                    last_seen: &a.last_seen,
+                    last_seen: wire::time(a.last_seen.as_ref()),
                     address: &a.address,
                     version: &a.version,
                     draining: a.draining,
-                    cert_expires_at: &a.cert_expires_at,
+                    cert_expires_at: wire::time(a.cert_expires_at.as_ref()),
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -128,13 +129,13 @@ mod tests {
             labels: vec!["docker".into(), "linux".into()],
             capacity: 2,
             running: 1,
-            last_seen: "2024-01-01T00:00:00.000Z".into(),
-            state: "Connected".into(),
+            last_seen: wire::at("2024-01-01T00:00:00.000Z"),
+            state: pb::AgentState::Connected.into(),
             version: "0.1.0".into(),
             address: "127.0.0.1:7500".into(),
             connected: true,
             draining: false,
-            cert_expires_at: "2024-03-01T00:00:00.000Z".into(),
+            cert_expires_at: wire::at("2024-03-01T00:00:00.000Z"),
         }]);
         assert_eq!(
             table.render(),

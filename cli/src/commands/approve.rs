@@ -8,12 +8,13 @@ use serde::Serialize;
 use crate::args::{ApproveArgs, Format, GlobalArgs, RejectArgs};
 use crate::client;
 use crate::output;
+use crate::wire;
 
 #[derive(Serialize)]
-struct DecidedJson<'a> {
-    decision: &'a str,
-    action_status: &'a str,
-    execution_status: &'a str,
+struct DecidedJson {
+    decision: &'static str,
+    action_status: String,
+    execution_status: String,
 }
 
 pub async fn approve(global: &GlobalArgs, args: &ApproveArgs) -> Result<()> {
@@ -23,7 +24,7 @@ pub async fn approve(global: &GlobalArgs, args: &ApproveArgs) -> Result<()> {
             pipeline: args.name.clone(),
             execution_id: args.execution.clone(),
             action: args.action.clone(),
-            approve: true,
+            decision: pb::ApprovalDecision::Approved.into(),
             comment: args.comment.clone().unwrap_or_default(),
         },
     )
@@ -37,7 +38,7 @@ pub async fn reject(global: &GlobalArgs, args: &RejectArgs) -> Result<()> {
             pipeline: args.name.clone(),
             execution_id: args.execution.clone(),
             action: args.action.clone(),
-            approve: false,
+            decision: pb::ApprovalDecision::Rejected.into(),
             comment: args.comment.clone(),
         },
     )
@@ -45,22 +46,23 @@ pub async fn reject(global: &GlobalArgs, args: &RejectArgs) -> Result<()> {
 }
 
 async fn decide(global: &GlobalArgs, request: pb::DecideRequest) -> Result<()> {
-    let decision = if request.approve {
+    let decision = if request.decision() == pb::ApprovalDecision::Approved {
         "approved"
     } else {
         "rejected"
     };
     let mut api = client::connect(global).await?;
     let reply = api.approvals.decide(request).await?.into_inner();
+    let action_status = wire::action_status(reply.action_status);
+    let execution_status = wire::execution_status(reply.execution_status);
     match global.output {
         Format::Table => output::print(&format!(
-            "{decision}: action {}, execution {}",
-            reply.action_status, reply.execution_status
+            "{decision}: action {action_status}, execution {execution_status}"
         )),
         Format::Json => output::print_json(&DecidedJson {
             decision,
-            action_status: &reply.action_status,
-            execution_status: &reply.execution_status,
+            action_status,
+            execution_status,
         }),
     }
 }

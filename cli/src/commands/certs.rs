@@ -96,11 +96,13 @@ pub async fn revoke(global: &crate::args::GlobalArgs, args: &CertsRevokeArgs) ->
         Format::Json => output::print_json(&serde_json::json!({
             "identity": r.identity,
             "fingerprint": r.fingerprint,
-            "expires_at": r.expires_at,
+            "expires_at": crate::wire::time(r.expires_at.as_ref()),
         })),
         Format::Table => output::print(&format!(
             "revoked {} (sha256 {}); refused until it expires at {}\n",
-            r.identity, r.fingerprint, r.expires_at
+            r.identity,
+            r.fingerprint,
+            crate::wire::time(r.expires_at.as_ref())
         )),
     }
 }

@@ -8,12 +8,13 @@ use serde::Serialize;
 use crate::args::{ClusterCommand, Format, GlobalArgs};
 use crate::client;
 use crate::output::{self, Table};
+use crate::wire;
 
 #[derive(Serialize)]
 struct MemberJson<'a> {
     id: u64,
     address: &'a str,
-    role: &'a str,
+    role: String,
     applied_index: u64,
     reachable: bool,
     match_index: u64,
@@ -42,7 +43,7 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
                 .map(|m| MemberJson {
                     id: m.id,
                     address: &m.address,
-                    role: &m.role,
+                    role: wire::member_role(m),
                     applied_index: m.applied_index,
                     reachable: m.reachable,
                     match_index: m.match_index,
@@ -65,7 +66,7 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
                 table.row([
                     m.id.to_string(),
                     m.address.clone(),
-                    m.role.clone(),
+                    wire::member_role(m),
                     m.applied_index.to_string(),
                     if m.reachable { "yes" } else { "no" }.to_string(),
                 ]);

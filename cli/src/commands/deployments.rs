@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::args::{DeploymentsCommand, Format, GlobalArgs, RollbackArgs};
 use crate::client;
 use crate::output::{self, Table, or_dash};
+use crate::wire;
 
 fn report_of(d: &pb::DeploymentView) -> pb::DeploymentReport {
     d.report.clone().unwrap_or_default()
@@ -20,8 +21,8 @@ fn hooks_json(h: &pb::HostReport) -> serde_json::Value {
         .iter()
         .map(|k| {
             json!({
-                "hook": k.hook, "phase": k.phase, "success": k.success,
-                "exit_code": k.exit_code, "duration_ms": k.duration_ms,
+                "hook": k.hook, "phase": wire::hook_phase(k.phase), "success": k.success,
+                "exit_code": k.exit_code, "duration_ms": wire::millis(k.duration.as_ref()),
                 "output": String::from_utf8_lossy(&k.output),
             })
         })
@@ -35,7 +36,7 @@ fn deployment_json(d: &pb::DeploymentView, with_hooks: bool) -> serde_json::Valu
         .iter()
         .map(|h| {
             let mut v = json!({
-                "host": h.host, "outcome": h.outcome, "release": h.release,
+                "host": h.host, "outcome": wire::host_outcome(h.outcome), "release": h.release,
                 "previous": h.previous, "batch": h.batch, "error": h.error,
             });
             if with_hooks {
@@ -47,9 +48,10 @@ fn deployment_json(d: &pb::DeploymentView, with_hooks: bool) -> serde_json::Valu
     json!({
         "id": d.id, "environment": r.environment, "pipeline": d.pipeline,
         "execution_id": d.execution_id, "action": d.action, "agent": d.agent,
-        "release": r.release, "artifact": r.artifact_digest, "outcome": r.outcome,
-        "summary": r.summary, "strategy": r.strategy, "started_at": d.started_at,
-        "finished_at": d.finished_at, "hosts": hosts,
+        "release": r.release, "artifact": r.artifact_digest,
+        "outcome": wire::deployment_outcome(r.outcome), "summary": r.summary,
+        "strategy": r.strategy, "started_at": wire::time(d.started_at.as_ref()),
+        "finished_at": wire::time(d.finished_at.as_ref()), "hosts": hosts,
     })
 }
 
@@ -73,7 +75,7 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
                 let hosts: Vec<_> = resp
                     .hosts
                     .iter()
-                    .map(|h| json!({"host": h.host, "release": h.release, "deployment": h.deployment, "since": h.since}))
+                    .map(|h| json!({"host": h.host, "release": h.release, "deployment": h.deployment, "since": wire::time(h.since.as_ref())}))
                     .collect();
                 return output::print_json(&json!({"deployments": deployments, "hosts": hosts}));
             }
@@ -83,7 +85,7 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
                     h.host.clone(),
                     or_dash(&h.release).to_string(),
                     h.deployment.to_string(),
-                    h.since.clone(),
+                    wire::time(h.since.as_ref()),
                 ]);
             }
             let mut t = Table::new(&[
@@ -98,15 +100,19 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
             ]);
             for d in &resp.deployments {
                 let r = report_of(d);
-                let ok = r.hosts.iter().filter(|h| h.outcome == "Deployed").count();
+                let ok = r
+                    .hosts
+                    .iter()
+                    .filter(|h| h.outcome() == pb::HostOutcome::Deployed)
+                    .count();
                 t.row([
                     d.id.to_string(),
                     r.release.clone(),
-                    r.outcome.clone(),
+                    wire::deployment_outcome(r.outcome),
                     format!("{ok}/{}", r.hosts.len()),
                     d.pipeline.clone(),
                     d.execution_id.clone(),
-                    d.finished_at.clone(),
+                    wire::time(d.finished_at.as_ref()),
                     r.summary.clone(),
                 ]);
             }
@@ -133,7 +139,7 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
                 d.id,
                 r.release,
                 r.environment,
-                r.outcome,
+                wire::deployment_outcome(r.outcome),
                 r.summary,
                 d.pipeline,
                 d.execution_id,
@@ -141,15 +147,15 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
                 d.agent,
                 r.strategy,
                 r.artifact_digest,
-                d.started_at,
-                d.finished_at,
+                wire::time(d.started_at.as_ref()),
+                wire::time(d.finished_at.as_ref()),
             );
             for h in &r.hosts {
                 text.push_str(&format!(
                     "\n{} (batch {}): {} — on {} (was {}){}\n",
                     h.host,
                     h.batch,
-                    h.outcome,
+                    wire::host_outcome(h.outcome),
                     or_dash(&h.release),
                     or_dash(&h.previous),
                     if h.error.is_empty() {
@@ -168,7 +174,10 @@ pub async fn run(global: &GlobalArgs, command: &DeploymentsCommand) -> Result<()
                     };
                     text.push_str(&format!(
                         "  {:<8} {:<15} {:<18} {:>6} ms\n",
-                        k.phase, k.hook, status, k.duration_ms
+                        wire::hook_phase(k.phase),
+                        k.hook,
+                        status,
+                        wire::millis(k.duration.as_ref())
                     ));
                     for line in String::from_utf8_lossy(&k.output).lines() {
                         text.push_str(&format!("      | {line}\n"));

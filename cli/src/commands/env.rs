@@ -11,6 +11,7 @@ use super::{display_name, read_input};
 use crate::args::{EnvCommand, Format, GlobalArgs};
 use crate::client;
 use crate::output::{self, Table, or_dash};
+use crate::wire;
 
 fn hosts_table(envs: &[pb::EnvironmentView]) -> Table {
     let mut t = Table::new(&[
@@ -33,7 +34,7 @@ fn hosts_table(envs: &[pb::EnvironmentView]) -> Table {
             t.row([
                 e.name.clone(),
                 h.name.clone(),
-                h.kind.clone(),
+                wire::host_kind(h.kind),
                 h.address.clone(),
                 or_dash(&h.user).to_string(),
                 or_dash(&h.host_key).to_string(),
@@ -119,9 +120,9 @@ pub async fn run(global: &GlobalArgs, command: &EnvCommand) -> Result<ExitCode> 
                         .map(|e| {
                             serde_json::json!({
                                 "name": e.name, "version": e.version, "applied_by": e.applied_by,
-                                "applied_at": e.applied_at,
+                                "applied_at": wire::time(e.applied_at.as_ref()),
                                 "hosts": e.hosts.iter().map(|h| serde_json::json!({
-                                    "name": h.name, "kind": h.kind, "address": h.address, "user": h.user,
+                                    "name": h.name, "kind": wire::host_kind(h.kind), "address": h.address, "user": h.user,
                                     "host_key": h.host_key, "secret": h.secret, "path": h.path,
                                     "missing_secrets": h.missing_secrets,
                                 })).collect::<Vec<_>>(),

@@ -13,6 +13,7 @@ use super::{display_name, read_input};
 use crate::args::{ApplyArgs, Format, GlobalArgs, LintArgs, ShowArgs};
 use crate::client;
 use crate::output::{self, Table, or_dash};
+use crate::wire;
 
 /// The result of linting one file.
 #[derive(Debug)]
@@ -134,8 +135,8 @@ struct SummaryJson<'a> {
     source: &'a str,
     branch: &'a str,
     last_execution_id: &'a str,
-    last_status: &'a str,
-    updated_at: &'a str,
+    last_status: String,
+    updated_at: String,
 }
 
 /// The pipeline list as a table.
@@ -155,7 +156,7 @@ pub fn summaries_table(pipelines: &[pb::PipelineSummary]) -> Table {
             p.source.clone(),
             p.branch.clone(),
             p.last_execution_id.clone(),
-            p.last_status.clone(),
+            wire::execution_status(p.last_status),
         ]);
     }
     table
@@ -182,8 +183,8 @@ pub async fn list(global: &GlobalArgs) -> Result<()> {
                     source: &p.source,
                     branch: &p.branch,
                     last_execution_id: &p.last_execution_id,
-                    last_status: &p.last_status,
-                    updated_at: &p.updated_at,
+                    last_status: wire::execution_status(p.last_status),
+                    updated_at: wire::time(p.updated_at.as_ref()),
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -196,7 +197,7 @@ struct PipelineJson<'a> {
     version: u64,
     versions: &'a [u64],
     applied_by: &'a str,
-    applied_at: &'a str,
+    applied_at: String,
     last_seen_revision: &'a str,
     yaml: &'a str,
 }
@@ -210,7 +211,7 @@ pub fn render_pipeline(view: &pb::PipelineView) -> String {
         view.version,
         or_dash(&versions.join(", ")),
         or_dash(&view.applied_by),
-        or_dash(&view.applied_at),
+        or_dash(&wire::time(view.applied_at.as_ref())),
     );
     if !view.last_seen_revision.is_empty() {
         text.push_str(&format!("last seen:   {}\n", view.last_seen_revision));
@@ -238,7 +239,7 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<()> {
             version: view.version,
             versions: &view.versions,
             applied_by: &view.applied_by,
-            applied_at: &view.applied_at,
+            applied_at: wire::time(view.applied_at.as_ref()),
             last_seen_revision: &view.last_seen_revision,
             yaml: &view.yaml,
         }),
@@ -307,8 +308,8 @@ mod tests {
             source: "file:///srv/git/hello.git".into(),
             branch: "main".into(),
             last_execution_id: String::new(),
-            last_status: String::new(),
-            updated_at: String::new(),
+            last_status: pb::ExecutionStatus::Unspecified.into(),
+            updated_at: None,
         }]);
         assert_eq!(
             table.render(),
@@ -320,7 +321,7 @@ mod tests {
             version: 2,
             yaml: "name: hello\n".into(),
             applied_by: "alice".into(),
-            applied_at: "2024-01-01T00:00:00.000Z".into(),
+            applied_at: wire::at("2024-01-01T00:00:00.000Z"),
             versions: vec![1, 2],
             last_seen_revision: String::new(),
         });

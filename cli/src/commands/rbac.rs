@@ -7,17 +7,18 @@ use serde::Serialize;
 use crate::args::{Format, GlobalArgs, RbacCommand, RoleArgs};
 use crate::client;
 use crate::output::{self, Table};
+use crate::wire;
 
 #[derive(Serialize)]
 struct BindingJson<'a> {
     subject: &'a str,
-    role: &'a str,
+    role: String,
 }
 
 pub fn bindings_table(bindings: &[pb::RoleBinding]) -> Table {
     let mut table = Table::new(&["SUBJECT", "ROLE"]);
     for b in bindings {
-        table.row([b.subject.as_str(), b.role.as_str()]);
+        table.row([b.subject.clone(), wire::role(b.role)]);
     }
     table
 }
@@ -28,43 +29,50 @@ fn print_bindings(bindings: &[pb::RoleBinding]) -> Result<()> {
             .iter()
             .map(|b| BindingJson {
                 subject: &b.subject,
-                role: &b.role,
+                role: wire::role(b.role),
             })
             .collect::<Vec<_>>(),
     )
 }
 
-pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
-    let mut api = client::connect(global).await?;
-    let request = |args: &RoleArgs| pb::RoleRequest {
+/// The request for `ferry rbac grant|revoke NAME ROLE`; an unknown role
+/// word is refused here, before connecting.
+fn role_request(args: &RoleArgs) -> Result<pb::RoleRequest> {
+    Ok(pb::RoleRequest {
         subject: args.name.clone(),
-        role: args.role.clone(),
-    };
+        role: wire::parse_role(&args.role)?.into(),
+    })
+}
+
+pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
     let (bindings, done) = match command {
-        RbacCommand::Grant(args) => (
-            api.access
-                .grant_role(request(args))
-                .await?
-                .into_inner()
-                .bindings,
-            Some(format!("granted role {} to {}", args.role, args.name)),
-        ),
-        RbacCommand::Revoke(args) => (
-            api.access
-                .revoke_role(request(args))
-                .await?
-                .into_inner()
-                .bindings,
-            Some(format!("revoked role {} from {}", args.role, args.name)),
-        ),
-        RbacCommand::List => (
-            api.access
-                .list_role_bindings(pb::ListRoleBindingsRequest::default())
-                .await?
-                .into_inner()
-                .bindings,
-            None,
-        ),
+        RbacCommand::Grant(args) => {
+            let request = role_request(args)?;
+            let mut api = client::connect(global).await?;
+            (
+                api.access.grant_role(request).await?.into_inner().bindings,
+                Some(format!("granted role {} to {}", args.role, args.name)),
+            )
+        }
+        RbacCommand::Revoke(args) => {
+            let request = role_request(args)?;
+            let mut api = client::connect(global).await?;
+            (
+                api.access.revoke_role(request).await?.into_inner().bindings,
+                Some(format!("revoked role {} from {}", args.role, args.name)),
+            )
+        }
+        RbacCommand::List => {
+            let mut api = client::connect(global).await?;
+            (
+                api.access
+                    .list_role_bindings(pb::ListRoleBindingsRequest::default())
+                    .await?
+                    .into_inner()
+                    .bindings,
+                None,
+            )
+        }
     };
     match (global.output, done) {
         (Format::Json, _) => print_bindings(&bindings),
@@ -76,7 +84,7 @@ pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
 #[derive(Serialize)]
 struct WhoAmIJson<'a> {
     identity: &'a str,
-    roles: &'a [String],
+    roles: Vec<String>,
 }
 
 pub async fn whoami(global: &GlobalArgs) -> Result<()> {
@@ -86,19 +94,20 @@ pub async fn whoami(global: &GlobalArgs) -> Result<()> {
         .who_am_i(pb::WhoAmIRequest {})
         .await?
         .into_inner();
+    let roles: Vec<String> = reply.roles.iter().map(|r| wire::role(*r)).collect();
     match global.output {
         Format::Table => output::print(&format!(
             "identity: {}\nroles:    {}",
             reply.identity,
-            if reply.roles.is_empty() {
+            if roles.is_empty() {
                 "(none)".to_string()
             } else {
-                reply.roles.join(", ")
+                roles.join(", ")
             }
         )),
         Format::Json => output::print_json(&WhoAmIJson {
             identity: &reply.identity,
-            roles: &reply.roles,
+            roles,
         }),
     }
 }
@@ -112,11 +121,11 @@ mod tests {
         let table = bindings_table(&[
             pb::RoleBinding {
                 subject: "alice".into(),
-                role: "admin".into(),
+                role: pb::Role::Admin.into(),
             },
             pb::RoleBinding {
                 subject: "bob".into(),
-                role: "viewer".into(),
+                role: pb::Role::Viewer.into(),
             },
         ]);
         assert_eq!(

@@ -10,12 +10,13 @@ use serde::Serialize;
 use crate::args::{Format, GlobalArgs, SecretCommand};
 use crate::client;
 use crate::output::{self, Table};
+use crate::wire;
 
 #[derive(Serialize)]
 struct SecretJson<'a> {
     name: &'a str,
     updated_by: &'a str,
-    updated_at: &'a str,
+    updated_at: String,
 }
 
 fn print_list(global: &GlobalArgs, list: &[pb::SecretView]) -> Result<()> {
@@ -26,14 +27,18 @@ fn print_list(global: &GlobalArgs, list: &[pb::SecretView]) -> Result<()> {
                 .map(|s| SecretJson {
                     name: &s.name,
                     updated_by: &s.updated_by,
-                    updated_at: &s.updated_at,
+                    updated_at: wire::time(s.updated_at.as_ref()),
                 })
                 .collect::<Vec<_>>(),
         ),
         Format::Table => {
             let mut t = Table::new(&["NAME", "UPDATED-BY", "UPDATED-AT"]);
             for s in list {
-                t.row([s.name.clone(), s.updated_by.clone(), s.updated_at.clone()]);
+                t.row([
+                    s.name.clone(),
+                    s.updated_by.clone(),
+                    wire::time(s.updated_at.as_ref()),
+                ]);
             }
             output::print(&t.render())
         }

@@ -10,6 +10,7 @@ use crate::args::{ExecutionsArgs, Format, GlobalArgs, StatusArgs};
 use crate::client;
 use crate::errors;
 use crate::output::{self, Table, or_dash, short_revision};
+use crate::wire;
 
 /// An execution as printed by `-o json`. Field order is the output order.
 #[derive(Debug, Serialize)]
@@ -18,31 +19,31 @@ pub struct ExecutionJson<'a> {
     pub pipeline_version: u64,
     pub execution_id: &'a str,
     pub revision: &'a str,
-    pub status: &'a str,
+    pub status: String,
     pub trigger: &'a str,
-    pub started_at: &'a str,
-    pub finished_at: &'a str,
+    pub started_at: String,
+    pub finished_at: String,
     pub stages: Vec<StageJson<'a>>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct StageJson<'a> {
     pub name: &'a str,
-    pub status: &'a str,
+    pub status: String,
     pub actions: Vec<ActionJson<'a>>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ActionJson<'a> {
     pub name: &'a str,
-    pub kind: &'a str,
-    pub status: &'a str,
+    pub kind: String,
+    pub status: String,
     pub attempt: u32,
     pub agent: &'a str,
     /// `None` (JSON null) when the action ran no command to completion.
     pub exit_code: Option<i32>,
-    pub started_at: &'a str,
-    pub finished_at: &'a str,
+    pub started_at: String,
+    pub finished_at: String,
     pub message: &'a str,
     pub outputs: Vec<OutputJson<'a>>,
     pub approvals: Vec<ApprovalJson<'a>>,
@@ -54,10 +55,10 @@ pub struct ActionJson<'a> {
 pub struct AttemptJson<'a> {
     pub attempt: u32,
     pub agent: &'a str,
-    pub outcome: &'a str,
+    pub outcome: String,
     pub exit_code: Option<i32>,
-    pub started_at: &'a str,
-    pub finished_at: &'a str,
+    pub started_at: String,
+    pub finished_at: String,
     pub message: &'a str,
 }
 
@@ -72,9 +73,9 @@ pub struct OutputJson<'a> {
 #[derive(Debug, Serialize)]
 pub struct ApprovalJson<'a> {
     pub by: &'a str,
-    pub decision: &'a str,
+    pub decision: String,
     pub comment: &'a str,
-    pub at: &'a str,
+    pub at: String,
 }
 
 impl<'a> ExecutionJson<'a> {
@@ -84,10 +85,10 @@ impl<'a> ExecutionJson<'a> {
             pipeline_version: e.pipeline_version,
             execution_id: &e.execution_id,
             revision: &e.revision,
-            status: &e.status,
+            status: wire::execution_status(e.status),
             trigger: &e.trigger,
-            started_at: &e.started_at,
-            finished_at: &e.finished_at,
+            started_at: wire::time(e.started_at.as_ref()),
+            finished_at: wire::time(e.finished_at.as_ref()),
             stages: e.stages.iter().map(StageJson::new).collect(),
         }
     }
@@ -97,7 +98,7 @@ impl<'a> StageJson<'a> {
     fn new(s: &'a pb::StageView) -> Self {
         StageJson {
             name: &s.name,
-            status: &s.status,
+            status: wire::action_status(s.status),
             actions: s.actions.iter().map(ActionJson::new).collect(),
         }
     }
@@ -107,13 +108,13 @@ impl<'a> ActionJson<'a> {
     fn new(a: &'a pb::ActionView) -> Self {
         ActionJson {
             name: &a.name,
-            kind: &a.kind,
-            status: &a.status,
+            kind: wire::action_kind(a.kind),
+            status: wire::action_status(a.status),
             attempt: a.attempt,
             agent: &a.agent,
             exit_code: a.exit_code,
-            started_at: &a.started_at,
-            finished_at: &a.finished_at,
+            started_at: wire::time(a.started_at.as_ref()),
+            finished_at: wire::time(a.finished_at.as_ref()),
             message: &a.message,
             outputs: a
                 .outputs
@@ -130,9 +131,9 @@ impl<'a> ActionJson<'a> {
                 .iter()
                 .map(|d| ApprovalJson {
                     by: &d.by,
-                    decision: &d.decision,
+                    decision: wire::approval_decision(d.decision),
                     comment: &d.comment,
-                    at: &d.at,
+                    at: wire::time(d.at.as_ref()),
                 })
                 .collect(),
             attempts: a
@@ -141,10 +142,10 @@ impl<'a> ActionJson<'a> {
                 .map(|t| AttemptJson {
                     attempt: t.attempt,
                     agent: &t.agent,
-                    outcome: &t.outcome,
+                    outcome: wire::attempt_outcome(t.outcome),
                     exit_code: t.exit_code,
-                    started_at: &t.started_at,
-                    finished_at: &t.finished_at,
+                    started_at: wire::time(t.started_at.as_ref()),
+                    finished_at: wire::time(t.finished_at.as_ref()),
                     message: &t.message,
                 })
                 .collect(),
@@ -159,7 +160,7 @@ fn action_message(a: &pb::ActionView) -> String {
         parts.push(a.message.trim().to_string());
     }
     for d in &a.approvals {
-        let verb = match d.decision.as_str() {
+        let verb = match wire::approval_decision(d.decision).as_str() {
             "Approved" => "approved".to_string(),
             "Rejected" => "rejected".to_string(),
             other => other.to_lowercase(),
@@ -181,7 +182,7 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
         e.pipeline_version,
         e.execution_id,
         or_dash(&short_revision(&e.revision)),
-        e.status
+        wire::execution_status(e.status)
     );
     let mut table = Table::new(&[
         "STAGE/ACTION",
@@ -195,7 +196,7 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
         for a in &stage.actions {
             table.row([
                 format!("{}/{}", stage.name, a.name),
-                a.status.clone(),
+                wire::action_status(a.status),
                 if a.attempt == 0 {
                     String::new()
                 } else {
@@ -247,11 +248,11 @@ pub fn executions_table(executions: &[pb::ExecutionView]) -> Table {
     for e in executions {
         table.row([
             e.execution_id.clone(),
-            e.status.clone(),
+            wire::execution_status(e.status),
             short_revision(&e.revision),
             e.trigger.clone(),
-            e.started_at.clone(),
-            e.finished_at.clone(),
+            wire::time(e.started_at.as_ref()),
+            wire::time(e.finished_at.as_ref()),
         ]);
     }
     table
@@ -295,25 +296,25 @@ mod tests {
             pipeline_version: 3,
             execution_id: "k2m4n6p8q9".into(),
             revision: "0123456789abcdef0123456789abcdef01234567".into(),
-            status: "InProgress".into(),
+            status: pb::ExecutionStatus::InProgress.into(),
             trigger: "manual by alice".into(),
-            started_at: "2024-05-01T10:00:00.000Z".into(),
-            finished_at: String::new(),
+            started_at: wire::at("2024-05-01T10:00:00.000Z"),
+            finished_at: None,
             stages: vec![
                 pb::StageView {
                     name: "build".into(),
-                    status: "Succeeded".into(),
+                    status: pb::ActionStatus::Succeeded.into(),
                     actions: vec![pb::ActionView {
                         name: "compile".into(),
-                        status: "Succeeded".into(),
+                        status: pb::ActionStatus::Succeeded.into(),
                         attempt: 1,
                         agent: "a1".into(),
                         exit_code: Some(0),
-                        started_at: "2024-05-01T10:00:01.000Z".into(),
-                        finished_at: "2024-05-01T10:00:09.000Z".into(),
+                        started_at: wire::at("2024-05-01T10:00:01.000Z"),
+                        finished_at: wire::at("2024-05-01T10:00:09.000Z"),
                         approvals: vec![],
                         attempts: vec![],
-                        kind: "build".into(),
+                        kind: pb::ActionKind::Build.into(),
                         message: String::new(),
                         run_order: 1,
                         outputs: vec![pb::ArtifactView {
@@ -326,23 +327,23 @@ mod tests {
                 },
                 pb::StageView {
                     name: "release".into(),
-                    status: "InProgress".into(),
+                    status: pb::ActionStatus::InProgress.into(),
                     actions: vec![pb::ActionView {
                         name: "gate".into(),
-                        status: "Succeeded".into(),
+                        status: pb::ActionStatus::Succeeded.into(),
                         attempt: 0,
                         agent: String::new(),
                         exit_code: None,
-                        started_at: String::new(),
-                        finished_at: String::new(),
+                        started_at: None,
+                        finished_at: None,
                         attempts: vec![],
                         approvals: vec![pb::ApprovalView {
                             by: "bob".into(),
-                            decision: "Approved".into(),
+                            decision: pb::ApprovalDecision::Approved.into(),
                             comment: "ship it".into(),
-                            at: "2024-05-01T10:01:00.000Z".into(),
+                            at: wire::at("2024-05-01T10:01:00.000Z"),
                         }],
-                        kind: "approval".into(),
+                        kind: pb::ActionKind::Approval.into(),
                         message: String::new(),
                         run_order: 1,
                         outputs: vec![],
@@ -430,9 +431,9 @@ mod tests {
         action.message = "waited 2h".into();
         action.approvals.push(pb::ApprovalView {
             by: "carol".into(),
-            decision: "Rejected".into(),
+            decision: pb::ApprovalDecision::Rejected.into(),
             comment: String::new(),
-            at: String::new(),
+            at: None,
         });
         assert_eq!(
             action_message(&action),

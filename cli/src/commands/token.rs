@@ -8,11 +8,12 @@ use serde::Serialize;
 use crate::args::{Format, GlobalArgs, TokenCreateArgs};
 use crate::client;
 use crate::output;
+use crate::wire;
 
 #[derive(Serialize)]
 struct TokenJson<'a> {
     token: &'a str,
-    expires_at: &'a str,
+    expires_at: String,
 }
 
 pub async fn create(global: &GlobalArgs, args: &TokenCreateArgs) -> Result<()> {
@@ -20,7 +21,7 @@ pub async fn create(global: &GlobalArgs, args: &TokenCreateArgs) -> Result<()> {
     let reply = api
         .access
         .create_token(pb::CreateTokenRequest {
-            ttl_seconds: args.ttl.as_secs(),
+            ttl: Some(wire::duration(args.ttl)),
             uses: args.uses,
         })
         .await?
@@ -29,13 +30,14 @@ pub async fn create(global: &GlobalArgs, args: &TokenCreateArgs) -> Result<()> {
         Format::Table => {
             eprintln!(
                 "token valid for {} enrollment(s) until {}",
-                args.uses, reply.expires_at
+                args.uses,
+                wire::time(reply.expires_at.as_ref())
             );
             output::print(&reply.token)
         }
         Format::Json => output::print_json(&TokenJson {
             token: &reply.token,
-            expires_at: &reply.expires_at,
+            expires_at: wire::time(reply.expires_at.as_ref()),
         }),
     }
 }

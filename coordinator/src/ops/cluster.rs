@@ -16,7 +16,8 @@ pub struct MemberStatus {
     pub leader_id: u64,
     pub commit_index: u64,
     pub applied_index: u64,
-    pub role: String,
+    /// Its Raft role; None when it named one this version does not know.
+    pub role: Option<raft::StateRole>,
     /// Digest of its applied state (or why there is none).
     pub state_digest: String,
 }
@@ -50,7 +51,7 @@ impl Ops {
             leader_id: s.leader_id,
             commit_index: s.commit,
             applied_index: s.applied,
-            role: s.role,
+            role: Some(s.role),
             // A state that does not serialize also stops the member (snapshots).
             state_digest: self
                 .local_read(|st| st.digest())

@@ -51,7 +51,7 @@ pub struct RaftStatus {
     pub commit: u64,
     pub applied: u64,
     pub is_leader: bool,
-    pub role: String,
+    pub role: raft::StateRole,
     /// Leader only: highest log index known replicated on each member.
     pub matched: BTreeMap<u64, u64>,
     /// This member was removed from the cluster and must stop serving.
@@ -969,7 +969,7 @@ impl Driver {
             commit: raft.raft_log.committed,
             applied: self.applied,
             is_leader,
-            role: format!("{:?}", raft.state),
+            role: raft.state,
             matched,
             removed: self.removed,
             learners: raft.prs().conf().learners().iter().copied().collect(),

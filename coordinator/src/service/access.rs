@@ -15,11 +15,37 @@ fn bindings(all: Vec<(String, Role)>, next_page_token: String) -> pb::RoleBindin
             .into_iter()
             .map(|(subject, role)| pb::RoleBinding {
                 subject,
-                role: role.to_string(),
+                role: views::role(role).into(),
             })
             .collect(),
         next_page_token,
     }
+}
+
+/// The role a request names; UNSPECIFIED or a number this version does not
+/// know is refused.
+fn requested_role(role: i32) -> Result<Role, Status> {
+    let known = match pb::Role::try_from(role) {
+        Ok(pb::Role::Admin) => Some(Role::Admin),
+        Ok(pb::Role::Operator) => Some(Role::Operator),
+        Ok(pb::Role::Approver) => Some(Role::Approver),
+        Ok(pb::Role::Viewer) => Some(Role::Viewer),
+        Ok(pb::Role::Unspecified) | Err(_) => None,
+    };
+    known.ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "the role must be one of {} (got {role})",
+            Role::ALL.map(|r| r.as_str()).join(", ")
+        ))
+    })
+}
+
+/// A join token's lifetime in whole seconds (0: unset, the default);
+/// negative is refused.
+fn ttl_seconds(ttl: Option<prost_types::Duration>) -> Result<u64, Status> {
+    let seconds = ttl.map_or(0, |d| d.seconds);
+    u64::try_from(seconds)
+        .map_err(|_| Status::invalid_argument("a join token's ttl cannot be negative"))
 }
 
 pub async fn create_token(
@@ -28,10 +54,12 @@ pub async fn create_token(
 ) -> Result<Response<pb::CreateTokenResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
-    let t = ops.create_token(&who, req.ttl_seconds, req.uses).await?;
+    let t = ops
+        .create_token(&who, ttl_seconds(req.ttl)?, req.uses)
+        .await?;
     Ok(Response::new(pb::CreateTokenResponse {
         token: t.token,
-        expires_at: views::ts(Some(t.expires_at)),
+        expires_at: views::timestamp(Some(t.expires_at)),
     }))
 }
 
@@ -41,7 +69,8 @@ pub async fn grant_role(
 ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
-    let all = ops.grant_role(&who, &req.subject, &req.role).await?;
+    let role = requested_role(req.role)?;
+    let all = ops.grant_role(&who, &req.subject, role.as_str()).await?;
     Ok(Response::new(bindings(all, String::new())))
 }
 
@@ -51,7 +80,8 @@ pub async fn revoke_role(
 ) -> Result<Response<pb::RoleBindingsResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
-    let all = ops.revoke_role(&who, &req.subject, &req.role).await?;
+    let role = requested_role(req.role)?;
+    let all = ops.revoke_role(&who, &req.subject, role.as_str()).await?;
     Ok(Response::new(bindings(all, String::new())))
 }
 
@@ -75,7 +105,7 @@ pub async fn revoke_certificate(
     Ok(Response::new(pb::RevokeCertificateResponse {
         identity: facts.identity.uri(),
         fingerprint: facts.fingerprint,
-        expires_at: views::ts(Some(facts.not_after_ms)),
+        expires_at: views::timestamp(Some(facts.not_after_ms)),
     }))
 }
 
@@ -84,7 +114,11 @@ pub async fn who_am_i(
     req: Request<pb::WhoAmIRequest>,
 ) -> Result<Response<pb::WhoAmIResponse>, Status> {
     let who = caller(&req)?;
-    let roles = ops.who_am_i(&who).iter().map(|r| r.to_string()).collect();
+    let roles = ops
+        .who_am_i(&who)
+        .into_iter()
+        .map(|r| views::role(r).into())
+        .collect();
     Ok(Response::new(pb::WhoAmIResponse {
         identity: who.uri(),
         roles,

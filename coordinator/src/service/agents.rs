@@ -13,23 +13,20 @@ fn agent_view(a: AgentInfo) -> pb::AgentView {
     let r = a.record;
     pb::AgentView {
         state: if r.draining {
-            "Draining"
+            pb::AgentState::Draining
         } else if a.connected {
-            "Connected"
+            pb::AgentState::Connected
         } else if r.registered_at.is_some() {
-            "Disconnected"
+            pb::AgentState::Disconnected
         } else {
-            "Enrolled"
+            pb::AgentState::Enrolled
         }
         .into(),
-        last_seen: a
-            .last_seen
-            .map(|t| views::ts(Some(t)))
-            .unwrap_or_else(|| views::ts(r.registered_at)),
+        last_seen: views::timestamp(a.last_seen.or(r.registered_at)),
         running: a.running as u32,
         connected: a.connected,
         draining: r.draining,
-        cert_expires_at: views::ts(r.cert.as_ref().map(|c| c.not_after)),
+        cert_expires_at: views::timestamp(r.cert.as_ref().map(|c| c.not_after)),
         name: r.name,
         labels: r.labels,
         capacity: r.capacity,

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use crate::ops::Ops;
 use crate::ops::approvals::Decision;
+use crate::views;
 
 pub async fn decide(
     ops: &Ops,
@@ -13,6 +14,17 @@ pub async fn decide(
 ) -> Result<Response<pb::DecideResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
+    let approve = match pb::ApprovalDecision::try_from(req.decision) {
+        Ok(pb::ApprovalDecision::Approved) => true,
+        Ok(pb::ApprovalDecision::Rejected) => false,
+        Ok(pb::ApprovalDecision::Unspecified) | Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "the decision must be APPROVAL_DECISION_APPROVED or \
+                 APPROVAL_DECISION_REJECTED (got {})",
+                req.decision
+            )));
+        }
+    };
     let d = ops
         .decide(
             &who,
@@ -20,13 +32,16 @@ pub async fn decide(
                 pipeline: req.pipeline,
                 execution: req.execution_id,
                 action: req.action,
-                approve: req.approve,
+                approve,
                 comment: req.comment,
             },
         )
         .await?;
     Ok(Response::new(pb::DecideResponse {
-        action_status: d.action.map(|s| s.to_string()).unwrap_or_default(),
-        execution_status: d.execution.to_string(),
+        action_status: d
+            .action
+            .map_or(pb::ActionStatus::Unspecified, views::action_status)
+            .into(),
+        execution_status: views::execution_status(d.execution).into(),
     }))
 }

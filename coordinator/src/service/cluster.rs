@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use super::leader_channel;
 use crate::ops::Ops;
 use crate::ops::cluster::{ClusterStatus, MemberStatus};
+use crate::views;
 
 /// A member's own status on the wire.
 pub fn member_status(s: MemberStatus) -> pb::internal::MemberStatusResponse {
@@ -17,9 +18,14 @@ pub fn member_status(s: MemberStatus) -> pb::internal::MemberStatusResponse {
         leader_id: s.leader_id,
         commit_index: s.commit_index,
         applied_index: s.applied_index,
-        role: s.role,
+        role: member_role(s.role).into(),
         state_digest: s.state_digest,
     }
+}
+
+/// A member's role on the wire; unset when unknown.
+fn member_role(role: Option<raft::StateRole>) -> pb::MemberRole {
+    role.map_or(pb::MemberRole::Unspecified, views::member_role)
 }
 
 fn status_view(c: ClusterStatus) -> pb::ClusterStatusResponse {
@@ -34,11 +40,8 @@ fn status_view(c: ClusterStatus) -> pb::ClusterStatusResponse {
             .map(|m| pb::MemberView {
                 id: m.id,
                 address: m.address,
-                role: m
-                    .answer
-                    .as_ref()
-                    .map(|a| a.role.clone())
-                    .unwrap_or_else(|| "Unreachable".into()),
+                // Unset when it did not answer (`reachable` says so).
+                role: member_role(m.answer.as_ref().and_then(|a| a.role)).into(),
                 applied_index: m.answer.as_ref().map_or(0, |a| a.applied_index),
                 reachable: m.answer.is_some(),
                 match_index: m.match_index,

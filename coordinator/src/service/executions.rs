@@ -58,7 +58,7 @@ pub async fn watch_execution(
         if tx.send(Ok(last.clone())).await.is_err() {
             return;
         }
-        while last.status == "InProgress" {
+        while last.status() == pb::ExecutionStatus::InProgress {
             tokio::select! {
                 changed = applied.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(Duration::from_secs(15)) => {}

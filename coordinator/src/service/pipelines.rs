@@ -45,7 +45,7 @@ pub async fn get_pipeline(
             version: v.version,
             yaml: v.yaml.clone(),
             applied_by: v.applied_by.clone(),
-            applied_at: views::ts(Some(v.applied_at)),
+            applied_at: views::timestamp(Some(v.applied_at)),
             versions: rec.versions.iter().map(|v| v.version).collect(),
             last_seen_revision: rec.last_seen_revision.clone().unwrap_or_default(),
         })

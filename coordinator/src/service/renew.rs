@@ -69,6 +69,6 @@ pub async fn renew_certificate(
     Ok(Response::new(pb::RenewCertificateResponse {
         certificate_pem: pem,
         identity: who.uri(),
-        expires_at: views::ts(Some(issued.not_after_ms)),
+        expires_at: views::timestamp(Some(issued.not_after_ms)),
     }))
 }

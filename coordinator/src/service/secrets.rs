@@ -12,7 +12,7 @@ fn secret_view(s: SecretInfo) -> pb::SecretView {
     pb::SecretView {
         name: s.name,
         updated_by: s.updated_by,
-        updated_at: views::ts(Some(s.updated_at)),
+        updated_at: views::timestamp(Some(s.updated_at)),
     }
 }
 

@@ -120,7 +120,7 @@ pub enum Command {
         message: String,
         outputs: BTreeMap<String, ArtifactRef>,
         log: Option<ArtifactRef>,
-        /// A deploy action's report (`ferry.v1.DeploymentReport`, protobuf-encoded).
+        /// A deploy action's report (`ferry.internal.v1.DeploymentReport`, protobuf-encoded).
         #[serde(default)]
         deployment: Option<Vec<u8>>,
         at: i64,

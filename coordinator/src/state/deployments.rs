@@ -41,7 +41,7 @@ pub struct DeploymentRecord {
     pub finished_at: i64,
     /// Succeeded, Failed or RolledBack.
     pub outcome: String,
-    /// The agent's whole report: `ferry.v1.DeploymentReport`, protobuf-encoded
+    /// The agent's whole report: `ferry.internal.v1.DeploymentReport`, protobuf-encoded
     /// (at most about 64 KiB of step output: the agent trims it).
     #[serde(with = "hex::serde")]
     pub report: Vec<u8>,
@@ -50,8 +50,8 @@ pub struct DeploymentRecord {
 impl DeploymentRecord {
     /// The report. Its bytes decoded when the result was applied (a result
     /// whose report does not decode is refused), so they decode here too.
-    pub fn report(&self) -> pb::DeploymentReport {
-        pb::DeploymentReport::decode(self.report.as_slice()).unwrap_or_default()
+    pub fn report(&self) -> pb::internal::DeploymentReport {
+        pb::internal::DeploymentReport::decode(self.report.as_slice()).unwrap_or_default()
     }
 
     pub fn succeeded(&self) -> bool {
@@ -67,7 +67,7 @@ impl ClusterState {
         (execution, stage, action): (&str, usize, usize),
         agent: &str,
         started_at: i64,
-        (report, decoded): (Vec<u8>, pb::DeploymentReport),
+        (report, decoded): (Vec<u8>, pb::internal::DeploymentReport),
         at: i64,
     ) {
         let Some(exec) = self.executions.get(execution) else {

@@ -175,7 +175,7 @@ impl ClusterState {
             .and_then(|s| s.actions.get(loc.action))
             .map_or(0, |a| a.retries);
         let report = match &result.deployment {
-            Some(bytes) => match pb::DeploymentReport::decode(bytes.as_slice()) {
+            Some(bytes) => match pb::internal::DeploymentReport::decode(bytes.as_slice()) {
                 Ok(decoded) => Some((bytes.clone(), decoded)),
                 Err(e) => return refused(format!("the deployment report does not decode: {e}")),
             },

@@ -332,7 +332,7 @@ pub async fn run(
                     access
                         .grant_role(pb::RoleRequest {
                             subject: "probe".into(),
-                            role: "viewer".into(),
+                            role: pb::Role::Viewer.into(),
                         })
                         .await?;
                     lat.push(t.elapsed());

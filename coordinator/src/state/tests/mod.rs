@@ -499,11 +499,11 @@ fn deploy_result(epoch: u64, release: &str) -> Command {
 
 fn deployed(release: &str, outcome: &str) -> Vec<u8> {
     use prost::Message as _;
-    ferry_proto::DeploymentReport {
+    ferry_proto::internal::DeploymentReport {
         environment: "production".into(),
         release: release.into(),
         outcome: outcome.into(),
-        hosts: vec![ferry_proto::HostReport {
+        hosts: vec![ferry_proto::internal::HostReport {
             host: "web1".into(),
             outcome: "Deployed".into(),
             release: release.into(),
