@@ -77,8 +77,16 @@ pub enum Command {
     /// Lint, apply, list and show pipelines.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
-    /// Start an execution of a pipeline; prints the execution id.
+    /// Start an execution of a pipeline; prints the execution id (with
+    /// --wait, follows it and exits 0 only if it succeeded).
     Run(RunArgs),
+    /// Stop an execution: running actions finish (or, with --abandon, are cancelled).
+    Stop(StopArgs),
+    /// Run a failed or stopped stage of an execution again.
+    Retry(RetryArgs),
+    /// Disable or enable the transition into a stage (a change freeze).
+    #[command(subcommand)]
+    Transition(TransitionCommand),
     /// Show (or --watch) an execution of a pipeline.
     Status(StatusArgs),
     /// List recent executions of a pipeline.
@@ -397,6 +405,74 @@ pub struct RunArgs {
     /// Branch, tag or commit to build (default: the pipeline's branch).
     #[arg(long, value_name = "REV")]
     pub revision: Option<String>,
+    /// Follow the execution until it ends (a live table on a terminal) and
+    /// exit 0 if it succeeded, 1 if it failed, was stopped or superseded, 2
+    /// on a usage or connection error.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Execution id.
+    #[arg(long, value_name = "ID")]
+    pub execution: String,
+    /// Why (recorded and shown with the execution).
+    #[arg(long, value_name = "TEXT", value_parser = parse_non_blank)]
+    pub reason: String,
+    /// Cancel running actions at once (containers removed; a deployment
+    /// stops after the host step in progress and rolls back).
+    #[arg(long)]
+    pub abandon: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Execution id.
+    #[arg(long, value_name = "ID")]
+    pub execution: String,
+    /// The stage to run again.
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Run only the actions that did not succeed (the default).
+    #[arg(long, conflicts_with = "all")]
+    pub failed_only: bool,
+    /// Run every action of the stage again.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransitionCommand {
+    /// Executions wait before the stage until the transition is enabled.
+    Disable(TransitionDisableArgs),
+    /// Waiting executions go on into the stage.
+    Enable(TransitionEnableArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TransitionDisableArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// The stage the transition leads into.
+    #[arg(long, value_name = "STAGE")]
+    pub into: String,
+    /// Why (shown to everyone whose execution waits).
+    #[arg(long, value_name = "TEXT", value_parser = parse_non_blank)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TransitionEnableArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// The stage the transition leads into.
+    #[arg(long, value_name = "STAGE")]
+    pub into: String,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! `ferry`: the operator CLI of a Ferry cluster. This file only parses the
 //! command line, dispatches to [`commands`], and turns a failure into
 //! `error: ...` on stderr with exit code 1 (clap exits 2 on usage errors).
+//! `run --wait` and `status --watch` exit with their execution's outcome
+//! instead: 0 succeeded, 1 did not, 2 for any error of the command.
 
 mod args;
 mod client;
@@ -46,8 +48,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Pipeline(PipelineCommand::Apply(a)) => pipeline::apply(g, a).await?,
         Command::Pipeline(PipelineCommand::List) => pipeline::list(g).await?,
         Command::Pipeline(PipelineCommand::Show(a)) => pipeline::show(g, a).await?,
-        Command::Run(a) => run::run(g, a).await?,
-        Command::Status(a) => status::status(g, a).await?,
+        // Scripts read these two by their exit code: 2 is an error of the
+        // command itself, 1 an execution that did not succeed.
+        Command::Run(a) if a.wait => return Ok(outcome(run::run(g, a).await)),
+        Command::Status(a) if a.watch => return Ok(outcome(status::status(g, a).await)),
+        Command::Run(a) => {
+            run::run(g, a).await?;
+        }
+        Command::Status(a) => {
+            status::status(g, a).await?;
+        }
+        Command::Stop(a) => steer::stop(g, a).await?,
+        Command::Retry(a) => steer::retry(g, a).await?,
+        Command::Transition(command) => steer::transition(g, command).await?,
         Command::Executions(a) => status::executions(g, a).await?,
         Command::Logs(a) => logs::run(g, a).await?,
         Command::Approve(a) => approve::approve(g, a).await?,
@@ -66,6 +79,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(args) => deployments::rollback(g, args).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code of a command that followed an execution to its end: the
+/// execution's (0 succeeded, 1 did not), or 2 when the command itself failed.
+fn outcome(result: Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<output::StdoutClosed>().is_some() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", errors::render(&e));
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Diagnostics of tonic, h2 and rustls on stderr, only when RUST_LOG is set.

@@ -67,18 +67,22 @@ fn word<E: TryFrom<i32>>(n: i32, text: fn(E) -> &'static str) -> String {
     }
 }
 
-/// An execution's status: `InProgress`, `Succeeded` or `Failed`.
+/// An execution's status: `InProgress`, `Stopping`, `Succeeded`,
+/// `Failed`, `Stopped` or `Superseded`.
 pub fn execution_status(n: i32) -> String {
     word(n, |s: pb::ExecutionStatus| match s {
         pb::ExecutionStatus::Unspecified => "",
         pb::ExecutionStatus::InProgress => "InProgress",
         pb::ExecutionStatus::Succeeded => "Succeeded",
         pb::ExecutionStatus::Failed => "Failed",
+        pb::ExecutionStatus::Stopping => "Stopping",
+        pb::ExecutionStatus::Stopped => "Stopped",
+        pb::ExecutionStatus::Superseded => "Superseded",
     })
 }
 
 /// An action's or a stage's status: `Pending`, `InProgress`,
-/// `WaitingForApproval`, `Succeeded` or `Failed`.
+/// `WaitingForApproval`, `Succeeded`, `Failed` or `Stopped`.
 pub fn action_status(n: i32) -> String {
     word(n, |s: pb::ActionStatus| match s {
         pb::ActionStatus::Unspecified => "",
@@ -87,6 +91,7 @@ pub fn action_status(n: i32) -> String {
         pb::ActionStatus::WaitingForApproval => "WaitingForApproval",
         pb::ActionStatus::Succeeded => "Succeeded",
         pb::ActionStatus::Failed => "Failed",
+        pb::ActionStatus::Stopped => "Stopped",
     })
 }
 
@@ -101,7 +106,7 @@ pub fn action_kind(n: i32) -> String {
     })
 }
 
-/// How an attempt ended: `Running`, `Succeeded`, `Failed` or `Lost`.
+/// How an attempt ended: `Running`, `Succeeded`, `Failed`, `Lost` or `Stopped`.
 pub fn attempt_outcome(n: i32) -> String {
     word(n, |o: pb::AttemptOutcome| match o {
         pb::AttemptOutcome::Unspecified => "",
@@ -109,6 +114,18 @@ pub fn attempt_outcome(n: i32) -> String {
         pb::AttemptOutcome::Succeeded => "Succeeded",
         pb::AttemptOutcome::Failed => "Failed",
         pb::AttemptOutcome::Lost => "Lost",
+        pb::AttemptOutcome::Stopped => "Stopped",
+    })
+}
+
+/// A pipeline's execution mode as pipeline files spell it: `superseded`,
+/// `queued` or `parallel`.
+pub fn execution_mode(n: i32) -> String {
+    word(n, |m: pb::ExecutionMode| match m {
+        pb::ExecutionMode::Unspecified => "",
+        pb::ExecutionMode::Superseded => "superseded",
+        pb::ExecutionMode::Queued => "queued",
+        pb::ExecutionMode::Parallel => "parallel",
     })
 }
 
@@ -273,6 +290,9 @@ mod tests {
             (pb::ExecutionStatus::InProgress, ExecutionStatus::InProgress),
             (pb::ExecutionStatus::Succeeded, ExecutionStatus::Succeeded),
             (pb::ExecutionStatus::Failed, ExecutionStatus::Failed),
+            (pb::ExecutionStatus::Stopping, ExecutionStatus::Stopping),
+            (pb::ExecutionStatus::Stopped, ExecutionStatus::Stopped),
+            (pb::ExecutionStatus::Superseded, ExecutionStatus::Superseded),
         ];
         let words: Vec<(i32, String)> = pairs
             .iter()
@@ -294,6 +314,7 @@ mod tests {
             ),
             (pb::ActionStatus::Succeeded, ActionStatus::Succeeded),
             (pb::ActionStatus::Failed, ActionStatus::Failed),
+            (pb::ActionStatus::Stopped, ActionStatus::Stopped),
         ];
         let words: Vec<(i32, String)> = pairs
             .iter()
@@ -321,12 +342,29 @@ mod tests {
     }
 
     #[test]
+    fn execution_modes_read_as_pipeline_files_spell_them() {
+        let words: Vec<(i32, &str)> = ferry_pipeline::ExecutionMode::ALL
+            .iter()
+            .map(|m| {
+                let wire = match m {
+                    ferry_pipeline::ExecutionMode::Superseded => pb::ExecutionMode::Superseded,
+                    ferry_pipeline::ExecutionMode::Queued => pb::ExecutionMode::Queued,
+                    ferry_pipeline::ExecutionMode::Parallel => pb::ExecutionMode::Parallel,
+                };
+                (wire as i32, m.as_str())
+            })
+            .collect();
+        check::<pb::ExecutionMode>(execution_mode, &words);
+    }
+
+    #[test]
     fn attempt_outcomes_read_as_the_pipeline_crate_names_them() {
         let pairs = [
             (pb::AttemptOutcome::Running, Outcome::Running),
             (pb::AttemptOutcome::Succeeded, Outcome::Succeeded),
             (pb::AttemptOutcome::Failed, Outcome::Failed),
             (pb::AttemptOutcome::Lost, Outcome::Lost),
+            (pb::AttemptOutcome::Stopped, Outcome::Stopped),
         ];
         // The coordinator printed them with `{:?}`.
         let words: Vec<(i32, String)> = pairs

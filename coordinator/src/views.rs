@@ -51,6 +51,9 @@ pub fn execution_status(s: ExecutionStatus) -> pb::ExecutionStatus {
         ExecutionStatus::InProgress => pb::ExecutionStatus::InProgress,
         ExecutionStatus::Succeeded => pb::ExecutionStatus::Succeeded,
         ExecutionStatus::Failed => pb::ExecutionStatus::Failed,
+        ExecutionStatus::Stopping => pb::ExecutionStatus::Stopping,
+        ExecutionStatus::Stopped => pb::ExecutionStatus::Stopped,
+        ExecutionStatus::Superseded => pb::ExecutionStatus::Superseded,
     }
 }
 
@@ -62,6 +65,7 @@ pub fn action_status(s: ActionStatus) -> pb::ActionStatus {
         ActionStatus::WaitingForApproval => pb::ActionStatus::WaitingForApproval,
         ActionStatus::Succeeded => pb::ActionStatus::Succeeded,
         ActionStatus::Failed => pb::ActionStatus::Failed,
+        ActionStatus::Stopped => pb::ActionStatus::Stopped,
     }
 }
 
@@ -82,6 +86,7 @@ pub fn attempt_outcome(o: Outcome) -> pb::AttemptOutcome {
         Outcome::Succeeded => pb::AttemptOutcome::Succeeded,
         Outcome::Failed => pb::AttemptOutcome::Failed,
         Outcome::Lost => pb::AttemptOutcome::Lost,
+        Outcome::Stopped => pb::AttemptOutcome::Stopped,
     }
 }
 
@@ -263,6 +268,23 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
         trigger: exec.trigger.clone(),
         started_at: timestamp(Some(exec.started_at)),
         finished_at: timestamp(exec.state.finished_at),
+        waiting: exec.state.waiting.clone().unwrap_or_default(),
+        stop: exec.state.stop.as_ref().map(|s| pb::StopInfo {
+            by: s.by.clone(),
+            reason: s.reason.clone(),
+            abandon: s.abandon,
+            at: timestamp(Some(s.at)),
+        }),
+        superseded_by: exec.state.superseded_by.clone().unwrap_or_default(),
+    }
+}
+
+/// A pipeline's execution mode on the wire.
+pub fn execution_mode(m: ferry_pipeline::ExecutionMode) -> pb::ExecutionMode {
+    match m {
+        ferry_pipeline::ExecutionMode::Superseded => pb::ExecutionMode::Superseded,
+        ferry_pipeline::ExecutionMode::Queued => pb::ExecutionMode::Queued,
+        ferry_pipeline::ExecutionMode::Parallel => pb::ExecutionMode::Parallel,
     }
 }
 

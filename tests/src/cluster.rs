@@ -456,6 +456,25 @@ impl Cluster {
 
     /// Runs the CLI as `user` (None: no client certificate).
     pub fn ferry(&self, user: Option<&str>, args: &[&str]) -> Run {
+        let out = self
+            .cli(user, args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
+        Run::from_output(&out)
+    }
+
+    /// Starts the CLI in the background (its output discarded), for a
+    /// command that runs until something happens (`status --watch`).
+    pub fn cli_process(&self, user: Option<&str>, args: &[&str]) -> std::process::Child {
+        self.cli(user, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"))
+    }
+
+    /// The CLI as `user` (none: no client certificate), against this cluster.
+    fn cli(&self, user: Option<&str>, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("ferry"));
         cmd.args(args)
             .env("FERRY_COORDINATOR", &self.addr)
@@ -467,10 +486,7 @@ impl Cluster {
             cmd.env("FERRY_CERT", self.users.join(format!("{u}.pem")));
             cmd.env("FERRY_KEY", self.users.join(format!("{u}-key.pem")));
         }
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
-        Run::from_output(&out)
+        cmd
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.

@@ -14,6 +14,7 @@ pub mod rbac;
 pub mod run;
 pub mod secret;
 pub mod status;
+pub mod steer;
 pub mod token;
 
 use std::path::Path;

@@ -199,7 +199,17 @@ struct PipelineJson<'a> {
     applied_by: &'a str,
     applied_at: String,
     last_seen_revision: &'a str,
+    execution_mode: String,
+    disabled_transitions: Vec<TransitionJson<'a>>,
     yaml: &'a str,
+}
+
+#[derive(Serialize)]
+struct TransitionJson<'a> {
+    stage: &'a str,
+    by: &'a str,
+    reason: &'a str,
+    at: String,
 }
 
 /// Header lines and then the YAML of one pipeline version.
@@ -215,6 +225,19 @@ pub fn render_pipeline(view: &pb::PipelineView) -> String {
     );
     if !view.last_seen_revision.is_empty() {
         text.push_str(&format!("last seen:   {}\n", view.last_seen_revision));
+    }
+    let mode = wire::execution_mode(view.execution_mode);
+    if !mode.is_empty() {
+        text.push_str(&format!("mode:        {mode}\n"));
+    }
+    for t in &view.disabled_transitions {
+        text.push_str(&format!(
+            "disabled:    into {} by {} at {}: {}\n",
+            t.stage,
+            t.by,
+            wire::time(t.at.as_ref()),
+            t.reason
+        ));
     }
     text.push('\n');
     text.push_str(&view.yaml);
@@ -241,6 +264,17 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<()> {
             applied_by: &view.applied_by,
             applied_at: wire::time(view.applied_at.as_ref()),
             last_seen_revision: &view.last_seen_revision,
+            execution_mode: wire::execution_mode(view.execution_mode),
+            disabled_transitions: view
+                .disabled_transitions
+                .iter()
+                .map(|t| TransitionJson {
+                    stage: &t.stage,
+                    by: &t.by,
+                    reason: &t.reason,
+                    at: wire::time(t.at.as_ref()),
+                })
+                .collect(),
             yaml: &view.yaml,
         }),
     }
@@ -266,7 +300,7 @@ mod tests {
         assert_eq!(
             first,
             format!(
-                "{file}:2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages"
+                "{file}:2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode"
             )
         );
         assert!(
@@ -324,6 +358,7 @@ mod tests {
             applied_at: wire::at("2024-01-01T00:00:00.000Z"),
             versions: vec![1, 2],
             last_seen_revision: String::new(),
+            ..Default::default()
         });
         assert!(
             text.starts_with("name:        hello\nversion:     2\nversions:    1, 2\n"),

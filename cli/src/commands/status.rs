@@ -2,6 +2,8 @@
 //! `ferry executions` (recent executions). Defines the JSON shape of an
 //! execution, which scripts depend on.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use ferry_proto as pb;
 use serde::Serialize;
@@ -23,7 +25,24 @@ pub struct ExecutionJson<'a> {
     pub trigger: &'a str,
     pub started_at: String,
     pub finished_at: String,
+    /// Why it waits before its next stage (absent when it does not).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub waiting: &'a str,
+    /// Who stopped it, why and how (absent unless a person stopped it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopJson<'a>>,
+    /// The newer execution that replaced it (absent unless superseded).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub superseded_by: &'a str,
     pub stages: Vec<StageJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StopJson<'a> {
+    pub by: &'a str,
+    pub reason: &'a str,
+    pub abandon: bool,
+    pub at: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +108,14 @@ impl<'a> ExecutionJson<'a> {
             trigger: &e.trigger,
             started_at: wire::time(e.started_at.as_ref()),
             finished_at: wire::time(e.finished_at.as_ref()),
+            waiting: &e.waiting,
+            stop: e.stop.as_ref().map(|s| StopJson {
+                by: &s.by,
+                reason: &s.reason,
+                abandon: s.abandon,
+                at: wire::time(s.at.as_ref()),
+            }),
+            superseded_by: &e.superseded_by,
             stages: e.stages.iter().map(StageJson::new).collect(),
         }
     }
@@ -184,6 +211,10 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
         or_dash(&short_revision(&e.revision)),
         wire::execution_status(e.status)
     );
+    for note in notes(e) {
+        text.push_str(&note);
+        text.push('\n');
+    }
     let mut table = Table::new(&[
         "STAGE/ACTION",
         "STATUS",
@@ -219,8 +250,9 @@ fn print_execution(e: &pb::ExecutionView, format: Format) -> Result<()> {
     }
 }
 
-/// `ferry status NAME [--execution ID] [--watch]`.
-pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<()> {
+/// `ferry status NAME [--execution ID] [--watch]`. With `--watch`, the exit
+/// code says how the execution ended ([`ended`]).
+pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<ExitCode> {
     let mut api = client::connect(global).await?;
     let request = pb::GetExecutionRequest {
         pipeline: args.name.clone(),
@@ -228,32 +260,117 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<()> {
     };
     if !args.watch {
         let view = api.executions.get_execution(request).await?.into_inner();
-        return print_execution(&view, global.output);
-    }
-    let mut stream = api.executions.watch_execution(request).await?.into_inner();
-    let mut first = true;
-    while let Some(view) = stream.message().await.map_err(errors::mid_stream)? {
-        if global.output == Format::Table && !first {
-            output::print("")?;
-        }
-        first = false;
         print_execution(&view, global.output)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(())
+    follow(&mut api, request, global.output, Show::Every).await
 }
 
-/// The executions list as a table.
+/// What [`follow`] prints while the execution runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Every update, one after the other (`status --watch`).
+    Every,
+    /// One table, redrawn in place (`run --wait` on a terminal).
+    Live,
+    /// Only the final state (`run --wait` into a pipe or file).
+    Last,
+}
+
+/// Follows an execution until it ends; the exit code says how ([`ended`]).
+pub async fn follow(
+    api: &mut client::Api,
+    request: pb::GetExecutionRequest,
+    format: Format,
+    show: Show,
+) -> Result<ExitCode> {
+    let mut stream = api.executions.watch_execution(request).await?.into_inner();
+    let mut last: Option<pb::ExecutionView> = None;
+    let mut drawn_lines = 0;
+    while let Some(view) = stream.message().await.map_err(errors::mid_stream)? {
+        match show {
+            Show::Every => {
+                if format == Format::Table && last.is_some() {
+                    output::print("")?;
+                }
+                print_execution(&view, format)?;
+            }
+            Show::Live => {
+                let text = render_execution(&view);
+                // Move up over the previous table and clear to the end.
+                if drawn_lines > 0 {
+                    output::write_raw(format!("\x1b[{drawn_lines}A\x1b[J").as_bytes())?;
+                }
+                output::write_raw(text.as_bytes())?;
+                drawn_lines = text.lines().count();
+            }
+            Show::Last => {}
+        }
+        last = Some(view);
+    }
+    let Some(last) = last else {
+        anyhow::bail!("the coordinator ended the watch without sending the execution");
+    };
+    if show == Show::Last {
+        print_execution(&last, format)?;
+    }
+    Ok(ended(&last))
+}
+
+/// 0 when the execution succeeded, 1 when it failed, was stopped or superseded.
+pub fn ended(e: &pb::ExecutionView) -> ExitCode {
+    if e.status == pb::ExecutionStatus::Succeeded as i32 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// What a person should know about an execution beyond its status: why it
+/// waits, who stopped it, what replaced it (one line each).
+fn notes(e: &pb::ExecutionView) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !e.waiting.is_empty() {
+        notes.push(format!("WAITING: {}", e.waiting));
+    }
+    if let Some(stop) = &e.stop {
+        let how = if stop.abandon { "abandoned" } else { "stopped" };
+        notes.push(format!(
+            "{} by {} at {}: {}",
+            how.to_uppercase(),
+            stop.by,
+            wire::time(stop.at.as_ref()),
+            stop.reason
+        ));
+    }
+    if !e.superseded_by.is_empty() {
+        notes.push(format!("SUPERSEDED by execution {}", e.superseded_by));
+    }
+    notes
+}
+
+/// The executions list as a table; a NOTE column appears when an execution
+/// waits, was stopped or superseded.
 pub fn executions_table(executions: &[pb::ExecutionView]) -> Table {
-    let mut table = Table::new(&["ID", "STATUS", "REVISION", "TRIGGER", "STARTED", "FINISHED"]);
+    let noted = executions.iter().any(|e| !notes(e).is_empty());
+    let mut header = vec!["ID", "STATUS", "REVISION", "TRIGGER", "STARTED", "FINISHED"];
+    if noted {
+        header.push("NOTE");
+    }
+    let mut table = Table::new(&header);
     for e in executions {
-        table.row([
+        let mut row = vec![
             e.execution_id.clone(),
             wire::execution_status(e.status),
             short_revision(&e.revision),
             e.trigger.clone(),
             wire::time(e.started_at.as_ref()),
             wire::time(e.finished_at.as_ref()),
-        ]);
+        ];
+        if noted {
+            row.push(notes(e).join("; "));
+        }
+        table.row(row);
     }
     table
 }
@@ -300,6 +417,9 @@ mod tests {
             trigger: "manual by alice".into(),
             started_at: wire::at("2024-05-01T10:00:00.000Z"),
             finished_at: None,
+            waiting: String::new(),
+            stop: None,
+            superseded_by: String::new(),
             stages: vec![
                 pb::StageView {
                     name: "build".into(),

@@ -40,6 +40,13 @@ impl pb::pipelines_server::Pipelines for ApiService {
     ) -> Result<Response<pb::PipelineView>, Status> {
         super::pipelines::get_pipeline(&self.0, req).await
     }
+
+    async fn set_transition(
+        &self,
+        req: Request<pb::SetTransitionRequest>,
+    ) -> Result<Response<pb::SetTransitionResponse>, Status> {
+        super::pipelines::set_transition(&self.0, req).await
+    }
 }
 
 #[tonic::async_trait]
@@ -80,6 +87,20 @@ impl pb::executions_server::Executions for ApiService {
         req: Request<pb::LogsRequest>,
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         super::executions::stream_logs(&self.0, req).await
+    }
+
+    async fn stop_execution(
+        &self,
+        req: Request<pb::StopExecutionRequest>,
+    ) -> Result<Response<pb::StopExecutionResponse>, Status> {
+        super::executions::stop_execution(&self.0, req).await
+    }
+
+    async fn retry_stage(
+        &self,
+        req: Request<pb::RetryStageRequest>,
+    ) -> Result<Response<pb::RetryStageResponse>, Status> {
+        super::executions::retry_stage(&self.0, req).await
     }
 }
 

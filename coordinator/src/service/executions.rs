@@ -198,3 +198,31 @@ async fn follow_log(ops: Ops, at: ActionAt, follow: bool, tx: LogTx) -> Result<(
         }
     }
 }
+
+pub async fn stop_execution(
+    ops: &Ops,
+    req: Request<pb::StopExecutionRequest>,
+) -> Result<Response<pb::StopExecutionResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    ops.stop_execution(
+        &who,
+        &req.pipeline,
+        &req.execution_id,
+        &req.reason,
+        req.abandon,
+    )
+    .await?;
+    Ok(Response::new(pb::StopExecutionResponse {}))
+}
+
+pub async fn retry_stage(
+    ops: &Ops,
+    req: Request<pb::RetryStageRequest>,
+) -> Result<Response<pb::RetryStageResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    ops.retry_stage(&who, &req.pipeline, &req.execution_id, &req.stage, req.all)
+        .await?;
+    Ok(Response::new(pb::RetryStageResponse {}))
+}

@@ -1,4 +1,4 @@
-//! gRPC adapter: pipelines (apply, list, show).
+//! gRPC adapter: pipelines (apply, list, show, transitions).
 
 use ferry_proto as pb;
 use tonic::{Request, Response, Status};
@@ -48,7 +48,34 @@ pub async fn get_pipeline(
             applied_at: views::timestamp(Some(v.applied_at)),
             versions: rec.versions.iter().map(|v| v.version).collect(),
             last_seen_revision: rec.last_seen_revision.clone().unwrap_or_default(),
+            disabled_transitions: rec
+                .disabled_transitions
+                .iter()
+                .map(|(stage, lock)| pb::DisabledTransition {
+                    stage: stage.clone(),
+                    by: lock.by.clone(),
+                    reason: lock.reason.clone(),
+                    at: views::timestamp(Some(lock.at)),
+                })
+                .collect(),
+            execution_mode: rec
+                .latest()
+                .map_or(pb::ExecutionMode::Unspecified, |l| {
+                    views::execution_mode(l.spec.execution_mode)
+                })
+                .into(),
         })
         .await?;
     Ok(Response::new(view))
+}
+
+pub async fn set_transition(
+    ops: &Ops,
+    req: Request<pb::SetTransitionRequest>,
+) -> Result<Response<pb::SetTransitionResponse>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    ops.set_transition(&who, &req.pipeline, &req.stage, req.enabled, &req.reason)
+        .await?;
+    Ok(Response::new(pb::SetTransitionResponse {}))
 }

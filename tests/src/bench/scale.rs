@@ -166,7 +166,7 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
-                tx.send(send(pb::internal::agent_message::Kind::Heartbeat(pb::internal::Heartbeat { running: 0, shutting_down: false }))).await?;
+                tx.send(send(pb::internal::agent_message::Kind::Heartbeat(pb::internal::Heartbeat { running: 0, shutting_down: false, running_epochs: Vec::new() }))).await?;
             }
         }
     }

@@ -1,0 +1,321 @@
+//! End to end: steering executions through the CLI — stop (wait and
+//! abandon), retry of a failed stage, the superseded execution mode, a
+//! transition disabled across a leader failover, and `ferry run --wait`'s
+//! exit codes.
+
+use std::time::Duration;
+
+use ferry_tests::{Cluster, Repo, ensure_busybox_image, wait_for};
+use serde_json::Value;
+
+fn repo() -> Repo {
+    let repo = Repo::new();
+    repo.commit(&[("README", "steering\n")], "first");
+    repo
+}
+
+/// A pipeline `name`: a build stage of `commands` (one action per entry,
+/// in parallel), then an approval stage `gate`.
+fn pipeline(name: &str, repo: &Repo, mode: &str, builds: &[(&str, &str)]) -> String {
+    let mut yaml = format!(
+        "name: {name}\nsource: {{git: {}, branch: main}}\nexecution_mode: {mode}\nstages:\n  - name: build\n    actions:\n",
+        repo.url()
+    );
+    for (action, command) in builds {
+        yaml.push_str(&format!(
+            "      - {{name: {action}, type: build, image: ferry-local/busybox, commands: [{command:?}], secrets: {{FLAG: flag}}, timeout: 5m}}\n"
+        ));
+    }
+    yaml.push_str(
+        "  - name: gate\n    actions:\n      - {name: release, type: approval, timeout: 1h}\n",
+    );
+    yaml
+}
+
+fn run(c: &Cluster, pipeline: &str) -> String {
+    c.ferry_ok(Some("admin"), &["run", pipeline])
+        .trim()
+        .to_string()
+}
+
+fn status_of(v: &Value) -> &str {
+    v["status"].as_str().unwrap_or_default()
+}
+
+/// Waits until `stage/action` of an execution runs on an agent.
+fn wait_running(c: &Cluster, pipeline: &str, exec: &str, action: &str) {
+    c.wait_status(pipeline, exec, "the action to run on an agent", |v| {
+        let a = Cluster::action(v, "build", action);
+        a["status"] == "InProgress" && a["agent"].as_str().is_some_and(|s| !s.is_empty())
+    });
+}
+
+#[test]
+fn stop_abandons_a_running_build_or_lets_it_finish() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("stop");
+    c.add_agent("a", &[]);
+    c.grant("olly", "operator");
+    c.grant("vic", "viewer");
+    c.set_secret("flag", b"x");
+    let repo = repo();
+    c.apply(&pipeline(
+        "slow",
+        &repo,
+        "parallel",
+        &[("sleepy", "echo started; sleep 600")],
+    ));
+
+    // Abandon: the running container goes at once, the execution ends Stopped.
+    let exec = run(&c, "slow");
+    wait_running(&c, "slow", &exec, "sleepy");
+    wait_for("the container to start", Duration::from_secs(60), || {
+        (!c.leftover_containers().is_empty()).then_some(())
+    });
+    let denied = c.ferry(
+        Some("vic"),
+        &["stop", "slow", "--execution", &exec, "--reason", "no"],
+    );
+    assert!(!denied.success, "a viewer may not stop a run");
+    c.ferry_ok(
+        Some("olly"),
+        &[
+            "stop",
+            "slow",
+            "--execution",
+            &exec,
+            "--reason",
+            "wrong commit",
+            "--abandon",
+        ],
+    );
+    let v = c.wait_status("slow", &exec, "the execution to stop", |v| {
+        status_of(v) == "Stopped"
+    });
+    let sleepy = Cluster::action(&v, "build", "sleepy");
+    assert_eq!(sleepy["status"], "Stopped", "{v:#}");
+    assert_eq!(sleepy["message"], "stopped by olly: wrong commit");
+    assert_eq!(v["stop"]["by"], "olly", "{v:#}");
+    assert_eq!(v["stop"]["abandon"], true);
+    assert_eq!(Cluster::action(&v, "gate", "release")["status"], "Pending");
+    wait_for(
+        "the container to be removed",
+        Duration::from_secs(60),
+        || c.leftover_containers().is_empty().then_some(()),
+    );
+    let again = c.ferry(
+        Some("olly"),
+        &["stop", "slow", "--execution", &exec, "--reason", "again"],
+    );
+    assert!(!again.success);
+    assert!(
+        again.stderr.contains("already ended Stopped"),
+        "{}",
+        again.stderr
+    );
+
+    // Stop and wait: the running action finishes, nothing after it starts.
+    c.apply(&pipeline(
+        "slow",
+        &repo,
+        "parallel",
+        &[("sleepy", "sleep 4; echo finished")],
+    ));
+    let exec = run(&c, "slow");
+    wait_running(&c, "slow", &exec, "sleepy");
+    c.ferry_ok(
+        Some("olly"),
+        &["stop", "slow", "--execution", &exec, "--reason", "freeze"],
+    );
+    let v = c.status("slow", &exec);
+    assert_eq!(status_of(&v), "Stopping", "{v:#}");
+    let table = c.ferry_ok(Some("vic"), &["status", "slow", "--execution", &exec]);
+    assert!(table.contains("Stopping"), "{table}");
+    let v = c.wait_status("slow", &exec, "the execution to stop", |v| {
+        status_of(v) == "Stopped"
+    });
+    assert_eq!(
+        Cluster::action(&v, "build", "sleepy")["status"],
+        "Succeeded"
+    );
+    assert_eq!(Cluster::action(&v, "gate", "release")["status"], "Pending");
+}
+
+#[test]
+fn retry_reruns_only_the_failed_action_and_the_run_goes_on() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("retry");
+    c.add_agent("a", &[]);
+    c.grant("olly", "operator");
+    c.set_secret("flag", b"broken");
+    let repo = repo();
+    c.apply(&pipeline(
+        "flaky",
+        &repo,
+        "parallel",
+        &[("steady", "echo fine"), ("flaky", "[ \"$FLAG\" = fixed ]")],
+    ));
+    let exec = run(&c, "flaky");
+    let v = c.wait_status("flaky", &exec, "the build to fail", |v| {
+        status_of(v) == "Failed"
+    });
+    assert_eq!(
+        Cluster::action(&v, "build", "steady")["status"],
+        "Succeeded"
+    );
+    assert_eq!(Cluster::action(&v, "build", "flaky")["status"], "Failed");
+
+    let refused = c.ferry(
+        Some("olly"),
+        &["retry", "flaky", "--execution", &exec, "--stage", "gate"],
+    );
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("stage `build` has not succeeded"),
+        "{}",
+        refused.stderr
+    );
+    // What made it fail is fixed; the same execution runs the action again.
+    c.set_secret("flag", b"fixed");
+    c.ferry_ok(
+        Some("olly"),
+        &["retry", "flaky", "--execution", &exec, "--stage", "build"],
+    );
+    let v = c.wait_status("flaky", &exec, "the approval after the retry", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+            || status_of(v) == "Failed"
+    });
+    assert_eq!(status_of(&v), "InProgress", "{v:#}");
+    let steady = Cluster::action(&v, "build", "steady");
+    assert_eq!(steady["attempt"], 1, "a succeeded action is not run again");
+    let flaky = Cluster::action(&v, "build", "flaky");
+    assert_eq!(flaky["attempt"], 2, "{v:#}");
+    assert_eq!(flaky["status"], "Succeeded");
+    let history = flaky["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        history.len(),
+        2,
+        "the failed attempt stays in the history: {v:#}"
+    );
+    assert_eq!(history[0]["outcome"], "Failed");
+    assert_eq!(history[1]["outcome"], "Succeeded");
+}
+
+#[test]
+fn superseded_mode_replaces_the_waiting_execution() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("supersede");
+    c.add_agent("a", &[]);
+    c.grant("alice", "approver");
+    c.set_secret("flag", b"x");
+    let repo = repo();
+    c.apply(&pipeline(
+        "rel",
+        &repo,
+        "superseded",
+        &[("compile", "true")],
+    ));
+    let first = run(&c, "rel");
+    c.wait_status("rel", &first, "the first to wait for approval", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+    let second = run(&c, "rel");
+    let v = c.wait_status("rel", &second, "the second to wait before gate", |v| {
+        v["waiting"].as_str().is_some_and(|w| !w.is_empty())
+    });
+    assert_eq!(
+        v["waiting"],
+        format!("stage gate is held by execution {first}"),
+        "{v:#}"
+    );
+    let listed = c.ferry_ok(Some("admin"), &["executions", "rel"]);
+    assert!(
+        listed.contains(&format!("stage gate is held by execution {first}")),
+        "{listed}"
+    );
+    let third = run(&c, "rel");
+    let v = c.wait_status("rel", &second, "the second to be superseded", |v| {
+        status_of(v) == "Superseded"
+    });
+    assert_eq!(v["superseded_by"], third.as_str(), "{v:#}");
+    c.wait_status("rel", &third, "the third to wait before gate", |v| {
+        v["waiting"].as_str().is_some_and(|w| !w.is_empty())
+    });
+    c.ferry_ok(
+        Some("alice"),
+        &[
+            "approve",
+            "rel",
+            "--execution",
+            &first,
+            "--action",
+            "gate/release",
+        ],
+    );
+    c.wait_status("rel", &third, "the third to reach the approval", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+    assert_eq!(status_of(&c.status("rel", &first)), "Succeeded");
+}
+
+#[test]
+fn run_wait_exits_by_how_the_execution_ended() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("wait");
+    c.add_agent("a", &[]);
+    c.set_secret("flag", b"x");
+    let repo = repo();
+    let yaml = |command: &str| {
+        format!(
+            "name: w\nsource: {{git: {}, branch: main}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, image: ferry-local/busybox, commands: [{command:?}]}}\n",
+            repo.url()
+        )
+    };
+    c.apply(&yaml("echo ok"));
+    let ok = c.ferry(Some("admin"), &["run", "w", "--wait"]);
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+    assert!(ok.stdout.contains("Succeeded"), "{}", ok.stdout);
+    c.apply(&yaml("exit 3"));
+    let failed = c.ferry(Some("admin"), &["run", "w", "--wait"]);
+    assert_eq!(failed.code, Some(1), "{failed:?}");
+    assert!(failed.stdout.contains("Failed"), "{}", failed.stdout);
+    let listed: Value =
+        serde_json::from_str(&c.ferry_ok(Some("admin"), &["executions", "w", "-o", "json"]))
+            .unwrap_or_else(|e| panic!("executions JSON: {e}"));
+    let id = listed[0]["execution_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let watched = c.ferry(
+        Some("admin"),
+        &["status", "w", "--execution", &id, "--watch"],
+    );
+    assert_eq!(
+        watched.code,
+        Some(1),
+        "status --watch on a failed run: {watched:?}"
+    );
+    c.apply(&yaml("sleep 600"));
+    let exec = run(&c, "w");
+    wait_running(&c, "w", &exec, "b");
+    let mut waiter = c.cli_process(
+        Some("admin"),
+        &["status", "w", "--execution", &exec, "--watch"],
+    );
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "stop",
+            "w",
+            "--execution",
+            &exec,
+            "--abandon",
+            "--reason",
+            "enough",
+        ],
+    );
+    let code = waiter.wait().map(|s| s.code()).unwrap_or_default();
+    assert_eq!(code, Some(1), "a stopped run makes --watch exit 1");
+    let usage = c.ferry(Some("admin"), &["run", "nope", "--wait"]);
+    assert_eq!(usage.code, Some(2), "{usage:?}");
+}
