@@ -18,6 +18,8 @@ fn work_pipeline(name: &str, repo: &Repo, gated: bool) -> String {
     format!(
         r#"name: {name}
 source: {{git: {url}}}
+# Several runs at once, each on its own: these tests are about failover.
+execution_mode: parallel
 stages:
   - name: build
     actions:

@@ -369,6 +369,36 @@ fn slow_app(version: &str) -> Vec<(&'static str, String)> {
     files
 }
 
+/// Pipeline `name`, one deploy stage of the slow sample app to `env` (one
+/// host at a time), applied and run to success at version 1: its
+/// repository and the v1 execution (the release on every host).
+fn deployed_v1(c: &Cluster, name: &str, env: &str) -> (Repo, String) {
+    let repo = Repo::new();
+    commit(&repo, &slow_app("1"), "v1");
+    c.apply(&format!(
+        "name: {name}\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: {env}, strategy: one_at_a_time}}\n",
+        repo.url()
+    ));
+    let v1 = start(c, name);
+    let status = c.wait_status(name, &v1, "v1", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    (repo, v1)
+}
+
+/// `ferry run NAME`: the execution id.
+fn start(c: &Cluster, name: &str) -> String {
+    c.ferry_ok(Some("admin"), &["run", name]).trim().to_string()
+}
+
+/// Waits until host `i` runs `release`.
+fn wait_switched(t: &Targets, i: u32, release: &str) {
+    ferry_tests::wait_for(
+        "the host to be switched",
+        std::time::Duration::from_secs(60),
+        || (current_release(&t.path(i)).as_deref() == Some(release)).then_some(()),
+    );
+}
+
 /// Commits generated files; returns the commit id.
 fn commit(repo: &Repo, files: &[(&'static str, String)], message: &str) -> String {
     let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
@@ -383,28 +413,15 @@ fn a_deployment_whose_agent_dies_is_finished_elsewhere_and_rolls_back_to_the_rig
     c.add_agent("b", &[]);
     t.set_key_secrets(&c);
     t.apply_environment(&c, &t.environment("kenv", "k", &[1, 2, 3]));
-    let repo = Repo::new();
-    commit(&repo, &slow_app("1"), "v1");
-    c.apply(&format!(
-        "name: kp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: kenv, strategy: one_at_a_time}}\n",
-        repo.url()
-    ));
-    let run = |c: &Cluster| c.ferry_ok(Some("admin"), &["run", "kp"]).trim().to_string();
-    let v1 = run(&c);
-    let status = c.wait_status("kp", &v1, "v1", |v| v["status"] != "InProgress");
-    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    let (repo, v1) = deployed_v1(&c, "kp", "kenv");
 
     // Version 2 fails validation on the third host; its first agent dies after the
     // first host was switched, so the second agent's retry finds that host on v2.
     commit(&repo, &slow_app("2"), "v2");
     std::fs::write(t.path(3).join("FAIL_VALIDATE"), "app version 2\n")
         .unwrap_or_else(|e| panic!("{e}"));
-    let v2 = run(&c);
-    ferry_tests::wait_for(
-        "the first host to be switched",
-        std::time::Duration::from_secs(60),
-        || (current_release(&t.path(1)).as_deref() == Some(v2.as_str())).then_some(()),
-    );
+    let v2 = start(&c, "kp");
+    wait_switched(&t, 1, &v2);
     let status = c.status("kp", &v2);
     let first = Cluster::action(&status, "ship", "deploy")["agent"]
         .as_str()
@@ -606,4 +623,60 @@ fn a_deployment_over_its_timeout_stops_and_rolls_back() {
         "{message}"
     );
     assert_eq!(current_release(&t.path(1)).as_deref(), Some(v1.as_str()));
+}
+
+#[test]
+fn an_abandoned_deployment_stops_mid_batch_and_rolls_back_the_hosts_it_changed() {
+    let t = Targets::start(3);
+    let mut c = Cluster::start("deploystop");
+    c.add_agent("a", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("senv", "s", &[1, 2, 3]));
+    let (repo, v1) = deployed_v1(&c, "stp", "senv");
+    commit(&repo, &slow_app("2"), "v2");
+    let v2 = start(&c, "stp");
+    wait_switched(&t, 1, &v2);
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "stop",
+            "stp",
+            "--execution",
+            &v2,
+            "--reason",
+            "bad release",
+            "--abandon",
+        ],
+    );
+    let status = c.wait_status("stp", &v2, "the stop to finish", |v| {
+        v["status"] == "Stopped"
+    });
+    let action = Cluster::action(&status, "ship", "deploy");
+    assert_eq!(action["status"], "Stopped", "{status:#}");
+    let message = action["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("stopped by admin: bad release") && message.contains("rolled back s1"),
+        "who stopped it and what was rolled back: {message}"
+    );
+    // The host it had changed is back on v1; the last was never touched.
+    for i in 1..=3 {
+        t.wait_serves(i, "app version 1");
+        assert_eq!(
+            current_release(&t.path(i)).as_deref(),
+            Some(v1.as_str()),
+            "host {i}"
+        );
+    }
+    let deployments = json(&c, &["deployments", "list", "senv"]);
+    let stopped = &deployments["deployments"][0];
+    assert_eq!(stopped["execution_id"], v2.as_str(), "{deployments:#}");
+    assert_eq!(stopped["outcome"], "RolledBack", "{deployments:#}");
+    assert!(
+        stopped["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("stopped by admin: bad release")),
+        "{deployments:#}"
+    );
+    let last = stopped["hosts"][2]["outcome"].as_str().unwrap_or_default();
+    assert_eq!(last, "Skipped", "{deployments:#}");
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ferry_tests::{Cluster, Repo, ensure_busybox_image, wait_for};
+use ferry_tests::{Cluster, Options, Repo, ensure_busybox_image, wait_for};
 use serde_json::Value;
 
 fn repo() -> Repo {
@@ -318,4 +318,85 @@ fn run_wait_exits_by_how_the_execution_ended() {
     assert_eq!(code, Some(1), "a stopped run makes --watch exit 1");
     let usage = c.ferry(Some("admin"), &["run", "nope", "--wait"]);
     assert_eq!(usage.code, Some(2), "{usage:?}");
+}
+
+#[test]
+fn a_retry_and_a_disabled_transition_survive_leader_failovers() {
+    ensure_busybox_image();
+    let mut c = Cluster::start_members("steerha", 3, Options::default());
+    let agent = c.add_agent("a", &[]);
+    c.set_secret("flag", b"broken");
+    let repo = repo();
+    c.apply(&pipeline(
+        "ha",
+        &repo,
+        "superseded",
+        &[("flaky", "[ \"$FLAG\" = fixed ]")],
+    ));
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "transition",
+            "disable",
+            "ha",
+            "--into",
+            "gate",
+            "--reason",
+            "freeze",
+        ],
+    );
+    let shown = c.ferry_ok(Some("admin"), &["pipeline", "show", "ha"]);
+    assert!(shown.contains("disabled:    into gate by admin"), "{shown}");
+    let exec = run(&c, "ha");
+    c.wait_status("ha", &exec, "the build to fail", |v| {
+        status_of(v) == "Failed"
+    });
+    c.set_secret("flag", b"fixed");
+
+    // The retry commits while no agent can take the action; the leader dies
+    // before anything is assigned, and the new one runs it exactly once.
+    c.kill_agent(&agent);
+    c.ferry_ok(
+        Some("admin"),
+        &["retry", "ha", "--execution", &exec, "--stage", "build"],
+    );
+    let first = c.leader();
+    c.kill_member(first);
+    wait_for("a new leader", Duration::from_secs(30), || {
+        let l = c.leader();
+        (l != 0 && l != first).then_some(())
+    });
+    c.start_agent_with_token(&agent, None);
+    let v = c.wait_status("ha", &exec, "the retried run to wait before gate", |v| {
+        v["waiting"].as_str().is_some_and(|w| !w.is_empty())
+    });
+    assert_eq!(
+        v["waiting"], "the transition into stage gate is disabled by admin: freeze",
+        "{v:#}"
+    );
+    let flaky = Cluster::action(&v, "build", "flaky");
+    assert_eq!(flaky["status"], "Succeeded", "{v:#}");
+    assert_eq!(
+        flaky["attempt"], 2,
+        "one attempt before the retry, one after: {v:#}"
+    );
+
+    // The frozen transition holds across a second failover, and lets go when enabled.
+    c.start_member(first);
+    let second = c.leader();
+    c.kill_member(second);
+    wait_for("another leader", Duration::from_secs(30), || {
+        let l = c.leader();
+        (l != 0 && l != second).then_some(())
+    });
+    let v = c.status("ha", &exec);
+    assert_eq!(status_of(&v), "InProgress", "{v:#}");
+    assert_eq!(Cluster::action(&v, "gate", "release")["status"], "Pending");
+    c.ferry_ok(
+        Some("admin"),
+        &["transition", "enable", "ha", "--into", "gate"],
+    );
+    c.wait_status("ha", &exec, "the approval after the freeze", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
 }

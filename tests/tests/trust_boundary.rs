@@ -14,10 +14,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncReadExt;
 
 /// Writes a one-approval pipeline file sourced from `r`; returns its path.
+/// Its executions run in parallel: several wait for a decision at once.
 fn gated(c: &Cluster, r: &Repo, name: &str, approval: &str) -> String {
     let path = c.path().join(format!("{name}.yml"));
     let yaml = format!(
-        "name: {name}\nsource: {{git: {}}}\nstages:\n  - name: gate\n    actions:\n      - {{name: ok, type: approval{approval}}}\n",
+        "name: {name}\nsource: {{git: {}}}\nexecution_mode: parallel\nstages:\n  - name: gate\n    actions:\n      - {{name: ok, type: approval{approval}}}\n",
         r.url()
     );
     std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("{e}"));

@@ -52,9 +52,9 @@ pub(crate) fn applied(yaml: &str) -> ClusterState {
     s
 }
 
-fn cluster() -> ClusterState {
-    let mut s = applied(YAML);
-    let cmds = vec![
+/// Enrolls agent `a1` with a one-use join token `h`, at times 2 and 3.
+pub(crate) fn enroll_a1(s: &mut ClusterState) {
+    for c in [
         Command::CreateToken {
             hash: "h".into(),
             expires_at: 100,
@@ -69,15 +69,22 @@ fn cluster() -> ClusterState {
             wrapping_key: None,
             at: 3,
         },
-        Command::StartExecution {
-            id: "e1".into(),
-            pipeline: "demo".into(),
-            revision: "abc".into(),
-            trigger: "t".into(),
-            started_by: None,
-            at: 4,
-        },
-    ];
+    ] {
+        s.apply(c).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn cluster() -> ClusterState {
+    let mut s = applied(YAML);
+    enroll_a1(&mut s);
+    let cmds = vec![Command::StartExecution {
+        id: "e1".into(),
+        pipeline: "demo".into(),
+        revision: "abc".into(),
+        trigger: "t".into(),
+        started_by: None,
+        at: 4,
+    }];
     for c in cmds {
         s.apply(c).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 
-use super::applied;
+use super::{applied, enroll_a1};
 use crate::state::{By, ClusterState, Command, Output, Rejection};
 
 /// A build stage and a deploy-like `ship` stage; `MODE` is replaced.
@@ -27,24 +27,7 @@ stages:
 /// A cluster with pipeline `app` in `mode` and one agent, `a1`.
 fn cluster(mode: &str) -> ClusterState {
     let mut s = applied(&YAML.replace("MODE", mode));
-    for c in [
-        Command::CreateToken {
-            hash: "h".into(),
-            expires_at: 100,
-            uses: 1,
-            by: By::operator("root"),
-            at: 2,
-        },
-        Command::Enroll {
-            token_hash: "h".into(),
-            agent: "a1".into(),
-            cert: None,
-            wrapping_key: None,
-            at: 3,
-        },
-    ] {
-        ok(&mut s, c);
-    }
+    enroll_a1(&mut s);
     s
 }
 
