@@ -212,6 +212,11 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .map_or(pb::ActionKind::Unspecified, |a| action_kind(a.kind))
                                 .into(),
                             run_order: a.map_or(1, |a| a.run_order),
+                            approval_message: a.map(|a| a.message.clone()).unwrap_or_default(),
+                            approval_url: a.map(|a| a.url.clone()).unwrap_or_default(),
+                            approvals_required: a
+                                .filter(|a| a.kind == ActionKind::Approval)
+                                .map_or(0, |a| a.required),
                             status: action_status(run.status()).into(),
                             attempt: run.attempt,
                             agent: run.agent.clone().unwrap_or_default(),

@@ -455,7 +455,11 @@ impl ExecutionState {
                         // from before that cap still must not wrap into the past.
                         let timeout = i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX);
                         run.deadline = Some(now.saturating_add(timeout));
-                        run.message = "waiting for approval".into();
+                        run.message = if spec.required > 1 {
+                            format!("waiting for {} approvals", spec.required)
+                        } else {
+                            "waiting for approval".into()
+                        };
                         started.approvals.push((si, ai));
                     }
                     ActionKind::Build | ActionKind::Test | ActionKind::Deploy => {

@@ -29,6 +29,20 @@ pub const DEFAULT_APPROVAL_TIMEOUT_MS: u64 = 7 * 24 * 60 * 60 * 1_000;
 /// Role allowed to approve when an approval action lists no `approvers`.
 pub const DEFAULT_APPROVER: &str = "approver";
 
+/// Largest accepted `required` of an approval action.
+pub const MAX_APPROVALS_REQUIRED: u32 = 10;
+
+/// Longest accepted approval `message`, in bytes.
+pub const MAX_APPROVAL_MESSAGE_LEN: usize = 4_096;
+
+/// Longest accepted approval `url`, in bytes.
+pub const MAX_APPROVAL_URL_LEN: usize = 2_048;
+
+/// What `required` of an approval is when not given.
+fn one() -> u32 {
+    1
+}
+
 /// Largest accepted `retries` of a build or test action.
 pub const MAX_RETRIES: u32 = 10;
 
@@ -173,6 +187,17 @@ pub struct Action {
     /// it (checked when the version is applied); off by default (four eyes).
     #[serde(default)]
     pub allow_self_approval: bool,
+    /// Approval only: how many distinct people must approve (any rejection
+    /// ends it); between 1 and [`MAX_APPROVALS_REQUIRED`]. Versions stored
+    /// before it existed read as 1.
+    #[serde(default = "one")]
+    pub required: u32,
+    /// Approval only: what the approvers are asked, shown with the approval.
+    #[serde(default)]
+    pub message: String,
+    /// Approval only: a link for the approvers (a change ticket, a staging page).
+    #[serde(default)]
+    pub url: String,
     /// Where and how to deploy; set exactly when `kind` is deploy.
     #[serde(default)]
     pub deploy: Option<crate::deploy::Deploy>,
@@ -270,6 +295,9 @@ mod tests {
             secrets: BTreeMap::from([("DEPLOY_TOKEN".to_string(), "prod-token".to_string())]),
             approvers: Vec::new(),
             allow_self_approval: false,
+            required: 1,
+            message: String::new(),
+            url: String::new(),
             deploy: None,
         }
     }

@@ -13,7 +13,8 @@ use crate::deploy::{Count, Deploy, MAX_KEEP_RELEASES, Strategy};
 use crate::duration::parse_duration_ms;
 use crate::model::{
     Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, ExecutionMode,
-    MAX_PIDS, MAX_RETRIES, MIN_PIDS, MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
+    MAX_APPROVAL_MESSAGE_LEN, MAX_APPROVAL_URL_LEN, MAX_APPROVALS_REQUIRED, MAX_PIDS, MAX_RETRIES,
+    MIN_PIDS, MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
 };
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
@@ -36,6 +37,9 @@ const ACTION_KEYS: &[&str] = &[
     "timeout",
     "approvers",
     "allow_self_approval",
+    "required",
+    "message",
+    "url",
     "retries",
     "resources",
     "secrets",
@@ -54,7 +58,13 @@ const AGENT_KEYS: &[&str] = &["runs_on", "inputs", "env", "secrets"];
 /// Keys only for actions that run commands in a container (build, test).
 const COMMAND_KEYS: &[&str] = &["image", "commands", "outputs", "retries", "resources"];
 /// Keys only for approval actions.
-const APPROVAL_KEYS: &[&str] = &["approvers", "allow_self_approval"];
+const APPROVAL_KEYS: &[&str] = &[
+    "approvers",
+    "allow_self_approval",
+    "required",
+    "message",
+    "url",
+];
 /// Keys only for deploy actions.
 const DEPLOY_KEYS: &[&str] = &[
     "environment",
@@ -233,6 +243,9 @@ impl Reader<'_> {
             secrets: BTreeMap::new(),
             approvers: Vec::new(),
             allow_self_approval: false,
+            required: 1,
+            message: String::new(),
+            url: String::new(),
             deploy: None,
         };
         let mut loc = ActionLoc {
@@ -371,6 +384,35 @@ impl Reader<'_> {
                     .boolean(value, "`allow_self_approval`")
                     .unwrap_or(false);
             }
+            if let Some(value) = field(map, "required") {
+                action.required = self.approvals_required(value).unwrap_or(1);
+            }
+            if let Some((text, at)) =
+                field(map, "message").and_then(|v| self.string(v, "`message`"))
+            {
+                if text.len() > MAX_APPROVAL_MESSAGE_LEN {
+                    self.error(
+                        at,
+                        format!("`message` is longer than {MAX_APPROVAL_MESSAGE_LEN} bytes"),
+                    );
+                }
+                action.message = text;
+            }
+            if let Some((text, at)) = field(map, "url").and_then(|v| self.string(v, "`url`")) {
+                if !(text.starts_with("https://") || text.starts_with("http://"))
+                    || text.len() > MAX_APPROVAL_URL_LEN
+                    || text.chars().any(char::is_whitespace)
+                {
+                    self.error(
+                        at,
+                        format!(
+                            "`url` must be an http:// or https:// address without spaces, \
+                             at most {MAX_APPROVAL_URL_LEN} bytes"
+                        ),
+                    );
+                }
+                action.url = text;
+            }
         }
         (action, loc)
     }
@@ -403,6 +445,22 @@ impl Reader<'_> {
             format!("unknown execution_mode {text:?}; expected superseded, queued or parallel"),
         );
         None
+    }
+
+    fn approvals_required(&mut self, value: Value<'_>) -> Option<u32> {
+        let (number, at) = self.integer(value, "`required`")?;
+        match u32::try_from(number) {
+            Ok(n) if (1..=MAX_APPROVALS_REQUIRED).contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    at,
+                    format!(
+                        "`required` must be between 1 and {MAX_APPROVALS_REQUIRED}, found {number}"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn run_order(&mut self, value: Value<'_>) -> Option<u32> {

@@ -117,6 +117,9 @@ fn full_example_parses_with_defaults() {
         secrets: BTreeMap::new(),
         approvers: Vec::new(),
         allow_self_approval: false,
+        required: 1,
+        message: String::new(),
+        url: String::new(),
         deploy: None,
     };
     let approval = |name: &str, run_order| Action {
@@ -135,6 +138,9 @@ fn full_example_parses_with_defaults() {
         secrets: BTreeMap::new(),
         approvers: strings(&["approver"]),
         allow_self_approval: false,
+        required: 1,
+        message: String::new(),
+        url: String::new(),
         deploy: None,
     };
     let expected = Pipeline {
@@ -443,7 +449,7 @@ fn unknown_keys_at_every_level() {
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
             "8:5: unknown key `needs` in stage; expected one of: name, actions",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
-             runs_on, inputs, commands, env, outputs, timeout, approvers, allow_self_approval, retries, resources, secrets, \
+             runs_on, inputs, commands, env, outputs, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
              environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout",
         ]
     );
@@ -1548,4 +1554,36 @@ fn a_version_stored_before_modes_existed_runs_in_parallel() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(old.execution_mode, ExecutionMode::Parallel);
+}
+
+#[test]
+fn approvals_may_need_several_people_and_carry_a_message_and_link() {
+    let base = "name: a\nsource: {git: /x}\nstages:\n  - name: s\n    actions:\n";
+    let p = parse_ok(&format!(
+        "{base}      - {{name: ok, type: approval, required: 2, message: \"Ship it?\", url: \"https://tickets.example/42\"}}\n"
+    ));
+    let ok = &p.stages[0].actions[0];
+    assert_eq!((ok.required, ok.message.as_str()), (2, "Ship it?"));
+    assert_eq!(ok.url, "https://tickets.example/42");
+    assert_eq!(
+        parse_ok(&format!("{base}      - {{name: ok, type: approval}}\n")).stages[0].actions[0]
+            .required,
+        1
+    );
+    assert_eq!(
+        errors(&format!(
+            "{base}      - {{name: ok, type: approval, required: 0, url: \"ftp://x\"}}\n"
+        )),
+        vec![
+            "6:46: `required` must be between 1 and 10, found 0",
+            "6:54: `url` must be an http:// or https:// address without spaces, at most 2048 bytes",
+        ]
+    );
+    assert!(
+        errors(&format!(
+            "{base}      - {{name: b, type: build, image: i, commands: [x], required: 2}}\n"
+        ))[0]
+            .contains("`required`"),
+        "approval-only keys are refused elsewhere"
+    );
 }

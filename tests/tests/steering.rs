@@ -400,3 +400,69 @@ fn a_retry_and_a_disabled_transition_survive_leader_failovers() {
         Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
     });
 }
+
+#[test]
+fn two_of_three_approvals_from_distinct_people() {
+    let c = Cluster::start("twoofthree");
+    for who in ["ann", "bob", "carol"] {
+        c.grant(who, "approver");
+    }
+    let repo = repo();
+    c.apply(&format!(
+        "name: two\nsource: {{git: {}}}\nexecution_mode: parallel\nstages:\n  - name: gate\n    actions:\n      - {{name: release, type: approval, required: 2, message: \"Ship 1.4 to production?\", url: \"https://tickets.example/42\"}}\n",
+        repo.url()
+    ));
+    let decide = |who: &str, verb: &str, exec: &str| {
+        let mut args = vec![verb, "two", "--execution", exec, "--action", "gate/release"];
+        if verb == "reject" {
+            args.extend(["--comment", "not today"]);
+        }
+        c.ferry(Some(who), &args)
+    };
+    let exec = run(&c, "two");
+    let v = c.wait_status("two", &exec, "the approval to wait", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+    let release = Cluster::action(&v, "gate", "release");
+    assert_eq!(release["approval"]["required"], 2, "{v:#}");
+    assert_eq!(release["approval"]["url"], "https://tickets.example/42");
+    let table = c.ferry_ok(Some("ann"), &["status", "two", "--execution", &exec]);
+    assert!(
+        table.contains("gate/release asks: Ship 1.4 to production? https://tickets.example/42"),
+        "{table}"
+    );
+    assert!(decide("ann", "approve", &exec).success);
+    let v = c.status("two", &exec);
+    assert_eq!(
+        status_of(&v),
+        "InProgress",
+        "one approval is not enough: {v:#}"
+    );
+    assert_eq!(
+        Cluster::action(&v, "gate", "release")["message"],
+        "approved by 1 of 2; waiting for 1 more"
+    );
+    let twice = decide("ann", "approve", &exec);
+    assert!(!twice.success);
+    assert!(
+        twice.stderr.contains("each person counts once"),
+        "{}",
+        twice.stderr
+    );
+    assert!(decide("bob", "approve", &exec).success);
+    let v = c.wait_status("two", &exec, "the run to end", |v| {
+        status_of(v) != "InProgress"
+    });
+    assert_eq!(status_of(&v), "Succeeded", "{v:#}");
+
+    let exec = run(&c, "two");
+    c.wait_status("two", &exec, "the approval to wait", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+    assert!(decide("ann", "approve", &exec).success);
+    assert!(decide("carol", "reject", &exec).success);
+    let v = c.wait_status("two", &exec, "the run to end", |v| {
+        status_of(v) != "InProgress"
+    });
+    assert_eq!(status_of(&v), "Failed", "a rejection ends it: {v:#}");
+}

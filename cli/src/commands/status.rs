@@ -68,6 +68,16 @@ pub struct ActionJson<'a> {
     pub approvals: Vec<ApprovalJson<'a>>,
     /// Every attempt with its agent and outcome (Running, Succeeded, Failed, Lost).
     pub attempts: Vec<AttemptJson<'a>>,
+    /// Approval actions only: how many must approve, what they are asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSpecJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApprovalSpecJson<'a> {
+    pub required: u32,
+    pub message: &'a str,
+    pub url: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -176,6 +186,11 @@ impl<'a> ActionJson<'a> {
                     message: &t.message,
                 })
                 .collect(),
+            approval: (a.approvals_required > 0).then(|| ApprovalSpecJson {
+                required: a.approvals_required,
+                message: &a.approval_message,
+                url: &a.approval_url,
+            }),
         }
     }
 }
@@ -240,6 +255,19 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
         }
     }
     text.push_str(&table.render());
+    // What each approval asks, with its link.
+    for stage in &e.stages {
+        for a in &stage.actions {
+            let ask = [a.approval_message.trim(), a.approval_url.trim()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if !ask.is_empty() {
+                text.push_str(&format!("{}/{} asks: {ask}\n", stage.name, a.name));
+            }
+        }
+    }
     text
 }
 
@@ -434,6 +462,9 @@ mod tests {
                         finished_at: wire::at("2024-05-01T10:00:09.000Z"),
                         approvals: vec![],
                         attempts: vec![],
+                        approval_message: String::new(),
+                        approval_url: String::new(),
+                        approvals_required: 0,
                         kind: pb::ActionKind::Build.into(),
                         message: String::new(),
                         run_order: 1,
@@ -457,6 +488,9 @@ mod tests {
                         started_at: None,
                         finished_at: None,
                         attempts: vec![],
+                        approval_message: String::new(),
+                        approval_url: String::new(),
+                        approvals_required: 0,
                         approvals: vec![pb::ApprovalView {
                             by: "bob".into(),
                             decision: pb::ApprovalDecision::Approved.into(),

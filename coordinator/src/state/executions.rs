@@ -282,6 +282,17 @@ impl ClusterState {
                 run.status()
             )));
         }
+        if run.decisions().iter().any(|d| d.by == verdict.by) {
+            return Err(Rejection::FailedPrecondition(format!(
+                "operator `{}` has already decided this approval; each person counts once",
+                verdict.by
+            )));
+        }
+        let required = pipeline
+            .stages
+            .get(stage)
+            .and_then(|s| s.actions.get(action))
+            .map_or(1, |a| a.required.max(1));
         let Verdict {
             by,
             approve,
@@ -293,6 +304,21 @@ impl ClusterState {
             comment,
             at,
         });
+        let approvers: BTreeSet<&str> = run
+            .decisions()
+            .iter()
+            .filter(|d| d.approve)
+            .map(|d| d.by.as_str())
+            .collect();
+        let approvals = approvers.len() as u32;
+        if approve && approvals < required {
+            // Not decided yet: it waits for more people.
+            run.message = format!(
+                "approved by {approvals} of {required}; waiting for {} more",
+                required - approvals
+            );
+            return Ok(Output::None);
+        }
         // Who decided and why is in `approvals`; the message only flags a rejection.
         let message = if approve {
             String::new()

@@ -354,3 +354,66 @@ fn stop_and_retry_need_the_operator_role() {
     );
     assert_eq!(s, before);
 }
+
+const TWO_OF_THREE: &str = r#"
+name: app
+source: {git: /tmp/app.git}
+execution_mode: parallel
+stages:
+  - name: gate
+    actions:
+      - {name: ok, type: approval, required: 2, message: "Ship it?"}
+"#;
+
+fn decide(s: &mut ClusterState, id: &str, by: &str, approve: bool) -> Result<Output, Rejection> {
+    s.apply(Command::Decide {
+        execution: id.into(),
+        stage: 0,
+        action: 0,
+        by: by.into(),
+        approve,
+        comment: String::new(),
+        at: 70,
+    })
+}
+
+#[test]
+fn an_approval_needs_its_required_number_of_distinct_people() {
+    let mut s = applied(TWO_OF_THREE);
+    for who in ["ann", "bob", "carol"] {
+        ok(
+            &mut s,
+            Command::Grant {
+                subject: who.into(),
+                role: crate::state::Role::Approver,
+                by: By::operator("root"),
+            },
+        );
+    }
+    start(&mut s, "e1", 10);
+    let run = |s: &ClusterState| s.executions["e1"].state.actions[0][0].clone();
+    assert_eq!(run(&s).message, "waiting for 2 approvals");
+    assert!(decide(&mut s, "e1", "ann", true).is_ok());
+    assert_eq!(run(&s).status(), ActionStatus::WaitingForApproval);
+    assert_eq!(run(&s).message, "approved by 1 of 2; waiting for 1 more");
+    let before = s.clone();
+    let twice = decide(&mut s, "e1", "ann", true);
+    assert!(
+        matches!(twice, Err(Rejection::FailedPrecondition(m)) if m.contains("each person counts once"))
+    );
+    assert_eq!(
+        s, before,
+        "a second decision by the same person records nothing"
+    );
+    assert!(decide(&mut s, "e1", "bob", true).is_ok());
+    assert_eq!(status(&s, "e1"), ExecutionStatus::Succeeded);
+
+    start(&mut s, "e2", 11);
+    assert!(decide(&mut s, "e2", "ann", true).is_ok());
+    assert!(decide(&mut s, "e2", "carol", false).is_ok());
+    assert_eq!(
+        status(&s, "e2"),
+        ExecutionStatus::Failed,
+        "a rejection ends it"
+    );
+}
