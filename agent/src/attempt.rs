@@ -113,7 +113,11 @@ impl Attempts {
             return None;
         }
         let (success, exit_code) = (outcome.success(), outcome.exit_code());
-        let Outcome { result, deployment } = outcome;
+        let Outcome {
+            result,
+            deployment,
+            variables,
+        } = outcome;
         let (message, outputs) = match result {
             Ok(outputs) => (String::new(), wire::outputs(outputs)),
             Err(e) => {
@@ -133,6 +137,7 @@ impl Attempts {
             log_digest,
             log_size,
             deployment: deployment.map(wire::deployment_report),
+            output_variables: variables.into_iter().collect(),
         })
     }
 

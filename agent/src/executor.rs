@@ -12,7 +12,7 @@
 //! inspect` shows and the engine writes to disk): they travel only in each
 //! command's exec request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 
 use bollard::Docker;
@@ -29,8 +29,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::archive;
 use crate::runner::{
-    ActionError, ActionRunner, ActionSpec, Attempt, LogSink, Outcome, Output, PreparedInput,
-    Resources, Secrets,
+    ActionError, ActionRunner, ActionSpec, Attempt, LogSink, OUTPUT_VARS_PATH, Outcome, Output,
+    PreparedInput, Resources, Secrets,
 };
 use crate::store::{Blob, Store};
 
@@ -193,7 +193,8 @@ impl std::fmt::Display for ContainerLimits {
 fn container_env(spec: &ActionSpec) -> Vec<String> {
     let own = spec.env.iter().map(|(k, v)| format!("{k}={v}"));
     let ferry = spec.context.ferry_env().map(|(k, v)| format!("{k}={v}"));
-    own.chain(ferry).collect()
+    let vars = std::iter::once(format!("FERRY_OUTPUT_VARS={OUTPUT_VARS_PATH}"));
+    own.chain(ferry).chain(vars).collect()
 }
 
 /// The secrets as `NAME=value`, for each command's exec request only: the
@@ -291,7 +292,10 @@ impl Executor {
     }
 
     /// Runs the attempt; the container is removed whatever happens.
-    async fn run_attempt(&self, attempt: Attempt<'_>) -> Result<Vec<Output>, ActionError> {
+    async fn run_attempt(
+        &self,
+        attempt: Attempt<'_>,
+    ) -> Result<(Vec<Output>, BTreeMap<String, String>), ActionError> {
         let Attempt {
             spec: a,
             inputs,
@@ -365,7 +369,7 @@ impl Executor {
         inputs: &[PreparedInput],
         secrets: &[String],
         log: &mut dyn LogSink,
-    ) -> Result<Vec<Output>, ActionError> {
+    ) -> Result<(Vec<Output>, BTreeMap<String, String>), ActionError> {
         // Inputs, in order, re-packed under workspace/ and checked on the way.
         let store = self.store.clone();
         let inputs_owned: Vec<(String, String)> = inputs
@@ -444,6 +448,11 @@ impl Executor {
             }
         }
 
+        let variables = self.output_variables(container).await?;
+        if !variables.is_empty() {
+            let names: Vec<&str> = variables.keys().map(String::as_str).collect();
+            log.write(format!("[ferry] output variables: {}\n", names.join(", ")).as_bytes());
+        }
         let mut outputs = Vec::new();
         for spec in &a.outputs {
             // Each path's archive from the engine goes to a scratch file, not
@@ -523,16 +532,59 @@ impl Executor {
                 blob,
             });
         }
-        Ok(outputs)
+        Ok((outputs, variables))
+    }
+
+    /// The output variables file the commands wrote ([`OUTPUT_VARS_PATH`]),
+    /// bounded and checked; none when they wrote none.
+    async fn output_variables(
+        &self,
+        container: &str,
+    ) -> Result<BTreeMap<String, String>, ActionError> {
+        let limit = ferry_pipeline::vars::MAX_OUTPUT_VARS_BYTES;
+        let mut stream = self.docker.download_from_container(
+            container,
+            Some(DownloadFromContainerOptions {
+                path: OUTPUT_VARS_PATH.to_string(),
+            }),
+        );
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let Ok(bytes) = chunk else {
+                // The file does not exist: the action wrote no variables.
+                return Ok(BTreeMap::new());
+            };
+            tar_bytes.extend_from_slice(&bytes);
+            // A tar adds headers and padding to the file itself.
+            if tar_bytes.len() > limit + 64 * 1024 {
+                return Err(ActionError::OutputVariables(format!(
+                    "the file is larger than {limit} bytes"
+                )));
+            }
+        }
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut content = Vec::new();
+        if let Some(entry) = archive.entries()?.next() {
+            let entry = entry?;
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(entry, limit as u64 + 1),
+                &mut content,
+            )?;
+        }
+        ferry_pipeline::vars::parse_output_file(&content).map_err(ActionError::OutputVariables)
     }
 }
 
 impl ActionRunner for Executor {
     fn run<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            Outcome {
-                result: self.run_attempt(attempt).await,
-                deployment: None,
+            match self.run_attempt(attempt).await {
+                Ok((outputs, variables)) => Outcome {
+                    result: Ok(outputs),
+                    deployment: None,
+                    variables,
+                },
+                Err(e) => Outcome::failed(e),
             }
         })
     }

@@ -139,7 +139,14 @@ pub struct Outcome {
     pub result: Result<Vec<Output>, ActionError>,
     /// What a deploy action did on each host (also when it failed).
     pub deployment: Option<DeploymentReport>,
+    /// Output variables a build or test action wrote to the file named by
+    /// `$FERRY_OUTPUT_VARS` ([`OUTPUT_VARS_PATH`]), once it succeeded.
+    pub variables: BTreeMap<String, String>,
 }
+
+/// Where a build or test action writes its output variables (`NAME=VALUE`
+/// lines), inside its container; `$FERRY_OUTPUT_VARS` names it.
+pub const OUTPUT_VARS_PATH: &str = "/tmp/ferry-output-vars";
 
 impl Outcome {
     /// An outcome that is only this failure.
@@ -147,6 +154,7 @@ impl Outcome {
         Outcome {
             result: Err(error),
             deployment: None,
+            variables: BTreeMap::new(),
         }
     }
 
@@ -192,6 +200,8 @@ pub enum ActionError {
     Timeout(Duration),
     #[error("cancelled: {0}")]
     Cancelled(String),
+    #[error("$FERRY_OUTPUT_VARS: {0}")]
+    OutputVariables(String),
     #[error("output `{name}`: path `{path}` does not exist in /workspace")]
     MissingOutput { name: String, path: String },
     #[error("{0}")]
@@ -355,6 +365,7 @@ mod tests {
         let ok = Outcome {
             result: Ok(Vec::new()),
             deployment: None,
+            variables: BTreeMap::new(),
         };
         assert!(ok.success());
         assert_eq!(ok.exit_code(), 0);

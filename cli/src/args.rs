@@ -405,6 +405,10 @@ pub struct RunArgs {
     /// Branch, tag or commit to build (default: the pipeline's branch).
     #[arg(long, value_name = "REV")]
     pub revision: Option<String>,
+    /// A value for a pipeline variable, as NAME=VALUE (repeatable; the
+    /// pipeline must declare NAME under `variables:`).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
     /// Follow the execution until it ends (a live table on a terminal) and
     /// exit 0 if it succeeded, 1 if it failed, was stopped or superseded, 2
     /// on a usage or connection error.
@@ -610,6 +614,14 @@ fn parse_action_path(s: &str) -> Result<String, String> {
         }
         _ => Err("expected STAGE/ACTION, e.g. deploy/approve-prod".to_string()),
     }
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| "must be NAME=VALUE".to_string())?;
+    ferry_pipeline::vars::check_name(name)?;
+    Ok((name.to_string(), value.to_string()))
 }
 
 fn parse_non_blank(s: &str) -> Result<String, String> {

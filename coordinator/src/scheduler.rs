@@ -22,6 +22,12 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
     let action = stage.actions.get(loc.action)?;
     let run = exec.state.action(loc.stage, loc.action)?;
     let produced = exec.state.produced();
+    // The values its references resolved to when it started (recorded in
+    // the state, so every leader sends the same text).
+    let resolve = |text: &str| {
+        ferry_pipeline::vars::substitute(text, |r| run.resolved.get(&r.key()).cloned())
+            .unwrap_or_else(|_| text.to_string())
+    };
     let inputs = action
         .inputs
         .iter()
@@ -48,9 +54,13 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
         revision: exec.revision.clone(),
         stage: stage.name.clone(),
         action: action.name.clone(),
-        image: action.image.clone().unwrap_or_default(),
-        commands: action.commands.clone(),
-        env: action.env.clone().into_iter().collect(),
+        image: resolve(action.image.as_deref().unwrap_or_default()),
+        commands: action.commands.iter().map(|c| resolve(c)).collect(),
+        env: action
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), resolve(v)))
+            .collect(),
         inputs,
         outputs: action
             .outputs
@@ -344,6 +354,7 @@ stages:
     fn waiting(agents: &[(&str, &[&str], u32, bool)]) -> ClusterState {
         let mut s = crate::state::tests::applied(PLAN_YAML);
         s.apply(Command::StartExecution {
+            variables: Default::default(),
             id: "e1".into(),
             pipeline: "fan".into(),
             revision: "abc".into(),

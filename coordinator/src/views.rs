@@ -212,11 +212,17 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .map_or(pb::ActionKind::Unspecified, |a| action_kind(a.kind))
                                 .into(),
                             run_order: a.map_or(1, |a| a.run_order),
-                            approval_message: a.map(|a| a.message.clone()).unwrap_or_default(),
-                            approval_url: a.map(|a| a.url.clone()).unwrap_or_default(),
+                            approval_message: a
+                                .map(|a| resolved(&a.message, &run.resolved))
+                                .unwrap_or_default(),
+                            approval_url: a
+                                .map(|a| resolved(&a.url, &run.resolved))
+                                .unwrap_or_default(),
                             approvals_required: a
                                 .filter(|a| a.kind == ActionKind::Approval)
                                 .map_or(0, |a| a.required),
+                            output_variables: run.variables.clone().into_iter().collect(),
+                            resolved_variables: run.resolved.clone().into_iter().collect(),
                             status: action_status(run.status()).into(),
                             attempt: run.attempt,
                             agent: run.agent.clone().unwrap_or_default(),
@@ -281,6 +287,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
             at: timestamp(Some(s.at)),
         }),
         superseded_by: exec.state.superseded_by.clone().unwrap_or_default(),
+        variables: exec.state.variables.clone().into_iter().collect(),
     }
 }
 
@@ -291,6 +298,13 @@ pub fn execution_mode(m: ferry_pipeline::ExecutionMode) -> pb::ExecutionMode {
         ferry_pipeline::ExecutionMode::Queued => pb::ExecutionMode::Queued,
         ferry_pipeline::ExecutionMode::Parallel => pb::ExecutionMode::Parallel,
     }
+}
+
+/// `text` with the references its action resolved when it started (the
+/// text as written while it has not started).
+fn resolved(text: &str, values: &std::collections::BTreeMap<String, String>) -> String {
+    ferry_pipeline::vars::substitute(text, |r| values.get(&r.key()).cloned())
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// Agent names holding a blob.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::vars::Ref;
 use crate::{ActionKind, Pipeline};
 
 /// Status of a whole execution.
@@ -130,6 +131,13 @@ pub struct ActionRun {
     /// Every attempt so far, oldest first.
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
+    /// Output variables its succeeded attempt wrote (`$FERRY_OUTPUT_VARS`).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// The values of the references in its texts, resolved once when it
+    /// started (key: the text between `#{` and `}`).
+    #[serde(default)]
+    pub resolved: BTreeMap<String, String>,
     /// Where the current round begins in `history` and `approvals`: a
     /// retried action keeps its earlier attempts and decisions, and its
     /// retry budget and approval count start afresh from here.
@@ -233,6 +241,9 @@ pub struct ExecutionState {
     /// The newer execution that replaced this one (status `Superseded`).
     #[serde(default)]
     pub superseded_by: Option<String>,
+    /// Its pipeline variables: the defaults, with `--var` overrides.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
 }
 
 /// A person's request to stop an execution.
@@ -314,7 +325,43 @@ impl ExecutionState {
             stop: None,
             waiting: None,
             superseded_by: None,
+            variables: pipeline
+                .variables
+                .iter()
+                .map(|(name, v)| (name.clone(), v.default.clone()))
+                .collect(),
         }
+    }
+
+    /// The value of reference `r` now, if it has one.
+    fn value_of(&self, pipeline: &Pipeline, r: &Ref) -> Option<String> {
+        match r {
+            Ref::Pipeline(name) => self.variables.get(name).cloned(),
+            Ref::Output {
+                stage,
+                action,
+                name,
+            } => {
+                let (si, ai) = pipeline.find_action(stage, action)?;
+                self.action(si, ai)?.variables.get(name).cloned()
+            }
+        }
+    }
+
+    /// Resolves the references of action `spec` for its run: every value
+    /// found, or the first reference without one.
+    fn resolve(
+        &self,
+        pipeline: &Pipeline,
+        spec: &crate::Action,
+    ) -> Result<BTreeMap<String, String>, Ref> {
+        crate::vars::action_references(spec)
+            .into_iter()
+            .map(|r| match self.value_of(pipeline, &r) {
+                Some(v) => Ok((r.key(), v)),
+                None => Err(r),
+            })
+            .collect()
     }
 
     pub fn action(&self, stage: usize, action: usize) -> Option<&ActionRun> {
@@ -423,6 +470,7 @@ impl ExecutionState {
                 return started;
             }
             self.waiting = None;
+            let mut failed_to_start = false;
             // Lowest run_order that still has unfinished actions.
             let Some(order) = stage
                 .actions
@@ -447,7 +495,34 @@ impl ExecutionState {
                 if run.status() != ActionStatus::Pending {
                     continue;
                 }
+                let resolved = self.resolve(pipeline, spec);
+                let Some(run) = self.action_mut(si, ai) else {
+                    continue;
+                };
                 run.started_at = Some(now);
+                match resolved {
+                    Ok(values) => run.resolved = values,
+                    Err(missing) => {
+                        // It cannot run: fail it by name, and the execution with it.
+                        run.status = Some(ActionStatus::Failed);
+                        run.finished_at = Some(now);
+                        run.message = format!(
+                            "variable {missing} has no value{}",
+                            match &missing {
+                                Ref::Pipeline(_) => String::new(),
+                                Ref::Output {
+                                    stage,
+                                    action,
+                                    name,
+                                } => format!(
+                                    ": action {stage}/{action} wrote no {name} to $FERRY_OUTPUT_VARS"
+                                ),
+                            }
+                        );
+                        failed_to_start = true;
+                        continue;
+                    }
+                }
                 match spec.kind {
                     ActionKind::Approval => {
                         run.status = Some(ActionStatus::WaitingForApproval);
@@ -468,6 +543,11 @@ impl ExecutionState {
                         started.queued.push((si, ai));
                     }
                 }
+            }
+            if failed_to_start {
+                // An action that cannot start fails the execution: what
+                // this group queued goes back to pending.
+                return self.advance(pipeline, gates, now);
             }
             return started;
         }
@@ -918,5 +998,35 @@ stages:
         assert_eq!(s.approvals, vec![(1, 0)]);
         assert_eq!(e.waiting, None);
         assert!(e.is_in_stage(1));
+    }
+
+    #[test]
+    fn references_resolve_when_an_action_starts_or_fail_it_by_name() {
+        let p = match crate::parse(
+            "name: v\nsource: {git: /x}\nvariables: {REGION: eu}\nstages:\n  - name: b\n    actions:\n      - {name: c, type: build, image: i, commands: [true]}\n  - name: t\n    actions:\n      - {name: u, type: test, image: i, commands: [\"echo #{b.c.V} #{variables.REGION}\"]}\n      - {name: w, type: test, image: i, commands: [\"echo #{b.c.GONE}\"], run_order: 2}\n",
+        ) {
+            Ok(p) => p,
+            Err(e) => panic!("{e:?}"),
+        };
+        let mut e = ExecutionState::new(&p);
+        assert_eq!(e.variables.get("REGION").map(String::as_str), Some("eu"));
+        e.advance(&p, &Gates::open(), 1);
+        if let Some(run) = e.action_mut(0, 0) {
+            run.variables.insert("V".into(), "1.4".into());
+        }
+        let s = e.finish_action(&p, (0, 0), true, String::new(), &Gates::open(), 2);
+        assert_eq!(s.queued, vec![(1, 0)]);
+        let u = e.action(1, 0).cloned().unwrap_or_default();
+        assert_eq!(u.resolved.get("b.c.V").map(String::as_str), Some("1.4"));
+        assert_eq!(u.resolved.get("variables.REGION").map(String::as_str), Some("eu"));
+        let s = e.finish_action(&p, (1, 0), true, String::new(), &Gates::open(), 3);
+        assert_eq!(s, Started::default(), "w cannot start");
+        let w = e.action(1, 1).cloned().unwrap_or_default();
+        assert_eq!(w.status(), ActionStatus::Failed);
+        assert_eq!(
+            w.message,
+            "variable #{b.c.GONE} has no value: action b/c wrote no GONE to $FERRY_OUTPUT_VARS"
+        );
+        assert_eq!(e.status, ExecutionStatus::Failed);
     }
 }

@@ -7,6 +7,7 @@ pub mod environment;
 pub mod execution;
 pub mod limits;
 pub mod revision;
+pub mod vars;
 
 mod duration;
 mod model;

@@ -71,6 +71,17 @@ pub struct Pipeline {
     /// [`ExecutionMode::Superseded`].
     #[serde(default = "ExecutionMode::stored_default")]
     pub execution_mode: ExecutionMode,
+    /// Pipeline variables by name (`#{variables.NAME}`), each with its
+    /// default; `ferry run --var NAME=VALUE` overrides one for an execution.
+    #[serde(default)]
+    pub variables: BTreeMap<String, Variable>,
+}
+
+/// A pipeline variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variable {
+    pub default: String,
+    pub description: String,
 }
 
 /// How executions of one pipeline share its stages (CodePipeline's modes).
@@ -321,6 +332,7 @@ mod tests {
                 },
             ],
             execution_mode: ExecutionMode::DEFAULT,
+            variables: BTreeMap::new(),
         }
     }
 

@@ -14,14 +14,17 @@ use crate::duration::parse_duration_ms;
 use crate::model::{
     Action, ActionKind, DEFAULT_APPROVER, DEFAULT_BRANCH, DEFAULT_RUN_ORDER, ExecutionMode,
     MAX_APPROVAL_MESSAGE_LEN, MAX_APPROVAL_URL_LEN, MAX_APPROVALS_REQUIRED, MAX_PIDS, MAX_RETRIES,
-    MIN_PIDS, MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage,
+    MIN_PIDS, MIN_POLL_INTERVAL_MS, Pipeline, Resources, Source, Stage, Variable,
 };
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
 use crate::rules::{self, CpusError};
 use crate::yaml::{Reader, Value, describe, field, is_null, mapping_pos, pos};
 
-const PIPELINE_KEYS: &[&str] = &["name", "source", "stages", "execution_mode"];
+const PIPELINE_KEYS: &[&str] = &["name", "source", "stages", "execution_mode", "variables"];
+const VARIABLE_KEYS: &[&str] = &["default", "description"];
+/// Action fields whose text may hold `#{...}` variable references.
+const TEMPLATED_KEYS: &[&str] = &["image", "commands", "env", "message", "url"];
 const SOURCE_KEYS: &[&str] = &["git", "branch", "poll_interval"];
 const STAGE_KEYS: &[&str] = &["name", "actions"];
 const ACTION_KEYS: &[&str] = &[
@@ -114,6 +117,9 @@ pub(crate) struct ActionLoc {
     pub inputs: Vec<(String, Pos)>,
     /// Valid output artifact names and where each key is written.
     pub outputs: Vec<(String, Pos)>,
+    /// Variable references in its templated fields, with the position of
+    /// the text each is in (syntax errors are reported while reading).
+    pub refs: Vec<(crate::vars::Ref, Pos)>,
 }
 
 /// Reads a whole pipeline from the top-level mapping.
@@ -153,6 +159,9 @@ impl Reader<'_> {
             execution_mode: field(root, "execution_mode")
                 .and_then(|value| self.execution_mode(value))
                 .unwrap_or(ExecutionMode::DEFAULT),
+            variables: field(root, "variables")
+                .map(|value| self.variables(value))
+                .unwrap_or_default(),
         };
         Draft {
             pipeline,
@@ -253,6 +262,7 @@ impl Reader<'_> {
             run_order_known: false,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            refs: Vec::new(),
         };
         let Some(map) = self.mapping(value, "each action") else {
             return (action, loc);
@@ -367,6 +377,7 @@ impl Reader<'_> {
                 );
             }
         }
+        loc.refs = self.references(map);
         if is_approval {
             if let Some(value) = field(map, "approvers") {
                 action.approvers = self.plain_list(value, "`approvers`", "approver");
@@ -433,6 +444,92 @@ impl Reader<'_> {
             ),
         );
         None
+    }
+
+    /// `variables:`: NAME: DEFAULT, or NAME: {default, description}.
+    fn variables(&mut self, value: Value<'_>) -> BTreeMap<String, Variable> {
+        let mut vars = BTreeMap::new();
+        let Some(map) = self.mapping(value, "`variables`") else {
+            return vars;
+        };
+        if map.len() > crate::vars::MAX_PIPELINE_VARS {
+            self.error(
+                mapping_pos(map),
+                format!(
+                    "`variables` lists more than {} variables",
+                    crate::vars::MAX_PIPELINE_VARS
+                ),
+            );
+        }
+        for (key, node) in map.iter() {
+            let name = key.as_str();
+            if let Err(message) = crate::vars::check_name(name) {
+                self.error(pos(key.span()), message);
+            }
+            let entry = Value::entry(key, node);
+            let what = format!("the default of variable `{name}`");
+            let var = if let Some(spec) = node.as_mapping() {
+                self.check_keys(spec, "variable", VARIABLE_KEYS);
+                Variable {
+                    default: field(spec, "default")
+                        .and_then(|v| self.string(v, &what))
+                        .map(|(t, _)| t)
+                        .unwrap_or_default(),
+                    description: field(spec, "description")
+                        .and_then(|v| self.string(v, "`description`"))
+                        .map(|(t, _)| t)
+                        .unwrap_or_default(),
+                }
+            } else {
+                Variable {
+                    default: self
+                        .string(entry, &what)
+                        .map(|(t, _)| t)
+                        .unwrap_or_default(),
+                    description: String::new(),
+                }
+            };
+            if var.default.len() > crate::vars::MAX_VALUE_LEN {
+                self.error(
+                    pos(key.span()),
+                    format!(
+                        "the default of variable `{name}` is longer than {} bytes",
+                        crate::vars::MAX_VALUE_LEN
+                    ),
+                );
+            }
+            vars.insert(name.to_string(), var);
+        }
+        vars
+    }
+
+    /// The `#{...}` references in an action's templated fields; a
+    /// malformed one is reported where its text is.
+    fn references(&mut self, map: &MarkedMappingNode) -> Vec<(crate::vars::Ref, Pos)> {
+        let mut texts: Vec<(&str, Pos)> = Vec::new();
+        for key in TEMPLATED_KEYS {
+            let Some(value) = field(map, key) else {
+                continue;
+            };
+            let nodes: Vec<&marked_yaml::Node> = match value.node {
+                marked_yaml::Node::Sequence(list) => list.iter().collect(),
+                marked_yaml::Node::Mapping(m) => m.values().collect(),
+                node => vec![node],
+            };
+            for node in nodes {
+                if let Some(scalar) = node.as_scalar() {
+                    texts.push((scalar.as_str(), pos(scalar.span())));
+                }
+            }
+        }
+        let mut refs = Vec::new();
+        for (text, at) in texts {
+            match crate::vars::references(text) {
+                Ok(found) => refs.extend(found.into_iter().map(|r| (r, at))),
+                Err(e) => self.error(at, e.to_string()),
+            }
+        }
+        refs
     }
 
     fn execution_mode(&mut self, value: Value<'_>) -> Option<ExecutionMode> {

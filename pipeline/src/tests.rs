@@ -201,6 +201,7 @@ fn full_example_parses_with_defaults() {
             },
         ],
         execution_mode: ExecutionMode::Superseded,
+        variables: BTreeMap::new(),
     };
     assert_eq!(pipeline, expected);
     assert_eq!(pipeline.find_action("verify", "sign-off"), Some((1, 1)));
@@ -445,7 +446,7 @@ fn unknown_keys_at_every_level() {
             "        foo: 1",
         ])),
         vec![
-            "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode",
+            "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables",
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
             "8:5: unknown key `needs` in stage; expected one of: name, actions",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
@@ -1585,5 +1586,51 @@ fn approvals_may_need_several_people_and_carry_a_message_and_link() {
         ))[0]
             .contains("`required`"),
         "approval-only keys are refused elsewhere"
+    );
+}
+
+#[test]
+fn variables_are_declared_and_references_linted_with_positions() {
+    let text = doc(&[
+        "name: v",
+        "source: {git: /x}",
+        "variables:",
+        "  REGION: {default: eu-west-1, description: where to deploy}",
+        "  DRY_RUN: \"false\"",
+        "stages:",
+        "  - name: build",
+        "    actions:",
+        "      - {name: compile, type: build, image: i, commands: [\"echo VERSION=1 > $FERRY_OUTPUT_VARS\"]}",
+        "      - {name: pack, type: build, image: \"img:#{build.compile.VERSION}\", run_order: 2, commands: [\"echo #{variables.REGION}\"]}",
+        "  - name: gate",
+        "    actions:",
+        "      - {name: ok, type: approval, message: \"Ship #{build.compile.VERSION} to #{variables.REGION}?\"}",
+    ]);
+    let p = parse_ok(&text);
+    assert_eq!(p.variables["REGION"].default, "eu-west-1");
+    assert_eq!(p.variables["REGION"].description, "where to deploy");
+    assert_eq!(p.variables["DRY_RUN"].default, "false");
+
+    let bad = doc(&[
+        "name: v",
+        "source: {git: /x}",
+        "stages:",
+        "  - name: build",
+        "    actions:",
+        "      - {name: a, type: build, image: i, commands: [\"echo #{variables.NOPE}\", \"echo #{build.b.X}\"]}",
+        "      - {name: b, type: build, image: i, commands: [\"echo #{gate.ok.X} #{nope.x.Y}\", \"#{bad}\"]}",
+        "  - name: gate",
+        "    actions:",
+        "      - {name: ok, type: approval}",
+    ]);
+    assert_eq!(
+        errors(&bad),
+        vec![
+            "6:53: #{variables.NOPE}: the pipeline declares no variable `NOPE` under `variables:`",
+            "6:79: #{build.b.X}: `build.b` does not finish before this action starts",
+            "7:53: #{gate.ok.X}: `gate.ok` is not a build or test action; only those write output variables",
+            "7:53: #{nope.x.Y}: there is no action `x` in a stage `nope`",
+            "7:86: invalid variable reference `#{bad}`: write #{variables.NAME} or #{STAGE.ACTION.NAME}",
+        ]
     );
 }

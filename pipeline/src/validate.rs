@@ -1,5 +1,6 @@
 //! Cross-reference checks over the whole pipeline: unique stage, action and
-//! artifact names, and inputs that only use artifacts produced earlier.
+//! artifact names, inputs that only use artifacts produced earlier, and
+//! variable references that can be set when the action starts.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,55 @@ use crate::read::Draft;
 pub(crate) fn check(draft: &Draft, diags: &mut Vec<Diagnostic>) {
     check_unique_names(draft, diags);
     check_inputs(draft, diags);
+    check_references(draft, diags);
+}
+
+/// `#{variables.NAME}` must name a declared variable; `#{S.A.NAME}` an
+/// earlier build or test action (one that finishes before this one starts),
+/// the only kinds that write output variables. Whether that action writes
+/// NAME is only known when it ran: a missing one fails the action then.
+fn check_references(draft: &Draft, diags: &mut Vec<Diagnostic>) {
+    use crate::vars::Ref;
+    let stages = &draft.pipeline.stages;
+    for (si, (stage, stage_loc)) in stages.iter().zip(&draft.stages).enumerate() {
+        for (action, loc) in stage.actions.iter().zip(&stage_loc.actions) {
+            for (reference, at) in &loc.refs {
+                let problem = match reference {
+                    Ref::Pipeline(name) => (!draft.pipeline.variables.contains_key(name)).then(|| {
+                        format!("{reference}: the pipeline declares no variable `{name}` under `variables:`")
+                    }),
+                    Ref::Output {
+                        stage: s,
+                        action: a,
+                        ..
+                    } => {
+                        let found = stages.iter().enumerate().find_map(|(i, st)| {
+                            (st.name == *s).then_some(i).and_then(|i| {
+                                st.actions.iter().find(|x| x.name == *a).map(|x| (i, x))
+                            })
+                        });
+                        match found {
+                            None => Some(format!("{reference}: there is no action `{a}` in a stage `{s}`")),
+                            Some((_, producer)) if !producer.kind.runs_commands() => Some(format!(
+                                "{reference}: `{s}.{a}` is not a build or test action; only those write output variables"
+                            )),
+                            Some((i, producer))
+                                if i > si || (i == si && producer.run_order >= action.run_order) =>
+                            {
+                                Some(format!(
+                                    "{reference}: `{s}.{a}` does not finish before this action starts"
+                                ))
+                            }
+                            Some(_) => None,
+                        }
+                    }
+                };
+                if let Some(problem) = problem {
+                    diags.push(Diagnostic::at(*at, problem));
+                }
+            }
+        }
+    }
 }
 
 fn check_unique_names(draft: &Draft, diags: &mut Vec<Diagnostic>) {

@@ -80,6 +80,7 @@ impl Deployer {
                 Err(ActionError::Deploy(finished.summary))
             },
             deployment: Some(finished.report),
+            variables: Default::default(),
         }
     }
 }

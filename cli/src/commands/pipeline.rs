@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(
             first,
             format!(
-                "{file}:2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode"
+                "{file}:2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables"
             )
         );
         assert!(

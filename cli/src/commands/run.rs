@@ -29,6 +29,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
         .start_execution(pb::StartExecutionRequest {
             pipeline: args.name.clone(),
             revision: args.revision.clone().unwrap_or_default(),
+            variables: args.vars.iter().cloned().collect(),
         })
         .await?
         .into_inner();

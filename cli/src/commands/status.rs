@@ -2,6 +2,7 @@
 //! `ferry executions` (recent executions). Defines the JSON shape of an
 //! execution, which scripts depend on.
 
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -34,6 +35,9 @@ pub struct ExecutionJson<'a> {
     /// The newer execution that replaced it (absent unless superseded).
     #[serde(skip_serializing_if = "str::is_empty")]
     pub superseded_by: &'a str,
+    /// Its pipeline variables (absent when the pipeline declares none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<&'a str, &'a str>,
     pub stages: Vec<StageJson<'a>>,
 }
 
@@ -71,6 +75,12 @@ pub struct ActionJson<'a> {
     /// Approval actions only: how many must approve, what they are asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalSpecJson<'a>>,
+    /// Output variables it wrote (absent when none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_variables: BTreeMap<&'a str, &'a str>,
+    /// The references in its texts and their values when it started (absent when none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolved_variables: BTreeMap<&'a str, &'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +136,7 @@ impl<'a> ExecutionJson<'a> {
                 at: wire::time(s.at.as_ref()),
             }),
             superseded_by: &e.superseded_by,
+            variables: sorted(&e.variables),
             stages: e.stages.iter().map(StageJson::new).collect(),
         }
     }
@@ -191,6 +202,8 @@ impl<'a> ActionJson<'a> {
                 message: &a.approval_message,
                 url: &a.approval_url,
             }),
+            output_variables: sorted(&a.output_variables),
+            resolved_variables: sorted(&a.resolved_variables),
         }
     }
 }
@@ -230,6 +243,9 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
         text.push_str(&note);
         text.push('\n');
     }
+    if !e.variables.is_empty() {
+        text.push_str(&format!("VARIABLES: {}\n", pairs(&e.variables)));
+    }
     let mut table = Table::new(&[
         "STAGE/ACTION",
         "STATUS",
@@ -265,6 +281,22 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
                 .join(" ");
             if !ask.is_empty() {
                 text.push_str(&format!("{}/{} asks: {ask}\n", stage.name, a.name));
+            }
+            if !a.output_variables.is_empty() {
+                text.push_str(&format!(
+                    "{}/{} wrote {}\n",
+                    stage.name,
+                    a.name,
+                    pairs(&a.output_variables)
+                ));
+            }
+            if !a.resolved_variables.is_empty() {
+                text.push_str(&format!(
+                    "{}/{} used {}\n",
+                    stage.name,
+                    a.name,
+                    pairs(&a.resolved_variables)
+                ));
             }
         }
     }
@@ -352,6 +384,20 @@ pub fn ended(e: &pb::ExecutionView) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A protobuf map in name order.
+fn sorted(map: &HashMap<String, String>) -> BTreeMap<&str, &str> {
+    map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// `NAME=VALUE` pairs in name order, comma-separated.
+fn pairs(map: &HashMap<String, String>) -> String {
+    sorted(map)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a person should know about an execution beyond its status: why it
@@ -448,6 +494,7 @@ mod tests {
             waiting: String::new(),
             stop: None,
             superseded_by: String::new(),
+            variables: Default::default(),
             stages: vec![
                 pb::StageView {
                     name: "build".into(),
@@ -465,6 +512,8 @@ mod tests {
                         approval_message: String::new(),
                         approval_url: String::new(),
                         approvals_required: 0,
+                        output_variables: Default::default(),
+                        resolved_variables: Default::default(),
                         kind: pb::ActionKind::Build.into(),
                         message: String::new(),
                         run_order: 1,
@@ -491,6 +540,8 @@ mod tests {
                         approval_message: String::new(),
                         approval_url: String::new(),
                         approvals_required: 0,
+                        output_variables: Default::default(),
+                        resolved_variables: Default::default(),
                         approvals: vec![pb::ApprovalView {
                             by: "bob".into(),
                             decision: pb::ApprovalDecision::Approved.into(),

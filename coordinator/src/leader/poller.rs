@@ -40,7 +40,13 @@ pub async fn poller(ops: Ops) {
                 continue;
             }
             match ops
-                .start_at(&name, head.clone(), format!("new commit on {branch}"), None)
+                .start_at(
+                    &name,
+                    head.clone(),
+                    format!("new commit on {branch}"),
+                    None,
+                    Default::default(),
+                )
                 .await
             {
                 Ok(id) => {

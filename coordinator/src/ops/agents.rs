@@ -44,6 +44,8 @@ pub struct AttemptResult {
     pub log: Option<ArtifactRef>,
     /// The deploy report, encoded as the agent sent it.
     pub deployment: Option<Vec<u8>>,
+    /// Output variables the attempt wrote.
+    pub variables: BTreeMap<String, String>,
 }
 
 impl Ops {
@@ -117,7 +119,17 @@ impl Ops {
 
     /// Write (the agent session): an attempt's result. `Ok((accepted,
     /// reason))` once committed; a stale attempt is refused by `apply`.
-    pub async fn finish_attempt(&self, agent: &str, r: AttemptResult) -> OpResult<(bool, String)> {
+    pub async fn finish_attempt(
+        &self,
+        agent: &str,
+        mut r: AttemptResult,
+    ) -> OpResult<(bool, String)> {
+        // Output variables are bounded before they reach the log.
+        if let Err(problem) = ferry_pipeline::vars::check_outputs(&r.variables) {
+            r.success = false;
+            r.message = format!("the action's output variables were refused: {problem}");
+            r.variables.clear();
+        }
         let out = self
             .write(Command::FinishAttempt {
                 epoch: r.epoch,
@@ -128,6 +140,7 @@ impl Ops {
                 outputs: r.outputs,
                 log: r.log,
                 deployment: r.deployment,
+                variables: r.variables,
                 at: now_ms(),
             })
             .await?;

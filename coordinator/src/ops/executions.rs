@@ -2,6 +2,8 @@
 //! poller), reading and listing them, where an action's log is, and the
 //! leader's retention of old ones.
 
+use std::collections::BTreeMap;
+
 use ferry_certs::Identity;
 use ferry_pipeline::execution::{ActionStatus, ArtifactRef};
 
@@ -35,6 +37,28 @@ pub struct LogState {
     pub status: ActionStatus,
     /// The stored log of the attempt, and the peer addresses of its holders.
     pub log: Option<(String, Vec<String>)>,
+}
+
+/// `--var` values from outside, bounded before anything is proposed
+/// (whether the pipeline declares them is `apply`'s check).
+fn check_variables(variables: &BTreeMap<String, String>) -> OpResult<()> {
+    use ferry_pipeline::vars;
+    if variables.len() > vars::MAX_PIPELINE_VARS {
+        return Err(OpError::Invalid(format!(
+            "at most {} --var values",
+            vars::MAX_PIPELINE_VARS
+        )));
+    }
+    for (name, value) in variables {
+        vars::check_name(name).map_err(OpError::Invalid)?;
+        if value.len() > vars::MAX_VALUE_LEN {
+            return Err(OpError::Invalid(format!(
+                "the value of --var {name} is longer than {} bytes",
+                vars::MAX_VALUE_LEN
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The execution `id` of `pipeline` (either may be empty: the latest of the
@@ -119,7 +143,9 @@ impl Ops {
         who: &Identity,
         pipeline: &str,
         revision: &str,
+        variables: BTreeMap<String, String>,
     ) -> OpResult<Started> {
+        check_variables(&variables)?;
         let (url, branch, version) = self.local_read(|s| {
             s.pipelines
                 .get(pipeline)
@@ -150,6 +176,7 @@ impl Ops {
                 revision.clone(),
                 format!("manual by {}", who.name),
                 Some(super::access::acting(who)),
+                variables,
             )
             .await?;
         tracing::info!(%pipeline, execution = %id, %revision, "execution started by hand");
@@ -168,6 +195,7 @@ impl Ops {
         revision: String,
         trigger: String,
         started_by: Option<By>,
+        variables: BTreeMap<String, String>,
     ) -> OpResult<String> {
         let id = new_execution_id();
         self.write_new(Command::StartExecution {
@@ -176,6 +204,7 @@ impl Ops {
             revision,
             trigger,
             started_by,
+            variables,
             at: now_ms(),
         })
         .await?;

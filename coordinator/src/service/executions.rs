@@ -20,7 +20,12 @@ pub async fn start_execution(
     let who = caller(&req)?;
     let req = req.into_inner();
     let s = ops
-        .start_execution(&who, &req.pipeline, &req.revision)
+        .start_execution(
+            &who,
+            &req.pipeline,
+            &req.revision,
+            req.variables.into_iter().collect(),
+        )
         .await?;
     Ok(Response::new(pb::StartExecutionResponse {
         execution_id: s.execution_id,

@@ -329,6 +329,7 @@ async fn handle(
                     .deployment
                     .as_ref()
                     .map(prost::Message::encode_to_vec),
+                variables: result.output_variables.clone().into_iter().collect(),
             };
             let ack = match ops.finish_attempt(agent, r).await {
                 Ok((accepted, reason)) => {

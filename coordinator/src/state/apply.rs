@@ -154,10 +154,11 @@ impl ClusterState {
                 revision,
                 trigger,
                 started_by,
+                variables,
                 at,
             } => {
                 let started_by = started_by.map(|b| b.name().to_string());
-                self.start_execution(id, pipeline, revision, (trigger, started_by), at)
+                self.start_execution(id, pipeline, revision, (trigger, started_by), variables, at)
             }
             Command::Assign {
                 execution,
@@ -175,6 +176,7 @@ impl ClusterState {
                 outputs,
                 log,
                 deployment,
+                variables,
                 at,
             } => self.finish_attempt(
                 epoch,
@@ -186,6 +188,7 @@ impl ClusterState {
                     outputs,
                     log,
                     deployment,
+                    variables,
                 },
                 at,
             ),

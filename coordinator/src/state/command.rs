@@ -101,6 +101,9 @@ pub enum Command {
         /// (the system, not checked).
         #[serde(default)]
         started_by: Option<By>,
+        /// `ferry run --var`: values for declared pipeline variables.
+        #[serde(default)]
+        variables: BTreeMap<String, String>,
         at: i64,
     },
     /// Leader's scheduler gives a queued action to an agent; apply picks the epoch.
@@ -123,6 +126,9 @@ pub enum Command {
         /// A deploy action's report (`ferry.internal.v1.DeploymentReport`, protobuf-encoded).
         #[serde(default)]
         deployment: Option<Vec<u8>>,
+        /// Output variables the attempt wrote (checked by the session).
+        #[serde(default)]
+        variables: BTreeMap<String, String>,
         at: i64,
     },
     /// `ferry rollback`: a new execution `id` that runs only the deploy

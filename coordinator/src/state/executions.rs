@@ -26,6 +26,8 @@ pub(super) struct AttemptResult {
     pub log: Option<ArtifactRef>,
     /// A deploy action's report, protobuf-encoded.
     pub deployment: Option<Vec<u8>>,
+    /// Output variables the attempt wrote.
+    pub variables: BTreeMap<String, String>,
 }
 
 /// An approval decision, as `Decide` carries it.
@@ -43,6 +45,7 @@ impl ClusterState {
         pipeline: String,
         revision: String,
         (trigger, started_by): (String, Option<String>),
+        variables: BTreeMap<String, String>,
         at: i64,
     ) -> Applied {
         if self.executions.contains_key(&id) {
@@ -56,7 +59,22 @@ impl ClusterState {
                 "pipeline `{pipeline}` has no version"
             )));
         };
-        let state = ExecutionState::new(&latest.spec);
+        if let Some(unknown) = variables
+            .keys()
+            .find(|name| !latest.spec.variables.contains_key(*name))
+        {
+            let declared: Vec<&str> = latest.spec.variables.keys().map(String::as_str).collect();
+            return Err(Rejection::FailedPrecondition(format!(
+                "pipeline `{pipeline}` declares no variable `{unknown}` (declared: {})",
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            )));
+        }
+        let mut state = ExecutionState::new(&latest.spec);
+        state.variables.extend(variables);
         let version = latest.version;
         record.executions.push(id.clone());
         if record.last_seen_revision.is_none() {
@@ -209,6 +227,7 @@ impl ClusterState {
             message,
             outputs,
             log,
+            variables,
             ..
         } = result;
         let outcome = if success {
@@ -232,6 +251,9 @@ impl ClusterState {
             ));
         } else {
             run.outputs = outputs;
+            if success {
+                run.variables = variables;
+            }
             exec.state.finish_action(
                 pipeline,
                 (loc.stage, loc.action),

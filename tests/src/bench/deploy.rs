@@ -98,7 +98,7 @@ pub fn run(mib: u64, rounds: usize) -> anyhow::Result<String> {
         "payload",
     );
     c.apply(&format!(
-        "name: ship\nsource: {{git: {}}}\nstages:\n  - name: build\n    actions:\n      - {{name: pack, type: build, image: ferry-local/busybox, inputs: [source], commands: [\"true\"], outputs: {{app: [payload.txt, ferry-deploy.yml]}}}}\n  - name: all\n    actions:\n      - {{name: deploy, type: deploy, inputs: [app], environment: all, strategy: all_at_once, keep_releases: 1}}\n  - name: one\n    actions:\n      - {{name: deploy, type: deploy, inputs: [app], environment: one, strategy: one_at_a_time, keep_releases: 1}}\n",
+        "name: ship\nsource: {{git: {}}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: pack, type: build, image: ferry-local/busybox, inputs: [source], commands: [\"true\"], outputs: {{app: [payload.txt, ferry-deploy.yml]}}}}\n  - name: all\n    actions:\n      - {{name: deploy, type: deploy, inputs: [app], environment: all, strategy: all_at_once, keep_releases: 1}}\n  - name: one\n    actions:\n      - {{name: deploy, type: deploy, inputs: [app], environment: one, strategy: one_at_a_time, keep_releases: 1}}\n",
         repo.url()
     ));
     let (mut par, mut seq, mut all, mut one) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

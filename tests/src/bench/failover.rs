@@ -56,7 +56,7 @@ pub async fn run(kills: usize) -> anyhow::Result<String> {
     let repo = Repo::new();
     repo.commit(&[("README", "x")], "x");
     c.apply(&format!(
-        "name: fo\nsource: {{git: {}}}\nstages:\n  - name: b\n    actions:\n      - {{name: a, type: build, image: ferry-local/busybox, commands: [\"true\"]}}\n",
+        "name: fo\nsource: {{git: {}}}\nexecution_mode: parallel\nstages:\n  - name: b\n    actions:\n      - {{name: a, type: build, image: ferry-local/busybox, commands: [\"true\"]}}\n",
         repo.url()
     ));
     let ca = ferry_certs::read_pem(&c.tls.join("ca.pem"))?;
@@ -82,6 +82,7 @@ pub async fn run(kills: usize) -> anyhow::Result<String> {
             .start_execution(pb::StartExecutionRequest {
                 pipeline: "fo".into(),
                 revision: String::new(),
+                ..Default::default()
             })
             .await?
             .into_inner()

@@ -173,8 +173,9 @@ async fn session(
 }
 
 fn pipeline(actions: usize) -> String {
-    let mut y =
-        String::from("name: scale\nsource: {git: REPO}\nstages:\n  - name: s\n    actions:\n");
+    let mut y = String::from(
+        "name: scale\nsource: {git: REPO}\nexecution_mode: parallel\nstages:\n  - name: s\n    actions:\n",
+    );
     for i in 0..actions {
         y.push_str(&format!(
             "      - {{name: a{i}, type: build, image: sim, commands: [\"true\"]}}\n"
@@ -294,6 +295,7 @@ pub async fn run(
         .start_execution(pb::StartExecutionRequest {
             pipeline: "scale".into(),
             revision: String::new(),
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -309,6 +311,7 @@ pub async fn run(
                 .start_execution(pb::StartExecutionRequest {
                     pipeline: "scale".into(),
                     revision,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

@@ -66,7 +66,7 @@ where
     })
 }
 
-const PIPELINE: &str = "name: tp\nsource: {git: /srv/git/tp.git}\nstages:\n  - name: b\n    actions:\n      - {name: a, type: build, image: img, commands: [\"true\"]}\n";
+const PIPELINE: &str = "name: tp\nsource: {git: /srv/git/tp.git}\nexecution_mode: parallel\nstages:\n  - name: b\n    actions:\n      - {name: a, type: build, image: img, commands: [\"true\"]}\n";
 
 pub async fn run(secs: u64, moderate: usize, high: usize) -> anyhow::Result<String> {
     let c = Cluster::start_members("btp", 3, Options::default());

@@ -34,7 +34,7 @@ pub fn run(rounds: usize) -> anyhow::Result<String> {
     let repo = Repo::new();
     repo.commit(&[("README", "bench")], "bench");
     c.apply(&format!(
-        "name: bench\nsource: {{git: {}}}\nstages:\n  - name: build\n    actions:\n      - {{name: echo, type: build, image: ferry-local/busybox, commands: [\"echo hello\"]}}\n",
+        "name: bench\nsource: {{git: {}}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: echo, type: build, image: ferry-local/busybox, commands: [\"echo hello\"]}}\n",
         repo.url()
     ));
     let warm = c.ferry_ok(Some("admin"), &["run", "bench"]);

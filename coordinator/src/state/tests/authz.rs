@@ -40,6 +40,7 @@ fn revoked() -> ClusterState {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::StartExecution {
+        variables: Default::default(),
         id: "w1".into(),
         pipeline: "web".into(),
         revision: "rev-w1".into(),
@@ -106,6 +107,7 @@ fn person_commands(operate: &By, admin: &By) -> Vec<(&'static str, Command)> {
         (
             "StartExecution",
             Command::StartExecution {
+                variables: Default::default(),
                 id: "e9".into(),
                 pipeline: "demo".into(),
                 revision: "abc".into(),
@@ -292,6 +294,7 @@ fn entries_logged_before_the_check_replay_unchanged() {
 fn the_systems_own_commands_and_members_need_no_role() {
     let mut s = revoked();
     let poller = Command::StartExecution {
+        variables: Default::default(),
         id: "p1".into(),
         pipeline: "demo".into(),
         revision: "def".into(),

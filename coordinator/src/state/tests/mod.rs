@@ -78,6 +78,7 @@ fn cluster() -> ClusterState {
     let mut s = applied(YAML);
     enroll_a1(&mut s);
     let cmds = vec![Command::StartExecution {
+        variables: Default::default(),
         id: "e1".into(),
         pipeline: "demo".into(),
         revision: "abc".into(),
@@ -98,6 +99,7 @@ fn digest(s: &ClusterState) -> String {
 
 fn finish(epoch: u64, agent: &str, success: bool) -> Command {
     Command::FinishAttempt {
+        variables: Default::default(),
         epoch,
         agent: agent.into(),
         success,
@@ -397,6 +399,7 @@ fn retention_keeps_the_newest_executions_artifacts() {
         "still referenced by the newest execution"
     );
     s.apply(Command::StartExecution {
+        variables: Default::default(),
         id: "e2".into(),
         pipeline: "demo".into(),
         revision: "def".into(),
@@ -427,6 +430,7 @@ fn execution_retention_forgets_only_finished_old_executions() {
     let mut s = cluster();
     for (i, id) in ["e2", "e3"].iter().enumerate() {
         s.apply(Command::StartExecution {
+            variables: Default::default(),
             id: (*id).into(),
             pipeline: "demo".into(),
             revision: "r".into(),
@@ -534,6 +538,7 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
     .unwrap_or_else(|e| panic!("{e}"));
     for (id, at) in [("w1", 10), ("w2", 20)] {
         s.apply(Command::StartExecution {
+            variables: Default::default(),
             id: id.into(),
             pipeline: "web".into(),
             revision: format!("rev-{id}"),
@@ -648,6 +653,7 @@ fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::StartExecution {
+        variables: Default::default(),
         id: "e2".into(),
         pipeline: "demo".into(),
         revision: "abc".into(),

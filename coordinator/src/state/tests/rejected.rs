@@ -95,6 +95,7 @@ fn every_refusal_leaves_the_state_untouched() {
             at: 5,
         },
         Command::StartExecution {
+            variables: Default::default(),
             id: "e1".into(),
             pipeline: "demo".into(),
             revision: "abc".into(),
@@ -103,6 +104,7 @@ fn every_refusal_leaves_the_state_untouched() {
             at: 5,
         },
         Command::StartExecution {
+            variables: Default::default(),
             id: "e2".into(),
             pipeline: "nope".into(),
             revision: "abc".into(),

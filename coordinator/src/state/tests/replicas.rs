@@ -132,6 +132,7 @@ fn command(s: &ClusterState, step: &Step, at: i64) -> Command {
     let root = || By::operator("root");
     match step {
         Step::Start(e) => Command::StartExecution {
+            variables: Default::default(),
             id: EXECUTIONS[*e].into(),
             pipeline: "demo".into(),
             revision: "abc".into(),
@@ -287,6 +288,7 @@ fn running(s: &ClusterState) -> Vec<(u64, &AttemptLoc)> {
 fn finish(epoch: u64, agent: &str, success: bool, at: i64) -> Command {
     let digest = format!("sha256:{}", epoch % 4);
     Command::FinishAttempt {
+        variables: Default::default(),
         epoch,
         agent: agent.into(),
         success,

@@ -39,6 +39,7 @@ fn start(s: &mut ClusterState, id: &str, at: i64) {
     ok(
         s,
         Command::StartExecution {
+            variables: Default::default(),
             id: id.into(),
             pipeline: "app".into(),
             revision: format!("rev-{id}"),
@@ -76,6 +77,7 @@ fn finish(s: &mut ClusterState, epoch: u64, success: bool) {
     ok(
         s,
         Command::FinishAttempt {
+            variables: Default::default(),
             epoch,
             agent: "a1".into(),
             success,
@@ -265,6 +267,7 @@ fn abandon_ends_the_running_attempt_and_refuses_its_result() {
     assert_eq!(run.history[0].outcome, Outcome::Stopped);
     let before = s.clone();
     let late = s.apply(Command::FinishAttempt {
+        variables: Default::default(),
         epoch,
         agent: "a1".into(),
         success: true,

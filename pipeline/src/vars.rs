@@ -1,0 +1,323 @@
+//! Variables: pipeline `variables:` (defaults, overridden per execution with
+//! `ferry run --var`), output variables an action writes to the file named
+//! by `$FERRY_OUTPUT_VARS`, and the `#{...}` references that use them in
+//! `image`, `commands`, `env` and approval `message`/`url`:
+//!
+//! - `#{variables.NAME}`: a pipeline variable;
+//! - `#{STAGE.ACTION.NAME}`: what an earlier build or test action wrote.
+//!
+//! Everything here is pure: the reader lints references with positions,
+//! the execution state resolves them once when an action starts, and the
+//! coordinator substitutes the recorded values into what it sends.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+/// Most output variables one action may write.
+pub const MAX_OUTPUT_VARS: usize = 64;
+
+/// Largest output variables file an action may write, in bytes.
+pub const MAX_OUTPUT_VARS_BYTES: usize = 64 * 1024;
+
+/// Longest value of one variable, in bytes.
+pub const MAX_VALUE_LEN: usize = 4 * 1024;
+
+/// Longest variable name.
+pub const MAX_VAR_NAME_LEN: usize = 64;
+
+/// Most pipeline variables, and most `--var` overrides.
+pub const MAX_PIPELINE_VARS: usize = 64;
+
+/// A variable reference, `#{...}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ref {
+    /// `#{variables.NAME}`.
+    Pipeline(String),
+    /// `#{STAGE.ACTION.NAME}`.
+    Output {
+        stage: String,
+        action: String,
+        name: String,
+    },
+}
+
+impl Ref {
+    /// The text between `#{` and `}`: how the reference is recorded.
+    pub fn key(&self) -> String {
+        match self {
+            Ref::Pipeline(name) => format!("variables.{name}"),
+            Ref::Output {
+                stage,
+                action,
+                name,
+            } => format!("{stage}.{action}.{name}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{{{}}}", self.key())
+    }
+}
+
+/// Why a text's references do not read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RefError {
+    #[error("`#{{` without a closing `}}`")]
+    Unclosed,
+    #[error(
+        "invalid variable reference `#{{{0}}}`: write #{{variables.NAME}} or #{{STAGE.ACTION.NAME}}"
+    )]
+    Invalid(String),
+}
+
+/// Checks a variable name: `[A-Za-z_][A-Za-z0-9_]*`, at most
+/// [`MAX_VAR_NAME_LEN`] characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !valid_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "invalid variable name `{name}`: must match [A-Za-z_][A-Za-z0-9_]*"
+        ));
+    }
+    if name.len() > MAX_VAR_NAME_LEN {
+        return Err(format!(
+            "variable name `{name}` is longer than {MAX_VAR_NAME_LEN} characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one reference's inside (`variables.X` or `s.a.X`).
+fn parse_ref(inside: &str) -> Result<Ref, RefError> {
+    let invalid = || RefError::Invalid(inside.to_string());
+    let parts: Vec<&str> = inside.split('.').collect();
+    match parts.as_slice() {
+        ["variables", name] if check_name(name).is_ok() => Ok(Ref::Pipeline(name.to_string())),
+        [stage, action, name]
+            if crate::validate_name(stage).is_ok()
+                && crate::validate_name(action).is_ok()
+                && check_name(name).is_ok() =>
+        {
+            Ok(Ref::Output {
+                stage: stage.to_string(),
+                action: action.to_string(),
+                name: name.to_string(),
+            })
+        }
+        _ => Err(invalid()),
+    }
+}
+
+/// The pieces of a text: literal runs and references, in order.
+enum Piece<'t> {
+    Text(&'t str),
+    Ref(Ref),
+}
+
+fn pieces(text: &str) -> Result<Vec<Piece<'_>>, RefError> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("#{") {
+        out.push(Piece::Text(&rest[..start]));
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or(RefError::Unclosed)?;
+        out.push(Piece::Ref(parse_ref(&after[..end])?));
+        rest = &after[end + 1..];
+    }
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
+/// Every reference in `text`, in order.
+pub fn references(text: &str) -> Result<Vec<Ref>, RefError> {
+    Ok(pieces(text)?
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Ref(r) => Some(r),
+            Piece::Text(_) => None,
+        })
+        .collect())
+}
+
+/// `text` with every reference replaced by `value(reference)`; the first
+/// reference without a value is the error. Text without `#{` is returned
+/// as it is.
+pub fn substitute(text: &str, value: impl Fn(&Ref) -> Option<String>) -> Result<String, Ref> {
+    let Ok(pieces) = pieces(text) else {
+        // The reader refused such texts; one stored before stays literal.
+        return Ok(text.to_string());
+    };
+    let mut out = String::with_capacity(text.len());
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Ref(r) => match value(&r) {
+                Some(v) => out.push_str(&v),
+                None => return Err(r),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// The texts of an action that may hold references (its `image`,
+/// `commands`, `env` values and approval `message` and `url`).
+pub fn templated_texts(action: &crate::Action) -> Vec<&str> {
+    let mut texts: Vec<&str> = Vec::new();
+    texts.extend(action.image.as_deref());
+    texts.extend(action.commands.iter().map(String::as_str));
+    texts.extend(action.env.values().map(String::as_str));
+    texts.push(&action.message);
+    texts.push(&action.url);
+    texts
+}
+
+/// Every reference an action's texts hold (malformed texts, which the
+/// reader refused, hold none).
+pub fn action_references(action: &crate::Action) -> Vec<Ref> {
+    let mut refs: Vec<Ref> = templated_texts(action)
+        .into_iter()
+        .filter_map(|t| references(t).ok())
+        .flatten()
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+/// Checks output variables that arrive from outside (an agent's result):
+/// the bounds and names [`parse_output_file`] enforces.
+pub fn check_outputs(vars: &BTreeMap<String, String>) -> Result<(), String> {
+    if vars.len() > MAX_OUTPUT_VARS {
+        return Err(format!("more than {MAX_OUTPUT_VARS} output variables"));
+    }
+    for (name, value) in vars {
+        check_name(name)?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(format!(
+                "output variable `{name}` is longer than {MAX_VALUE_LEN} bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads an action's output variables file: `NAME=VALUE` lines (blank
+/// lines and `#` comments skipped), bounded in size and count, names
+/// checked; a later line for the same name wins.
+pub fn parse_output_file(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    if bytes.len() > MAX_OUTPUT_VARS_BYTES {
+        return Err(format!(
+            "the output variables file is larger than {MAX_OUTPUT_VARS_BYTES} bytes"
+        ));
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| "the output variables file is not UTF-8 text".to_string())?;
+    let mut vars = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(format!(
+                "line {} of the output variables file is not NAME=VALUE",
+                i + 1
+            ));
+        };
+        let name = name.trim();
+        check_name(name)
+            .map_err(|e| format!("line {} of the output variables file: {e}", i + 1))?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(format!(
+                "output variable `{name}` is longer than {MAX_VALUE_LEN} bytes"
+            ));
+        }
+        vars.insert(name.to_string(), value.to_string());
+        if vars.len() > MAX_OUTPUT_VARS {
+            return Err(format!(
+                "the output variables file sets more than {MAX_OUTPUT_VARS} variables"
+            ));
+        }
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_read_both_forms_and_refuse_others() {
+        assert_eq!(
+            references("deploy #{variables.REGION} at #{build.compile.VERSION}!"),
+            Ok(vec![
+                Ref::Pipeline("REGION".into()),
+                Ref::Output {
+                    stage: "build".into(),
+                    action: "compile".into(),
+                    name: "VERSION".into(),
+                },
+            ])
+        );
+        assert_eq!(references("no refs # {here}"), Ok(vec![]));
+        assert_eq!(references("#{variables.X"), Err(RefError::Unclosed));
+        for bad in [
+            "#{x}",
+            "#{a.b}",
+            "#{Build.c.X}",
+            "#{variables.1X}",
+            "#{a.b.c.d}",
+        ] {
+            assert!(
+                matches!(references(bad), Err(RefError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn substitution_replaces_every_reference_or_names_the_missing_one() {
+        let value = |r: &Ref| match r.key().as_str() {
+            "variables.REGION" => Some("eu".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            substitute("to #{variables.REGION}/#{variables.REGION}", value),
+            Ok("to eu/eu".into())
+        );
+        assert_eq!(
+            substitute("v#{b.c.VERSION}", value).map_err(|r| r.to_string()),
+            Err("#{b.c.VERSION}".to_string())
+        );
+        assert_eq!(substitute("plain", value), Ok("plain".into()));
+    }
+
+    #[test]
+    fn output_files_are_bounded_and_checked() {
+        let vars = parse_output_file(
+            b"# made by the build\nVERSION=1.4\n\nURL=http://x/?a=b\r\nVERSION=1.5\n",
+        );
+        assert_eq!(
+            vars,
+            Ok(BTreeMap::from([
+                ("URL".to_string(), "http://x/?a=b".to_string()),
+                ("VERSION".to_string(), "1.5".to_string()),
+            ]))
+        );
+        assert!(parse_output_file(b"no equals sign\n").is_err());
+        assert!(parse_output_file(b"1BAD=x\n").is_err());
+        assert!(parse_output_file(&[0xff, 0xfe]).is_err());
+        assert!(parse_output_file(&vec![b'a'; MAX_OUTPUT_VARS_BYTES + 1]).is_err());
+        let many: String = (0..=MAX_OUTPUT_VARS).map(|i| format!("V{i}=x\n")).collect();
+        assert!(parse_output_file(many.as_bytes()).is_err());
+        let long = format!("V={}\n", "x".repeat(MAX_VALUE_LEN + 1));
+        assert!(parse_output_file(long.as_bytes()).is_err());
+    }
+}
