@@ -82,7 +82,7 @@ pub fn execution_status(n: i32) -> String {
 }
 
 /// An action's or a stage's status: `Pending`, `InProgress`,
-/// `WaitingForApproval`, `Succeeded`, `Failed` or `Stopped`.
+/// `WaitingForApproval`, `Succeeded`, `Failed`, `Stopped` or `Skipped`.
 pub fn action_status(n: i32) -> String {
     word(n, |s: pb::ActionStatus| match s {
         pb::ActionStatus::Unspecified => "",
@@ -92,6 +92,7 @@ pub fn action_status(n: i32) -> String {
         pb::ActionStatus::Succeeded => "Succeeded",
         pb::ActionStatus::Failed => "Failed",
         pb::ActionStatus::Stopped => "Stopped",
+        pb::ActionStatus::Skipped => "Skipped",
     })
 }
 
@@ -315,6 +316,7 @@ mod tests {
             (pb::ActionStatus::Succeeded, ActionStatus::Succeeded),
             (pb::ActionStatus::Failed, ActionStatus::Failed),
             (pb::ActionStatus::Stopped, ActionStatus::Stopped),
+            (pb::ActionStatus::Skipped, ActionStatus::Skipped),
         ];
         let words: Vec<(i32, String)> = pairs
             .iter()

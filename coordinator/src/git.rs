@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use ferry_pipeline::condition::SourceRef;
 use sha2::Digest;
 use thiserror::Error;
 use tokio::process::Command;
@@ -127,5 +128,37 @@ impl Git {
                 rev: rev.into(),
             }),
         }
+    }
+
+    /// Whether `rev` names a branch or a tag of `url` (in the mirror that
+    /// [`Git::resolve`] just fetched); None for a commit id or
+    /// anything else. `when:` conditions match the name.
+    pub async fn ref_kind(&self, url: &str, rev: &str) -> Option<SourceRef> {
+        let mirror = self
+            .cache
+            .join(hex::encode(sha2::Sha256::digest(url.as_bytes())));
+        let name = rev
+            .strip_prefix("refs/heads/")
+            .or_else(|| rev.strip_prefix("refs/tags/"))
+            .unwrap_or(rev);
+        for (prefix, kind) in [
+            ("refs/heads/", SourceRef::Branch as fn(String) -> SourceRef),
+            ("refs/tags/", SourceRef::Tag as fn(String) -> SourceRef),
+        ] {
+            let full = format!("{prefix}{name}");
+            if !rev.starts_with("refs/") || rev == full {
+                let found = git(
+                    &["rev-parse", "--verify", "--quiet", &full],
+                    Some(&mirror),
+                    url,
+                    "rev-parse",
+                )
+                .await;
+                if found.is_ok_and(|sha| !sha.trim().is_empty()) {
+                    return Some(kind(name.to_string()));
+                }
+            }
+        }
+        None
     }
 }

@@ -354,6 +354,7 @@ stages:
     fn waiting(agents: &[(&str, &[&str], u32, bool)]) -> ClusterState {
         let mut s = crate::state::tests::applied(PLAN_YAML);
         s.apply(Command::StartExecution {
+            source: None,
             variables: Default::default(),
             id: "e1".into(),
             pipeline: "fan".into(),

@@ -66,6 +66,7 @@ pub fn action_status(s: ActionStatus) -> pb::ActionStatus {
         ActionStatus::Succeeded => pb::ActionStatus::Succeeded,
         ActionStatus::Failed => pb::ActionStatus::Failed,
         ActionStatus::Stopped => pb::ActionStatus::Stopped,
+        ActionStatus::Skipped => pb::ActionStatus::Skipped,
     }
 }
 
@@ -288,6 +289,11 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
         }),
         superseded_by: exec.state.superseded_by.clone().unwrap_or_default(),
         variables: exec.state.variables.clone().into_iter().collect(),
+        source: match &exec.state.source {
+            Some(ferry_pipeline::condition::SourceRef::Branch(b)) => format!("branch {b}"),
+            Some(ferry_pipeline::condition::SourceRef::Tag(t)) => format!("tag {t}"),
+            None => String::new(),
+        },
     }
 }
 
@@ -471,6 +477,9 @@ mod tests {
             ExecutionStatus::InProgress,
             ExecutionStatus::Succeeded,
             ExecutionStatus::Failed,
+            ExecutionStatus::Stopping,
+            ExecutionStatus::Stopped,
+            ExecutionStatus::Superseded,
         ] {
             let name = wire_name("EXECUTION_STATUS", &s.to_string());
             assert_eq!(execution_status(s).as_str_name(), name);
@@ -481,6 +490,8 @@ mod tests {
             ActionStatus::WaitingForApproval,
             ActionStatus::Succeeded,
             ActionStatus::Failed,
+            ActionStatus::Stopped,
+            ActionStatus::Skipped,
         ] {
             let name = wire_name("ACTION_STATUS", &s.to_string());
             assert_eq!(action_status(s).as_str_name(), name);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::condition::{Condition, OnFailure, SourceRef};
 use crate::vars::Ref;
 use crate::{ActionKind, Pipeline};
 
@@ -45,6 +46,8 @@ pub enum ActionStatus {
     Failed,
     /// Stopped by a person before it ended on its own.
     Stopped,
+    /// Not run: its (or its stage's) `when:` did not hold.
+    Skipped,
 }
 
 impl ActionStatus {
@@ -52,8 +55,16 @@ impl ActionStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            ActionStatus::Succeeded | ActionStatus::Failed | ActionStatus::Stopped
+            ActionStatus::Succeeded
+                | ActionStatus::Failed
+                | ActionStatus::Stopped
+                | ActionStatus::Skipped
         )
+    }
+
+    /// Done in a way that lets the execution go on: succeeded or skipped.
+    pub fn is_done(self) -> bool {
+        matches!(self, ActionStatus::Succeeded | ActionStatus::Skipped)
     }
 }
 
@@ -244,6 +255,13 @@ pub struct ExecutionState {
     /// Its pipeline variables: the defaults, with `--var` overrides.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// The branch or tag it started from (`when:` conditions match it);
+    /// none when it started from a bare commit.
+    #[serde(default)]
+    pub source: Option<SourceRef>,
+    /// Automatic retries each stage used so far (`on_failure: {retry: N}`).
+    #[serde(default)]
+    pub stage_retries: BTreeMap<usize, u32>,
 }
 
 /// A person's request to stop an execution.
@@ -330,7 +348,53 @@ impl ExecutionState {
                 .iter()
                 .map(|(name, v)| (name.clone(), v.default.clone()))
                 .collect(),
+            source: None,
+            stage_retries: BTreeMap::new(),
         }
+    }
+
+    /// Whether `condition` holds for this execution now; else why not.
+    fn condition_holds(&self, pipeline: &Pipeline, condition: &Condition) -> Result<(), String> {
+        condition.holds(self.source.as_ref(), |key| {
+            let reference = crate::vars::references(&format!("#{{{key}}}"))
+                .ok()?
+                .into_iter()
+                .next()?;
+            self.value_of(pipeline, &reference)
+        })
+    }
+
+    /// Marks the actions of stage `si` that have not started skipped (all
+    /// of them, when the stage's `when` did not hold).
+    fn skip(&mut self, si: usize, why: &str, now: i64) {
+        for run in self.actions.get_mut(si).into_iter().flatten() {
+            if run.status() == ActionStatus::Pending {
+                run.status = Some(ActionStatus::Skipped);
+                run.finished_at = Some(now);
+                run.message = format!("skipped: {why}");
+            }
+        }
+    }
+
+    /// `on_failure: {retry: N}`: the first failed stage whose failed
+    /// actions may run again now (none of its actions still running).
+    /// `Some(None)` means: it may, once its running actions end.
+    fn stage_to_retry(&self, pipeline: &Pipeline) -> Option<Option<usize>> {
+        let si = (0..self.actions.len()).find(|si| {
+            self.actions[*si]
+                .iter()
+                .any(|r| r.status() == ActionStatus::Failed)
+        })?;
+        let OnFailure::Retry(limit) = pipeline.stages.get(si)?.on_failure else {
+            return None;
+        };
+        if self.stage_retries.get(&si).copied().unwrap_or(0) >= limit {
+            return None;
+        }
+        if self.actions[si].iter().any(ActionRun::is_running) {
+            return Some(None);
+        }
+        Some(Some(si))
     }
 
     /// The value of reference `r` now, if it has one.
@@ -390,7 +454,9 @@ impl ExecutionState {
         let any = |status| runs.iter().any(|r| r.status() == status);
         if any(ActionStatus::Failed) {
             ActionStatus::Failed
-        } else if runs.iter().all(|r| r.status() == ActionStatus::Succeeded) {
+        } else if runs.iter().all(|r| r.status() == ActionStatus::Skipped) {
+            ActionStatus::Skipped
+        } else if runs.iter().all(|r| r.status().is_done()) {
             ActionStatus::Succeeded
         } else if any(ActionStatus::WaitingForApproval) {
             ActionStatus::WaitingForApproval
@@ -412,7 +478,7 @@ impl ExecutionState {
 
     /// The first stage that has not succeeded, if any.
     pub fn current_stage(&self) -> Option<usize> {
-        (0..self.actions.len()).find(|si| self.stage_status(*si) != ActionStatus::Succeeded)
+        (0..self.actions.len()).find(|si| !self.stage_status(*si).is_done())
     }
 
     /// Whether the execution is inside stage `stage` (started some of it
@@ -445,6 +511,23 @@ impl ExecutionState {
             self.wind_down(now);
             return started;
         }
+        match self.stage_to_retry(pipeline) {
+            // Its running actions end first; nothing new starts meanwhile.
+            Some(None) => return started,
+            Some(Some(si)) => {
+                let used = self.stage_retries.entry(si).or_insert(0);
+                *used += 1;
+                let note =
+                    format!("retried automatically ({used} of the stage's on_failure retries)");
+                for run in &mut self.actions[si] {
+                    if run.status() == ActionStatus::Failed {
+                        run.reset();
+                        run.message = note.clone();
+                    }
+                }
+            }
+            None => {}
+        }
         if self
             .actions
             .iter()
@@ -460,26 +543,30 @@ impl ExecutionState {
             return started;
         }
         for (si, stage) in pipeline.stages.iter().enumerate() {
-            if self.stage_status(si) == ActionStatus::Succeeded {
+            if self.stage_status(si).is_done() {
                 continue;
             }
-            if self.stage_status(si) == ActionStatus::Pending
-                && let Some(why) = gates.closed.get(&si)
-            {
-                self.waiting = Some(why.clone());
-                return started;
+            if self.stage_status(si) == ActionStatus::Pending {
+                if let Some(why) = gates.closed.get(&si) {
+                    self.waiting = Some(why.clone());
+                    return started;
+                }
+                if let Some(when) = &stage.when
+                    && let Err(why) = self.condition_holds(pipeline, when)
+                {
+                    self.skip(si, &why, now);
+                    continue;
+                }
             }
             self.waiting = None;
             let mut failed_to_start = false;
+            let mut skipped = false;
             // Lowest run_order that still has unfinished actions.
             let Some(order) = stage
                 .actions
                 .iter()
                 .enumerate()
-                .filter(|(ai, _)| {
-                    self.action(si, *ai)
-                        .is_some_and(|r| r.status() != ActionStatus::Succeeded)
-                })
+                .filter(|(ai, _)| self.action(si, *ai).is_some_and(|r| !r.status().is_done()))
                 .map(|(_, a)| a.run_order)
                 .min()
             else {
@@ -493,6 +580,18 @@ impl ExecutionState {
                     continue;
                 };
                 if run.status() != ActionStatus::Pending {
+                    continue;
+                }
+                if let Some(when) = &spec.when
+                    && let Err(why) = self.condition_holds(pipeline, when)
+                {
+                    if let Some(run) = self.action_mut(si, ai) {
+                        run.status = Some(ActionStatus::Skipped);
+                        run.started_at = Some(now);
+                        run.finished_at = Some(now);
+                        run.message = format!("skipped: {why}");
+                    }
+                    skipped = true;
                     continue;
                 }
                 let resolved = self.resolve(pipeline, spec);
@@ -547,6 +646,10 @@ impl ExecutionState {
             if failed_to_start {
                 // An action that cannot start fails the execution: what
                 // this group queued goes back to pending.
+                return self.advance(pipeline, gates, now);
+            }
+            if skipped && started.queued.is_empty() && started.approvals.is_empty() {
+                // The whole group was skipped: go on to the next one.
                 return self.advance(pipeline, gates, now);
             }
             return started;
@@ -667,12 +770,10 @@ impl ExecutionState {
         if stage >= self.actions.len() {
             return Err(SteerError::NoSuchStage(stage));
         }
-        if let Some(earlier) =
-            (0..stage).find(|si| self.stage_status(*si) != ActionStatus::Succeeded)
-        {
+        if let Some(earlier) = (0..stage).find(|si| !self.stage_status(*si).is_done()) {
             return Err(SteerError::EarlierStage(name(earlier)));
         }
-        if self.stage_status(stage) == ActionStatus::Succeeded {
+        if self.stage_status(stage).is_done() {
             return Err(SteerError::StageSucceeded(name(stage)));
         }
         if let Some((si, ai)) = self.actions.iter().enumerate().find_map(|(si, runs)| {
@@ -689,7 +790,7 @@ impl ExecutionState {
             return Err(SteerError::StillRunning(action));
         }
         for run in self.actions.iter_mut().skip(stage).flatten() {
-            if all || run.status() != ActionStatus::Succeeded {
+            if all || !run.status().is_done() {
                 run.reset();
             }
         }
@@ -1018,7 +1119,10 @@ stages:
         assert_eq!(s.queued, vec![(1, 0)]);
         let u = e.action(1, 0).cloned().unwrap_or_default();
         assert_eq!(u.resolved.get("b.c.V").map(String::as_str), Some("1.4"));
-        assert_eq!(u.resolved.get("variables.REGION").map(String::as_str), Some("eu"));
+        assert_eq!(
+            u.resolved.get("variables.REGION").map(String::as_str),
+            Some("eu")
+        );
         let s = e.finish_action(&p, (1, 0), true, String::new(), &Gates::open(), 3);
         assert_eq!(s, Started::default(), "w cannot start");
         let w = e.action(1, 1).cloned().unwrap_or_default();
@@ -1027,6 +1131,72 @@ stages:
             w.message,
             "variable #{b.c.GONE} has no value: action b/c wrote no GONE to $FERRY_OUTPUT_VARS"
         );
+        assert_eq!(e.status, ExecutionStatus::Failed);
+    }
+
+    fn parsed(text: &str) -> Pipeline {
+        match crate::parse(text) {
+            Ok(p) => p,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn when_skips_stages_and_actions_with_the_reason() {
+        let p = parsed(
+            "name: w\nsource: {git: /x}\nstages:\n  - name: b\n    actions:\n      - {name: c, type: build, image: i, commands: [true]}\n      - {name: docs, type: build, image: i, commands: [true], when: {variables: {\"#{b.c.KIND}\": release}}, run_order: 2}\n  - name: prod\n    when: {branch: [main, \"release/*\"]}\n    actions:\n      - {name: ok, type: approval}\n  - name: after\n    actions:\n      - {name: t, type: test, image: i, commands: [true]}\n",
+        );
+        let mut e = ExecutionState::new(&p);
+        e.source = Some(SourceRef::Branch("feature/x".into()));
+        e.advance(&p, &Gates::open(), 1);
+        if let Some(run) = e.action_mut(0, 0) {
+            run.variables.insert("KIND".into(), "debug".into());
+        }
+        // docs is skipped, prod too: the run goes straight to `after`.
+        let s = e.finish_action(&p, (0, 0), true, String::new(), &Gates::open(), 2);
+        assert_eq!(s.queued, vec![(2, 0)]);
+        let docs = e.action(0, 1).cloned().unwrap_or_default();
+        assert_eq!(docs.status(), ActionStatus::Skipped);
+        assert_eq!(
+            docs.message,
+            "skipped: #{b.c.KIND} is \"debug\", not \"release\""
+        );
+        assert_eq!(e.stage_status(0), ActionStatus::Succeeded);
+        assert_eq!(e.stage_status(1), ActionStatus::Skipped);
+        assert_eq!(
+            e.action(1, 0).map(|r| r.message.clone()),
+            Some("skipped: branch feature/x matches none of main, release/*".to_string())
+        );
+        e.finish_action(&p, (2, 0), true, String::new(), &Gates::open(), 3);
+        assert_eq!(e.status, ExecutionStatus::Succeeded);
+
+        let mut on_main = ExecutionState::new(&p);
+        on_main.source = Some(SourceRef::Branch("release/1.4".into()));
+        on_main.advance(&p, &Gates::open(), 1);
+        on_main.finish_action(&p, (0, 0), true, String::new(), &Gates::open(), 2);
+        assert_eq!(on_main.stage_status(1), ActionStatus::WaitingForApproval);
+    }
+
+    #[test]
+    fn on_failure_retry_reruns_the_failed_actions_of_the_stage() {
+        let p = parsed(
+            "name: r\nsource: {git: /x}\nstages:\n  - name: b\n    on_failure: {retry: 1}\n    actions:\n      - {name: c, type: build, image: i, commands: [true]}\n      - {name: d, type: build, image: i, commands: [true]}\n",
+        );
+        let mut e = ExecutionState::new(&p);
+        e.advance(&p, &Gates::open(), 1);
+        assign(&mut e, (0, 1), 2);
+        // c fails while d still runs: nothing happens until d ends.
+        e.finish_action(&p, (0, 0), false, "exit 1".into(), &Gates::open(), 2);
+        assert_eq!(e.status, ExecutionStatus::InProgress);
+        assert_eq!(
+            e.action(0, 0).map(|r| r.status()),
+            Some(ActionStatus::Failed)
+        );
+        let s = e.finish_action(&p, (0, 1), true, String::new(), &Gates::open(), 3);
+        assert_eq!(s.queued, vec![(0, 0)], "c runs again");
+        assert_eq!(e.stage_retries.get(&0), Some(&1));
+        // The second failure has no retry left.
+        e.finish_action(&p, (0, 0), false, "exit 1".into(), &Gates::open(), 4);
         assert_eq!(e.status, ExecutionStatus::Failed);
     }
 }

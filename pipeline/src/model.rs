@@ -157,6 +157,12 @@ pub struct Source {
 pub struct Stage {
     pub name: String,
     pub actions: Vec<Action>,
+    /// Runs only when this holds; otherwise every action is skipped.
+    #[serde(default)]
+    pub when: Option<crate::condition::Condition>,
+    /// What a failed action of the stage leads to.
+    #[serde(default)]
+    pub on_failure: crate::condition::OnFailure,
 }
 
 /// One unit of work inside a stage.
@@ -212,6 +218,9 @@ pub struct Action {
     /// Where and how to deploy; set exactly when `kind` is deploy.
     #[serde(default)]
     pub deploy: Option<crate::deploy::Deploy>,
+    /// Runs only when this holds; otherwise it is skipped.
+    #[serde(default)]
+    pub when: Option<crate::condition::Condition>,
 }
 
 /// Resource limits of a build or test action's container.
@@ -310,6 +319,7 @@ mod tests {
             message: String::new(),
             url: String::new(),
             deploy: None,
+            when: None,
         }
     }
 
@@ -325,10 +335,14 @@ mod tests {
                 Stage {
                     name: "build".to_string(),
                     actions: vec![action("compile"), action("lint")],
+                    when: None,
+                    on_failure: Default::default(),
                 },
                 Stage {
                     name: "test".to_string(),
                     actions: vec![action("unit")],
+                    when: None,
+                    on_failure: Default::default(),
                 },
             ],
             execution_mode: ExecutionMode::DEFAULT,

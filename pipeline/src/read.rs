@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use marked_yaml::types::MarkedMappingNode;
 
+use crate::condition::{Condition, MAX_STAGE_RETRIES, OnFailure};
 use crate::deploy::{Count, Deploy, MAX_KEEP_RELEASES, Strategy};
 use crate::duration::parse_duration_ms;
 use crate::model::{
@@ -19,6 +20,7 @@ use crate::model::{
 use crate::name::validate_name;
 use crate::parse::{Diagnostic, Pos};
 use crate::rules::{self, CpusError};
+use crate::vars::Ref;
 use crate::yaml::{Reader, Value, describe, field, is_null, mapping_pos, pos};
 
 const PIPELINE_KEYS: &[&str] = &["name", "source", "stages", "execution_mode", "variables"];
@@ -26,7 +28,9 @@ const VARIABLE_KEYS: &[&str] = &["default", "description"];
 /// Action fields whose text may hold `#{...}` variable references.
 const TEMPLATED_KEYS: &[&str] = &["image", "commands", "env", "message", "url"];
 const SOURCE_KEYS: &[&str] = &["git", "branch", "poll_interval"];
-const STAGE_KEYS: &[&str] = &["name", "actions"];
+const STAGE_KEYS: &[&str] = &["name", "actions", "when", "on_failure"];
+const CONDITION_KEYS: &[&str] = &["branch", "tag", "variables"];
+const ON_FAILURE_KEYS: &[&str] = &["retry"];
 const ACTION_KEYS: &[&str] = &[
     "name",
     "type",
@@ -53,9 +57,10 @@ const ACTION_KEYS: &[&str] = &[
     "keep_releases",
     "hook_timeout",
     "connect_timeout",
+    "when",
 ];
 /// Keys every kind of action may have.
-const COMMON_KEYS: &[&str] = &["name", "type", "run_order", "timeout"];
+const COMMON_KEYS: &[&str] = &["name", "type", "run_order", "timeout", "when"];
 /// Keys of actions that run on an agent (build, test, deploy).
 const AGENT_KEYS: &[&str] = &["runs_on", "inputs", "env", "secrets"];
 /// Keys only for actions that run commands in a container (build, test).
@@ -103,6 +108,8 @@ pub(crate) struct Draft {
 }
 
 pub(crate) struct StageLoc {
+    /// References its `when:` names, with their positions.
+    pub refs: Vec<(Ref, Pos)>,
     /// Position of the stage name; `None` if it was missing or invalid.
     pub name: Option<Pos>,
     pub actions: Vec<ActionLoc>,
@@ -119,7 +126,7 @@ pub(crate) struct ActionLoc {
     pub outputs: Vec<(String, Pos)>,
     /// Variable references in its templated fields, with the position of
     /// the text each is in (syntax errors are reported while reading).
-    pub refs: Vec<(crate::vars::Ref, Pos)>,
+    pub refs: Vec<(Ref, Pos)>,
 }
 
 /// Reads a whole pipeline from the top-level mapping.
@@ -209,8 +216,11 @@ impl Reader<'_> {
         let mut stage = Stage {
             name: String::new(),
             actions: Vec::new(),
+            when: None,
+            on_failure: OnFailure::Fail,
         };
         let mut loc = StageLoc {
+            refs: Vec::new(),
             name: None,
             actions: Vec::new(),
         };
@@ -231,6 +241,14 @@ impl Reader<'_> {
                 stage.actions.push(action);
                 loc.actions.push(action_loc);
             }
+        }
+        if let Some(value) = field(map, "when") {
+            let (when, refs) = self.condition(value);
+            stage.when = when;
+            loc.refs = refs;
+        }
+        if let Some(value) = field(map, "on_failure") {
+            stage.on_failure = self.on_failure(value).unwrap_or(OnFailure::Fail);
         }
         (stage, loc)
     }
@@ -256,6 +274,7 @@ impl Reader<'_> {
             message: String::new(),
             url: String::new(),
             deploy: None,
+            when: None,
         };
         let mut loc = ActionLoc {
             name: None,
@@ -378,6 +397,11 @@ impl Reader<'_> {
             }
         }
         loc.refs = self.references(map);
+        if let Some(value) = field(map, "when") {
+            let (when, refs) = self.condition(value);
+            action.when = when;
+            loc.refs.extend(refs);
+        }
         if is_approval {
             if let Some(value) = field(map, "approvers") {
                 action.approvers = self.plain_list(value, "`approvers`", "approver");
@@ -530,6 +554,97 @@ impl Reader<'_> {
             }
         }
         refs
+    }
+
+    /// `when: {branch: GLOB | [GLOB...], tag: ..., variables: {"#{REF}": VALUE}}`,
+    /// and the references its variables name.
+    fn condition(&mut self, value: Value<'_>) -> (Option<Condition>, Vec<(Ref, Pos)>) {
+        let mut refs = Vec::new();
+        let Some(map) = self.mapping(value, "`when`") else {
+            return (None, refs);
+        };
+        self.check_keys(map, "when", CONDITION_KEYS);
+        let mut condition = Condition::default();
+        for (key, out) in [
+            ("branch", &mut condition.branches),
+            ("tag", &mut condition.tags),
+        ] {
+            let Some(v) = field(map, key) else { continue };
+            let globs: Vec<(String, Pos)> = match v.node {
+                marked_yaml::Node::Sequence(list) => list
+                    .iter()
+                    .filter_map(|item| {
+                        self.string(Value::item(item), &format!("each `{key}` glob"))
+                    })
+                    .collect(),
+                _ => self.string(v, &format!("`{key}`")).into_iter().collect(),
+            };
+            for (g, at) in globs {
+                if let Err(e) = crate::condition::glob(&g) {
+                    self.error(at, format!("`{key}`: {e}"));
+                }
+                out.push(g);
+            }
+        }
+        if let Some(v) = field(map, "variables")
+            && let Some(vars) = self.mapping(v, "`variables` of `when`")
+        {
+            for (key, node) in vars.iter() {
+                let at = pos(key.span());
+                let reference = match crate::vars::references(key.as_str()) {
+                    Ok(found)
+                        if found.len() == 1
+                            && key.as_str().starts_with("#{")
+                            && key.as_str().ends_with('}') =>
+                    {
+                        found.into_iter().next()
+                    }
+                    _ => None,
+                };
+                let Some(reference) = reference else {
+                    self.error(at, format!("`when` variables are written \"#{{variables.NAME}}\" or \"#{{STAGE.ACTION.NAME}}\", found {:?}", key.as_str()));
+                    continue;
+                };
+                let what = format!("the value {} must have", key.as_str());
+                let expected = self
+                    .string(Value::entry(key, node), &what)
+                    .map(|(t, _)| t)
+                    .unwrap_or_default();
+                condition.variables.insert(reference.key(), expected);
+                refs.push((reference, at));
+            }
+        }
+        (Some(condition), refs)
+    }
+
+    /// `on_failure: fail | {retry: N}`.
+    fn on_failure(&mut self, value: Value<'_>) -> Option<OnFailure> {
+        if let Some(map) = value.node.as_mapping() {
+            self.check_keys(map, "on_failure", ON_FAILURE_KEYS);
+            let n = self.required(map, "retry", "on_failure")?;
+            let (number, at) = self.integer(n, "`retry`")?;
+            return match u32::try_from(number) {
+                Ok(n) if (1..=MAX_STAGE_RETRIES).contains(&n) => Some(OnFailure::Retry(n)),
+                _ => {
+                    self.error(
+                        at,
+                        format!(
+                            "`retry` must be between 1 and {MAX_STAGE_RETRIES}, found {number}"
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        let (text, at) = self.string(value, "`on_failure`")?;
+        if text == "fail" {
+            return Some(OnFailure::Fail);
+        }
+        self.error(
+            at,
+            format!("unknown on_failure {text:?}; expected fail or {{retry: N}}"),
+        );
+        None
     }
 
     fn execution_mode(&mut self, value: Value<'_>) -> Option<ExecutionMode> {

@@ -120,6 +120,7 @@ fn full_example_parses_with_defaults() {
         required: 1,
         message: String::new(),
         url: String::new(),
+        when: None,
         deploy: None,
     };
     let approval = |name: &str, run_order| Action {
@@ -141,6 +142,7 @@ fn full_example_parses_with_defaults() {
         required: 1,
         message: String::new(),
         url: String::new(),
+        when: None,
         deploy: None,
     };
     let expected = Pipeline {
@@ -179,6 +181,8 @@ fn full_example_parses_with_defaults() {
                         ..command_action("package", ActionKind::Build, 2)
                     },
                 ],
+                when: None,
+                on_failure: Default::default(),
             },
             Stage {
                 name: "verify".to_string(),
@@ -194,10 +198,14 @@ fn full_example_parses_with_defaults() {
                         ..approval("sign-off", 2)
                     },
                 ],
+                when: None,
+                on_failure: Default::default(),
             },
             Stage {
                 name: "release".to_string(),
                 actions: vec![approval("gate", 1)],
+                when: None,
+                on_failure: Default::default(),
             },
         ],
         execution_mode: ExecutionMode::Superseded,
@@ -448,10 +456,10 @@ fn unknown_keys_at_every_level() {
         vec![
             "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables",
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
-            "8:5: unknown key `needs` in stage; expected one of: name, actions",
+            "8:5: unknown key `needs` in stage; expected one of: name, actions, when, on_failure",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
              runs_on, inputs, commands, env, outputs, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
-             environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout",
+             environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when",
         ]
     );
 }

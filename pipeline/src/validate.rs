@@ -20,44 +20,76 @@ pub(crate) fn check(draft: &Draft, diags: &mut Vec<Diagnostic>) {
 /// the only kinds that write output variables. Whether that action writes
 /// NAME is only known when it ran: a missing one fails the action then.
 fn check_references(draft: &Draft, diags: &mut Vec<Diagnostic>) {
-    use crate::vars::Ref;
     let stages = &draft.pipeline.stages;
     for (si, (stage, stage_loc)) in stages.iter().zip(&draft.stages).enumerate() {
+        // A stage's `when` is decided before any of its actions runs.
+        for (reference, at) in &stage_loc.refs {
+            if let Some(problem) = reference_problem(draft, reference, si, None) {
+                diags.push(Diagnostic::at(*at, problem));
+            }
+        }
         for (action, loc) in stage.actions.iter().zip(&stage_loc.actions) {
             for (reference, at) in &loc.refs {
-                let problem = match reference {
-                    Ref::Pipeline(name) => (!draft.pipeline.variables.contains_key(name)).then(|| {
-                        format!("{reference}: the pipeline declares no variable `{name}` under `variables:`")
-                    }),
-                    Ref::Output {
-                        stage: s,
-                        action: a,
-                        ..
-                    } => {
-                        let found = stages.iter().enumerate().find_map(|(i, st)| {
-                            (st.name == *s).then_some(i).and_then(|i| {
-                                st.actions.iter().find(|x| x.name == *a).map(|x| (i, x))
-                            })
-                        });
-                        match found {
-                            None => Some(format!("{reference}: there is no action `{a}` in a stage `{s}`")),
-                            Some((_, producer)) if !producer.kind.runs_commands() => Some(format!(
-                                "{reference}: `{s}.{a}` is not a build or test action; only those write output variables"
-                            )),
-                            Some((i, producer))
-                                if i > si || (i == si && producer.run_order >= action.run_order) =>
-                            {
-                                Some(format!(
-                                    "{reference}: `{s}.{a}` does not finish before this action starts"
-                                ))
-                            }
-                            Some(_) => None,
-                        }
-                    }
-                };
-                if let Some(problem) = problem {
+                if let Some(problem) =
+                    reference_problem(draft, reference, si, Some(action.run_order))
+                {
                     diags.push(Diagnostic::at(*at, problem));
                 }
+            }
+        }
+    }
+}
+
+/// Why `reference`, used in stage `si` (by an action of `run_order`, or by
+/// the stage itself), can never have a value; None when it can.
+fn reference_problem(
+    draft: &Draft,
+    reference: &crate::vars::Ref,
+    si: usize,
+    run_order: Option<u32>,
+) -> Option<String> {
+    use crate::vars::Ref;
+    match reference {
+        Ref::Pipeline(name) => (!draft.pipeline.variables.contains_key(name)).then(|| {
+            format!("{reference}: the pipeline declares no variable `{name}` under `variables:`")
+        }),
+        Ref::Output {
+            stage: s,
+            action: a,
+            ..
+        } => {
+            let found = draft
+                .pipeline
+                .stages
+                .iter()
+                .enumerate()
+                .find_map(|(i, st)| {
+                    (st.name == *s)
+                        .then_some(i)
+                        .and_then(|i| st.actions.iter().find(|x| x.name == *a).map(|x| (i, x)))
+                });
+            match found {
+                None => Some(format!(
+                    "{reference}: there is no action `{a}` in a stage `{s}`"
+                )),
+                Some((_, producer)) if !producer.kind.runs_commands() => Some(format!(
+                    "{reference}: `{s}.{a}` is not a build or test action; only those write output variables"
+                )),
+                Some((i, producer))
+                    if i > si
+                        || (i == si
+                            && run_order.is_none_or(|order| producer.run_order >= order)) =>
+                {
+                    Some(format!(
+                        "{reference}: `{s}.{a}` does not finish before this {} starts",
+                        if run_order.is_some() {
+                            "action"
+                        } else {
+                            "stage"
+                        }
+                    ))
+                }
+                Some(_) => None,
             }
         }
     }

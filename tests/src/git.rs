@@ -76,6 +76,28 @@ impl Repo {
         git(&self.work, &["push", "--quiet", "origin", "main"]);
         git(&self.work, &["rev-parse", "HEAD"])
     }
+
+    /// Pushes the current commit as branch `name` too.
+    pub fn push_branch(&self, name: &str) {
+        git(
+            &self.work,
+            &[
+                "push",
+                "--quiet",
+                "origin",
+                &format!("HEAD:refs/heads/{name}"),
+            ],
+        );
+    }
+
+    /// Tags the current commit `name` and pushes the tag.
+    pub fn push_tag(&self, name: &str) {
+        git(&self.work, &["tag", name]);
+        git(
+            &self.work,
+            &["push", "--quiet", "origin", &format!("refs/tags/{name}")],
+        );
+    }
 }
 
 impl Default for Repo {

@@ -466,3 +466,63 @@ fn two_of_three_approvals_from_distinct_people() {
     });
     assert_eq!(status_of(&v), "Failed", "a rejection ends it: {v:#}");
 }
+
+#[test]
+fn when_skips_a_stage_on_a_branch_it_does_not_match() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("when");
+    c.add_agent("a", &[]);
+    let repo = repo();
+    repo.push_branch("feature/login");
+    repo.push_tag("v1.0");
+    c.apply(&format!(
+        "name: cond\nsource: {{git: {}, branch: main}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: c, type: build, image: ferry-local/busybox, commands: [\"true\"]}}\n  - name: release\n    when: {{branch: [main, \"release/*\"]}}\n    actions:\n      - {{name: ship, type: build, image: ferry-local/busybox, commands: [\"true\"]}}\n  - name: publish\n    actions:\n      - {{name: tagged, type: build, image: ferry-local/busybox, commands: [\"true\"], when: {{tag: \"v*\"}}}}\n",
+        repo.url()
+    ));
+    let ended = |exec: &str| {
+        c.wait_status("cond", exec, "the run to end", |v| {
+            status_of(v) != "InProgress"
+        })
+    };
+    let feature = c
+        .ferry_ok(
+            Some("admin"),
+            &["run", "cond", "--revision", "feature/login"],
+        )
+        .trim()
+        .to_string();
+    let v = ended(&feature);
+    assert_eq!(status_of(&v), "Succeeded", "{v:#}");
+    assert_eq!(v["source"], "branch feature/login");
+    let ship = Cluster::action(&v, "release", "ship");
+    assert_eq!(ship["status"], "Skipped", "{v:#}");
+    assert_eq!(
+        ship["message"],
+        "skipped: branch feature/login matches none of main, release/*"
+    );
+    assert_eq!(
+        Cluster::action(&v, "publish", "tagged")["status"],
+        "Skipped"
+    );
+    let table = c.ferry_ok(Some("admin"), &["status", "cond", "--execution", &feature]);
+    assert!(table.contains("Skipped"), "{table}");
+
+    let main = run(&c, "cond");
+    let v = ended(&main);
+    assert_eq!(
+        Cluster::action(&v, "release", "ship")["status"],
+        "Succeeded",
+        "{v:#}"
+    );
+    let tag = c
+        .ferry_ok(Some("admin"), &["run", "cond", "--revision", "v1.0"])
+        .trim()
+        .to_string();
+    let v = ended(&tag);
+    assert_eq!(v["source"], "tag v1.0", "{v:#}");
+    assert_eq!(Cluster::action(&v, "release", "ship")["status"], "Skipped");
+    assert_eq!(
+        Cluster::action(&v, "publish", "tagged")["status"],
+        "Succeeded"
+    );
+}

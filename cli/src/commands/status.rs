@@ -35,6 +35,9 @@ pub struct ExecutionJson<'a> {
     /// The newer execution that replaced it (absent unless superseded).
     #[serde(skip_serializing_if = "str::is_empty")]
     pub superseded_by: &'a str,
+    /// What it started from: "branch NAME" or "tag NAME" (absent for a bare commit).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub source: &'a str,
     /// Its pipeline variables (absent when the pipeline declares none).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<&'a str, &'a str>,
@@ -136,6 +139,7 @@ impl<'a> ExecutionJson<'a> {
                 at: wire::time(s.at.as_ref()),
             }),
             superseded_by: &e.superseded_by,
+            source: &e.source,
             variables: sorted(&e.variables),
             stages: e.stages.iter().map(StageJson::new).collect(),
         }
@@ -495,6 +499,7 @@ mod tests {
             stop: None,
             superseded_by: String::new(),
             variables: Default::default(),
+            source: String::new(),
             stages: vec![
                 pb::StageView {
                     name: "build".into(),

@@ -45,7 +45,10 @@ pub async fn poller(ops: Ops) {
                     head.clone(),
                     format!("new commit on {branch}"),
                     None,
-                    Default::default(),
+                    (
+                        Default::default(),
+                        Some(ferry_pipeline::condition::SourceRef::Branch(branch.clone())),
+                    ),
                 )
                 .await
             {

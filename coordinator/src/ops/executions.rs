@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use ferry_certs::Identity;
+use ferry_pipeline::condition::SourceRef;
 use ferry_pipeline::execution::{ActionStatus, ArtifactRef};
 
 use super::page::PageRequest;
@@ -170,13 +171,14 @@ impl Ops {
             .resolve(&url, &rev)
             .await
             .map_err(|e| OpError::FailedPrecondition(e.to_string()))?;
+        let source = self.ctx().git.ref_kind(&url, &rev).await;
         let id = self
             .start_at(
                 pipeline,
                 revision.clone(),
                 format!("manual by {}", who.name),
                 Some(super::access::acting(who)),
-                variables,
+                (variables, source),
             )
             .await?;
         tracing::info!(%pipeline, execution = %id, %revision, "execution started by hand");
@@ -195,7 +197,7 @@ impl Ops {
         revision: String,
         trigger: String,
         started_by: Option<By>,
-        variables: BTreeMap<String, String>,
+        (variables, source): (BTreeMap<String, String>, Option<SourceRef>),
     ) -> OpResult<String> {
         let id = new_execution_id();
         self.write_new(Command::StartExecution {
@@ -205,6 +207,7 @@ impl Ops {
             trigger,
             started_by,
             variables,
+            source,
             at: now_ms(),
         })
         .await?;

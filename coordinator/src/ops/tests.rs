@@ -116,7 +116,7 @@ async fn a_started_execution_reads_back() -> TestResult {
             rev.into(),
             "test".into(),
             Some(super::access::acting(&alice)),
-            Default::default(),
+            (Default::default(), None),
         )
         .await?;
     let (pipeline, revision, started_by) = ops
@@ -153,6 +153,7 @@ async fn an_existing_new_id_counts_as_written() -> TestResult {
     ops.apply_pipeline(&alice, "app.yml", PIPELINE.into())
         .await?;
     let start = || Command::StartExecution {
+        source: None,
         variables: Default::default(),
         id: "retried0001".into(),
         pipeline: "app".into(),

@@ -155,10 +155,18 @@ impl ClusterState {
                 trigger,
                 started_by,
                 variables,
+                source,
                 at,
             } => {
                 let started_by = started_by.map(|b| b.name().to_string());
-                self.start_execution(id, pipeline, revision, (trigger, started_by), variables, at)
+                self.start_execution(
+                    id,
+                    pipeline,
+                    (revision, source),
+                    (trigger, started_by),
+                    variables,
+                    at,
+                )
             }
             Command::Assign {
                 execution,

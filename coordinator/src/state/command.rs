@@ -104,6 +104,9 @@ pub enum Command {
         /// `ferry run --var`: values for declared pipeline variables.
         #[serde(default)]
         variables: BTreeMap<String, String>,
+        /// The branch or tag it starts from (`when:` conditions match it).
+        #[serde(default)]
+        source: Option<ferry_pipeline::condition::SourceRef>,
         at: i64,
     },
     /// Leader's scheduler gives a queued action to an agent; apply picks the epoch.

@@ -43,7 +43,7 @@ impl ClusterState {
         &mut self,
         id: String,
         pipeline: String,
-        revision: String,
+        (revision, source): (String, Option<ferry_pipeline::condition::SourceRef>),
         (trigger, started_by): (String, Option<String>),
         variables: BTreeMap<String, String>,
         at: i64,
@@ -75,6 +75,7 @@ impl ClusterState {
         }
         let mut state = ExecutionState::new(&latest.spec);
         state.variables.extend(variables);
+        state.source = source;
         let version = latest.version;
         record.executions.push(id.clone());
         if record.last_seen_revision.is_none() {

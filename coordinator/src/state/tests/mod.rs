@@ -78,6 +78,7 @@ fn cluster() -> ClusterState {
     let mut s = applied(YAML);
     enroll_a1(&mut s);
     let cmds = vec![Command::StartExecution {
+        source: None,
         variables: Default::default(),
         id: "e1".into(),
         pipeline: "demo".into(),
@@ -399,6 +400,7 @@ fn retention_keeps_the_newest_executions_artifacts() {
         "still referenced by the newest execution"
     );
     s.apply(Command::StartExecution {
+        source: None,
         variables: Default::default(),
         id: "e2".into(),
         pipeline: "demo".into(),
@@ -430,6 +432,7 @@ fn execution_retention_forgets_only_finished_old_executions() {
     let mut s = cluster();
     for (i, id) in ["e2", "e3"].iter().enumerate() {
         s.apply(Command::StartExecution {
+            source: None,
             variables: Default::default(),
             id: (*id).into(),
             pipeline: "demo".into(),
@@ -538,6 +541,7 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
     .unwrap_or_else(|e| panic!("{e}"));
     for (id, at) in [("w1", 10), ("w2", 20)] {
         s.apply(Command::StartExecution {
+            source: None,
             variables: Default::default(),
             id: id.into(),
             pipeline: "web".into(),
@@ -653,6 +657,7 @@ fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::StartExecution {
+        source: None,
         variables: Default::default(),
         id: "e2".into(),
         pipeline: "demo".into(),

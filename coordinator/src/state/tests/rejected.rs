@@ -95,6 +95,7 @@ fn every_refusal_leaves_the_state_untouched() {
             at: 5,
         },
         Command::StartExecution {
+            source: None,
             variables: Default::default(),
             id: "e1".into(),
             pipeline: "demo".into(),
@@ -104,6 +105,7 @@ fn every_refusal_leaves_the_state_untouched() {
             at: 5,
         },
         Command::StartExecution {
+            source: None,
             variables: Default::default(),
             id: "e2".into(),
             pipeline: "nope".into(),

@@ -132,6 +132,7 @@ fn command(s: &ClusterState, step: &Step, at: i64) -> Command {
     let root = || By::operator("root");
     match step {
         Step::Start(e) => Command::StartExecution {
+            source: None,
             variables: Default::default(),
             id: EXECUTIONS[*e].into(),
             pipeline: "demo".into(),

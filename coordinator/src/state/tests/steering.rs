@@ -39,6 +39,7 @@ fn start(s: &mut ClusterState, id: &str, at: i64) {
     ok(
         s,
         Command::StartExecution {
+            source: None,
             variables: Default::default(),
             id: id.into(),
             pipeline: "app".into(),
