@@ -294,6 +294,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
             Some(ferry_pipeline::condition::SourceRef::Tag(t)) => format!("tag {t}"),
             None => String::new(),
         },
+        rollbacks: exec.rollbacks.clone().unwrap_or_default(),
     }
 }
 

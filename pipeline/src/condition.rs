@@ -30,6 +30,10 @@ pub enum OnFailure {
     /// Its failed actions run again, up to this many times, before the
     /// execution fails.
     Retry(u32),
+    /// The execution fails, and each environment its deploy actions
+    /// deployed to gets its previous good release again (as a new
+    /// execution, like `ferry rollback`).
+    Rollback,
 }
 
 /// Largest accepted `on_failure: {retry: N}`.

@@ -637,12 +637,14 @@ impl Reader<'_> {
             };
         }
         let (text, at) = self.string(value, "`on_failure`")?;
-        if text == "fail" {
-            return Some(OnFailure::Fail);
+        match text.as_str() {
+            "fail" => return Some(OnFailure::Fail),
+            "rollback" => return Some(OnFailure::Rollback),
+            _ => {}
         }
         self.error(
             at,
-            format!("unknown on_failure {text:?}; expected fail or {{retry: N}}"),
+            format!("unknown on_failure {text:?}; expected fail, rollback or {{retry: N}}"),
         );
         None
     }

@@ -1642,3 +1642,33 @@ fn variables_are_declared_and_references_linted_with_positions() {
         ]
     );
 }
+
+#[test]
+fn on_failure_reads_fail_rollback_and_retry() {
+    use crate::condition::OnFailure;
+    let with = |policy: &str| {
+        format!(
+            "name: o\nsource: {{git: /x}}\nstages:\n  - name: s\n    on_failure: {policy}\n    actions:\n      - {{name: ok, type: approval}}\n"
+        )
+    };
+    assert_eq!(
+        parse_ok(&with("fail")).stages[0].on_failure,
+        OnFailure::Fail
+    );
+    assert_eq!(
+        parse_ok(&with("rollback")).stages[0].on_failure,
+        OnFailure::Rollback
+    );
+    assert_eq!(
+        parse_ok(&with("{retry: 3}")).stages[0].on_failure,
+        OnFailure::Retry(3)
+    );
+    assert_eq!(
+        errors(&with("later")),
+        vec!["5:17: unknown on_failure \"later\"; expected fail, rollback or {retry: N}"]
+    );
+    assert_eq!(
+        errors(&with("{retry: 0}")),
+        vec!["5:25: `retry` must be between 1 and 10, found 0"]
+    );
+}

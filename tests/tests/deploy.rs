@@ -680,3 +680,53 @@ fn an_abandoned_deployment_stops_mid_batch_and_rolls_back_the_hosts_it_changed()
     let last = stopped["hosts"][2]["outcome"].as_str().unwrap_or_default();
     assert_eq!(last, "Skipped", "{deployments:#}");
 }
+
+#[test]
+fn on_failure_rollback_restores_the_previous_release_when_a_stage_fails_after_deploying() {
+    ensure_busybox_image();
+    let t = Targets::start(2);
+    let mut c = Cluster::start("deployofr");
+    c.add_agent("a", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("renv", "r", &[1, 2]));
+    let repo = Repo::new();
+    commit(&repo, &slow_app("1"), "v1");
+    // The smoke test after the deployment fails on version 2.
+    c.apply(&format!(
+        "name: rb\nsource: {{git: {}}}\nstages:\n  - name: ship\n    on_failure: rollback\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: renv}}\n      - {{name: smoke, type: test, image: ferry-local/busybox, inputs: [source], run_order: 2, commands: [\"! grep -q 'app version 2' www/index.html\"]}}\n",
+        repo.url()
+    ));
+    let v1 = start(&c, "rb");
+    let status = c.wait_status("rb", &v1, "v1", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+
+    commit(&repo, &slow_app("2"), "v2");
+    let v2 = start(&c, "rb");
+    let status = c.wait_status("rb", &v2, "v2 to fail", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Failed", "{status:#}");
+    assert_eq!(
+        Cluster::action(&status, "ship", "deploy")["status"],
+        "Succeeded"
+    );
+    let rollback = format!("{v2}-rollback-renv");
+    let status = c.wait_status("rb", &v2, "the rollback to be recorded", |v| {
+        v["rollbacks"][0] == rollback.as_str()
+    });
+    let table = c.ferry_ok(Some("admin"), &["status", "rb", "--execution", &v2]);
+    assert!(
+        table.contains(&format!("ROLLED BACK by execution {rollback}")),
+        "{table} {status:#}"
+    );
+    let done = c.wait_status("rb", &rollback, "the rollback to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(done["status"], "Succeeded", "{done:#}");
+    for i in 1..=2 {
+        t.wait_serves(i, "app version 1");
+        assert_eq!(
+            current_release(&t.path(i)).as_deref(),
+            Some(v1.as_str()),
+            "host {i} is back on the previous release"
+        );
+    }
+}

@@ -38,6 +38,9 @@ pub struct ExecutionJson<'a> {
     /// What it started from: "branch NAME" or "tag NAME" (absent for a bare commit).
     #[serde(skip_serializing_if = "str::is_empty")]
     pub source: &'a str,
+    /// Executions its failed stage's `on_failure: rollback` started (absent when none).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub rollbacks: &'a [String],
     /// Its pipeline variables (absent when the pipeline declares none).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<&'a str, &'a str>,
@@ -140,6 +143,7 @@ impl<'a> ExecutionJson<'a> {
             }),
             superseded_by: &e.superseded_by,
             source: &e.source,
+            rollbacks: &e.rollbacks,
             variables: sorted(&e.variables),
             stages: e.stages.iter().map(StageJson::new).collect(),
         }
@@ -424,6 +428,12 @@ fn notes(e: &pb::ExecutionView) -> Vec<String> {
     if !e.superseded_by.is_empty() {
         notes.push(format!("SUPERSEDED by execution {}", e.superseded_by));
     }
+    if !e.rollbacks.is_empty() {
+        notes.push(format!(
+            "ROLLED BACK by execution {}",
+            e.rollbacks.join(", ")
+        ));
+    }
     notes
 }
 
@@ -500,6 +510,7 @@ mod tests {
             superseded_by: String::new(),
             variables: Default::default(),
             source: String::new(),
+            rollbacks: Vec::new(),
             stages: vec![
                 pb::StageView {
                     name: "build".into(),

@@ -188,6 +188,7 @@ impl ClusterState {
                 started_at: at,
                 state,
                 release_of: Some(dep.release.clone()),
+                rollbacks: None,
             },
         );
         self.active.insert(id.clone());

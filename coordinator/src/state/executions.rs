@@ -93,6 +93,7 @@ impl ClusterState {
                 started_at: at,
                 state,
                 release_of: None,
+                rollbacks: None,
             },
         );
         self.active.insert(id.clone());

@@ -124,6 +124,10 @@ pub struct Execution {
     /// artifact is deployed again (names the release on the hosts).
     #[serde(default)]
     pub release_of: Option<String>,
+    /// The executions its failed stage's `on_failure: rollback` started,
+    /// one per environment (set once: it is not rolled back twice).
+    #[serde(default)]
+    pub rollbacks: Option<Vec<String>>,
 }
 
 /// Where an attempt (identified by its fencing epoch) belongs.

@@ -5,10 +5,11 @@
 //! so each ends by [`ClusterState::progress`], which advances the
 //! pipeline's running executions oldest first and supersedes waiters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_pipeline::ExecutionMode;
-use ferry_pipeline::execution::{Gates, StopRequest};
+use ferry_pipeline::condition::OnFailure;
+use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Gates, StopRequest};
 
 use super::apply::{Applied, Output, Rejection};
 use super::{By, ClusterState, TransitionLock};
@@ -275,8 +276,72 @@ impl ClusterState {
                 break;
             }
         }
+        self.roll_back_failed_stages(&ids, at);
         for id in &ids {
             self.settle(id);
+        }
+    }
+
+    /// `on_failure: rollback`: each execution of `ids` that failed in a
+    /// stage that says so (and runs nothing any more) has, once, every
+    /// environment that stage deployed to redeployed with its previous good
+    /// release, as a new execution per environment (`{id}-rollback-{env}`,
+    /// as `ferry rollback` would start it).
+    fn roll_back_failed_stages(&mut self, ids: &[String], at: i64) {
+        for id in ids {
+            let Some(exec) = self.executions.get(id) else {
+                continue;
+            };
+            // A redeploy (`release_of`) never rolls itself back: its failure
+            // is for a person to look at, not a chain of redeploys.
+            if exec.state.status != ExecutionStatus::Failed
+                || exec.rollbacks.is_some()
+                || exec.release_of.is_some()
+                || exec.state.has_running()
+            {
+                continue;
+            }
+            let Some(spec) = self.pipeline_of(exec) else {
+                continue;
+            };
+            let failed = exec
+                .state
+                .actions
+                .iter()
+                .position(|runs| runs.iter().any(|r| r.status() == ActionStatus::Failed));
+            let Some((si, stage)) = failed.and_then(|si| spec.stages.get(si).map(|s| (si, s)))
+            else {
+                continue;
+            };
+            if stage.on_failure != OnFailure::Rollback {
+                continue;
+            }
+            let why = format!(
+                "on_failure rollback of execution {id} (stage {})",
+                stage.name
+            );
+            let environments: BTreeSet<String> = self
+                .deployments
+                .values()
+                .filter(|d| d.execution == *id && d.stage == si)
+                .map(|d| d.environment.clone())
+                .collect();
+            let mut started = Vec::new();
+            for env in environments {
+                let Ok(target) = self.rollback_target(&env, "").map(|d| d.id) else {
+                    continue;
+                };
+                let rollback = format!("{id}-rollback-{env}");
+                if self
+                    .redeploy(rollback.clone(), target, (why.clone(), None), at)
+                    .is_ok()
+                {
+                    started.push(rollback);
+                }
+            }
+            if let Some(exec) = self.executions.get_mut(id) {
+                exec.rollbacks = Some(started);
+            }
         }
     }
 
