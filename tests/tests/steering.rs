@@ -526,3 +526,54 @@ fn when_skips_a_stage_on_a_branch_it_does_not_match() {
         "Succeeded"
     );
 }
+
+#[test]
+fn queued_mode_lets_executions_into_a_stage_in_start_order() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("queued");
+    c.add_agent("a", &[]);
+    c.grant("alice", "approver");
+    c.set_secret("flag", b"x");
+    let repo = repo();
+    c.apply(&pipeline("q", &repo, "queued", &[("compile", "true")]));
+    let first = run(&c, "q");
+    c.wait_status("q", &first, "the first to wait for approval", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+    let second = run(&c, "q");
+    let third = run(&c, "q");
+    for id in [&second, &third] {
+        let v = c.wait_status("q", id, "a later run to wait before gate", |v| {
+            v["waiting"].as_str().is_some_and(|w| !w.is_empty())
+        });
+        assert_eq!(status_of(&v), "InProgress", "queued, not superseded: {v:#}");
+    }
+    let approve = |exec: &str| {
+        c.ferry_ok(
+            Some("alice"),
+            &[
+                "approve",
+                "q",
+                "--execution",
+                exec,
+                "--action",
+                "gate/release",
+            ],
+        );
+    };
+    approve(&first);
+    let v = c.wait_status("q", &second, "the second to reach the approval", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+    assert_eq!(v["waiting"], Value::Null, "{v:#}");
+    let v = c.status("q", &third);
+    assert_eq!(
+        v["waiting"],
+        format!("stage gate is held by execution {second}"),
+        "the third still waits, behind the second: {v:#}"
+    );
+    approve(&second);
+    c.wait_status("q", &third, "the third to reach the approval", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+}
