@@ -730,3 +730,53 @@ fn on_failure_rollback_restores_the_previous_release_when_a_stage_fails_after_de
         );
     }
 }
+
+#[test]
+fn superseded_mode_never_deploys_an_older_release_after_a_newer_one() {
+    ensure_busybox_image();
+    let t = Targets::start(1);
+    let mut c = Cluster::start("deploysup");
+    c.add_agent("a", &[]);
+    c.add_agent("b", &[]);
+    t.set_key_secrets(&c);
+    t.apply_environment(&c, &t.environment("senv", "u", &[1]));
+    let repo = Repo::new();
+    c.apply(&format!(
+        "name: sup\nsource: {{git: {}}}\nexecution_mode: superseded\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, image: ferry-local/busybox, commands: [\"sleep 2\"]}}\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: senv}}\n",
+        repo.url()
+    ));
+    let mut runs = Vec::new();
+    for version in ["1", "2", "3"] {
+        let sha = commit(&repo, &slow_app(version), version);
+        runs.push(
+            c.ferry_ok(Some("admin"), &["run", "sup", "--revision", &sha])
+                .trim()
+                .to_string(),
+        );
+    }
+    let ended =
+        |id: &str| c.wait_status("sup", id, "the run to end", |v| v["status"] != "InProgress");
+    let (first, second, third) = (ended(&runs[0]), ended(&runs[1]), ended(&runs[2]));
+    assert_eq!(first["status"], "Succeeded", "{first:#}");
+    assert_eq!(second["status"], "Superseded", "{second:#}");
+    assert_eq!(second["superseded_by"], runs[2].as_str());
+    assert_eq!(third["status"], "Succeeded", "{third:#}");
+    // The host's history: the first release, then the third; never the second,
+    // and never the first after the third.
+    let history = json(&c, &["deployments", "list", "senv"]);
+    let order: Vec<&str> = history["deployments"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .rev()
+                .filter_map(|d| d["execution_id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(order, [runs[0].as_str(), runs[2].as_str()], "{history:#}");
+    t.wait_serves(1, "app version 3");
+    assert_eq!(
+        current_release(&t.path(1)).as_deref(),
+        Some(runs[2].as_str())
+    );
+}
