@@ -111,10 +111,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     // 1. Commit to production: every host serves version 1.
     let (v1, status) = run_and_approve(&c);
     assert_eq!(status["status"], "Succeeded", "{status:#}");
-    for i in 1..=6 {
-        t.wait_serves(i, "app version 1");
-        assert_eq!(current_release(&t.path(i)).as_deref(), Some(v1.as_str()));
-    }
+    assert_on_release(&t, 1..=6, "app version 1", &v1);
     let prod = json(&c, &["deployments", "list", "production"]);
     let first = &prod["deployments"][0];
     assert_eq!(first["outcome"], "Succeeded", "{prod:#}");
@@ -220,10 +217,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
         v["status"] != "InProgress"
     });
     assert_eq!(v["status"], "Succeeded", "{v:#}");
-    for i in 1..=2 {
-        t.wait_serves(i, "app version 1");
-        assert_eq!(current_release(&t.path(i)).as_deref(), Some(v1.as_str()));
-    }
+    assert_on_release(&t, 1..=2, "app version 1", &v1);
     let staging = json(&c, &["deployments", "list", "staging"]);
     assert_eq!(staging["deployments"][0]["execution_id"], exec.as_str());
     assert_eq!(staging["deployments"][0]["release"], v1.as_str());
@@ -385,6 +379,37 @@ fn deployed_v1(c: &Cluster, name: &str, env: &str) -> (Repo, String) {
     (repo, v1)
 }
 
+/// `n` SSH hosts, all in environment `env` (named `short1`, `short2`, ...),
+/// and a cluster `prefix` with `agents` that holds the hosts' keys.
+fn hosts_and_cluster(
+    n: u32,
+    prefix: &str,
+    agents: &[&str],
+    (env, short): (&str, &str),
+) -> (Targets, Cluster) {
+    let t = Targets::start(n);
+    let mut c = Cluster::start(prefix);
+    for a in agents {
+        c.add_agent(a, &[]);
+    }
+    t.set_key_secrets(&c);
+    let hosts: Vec<u32> = (1..=n).collect();
+    t.apply_environment(&c, &t.environment(env, short, &hosts));
+    (t, c)
+}
+
+/// Waits until every host of `hosts` serves `page` from release `release`.
+fn assert_on_release(t: &Targets, hosts: std::ops::RangeInclusive<u32>, page: &str, release: &str) {
+    for i in hosts {
+        t.wait_serves(i, page);
+        assert_eq!(
+            current_release(&t.path(i)).as_deref(),
+            Some(release),
+            "host {i}"
+        );
+    }
+}
+
 /// `ferry run NAME`: the execution id.
 fn start(c: &Cluster, name: &str) -> String {
     c.ferry_ok(Some("admin"), &["run", name]).trim().to_string()
@@ -407,12 +432,7 @@ fn commit(repo: &Repo, files: &[(&'static str, String)], message: &str) -> Strin
 
 #[test]
 fn a_deployment_whose_agent_dies_is_finished_elsewhere_and_rolls_back_to_the_right_release() {
-    let t = Targets::start(3);
-    let mut c = Cluster::start("deploykill");
-    c.add_agent("a", &[]);
-    c.add_agent("b", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("kenv", "k", &[1, 2, 3]));
+    let (t, mut c) = hosts_and_cluster(3, "deploykill", &["a", "b"], ("kenv", "k"));
     let (repo, v1) = deployed_v1(&c, "kp", "kenv");
 
     // Version 2 fails validation on the third host; its first agent dies after the
@@ -441,23 +461,12 @@ fn a_deployment_whose_agent_dies_is_finished_elsewhere_and_rolls_back_to_the_rig
     let message = action["message"].as_str().unwrap_or_default();
     assert!(message.contains("k3 failed at hook validate"), "{message}");
     // Every host, including the one the dead attempt switched, is back on v1.
-    for i in 1..=3 {
-        t.wait_serves(i, "app version 1");
-        assert_eq!(
-            current_release(&t.path(i)).as_deref(),
-            Some(v1.as_str()),
-            "host {i}"
-        );
-    }
+    assert_on_release(&t, 1..=3, "app version 1", &v1);
 }
 
 #[test]
 fn min_healthy_tolerates_a_failed_host() {
-    let t = Targets::start(2);
-    let mut c = Cluster::start("deploytol");
-    c.add_agent("a", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("tol", "t", &[1, 2]));
+    let (t, c) = hosts_and_cluster(2, "deploytol", &["a"], ("tol", "t"));
     t.net.cut(2);
     let repo = Repo::new();
     commit(&repo, &slow_app("1"), "v1");
@@ -484,12 +493,7 @@ fn min_healthy_tolerates_a_failed_host() {
 
 #[test]
 fn deployments_to_one_environment_never_overlap() {
-    let t = Targets::start(1);
-    let mut c = Cluster::start("deployone");
-    c.add_agent("a", &[]);
-    c.add_agent("b", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("solo", "s", &[1]));
+    let (t, c) = hosts_and_cluster(1, "deployone", &["a", "b"], ("solo", "s"));
     let repo = Repo::new();
     commit(&repo, &slow_app("1"), "v1");
     c.apply(&format!(
@@ -523,11 +527,7 @@ fn deployments_to_one_environment_never_overlap() {
 
 #[test]
 fn a_host_cut_off_mid_deployment_is_reported_and_recovered_by_ferry_rollback() {
-    let t = Targets::start(2);
-    let mut c = Cluster::start("deploycut");
-    c.add_agent("a", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("cut", "c", &[1, 2]));
+    let (t, c) = hosts_and_cluster(2, "deploycut", &["a"], ("cut", "c"));
     let repo = Repo::new();
     commit(&repo, &slow_app("1"), "v1");
     c.apply(&format!(
@@ -585,19 +585,12 @@ fn a_host_cut_off_mid_deployment_is_reported_and_recovered_by_ferry_rollback() {
     let exec = out["execution_id"].as_str().unwrap_or_default().to_string();
     let status = c.wait_status("cp", &exec, "the rollback", |v| v["status"] != "InProgress");
     assert_eq!(status["status"], "Succeeded", "{status:#}");
-    for i in 1..=2 {
-        t.wait_serves(i, "app version 1");
-        assert_eq!(current_release(&t.path(i)).as_deref(), Some(v1.as_str()));
-    }
+    assert_on_release(&t, 1..=2, "app version 1", &v1);
 }
 
 #[test]
 fn a_deployment_over_its_timeout_stops_and_rolls_back() {
-    let t = Targets::start(1);
-    let mut c = Cluster::start("deploytime");
-    c.add_agent("a", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("slow", "w", &[1]));
+    let (t, c) = hosts_and_cluster(1, "deploytime", &["a"], ("slow", "w"));
     let repo = Repo::new();
     commit(&repo, &slow_app("1"), "v1");
     c.apply(&format!(
@@ -627,11 +620,7 @@ fn a_deployment_over_its_timeout_stops_and_rolls_back() {
 
 #[test]
 fn an_abandoned_deployment_stops_mid_batch_and_rolls_back_the_hosts_it_changed() {
-    let t = Targets::start(3);
-    let mut c = Cluster::start("deploystop");
-    c.add_agent("a", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("senv", "s", &[1, 2, 3]));
+    let (t, c) = hosts_and_cluster(3, "deploystop", &["a"], ("senv", "s"));
     let (repo, v1) = deployed_v1(&c, "stp", "senv");
     commit(&repo, &slow_app("2"), "v2");
     let v2 = start(&c, "stp");
@@ -659,14 +648,7 @@ fn an_abandoned_deployment_stops_mid_batch_and_rolls_back_the_hosts_it_changed()
         "who stopped it and what was rolled back: {message}"
     );
     // The host it had changed is back on v1; the last was never touched.
-    for i in 1..=3 {
-        t.wait_serves(i, "app version 1");
-        assert_eq!(
-            current_release(&t.path(i)).as_deref(),
-            Some(v1.as_str()),
-            "host {i}"
-        );
-    }
+    assert_on_release(&t, 1..=3, "app version 1", &v1);
     let deployments = json(&c, &["deployments", "list", "senv"]);
     let stopped = &deployments["deployments"][0];
     assert_eq!(stopped["execution_id"], v2.as_str(), "{deployments:#}");
@@ -684,11 +666,7 @@ fn an_abandoned_deployment_stops_mid_batch_and_rolls_back_the_hosts_it_changed()
 #[test]
 fn on_failure_rollback_restores_the_previous_release_when_a_stage_fails_after_deploying() {
     ensure_busybox_image();
-    let t = Targets::start(2);
-    let mut c = Cluster::start("deployofr");
-    c.add_agent("a", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("renv", "r", &[1, 2]));
+    let (t, c) = hosts_and_cluster(2, "deployofr", &["a"], ("renv", "r"));
     let repo = Repo::new();
     commit(&repo, &slow_app("1"), "v1");
     // The smoke test after the deployment fails on version 2.
@@ -721,25 +699,13 @@ fn on_failure_rollback_restores_the_previous_release_when_a_stage_fails_after_de
         v["status"] != "InProgress"
     });
     assert_eq!(done["status"], "Succeeded", "{done:#}");
-    for i in 1..=2 {
-        t.wait_serves(i, "app version 1");
-        assert_eq!(
-            current_release(&t.path(i)).as_deref(),
-            Some(v1.as_str()),
-            "host {i} is back on the previous release"
-        );
-    }
+    assert_on_release(&t, 1..=2, "app version 1", &v1);
 }
 
 #[test]
 fn superseded_mode_never_deploys_an_older_release_after_a_newer_one() {
     ensure_busybox_image();
-    let t = Targets::start(1);
-    let mut c = Cluster::start("deploysup");
-    c.add_agent("a", &[]);
-    c.add_agent("b", &[]);
-    t.set_key_secrets(&c);
-    t.apply_environment(&c, &t.environment("senv", "u", &[1]));
+    let (t, c) = hosts_and_cluster(1, "deploysup", &["a", "b"], ("senv", "u"));
     let repo = Repo::new();
     c.apply(&format!(
         "name: sup\nsource: {{git: {}}}\nexecution_mode: superseded\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, image: ferry-local/busybox, commands: [\"sleep 2\"]}}\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: senv}}\n",
