@@ -106,13 +106,19 @@ pub(crate) fn check_plain_text(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`, not `FERRY_*`.
-pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
+/// Whether `name` is a shell-style identifier, `[A-Za-z_][A-Za-z0-9_]*`
+/// (environment variable and pipeline variable names).
+pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     let valid_start = chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !valid_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    valid_start && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`, not `FERRY_*`.
+pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
+    if !is_identifier(name) {
         return Err(format!(
             "invalid environment variable name `{name}`: must match [A-Za-z_][A-Za-z0-9_]*"
         ));

@@ -76,11 +76,7 @@ pub enum RefError {
 /// Checks a variable name: `[A-Za-z_][A-Za-z0-9_]*`, at most
 /// [`MAX_VAR_NAME_LEN`] characters.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let valid_start = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !valid_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !crate::rules::is_identifier(name) {
         return Err(format!(
             "invalid variable name `{name}`: must match [A-Za-z_][A-Za-z0-9_]*"
         ));
