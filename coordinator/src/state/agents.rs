@@ -191,7 +191,7 @@ impl ClusterState {
                     at,
                 );
             }
-            self.progress(&name, at);
+            self.progress(&name, Some(&loc.execution), at);
         }
     }
 

@@ -56,6 +56,9 @@ impl ClusterState {
             applied_at: at,
         });
         self.prune_pipeline_versions(&name);
+        // The newest version decides the execution mode: executions that
+        // waited under the old one may go on under the new one.
+        self.progress(&name, None, at);
         Ok(Output::PipelineVersion {
             name,
             version,

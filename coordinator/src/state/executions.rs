@@ -97,7 +97,7 @@ impl ClusterState {
             },
         );
         self.active.insert(id.clone());
-        self.progress(&pipeline, at);
+        self.progress(&pipeline, Some(&id), at);
         Ok(Output::Execution { id })
     }
 
@@ -274,7 +274,7 @@ impl ClusterState {
                 at,
             );
         }
-        self.progress(&name, at);
+        self.progress(&name, Some(&loc.execution), at);
         Ok(Output::Attempt {
             accepted: true,
             reason: String::new(),
@@ -351,7 +351,7 @@ impl ClusterState {
         };
         exec.state
             .finish_action(pipeline, (stage, action), approve, message, &gates, at);
-        self.progress(&name, at);
+        self.progress(&name, Some(execution), at);
         Ok(Output::None)
     }
 
@@ -379,7 +379,7 @@ impl ClusterState {
             &gates,
             at,
         );
-        self.progress(&name, at);
+        self.progress(&name, Some(execution), at);
         Ok(Output::None)
     }
 

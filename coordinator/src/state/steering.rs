@@ -35,7 +35,7 @@ impl ClusterState {
             .stop(pipeline, request, at)
             .map_err(|e| Rejection::FailedPrecondition(e.to_string()))?;
         let name = exec.pipeline.clone();
-        self.progress(&name, at);
+        self.progress(&name, Some(execution), at);
         Ok(Output::None)
     }
 
@@ -71,7 +71,7 @@ impl ClusterState {
             .retry(pipeline, si, all, &gates, at)
             .map_err(|e| Rejection::FailedPrecondition(e.to_string()))?;
         self.active.insert(execution.to_string());
-        self.progress(&name, at);
+        self.progress(&name, Some(execution), at);
         Ok(Output::None)
     }
 
@@ -114,7 +114,7 @@ impl ClusterState {
                 .disabled_transitions
                 .insert(stage.to_string(), TransitionLock { by, reason, at });
         }
-        self.progress(pipeline, at);
+        self.progress(pipeline, None, at);
         Ok(Output::None)
     }
 
@@ -243,8 +243,16 @@ impl ClusterState {
     /// the gates it has now, until none moves; in superseded mode an
     /// execution waiting before a stage a newer one also waits for is
     /// superseded by the newest. Deterministic: the order is the log's.
-    pub(super) fn progress(&mut self, pipeline: &str, at: i64) {
-        let ids = self.running_of(pipeline);
+    ///
+    /// `changed` names the one execution a command changed: in parallel
+    /// mode no other can move because of it, so only it is looked at (a
+    /// result costs the same however many executions run). `None` (a
+    /// transition changed): all of them.
+    pub(super) fn progress(&mut self, pipeline: &str, changed: Option<&str>, at: i64) {
+        let ids = match changed {
+            Some(id) if self.mode_of(pipeline) == ExecutionMode::Parallel => vec![id.to_string()],
+            _ => self.running_of(pipeline),
+        };
         let superseding = self.mode_of(pipeline) == ExecutionMode::Superseded;
         // Each round either moves an execution or stops; an execution moves
         // at most once per stage and status, so this ends.
