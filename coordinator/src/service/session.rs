@@ -105,7 +105,9 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
             loop {
                 let next = tokio::select! {
                     m = inbound.message() => m,
-                    _ = applied.changed() => {
+                    // Only while the agent runs something: thousands of idle
+                    // sessions must not wake on every commit.
+                    _ = applied.changed(), if !reported.is_empty() => {
                         cancel_unwanted(&ops, &name, &mut reported, &tx).await;
                         continue;
                     }
