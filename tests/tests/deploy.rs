@@ -708,9 +708,11 @@ fn superseded_mode_never_deploys_an_older_release_after_a_newer_one() {
     let (t, c) = hosts_and_cluster(1, "deploysup", &["a", "b"], ("senv", "u"));
     let repo = Repo::new();
     c.apply(&format!(
-        "name: sup\nsource: {{git: {}}}\nexecution_mode: superseded\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, image: ferry-local/busybox, commands: [\"sleep 2\"]}}\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: senv}}\n",
+        "name: sup\nsource: {{git: {}}}\nexecution_mode: superseded\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, image: ferry-local/busybox, commands: [\"sleep 4\"]}}\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: senv}}\n",
         repo.url()
     ));
+    // The first build (4 s) holds the build stage while the next two start:
+    // the second waits there and the third replaces it.
     let mut runs = Vec::new();
     for version in ["1", "2", "3"] {
         let sha = commit(&repo, &slow_app(version), version);
