@@ -411,12 +411,23 @@ impl ExecutionState {
         let Some(runs) = self.actions.get(stage) else {
             return ActionStatus::Pending;
         };
-        let any = |status| runs.iter().any(|r| r.status() == status);
+        // One pass: a stage may hold a thousand actions, and this is asked
+        // for every result.
+        const STATUSES: usize = ActionStatus::Skipped as usize + 1;
+        let mut seen = [false; STATUSES];
+        let (mut all_skipped, mut all_done) = (true, true);
+        for r in runs {
+            let status = r.status();
+            seen[status as usize] = true;
+            all_skipped &= status == ActionStatus::Skipped;
+            all_done &= status.is_done();
+        }
+        let any = |status: ActionStatus| seen[status as usize];
         if any(ActionStatus::Failed) {
             ActionStatus::Failed
-        } else if runs.iter().all(|r| r.status() == ActionStatus::Skipped) {
+        } else if all_skipped {
             ActionStatus::Skipped
-        } else if runs.iter().all(|r| r.status().is_done()) {
+        } else if all_done {
             ActionStatus::Succeeded
         } else if any(ActionStatus::WaitingForApproval) {
             ActionStatus::WaitingForApproval
@@ -424,7 +435,7 @@ impl ExecutionState {
             ActionStatus::InProgress
         } else if any(ActionStatus::Stopped) {
             ActionStatus::Stopped
-        } else if runs.iter().any(|r| r.status() != ActionStatus::Pending) {
+        } else if any(ActionStatus::Succeeded) || any(ActionStatus::Skipped) {
             // Some succeeded, the rest were never started (a stop came between).
             if self.stop.is_some() {
                 ActionStatus::Stopped

@@ -254,11 +254,29 @@ impl ClusterState {
             _ => self.running_of(pipeline),
         };
         let superseding = self.mode_of(pipeline) == ExecutionMode::Superseded;
-        // Each round either moves an execution or stops; an execution moves
-        // at most once per stage and status, so this ends.
+        if let [id] = ids.as_slice() {
+            // One execution (parallel mode): nothing else can move because
+            // of it, so one advance settles it.
+            let gates = self.gates(id);
+            if let Ok((exec, spec)) = self.exec_and_pipeline(id) {
+                exec.state.advance(spec, &gates, at);
+            }
+        } else {
+            self.advance_all(&ids, superseding, at);
+        }
+        self.roll_back_failed_stages(&ids, at);
+        for id in &ids {
+            self.settle(id);
+        }
+    }
+
+    /// Advances `ids` (oldest first) until none moves, superseding waiters
+    /// in superseded mode. Each round either moves an execution or stops;
+    /// an execution moves at most once per stage and status, so this ends.
+    fn advance_all(&mut self, ids: &[String], superseding: bool, at: i64) {
         for _ in 0..=ids.len() {
             let mut moved = false;
-            for id in &ids {
+            for id in ids {
                 let gates = self.gates(id);
                 let Ok((exec, spec)) = self.exec_and_pipeline(id) else {
                     continue;
@@ -274,19 +292,16 @@ impl ClusterState {
                     exec.state.current_stage(),
                     exec.state.waiting.clone(),
                 );
-                moved |=
-                    before != after || !started.queued.is_empty() || !started.approvals.is_empty();
+                moved |= before != after
+                    || !started.queued.is_empty()
+                    || !started.approvals.is_empty();
             }
             if superseding {
-                moved |= self.supersede_waiters(&ids, at);
+                moved |= self.supersede_waiters(ids, at);
             }
             if !moved {
                 break;
             }
-        }
-        self.roll_back_failed_stages(&ids, at);
-        for id in &ids {
-            self.settle(id);
         }
     }
 
