@@ -97,6 +97,12 @@ impl ClusterState {
             },
         );
         self.active.insert(id.clone());
+        // Its first group starts here (or it waits); `progress` then lets
+        // the pipeline's other executions react to it.
+        let gates = self.gates(&id);
+        if let Ok((exec, spec)) = self.exec_and_pipeline(&id) {
+            exec.state.advance(spec, &gates, at);
+        }
         self.progress(&pipeline, Some(&id), at);
         Ok(Output::Execution { id })
     }

@@ -254,16 +254,11 @@ impl ClusterState {
             _ => self.running_of(pipeline),
         };
         let superseding = self.mode_of(pipeline) == ExecutionMode::Superseded;
-        if let [id] = ids.as_slice() {
-            // One execution (parallel mode): nothing else can move because
-            // of it, so one advance settles it.
-            let gates = self.gates(id);
-            if let Ok((exec, spec)) = self.exec_and_pipeline(id) {
-                exec.state.advance(spec, &gates, at);
-            }
-        } else {
+        if changed.is_none() || ids.len() > 1 {
             self.advance_all(&ids, superseding, at);
         }
+        // Otherwise (parallel mode) the command already advanced the one
+        // execution it changed, under its gates, and nothing else can move.
         self.roll_back_failed_stages(&ids, at);
         for id in &ids {
             self.settle(id);
