@@ -287,9 +287,8 @@ impl ClusterState {
                     exec.state.current_stage(),
                     exec.state.waiting.clone(),
                 );
-                moved |= before != after
-                    || !started.queued.is_empty()
-                    || !started.approvals.is_empty();
+                moved |=
+                    before != after || !started.queued.is_empty() || !started.approvals.is_empty();
             }
             if superseding {
                 moved |= self.supersede_waiters(ids, at);
