@@ -22,12 +22,6 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
     let action = stage.actions.get(loc.action)?;
     let run = exec.state.action(loc.stage, loc.action)?;
     let produced = exec.state.produced();
-    // The values its references resolved to when it started (recorded in
-    // the state, so every leader sends the same text).
-    let resolve = |text: &str| {
-        ferry_pipeline::vars::substitute(text, |r| run.resolved.get(&r.key()).cloned())
-            .unwrap_or_else(|_| text.to_string())
-    };
     let inputs = action
         .inputs
         .iter()
@@ -54,12 +48,18 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
         revision: exec.revision.clone(),
         stage: stage.name.clone(),
         action: action.name.clone(),
-        image: resolve(action.image.as_deref().unwrap_or_default()),
-        commands: action.commands.iter().map(|c| resolve(c)).collect(),
+        // With the values its references resolved to when it started
+        // (recorded in the state, so every leader sends the same text).
+        image: run.resolved_text(action.image.as_deref().unwrap_or_default()),
+        commands: action
+            .commands
+            .iter()
+            .map(|c| run.resolved_text(c))
+            .collect(),
         env: action
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), resolve(v)))
+            .map(|(k, v)| (k.clone(), run.resolved_text(v)))
             .collect(),
         inputs,
         outputs: action

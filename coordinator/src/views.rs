@@ -214,11 +214,9 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .into(),
                             run_order: a.map_or(1, |a| a.run_order),
                             approval_message: a
-                                .map(|a| resolved(&a.message, &run.resolved))
+                                .map(|a| run.resolved_text(&a.message))
                                 .unwrap_or_default(),
-                            approval_url: a
-                                .map(|a| resolved(&a.url, &run.resolved))
-                                .unwrap_or_default(),
+                            approval_url: a.map(|a| run.resolved_text(&a.url)).unwrap_or_default(),
                             approvals_required: a
                                 .filter(|a| a.kind == ActionKind::Approval)
                                 .map_or(0, |a| a.required),
@@ -305,13 +303,6 @@ pub fn execution_mode(m: ferry_pipeline::ExecutionMode) -> pb::ExecutionMode {
         ferry_pipeline::ExecutionMode::Queued => pb::ExecutionMode::Queued,
         ferry_pipeline::ExecutionMode::Parallel => pb::ExecutionMode::Parallel,
     }
-}
-
-/// `text` with the references its action resolved when it started (the
-/// text as written while it has not started).
-fn resolved(text: &str, values: &std::collections::BTreeMap<String, String>) -> String {
-    ferry_pipeline::vars::substitute(text, |r| values.get(&r.key()).cloned())
-        .unwrap_or_else(|_| text.to_string())
 }
 
 /// Agent names holding a blob.

@@ -178,6 +178,13 @@ impl ActionRun {
         self.approvals.get(self.round.approvals..).unwrap_or(&[])
     }
 
+    /// `text` (one of its action's texts) with the values its references
+    /// resolved to when it started; as written while it has not started.
+    pub fn resolved_text(&self, text: &str) -> String {
+        crate::vars::substitute(text, |r| self.resolved.get(&r.key()).cloned())
+            .unwrap_or_else(|_| text.to_string())
+    }
+
     /// Whether an agent runs the current attempt right now.
     pub fn is_running(&self) -> bool {
         self.status() == ActionStatus::InProgress && self.agent.is_some()

@@ -187,21 +187,32 @@ pub fn action_references(action: &crate::Action) -> Vec<Ref> {
     refs
 }
 
-/// Checks output variables that arrive from outside (an agent's result):
-/// the bounds and names [`parse_output_file`] enforces.
-pub fn check_outputs(vars: &BTreeMap<String, String>) -> Result<(), String> {
-    if vars.len() > MAX_OUTPUT_VARS {
-        return Err(format!("more than {MAX_OUTPUT_VARS} output variables"));
+/// Checks variables that arrive from outside (an agent's output variables,
+/// `--var` values): at most `limit`, names as [`check_name`] wants them,
+/// values at most [`MAX_VALUE_LEN`]; `what` names one in the error.
+pub fn check_values(
+    vars: &BTreeMap<String, String>,
+    limit: usize,
+    what: &str,
+) -> Result<(), String> {
+    if vars.len() > limit {
+        return Err(format!("more than {limit} {what}s"));
     }
     for (name, value) in vars {
         check_name(name)?;
         if value.len() > MAX_VALUE_LEN {
             return Err(format!(
-                "output variable `{name}` is longer than {MAX_VALUE_LEN} bytes"
+                "{what} `{name}` is longer than {MAX_VALUE_LEN} bytes"
             ));
         }
     }
     Ok(())
+}
+
+/// [`check_values`] for an agent's output variables, the bounds
+/// [`parse_output_file`] enforces.
+pub fn check_outputs(vars: &BTreeMap<String, String>) -> Result<(), String> {
+    check_values(vars, MAX_OUTPUT_VARS, "output variable")
 }
 
 /// Reads an action's output variables file: `NAME=VALUE` lines (blank

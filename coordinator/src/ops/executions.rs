@@ -44,22 +44,7 @@ pub struct LogState {
 /// (whether the pipeline declares them is `apply`'s check).
 fn check_variables(variables: &BTreeMap<String, String>) -> OpResult<()> {
     use ferry_pipeline::vars;
-    if variables.len() > vars::MAX_PIPELINE_VARS {
-        return Err(OpError::Invalid(format!(
-            "at most {} --var values",
-            vars::MAX_PIPELINE_VARS
-        )));
-    }
-    for (name, value) in variables {
-        vars::check_name(name).map_err(OpError::Invalid)?;
-        if value.len() > vars::MAX_VALUE_LEN {
-            return Err(OpError::Invalid(format!(
-                "the value of --var {name} is longer than {} bytes",
-                vars::MAX_VALUE_LEN
-            )));
-        }
-    }
-    Ok(())
+    vars::check_values(variables, vars::MAX_PIPELINE_VARS, "--var value").map_err(OpError::Invalid)
 }
 
 /// The execution `id` of `pipeline` (either may be empty: the latest of the

@@ -84,6 +84,11 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
         .map_err(|_| Status::cancelled("agent went away"))?;
         let mut revocations_sent = send_revocations(&self.0, &tx, None).await;
         reconcile(&self.0, &name, &register.running, &tx).await;
+        // Epochs the agent says it runs (at registration, when one starts,
+        // in every heartbeat): checked against the state whenever it
+        // changes, so a stop or a lost lease cancels them at once.
+        let mut reported: BTreeSet<u64> = register.running.iter().map(|r| r.epoch).collect();
+        cancel_unwanted(&self.0, &name, &mut reported, &tx).await;
         self.0.ctx().agents.connect(
             &name,
             Session {
@@ -95,10 +100,6 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
         );
         tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
         let ops = self.0.clone();
-        // Epochs the agent says it runs (at registration, when one starts,
-        // in every heartbeat): checked against the state whenever it
-        // changes, so a stop or a lost lease cancels them at once.
-        let mut reported: BTreeSet<u64> = register.running.iter().map(|r| r.epoch).collect();
         tokio::spawn(async move {
             let mut status = ops.status_watch();
             let mut applied = ops.applied();
@@ -166,8 +167,8 @@ async fn send_revocations(ops: &Ops, tx: &crate::hub::SessionTx, sent: Option<u6
     }
 }
 
-/// After (re)connecting: re-send assignments the agent does not report, and
-/// cancel attempts it runs that are no longer current.
+/// After (re)connecting: re-send assignments the agent does not report
+/// (what it runs and should not is [`cancel_unwanted`]'s).
 async fn reconcile(
     ops: &Ops,
     agent: &str,
@@ -185,17 +186,6 @@ async fn reconcile(
         tracing::info!(%agent, attempt = ?a.attempt, "re-sending assignment after reconnect");
         let _ = tx
             .send(Ok(msg(pb::internal::coordinator_message::Kind::Assign(a))))
-            .await;
-    }
-    for r in running.iter().filter(|r| !current.contains(&r.epoch)) {
-        let _ = tx
-            .send(Ok(msg(pb::internal::coordinator_message::Kind::Cancel(
-                pb::internal::Cancel {
-                    attempt: Some(r.clone()),
-                    reason: "this attempt is no longer current".into(),
-                    stop: false,
-                },
-            ))))
             .await;
     }
 }
@@ -232,28 +222,37 @@ async fn cancel_unwanted(
     for (epoch, reason, stop) in ops.local_to_cancel(agent, reported.iter().copied()) {
         reported.remove(&epoch);
         tracing::info!(%agent, epoch, %reason, stop, "telling the agent to cancel an attempt");
-        let cancel = pb::internal::Cancel {
-            attempt: Some(pb::internal::AttemptRef {
-                attempt_id: String::new(),
-                epoch,
-            }),
-            reason,
-            stop,
+        let attempt = pb::internal::AttemptRef {
+            attempt_id: String::new(),
+            epoch,
         };
-        let _ = tx
-            .send(Ok(msg(pb::internal::coordinator_message::Kind::Cancel(
-                cancel,
-            ))))
-            .await;
+        send_cancel(tx, attempt, reason, stop).await;
     }
 }
 
 /// Tells an agent to stop an attempt that is no longer current (fencing).
 async fn cancel_stale(tx: &crate::hub::SessionTx, attempt: pb::internal::AttemptRef) {
+    send_cancel(
+        tx,
+        attempt,
+        "this attempt is no longer current".into(),
+        false,
+    )
+    .await;
+}
+
+/// Sends an agent one `Cancel`; `stop`: a person stopped the execution
+/// (even a deployment stops early).
+async fn send_cancel(
+    tx: &crate::hub::SessionTx,
+    attempt: pb::internal::AttemptRef,
+    reason: String,
+    stop: bool,
+) {
     let cancel = pb::internal::Cancel {
         attempt: Some(attempt),
-        reason: "this attempt is no longer current".into(),
-        stop: false,
+        reason,
+        stop,
     };
     let _ = tx
         .send(Ok(msg(pb::internal::coordinator_message::Kind::Cancel(
