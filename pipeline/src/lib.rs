@@ -7,7 +7,10 @@ pub mod deploy;
 pub mod environment;
 pub mod execution;
 pub mod limits;
+pub mod notify;
 pub mod revision;
+pub mod schedule;
+pub mod trigger;
 pub mod vars;
 
 mod duration;
@@ -29,9 +32,15 @@ pub use limits::{
 };
 pub use model::*;
 pub use name::{MAX_NAME_LEN, validate_name};
+pub use notify::{
+    EventKind, MAX_NOTIFICATION_TARGETS, NotificationTarget, NotifyFormat, check_event_filter,
+    check_notify_url, check_targets, event_filter_matches,
+};
 pub use parse::{Diagnostic, parse};
 pub use revision::{DockerSpec, Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
 pub use rules::{MAX_SECRET_NAME_LEN, parse_cpus, parse_memory_bytes, validate_secret_name};
+pub use schedule::{DEFAULT_TIMEZONE, Schedule};
+pub use trigger::{GitRefEvent, GlobFilter, RefKind, Trigger, parse_ref};
 
 #[cfg(test)]
 mod environment_tests;

@@ -75,6 +75,14 @@ pub struct Pipeline {
     /// default; `ferry run --var NAME=VALUE` overrides one for an execution.
     #[serde(default)]
     pub variables: BTreeMap<String, Variable>,
+    /// When the pipeline starts on its own; `None` (also in versions
+    /// stored before schedules existed): only pushes and `ferry run`.
+    #[serde(default)]
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// Where events of this pipeline's executions are posted; empty (also
+    /// in versions stored before notifications existed): nowhere.
+    #[serde(default)]
+    pub notifications: Vec<crate::notify::NotificationTarget>,
 }
 
 /// A pipeline variable.
@@ -150,6 +158,15 @@ pub struct Source {
     pub branch: String,
     /// How often to poll the branch for new commits; `None` means no polling.
     pub poll_interval_ms: Option<u64>,
+    /// Name of the Ferry secret that push webhooks for this pipeline are
+    /// signed with; `None` (also in versions stored before it existed).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Which pushes start an execution; empty (also in versions stored
+    /// before triggers existed) means pushes to `branch`, as before (see
+    /// [`Source::effective_triggers`]).
+    #[serde(default)]
+    pub triggers: Vec<crate::trigger::Trigger>,
 }
 
 /// A named group of actions; stages run one after another.
@@ -330,6 +347,8 @@ mod tests {
                 git: "/srv/git/p.git".to_string(),
                 branch: DEFAULT_BRANCH.to_string(),
                 poll_interval_ms: None,
+                webhook_secret: Some("github-hook".to_string()),
+                triggers: vec![crate::trigger::Trigger::branch("main")],
             },
             stages: vec![
                 Stage {
@@ -347,6 +366,17 @@ mod tests {
             ],
             execution_mode: ExecutionMode::DEFAULT,
             variables: BTreeMap::new(),
+            schedule: Some(crate::schedule::Schedule {
+                cron: "0 3 * * 1-5".to_string(),
+                timezone: "Europe/Berlin".to_string(),
+            }),
+            notifications: vec![crate::notify::NotificationTarget {
+                name: "team-chat".to_string(),
+                url: "https://hooks.example.com/x".to_string(),
+                secret: None,
+                format: crate::notify::NotifyFormat::Slack,
+                events: vec!["approval.*".to_string()],
+            }],
         }
     }
 
@@ -395,6 +425,43 @@ mod tests {
                 ..action("old")
             }
         );
+    }
+
+    #[test]
+    fn pipelines_serialized_before_triggers_schedules_and_notifications_still_deserialize() {
+        let mut json = serde_json::to_value(pipeline()).expect("serialize");
+        let fields = json.as_object_mut().expect("a pipeline is a JSON object");
+        assert!(fields.remove("schedule").is_some());
+        assert!(fields.remove("notifications").is_some());
+        let source = fields
+            .get_mut("source")
+            .and_then(|s| s.as_object_mut())
+            .expect("a source is a JSON object");
+        assert!(source.remove("webhook_secret").is_some());
+        assert!(source.remove("triggers").is_some());
+        let back: Pipeline = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back.schedule, None);
+        assert!(back.notifications.is_empty());
+        assert_eq!(back.source.webhook_secret, None);
+        assert!(back.source.triggers.is_empty());
+        // No triggers behave as before: pushes to `branch` only.
+        assert_eq!(
+            back.source.effective_triggers(),
+            vec![crate::trigger::Trigger::branch("main")]
+        );
+    }
+
+    #[test]
+    fn a_pipeline_stored_before_triggers_decodes() {
+        // A version as an earlier Ferry wrote it into the Raft log.
+        let old = r#"{"name":"p","source":{"git":"/srv/git/p.git","branch":"main",
+            "poll_interval_ms":10000},"stages":[],"execution_mode":"queued","variables":{}}"#;
+        let back: Pipeline = serde_json::from_str(old).expect("deserialize");
+        assert_eq!(back.source.poll_interval_ms, Some(10_000));
+        assert_eq!(back.schedule, None);
+        assert!(back.notifications.is_empty());
+        assert!(back.source.triggers.is_empty());
+        assert_eq!(back.source.webhook_secret, None);
     }
 
     #[test]

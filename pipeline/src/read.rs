@@ -23,11 +23,29 @@ use crate::rules::{self, CpusError};
 use crate::vars::Ref;
 use crate::yaml::{Reader, Value, describe, field, is_null, mapping_pos, pos};
 
-const PIPELINE_KEYS: &[&str] = &["name", "source", "stages", "execution_mode", "variables"];
+mod notifications;
+mod schedule;
+mod triggers;
+
+const PIPELINE_KEYS: &[&str] = &[
+    "name",
+    "source",
+    "stages",
+    "execution_mode",
+    "variables",
+    "schedule",
+    "notifications",
+];
 const VARIABLE_KEYS: &[&str] = &["default", "description"];
 /// Action fields whose text may hold `#{...}` variable references.
 const TEMPLATED_KEYS: &[&str] = &["image", "commands", "env", "message", "url"];
-const SOURCE_KEYS: &[&str] = &["git", "branch", "poll_interval"];
+const SOURCE_KEYS: &[&str] = &[
+    "git",
+    "branch",
+    "poll_interval",
+    "webhook_secret",
+    "triggers",
+];
 const STAGE_KEYS: &[&str] = &["name", "actions", "when", "on_failure"];
 const CONDITION_KEYS: &[&str] = &["branch", "tag", "variables"];
 const ON_FAILURE_KEYS: &[&str] = &["retry"];
@@ -161,6 +179,8 @@ impl Reader<'_> {
                 git: String::new(),
                 branch: DEFAULT_BRANCH.to_string(),
                 poll_interval_ms: None,
+                webhook_secret: None,
+                triggers: Vec::new(),
             }),
             stages,
             execution_mode: field(root, "execution_mode")
@@ -168,6 +188,10 @@ impl Reader<'_> {
                 .unwrap_or(ExecutionMode::DEFAULT),
             variables: field(root, "variables")
                 .map(|value| self.variables(value))
+                .unwrap_or_default(),
+            schedule: field(root, "schedule").and_then(|value| self.schedule(value)),
+            notifications: field(root, "notifications")
+                .map(|value| self.notifications(value))
                 .unwrap_or_default(),
         };
         Draft {
@@ -205,10 +229,16 @@ impl Reader<'_> {
             }
             Some(ms)
         });
+        let webhook_secret = field(map, "webhook_secret").and_then(|v| self.webhook_secret(v));
+        let triggers = field(map, "triggers")
+            .map(|value| self.triggers(value))
+            .unwrap_or_default();
         Some(Source {
             git,
             branch,
             poll_interval_ms,
+            webhook_secret,
+            triggers,
         })
     }
 

@@ -151,6 +151,8 @@ fn full_example_parses_with_defaults() {
             git: "file:///srv/git/hello.git".to_string(),
             branch: "main".to_string(),
             poll_interval_ms: Some(10_000),
+            webhook_secret: None,
+            triggers: Vec::new(),
         },
         stages: vec![
             Stage {
@@ -210,6 +212,8 @@ fn full_example_parses_with_defaults() {
         ],
         execution_mode: ExecutionMode::Superseded,
         variables: BTreeMap::new(),
+        schedule: None,
+        notifications: Vec::new(),
     };
     assert_eq!(pipeline, expected);
     assert_eq!(pipeline.find_action("verify", "sign-off"), Some((1, 1)));
@@ -454,8 +458,8 @@ fn unknown_keys_at_every_level() {
             "        foo: 1",
         ])),
         vec![
-            "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables",
-            "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval",
+            "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables, schedule, notifications",
+            "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval, webhook_secret, triggers",
             "8:5: unknown key `needs` in stage; expected one of: name, actions, when, on_failure",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
              runs_on, inputs, commands, env, outputs, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
