@@ -43,6 +43,8 @@ pub use schedule::{DEFAULT_TIMEZONE, Schedule};
 pub use trigger::{GitRefEvent, GlobFilter, RefKind, Trigger, parse_ref};
 
 #[cfg(test)]
+mod automation_tests;
+#[cfg(test)]
 mod environment_tests;
 #[cfg(test)]
 mod hostile_tests;
