@@ -29,6 +29,30 @@ const SAMPLES: [&str; 5] = [
     include_str!("../../fuzz/seeds/revision_spec/docker.yml"),
 ];
 
+/// A valid pipeline with triggers, a schedule and notifications (not yet
+/// among the fuzz targets' seeds), mutated like the samples.
+const AUTOMATION_SAMPLE: &str = "\
+name: nightly
+source:
+  git: https://example.com/org/repo.git
+  webhook_secret: github-hook
+  triggers:
+    - branches: {include: [main, \"release/*\"], exclude: [\"release/old*\"]}
+      paths: {include: [\"src/**\"]}
+    - tags: {include: [\"v*\"]}
+schedule: {cron: \"0 3 * * 1-5\", timezone: Europe/Berlin}
+notifications:
+  - name: team-chat
+    url: https://hooks.example.com/services/x
+    secret: chat-hook
+    format: slack
+    events: [execution.failed, \"approval.*\"]
+stages:
+  - name: gate
+    actions:
+      - {name: ok, type: approval}
+";
+
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -98,6 +122,23 @@ fn fragment() -> impl Strategy<Value = String> {
             "deploy",
             "timeout",
             "poll_interval",
+            "triggers",
+            "branches",
+            "tags",
+            "paths",
+            "include",
+            "exclude",
+            "webhook_secret",
+            "schedule",
+            "cron",
+            "timezone",
+            "notifications",
+            "url",
+            "events",
+            "*/2 * * * * *",
+            "0 0 30 2 *",
+            "approval.*",
+            "**",
             "run_order",
             "retries",
             "keep_releases",
@@ -162,7 +203,12 @@ fn document() -> impl Strategy<Value = String> {
 /// A valid sample with up to 6 fragments spliced in at random places.
 fn mutated_sample() -> impl Strategy<Value = String> {
     (
-        select(SAMPLES.to_vec()),
+        select(
+            SAMPLES
+                .into_iter()
+                .chain([AUTOMATION_SAMPLE])
+                .collect::<Vec<_>>(),
+        ),
         prop::collection::vec((any::<Index>(), fragment()), 1..6),
     )
         .prop_map(|(sample, edits)| {
@@ -212,7 +258,7 @@ fn proptest_mutated_documents_never_break_a_reader() {
 #[test]
 fn the_fuzz_seeds_are_valid_documents() {
     let [pipeline, deploy, environment, hooks, docker] = SAMPLES;
-    for text in [pipeline, deploy] {
+    for text in [pipeline, deploy, AUTOMATION_SAMPLE] {
         crate::parse(text).expect("a valid pipeline seed");
     }
     crate::parse_environment(environment).expect("a valid environment seed");
