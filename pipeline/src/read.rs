@@ -3,7 +3,9 @@
 //! written so that the cross-reference checks in `validate` can point at them.
 //!
 //! Reading never stops at an error: problems are recorded and a fallback
-//! value is used, so one pass reports everything that is wrong.
+//! value is used, so one pass reports everything that is wrong. What starts
+//! a pipeline and whom it tells (`source.triggers`, `schedule`,
+//! `notifications`) is read in the submodules beside this file.
 
 use std::collections::{BTreeMap, HashMap};
 
