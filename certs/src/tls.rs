@@ -107,6 +107,29 @@ pub fn mtls_server_config(
     Ok(Arc::new(config))
 }
 
+/// Server TLS (as a rustls config, for [`crate::listen::tls_incoming`]) for a
+/// coordinator's HTTPS listener (git webhooks, later the console): presents
+/// `cert_pem`/`key_pem` and asks for NO client certificate — git hosts and
+/// browsers have none; each request is authenticated on its own (a webhook by
+/// its signature). Offers HTTP/2 and HTTP/1.1 by ALPN.
+pub fn https_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    let key = Arc::new(certified_key(cert_pem, key_pem)?);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CertError::InvalidCert {
+            what: "TLS identity".to_string(),
+            reason: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The name a `HOST:PORT` (or `[IPv6]:PORT`) address's server is verified as.
 pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':')

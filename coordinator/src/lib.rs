@@ -4,6 +4,7 @@ pub mod authz;
 pub mod deployments;
 pub mod git;
 pub mod health;
+pub mod http;
 pub mod hub;
 pub mod leader;
 pub mod metrics;
