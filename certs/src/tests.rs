@@ -801,3 +801,24 @@ fn short_lifetimes_are_backdated_a_tenth_and_due_for_renewal_at_two_thirds() {
             .is_err()
     );
 }
+
+/// The HTTPS listener's config: the member's own certificate, HTTP/2 and
+/// HTTP/1.1 by ALPN, and a key that does not match is refused up front.
+#[test]
+fn https_server_config_checks_the_pair_and_offers_h2_and_http11() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = new_ca(tmp.path());
+    let one = ca
+        .issue_coordinator(1, &["127.0.0.1".to_string()])
+        .expect("issue");
+    let two = ca.issue_coordinator(2, &[]).expect("issue");
+    let config = tls::https_server_config(&one.cert_pem, &one.key_pem).expect("config");
+    assert_eq!(
+        config.alpn_protocols,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
+    let err = tls::https_server_config(&one.cert_pem, &two.key_pem).expect_err("mismatch");
+    assert!(matches!(err, CertError::KeyMismatch { .. }), "{err}");
+    let err = tls::https_server_config("", &one.key_pem).expect_err("no cert");
+    assert!(matches!(err, CertError::InvalidPem { .. }), "{err}");
+}

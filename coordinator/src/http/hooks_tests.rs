@@ -87,6 +87,7 @@ impl Drop for Harness {
 }
 
 struct Reply {
+    version: http::Version,
     status: u16,
     headers: HeaderMap,
     json: serde_json::Value,
@@ -149,12 +150,14 @@ impl Harness {
             .await
             .expect("answered in time")
             .expect("answered");
+        let version = answer.version();
         let status = answer.status().as_u16();
         let headers = answer.headers().clone();
         let bytes = answer.into_body().collect().await.expect("body").to_bytes();
         let json = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
         Reply {
+            version,
             status,
             headers,
             json,
@@ -205,6 +208,8 @@ async fn github_push_reaches_the_sink_once() {
     let h = start(HttpLimits::default()).await;
     let r = h.github("web", "push", "d-1", GITHUB_PUSH).await;
     assert_eq!(r.status, 201, "{}", r.json);
+    // The client offers h2 by ALPN, and the listener takes it.
+    assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(r.json["ok"], true);
     assert_eq!(r.json["execution"], "ex-1");
     assert_eq!(

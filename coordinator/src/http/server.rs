@@ -38,6 +38,8 @@ pub struct HttpLimits {
     /// caps its own at 25 MB but pushes of a few commits are a few KiB).
     pub body_bytes: usize,
     /// Requests per minute from one source address (bursts of as many).
+    /// Git hosts deliver every repository's webhooks from a few addresses,
+    /// so this bounds a host's deliveries as a whole, not one repository's.
     pub per_minute: NonZeroU32,
     /// How long a client may take to send its request headers (HTTP/1.1).
     pub header_timeout: Duration,
@@ -49,7 +51,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             body_bytes: 1024 * 1024,
-            per_minute: NonZeroU32::new(120).unwrap_or(NonZeroU32::MIN),
+            per_minute: NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN),
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
         }
@@ -176,7 +178,8 @@ impl RateLimit {
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                tracing::info!(peer = %shown(peer), path = req.uri().path(), "https: rate limited");
+                // Debug, not info: a flood would otherwise flood the log too.
+                tracing::debug!(peer = %shown(peer), path = req.uri().path(), "https: rate limited");
                 Answer::error(format!("too many requests from {key}; retry in {secs}s"))
                     .with_status(StatusCode::TOO_MANY_REQUESTS)
                     .retry_after(secs.max(1))
