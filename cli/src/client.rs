@@ -146,6 +146,7 @@ pub struct Api {
     pub deployments: pb::deployments_client::DeploymentsClient<Channel>,
     pub artifacts: pb::artifacts_client::ArtifactsClient<Channel>,
     pub secrets: pb::secrets_client::SecretsClient<Channel>,
+    pub notifications: pb::notifications_client::NotificationsClient<Channel>,
     pub access: pb::access_client::AccessClient<Channel>,
     pub cluster: pb::cluster_client::ClusterClient<Channel>,
 }
@@ -169,6 +170,8 @@ impl Api {
             artifacts: pb::artifacts_client::ArtifactsClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
             secrets: pb::secrets_client::SecretsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            notifications: pb::notifications_client::NotificationsClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
             access: pb::access_client::AccessClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE),

@@ -77,6 +77,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Env(command) => return env::run(g, command).await,
         Command::Deployments(command) => deployments::run(g, command).await?,
         Command::Rollback(args) => deployments::rollback(g, args).await?,
+        Command::Notify(command) => notify::run(g, command).await?,
+        Command::Events(args) => events::run(g, args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -71,6 +71,8 @@ pub fn permission_for(path: &str) -> Option<Permission> {
         ("ferry.v1.Artifacts", "ListArtifacts" | "GetArtifact") => View,
         ("ferry.v1.Secrets", "SetSecret" | "RemoveSecret") => Admin,
         ("ferry.v1.Secrets", "ListSecrets") => View,
+        ("ferry.v1.Notifications", "SetTarget" | "RemoveTarget") => Admin,
+        ("ferry.v1.Notifications", "NotifyStatus" | "WatchEvents") => View,
         (
             "ferry.v1.Access",
             "CreateToken" | "GrantRole" | "RevokeRole" | "ListRoleBindings" | "RevokeCertificate",
@@ -85,7 +87,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
 
 /// The public services, by their gRPC names (every method of one is found
 /// in [`permission_for`] under `/<name>/<Method>`).
-pub const PUBLIC_SERVICES: [&str; 11] = [
+pub const PUBLIC_SERVICES: [&str; 12] = [
     "ferry.v1.Pipelines",
     "ferry.v1.Executions",
     "ferry.v1.Approvals",
@@ -94,6 +96,7 @@ pub const PUBLIC_SERVICES: [&str; 11] = [
     "ferry.v1.Deployments",
     "ferry.v1.Artifacts",
     "ferry.v1.Secrets",
+    "ferry.v1.Notifications",
     "ferry.v1.Access",
     "ferry.v1.Cluster",
     "ferry.v1.Enrollment",
@@ -435,6 +438,10 @@ mod tests {
             ("Secrets", "SetSecret", Admin),
             ("Secrets", "ListSecrets", View),
             ("Secrets", "RemoveSecret", Admin),
+            ("Notifications", "SetTarget", Admin),
+            ("Notifications", "RemoveTarget", Admin),
+            ("Notifications", "NotifyStatus", View),
+            ("Notifications", "WatchEvents", View),
             ("Environments", "ApplyEnvironment", Operate),
             ("Environments", "ListEnvironments", View),
             ("Environments", "GetEnvironment", View),

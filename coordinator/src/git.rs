@@ -1,6 +1,8 @@
-//! Reading git sources with the git CLI: the head of a branch (`ls-remote`) and
+//! Reading git sources with the git CLI: the head of a branch (`ls-remote`),
 //! resolving a revision to a full commit id through a bare mirror kept in the
-//! data dir. Only the leader calls this; commands carry the resolved commit.
+//! data dir, and the files a push changed. The member that starts an
+//! execution (the leader's poller and schedules, or the member a `ferry run`
+//! or a webhook reached) calls this; commands carry the resolved commit.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -52,9 +54,91 @@ async fn git(args: &[&str], cwd: Option<&Path>, url: &str, what: &str) -> Result
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Changed paths listed at most (a push beyond it is compared on these).
+pub const MAX_CHANGED_PATHS: usize = 10_000;
+
+/// A full commit id (40 hex digits).
+fn is_commit_id(rev: &str) -> bool {
+    rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 impl Git {
     pub fn new(cache: PathBuf) -> Self {
         Git { cache }
+    }
+
+    fn mirror(&self, url: &str) -> PathBuf {
+        self.cache
+            .join(hex::encode(sha2::Sha256::digest(url.as_bytes())))
+    }
+
+    /// The files commit `after` changed since `before` (its first parent
+    /// when `before` is None or not in the mirror; every file of a root
+    /// commit). `after` must be in the mirror ([`Git::resolve`] it first).
+    pub async fn changed_paths(
+        &self,
+        url: &str,
+        before: Option<&str>,
+        after: &str,
+    ) -> Result<Vec<String>, GitError> {
+        let mirror = self.mirror(url);
+        let has = |rev: String| {
+            let mirror = mirror.clone();
+            async move {
+                git(
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        &format!("{rev}^{{commit}}"),
+                    ],
+                    Some(&mirror),
+                    url,
+                    "rev-parse",
+                )
+                .await
+                .is_ok_and(|s| !s.trim().is_empty())
+            }
+        };
+        let base = match before {
+            Some(b) if has(b.to_string()).await => Some(b.to_string()),
+            _ if has(format!("{after}^")).await => Some(format!("{after}^")),
+            _ => None,
+        };
+        let out = match &base {
+            Some(base) => {
+                git(
+                    &[
+                        "diff",
+                        "--name-only",
+                        "-z",
+                        "--no-renames",
+                        base,
+                        after,
+                        "--",
+                    ],
+                    Some(&mirror),
+                    url,
+                    "diff",
+                )
+                .await?
+            }
+            None => {
+                git(
+                    &["ls-tree", "-r", "-z", "--name-only", after],
+                    Some(&mirror),
+                    url,
+                    "ls-tree",
+                )
+                .await?
+            }
+        };
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .take(MAX_CHANGED_PATHS)
+            .map(str::to_string)
+            .collect())
     }
 
     /// The commit at the head of `branch`.
@@ -73,9 +157,7 @@ impl Git {
 
     /// Resolves a branch, tag or (abbreviated) commit to a full commit id.
     pub async fn resolve(&self, url: &str, rev: &str) -> Result<String, GitError> {
-        let mirror = self
-            .cache
-            .join(hex::encode(sha2::Sha256::digest(url.as_bytes())));
+        let mirror = self.mirror(url);
         if !mirror.join("HEAD").exists() {
             tokio::fs::create_dir_all(&mirror)
                 .await
@@ -84,7 +166,7 @@ impl Git {
         }
         // A full commit id the mirror already has needs no fetch.
         let spec = format!("{rev}^{{commit}}");
-        if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if is_commit_id(rev) {
             let known = git(
                 &["rev-parse", "--verify", "--quiet", &spec],
                 Some(&mirror),
@@ -123,6 +205,20 @@ impl Git {
         .await
         {
             Ok(sha) if !sha.trim().is_empty() => Ok(sha.trim().to_string()),
+            // A commit no branch or tag holds any more (a webhook for a
+            // push that a force-push replaced): ask for it by id.
+            _ if is_commit_id(rev)
+                && git(
+                    &["fetch", "--quiet", "--", url, rev],
+                    Some(&mirror),
+                    url,
+                    "fetch",
+                )
+                .await
+                .is_ok() =>
+            {
+                Ok(rev.to_string())
+            }
             _ => Err(GitError::NoRevision {
                 url: url.into(),
                 rev: rev.into(),
@@ -134,9 +230,7 @@ impl Git {
     /// [`Git::resolve`] just fetched); None for a commit id or
     /// anything else. `when:` conditions match the name.
     pub async fn ref_kind(&self, url: &str, rev: &str) -> Option<SourceRef> {
-        let mirror = self
-            .cache
-            .join(hex::encode(sha2::Sha256::digest(url.as_bytes())));
+        let mirror = self.mirror(url);
         let name = rev
             .strip_prefix("refs/heads/")
             .or_else(|| rev.strip_prefix("refs/tags/"))

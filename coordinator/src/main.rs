@@ -61,6 +61,18 @@ struct Args {
     /// bounds the state and its snapshots.
     #[arg(long, default_value_t = 1000)]
     execution_retention: usize,
+    /// Serve HTTPS on HOST:PORT with this member's certificate: git webhooks
+    /// (`POST /hooks/git/PIPELINE`). Off when not given.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// HTTPS requests answered per source address per minute (git hosts send
+    /// every repository's webhooks from a few shared addresses).
+    #[arg(long, default_value = "300")]
+    http_per_minute: std::num::NonZeroU32,
+    /// Attempts to deliver one notification before it is given up on (shown
+    /// by `ferry notify status`); waits double from 1 s up to 5 min between them.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    notify_attempts: u32,
     /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -130,6 +142,9 @@ async fn main() -> std::process::ExitCode {
         artifact_retention: a.artifact_retention,
         execution_retention: a.execution_retention,
         metrics_listen: a.metrics_listen,
+        http_listen: a.http_listen,
+        http_per_minute: a.http_per_minute,
+        notify_attempts: a.notify_attempts,
         limits: ferry_certs::listen::Limits {
             max_connections: a.max_connections,
             per_source: a.max_connections_per_source,

@@ -355,6 +355,7 @@ stages:
         let mut s = crate::state::tests::applied(PLAN_YAML);
         s.apply(Command::StartExecution {
             source: None,
+            once: None,
             variables: Default::default(),
             id: "e1".into(),
             pipeline: "fan".into(),

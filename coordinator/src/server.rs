@@ -1,5 +1,6 @@
 //! Wires a coordinator together: certificates, the Raft node, the gRPC
-//! server with its authorization layer, and the leader's background loops.
+//! server with its authorization layer, the HTTPS listener (webhooks), and
+//! the leader's background loops.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +44,12 @@ pub struct CoordinatorConfig {
     pub execution_retention: usize,
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve HTTPS (webhooks) with this member's certificate; None: off.
+    pub http_listen: Option<SocketAddr>,
+    /// HTTPS requests answered per source address per minute.
+    pub http_per_minute: std::num::NonZeroU32,
+    /// Attempts to deliver a notification before giving up.
+    pub notify_attempts: u32,
     /// Connection caps and idle deadline of the gRPC listener.
     pub limits: ferry_certs::listen::Limits,
     /// Enrollment calls answered per source address per minute.
@@ -76,6 +83,14 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding the gRPC listener to {}", cfg.listen))?;
+    let http_listener = match cfg.http_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTPS listener to {addr}"))?,
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let ca = CertAuthority::load(&cfg.tls_dir).context("loading the cluster CA from --tls-dir")?;
@@ -135,6 +150,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         },
         metrics: crate::metrics::Metrics::new(),
         cert_lifetimes: cfg.cert_lifetimes,
+        notify_attempts: cfg.notify_attempts,
     });
 
     if let Some(addr) = cfg.metrics_listen {
@@ -161,6 +177,21 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     // retention run only while this member leads, under one supervisor.
     let ops = Ops::new(ctx.clone());
     tokio::spawn(crate::leader::supervise(ops.clone(), founding));
+
+    if let Some(http) = http_listener {
+        // Webhooks (and later the console): the member's own certificate,
+        // no client certificates, the same `ops` as gRPC.
+        let tls =
+            ferry_certs::tls::https_server_config(&ctx.identity.cert_pem, &ctx.identity.key_pem)
+                .context("building the HTTPS configuration")?;
+        let http_limits = crate::http::HttpLimits {
+            per_minute: cfg.http_per_minute,
+            ..Default::default()
+        };
+        let app = crate::http::router(ops.clone(), &http_limits);
+        tracing::info!(https = %http.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string()), "serving webhooks at /hooks/git/PIPELINE");
+        tokio::spawn(crate::http::serve(http, tls, limits, http_limits, app));
+    }
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -191,6 +222,9 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .add_service(pb::deployments_server::DeploymentsServer::new(api.clone()))
         .add_service(pb::artifacts_server::ArtifactsServer::new(api.clone()))
         .add_service(pb::secrets_server::SecretsServer::new(api.clone()))
+        .add_service(pb::notifications_server::NotificationsServer::new(
+            api.clone(),
+        ))
         .add_service(pb::access_server::AccessServer::new(api.clone()))
         .add_service(pb::cluster_server::ClusterServer::new(api.clone()))
         .add_service(pb::internal::agent_session_server::AgentSessionServer::new(

@@ -36,6 +36,13 @@ pub fn timestamp(ms: Option<i64>) -> Option<Timestamp> {
     })
 }
 
+/// A unix-ms time as RFC 3339 text (UTC, milliseconds), for JSON bodies.
+pub fn rfc3339(ms: i64) -> String {
+    let ms = ms.clamp(0, LAST_TIMESTAMP_MS);
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 /// A length of time in milliseconds on the wire.
 pub fn duration_ms(ms: u64) -> Duration {
     Duration {

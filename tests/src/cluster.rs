@@ -44,6 +44,8 @@ struct Member {
     id: u64,
     /// HOST:PORT it serves on.
     listen: String,
+    /// HOST:PORT of its HTTPS listener (webhooks).
+    http: String,
     /// Network namespace it runs in, if any.
     netns: Option<String>,
     child: Option<Child>,
@@ -102,16 +104,21 @@ impl Cluster {
         let mut net = opts.namespaces.then(crate::net::Net::new);
         let mut members = Vec::new();
         for id in 1..=n {
-            let (listen, netns) = match net.as_mut() {
+            let (listen, http, netns) = match net.as_mut() {
                 Some(net) => {
                     let (ns, ip) = net.host(id as u32);
-                    (format!("{ip}:7400"), Some(ns))
+                    (format!("{ip}:7400"), format!("{ip}:7443"), Some(ns))
                 }
-                None => (format!("127.0.0.1:{}", free_port()), None),
+                None => (
+                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_port()),
+                    None,
+                ),
             };
             members.push(Member {
                 id,
                 listen,
+                http,
                 netns,
                 child: None,
             });
@@ -226,6 +233,8 @@ impl Cluster {
             &id.to_string(),
             "--listen",
             &m.listen,
+            "--http-listen",
+            &m.http,
             "--peers",
             &self.peers,
         ])
@@ -288,6 +297,7 @@ impl Cluster {
         self.members.push(Member {
             id,
             listen: listen.clone(),
+            http: String::new(),
             netns: None,
             child: Some(child),
         });
@@ -378,6 +388,50 @@ impl Cluster {
             .find(|m| m.id == id)
             .map(|m| m.listen.clone())
             .unwrap_or_default()
+    }
+
+    /// Member `id`'s HTTPS address (webhooks).
+    pub fn http_addr(&self, id: u64) -> String {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.http.clone())
+            .unwrap_or_default()
+    }
+
+    /// POSTs `body` with `headers` to member `id`'s HTTPS listener at
+    /// `path` (curl, trusting the cluster's CA); the status and the answer.
+    pub fn post_https(
+        &self,
+        id: u64,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-X", "POST", "-o", "-", "-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(self.tls.join("ca.pem"))
+            .arg("--data-binary")
+            .arg(format!("@{}", file.path().display()));
+        for (k, v) in headers {
+            cmd.arg("-H").arg(format!("{k}: {v}"));
+        }
+        cmd.arg(format!("https://{}{path}", self.http_addr(id)));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run curl: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (answer, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let code = code.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "curl gave no status: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, answer.to_string())
     }
 
     /// Cuts member `id` off the network (namespaces only).

@@ -9,6 +9,7 @@ pub mod docker_tls;
 pub mod git;
 pub mod metrics;
 pub mod net;
+pub mod receiver;
 pub mod sshd;
 pub mod targets;
 

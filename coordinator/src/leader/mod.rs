@@ -1,8 +1,9 @@
 //! The leadership supervisor (after Nomad's `leader.go`). One task watches
 //! this member's Raft status. When the member becomes leader it first
 //! bootstraps a new cluster (founding members only) and starts every
-//! leader-only loop — scheduling, source polling, approval timers, agent
-//! leases, replication, retention — under one cancellation token; when it
+//! leader-only loop — scheduling, source polling, schedules, notification
+//! delivery, approval timers, agent leases, replication, retention — under
+//! one cancellation token; when it
 //! stops leading (stepped down, a new term, removed) it cancels them all and
 //! waits until every one has ended before it may start them again.
 //!
@@ -15,9 +16,11 @@
 
 pub mod bootstrap;
 pub mod leases;
+pub mod notifier;
 pub mod poller;
 pub mod replicator;
 pub mod retention;
+pub mod schedules;
 pub mod timers;
 
 use futures::future::BoxFuture;
@@ -30,9 +33,11 @@ use crate::ops::Ops;
 type LeaderWork = fn(Ops) -> BoxFuture<'static, ()>;
 
 /// Every leader-only loop, by name.
-const WORK: [(&str, LeaderWork); 6] = [
+const WORK: [(&str, LeaderWork); 8] = [
     ("scheduler", |ops| Box::pin(crate::scheduler::run(ops))),
     ("source poller", |ops| Box::pin(poller::poller(ops))),
+    ("schedules", |ops| Box::pin(schedules::schedules(ops))),
+    ("notifier", |ops| Box::pin(notifier::notifier(ops))),
     ("approval timers", |ops| Box::pin(timers::timers(ops))),
     ("agent leases", |ops| Box::pin(leases::leases(ops))),
     ("replicator", |ops| Box::pin(replicator::replicator(ops))),

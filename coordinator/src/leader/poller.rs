@@ -1,7 +1,7 @@
 //! Leader work: polls the sources of pipelines that set `poll_interval` and
-//! starts an execution for each new branch head. The head is recorded in
-//! replicated state before the execution starts, so a failover does not
-//! start it twice.
+//! starts an execution for each new branch head the source's triggers take.
+//! The head is recorded by the command that starts the execution
+//! (`Once::Head`), so a failover neither starts it twice nor loses it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -34,27 +34,14 @@ pub async fn poller(ops: Ops) {
             if seen.as_deref() == Some(head.as_str()) {
                 continue;
             }
-            // Record the head first so a failover does not start it twice.
-            if let Err(e) = ops.record_source_seen(&name, &head).await {
-                tracing::warn!(pipeline = %name, error = %e, "could not record the new source revision");
-                continue;
-            }
             match ops
-                .start_at(
-                    &name,
-                    head.clone(),
-                    format!("new commit on {branch}"),
-                    None,
-                    (
-                        Default::default(),
-                        Some(ferry_pipeline::condition::SourceRef::Branch(branch.clone())),
-                    ),
-                )
+                .polled_head(&name, (&url, &branch), seen.as_deref(), &head)
                 .await
             {
-                Ok(id) => {
+                Ok(Some(id)) => {
                     tracing::info!(pipeline = %name, execution = %id, revision = %head, "execution started by poller")
                 }
+                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(pipeline = %name, error = %e, "could not start an execution")
                 }

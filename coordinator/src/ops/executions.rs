@@ -175,7 +175,7 @@ impl Ops {
     }
 
     /// Write (new id): starts an execution at an already-resolved commit;
-    /// `started_by` None is the source poller.
+    /// `started_by` None is the system (triggers use [`Ops::start_once`]).
     pub async fn start_at(
         &self,
         pipeline: &str,
@@ -193,6 +193,7 @@ impl Ops {
             started_by,
             variables,
             source,
+            once: None,
             at: now_ms(),
         })
         .await?;

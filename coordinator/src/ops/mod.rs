@@ -52,10 +52,12 @@ pub mod cluster;
 pub mod deployments;
 pub mod environments;
 pub mod executions;
+pub mod notify;
 pub mod page;
 pub mod pipelines;
 pub mod secrets;
 pub mod steering;
+pub mod triggers;
 
 #[cfg(test)]
 mod tests;

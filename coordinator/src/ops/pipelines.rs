@@ -131,8 +131,8 @@ impl Ops {
         })
     }
 
-    /// Write: records a new head of a pipeline's source (before an execution
-    /// for it starts, so a failover does not start it twice).
+    /// Write: records a new head of a pipeline's source that its triggers
+    /// do not take (one they take is recorded by the execution it starts).
     pub async fn record_source_seen(&self, pipeline: &str, revision: &str) -> OpResult<()> {
         self.write(Command::SourceSeen {
             pipeline: pipeline.to_string(),

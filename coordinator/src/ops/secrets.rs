@@ -72,6 +72,25 @@ impl Ops {
         Ok(self.local_read(|s| infos(s.secrets.iter())))
     }
 
+    /// Local read (after a linearizable one by the caller, or on the
+    /// leader): the plain value of a secret this member uses itself — a
+    /// webhook's secret to check a signature with, a notification target's
+    /// to sign with. Never sent anywhere.
+    pub fn local_secret_value(&self, name: &str) -> OpResult<Vec<u8>> {
+        let sealed = self
+            .local_read(|s| s.secrets.get(name).cloned())
+            .ok_or_else(|| OpError::NotFound(format!("secret `{name}` is not set")))?;
+        let opener = self.ctx().secrets.as_ref().ok_or_else(|| {
+            OpError::FailedPrecondition(
+                "this coordinator has no secrets key (secrets.key beside the CA in --tls-dir)"
+                    .into(),
+            )
+        })?;
+        opener
+            .open(name, &sealed.nonce, &sealed.ciphertext)
+            .map_err(|e| OpError::Internal(format!("secret `{name}`: {e}")))
+    }
+
     /// Linearizable: one page of the secrets by name (who set each), and
     /// the next page's token.
     pub async fn list_secrets(

@@ -79,6 +79,7 @@ async fn cluster(dir: &std::path::Path) -> Result<Ops, Box<dyn std::error::Error
         secrets: None,
         metrics: crate::metrics::Metrics::new(),
         cert_lifetimes: CertLifetimes::default(),
+        notify_attempts: 3,
     }));
     if !ops
         .wait_for_status(Duration::from_secs(10), |s| s.is_leader)
@@ -154,6 +155,7 @@ async fn an_existing_new_id_counts_as_written() -> TestResult {
         .await?;
     let start = || Command::StartExecution {
         source: None,
+        once: None,
         variables: Default::default(),
         id: "retried0001".into(),
         pipeline: "app".into(),

@@ -311,3 +311,36 @@ impl pb::cluster_server::Cluster for ApiService {
         super::cluster::transfer_leader(&self.0, req).await
     }
 }
+
+#[tonic::async_trait]
+impl pb::notifications_server::Notifications for ApiService {
+    type WatchEventsStream = Stream_<pb::Event>;
+
+    async fn set_target(
+        &self,
+        req: Request<pb::NotificationTarget>,
+    ) -> Result<Response<pb::NotifyStatusResponse>, Status> {
+        super::notifications::set_target(&self.0, req).await
+    }
+
+    async fn remove_target(
+        &self,
+        req: Request<pb::RemoveTargetRequest>,
+    ) -> Result<Response<pb::NotifyStatusResponse>, Status> {
+        super::notifications::remove_target(&self.0, req).await
+    }
+
+    async fn notify_status(
+        &self,
+        req: Request<pb::NotifyStatusRequest>,
+    ) -> Result<Response<pb::NotifyStatusResponse>, Status> {
+        super::notifications::notify_status(&self.0, req).await
+    }
+
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        super::notifications::watch_events(&self.0, req).await
+    }
+}

@@ -14,6 +14,7 @@ pub mod deployments;
 pub mod enroll;
 pub mod environments;
 pub mod executions;
+pub mod notifications;
 pub mod peer;
 pub mod pipelines;
 pub mod renew;
@@ -56,6 +57,8 @@ pub struct Ctx {
     pub metrics: crate::metrics::Metrics,
     /// How long the certificates this member signs last.
     pub cert_lifetimes: CertLifetimes,
+    /// Attempts to deliver a notification before the notifier gives up.
+    pub notify_attempts: u32,
 }
 
 /// How long the certificates a coordinator signs (at enrollment and on

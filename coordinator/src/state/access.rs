@@ -91,6 +91,9 @@ impl Command {
             Command::SetDraining { by, .. } => person(by, Need::Admin, "drain agents"),
             Command::RemoveAgent { by, .. } => person(by, Need::Admin, "remove agents"),
             Command::RevokeCertificate { by, .. } => person(by, Need::Admin, "revoke certificates"),
+            Command::SetNotifyTarget { by, .. } | Command::RemoveNotifyTarget { by, .. } => {
+                person(by, Need::Admin, "manage notification targets")
+            }
             Command::Decide { .. } => Approver,
             Command::Enroll { .. } => Token,
             Command::FinishAttempt { .. }
@@ -110,7 +113,9 @@ impl Command {
             | Command::AgentLost { .. }
             | Command::PruneExecutions { .. }
             | Command::ForgetArtifacts { .. }
-            | Command::SourceSeen { .. } => System,
+            | Command::SourceSeen { .. }
+            | Command::ArmSchedule { .. }
+            | Command::NotifyAttempted { .. } => System,
         }
     }
 }

@@ -56,9 +56,20 @@ pub enum Rejection {
 pub(super) type Applied = Result<Output, Rejection>;
 
 impl ClusterState {
-    /// Applies one committed command: the state's only way to change.
+    /// Applies one committed command: the state's only way to change. The
+    /// events it causes are recorded with it (`events.rs`).
     pub fn apply(&mut self, cmd: Command) -> Applied {
         self.authorize(&cmd)?;
+        let before = self.observe(&cmd);
+        let out = self.dispatch(cmd)?;
+        if let Some(before) = before {
+            self.emit(before);
+        }
+        Ok(out)
+    }
+
+    /// Hands `cmd` to the one function that applies it.
+    fn dispatch(&mut self, cmd: Command) -> Applied {
         match cmd {
             Command::Bootstrap {
                 trust_domain,
@@ -136,6 +147,7 @@ impl ClusterState {
                 revision,
                 at,
             } => self.source_seen(&pipeline, revision, at),
+            Command::ArmSchedule { pipeline, schedule } => self.arm_schedule(&pipeline, schedule),
             Command::ApplyEnvironment { spec, yaml, by, at } => {
                 self.apply_environment(spec, yaml, &by, at)
             }
@@ -156,6 +168,7 @@ impl ClusterState {
                 started_by,
                 variables,
                 source,
+                once,
                 at,
             } => {
                 let started_by = started_by.map(|b| b.name().to_string());
@@ -163,7 +176,7 @@ impl ClusterState {
                     id,
                     pipeline,
                     (revision, source),
-                    (trigger, started_by),
+                    (trigger, started_by, once),
                     variables,
                     at,
                 )
@@ -254,6 +267,10 @@ impl ClusterState {
                 agent,
             } => self.artifact_held(&digest, size, agent),
             Command::ForgetArtifacts { digests } => self.forget_artifacts(digests),
+            // Notifications.
+            Command::SetNotifyTarget { target, .. } => self.set_notify_target(target),
+            Command::RemoveNotifyTarget { name, .. } => self.remove_notify_target(&name),
+            Command::NotifyAttempted { results, at } => self.notify_attempted(results, at),
             // Deployments.
             Command::Redeploy {
                 id,

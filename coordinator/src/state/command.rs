@@ -107,6 +107,10 @@ pub enum Command {
         /// The branch or tag it starts from (`when:` conditions match it).
         #[serde(default)]
         source: Option<ferry_pipeline::condition::SourceRef>,
+        /// What started it, recorded with it so that it starts at most once
+        /// (a webhook delivery, a schedule slot, a polled branch head).
+        #[serde(default)]
+        once: Option<super::triggers::Once>,
         at: i64,
     },
     /// Leader's scheduler gives a queued action to an agent; apply picks the epoch.
@@ -293,6 +297,25 @@ pub enum Command {
     SourceSeen {
         pipeline: String,
         revision: String,
+        at: i64,
+    },
+    /// The leader (re)arms a pipeline's schedule with its next fire time, or
+    /// disarms it (`None`) once the pipeline no longer has one.
+    ArmSchedule {
+        pipeline: String,
+        schedule: Option<super::triggers::ScheduleState>,
+    },
+    /// `ferry notify set`: a cluster-wide notification target.
+    SetNotifyTarget {
+        target: ferry_pipeline::notify::NotificationTarget,
+        by: By,
+        at: i64,
+    },
+    /// `ferry notify remove`.
+    RemoveNotifyTarget { name: String, by: By },
+    /// The leader's notifier tried these deliveries.
+    NotifyAttempted {
+        results: Vec<super::events::DeliveryResult>,
         at: i64,
     },
 }

@@ -37,6 +37,8 @@ impl ClusterState {
                 last_seen_revision: None,
                 last_polled_at: None,
                 disabled_transitions: Default::default(),
+                deliveries: Default::default(),
+                schedule: None,
             });
         if let Some(latest) = record.latest()
             && latest.spec == spec

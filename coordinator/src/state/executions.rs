@@ -44,7 +44,7 @@ impl ClusterState {
         id: String,
         pipeline: String,
         (revision, source): (String, Option<ferry_pipeline::condition::SourceRef>),
-        (trigger, started_by): (String, Option<String>),
+        (trigger, started_by, once): (String, Option<String>, Option<super::triggers::Once>),
         variables: BTreeMap<String, String>,
         at: i64,
     ) -> Applied {
@@ -54,6 +54,9 @@ impl ClusterState {
         let Some(record) = self.pipelines.get_mut(&pipeline) else {
             return Err(Rejection::NotFound(format!("pipeline `{pipeline}`")));
         };
+        if let Some(once) = &once {
+            record.check_once(once)?;
+        }
         let Some(latest) = record.latest() else {
             return Err(Rejection::NotFound(format!(
                 "pipeline `{pipeline}` has no version"
@@ -77,6 +80,9 @@ impl ClusterState {
         state.variables.extend(variables);
         state.source = source;
         let version = latest.version;
+        if let Some(once) = once {
+            record.record_once(once, &id, at);
+        }
         record.executions.push(id.clone());
         if record.last_seen_revision.is_none() {
             record.last_seen_revision = Some(revision.clone());

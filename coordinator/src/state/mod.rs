@@ -14,10 +14,12 @@ mod codec;
 mod command;
 mod definitions;
 mod deployments;
+mod events;
 mod executions;
 mod steering;
 #[cfg(test)]
 pub(crate) mod tests;
+mod triggers;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,6 +33,8 @@ pub use apply::{Output, Rejection};
 pub use codec::StateCodecError;
 pub use command::{By, Command, EncodeError, Principal};
 pub use deployments::DeploymentRecord;
+pub use events::{Delivery, DeliveryResult, Event, TargetScope};
+pub use triggers::{DeliverySeen, DueSlot, Once, ScheduleState};
 
 /// What an identity may do; bound to operator names in cluster state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -87,6 +91,12 @@ pub struct PipelineRecord {
     /// Disabled transitions, by the name of the stage they lead into.
     #[serde(default)]
     pub disabled_transitions: BTreeMap<String, TransitionLock>,
+    /// Webhook deliveries that started an execution, by delivery id.
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, DeliverySeen>,
+    /// Its armed schedule (the leader arms it from the latest version).
+    #[serde(default)]
+    pub schedule: Option<ScheduleState>,
 }
 
 /// Who disabled the transition into a stage, why and when.
@@ -244,6 +254,15 @@ pub struct ClusterState {
     /// Bumped by every revocation, so sessions know when to tell agents.
     #[serde(default)]
     pub revocations: u64,
+    /// Recent events, for `ferry events`.
+    #[serde(default)]
+    pub events: events::Events,
+    /// Notifications waiting to be delivered (and those given up on).
+    #[serde(default)]
+    pub outbox: events::Outbox,
+    /// Cluster-wide notification targets by name (`ferry notify set`).
+    #[serde(default)]
+    pub notify_targets: BTreeMap<String, ferry_pipeline::notify::NotificationTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,6 +41,7 @@ fn revoked() -> ClusterState {
     .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::StartExecution {
         source: None,
+        once: None,
         variables: Default::default(),
         id: "w1".into(),
         pipeline: "web".into(),
@@ -109,6 +110,7 @@ fn person_commands(operate: &By, admin: &By) -> Vec<(&'static str, Command)> {
             "StartExecution",
             Command::StartExecution {
                 source: None,
+                once: None,
                 variables: Default::default(),
                 id: "e9".into(),
                 pipeline: "demo".into(),
@@ -297,6 +299,7 @@ fn the_systems_own_commands_and_members_need_no_role() {
     let mut s = revoked();
     let poller = Command::StartExecution {
         source: None,
+        once: None,
         variables: Default::default(),
         id: "p1".into(),
         pipeline: "demo".into(),

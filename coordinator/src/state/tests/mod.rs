@@ -79,6 +79,7 @@ fn cluster() -> ClusterState {
     enroll_a1(&mut s);
     let cmds = vec![Command::StartExecution {
         source: None,
+        once: None,
         variables: Default::default(),
         id: "e1".into(),
         pipeline: "demo".into(),
@@ -401,6 +402,7 @@ fn retention_keeps_the_newest_executions_artifacts() {
     );
     s.apply(Command::StartExecution {
         source: None,
+        once: None,
         variables: Default::default(),
         id: "e2".into(),
         pipeline: "demo".into(),
@@ -433,6 +435,7 @@ fn execution_retention_forgets_only_finished_old_executions() {
     for (i, id) in ["e2", "e3"].iter().enumerate() {
         s.apply(Command::StartExecution {
             source: None,
+            once: None,
             variables: Default::default(),
             id: (*id).into(),
             pipeline: "demo".into(),
@@ -542,6 +545,7 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
     for (id, at) in [("w1", 10), ("w2", 20)] {
         s.apply(Command::StartExecution {
             source: None,
+            once: None,
             variables: Default::default(),
             id: id.into(),
             pipeline: "web".into(),
@@ -658,6 +662,7 @@ fn waiting_approvals(yaml: &str, applier: &str) -> ClusterState {
     .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::StartExecution {
         source: None,
+        once: None,
         variables: Default::default(),
         id: "e2".into(),
         pipeline: "demo".into(),

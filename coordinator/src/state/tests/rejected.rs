@@ -96,6 +96,7 @@ fn every_refusal_leaves_the_state_untouched() {
         },
         Command::StartExecution {
             source: None,
+            once: None,
             variables: Default::default(),
             id: "e1".into(),
             pipeline: "demo".into(),
@@ -106,6 +107,7 @@ fn every_refusal_leaves_the_state_untouched() {
         },
         Command::StartExecution {
             source: None,
+            once: None,
             variables: Default::default(),
             id: "e2".into(),
             pipeline: "nope".into(),

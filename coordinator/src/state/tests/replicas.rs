@@ -133,6 +133,7 @@ fn command(s: &ClusterState, step: &Step, at: i64) -> Command {
     match step {
         Step::Start(e) => Command::StartExecution {
             source: None,
+            once: None,
             variables: Default::default(),
             id: EXECUTIONS[*e].into(),
             pipeline: "demo".into(),

@@ -40,6 +40,7 @@ fn start(s: &mut ClusterState, id: &str, at: i64) {
         s,
         Command::StartExecution {
             source: None,
+            once: None,
             variables: Default::default(),
             id: id.into(),
             pipeline: "app".into(),
