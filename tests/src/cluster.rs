@@ -411,7 +411,8 @@ impl Cluster {
         let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-X", "POST", "-o", "-", "-w", "\n%{http_code}"])
+        // Git hosts deliver webhooks over HTTP/1.1.
+        cmd.args(["-sS", "--http1.1", "-X", "POST", "-o", "-", "-w", "\n%{http_code}"])
             .arg("--cacert")
             .arg(self.tls.join("ca.pem"))
             .arg("--data-binary")
@@ -425,6 +426,12 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("cannot run curl: {e}"));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (answer, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        if code.trim() == "000" {
+            panic!(
+                "curl got no answer: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let code = code.trim().parse().unwrap_or_else(|_| {
             panic!(
                 "curl gave no status: {text} {}",

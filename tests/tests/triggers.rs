@@ -67,10 +67,14 @@ fn pipeline(name: &str, repo: &Repo, source_extra: &str) -> String {
 }
 
 fn executions(c: &Cluster, pipeline: &str) -> Vec<Value> {
-    let out = c.ferry_ok(
-        Some("admin"),
-        &["executions", pipeline, "--limit", "500", "-o", "json"],
-    );
+    // During a failover a member may answer "not the leader" for a moment.
+    let out = wait_for("the executions", Duration::from_secs(30), || {
+        let r = c.ferry(
+            Some("admin"),
+            &["executions", pipeline, "--limit", "500", "-o", "json"],
+        );
+        r.success.then_some(r.stdout)
+    });
     out.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .flat_map(|v| match v {
@@ -225,12 +229,13 @@ fn branch_tag_and_path_filters_decide_what_starts() {
 
     // Tags: v* starts (no path filter on tags), anything else does not.
     repo.push_tag("v1.0");
-    let (code, answer) = push("refs/tags/v1.0", "", &code_change, "d-7");
+    let zeros = "0".repeat(40);
+    let (code, answer) = push("refs/tags/v1.0", &zeros, &code_change, "d-7");
     assert_eq!(code, 201, "{answer}");
     let exec = answer["execution"].as_str().unwrap_or_default().to_string();
     assert_eq!(c.status("filtered", &exec)["source"], "tag v1.0");
     repo.push_tag("nightly");
-    let (code, _) = push("refs/tags/nightly", "", &code_change, "d-8");
+    let (code, _) = push("refs/tags/nightly", &zeros, &code_change, "d-8");
     assert_eq!(code, 202);
 
     // Gitea's format and signature header, on a deleted branch: ignored.
@@ -248,6 +253,7 @@ fn branch_tag_and_path_filters_decide_what_starts() {
         1,
         "/hooks/git/filtered",
         &[
+            ("Content-Type", "application/json"),
             ("X-Gitea-Event", "push"),
             ("X-Gitea-Delivery", "g-1"),
             ("X-Gitea-Signature", &sig),
