@@ -412,11 +412,20 @@ impl Cluster {
         std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
         let mut cmd = Command::new("curl");
         // Git hosts deliver webhooks over HTTP/1.1.
-        cmd.args(["-sS", "--http1.1", "-X", "POST", "-o", "-", "-w", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(self.tls.join("ca.pem"))
-            .arg("--data-binary")
-            .arg(format!("@{}", file.path().display()));
+        cmd.args([
+            "-sS",
+            "--http1.1",
+            "-X",
+            "POST",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(self.tls.join("ca.pem"))
+        .arg("--data-binary")
+        .arg(format!("@{}", file.path().display()));
         for (k, v) in headers {
             cmd.arg("-H").arg(format!("{k}: {v}"));
         }

@@ -20,8 +20,12 @@ fn events(c: &Cluster, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["events"];
     all.extend_from_slice(args);
     all.extend(["-o", "json"]);
-    c.ferry_ok(Some("admin"), &all)
-        .lines()
+    // During a failover a member may answer "not the leader" for a moment.
+    let out = wait_for("the events", Duration::from_secs(30), || {
+        let r = c.ferry(Some("admin"), &all);
+        r.success.then_some(r.stdout)
+    });
+    out.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
