@@ -12,7 +12,9 @@
 //! - while every version of the pipeline shares stages (superseded or
 //!   queued), no two executions are inside the same stage at once;
 //! - every epoch handed out (`attempts`) points at an action whose history
-//!   records it, on the same agent.
+//!   records it, on the same agent;
+//! - events are numbered one by one and every queued delivery is of an
+//!   event that was made.
 //!
 //! The run is fixed and bounded: seed `FERRY_PROPTEST_SEED` (default
 //! [`DEFAULT_SEED`]) and `FERRY_PROPTEST_CASES` cases (default
@@ -42,6 +44,8 @@ const STAGES: [&str; 3] = ["build", "gate", "test"];
 const YAML: &str = r#"
 name: demo
 source: {git: /tmp/demo.git}
+notifications:
+  - {name: hook, url: "http://127.0.0.1:9/"}
 stages:
   - name: build
     actions:
@@ -68,7 +72,10 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// refused, as stale or hostile entries are.
 #[derive(Debug, Clone)]
 enum Step {
-    Start(usize),
+    /// An execution, started by hand or by webhook delivery `d<n>`.
+    Start(usize, Option<u8>),
+    /// The notifier's report on a waiting delivery: delivered, retry or give up.
+    Notified(u32, u8),
     AssignQueued(u32, usize),
     Assign(usize, usize, usize, usize),
     FinishRunning(u32, bool, bool),
@@ -92,7 +99,8 @@ fn step() -> impl Strategy<Value = Step> {
     let agent = 0..AGENTS.len();
     let exec = 0..EXECUTIONS.len();
     prop_oneof![
-        3 => exec.clone().prop_map(Step::Start),
+        3 => (exec.clone(), proptest::option::of(0..3u8)).prop_map(|(e, d)| Step::Start(e, d)),
+        2 => (any::<u32>(), 0..3u8).prop_map(|(i, r)| Step::Notified(i, r)),
         6 => (any::<u32>(), agent.clone()).prop_map(|(i, a)| Step::AssignQueued(i, a)),
         1 => (exec.clone(), 0..4usize, 0..3usize, agent.clone())
             .prop_map(|(e, s, a, g)| Step::Assign(e, s, a, g)),
@@ -131,9 +139,9 @@ fn artifact(digest: &str) -> ArtifactRef {
 fn command(s: &ClusterState, step: &Step, at: i64) -> Command {
     let root = || By::operator("root");
     match step {
-        Step::Start(e) => Command::StartExecution {
+        Step::Start(e, d) => Command::StartExecution {
             source: None,
-            once: None,
+            once: d.map(|d| Once::Delivery(format!("d{d}"))),
             variables: Default::default(),
             id: EXECUTIONS[*e].into(),
             pipeline: "demo".into(),
@@ -237,6 +245,18 @@ fn command(s: &ClusterState, step: &Step, at: i64) -> Command {
             by: By::operator("olly"),
             at,
         },
+        Step::Notified(i, r) => {
+            let due = s.due_deliveries(i64::MAX, usize::MAX);
+            let id = due.get(pick(*i, due.len())).map_or(u64::from(*i), |d| d.id);
+            Command::NotifyAttempted {
+                results: vec![DeliveryResult {
+                    id,
+                    error: (*r > 0).then(|| "HTTP 503".to_string()),
+                    retry_at: (*r < 2).then_some(at + 1000),
+                }],
+                at,
+            }
+        }
         Step::Mode(m) => {
             let yaml = format!("{YAML}execution_mode: {}\n", MODES[*m]);
             match ferry_pipeline::parse(&yaml) {
@@ -363,6 +383,35 @@ fn fail(what: String) -> TestCaseError {
 
 /// The invariants every state reached must keep.
 fn check(s: &ClusterState) -> Result<(), TestCaseError> {
+    // Events are numbered one by one, and every delivery is of one of them
+    // (or of one already dropped from the recent ones).
+    let ids: Vec<u64> = s.events.recent.iter().map(|e| e.id).collect();
+    if ids.windows(2).any(|w| w[1] != w[0] + 1)
+        || ids.last().is_some_and(|l| *l != s.events.next_id)
+    {
+        return Err(fail(format!(
+            "event ids {ids:?} (next {})",
+            s.events.next_id
+        )));
+    }
+    if let Some(d) = s
+        .outbox
+        .deliveries
+        .values()
+        .find(|d| d.event.id > s.events.next_id || d.event.id == 0)
+    {
+        return Err(fail(format!("delivery {} of an event never made", d.id)));
+    }
+    // No execution was started by two deliveries.
+    for p in s.pipelines.values() {
+        let started: BTreeSet<&String> = p.deliveries.values().map(|d| &d.execution).collect();
+        if started.len() != p.deliveries.len() {
+            return Err(fail(format!(
+                "deliveries {:?} share an execution",
+                p.deliveries
+            )));
+        }
+    }
     // In progress, or ended while an action of it still runs (its result is
     // still accepted, see `settle`).
     let should: BTreeSet<&String> = s
@@ -522,7 +571,7 @@ fn generated_logs_reach_finished_executions() {
     let mut finished = false;
     for i in 0..200 {
         let step = match i % 5 {
-            0 => Step::Start(i % EXECUTIONS.len()),
+            0 => Step::Start(i % EXECUTIONS.len(), None),
             1 | 2 => Step::AssignQueued(i as u32, i % AGENTS.len()),
             3 => Step::FinishRunning(0, true, true),
             _ => Step::Decide(i % EXECUTIONS.len(), true),
@@ -558,7 +607,7 @@ fn replay(steps: &[Step]) -> ClusterState {
 #[test]
 fn no_retry_once_a_sibling_failed_the_execution() {
     let s = replay(&[
-        Step::Start(2),
+        Step::Start(2, None),
         Step::Assign(2, 0, 1, 1),
         Step::Assign(2, 0, 0, 2),
         Step::Finish(1, 1, false),
@@ -575,7 +624,7 @@ fn no_retry_once_a_sibling_failed_the_execution() {
 #[test]
 fn no_requeue_of_a_lost_attempt_once_the_execution_failed() {
     let s = replay(&[
-        Step::Start(2),
+        Step::Start(2, None),
         Step::Assign(2, 0, 1, 1),
         Step::Assign(2, 0, 0, 2),
         Step::Finish(1, 1, false),
