@@ -147,8 +147,16 @@ pub struct NotifySetArgs {
     /// Target name.
     pub name: String,
     /// Where events are POSTed (http:// or https://).
-    #[arg(long, value_name = "URL")]
-    pub url: String,
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "url_secret",
+        conflicts_with = "url_secret"
+    )]
+    pub url: Option<String>,
+    /// A Ferry secret holding the URL instead (a Slack webhook URL is a credential).
+    #[arg(long, value_name = "SECRET")]
+    pub url_secret: Option<String>,
     /// A Ferry secret to sign each request with (`X-Ferry-Signature-256`).
     #[arg(long, value_name = "SECRET")]
     pub secret: Option<String>,

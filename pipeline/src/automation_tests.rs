@@ -242,6 +242,7 @@ fn notifications_are_read_with_defaults() {
             NotificationTarget {
                 name: "team-chat".into(),
                 url: "https://hooks.slack.com/services/XXX".into(),
+                url_secret: None,
                 secret: Some("chat-hook".into()),
                 format: NotifyFormat::Slack,
                 events: strings(&["execution.failed", "approval.*"]),
@@ -249,6 +250,7 @@ fn notifications_are_read_with_defaults() {
             NotificationTarget {
                 name: "notification-2".into(),
                 url: "http://127.0.0.1:9000/ferry".into(),
+                url_secret: None,
                 secret: None,
                 format: NotifyFormat::Json,
                 events: Vec::new(),

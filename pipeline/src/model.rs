@@ -373,6 +373,7 @@ mod tests {
             notifications: vec![crate::notify::NotificationTarget {
                 name: "team-chat".to_string(),
                 url: "https://hooks.example.com/x".to_string(),
+                url_secret: None,
                 secret: None,
                 format: crate::notify::NotifyFormat::Slack,
                 events: vec!["approval.*".to_string()],

@@ -27,8 +27,14 @@ pub struct NotificationTarget {
     /// Unique among the targets of a pipeline; `notification-N` (1-based)
     /// when not given.
     pub name: String,
-    /// An http:// or https:// URL the events are POSTed to.
+    /// An http:// or https:// URL the events are POSTed to; empty when
+    /// `url_secret` names it instead.
+    #[serde(default)]
     pub url: String,
+    /// A Ferry secret whose value is the URL (a Slack webhook URL is a
+    /// credential: kept sealed, never shown).
+    #[serde(default)]
+    pub url_secret: Option<String>,
     /// Ferry secret whose value signs each body (HMAC-SHA256 in a header).
     #[serde(default)]
     pub secret: Option<String>,
@@ -237,7 +243,14 @@ impl NotificationTarget {
     pub fn check(&self) -> Result<(), String> {
         validate_name(&self.name)
             .map_err(|reason| format!("invalid notification name {:?}: {reason}", self.name))?;
-        check_notify_url(&self.url)?;
+        match (&self.url_secret, self.url.is_empty()) {
+            (None, _) => check_notify_url(&self.url)?,
+            (Some(secret), true) => validate_secret_name(secret)
+                .map_err(|reason| format!("invalid secret name {secret:?}: {reason}"))?,
+            (Some(_), false) => {
+                return Err("set either `url` or `url_secret`, not both".to_string());
+            }
+        }
         if let Some(secret) = &self.secret {
             validate_secret_name(secret)
                 .map_err(|reason| format!("invalid secret name {secret:?}: {reason}"))?;
@@ -292,6 +305,7 @@ mod tests {
         NotificationTarget {
             name: "team-chat".to_string(),
             url: "https://hooks.example.com/services/XXX".to_string(),
+            url_secret: None,
             secret: Some("chat-hook".to_string()),
             format: NotifyFormat::Slack,
             events: vec!["execution.failed".to_string(), "approval.*".to_string()],
@@ -407,6 +421,17 @@ mod tests {
             ..target()
         };
         assert!(too_many.check().is_err());
+        let sealed_url = NotificationTarget {
+            url: String::new(),
+            url_secret: Some("slack-url".into()),
+            ..target()
+        };
+        assert_eq!(sealed_url.check(), Ok(()));
+        let both = NotificationTarget {
+            url_secret: Some("slack-url".into()),
+            ..target()
+        };
+        assert!(both.check().is_err_and(|e| e.contains("not both")));
         assert_eq!(check_targets(&[target()]), Ok(()));
         assert_eq!(
             check_targets(&[target(), target()]),

@@ -53,20 +53,25 @@ fn every_event_of_a_release_arrives_signed_though_the_receiver_was_down() {
     t.apply_environment(&c, &t.environment("staging", "stage", &[1]));
     let hook = Receiver::start();
     let chat = Receiver::start();
+    // A Slack webhook URL is a credential: kept as a secret, never shown.
+    c.set_secret("chat-url", chat.url("/slack").as_bytes());
     c.ferry_ok(
         Some("admin"),
         &[
             "notify",
             "set",
             "chat",
-            "--url",
-            &chat.url("/slack"),
+            "--url-secret",
+            "chat-url",
             "--format",
             "slack",
             "--events",
             "approval.*",
         ],
     );
+    let shown = c.ferry_ok(Some("admin"), &["notify", "status"]);
+    assert!(shown.contains("(secret chat-url)"), "{shown}");
+    assert!(!shown.contains(&chat.addr), "{shown}");
     let repo = Repo::new();
     commit_app(&repo, "1");
     c.apply(&format!(

@@ -15,6 +15,7 @@ use crate::wire;
 struct TargetJson<'a> {
     name: &'a str,
     url: &'a str,
+    url_secret: &'a str,
     secret: &'a str,
     format: &'a str,
     events: &'a [String],
@@ -47,6 +48,7 @@ fn print_status(global: &GlobalArgs, s: &pb::NotifyStatusResponse) -> Result<()>
                 .map(|t| TargetJson {
                     name: &t.name,
                     url: &t.url,
+                    url_secret: &t.url_secret,
                     secret: &t.secret,
                     format: &t.format,
                     events: &t.events,
@@ -72,7 +74,11 @@ fn print_status(global: &GlobalArgs, s: &pb::NotifyStatusResponse) -> Result<()>
             for x in &s.targets {
                 t.row([
                     x.name.clone(),
-                    x.url.clone(),
+                    if x.url_secret.is_empty() {
+                        x.url.clone()
+                    } else {
+                        format!("(secret {})", x.url_secret)
+                    },
                     x.format.clone(),
                     if x.secret.is_empty() {
                         "no".to_string()
@@ -135,7 +141,8 @@ pub async fn run(global: &GlobalArgs, command: &NotifyCommand) -> Result<()> {
             .notifications
             .set_target(pb::NotificationTarget {
                 name: a.name.clone(),
-                url: a.url.clone(),
+                url: a.url.clone().unwrap_or_default(),
+                url_secret: a.url_secret.clone().unwrap_or_default(),
                 secret: a.secret.clone().unwrap_or_default(),
                 format: match a.format {
                     NotifyFormatArg::Json => "json",

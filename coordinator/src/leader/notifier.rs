@@ -81,15 +81,12 @@ pub async fn notifier(ops: Ops) {
             .collect();
         for d in due {
             in_flight.insert(d.id);
-            let secret = match d.target.secret.as_deref() {
-                None => Ok(None),
-                Some(name) => ops.local_secret_value(name).map(Some),
-            };
+            let keys = target_keys(&ops, &d);
             let (sender, tx) = (sender.clone(), tx.clone());
             tokio::spawn(async move {
-                let error = match secret {
-                    Ok(secret) => send(&sender, &d, secret.as_deref()).await.err(),
-                    Err(e) => Some(format!("cannot sign: {e}")),
+                let error = match keys {
+                    Ok((url, secret)) => send(&sender, &d, &url, secret.as_deref()).await.err(),
+                    Err(e) => Some(e),
                 };
                 if let Some(e) = &error {
                     tracing::info!(delivery = d.id, event = d.event.id, target = %d.target.name, error = %e, "notification not delivered");
@@ -113,8 +110,40 @@ fn backoff_ms(attempts: u32) -> i64 {
     (1000_i64 << attempts.min(20)).min(MAX_BACKOFF_MS)
 }
 
+/// The URL a delivery goes to and the key that signs it, opened from the
+/// secrets the target names.
+fn target_keys(ops: &Ops, d: &Delivery) -> Result<(String, Option<Vec<u8>>), String> {
+    let url = match &d.target.url_secret {
+        None => d.target.url.clone(),
+        Some(name) => {
+            let value = ops
+                .local_secret_value(name)
+                .map_err(|e| format!("cannot read the URL: {e}"))?;
+            let url = String::from_utf8(value)
+                .map_err(|_| format!("the URL in secret `{name}` is not text"))?;
+            let url = url.trim().to_string();
+            ferry_pipeline::notify::check_notify_url(&url)
+                .map_err(|e| format!("secret `{name}`: {e}"))?;
+            url
+        }
+    };
+    let secret = match d.target.secret.as_deref() {
+        None => None,
+        Some(name) => Some(
+            ops.local_secret_value(name)
+                .map_err(|e| format!("cannot sign: {e}"))?,
+        ),
+    };
+    Ok((url, secret))
+}
+
 /// One attempt: Ok when the receiver answered 2xx.
-async fn send(sender: &Sender, d: &Delivery, secret: Option<&[u8]>) -> Result<(), String> {
+async fn send(
+    sender: &Sender,
+    d: &Delivery,
+    url: &str,
+    secret: Option<&[u8]>,
+) -> Result<(), String> {
     let body = render(&d.event, d.target.format);
     let mut headers = vec![
         ("x-ferry-event", d.event.kind.as_str().to_string()),
@@ -125,7 +154,7 @@ async fn send(sender: &Sender, d: &Delivery, secret: Option<&[u8]>) -> Result<()
         headers.push(("x-ferry-signature-256", signature(secret, &body)));
     }
     let status = sender
-        .post_json(&d.target.url, body, &headers, SEND_TIMEOUT)
+        .post_json(url, body, &headers, SEND_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     if (200..300).contains(&status) {

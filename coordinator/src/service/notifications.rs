@@ -20,6 +20,7 @@ fn target_view(t: NotificationTarget) -> pb::NotificationTarget {
     pb::NotificationTarget {
         name: t.name,
         url: t.url,
+        url_secret: t.url_secret.unwrap_or_default(),
         secret: t.secret.unwrap_or_default(),
         format: match t.format {
             NotifyFormat::Json => "json",
@@ -44,6 +45,7 @@ fn target_of(t: pb::NotificationTarget) -> Result<NotificationTarget, Status> {
     Ok(NotificationTarget {
         name: t.name,
         url: t.url,
+        url_secret: Some(t.url_secret).filter(|s| !s.is_empty()),
         secret: Some(t.secret).filter(|s| !s.is_empty()),
         format,
         events: t.events,

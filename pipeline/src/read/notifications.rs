@@ -13,7 +13,7 @@ use crate::parse::Pos;
 use crate::rules::validate_secret_name;
 use crate::yaml::{Reader, Value, field, pos};
 
-const NOTIFICATION_KEYS: &[&str] = &["name", "url", "secret", "format", "events"];
+const NOTIFICATION_KEYS: &[&str] = &["name", "url", "url_secret", "secret", "format", "events"];
 
 impl Reader<'_> {
     pub(super) fn notifications(&mut self, value: Value<'_>) -> Vec<NotificationTarget> {
@@ -62,15 +62,29 @@ impl Reader<'_> {
             }
             None => (default_target_name(index), value.pos()),
         };
-        let url = self
-            .required_string(map, "url", "notification")
-            .map(|(url, at)| {
-                if let Err(message) = check_notify_url(&url) {
-                    self.error(at, message);
+        let url_secret = field(map, "url_secret")
+            .and_then(|v| self.string(v, "`url_secret`"))
+            .map(|(secret, at)| {
+                if let Err(reason) = validate_secret_name(&secret) {
+                    self.error(at, format!("invalid secret name {secret:?}: {reason}"));
                 }
-                url
-            })
-            .unwrap_or_default();
+                if field(map, "url").is_some() {
+                    self.error(at, "set either `url` or `url_secret`, not both".to_string());
+                }
+                secret
+            });
+        let url = if url_secret.is_some() {
+            String::new()
+        } else {
+            self.required_string(map, "url", "notification")
+                .map(|(url, at)| {
+                    if let Err(message) = check_notify_url(&url) {
+                        self.error(at, message);
+                    }
+                    url
+                })
+                .unwrap_or_default()
+        };
         let secret = field(map, "secret")
             .and_then(|v| self.string(v, "`secret`"))
             .map(|(secret, at)| {
@@ -98,6 +112,7 @@ impl Reader<'_> {
         let target = NotificationTarget {
             name,
             url,
+            url_secret,
             secret,
             format,
             events,

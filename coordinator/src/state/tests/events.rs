@@ -120,6 +120,7 @@ fn a_run_makes_events_and_queues_them_for_the_targets_that_take_them() {
     let everything = NotificationTarget {
         name: "all".into(),
         url: "https://chat.example.invalid/hook".into(),
+        url_secret: None,
         secret: None,
         format: NotifyFormat::Slack,
         events: Vec::new(),
