@@ -292,7 +292,7 @@ fn notification_rules_are_reported_at_their_positions() {
             // The third target defaults to notification-3, named already.
             "16:5: duplicate notification name `notification-3` (first defined at 15:12)".to_string(),
             "17:12: duplicate notification name `notification-3` (first defined at 15:12)".to_string(),
-            "17:56: unknown key `colour` in notification; expected one of: name, url, secret, format, events".to_string(),
+            "17:56: unknown key `colour` in notification; expected one of: name, url, url_secret, secret, format, events".to_string(),
             "18:5: missing required key `url` in notification".to_string(),
         ]
     );
