@@ -276,6 +276,12 @@ fn a_schedule_fires_once_per_slot_across_a_leader_kill() {
         repo.url()
     );
     c.apply(&yaml);
+    let shown = wait_for("the schedule to be armed", Duration::from_secs(30), || {
+        let out = c.ferry_ok(Some("admin"), &["pipeline", "show", "ticker"]);
+        out.contains("schedule:    */2 * * * * * (Europe/Berlin), next 20")
+            .then_some(out)
+    });
+    assert!(!shown.contains("next never"), "{shown}");
     wait_for("three scheduled runs", Duration::from_secs(60), || {
         (executions(&c, "ticker").len() >= 3).then_some(())
     });

@@ -200,6 +200,8 @@ struct PipelineJson<'a> {
     applied_at: String,
     last_seen_revision: &'a str,
     execution_mode: String,
+    schedule: &'a str,
+    next_scheduled_at: String,
     disabled_transitions: Vec<TransitionJson<'a>>,
     yaml: &'a str,
 }
@@ -229,6 +231,18 @@ pub fn render_pipeline(view: &pb::PipelineView) -> String {
     let mode = wire::execution_mode(view.execution_mode);
     if !mode.is_empty() {
         text.push_str(&format!("mode:        {mode}\n"));
+    }
+    if !view.schedule.is_empty() {
+        let next = wire::time(view.next_scheduled_at.as_ref());
+        text.push_str(&format!(
+            "schedule:    {}, next {}\n",
+            view.schedule,
+            if next.is_empty() {
+                "never"
+            } else {
+                next.as_str()
+            }
+        ));
     }
     for t in &view.disabled_transitions {
         text.push_str(&format!(
@@ -265,6 +279,8 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<()> {
             applied_at: wire::time(view.applied_at.as_ref()),
             last_seen_revision: &view.last_seen_revision,
             execution_mode: wire::execution_mode(view.execution_mode),
+            schedule: &view.schedule,
+            next_scheduled_at: wire::time(view.next_scheduled_at.as_ref()),
             disabled_transitions: view
                 .disabled_transitions
                 .iter()

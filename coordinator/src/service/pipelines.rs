@@ -58,6 +58,12 @@ pub async fn get_pipeline(
                     at: views::timestamp(Some(lock.at)),
                 })
                 .collect(),
+            schedule: rec
+                .schedule
+                .as_ref()
+                .map(|s| format!("{} ({})", s.cron, s.timezone))
+                .unwrap_or_default(),
+            next_scheduled_at: views::timestamp(rec.schedule.as_ref().and_then(|s| s.next)),
             execution_mode: rec
                 .latest()
                 .map_or(pb::ExecutionMode::Unspecified, |l| {
