@@ -5,19 +5,28 @@
 //! missed while no leader was up fires once, late; the next one is then
 //! the first after now.
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::ops::Ops;
 use crate::views::now_ms;
 
 /// How often due slots are looked for.
 const TICK: Duration = Duration::from_millis(250);
+/// How long a pipeline whose scheduled run could not start rests before
+/// the next try (its slot stays due meanwhile).
+const REST: Duration = Duration::from_secs(10);
 
 pub async fn schedules(ops: Ops) {
+    let mut resting: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(TICK).await;
         let now = now_ms();
         ops.arm_schedules(now).await;
-        ops.fire_schedules(now).await;
+        resting.retain(|_, since| since.elapsed() < REST);
+        let skip: HashSet<String> = resting.keys().cloned().collect();
+        for failed in ops.fire_schedules(now, &skip).await {
+            resting.insert(failed, Instant::now());
+        }
     }
 }

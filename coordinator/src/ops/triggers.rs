@@ -206,7 +206,7 @@ impl Ops {
             tracing::info!(%pipeline, %delivery, reason = %why, "webhook push starts nothing");
             return Ok(PushOutcome::Ignored(why));
         }
-        let short = &revision[..revision.len().min(12)];
+        let short: String = revision.chars().take(12).collect();
         let begun = self
             .start_once(StartOnce {
                 pipeline: pipeline.to_string(),
@@ -252,14 +252,22 @@ impl Ops {
 
     /// Leader loop (schedules): starts one execution per due slot, at the
     /// head of the pipeline's branch; the slot moves on in the same command.
-    pub async fn fire_schedules(&self, now: i64) {
+    /// Pipelines in `resting` are left for now; returns those whose branch
+    /// could not be read (the slot stays due, to be tried again later).
+    pub async fn fire_schedules(
+        &self,
+        now: i64,
+        resting: &std::collections::HashSet<String>,
+    ) -> Vec<String> {
         let due: Vec<DueSlot> = self.local_read(|s| s.due_schedules(now));
-        for slot in due {
+        let mut failed = Vec::new();
+        for slot in due.into_iter().filter(|d| !resting.contains(&d.pipeline)) {
             let pipeline = slot.pipeline.clone();
             let head = match self.ctx().git.branch_head(&slot.url, &slot.branch).await {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(%pipeline, error = %e, "scheduled run cannot read its branch; retrying");
+                    failed.push(pipeline);
                     continue;
                 }
             };
@@ -291,9 +299,13 @@ impl Ops {
                     tracing::info!(%pipeline, execution = %id, revision = %head, slot = slot.slot, "execution started by its schedule")
                 }
                 Ok(Begun::AlreadyDone(_)) => {}
-                Err(e) => tracing::warn!(%pipeline, error = %e, "scheduled run did not start"),
+                Err(e) => {
+                    tracing::warn!(%pipeline, error = %e, "scheduled run did not start");
+                    failed.push(pipeline);
+                }
             }
         }
+        failed
     }
 
     /// The poller saw `head` on `branch`: start an execution if the

@@ -242,7 +242,7 @@ impl ClusterState {
             command: None,
             url: None,
         };
-        let short = &exec.revision[..exec.revision.len().min(12)];
+        let short: String = exec.revision.chars().take(12).collect();
         let mut out = Vec::new();
         let old_status = match &old {
             None => {
@@ -357,6 +357,9 @@ impl ClusterState {
     /// Gives up the oldest pending deliveries beyond [`OUTBOX_MAX`] and
     /// forgets the oldest given-up ones beyond [`GAVE_UP_KEPT`].
     fn bound_outbox(&mut self, at: i64) {
+        if self.outbox.deliveries.len() <= GAVE_UP_KEPT.min(OUTBOX_MAX) {
+            return; // neither bound can be passed
+        }
         let pending: Vec<u64> = self
             .outbox
             .deliveries
