@@ -413,13 +413,30 @@ fn check_ref_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A serde_json error without echoing the body.
+/// Longest refusal reason taken from a JSON error: serde quotes the
+/// offending value in type errors, which may be as long as the body.
+const MAX_JSON_REASON: usize = 200;
+
+/// A serde_json error without echoing more than a little of the body.
 fn json_reason(e: &serde_json::Error) -> String {
-    match e.classify() {
+    let reason = match e.classify() {
         serde_json::error::Category::Data => e.to_string(),
         serde_json::error::Category::Eof => "the JSON ends early".to_string(),
         _ => format!("not valid JSON ({e})"),
+    };
+    if reason.len() <= MAX_JSON_REASON {
+        return reason;
     }
+    let mut cut = MAX_JSON_REASON;
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}... (line {}, column {})",
+        &reason[..cut],
+        e.line(),
+        e.column()
+    )
 }
 
 /// A header's value as text: visible ASCII only (spaces too for event

@@ -705,3 +705,19 @@ fn same_secret_is_exact() {
     assert!(!same_secret(b"abc", b"abcd"));
     assert!(!same_secret(b"", b"abc"));
 }
+
+/// Found by the `git_webhook` fuzz target: serde quotes a mistyped value in
+/// its error, so a refusal could repeat a body-sized string.
+#[test]
+fn a_refusal_never_repeats_a_long_value_of_the_body() {
+    let body = format!(
+        r#"{{"ref":"refs/heads/a","after":"0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c","deleted":"{}"}}"#,
+        "A".repeat(3000)
+    );
+    let sig = github_signature(SECRET, body.as_bytes());
+    let h = headers(&[("x-github-event", "push"), ("x-hub-signature-256", &sig)]);
+    let err = receive(&h, SECRET, &body).expect_err("a string where a boolean belongs");
+    let text = err.to_string();
+    assert!(text.len() < 400, "{} bytes: {text}", text.len());
+    assert!(text.contains("line 1"), "{text}");
+}
