@@ -70,6 +70,23 @@ impl RefKind {
     }
 }
 
+/// A push to a branch or tag, as a git host's webhook reports it (already
+/// verified and parsed by the coordinator's HTTPS side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitPush {
+    pub kind: RefKind,
+    /// The branch or tag name, without `refs/heads/` or `refs/tags/`.
+    pub name: String,
+    /// What the ref points at now: 40 lowercase hex digits (all zeros when
+    /// the ref was deleted).
+    pub after: String,
+    /// What the ref pointed at before; `None` when it was just created (all
+    /// zeros) or the host did not say.
+    pub before: Option<String>,
+    /// The push deleted the ref.
+    pub deleted: bool,
+}
+
 /// Splits a full ref (`refs/heads/main`, `refs/tags/v1.2`) into its kind
 /// and short name; `None` for other refs (notes, pull requests) or an
 /// empty short name.

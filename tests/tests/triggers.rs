@@ -290,6 +290,29 @@ fn a_schedule_fires_once_per_slot_across_a_leader_kill() {
     wait_for("three more scheduled runs", Duration::from_secs(90), || {
         (executions(&c, "ticker").len() >= 7).then_some(())
     });
+    // A webhook reaches a follower: it verifies, fetches and forwards.
+    c.set_secret("hook", SECRET);
+    c.apply(&pipeline("hooked", &repo, ""));
+    let head = repo.commit(&[("README", "tock\n")], "second");
+    let new_leader = c.leader();
+    let follower = (1..=3)
+        .find(|id| *id != leader && *id != new_leader)
+        .unwrap_or(new_leader);
+    let body = github_push("refs/heads/main", &"0".repeat(40), &head);
+    let sig = format!("sha256={}", sign(&body));
+    let (code, text) = c.post_https(
+        follower,
+        "/hooks/git/hooked",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "via-follower"),
+            ("X-Hub-Signature-256", &sig),
+        ],
+        &body,
+    );
+    assert_eq!(code, 201, "{text}");
+
     // Stop the schedule and let what is due settle.
     c.apply(&yaml.replace(
         "schedule: {cron: \"*/2 * * * * *\", timezone: Europe/Berlin}\n",
@@ -324,6 +347,32 @@ fn a_schedule_fires_once_per_slot_across_a_leader_kill() {
     for w in times.windows(2) {
         assert_eq!(w[1] - w[0], 2000, "a slot was skipped: {times:?}");
     }
+}
+
+#[test]
+fn polling_obeys_the_path_filter() {
+    let c = Cluster::start("pollpaths");
+    let repo = Repo::new();
+    repo.commit(&[("src/main.rs", "fn main() {}\n")], "first");
+    c.apply(&format!(
+        "name: polled\nexecution_mode: parallel\nsource:\n  git: {}\n  branch: main\n  poll_interval: 1s\n  triggers:\n    - branches: {{include: [main]}}\n      paths: {{include: [\"src/**\"]}}\nstages:\n  - name: build\n    actions:\n      - {{name: compile, type: build, image: ferry-local/busybox, commands: [\"true\"]}}\n",
+        repo.url()
+    ));
+    // The first head the poller sees starts a run (it changed src/main.rs).
+    wait_for("the first polled run", Duration::from_secs(30), || {
+        (executions(&c, "polled").len() == 1).then_some(())
+    });
+    // Documentation only: seen, not run.
+    repo.commit(&[("docs/a.md", "doc\n")], "docs");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(executions(&c, "polled").len(), 1);
+    // A source change: run, at that commit.
+    let code = repo.commit(&[("src/lib.rs", "pub fn f() {}\n")], "code");
+    let runs = wait_for("the second polled run", Duration::from_secs(30), || {
+        let runs = executions(&c, "polled");
+        (runs.len() == 2).then_some(runs)
+    });
+    assert_eq!(runs[0]["revision"], code.as_str(), "{runs:#?}");
 }
 
 #[test]

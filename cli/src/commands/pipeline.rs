@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(
             first,
             format!(
-                "{file}:2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables"
+                "{file}:2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables, schedule, notifications"
             )
         );
         assert!(

@@ -43,16 +43,9 @@ pub trait HookSink: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = OpResult<HookAnswer>> + Send;
 }
 
-/// What a sink did with a push.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookAnswer {
-    /// An execution started for `revision` (201).
-    Started { execution: String, revision: String },
-    /// This delivery was seen before; the execution it started, if any (200).
-    AlreadyDelivered { execution: Option<String> },
-    /// Nothing to do, and why: the branch is not watched, a deleted ref, ... (202).
-    Ignored(String),
-}
+/// What a sink did with a push: `Started` answers 201, `AlreadyDelivered`
+/// 200, `Ignored` 202.
+pub use crate::ops::triggers::PushOutcome as HookAnswer;
 
 /// Seconds a git host is asked to wait before retrying after a 503.
 const RETRY_AFTER_SECS: u64 = 5;

@@ -21,30 +21,11 @@ pub const MAX_EVENT_LEN: usize = 64;
 /// Longest ref accepted in a push (git itself has no limit; hosts stay far below).
 pub const MAX_REF_LEN: usize = 255;
 
-/// What a ref names. `ferry_pipeline::trigger::RefKind` will be the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RefKind {
-    Branch,
-    Tag,
-}
-
-/// A verified push to a branch or tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitPush {
-    pub kind: RefKind,
-    /// The branch or tag name, without `refs/heads/` or `refs/tags/`.
-    pub name: String,
-    /// What the ref points at now: 40 lowercase hex digits (all zeros when
-    /// the ref was deleted). For GitLab the commit (`checkout_sha`) when it
-    /// is given; for GitHub and Gitea the object the ref points at, which
-    /// for an annotated tag is the tag object (git peels it to its commit).
-    pub after: String,
-    /// What the ref pointed at before; `None` when it was just created (all
-    /// zeros) or the host did not say.
-    pub before: Option<String>,
-    /// The push deleted the ref.
-    pub deleted: bool,
-}
+/// A push, as the pipeline's triggers and `ops` take it. For GitLab `after`
+/// is the commit (`checkout_sha`) when it is given; for GitHub and Gitea the
+/// object the ref points at, which for an annotated tag is the tag object
+/// (git peels it to its commit).
+pub use ferry_pipeline::trigger::{GitPush, RefKind};
 
 /// What a verified webhook says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! paths) decide which pushes and heads start anything.
 
 use ferry_pipeline::condition::SourceRef;
-use ferry_pipeline::trigger::{GitRefEvent, RefKind};
+use ferry_pipeline::trigger::{GitPush, GitRefEvent, RefKind};
 use ferry_pipeline::{Pipeline, Source};
 
 use super::{OpError, OpResult, Ops, new_execution_id};
@@ -36,24 +36,14 @@ pub enum Begun {
     AlreadyDone(Option<String>),
 }
 
-/// A push a git host reported, signature already verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Push {
-    pub kind: RefKind,
-    /// Branch or tag name, without `refs/heads/` or `refs/tags/`.
-    pub name: String,
-    /// The commit it pushed.
-    pub after: String,
-    /// The commit the ref pointed to before (None: a new ref).
-    pub before: Option<String>,
-    pub deleted: bool,
-}
-
 /// What a webhook push led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
+    /// An execution started for `revision`.
     Started { execution: String, revision: String },
+    /// This delivery was seen before; the execution it started, if known.
     AlreadyDelivered { execution: Option<String> },
+    /// Nothing to do, and why: no trigger takes it, a deleted ref, ...
     Ignored(String),
 }
 
@@ -158,7 +148,7 @@ impl Ops {
         &self,
         pipeline: &str,
         delivery: &str,
-        push: Push,
+        push: GitPush,
     ) -> OpResult<PushOutcome> {
         let spec = self.latest_spec(pipeline).await?;
         let earlier = self.local_read(|s| {

@@ -1,13 +1,15 @@
 //! Benchmarks, each printing Ferry's figure beside a baseline measured in the
 //! same run: a bare `docker run`, a real etcd 3.4 cluster (Debian's
 //! `etcd-server`) on the same loopback layout and with the same gRPC client,
-//! or plain `scp` to the same SSH hosts.
+//! plain `scp` to the same SSH hosts, or curl and plain HTTP over the same
+//! loopback.
 
 pub mod deploy;
 pub mod etcd;
 pub mod failover;
 pub mod scale;
 pub mod throughput;
+pub mod triggers;
 pub mod trivial;
 
 use std::time::Duration;

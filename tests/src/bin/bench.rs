@@ -7,6 +7,7 @@
 //! ferry-bench scale [AGENTS] [EXECUTIONS]  simulated agents: RSS/CPU, dispatch vs commit latency, actions/s
 //! ferry-bench artifact [MIB]               a blob agent to agent vs a plain TCP copy
 //! ferry-bench deploy [MIB] [ROUNDS]        an artifact to 4 SSH hosts by a deploy action vs scp
+//! ferry-bench triggers [ROUNDS]            webhook → execution vs `ferry run`/curl; event → notification vs a plain POST
 //! ferry-bench all                          all of the above with defaults
 //! ```
 //! Build with `cargo build --release --bins` first; results are Markdown for BENCHMARKS.md.
@@ -44,6 +45,10 @@ fn main() -> anyhow::Result<()> {
     }
     if what == "deploy" || what == "all" {
         out.push_str(&bench::deploy::run(arg(2, 10), arg(3, 5) as usize)?);
+        out.push('\n');
+    }
+    if what == "triggers" || what == "all" {
+        out.push_str(&bench::triggers::run(arg(2, 20) as usize)?);
         out.push('\n');
     }
     if what == "throughput" || what == "all" {
