@@ -402,9 +402,14 @@ fn check(s: &ClusterState) -> Result<(), TestCaseError> {
     {
         return Err(fail(format!("delivery {} of an event never made", d.id)));
     }
-    // No execution was started by two deliveries.
+    // No execution was started by two deliveries (an id pruned and used
+    // again is another execution: it started at another time).
     for p in s.pipelines.values() {
-        let started: BTreeSet<&String> = p.deliveries.values().map(|d| &d.execution).collect();
+        let started: BTreeSet<(&String, i64)> = p
+            .deliveries
+            .values()
+            .map(|d| (&d.execution, d.at))
+            .collect();
         if started.len() != p.deliveries.len() {
             return Err(fail(format!(
                 "deliveries {:?} share an execution",
