@@ -27,7 +27,7 @@ use crate::views::now_ms;
 const IN_FLIGHT: usize = 32;
 /// Time limit of one request.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often due deliveries are looked for.
+/// How often due deliveries (retries) are looked for; new ones are sent at once.
 const TICK: Duration = Duration::from_millis(200);
 /// Longest wait between two attempts.
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
@@ -50,11 +50,26 @@ pub async fn notifier(ops: Ops) {
     let max_attempts = ops.ctx().notify_attempts.max(1);
     let (tx, mut rx) = mpsc::channel::<DeliveryResult>(IN_FLIGHT * 2);
     let mut in_flight: HashSet<u64> = HashSet::new();
+    // New deliveries wake the loop at once (an applied command that queued
+    // some); retries wait for the tick.
+    let mut applied = ops.applied();
+    let mut queued = 0;
+    // An interval, not a fresh sleep per pass: a busy log (every applied
+    // command wakes the loop) must not keep postponing retries.
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut results = Vec::new();
         tokio::select! {
-            () = tokio::time::sleep(TICK) => {}
+            _ = tick.tick() => {}
             Some(r) = rx.recv() => results.push(r),
+            Ok(()) = applied.changed() => {
+                let now_queued = ops.local_queued_deliveries();
+                if now_queued == queued {
+                    continue;
+                }
+                queued = now_queued;
+            }
         }
         while let Ok(r) = rx.try_recv() {
             results.push(r);

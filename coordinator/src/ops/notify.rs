@@ -87,6 +87,12 @@ impl Ops {
         self.local_read(|s| s.due_deliveries(now, limit))
     }
 
+    /// Local read (the notifier, on the leader): how many deliveries were
+    /// ever queued — it changes when an applied command queues new ones.
+    pub fn local_queued_deliveries(&self) -> u64 {
+        self.local_read(|s| s.outbox.next_id)
+    }
+
     /// Write (the notifier): the outcome of attempts.
     pub async fn notify_attempted(&self, results: Vec<DeliveryResult>) -> OpResult<()> {
         self.write(Command::NotifyAttempted {
