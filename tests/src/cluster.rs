@@ -825,6 +825,35 @@ impl Cluster {
         })
     }
 
+    /// Waits until approval `stage/action` of an execution waits, approves
+    /// it as `approver`, and waits until the execution ends; its final status.
+    pub fn approve_and_finish(
+        &self,
+        pipeline: &str,
+        execution: &str,
+        (stage, action): (&str, &str),
+        approver: &str,
+    ) -> Value {
+        self.wait_status(pipeline, execution, "the approval to wait", |v| {
+            Cluster::action(v, stage, action)["status"] == "WaitingForApproval"
+        });
+        let path = format!("{stage}/{action}");
+        self.ferry_ok(
+            Some(approver),
+            &[
+                "approve",
+                pipeline,
+                "--execution",
+                execution,
+                "--action",
+                &path,
+            ],
+        );
+        self.wait_status(pipeline, execution, "the execution to end", |v| {
+            v["status"] != "InProgress"
+        })
+    }
+
     /// The status of `stage/action` in a status JSON.
     pub fn action<'a>(status: &'a Value, stage: &str, action: &str) -> &'a Value {
         status["stages"]

@@ -65,23 +65,7 @@ fn run_and_approve(c: &Cluster) -> (String, Value) {
         .ferry_ok(Some("admin"), &["run", "shop"])
         .trim()
         .to_string();
-    c.wait_status("shop", &exec, "the approval to wait", |v| {
-        Cluster::action(v, "approve", "release")["status"] == "WaitingForApproval"
-    });
-    c.ferry_ok(
-        Some("ann"),
-        &[
-            "approve",
-            "shop",
-            "--execution",
-            &exec,
-            "--action",
-            "approve/release",
-        ],
-    );
-    let v = c.wait_status("shop", &exec, "the execution to end", |v| {
-        v["status"] != "InProgress"
-    });
+    let v = c.approve_and_finish("shop", &exec, ("approve", "release"), "ann");
     (exec, v)
 }
 

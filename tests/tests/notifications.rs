@@ -142,20 +142,7 @@ stages:
             .contains("ship it?")
     );
 
-    c.ferry_ok(
-        Some("ann"),
-        &[
-            "approve",
-            "shop",
-            "--execution",
-            &exec,
-            "--action",
-            "approve/release",
-        ],
-    );
-    let status = c.wait_status("shop", &exec, "the run to end", |v| {
-        v["status"] != "InProgress"
-    });
+    let status = c.approve_and_finish("shop", &exec, ("approve", "release"), "ann");
     assert_eq!(status["status"], "Succeeded", "{status:#}");
 
     // A second release whose validate hook fails: rolled back.
@@ -166,23 +153,7 @@ stages:
         .ferry_ok(Some("admin"), &["run", "shop"])
         .trim()
         .to_string();
-    c.wait_status("shop", &second, "the approval to wait", |v| {
-        Cluster::action(v, "approve", "release")["status"] == "WaitingForApproval"
-    });
-    c.ferry_ok(
-        Some("ann"),
-        &[
-            "approve",
-            "shop",
-            "--execution",
-            &second,
-            "--action",
-            "approve/release",
-        ],
-    );
-    let status = c.wait_status("shop", &second, "the run to end", |v| {
-        v["status"] != "InProgress"
-    });
+    let status = c.approve_and_finish("shop", &second, ("approve", "release"), "ann");
     assert_eq!(status["status"], "Failed", "{status:#}");
 
     // Every event the cluster recorded reached the receiver, signed.
