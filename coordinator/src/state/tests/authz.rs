@@ -58,6 +58,19 @@ fn revoked() -> ClusterState {
     s.apply(deploy_result(epoch, "w1"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.deployments.len(), 1);
+    s.apply(Command::SetNotifyTarget {
+        target: ferry_pipeline::notify::NotificationTarget {
+            name: "old".into(),
+            url: "https://old.example.invalid/hook".into(),
+            url_secret: None,
+            secret: None,
+            format: ferry_pipeline::notify::NotifyFormat::Json,
+            events: Vec::new(),
+        },
+        by: By::operator("root"),
+        at: 13,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     s.apply(Command::SetSecret {
         name: "api-key".into(),
         nonce: vec![1],
@@ -170,6 +183,28 @@ fn person_commands(operate: &By, admin: &By) -> Vec<(&'static str, Command)> {
             "RemoveSecret",
             Command::RemoveSecret {
                 name: "api-key".into(),
+                by: admin.clone(),
+            },
+        ),
+        (
+            "SetTarget",
+            Command::SetNotifyTarget {
+                target: ferry_pipeline::notify::NotificationTarget {
+                    name: "chat".into(),
+                    url: "https://chat.example.invalid/hook".into(),
+                    url_secret: None,
+                    secret: None,
+                    format: ferry_pipeline::notify::NotifyFormat::Slack,
+                    events: Vec::new(),
+                },
+                by: admin.clone(),
+                at: 20,
+            },
+        ),
+        (
+            "RemoveTarget",
+            Command::RemoveNotifyTarget {
+                name: "old".into(),
                 by: admin.clone(),
             },
         ),
