@@ -108,6 +108,8 @@ pub enum Command {
     Rbac(RbacCommand),
     /// Show the identity the coordinator sees and its roles.
     Whoami,
+    /// Print a one-time link that logs a browser in to the web console as you.
+    Ui(UiArgs),
     /// Coordinator cluster: status, membership, leadership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -699,6 +701,13 @@ fn parse_non_blank(s: &str) -> Result<String, String> {
     } else {
         Ok(s.to_string())
     }
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// How long the link stays valid unused (at most 15m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl, default_value = "5m")]
+    pub ttl: Duration,
 }
 
 /// A humantime duration of at least one second.

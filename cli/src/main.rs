@@ -71,6 +71,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Token(TokenCommand::Create(a)) => token::create(g, a).await?,
         Command::Rbac(command) => rbac::run(g, command).await?,
         Command::Whoami => rbac::whoami(g).await?,
+        Command::Ui(args) => rbac::ui(g, args).await?,
         Command::Cluster(command) => cluster::run(g, command).await?,
         Command::Artifacts(command) => artifacts::run(g, command).await?,
         Command::Secret(command) => secret::run(g, command).await?,

@@ -65,6 +65,10 @@ struct Args {
     /// (`POST /hooks/git/PIPELINE`). Off when not given.
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// The console's address as browsers reach it (`https://ferry.example:7443`),
+    /// for the links `ferry ui` prints; default: https:// and --http-listen.
+    #[arg(long)]
+    console_url: Option<String>,
     /// HTTPS requests answered per source address per minute (git hosts send
     /// every repository's webhooks from a few shared addresses).
     #[arg(long, default_value = "300")]
@@ -145,6 +149,7 @@ async fn main() -> std::process::ExitCode {
         http_listen: a.http_listen,
         http_per_minute: a.http_per_minute,
         notify_attempts: a.notify_attempts,
+        console_url: a.console_url,
         limits: ferry_certs::listen::Limits {
             max_connections: a.max_connections,
             per_source: a.max_connections_per_source,

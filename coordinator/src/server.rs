@@ -50,6 +50,9 @@ pub struct CoordinatorConfig {
     pub http_per_minute: std::num::NonZeroU32,
     /// Attempts to deliver a notification before giving up.
     pub notify_attempts: u32,
+    /// The console's address for browsers (default: `https://` and the
+    /// `--http-listen` address).
+    pub console_url: Option<String>,
     /// Connection caps and idle deadline of the gRPC listener.
     pub limits: ferry_certs::listen::Limits,
     /// Enrollment calls answered per source address per minute.
@@ -151,6 +154,12 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         metrics: crate::metrics::Metrics::new(),
         cert_lifetimes: cfg.cert_lifetimes,
         notify_attempts: cfg.notify_attempts,
+        console_url: cfg.console_url.clone().or_else(|| {
+            http_listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| format!("https://{a}"))
+        }),
     });
 
     if let Some(addr) = cfg.metrics_listen {
@@ -188,8 +197,9 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
             per_minute: cfg.http_per_minute,
             ..Default::default()
         };
-        let app = crate::http::router(ops.clone(), &http_limits);
-        tracing::info!(https = %http.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string()), "serving webhooks at /hooks/git/PIPELINE");
+        let app = crate::http::router(ops.clone(), &http_limits)
+            .merge(crate::http::console::router(ops.clone()));
+        tracing::info!(https = %http.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string()), "serving webhooks at /hooks/git/PIPELINE and the console at /");
         tokio::spawn(crate::http::serve(http, tls, limits, http_limits, app));
     }
 

@@ -13,7 +13,7 @@ pub mod receiver;
 pub mod sshd;
 pub mod targets;
 
-pub use cluster::{Cluster, Options, Run};
+pub use cluster::{Cluster, HttpAnswer, Options, Run};
 pub use git::Repo;
 
 use std::path::{Path, PathBuf};

@@ -112,6 +112,34 @@ pub async fn whoami(global: &GlobalArgs) -> Result<()> {
     }
 }
 
+/// `ferry ui`: a one-time console login link for the caller.
+pub async fn ui(global: &GlobalArgs, args: &crate::args::UiArgs) -> Result<()> {
+    let mut api = client::connect(global).await?;
+    let reply = api
+        .access
+        .create_login_link(pb::CreateLoginLinkRequest {
+            ttl: Some(prost_types::Duration {
+                seconds: i64::try_from(args.ttl.as_secs()).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+    let expires = wire::time(reply.expires_at.as_ref());
+    match global.output {
+        Format::Table => output::print(&format!(
+            "{}
+open it in your browser before {expires}; it works once
+",
+            reply.url
+        )),
+        Format::Json => output::print_json(&serde_json::json!({
+            "url": reply.url,
+            "expires_at": expires,
+        })),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

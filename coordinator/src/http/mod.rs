@@ -9,6 +9,7 @@
 //! and run [`server::serve`] on its own listener.
 
 pub mod client;
+pub mod console;
 pub mod hooks;
 pub mod server;
 pub mod sink;

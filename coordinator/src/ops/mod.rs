@@ -49,6 +49,7 @@ pub mod agents;
 pub mod approvals;
 pub mod artifacts;
 pub mod cluster;
+pub mod console;
 pub mod deployments;
 pub mod environments;
 pub mod executions;

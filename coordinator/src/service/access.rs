@@ -63,6 +63,37 @@ pub async fn create_token(
     }))
 }
 
+/// `ferry ui`: a one-time console login link on this member's HTTPS address
+/// (or its `--console-url`).
+pub async fn create_login_link(
+    ops: &Ops,
+    req: Request<pb::CreateLoginLinkRequest>,
+) -> Result<Response<pb::CreateLoginLinkResponse>, Status> {
+    let who = caller(&req)?;
+    let base = ops.ctx().console_url.clone().ok_or_else(|| {
+        Status::failed_precondition(
+            "this coordinator serves no console: start it with --http-listen (and --console-url when browsers reach it by another name)",
+        )
+    })?;
+    let ttl = match req.into_inner().ttl {
+        None => None,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(Status::invalid_argument(
+                "a login link's ttl cannot be negative",
+            ));
+        }
+        Some(d) => Some(std::time::Duration::new(
+            u64::try_from(d.seconds).unwrap_or(0),
+            u32::try_from(d.nanos).unwrap_or(0),
+        )),
+    };
+    let link = ops.create_login_link(&who, ttl).await?;
+    Ok(Response::new(pb::CreateLoginLinkResponse {
+        url: format!("{}/login/{}", base.trim_end_matches('/'), link.secret),
+        expires_at: views::timestamp(Some(link.expires_at)),
+    }))
+}
+
 pub async fn grant_role(
     ops: &Ops,
     req: Request<pb::RoleRequest>,

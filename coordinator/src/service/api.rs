@@ -252,6 +252,13 @@ impl pb::access_server::Access for ApiService {
         super::access::create_token(&self.0, req).await
     }
 
+    async fn create_login_link(
+        &self,
+        req: Request<pb::CreateLoginLinkRequest>,
+    ) -> Result<Response<pb::CreateLoginLinkResponse>, Status> {
+        super::access::create_login_link(&self.0, req).await
+    }
+
     async fn grant_role(
         &self,
         req: Request<pb::RoleRequest>,

@@ -20,6 +20,8 @@ pub enum Need {
     Operate,
     /// `admin`: tokens, role bindings, secrets, agents, revocation.
     Admin,
+    /// Any role: a console login for oneself.
+    View,
 }
 
 impl Need {
@@ -28,6 +30,7 @@ impl Need {
         match self {
             Need::Operate => &[Role::Admin, Role::Operator],
             Need::Admin => &[Role::Admin],
+            Need::View => &Role::ALL,
         }
     }
 
@@ -35,6 +38,7 @@ impl Need {
         match self {
             Need::Operate => "role operator or admin",
             Need::Admin => "role admin",
+            Need::View => "a role",
         }
     }
 }
@@ -94,6 +98,9 @@ impl Command {
             Command::SetNotifyTarget { by, .. } | Command::RemoveNotifyTarget { by, .. } => {
                 person(by, Need::Admin, "manage notification targets")
             }
+            Command::CreateLoginLink { by, .. } => person(by, Need::View, "open the console"),
+            // The link's and the session's secrets are the credentials.
+            Command::OpenSession { .. } | Command::EndSession { .. } => Token,
             Command::Decide { .. } => Approver,
             Command::Enroll { .. } => Token,
             Command::FinishAttempt { .. }

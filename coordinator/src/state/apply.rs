@@ -267,6 +267,26 @@ impl ClusterState {
                 agent,
             } => self.artifact_held(&digest, size, agent),
             Command::ForgetArtifacts { digests } => self.forget_artifacts(digests),
+            // Console logins.
+            Command::CreateLoginLink {
+                hash,
+                expires_at,
+                by,
+                at: _,
+            } => self.create_login_link(
+                hash,
+                super::console::LoginLink {
+                    operator: by.name().to_string(),
+                    expires_at,
+                },
+            ),
+            Command::OpenSession {
+                link,
+                session,
+                expires_at,
+                at,
+            } => self.open_session(&link, session, expires_at, at),
+            Command::EndSession { session } => self.end_session(&session),
             // Notifications.
             Command::SetNotifyTarget { target, .. } => self.set_notify_target(target),
             Command::RemoveNotifyTarget { name, .. } => self.remove_notify_target(&name),

@@ -313,6 +313,24 @@ pub enum Command {
     },
     /// `ferry notify remove`.
     RemoveNotifyTarget { name: String, by: By },
+    /// `ferry ui`: a one-time console login link for the caller (`hash` is
+    /// the sha256 of the link's secret).
+    CreateLoginLink {
+        hash: String,
+        expires_at: i64,
+        by: By,
+        at: i64,
+    },
+    /// A browser opened login link `link`: it is used up and session
+    /// `session` (a hash too) begins for the link's operator.
+    OpenSession {
+        link: String,
+        session: String,
+        expires_at: i64,
+        at: i64,
+    },
+    /// `Log out`: the session ends.
+    EndSession { session: String },
     /// The leader's notifier tried these deliveries.
     NotifyAttempted {
         results: Vec<super::events::DeliveryResult>,

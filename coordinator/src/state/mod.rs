@@ -12,6 +12,7 @@ mod approval;
 mod artifacts;
 mod codec;
 mod command;
+mod console;
 mod definitions;
 mod deployments;
 mod events;
@@ -32,6 +33,7 @@ pub use agents::LOST_RETRIES;
 pub use apply::{Output, Rejection};
 pub use codec::StateCodecError;
 pub use command::{By, Command, EncodeError, Principal};
+pub use console::{ConsoleSession, LoginLink};
 pub use deployments::DeploymentRecord;
 pub use events::{Delivery, DeliveryResult, Event, TargetScope};
 pub use triggers::{DeliverySeen, DueSlot, Once, ScheduleState};
@@ -263,6 +265,12 @@ pub struct ClusterState {
     /// Cluster-wide notification targets by name (`ferry notify set`).
     #[serde(default)]
     pub notify_targets: BTreeMap<String, ferry_pipeline::notify::NotificationTarget>,
+    /// Console login links not used yet, by sha256 of their secret.
+    #[serde(default)]
+    pub login_links: BTreeMap<String, console::LoginLink>,
+    /// Console sessions, by sha256 of their secret.
+    #[serde(default)]
+    pub console_sessions: BTreeMap<String, console::ConsoleSession>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -369,6 +369,7 @@ fn apply_needs_the_roles_the_grpc_layer_needs() {
         let expected = match need {
             Need::Operate => Permission::Operate,
             Need::Admin => Permission::Admin,
+            Need::View => Permission::View,
         };
         assert_eq!(early, Some(expected), "{rpc}");
     }

@@ -7,6 +7,7 @@ use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
 use super::*;
 
 mod authz;
+mod console;
 mod events;
 mod rejected;
 mod replicas;

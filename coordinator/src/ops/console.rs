@@ -1,0 +1,218 @@
+//! Console logins: the one-time link `ferry ui` asks for (the caller is
+//! authenticated by their operator certificate), the browser session that
+//! opening it begins, who a session acts for, and logging out. Secrets are
+//! random, given out once and kept only as sha256 hashes in the state.
+
+use std::time::Duration;
+
+use ferry_certs::Identity;
+
+use super::access::{acting, hash_token};
+use super::{OpError, OpResult, Ops};
+use crate::state::{Command, Rejection, Role};
+use crate::views::now_ms;
+
+/// How long a login link lasts by default, and at most.
+pub const LINK_TTL: Duration = Duration::from_secs(5 * 60);
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a console session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// A login link's secret and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLink {
+    pub secret: String,
+    pub expires_at: i64,
+}
+
+/// A session that just began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub secret: String,
+    pub operator: String,
+    pub expires_at: i64,
+}
+
+/// Who a session acts for and the roles they hold now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleUser {
+    pub operator: String,
+    pub roles: Vec<Role>,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A fresh random secret with `prefix`.
+fn secret(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// The CSRF token of a session: forms carry it, and a cross-site page
+/// cannot read it (it is derived from the HttpOnly cookie's secret).
+pub fn csrf_token(session_secret: &str) -> String {
+    hash_token(&format!("csrf:{session_secret}"))
+}
+
+impl Ops {
+    /// Write: a one-time login link for the caller, valid for `ttl`
+    /// (default [`LINK_TTL`], at most [`MAX_LINK_TTL`]).
+    pub async fn create_login_link(
+        &self,
+        who: &Identity,
+        ttl: Option<Duration>,
+    ) -> OpResult<LoginLink> {
+        let ttl = ttl.unwrap_or(LINK_TTL);
+        if ttl.is_zero() || ttl > MAX_LINK_TTL {
+            return Err(OpError::Invalid(format!(
+                "a login link lasts between 1 s and {} minutes",
+                MAX_LINK_TTL.as_secs() / 60
+            )));
+        }
+        let link = secret("ferry-login-");
+        let now = now_ms();
+        let expires_at = now.saturating_add(ms(ttl));
+        self.write(Command::CreateLoginLink {
+            hash: hash_token(&link),
+            expires_at,
+            by: acting(who),
+            at: now,
+        })
+        .await?;
+        tracing::info!(operator = %who.name, "console login link created");
+        Ok(LoginLink {
+            secret: link,
+            expires_at,
+        })
+    }
+
+    /// Write: opens login link `link` (once) and begins a session.
+    pub async fn open_session(&self, link: &str) -> OpResult<Opened> {
+        let hash = hash_token(link);
+        let operator = self
+            .read(|s| s.login_links.get(&hash).map(|l| l.operator.clone()))
+            .await?
+            .ok_or_else(|| {
+                OpError::PermissionDenied(
+                    "this login link is unknown, used or expired; run `ferry ui` for a new one"
+                        .into(),
+                )
+            })?;
+        let session = secret("ferry-session-");
+        let now = now_ms();
+        let expires_at = now.saturating_add(ms(SESSION_TTL));
+        self.write(Command::OpenSession {
+            link: hash,
+            session: hash_token(&session),
+            expires_at,
+            at: now,
+        })
+        .await
+        .map_err(|e| match e {
+            OpError::Rejected(Rejection::PermissionDenied(m)) => OpError::PermissionDenied(m),
+            e => e,
+        })?;
+        tracing::info!(%operator, "console session opened");
+        Ok(Opened {
+            secret: session,
+            operator,
+            expires_at,
+        })
+    }
+
+    /// Local read, as `authz.rs` checks gRPC callers: who session `secret`
+    /// acts for and their roles, or PermissionDenied when it is unknown,
+    /// over, or its operator holds no role (any more).
+    pub fn console_user(&self, secret: &str) -> OpResult<ConsoleUser> {
+        let hash = hash_token(secret);
+        let now = now_ms();
+        self.local_read(|s| {
+            let operator = s.session_operator(&hash, now).ok_or_else(|| {
+                OpError::PermissionDenied(
+                    "not logged in, or the session is over; run `ferry ui` for a login link".into(),
+                )
+            })?;
+            let roles = s.roles_of(operator);
+            if roles.is_empty() {
+                return Err(OpError::PermissionDenied(format!(
+                    "`{operator}` holds no role in this cluster"
+                )));
+            }
+            Ok(ConsoleUser {
+                operator: operator.to_string(),
+                roles,
+            })
+        })
+    }
+
+    /// Write: ends session `secret` (`Log out`).
+    pub async fn end_session(&self, secret: &str) -> OpResult<()> {
+        self.write(Command::EndSession {
+            session: hash_token(secret),
+        })
+        .await
+        .map(drop)
+    }
+}
+
+/// One pipeline on the console's first page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineRow {
+    pub name: String,
+    pub version: u64,
+    /// Newest first, at most [`RECENT_EXECUTIONS`].
+    pub recent: Vec<ExecutionChip>,
+}
+
+/// One execution as a coloured chip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionChip {
+    pub id: String,
+    pub status: ferry_pipeline::execution::ExecutionStatus,
+    pub revision: String,
+    pub started_by: Option<String>,
+    pub trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// Executions shown per pipeline on the first page.
+pub const RECENT_EXECUTIONS: usize = 5;
+
+impl Ops {
+    /// Linearizable: every pipeline with its newest executions.
+    pub async fn console_pipelines(&self) -> OpResult<Vec<PipelineRow>> {
+        self.read(|s| {
+            s.pipelines
+                .values()
+                .filter_map(|p| {
+                    let version = p.latest()?.version;
+                    let recent = p
+                        .executions
+                        .iter()
+                        .rev()
+                        .filter_map(|id| s.executions.get(id))
+                        .take(RECENT_EXECUTIONS)
+                        .map(|e| ExecutionChip {
+                            id: e.id.clone(),
+                            status: e.state.status,
+                            revision: e.revision.clone(),
+                            started_by: e.started_by.clone(),
+                            trigger: e.trigger.clone(),
+                            started_at: e.started_at,
+                            finished_at: e.state.finished_at,
+                        })
+                        .collect();
+                    Some(PipelineRow {
+                        name: p.name.clone(),
+                        version,
+                        recent,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}

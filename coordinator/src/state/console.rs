@@ -1,0 +1,108 @@
+//! The web console's logins, in the replicated state: one-time login links
+//! an operator asks for with `ferry ui` (authenticated by their certificate),
+//! and the browser sessions those links open. Only sha256 hashes of the
+//! secrets are kept, so the log and snapshots hold nothing a browser could
+//! present. A session survives a leader failover because it is here; it is
+//! bound to the operator, whose roles are checked on every request as for
+//! gRPC. Expired links and sessions are dropped when a new session opens
+//! (by the command's time: `apply` reads no clock).
+
+use serde::{Deserialize, Serialize};
+
+use super::ClusterState;
+use super::apply::{Applied, Output, Rejection};
+
+/// Links and sessions kept at most (the oldest go first).
+pub const CONSOLE_RECORDS_MAX: usize = 10_000;
+
+/// A login link not used yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginLink {
+    pub operator: String,
+    pub expires_at: i64,
+}
+
+/// A browser session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSession {
+    pub operator: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl ClusterState {
+    /// `ferry ui`: a link for `operator` (their role was checked by `authorize`).
+    pub(super) fn create_login_link(&mut self, hash: String, link: LoginLink) -> Applied {
+        if self.login_links.contains_key(&hash) {
+            return Err(Rejection::AlreadyExists("login link".into()));
+        }
+        self.login_links.insert(hash, link);
+        keep_newest(&mut self.login_links, |l| l.expires_at);
+        Ok(Output::None)
+    }
+
+    /// Opening a link: it is used up, and a session for its operator begins.
+    pub(super) fn open_session(
+        &mut self,
+        link: &str,
+        session: String,
+        expires_at: i64,
+        at: i64,
+    ) -> Applied {
+        self.login_links.retain(|_, l| l.expires_at >= at);
+        self.console_sessions.retain(|_, s| s.expires_at >= at);
+        let Some(found) = self.login_links.get(link) else {
+            return Err(Rejection::PermissionDenied(
+                "this login link is unknown, used or expired; run `ferry ui` for a new one".into(),
+            ));
+        };
+        if self.console_sessions.contains_key(&session) {
+            return Err(Rejection::AlreadyExists("console session".into()));
+        }
+        let operator = found.operator.clone();
+        self.login_links.remove(link);
+        self.console_sessions.insert(
+            session,
+            ConsoleSession {
+                operator,
+                created_at: at,
+                expires_at,
+            },
+        );
+        keep_newest(&mut self.console_sessions, |s| s.expires_at);
+        Ok(Output::None)
+    }
+
+    /// `Log out`, or an admin revoking a session.
+    pub(super) fn end_session(&mut self, session: &str) -> Applied {
+        self.console_sessions
+            .remove(session)
+            .map(|_| Output::None)
+            .ok_or_else(|| Rejection::NotFound("console session".into()))
+    }
+
+    /// The operator a session acts for, while it lasts at `now`.
+    pub fn session_operator(&self, session: &str, now: i64) -> Option<&str> {
+        self.console_sessions
+            .get(session)
+            .filter(|s| s.expires_at >= now)
+            .map(|s| s.operator.as_str())
+    }
+}
+
+/// Drops the records that expire first beyond [`CONSOLE_RECORDS_MAX`].
+fn keep_newest<T>(
+    records: &mut std::collections::BTreeMap<String, T>,
+    expires: impl Fn(&T) -> i64,
+) {
+    while records.len() > CONSOLE_RECORDS_MAX {
+        let first = records
+            .iter()
+            .min_by_key(|(k, v)| (expires(v), k.as_str()))
+            .map(|(k, _)| k.clone());
+        match first {
+            Some(k) => records.remove(&k),
+            None => break,
+        };
+    }
+}

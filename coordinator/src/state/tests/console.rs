@@ -1,0 +1,66 @@
+//! Console logins in the replicated state: a link opens one session, once
+//! and before it expires; a session ends on `Log out`; only people with a
+//! role get links.
+
+use super::applied;
+use crate::state::{By, ClusterState, Command, Rejection};
+
+const YAML: &str = "name: app\nsource: {git: /tmp/app.git}\nstages:\n  - name: gate\n    actions:\n      - {name: ok, type: approval}\n";
+
+fn link(s: &mut ClusterState, hash: &str, by: &str, expires_at: i64) -> Result<(), Rejection> {
+    s.apply(Command::CreateLoginLink {
+        hash: hash.into(),
+        expires_at,
+        by: By::operator(by),
+        at: 10,
+    })
+    .map(drop)
+}
+
+fn open(s: &mut ClusterState, link: &str, session: &str, at: i64) -> Result<(), Rejection> {
+    s.apply(Command::OpenSession {
+        link: link.into(),
+        session: session.into(),
+        expires_at: at + 1000,
+        at,
+    })
+    .map(drop)
+}
+
+#[test]
+fn a_link_opens_one_session_before_it_expires() {
+    let mut s = applied(YAML);
+    let denied = link(&mut s, "l0", "nobody", 100);
+    assert!(
+        matches!(denied, Err(Rejection::PermissionDenied(_))),
+        "{denied:?}"
+    );
+
+    link(&mut s, "l1", "root", 100).unwrap_or_else(|e| panic!("{e}"));
+    open(&mut s, "l1", "s1", 50).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.session_operator("s1", 60), Some("root"));
+    assert_eq!(
+        s.session_operator("s1", 2000),
+        None,
+        "over after expires_at"
+    );
+    let twice = open(&mut s, "l1", "s2", 60);
+    assert!(
+        matches!(twice, Err(Rejection::PermissionDenied(_))),
+        "{twice:?}"
+    );
+
+    link(&mut s, "l2", "root", 100).unwrap_or_else(|e| panic!("{e}"));
+    let late = open(&mut s, "l2", "s3", 101);
+    assert!(
+        matches!(late, Err(Rejection::PermissionDenied(_))),
+        "{late:?}"
+    );
+    assert!(s.login_links.is_empty(), "expired links are dropped");
+
+    s.apply(Command::EndSession {
+        session: "s1".into(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.session_operator("s1", 60), None);
+}
