@@ -72,12 +72,32 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A free TCP port on loopback.
+/// Ports handed out by [`free_port`] so far in this process.
+static PORTS_GIVEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A free TCP port on loopback, for a process the test starts next.
+///
+/// Taken below the kernel's ephemeral range (32768 and up by default): a
+/// port from `bind(0)` is an ephemeral one, which any outgoing connection
+/// may take between this check and the server's own bind (it happened: a
+/// coordinator failed with "address already in use"). Each call in a
+/// process gets the next port of a sequence that starts at a place of its
+/// own, so two tests running at once never get the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = PORTS_GIVEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let port = LOW + (start + n) % SPAN;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN)
 }
 
 /// Makes sure the local busybox image exists (built without a registry).
