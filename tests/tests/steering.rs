@@ -156,8 +156,10 @@ fn retry_reruns_only_the_failed_action_and_the_run_goes_on() {
         &[("steady", "echo fine"), ("flaky", "[ \"$FLAG\" = fixed ]")],
     ));
     let exec = run(&c, "flaky");
+    // The run fails as soon as `flaky` fails; `steady` may still be
+    // finishing then (its result is still taken), so wait for both.
     let v = c.wait_status("flaky", &exec, "the build to fail", |v| {
-        status_of(v) == "Failed"
+        status_of(v) == "Failed" && Cluster::action(v, "build", "steady")["status"] != "InProgress"
     });
     assert_eq!(
         Cluster::action(&v, "build", "steady")["status"],
