@@ -613,6 +613,20 @@ impl Cluster {
         r.stdout
     }
 
+    /// [`Cluster::ferry_ok`] as admin, tried again for up to 30 s while it
+    /// fails: during a failover a member may answer "not the leader" for a
+    /// moment.
+    pub fn ferry_ok_through_failover(&self, args: &[&str]) -> String {
+        wait_for(
+            &format!("ferry {args:?} to succeed"),
+            Duration::from_secs(30),
+            || {
+                let r = self.ferry(Some("admin"), args);
+                r.success.then_some(r.stdout)
+            },
+        )
+    }
+
     pub fn grant(&self, user: &str, role: &str) {
         self.user(user);
         self.ferry_ok(Some("admin"), &["rbac", "grant", user, role]);

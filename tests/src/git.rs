@@ -57,8 +57,11 @@ impl Repo {
     }
 
     /// Writes files, commits, pushes to main; returns the commit id.
-    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
-        let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+    pub fn commit<S: AsRef<str>>(&self, files: &[(&str, S)], message: &str) -> String {
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, c)| (*p, c.as_ref().as_bytes()))
+            .collect();
         self.commit_bytes(&files, message)
     }
 

@@ -89,7 +89,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     t.apply_environment(&c, &t.environment("production", "prod", &[3, 4, 5, 6]));
 
     let repo = Repo::new();
-    commit(&repo, &sample_app("1"), "version 1");
+    repo.commit(&sample_app("1"), "version 1");
     c.apply(&pipeline(&repo));
 
     // 1. Commit to production: every host serves version 1.
@@ -114,7 +114,7 @@ fn pipeline_deploys_to_staging_then_production_and_rolls_back_a_failed_batch() {
     );
 
     // 2. Version 2 with validate failing on the third production host.
-    let rev2 = commit(&repo, &sample_app("2"), "version 2");
+    let rev2 = repo.commit(&sample_app("2"), "version 2");
     std::fs::write(t.path(5).join("FAIL_VALIDATE"), "app version 2")
         .unwrap_or_else(|e| panic!("{e}"));
     let (v2, status) = run_and_approve(&c);
@@ -277,7 +277,7 @@ fn changed_host_keys_are_refused_and_unreachable_hosts_fail_in_time() {
         refused.stderr
     );
     let repo = Repo::new();
-    commit(&repo, &sample_app("1"), "v1");
+    repo.commit(&sample_app("1"), "v1");
     c.apply(&format!(
         r#"name: risky
 source: {{git: {}}}
@@ -352,7 +352,7 @@ fn slow_app(version: &str) -> Vec<(&'static str, String)> {
 /// repository and the v1 execution (the release on every host).
 fn deployed_v1(c: &Cluster, name: &str, env: &str) -> (Repo, String) {
     let repo = Repo::new();
-    commit(&repo, &slow_app("1"), "v1");
+    repo.commit(&slow_app("1"), "v1");
     c.apply(&format!(
         "name: {name}\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: {env}, strategy: one_at_a_time}}\n",
         repo.url()
@@ -409,11 +409,6 @@ fn wait_switched(t: &Targets, i: u32, release: &str) {
 }
 
 /// Commits generated files; returns the commit id.
-fn commit(repo: &Repo, files: &[(&'static str, String)], message: &str) -> String {
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, s)| (*p, s.as_str())).collect();
-    repo.commit(&files, message)
-}
-
 #[test]
 fn a_deployment_whose_agent_dies_is_finished_elsewhere_and_rolls_back_to_the_right_release() {
     let (t, mut c) = hosts_and_cluster(3, "deploykill", &["a", "b"], ("kenv", "k"));
@@ -421,7 +416,7 @@ fn a_deployment_whose_agent_dies_is_finished_elsewhere_and_rolls_back_to_the_rig
 
     // Version 2 fails validation on the third host; its first agent dies after the
     // first host was switched, so the second agent's retry finds that host on v2.
-    commit(&repo, &slow_app("2"), "v2");
+    repo.commit(&slow_app("2"), "v2");
     std::fs::write(t.path(3).join("FAIL_VALIDATE"), "app version 2\n")
         .unwrap_or_else(|e| panic!("{e}"));
     let v2 = start(&c, "kp");
@@ -453,7 +448,7 @@ fn min_healthy_tolerates_a_failed_host() {
     let (t, c) = hosts_and_cluster(2, "deploytol", &["a"], ("tol", "t"));
     t.net.cut(2);
     let repo = Repo::new();
-    commit(&repo, &slow_app("1"), "v1");
+    repo.commit(&slow_app("1"), "v1");
     c.apply(&format!(
         "name: tp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: tol, strategy: one_at_a_time, min_healthy: 50%, connect_timeout: 2s}}\n",
         repo.url()
@@ -479,7 +474,7 @@ fn min_healthy_tolerates_a_failed_host() {
 fn deployments_to_one_environment_never_overlap() {
     let (t, c) = hosts_and_cluster(1, "deployone", &["a", "b"], ("solo", "s"));
     let repo = Repo::new();
-    commit(&repo, &slow_app("1"), "v1");
+    repo.commit(&slow_app("1"), "v1");
     c.apply(&format!(
         "name: op\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: solo}}\n",
         repo.url()
@@ -513,7 +508,7 @@ fn deployments_to_one_environment_never_overlap() {
 fn a_host_cut_off_mid_deployment_is_reported_and_recovered_by_ferry_rollback() {
     let (t, c) = hosts_and_cluster(2, "deploycut", &["a"], ("cut", "c"));
     let repo = Repo::new();
-    commit(&repo, &slow_app("1"), "v1");
+    repo.commit(&slow_app("1"), "v1");
     c.apply(&format!(
         "name: cp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: cut, hook_timeout: 3s, connect_timeout: 2s}}\n",
         repo.url()
@@ -524,7 +519,7 @@ fn a_host_cut_off_mid_deployment_is_reported_and_recovered_by_ferry_rollback() {
     assert_eq!(status["status"], "Succeeded", "{status:#}");
 
     // Version 2: the second host is cut off while its validate hook runs.
-    commit(&repo, &slow_app("2"), "v2");
+    repo.commit(&slow_app("2"), "v2");
     let hold = t.path(2).join("HOLD_VALIDATE");
     std::fs::write(&hold, "").unwrap_or_else(|e| panic!("{e}"));
     let v2 = run(&c);
@@ -576,7 +571,7 @@ fn a_host_cut_off_mid_deployment_is_reported_and_recovered_by_ferry_rollback() {
 fn a_deployment_over_its_timeout_stops_and_rolls_back() {
     let (t, c) = hosts_and_cluster(1, "deploytime", &["a"], ("slow", "w"));
     let repo = Repo::new();
-    commit(&repo, &slow_app("1"), "v1");
+    repo.commit(&slow_app("1"), "v1");
     c.apply(&format!(
         "name: sp\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: slow, timeout: 8s}}\n",
         repo.url()
@@ -586,7 +581,7 @@ fn a_deployment_over_its_timeout_stops_and_rolls_back() {
     let status = c.wait_status("sp", &v1, "v1", |v| v["status"] != "InProgress");
     assert_eq!(status["status"], "Succeeded", "{status:#}");
     // Version 2's validate hangs (its own hook timeout is 30 s): the action's 8 s end it.
-    commit(&repo, &slow_app("2"), "v2");
+    repo.commit(&slow_app("2"), "v2");
     std::fs::write(t.path(1).join("HOLD_VALIDATE"), "app version 2\n")
         .unwrap_or_else(|e| panic!("{e}"));
     let v2 = run(&c);
@@ -606,7 +601,7 @@ fn a_deployment_over_its_timeout_stops_and_rolls_back() {
 fn an_abandoned_deployment_stops_mid_batch_and_rolls_back_the_hosts_it_changed() {
     let (t, c) = hosts_and_cluster(3, "deploystop", &["a"], ("senv", "s"));
     let (repo, v1) = deployed_v1(&c, "stp", "senv");
-    commit(&repo, &slow_app("2"), "v2");
+    repo.commit(&slow_app("2"), "v2");
     let v2 = start(&c, "stp");
     wait_switched(&t, 1, &v2);
     c.ferry_ok(
@@ -652,7 +647,7 @@ fn on_failure_rollback_restores_the_previous_release_when_a_stage_fails_after_de
     ensure_busybox_image();
     let (t, c) = hosts_and_cluster(2, "deployofr", &["a"], ("renv", "r"));
     let repo = Repo::new();
-    commit(&repo, &slow_app("1"), "v1");
+    repo.commit(&slow_app("1"), "v1");
     // The smoke test after the deployment fails on version 2.
     c.apply(&format!(
         "name: rb\nsource: {{git: {}}}\nstages:\n  - name: ship\n    on_failure: rollback\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: renv}}\n      - {{name: smoke, type: test, image: ferry-local/busybox, inputs: [source], run_order: 2, commands: [\"! grep -q 'app version 2' www/index.html\"]}}\n",
@@ -662,7 +657,7 @@ fn on_failure_rollback_restores_the_previous_release_when_a_stage_fails_after_de
     let status = c.wait_status("rb", &v1, "v1", |v| v["status"] != "InProgress");
     assert_eq!(status["status"], "Succeeded", "{status:#}");
 
-    commit(&repo, &slow_app("2"), "v2");
+    repo.commit(&slow_app("2"), "v2");
     let v2 = start(&c, "rb");
     let status = c.wait_status("rb", &v2, "v2 to fail", |v| v["status"] != "InProgress");
     assert_eq!(status["status"], "Failed", "{status:#}");
@@ -699,7 +694,7 @@ fn superseded_mode_never_deploys_an_older_release_after_a_newer_one() {
     // the second waits there and the third replaces it.
     let mut runs = Vec::new();
     for version in ["1", "2", "3"] {
-        let sha = commit(&repo, &slow_app(version), version);
+        let sha = repo.commit(&slow_app(version), version);
         runs.push(
             c.ferry_ok(Some("admin"), &["run", "sup", "--revision", &sha])
                 .trim()

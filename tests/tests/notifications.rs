@@ -20,12 +20,8 @@ fn events(c: &Cluster, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["events"];
     all.extend_from_slice(args);
     all.extend(["-o", "json"]);
-    // During a failover a member may answer "not the leader" for a moment.
-    let out = wait_for("the events", Duration::from_secs(30), || {
-        let r = c.ferry(Some("admin"), &all);
-        r.success.then_some(r.stdout)
-    });
-    out.lines()
+    c.ferry_ok_through_failover(&all)
+        .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
@@ -34,12 +30,6 @@ fn kinds(got: &[Received]) -> Vec<String> {
     got.iter()
         .map(|r| r.json()["kind"].as_str().unwrap_or_default().to_string())
         .collect()
-}
-
-fn commit_app(repo: &Repo, version: &str) -> String {
-    let files = sample_app(version);
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
-    repo.commit(&files, &format!("version {version}"))
 }
 
 #[test]
@@ -73,7 +63,7 @@ fn every_event_of_a_release_arrives_signed_though_the_receiver_was_down() {
     assert!(shown.contains("(secret chat-url)"), "{shown}");
     assert!(!shown.contains(&chat.addr), "{shown}");
     let repo = Repo::new();
-    commit_app(&repo, "1");
+    repo.commit(&sample_app("1"), "version 1");
     c.apply(&format!(
         r#"name: shop
 source: {{git: {}}}
@@ -146,7 +136,7 @@ stages:
     assert_eq!(status["status"], "Succeeded", "{status:#}");
 
     // A second release whose validate hook fails: rolled back.
-    commit_app(&repo, "2");
+    repo.commit(&sample_app("2"), "version 2");
     std::fs::write(t.path(1).join("FAIL_VALIDATE"), "app version 2")
         .unwrap_or_else(|e| panic!("{e}"));
     let second = c

@@ -67,15 +67,8 @@ fn pipeline(name: &str, repo: &Repo, source_extra: &str) -> String {
 }
 
 fn executions(c: &Cluster, pipeline: &str) -> Vec<Value> {
-    // During a failover a member may answer "not the leader" for a moment.
-    let out = wait_for("the executions", Duration::from_secs(30), || {
-        let r = c.ferry(
-            Some("admin"),
-            &["executions", pipeline, "--limit", "500", "-o", "json"],
-        );
-        r.success.then_some(r.stdout)
-    });
-    out.lines()
+    c.ferry_ok_through_failover(&["executions", pipeline, "--limit", "500", "-o", "json"])
+        .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .flat_map(|v| match v {
             Value::Array(a) => a,
