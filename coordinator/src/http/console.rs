@@ -17,6 +17,8 @@ use axum::routing::{get, post};
 use ferry_pipeline::execution::ExecutionStatus;
 use maud::{DOCTYPE, Markup, html};
 
+use super::server::status_of;
+use super::webhook::same_secret;
 use crate::ops::console::{ConsoleUser, PipelineRow, csrf_token};
 use crate::ops::{OpError, Ops};
 use crate::views::rfc3339;
@@ -103,14 +105,10 @@ fn refused(status: StatusCode, title: &str, why: &str) -> Response {
     (status, Html(body.into_string())).into_response()
 }
 
-fn status_of(e: &OpError) -> StatusCode {
-    match e {
-        OpError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-        OpError::NotFound(_) => StatusCode::NOT_FOUND,
-        OpError::Invalid(_) => StatusCode::BAD_REQUEST,
-        OpError::Unavailable(_) | OpError::Raft(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+/// An operation's error as a refusal page (`server::status_of`).
+fn op_refused(e: OpError, title: &str) -> Response {
+    let (status, message) = status_of(e);
+    refused(status, title, &message)
 }
 
 /// `GET /login/{secret}`: uses the link up and sets the session cookie.
@@ -135,7 +133,7 @@ async fn login(State(ops): State<Ops>, Path(secret): Path<String>) -> Response {
             }
             response
         }
-        Err(e) => refused(status_of(&e), "Login link refused", &e.to_string()),
+        Err(e) => op_refused(e, "Login link refused"),
     }
 }
 
@@ -166,7 +164,7 @@ async fn pipelines(State(ops): State<Ops>, headers: HeaderMap) -> Response {
     };
     let rows = match ops.console_pipelines().await {
         Ok(rows) => rows,
-        Err(e) => return refused(status_of(&e), "Cannot read the pipelines", &e.to_string()),
+        Err(e) => return op_refused(e, "Cannot read the pipelines"),
     };
     let csrf = csrf_token(&secret);
     Html(page("Pipelines", Some((&user, &csrf)), pipelines_table(&rows)).into_string())
@@ -250,7 +248,7 @@ async fn logout(State(ops): State<Ops>, headers: HeaderMap, body: Bytes) -> Resp
         Err(r) => return *r,
     };
     let sent = form_field(&body, "csrf").unwrap_or_default();
-    if !constant_eq(sent.as_bytes(), csrf_token(&secret).as_bytes()) {
+    if !same_secret(sent.as_bytes(), csrf_token(&secret).as_bytes()) {
         return refused(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -258,7 +256,7 @@ async fn logout(State(ops): State<Ops>, headers: HeaderMap, body: Bytes) -> Resp
         );
     }
     if let Err(e) = ops.end_session(&secret).await {
-        return refused(status_of(&e), "Cannot log out", &e.to_string());
+        return op_refused(e, "Cannot log out");
     }
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     let mut response = refused(StatusCode::OK, "Logged out", "The session is over.");
@@ -273,11 +271,6 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
     url::form_urlencoded::parse(body)
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// Equal bytes, compared in time independent of where they differ.
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -300,8 +293,8 @@ mod tests {
         assert_eq!(duration(0, Some(65_000)), "1m 05s");
         assert_eq!(duration(0, Some(9_999)), "9s");
         assert_eq!(duration(0, None), "running");
-        assert!(constant_eq(b"abc", b"abc"));
-        assert!(!constant_eq(b"abc", b"abd"));
-        assert!(!constant_eq(b"abc", b"ab"));
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
     }
 }

@@ -18,11 +18,10 @@ use http::header::CONTENT_TYPE;
 
 use super::server::{
     Answer, HttpLimits, RateLimit, RetryAfter, check_declared_length, peer_of, read_body, shown,
+    status_of,
 };
 use super::webhook::{self, GitPush, HookEvent};
 use crate::ops::{OpError, OpResult};
-use crate::raft::ProposeError;
-use crate::state::Rejection;
 
 /// What the webhook routes need from the coordinator.
 pub trait HookSink: Clone + Send + Sync + 'static {
@@ -204,42 +203,6 @@ fn op_error(e: OpError, refuse: &impl Fn(StatusCode, String) -> Response) -> Res
         answer.retry_after(RETRY_AFTER_SECS)
     } else {
         answer
-    }
-}
-
-/// The HTTP status of an operation's error, like `service::status` does for
-/// gRPC. Internal errors are logged, not shown.
-pub fn status_of(e: OpError) -> (StatusCode, String) {
-    match e {
-        OpError::Invalid(m) => (StatusCode::BAD_REQUEST, m),
-        OpError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        OpError::AlreadyExists(m) => (StatusCode::CONFLICT, m),
-        OpError::FailedPrecondition(m) => (StatusCode::PRECONDITION_FAILED, m),
-        OpError::PermissionDenied(m) => (StatusCode::FORBIDDEN, m),
-        OpError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-        OpError::DeadlineExceeded(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-        OpError::Rejected(r) => match r {
-            Rejection::NotFound(_) => (StatusCode::NOT_FOUND, r.to_string()),
-            Rejection::AlreadyExists(_) => (StatusCode::CONFLICT, r.to_string()),
-            Rejection::FailedPrecondition(_) => (StatusCode::PRECONDITION_FAILED, r.to_string()),
-            Rejection::BadToken | Rejection::PermissionDenied(_) => {
-                (StatusCode::FORBIDDEN, r.to_string())
-            }
-        },
-        OpError::Raft(ProposeError::Rejected(r)) => status_of(OpError::Rejected(r)),
-        OpError::Raft(
-            e @ (ProposeError::NotLeader { .. } | ProposeError::Stopped | ProposeError::Forward(_)),
-        ) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the cluster cannot take the push right now ({e}); retry shortly"),
-        ),
-        e @ (OpError::Internal(_) | OpError::Raft(ProposeError::Encode(_))) => {
-            tracing::error!(error = %e, "webhook: internal error");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; see the coordinator's log".to_string(),
-            )
-        }
     }
 }
 

@@ -28,6 +28,10 @@ use hyper_util::server::conn::auto;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::net::TcpListener;
+
+use crate::ops::OpError;
+use crate::raft::ProposeError;
+use crate::state::Rejection;
 use tonic::transport::server::Connected;
 use tower::ServiceExt;
 
@@ -292,5 +296,41 @@ impl RetryAfter for Response {
         self.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
         self
+    }
+}
+
+/// The HTTP status of an operation's error, for every HTTPS route (webhooks
+/// and the console), like `service::status` does for gRPC. Internal errors are logged, not shown.
+pub fn status_of(e: OpError) -> (StatusCode, String) {
+    match e {
+        OpError::Invalid(m) => (StatusCode::BAD_REQUEST, m),
+        OpError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        OpError::AlreadyExists(m) => (StatusCode::CONFLICT, m),
+        OpError::FailedPrecondition(m) => (StatusCode::PRECONDITION_FAILED, m),
+        OpError::PermissionDenied(m) => (StatusCode::FORBIDDEN, m),
+        OpError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+        OpError::DeadlineExceeded(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+        OpError::Rejected(r) => match r {
+            Rejection::NotFound(_) => (StatusCode::NOT_FOUND, r.to_string()),
+            Rejection::AlreadyExists(_) => (StatusCode::CONFLICT, r.to_string()),
+            Rejection::FailedPrecondition(_) => (StatusCode::PRECONDITION_FAILED, r.to_string()),
+            Rejection::BadToken | Rejection::PermissionDenied(_) => {
+                (StatusCode::FORBIDDEN, r.to_string())
+            }
+        },
+        OpError::Raft(ProposeError::Rejected(r)) => status_of(OpError::Rejected(r)),
+        OpError::Raft(
+            e @ (ProposeError::NotLeader { .. } | ProposeError::Stopped | ProposeError::Forward(_)),
+        ) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the cluster cannot take the request right now ({e}); retry shortly"),
+        ),
+        e @ (OpError::Internal(_) | OpError::Raft(ProposeError::Encode(_))) => {
+            tracing::error!(error = %e, "https: internal error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the coordinator's log".to_string(),
+            )
+        }
     }
 }

@@ -243,11 +243,12 @@ pub fn verify(
     }
 }
 
-/// Compares `given` with `secret` in constant time, whatever their lengths:
+/// Compares `given` with `secret` in constant time, whatever their lengths
+/// (GitLab's token here, the console's CSRF token in `console.rs`):
 /// both go through HMAC with a per-process random key and the tags are
 /// compared by `ring::hmac::verify`, so neither the position of the first
 /// differing byte nor the secret's length shows in the time taken.
-fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+pub fn same_secret(given: &[u8], secret: &[u8]) -> bool {
     static KEY: OnceLock<Option<hmac::Key>> = OnceLock::new();
     let key = KEY.get_or_init(|| {
         hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new()).ok()
@@ -259,7 +260,7 @@ fn same_secret(given: &[u8], secret: &[u8]) -> bool {
         }
         // No randomness from the OS: refuse rather than compare unsafely.
         None => {
-            tracing::error!("no randomness for comparing webhook tokens; refusing");
+            tracing::error!("no randomness for comparing secrets; refusing");
             false
         }
     }
