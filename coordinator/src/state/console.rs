@@ -37,7 +37,7 @@ impl ClusterState {
             return Err(Rejection::AlreadyExists("login link".into()));
         }
         self.login_links.insert(hash, link);
-        keep_newest(&mut self.login_links, |l| l.expires_at);
+        super::keep_latest(&mut self.login_links, CONSOLE_RECORDS_MAX, |l| l.expires_at);
         Ok(Output::None)
     }
 
@@ -69,7 +69,9 @@ impl ClusterState {
                 expires_at,
             },
         );
-        keep_newest(&mut self.console_sessions, |s| s.expires_at);
+        super::keep_latest(&mut self.console_sessions, CONSOLE_RECORDS_MAX, |s| {
+            s.expires_at
+        });
         Ok(Output::None)
     }
 
@@ -87,22 +89,5 @@ impl ClusterState {
             .get(session)
             .filter(|s| s.expires_at >= now)
             .map(|s| s.operator.as_str())
-    }
-}
-
-/// Drops the records that expire first beyond [`CONSOLE_RECORDS_MAX`].
-fn keep_newest<T>(
-    records: &mut std::collections::BTreeMap<String, T>,
-    expires: impl Fn(&T) -> i64,
-) {
-    while records.len() > CONSOLE_RECORDS_MAX {
-        let first = records
-            .iter()
-            .min_by_key(|(k, v)| (expires(v), k.as_str()))
-            .map(|(k, _)| k.clone());
-        match first {
-            Some(k) => records.remove(&k),
-            None => break,
-        };
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
-use ferry_pipeline::notify::{EventKind, NotificationTarget, event_filter_matches};
+use ferry_pipeline::notify::{EventKind, NotificationTarget};
 use ferry_pipeline::{ActionKind, Pipeline};
 use serde::{Deserialize, Serialize};
 
@@ -111,14 +111,23 @@ pub struct Outbox {
 pub(super) struct Observed {
     /// Executions in scope: status and every action's status.
     execs: Vec<(String, ExecutionStatus, Vec<Vec<ActionStatus>>)>,
-    pipelines: Option<BTreeSet<String>>,
+    scope: Scope,
     at: i64,
 }
 
-/// Which pipelines' executions a command may change (None: none).
+/// Which executions a command may change: one pipeline's, or any.
 enum Scope {
     Pipeline(String),
     All,
+}
+
+impl Scope {
+    fn covers(&self, exec: &super::Execution) -> bool {
+        match self {
+            Scope::Pipeline(p) => exec.pipeline == *p,
+            Scope::All => true,
+        }
+    }
 }
 
 fn snapshot(exec: &super::Execution) -> (String, ExecutionStatus, Vec<Vec<ActionStatus>>) {
@@ -163,52 +172,29 @@ impl ClusterState {
     /// The executions `cmd` may change, as they are now.
     pub(super) fn observe(&self, cmd: &Command) -> Option<Observed> {
         let (scope, at) = self.scope(cmd)?;
-        let pipelines = match scope {
-            Scope::Pipeline(p) => Some(BTreeSet::from([p])),
-            Scope::All => None,
-        };
         let execs = self
             .active
             .iter()
             .filter_map(|id| self.executions.get(id))
-            .filter(|e| pipelines.as_ref().is_none_or(|p| p.contains(&e.pipeline)))
+            .filter(|e| scope.covers(e))
             .map(snapshot)
             .collect();
-        Some(Observed {
-            execs,
-            pipelines,
-            at,
-        })
+        Some(Observed { execs, scope, at })
     }
 
     /// Records the events between `before` and now, and their deliveries.
     pub(super) fn emit(&mut self, before: Observed) {
-        let at = before.at;
-        let mut seen: BTreeMap<String, (ExecutionStatus, Vec<Vec<ActionStatus>>)> = before
-            .execs
-            .into_iter()
-            .map(|(id, s, a)| (id, (s, a)))
-            .collect();
-        let now_active: Vec<String> = self
+        let Observed { execs, scope, at } = before;
+        let known: BTreeSet<&str> = execs.iter().map(|(id, _, _)| id.as_str()).collect();
+        let mut events: Vec<Event> = self
             .active
             .iter()
-            .filter(|id| !seen.contains_key(*id))
-            .filter(|id| {
-                self.executions.get(*id).is_some_and(|e| {
-                    before
-                        .pipelines
-                        .as_ref()
-                        .is_none_or(|p| p.contains(&e.pipeline))
-                })
-            })
-            .cloned()
+            .filter(|id| !known.contains(id.as_str()))
+            .filter(|id| self.executions.get(*id).is_some_and(|e| scope.covers(e)))
+            .flat_map(|id| self.changes(id, None, at))
             .collect();
-        let mut events = Vec::new();
-        for id in now_active {
-            events.extend(self.changes(&id, None, at));
-        }
-        for (id, old) in std::mem::take(&mut seen) {
-            events.extend(self.changes(&id, Some(old), at));
+        for (id, status, actions) in &execs {
+            events.extend(self.changes(id, Some((*status, actions)), at));
         }
         for event in events {
             self.record_event(event);
@@ -219,7 +205,7 @@ impl ClusterState {
     fn changes(
         &self,
         id: &str,
-        old: Option<(ExecutionStatus, Vec<Vec<ActionStatus>>)>,
+        old: Option<(ExecutionStatus, &[Vec<ActionStatus>])>,
         at: i64,
     ) -> Vec<Event> {
         let Some(exec) = self.executions.get(id) else {
@@ -244,7 +230,7 @@ impl ClusterState {
         };
         let short: String = exec.revision.chars().take(12).collect();
         let mut out = Vec::new();
-        let old_status = match &old {
+        let old_status = match old {
             None => {
                 out.push(Event {
                     by: exec.started_by.clone(),
@@ -256,12 +242,11 @@ impl ClusterState {
                 });
                 ExecutionStatus::InProgress
             }
-            Some((s, _)) => *s,
+            Some((s, _)) => s,
         };
         for (si, stage) in exec.state.actions.iter().enumerate() {
             for (ai, run) in stage.iter().enumerate() {
                 let was = old
-                    .as_ref()
                     .and_then(|(_, a)| a.get(si).and_then(|s| s.get(ai)).copied())
                     .unwrap_or(ActionStatus::Pending);
                 let now = run.status();
@@ -310,27 +295,24 @@ impl ClusterState {
     fn record_event(&mut self, mut event: Event) {
         self.events.next_id += 1;
         event.id = self.events.next_id;
-        let mut targets: Vec<(NotificationTarget, TargetScope)> = self
+        let pipeline_targets = self
             .pipelines
             .get(&event.pipeline)
             .and_then(|p| p.latest())
-            .map(|v| {
-                v.spec
-                    .notifications
-                    .iter()
-                    .map(|t| (t.clone(), TargetScope::Pipeline))
-                    .collect()
-            })
+            .map(|v| v.spec.notifications.as_slice())
             .unwrap_or_default();
-        targets.extend(
-            self.notify_targets
-                .values()
-                .map(|t| (t.clone(), TargetScope::Cluster)),
-        );
+        let targets: Vec<(NotificationTarget, TargetScope)> = pipeline_targets
+            .iter()
+            .map(|t| (t, TargetScope::Pipeline))
+            .chain(
+                self.notify_targets
+                    .values()
+                    .map(|t| (t, TargetScope::Cluster)),
+            )
+            .filter(|(t, _)| t.wants(event.kind))
+            .map(|(t, scope)| (t.clone(), scope))
+            .collect();
         for (target, scope) in targets {
-            if !event_filter_matches(&target.events, event.kind) {
-                continue;
-            }
             self.outbox.next_id += 1;
             let id = self.outbox.next_id;
             self.outbox.deliveries.insert(

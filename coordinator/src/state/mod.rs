@@ -38,6 +38,26 @@ pub use deployments::DeploymentRecord;
 pub use events::{Delivery, DeliveryResult, Event, TargetScope};
 pub use triggers::{DeliverySeen, DueSlot, Once, ScheduleState};
 
+/// Keeps the `max` records of `records` with the latest `time` (ties: the
+/// greatest keys), dropping the others: bounded maps of the state
+/// (webhook deliveries, console links and sessions).
+pub(crate) fn keep_latest<T>(
+    records: &mut BTreeMap<String, T>,
+    max: usize,
+    time: impl Fn(&T) -> i64,
+) {
+    while records.len() > max {
+        let first = records
+            .iter()
+            .min_by_key(|(k, v)| (time(v), k.as_str()))
+            .map(|(k, _)| k.clone());
+        match first {
+            Some(k) => records.remove(&k),
+            None => break,
+        };
+    }
+}
+
 /// What an identity may do; bound to operator names in cluster state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {

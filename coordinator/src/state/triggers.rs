@@ -6,8 +6,6 @@
 //! next fire time here; the leader computes it (`apply` has no clock and no
 //! calendar) and carries it in the commands.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::apply::{Applied, Output, Rejection};
@@ -92,7 +90,7 @@ impl PipelineRecord {
                         at,
                     },
                 );
-                forget_oldest(&mut self.deliveries);
+                super::keep_latest(&mut self.deliveries, DELIVERIES_KEPT, |d| d.at);
             }
             Once::Slot { next, .. } => {
                 if let Some(s) = self.schedule.as_mut() {
@@ -104,20 +102,6 @@ impl PipelineRecord {
                 self.last_polled_at = Some(at);
             }
         }
-    }
-}
-
-/// Keeps the newest [`DELIVERIES_KEPT`] deliveries.
-fn forget_oldest(deliveries: &mut BTreeMap<String, DeliverySeen>) {
-    while deliveries.len() > DELIVERIES_KEPT {
-        let oldest = deliveries
-            .iter()
-            .min_by_key(|(id, d)| (d.at, id.as_str()))
-            .map(|(id, _)| id.clone());
-        match oldest {
-            Some(id) => deliveries.remove(&id),
-            None => break,
-        };
     }
 }
 
