@@ -57,6 +57,20 @@ async fn git(args: &[&str], cwd: Option<&Path>, url: &str, what: &str) -> Result
 /// Changed paths listed at most (a push beyond it is compared on these).
 pub const MAX_CHANGED_PATHS: usize = 10_000;
 
+/// What `spec` names in the mirror (`git rev-parse --verify`), if anything.
+async fn rev_parse(mirror: &Path, url: &str, spec: &str) -> Option<String> {
+    git(
+        &["rev-parse", "--verify", "--quiet", spec],
+        Some(mirror),
+        url,
+        "rev-parse",
+    )
+    .await
+    .ok()
+    .map(|sha| sha.trim().to_string())
+    .filter(|sha| !sha.is_empty())
+}
+
 /// A full commit id (40 hex digits).
 fn is_commit_id(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
@@ -85,19 +99,9 @@ impl Git {
         let has = |rev: String| {
             let mirror = mirror.clone();
             async move {
-                git(
-                    &[
-                        "rev-parse",
-                        "--verify",
-                        "--quiet",
-                        &format!("{rev}^{{commit}}"),
-                    ],
-                    Some(&mirror),
-                    url,
-                    "rev-parse",
-                )
-                .await
-                .is_ok_and(|s| !s.trim().is_empty())
+                rev_parse(&mirror, url, &format!("{rev}^{{commit}}"))
+                    .await
+                    .is_some()
             }
         };
         let base = match before {
@@ -166,19 +170,8 @@ impl Git {
         }
         // A full commit id the mirror already has needs no fetch.
         let spec = format!("{rev}^{{commit}}");
-        if is_commit_id(rev) {
-            let known = git(
-                &["rev-parse", "--verify", "--quiet", &spec],
-                Some(&mirror),
-                url,
-                "rev-parse",
-            )
-            .await;
-            if let Ok(sha) = known
-                && sha.trim() == rev
-            {
-                return Ok(rev.to_string());
-            }
+        if is_commit_id(rev) && rev_parse(&mirror, url, &spec).await.as_deref() == Some(rev) {
+            return Ok(rev.to_string());
         }
         git(
             &[
@@ -196,15 +189,8 @@ impl Git {
             "fetch",
         )
         .await?;
-        match git(
-            &["rev-parse", "--verify", "--quiet", &spec],
-            Some(&mirror),
-            url,
-            "rev-parse",
-        )
-        .await
-        {
-            Ok(sha) if !sha.trim().is_empty() => Ok(sha.trim().to_string()),
+        match rev_parse(&mirror, url, &spec).await {
+            Some(sha) => Ok(sha),
             // A commit no branch or tag holds any more (a webhook for a
             // push that a force-push replaced): ask for it by id.
             _ if is_commit_id(rev)
@@ -240,17 +226,10 @@ impl Git {
             ("refs/tags/", SourceRef::Tag as fn(String) -> SourceRef),
         ] {
             let full = format!("{prefix}{name}");
-            if !rev.starts_with("refs/") || rev == full {
-                let found = git(
-                    &["rev-parse", "--verify", "--quiet", &full],
-                    Some(&mirror),
-                    url,
-                    "rev-parse",
-                )
-                .await;
-                if found.is_ok_and(|sha| !sha.trim().is_empty()) {
-                    return Some(kind(name.to_string()));
-                }
+            if (!rev.starts_with("refs/") || rev == full)
+                && rev_parse(&mirror, url, &full).await.is_some()
+            {
+                return Some(kind(name.to_string()));
             }
         }
         None

@@ -22,11 +22,7 @@ fn target_view(t: NotificationTarget) -> pb::NotificationTarget {
         url: t.url,
         url_secret: t.url_secret.unwrap_or_default(),
         secret: t.secret.unwrap_or_default(),
-        format: match t.format {
-            NotifyFormat::Json => "json",
-            NotifyFormat::Slack => "slack",
-        }
-        .to_string(),
+        format: t.format.as_str().to_string(),
         events: t.events,
     }
 }
@@ -34,13 +30,10 @@ fn target_view(t: NotificationTarget) -> pb::NotificationTarget {
 /// A target from a request; `check` (in ops and again in `apply`) validates it.
 fn target_of(t: pb::NotificationTarget) -> Result<NotificationTarget, Status> {
     let format = match t.format.as_str() {
-        "" | "json" => NotifyFormat::Json,
-        "slack" => NotifyFormat::Slack,
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "unknown format `{other}`: json or slack"
-            )));
-        }
+        "" => NotifyFormat::default(),
+        other => NotifyFormat::parse(other).ok_or_else(|| {
+            Status::invalid_argument(format!("unknown format `{other}`: json or slack"))
+        })?,
     };
     Ok(NotificationTarget {
         name: t.name,
