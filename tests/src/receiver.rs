@@ -34,22 +34,12 @@ impl Received {
         let Some(hex_sig) = sig.strip_prefix("sha256=") else {
             return false;
         };
-        let Ok(tag) = hex_decode(hex_sig) else {
+        let Ok(tag) = hex::decode(hex_sig) else {
             return false;
         };
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
         ring::hmac::verify(&key, &self.body, &tag).is_ok()
     }
-}
-
-fn hex_decode(s: &str) -> Result<Vec<u8>, ()> {
-    if !s.len().is_multiple_of(2) {
-        return Err(());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2).ok_or(())?, 16).map_err(|_| ()))
-        .collect()
 }
 
 struct Shared {

@@ -15,7 +15,7 @@ const SECRET: &[u8] = b"It's a Secret to Everybody";
 fn sign(body: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET);
     let tag = ring::hmac::sign(&key, body);
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(tag.as_ref())
 }
 
 /// A GitHub push event for `refname` moving from `before` to `after`.

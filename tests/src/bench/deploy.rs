@@ -94,7 +94,10 @@ pub fn run(mib: u64, rounds: usize) -> anyhow::Result<String> {
     std::fs::write(&file, &data)?;
     let repo = Repo::new();
     repo.commit(
-        &[("payload.txt", data.as_str()), ("ferry-deploy.yml", "hooks: {}\n")],
+        &[
+            ("payload.txt", data.as_str()),
+            ("ferry-deploy.yml", "hooks: {}\n"),
+        ],
         "payload",
     );
     c.apply(&format!(

@@ -17,14 +17,19 @@ use std::time::Duration;
 use ferry_certs::CertifiedKey;
 use tonic::transport::Channel;
 
-/// min, median, p99, max of a sample.
-pub fn summary(mut v: Vec<Duration>) -> [Duration; 4] {
+/// The `qs` quantiles (0.0 the minimum, 1.0 the maximum) of a sample,
+/// nearest rank; zeros for an empty sample.
+pub fn quantiles<const N: usize>(mut v: Vec<Duration>, qs: [f64; N]) -> [Duration; N] {
     if v.is_empty() {
-        return [Duration::ZERO; 4];
+        return [Duration::ZERO; N];
     }
     v.sort();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    [v[0], at(0.5), at(0.99), v[v.len() - 1]]
+    qs.map(|q| v[((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize])
+}
+
+/// min, median, p99, max of a sample.
+pub fn summary(v: Vec<Duration>) -> [Duration; 4] {
+    quantiles(v, [0.0, 0.5, 0.99, 1.0])
 }
 
 pub fn ms(d: Duration) -> String {

@@ -18,17 +18,8 @@ const HOOK_SECRET: &[u8] = b"bench webhook secret";
 const NOTIFY_KEY: &[u8] = b"bench notification key";
 
 /// p50, p90, max of a sample.
-fn p50_p90_max(mut v: Vec<Duration>) -> [Duration; 3] {
-    if v.is_empty() {
-        return [Duration::ZERO; 3];
-    }
-    v.sort();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    [at(0.5), at(0.9), v[v.len() - 1]]
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn p50_p90_max(v: Vec<Duration>) -> [Duration; 3] {
+    super::quantiles(v, [0.5, 0.9, 1.0])
 }
 
 /// A GitHub push of `after` on main, as the webhook receives it.
@@ -113,7 +104,10 @@ pub fn run(rounds: usize) -> anyhow::Result<String> {
     // 1. Webhook → execution committed.
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HOOK_SECRET);
     let body = github_push(&sha);
-    let signature = format!("sha256={}", hex(ring::hmac::sign(&key, &body).as_ref()));
+    let signature = format!(
+        "sha256={}",
+        hex::encode(ring::hmac::sign(&key, &body).as_ref())
+    );
     let hook = |delivery: &str| -> anyhow::Result<(Duration, String)> {
         let t = Instant::now();
         let (code, answer) = c.post_https(
