@@ -134,8 +134,10 @@ fn key() -> hmac::Key {
 /// Whether the request carries a proof that `verify` must accept: the
 /// signature header the format reads first (or GitLab's token) is right.
 fn signed(headers: &HeaderMap, format: Format, body: &[u8]) -> bool {
+    // As webhook.rs reads them: the whole header value trimmed, then
+    // exactly 64 hex digits (after `sha256=` for X-Hub-Signature-256).
     let right = |hex_sig: &str| {
-        hex::decode(hex_sig.trim()).is_ok_and(|tag| hmac::verify(&key(), body, &tag).is_ok())
+        hex::decode(hex_sig).is_ok_and(|tag| hmac::verify(&key(), body, &tag).is_ok())
     };
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match format {
@@ -145,7 +147,7 @@ fn signed(headers: &HeaderMap, format: Format, body: &[u8]) -> bool {
         _ if headers.contains_key("x-hub-signature-256") => text("x-hub-signature-256")
             .and_then(|t| t.trim().strip_prefix("sha256="))
             .is_some_and(right),
-        Format::Gitea => text("x-gitea-signature").is_some_and(right),
+        Format::Gitea => text("x-gitea-signature").map(str::trim).is_some_and(right),
         Format::GitHub => false,
     }
 }
