@@ -178,6 +178,21 @@ pub struct ExecutionChip {
     pub finished_at: Option<i64>,
 }
 
+impl ExecutionChip {
+    /// The chip of execution `e`.
+    pub fn of(e: &crate::state::Execution) -> ExecutionChip {
+        ExecutionChip {
+            id: e.id.clone(),
+            status: e.state.status,
+            revision: e.revision.clone(),
+            started_by: e.started_by.clone(),
+            trigger: e.trigger.clone(),
+            started_at: e.started_at,
+            finished_at: e.state.finished_at,
+        }
+    }
+}
+
 /// Executions shown per pipeline on the first page.
 pub const RECENT_EXECUTIONS: usize = 5;
 
@@ -195,15 +210,7 @@ impl Ops {
                         .rev()
                         .filter_map(|id| s.executions.get(id))
                         .take(RECENT_EXECUTIONS)
-                        .map(|e| ExecutionChip {
-                            id: e.id.clone(),
-                            status: e.state.status,
-                            revision: e.revision.clone(),
-                            started_by: e.started_by.clone(),
-                            trigger: e.trigger.clone(),
-                            started_at: e.started_at,
-                            finished_at: e.state.finished_at,
-                        })
+                        .map(ExecutionChip::of)
                         .collect();
                     Some(PipelineRow {
                         name: p.name.clone(),
@@ -212,6 +219,152 @@ impl Ops {
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+}
+
+/// A console session as an admin sees it: `id` is the start of the hash of
+/// its secret (enough to name it, useless to present as a cookie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub operator: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Characters of a session's hash shown as its id.
+pub const SESSION_ID_LEN: usize = 16;
+
+/// One approval waiting for a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingApproval {
+    pub pipeline: String,
+    pub execution: String,
+    pub revision: String,
+    /// `STAGE/ACTION`.
+    pub action: String,
+    /// What the approvers are asked (its `message:`).
+    pub message: String,
+    pub since: Option<i64>,
+    /// Why `operator` may not decide it (None: they may).
+    pub refused: Option<String>,
+}
+
+impl ConsoleUser {
+    /// Whether they hold one of `roles`.
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+
+    /// May start, stop and retry runs (`operator` or `admin`), as `apply`
+    /// checks it again.
+    pub fn may_operate(&self) -> bool {
+        self.has_any(&[Role::Operator, Role::Admin])
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has_any(&[Role::Admin])
+    }
+}
+
+impl Ops {
+    /// The identity a console user's writes act for: the operator of this
+    /// trust domain the session is bound to (`apply` checks its roles).
+    pub fn console_identity(&self, user: &ConsoleUser) -> Identity {
+        Identity {
+            // Set once, at bootstrap.
+            trust_domain: self.local_read(|s| s.trust_domain.clone()),
+            kind: ferry_certs::IdentityKind::Operator,
+            name: user.operator.clone(),
+        }
+    }
+
+    /// Linearizable: the console sessions that last at `now`, newest first.
+    pub async fn list_sessions(&self) -> OpResult<Vec<SessionRow>> {
+        let now = now_ms();
+        self.read(|s| {
+            let mut rows: Vec<SessionRow> = s
+                .console_sessions
+                .iter()
+                .filter(|(_, v)| v.expires_at >= now)
+                .map(|(hash, v)| SessionRow {
+                    id: hash.chars().take(SESSION_ID_LEN).collect(),
+                    operator: v.operator.clone(),
+                    created_at: v.created_at,
+                    expires_at: v.expires_at,
+                })
+                .collect();
+            rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+            rows
+        })
+        .await
+    }
+
+    /// Write: an admin ends the session whose id is `id` (see [`SessionRow`]).
+    pub async fn revoke_session(&self, who: &Identity, id: &str) -> OpResult<()> {
+        if id.len() != SESSION_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(OpError::Invalid(format!("`{id}` is not a session id")));
+        }
+        let hash = self
+            .read(|s| {
+                s.console_sessions
+                    .range(id.to_string()..)
+                    .next()
+                    .filter(|(h, _)| h.starts_with(id))
+                    .map(|(h, _)| h.clone())
+            })
+            .await?
+            .ok_or_else(|| OpError::NotFound(format!("no console session `{id}`")))?;
+        self.write(Command::RevokeSession {
+            session: hash,
+            by: acting(who),
+        })
+        .await?;
+        tracing::info!(session = %id, by = %who.name, "console session revoked");
+        Ok(())
+    }
+
+    /// Linearizable: every approval waiting for a decision, oldest first,
+    /// and whether `operator` may decide it (`may_decide`, as `apply`
+    /// checks it again).
+    pub async fn waiting_approvals(&self, operator: &str) -> OpResult<Vec<WaitingApproval>> {
+        use ferry_pipeline::execution::ActionStatus;
+        self.read(|s| {
+            let mut out = Vec::new();
+            for exec in s.executions.values().filter(|e| !e.state.status.is_final()) {
+                let spec = s.pipeline_of(exec);
+                for (si, runs) in exec.state.actions.iter().enumerate() {
+                    let stage = spec.and_then(|p| p.stages.get(si));
+                    for (ai, run) in runs.iter().enumerate() {
+                        if run.status() != ActionStatus::WaitingForApproval {
+                            continue;
+                        }
+                        let action = stage.and_then(|st| st.actions.get(ai));
+                        out.push(WaitingApproval {
+                            pipeline: exec.pipeline.clone(),
+                            execution: exec.id.clone(),
+                            revision: exec.revision.clone(),
+                            action: format!(
+                                "{}/{}",
+                                stage.map_or("?", |st| st.name.as_str()),
+                                action.map_or("?", |a| a.name.as_str())
+                            ),
+                            message: action
+                                .map(|a| run.resolved_text(&a.message))
+                                .unwrap_or_default(),
+                            since: run.started_at,
+                            refused: s
+                                .may_decide(operator, exec, si, ai)
+                                .err()
+                                .map(|e| e.to_string()),
+                        });
+                    }
+                }
+            }
+            out.sort_by_key(|w| w.since);
+            out
         })
         .await
     }

@@ -99,6 +99,7 @@ impl Command {
                 person(by, Need::Admin, "manage notification targets")
             }
             Command::CreateLoginLink { by, .. } => person(by, Need::View, "open the console"),
+            Command::RevokeSession { by, .. } => person(by, Need::Admin, "revoke console sessions"),
             // The link's and the session's secrets are the credentials.
             Command::OpenSession { .. } | Command::EndSession { .. } => Token,
             Command::Decide { .. } => Approver,

@@ -286,7 +286,9 @@ impl ClusterState {
                 expires_at,
                 at,
             } => self.open_session(&link, session, expires_at, at),
-            Command::EndSession { session } => self.end_session(&session),
+            Command::EndSession { session } | Command::RevokeSession { session, .. } => {
+                self.end_session(&session)
+            }
             // Notifications.
             Command::SetNotifyTarget { target, .. } => self.set_notify_target(target),
             Command::RemoveNotifyTarget { name, .. } => self.remove_notify_target(&name),

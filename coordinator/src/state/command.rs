@@ -331,6 +331,8 @@ pub enum Command {
     },
     /// `Log out`: the session ends.
     EndSession { session: String },
+    /// An admin ends someone's console session (by its hash).
+    RevokeSession { session: String, by: By },
     /// The leader's notifier tried these deliveries.
     NotifyAttempted {
         results: Vec<super::events::DeliveryResult>,

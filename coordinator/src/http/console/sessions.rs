@@ -1,0 +1,118 @@
+//! Logging in and out, and an admin's list of console sessions. A browser
+//! logs in by opening the one-time link `ferry ui` prints
+//! (`GET /login/{secret}`): the link is used up and an HttpOnly, Secure,
+//! SameSite=Strict session cookie is set. `Log out` ends the session; an
+//! admin can see every session and revoke any.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use maud::html;
+
+use super::layout::{page, time};
+use super::{MAX_SECRET, field, form_viewer, op_refused, refused, see_other, viewer};
+use crate::ops::Ops;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "ferry_session";
+
+/// `GET /login/{secret}`: uses the link up and sets the session cookie.
+pub async fn login(State(ops): State<Ops>, Path(secret): Path<String>) -> Response {
+    if secret.len() > MAX_SECRET || !secret.starts_with("ferry-login-") {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Not a login link",
+            "This is not a link `ferry ui` made.",
+        );
+    }
+    match ops.open_session(&secret).await {
+        Ok(opened) => {
+            let max_age = (opened.expires_at - crate::views::now_ms()).max(0) / 1000;
+            let cookie = format!(
+                "{COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}",
+                opened.secret
+            );
+            let mut response = see_other("/");
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(e) => op_refused(e, "Login link refused"),
+    }
+}
+
+/// `POST /logout`: ends the session (the form's CSRF token must match).
+pub async fn logout(State(ops): State<Ops>, headers: HeaderMap, body: Bytes) -> Response {
+    let (viewer, _) = match form_viewer(&ops, &headers, &body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if let Err(e) = ops.end_session(&viewer.secret).await {
+        return op_refused(e, "Cannot log out");
+    }
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
+    let mut response = refused(StatusCode::OK, "Logged out", "The session is over.");
+    if let Ok(value) = HeaderValue::from_str(&clear) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /sessions` (admins): every console session that lasts.
+pub async fn list(State(ops): State<Ops>, headers: HeaderMap) -> Response {
+    let viewer = match viewer(&ops, &headers) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if !viewer.user.is_admin() {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Admins only",
+            "Only an admin can see the console's sessions.",
+        );
+    }
+    let rows = match ops.list_sessions().await {
+        Ok(r) => r,
+        Err(e) => return op_refused(e, "Cannot read the sessions"),
+    };
+    let body = html! {
+        h1 { "Console sessions" }
+        table {
+            thead { tr { th { "Session" } th { "Operator" } th { "Opened" } th { "Expires" } th {} } }
+            tbody {
+                @for r in &rows {
+                    tr {
+                        td { code { (r.id) } }
+                        td { (r.operator) }
+                        td { (time(Some(r.created_at))) }
+                        td { (time(Some(r.expires_at))) }
+                        td {
+                            form.inline method="post" action="/sessions/revoke" {
+                                input type="hidden" name="csrf" value=(viewer.csrf);
+                                input type="hidden" name="session" value=(r.id);
+                                button type="submit" { "Revoke" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Html(page("Sessions", Some(&viewer), body).into_string()).into_response()
+}
+
+/// `POST /sessions/revoke` (admins; `apply` checks the role again).
+pub async fn revoke(State(ops): State<Ops>, headers: HeaderMap, body: Bytes) -> Response {
+    let (viewer, fields) = match form_viewer(&ops, &headers, &body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let who = ops.console_identity(&viewer.user);
+    let id = field(&fields, "session").unwrap_or_default();
+    match ops.revoke_session(&who, id).await {
+        Ok(()) => see_other("/sessions"),
+        Err(e) => op_refused(e, "Not revoked"),
+    }
+}
