@@ -1,8 +1,8 @@
 //! End to end: logging in to the web console (issue 13, first part) — a
 //! one-time link from `ferry ui`, the session cookie's flags, the pipelines
 //! page, a used or expired link refused, roles checked on every request, and
-//! `Log out` that needs the form's CSRF token. Over curl; the browser tests
-//! of issue 13 are not written yet.
+//! `Log out` that needs the form's CSRF token. Over curl; `browser.rs` goes
+//! through the same in headless Chromium.
 
 use std::time::Duration;
 
