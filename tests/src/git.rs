@@ -11,8 +11,14 @@ pub struct Repo {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
+    git_with(dir, args, &[])
+}
+
+/// `git` with extra environment variables.
+fn git_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new("git")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "Ferry Test")
         .env("GIT_AUTHOR_EMAIL", "test@ferry.invalid")
@@ -67,6 +73,18 @@ impl Repo {
 
     /// Like [`Repo::commit`], for binary files.
     pub fn commit_bytes(&self, files: &[(&str, &[u8])], message: &str) -> String {
+        self.commit_at(files, message, None)
+    }
+
+    /// Like [`Repo::commit`] with the author and committer dates set to
+    /// `date` (e.g. `2025-01-01T00:00:00Z`): the same files and message give
+    /// the same commit id on every run (stable screenshots).
+    pub fn commit_dated(&self, files: &[(&str, &str)], message: &str, date: &str) -> String {
+        let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+        self.commit_at(&files, message, Some(date))
+    }
+
+    fn commit_at(&self, files: &[(&str, &[u8])], message: &str, date: Option<&str>) -> String {
         for (path, content) in files {
             let p = self.work.join(path);
             if let Some(parent) = p.parent() {
@@ -75,7 +93,10 @@ impl Repo {
             std::fs::write(&p, content).unwrap_or_else(|e| panic!("{e}"));
         }
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "--quiet", "-m", message]);
+        let dates: Vec<(&str, &str)> = date
+            .map(|d| vec![("GIT_AUTHOR_DATE", d), ("GIT_COMMITTER_DATE", d)])
+            .unwrap_or_default();
+        git_with(&self.work, &["commit", "--quiet", "-m", message], &dates);
         git(&self.work, &["push", "--quiet", "origin", "main"]);
         git(&self.work, &["rev-parse", "HEAD"])
     }

@@ -1,9 +1,11 @@
 //! Test harness: starts real `ferry-coordinator` and `ferry-agent` processes
 //! with their own certificates in a temporary folder, drives them with the
-//! real `ferry` CLI, makes real git repositories, and cleans up every process
-//! and container it made — also when a test fails.
+//! real `ferry` CLI, makes real git repositories, drives the web console in
+//! headless Chromium, and cleans up every process and container it made —
+//! also when a test fails.
 
 pub mod bench;
+pub mod browser;
 pub mod cluster;
 pub mod docker_tls;
 pub mod git;
