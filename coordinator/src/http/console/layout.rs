@@ -38,7 +38,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
                             (v.user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
                             ")"
                         }
-                        form.inline method="post" action="/logout" {
+                        form.inline.logout method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(v.csrf);
                             button type="submit" { "Log out" }
                         }
