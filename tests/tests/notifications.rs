@@ -125,6 +125,13 @@ stages:
         format!("ferry approve shop --execution {exec} --action approve/release").as_str()
     );
     assert_eq!(event["url"], "https://example.invalid/review");
+    // Where an approver decides in the browser: the console's execution page.
+    let console = event["console"].as_str().unwrap_or_default();
+    assert!(
+        console.starts_with("https://")
+            && console.ends_with(&format!("/pipelines/shop/executions/{exec}")),
+        "{event:#}"
+    );
     assert!(
         event["message"]
             .as_str()

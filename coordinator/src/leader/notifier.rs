@@ -98,9 +98,14 @@ pub async fn notifier(ops: Ops) {
             in_flight.insert(d.id);
             let keys = target_keys(&ops, &d);
             let (sender, tx) = (sender.clone(), tx.clone());
+            let console = ops.ctx().console_url.clone();
             tokio::spawn(async move {
                 let error = match keys {
-                    Ok((url, secret)) => send(&sender, &d, &url, secret.as_deref()).await.err(),
+                    Ok((url, secret)) => {
+                        send(&sender, &d, &url, secret.as_deref(), console.as_deref())
+                            .await
+                            .err()
+                    }
                     Err(e) => Some(e),
                 };
                 if let Some(e) = &error {
@@ -158,8 +163,9 @@ async fn send(
     d: &Delivery,
     url: &str,
     secret: Option<&[u8]>,
+    console: Option<&str>,
 ) -> Result<(), String> {
-    let body = render(&d.event, d.target.format);
+    let body = render(&d.event, d.target.format, console);
     let mut headers = vec![
         ("x-ferry-event", d.event.kind.as_str().to_string()),
         ("x-ferry-event-id", d.event.id.to_string()),
@@ -179,10 +185,18 @@ async fn send(
     }
 }
 
-/// The request body for `format`.
-pub fn render(event: &Event, format: NotifyFormat) -> Vec<u8> {
+/// The request body for `format`. With the console's address (`console`),
+/// it links to the event's execution there: where an approver decides.
+pub fn render(event: &Event, format: NotifyFormat, console: Option<&str>) -> Vec<u8> {
+    let link = console
+        .filter(|_| !event.execution.is_empty())
+        .map(|base| crate::http::console::execution_url(base, &event.pipeline, &event.execution));
     let value = match format {
-        NotifyFormat::Json => event_json(event),
+        NotifyFormat::Json => {
+            let mut v = event_json(event);
+            v["console"] = link.into();
+            v
+        }
         NotifyFormat::Slack => {
             let mut text = format!("*{}* {}", event.kind.as_str(), event.message);
             if let Some(cmd) = &event.command {
@@ -190,6 +204,9 @@ pub fn render(event: &Event, format: NotifyFormat) -> Vec<u8> {
             }
             if let Some(url) = &event.url {
                 text.push_str(&format!("\n<{url}>"));
+            }
+            if let Some(link) = &link {
+                text.push_str(&format!("\n<{link}|Open in the Ferry console>"));
             }
             serde_json::json!({ "text": text })
         }
