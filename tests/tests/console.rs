@@ -391,3 +391,63 @@ stages:
     assert_eq!(revoked.status, 303, "{}", revoked.body);
     assert_eq!(get(&c, &ann, "/").status, 401);
 }
+
+/// The session is in the replicated state: it works on every member, and
+/// after the leader is killed a surviving member serves the pages and
+/// takes the approval (forwarded to the new leader).
+#[test]
+fn a_session_survives_a_leader_failover() {
+    let mut c = Cluster::start_members("console-ha", 3, ferry_tests::Options::default());
+    c.grant("ann", "approver");
+    let repo = Repo::new();
+    repo.commit(&[("README", "ha\n")], "first");
+    c.apply(&format!(
+        "name: shop\nsource: {{git: {}}}\nstages:\n  - name: gate\n    actions:\n      - {{name: ok, type: approval}}\n",
+        repo.url()
+    ));
+    let id = c
+        .ferry_ok(Some("admin"), &["run", "shop"])
+        .trim()
+        .to_string();
+    c.wait_status("shop", &id, "the approval to wait", |v| {
+        Cluster::action(v, "gate", "ok")["status"] == "WaitingForApproval"
+    });
+    let ann = log_in(&c, "ann");
+    let page_path = format!("/pipelines/shop/executions/{id}");
+    for member in 1..=3 {
+        let page = c.https(member, "GET", &page_path, &[("Cookie", &ann)], None);
+        assert_eq!(page.status, 200, "member {member}: {}", page.body);
+    }
+
+    let leader = c.leader();
+    c.kill_member(leader);
+    let survivor = (1..=3).find(|m| *m != leader).unwrap_or(1);
+    let page = ferry_tests::wait_for(
+        "a surviving member to serve the page",
+        Duration::from_secs(30),
+        || {
+            let p = c.https(survivor, "GET", &page_path, &[("Cookie", &ann)], None);
+            (p.status == 200).then_some(p)
+        },
+    );
+    assert!(page.body.contains("ann (approver)"), "{}", page.body);
+    let form = format!(
+        "csrf={}&action=gate%2Fok&decision=approve",
+        csrf_of(&page.body)
+    );
+    let decided = c.https(
+        survivor,
+        "POST",
+        &format!("{page_path}/decide"),
+        &[
+            ("Cookie", &ann),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(form.as_bytes()),
+    );
+    assert_eq!(decided.status, 303, "{}", decided.body);
+    let end = c.wait_status("shop", &id, "the run to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(end["status"], "Succeeded", "{end}");
+}
