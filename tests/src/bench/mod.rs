@@ -4,6 +4,7 @@
 //! plain `scp` to the same SSH hosts, or curl and plain HTTP over the same
 //! loopback.
 
+pub mod console;
 pub mod deploy;
 pub mod etcd;
 pub mod failover;

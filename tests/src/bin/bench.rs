@@ -8,6 +8,7 @@
 //! ferry-bench artifact [MIB]               a blob agent to agent vs a plain TCP copy
 //! ferry-bench deploy [MIB] [ROUNDS]        an artifact to 4 SSH hosts by a deploy action vs scp
 //! ferry-bench triggers [ROUNDS]            webhook → execution vs `ferry run`/curl; event → notification vs a plain POST
+//! ferry-bench console [ROUNDS]             console pages of a pipeline with 1,000 executions vs `GET /healthz`
 //! ferry-bench all                          all of the above with defaults
 //! ```
 //! Build with `cargo build --release --bins` first; results are Markdown for BENCHMARKS.md.
@@ -49,6 +50,10 @@ fn main() -> anyhow::Result<()> {
     }
     if what == "triggers" || what == "all" {
         out.push_str(&bench::triggers::run(arg(2, 20) as usize)?);
+        out.push('\n');
+    }
+    if what == "console" || what == "all" {
+        out.push_str(&bench::console::run(arg(2, 50) as usize)?);
         out.push('\n');
     }
     if what == "throughput" || what == "all" {
