@@ -53,7 +53,7 @@ stages:
         run_order: 2
         image: ferry-local/busybox
         inputs: [app]
-        commands: ["cat dist/app", "echo 12 tests passed"]
+        commands: ["cat dist/app", "sleep 3", "echo 12 tests passed"]
   - name: gate
     actions:
       - name: release
@@ -172,6 +172,9 @@ fn the_console_in_a_real_browser() {
     let approver = t.login_link("ann");
     step("the approver's link opens a session", || {
         opens_a_session(&t, &approver, "ann (approver)")
+    });
+    step("a running action's log, followed live", || {
+        follows_a_log(&t, &web)
     });
     step("from the pipelines page to the running execution", || {
         to_the_execution(&t, &web)
@@ -326,6 +329,18 @@ fn follows_live(t: &Console) {
             .contains("Release web to production?")
     );
     t.b.screenshot(&docs("console-execution.png"));
+}
+
+/// The compile action's log, opened while it runs: the rest arrives on
+/// the page by itself, and the page says when the log is complete.
+fn follows_a_log(t: &Console, id: &str) {
+    t.b.goto(&t.url(&format!(
+        "/pipelines/web/executions/{id}/log?action=build%2Fcompile"
+    )));
+    t.b.wait_for("pre#log[data-live]", PAGE);
+    t.b.wait_for_text("[ferry] output app", Duration::from_secs(60));
+    t.b.wait_for_text("The action's log is complete.", PAGE);
+    assert!(t.b.text_of("pre#log").contains("compiling web"));
 }
 
 /// The compile action's log, from the actions table.

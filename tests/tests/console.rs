@@ -344,6 +344,42 @@ stages:
         log_live.body
     );
 
+    // An operator stops a run from the console, then retries its stage.
+    let second = c
+        .ferry_ok(Some("admin"), &["run", "shop"])
+        .trim()
+        .to_string();
+    let second_path = format!("/pipelines/shop/executions/{second}");
+    c.wait_status("shop", &second, "the approval to wait", |v| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+    });
+    let opal_page = get(&c, &opal, &second_path);
+    let stopped = post_form(
+        &c,
+        &opal,
+        &format!("{second_path}/stop"),
+        &format!("csrf={}&reason=wrong+commit", csrf_of(&opal_page.body)),
+    );
+    assert_eq!(stopped.status, 303, "{}", stopped.body);
+    let end = c.wait_status("shop", &second, "the stop", |v| v["status"] == "Stopped");
+    assert!(end.to_string().contains("wrong commit"), "{end}");
+    let retry_page = get(&c, &opal, &second_path);
+    assert!(
+        retry_page.body.contains("Retry stage"),
+        "{}",
+        retry_page.body
+    );
+    let retried = post_form(
+        &c,
+        &opal,
+        &format!("{second_path}/retry"),
+        &format!("csrf={}&stage=gate", csrf_of(&retry_page.body)),
+    );
+    assert_eq!(retried.status, 303, "{}", retried.body);
+    c.wait_status("shop", &second, "the retry", |v| {
+        v["status"] == "InProgress"
+    });
+
     // The pipeline, fleet and cluster pages.
     for (path, wanted) in [
         ("/", "shop"),
