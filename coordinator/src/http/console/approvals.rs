@@ -27,7 +27,7 @@ pub async fn list(State(ops): State<Ops>, headers: HeaderMap) -> Response {
         h1 { "Approvals waiting for me" }
         @if mine.is_empty() { p { "Nothing waits for your decision." } }
         @for w in &mine {
-            (approval_form(&viewer, w, "/approvals"))
+            (approval_form(&viewer, w, true))
             p.small { a href=(execution_href(&w.pipeline, &w.execution)) { "execution " (short(&w.execution)) } }
         }
         @if !others.is_empty() {

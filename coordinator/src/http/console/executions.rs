@@ -118,14 +118,15 @@ fn approvals(viewer: &Viewer, view: &pb::ExecutionView, waiting: &[WaitingApprov
         .collect();
     html! {
         @for w in here {
-            (approval_form(viewer, w, &execution_href(&view.pipeline, &view.execution_id)))
+            (approval_form(viewer, w, false))
         }
     }
 }
 
 /// One waiting approval: what it asks, and Approve / Reject with a comment
-/// when `viewer` may decide it (no buttons otherwise).
-pub fn approval_form(viewer: &Viewer, w: &WaitingApproval, back: &str) -> Markup {
+/// when `viewer` may decide it (no buttons otherwise). `on_approvals`: the
+/// form is on the approvals page, where the browser returns after it.
+pub fn approval_form(viewer: &Viewer, w: &WaitingApproval, on_approvals: bool) -> Markup {
     let action = format!("{}/decide", execution_href(&w.pipeline, &w.execution));
     html! {
         div.approval data-action=(w.action) {
@@ -137,7 +138,7 @@ pub fn approval_form(viewer: &Viewer, w: &WaitingApproval, back: &str) -> Markup
                     form.decide method="post" action=(action) {
                         input type="hidden" name="csrf" value=(viewer.csrf);
                         input type="hidden" name="action" value=(w.action);
-                        input type="hidden" name="back" value=(back);
+                        @if on_approvals { input type="hidden" name="back" value="/approvals"; }
                         label { "Comment " textarea name="comment" rows="2" cols="50" placeholder="why (needed to reject)" {} }
                         div.buttons {
                             button.approve type="submit" name="decision" value="approve" { "Approve" }
@@ -288,12 +289,14 @@ pub async fn live(
         .into_response()
 }
 
-/// Where a form sends the browser back to: its `back` field when it is a
-/// path on this site, else the execution.
+/// Where a form sends the browser back to: the approvals page when it
+/// came from there, else the execution (never an address the form names:
+/// no open redirect).
 fn back_to(fields: &[(String, String)], pipeline: &str, id: &str) -> String {
-    field(fields, "back")
-        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
-        .map_or_else(|| execution_href(pipeline, id), str::to_string)
+    match field(fields, "back") {
+        Some("/approvals") => "/approvals".to_string(),
+        _ => execution_href(pipeline, id),
+    }
 }
 
 /// `POST …/decide`: approve or reject (`decision`) the approval `action`
@@ -370,5 +373,23 @@ pub async fn retry(
     match ops.retry_stage(&who, &pipeline, &id, stage, false).await {
         Ok(()) => see_other(&back_to(&fields, &pipeline, &id)),
         Err(e) => op_refused(e, "Not retried"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_returns_only_to_the_console() {
+        let f = |back: &str| vec![("back".to_string(), back.to_string())];
+        assert_eq!(back_to(&f("/approvals"), "p", "e"), "/approvals");
+        for evil in ["//evil.example", "/\\evil.example", "https://evil.example", ""] {
+            assert_eq!(
+                back_to(&f(evil), "p", "e"),
+                "/pipelines/p/executions/e",
+                "{evil}"
+            );
+        }
     }
 }
