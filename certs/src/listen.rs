@@ -6,10 +6,13 @@
 //!   taking file descriptors);
 //! - a cap per source address (beyond it new connections are closed at once),
 //!   so one host cannot take every slot;
-//! - an idle deadline: a connection that sends nothing for that long is
+//! - an idle deadline: a connection on which nothing moves for that long —
+//!   the peer sends nothing and takes nothing the server writes — is
 //!   closed. Servers send HTTP/2 pings more often than that, which live
-//!   clients answer, so only connections that never completed TLS and
-//!   HTTP/2 — or stopped answering — run into it.
+//!   clients answer, and a streamed answer (the console's server-sent events
+//!   over HTTP/1.1, where the client says nothing while it listens) counts
+//!   while the peer takes its bytes; so only connections that never
+//!   completed TLS and HTTP, or stopped answering and reading, run into it.
 //!
 //! The TLS handshake has its own, shorter deadline (see [`crate::tls`]).
 
@@ -139,13 +142,31 @@ impl Drop for SourceSlot {
     }
 }
 
-/// An accepted connection that fails its reads once it has been silent for
-/// its idle deadline.
+/// An accepted connection that fails its reads once nothing has moved on it
+/// (no byte read, none written) for its idle deadline.
 pub struct Guarded {
     tcp: TcpStream,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     _slot: SourceSlot,
+}
+
+impl Guarded {
+    /// Bytes moved: the idle deadline starts again.
+    fn moved(&mut self) {
+        let next = Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// Counts a write that the peer took as activity.
+    fn wrote(&mut self, result: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &result
+            && *n > 0
+        {
+            self.moved();
+        }
+        result
+    }
 }
 
 impl AsyncRead for Guarded {
@@ -158,8 +179,7 @@ impl AsyncRead for Guarded {
         match Pin::new(&mut self.tcp).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
-                    let next = Instant::now() + self.idle;
-                    self.deadline.as_mut().reset(next);
+                    self.moved();
                 }
                 Poll::Ready(result)
             }
@@ -180,7 +200,8 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        let result = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.wrote(result)
     }
 
     fn poll_write_vectored(
@@ -188,7 +209,8 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.wrote(result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -310,5 +332,48 @@ mod tests {
         let _d = TcpStream::connect(addr).await.expect("connect");
         let third = tokio::time::timeout(Duration::from_secs(5), conns.next()).await;
         assert!(matches!(third, Ok(Some(Ok(_)))));
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_streams_to_is_not_idle() {
+        use tokio::io::AsyncWriteExt;
+        let (l, addr) = listener().await;
+        let limits = Limits {
+            max_connections: 8,
+            per_source: 2,
+            idle: Duration::from_millis(300),
+        };
+        let mut conns = Box::pin(incoming(l, limits));
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let server = conns.next().await.expect("some").expect("ok");
+        // The client says nothing for well past the deadline while the
+        // server writes to it (a server-sent event stream over HTTP/1.1).
+        let (mut rd, mut wr) = tokio::io::split(server);
+        let reading = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            rd.read(&mut byte).await.map(|_| ())
+        });
+        for _ in 0..8 {
+            wr.write_all(b"keep-alive\n").await.expect("write");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut got = vec![0u8; 88];
+        client
+            .read_exact(&mut got)
+            .await
+            .expect("the stream arrived");
+        assert!(
+            !reading.is_finished(),
+            "the idle deadline cut a live stream"
+        );
+        // Once the server stops writing, the deadline applies again.
+        let ended = tokio::time::timeout(Duration::from_secs(5), reading)
+            .await
+            .expect("ended in time")
+            .expect("task");
+        assert_eq!(
+            ended.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::TimedOut)
+        );
     }
 }

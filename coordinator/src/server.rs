@@ -198,7 +198,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
             ..Default::default()
         };
         let app = crate::http::router(ops.clone(), &http_limits)
-            .merge(crate::http::console::router(ops.clone()));
+            .merge(crate::http::console::router(ops.clone(), &http_limits));
         tracing::info!(https = %http.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string()), "serving webhooks at /hooks/git/PIPELINE and the console at /");
         tokio::spawn(crate::http::serve(http, tls, limits, http_limits, app));
     }

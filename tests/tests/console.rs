@@ -267,6 +267,9 @@ stages:
         &format!("csrf={}", csrf_of(&seen.body)),
     );
     assert_eq!(stop.status, 403, "{}", stop.body);
+    // Refused before anything is proposed (apply's refusal would name the
+    // state the command was applied to): no Raft entry for a viewer's POST.
+    assert!(stop.body.contains("from the console"), "{}", stop.body);
     // An operator has the stop button.
     let opal = log_in(&c, "opal");
     assert!(get(&c, &opal, &page_path).body.contains("Stop execution"));
@@ -308,6 +311,19 @@ stages:
         "{}",
         approvals.body
     );
+
+    // A comment is bounded like a stop's reason.
+    let long = post_form(
+        &c,
+        &ann,
+        &format!("{page_path}/decide"),
+        &format!(
+            "csrf={}&action=gate%2Frelease&decision=approve&comment={}",
+            csrf_of(&page.body),
+            "x".repeat(1_001)
+        ),
+    );
+    assert_eq!(long.status, 400, "{}", long.body);
 
     // Approving works, then the run succeeds.
     let done = post_form(&c, &ann, &format!("{page_path}/decide"), &form);
@@ -410,7 +426,7 @@ stages:
         .and_then(|r| r.split('"').next())
         .unwrap_or_default()
         .to_string();
-    // An approver cannot revoke (apply checks the role too).
+    // A viewer cannot revoke (refused before proposing; apply checks too).
     let not_admin = post_form(
         &c,
         &vic,
@@ -418,6 +434,11 @@ stages:
         &format!("csrf={}&session={sid}", csrf_of(&seen.body)),
     );
     assert_eq!(not_admin.status, 403, "{}", not_admin.body);
+    assert!(
+        not_admin.body.contains("from the console"),
+        "{}",
+        not_admin.body
+    );
     let revoked = post_form(
         &c,
         &admin,

@@ -142,7 +142,11 @@ fn builders(http: &HttpLimits) -> (auto::Builder<TokioExecutor>, auto::Builder<T
 /// Answers 408 when a request (its body included) takes longer than the limit.
 async fn request_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     let peer = peer_of(&req);
-    let path = req.uri().path().to_string();
+    // A login link's secret is in its path: never logged.
+    let path = match req.uri().path() {
+        p if p.starts_with("/login/") => "/login/…".to_string(),
+        p => p.to_string(),
+    };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(answer) => answer,
         Err(_) => {

@@ -46,7 +46,8 @@ impl Ops {
                 Ok::<_, OpError>((si, ai))
             })
             .await??;
-        if !d.approve && d.comment.trim().is_empty() {
+        let comment = super::steering::reason(&d.comment)?;
+        if !d.approve && comment.is_empty() {
             return Err(OpError::Invalid(
                 "a rejection needs a --comment saying why".into(),
             ));
@@ -57,7 +58,7 @@ impl Ops {
             action,
             by: who.name.clone(),
             approve: d.approve,
-            comment: d.comment,
+            comment,
             at: now_ms(),
         })
         .await?;

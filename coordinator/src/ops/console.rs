@@ -9,7 +9,7 @@ use ferry_certs::Identity;
 
 use super::access::{acting, hash_token};
 use super::{OpError, OpResult, Ops};
-use crate::state::{Command, Rejection, Role};
+use crate::state::{Command, Need, Rejection, Role};
 use crate::views::now_ms;
 
 /// How long a login link lasts by default, and at most.
@@ -62,8 +62,14 @@ impl Ops {
     pub async fn create_login_link(
         &self,
         who: &Identity,
+        cert: Option<String>,
         ttl: Option<Duration>,
     ) -> OpResult<LoginLink> {
+        if who.kind != ferry_certs::IdentityKind::Operator {
+            return Err(OpError::PermissionDenied(format!(
+                "{who} is not an operator: console links are for people"
+            )));
+        }
         let ttl = ttl.unwrap_or(LINK_TTL);
         if ttl.is_zero() || ttl > MAX_LINK_TTL {
             return Err(OpError::Invalid(format!(
@@ -79,6 +85,7 @@ impl Ops {
             expires_at,
             by: acting(who),
             at: now,
+            cert,
         })
         .await?;
         tracing::info!(operator = %who.name, "console login link created");
@@ -253,19 +260,32 @@ pub struct WaitingApproval {
 }
 
 impl ConsoleUser {
-    /// Whether they hold one of `roles`.
-    pub fn has_any(&self, roles: &[Role]) -> bool {
-        self.roles.iter().any(|r| roles.contains(r))
+    /// Whether they hold one of `need`'s roles now.
+    pub fn may(&self, need: Need) -> bool {
+        self.roles.iter().any(|r| need.roles().contains(r))
     }
 
-    /// May start, stop and retry runs (`operator` or `admin`), as `apply`
-    /// checks it again.
+    /// The early check of a console write, as `authz.rs` makes it for gRPC
+    /// before anything is proposed: a refusal costs no Raft entry. `apply`
+    /// checks again on the state the command lands on.
+    pub fn require(&self, need: Need, what: &str) -> OpResult<()> {
+        if self.may(need) {
+            return Ok(());
+        }
+        Err(OpError::PermissionDenied(format!(
+            "`{}` may not {what} from the console: that needs {}",
+            self.operator,
+            need.describe()
+        )))
+    }
+
+    /// May start, stop and retry runs (`operator` or `admin`).
     pub fn may_operate(&self) -> bool {
-        self.has_any(&[Role::Operator, Role::Admin])
+        self.may(Need::Operate)
     }
 
     pub fn is_admin(&self) -> bool {
-        self.has_any(&[Role::Admin])
+        self.may(Need::Admin)
     }
 }
 
@@ -304,6 +324,8 @@ impl Ops {
 
     /// Write: an admin ends the session whose id is `id` (see [`SessionRow`]).
     pub async fn revoke_session(&self, who: &Identity, id: &str) -> OpResult<()> {
+        let id = id.to_ascii_lowercase();
+        let id = id.as_str();
         if id.len() != SESSION_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(OpError::Invalid(format!("`{id}` is not a session id")));
         }
@@ -355,10 +377,14 @@ impl Ops {
                                 .map(|a| run.resolved_text(&a.message))
                                 .unwrap_or_default(),
                             since: run.started_at,
-                            refused: s
-                                .may_decide(operator, exec, si, ai)
-                                .err()
-                                .map(|e| e.to_string()),
+                            // As `apply` decides it: who may, and each person once.
+                            refused: if run.decisions().iter().any(|d| d.by == operator) {
+                                Some("you have decided it already; each person counts once".into())
+                            } else {
+                                s.may_decide(operator, exec, si, ai)
+                                    .err()
+                                    .map(|e| e.to_string())
+                            },
                         });
                     }
                 }

@@ -36,6 +36,9 @@
 //!     index, which only moves forward;
 //!   - `ferry cluster status`, which must answer on a member cut off from
 //!     the leader (that is when it is needed most);
+//!   - the console's session lookup (`console_user`), checked on every
+//!     request as `authz.rs` checks gRPC callers, and the trust domain a
+//!     console user's writes act in (set once, at bootstrap);
 //!   - the answer an operation builds right after its own write (decide,
 //!     role bindings, secrets, environments): the write was applied here.
 //!

@@ -11,10 +11,13 @@ use super::{OpError, OpResult, Ops};
 use crate::state::Command;
 use crate::views::now_ms;
 
-/// Longest reason a stop or a transition change may carry.
+/// Longest reason a stop or a transition change (or an approval's
+/// comment) may carry.
 pub const MAX_REASON_LEN: usize = 1_000;
 
-fn reason(text: &str) -> OpResult<String> {
+/// A person's reason or comment, trimmed, refused when longer than
+/// [`MAX_REASON_LEN`] bytes (it goes into the log and every view).
+pub(super) fn reason(text: &str) -> OpResult<String> {
     if text.len() > MAX_REASON_LEN {
         return Err(OpError::Invalid(format!(
             "the reason is longer than {MAX_REASON_LEN} bytes"

@@ -70,6 +70,10 @@ pub async fn create_login_link(
     req: Request<pb::CreateLoginLinkRequest>,
 ) -> Result<Response<pb::CreateLoginLinkResponse>, Status> {
     let who = caller(&req)?;
+    let cert = req
+        .extensions()
+        .get::<crate::authz::CallerCert>()
+        .map(|c| c.0.clone());
     let base = ops.ctx().console_url.clone().ok_or_else(|| {
         Status::failed_precondition(
             "this coordinator serves no console: start it with --http-listen (and --console-url when browsers reach it by another name)",
@@ -87,7 +91,7 @@ pub async fn create_login_link(
             u32::try_from(d.nanos).unwrap_or(0),
         )),
     };
-    let link = ops.create_login_link(&who, ttl).await?;
+    let link = ops.create_login_link(&who, cert, ttl).await?;
     Ok(Response::new(pb::CreateLoginLinkResponse {
         url: format!("{}/login/{}", base.trim_end_matches('/'), link.secret),
         expires_at: views::timestamp(Some(link.expires_at)),

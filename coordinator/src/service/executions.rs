@@ -140,10 +140,13 @@ async fn follow_log(ops: Ops, at: ActionAt, follow: bool, tx: LogTx) -> Result<(
             if !follow || views::is_final(state.status) {
                 return Ok(());
             }
-            applied
-                .changed()
-                .await
-                .map_err(|_| Status::unavailable("coordinator stopping"))?;
+            // Waits for the action to start, unless the reader went away.
+            tokio::select! {
+                changed = applied.changed() => {
+                    changed.map_err(|_| Status::unavailable("coordinator stopping"))?;
+                }
+                _ = tx.closed() => return Ok(()),
+            }
             continue;
         }
         if state.status.is_final()

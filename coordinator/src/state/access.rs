@@ -34,7 +34,7 @@ impl Need {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Need::Operate => "role operator or admin",
             Need::Admin => "role admin",

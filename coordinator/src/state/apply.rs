@@ -273,11 +273,13 @@ impl ClusterState {
                 expires_at,
                 by,
                 at: _,
+                cert,
             } => self.create_login_link(
                 hash,
                 super::console::LoginLink {
                     operator: by.name().to_string(),
                     expires_at,
+                    cert,
                 },
             ),
             Command::OpenSession {

@@ -320,6 +320,10 @@ pub enum Command {
         expires_at: i64,
         by: By,
         at: i64,
+        /// Fingerprint of the certificate that asked: revoking it ends the
+        /// link and the session it opens.
+        #[serde(default)]
+        cert: Option<String>,
     },
     /// A browser opened login link `link`: it is used up and session
     /// `session` (a hash too) begins for the link's operator.

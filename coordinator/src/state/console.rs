@@ -20,6 +20,9 @@ pub const CONSOLE_RECORDS_MAX: usize = 10_000;
 pub struct LoginLink {
     pub operator: String,
     pub expires_at: i64,
+    /// The certificate `ferry ui` was called with (sha256 fingerprint).
+    #[serde(default)]
+    pub cert: Option<String>,
 }
 
 /// A browser session.
@@ -28,6 +31,10 @@ pub struct ConsoleSession {
     pub operator: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The certificate behind the link that opened it: once revoked, the
+    /// session is over (a stolen certificate's sessions die with it).
+    #[serde(default)]
+    pub cert: Option<String>,
 }
 
 impl ClusterState {
@@ -59,7 +66,13 @@ impl ClusterState {
         if self.console_sessions.contains_key(&session) {
             return Err(Rejection::AlreadyExists("console session".into()));
         }
+        if found.cert.as_deref().is_some_and(|fp| self.is_revoked(fp)) {
+            return Err(Rejection::PermissionDenied(
+                "the certificate this login link was made with is revoked".into(),
+            ));
+        }
         let operator = found.operator.clone();
+        let cert = found.cert.clone();
         self.login_links.remove(link);
         self.console_sessions.insert(
             session,
@@ -67,6 +80,7 @@ impl ClusterState {
                 operator,
                 created_at: at,
                 expires_at,
+                cert,
             },
         );
         super::keep_latest(&mut self.console_sessions, CONSOLE_RECORDS_MAX, |s| {
@@ -83,11 +97,13 @@ impl ClusterState {
             .ok_or_else(|| Rejection::NotFound("console session".into()))
     }
 
-    /// The operator a session acts for, while it lasts at `now`.
+    /// The operator a session acts for, while it lasts at `now` and the
+    /// certificate behind it is not revoked.
     pub fn session_operator(&self, session: &str, now: i64) -> Option<&str> {
         self.console_sessions
             .get(session)
             .filter(|s| s.expires_at >= now)
+            .filter(|s| !s.cert.as_deref().is_some_and(|fp| self.is_revoked(fp)))
             .map(|s| s.operator.as_str())
     }
 }

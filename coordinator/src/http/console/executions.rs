@@ -25,6 +25,7 @@ use super::{Viewer, field, form_viewer, graph, op_refused, see_other, viewer};
 use crate::ops::Ops;
 use crate::ops::approvals::Decision;
 use crate::ops::console::WaitingApproval;
+use crate::state::Need;
 use crate::views::{self, now_ms};
 
 /// How often a live page hears from the server when nothing changed
@@ -346,6 +347,9 @@ pub async fn stop(
         Ok(v) => v,
         Err(r) => return *r,
     };
+    if let Err(e) = viewer.user.require(Need::Operate, "stop executions") {
+        return op_refused(e, "Not stopped");
+    }
     let who = ops.console_identity(&viewer.user);
     let reason = field(&fields, "reason").unwrap_or_default();
     match ops
@@ -368,6 +372,9 @@ pub async fn retry(
         Ok(v) => v,
         Err(r) => return *r,
     };
+    if let Err(e) = viewer.user.require(Need::Operate, "retry stages") {
+        return op_refused(e, "Not retried");
+    }
     let who = ops.console_identity(&viewer.user);
     let stage = field(&fields, "stage").unwrap_or_default();
     match ops.retry_stage(&who, &pipeline, &id, stage, false).await {
@@ -384,7 +391,12 @@ mod tests {
     fn a_form_returns_only_to_the_console() {
         let f = |back: &str| vec![("back".to_string(), back.to_string())];
         assert_eq!(back_to(&f("/approvals"), "p", "e"), "/approvals");
-        for evil in ["//evil.example", "/\\evil.example", "https://evil.example", ""] {
+        for evil in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "",
+        ] {
             assert_eq!(
                 back_to(&f(evil), "p", "e"),
                 "/pipelines/p/executions/e",

@@ -102,7 +102,7 @@ pub fn render(view: &pb::ExecutionView, log_href: &str, now: i64) -> Markup {
                 }
                 g class={ "stage " (action_word(b.stage.status())) } {
                     rect.stagebox x=(b.x) y="0" width=(b.width) height=(height) rx="8" {}
-                    text.stagename x=(b.x + PAD) y="18" { (clip(&b.stage.name, 40)) }
+                    text.stagename x=(b.x + PAD) y="18" { (clip(&b.stage.name, ((b.width - 2 * PAD) / 8) as usize)) }
                     @for (gi, group) in b.groups.iter().enumerate() {
                         @let gx = b.x + PAD + gi as i64 * (NODE_W + GROUP_GAP);
                         @if gi > 0 {
@@ -136,17 +136,19 @@ fn node(stage: &str, a: &pb::ActionView, x: i64, y: i64, log_href: &str, now: i6
     } else {
         format!("{} · {took}", clip(&a.agent, 14))
     };
-    html! {
-        a href=(href) {
-            g class={ "node " (word) } data-action={ (stage) "/" (a.name) } {
-                title { (stage) "/" (a.name) ": " (word)
-                    @if !a.message.is_empty() { " — " (a.message) } }
-                rect x=(x) y=(y) width=(NODE_W) height=(NODE_H) rx="6" {}
-                text.name x=(x + 10) y=(y + 20) { (clip(&a.name, NAME_CHARS)) }
-                text x=(x + 10) y=(y + 38) { (second) }
-                text x=(x + 10) y=(y + 54) { (third) }
-            }
+    let node = html! {
+        g class={ "node " (word) } data-action={ (stage) "/" (a.name) } {
+            title { (stage) "/" (a.name) ": " (word)
+                @if !a.message.is_empty() { " — " (a.message) } }
+            rect x=(x) y=(y) width=(NODE_W) height=(NODE_H) rx="6" {}
+            text.name x=(x + 10) y=(y + 20) { (clip(&a.name, NAME_CHARS)) }
+            text x=(x + 10) y=(y + 38) { (second) }
+            text x=(x + 10) y=(y + 54) { (third) }
         }
+    };
+    // Only an action that ran has a log to open.
+    html! {
+        @if a.attempt > 0 { a href=(href) { (node) } } @else { (node) }
     }
 }
 

@@ -1,8 +1,6 @@
 //! What every console page shares: the frame (title, navigation, who is
 //! logged in, `Log out`), status words and chips, times and durations.
 
-use std::time::UNIX_EPOCH;
-
 use ferry_pipeline::execution::ExecutionStatus;
 use ferry_proto as pb;
 use maud::{DOCTYPE, Markup, html};
@@ -130,14 +128,14 @@ pub fn ms(t: &Option<prost_types::Timestamp>) -> Option<i64> {
         .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
 }
 
-/// `2026-11-30 20:30:05Z`, or `-`.
+/// `2026-11-30 20:30:05Z`, or `-` (`views::rfc3339` without milliseconds).
 pub fn time(ms: Option<i64>) -> String {
     let Some(ms) = ms.filter(|m| *m > 0) else {
         return "-".into();
     };
-    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
-    let text = humantime::format_rfc3339_seconds(t).to_string();
-    text.replacen('T', " ", 1)
+    let text = crate::views::rfc3339(ms);
+    let seconds = text.split('.').next().unwrap_or(&text);
+    format!("{}Z", seconds.replacen('T', " ", 1))
 }
 
 /// `1m 05s` from `started` to `finished` (or to `now` while running).

@@ -134,9 +134,9 @@ pub async fn live(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if viewer(&ops, &headers).is_err() {
+    let Ok(viewer) = viewer(&ops, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
+    };
     let query = query_of(&uri);
     let action = field(&query, "action").unwrap_or_default().to_string();
     let from = headers
@@ -164,7 +164,20 @@ pub async fn live(
                 c = upstream.next() => c,
                 _ = tx.closed() => return,
             };
-            let Some(Ok(chunk)) = chunk else { break };
+            let chunk = match chunk {
+                Some(Ok(chunk)) => chunk,
+                // The log is complete.
+                None => break,
+                // Not the end: the browser reconnects and resumes.
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "console: a live log broke off");
+                    return;
+                }
+            };
+            // A session logged out, revoked, or whose roles went stops here.
+            if ops.console_user(&viewer.secret).is_err() {
+                return;
+            }
             let start = offset;
             offset += chunk.data.len();
             // Bytes the page already shows are skipped.
@@ -174,9 +187,11 @@ pub async fn live(
                 continue;
             }
             let data = serde_json::Value::String(piece).to_string();
+            // The id is where the text sent so far ends: a character held
+            // back for its next bytes is sent again after a reconnect.
             let event = Event::default()
                 .event("chunk")
-                .id(offset.to_string())
+                .id((offset - text.held()).to_string())
                 .data(data);
             if tx.send(Ok(event)).await.is_err() {
                 return;
@@ -197,18 +212,38 @@ struct Utf8Chunks {
 }
 
 impl Utf8Chunks {
+    /// Bytes held back: the start of a character whose rest has not come.
+    fn held(&self) -> usize {
+        self.carry.len()
+    }
+
     fn push(&mut self, bytes: &[u8]) -> String {
         self.carry.extend_from_slice(bytes);
-        let complete = match std::str::from_utf8(&self.carry) {
-            Ok(_) => self.carry.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => self.carry.len(),
-        };
+        let complete = self.carry.len() - incomplete_tail(&self.carry);
         let rest = self.carry.split_off(complete);
         let text = String::from_utf8_lossy(&self.carry).into_owned();
         self.carry = rest;
         text
     }
+}
+
+/// How many bytes at the end of `bytes` are the start of a UTF-8
+/// character still missing its continuation bytes (0 to 3).
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let b = bytes[bytes.len() - back];
+        if b & 0b1100_0000 != 0b1000_0000 {
+            // A lead byte: how long its character is.
+            let len = match b {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            };
+            return if len > back { back } else { 0 };
+        }
+    }
+    0
 }
 
 #[cfg(test)]
@@ -222,5 +257,12 @@ mod tests {
         assert_eq!(t.push(&bytes[..2]), "h");
         assert_eq!(t.push(&bytes[2..]), "éllo");
         assert_eq!(t.push(&[0xff, b'a']), "\u{fffd}a");
+        // An invalid byte does not break a character split at the end.
+        let e = "é".as_bytes();
+        assert_eq!(t.push(&[0xff, b'x', e[0]]), "\u{fffd}x");
+        assert_eq!(t.held(), 1);
+        assert_eq!(t.push(&e[1..]), "é");
+        assert_eq!(incomplete_tail(b"abc"), 0);
+        assert_eq!(incomplete_tail(&"€".as_bytes()[..2]), 2);
     }
 }

@@ -26,14 +26,14 @@ mod sessions;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::html;
 
-use super::server::status_of;
+use super::server::{HttpLimits, RateLimit, status_of};
 use super::webhook::same_secret;
 use crate::ops::console::{ConsoleUser, csrf_token};
 use crate::ops::{OpError, Ops};
@@ -43,8 +43,21 @@ pub use sessions::COOKIE;
 /// Longest link or session secret read from a request.
 const MAX_SECRET: usize = 128;
 
-/// The console's routes over `ops`.
-pub fn router(ops: Ops) -> Router {
+/// Largest form a console page sends (a comment of at most 1,000 bytes and
+/// a few fields; read before the session is known).
+const FORM_BYTES: usize = 16 * 1024;
+
+/// The console's routes over `ops`. Logging in, the one thing anyone may
+/// try without a session, is rate limited per source address as webhooks
+/// are (`limits.per_minute`).
+pub fn router(ops: Ops, limits: &HttpLimits) -> Router {
+    let login = Router::new()
+        .route("/login/{secret}", get(sessions::login))
+        .with_state(ops.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            RateLimit::new(limits.per_minute),
+            RateLimit::admit,
+        ));
     Router::new()
         .route("/", get(pipelines::list))
         .route("/pipelines/{pipeline}", get(pipelines::show))
@@ -81,12 +94,13 @@ pub fn router(ops: Ops) -> Router {
         .route("/cluster", get(fleet::cluster))
         .route("/sessions", get(sessions::list))
         .route("/sessions/revoke", post(sessions::revoke))
-        .route("/login/{secret}", get(sessions::login))
         .route("/logout", post(sessions::logout))
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
-        .layer(axum::middleware::from_fn(security_headers))
         .with_state(ops)
+        .merge(login)
+        .layer(DefaultBodyLimit::max(FORM_BYTES))
+        .layer(axum::middleware::from_fn(security_headers))
 }
 
 /// Headers on every console answer: no framing (the approve button must not

@@ -13,6 +13,7 @@ use maud::html;
 use super::layout::{page, time};
 use super::{MAX_SECRET, field, form_viewer, op_refused, refused, see_other, viewer};
 use crate::ops::Ops;
+use crate::state::Need;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "ferry_session";
@@ -109,6 +110,9 @@ pub async fn revoke(State(ops): State<Ops>, headers: HeaderMap, body: Bytes) -> 
         Ok(v) => v,
         Err(r) => return *r,
     };
+    if let Err(e) = viewer.user.require(Need::Admin, "revoke console sessions") {
+        return op_refused(e, "Not revoked");
+    }
     let who = ops.console_identity(&viewer.user);
     let id = field(&fields, "session").unwrap_or_default();
     match ops.revoke_session(&who, id).await {

@@ -8,13 +8,35 @@ use crate::state::{By, ClusterState, Command, Rejection};
 const YAML: &str = "name: app\nsource: {git: /tmp/app.git}\nstages:\n  - name: gate\n    actions:\n      - {name: ok, type: approval}\n";
 
 fn link(s: &mut ClusterState, hash: &str, by: &str, expires_at: i64) -> Result<(), Rejection> {
+    link_with(s, hash, by, expires_at, None)
+}
+
+fn link_with(
+    s: &mut ClusterState,
+    hash: &str,
+    by: &str,
+    expires_at: i64,
+    cert: Option<&str>,
+) -> Result<(), Rejection> {
     s.apply(Command::CreateLoginLink {
         hash: hash.into(),
         expires_at,
         by: By::operator(by),
         at: 10,
+        cert: cert.map(str::to_string),
     })
     .map(drop)
+}
+
+fn revoke(s: &mut ClusterState, fingerprint: &str) {
+    s.apply(Command::RevokeCertificate {
+        fingerprint: fingerprint.into(),
+        identity: "spiffe://ferry/operator/root".into(),
+        not_after: 1_000_000,
+        by: By::operator("root"),
+        at: 11,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn open(s: &mut ClusterState, link: &str, session: &str, at: i64) -> Result<(), Rejection> {
@@ -63,4 +85,26 @@ fn a_link_opens_one_session_before_it_expires() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.session_operator("s1", 60), None);
+}
+
+#[test]
+fn revoking_the_certificate_ends_its_links_and_sessions() {
+    let mut s = applied(YAML);
+    link_with(&mut s, "l1", "root", 100, Some("fp-stolen")).unwrap_or_else(|e| panic!("{e}"));
+    link_with(&mut s, "l2", "root", 100, Some("fp-stolen")).unwrap_or_else(|e| panic!("{e}"));
+    link_with(&mut s, "l3", "root", 100, Some("fp-new")).unwrap_or_else(|e| panic!("{e}"));
+    open(&mut s, "l1", "s1", 50).unwrap_or_else(|e| panic!("{e}"));
+    open(&mut s, "l3", "s3", 50).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.session_operator("s1", 60), Some("root"));
+
+    revoke(&mut s, "fp-stolen");
+    // The session is over though the name keeps its role, and the unused
+    // link of that certificate opens nothing; the other certificate's stay.
+    assert_eq!(s.session_operator("s1", 60), None);
+    let denied = open(&mut s, "l2", "s2", 60);
+    assert!(
+        matches!(denied, Err(Rejection::PermissionDenied(_))),
+        "{denied:?}"
+    );
+    assert_eq!(s.session_operator("s3", 60), Some("root"));
 }
