@@ -14,8 +14,13 @@ use crate::{Cluster, Repo, wait_for};
 const EXECUTIONS: usize = 1000;
 
 /// Fetches `url` `rounds` times in one curl run with `cookie`: the time of
-/// each answer (all must be 200) and the size of the last one.
-fn fetch(c: &Cluster, url: &str, cookie: &str, rounds: usize) -> anyhow::Result<Vec<Duration>> {
+/// each answer (all must be 200) and the size of the last one in bytes.
+fn fetch(
+    c: &Cluster,
+    url: &str,
+    cookie: &str,
+    rounds: usize,
+) -> anyhow::Result<(Vec<Duration>, u64)> {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--http1.1", "-H"])
         .arg(format!("Cookie: {cookie}"))
@@ -27,13 +32,14 @@ fn fetch(c: &Cluster, url: &str, cookie: &str, rounds: usize) -> anyhow::Result<
     }
     let out = cmd.output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut times = Vec::new();
+    let (mut times, mut size) = (Vec::new(), 0);
     for line in text.lines() {
         let mut parts = line.split_whitespace();
         let code = parts.next().unwrap_or_default();
         anyhow::ensure!(code == "200", "{url} answered {line}");
         let secs: f64 = parts.next().unwrap_or_default().parse()?;
         times.push(Duration::from_secs_f64(secs));
+        size = parts.next().unwrap_or_default().parse()?;
     }
     anyhow::ensure!(
         times.len() == rounds,
@@ -41,7 +47,7 @@ fn fetch(c: &Cluster, url: &str, cookie: &str, rounds: usize) -> anyhow::Result<
         times.len(),
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(times)
+    Ok((times, size))
 }
 
 /// The session cookie of `user` (`name=value`), through `ferry ui`.
@@ -108,14 +114,15 @@ pub fn run(rounds: usize) -> anyhow::Result<String> {
         ("approvals waiting", "/approvals".to_string()),
     ];
     let mut out = format!(
-        "| console page, pipeline with {held} executions ({rounds} rounds) | p50 | p90 | max |\n| --- | --- | --- | --- |\n"
+        "| console page, pipeline with {held} executions ({rounds} rounds) | bytes | p50 | p90 | max |\n| --- | --- | --- | --- | --- |\n"
     );
     for (name, path) in pages {
         let url = format!("{base}{path}");
         fetch(&c, &url, &cookie, 3)?; // warm-up
-        let [p50, p90, max] = quantiles(fetch(&c, &url, &cookie, rounds)?, [0.5, 0.9, 1.0]);
+        let (times, size) = fetch(&c, &url, &cookie, rounds)?;
+        let [p50, p90, max] = quantiles(times, [0.5, 0.9, 1.0]);
         out.push_str(&format!(
-            "| {name} | {} | {} | {} |\n",
+            "| {name} | {size} | {} | {} | {} |\n",
             ms(p50),
             ms(p90),
             ms(max)
