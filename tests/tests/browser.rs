@@ -216,13 +216,15 @@ fn the_console_in_a_real_browser() {
 /// the session in an HttpOnly, Secure, SameSite=Strict cookie.
 fn opens_a_session(t: &Console, link: &str, who: &str) {
     t.b.goto(link);
+    t.b.wait_for("form.login button", PAGE);
+    t.b.click("form.login button");
     t.b.wait_for("span.who", PAGE);
     assert_eq!(t.b.current_url(), t.url("/"), "the link redirects to /");
     assert_eq!(t.b.text_of("span.who"), who);
     let cookies = t.b.cookies();
     let session = cookies
         .iter()
-        .find(|c| c.name == "ferry_session")
+        .find(|c| c.name == "__Host-ferry_session")
         .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
     assert!(session.http_only && session.secure, "{session:?}");
     assert_eq!(session.same_site.as_deref(), Some("Strict"), "{session:?}");
@@ -275,7 +277,9 @@ fn logged_out(t: &Console) {
     t.b.wait_for_text("Logged out", PAGE);
     assert_eq!(t.b.text_of("h1"), "Logged out");
     assert!(
-        t.b.cookies().iter().all(|c| c.name != "ferry_session"),
+        t.b.cookies()
+            .iter()
+            .all(|c| c.name != "__Host-ferry_session"),
         "{:?}",
         t.b.cookies()
     );
@@ -289,7 +293,11 @@ fn used_link_refused(t: &Console, link: &str) {
     t.b.wait_for_text("Login link refused", PAGE);
     assert!(t.b.text_of("body").contains("ferry ui"));
     assert!(!t.b.exists("span.who"));
-    assert!(t.b.cookies().iter().all(|c| c.name != "ferry_session"));
+    assert!(
+        t.b.cookies()
+            .iter()
+            .all(|c| c.name != "__Host-ferry_session")
+    );
 }
 
 /// Pipelines page → the pipeline (its definition shown) → the execution.

@@ -17,6 +17,17 @@ fn login_link(c: &Cluster, user: &str, ttl: &str) -> String {
     out.lines().next().unwrap_or_default().trim().to_string()
 }
 
+/// Opens a login link as a browser does: the page (twice: looking uses
+/// nothing up), then its `Log in` button. The button's answer.
+fn open_link(c: &Cluster, link: &str) -> HttpAnswer {
+    for _ in 0..2 {
+        let page = c.https_url("GET", link, &[], None);
+        assert_eq!(page.status, 200, "{page:?}");
+        assert!(page.body.contains("Log in as"), "{}", page.body);
+    }
+    c.https_url("POST", link, &[], None)
+}
+
 /// The session cookie a login answer sets (`name=value`).
 fn cookie_of(answer: &HttpAnswer) -> String {
     answer
@@ -59,7 +70,10 @@ fn a_login_link_opens_a_session_once_and_the_session_obeys_roles() {
 
     let link = login_link(&c, "vic", "5m");
     assert!(link.starts_with("https://"), "{link}");
-    let opened = c.https_url("GET", &link, &[], None);
+    // A page of another site cannot log a browser in (login CSRF).
+    let forced = c.https_url("POST", &link, &[("Sec-Fetch-Site", "cross-site")], None);
+    assert_eq!(forced.status, 403, "{forced:?}");
+    let opened = open_link(&c, &link);
     assert_eq!(opened.status, 303, "{opened:?}");
     let set = opened.headers.to_ascii_lowercase();
     for flag in ["httponly", "secure", "samesite=strict"] {
@@ -70,7 +84,7 @@ fn a_login_link_opens_a_session_once_and_the_session_obeys_roles() {
         );
     }
     let cookie = cookie_of(&opened);
-    assert!(cookie.starts_with("ferry_session="), "{cookie}");
+    assert!(cookie.starts_with("__Host-ferry_session="), "{cookie}");
 
     // The pipelines page, as vic.
     let page = c.https(1, "GET", "/", &[("Cookie", &cookie)], None);
@@ -82,6 +96,7 @@ fn a_login_link_opens_a_session_once_and_the_session_obeys_roles() {
     // The link works once; no cookie, no page.
     let again = c.https_url("GET", &link, &[], None);
     assert_eq!(again.status, 403, "{again:?}");
+    assert_eq!(c.https_url("POST", &link, &[], None).status, 403);
     assert!(again.body.contains("ferry ui"), "{}", again.body);
     let anonymous = c.https(1, "GET", "/", &[], None);
     assert_eq!(anonymous.status, 401);
@@ -90,6 +105,7 @@ fn a_login_link_opens_a_session_once_and_the_session_obeys_roles() {
     let short = login_link(&c, "vic", "1s");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.https_url("GET", &short, &[], None).status, 403);
+    assert_eq!(c.https_url("POST", &short, &[], None).status, 403);
 
     // Log out needs the form's CSRF token (a cross-site form has none).
     let forged = c.https(
@@ -126,7 +142,7 @@ fn a_login_link_opens_a_session_once_and_the_session_obeys_roles() {
 
     // A new session stops working when the operator's role is revoked.
     let link = login_link(&c, "vic", "5m");
-    let cookie = cookie_of(&c.https_url("GET", &link, &[], None));
+    let cookie = cookie_of(&open_link(&c, &link));
     assert_eq!(
         c.https(1, "GET", "/", &[("Cookie", &cookie)], None).status,
         200
@@ -140,7 +156,7 @@ fn a_login_link_opens_a_session_once_and_the_session_obeys_roles() {
 /// Logs `user` in: their session cookie.
 fn log_in(c: &Cluster, user: &str) -> String {
     let link = login_link(c, user, "5m");
-    let opened = c.https_url("GET", &link, &[], None);
+    let opened = open_link(c, &link);
     assert_eq!(opened.status, 303, "{opened:?}");
     cookie_of(&opened)
 }

@@ -95,6 +95,27 @@ impl Ops {
         })
     }
 
+    /// Linearizable: the operator login link `link` logs in, while it is
+    /// unused and has not expired (nothing is written: a link preview that
+    /// fetches the link does not use it up).
+    pub async fn login_link_operator(&self, link: &str) -> OpResult<String> {
+        let hash = hash_token(link);
+        let now = now_ms();
+        self.read(|s| {
+            s.login_links
+                .get(&hash)
+                .filter(|l| l.expires_at >= now)
+                .filter(|l| !l.cert.as_deref().is_some_and(|fp| s.is_revoked(fp)))
+                .map(|l| l.operator.clone())
+        })
+        .await?
+        .ok_or_else(|| {
+            OpError::PermissionDenied(
+                "this login link is unknown, used or expired; run `ferry ui` for a new one".into(),
+            )
+        })
+    }
+
     /// Write: opens login link `link` (once) and begins a session.
     pub async fn open_session(&self, link: &str) -> OpResult<Opened> {
         let hash = hash_token(link);

@@ -54,7 +54,7 @@ fn fetch(
 fn log_in(c: &Cluster, user: &str) -> anyhow::Result<String> {
     let out = c.ferry_ok(Some(user), &["ui"]);
     let link = out.lines().next().unwrap_or_default().trim();
-    let answer = c.https_url("GET", link, &[], None);
+    let answer = c.https_url("POST", link, &[], None);
     anyhow::ensure!(answer.status == 303, "login answered {}", answer.status);
     answer
         .headers

@@ -52,7 +52,10 @@ const FORM_BYTES: usize = 16 * 1024;
 /// are (`limits.per_minute`).
 pub fn router(ops: Ops, limits: &HttpLimits) -> Router {
     let login = Router::new()
-        .route("/login/{secret}", get(sessions::login))
+        .route(
+            "/login/{secret}",
+            get(sessions::login_page).post(sessions::login),
+        )
         .with_state(ops.clone())
         .layer(axum::middleware::from_fn_with_state(
             RateLimit::new(limits.per_minute),
@@ -217,11 +220,7 @@ fn form_viewer(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let sent = field(&fields, "csrf").unwrap_or_default();
-    let cross_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site");
-    if cross_site || !same_secret(sent.as_bytes(), viewer.csrf.as_bytes()) {
+    if from_another_site(headers) || !same_secret(sent.as_bytes(), viewer.csrf.as_bytes()) {
         return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -229,6 +228,15 @@ fn form_viewer(
         )));
     }
     Ok((viewer, fields))
+}
+
+/// Whether a request says it comes from another site (browsers send
+/// `Sec-Fetch-Site`; other clients do not, and are no browser to trick).
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site")
 }
 
 /// A parsed form or query: its fields in order.
@@ -302,7 +310,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; ferry_session=abc; b=2"),
+            HeaderValue::from_static("a=1; __Host-ferry_session=abc; b=2"),
         );
         assert_eq!(session_of(&h).as_deref(), Some("abc"));
         assert_eq!(session_of(&HeaderMap::new()), None);

@@ -1,7 +1,8 @@
 //! Logging in and out, and an admin's list of console sessions. A browser
 //! logs in by opening the one-time link `ferry ui` prints
-//! (`GET /login/{secret}`): the link is used up and an HttpOnly, Secure,
-//! SameSite=Strict session cookie is set. `Log out` ends the session; an
+//! (`GET /login/{secret}`, a page that uses nothing up) and pressing
+//! `Log in` (`POST`): the link is used up and an HttpOnly, Secure,
+//! SameSite=Strict `__Host-` session cookie is set. `Log out` ends the session; an
 //! admin can see every session and revoke any.
 
 use axum::body::Bytes;
@@ -11,20 +12,76 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::html;
 
 use super::layout::{page, time};
-use super::{MAX_SECRET, field, form_viewer, op_refused, refused, see_other, viewer};
+use super::{
+    MAX_SECRET, field, form_viewer, from_another_site, op_refused, refused, see_other, viewer,
+};
 use crate::ops::Ops;
 use crate::state::Need;
 
-/// The session cookie's name.
-pub const COOKIE: &str = "ferry_session";
+/// The session cookie's name. `__Host-`: the browser keeps it only from
+/// this exact origin, over HTTPS, for every path, so no sibling subdomain
+/// can plant one.
+pub const COOKIE: &str = "__Host-ferry_session";
 
-/// `GET /login/{secret}`: uses the link up and sets the session cookie.
-pub async fn login(State(ops): State<Ops>, Path(secret): Path<String>) -> Response {
+/// Refuses what is not a link `ferry ui` made.
+fn check_link(secret: &str) -> Result<(), Box<Response>> {
     if secret.len() > MAX_SECRET || !secret.starts_with("ferry-login-") {
-        return refused(
+        return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             "Not a login link",
             "This is not a link `ferry ui` made.",
+        )));
+    }
+    Ok(())
+}
+
+/// `GET /login/{secret}`: a page with a `Log in` button. Opening the link
+/// uses nothing up: chat and mail previews fetch links, and a page of
+/// another site could send a browser here to log it in as someone else.
+pub async fn login_page(
+    State(ops): State<Ops>,
+    Path(secret): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_link(&secret) {
+        return *r;
+    }
+    if from_another_site(&headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Log in here",
+            "Another site sent the browser to this login link; copy the link into the address bar instead.",
+        );
+    }
+    let operator = match ops.login_link_operator(&secret).await {
+        Ok(o) => o,
+        Err(e) => return op_refused(e, "Login link refused"),
+    };
+    let action = format!("/login/{secret}");
+    let body = html! {
+        h1 { "Log in to Ferry" }
+        p { "This link logs this browser in as " strong { (operator) } ", once." }
+        form.login method="post" action=(action) {
+            button.approve type="submit" { "Log in as " (operator) }
+        }
+    };
+    Html(page("Log in", None, body).into_string()).into_response()
+}
+
+/// `POST /login/{secret}`: uses the link up and sets the session cookie.
+pub async fn login(
+    State(ops): State<Ops>,
+    Path(secret): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_link(&secret) {
+        return *r;
+    }
+    if from_another_site(&headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "Another site tried to log this browser in.",
         );
     }
     match ops.open_session(&secret).await {
