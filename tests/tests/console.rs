@@ -212,6 +212,7 @@ stages:
         type: approval
         approvers: [approver]
         message: "Ship <b>shop</b> to production?"
+        url: "https://staging.example.invalid/"
 "#,
         repo.url()
     ));
@@ -234,6 +235,7 @@ stages:
         r#"class="node WaitingForApproval" data-action="gate/release""#,
         r#"class="approve""#,
         "Ship &lt;b&gt;shop&lt;/b&gt; to production?",
+        r#"href="https://staging.example.invalid/""#,
         &agent,
     ] {
         assert!(page.body.contains(part), "no {part} in {}", page.body);

@@ -275,6 +275,8 @@ pub struct WaitingApproval {
     pub action: String,
     /// What the approvers are asked (its `message:`).
     pub message: String,
+    /// What they are asked to look at (its `url:`), if anything.
+    pub url: String,
     pub since: Option<i64>,
     /// Why `operator` may not decide it (None: they may).
     pub refused: Option<String>,
@@ -396,6 +398,9 @@ impl Ops {
                             ),
                             message: action
                                 .map(|a| run.resolved_text(&a.message))
+                                .unwrap_or_default(),
+                            url: action
+                                .map(|a| run.resolved_text(&a.url))
                                 .unwrap_or_default(),
                             since: run.started_at,
                             // As `apply` decides it: who may, and each person once.

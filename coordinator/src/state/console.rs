@@ -15,6 +15,10 @@ use super::apply::{Applied, Output, Rejection};
 /// Links and sessions kept at most (the oldest go first).
 pub const CONSOLE_RECORDS_MAX: usize = 10_000;
 
+/// Links, and sessions, one operator holds at most (their oldest go first):
+/// nobody can push everyone else's out by asking for links in a loop.
+pub const CONSOLE_RECORDS_PER_OPERATOR: usize = 32;
+
 /// A login link not used yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginLink {
@@ -43,7 +47,14 @@ impl ClusterState {
         if self.login_links.contains_key(&hash) {
             return Err(Rejection::AlreadyExists("login link".into()));
         }
+        let operator = link.operator.clone();
         self.login_links.insert(hash, link);
+        super::keep_latest_of(
+            &mut self.login_links,
+            CONSOLE_RECORDS_PER_OPERATOR,
+            |l| l.expires_at,
+            |l| l.operator == operator,
+        );
         super::keep_latest(&mut self.login_links, CONSOLE_RECORDS_MAX, |l| l.expires_at);
         Ok(Output::None)
     }
@@ -77,11 +88,17 @@ impl ClusterState {
         self.console_sessions.insert(
             session,
             ConsoleSession {
-                operator,
+                operator: operator.clone(),
                 created_at: at,
                 expires_at,
                 cert,
             },
+        );
+        super::keep_latest_of(
+            &mut self.console_sessions,
+            CONSOLE_RECORDS_PER_OPERATOR,
+            |s| s.expires_at,
+            |s| s.operator == operator,
         );
         super::keep_latest(&mut self.console_sessions, CONSOLE_RECORDS_MAX, |s| {
             s.expires_at

@@ -46,9 +46,20 @@ pub(crate) fn keep_latest<T>(
     max: usize,
     time: impl Fn(&T) -> i64,
 ) {
-    while records.len() > max {
+    keep_latest_of(records, max, time, |_| true);
+}
+
+/// [`keep_latest`] among the records `of` selects only (the others stay).
+pub(crate) fn keep_latest_of<T>(
+    records: &mut BTreeMap<String, T>,
+    max: usize,
+    time: impl Fn(&T) -> i64,
+    of: impl Fn(&T) -> bool,
+) {
+    while records.values().filter(|v| of(v)).count() > max {
         let first = records
             .iter()
+            .filter(|(_, v)| of(v))
             .min_by_key(|(k, v)| (time(v), k.as_str()))
             .map(|(k, _)| k.clone());
         match first {

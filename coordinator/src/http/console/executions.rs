@@ -133,6 +133,10 @@ pub fn approval_form(viewer: &Viewer, w: &WaitingApproval, on_approvals: bool) -
         div.approval data-action=(w.action) {
             h2 { "Approval " code { (w.action) } " waits" }
             @if !w.message.is_empty() { p.message { (w.message) } }
+            // Only web links: a `javascript:` URL would run on click.
+            @if w.url.starts_with("https://") || w.url.starts_with("http://") {
+                p { "Look at: " a href=(w.url) rel="noopener noreferrer" target="_blank" { (w.url) } }
+            }
             p.small { "Pipeline " (w.pipeline) ", revision " code { (short(&w.revision)) } ", waiting since " (time(w.since)) }
             @match &w.refused {
                 None => {

@@ -108,3 +108,39 @@ fn revoking_the_certificate_ends_its_links_and_sessions() {
     );
     assert_eq!(s.session_operator("s3", 60), Some("root"));
 }
+
+#[test]
+fn one_operator_cannot_push_out_everyone_elses_sessions() {
+    use crate::state::console::CONSOLE_RECORDS_PER_OPERATOR;
+    let mut s = applied(YAML);
+    s.apply(Command::Grant {
+        subject: "mallory".into(),
+        role: crate::state::Role::Viewer,
+        by: By::operator("root"),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    link(&mut s, "root-link", "root", 100_000).unwrap_or_else(|e| panic!("{e}"));
+    open(&mut s, "root-link", "root-session", 50).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..3 * CONSOLE_RECORDS_PER_OPERATOR {
+        let (l, ses) = (format!("m-link-{i}"), format!("m-session-{i}"));
+        link(&mut s, &l, "mallory", 100_000 + i as i64).unwrap_or_else(|e| panic!("{e}"));
+        if i % 2 == 0 {
+            open(&mut s, &l, &ses, 60).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    assert_eq!(s.session_operator("root-session", 60), Some("root"));
+    let of = |who: &str| {
+        s.console_sessions
+            .values()
+            .filter(|v| v.operator == who)
+            .count()
+    };
+    assert_eq!(of("mallory"), CONSOLE_RECORDS_PER_OPERATOR);
+    assert!(
+        s.login_links
+            .values()
+            .filter(|l| l.operator == "mallory")
+            .count()
+            <= CONSOLE_RECORDS_PER_OPERATOR
+    );
+}
