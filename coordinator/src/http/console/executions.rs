@@ -21,7 +21,7 @@ use super::layout::{
     action_word, badge, duration, enc, execution_href, ms, page, short, size, time,
     wire_execution_word,
 };
-use super::{Viewer, field, form_viewer, graph, op_refused, see_other, viewer};
+use super::{Viewer, acting_form, field, graph, op_refused, see_other, viewer};
 use crate::ops::Ops;
 use crate::ops::approvals::Decision;
 use crate::ops::console::WaitingApproval;
@@ -312,7 +312,7 @@ pub async fn decide(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (viewer, fields) = match form_viewer(&ops, &headers, &body) {
+    let (who, fields) = match acting_form(&ops, &headers, &body, None) {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -326,7 +326,6 @@ pub async fn decide(
             );
         }
     };
-    let who = ops.console_identity(&viewer.user);
     let decision = Decision {
         pipeline: pipeline.clone(),
         execution: id.clone(),
@@ -347,14 +346,11 @@ pub async fn stop(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (viewer, fields) = match form_viewer(&ops, &headers, &body) {
+    let need = Some((Need::Operate, "stop executions"));
+    let (who, fields) = match acting_form(&ops, &headers, &body, need) {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    if let Err(e) = viewer.user.require(Need::Operate, "stop executions") {
-        return op_refused(e, "Not stopped");
-    }
-    let who = ops.console_identity(&viewer.user);
     let reason = field(&fields, "reason").unwrap_or_default();
     match ops
         .stop_execution(&who, &pipeline, &id, reason, false)
@@ -372,14 +368,11 @@ pub async fn retry(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (viewer, fields) = match form_viewer(&ops, &headers, &body) {
+    let need = Some((Need::Operate, "retry stages"));
+    let (who, fields) = match acting_form(&ops, &headers, &body, need) {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    if let Err(e) = viewer.user.require(Need::Operate, "retry stages") {
-        return op_refused(e, "Not retried");
-    }
-    let who = ops.console_identity(&viewer.user);
     let stage = field(&fields, "stage").unwrap_or_default();
     match ops.retry_stage(&who, &pipeline, &id, stage, false).await {
         Ok(()) => see_other(&back_to(&fields, &pipeline, &id)),

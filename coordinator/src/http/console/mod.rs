@@ -231,6 +231,25 @@ fn form_viewer(
     Ok((viewer, fields))
 }
 
+/// A state-changing form acting for its viewer, as `form_viewer` checks it,
+/// with their role checked first when the write needs one (`need`, to do
+/// `what`): a refusal here costs no Raft entry. The identity the write
+/// acts for, and the form's fields.
+fn acting_form(
+    ops: &Ops,
+    headers: &HeaderMap,
+    body: &Bytes,
+    need: Option<(crate::state::Need, &str)>,
+) -> Result<(ferry_certs::Identity, Fields), Box<Response>> {
+    let (viewer, fields) = form_viewer(ops, headers, body)?;
+    if let Some((need, what)) = need
+        && let Err(e) = viewer.user.require(need, what)
+    {
+        return Err(Box::new(op_refused(e, "Refused")));
+    }
+    Ok((ops.console_identity(&viewer.user), fields))
+}
+
 /// Whether a request says it comes from another site (browsers send
 /// `Sec-Fetch-Site`; other clients do not, and are no browser to trick).
 fn from_another_site(headers: &HeaderMap) -> bool {

@@ -13,7 +13,8 @@ use maud::html;
 
 use super::layout::{page, time};
 use super::{
-    MAX_SECRET, field, form_viewer, from_another_site, op_refused, refused, see_other, viewer,
+    MAX_SECRET, acting_form, field, form_viewer, from_another_site, op_refused, refused, see_other,
+    viewer,
 };
 use crate::ops::Ops;
 use crate::state::Need;
@@ -23,13 +24,21 @@ use crate::state::Need;
 /// can plant one.
 pub const COOKIE: &str = "__Host-ferry_session";
 
-/// Refuses what is not a link `ferry ui` made.
-fn check_link(secret: &str) -> Result<(), Box<Response>> {
+/// Refuses what is not a link `ferry ui` made, and a browser another site
+/// sent to one (it would log the browser in as someone else).
+fn check_link(secret: &str, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if secret.len() > MAX_SECRET || !secret.starts_with("ferry-login-") {
         return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             "Not a login link",
             "This is not a link `ferry ui` made.",
+        )));
+    }
+    if from_another_site(headers) {
+        return Err(Box::new(refused(
+            StatusCode::FORBIDDEN,
+            "Log in here",
+            "Another site sent the browser to this login link; copy the link into the address bar instead.",
         )));
     }
     Ok(())
@@ -43,15 +52,8 @@ pub async fn login_page(
     Path(secret): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_link(&secret) {
+    if let Err(r) = check_link(&secret, &headers) {
         return *r;
-    }
-    if from_another_site(&headers) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Log in here",
-            "Another site sent the browser to this login link; copy the link into the address bar instead.",
-        );
     }
     let operator = match ops.login_link_operator(&secret).await {
         Ok(o) => o,
@@ -74,15 +76,8 @@ pub async fn login(
     Path(secret): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_link(&secret) {
+    if let Err(r) = check_link(&secret, &headers) {
         return *r;
-    }
-    if from_another_site(&headers) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "Another site tried to log this browser in.",
-        );
     }
     match ops.open_session(&secret).await {
         Ok(opened) => {
@@ -163,14 +158,11 @@ pub async fn list(State(ops): State<Ops>, headers: HeaderMap) -> Response {
 
 /// `POST /sessions/revoke` (admins; `apply` checks the role again).
 pub async fn revoke(State(ops): State<Ops>, headers: HeaderMap, body: Bytes) -> Response {
-    let (viewer, fields) = match form_viewer(&ops, &headers, &body) {
+    let need = Some((Need::Admin, "revoke console sessions"));
+    let (who, fields) = match acting_form(&ops, &headers, &body, need) {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    if let Err(e) = viewer.user.require(Need::Admin, "revoke console sessions") {
-        return op_refused(e, "Not revoked");
-    }
-    let who = ops.console_identity(&viewer.user);
     let id = field(&fields, "session").unwrap_or_default();
     match ops.revoke_session(&who, id).await {
         Ok(()) => see_other("/sessions"),
