@@ -2,7 +2,9 @@
 //! `--execution-retention` keeps by default): each page fetched `rounds`
 //! times by one curl process over one kept-alive HTTPS connection, so the
 //! figure is the server's answer (a linearizable read, the rendering and
-//! the transfer), beside `GET /healthz` fetched the same way.
+//! the transfer), beside `GET /healthz` fetched the same way. Once from a
+//! one-member cluster, once from a follower of three (its read index asks
+//! the leader).
 
 use std::process::Command;
 use std::time::Duration;
@@ -69,7 +71,19 @@ fn log_in(c: &Cluster, user: &str) -> anyhow::Result<String> {
 }
 
 pub fn run(rounds: usize) -> anyhow::Result<String> {
-    let c = Cluster::start("bench-console");
+    let mut out = measure(rounds, 1)?;
+    out.push('\n');
+    out.push_str(&measure(rounds, 3)?);
+    Ok(out)
+}
+
+/// The pages on a cluster of `members`, fetched from a follower if any.
+fn measure(rounds: usize, members: u64) -> anyhow::Result<String> {
+    let c = Cluster::start_members(
+        &format!("bench-console{members}"),
+        members,
+        crate::Options::default(),
+    );
     c.grant("ann", "approver");
     let repo = Repo::new();
     repo.commit(&[("README", "bench\n")], "bench");
@@ -99,7 +113,14 @@ pub fn run(rounds: usize) -> anyhow::Result<String> {
         .and_then(|v| v.as_array().map(Vec::len))
         .unwrap_or(0);
     let cookie = log_in(&c, "ann")?;
-    let base = format!("https://{}", c.http_addr(1));
+    let leader = c.leader();
+    let member = (1..=members).find(|m| *m != leader).unwrap_or(leader);
+    let base = format!("https://{}", c.http_addr(member));
+    let from = if member == leader {
+        "the only member".to_string()
+    } else {
+        format!("a follower of {members}")
+    };
     let pages = [
         ("`GET /healthz` (baseline)", "/healthz".to_string()),
         ("pipelines page `/`", "/".to_string()),
@@ -114,7 +135,7 @@ pub fn run(rounds: usize) -> anyhow::Result<String> {
         ("approvals waiting", "/approvals".to_string()),
     ];
     let mut out = format!(
-        "| console page, pipeline with {held} executions ({rounds} rounds) | bytes | p50 | p90 | max |\n| --- | --- | --- | --- | --- |\n"
+        "| console page from {from}, pipeline with {held} executions ({rounds} rounds) | bytes | p50 | p90 | max |\n| --- | --- | --- | --- | --- |\n"
     );
     for (name, path) in pages {
         let url = format!("{base}{path}");
