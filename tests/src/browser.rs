@@ -362,9 +362,26 @@ impl Browser {
     }
 
     /// Replaces the value of the input matching `css` with `text`, typed.
+    /// An element a live page swapped out between finding and typing
+    /// ("stale element reference") is found again, a few times.
     pub fn fill(&self, css: &str, text: &str) {
         let client = self.client();
-        self.run(&format!("filling {css}"), async {
+        let what = format!("filling {css}");
+        for _ in 0..5 {
+            let typed = self.attempt(async {
+                let input = client.find(Locator::Css(css)).await?;
+                input.clear().await?;
+                input.send_keys(text).await
+            });
+            match typed {
+                Ok(()) => return,
+                Err(Failed::Error(e)) if e.contains("stale element") => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(_) => break,
+            }
+        }
+        self.run(&what, async {
             let input = client.find(Locator::Css(css)).await?;
             input.clear().await?;
             input.send_keys(text).await

@@ -32,6 +32,20 @@ use crate::views::{self, now_ms};
 /// (keeps the connection and idle deadlines alive).
 const LIVE_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// A short digest of what the page's changing parts show: the execution
+/// and its waiting approvals (not their rendering, whose running durations
+/// change by the second).
+fn fingerprint(view: &pb::ExecutionView, waiting: &[WaitingApproval]) -> String {
+    use prost::Message;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(view.encode_to_vec());
+    for w in waiting.iter().filter(|w| w.execution == view.execution_id) {
+        h.update(format!("{w:?}").as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
 /// The parts of the page that change while it runs, by element id.
 fn parts(
     viewer: &Viewer,
@@ -67,14 +81,23 @@ pub async fn show(
         Ok(w) => w,
         Err(e) => return op_refused(e, "Cannot read the approvals"),
     };
-    let live = !is_final(&view);
+    let seen = fingerprint(&view, &waiting);
+    let parts = parts(&viewer, &view, &waiting);
+    // The live stream starts from what this page shows: nothing is sent
+    // again (and nothing swapped under the reader's cursor) until it changes.
+    let live = (!is_final(&view)).then(|| {
+        format!(
+            "{}/live?seen={seen}",
+            execution_href(&view.pipeline, &view.execution_id),
+        )
+    });
     let title = format!("{} {}", view.pipeline, short(&view.execution_id));
     let body = html! {
         p.crumbs { a href="/" { "Pipelines" } " › "
             a href={ "/pipelines/" (enc(&view.pipeline)) } { (view.pipeline) } " › execution" }
         h1 { (view.pipeline) " · " code { (short(&view.execution_id)) } }
-        div #execution data-live=[live.then(|| format!("{}/live", execution_href(&view.pipeline, &view.execution_id)))] {
-            @for (id, part) in parts(&viewer, &view, &waiting) {
+        div #execution data-live=[live] {
+            @for (id, part) in parts {
                 section id=(id) { (part) }
             }
         }
@@ -238,8 +261,11 @@ fn actions(view: &pb::ExecutionView, base: &str, now: i64) -> Markup {
 pub async fn live(
     State(ops): State<Ops>,
     Path((pipeline, id)): Path<(String, String)>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
+    // What the page already shows (`fingerprint`): not sent again.
+    let mut seen = super::field(&super::query_of(&uri), "seen").map(str::to_string);
     let Ok(viewer) = viewer(&ops, &headers) else {
         return axum::http::StatusCode::UNAUTHORIZED.into_response();
     };
@@ -263,6 +289,13 @@ pub async fn live(
                     .waiting_approvals(&viewer.user.operator)
                     .await
                     .unwrap_or_default();
+                if seen
+                    .take()
+                    .is_some_and(|s| s == fingerprint(&view, &waiting))
+                {
+                    last = Some(view);
+                    continue;
+                }
                 let update: serde_json::Map<String, serde_json::Value> =
                     parts(&viewer, &view, &waiting)
                         .into_iter()
