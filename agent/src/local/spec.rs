@@ -1,0 +1,110 @@
+//! What the engine is given for one action of a local run: the same
+//! [`ActionSpec`] the agent builds from an assignment (`wire::action_spec`),
+//! made here from the pipeline and the execution state the way the
+//! coordinator's scheduler makes the assignment — texts with the values
+//! their references resolved to when the action started — and the
+//! action's secrets from the values the user gave.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ferry_pipeline::execution::ActionRun;
+use ferry_pipeline::{Action, Pipeline};
+
+use crate::runner::{ActionContext, ActionSpec, AttemptId, OutputSpec, Resources, Secrets};
+
+/// The engine's spec of action (`si`, `ai`) for attempt `epoch`.
+pub fn action_spec(
+    pipeline: &Pipeline,
+    (si, ai): (usize, usize),
+    run: &ActionRun,
+    execution_id: &str,
+    revision: &str,
+    epoch: u64,
+) -> Option<ActionSpec> {
+    let stage = pipeline.stages.get(si)?;
+    let action = stage.actions.get(ai)?;
+    Some(ActionSpec {
+        attempt: AttemptId {
+            id: format!(
+                "{execution_id}/{}/{}#{}",
+                stage.name, action.name, run.attempt
+            ),
+            epoch,
+        },
+        context: ActionContext {
+            pipeline: pipeline.name.clone(),
+            execution_id: execution_id.to_string(),
+            revision: revision.to_string(),
+            stage: stage.name.clone(),
+            action: action.name.clone(),
+        },
+        image: run.resolved_text(action.image.as_deref().unwrap_or_default()),
+        commands: action
+            .commands
+            .iter()
+            .map(|c| run.resolved_text(c))
+            .collect(),
+        env: action
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), run.resolved_text(v)))
+            .collect(),
+        outputs: action
+            .outputs
+            .iter()
+            .map(|(name, paths)| OutputSpec {
+                name: name.clone(),
+                paths: paths.clone(),
+            })
+            .collect(),
+        timeout: Duration::from_secs(action.timeout_ms.div_ceil(1000).max(1)),
+        resources: Resources {
+            memory_bytes: action.resources.memory_bytes,
+            millicpus: action.resources.millicpus,
+            pids: action.resources.pids,
+        },
+        deploy: None,
+    })
+}
+
+/// The environment variable `ferry exec` reads secret `name` from when no
+/// `--secret` gives it: `FERRY_SECRET_` and the name in capitals, `.` and
+/// `-` as `_` (`db-password` → `FERRY_SECRET_DB_PASSWORD`).
+pub fn secret_env_var(name: &str) -> String {
+    let tail: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("FERRY_SECRET_{tail}")
+}
+
+/// The action's secrets (environment variable → value) from `given` (secret
+/// name → value), or the first secret it names that has no value.
+pub fn secrets(action: &Action, given: &BTreeMap<String, Vec<u8>>) -> Result<Secrets, String> {
+    action
+        .secrets
+        .iter()
+        .map(|(var, name)| match given.get(name) {
+            Some(value) => Ok((var.clone(), value.clone())),
+            None => Err(name.clone()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_variables_are_named_after_the_secret() {
+        assert_eq!(secret_env_var("db-password"), "FERRY_SECRET_DB_PASSWORD");
+        assert_eq!(secret_env_var("a.b_c"), "FERRY_SECRET_A_B_C");
+    }
+}
