@@ -98,12 +98,35 @@ pub enum LocalError {
     Git(String),
     #[error("{0}")]
     Selection(String),
+    #[error("{0}")]
+    Docker(String),
     #[error("--var: {0}")]
     Variables(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("packing the working tree: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The local Docker Engine, checked to answer, and the container limits
+/// an action gets when its `resources:` leave them unset (the agent's
+/// defaults, the CPU limit lowered to this machine's count).
+pub async fn docker() -> Result<(bollard::Docker, crate::executor::ContainerDefaults), LocalError> {
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .map_err(|e| LocalError::Docker(format!("connecting to the Docker Engine: {e}")))?;
+    docker.ping().await.map_err(|e| {
+        LocalError::Docker(format!(
+            "the Docker Engine does not answer (is it running, and may this user reach its socket?): {e}"
+        ))
+    })?;
+    let cpus = docker
+        .info()
+        .await
+        .ok()
+        .and_then(|info| info.ncpu)
+        .and_then(|n| u64::try_from(n).ok());
+    let (defaults, _) = crate::executor::ContainerDefaults::default().fit_host(cpus);
+    Ok((docker, defaults))
 }
 
 /// A mutex's guard, also after a panic elsewhere poisoned it.
