@@ -304,7 +304,7 @@ impl<'a> Run<'a> {
         );
         let (handle, cancel) = Cancel::new();
         self.cancels.insert(at, handle);
-        lock(&self.observer).started(&name);
+        lock(&self.observer).started(&name, &self.executor.container_name(epoch));
         let executor = self.executor;
         self.running.push(Box::pin(async move {
             let mut log = log;

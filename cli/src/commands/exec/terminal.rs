@@ -47,8 +47,8 @@ impl Terminal {
 }
 
 impl Observer for Terminal {
-    fn started(&mut self, name: &ActionName) {
-        self.line(&format!("==> {name} started"));
+    fn started(&mut self, name: &ActionName, container: &str) {
+        self.line(&format!("==> {name} started (container {container})"));
     }
 
     fn log(&mut self, name: &ActionName, line: &str) {
