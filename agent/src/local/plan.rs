@@ -109,14 +109,14 @@ fn producer(pipeline: &Pipeline, artifact: &str) -> Option<(usize, usize)> {
 }
 
 /// Marks what does not run skipped, before the execution starts; returns
-/// one note per skipped action.
+/// one note per reason, naming the actions it skipped.
 pub fn skip_unselected(
     pipeline: &Pipeline,
     state: &mut ExecutionState,
     wanted: &BTreeSet<(usize, usize)>,
     deploy: bool,
 ) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut skipped: Vec<(&str, Vec<String>)> = Vec::new();
     for (si, stage) in pipeline.stages.iter().enumerate() {
         for (ai, action) in stage.actions.iter().enumerate() {
             let why = if !wanted.contains(&(si, ai)) {
@@ -130,10 +130,17 @@ pub fn skip_unselected(
                 run.status = Some(ActionStatus::Skipped);
                 run.message = format!("skipped: {why}");
             }
-            notes.push(format!("{}/{} skipped: {why}", stage.name, action.name));
+            let name = format!("{}/{}", stage.name, action.name);
+            match skipped.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, names)) => names.push(name),
+                None => skipped.push((why, vec![name])),
+            }
         }
     }
-    notes
+    skipped
+        .into_iter()
+        .map(|(why, names)| format!("skipped ({why}): {}", names.join(", ")))
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,7 +198,10 @@ stages:
         let mut state = ExecutionState::new(&p);
         let wanted = selected(&p, &Selection::Action("test".into(), "unit".into()))?;
         let notes = skip_unselected(&p, &mut state, &wanted, true);
-        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert_eq!(
+            notes,
+            vec!["skipped (not selected): build/docs, test/lint, prod/ship".to_string()]
+        );
         Ok(())
     }
 }
