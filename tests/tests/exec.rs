@@ -331,7 +331,7 @@ stages:
         "{all}"
     );
     assert!(
-        all.contains("build/unrelated skipped: not selected"),
+        all.contains("skipped (not selected): build/unrelated, test/other"),
         "{all}"
     );
 }
