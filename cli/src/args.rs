@@ -532,6 +532,12 @@ pub struct ExecArgs {
     /// Keep the container of a command that failed, for `docker exec`.
     #[arg(long)]
     pub keep: bool,
+    /// Run the deploy actions to the environment this file describes (the
+    /// format of `ferry env apply`; repeatable), with host keys from
+    /// --secret files or $FERRY_SECRET_<NAME>, never from a cluster.
+    /// Without it deploy actions are skipped.
+    #[arg(long = "deploy", value_name = "ENV_FILE")]
+    pub deploy: Vec<PathBuf>,
 }
 
 /// `NAME=@FILE`: a secret name and the file its value is in.

@@ -335,3 +335,100 @@ stages:
         "{all}"
     );
 }
+
+/// Removes the deploy test's container (and the one set aside) when dropped.
+struct RemoveDeployed(&'static str);
+
+impl Drop for RemoveDeployed {
+    fn drop(&mut self) {
+        let previous = format!("{}.ferry-previous", self.0);
+        let _ = Command::new("docker")
+            .args(["rm", "-f", self.0, &previous])
+            .output();
+    }
+}
+
+#[test]
+fn deploys_run_only_with_an_environment_file_and_after_an_approval() {
+    ensure_busybox_image();
+    const CONTAINER: &str = "ferry-exectest-web";
+    let _cleanup = RemoveDeployed(CONTAINER);
+    let port = ferry_tests::free_port();
+    let r = repo_with(&[
+        (
+            "ferry-deploy.yml",
+            &format!(
+                r#"docker:
+  image: ferry-local/busybox
+  container: {CONTAINER}
+  ports: ["{port}:8080"]
+  command: [sh, -c, 'mkdir -p /www && echo "deployed by ferry exec" > /www/index.html && exec httpd -f -p 8080 -h /www']
+  healthcheck: wget -qO- http://127.0.0.1:8080/
+  health_timeout: 10s
+"#
+            ),
+        ),
+        (
+            "ferry.yml",
+            r#"name: ship
+source: {git: /not/fetched}
+stages:
+  - name: build
+    actions:
+      - {name: bundle, type: build, image: ferry-local/busybox, inputs: [source], commands: ["true"], outputs: {release: [ferry-deploy.yml]}}
+  - name: gate
+    actions:
+      - {name: ok, type: approval, message: "ship it?"}
+  - name: local
+    actions:
+      - {name: deploy, type: deploy, inputs: [release], environment: here}
+"#,
+        ),
+    ]);
+    std::fs::write(
+        r.work().join("here.yml"),
+        "name: here\nhosts:\n  - name: engine\n    docker:\n      endpoint: unix:///var/run/docker.sock\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // No environment file: the deploy is skipped, the rest succeeds.
+    let out = exec(r.work(), &["--approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("local/deploy") && all.contains("only with --deploy"),
+        "{all}"
+    );
+    assert!(!container_exists(CONTAINER), "{all}");
+
+    // An environment file, but no terminal to ask and no --approve: the
+    // approval is skipped, and so is the deploy after it.
+    let out = exec(r.work(), &["--deploy", "here.yml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("gate/ok skipped: no terminal"), "{all}");
+    assert!(all.contains("approval gate/ok was not given"), "{all}");
+    assert!(!container_exists(CONTAINER), "{all}");
+
+    // Approved: the deployer (the agent's) rolls the release out.
+    let out = exec(r.work(), &["--deploy", "here.yml", "--approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("deployment to here Succeeded"), "{all}");
+    assert!(container_exists(CONTAINER), "{all}");
+    let page = Command::new("docker")
+        .args(["exec", CONTAINER, "wget", "-qO-", "http://127.0.0.1:8080/"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        String::from_utf8_lossy(&page.stdout).contains("deployed by ferry exec"),
+        "{all}"
+    );
+
+    // An invalid environment file is refused with positions, like a pipeline.
+    std::fs::write(r.work().join("bad-env.yml"), "name: here\nhosts: 3\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = exec(r.work(), &["--deploy", "bad-env.yml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("bad-env.yml:2:"), "{}", text(&out));
+}

@@ -18,7 +18,7 @@ use ferry_pipeline::execution::{
     ActionStatus, ArtifactRef, AttemptRecord, Decision as Recorded, ExecutionState,
     ExecutionStatus, Gates, Outcome as AttemptOutcome, Started,
 };
-use ferry_pipeline::{ActionKind, Pipeline, SOURCE_ARTIFACT, vars};
+use ferry_pipeline::{ActionKind, Environment, Pipeline, SOURCE_ARTIFACT, vars};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
@@ -28,11 +28,12 @@ use super::spec::{self, secret_env_var};
 use super::{
     ActionEnd, ActionName, ApprovalAsk, Decision, LocalError, Observer, Selection, lock, plan,
 };
+use crate::deploy::Deployer;
 use crate::executor::{ContainerDefaults, Executor};
 use crate::mask::Masker;
 use crate::runner::{
-    ActionError, ActionRunner as _, Attempt, Cancel, CancelHandle, LogSink as _, Outcome,
-    PreparedInput, Secrets,
+    ActionError, ActionRunner, Attempt, Cancel, CancelHandle, LogSink as _, Outcome, PreparedInput,
+    Secrets,
 };
 use crate::store::Store;
 
@@ -50,6 +51,9 @@ pub struct Options {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// Keep the container of an action whose command failed.
     pub keep: bool,
+    /// `--deploy ENV_FILE`: the environments deploy actions may deploy to,
+    /// by name (deploy actions to any other are skipped).
+    pub environments: BTreeMap<String, Environment>,
     /// The run's scratch folder: its artifact store lives here.
     pub work_dir: PathBuf,
     pub container: ContainerDefaults,
@@ -128,17 +132,23 @@ pub async fn run(
         source.description, source.blob.digest
     ));
     let execution_id = format!("local-{}", now_ms());
+    let deployer = Deployer::new(store.clone());
     let executor = Executor::new(docker, store, format!("exec-{}", std::process::id()))
         .with_keep_failed(opts.keep)
         .with_container_defaults(opts.container);
     let mut state = ExecutionState::new(pipeline);
     state.variables.extend(opts.variables.clone());
     state.source = source.source_ref.clone();
-    for note in plan::skip_unselected(pipeline, &mut state, &wanted, false) {
+    let deployable = opts.environments.keys().cloned().collect();
+    for note in plan::skip_unselected(pipeline, &mut state, &wanted, &deployable) {
         lock(&observer).note(&note);
     }
     let mut secrets = opts.secrets.clone();
-    for name in needed_secrets(pipeline, &wanted) {
+    let host_secrets = opts.environments.values().flat_map(spec::host_secrets);
+    for name in needed_secrets(pipeline, &wanted)
+        .into_iter()
+        .chain(host_secrets)
+    {
         if !secrets.contains_key(&name)
             && let Some(value) = std::env::var_os(secret_env_var(&name))
         {
@@ -151,6 +161,9 @@ pub async fn run(
     let mut run = Run {
         pipeline,
         executor: &executor,
+        deployer: &deployer,
+        environments: opts.environments,
+        approval_skipped: None,
         observer,
         source,
         execution_id,
@@ -188,6 +201,10 @@ type Running<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send + '
 struct Run<'a> {
     pipeline: &'a Pipeline,
     executor: &'a Executor,
+    deployer: &'a Deployer,
+    environments: BTreeMap<String, Environment>,
+    /// An approval nobody could be asked about: deploys after it do not run.
+    approval_skipped: Option<ActionName>,
     observer: Arc<Mutex<dyn Observer>>,
     source: PreparedSource,
     execution_id: String,
@@ -254,8 +271,16 @@ impl<'a> Run<'a> {
     fn start(&mut self, at: (usize, usize)) -> Option<Started> {
         let name = self.name(at);
         let action = self.pipeline.stages.get(at.0)?.actions.get(at.1)?;
-        if action.kind == ActionKind::Deploy {
-            return Some(self.fail_to_start(at, "deploy actions are not run by ferry exec".into()));
+        if action.kind == ActionKind::Deploy
+            && let Some(approval) = &self.approval_skipped
+        {
+            let why = format!("skipped: approval {approval} was not given");
+            lock(&self.observer).note(&format!("{name} {why}"));
+            let run = self.state.action_mut(at.0, at.1)?;
+            run.status = Some(ActionStatus::Skipped);
+            run.finished_at = Some(now_ms());
+            run.message = why;
+            return Some(self.state.advance(self.pipeline, &Gates::open(), now_ms()));
         }
         let secrets: Secrets = match spec::secrets(action, &self.secrets) {
             Ok(s) => s,
@@ -289,7 +314,7 @@ impl<'a> Run<'a> {
             finished_at: None,
             message: String::new(),
         });
-        let spec = spec::action_spec(
+        let mut spec = spec::action_spec(
             self.pipeline,
             at,
             run,
@@ -297,15 +322,36 @@ impl<'a> Run<'a> {
             &self.source.revision,
             epoch,
         )?;
-        let log = LineLog::new(
-            name.clone(),
-            Masker::new(secrets.values().cloned()),
-            self.observer.clone(),
-        );
+        if let Some(deploy) = &action.deploy
+            && let Some(env) = self.environments.get(&deploy.environment)
+        {
+            spec.deploy = Some(spec::deploy_spec(
+                deploy,
+                env,
+                &self.secrets,
+                &self.execution_id,
+            ));
+        }
+        // Host keys are masked too, should a hook print one.
+        let credentials = spec.deploy.iter().flat_map(|d| {
+            d.hosts
+                .iter()
+                .flat_map(|h| [h.private_key.clone(), h.tls_bundle.clone()])
+        });
+        let masker = Masker::new(secrets.values().cloned().chain(credentials));
+        let log = LineLog::new(name.clone(), masker, self.observer.clone());
         let (handle, cancel) = Cancel::new();
         self.cancels.insert(at, handle);
-        lock(&self.observer).started(&name, &self.executor.container_name(epoch));
-        let executor = self.executor;
+
+        // The runner its kind needs, as on an agent (`attempt.rs`).
+        let runner: &dyn ActionRunner = if spec.deploy.is_some() {
+            lock(&self.observer).started(&name, None);
+            self.deployer
+        } else {
+            let container = self.executor.container_name(epoch);
+            lock(&self.observer).started(&name, Some(&container));
+            self.executor
+        };
         self.running.push(Box::pin(async move {
             let mut log = log;
             let attempt = Attempt {
@@ -315,7 +361,7 @@ impl<'a> Run<'a> {
                 log: &mut log,
                 cancel,
             };
-            let outcome = executor.run(attempt).await;
+            let outcome = runner.run(attempt).await;
             (at, epoch, outcome, log)
         }));
         None
@@ -370,8 +416,19 @@ impl<'a> Run<'a> {
             .then(|| self.executor.container_name(epoch))
             .filter(|_| self.executor.keeps_failed());
         let Outcome {
-            result, variables, ..
+            result,
+            variables,
+            deployment,
         } = outcome;
+        if let Some(report) = deployment {
+            let summary = log.mask(&report.summary);
+            lock(&self.observer).note(&format!(
+                "{}: deployment to {} {}: {summary}",
+                self.name(at),
+                report.environment,
+                report.outcome
+            ));
+        }
         let (message, outputs) = match result {
             Ok(outputs) => (String::new(), outputs),
             Err(e) => {
@@ -462,6 +519,7 @@ impl<'a> Run<'a> {
             Decision::Approve => (true, String::new()),
             Decision::Reject(why) => (false, why),
             Decision::Skip(note) => {
+                self.approval_skipped.get_or_insert(name.clone());
                 if let Some(run) = self.state.action_mut(at.0, at.1) {
                     run.status = Some(ActionStatus::Skipped);
                     run.finished_at = Some(now);

@@ -78,8 +78,8 @@ pub struct ActionEnd {
 /// What the terminal (or a test) hears while a local run goes on. Calls
 /// come from one task, one at a time; `approve` may block.
 pub trait Observer: Send {
-    /// An action is about to start in container `container`.
-    fn started(&mut self, name: &ActionName, container: &str);
+    /// An action is about to start; a build or test in `container`.
+    fn started(&mut self, name: &ActionName, container: Option<&str>);
     /// One line of an action's log, secrets masked.
     fn log(&mut self, name: &ActionName, line: &str);
     /// An action ended.

@@ -1,7 +1,8 @@
 //! Which actions of a pipeline a local run runs: all of them, one stage, or
 //! one action — each with the earlier actions it needs (the producers of
 //! its inputs and of the output variables it references, and theirs in
-//! turn). Deploy actions run only with an environment file. Everything
+//! turn). Deploy actions run only when an environment file (`--deploy`)
+//! names their environment. Everything
 //! else is marked skipped, with why, before the execution starts, so the
 //! pipeline crate's state machine passes over it as over any skip.
 
@@ -114,15 +115,19 @@ pub fn skip_unselected(
     pipeline: &Pipeline,
     state: &mut ExecutionState,
     wanted: &BTreeSet<(usize, usize)>,
-    deploy: bool,
+    environments: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut skipped: Vec<(&str, Vec<String>)> = Vec::new();
     for (si, stage) in pipeline.stages.iter().enumerate() {
         for (ai, action) in stage.actions.iter().enumerate() {
+            let deploys_elsewhere = action
+                .deploy
+                .as_ref()
+                .is_some_and(|d| !environments.contains(&d.environment));
             let why = if !wanted.contains(&(si, ai)) {
                 "not selected"
-            } else if action.kind == ActionKind::Deploy && !deploy {
-                "deploy actions run only with --deploy ENV_FILE"
+            } else if action.kind == ActionKind::Deploy && deploys_elsewhere {
+                "deploy actions run only with --deploy ENV_FILE naming their environment"
             } else {
                 continue;
             };
@@ -189,7 +194,7 @@ stages:
         let p = pipeline()?;
         let mut state = ExecutionState::new(&p);
         let wanted = selected(&p, &Selection::All)?;
-        let notes = skip_unselected(&p, &mut state, &wanted, false);
+        let notes = skip_unselected(&p, &mut state, &wanted, &BTreeSet::new());
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(
             state.action(2, 0).map(|r| r.status()),
@@ -197,7 +202,12 @@ stages:
         );
         let mut state = ExecutionState::new(&p);
         let wanted = selected(&p, &Selection::Action("test".into(), "unit".into()))?;
-        let notes = skip_unselected(&p, &mut state, &wanted, true);
+        let notes = skip_unselected(
+            &p,
+            &mut state,
+            &wanted,
+            &BTreeSet::from(["prod".to_string()]),
+        );
         assert_eq!(
             notes,
             vec!["skipped (not selected): build/docs, test/lint, prod/ship".to_string()]

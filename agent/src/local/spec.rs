@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_pipeline::execution::ActionRun;
-use ferry_pipeline::{Action, Pipeline};
+use ferry_pipeline::{Action, Deploy, Environment, HostKey, Pipeline, Target};
 
-use crate::runner::{ActionContext, ActionSpec, AttemptId, OutputSpec, Resources, Secrets};
+use crate::runner::{
+    ActionContext, ActionSpec, AttemptId, DeployHost, DeploySpec, HostKind, OutputSpec, Resources,
+    Secrets,
+};
 
 /// The engine's spec of action (`si`, `ai`) for attempt `epoch`.
 pub fn action_spec(
@@ -65,6 +68,83 @@ pub fn action_spec(
             pids: action.resources.pids,
         },
         deploy: None,
+    })
+}
+
+/// Where and how a deploy action of a local run rolls out: the hosts of
+/// the environment file `--deploy` named, each host's key (or TLS bundle)
+/// from the secrets the user gave — never from a cluster. Field for field
+/// what the coordinator resolves for an agent (`deployments::deploy_spec`);
+/// an unset key secret is the spec's `problem`, which fails the action.
+pub fn deploy_spec(
+    deploy: &Deploy,
+    env: &Environment,
+    given: &BTreeMap<String, Vec<u8>>,
+    release: &str,
+) -> DeploySpec {
+    let hosts = env.hosts.len();
+    let mut spec = DeploySpec {
+        environment: deploy.environment.clone(),
+        hosts: Vec::new(),
+        batch_size: deploy.strategy.batch_size(hosts) as u32,
+        min_healthy: deploy.min_healthy_of(hosts) as u32,
+        rollback: deploy.rollback,
+        keep_releases: deploy.keep_releases,
+        hook_timeout_ms: deploy.hook_timeout_ms,
+        connect_timeout_ms: deploy.connect_timeout_ms,
+        release: release.to_string(),
+        strategy: deploy.strategy.to_string(),
+        problem: None,
+        fresh_release: true,
+    };
+    for host in &env.hosts {
+        let mut h = DeployHost {
+            name: host.name.clone(),
+            ..Default::default()
+        };
+        let secret = match &host.target {
+            Target::Ssh(t) => {
+                h.kind = HostKind::Ssh;
+                h.host = t.host.clone();
+                h.port = u32::from(t.port);
+                h.user = t.user.clone();
+                h.host_key = match &t.host_key {
+                    HostKey::PublicKey { algorithm, base64 } => format!("{algorithm} {base64}"),
+                    HostKey::Fingerprint(f) => f.clone(),
+                };
+                h.path = t.path.clone();
+                Some(t.key_secret.clone())
+            }
+            Target::Docker(t) => {
+                h.kind = HostKind::Docker;
+                h.endpoint = t.endpoint.clone();
+                t.tls_secret.clone()
+            }
+        };
+        if let Some(name) = secret {
+            match given.get(&name) {
+                Some(value) if h.kind == HostKind::Docker => h.tls_bundle = value.clone(),
+                Some(value) => h.private_key = value.clone(),
+                None if spec.problem.is_none() => {
+                    spec.problem = Some(format!(
+                        "secret `{name}` of host `{}` has no value: pass --secret {name}=@FILE or set {}",
+                        host.name,
+                        secret_env_var(&name)
+                    ));
+                }
+                None => {}
+            }
+        }
+        spec.hosts.push(h);
+    }
+    spec
+}
+
+/// The secret names an environment's hosts use for their credentials.
+pub fn host_secrets(env: &Environment) -> impl Iterator<Item = String> + '_ {
+    env.hosts.iter().filter_map(|h| match &h.target {
+        Target::Ssh(t) => Some(t.key_secret.clone()),
+        Target::Docker(t) => t.tls_secret.clone(),
     })
 }
 

@@ -10,7 +10,7 @@ pub struct Recorder {
 }
 
 impl Observer for Recorder {
-    fn started(&mut self, _: &ActionName, _: &str) {}
+    fn started(&mut self, _: &ActionName, _: Option<&str>) {}
 
     fn log(&mut self, name: &ActionName, line: &str) {
         self.lines.push(format!("{name}: {line}"));

@@ -6,8 +6,8 @@
 //!
 //! Exit codes: 0 when everything that ran succeeded, 1 when an action
 //! failed (or an approval was rejected, or Ctrl-C stopped it), 2 when the
-//! pipeline is invalid (its problems printed as `FILE:LINE:COL: message`)
-//! or the run could not start.
+//! pipeline or an environment file is invalid (its problems printed as
+//! `FILE:LINE:COL: message`) or the run could not start.
 
 mod terminal;
 mod view;
@@ -36,6 +36,26 @@ pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
         eprint!("{}", lint.render_text());
         return Ok(ExitCode::from(2));
     }
+    let mut environments = BTreeMap::new();
+    for path in &args.deploy {
+        let text = super::read_input(path)?;
+        match ferry_pipeline::parse_environment(&text) {
+            Ok(env) => {
+                if let Some(earlier) = environments.insert(env.name.clone(), env) {
+                    bail!(
+                        "--deploy: two files describe environment `{}`",
+                        earlier.name
+                    );
+                }
+            }
+            Err(diagnostics) => {
+                for d in diagnostics {
+                    eprintln!("{}:{d}", super::display_name(path));
+                }
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     let text = super::read_input(&file)?;
     let Ok(pipeline) = ferry_pipeline::parse(&text) else {
         bail!("{} did not parse a second time", file.display());
@@ -54,6 +74,7 @@ pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
         variables: args.vars.iter().cloned().collect(),
         secrets: read_secrets(&args.secrets)?,
         keep: args.keep,
+        environments,
         work_dir: work_dir.path().to_path_buf(),
         container,
     };

@@ -47,8 +47,11 @@ impl Terminal {
 }
 
 impl Observer for Terminal {
-    fn started(&mut self, name: &ActionName, container: &str) {
-        self.line(&format!("==> {name} started (container {container})"));
+    fn started(&mut self, name: &ActionName, container: Option<&str>) {
+        match container {
+            Some(c) => self.line(&format!("==> {name} started (container {c})")),
+            None => self.line(&format!("==> {name} started")),
+        }
     }
 
     fn log(&mut self, name: &ActionName, line: &str) {
