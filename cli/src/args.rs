@@ -800,6 +800,45 @@ mod tests {
     }
 
     #[test]
+    fn exec_takes_secrets_from_files_only_and_one_of_stage_or_action() {
+        let cli = parse(&[
+            "exec",
+            "p.yml",
+            "--action",
+            "test/unit",
+            "--secret",
+            "db-password=@/run/pw",
+            "--var",
+            "A=1",
+            "--deploy",
+            "staging.yml",
+            "--keep",
+        ])
+        .expect("parse");
+        let Command::Exec(e) = cli.command else {
+            panic!("not exec: {:?}", cli.command)
+        };
+        assert_eq!(e.file, Some(PathBuf::from("p.yml")));
+        assert_eq!(e.action.as_deref(), Some("test/unit"));
+        assert_eq!(
+            e.secrets,
+            [("db-password".to_string(), PathBuf::from("/run/pw"))]
+        );
+        assert_eq!(e.vars, [("A".to_string(), "1".to_string())]);
+        assert_eq!(e.deploy, [PathBuf::from("staging.yml")]);
+        assert!(e.keep && !e.approve);
+        for bad in [
+            &["exec", "--secret", "pw=hunter2"][..],
+            &["exec", "--secret", "Bad=@f"],
+            &["exec", "--stage", "a", "--action", "a/b"],
+            &["exec", "--revision", "main", "--worktree"],
+            &["exec", "--action", "nostage"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn global_flags_before_or_after_the_subcommand() {
         let cli = parse(&[
             "--coordinator",

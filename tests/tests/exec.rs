@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use ferry_tests::{Repo, bin, ensure_busybox_image};
 
@@ -431,4 +432,51 @@ stages:
     let out = exec(r.work(), &["--deploy", "bad-env.yml"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("bad-env.yml:2:"), "{}", text(&out));
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_removes_its_containers() {
+    ensure_busybox_image();
+    let r = repo_with(&[(
+        "ferry.yml",
+        r#"name: slow
+source: {git: /not/fetched}
+stages:
+  - name: build
+    actions:
+      - {name: wait, type: build, image: ferry-local/busybox, commands: ["echo waiting", "sleep 120"]}
+  - name: next
+    actions:
+      - {name: never, type: test, image: ferry-local/busybox, commands: ["echo should not run"]}
+"#,
+    )]);
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(bin("ferry"))
+        .arg("exec")
+        .current_dir(r.work())
+        .env("XDG_CACHE_HOME", cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ferry exec: {e}"));
+    let container = format!("ferry-exec-{}-1", child.id());
+    let _cleanup = Remove(vec![container.clone()]);
+    ferry_tests::wait_for("the action's container", Duration::from_secs(60), || {
+        container_exists(&container).then_some(())
+    });
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(killed.success());
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("ferry exec: {e}"));
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("STATUS Stopped"), "{all}");
+    assert!(all.contains("interrupted (Ctrl-C)"), "{all}");
+    assert!(!all.contains("should not run"), "{all}");
+    assert!(!container_exists(&container), "{all}");
 }

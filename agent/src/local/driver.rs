@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bollard::Docker;
 use ferry_pipeline::execution::{
     ActionStatus, ArtifactRef, AttemptRecord, Decision as Recorded, ExecutionState,
-    ExecutionStatus, Gates, Outcome as AttemptOutcome, Started,
+    ExecutionStatus, Gates, Outcome as AttemptOutcome, Started, StopRequest,
 };
 use ferry_pipeline::{ActionKind, Environment, Pipeline, SOURCE_ARTIFACT, vars};
 use futures::StreamExt as _;
@@ -68,7 +68,7 @@ pub struct Report {
     pub state: ExecutionState,
     /// Containers kept for inspection (`--keep`).
     pub kept: Vec<String>,
-    /// Ctrl-C ended it.
+    /// Ctrl-C ended it (the state records the stop).
     pub interrupted: bool,
 }
 
@@ -230,6 +230,10 @@ impl<'a> Run<'a> {
     }
 
     async fn drive(&mut self) {
+        // One listener for the whole run, so no Ctrl-C falls between two turns.
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        // False once the run was interrupted, or no handler could be installed.
+        let mut listening = true;
         let mut started = self.state.advance(self.pipeline, &Gates::open(), now_ms());
         loop {
             self.begin(started);
@@ -238,16 +242,50 @@ impl<'a> Run<'a> {
             }
             tokio::select! {
                 Some(done) = self.running.next() => started = self.end(done),
-                _ = tokio::signal::ctrl_c(), if !self.interrupted => {
-                    self.interrupted = true;
-                    lock(&self.observer).note("interrupted: cancelling what runs (its containers are removed)");
-                    for cancel in self.cancels.values() {
-                        cancel.cancel("interrupted (Ctrl-C)");
-                    }
-                    started = Started::default();
+                signal = &mut ctrl_c, if listening => {
+                    listening = false;
+                    started = match signal {
+                        Ok(()) => self.interrupt(),
+                        Err(_) => Started::default(),
+                    };
                 }
             }
         }
+    }
+
+    /// Ctrl-C: the execution is stopped as `ferry stop --abandon` stops
+    /// one (the state machine's own `stop`): builds and tests are cancelled
+    /// (the engine removes their containers), a deployment stops after its
+    /// step in progress and rolls back; nothing new starts.
+    fn interrupt(&mut self) -> Started {
+        self.interrupted = true;
+        let now = now_ms();
+        let reason = "interrupted (Ctrl-C)";
+        lock(&self.observer).note(&format!(
+            "{reason}: cancelling what runs (its containers are removed)"
+        ));
+        let request = StopRequest {
+            by: local_user(),
+            reason: reason.to_string(),
+            abandon: true,
+            at: now,
+        };
+        // Only refused when the execution already ended or is stopping.
+        let _ = self.state.stop(self.pipeline, request, now);
+        for (&(si, ai), cancel) in &self.cancels {
+            let deploys = self
+                .pipeline
+                .stages
+                .get(si)
+                .and_then(|s| s.actions.get(ai))
+                .is_some_and(|a| a.kind == ActionKind::Deploy);
+            if deploys {
+                cancel.stop(reason);
+            } else {
+                cancel.cancel(reason);
+            }
+        }
+        self.state.advance(self.pipeline, &Gates::open(), now)
     }
 
     /// Starts what `advance` queued and decides the approvals it opened,
@@ -451,6 +489,8 @@ impl<'a> Run<'a> {
         };
         let outcome_kind = if success {
             AttemptOutcome::Succeeded
+        } else if self.interrupted {
+            AttemptOutcome::Stopped
         } else {
             AttemptOutcome::Failed
         };

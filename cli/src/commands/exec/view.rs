@@ -64,26 +64,22 @@ fn map(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String
 /// The report as an execution view (version 0: a file, not an applied version).
 pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
     let state = &report.state;
-    let status = if report.interrupted && state.status == ExecutionStatus::InProgress {
-        ExecutionStatus::Stopped
-    } else {
-        state.status
-    };
     pb::ExecutionView {
         pipeline: pipeline.name.clone(),
         pipeline_version: 0,
         execution_id: report.execution_id.clone(),
         revision: report.source.revision.clone(),
-        status: execution_status(status) as i32,
+        status: execution_status(state.status) as i32,
         trigger: "ferry exec".into(),
         started_at: None,
         finished_at: time(state.finished_at),
-        waiting: if report.interrupted {
-            "interrupted (Ctrl-C)".into()
-        } else {
-            String::new()
-        },
-        stop: None,
+        waiting: String::new(),
+        stop: state.stop.as_ref().map(|s| pb::StopInfo {
+            by: s.by.clone(),
+            reason: s.reason.clone(),
+            abandon: s.abandon,
+            at: time(Some(s.at)),
+        }),
         superseded_by: String::new(),
         variables: map(&state.variables),
         source: report.source.description.clone(),
@@ -159,5 +155,54 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                     .collect(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_agent::local::{PreparedSource, Report};
+    use ferry_agent::store::Blob;
+    use ferry_pipeline::execution::ExecutionState;
+
+    #[test]
+    fn a_local_run_prints_as_ferry_status_does() -> Result<(), Box<dyn std::error::Error>> {
+        let pipeline = ferry_pipeline::parse(
+            "name: p\nsource: {git: x}\nstages:\n  - name: build\n    actions:\n      - {name: compile, type: build, image: i, commands: [make]}\n",
+        )
+        .map_err(|d| format!("{d:?}"))?;
+        let mut state = ExecutionState::new(&pipeline);
+        let run = state.action_mut(0, 0).ok_or("no action")?;
+        run.status = Some(ActionStatus::Failed);
+        run.attempt = 1;
+        run.agent = Some("local".into());
+        run.exit_code = Some(2);
+        run.message = "command 1 `make` exited with code 2".into();
+        state.status = ExecutionStatus::Failed;
+        let report = Report {
+            execution_id: "local-1".into(),
+            source: PreparedSource {
+                blob: Blob {
+                    digest: "sha256:00".into(),
+                    size: 0,
+                },
+                revision: "0123456789abcdef".into(),
+                source_ref: None,
+                description: "working tree".into(),
+            },
+            state,
+            kept: Vec::new(),
+            interrupted: false,
+        };
+        let text = crate::commands::status::render_execution(&execution(&pipeline, &report));
+        assert!(text.contains("EXECUTION local-1"), "{text}");
+        assert!(text.contains("STATUS Failed"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("build/compile  Failed  1")
+                    && l.contains("local  2     command 1 `make` exited with code 2")),
+            "{text}"
+        );
+        Ok(())
     }
 }
