@@ -6,14 +6,17 @@
 //! execution state machine for stage order, run-order groups, `when:`,
 //! `on_failure:` and variables. What is local is only what the cluster
 //! would otherwise provide: the `source` input from the working tree
-//! ([`source`]), which actions run ([`plan`]), and the loop that starts
-//! them and records their ends ([`driver`]).
+//! ([`source`]), which actions run ([`plan`]), the specs a scheduler would
+//! send (`spec`), the loop that starts actions and records their ends
+//! ([`driver`], `action`, `approval`), and where their log lines go ([`log`]).
 //!
 //! It must never talk to a coordinator, read cluster secrets or keys, or
 //! leave a container behind except the one `--keep` asked for.
 //!
 //! [`Executor`]: crate::executor::Executor
 
+mod action;
+mod approval;
 pub mod driver;
 pub mod log;
 pub mod plan;
