@@ -49,16 +49,24 @@ impl Run<'_> {
         };
         if let Some(run) = self.state.action_mut(at.0, at.1) {
             run.approvals.push(Recorded {
-                by: by.clone(),
+                by,
                 approve,
                 comment: comment.clone(),
                 at: now,
             });
         }
-        let message = match (approve, comment.is_empty()) {
-            (true, _) => format!("approved by {by} (locally)"),
-            (false, true) => format!("rejected by {by}"),
-            (false, false) => format!("rejected by {by}: {comment}"),
+        if approve && action.required > 1 {
+            lock(&self.observer).note(&format!(
+                "{name}: one decision here stands for the {} approvals it requires on a cluster",
+                action.required
+            ));
+        }
+        // Who decided and why is in `approvals`; the message only flags a
+        // rejection (as the coordinator records it).
+        let message = if approve {
+            String::new()
+        } else {
+            "rejected".to_string()
         };
         self.state
             .finish_action(self.pipeline, at, approve, message, &Gates::open(), now)

@@ -145,9 +145,13 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                                     message: h.message.clone(),
                                 })
                                 .collect(),
-                            approval_message: String::new(),
-                            approval_url: String::new(),
-                            approvals_required: 0,
+                            approval_message: run.resolved_text(&action.message),
+                            approval_url: run.resolved_text(&action.url),
+                            approvals_required: if action.kind == ActionKind::Approval {
+                                action.required
+                            } else {
+                                0
+                            },
                             output_variables: map(&run.variables),
                             resolved_variables: map(&run.resolved),
                         })
