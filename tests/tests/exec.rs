@@ -480,3 +480,74 @@ stages:
     assert!(!all.contains("should not run"), "{all}");
     assert!(!container_exists(&container), "{all}");
 }
+
+#[test]
+fn an_approval_is_asked_on_the_terminal() {
+    ensure_busybox_image();
+    let r = repo_with(&[(
+        "ferry.yml",
+        r#"name: asked
+source: {git: /not/fetched}
+stages:
+  - name: build
+    actions:
+      - {name: make, type: build, image: ferry-local/busybox, commands: ["echo made"]}
+  - name: gate
+    actions:
+      - {name: ok, type: approval, message: "ship it?"}
+  - name: after
+    actions:
+      - {name: check, type: test, image: ferry-local/busybox, commands: ["echo after the gate"]}
+"#,
+    )]);
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // `script` gives ferry a terminal; the answer waits in its input.
+    let ask = |answer: &str| -> Output {
+        let mut child = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} exec", bin("ferry").display()),
+                "/dev/null",
+            ])
+            .current_dir(r.work())
+            .env("XDG_CACHE_HOME", cache.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run script: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, answer.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("script: {e}"))
+    };
+    let out = ask("y\n");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("approve gate/ok? ship it? [y/N]"), "{all}");
+    assert!(all.contains("after the gate"), "{all}");
+    let out = ask("n\n");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("declined at the prompt"), "{all}");
+    assert!(!all.contains("| after the gate"), "{all}");
+}
+
+#[test]
+fn no_docker_engine_exits_2_and_says_so() {
+    let r = repo_with(&[(
+        "ferry.yml",
+        "name: p\nsource: {git: x}\nstages:\n  - name: s\n    actions:\n      - {name: a, type: build, image: i, commands: [x]}\n",
+    )]);
+    let out = exec_with(
+        r.work(),
+        &[],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("the Docker Engine cannot be reached"), "{all}");
+}

@@ -115,13 +115,14 @@ pub enum LocalError {
 /// an action gets when its `resources:` leave them unset (the agent's
 /// defaults, the CPU limit lowered to this machine's count).
 pub async fn docker() -> Result<(bollard::Docker, crate::executor::ContainerDefaults), LocalError> {
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .map_err(|e| LocalError::Docker(format!("connecting to the Docker Engine: {e}")))?;
-    docker.ping().await.map_err(|e| {
+    let unreachable = |e: bollard::errors::Error| {
         LocalError::Docker(format!(
-            "the Docker Engine does not answer (is it running, and may this user reach its socket?): {e}"
+            "the Docker Engine cannot be reached (is it running, and may this user reach its \
+             socket? DOCKER_HOST names another): {e}"
         ))
-    })?;
+    };
+    let docker = bollard::Docker::connect_with_local_defaults().map_err(unreachable)?;
+    docker.ping().await.map_err(unreachable)?;
     let cpus = docker
         .info()
         .await
