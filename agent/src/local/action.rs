@@ -21,8 +21,9 @@ use crate::runner::{
 };
 
 impl Run<'_> {
-    /// Starts one build or test action; when it cannot start, fails it and
-    /// returns what that started.
+    /// Starts one build, test or deploy action; when it cannot start, fails
+    /// it (or, a deploy after a skipped approval, skips it) and returns what
+    /// that started.
     pub(super) fn start(&mut self, at: (usize, usize)) -> Option<Started> {
         let name = self.name(at);
         let action = self.pipeline.stages.get(at.0)?.actions.get(at.1)?;
@@ -36,6 +37,16 @@ impl Run<'_> {
             run.finished_at = Some(now_ms());
             run.message = why;
             return Some(self.state.advance(self.pipeline, &Gates::open(), now_ms()));
+        }
+        if let Some(deploy) = &action.deploy
+            && !self.environments.contains_key(&deploy.environment)
+        {
+            // `plan` skips these; never hand a deploy to the executor.
+            let why = format!(
+                "no --deploy file describes environment `{}`",
+                deploy.environment
+            );
+            return Some(self.fail_to_start(at, why));
         }
         let secrets: Secrets = match spec::secrets(action, &self.secrets) {
             Ok(s) => s,
