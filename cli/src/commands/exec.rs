@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use ferry_agent::local;
 
-use super::pipeline::lint_file;
+use super::pipeline::Lint;
 use crate::args::{ExecArgs, Format};
 use crate::output;
 
@@ -31,11 +31,19 @@ const MAX_SECRET_BYTES: u64 = 1024 * 1024;
 /// `ferry exec [PIPELINE.yml] ...`.
 pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
     let file = pipeline_file(args.file.as_deref())?;
-    let lint = lint_file(&file)?;
-    if !lint.diagnostics.is_empty() {
-        eprint!("{}", lint.render_text());
-        return Ok(ExitCode::from(2));
-    }
+    // The parser `ferry pipeline lint` and the coordinator use; its
+    // problems printed as lint prints them.
+    let pipeline = match ferry_pipeline::parse(&super::read_input(&file)?) {
+        Ok(pipeline) => pipeline,
+        Err(diagnostics) => {
+            let lint = Lint {
+                file: super::display_name(&file),
+                diagnostics,
+            };
+            eprint!("{}", lint.render_text());
+            return Ok(ExitCode::from(2));
+        }
+    };
     let mut environments = BTreeMap::new();
     for path in &args.deploy {
         let text = super::read_input(path)?;
@@ -56,10 +64,6 @@ pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
             }
         }
     }
-    let text = super::read_input(&file)?;
-    let Ok(pipeline) = ferry_pipeline::parse(&text) else {
-        bail!("{} did not parse a second time", file.display());
-    };
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let repo = local::source::toplevel(args.repo.as_deref().unwrap_or(&cwd)).await?;
     let work_dir = work_dir()?;
