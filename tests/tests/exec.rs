@@ -476,6 +476,7 @@ stages:
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("STATUS Stopped"), "{all}");
+    assert!(all.contains("==> build/wait stopped"), "{all}");
     assert!(all.contains("interrupted (Ctrl-C)"), "{all}");
     assert!(!all.contains("should not run"), "{all}");
     assert!(!container_exists(&container), "{all}");

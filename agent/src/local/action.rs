@@ -167,6 +167,7 @@ impl Run<'_> {
             exit_code: None,
             message: why.clone(),
             kept_container: None,
+            stopped: false,
         });
         self.state
             .finish_action(self.pipeline, at, false, why, &Gates::open(), now_ms())
@@ -247,6 +248,7 @@ impl Run<'_> {
             exit_code: Some(exit_code),
             message: message.clone(),
             kept_container: kept,
+            stopped: !success && self.interrupted,
         });
         if !success && !self.interrupted && failures <= retries {
             lock(&self.observer).note(&format!(

@@ -76,6 +76,8 @@ pub struct ActionEnd {
     pub message: String,
     /// The container kept for inspection (`--keep`), if any.
     pub kept_container: Option<String>,
+    /// It ended because the run was stopped (Ctrl-C), not on its own.
+    pub stopped: bool,
 }
 
 /// What the terminal (or a test) hears while a local run goes on. Calls

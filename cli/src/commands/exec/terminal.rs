@@ -130,6 +130,8 @@ impl Observer for Terminal {
         // A kept container is named in the log, and again after the table.
         let text = if end.succeeded {
             format!("==> {} succeeded", end.name)
+        } else if end.stopped {
+            format!("==> {} stopped: {}", end.name, end.message)
         } else {
             match end.exit_code {
                 Some(code) if code > 0 => {
