@@ -43,6 +43,9 @@ pub struct Executor {
     agent: String,
     limits: Limits,
     container: ContainerDefaults,
+    /// Leave the container of an attempt whose command failed in place, for
+    /// inspection (`ferry exec --keep`); never set on an agent.
+    keep_failed: bool,
 }
 
 /// Size limits on what an attempt may store on this agent (0 = none).
@@ -215,7 +218,27 @@ impl Executor {
             agent,
             limits: Limits::default(),
             container: ContainerDefaults::default(),
+            keep_failed: false,
         }
+    }
+
+    /// Keeps the container of an attempt whose command failed (not one that
+    /// timed out or was cancelled) instead of removing it; its log says how
+    /// to enter it. For `ferry exec --keep`: the container is the user's to
+    /// remove.
+    pub fn with_keep_failed(mut self, keep: bool) -> Self {
+        self.keep_failed = keep;
+        self
+    }
+
+    /// Whether containers of failed commands are kept ([`Self::with_keep_failed`]).
+    pub fn keeps_failed(&self) -> bool {
+        self.keep_failed
+    }
+
+    /// The name of the container of the attempt with fencing epoch `epoch`.
+    pub fn container_name(&self, epoch: u64) -> String {
+        format!("ferry-{}-{}", self.agent, epoch)
     }
 
     /// Limits for containers whose action does not set them.
@@ -305,7 +328,7 @@ impl Executor {
         } = attempt;
         self.ensure_image(&a.image, log).await?;
         let epoch = a.attempt.epoch;
-        let name = format!("ferry-{}-{}", self.agent, epoch);
+        let name = self.container_name(epoch);
         let limits = ContainerLimits::of(&a.resources, &self.container);
         log.write(format!("[ferry] container limits: {limits}\n").as_bytes());
         let body = ContainerCreateBody {
@@ -334,7 +357,15 @@ impl Executor {
             _ = tokio::time::sleep(timeout) => Err(ActionError::Timeout(timeout)),
             reason = cancel.cancelled() => Err(ActionError::Cancelled(reason)),
         };
-        if let Err(e) = self.remove(&name).await {
+        if self.keep_failed && matches!(result, Err(ActionError::CommandFailed { .. })) {
+            log.write(
+                format!(
+                    "[ferry] kept container {name} for inspection: docker exec -it {name} /bin/sh \
+                     (remove it with: docker rm -f {name})\n"
+                )
+                .as_bytes(),
+            );
+        } else if let Err(e) = self.remove(&name).await {
             tracing::warn!(container = %name, error = %e, "could not remove container");
         }
         result

@@ -10,6 +10,7 @@ pub mod coordinators;
 pub mod deploy;
 pub mod executor;
 pub mod identity;
+pub mod local;
 pub mod mask;
 pub mod metrics;
 pub mod outbox;

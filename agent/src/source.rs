@@ -16,7 +16,8 @@ pub struct Sources {
     lock: tokio::sync::Mutex<()>,
 }
 
-async fn git(args: &[&str], cwd: &std::path::Path) -> Result<Vec<u8>, String> {
+/// Runs `git` in `cwd`; its standard output, or its error text.
+pub(crate) async fn git(args: &[&str], cwd: &std::path::Path) -> Result<Vec<u8>, String> {
     let out = Command::new("git")
         .args(args)
         .current_dir(cwd)
@@ -98,13 +99,25 @@ impl Sources {
                     .map_err(|e| format!("commit {commit} is not in {url}: {e}"))?;
             }
         }
-        let tar = git(&["archive", "--format=tar", commit], &mirror).await?;
-        let store = self.store.clone();
-        let blob = tokio::task::spawn_blocking(move || store.put_reader(&tar[..]))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let blob = archive_commit(&self.store, &mirror, commit).await?;
         let _ = tokio::fs::write(&memo, &blob.digest).await;
         Ok(blob)
     }
+}
+
+/// `git archive` of `commit` in the repository at `git_dir`, stored as a
+/// blob: the one way a `source` input is made from a commit, on an agent
+/// (from its mirror) and in `ferry exec --revision` (from the user's
+/// repository).
+pub async fn archive_commit(
+    store: &Store,
+    git_dir: &std::path::Path,
+    commit: &str,
+) -> Result<Blob, String> {
+    let tar = git(&["archive", "--format=tar", commit], git_dir).await?;
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.put_reader(&tar[..]))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }

@@ -80,6 +80,11 @@ pub enum Command {
     /// Start an execution of a pipeline; prints the execution id (with
     /// --wait, follows it and exits 0 only if it succeeded).
     Run(RunArgs),
+    /// Run a pipeline's build and test actions on the local Docker Engine
+    /// with the agent's own engine, from the git working tree as it is (no
+    /// cluster, no certificates); exits 0 if all succeeded, 1 if an action
+    /// failed, 2 if the pipeline is invalid or the run could not start.
+    Exec(ExecArgs),
     /// Stop an execution: running actions finish (or, with --abandon, are cancelled).
     Stop(StopArgs),
     /// Run a failed or stopped stage of an execution again.
@@ -488,6 +493,66 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The pipeline file (default: ferry.yml, else .ferry.yml, in the
+    /// current directory). Its `source:` is not fetched: the source is the
+    /// repository of the current directory (or --repo).
+    #[arg(value_name = "PIPELINE.yml")]
+    pub file: Option<PathBuf>,
+    /// Run only this stage (and the earlier actions whose outputs it needs).
+    #[arg(long, value_name = "STAGE", conflicts_with = "action")]
+    pub stage: Option<String>,
+    /// Run only this action (and the earlier actions whose outputs it needs).
+    #[arg(long, value_name = "STAGE/ACTION", value_parser = parse_action_path)]
+    pub action: Option<String>,
+    /// A value for a pipeline variable, as NAME=VALUE (repeatable; the
+    /// pipeline must declare NAME under `variables:`).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Build this branch, tag or commit (`git archive`) instead of the working tree.
+    #[arg(long, value_name = "REV", conflicts_with = "worktree")]
+    pub revision: Option<String>,
+    /// Build the working tree as it is, uncommitted and untracked (not
+    /// ignored) files included (the default).
+    #[arg(long)]
+    pub worktree: bool,
+    /// The git repository whose working tree (or --revision) is the
+    /// `source` input (default: the one the current directory is in).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// A secret's value from a file, as NAME=@FILE (repeatable); a secret
+    /// not given so is read from $FERRY_SECRET_<NAME> (capitals, `-` and `.`
+    /// as `_`). Values are masked in the output.
+    #[arg(long = "secret", value_name = "NAME=@FILE", value_parser = parse_secret_file)]
+    pub secrets: Vec<(String, PathBuf)>,
+    /// Approve every approval action without asking (otherwise they are
+    /// asked on the terminal, or skipped with a note when there is none).
+    #[arg(long)]
+    pub approve: bool,
+    /// Keep the container of a command that failed, for `docker exec`.
+    #[arg(long)]
+    pub keep: bool,
+    /// Run the deploy actions to the environment this file describes (the
+    /// format of `ferry env apply`; repeatable), with host keys from
+    /// --secret files or $FERRY_SECRET_<NAME>, never from a cluster.
+    /// Without it deploy actions are skipped.
+    #[arg(long = "deploy", value_name = "ENV_FILE")]
+    pub deploy: Vec<PathBuf>,
+}
+
+/// `NAME=@FILE`: a secret name and the file its value is in.
+fn parse_secret_file(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, file) = s
+        .split_once("=@")
+        .ok_or_else(|| "must be NAME=@FILE (values never go on the command line)".to_string())?;
+    ferry_pipeline::validate_secret_name(name).map_err(|e| format!("secret name `{name}` {e}"))?;
+    if file.is_empty() {
+        return Err("the file after `=@` is missing".to_string());
+    }
+    Ok((name.to_string(), PathBuf::from(file)))
+}
+
+#[derive(Debug, Args)]
 pub struct StopArgs {
     /// Pipeline name.
     pub name: String,
@@ -732,6 +797,45 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_takes_secrets_from_files_only_and_one_of_stage_or_action() {
+        let cli = parse(&[
+            "exec",
+            "p.yml",
+            "--action",
+            "test/unit",
+            "--secret",
+            "db-password=@/run/pw",
+            "--var",
+            "A=1",
+            "--deploy",
+            "staging.yml",
+            "--keep",
+        ])
+        .expect("parse");
+        let Command::Exec(e) = cli.command else {
+            panic!("not exec: {:?}", cli.command)
+        };
+        assert_eq!(e.file, Some(PathBuf::from("p.yml")));
+        assert_eq!(e.action.as_deref(), Some("test/unit"));
+        assert_eq!(
+            e.secrets,
+            [("db-password".to_string(), PathBuf::from("/run/pw"))]
+        );
+        assert_eq!(e.vars, [("A".to_string(), "1".to_string())]);
+        assert_eq!(e.deploy, [PathBuf::from("staging.yml")]);
+        assert!(e.keep && !e.approve);
+        for bad in [
+            &["exec", "--secret", "pw=hunter2"][..],
+            &["exec", "--secret", "Bad=@f"],
+            &["exec", "--stage", "a", "--action", "a/b"],
+            &["exec", "--revision", "main", "--worktree"],
+            &["exec", "--action", "nostage"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

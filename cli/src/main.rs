@@ -1,8 +1,9 @@
 //! `ferry`: the operator CLI of a Ferry cluster. This file only parses the
 //! command line, dispatches to [`commands`], and turns a failure into
 //! `error: ...` on stderr with exit code 1 (clap exits 2 on usage errors).
-//! `run --wait` and `status --watch` exit with their execution's outcome
-//! instead: 0 succeeded, 1 did not, 2 for any error of the command.
+//! `run --wait`, `status --watch` and `exec` exit with their execution's
+//! outcome instead: 0 succeeded, 1 did not, 2 for any error of the command
+//! (for `exec`, an invalid pipeline too).
 
 mod args;
 mod client;
@@ -52,6 +53,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         // command itself, 1 an execution that did not succeed.
         Command::Run(a) if a.wait => return Ok(outcome(run::run(g, a).await)),
         Command::Status(a) if a.watch => return Ok(outcome(status::status(g, a).await)),
+        // 0 all succeeded, 1 an action failed, 2 an invalid pipeline or an
+        // error of the command itself.
+        Command::Exec(a) => return Ok(outcome(exec::exec(a, g.output).await)),
         Command::Run(a) => {
             run::run(g, a).await?;
         }

@@ -57,6 +57,11 @@ impl Repo {
         }
     }
 
+    /// The working tree (its changes are uncommitted until [`Repo::commit`]).
+    pub fn work(&self) -> &Path {
+        &self.work
+    }
+
     /// The URL pipelines use.
     pub fn url(&self) -> String {
         format!("file://{}", self.bare.display())

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod deployments;
 pub mod env;
 pub mod events;
+pub mod exec;
 pub mod logs;
 pub mod notify;
 pub mod pipeline;

@@ -1,0 +1,212 @@
+//! A local run's report as the API's `ExecutionView`, so `ferry exec` ends
+//! with the very table (or JSON) `ferry status` prints for a cluster's run.
+
+use std::collections::HashMap;
+
+use ferry_agent::local::Report;
+use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
+use ferry_pipeline::{ActionKind, Pipeline};
+use ferry_proto as pb;
+
+fn time(ms: Option<i64>) -> Option<prost_types::Timestamp> {
+    ms.map(|ms| prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    })
+}
+
+fn execution_status(s: ExecutionStatus) -> pb::ExecutionStatus {
+    match s {
+        ExecutionStatus::InProgress => pb::ExecutionStatus::InProgress,
+        ExecutionStatus::Succeeded => pb::ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed => pb::ExecutionStatus::Failed,
+        ExecutionStatus::Stopping => pb::ExecutionStatus::Stopping,
+        ExecutionStatus::Stopped => pb::ExecutionStatus::Stopped,
+        ExecutionStatus::Superseded => pb::ExecutionStatus::Superseded,
+    }
+}
+
+fn action_status(s: ActionStatus) -> pb::ActionStatus {
+    match s {
+        ActionStatus::Pending => pb::ActionStatus::Pending,
+        ActionStatus::InProgress => pb::ActionStatus::InProgress,
+        ActionStatus::WaitingForApproval => pb::ActionStatus::WaitingForApproval,
+        ActionStatus::Succeeded => pb::ActionStatus::Succeeded,
+        ActionStatus::Failed => pb::ActionStatus::Failed,
+        ActionStatus::Stopped => pb::ActionStatus::Stopped,
+        ActionStatus::Skipped => pb::ActionStatus::Skipped,
+    }
+}
+
+fn action_kind(k: ActionKind) -> pb::ActionKind {
+    match k {
+        ActionKind::Build => pb::ActionKind::Build,
+        ActionKind::Test => pb::ActionKind::Test,
+        ActionKind::Approval => pb::ActionKind::Approval,
+        ActionKind::Deploy => pb::ActionKind::Deploy,
+    }
+}
+
+fn outcome(o: Outcome) -> pb::AttemptOutcome {
+    match o {
+        Outcome::Running => pb::AttemptOutcome::Running,
+        Outcome::Succeeded => pb::AttemptOutcome::Succeeded,
+        Outcome::Failed => pb::AttemptOutcome::Failed,
+        Outcome::Lost => pb::AttemptOutcome::Lost,
+        Outcome::Stopped => pb::AttemptOutcome::Stopped,
+    }
+}
+
+fn map(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The report as an execution view (version 0: a file, not an applied version).
+pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
+    let state = &report.state;
+    pb::ExecutionView {
+        pipeline: pipeline.name.clone(),
+        pipeline_version: 0,
+        execution_id: report.execution_id.clone(),
+        revision: report.source.revision.clone(),
+        status: execution_status(state.status) as i32,
+        trigger: "ferry exec".into(),
+        started_at: None,
+        finished_at: time(state.finished_at),
+        waiting: String::new(),
+        stop: state.stop.as_ref().map(|s| pb::StopInfo {
+            by: s.by.clone(),
+            reason: s.reason.clone(),
+            abandon: s.abandon,
+            at: time(Some(s.at)),
+        }),
+        superseded_by: String::new(),
+        variables: map(&state.variables),
+        source: report.source.description.clone(),
+        rollbacks: Vec::new(),
+        stages: pipeline
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(si, stage)| pb::StageView {
+                name: stage.name.clone(),
+                status: action_status(state.stage_status(si)) as i32,
+                actions: stage
+                    .actions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(ai, action)| {
+                        let run = state.action(si, ai)?;
+                        Some(pb::ActionView {
+                            name: action.name.clone(),
+                            status: action_status(run.status()) as i32,
+                            attempt: run.attempt,
+                            agent: run.agent.clone().unwrap_or_default(),
+                            exit_code: run.exit_code,
+                            started_at: time(run.started_at),
+                            finished_at: time(run.finished_at),
+                            approvals: run
+                                .approvals
+                                .iter()
+                                .map(|d| pb::ApprovalView {
+                                    by: d.by.clone(),
+                                    decision: if d.approve {
+                                        pb::ApprovalDecision::Approved
+                                    } else {
+                                        pb::ApprovalDecision::Rejected
+                                    } as i32,
+                                    comment: d.comment.clone(),
+                                    at: time(Some(d.at)),
+                                })
+                                .collect(),
+                            kind: action_kind(action.kind) as i32,
+                            message: run.message.clone(),
+                            run_order: action.run_order,
+                            outputs: run
+                                .outputs
+                                .iter()
+                                .map(|(name, a)| pb::ArtifactView {
+                                    name: name.clone(),
+                                    digest: a.digest.clone(),
+                                    size: a.size,
+                                    holders: Vec::new(),
+                                })
+                                .collect(),
+                            attempts: run
+                                .history
+                                .iter()
+                                .map(|h| pb::AttemptView {
+                                    attempt: h.attempt,
+                                    agent: h.agent.clone(),
+                                    outcome: outcome(h.outcome) as i32,
+                                    exit_code: h.exit_code,
+                                    started_at: time(Some(h.started_at)),
+                                    finished_at: time(h.finished_at),
+                                    message: h.message.clone(),
+                                })
+                                .collect(),
+                            approval_message: run.resolved_text(&action.message),
+                            approval_url: run.resolved_text(&action.url),
+                            approvals_required: if action.kind == ActionKind::Approval {
+                                action.required
+                            } else {
+                                0
+                            },
+                            output_variables: map(&run.variables),
+                            resolved_variables: map(&run.resolved),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_agent::local::{PreparedSource, Report};
+    use ferry_agent::store::Blob;
+    use ferry_pipeline::execution::ExecutionState;
+
+    #[test]
+    fn a_local_run_prints_as_ferry_status_does() -> Result<(), Box<dyn std::error::Error>> {
+        let pipeline = ferry_pipeline::parse(
+            "name: p\nsource: {git: x}\nstages:\n  - name: build\n    actions:\n      - {name: compile, type: build, image: i, commands: [make]}\n",
+        )
+        .map_err(|d| format!("{d:?}"))?;
+        let mut state = ExecutionState::new(&pipeline);
+        let run = state.action_mut(0, 0).ok_or("no action")?;
+        run.status = Some(ActionStatus::Failed);
+        run.attempt = 1;
+        run.agent = Some("local".into());
+        run.exit_code = Some(2);
+        run.message = "command 1 `make` exited with code 2".into();
+        state.status = ExecutionStatus::Failed;
+        let report = Report {
+            execution_id: "local-1".into(),
+            source: PreparedSource {
+                blob: Blob {
+                    digest: "sha256:00".into(),
+                    size: 0,
+                },
+                revision: "0123456789abcdef".into(),
+                source_ref: None,
+                description: "working tree".into(),
+            },
+            state,
+            kept: Vec::new(),
+            interrupted: false,
+        };
+        let text = crate::commands::status::render_execution(&execution(&pipeline, &report));
+        assert!(text.contains("EXECUTION local-1"), "{text}");
+        assert!(text.contains("STATUS Failed"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("build/compile  Failed  1")
+                    && l.contains("local  2     command 1 `make` exited with code 2")),
+            "{text}"
+        );
+        Ok(())
+    }
+}
