@@ -271,6 +271,22 @@ impl LogHub {
         (head, log.closed, log.tx.subscribe())
     }
 
+    /// Forgets the logs of attempts still running: this member stopped
+    /// leading, so their lines now go to the new leader. Followers' streams
+    /// end (their sender is dropped) with the log not closed, which
+    /// [`LogHub::is_closed`] tells them, so they can follow it again there.
+    pub fn forget_open(&self) -> usize {
+        let mut inner = self.lock();
+        let before = inner.logs.len();
+        inner.logs.retain(|_, l| l.closed);
+        before - inner.logs.len()
+    }
+
+    /// Whether `epoch`'s log was closed (None: not held here).
+    pub fn is_closed(&self, epoch: u64) -> Option<bool> {
+        self.lock().logs.get(&epoch).map(|l| l.closed)
+    }
+
     /// The complete live log of an ended attempt, if still in memory and whole.
     pub fn complete(&self, epoch: u64) -> Option<Vec<u8>> {
         let inner = self.lock();
@@ -351,5 +367,23 @@ mod tests {
         }
         assert_eq!(hub.complete(0), None);
         assert_eq!(hub.complete(1).as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn a_member_that_stops_leading_ends_open_logs_as_not_closed() {
+        let hub = LogHub::default();
+        hub.append(1, 0, b"running\n");
+        hub.append(2, 0, b"done\n");
+        hub.close(2);
+        let (_, closed, mut rx) = hub.subscribe(1);
+        assert!(!closed);
+        assert_eq!(hub.forget_open(), 1);
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
+        assert_eq!(hub.is_closed(1), None, "not held here any more");
+        assert_eq!(hub.is_closed(2), Some(true));
+        assert_eq!(hub.complete(2).as_deref(), Some(&b"done\n"[..]));
     }
 }

@@ -88,7 +88,14 @@ pub async fn supervise(ops: Ops, founding: Option<bootstrap::Founding>) {
             .is_err();
         stop.cancel();
         while work.join_next().await.is_some() {}
-        tracing::info!(term, "no longer leading: leader work stopped");
+        // Agents send their live lines to the new leader now: whoever
+        // follows one here is told to follow it there.
+        let open = ops.ctx().logs.forget_open();
+        tracing::info!(
+            term,
+            open_logs = open,
+            "no longer leading: leader work stopped"
+        );
         if ended {
             return;
         }

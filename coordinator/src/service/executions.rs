@@ -201,7 +201,15 @@ async fn follow_log(ops: Ops, at: ActionAt, follow: bool, tx: LogTx) -> Result<(
                         }))
                         .await;
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    if ctx.logs.is_closed(epoch) == Some(true) {
+                        return Ok(());
+                    }
+                    // This member stopped leading mid-log (`LogHub::forget_open`).
+                    return Err(Status::unavailable(
+                        "the coordinator that held this live log stopped leading; follow it again",
+                    ));
+                }
             }
         }
     }

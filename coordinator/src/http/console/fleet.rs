@@ -4,14 +4,14 @@
 //! members as this member sees them.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use ferry_proto as pb;
 use maud::{Markup, html};
 use tonic::Request;
 
 use super::layout::{badge, duration, enc, execution_href, ms, page, short, time};
-use super::{Viewer, status_refused, viewer};
+use super::{Viewer, field, query_of, status_refused, viewer};
 use crate::ops::Ops;
 use crate::service;
 
@@ -64,11 +64,12 @@ pub async fn environments(State(ops): State<Ops>, headers: HeaderMap) -> Respons
     render("Environments", &viewer, body)
 }
 
-/// `GET /environments/{name}`: its hosts with the release each runs, and
-/// its deployments, newest first.
+/// `GET /environments/{name}[?page=TOKEN]`: its hosts with the release
+/// each runs, and its deployments, newest first.
 pub async fn environment(
     State(ops): State<Ops>,
     Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let viewer = match viewer(&ops, &headers) {
@@ -82,6 +83,7 @@ pub async fn environment(
     };
     let req = Request::new(pb::ListDeploymentsRequest {
         environment: name.clone(),
+        page_token: page_of(&uri),
         ..Default::default()
     });
     let deployments = match service::deployments::list_deployments(&ops, req).await {
@@ -130,6 +132,7 @@ pub async fn environment(
                 }
             }
         }
+        (next_link(&format!("/environments/{}", enc(&name)), &deployments.next_page_token))
     };
     render(&name, &viewer, body)
 }
@@ -191,15 +194,36 @@ pub async fn deployment(
     render(&format!("Deployment {id}"), &viewer, body)
 }
 
-/// `GET /agents` (the leader knows who is connected; a follower asks it).
-pub async fn agents(State(ops): State<Ops>, headers: HeaderMap) -> Response {
+/// The `page` token of a request's query ("" for the first page).
+fn page_of(uri: &Uri) -> String {
+    field(&query_of(uri), "page")
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A link to the next page, when there is one.
+fn next_link(path: &str, next: &str) -> Markup {
+    html! {
+        @if !next.is_empty() { p { a.next href={ (path) "?page=" (enc(next)) } { "Next page →" } } }
+    }
+}
+
+/// `GET /agents[?page=TOKEN]` (the leader knows who is connected; a
+/// follower asks it).
+pub async fn agents(State(ops): State<Ops>, uri: Uri, headers: HeaderMap) -> Response {
     let viewer = match viewer(&ops, &headers) {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let req = Request::new(pb::ListAgentsRequest::default());
-    let agents = match service::agents::list_agents(&ops, req).await {
-        Ok(r) => r.into_inner().agents,
+    let req = Request::new(pb::ListAgentsRequest {
+        page_token: page_of(&uri),
+        ..Default::default()
+    });
+    let (agents, next) = match service::agents::list_agents(&ops, req).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            (r.agents, r.next_page_token)
+        }
         Err(e) => return status_refused(e, "Cannot read the agents"),
     };
     let body = html! {
@@ -222,6 +246,7 @@ pub async fn agents(State(ops): State<Ops>, headers: HeaderMap) -> Response {
                 }
             }
         }
+        (next_link("/agents", &next))
     };
     render("Agents", &viewer, body)
 }
