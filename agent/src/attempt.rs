@@ -59,11 +59,7 @@ impl Attempts {
 
     /// The runner an action needs.
     fn runner(&self, spec: &ActionSpec) -> &dyn ActionRunner {
-        if spec.deploy.is_some() {
-            &self.deployer
-        } else {
-            &self.executor
-        }
+        runner_for(spec, &self.executor, &self.deployer)
     }
 
     /// Runs one attempt, its log bytes streaming to `live`; None when it was
@@ -170,5 +166,20 @@ impl Attempts {
             });
         }
         Ok(out)
+    }
+}
+
+/// The runner an action's kind needs: the deployer for a deploy action,
+/// the Docker executor for the others. The agent and `ferry exec`
+/// (`local/action.rs`) both choose through this.
+pub(crate) fn runner_for<'a>(
+    spec: &ActionSpec,
+    executor: &'a Executor,
+    deployer: &'a Deployer,
+) -> &'a dyn ActionRunner {
+    if spec.deploy.is_some() {
+        deployer
+    } else {
+        executor
     }
 }

@@ -16,9 +16,7 @@ use super::log::LineLog;
 use super::spec::{self, secret_env_var};
 use super::{ActionEnd, lock};
 use crate::mask::Masker;
-use crate::runner::{
-    ActionError, ActionRunner, Attempt, Cancel, LogSink as _, Outcome, PreparedInput, Secrets,
-};
+use crate::runner::{ActionError, Attempt, Cancel, LogSink as _, Outcome, PreparedInput, Secrets};
 
 impl Run<'_> {
     /// Starts one build, test or deploy action; when it cannot start, fails
@@ -109,15 +107,13 @@ impl Run<'_> {
         let (handle, cancel) = Cancel::new();
         self.cancels.insert(at, handle);
 
-        // The runner its kind needs, as on an agent (`attempt.rs`).
-        let runner: &dyn ActionRunner = if spec.deploy.is_some() {
-            lock(&self.observer).started(&name, None);
-            self.deployer
-        } else {
-            let container = self.executor.container_name(epoch);
-            lock(&self.observer).started(&name, Some(&container));
-            self.executor
-        };
+        // The runner its kind needs, chosen as on an agent.
+        let runner = crate::attempt::runner_for(&spec, self.executor, self.deployer);
+        let container = spec
+            .deploy
+            .is_none()
+            .then(|| self.executor.container_name(epoch));
+        lock(&self.observer).started(&name, container.as_deref());
         self.running.push(Box::pin(async move {
             let mut log = log;
             let attempt = Attempt {
