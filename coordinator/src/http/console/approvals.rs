@@ -3,21 +3,16 @@
 //! not). The forms post to the execution's `decide` route.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use maud::html;
 
 use super::executions::approval_form;
 use super::layout::{execution_href, page, short};
-use super::{op_refused, viewer};
+use super::{Viewer, op_refused};
 use crate::ops::Ops;
 
 /// `GET /approvals`.
-pub async fn list(State(ops): State<Ops>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+pub async fn list(State(ops): State<Ops>, viewer: Viewer) -> Response {
     let waiting = match ops.waiting_approvals(&viewer.user.operator).await {
         Ok(w) => w,
         Err(e) => return op_refused(e, "Cannot read the approvals"),

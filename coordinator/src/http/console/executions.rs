@@ -67,12 +67,8 @@ fn parts(
 pub async fn show(
     State(ops): State<Ops>,
     Path((pipeline, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let view = match ops.get_execution(&pipeline, &id, views::execution).await {
         Ok(v) => v,
         Err(e) => return op_refused(e, "No such execution"),

@@ -4,14 +4,14 @@
 //! members as this member sees them.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::{Html, IntoResponse, Response};
 use ferry_proto as pb;
 use maud::{Markup, html};
 use tonic::Request;
 
 use super::layout::{badge, duration, enc, execution_href, ms, page, short, time};
-use super::{Viewer, field, query_of, status_refused, viewer};
+use super::{Viewer, field, query_of, status_refused};
 use crate::ops::Ops;
 use crate::service;
 
@@ -33,11 +33,7 @@ fn render(title: &str, viewer: &Viewer, body: Markup) -> Response {
 }
 
 /// `GET /environments`.
-pub async fn environments(State(ops): State<Ops>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+pub async fn environments(State(ops): State<Ops>, viewer: Viewer) -> Response {
     let req = Request::new(pb::ListEnvironmentsRequest::default());
     let envs = match service::environments::list_environments(&ops, req).await {
         Ok(r) => r.into_inner().environments,
@@ -70,12 +66,8 @@ pub async fn environment(
     State(ops): State<Ops>,
     Path(name): Path<String>,
     uri: Uri,
-    headers: HeaderMap,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let req = Request::new(pb::GetEnvironmentRequest { name: name.clone() });
     let env = match service::environments::get_environment(&ops, req).await {
         Ok(r) => r.into_inner(),
@@ -138,15 +130,7 @@ pub async fn environment(
 }
 
 /// `GET /deployments/{id}`: each host's steps and hooks.
-pub async fn deployment(
-    State(ops): State<Ops>,
-    Path(id): Path<u64>,
-    headers: HeaderMap,
-) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+pub async fn deployment(State(ops): State<Ops>, Path(id): Path<u64>, viewer: Viewer) -> Response {
     let req = Request::new(pb::GetDeploymentRequest { id });
     let d = match service::deployments::get_deployment(&ops, req).await {
         Ok(r) => r.into_inner(),
@@ -210,11 +194,7 @@ fn next_link(path: &str, next: &str) -> Markup {
 
 /// `GET /agents[?page=TOKEN]` (the leader knows who is connected; a
 /// follower asks it).
-pub async fn agents(State(ops): State<Ops>, uri: Uri, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+pub async fn agents(State(ops): State<Ops>, uri: Uri, viewer: Viewer) -> Response {
     let req = Request::new(pb::ListAgentsRequest {
         page_token: page_of(&uri),
         ..Default::default()
@@ -253,11 +233,7 @@ pub async fn agents(State(ops): State<Ops>, uri: Uri, headers: HeaderMap) -> Res
 
 /// `GET /cluster`: members, leader, term, applied index, reachability, as
 /// this member sees them (it answers even when cut off from the leader).
-pub async fn cluster(State(ops): State<Ops>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+pub async fn cluster(State(ops): State<Ops>, viewer: Viewer) -> Response {
     let status = ops.cluster_status().await;
     let own = &status.own;
     let body = html! {

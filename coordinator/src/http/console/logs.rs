@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::layout::{action_word, badge, enc, execution_href, page, short};
-use super::{field, op_refused, query_of, refused, status_refused, viewer};
+use super::{Viewer, field, op_refused, query_of, refused, status_refused, viewer};
 use crate::ops::Ops;
 use crate::service::executions::stream_logs;
 use crate::views;
@@ -70,12 +70,8 @@ pub async fn show(
     State(ops): State<Ops>,
     Path((pipeline, id)): Path<(String, String)>,
     uri: Uri,
-    headers: HeaderMap,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let query = query_of(&uri);
     let Some(action) = field(&query, "action").map(str::to_string) else {
         return refused(

@@ -186,6 +186,19 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
         .filter(|v| v.len() <= MAX_SECRET)
 }
 
+/// A page's viewer as an extractor: handlers take `viewer: Viewer`, and a
+/// request without a valid session gets the refusal page instead.
+impl axum::extract::FromRequestParts<Ops> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ops: &Ops,
+    ) -> Result<Viewer, Response> {
+        viewer(ops, &parts.headers).map_err(|r| *r)
+    }
+}
+
 /// The logged-in viewer, or the refusal page.
 fn viewer(ops: &Ops, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
     let Some(secret) = session_of(headers) else {

@@ -3,14 +3,14 @@
 //! history and its executions, fifty to a page.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::layout::{
     badge, chip, duration, enc, execution_href, execution_word, page, short, time,
 };
-use super::{field, op_refused, query_of, viewer};
+use super::{Viewer, field, op_refused, query_of};
 use crate::ops::Ops;
 use crate::ops::console::{ExecutionChip, PipelineRow};
 use crate::ops::page::PageRequest;
@@ -20,11 +20,7 @@ use crate::views::now_ms;
 const EXECUTIONS_PER_PAGE: usize = 50;
 
 /// `GET /`: every pipeline with its newest executions.
-pub async fn list(State(ops): State<Ops>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+pub async fn list(State(ops): State<Ops>, viewer: Viewer) -> Response {
     let rows = match ops.console_pipelines().await {
         Ok(rows) => rows,
         Err(e) => return op_refused(e, "Cannot read the pipelines"),
@@ -83,12 +79,8 @@ pub async fn show(
     State(ops): State<Ops>,
     Path(name): Path<String>,
     uri: Uri,
-    headers: HeaderMap,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let query = query_of(&uri);
     let version = field(&query, "version")
         .and_then(|v| v.parse::<u64>().ok())

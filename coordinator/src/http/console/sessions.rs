@@ -13,8 +13,8 @@ use maud::html;
 
 use super::layout::{page, time};
 use super::{
-    MAX_SECRET, acting_form, field, form_viewer, from_another_site, op_refused, refused, see_other,
-    viewer,
+    MAX_SECRET, Viewer, acting_form, field, form_viewer, from_another_site, op_refused, refused,
+    see_other,
 };
 use crate::ops::Ops;
 use crate::state::Need;
@@ -114,11 +114,7 @@ pub async fn logout(State(ops): State<Ops>, headers: HeaderMap, body: Bytes) -> 
 }
 
 /// `GET /sessions` (admins): every console session that lasts.
-pub async fn list(State(ops): State<Ops>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&ops, &headers) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+pub async fn list(State(ops): State<Ops>, viewer: Viewer) -> Response {
     if !viewer.user.is_admin() {
         return refused(
             StatusCode::FORBIDDEN,
