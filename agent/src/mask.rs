@@ -45,18 +45,27 @@ impl Masker {
     }
 
     /// Masked complete lines from `bytes` (a partial last line waits).
+    /// A line longer than [`MAX_PENDING`] is passed on in pieces, each
+    /// holding back its last bytes until they cannot be the start of a
+    /// secret, so a value that straddles two pieces is still caught.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
         if self.secrets.is_empty() {
             return bytes.to_vec();
         }
         self.pending.extend_from_slice(bytes);
-        let cut = match self.pending.iter().rposition(|b| *b == b'\n') {
-            Some(i) => i + 1,
-            None if self.pending.len() > MAX_PENDING => self.pending.len(),
-            None => return Vec::new(),
-        };
-        let ready: Vec<u8> = self.pending.drain(..cut).collect();
-        self.mask(&ready)
+        if let Some(i) = self.pending.iter().rposition(|b| *b == b'\n') {
+            let ready: Vec<u8> = self.pending.drain(..=i).collect();
+            return self.mask(&ready);
+        }
+        if self.pending.len() <= MAX_PENDING {
+            return Vec::new();
+        }
+        // Secrets starting before `cut` lie wholly inside what is held.
+        let longest = self.secrets.first().map_or(0, Vec::len);
+        let cut = self.pending.len().saturating_sub(longest.saturating_sub(1));
+        let (out, consumed) = self.mask_from(&self.pending, cut);
+        self.pending.drain(..consumed);
+        out
     }
 
     /// Whatever is still held back, masked.
@@ -67,22 +76,35 @@ impl Masker {
 
     /// `bytes` with every secret replaced.
     pub fn mask(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = bytes.to_vec();
-        for s in &self.secrets {
-            let mut masked = Vec::with_capacity(out.len());
-            let mut i = 0;
-            while i < out.len() {
-                if out[i..].starts_with(s) {
-                    masked.extend_from_slice(b"***");
+        self.mask_from(bytes, bytes.len()).0
+    }
+
+    /// Whether `text` holds a secret.
+    pub fn reveals(&self, text: &[u8]) -> bool {
+        self.mask(text) != text
+    }
+
+    /// Masks `bytes` from the start, one left-to-right pass taking the
+    /// longest secret at each position, until position `cut`; a secret
+    /// that starts before `cut` is replaced whole. Returns the masked
+    /// bytes and how many of `bytes` they stand for.
+    fn mask_from(&self, bytes: &[u8], cut: usize) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(cut);
+        let mut i = 0;
+        while i < cut {
+            // `secrets` is sorted longest first.
+            match self.secrets.iter().find(|s| bytes[i..].starts_with(s)) {
+                Some(s) => {
+                    out.extend_from_slice(b"***");
                     i += s.len();
-                } else {
-                    masked.push(out[i]);
+                }
+                None => {
+                    out.push(bytes[i]);
                     i += 1;
                 }
             }
-            out = masked;
         }
-        out
+        (out, i)
     }
 }
 
@@ -98,6 +120,29 @@ mod tests {
         out.extend(m.finish());
         assert_eq!(String::from_utf8_lossy(&out), "token is *** and ***\nnext ");
         assert_eq!(Masker::new(Vec::<Vec<u8>>::new()).push(b"as is"), b"as is");
+    }
+
+    #[test]
+    fn a_secret_straddling_a_flush_of_a_long_line_is_masked() {
+        let secret = b"straddling-secret-value".to_vec();
+        for offset in 0..secret.len() {
+            let mut m = Masker::new([secret.clone()]);
+            // Ends `offset` bytes into the secret, just past the flush point.
+            let mut first = vec![b'x'; MAX_PENDING + 1 - offset];
+            first.extend_from_slice(&secret[..offset]);
+            let mut out = m.push(&first);
+            out.extend(m.push(&secret[offset..]));
+            out.extend(m.push(b" tail\n"));
+            out.extend(m.finish());
+            let text = String::from_utf8_lossy(&out);
+            assert!(!text.contains("straddling"), "offset {offset}");
+            assert!(text.ends_with("*** tail\n"), "offset {offset}");
+            assert_eq!(out.len(), MAX_PENDING + 1 - offset + 3 + 6);
+        }
+        // Output without line ends is not held without bound.
+        let mut m = Masker::new([secret]);
+        let out = m.push(&vec![b'y'; 3 * MAX_PENDING]);
+        assert!(out.len() >= 3 * MAX_PENDING - 64, "{}", out.len());
     }
 
     #[test]

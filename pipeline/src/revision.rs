@@ -225,7 +225,11 @@ impl Reader<'_> {
                 .required(map, key, "docker")
                 .and_then(|v| self.string(v, &what))
             {
-                if let Err(reason) = rules::check_plain_text(&text) {
+                let checked = match key {
+                    "container" => check_container_name(&text),
+                    _ => rules::check_plain_text(&text),
+                };
+                if let Err(reason) = checked {
                     self.error(at, format!("invalid {key} {text:?}: {reason}"));
                 }
                 *slot = text;
@@ -290,6 +294,33 @@ impl Reader<'_> {
     }
 }
 
+/// Suffix of the stopped container a Docker deployment keeps for rollback.
+pub const PREVIOUS_CONTAINER_SUFFIX: &str = ".ferry-previous";
+
+/// A container name as Docker accepts it (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at
+/// most 128 characters), and not one Ferry keeps for rollback. (A name the
+/// engine also reads as an id prefix resolves to that container, whose
+/// ownership the deployer then checks like any other.)
+fn check_container_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok
+        || name.len() > 128
+        || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(
+            "a container name is 1-128 of a-z, A-Z, 0-9, `_`, `.`, `-`, starting with a letter or digit"
+                .into(),
+        );
+    }
+    if name.ends_with(PREVIOUS_CONTAINER_SUFFIX) {
+        return Err(format!(
+            "names ending in `{PREVIOUS_CONTAINER_SUFFIX}` are the containers Ferry keeps for rollback"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +365,22 @@ mod tests {
                 "3:11: a port must be HOST:CONTAINER with numbers 1-65535, found \"80\"",
             ]
         );
+    }
+
+    #[test]
+    fn container_names_cannot_reach_other_containers() {
+        let spec = |name: &str| format!("docker:\n  image: shop:1\n  container: {name}\n");
+        for bad in ["shop.ferry-previous", "-shop", "shop/../x", "\"a b\""] {
+            let errs = errors(&spec(bad));
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with("3:14: invalid container")),
+                "{bad}: {errs:?}"
+            );
+        }
+        for good in ["shop", "shop-staging.v2", "web_1"] {
+            assert!(parse_revision_spec(&spec(good)).is_ok(), "{good}");
+        }
     }
 
     #[test]

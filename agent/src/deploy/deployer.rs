@@ -63,6 +63,7 @@ impl Deployer {
         let masker = Masker::new(attempt.secrets.values().cloned());
         let plan = super::Plan {
             spec: deploy,
+            pipeline: &spec.context.pipeline,
             revision: &revision,
             artifact: &path,
             artifact_size: size,

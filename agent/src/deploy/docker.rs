@@ -4,7 +4,9 @@
 //! one (no registry needed), keep the running container as
 //! `<name>.ferry-previous` (stopped), start the new one, and wait for its
 //! health check. Rolling back removes the new container and starts the
-//! previous one again.
+//! previous one again. Nothing on the engine is touched that is not this
+//! deployment's own (`owner.rs`): the container, the one kept for rollback
+//! and the host ports are checked first.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -16,19 +18,14 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, ImportImageOptions, InspectContainerOptions, RemoveContainerOptions,
-    RenameContainerOptions, StartContainerOptions, StopContainerOptions,
+    CreateContainerOptions, ImportImageOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, RenameContainerOptions, StartContainerOptions, StopContainerOptions,
 };
-use ferry_pipeline::DockerSpec;
+use ferry_pipeline::{DockerSpec, PREVIOUS_CONTAINER_SUFFIX as PREVIOUS_SUFFIX};
 use futures::StreamExt;
 
+use super::owner::{Owner, Publisher, RELEASE_LABEL, port_taken};
 use super::{DeployHost, Deployment, HostReport, StepError, fail, record};
-
-/// Label holding the release a container runs.
-const RELEASE_LABEL: &str = "ferry.release";
-
-/// Suffix of the stopped container kept for rollback.
-const PREVIOUS_SUFFIX: &str = ".ferry-previous";
 
 /// How long a container without a health check must keep running to count as up.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -107,6 +104,11 @@ impl DockerRun {
         }
         let name = spec.container.as_str();
         let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
+        d.go_on("claim")?;
+        let started = Instant::now();
+        let result = self.claim(&docker, d, spec).await;
+        self.step(d, ("claim", "deploy"), started, &result);
+        result.map_err(fail("claim"))?;
         d.go_on("stop")?;
         if let Ok(current) = docker
             .inspect_container(name, None::<InspectContainerOptions>)
@@ -154,7 +156,7 @@ impl DockerRun {
         let started = Instant::now();
         // Counted as changed from here: a half-made container is removed on rollback.
         self.created = true;
-        let result = create_and_start(&docker, d, spec, &self.host.name).await;
+        let result = create_and_start(&docker, d, spec, self.owner(d)).await;
         self.step(d, ("start", "deploy"), started, &result);
         result.map_err(fail("start"))?;
         let started = Instant::now();
@@ -179,9 +181,24 @@ impl DockerRun {
         let name = spec.container.as_str();
         let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
         let started = Instant::now();
+        let host = self.host.name.clone();
+        let owner = Owner {
+            environment: d.environment,
+            pipeline: d.pipeline,
+            host: &host,
+        };
         let result = async {
             if self.created {
-                remove(&docker, name).await;
+                // Only the container this deployment made: if creating it
+                // failed because the name was taken, that one stays.
+                let made = inspect_labels(&docker, name).await.is_some_and(|labels| {
+                    owner.check(name, labels.as_ref()).is_ok()
+                        && labels.as_ref().and_then(|l| l.get(RELEASE_LABEL))
+                            == Some(&d.release.to_string())
+                });
+                if made {
+                    remove(&docker, name).await;
+                }
                 self.created = false;
             }
             if self.had_previous {
@@ -217,6 +234,55 @@ impl DockerRun {
                 self.report.error = format!("{}; rollback: {reason}", self.report.error);
             }
         }
+    }
+
+    fn owner<'d>(&'d self, d: &'d Deployment<'_>) -> Owner<'d> {
+        Owner {
+            environment: d.environment,
+            pipeline: d.pipeline,
+            host: &self.host.name,
+        }
+    }
+
+    /// Checks that the container the spec names, the one kept beside it for
+    /// rollback and the host ports it publishes are this deployment's to
+    /// take: nothing of another environment, pipeline or host, and nothing
+    /// Ferry did not make.
+    async fn claim(
+        &self,
+        docker: &Docker,
+        d: &Deployment<'_>,
+        spec: &DockerSpec,
+    ) -> Result<String, String> {
+        let owner = self.owner(d);
+        let name = spec.container.as_str();
+        let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
+        let mut adopted = Vec::new();
+        for container in [name, previous_name.as_str()] {
+            if let Some(labels) = inspect_labels(docker, container).await
+                && owner.check(container, labels.as_ref())?
+            {
+                adopted.push(container);
+            }
+        }
+        let wanted: Vec<u16> = spec.ports.iter().map(|(host, _)| *host).collect();
+        if !wanted.is_empty() {
+            let publishers = publishers(docker).await?;
+            if let Some(taken) = port_taken(&wanted, &[name, &previous_name], &publishers) {
+                return Err(taken);
+            }
+        }
+        let mut said = format!(
+            "container `{name}` is environment `{}`'s (pipeline `{}`, host `{}`)",
+            d.environment, d.pipeline, self.host.name
+        );
+        if !adopted.is_empty() {
+            said.push_str(&format!(
+                "; adopted {} (made before Ferry labelled pipeline and host)",
+                adopted.join(", ")
+            ));
+        }
+        Ok(said)
     }
 
     async fn connect(&mut self, d: &Deployment<'_>) -> Result<Docker, StepError> {
@@ -380,6 +446,67 @@ async fn load_image(docker: &Docker, d: &Deployment<'_>, path: &str) -> Result<S
     })
 }
 
+/// The labels of container `name` (`Some(None)`: it has none), or `None`
+/// when there is no such container.
+async fn inspect_labels(docker: &Docker, name: &str) -> Option<Option<HashMap<String, String>>> {
+    let found = docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .ok()?;
+    Some(found.config.and_then(|c| c.labels))
+}
+
+/// Every container on the engine with the host ports it publishes: from
+/// the listing for running ones, from their configuration for the others
+/// (a stopped container kept for rollback will want its ports back).
+async fn publishers(docker: &Docker) -> Result<Vec<Publisher>, String> {
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| format!("cannot list the engine's containers: {e}"))?;
+    let mut out = Vec::with_capacity(list.len());
+    for c in list {
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default();
+        let mut ports: Vec<u16> = c
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.public_port)
+            .collect();
+        let running = c.state.is_some_and(|s| s.to_string() == "running");
+        if !running && let Some(id) = &c.id {
+            let bindings = docker
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|i| i.host_config)
+                .and_then(|h| h.port_bindings);
+            ports.extend(
+                bindings
+                    .iter()
+                    .flat_map(|b| b.values())
+                    .flatten()
+                    .flatten()
+                    .filter_map(|b| b.host_port.as_deref()?.parse::<u16>().ok()),
+            );
+        }
+        out.push(Publisher {
+            name,
+            labels: c.labels.unwrap_or_default(),
+            ports,
+        });
+    }
+    Ok(out)
+}
+
 async fn remove(docker: &Docker, name: &str) {
     let _ = docker
         .remove_container(
@@ -396,8 +523,9 @@ async fn create_and_start(
     docker: &Docker,
     d: &Deployment<'_>,
     spec: &DockerSpec,
-    host: &str,
+    owner: Owner<'_>,
 ) -> Result<String, String> {
+    let host = owner.host;
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.extend([
         format!("FERRY_ENVIRONMENT={}", d.environment),
@@ -434,10 +562,7 @@ async fn create_and_start(
         image: Some(spec.image.clone()),
         env: Some(env),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
-        labels: Some(HashMap::from([
-            (RELEASE_LABEL.to_string(), d.release.to_string()),
-            ("ferry.environment".to_string(), d.environment.to_string()),
-        ])),
+        labels: Some(owner.labels(d.release)),
         exposed_ports: Some(exposed),
         healthcheck,
         host_config: Some(HostConfig {
@@ -450,7 +575,12 @@ async fn create_and_start(
         }),
         ..Default::default()
     };
-    remove(docker, &spec.container).await;
+    // A container of this name now can only be a half-made one of an
+    // earlier attempt; anything else there stays, and creating fails.
+    if let Some(labels) = inspect_labels(docker, &spec.container).await {
+        owner.check(&spec.container, labels.as_ref())?;
+        remove(docker, &spec.container).await;
+    }
     let opts = CreateContainerOptions {
         name: Some(spec.container.clone()),
         ..Default::default()

@@ -74,10 +74,14 @@ impl HostRun {
             files.push(REVISION_SPEC_FILE.to_string());
         }
         let unpack = shell::unpack(&path, d.release, d.digest, &files);
-        let inspect = shell::inspect(&path, d.release, REVISION_SPEC_FILE);
+        // The path is claimed for this environment and pipeline before
+        // anything there is read or changed (`shell::claim`).
+        let owner = shell::owner_text(d.environment, d.pipeline);
+        let inspect = shell::inspect(&path, &owner, d.release, REVISION_SPEC_FILE);
         let (out, uploaded) = if d.fresh_release {
             // Nothing to find out before sending: one session instead of two.
-            let script = shell::inspect_and_unpack(&path, d.release, REVISION_SPEC_FILE, &unpack);
+            let script =
+                shell::inspect_and_unpack(&path, &owner, d.release, REVISION_SPEC_FILE, &unpack);
             let artifact = open_artifact(d).await?;
             let out = self
                 .step(

@@ -9,6 +9,7 @@
 mod deployer;
 mod docker;
 mod host;
+mod owner;
 mod shell;
 mod types;
 
@@ -36,6 +37,9 @@ const UPLOAD_SECS_PER_MIB: u64 = 2;
 /// Everything the hosts of one deployment share.
 pub struct Deployment<'a> {
     pub environment: &'a str,
+    /// The pipeline deploying: with the environment, who owns what the
+    /// deployment touches on a target (containers, ports, deploy paths).
+    pub pipeline: &'a str,
     pub release: &'a str,
     pub digest: &'a str,
     /// The artifact tar on this agent.
@@ -207,6 +211,7 @@ pub fn read_revision_spec(artifact: &Path) -> Result<RevisionSpec, String> {
 /// The settings of a deployment that are not per-host.
 pub struct Plan<'a> {
     pub spec: &'a DeploySpec,
+    pub pipeline: &'a str,
     pub revision: &'a RevisionSpec,
     pub artifact: &'a Path,
     pub artifact_size: u64,
@@ -239,6 +244,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
     );
     let d = Deployment {
         environment: &spec.environment,
+        pipeline: plan.pipeline,
         release: &spec.release,
         digest: plan.digest,
         artifact: plan.artifact,

@@ -29,17 +29,64 @@ pub fn exports<'a>(vars: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Strin
 /// File beside `current` naming the release a forward switch replaced.
 const PREVIOUS_FILE: &str = ".ferry-previous";
 
-/// Prints, for deploy path `path`, one line each: the release `current`
-/// points at; the digest of `release` if it is already unpacked (a redeploy
+/// File in a deploy path naming the environment and pipeline it belongs to.
+pub const OWNER_FILE: &str = ".ferry-owner";
+
+/// Exit status of a deploy step refused because the path is not ours.
+pub const NOT_OURS: u32 = 3;
+
+/// Who a deploy path belongs to: the text of its [`OWNER_FILE`].
+pub fn owner_text(environment: &str, pipeline: &str) -> String {
+    format!("environment: {environment}\npipeline: {pipeline}")
+}
+
+/// Claims deploy path `path` for `owner` ([`owner_text`]) before anything
+/// there is read or changed: a path marked for another environment or
+/// pipeline, or a non-empty directory Ferry did not lay out, is refused
+/// with exit status [`NOT_OURS`] and one line saying why. A path laid out
+/// by an older Ferry (a `releases` directory, `current` a link or absent)
+/// is adopted; a missing or empty one is created and marked. `drain`
+/// reads standard input to its end before refusing (when an upload is
+/// waiting on it).
+pub fn claim(path: &str, owner: &str, drain: bool) -> String {
+    let p = quote(path);
+    let want = quote(owner);
+    let refuse = if drain {
+        format!("cat >/dev/null; exit {NOT_OURS}")
+    } else {
+        format!("exit {NOT_OURS}")
+    };
+    format!(
+        "want={want}; \
+         if [ -f {p}/{OWNER_FILE} ]; then have=$(head -c 512 {p}/{OWNER_FILE}); \
+         if [ \"$have\" != \"$want\" ]; then \
+         echo \"ferry: {path_shown} belongs to another deployment ($(printf %s \"$have\" | tr -c 'A-Za-z0-9._:-' ' ')), \
+         not to this one ($(printf %s \"$want\" | tr '\\n' ' ')); refusing to touch it\" >&2; {refuse}; fi; \
+         elif [ -e {p} ] && [ -n \"$(ls -A {p} 2>/dev/null)\" ] && \
+         ! {{ [ -d {p}/releases ] && {{ [ -L {p}/current ] || [ ! -e {p}/current ]; }}; }}; then \
+         echo \"ferry: {path_shown} is not empty and was not laid out by Ferry (no {OWNER_FILE}, no releases/); \
+         refusing to touch it: name an empty or new directory as the host's path\" >&2; {refuse}; \
+         else mkdir -p {p} && printf %s \"$want\" > {p}/{OWNER_FILE}.new && mv -f {p}/{OWNER_FILE}.new {p}/{OWNER_FILE} \\
+         || {{ echo \"ferry: cannot create and mark {path_shown}\" >&2; exit 1; }}; fi",
+        path_shown = path.replace(['"', '\\', '$', '`', '\n'], "?"),
+    )
+}
+
+/// [`claim`]s deploy path `path` for `owner`, then prints one line each:
+/// the release `current` points at; the digest of `release` if it is already unpacked (a redeploy
 /// need not upload it again); the release to roll back to — the current one,
 /// or, when `release` is already current (a retried deployment), the one it
 /// replaced; then that release's revision spec.
-pub fn inspect(path: &str, release: &str, spec_file: &str) -> String {
+pub fn inspect(path: &str, owner: &str, release: &str, spec_file: &str) -> String {
+    inspect_after(claim(path, owner, false), path, release, spec_file)
+}
+
+fn inspect_after(claim: String, path: &str, release: &str, spec_file: &str) -> String {
     let p = quote(path);
     let r = quote(release);
     let s = quote(spec_file);
     format!(
-        "cur=$(readlink {p}/current 2>/dev/null || true); cur=${{cur##*/}}; echo \"$cur\"; \
+        "{claim}\ncur=$(readlink {p}/current 2>/dev/null || true); cur=${{cur##*/}}; echo \"$cur\"; \
          cat {p}/releases/{r}/.ferry-digest 2>/dev/null || true; echo; \
          if [ \"$cur\" = {r} ]; then prev=$(cat {p}/{PREVIOUS_FILE} 2>/dev/null || true); \
          else prev=$cur; fi; echo \"$prev\"; \
@@ -51,11 +98,18 @@ pub fn inspect(path: &str, release: &str, spec_file: &str) -> String {
 /// when inspection and upload share one session.
 pub const INSPECTED: &str = "--ferry-inspected--";
 
-/// [`inspect`], then [`unpack`] of the tar on stdin, in one session.
-pub fn inspect_and_unpack(path: &str, release: &str, spec_file: &str, unpack: &str) -> String {
+/// [`inspect`], then [`unpack`] of the tar on stdin, in one session (a
+/// refused claim reads the tar to its end first, so the upload ends cleanly).
+pub fn inspect_and_unpack(
+    path: &str,
+    owner: &str,
+    release: &str,
+    spec_file: &str,
+    unpack: &str,
+) -> String {
     format!(
         "{}\nprintf '\\n%s\\n' {INSPECTED}\n{unpack}",
-        inspect(path, release, spec_file)
+        inspect_after(claim(path, owner, true), path, release, spec_file)
     )
 }
 
@@ -167,6 +221,60 @@ mod tests {
         assert_eq!(sh(&format!("{vars}printf %s \"$A\"")), (0, "x'y".into()));
     }
 
+    const OWNER: &str = "environment: staging\npipeline: shop";
+
+    #[test]
+    fn a_deploy_path_is_claimed_once_and_refused_to_anyone_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+        let staging = owner_text("staging", "shop");
+        let production = owner_text("production", "shop");
+        // A new directory is created and marked; its owner may come back.
+        let path = at("app");
+        assert_eq!(sh(&claim(&path, &staging, false)).0, 0);
+        assert_eq!(
+            std::fs::read_to_string(format!("{path}/{OWNER_FILE}")).expect("marker"),
+            staging
+        );
+        assert_eq!(sh(&claim(&path, &staging, false)).0, 0);
+        // Another environment, or another pipeline, is refused and changes nothing.
+        for other in [production.as_str(), &owner_text("staging", "other")] {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(claim(&path, other, false))
+                .output()
+                .expect("sh");
+            assert_eq!(out.status.code(), Some(NOT_OURS as i32));
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(said.contains("belongs to another deployment"), "{said}");
+            assert!(said.contains("environment: staging"), "{said}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(format!("{path}/{OWNER_FILE}")).expect("marker"),
+            staging
+        );
+        // A directory someone else filled belongs to nobody: refused.
+        let home = at("home");
+        std::fs::create_dir(&home).expect("mkdir");
+        std::fs::write(format!("{home}/.bashrc"), "x").expect("write");
+        let (code, _) = sh(&claim(&home, &staging, false));
+        assert_eq!(code, NOT_OURS as i32);
+        assert!(!std::path::Path::new(&format!("{home}/{OWNER_FILE}")).exists());
+        // An empty directory is claimed; a layout of an older Ferry adopted.
+        let empty = at("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        assert_eq!(sh(&claim(&empty, &staging, false)).0, 0);
+        let old = at("old");
+        std::fs::create_dir_all(format!("{old}/releases/r1")).expect("mkdir");
+        std::os::unix::fs::symlink("releases/r1", format!("{old}/current")).expect("link");
+        assert_eq!(sh(&claim(&old, &staging, false)).0, 0);
+        assert_eq!(sh(&claim(&old, &production, false)).0, NOT_OURS as i32);
+        // Hostile names stay data.
+        let odd = at("it's $(touch pwned) `x`");
+        assert_eq!(sh(&claim(&odd, &owner_text("a'b", "$(x)"), false)).0, 0);
+        assert!(!dir.path().join("pwned").exists());
+    }
+
     #[test]
     fn release_layout_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -190,7 +298,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let seen = |release: &str| {
-            let (_, out) = sh(&inspect(path, release, "f"));
+            let (_, out) = sh(&inspect(path, OWNER, release, "f"));
             let i = parse_inspect(&out);
             (
                 i.current.to_string(),
@@ -218,7 +326,7 @@ mod tests {
         assert_eq!(seen("r1"), s("", "d1", "", ""));
         // Inspection and upload in one session: the inspection comes first.
         assert_eq!(sh(&switch_forward(path, "r1")).0, 0);
-        let both = inspect_and_unpack(path, "r4", "f", &unpack(path, "r4", "d4", &[]));
+        let both = inspect_and_unpack(path, OWNER, "r4", "f", &unpack(path, "r4", "d4", &[]));
         let (code, out) = sh(&format!("( {both} ) < {}", tar.display()));
         assert_eq!(code, 0, "{out}");
         let (info, _) = out
