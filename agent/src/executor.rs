@@ -28,6 +28,7 @@ use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
 use crate::archive;
+use crate::mask::Masker;
 use crate::runner::{
     ActionError, ActionRunner, ActionSpec, Attempt, LogSink, OUTPUT_VARS_PATH, Outcome, Output,
     PreparedInput, Resources, Secrets,
@@ -200,6 +201,25 @@ fn container_env(spec: &ActionSpec) -> Vec<String> {
     own.chain(ferry).chain(vars).collect()
 }
 
+/// `vars` with every secret value in them replaced by `***`, each one
+/// masked named in the log.
+fn mask_variables(
+    mut vars: BTreeMap<String, String>,
+    masker: &Masker,
+    log: &mut dyn LogSink,
+) -> BTreeMap<String, String> {
+    for (name, value) in vars.iter_mut() {
+        if masker.reveals(value.as_bytes()) {
+            *value = String::from_utf8_lossy(&masker.mask(value.as_bytes())).into_owned();
+            log.write(
+                format!("[ferry] output variable `{name}` holds a secret: it was masked\n")
+                    .as_bytes(),
+            );
+        }
+    }
+    vars
+}
+
 /// The secrets as `NAME=value`, for each command's exec request only: the
 /// engine keeps an exec's environment in memory, not in the container's
 /// configuration or on disk.
@@ -351,12 +371,17 @@ impl Executor {
         };
         self.docker.create_container(Some(opts), body).await?;
         let timeout = a.timeout;
+        let masker = Masker::new(secrets.values().cloned());
         let secrets = secret_env(secrets);
         let result = tokio::select! {
             r = self.steps(&name, a, inputs, &secrets, log) => r,
             _ = tokio::time::sleep(timeout) => Err(ActionError::Timeout(timeout)),
             reason = cancel.cancelled() => Err(ActionError::Cancelled(reason)),
         };
+        // Output variables go to the coordinators' log, `ferry status`,
+        // approvals and notifications: a secret in one is masked here, as
+        // in the action's log.
+        let result = result.map(|(outputs, vars)| (outputs, mask_variables(vars, &masker, log)));
         if self.keep_failed && matches!(result, Err(ActionError::CommandFailed { .. })) {
             log.write(
                 format!(

@@ -185,6 +185,16 @@ impl ActionRun {
             .unwrap_or_else(|_| text.to_string())
     }
 
+    /// Its action's `commands` with their references as shell variables,
+    /// and those variables with the values they resolved to when it started
+    /// (`vars::commands_as_data`): values are data, never command text.
+    pub fn resolved_commands(
+        &self,
+        commands: &[String],
+    ) -> (Vec<String>, BTreeMap<String, String>) {
+        crate::vars::commands_as_data(commands, |r| self.resolved.get(&r.key()).cloned())
+    }
+
     /// Whether an agent runs the current attempt right now.
     pub fn is_running(&self) -> bool {
         self.status() == ActionStatus::InProgress && self.agent.is_some()
@@ -577,9 +587,29 @@ impl ExecutionState {
                     continue;
                 };
                 run.started_at = Some(now);
+                // An image with references must still name an image.
+                let resolved = resolved.map_err(Unresolved::Missing).and_then(|values| {
+                    let image = spec.image.as_deref().unwrap_or_default();
+                    if !image.contains("#{") {
+                        return Ok(values);
+                    }
+                    let text = crate::vars::substitute(image, |r| values.get(&r.key()).cloned())
+                        .unwrap_or_else(|_| image.to_string());
+                    match crate::vars::check_image(&text) {
+                        Ok(()) => Ok(values),
+                        Err(why) => Err(Unresolved::Image(why)),
+                    }
+                });
                 match resolved {
                     Ok(values) => run.resolved = values,
-                    Err(missing) => {
+                    Err(Unresolved::Image(why)) => {
+                        run.status = Some(ActionStatus::Failed);
+                        run.finished_at = Some(now);
+                        run.message = format!("`image` resolved to {why}");
+                        failed_to_start = true;
+                        continue;
+                    }
+                    Err(Unresolved::Missing(missing)) => {
                         // It cannot run: fail it by name, and the execution with it.
                         run.status = Some(ActionStatus::Failed);
                         run.finished_at = Some(now);
@@ -708,6 +738,14 @@ impl ExecutionState {
             .flat_map(|r| r.outputs.iter().map(|(k, v)| (k.as_str(), v)))
             .collect()
     }
+}
+
+/// Why an action's references do not give it what it needs to start.
+enum Unresolved {
+    /// A reference has no value.
+    Missing(Ref),
+    /// `image` resolved to something that is not an image reference.
+    Image(String),
 }
 
 mod steer;

@@ -162,6 +162,77 @@ pub fn substitute(text: &str, value: impl Fn(&Ref) -> Option<String>) -> Result<
     Ok(out)
 }
 
+/// Prefix of the shell variables that carry references into commands.
+pub const COMMAND_REF_PREFIX: &str = "FERRY_REF_";
+
+/// An action's commands with every reference turned into a shell variable
+/// expansion, `${FERRY_REF_<n>_<NAME>}`, and those variables with their
+/// values: what a reference resolves to (an earlier action's output, which
+/// the repository's code wrote) reaches the shell as data in the
+/// environment, never as code spliced into the command text. `value` gives
+/// a reference's value; one without is left as written, as
+/// [`substitute`] would not reach it (the action failed before starting).
+///
+/// Inside double quotes or bare, the expansion reads as the value did;
+/// inside single quotes it stays literal (write references outside them).
+pub fn commands_as_data(
+    commands: &[String],
+    value: impl Fn(&Ref) -> Option<String>,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut refs: Vec<Ref> = commands
+        .iter()
+        .filter_map(|c| references(c).ok())
+        .flatten()
+        .collect();
+    refs.sort();
+    refs.dedup();
+    let var = |r: &Ref| {
+        let i = refs.iter().position(|x| x == r).unwrap_or(refs.len());
+        let name = match r {
+            Ref::Pipeline(n) | Ref::Output { name: n, .. } => n,
+        };
+        format!("{COMMAND_REF_PREFIX}{i}_{name}")
+    };
+    let mut env = BTreeMap::new();
+    for r in &refs {
+        if let Some(v) = value(r) {
+            env.insert(var(r), v);
+        }
+    }
+    let texts = commands
+        .iter()
+        .map(|c| {
+            substitute(c, |r| {
+                env.contains_key(&var(r))
+                    .then(|| format!("${{{}}}", var(r)))
+            })
+            .unwrap_or_else(|_| c.clone())
+        })
+        .collect();
+    (texts, env)
+}
+
+/// Checks what an `image` with references resolved to: an image reference
+/// (`[A-Za-z0-9._/:@-]`, at most 255 bytes, starting with a letter or digit).
+pub fn check_image(image: &str) -> Result<(), String> {
+    let ok = image.len() <= 255
+        && image
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/:@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not an image reference",
+            image.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
 /// The texts of an action that may hold references (its `image`,
 /// `commands`, `env` values and approval `message` and `url`).
 pub fn templated_texts(action: &crate::Action) -> Vec<&str> {
@@ -304,6 +375,65 @@ mod tests {
             Err("#{b.c.VERSION}".to_string())
         );
         assert_eq!(substitute("plain", value), Ok("plain".into()));
+    }
+
+    fn sh(script: &str, env: &BTreeMap<String, String>) -> String {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .envs(env)
+            .output()
+            .expect("run /bin/sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn references_reach_commands_as_data_never_as_code() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pwned = dir.path().join("pwned");
+        let p = pwned.display();
+        for hostile in [
+            format!("1.0; touch {p}"),
+            format!("$(touch {p})"),
+            format!("`touch {p}`"),
+            format!("1.0\ntouch {p}"),
+            format!("x' ; touch {p}; echo '"),
+            format!("x\" ; touch {p}; echo \""),
+            format!("a && touch {p} || touch {p}"),
+        ] {
+            let value = |r: &Ref| (r.key() == "build.compile.VERSION").then(|| hostile.clone());
+            let commands = vec![
+                "echo \"v=#{build.compile.VERSION}\"".to_string(),
+                "echo #{build.compile.VERSION}".to_string(),
+                "printf %s \"#{build.compile.VERSION}#{variables.UNSET}\"".to_string(),
+            ];
+            let (texts, env) = commands_as_data(&commands, value);
+            assert_eq!(env.len(), 1, "{env:?}");
+            // Numbered in reference order: #{variables.UNSET} is 0.
+            assert_eq!(env.get("FERRY_REF_1_VERSION"), Some(&hostile));
+            assert_eq!(sh(&texts[0], &env), format!("v={hostile}\n"));
+            sh(&texts[1], &env);
+            // A reference without a value stays as written.
+            assert!(texts[2].ends_with("#{variables.UNSET}\""), "{}", texts[2]);
+            assert!(!pwned.exists(), "{hostile:?} ran as code");
+        }
+        let (texts, env) = commands_as_data(&["make".to_string()], |_| None);
+        assert_eq!((texts, env.len()), (vec!["make".to_string()], 0));
+    }
+
+    #[test]
+    fn resolved_images_must_be_image_references() {
+        for good in [
+            "alpine",
+            "registry:5000/team/app:1.4",
+            "app@sha256:abcd",
+            "a_b.c-d",
+        ] {
+            assert_eq!(check_image(good), Ok(()), "{good}");
+        }
+        for bad in ["", "-x", "app; rm", "app\nx", "app $(x)", &"a".repeat(256)] {
+            assert!(check_image(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -141,3 +141,134 @@ fn a_reference_that_cannot_exist_is_a_lint_error_with_its_position() {
     let apply = c.ferry(Some("admin"), &["pipeline", "apply", "-f", &file]);
     assert!(!apply.success, "nothing is applied");
 }
+
+/// An action that writes a secret, or shell syntax, into its output
+/// variables: the secret is masked before it leaves the agent (and on the
+/// coordinator), and the hostile values reach a later action's commands as
+/// data — printed literally, never run.
+#[test]
+fn hostile_output_variables_are_masked_and_stay_data() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("varsattack");
+    c.add_agent("one", &[]);
+    let file = c.path().join("token.txt");
+    std::fs::write(&file, "s3cr3t-t0ken-value").unwrap_or_else(|e| panic!("{e}"));
+    c.ferry_ok(
+        Some("admin"),
+        &[
+            "secret",
+            "set",
+            "api-token",
+            "--from-file",
+            &file.display().to_string(),
+        ],
+    );
+    let repo = Repo::new();
+    repo.commit(&[("README", "x\n")], "first");
+    c.apply(&format!(
+        r##"name: hostile
+source: {{git: {url}, branch: main}}
+stages:
+  - name: build
+    actions:
+      - name: compile
+        type: build
+        image: ferry-local/busybox
+        secrets: {{TOKEN: api-token}}
+        commands:
+          - echo "LEAK=token is $TOKEN" > $FERRY_OUTPUT_VARS
+          - echo 'SEMI=1.0; echo INJECTED-SEMI' >> $FERRY_OUTPUT_VARS
+          - echo 'SUB=$(echo INJECTED-SUB)' >> $FERRY_OUTPUT_VARS
+          - echo 'TICK=`echo INJECTED-TICK`' >> $FERRY_OUTPUT_VARS
+          - echo 'QUOTE=x" ; echo INJECTED-QUOTE ; echo "' >> $FERRY_OUTPUT_VARS
+          - echo 'IMG=busybox; rm -rf /' >> $FERRY_OUTPUT_VARS
+  - name: use
+    actions:
+      - name: show
+        type: test
+        image: ferry-local/busybox
+        commands:
+          - echo "semi=#{{build.compile.SEMI}}"
+          - echo sub=#{{build.compile.SUB}} tick=#{{build.compile.TICK}}
+          - echo "quote=#{{build.compile.QUOTE}}"
+          - echo "leak=#{{build.compile.LEAK}}"
+  - name: gate
+    actions:
+      - {{name: ok, type: approval, message: "Ship #{{build.compile.LEAK}}?"}}
+  - name: last
+    actions:
+      - name: image
+        type: test
+        image: "#{{build.compile.IMG}}"
+        commands: ["true"]
+"##,
+        url = repo.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "hostile"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("hostile", &exec, "the approval to wait", |v| {
+        Cluster::action(v, "gate", "ok")["status"] == "WaitingForApproval"
+            || v["status"] != "InProgress"
+    });
+    let compile = Cluster::action(&v, "build", "compile");
+    assert_eq!(compile["output_variables"]["LEAK"], "token is ***", "{v:#}");
+    assert_eq!(Cluster::action(&v, "use", "show")["status"], "Succeeded");
+    let ok = Cluster::action(&v, "gate", "ok");
+    assert_eq!(ok["approval"]["message"], "Ship token is ***?", "{v:#}");
+    let logs = c.ferry_ok(
+        Some("admin"),
+        &[
+            "logs",
+            "hostile",
+            "--execution",
+            &exec,
+            "--action",
+            "use/show",
+        ],
+    );
+    assert!(!logs.contains("INJECTED-SEMI\n"), "{logs}");
+    assert!(logs.contains("semi=1.0; echo INJECTED-SEMI"), "{logs}");
+    assert!(
+        logs.contains("sub=$(echo INJECTED-SUB) tick=`echo INJECTED-TICK`"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("quote=x\" ; echo INJECTED-QUOTE ; echo \""),
+        "{logs}"
+    );
+    for ran in ["INJECTED-SUB\n", "INJECTED-TICK\n", "INJECTED-QUOTE\n"] {
+        assert!(!logs.contains(ran), "{ran} ran: {logs}");
+    }
+    let everything = c.ferry_ok(
+        Some("admin"),
+        &["status", "hostile", "--execution", &exec, "-o", "json"],
+    );
+    assert!(!everything.contains("s3cr3t"), "{everything}");
+
+    // An image that resolved to shell text fails its action by name.
+    c.grant("ann", "approver");
+    c.ferry_ok(
+        Some("ann"),
+        &[
+            "approve",
+            "hostile",
+            "--execution",
+            &exec,
+            "--action",
+            "gate/ok",
+        ],
+    );
+    let v = c.wait_status("hostile", &exec, "the run to end", |v| {
+        v["status"] != "InProgress"
+    });
+    let image = Cluster::action(&v, "last", "image");
+    assert_eq!(image["status"], "Failed", "{v:#}");
+    assert!(
+        image["message"].as_str().is_some_and(
+            |m| m.contains("`image` resolved to") && m.contains("not an image reference")
+        ),
+        "{v:#}"
+    );
+}

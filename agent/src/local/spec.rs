@@ -27,6 +27,15 @@ pub fn action_spec(
 ) -> Option<ActionSpec> {
     let stage = pipeline.stages.get(si)?;
     let action = stage.actions.get(ai)?;
+    // References in commands reach the shell as variables, never as text
+    // (as `scheduler::assignment` sends them).
+    let (commands, mut env) = run.resolved_commands(&action.commands);
+    env.extend(
+        action
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), run.resolved_text(v))),
+    );
     Some(ActionSpec {
         attempt: AttemptId {
             id: format!(
@@ -43,16 +52,8 @@ pub fn action_spec(
             action: action.name.clone(),
         },
         image: run.resolved_text(action.image.as_deref().unwrap_or_default()),
-        commands: action
-            .commands
-            .iter()
-            .map(|c| run.resolved_text(c))
-            .collect(),
-        env: action
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), run.resolved_text(v)))
-            .collect(),
+        commands,
+        env,
         outputs: action
             .outputs
             .iter()
