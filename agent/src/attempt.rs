@@ -45,7 +45,11 @@ impl Attempts {
         Ok(Attempts {
             logs,
             id,
-            sources: Sources::new(state_dir.join("git"), store.clone()),
+            sources: Sources::new(
+                state_dir.join("git"),
+                store.clone(),
+                executor.limits().max_artifact_bytes,
+            ),
             deployer: Deployer::new(store.clone()),
             store,
             executor,
@@ -85,6 +89,8 @@ impl Attempts {
         );
         let outcome = if let Some(problem) = unseal_problem {
             Outcome::failed(ActionError::Input(problem))
+        } else if !a.secrets_problem.is_empty() {
+            Outcome::failed(ActionError::Input(a.secrets_problem.clone()))
         } else if let Some(name) = a.missing_secrets.first() {
             Outcome::failed(ActionError::Input(format!(
                 "secret `{name}` is not set, or could not be sealed to this agent (the coordinator's \

@@ -13,6 +13,8 @@ use crate::store::{Blob, Store};
 pub struct Sources {
     root: PathBuf,
     store: Store,
+    /// Largest archive of a commit kept (0: no limit).
+    max_bytes: u64,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -41,10 +43,13 @@ pub(crate) async fn git(args: &[&str], cwd: &std::path::Path) -> Result<Vec<u8>,
 }
 
 impl Sources {
-    pub fn new(root: PathBuf, store: Store) -> Self {
+    /// Sources mirrored under `root`, archives of at most `max_bytes` (0:
+    /// no limit) stored in `store`.
+    pub fn new(root: PathBuf, store: Store, max_bytes: u64) -> Self {
         Sources {
             root,
             store,
+            max_bytes,
             lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -99,7 +104,7 @@ impl Sources {
                     .map_err(|e| format!("commit {commit} is not in {url}: {e}"))?;
             }
         }
-        let blob = archive_commit(&self.store, &mirror, commit).await?;
+        let blob = archive_commit(&self.store, &mirror, commit, self.max_bytes).await?;
         let _ = tokio::fs::write(&memo, &blob.digest).await;
         Ok(blob)
     }
@@ -108,16 +113,139 @@ impl Sources {
 /// `git archive` of `commit` in the repository at `git_dir`, stored as a
 /// blob: the one way a `source` input is made from a commit, on an agent
 /// (from its mirror) and in `ferry exec --revision` (from the user's
-/// repository).
+/// repository). Whoever pushes to the repository decides how large the
+/// archive is (a few MiB of history can hold GiBs of zeros), so it streams
+/// from `git` to the store through a hashing writer, never whole in memory,
+/// and past `max_bytes` (0: no limit) `git` is killed and nothing is kept.
 pub async fn archive_commit(
     store: &Store,
     git_dir: &std::path::Path,
     commit: &str,
+    max_bytes: u64,
 ) -> Result<Blob, String> {
-    let tar = git(&["archive", "--format=tar", commit], git_dir).await?;
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.put_reader(&tar[..]))
+    let git_dir = git_dir.to_path_buf();
+    let commit = commit.to_string();
+    tokio::task::spawn_blocking(move || stream_archive(&store, &git_dir, &commit, max_bytes))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+}
+
+/// Most of `git archive`'s error output kept for the message.
+const MAX_GIT_STDERR: u64 = 8 * 1024;
+
+fn stream_archive(
+    store: &Store,
+    git_dir: &std::path::Path,
+    commit: &str,
+    max_bytes: u64,
+) -> Result<Blob, String> {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new("git")
+        .args(["archive", "--format=tar", commit])
+        .current_dir(git_dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e} (is git installed on this agent?)"))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("git archive: no output pipes".into());
+    };
+    // Read stderr beside stdout, so a chatty git cannot block on a full pipe.
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.take(MAX_GIT_STDERR).read_to_string(&mut text);
+        text
+    });
+    let limit = if max_bytes == 0 { u64::MAX } else { max_bytes };
+    let copied = store.writer().map_err(|e| e.to_string()).and_then(|mut w| {
+        let n = std::io::copy(&mut stdout.take(limit.saturating_add(1)), &mut w)
+            .map_err(|e| format!("storing the archive of {commit}: {e}"))?;
+        Ok((n, w))
+    });
+    let over = matches!(&copied, Ok((n, _)) if *n > limit);
+    if over || copied.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| format!("git archive: {e}"))?;
+    let stderr = errors.join().unwrap_or_default();
+    let (_, writer) = copied?;
+    if over {
+        return Err(format!(
+            "the source at {commit} is larger than this agent's artifact size limit of {} MiB \
+             when unpacked (git archive); raise `ferry-agent --max-artifact-mb` or make the \
+             repository smaller",
+            max_bytes / (1024 * 1024)
+        ));
+    }
+    if !status.success() {
+        return Err(format!("git archive: {}", stderr.trim()));
+    }
+    writer.commit(None).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, dir: &std::path::Path) {
+        let ok = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{script}");
+    }
+
+    /// A small repository whose archive is large (a file of zeros packs to
+    /// almost nothing): the archive streams to the store, and past the
+    /// limit git is stopped and nothing is kept.
+    #[tokio::test]
+    async fn a_commit_archive_is_streamed_and_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        sh(
+            "git init -q . && head -c 8388608 /dev/zero > zeros && \
+             git add zeros && git -c user.name=t -c user.email=t@t commit -qm zeros",
+            &repo,
+        );
+        let pack: u64 = walk_size(&repo.join(".git"));
+        assert!(pack < 1024 * 1024, "the repository is small: {pack}");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let err = archive_commit(&store, &repo, "HEAD", 1024 * 1024)
+            .await
+            .expect_err("over the limit");
+        assert!(
+            err.contains("larger than this agent's artifact size limit of 1 MiB"),
+            "{err}"
+        );
+        assert_eq!(store.used_bytes(), 0, "nothing kept");
+        let blob = archive_commit(&store, &repo, "HEAD", 0)
+            .await
+            .expect("no limit");
+        assert!(blob.size > 8 * 1024 * 1024, "{}", blob.size);
+        let err = archive_commit(&store, &repo, "no-such-commit", 0)
+            .await
+            .expect_err("unknown commit");
+        assert!(err.starts_with("git archive: "), "{err}");
+    }
+
+    fn walk_size(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk_size(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
 }

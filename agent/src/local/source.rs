@@ -86,7 +86,8 @@ async fn commit(repo: &Path, rev: &str, store: &Store) -> Result<PreparedSource,
                 repo.display()
             ))
         })?;
-    let blob = archive_commit(store, repo, &commit)
+    // The user's own repository on their own machine: no size limit.
+    let blob = archive_commit(store, repo, &commit, 0)
         .await
         .map_err(LocalError::Git)?;
     let is_ref = |full: String| async move {
