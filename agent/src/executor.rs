@@ -276,6 +276,11 @@ impl Executor {
         &self.docker
     }
 
+    /// The size limits attempts on this agent run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Removes containers an earlier run of this agent left (after a crash).
     pub async fn remove_stale(&self) {
         let filters = HashMap::from([
