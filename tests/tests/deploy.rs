@@ -727,3 +727,77 @@ fn superseded_mode_never_deploys_an_older_release_after_a_newer_one() {
         Some(runs[2].as_str())
     );
 }
+
+/// A deploy path belongs to the environment and pipeline that first
+/// deployed there (`.ferry-owner`): another environment pointed at the same
+/// host and path, another pipeline deploying to the environment, and a
+/// directory Ferry did not lay out are refused before anything on the host
+/// changes.
+#[test]
+fn a_deploy_path_of_another_environment_or_of_nobody_is_refused() {
+    let (t, c) = hosts_and_cluster(1, "deployown", &["a"], ("own", "o"));
+    let (repo, v1) = deployed_v1(&c, "first", "own");
+    t.wait_serves(1, "app version 1");
+    let owner =
+        std::fs::read_to_string(t.path(1).join(".ferry-owner")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(owner, "environment: own\npipeline: first");
+    // The same host and path as a second environment; a second pipeline of
+    // environment `own`; a path someone else's files are in.
+    t.apply_environment(&c, &t.environment("other", "x", &[1]));
+    let foreign = t.path(1).join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap_or_else(|e| panic!("{e}"));
+    t.apply_environment(&c, &t.environment_in("nobody", "n", &[1], "foreign"));
+    let attempts = [
+        (
+            "second",
+            "other",
+            "belongs to another deployment (environment: own pipeline: first)",
+        ),
+        (
+            "third",
+            "own",
+            "belongs to another deployment (environment: own pipeline: first)",
+        ),
+        (
+            "fourth",
+            "nobody",
+            "is not empty and was not laid out by Ferry",
+        ),
+    ];
+    for (pipeline, env, refusal) in attempts {
+        c.apply(&format!(
+            "name: {pipeline}\nsource: {{git: {}}}\nstages:\n  - name: ship\n    actions:\n      - {{name: deploy, type: deploy, inputs: [source], environment: {env}}}\n",
+            repo.url()
+        ));
+        let exec = start(&c, pipeline);
+        let status = c.wait_status(pipeline, &exec, "the refusal", |v| {
+            v["status"] != "InProgress"
+        });
+        let deploy = Cluster::action(&status, "ship", "deploy");
+        assert_eq!(deploy["status"], "Failed", "{pipeline}: {status:#}");
+        let logs = c.ferry_ok(
+            Some("admin"),
+            &[
+                "logs",
+                pipeline,
+                "--execution",
+                &exec,
+                "--action",
+                "ship/deploy",
+            ],
+        );
+        assert!(
+            format!("{}{logs}", deploy["message"]).contains(refusal),
+            "{pipeline}: {} {logs}",
+            deploy["message"]
+        );
+        assert_eq!(current_release(&t.path(1)).as_deref(), Some(v1.as_str()));
+        t.wait_serves(1, "app version 1");
+    }
+    assert_eq!(
+        std::fs::read_dir(&foreign).map(|d| d.count()).unwrap_or(0),
+        1,
+        "nothing was written into a directory Ferry does not own"
+    );
+}

@@ -185,7 +185,15 @@ stages:
     assert!(list.contains("engine1"), "{list}");
 
     // The same engine behind mutual TLS: the client certificate comes from the
-    // host's TLS secret; one from another CA is refused.
+    // host's TLS secret; one from another CA is refused. Those are other
+    // environments, which may not replace environment `dock`'s container:
+    // it goes first.
+    docker(&[
+        "rm",
+        "-f",
+        CONTAINER,
+        &format!("{CONTAINER}.ferry-previous"),
+    ]);
     let engine = TlsEngine::start();
     for (secret, bundle) in [
         ("docker-tls", &engine.bundle),
@@ -242,4 +250,229 @@ stages:
         Some("app version 4"),
         "untouched by the refused client"
     );
+}
+
+const OWN_PREFIX: &str = "ferry-own-";
+
+/// Removes the ownership test's containers, also when it fails.
+struct OwnCleanup;
+impl Drop for OwnCleanup {
+    fn drop(&mut self) {
+        let names = docker(&["ps", "-aq", "--filter", &format!("name={OWN_PREFIX}")]);
+        for id in names.split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// A staging release bundle whose `ferry-deploy.yml` (the repository's
+/// words) names `container` and publishes `port`.
+fn own_spec(container: &str, port: u16, page: &str) -> String {
+    format!(
+        r#"docker:
+  image: ferry-local/busybox
+  container: {container}
+  ports: ["{port}:8080"]
+  command: [sh, -c, 'mkdir -p /www && echo "{page}" > /www/index.html && exec httpd -f -p 8080 -h /www']
+  health_timeout: 8s
+"#
+    )
+}
+
+/// The attack of the issue "Trust boundary, round two": staging and
+/// production share one Docker Engine (as in the quick start), and a commit
+/// whose staging `ferry-deploy.yml` names production's container — or a
+/// container Ferry did not make, or production's port — must not replace it
+/// while production's approval is still waiting.
+#[test]
+fn a_staging_deploy_cannot_touch_what_production_or_nobody_owns() {
+    ferry_certs::install_crypto_provider();
+    ensure_busybox_image();
+    let _cleanup = OwnCleanup;
+    let prod = format!("{OWN_PREFIX}production");
+    let staging = format!("{OWN_PREFIX}staging");
+    let by_hand = format!("{OWN_PREFIX}by-hand");
+    let (prod_port, staging_port) = (free_port(), free_port());
+    let mut c = Cluster::start("downer");
+    c.add_agent("a", &[]);
+    for env in ["staging", "production"] {
+        let file = c.path().join(format!("{env}.yml"));
+        std::fs::write(
+            &file,
+            format!("name: {env}\nhosts:\n  - name: engine\n    docker:\n      endpoint: unix:///var/run/docker.sock\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        c.ferry_ok(
+            Some("admin"),
+            &["env", "apply", "-f", &file.display().to_string()],
+        );
+    }
+    let repo = Repo::new();
+    let commit = |staging_spec: &str, msg: &str| {
+        repo.commit(
+            &[
+                ("staging/ferry-deploy.yml", staging_spec),
+                (
+                    "production/ferry-deploy.yml",
+                    &own_spec(&prod, prod_port, "production page"),
+                ),
+            ],
+            msg,
+        );
+    };
+    commit(&own_spec(&staging, staging_port, "staging page"), "v1");
+    c.apply(&format!(
+        r#"name: shop
+source: {{git: {}}}
+stages:
+  - name: build
+    actions:
+      - name: package-staging
+        type: build
+        image: ferry-local/busybox
+        inputs: [source]
+        commands: ["cp staging/ferry-deploy.yml ferry-deploy.yml"]
+        outputs: {{staging-release: [ferry-deploy.yml]}}
+      - name: package-production
+        type: build
+        image: ferry-local/busybox
+        inputs: [source]
+        commands: ["cp production/ferry-deploy.yml ferry-deploy.yml"]
+        outputs: {{production-release: [ferry-deploy.yml]}}
+  - name: staging
+    actions:
+      - {{name: deploy, type: deploy, inputs: [staging-release], environment: staging}}
+  - name: gate
+    actions:
+      - {{name: release, type: approval}}
+  - name: production
+    actions:
+      - {{name: deploy, type: deploy, inputs: [production-release], environment: production}}
+"#,
+        repo.url()
+    ));
+    c.grant("ann", "approver");
+    let start = |c: &Cluster| {
+        c.ferry_ok(Some("admin"), &["run", "shop"])
+            .trim()
+            .to_string()
+    };
+    let waiting_or_done = |v: &serde_json::Value| {
+        Cluster::action(v, "gate", "release")["status"] == "WaitingForApproval"
+            || v["status"] != "InProgress"
+    };
+
+    // Release 1 reaches production the proper way: a person approves it.
+    let v1 = start(&c);
+    let status = c.wait_status("shop", &v1, "the approval", waiting_or_done);
+    assert_eq!(
+        Cluster::action(&status, "staging", "deploy")["status"],
+        "Succeeded",
+        "{status:#}"
+    );
+    c.ferry_ok(
+        Some("ann"),
+        &[
+            "approve",
+            "shop",
+            "--execution",
+            &v1,
+            "--action",
+            "gate/release",
+        ],
+    );
+    let status = c.wait_status("shop", &v1, "production", |v| v["status"] != "InProgress");
+    assert_eq!(status["status"], "Succeeded", "{status:#}");
+    wait_for(
+        "production to serve",
+        std::time::Duration::from_secs(20),
+        || page(prod_port).filter(|p| p == "production page"),
+    );
+    let prod_id = docker(&["inspect", "-f", "{{.Id}}", &prod]);
+    let labels = docker(&["inspect", "-f", "{{json .Config.Labels}}", &prod]);
+    for want in [
+        "\"ferry.environment\":\"production\"",
+        "\"ferry.pipeline\":\"shop\"",
+        "\"ferry.host\":\"engine\"",
+        &format!("\"ferry.release\":\"{v1}\""),
+    ] {
+        assert!(labels.contains(want), "{want} in {labels}");
+    }
+
+    // A container nobody deployed with Ferry, made by hand.
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &by_hand,
+        "ferry-local/busybox",
+        "sleep",
+        "600",
+    ]);
+    let attacks = [
+        (
+            own_spec(&prod, staging_port, "evil"),
+            format!("container `{prod}` belongs to environment `production`, not `staging`"),
+        ),
+        (
+            own_spec(&format!("{prod}.ferry-previous"), staging_port, "evil"),
+            "names ending in `.ferry-previous` are the containers Ferry keeps".to_string(),
+        ),
+        (
+            own_spec(&by_hand, staging_port, "evil"),
+            format!("container `{by_hand}` was not made by Ferry"),
+        ),
+        (
+            own_spec(&staging, prod_port, "evil"),
+            format!(
+                "host port {prod_port} is published by container `{prod}` (environment `production`)"
+            ),
+        ),
+    ];
+    for (i, (spec, refusal)) in attacks.iter().enumerate() {
+        commit(spec, &format!("attack {i}"));
+        let exec = start(&c);
+        let status = c.wait_status("shop", &exec, "the staging deploy", waiting_or_done);
+        let deploy = Cluster::action(&status, "staging", "deploy");
+        assert_eq!(deploy["status"], "Failed", "attack {i}: {status:#}");
+        let logs = c.ferry_ok(
+            Some("admin"),
+            &[
+                "logs",
+                "shop",
+                "--execution",
+                &exec,
+                "--action",
+                "staging/deploy",
+            ],
+        );
+        let said = format!("{}\n{logs}", deploy["message"]);
+        assert!(said.contains(refusal.as_str()), "attack {i}: {said}");
+        assert_ne!(
+            Cluster::action(&status, "gate", "release")["status"],
+            "WaitingForApproval",
+            "attack {i}"
+        );
+        // Production still runs release 1 in the same container, serving.
+        assert_eq!(
+            docker(&["inspect", "-f", "{{.Id}}", &prod]),
+            prod_id,
+            "attack {i}"
+        );
+        assert_eq!(
+            docker(&["inspect", "-f", "{{.State.Running}}", &prod]),
+            "true",
+            "attack {i}"
+        );
+        assert_eq!(
+            page(prod_port).as_deref(),
+            Some("production page"),
+            "attack {i}"
+        );
+        assert_eq!(
+            docker(&["inspect", "-f", "{{.State.Running}}", &by_hand]),
+            "true",
+            "attack {i}"
+        );
+    }
 }
