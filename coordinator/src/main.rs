@@ -77,6 +77,12 @@ struct Args {
     /// by `ferry notify status`); waits double from 1 s up to 5 min between them.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     notify_attempts: u32,
+    /// Let notifications reach this network too (CIDR like 10.20.0.0/16 or
+    /// fd00::/8; repeat the flag or separate with commas). By default they
+    /// reach public addresses only: loopback, private, link-local, CGNAT,
+    /// multicast and other special ranges are refused after DNS resolution.
+    #[arg(long = "notify-allow-network", value_name = "CIDR", value_delimiter = ',', action = clap::ArgAction::Append)]
+    notify_allow_network: Vec<ferry_coordinator::http::egress::Cidr>,
     /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -149,6 +155,7 @@ async fn main() -> std::process::ExitCode {
         http_listen: a.http_listen,
         http_per_minute: a.http_per_minute,
         notify_attempts: a.notify_attempts,
+        notify_allow_networks: a.notify_allow_network,
         console_url: a.console_url,
         limits: ferry_certs::listen::Limits {
             max_connections: a.max_connections,

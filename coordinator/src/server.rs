@@ -50,6 +50,9 @@ pub struct CoordinatorConfig {
     pub http_per_minute: std::num::NonZeroU32,
     /// Attempts to deliver a notification before giving up.
     pub notify_attempts: u32,
+    /// Networks notifications may reach besides public addresses
+    /// (`--notify-allow-network`).
+    pub notify_allow_networks: Vec<crate::http::egress::Cidr>,
     /// The console's address for browsers (default: `https://` and the
     /// `--http-listen` address).
     pub console_url: Option<String>,
@@ -154,6 +157,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         metrics: crate::metrics::Metrics::new(),
         cert_lifetimes: cfg.cert_lifetimes,
         notify_attempts: cfg.notify_attempts,
+        notify_policy: crate::http::egress::Policy::new(cfg.notify_allow_networks.clone()),
         console_url: cfg.console_url.clone().or_else(|| {
             http_listener
                 .as_ref()
@@ -161,6 +165,18 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
                 .map(|a| format!("https://{a}"))
         }),
     });
+
+    if !cfg.notify_allow_networks.is_empty() {
+        let networks: Vec<String> = cfg
+            .notify_allow_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(
+            networks = %networks.join(", "),
+            "notifications may reach these networks besides public addresses"
+        );
+    }
 
     if let Some(addr) = cfg.metrics_listen {
         let listener = ferry_telemetry::metrics::bind(addr).await?;

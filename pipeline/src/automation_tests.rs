@@ -285,7 +285,7 @@ fn notification_rules_are_reported_at_their_positions() {
         errs,
         vec![
             "10:11: invalid notification name \"Chat\": must start with a lowercase letter (a-z)".to_string(),
-            "11:10: `url` must be an http:// or https:// address, found scheme `ftp`".to_string(),
+            "11:10: `url` must be an http:// or https:// address".to_string(),
             "12:13: invalid secret name \"Chat_Hook\": must start with a lowercase letter (a-z) or a digit".to_string(),
             "13:13: unknown notification format \"xml\"; expected json or slack".to_string(),
             format!("14:14: unknown event \"execution.exploded\"; {known}"),

@@ -202,7 +202,10 @@ pub fn check_event_filter(filter: &str) -> Result<(), String> {
 }
 
 /// Checks a target URL: http:// or https:// with a host, at most
-/// [`MAX_NOTIFY_URL_LEN`] bytes, no whitespace or control characters.
+/// [`MAX_NOTIFY_URL_LEN`] bytes, no whitespace or control characters. The
+/// error never quotes the URL or a part of it (its scheme included): the
+/// URL may be a secret's value (`url_secret`), and errors are stored and
+/// shown to viewers.
 pub fn check_notify_url(url: &str) -> Result<(), String> {
     if url.len() > MAX_NOTIFY_URL_LEN {
         return Err(format!(
@@ -213,15 +216,13 @@ pub fn check_notify_url(url: &str) -> Result<(), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("`url` must not contain whitespace or control characters".to_string());
     }
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid `url` {url:?}: {e}"))?;
+    // url's ParseError names the problem, never the input.
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid `url`: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "`url` must be an http:// or https:// address, found scheme `{}`",
-            parsed.scheme()
-        ));
+        return Err("`url` must be an http:// or https:// address".to_string());
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`url` {url:?} has no host"));
+        return Err("`url` has no host".to_string());
     }
     Ok(())
 }
@@ -375,8 +376,8 @@ mod tests {
             assert_eq!(check_notify_url(ok), Ok(()), "{ok}");
         }
         for (bad, needle) in [
-            ("ftp://example.com/x", "scheme `ftp`"),
-            ("mailto:a@example.com", "scheme `mailto`"),
+            ("ftp://example.com/x", "http:// or https://"),
+            ("mailto:a@example.com", "http:// or https://"),
             ("https://", "invalid `url`"),
             ("example.com/hook", "invalid `url`"),
             ("https://exa mple.com", "whitespace"),
@@ -388,6 +389,25 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_NOTIFY_URL_LEN));
         assert!(check_notify_url(&long).is_err_and(|e| e.contains("at most 2048")));
+    }
+
+    #[test]
+    fn url_errors_never_quote_the_url() {
+        // The URL may be a secret's value: no part of it in the error.
+        for bad in [
+            "hunter2",
+            "hunter2:opaque",
+            "hunter2://x",
+            "https://",
+            "https://hunter2:99999999/x",
+            "http://[hunter2]/",
+            "file:///hunter2",
+            "data:text/plain,hunter2",
+            "hunter2 https://x",
+        ] {
+            let err = check_notify_url(bad).expect_err(bad);
+            assert!(!err.contains("hunter2"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -70,7 +70,16 @@ pub struct Options {
     pub small_disk: Option<(u64, u32)>,
     /// Start coordinators with this open-files limit, soft and hard (`prlimit`).
     pub open_files: Option<u64>,
+    /// Start coordinators without the allowance the harness gives them by
+    /// default (`--notify-allow-network 127.0.0.0/8`, since test receivers
+    /// listen on loopback): notifications then reach public addresses
+    /// only, as in a coordinator's default.
+    pub notify_public_only: bool,
 }
+
+/// What every test coordinator gets unless [`Options::notify_public_only`]:
+/// test receivers listen on loopback, which notifications do not reach by default.
+const NOTIFY_ALLOW_LOOPBACK: [&str; 2] = ["--notify-allow-network", "127.0.0.0/8"];
 
 pub struct Cluster {
     // Dropped last: processes go before their network.
@@ -85,6 +94,7 @@ pub struct Cluster {
     agent_advertise: String,
     extra_args: Vec<String>,
     open_files: Option<u64>,
+    notify_public_only: bool,
     mounts: Vec<PathBuf>,
     net: Option<crate::net::Net>,
     dir: tempfile::TempDir,
@@ -155,6 +165,7 @@ impl Cluster {
             agent_advertise,
             extra_args: opts.coordinator_args,
             open_files: opts.open_files,
+            notify_public_only: opts.notify_public_only,
             mounts: Vec::new(),
             net,
             dir,
@@ -216,6 +227,7 @@ impl Cluster {
     fn spawn_member(&mut self, id: u64) {
         let data = self.dir.path().join(format!("coordinator-{id}"));
         let log = self.dir.path().join(format!("coordinator-{id}.log"));
+        let allowance = self.notify_allowance();
         let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
             return;
         };
@@ -251,6 +263,7 @@ impl Cluster {
         .arg("--tls-dir")
         .arg(&self.tls)
         .args(["--bootstrap-admin", "admin", "--heartbeat-seconds", "1"])
+        .args(allowance)
         .args(&self.extra_args)
         .stdout(Stdio::null())
         .stderr(log_file(&log));
@@ -258,6 +271,15 @@ impl Cluster {
             cmd.spawn()
                 .unwrap_or_else(|e| panic!("cannot start ferry-coordinator: {e}")),
         );
+    }
+
+    /// The flags that let this cluster's notifications reach loopback.
+    fn notify_allowance(&self) -> &'static [&'static str] {
+        if self.notify_public_only {
+            &[]
+        } else {
+            &NOTIFY_ALLOW_LOOPBACK
+        }
     }
 
     /// Starts a new, empty member that waits to be added (`--join`); returns its address.
@@ -297,6 +319,7 @@ impl Cluster {
             .arg(&data)
             .arg("--tls-dir")
             .arg(&self.tls)
+            .args(self.notify_allowance())
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log_file(&log))

@@ -5,13 +5,18 @@
 //! events only; the leader SIGKILLed mid-delivery (nothing lost, duplicates
 //! carry the same event id); a target that never answers is given up on
 //! and shown by `ferry notify status`; and `ferry events` resumes from an id.
+//! Without `--notify-allow-network` (which the harness otherwise gives every
+//! coordinator, its receivers being on loopback), targets on loopback, a
+//! private address or a name resolving to loopback get nothing, and what
+//! viewers read of it is one generic sentence; a `url_secret` whose value
+//! is no URL is named, never shown, in the status and the log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ferry_tests::receiver::{Received, Receiver};
 use ferry_tests::targets::{Targets, sample_app};
-use ferry_tests::{Cluster, Options, Repo, ensure_busybox_image, wait_for};
+use ferry_tests::{Cluster, Options, Repo, ensure_busybox_image, free_port, wait_for};
 use serde_json::Value;
 
 const KEY: &[u8] = b"notify-signing-key";
@@ -82,7 +87,7 @@ stages:
         outputs: {{app: [ferry-deploy.yml, bin, www]}}
   - name: approve
     actions:
-      - {{name: release, type: approval, message: "ship it?", url: "https://example.invalid/review"}}
+      - {{name: release, type: approval, message: "ship it? <!channel> & <https://evil.example|click>", url: "https://example.invalid/review"}}
   - name: staging
     actions:
       - {{name: deploy, type: deploy, inputs: [app], environment: staging}}
@@ -201,6 +206,23 @@ stages:
             .as_str()
             .is_some_and(|t| t.contains("`ferry approve shop"))
     }));
+    // The approval's message is text in Slack, never a mention or a link.
+    let waiting: Vec<String> = slack
+        .iter()
+        .filter_map(|m| m.json()["text"].as_str().map(str::to_string))
+        .filter(|t| t.contains("approval.waiting"))
+        .collect();
+    assert!(!waiting.is_empty(), "{slack:?}");
+    for text in &waiting {
+        assert!(
+            text.contains("ship it? &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("<!channel>") && !text.contains("<https://evil"),
+            "{text}"
+        );
+    }
 
     // `ferry events` resumes after an id.
     let after = want.iter().nth(2).copied().unwrap_or_default();
@@ -296,4 +318,89 @@ fn a_leader_killed_mid_delivery_loses_nothing_and_a_dead_target_is_given_up() {
     let table = c.ferry_ok(Some("admin"), &["notify", "status"]);
     assert!(table.contains("gave up"), "{table}");
     let _ = runs;
+}
+
+/// What `ferry notify status` shows of every delivery that reached no
+/// receiver, whatever the reason (the coordinator's `UNREACHABLE`).
+const UNREACHABLE: &str = "the receiver could not be reached";
+
+#[test]
+fn internal_targets_get_nothing_without_an_allowance_and_errors_stay_generic() {
+    let c = Cluster::start_members(
+        "notifyssrf",
+        1,
+        Options {
+            notify_public_only: true,
+            coordinator_args: vec!["--notify-attempts".into(), "2".into()],
+            ..Options::default()
+        },
+    );
+    let hook = Receiver::start();
+    let port = hook
+        .addr
+        .rsplit_once(':')
+        .map_or("0", |(_, p)| p)
+        .to_string();
+    // A Slack URL is a credential; this one is not even a URL.
+    const VALUE: &str = "hunter2-xoxb-not-a-url";
+    c.set_secret("chat-url", VALUE.as_bytes());
+    let repo = Repo::new();
+    repo.commit(&[("README", "gate\n")], "first");
+    let own = c.member_addr(1);
+    let closed = format!("127.0.0.1:{}", free_port());
+    c.apply(&format!(
+        "name: gate\nexecution_mode: parallel\nsource: {{git: {}}}\nnotifications:\n  \
+         - {{name: loopback, url: \"http://{}/a\", events: [execution.started]}}\n  \
+         - {{name: localhost, url: \"http://localhost:{port}/b\", events: [execution.started]}}\n  \
+         - {{name: mapped, url: \"http://[::ffff:127.0.0.1]:{port}/c\", events: [execution.started]}}\n  \
+         - {{name: private, url: \"http://10.255.255.1:{port}/d\", events: [execution.started]}}\n  \
+         - {{name: metadata, url: \"http://169.254.169.254/latest/meta-data/\", events: [execution.started]}}\n  \
+         - {{name: itself, url: \"http://{own}/\", events: [execution.started]}}\n  \
+         - {{name: closed, url: \"http://{closed}/\", events: [execution.started]}}\n  \
+         - {{name: chat, url_secret: chat-url, format: slack, events: [execution.started]}}\n\
+         stages:\n  - name: approve\n    actions:\n      - {{name: release, type: approval}}\n",
+        repo.url(),
+        hook.addr,
+    ));
+    c.ferry_ok(Some("admin"), &["run", "gate"]);
+    c.grant("vic", "viewer");
+    let deliveries = wait_for(
+        "every delivery to be given up",
+        Duration::from_secs(60),
+        || {
+            let out = c.ferry_ok(Some("vic"), &["notify", "status", "-o", "json"]);
+            let v: Value = serde_json::from_str(&out).ok()?;
+            let all = v["deliveries"].as_array()?.clone();
+            (all.len() == 8
+                && all
+                    .iter()
+                    .all(|d| !d["gave_up_at"].as_str().unwrap_or_default().is_empty()))
+            .then_some(all)
+        },
+    );
+    assert!(
+        hook.received().is_empty(),
+        "a loopback target got a request"
+    );
+    assert_eq!(hook.refused(), 0);
+    for d in &deliveries {
+        let error = d["last_error"].as_str().unwrap_or_default();
+        if d["target"] == "chat" {
+            // Named, not shown.
+            assert!(
+                error.starts_with("the secret `chat-url` is not a valid notification URL"),
+                "{d:#}"
+            );
+        } else {
+            // Refused, or a closed port: one sentence, no address, no port.
+            assert_eq!(error, UNREACHABLE, "{d:#}");
+        }
+        assert!(!error.contains("hunter2"), "{d:#}");
+    }
+    let table = c.ferry_ok(Some("vic"), &["notify", "status"]);
+    assert!(!table.contains("hunter2"), "{table}");
+    // Nor does the coordinator's log hold the value.
+    let log = std::fs::read_to_string(c.path().join("coordinator-1.log")).unwrap_or_default();
+    assert!(log.contains("notification not delivered"), "{log}");
+    assert!(!log.contains("hunter2"), "the secret's value is in the log");
 }

@@ -1,4 +1,6 @@
-//! The notification client against tiny local HTTP servers.
+//! The notification client against tiny local HTTP servers: what it sends,
+//! what it does not follow or read, and where it refuses to connect
+//! without an allowance (loopback, private, link-local, in every spelling).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::http::egress::Policy;
 use crate::http::webhook::{self, Format};
 
 /// What the test server saw of each request.
@@ -78,8 +81,15 @@ async fn server() -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// A sender allowed to reach loopback (where the test servers are).
 fn sender() -> Sender {
-    Sender::with_roots(rustls::RootCertStore::empty()).expect("sender")
+    let loopback = vec!["127.0.0.0/8".parse().expect("cidr")];
+    Sender::with_roots(rustls::RootCertStore::empty(), Policy::new(loopback)).expect("sender")
+}
+
+/// A sender with the default policy: public addresses only.
+fn public_only() -> Sender {
+    Sender::with_roots(rustls::RootCertStore::empty(), Policy::default()).expect("sender")
 }
 
 const LONG: Duration = Duration::from_secs(10);
@@ -240,7 +250,96 @@ async fn refused_connections_are_errors() {
         .post_json(&format!("http://{addr}/"), b"{}".to_vec(), &[], LONG)
         .await
         .expect_err("refused");
-    assert!(matches!(err, SendError::Request(_)), "{err}");
+    assert!(matches!(err, SendError::Request { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn internal_destinations_are_refused_without_an_allowance() {
+    let (addr, seen) = server().await;
+    let port = addr.port();
+    let s = public_only();
+    for url in [
+        format!("http://{addr}/status/204"),
+        format!("http://localhost:{port}/status/204"),
+        format!("http://127.1:{port}/status/204"),
+        format!("http://2130706433:{port}/status/204"),
+        format!("http://0x7f000001:{port}/status/204"),
+        format!("http://[::ffff:127.0.0.1]:{port}/status/204"),
+        format!("http://[::ffff:7f00:1]:{port}/status/204"),
+        format!("http://[::1]:{port}/status/204"),
+        format!("https://127.0.0.1:{port}/status/204"),
+        // Not connected to at all: refused before any packet leaves.
+        "http://10.0.0.1/".to_string(),
+        "http://192.168.1.1:8080/".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://100.64.0.1/".to_string(),
+        "http://0.0.0.0/".to_string(),
+        "http://[fd00::1]/".to_string(),
+        "http://[fe80::1]/".to_string(),
+    ] {
+        let err = s
+            .post_json(&url, b"{}".to_vec(), &[], Duration::from_secs(5))
+            .await
+            .expect_err(&url);
+        assert!(matches!(err, SendError::Refused { .. }), "{url}: {err:?}");
+        assert!(
+            err.detail().contains("destination not allowed"),
+            "{url}: {}",
+            err.detail()
+        );
+    }
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "a request got through"
+    );
+}
+
+#[tokio::test]
+async fn refused_and_unreachable_read_the_same() {
+    // A closed port on an allowed network, and an open one on a refused
+    // network: what a viewer reads must not tell them apart.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let unreachable = sender()
+        .post_json(&format!("http://{closed}/"), b"{}".to_vec(), &[], LONG)
+        .await
+        .expect_err("closed");
+    let (open, _) = server().await;
+    let refused = public_only()
+        .post_json(&format!("http://{open}/"), b"{}".to_vec(), &[], LONG)
+        .await
+        .expect_err("refused");
+    assert!(matches!(unreachable, SendError::Request { .. }));
+    assert!(matches!(refused, SendError::Refused { .. }));
+    assert_eq!(unreachable.to_string(), refused.to_string());
+    assert_eq!(refused.to_string(), UNREACHABLE);
+    // The reasons differ, for the coordinator's own log.
+    assert_ne!(unreachable.detail(), refused.detail());
+}
+
+#[tokio::test]
+async fn an_allowance_opens_its_network_and_no_other() {
+    let (addr, seen) = server().await;
+    let only_loopback = Policy::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
+    let s = Sender::with_roots(rustls::RootCertStore::empty(), only_loopback).expect("sender");
+    let status = s
+        .post_json(
+            &format!("http://localhost:{}/status/204", addr.port()),
+            b"{}".to_vec(),
+            &[],
+            LONG,
+        )
+        .await
+        .expect("allowed");
+    assert_eq!(status, 204);
+    assert_eq!(seen.lock().expect("lock").len(), 1);
+    let err = s
+        .post_json("http://10.0.0.1/", b"{}".to_vec(), &[], LONG)
+        .await
+        .expect_err("another network");
+    assert!(matches!(err, SendError::Refused { .. }), "{err:?}");
 }
 
 #[test]

@@ -10,7 +10,6 @@ use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -18,12 +17,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
-use crate::http::client::https_connector;
+use crate::http::client::{GuardedConnector, https_connector};
+use crate::http::egress::Policy;
 use crate::http::server::serve;
 use crate::http::webhook::RefKind;
 use crate::http::webhook::tests::{GITEA_PUSH, GITHUB_PUSH, GITLAB_PUSH, github_signature};
 
 const SECRET: &[u8] = b"s3cret-of-the-pipeline";
+
+/// The test servers listen on loopback, which clients reach only when allowed.
+fn loopback() -> Policy {
+    Policy::new(vec!["127.0.0.0/8".parse().expect("cidr")])
+}
 
 /// Pipelines: `web` (the secret above), `nosecret` (none set), `down`
 /// (the cluster is unavailable when it pushes); any other is unknown.
@@ -75,7 +80,7 @@ struct Harness {
     addr: SocketAddr,
     sink: Fake,
     roots: rustls::RootCertStore,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -118,7 +123,7 @@ async fn start(limits: HttpLimits) -> Harness {
         app,
     ));
     let client = Client::builder(TokioExecutor::new())
-        .build(https_connector(roots.clone()).expect("connector"));
+        .build(https_connector(roots.clone(), loopback()).expect("connector"));
     Harness {
         addr,
         sink,
@@ -561,7 +566,8 @@ async fn slow_bodies_run_into_the_request_deadline() {
 #[tokio::test]
 async fn the_sender_posts_a_signed_push_over_https() {
     let h = start(HttpLimits::default()).await;
-    let sender = crate::http::client::Sender::with_roots(h.roots.clone()).expect("sender");
+    let sender =
+        crate::http::client::Sender::with_roots(h.roots.clone(), loopback()).expect("sender");
     let body = GITHUB_PUSH.as_bytes().to_vec();
     let sig = crate::http::client::signature(SECRET, &body);
     let status = sender

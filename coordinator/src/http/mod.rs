@@ -1,7 +1,8 @@
 //! The coordinator's HTTPS side, beside the gRPC API: git webhooks that
 //! start pipelines (`hooks`, over the pure formats of `webhook`), the
 //! listener that serves them (`server`), the coordinator's sink over `ops`
-//! (`sink`), and outgoing HTTP for notifications (`client`).
+//! (`sink`), and outgoing HTTP for notifications (`client`, reaching only
+//! where `egress` allows).
 //!
 //! Wiring: build the TLS config with
 //! `ferry_certs::tls::https_server_config(member cert, key)` (no client
@@ -10,6 +11,7 @@
 
 pub mod client;
 pub mod console;
+pub mod egress;
 pub mod hooks;
 pub mod server;
 pub mod sink;

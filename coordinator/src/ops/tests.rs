@@ -80,6 +80,7 @@ async fn cluster(dir: &std::path::Path) -> Result<Ops, Box<dyn std::error::Error
         metrics: crate::metrics::Metrics::new(),
         cert_lifetimes: CertLifetimes::default(),
         notify_attempts: 3,
+        notify_policy: Default::default(),
         console_url: None,
     }));
     if !ops

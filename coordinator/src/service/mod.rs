@@ -59,6 +59,9 @@ pub struct Ctx {
     pub cert_lifetimes: CertLifetimes,
     /// Attempts to deliver a notification before the notifier gives up.
     pub notify_attempts: u32,
+    /// Where notifications may connect: public addresses and the networks
+    /// an admin allowed (`--notify-allow-network`).
+    pub notify_policy: crate::http::egress::Policy,
     /// Where browsers reach this member's console (`https://HOST:PORT`);
     /// None without an HTTPS listener.
     pub console_url: Option<String>,
