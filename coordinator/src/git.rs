@@ -1,6 +1,7 @@
 //! Reading git sources with the git CLI: the head of a branch (`ls-remote`),
 //! resolving a revision to a full commit id through a bare mirror kept in the
-//! data dir, and the files a push changed. The member that starts an
+//! data dir, the files a push changed, and whether a commit is on the branch
+//! (or is the tag) a webhook names ([`Git::ref_holds`]). The member that starts an
 //! execution (the leader's poller and schedules, or the member a `ferry run`
 //! or a webhook reached) calls this; commands carry the resolved commit.
 
@@ -74,6 +75,35 @@ async fn rev_parse(mirror: &Path, url: &str, spec: &str) -> Option<String> {
 /// A full commit id (40 hex digits).
 fn is_commit_id(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Runs git for its exit code alone (`merge-base --is-ancestor` answers
+/// 0 yes, 1 no); None when it was killed by a signal.
+async fn git_code(args: &[&str], cwd: &Path) -> Result<Option<i32>, GitError> {
+    let status = Command::new("git")
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(GitError::Spawn)?;
+    Ok(status.code())
+}
+
+/// A short branch or tag name safe to put in a refspec after `refs/heads/`
+/// or `refs/tags/`: no refspec syntax (`:`, `*`, `+` first, `^`), no
+/// spaces or control characters, no `..`, not empty.
+fn is_plain_ref_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['-', '+', '/'])
+        && !name.contains("..")
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || ":*^~?[\\".contains(c))
 }
 
 impl Git {
@@ -212,6 +242,74 @@ impl Git {
         }
     }
 
+    /// Whether the branch or tag `what` of `url` holds `commit` (a full
+    /// commit id, [`Git::resolve`]d into the mirror first): a branch when
+    /// the commit is its head or an ancestor of it, a tag when it points
+    /// at that commit (peeled). The ref is fetched first, so a mirror that
+    /// has not seen a force-push decides nothing; a branch or tag the
+    /// repository does not have holds nothing. Errors are for a repository
+    /// that cannot be read.
+    pub async fn ref_holds(
+        &self,
+        url: &str,
+        what: &SourceRef,
+        commit: &str,
+    ) -> Result<bool, GitError> {
+        let (refname, name) = match what {
+            SourceRef::Branch(b) => (format!("refs/heads/{b}"), b),
+            SourceRef::Tag(t) => (format!("refs/tags/{t}"), t),
+        };
+        if !is_commit_id(commit) || !is_plain_ref_name(name) {
+            return Ok(false);
+        }
+        let mirror = self.mirror(url);
+        let refspec = format!("+{refname}:{refname}");
+        let fetched = git(
+            &[
+                "fetch",
+                "--quiet",
+                "--force",
+                "--no-tags",
+                "--",
+                url,
+                &refspec,
+            ],
+            Some(&mirror),
+            url,
+            "fetch",
+        )
+        .await;
+        if let Err(e) = fetched {
+            // A ref the repository does not have, or a repository that
+            // cannot be read: ls-remote tells which.
+            let listed = git(&["ls-remote", "--", url, &refname], None, url, "ls-remote").await?;
+            if !listed
+                .lines()
+                .filter_map(|l| l.split_once('\t'))
+                .any(|(_, r)| r == refname)
+            {
+                return Ok(false);
+            }
+            return Err(e);
+        }
+        match what {
+            SourceRef::Branch(_) => {
+                match git_code(&["merge-base", "--is-ancestor", commit, &refname], &mirror).await? {
+                    Some(0) => Ok(true),
+                    Some(1) => Ok(false),
+                    _ => Err(GitError::Failed {
+                        what: "merge-base".into(),
+                        url: url.into(),
+                        stderr: format!("cannot tell whether {commit} is on {refname}"),
+                    }),
+                }
+            }
+            SourceRef::Tag(_) => Ok(rev_parse(&mirror, url, &format!("{refname}^{{commit}}"))
+                .await
+                .is_some_and(|sha| sha.eq_ignore_ascii_case(commit))),
+        }
+    }
+
     /// Whether `rev` names a branch or a tag of `url` (in the mirror that
     /// [`Git::resolve`] just fetched); None for a commit id or
     /// anything else. `when:` conditions match the name.
@@ -233,5 +331,107 @@ impl Git {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// Runs git in `dir` (a test repository), its trimmed output.
+    fn run(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@ferry.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@ferry.invalid")
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn commit(dir: &Path, message: &str) -> Result<String, Box<dyn std::error::Error>> {
+        run(dir, &["commit", "--quiet", "--allow-empty", "-m", message])?;
+        run(dir, &["rev-parse", "HEAD"])
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_on_a_branch_only_when_the_branch_reaches_it() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(&repo)?;
+        run(&repo, &["init", "--quiet", "--initial-branch=main"])?;
+        let first = commit(&repo, "first")?;
+        let second = commit(&repo, "second")?;
+        run(&repo, &["tag", "v1", &first])?;
+        run(&repo, &["tag", "-a", "-m", "annotated", "v2", &second])?;
+        run(&repo, &["checkout", "--quiet", "-b", "feature"])?;
+        let side = commit(&repo, "only on feature")?;
+        run(&repo, &["checkout", "--quiet", "main"])?;
+        let url = format!("file://{}", repo.display());
+        let git = Git::new(tmp.path().join("mirrors"));
+        let main = SourceRef::Branch("main".into());
+        // The mirror has every commit before the question is asked.
+        for c in [&first, &second, &side] {
+            assert_eq!(&git.resolve(&url, c).await?, c);
+        }
+        assert!(git.ref_holds(&url, &main, &second).await?, "the head");
+        assert!(git.ref_holds(&url, &main, &first).await?, "an ancestor");
+        assert!(
+            !git.ref_holds(&url, &main, &side).await?,
+            "another branch's"
+        );
+        let feature = SourceRef::Branch("feature".into());
+        assert!(git.ref_holds(&url, &feature, &side).await?);
+        assert!(git.ref_holds(&url, &feature, &first).await?);
+        let nope = SourceRef::Branch("nope".into());
+        assert!(!git.ref_holds(&url, &nope, &first).await?, "no such branch");
+        let v1 = SourceRef::Tag("v1".into());
+        assert!(git.ref_holds(&url, &v1, &first).await?);
+        assert!(!git.ref_holds(&url, &v1, &second).await?, "not the tag's");
+        let v2 = SourceRef::Tag("v2".into());
+        assert!(
+            git.ref_holds(&url, &v2, &second).await?,
+            "annotated, peeled"
+        );
+        assert!(!git.ref_holds(&url, &v2, &first).await?);
+        assert!(
+            !git.ref_holds(&url, &SourceRef::Tag("v3".into()), &first)
+                .await?
+        );
+        // Not a commit id, or no plain ref name: nothing reaches git.
+        assert!(!git.ref_holds(&url, &main, "HEAD").await?);
+        assert!(!git.ref_holds(&url, &main, "--upload-pack=x").await?);
+        let refspec = SourceRef::Branch("main:refs/heads/x".into());
+        assert!(!git.ref_holds(&url, &refspec, &second).await?);
+
+        // The branch is force-pushed back: the mirror still has `second`
+        // under refs/heads/main until the check fetches it again.
+        run(&repo, &["reset", "--quiet", "--hard", &first])?;
+        assert!(
+            !git.ref_holds(&url, &main, &second).await?,
+            "after a force-push"
+        );
+        assert!(git.ref_holds(&url, &main, &first).await?);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_repository_is_an_error_not_a_no() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let git = Git::new(tmp.path().join("mirrors"));
+        let url = format!("file://{}", tmp.path().join("missing").display());
+        let mirror = git.mirror(&url);
+        std::fs::create_dir_all(&mirror)?;
+        run(&mirror, &["init", "--bare", "--quiet"])?;
+        let main = SourceRef::Branch("main".into());
+        assert!(git.ref_holds(&url, &main, &"a".repeat(40)).await.is_err());
+        Ok(())
     }
 }

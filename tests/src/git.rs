@@ -119,6 +119,26 @@ impl Repo {
         );
     }
 
+    /// Commits `files` on a new branch `name` (from the current commit) and
+    /// pushes it; `main` and the work tree stay where they were. Returns
+    /// the commit id, which no other branch holds.
+    pub fn commit_on_branch(&self, name: &str, files: &[(&str, &str)], message: &str) -> String {
+        git(&self.work, &["checkout", "--quiet", "-b", name]);
+        for (path, content) in files {
+            let p = self.work.join(path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+            }
+            std::fs::write(&p, content).unwrap_or_else(|e| panic!("{e}"));
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "--quiet", "-m", message]);
+        let id = git(&self.work, &["rev-parse", "HEAD"]);
+        git(&self.work, &["push", "--quiet", "origin", name]);
+        git(&self.work, &["checkout", "--quiet", "main"]);
+        id
+    }
+
     /// Tags the current commit `name` and pushes the tag.
     pub fn push_tag(&self, name: &str) {
         git(&self.work, &["tag", name]);

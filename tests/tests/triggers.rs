@@ -2,7 +2,8 @@
 //! webhooks in GitHub, GitLab and Gitea formats over the coordinators'
 //! HTTPS listener (and everything they must refuse), trigger filters on
 //! branches, tags and changed paths, a schedule that fires once per slot
-//! across a leader SIGKILL — and `ferry run --revision`.
+//! across a leader SIGKILL — and `ferry run --revision`. A signed push whose
+//! commit is not on the branch it names (or is not the tag's) starts nothing.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -398,4 +399,75 @@ fn run_at_a_revision_builds_that_commit() {
     assert!(!missing.success);
     assert!(missing.stderr.contains("no-such-ref"), "{}", missing.stderr);
     assert_eq!(executions(&c, "rev").len(), 4);
+}
+
+#[test]
+fn a_signed_push_of_a_commit_that_is_not_on_its_ref_starts_nothing() {
+    let c = Cluster::start("hookref");
+    c.set_secret("hook", SECRET);
+    let repo = Repo::new();
+    let first = repo.commit(&[("README", "one\n")], "first");
+    repo.push_tag("v1");
+    let second = repo.commit(&[("README", "two\n")], "second");
+    // On a feature branch only: never on main, and not what v1 tags.
+    let side = repo.commit_on_branch("feature", &[("deploy.sh", "curl evil\n")], "side");
+    c.apply(&pipeline(
+        "guarded",
+        &repo,
+        "  triggers:\n    - branches: {include: [main, feature]}\n    - tags: {include: [\"v*\"]}\n",
+    ));
+    let push = |refname: &str, before: &str, after: &str, delivery: &str| {
+        post_github(
+            &c,
+            "guarded",
+            delivery,
+            &github_push(refname, before, after),
+            None,
+        )
+    };
+
+    // Signed, but the commit is on another branch: refused, nothing starts.
+    let (code, answer) = push("refs/heads/main", &second, &side, "r-1");
+    assert_eq!(code, 400, "{answer}");
+    let text = answer.to_string();
+    assert!(
+        text.contains("is not reachable from the head of branch `main`")
+            && text.contains(&side[..12]),
+        "{answer}"
+    );
+    // The tag names another commit.
+    let (code, answer) = push("refs/tags/v1", &"0".repeat(40), &second, "r-2");
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer.to_string().contains("the commit of tag `v1`"),
+        "{answer}"
+    );
+    // A commit id that is no hex never reaches git.
+    let (code, answer) = push(
+        "refs/heads/main",
+        &first,
+        "--upload-pack=touch /tmp/x",
+        "r-3",
+    );
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer.to_string().contains("is not a commit id"),
+        "{answer}"
+    );
+    assert!(executions(&c, "guarded").is_empty());
+
+    // What the repository agrees with still starts: the head, an ancestor
+    // of it, the side commit on its own branch, the tag's commit.
+    for (refname, after, delivery) in [
+        ("refs/heads/main", &second, "ok-1"),
+        ("refs/heads/main", &first, "ok-2"),
+        ("refs/heads/feature", &side, "ok-3"),
+        ("refs/tags/v1", &first, "ok-4"),
+    ] {
+        let (code, answer) = push(refname, &"0".repeat(40), after, delivery);
+        assert_eq!(code, 201, "{refname} {after}: {answer}");
+        let exec = answer["execution"].as_str().unwrap_or_default().to_string();
+        assert_eq!(c.status("guarded", &exec)["revision"], after.as_str());
+    }
+    assert_eq!(executions(&c, "guarded").len(), 4);
 }

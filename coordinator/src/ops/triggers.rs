@@ -143,7 +143,13 @@ impl Ops {
 
     /// Write: what a verified webhook push starts. The delivery id is
     /// recorded with the execution; the execution builds exactly the
-    /// pushed commit, fetched into this member's mirror.
+    /// pushed commit, fetched into this member's mirror. A push the
+    /// triggers take starts only when the repository agrees with it: the
+    /// commit is on the branch it names (its head or an ancestor of it, the
+    /// branch fetched just now) or is the commit the tag points at — else
+    /// the run would be treated as that branch (`when: {branch: main}`)
+    /// for a commit that never was on it, and nothing starts (`Invalid`,
+    /// 400 to the git host).
     pub async fn git_push(
         &self,
         pipeline: &str,
@@ -196,13 +202,30 @@ impl Ops {
             tracing::info!(%pipeline, %delivery, reason = %why, "webhook push starts nothing");
             return Ok(PushOutcome::Ignored(why));
         }
+        let source = source_ref(push.kind, &push.name);
+        let holds = git
+            .ref_holds(url, &source, &revision)
+            .await
+            .map_err(|e| OpError::Unavailable(format!("checking {what} `{}`: {e}", push.name)))?;
         let short: String = revision.chars().take(12).collect();
+        if !holds {
+            tracing::warn!(%pipeline, %delivery, %revision, git_ref = %push.name, "webhook push refused: the commit is not on the ref it names");
+            let relation = match push.kind {
+                RefKind::Branch => "reachable from the head of",
+                RefKind::Tag => "the commit of",
+            };
+            return Err(OpError::Invalid(format!(
+                "commit {short} is not {relation} {what} `{}` in the pipeline's repository; \
+                 nothing started",
+                push.name
+            )));
+        }
         let begun = self
             .start_once(StartOnce {
                 pipeline: pipeline.to_string(),
                 revision: revision.clone(),
                 trigger: format!("webhook: push of {short} to {what} {}", push.name),
-                source: Some(source_ref(push.kind, &push.name)),
+                source: Some(source),
                 once: Once::Delivery(delivery.to_string()),
             })
             .await?;
