@@ -2,7 +2,9 @@
 //! server only if its host key is the one the environment pins (a public key
 //! or a SHA256 fingerprint) — an unknown or changed key is refused, never
 //! learned — authenticate with the private key from a secret, and run
-//! commands, streaming their output and returning the exit status.
+//! commands, streaming their output and returning the exit status. An
+//! unusable key is described in words of Ferry's own ([`key_problem`]),
+//! never by the parser's message, which can quote lines of the key.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -105,6 +107,22 @@ fn addr_of(t: &Target) -> String {
     }
 }
 
+/// What is wrong with a private key that does not decode, in words that
+/// quote none of it: the parsers' own messages can (ssh-key's PuTTY reader
+/// puts the offending line of the key in its error), and this reason ends
+/// up in the deployment's report and log, stored and shown to viewers.
+fn key_problem(e: &russh::keys::Error) -> &'static str {
+    use russh::keys::Error as E;
+    match e {
+        E::KeyIsEncrypted => "it is encrypted with a passphrase; Ferry needs the key without one",
+        E::CouldNotReadKey => {
+            "it is not a private key in OpenSSH or PEM format (-----BEGIN OPENSSH PRIVATE KEY-----)"
+        }
+        E::UnsupportedKeyType { .. } | E::UnknownAlgorithm(_) => "its key type is not supported",
+        _ => "the key data is corrupt or in a format Ferry cannot read",
+    }
+}
+
 /// Connects within `timeout`, checks the pinned host key, and authenticates.
 pub async fn connect(t: &Target, timeout: Duration) -> Result<Connection, SshError> {
     let addr = addr_of(t);
@@ -120,7 +138,7 @@ pub async fn connect(t: &Target, timeout: Duration) -> Result<Connection, SshErr
     let key =
         russh::keys::decode_secret_key(&t.private_key, None).map_err(|e| SshError::BadKey {
             addr: addr.clone(),
-            reason: e.to_string(),
+            reason: key_problem(&e).to_string(),
         })?;
     let presented = Arc::new(Mutex::new(None));
     let verifier = Verifier {
@@ -249,5 +267,53 @@ impl Connection {
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target whose private key (a secret's value) is `key`.
+    fn target(key: &str) -> Target {
+        Target {
+            host: "127.0.0.1".into(),
+            port: 9,
+            user: "deploy".into(),
+            pinned: Pinned::Fingerprint("SHA256:x".into()),
+            private_key: key.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_private_key_is_refused_without_quoting_it() {
+        let marker = "hunter2-KEY-MATERIAL";
+        for key in [
+            format!("PuTTY-User-Key-File-3: ssh-ed25519\n{marker} without a colon\n"),
+            format!(
+                "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: c\nPublic-Lines: 1\n{marker}\n"
+            ),
+            format!("PuTTY-User-Key-File-3: {marker}\n"),
+            format!("PuTTY-User-Key-File-2: ssh-rsa\nEncryption: {marker}\n"),
+            format!(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\n{marker}\n-----END OPENSSH PRIVATE KEY-----\n"
+            ),
+            format!(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA{marker}\n-----END OPENSSH PRIVATE KEY-----\n"
+            ),
+            marker.to_string(),
+        ] {
+            let err = match connect(&target(&key), Duration::from_secs(1)).await {
+                Err(e) => e,
+                Ok(_) => panic!("a bad key was accepted"),
+            };
+            assert!(matches!(err, SshError::BadKey { .. }), "{err}");
+            let text = err.to_string();
+            assert!(!text.contains("hunter2"), "the key leaked: {text}");
+            assert!(
+                text.starts_with("the private key for 127.0.0.1:9 is invalid: "),
+                "{text}"
+            );
+        }
     }
 }
