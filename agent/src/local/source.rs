@@ -160,15 +160,22 @@ async fn worktree(repo: &Path, store: &Store) -> Result<PreparedSource, LocalErr
 }
 
 /// A tar of `paths` (relative to `root`, as `git ls-files` lists them) into
-/// the store. A listed path that is gone (deleted, not yet staged) or is a
-/// directory (a submodule) is left out.
+/// the store. A listed path that is gone (deleted, not yet staged), is a
+/// directory (a submodule), or lies beyond a symbolic link (an index entry
+/// under a directory since replaced by a link, which would lead out of the
+/// working tree; git itself calls such a path "beyond a symbolic link") is
+/// left out.
 fn pack(root: &Path, paths: &[PathBuf], store: &Store) -> Result<Blob, LocalError> {
     let mut writer = store.writer()?;
     {
         let mut tar = tar::Builder::new(&mut writer);
         let mut seen = std::collections::HashSet::new();
+        let mut real_dirs = RealDirs::default();
         for rel in paths {
             if !seen.insert(rel) {
+                continue;
+            }
+            if !real_dirs.holds(root, rel)? {
                 continue;
             }
             let full = root.join(rel);
@@ -204,6 +211,47 @@ fn pack(root: &Path, paths: &[PathBuf], store: &Store) -> Result<Blob, LocalErro
     }
     writer.flush()?;
     Ok(writer.commit(None)?)
+}
+
+/// Which directories under the working tree's top are real directories
+/// (not symbolic links), remembered as they are checked.
+#[derive(Default)]
+struct RealDirs {
+    known: std::collections::HashMap<PathBuf, bool>,
+}
+
+impl RealDirs {
+    /// Whether every directory on the way from `root` to `rel` is a real
+    /// directory: `rel` is then inside the working tree.
+    fn holds(&mut self, root: &Path, rel: &Path) -> std::io::Result<bool> {
+        let mut dir = PathBuf::new();
+        let Some(parent) = rel.parent() else {
+            return Ok(true);
+        };
+        for part in parent.components() {
+            match part {
+                std::path::Component::Normal(name) => dir.push(name),
+                // `git ls-files` never lists such paths; refuse them anyway.
+                _ => return Ok(false),
+            }
+            let real = match self.known.get(&dir) {
+                Some(real) => *real,
+                None => {
+                    let real = match std::fs::symlink_metadata(root.join(&dir)) {
+                        Ok(m) => m.file_type().is_dir(),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                        Err(e) => return Err(e),
+                    };
+                    self.known.insert(dir.clone(), real);
+                    real
+                }
+            };
+            if !real {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +336,37 @@ mod tests {
                 .await
                 .is_err()
         );
+        Ok(())
+    }
+
+    /// An index entry under a directory that was replaced by a git-ignored
+    /// link to somewhere outside the working tree: the file out there is
+    /// not read.
+    #[tokio::test]
+    async fn a_path_beyond_a_symlinked_directory_is_left_out()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside)?;
+        std::fs::write(outside.join("id_rsa"), "PRIVATE KEY OUTSIDE")?;
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("conf"))?;
+        run_git(&repo, &["init", "--quiet", "--initial-branch=main"])?;
+        std::fs::write(repo.join("conf/id_rsa"), "placeholder")?;
+        std::fs::write(repo.join("kept.txt"), "kept")?;
+        run_git(&repo, &["add", "-A"])?;
+        run_git(&repo, &["commit", "--quiet", "-m", "one"])?;
+        std::fs::remove_dir_all(repo.join("conf"))?;
+        std::os::unix::fs::symlink(&outside, repo.join("conf"))?;
+        std::fs::write(repo.join(".gitignore"), "conf\n")?;
+        let store = Store::open(dir.path().join("store"))?;
+        let wt = prepare(&repo, &Revision::Worktree, &store).await?;
+        let packed = names(&store, &wt.blob)?;
+        assert!(
+            packed.iter().all(|(_, text)| !text.contains("OUTSIDE")),
+            "{packed:?}"
+        );
+        assert!(packed.contains(&("kept.txt".to_string(), "kept".to_string())));
         Ok(())
     }
 }
