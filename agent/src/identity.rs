@@ -6,8 +6,10 @@
 //! makes its X25519 wrapping key (`wrapping.key`, kept beside the
 //! certificate, never replaced) and sends its public half: the secrets of its
 //! actions are sealed to that key, so the agent never holds the cluster's
-//! secrets key. Agents enrolled before wrapping keys keep the copy of the
-//! cluster's key they received then.
+//! secrets key. It also sends the labels it asks for (`--labels`), which the
+//! cluster binds to it. An agent enrolled before wrapping keys may still have
+//! a copy of the cluster's key (`secrets.key`) in its state dir: it is never
+//! read, and the agent says at every start that it must be enrolled again.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -61,28 +63,32 @@ pub struct AgentIdentity {
     pub identity: Identity,
     pub key: Credentials,
     pub ca_pem: String,
-    /// What opens sealed secrets: the agent's wrapping key and, for an agent
-    /// enrolled before wrapping keys, its copy of the cluster's secrets key
-    /// (None when it has neither).
+    /// What opens sealed secrets: the agent's wrapping key (None when it
+    /// has none, as agents enrolled before wrapping keys).
     pub secrets: Option<Keys>,
 }
 
 /// The keys in `state`. A wrapping key file that exists but cannot be read
 /// is an error: running on without it would fail every action with secrets.
+/// A copy of the cluster's secrets key left by an enrollment before
+/// wrapping keys is not read; the agent warns that it must be re-enrolled.
 fn keys_of(state: &Path) -> anyhow::Result<Option<Keys>> {
+    if state.join(ferry_certs::SECRETS_KEY_FILE).exists() {
+        tracing::warn!(
+            file = %state.join(ferry_certs::SECRETS_KEY_FILE).display(),
+            "this agent's state dir holds a copy of the cluster's secrets key from an enrollment \
+             before wrapping keys: anyone with this disk (or a backup of it) can open every \
+             secret in the coordinators' state. The agent never uses it and gets no secrets \
+             until it is enrolled again: `ferry agents remove NAME`, wipe this state dir \
+             (shred the key), start the agent with a new join token"
+        );
+    }
     let wrapping = if state.join(ferry_certs::WRAPPING_KEY_FILE).exists() {
         Some(WrappingKey::load(state).context("loading the agent's wrapping key")?)
     } else {
         None
     };
-    let cluster = cluster_key(state);
-    Ok((wrapping.is_some() || cluster.is_some()).then_some(Keys { wrapping, cluster }))
-}
-
-/// The agent's copy of the cluster's secrets key, if it has one.
-fn cluster_key(state: &Path) -> Option<ferry_certs::SecretBox> {
-    let key = ferry_certs::load_secrets_key(state).ok()?;
-    ferry_certs::SecretBox::new(&key).ok()
+    Ok(wrapping.is_some().then_some(Keys { wrapping }))
 }
 
 /// The agent's certificate and key files in its state dir.
@@ -98,15 +104,33 @@ fn files(state: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// What an agent enrolls as: its name, the host names of its artifact
+/// server, and the labels it asks for.
+pub struct Enrollment<'a> {
+    pub name: &'a str,
+    pub sans: &'a [String],
+    pub labels: &'a [String],
+}
+
+/// The host names an agent advertised at `host` asks for in its
+/// certificate: none on loopback (or an unspecified address), which
+/// enrollment refuses and its peers do not check there.
+pub fn sans_for(host: &str) -> Vec<String> {
+    match ferry_certs::agent_host_refusal(host) {
+        Some(_) => Vec::new(),
+        None => vec![host.to_string()],
+    }
+}
+
 /// Loads the identity from `state`, or enrolls with a join token.
 pub async fn load_or_enroll(
     state: &Path,
     coordinators: &[String],
     token: Option<&str>,
     ca_file: Option<&Path>,
-    name: &str,
-    sans: &[String],
+    who: Enrollment<'_>,
 ) -> anyhow::Result<AgentIdentity> {
+    let Enrollment { name, sans, labels } = who;
     let (cert_path, key_path, ca_path) = files(state);
     if ferry_certs::finish_replace(&cert_path, &key_path)
         .context("finishing a certificate renewal that was cut short")?
@@ -147,6 +171,7 @@ pub async fn load_or_enroll(
         csr_pem,
         sans: sans.to_vec(),
         wrapping_public_key: wrapping.public_bytes().to_vec(),
+        labels: labels.to_vec(),
     };
     let (_, resp) = crate::coordinators::first_answer(
         coordinators,
@@ -176,19 +201,17 @@ pub async fn load_or_enroll(
     ferry_certs::write_pair(state, "agent", &key).context("saving the agent certificate")?;
     std::fs::write(&ca_path, &resp.ca_pem)
         .with_context(|| format!("writing {}", ca_path.display()))?;
-    // Only a coordinator older than wrapping keys still sends it.
-    if let Ok(key) = <[u8; 32]>::try_from(resp.secrets_key.as_slice()) {
-        ferry_certs::save_secrets_key(state, &key).context("saving the cluster's secrets key")?;
-    }
+    // A coordinator older than this agent may still send the cluster's
+    // secrets key in field 4, now reserved: prost skips it unread, and it
+    // is never saved.
     let identity = identity_of(&key.cert_pem)?;
-    tracing::info!(identity = %identity, "enrolled");
+    tracing::info!(identity = %identity, labels = ?resp.labels, "enrolled");
     Ok(AgentIdentity {
         identity,
         key: Credentials::new(key)?,
         ca_pem: resp.ca_pem,
         secrets: Some(Keys {
             wrapping: Some(wrapping),
-            cluster: cluster_key(state),
         }),
     })
 }

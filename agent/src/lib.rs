@@ -62,14 +62,17 @@ pub async fn run(
             .rsplit_once(':')
             .map_or(opts.advertise.as_str(), |(h, _)| h)
             .trim_matches(['[', ']']);
-        let sans = [host.to_string()];
+        let sans = identity::sans_for(host);
         let id = identity::load_or_enroll(
             &opts.state_dir,
             &opts.coordinators,
             opts.join_token.as_deref(),
             opts.ca.as_deref(),
-            &opts.name,
-            &sans,
+            identity::Enrollment {
+                name: &opts.name,
+                sans: &sans,
+                labels: &opts.labels,
+            },
         )
         .await?;
         println!("{}", id.identity);
@@ -101,8 +104,11 @@ pub async fn run(
         &opts.coordinators,
         opts.join_token.as_deref(),
         opts.ca.as_deref(),
-        &opts.name,
-        std::slice::from_ref(&host),
+        identity::Enrollment {
+            name: &opts.name,
+            sans: &identity::sans_for(&host),
+            labels: &opts.labels,
+        },
     )
     .await?;
     let store = store::Store::open(opts.state_dir.join("artifacts"))?;

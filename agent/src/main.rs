@@ -28,7 +28,10 @@ struct Args {
     /// Agent name (default: the host name).
     #[arg(long)]
     name: Option<String>,
-    /// Labels that pipelines select with `runs_on`, comma-separated.
+    /// Labels that pipelines select with `runs_on`, comma-separated, asked for
+    /// at enrollment (a join token made with `--labels` refuses others). Bound
+    /// from then on: an admin changes them with `ferry agents label`; a
+    /// different value here later is only warned about.
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Actions run at once.

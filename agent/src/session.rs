@@ -30,6 +30,8 @@ use crate::store::Store;
 pub struct AgentConfig {
     pub coordinators: Vec<String>,
     pub state_dir: PathBuf,
+    /// The labels it was started with (`--labels`): sent at registration
+    /// only to be compared; the cluster's bound labels are what count.
     pub labels: Vec<String>,
     pub capacity: u32,
     /// host:port other agents fetch artifacts from.
@@ -241,7 +243,10 @@ impl Agent {
                     let Some(msg) = msg.map_err(|s| anyhow::anyhow!("{}", s.message()))? else { return Ok(()) };
                     match msg.kind {
                         Some(pb::internal::coordinator_message::Kind::Registered(r)) => {
-                            tracing::info!(agent = %r.agent, "registered with the coordinator");
+                            tracing::info!(agent = %r.agent, labels = ?r.labels, "registered with the coordinator");
+                            if !r.warning.is_empty() {
+                                tracing::warn!("{}", r.warning);
+                            }
                             if r.heartbeat_seconds > 0 {
                                 heartbeat_every = Duration::from_secs(r.heartbeat_seconds.into());
                                 heartbeat = tokio::time::interval(heartbeat_every);

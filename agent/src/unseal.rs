@@ -1,12 +1,12 @@
 //! Opens an assignment's sealed secrets: the action's `secrets:` become
 //! `secret_env`, each deploy host's credentials its `private_key` or
-//! `tls_bundle`. A secret that carries an ephemeral public key was sealed to
-//! this agent's wrapping key by the coordinator that dispatched it; one that
-//! carries none is sealed under the cluster's secrets key, which only agents
-//! enrolled before wrapping keys hold. Plain values exist only in this
+//! `tls_bundle`. Every secret was sealed to this agent's wrapping key by the
+//! coordinator that dispatched it (it carries an ephemeral public key). One
+//! that carries none was sealed under the cluster's secrets key, which agents
+//! no longer hold or use: it is refused. Plain values exist only in this
 //! agent's memory; nothing here writes them anywhere.
 
-use ferry_certs::{SecretBox, WrappingKey};
+use ferry_certs::WrappingKey;
 use ferry_proto as pb;
 
 /// What this agent opens sealed secrets with.
@@ -14,38 +14,29 @@ pub struct Keys {
     /// Its own X25519 wrapping key (`wrapping.key`), for secrets the
     /// coordinator sealed to it.
     pub wrapping: Option<WrappingKey>,
-    /// Its copy of the cluster's secrets key (`secrets.key`): only agents
-    /// enrolled before wrapping keys have one.
-    pub cluster: Option<SecretBox>,
 }
 
 fn open_one(keys: Option<&Keys>, s: &pb::internal::SealedSecret) -> Result<Vec<u8>, String> {
     if s.ephemeral_public_key.is_empty() {
-        let Some(cluster) = keys.and_then(|k| k.cluster.as_ref()) else {
-            return Err(format!(
-                "secret `{}` came sealed under the cluster's secrets key, which this agent does \
-                 not hold (agents that enrolled with a wrapping key never do): the coordinator \
-                 that sent it did not seal it to this agent; upgrade every coordinator, or \
-                 enroll the agent again",
-                s.name
-            ));
-        };
-        cluster
-            .open(&s.name, &s.nonce, &s.ciphertext)
-            .map_err(|e| e.to_string())
-    } else {
-        let Some(wrapping) = keys.and_then(|k| k.wrapping.as_ref()) else {
-            return Err(format!(
-                "secret `{}` was sealed to this agent's wrapping key, but the agent has no \
-                 `{}` in its state dir; enroll it again",
-                s.name,
-                ferry_certs::WRAPPING_KEY_FILE
-            ));
-        };
-        wrapping
-            .open(&s.name, &s.ephemeral_public_key, &s.nonce, &s.ciphertext)
-            .map_err(|e| e.to_string())
+        return Err(format!(
+            "secret `{}` came sealed under the cluster's secrets key, which agents no longer \
+             hold or use: the coordinator that sent it is older than this agent; upgrade every \
+             coordinator",
+            s.name
+        ));
     }
+    let Some(wrapping) = keys.and_then(|k| k.wrapping.as_ref()) else {
+        return Err(format!(
+            "secret `{}` was sealed to this agent's wrapping key, but the agent has no `{}` in \
+             its state dir; remove the agent (`ferry agents remove`), wipe its state dir and \
+             enroll it again",
+            s.name,
+            ferry_certs::WRAPPING_KEY_FILE
+        ));
+    };
+    wrapping
+        .open(&s.name, &s.ephemeral_public_key, &s.nonce, &s.ciphertext)
+        .map_err(|e| e.to_string())
 }
 
 /// The assignment with its secrets opened; why not, if they cannot be.
@@ -122,27 +113,26 @@ mod tests {
         })?;
         let keys = Keys {
             wrapping: Some(agent),
-            cluster: None,
         };
         assert_opened(&open(&a, Some(&keys))?)?;
         // Another agent's key, or none: a clear refusal.
         let other = Keys {
             wrapping: Some(WrappingKey::generate()?),
-            cluster: Some(SecretBox::new(&[3u8; 32])?),
         };
         assert!(open(&a, Some(&other)).is_err_and(|e| e.contains("another agent")));
-        let cluster_only = Keys {
-            wrapping: None,
-            cluster: Some(SecretBox::new(&[3u8; 32])?),
-        };
-        assert!(open(&a, Some(&cluster_only)).is_err_and(|e| e.contains("enroll it again")));
+        assert!(
+            open(&a, Some(&Keys { wrapping: None })).is_err_and(|e| e.contains("enroll it again"))
+        );
         assert!(open(&a, None).is_err_and(|e| e.contains("wrapping.key")));
         Ok(())
     }
 
+    /// What a coordinator older than this agent might still send: sealed
+    /// under the cluster's key. Agents hold no such key any more: refused,
+    /// saying why.
     #[test]
-    fn secrets_under_the_cluster_key_open_for_agents_that_hold_it() -> TestResult {
-        let sealer = SecretBox::new(&[3u8; 32])?;
+    fn secrets_under_the_cluster_key_are_refused() -> TestResult {
+        let sealer = ferry_certs::SecretBox::new(&[3u8; 32])?;
         let a = assignment(|name, value| {
             let (nonce, ciphertext) = sealer.seal(name, value)?;
             Ok(pb::internal::SealedSecret {
@@ -152,31 +142,13 @@ mod tests {
                 ..Default::default()
             })
         })?;
-        // An agent enrolled before wrapping keys, or through a coordinator
-        // older than them (which sent it the cluster key all the same).
-        for wrapping in [None, Some(WrappingKey::generate()?)] {
-            let keys = Keys {
-                wrapping,
-                cluster: Some(SecretBox::new(&[3u8; 32])?),
-            };
-            assert_opened(&open(&a, Some(&keys))?)?;
-        }
-        // An agent with only a wrapping key, or no key, or another cluster's
-        // key: a clear refusal.
-        let wrapping_only = Keys {
+        let keys = Keys {
             wrapping: Some(WrappingKey::generate()?),
-            cluster: None,
         };
         assert!(
-            open(&a, Some(&wrapping_only))
-                .is_err_and(|e| e.contains("did not seal it to this agent"))
+            open(&a, Some(&keys))
+                .is_err_and(|e| e.contains("cluster's secrets key") && e.contains("upgrade"))
         );
-        assert!(open(&a, None).is_err_and(|e| e.contains("does not hold")));
-        let other = Keys {
-            wrapping: None,
-            cluster: Some(SecretBox::new(&[4u8; 32])?),
-        };
-        assert!(open(&a, Some(&other)).is_err());
         // Nothing sealed: nothing needed.
         assert!(open(&pb::internal::Assignment::default(), None).is_ok());
         Ok(())

@@ -1,6 +1,14 @@
 //! Ferry's private certificate authority: creating and loading the CA key
 //! pair on disk, issuing coordinator and operator certificates, and signing
 //! agents' CSRs with identities the CA (not the requester) chooses.
+//!
+//! Agent certificates are never TLS server certificates in the web's sense:
+//! their extended key usage is clientAuth and Ferry's own agent-peer purpose
+//! ([`AGENT_PEER_EKU`]), not serverAuth, so no browser or other TLS client
+//! accepts one for a server (the console, a coordinator) even if it trusts
+//! the cluster CA and the name matched; only Ferry's peer client
+//! (`tls::Expected::Agent`) asks for that purpose. Nor do they name
+//! `localhost` or a loopback address ([`agent_host_refusal`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -8,9 +16,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
-    string::Ia5String,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, CustomExtension,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType, SerialNumber, string::Ia5String,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -38,6 +46,50 @@ pub const AGENT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Certificates become valid up to an hour in the past to tolerate clock
 /// skew (a tenth of their lifetime when that is shorter).
 const BACKDATE: Duration = Duration::from_secs(60 * 60);
+
+/// Ferry's key purpose for agents' artifact servers, the DER value of OID
+/// 2.25.311264690543089418700482719401507454117 (a UUID OID, ITU-T X.667:
+/// no registration needed). Agent certificates carry it instead of
+/// serverAuth; `tls::PeerVerifier` requires it for `Expected::Agent`.
+pub const AGENT_PEER_EKU: &[u8] = &[
+    0x69, 0x83, 0xd4, 0xab, 0xb3, 0x86, 0x97, 0x8f, 0xca, 0xb9, 0x93, 0xb2, 0x83, 0xb9, 0xdf, 0xdb,
+    0xe5, 0xe9, 0xf9, 0x25,
+];
+
+/// The extendedKeyUsage extension (2.5.29.37) of agent certificates, DER:
+/// SEQUENCE { id-kp-clientAuth, [`AGENT_PEER_EKU`] } — and no serverAuth.
+/// Written by hand because rcgen's custom purposes take 64-bit arcs only.
+const AGENT_EKU_EXTENSION: &[u8] = &[
+    0x30, 0x20, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02, 0x06, 0x14, 0x69, 0x83,
+    0xd4, 0xab, 0xb3, 0x86, 0x97, 0x8f, 0xca, 0xb9, 0x93, 0xb2, 0x83, 0xb9, 0xdf, 0xdb, 0xe5, 0xe9,
+    0xf9, 0x25,
+];
+
+/// Why `host` may not be a host name of an agent certificate, if it may
+/// not: `localhost` (or a name under `.localhost`), a loopback address or
+/// an unspecified one (`0.0.0.0`, `::`). A browser on a coordinator's
+/// machine reaches the console at such names. An agent reached on loopback
+/// needs none: its peers connect to it on the same machine, and
+/// `tls::Expected::Agent` checks no host name for a loopback address.
+pub fn agent_host_refusal(host: &str) -> Option<String> {
+    let host = host.trim_matches(['[', ']']);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_loopback() {
+            return Some(format!("{host} is a loopback address"));
+        }
+        if ip.is_unspecified() {
+            return Some(format!("{host} is not an address peers can reach"));
+        }
+        return None;
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    (name == "localhost" || name.ends_with(".localhost"))
+        .then(|| format!("{host} names the local machine"))
+}
 
 /// A certificate and its private key, both PEM-encoded.
 #[derive(Debug, Clone)]
@@ -235,7 +287,10 @@ impl CertAuthority {
     /// Signs an agent's PEM CSR after verifying its signature. Only the CSR's
     /// public key is used: the certificate gets URI SAN
     /// `spiffe://<td>/agent/<name>` plus `sans`, whatever the CSR asked for,
-    /// and is usable as TLS server and client certificate for `validity`.
+    /// and is usable as TLS client certificate and for Ferry's agent-peer
+    /// purpose (not serverAuth) for `validity`. A host that
+    /// [`agent_host_refusal`] refuses is refused; the caller refuses its
+    /// coordinators' names.
     pub fn sign_agent_csr_for(
         &self,
         csr_pem: &str,
@@ -255,8 +310,23 @@ impl CertAuthority {
                     .to_string(),
             });
         }
+        for san in sans {
+            if let Some(reason) = agent_host_refusal(san) {
+                return Err(CertError::InvalidSan {
+                    san: crate::identity::clip(san),
+                    reason: format!(
+                        "{reason}; an agent certificate must not name the local machine (an \
+                         agent advertised on loopback asks for no host name)"
+                    ),
+                });
+            }
+        }
         let identity = Identity::new(&self.trust_domain, IdentityKind::Agent, name)?;
-        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT, validity)?;
+        let mut params = leaf_params(&identity, sans, &[], validity)?;
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[2, 5, 29, 37],
+            AGENT_EKU_EXTENSION.to_vec(),
+        )];
         self.sign_csr(csr_pem, &params)
     }
 

@@ -16,8 +16,8 @@ pub mod tls;
 mod wrap;
 
 pub use ca::{
-    AGENT_VALIDITY, CA_CERT_FILE, CA_KEY_FILE, COORDINATOR_VALIDITY, CertAuthority, CertifiedKey,
-    OPERATOR_VALIDITY, agent_csr, renewal_csr,
+    AGENT_PEER_EKU, AGENT_VALIDITY, CA_CERT_FILE, CA_KEY_FILE, COORDINATOR_VALIDITY, CertAuthority,
+    CertifiedKey, OPERATOR_VALIDITY, agent_csr, agent_host_refusal, renewal_csr,
 };
 pub use error::CertError;
 pub use facts::{CertFacts, fingerprint};

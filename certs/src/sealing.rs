@@ -4,9 +4,9 @@
 //! secret's name is the associated data, so a ciphertext cannot be moved to
 //! another name. Agents do not receive this key: at dispatch the coordinator
 //! opens each secret an assignment names and seals it again to the assigned
-//! agent's wrapping key ([`crate::wrap`]), so only that agent opens it. (Agents
-//! enrolled before wrapping keys hold a copy of this key and open the
-//! ciphertext as stored.) No API answer ever carries a value.
+//! agent's wrapping key ([`crate::wrap`]), so only that agent opens it. The
+//! key itself cannot be read back out of a [`SecretBox`]: no code path sends
+//! it anywhere. No API answer ever carries a value.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -26,7 +26,6 @@ pub enum SecretError {
 
 pub struct SecretBox {
     key: LessSafeKey,
-    raw: [u8; 32],
     rng: SystemRandom,
 }
 
@@ -36,15 +35,8 @@ impl SecretBox {
             UnboundKey::new(&AES_256_GCM, key).map_err(|_| SecretError::NoKey("bad key".into()))?;
         Ok(SecretBox {
             key: LessSafeKey::new(unbound),
-            raw: *key,
             rng: SystemRandom::new(),
         })
-    }
-
-    /// The key itself: handed at enrollment only to an agent that sent no
-    /// wrapping key (one older than wrapping keys), and nowhere else.
-    pub fn key_bytes(&self) -> &[u8; 32] {
-        &self.raw
     }
 
     /// (nonce, ciphertext with tag) for `value` stored as `name`.

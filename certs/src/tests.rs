@@ -281,9 +281,34 @@ fn agent_csr_is_signed_with_ca_chosen_identity() {
         sans(&cert_pem),
         ["URI:spiffe://ferry/agent/build-1", "IP:[10, 1, 2, 3]"]
     );
-    assert_eq!(ekus(&cert_pem), (true, true));
-    verify_server(&ca, &cert_pem, "10.1.2.3").expect("server cert");
+    // Not a server certificate to anything but Ferry's peer client: no
+    // serverAuth (a browser trusting the CA refuses it, whatever it names),
+    // Ferry's agent-peer purpose instead.
+    assert_eq!(ekus(&cert_pem), (false, true));
+    let refused = verify_server(&ca, &cert_pem, "10.1.2.3").expect_err("accepted as web server");
+    assert!(
+        matches!(
+            refused,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::InvalidPurpose)
+                | rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::InvalidPurposeContext { .. }
+                )
+        ),
+        "{refused:?}"
+    );
     verify_client(&ca, &cert_pem).expect("client cert");
+    let agent_peer = tls::PeerVerifier::new(ca.ca_pem(), tls::Expected::Agent).expect("verifier");
+    let ip = ServerName::try_from("10.1.2.3").expect("name");
+    agent_peer
+        .verify_server_cert(&der(&cert_pem), &[], &ip, &[], UnixTime::now())
+        .expect("Ferry's peer client accepts it for its host");
+    let other = ServerName::try_from("10.1.2.4").expect("name");
+    assert!(
+        agent_peer
+            .verify_server_cert(&der(&cert_pem), &[], &other, &[], UnixTime::now())
+            .is_err(),
+        "another host"
+    );
 
     // The certificate carries the CSR's key.
     let cert_der = der(&cert_pem);
@@ -292,6 +317,81 @@ fn agent_csr_is_signed_with_ca_chosen_identity() {
         cert.public_key().subject_public_key.data.as_ref(),
         key.public_key_raw()
     );
+}
+
+/// An agent certificate never names the local machine: a browser on a
+/// coordinator's host reaches the console as `localhost` or on loopback.
+#[test]
+fn agent_certificates_refuse_localhost_and_loopback() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = new_ca(tmp.path());
+    let (csr, _) = agent_csr("build-1").expect("csr");
+    for host in [
+        "localhost",
+        "LOCALHOST.",
+        "console.localhost",
+        "127.0.0.1",
+        "127.9.9.9",
+        "::1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+        "::",
+    ] {
+        let refused = ca
+            .sign_agent_csr(&csr, "build-1", &[host.to_string()])
+            .expect_err(host);
+        assert!(
+            refused
+                .to_string()
+                .contains("must not name the local machine"),
+            "{host}: {refused}"
+        );
+        assert!(crate::agent_host_refusal(host).is_some(), "{host}");
+    }
+    for host in [
+        "10.0.0.7",
+        "build-1.example",
+        "localhost.example",
+        "fd00::7",
+    ] {
+        assert!(crate::agent_host_refusal(host).is_none(), "{host}");
+        ca.sign_agent_csr(&csr, "build-1", &[host.to_string()])
+            .expect(host);
+    }
+}
+
+/// An agent reached on loopback has no host name in its certificate:
+/// Ferry's peer client checks none there (only this machine answers), but
+/// checks the chain, the purpose and the agent identity as anywhere.
+#[test]
+fn agent_peers_on_loopback_are_checked_without_a_host_name() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = new_ca(&tmp.path().join("ca"));
+    let (csr, _) = agent_csr("build-1").expect("csr");
+    let agent = ca.sign_agent_csr(&csr, "build-1", &[]).expect("sign");
+    let peer = tls::PeerVerifier::new(ca.ca_pem(), tls::Expected::Agent).expect("verifier");
+    let verify = |cert: &str, name: &str| {
+        let name = ServerName::try_from(name.to_string()).expect("name");
+        peer.verify_server_cert(&der(cert), &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    };
+    verify(&agent, "127.0.0.1").expect("on loopback");
+    verify(&agent, "::1").expect("on IPv6 loopback");
+    assert!(
+        verify(&agent, "10.0.0.7").is_err(),
+        "no host name elsewhere"
+    );
+    assert!(verify(&agent, "localhost").is_err(), "a name is checked");
+    // A coordinator (serverAuth, no agent-peer purpose) or another CA's
+    // agent is refused on loopback too.
+    let coord = ca
+        .issue_coordinator(1, &["127.0.0.1".to_string()])
+        .expect("issue");
+    assert!(verify(&coord.cert_pem, "127.0.0.1").is_err());
+    let theirs = new_ca(&tmp.path().join("theirs"));
+    let foreign = theirs.sign_agent_csr(&csr, "build-1", &[]).expect("sign");
+    assert!(verify(&foreign, "127.0.0.1").is_err());
 }
 
 #[test]
@@ -577,9 +677,7 @@ mod loopback {
         // Agent peer server: a client certificate is required.
         let (csr, key_pem) = agent_csr("build-1").expect("csr");
         let agent = CertifiedKey {
-            cert_pem: ca
-                .sign_agent_csr(&csr, "build-1", &["127.0.0.1".to_string()])
-                .expect("sign"),
+            cert_pem: ca.sign_agent_csr(&csr, "build-1", &[]).expect("sign"),
             key_pem,
         };
         let addr =
@@ -603,9 +701,10 @@ mod loopback {
         assert!(rejected, "anonymous client accepted by mTLS server");
     }
 
-    /// An enrolled agent's certificate chains to the CA and may even name the
-    /// coordinator's address; a client that expects a coordinator refuses it
-    /// during the handshake, before any request (a secret, say) is sent.
+    /// An enrolled agent's certificate chains to the CA and may name the
+    /// coordinator's address (an older one may carry serverAuth too); a
+    /// client that expects a coordinator refuses it during the handshake,
+    /// before any request (a secret, say) is sent.
     #[tokio::test]
     async fn clients_refuse_a_server_of_the_wrong_role() {
         install_crypto_provider();
@@ -614,9 +713,7 @@ mod loopback {
         let alice = ca.issue_operator("alice").expect("issue");
         let (csr, key_pem) = agent_csr("evil").expect("csr");
         let agent = CertifiedKey {
-            cert_pem: ca
-                .sign_agent_csr(&csr, "evil", &["127.0.0.1".to_string()])
-                .expect("sign"),
+            cert_pem: ca.sign_agent_csr(&csr, "evil", &[]).expect("sign"),
             key_pem,
         };
         let fake = serve(
@@ -697,21 +794,23 @@ mod loopback {
                 key_pem,
             }
         };
-        let cert = tls::ReloadableCert::new(&agent_for("127.0.0.1")).expect("cert");
+        let cert = tls::ReloadableCert::new(&agent_for("build-1.example")).expect("cert");
         let addr = serve_reloadable(&ca, cert.clone()).await;
         let as_agent = |domain| Client {
             expect: tls::Expected::Agent,
             domain,
             ..to_coordinator(ca.ca_pem(), Some(&coord))
         };
-        let channel = connect(addr, as_agent("127.0.0.1")).await.expect("connect");
+        let channel = connect(addr, as_agent("build-1.example"))
+            .await
+            .expect("connect");
         assert_eq!(
             call(channel).await.as_deref(),
             Ok("spiffe://ferry/coordinator/1")
         );
         let anonymous = Client {
             identity: None,
-            ..as_agent("127.0.0.1")
+            ..as_agent("build-1.example")
         };
         let rejected = match connect(addr, anonymous).await {
             Ok(channel) => call(channel).await.is_err(),
@@ -720,9 +819,9 @@ mod loopback {
         assert!(rejected, "anonymous client accepted");
 
         // The renewed certificate names another host: only it verifies now.
-        cert.set(&agent_for("localhost")).expect("set");
-        assert!(connect(addr, as_agent("127.0.0.1")).await.is_err());
-        let channel = connect(addr, as_agent("localhost"))
+        cert.set(&agent_for("build-2.example")).expect("set");
+        assert!(connect(addr, as_agent("build-1.example")).await.is_err());
+        let channel = connect(addr, as_agent("build-2.example"))
             .await
             .expect("connect to the renewed certificate");
         assert_eq!(
@@ -730,10 +829,10 @@ mod loopback {
             Ok("spiffe://ferry/coordinator/1")
         );
         // A pair that does not belong together is refused, the old one kept.
-        let mut mixed = agent_for("localhost");
-        mixed.key_pem = agent_for("localhost").key_pem;
+        let mut mixed = agent_for("build-2.example");
+        mixed.key_pem = agent_for("build-2.example").key_pem;
         assert!(cert.set(&mixed).is_err());
-        assert!(connect(addr, as_agent("localhost")).await.is_ok());
+        assert!(connect(addr, as_agent("build-2.example")).await.is_ok());
     }
 }
 

@@ -229,24 +229,109 @@ pub struct WrongPeer {
 
 /// Verifies the server's chain and host name with webpki against the cluster
 /// CA, then checks its SPIFFE identity against [`Expected`].
+///
+/// Coordinators are verified as web servers are (serverAuth). Agents'
+/// artifact servers are verified for Ferry's agent-peer purpose
+/// ([`crate::AGENT_PEER_EKU`]), which agent certificates carry instead of
+/// serverAuth so that nothing else accepts them as servers (certificates
+/// issued before carry serverAuth and are still accepted until they are
+/// renewed); an agent reached at a loopback address has its host name
+/// unchecked, since such agents have none in their certificates
+/// ([`crate::agent_host_refusal`]) and only the local machine answers there.
 #[derive(Debug)]
 pub struct PeerVerifier {
     webpki: Arc<WebPkiServerVerifier>,
+    roots: Arc<rustls::RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
     expected: Expected,
 }
 
 impl PeerVerifier {
     pub fn new(ca_pem: &str, expected: Expected) -> Result<PeerVerifier, CertError> {
-        let roots = check_ca(ca_pem)?;
+        let roots = Arc::new(check_ca(ca_pem)?);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| CertError::InvalidPem {
                 what: "CA certificate".to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(PeerVerifier { webpki, expected })
+        Ok(PeerVerifier {
+            webpki,
+            roots,
+            provider,
+            expected,
+        })
     }
+
+    /// An agent's artifact server: the chain for the agent-peer purpose,
+    /// then the host name unless it was reached at a loopback address.
+    fn verify_agent_server(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+        cert.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &self.roots.roots,
+            intermediates,
+            now,
+            AgentPeerUsage,
+            None,
+            None,
+        )
+        .map_err(pki_error)?;
+        match server_name {
+            ServerName::IpAddress(ip) if std::net::IpAddr::from(*ip).is_loopback() => Ok(()),
+            _ => cert
+                .verify_is_valid_for_subject_name(server_name)
+                .map_err(pki_error),
+        }
+    }
+}
+
+/// The key purposes an agent's artifact server may present: Ferry's
+/// agent-peer purpose, or serverAuth on a certificate issued before it.
+struct AgentPeerUsage;
+
+/// id-kp-serverAuth, 1.3.6.1.5.5.7.3.1 (DER value).
+const SERVER_AUTH_EKU: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+
+impl webpki::ExtendedKeyUsageValidator for AgentPeerUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let peer = webpki::KeyPurposeId::new(crate::AGENT_PEER_EKU);
+        let legacy = webpki::KeyPurposeId::new(SERVER_AUTH_EKU);
+        let mut present = Vec::new();
+        for id in iter {
+            let id = id?;
+            if id == peer || id == legacy {
+                return Ok(());
+            }
+            present.push(id.to_decoded_oid());
+        }
+        Err(webpki::Error::RequiredEkuNotFoundContext(
+            webpki::RequiredEkuNotFoundContext {
+                required: webpki::KeyUsage::required(crate::AGENT_PEER_EKU),
+                present,
+            },
+        ))
+    }
+}
+
+/// A webpki refusal as rustls reports certificate errors.
+fn pki_error(e: webpki::Error) -> rustls::Error {
+    use rustls::CertificateError as C;
+    rustls::Error::InvalidCertificate(match e {
+        webpki::Error::CertExpired { .. } => C::Expired,
+        webpki::Error::CertNotValidYet { .. } => C::NotValidYet,
+        webpki::Error::UnknownIssuer => C::UnknownIssuer,
+        webpki::Error::CertNotValidForName(_) => C::NotValidForName,
+        webpki::Error::InvalidSignatureForPublicKey => C::BadSignature,
+        other => C::Other(OtherError(Arc::new(other))),
+    })
 }
 
 impl ServerCertVerifier for PeerVerifier {
@@ -258,13 +343,6 @@ impl ServerCertVerifier for PeerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
         let wrong = |found: String| {
             // `Other` displays the whole reason (`InvalidCertificate` would show only Debug).
             rustls::Error::Other(OtherError(Arc::new(WrongPeer {
@@ -272,6 +350,28 @@ impl ServerCertVerifier for PeerVerifier {
                 expected: self.expected.clone(),
             })))
         };
+        match self.expected {
+            Expected::Agent => {
+                self.verify_agent_server(end_entity, intermediates, server_name, now)?;
+            }
+            Expected::Coordinator | Expected::Member(_) => {
+                let checked = self.webpki.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                );
+                if let Err(e) = checked {
+                    // An agent's certificate has no serverAuth: say whose
+                    // it is rather than only that its purpose is wrong.
+                    return Err(match Identity::from_cert_der(end_entity.as_ref()) {
+                        Ok(id) if !self.expected.admits(&id) => wrong(id.uri()),
+                        _ => e,
+                    });
+                }
+            }
+        }
         match Identity::from_cert_der(end_entity.as_ref()) {
             Ok(id) if self.expected.admits(&id) => Ok(ServerCertVerified::assertion()),
             Ok(id) => Err(wrong(id.uri())),

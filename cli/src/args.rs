@@ -689,6 +689,24 @@ pub enum AgentsCommand {
     Drain(DrainArgs),
     /// Remove an agent: its running work is re-queued and its certificate refused from now on.
     Remove(AgentNameArgs),
+    /// Change the labels an agent is bound to (admin): `--set a,b`, or `--add`/`--remove`.
+    /// Agents cannot change their own labels.
+    Label(LabelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// The agent's name.
+    pub name: String,
+    /// Replace all its labels with these, comma-separated (`--set ""` clears them).
+    #[arg(long, value_delimiter = ',', num_args = 0..=1, conflicts_with_all = ["add", "remove"])]
+    pub set: Option<Vec<String>>,
+    /// Labels to add, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub add: Vec<String>,
+    /// Labels to take away, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub remove: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -720,6 +738,10 @@ pub struct TokenCreateArgs {
     /// How many agents may enroll with it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub uses: u32,
+    /// The agent labels it grants, comma-separated: an agent asking for others is refused,
+    /// one asking for none gets these. Without it, each agent's own `--labels` are recorded.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -973,11 +995,36 @@ mod tests {
                 ..
             }))
         ));
-        let cli = parse(&["token", "create", "--ttl", "90m", "--uses", "3"]).expect("parse");
+        let cli = parse(&[
+            "token", "create", "--ttl", "90m", "--uses", "3", "--labels", "a,b",
+        ])
+        .expect("parse");
         let Command::Token(TokenCommand::Create(t)) = cli.command else {
             panic!("not token create")
         };
         assert_eq!((t.ttl, t.uses), (Duration::from_secs(5400), 3));
+        assert_eq!(t.labels, ["a", "b"]);
+        // `agents label`: --set (also empty, to clear), or --add/--remove.
+        for (args, set, add, remove) in [
+            (&["--set", "x,y"][..], Some(vec!["x", "y"]), vec![], vec![]),
+            (&["--set", ""], Some(vec![""]), vec![], vec![]),
+            (&["--add", "x", "--remove", "y"], None, vec!["x"], vec!["y"]),
+        ] {
+            let mut argv = vec!["agents", "label", "a1"];
+            argv.extend(args);
+            let cli = parse(&argv).expect("parse");
+            let Command::Agents(AgentsCommand::Label(l)) = cli.command else {
+                panic!("not agents label")
+            };
+            assert_eq!(l.name, "a1");
+            assert_eq!(
+                l.set,
+                set.map(|v| v.iter().map(|s| s.to_string()).collect())
+            );
+            assert_eq!(l.add, add);
+            assert_eq!(l.remove, remove);
+        }
+        assert!(parse(&["agents", "label", "a1", "--set", "x", "--add", "y"]).is_err());
 
         for bad in [
             &["token", "create", "--ttl", "soon"][..],

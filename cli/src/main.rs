@@ -72,6 +72,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Agents(AgentsCommand::List) => agents::list(g).await?,
         Command::Agents(AgentsCommand::Drain(a)) => agents::drain(g, &a.name, a.undo).await?,
         Command::Agents(AgentsCommand::Remove(a)) => agents::remove(g, &a.name).await?,
+        Command::Agents(AgentsCommand::Label(a)) => agents::label(g, a).await?,
         Command::Token(TokenCommand::Create(a)) => token::create(g, a).await?,
         Command::Rbac(command) => rbac::run(g, command).await?,
         Command::Whoami => rbac::whoami(g).await?,

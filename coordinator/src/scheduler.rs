@@ -3,6 +3,10 @@
 //! capacity, least-loaded first. An assignment is committed (which fixes its
 //! fencing epoch) before it is sent. The secrets it carries are sealed to the
 //! assigned agent's wrapping key; a plain value is never kept or logged here.
+//! An agent without one (enrolled before wrapping keys, holding a copy of the
+//! cluster's key) gets no secrets at all: nothing is sealed under the
+//! cluster's key for an agent, and the action fails naming the agent and
+//! saying to enroll it again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -79,17 +83,19 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
         missing_secrets: Vec::new(),
         deploy: None,
         sealed_env: Default::default(),
+        secrets_problem: String::new(),
     })
 }
 
 /// The assignment for `epoch` with the secrets its action (and its deploy
-/// hosts) name, still sealed: only the agent that runs it opens them. For an
-/// agent with a wrapping key they are sealed again to that key alone.
+/// hosts) name, sealed again to the agent's wrapping key alone: only the
+/// agent that runs it opens them. An agent without a wrapping key gets none
+/// ([`withhold_from_legacy_agent`]).
 ///
 /// A local read: it runs on the leader (the scheduler, the agent session)
 /// for an attempt this member just assigned or the agent reported.
 pub fn assignment_with_secrets(ops: &Ops, epoch: u64) -> Option<pb::internal::Assignment> {
-    let (mut a, wrapping_key) = ops.local_read(|s| {
+    let (mut a, agent, wrapping_key) = ops.local_read(|s| {
         let mut a = assignment(s, epoch)?;
         let loc = s.attempts.get(&epoch)?;
         let wrapping_key = s
@@ -116,12 +122,59 @@ pub fn assignment_with_secrets(ops: &Ops, epoch: u64) -> Option<pb::internal::As
                 None => a.missing_secrets.push(name.clone()),
             }
         }
-        Some((a, wrapping_key))
+        Some((a, loc.agent.clone(), wrapping_key))
     })?;
-    if let Some(key) = wrapping_key {
-        reseal_for_agent(&mut a, ops.ctx().secrets.as_ref(), &key);
+    match wrapping_key {
+        Some(key) => reseal_for_agent(&mut a, ops.ctx().secrets.as_ref(), &key),
+        None => withhold_from_legacy_agent(&mut a, &agent),
     }
     Some(a)
+}
+
+/// Takes every sealed secret out of `a`, for `agent`, which has no wrapping
+/// key: it enrolled before them and holds a copy of the cluster's secrets
+/// key. Sealing under that key would keep a stolen agent disk able to open
+/// the whole state, so the action fails instead, saying why and what to do
+/// (`secrets_problem`; a deploy's `problem`; older agents read
+/// `missing_secrets`).
+fn withhold_from_legacy_agent(a: &mut pb::internal::Assignment, agent: &str) {
+    let mut withheld: Vec<String> = std::mem::take(&mut a.sealed_env)
+        .into_values()
+        .map(|s| s.name)
+        .collect();
+    let mut host_withheld = false;
+    if let Some(d) = a.deploy.as_mut() {
+        for h in &mut d.hosts {
+            if let Some(sealed) = h.sealed_credentials.take() {
+                withheld.push(sealed.name);
+                host_withheld = true;
+            }
+        }
+    }
+    if withheld.is_empty() {
+        return;
+    }
+    withheld.sort();
+    withheld.dedup();
+    let problem = format!(
+        "agent `{agent}` enrolled before per-agent wrapping keys and holds a copy of the \
+         cluster's secrets key, so no secret is sent to it ({}); re-enroll it: `ferry agents \
+         remove {agent}`, wipe its state dir, and start it with a new join token",
+        withheld.join(", ")
+    );
+    if let Some(d) = a.deploy.as_mut()
+        && host_withheld
+        && d.problem.is_empty()
+    {
+        d.problem = problem.clone();
+    }
+    for name in &withheld {
+        if !a.missing_secrets.contains(name) {
+            a.missing_secrets.push(name.clone());
+        }
+    }
+    tracing::error!(%agent, secrets = ?withheld, attempt = ?a.attempt.as_ref().map(|r| &r.attempt_id), "secrets not sent: the agent holds the cluster's key from before wrapping keys and must be enrolled again");
+    a.secrets_problem = problem;
 }
 
 /// Opens each sealed secret of `a` with the cluster's key and seals it to
@@ -494,6 +547,34 @@ stages:
         assert!(cluster.open("tok", &env.nonce, &env.ciphertext).is_err());
         // Nor does another agent's wrapping key.
         assert!(open(&WrappingKey::generate()?, env).is_err());
+        Ok(())
+    }
+
+    /// An agent enrolled before wrapping keys (it holds the cluster's key)
+    /// gets no secret, not even under the cluster's key: the action fails
+    /// naming the agent and saying to enroll it again.
+    #[test]
+    fn an_agent_holding_the_cluster_key_gets_no_secrets() -> TestResult {
+        let cluster = SecretBox::new(&[5u8; 32])?;
+        let mut a = sealed_assignment(&cluster)?;
+        withhold_from_legacy_agent(&mut a, "old-1");
+        assert!(a.sealed_env.is_empty(), "a secret was sent");
+        let deploy = a.deploy.as_ref().ok_or("deploy")?;
+        assert!(deploy.hosts[0].sealed_credentials.is_none());
+        assert!(deploy.hosts[0].private_key.is_empty());
+        let mut missing = a.missing_secrets.clone();
+        missing.sort();
+        assert_eq!(missing, ["key", "tok"]);
+        for problem in [&a.secrets_problem, &deploy.problem] {
+            assert!(
+                problem.contains("agent `old-1`") && problem.contains("re-enroll it"),
+                "{problem}"
+            );
+        }
+        // Nothing named: nothing to refuse.
+        let mut plain = pb::internal::Assignment::default();
+        withhold_from_legacy_agent(&mut plain, "old-1");
+        assert!(plain.secrets_problem.is_empty() && plain.missing_secrets.is_empty());
         Ok(())
     }
 

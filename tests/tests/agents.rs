@@ -2,6 +2,8 @@
 //! one result recorded, a late result from the old attempt is refused, results
 //! survive a coordinator restart, artifacts survive their producer, hostile
 //! archives are refused, and agents can be drained, stopped gracefully and removed.
+//! An agent never chooses its own labels after enrollment: a join token may
+//! bind them, and only an admin changes them.
 
 use std::time::Duration;
 
@@ -478,4 +480,170 @@ fn a_second_sigterm_cancels_and_the_work_moves_elsewhere() {
         ],
         "{work:#}"
     );
+}
+
+/// A `ferry-agent` this test starts itself (with its own token and
+/// `--labels`), killed when dropped.
+struct OwnAgent(std::process::Child);
+
+impl Drop for OwnAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn own_agent(c: &Cluster, name: &str, token: Option<&str>, labels: &str) -> OwnAgent {
+    let state = c.path().join(format!("own-{name}"));
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(c.path().join(format!("own-{name}.log")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new(ferry_tests::bin("ferry-agent"));
+    cmd.args(["--coordinator", &c.addr, "--name", name, "--labels", labels])
+        .args(["--advertise", "127.0.0.1:0"])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--ca")
+        .arg(c.tls.join("ca.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    if let Some(t) = token {
+        cmd.args(["--join-token", t]);
+    }
+    OwnAgent(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start ferry-agent: {e}")),
+    )
+}
+
+fn own_log(c: &Cluster, name: &str) -> String {
+    std::fs::read_to_string(c.path().join(format!("own-{name}.log"))).unwrap_or_default()
+}
+
+/// `ferry agents list -o json`'s entry for `name`.
+fn listed(c: &Cluster, name: &str) -> Option<Value> {
+    let list = c.ferry_ok(Some("admin"), &["agents", "list", "-o", "json"]);
+    let v: Value = serde_json::from_str(&list).ok()?;
+    v.as_array()?.iter().find(|a| a["name"] == name).cloned()
+}
+
+/// A rogue agent used to take the `prod-deploy` label by asking for it at
+/// registration, and with it the work (and artifacts) meant for that label.
+/// Labels are now bound at enrollment — a token made with `--labels`
+/// refuses others — and only an admin changes them: a registration asking
+/// for others keeps the bound ones, and the agent is told why.
+#[test]
+fn an_agent_never_gains_a_label_by_asking() {
+    ensure_busybox_image();
+    let c = Cluster::start("labels");
+    let token = c
+        .ferry_ok(
+            Some("admin"),
+            &[
+                "token", "create", "--ttl", "10m", "--uses", "2", "--labels", "build",
+            ],
+        )
+        .trim()
+        .to_string();
+    // Asking for a label the token does not grant: refused at enrollment.
+    let greedy = c.path().join("greedy");
+    let out = std::process::Command::new(ferry_tests::bin("ferry-agent"))
+        .args([
+            "--coordinator",
+            &c.addr,
+            "--name",
+            "greedy",
+            "--enroll-only",
+        ])
+        .args(["--join-token", &token, "--labels", "build,prod-deploy"])
+        .arg("--state-dir")
+        .arg(&greedy)
+        .arg("--ca")
+        .arg(c.tls.join("ca.pem"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("does not grant") && err.contains("prod-deploy"),
+        "{err}"
+    );
+    assert!(listed(&c, "greedy").is_none());
+
+    // Enrolled with the token's labels; later started asking for more.
+    let first = own_agent(&c, "rogue", Some(&token), "build");
+    wait_for("rogue to connect", Duration::from_secs(30), || {
+        listed(&c, "rogue").filter(|a| a["connected"] == true)
+    });
+    drop(first);
+    let _rogue = own_agent(&c, "rogue", None, "build,prod-deploy");
+    wait_for("the agent to be told", Duration::from_secs(30), || {
+        own_log(&c, "rogue")
+            .contains("differ from the labels agent `rogue` is bound to")
+            .then_some(())
+    });
+    let a = wait_for("rogue to reconnect", Duration::from_secs(30), || {
+        listed(&c, "rogue").filter(|a| a["connected"] == true)
+    });
+    assert_eq!(a["labels"], serde_json::json!(["build"]), "{a}");
+    assert_eq!(a["holds_cluster_key"], false, "{a}");
+
+    // Work for `prod-deploy` finds no agent...
+    let r = repo();
+    c.apply(&format!(
+        "name: deploy\nsource: {{git: {}}}\nstages:\n  - name: s\n    actions:\n      - {{name: work, type: build, image: ferry-local/busybox, runs_on: [prod-deploy], commands: [\"true\"]}}\n",
+        r.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "deploy"])
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_secs(3));
+    let v = c.status("deploy", &exec);
+    assert_eq!(
+        Cluster::action(&v, "s", "work")["agent"]
+            .as_str()
+            .unwrap_or(""),
+        "",
+        "an agent got prod-deploy work by asking: {v}"
+    );
+    // ... only an admin gives an agent a label.
+    c.grant("olly", "operator");
+    let refused = c.ferry(
+        Some("olly"),
+        &["agents", "label", "rogue", "--add", "prod-deploy"],
+    );
+    assert!(!refused.success, "{}", refused.stdout);
+    assert!(refused.stderr.contains("admin"), "{}", refused.stderr);
+    let bad = c.ferry(
+        Some("admin"),
+        &["agents", "label", "rogue", "--add", "prod deploy"],
+    );
+    assert!(
+        !bad.success && bad.stderr.contains("whitespace"),
+        "{}",
+        bad.stderr
+    );
+    let out = c.ferry_ok(
+        Some("admin"),
+        &[
+            "agents",
+            "label",
+            "rogue",
+            "--add",
+            "prod-deploy",
+            "--remove",
+            "build",
+        ],
+    );
+    assert!(out.contains("prod-deploy"), "{out}");
+    let v = c.wait_status("deploy", &exec, "the execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(v["status"], "Succeeded", "{v}");
+    assert_eq!(Cluster::action(&v, "s", "work")["agent"], "rogue");
+    let a = listed(&c, "rogue").unwrap_or_default();
+    assert_eq!(a["labels"], serde_json::json!(["prod-deploy"]), "{a}");
 }

@@ -235,8 +235,10 @@ fn commit_index(c: &Cluster) -> u64 {
 }
 
 /// Enrollment is the one call without a certificate: bad tokens, reserved
-/// names, extra SANs and bad wrapping keys are refused before anything
-/// reaches the Raft log (without burning the token), and a flood from one
+/// names, extra SANs, host names of a coordinator or of the local machine,
+/// missing or bad wrapping keys and labels the token does not grant are
+/// refused before anything reaches the Raft log (without burning the token),
+/// no answer ever carries the cluster's secrets key, and a flood from one
 /// address is cut off.
 #[test]
 fn unauthenticated_enrollment_costs_the_cluster_nothing_durable() {
@@ -252,54 +254,109 @@ fn unauthenticated_enrollment_costs_the_cluster_nothing_durable() {
         ferry_proto::enrollment_client::EnrollmentClient::new(channel)
     });
     let (csr, _key) = ferry_certs::agent_csr("a1").unwrap_or_else(|e| panic!("{e}"));
+    let wrapping = ferry_certs::WrappingKey::generate().unwrap_or_else(|e| panic!("{e}"));
     let call = |token: &str, name: &str, sans: &[&str]| ferry_proto::EnrollRequest {
         token: token.into(),
         name: name.into(),
         csr_pem: csr.clone(),
         sans: sans.iter().map(|s| s.to_string()).collect(),
-        wrapping_public_key: Vec::new(),
+        wrapping_public_key: wrapping.public_bytes().to_vec(),
+        labels: Vec::new(),
+    };
+    let refused = |req: ferry_proto::EnrollRequest| {
+        let why = format!("{req:?}");
+        runtime
+            .block_on(client.clone().enroll(req))
+            .expect_err(&why)
     };
     let before = commit_index(&c);
-    // Reserved names and a second SAN (a coordinator's address) are refused.
+    // Reserved names and a second SAN are refused.
     for (name, sans) in [
-        ("coordinator", &["127.0.0.1"][..]),
-        ("admin", &["127.0.0.1"][..]),
-        ("12", &["127.0.0.1"][..]),
-        ("a1", &["127.0.0.1", "coordinator.example"][..]),
+        ("coordinator", &["10.77.0.9"][..]),
+        ("admin", &["10.77.0.9"][..]),
+        ("12", &["10.77.0.9"][..]),
+        ("a1", &["10.77.0.9", "coordinator.example"][..]),
     ] {
-        let refused = runtime
-            .block_on(client.enroll(call(&token, name, sans)))
-            .expect_err(name);
-        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        let no = refused(call(&token, name, sans));
+        assert_eq!(no.code(), tonic::Code::InvalidArgument, "{no:?}");
+    }
+    // An agent certificate never names a coordinator (its address, its
+    // certificate's names, its console's host) nor the local machine: a
+    // browser on a coordinator's host reaches the console as `localhost`.
+    let coordinator_host = ferry_certs::tls::host_of(&c.addr).to_string();
+    for san in [
+        coordinator_host.as_str(),
+        "127.0.0.1",
+        "localhost",
+        "::1",
+        "0.0.0.0",
+    ] {
+        let no = refused(call(&token, "a1", &[san]));
+        assert_eq!(no.code(), tonic::Code::InvalidArgument, "{san}: {no:?}");
+        assert!(
+            no.message().contains("coordinator") || no.message().contains("local machine"),
+            "{san}: {}",
+            no.message()
+        );
     }
     // So are wrapping keys that are not X25519 public keys: the wrong length,
     // or a low-order point that would make every secret sealed to it public.
     for bad in [vec![7u8; 31], vec![0u8; 32]] {
-        let mut req = call(&token, "a1", &["127.0.0.1"]);
+        let mut req = call(&token, "a1", &[]);
         req.wrapping_public_key = bad;
-        let refused = runtime
-            .block_on(client.enroll(req))
-            .expect_err("a bad wrapping key");
-        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        let no = refused(req);
+        assert_eq!(no.code(), tonic::Code::InvalidArgument, "{no:?}");
     }
-    assert_eq!(commit_index(&c), before, "refusals became Raft entries");
-    // The token's single use survived the refusals. An agent that sends a
-    // wrapping key is not given the cluster's secrets key.
-    let wrapping = ferry_certs::WrappingKey::generate().unwrap_or_else(|e| panic!("{e}"));
-    let mut req = call(&token, "a1", &["127.0.0.1"]);
-    req.wrapping_public_key = wrapping.public_bytes().to_vec();
+    // An agent without a wrapping key (older than them) used to get the
+    // cluster's secrets key back: now it is refused, saying why.
+    let mut old = call(&token, "a1", &[]);
+    old.wrapping_public_key = Vec::new();
+    let no = refused(old);
+    assert_eq!(no.code(), tonic::Code::FailedPrecondition, "{no:?}");
+    assert!(no.message().contains("no wrapping key"), "{}", no.message());
+    // Labels out of bounds, and labels a token does not grant.
+    let mut long = call(&token, "a1", &[]);
+    long.labels = vec!["x".repeat(65)];
+    assert_eq!(refused(long).code(), tonic::Code::InvalidArgument);
+    let granting = c.ferry_ok(
+        Some("admin"),
+        &["token", "create", "--ttl", "10m", "--labels", "build,linux"],
+    );
+    let granting = granting.trim().to_string();
+    let before_granting = commit_index(&c);
+    let mut greedy = call(&granting, "a3", &[]);
+    greedy.labels = vec!["build".into(), "prod-deploy".into()];
+    let no = refused(greedy);
+    assert_eq!(no.code(), tonic::Code::PermissionDenied, "{no:?}");
+    assert!(no.message().contains("prod-deploy"), "{}", no.message());
+    assert_eq!(
+        commit_index(&c),
+        before_granting,
+        "refusals became Raft entries"
+    );
+    let _ = before;
+    // The token's single use survived the refusals; the answer carries no
+    // cluster key (field 4 is reserved) and the labels bound.
+    let mut req = call(&token, "a1", &["10.77.0.9"]);
+    req.labels = vec!["docker".into(), "docker".into(), "arm".into()];
     let enrolled = runtime
         .block_on(client.enroll(req))
         .unwrap_or_else(|e| panic!("the real token was burnt: {e}"))
         .into_inner();
-    assert!(
-        enrolled.secrets_key.is_empty(),
-        "the cluster's secrets key was sent to an agent with a wrapping key"
-    );
+    assert_eq!(enrolled.labels, ["arm", "docker"]);
+    let facts = ferry_certs::CertFacts::from_pem(&enrolled.certificate_pem)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(facts.hosts, ["10.77.0.9"]);
+    // The granting token: no labels asked for, all of its own granted.
+    let enrolled = runtime
+        .block_on(client.enroll(call(&granting, "a3", &[])))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(enrolled.labels, ["build", "linux"]);
     let before = commit_index(&c);
     let codes: Vec<tonic::Code> = (0..60)
         .map(|i| {
-            let forged = call(&format!("ferry-join-forged-{i}"), "a2", &["127.0.0.1"]);
+            let forged = call(&format!("ferry-join-forged-{i}"), "a2", &[]);
             match runtime.block_on(client.enroll(forged)) {
                 Ok(_) => tonic::Code::Ok,
                 Err(s) => s.code(),

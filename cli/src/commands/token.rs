@@ -1,5 +1,6 @@
-//! `ferry token create`: a join token for enrolling agents. Only the token
-//! goes to stdout; its expiry goes to stderr.
+//! `ferry token create`: a join token for enrolling agents, and the labels
+//! it grants them. Only the token goes to stdout; its expiry and labels go
+//! to stderr.
 
 use anyhow::Result;
 use ferry_proto as pb;
@@ -14,6 +15,7 @@ use crate::wire;
 struct TokenJson<'a> {
     token: &'a str,
     expires_at: String,
+    labels: &'a [String],
 }
 
 pub async fn create(global: &GlobalArgs, args: &TokenCreateArgs) -> Result<()> {
@@ -23,21 +25,28 @@ pub async fn create(global: &GlobalArgs, args: &TokenCreateArgs) -> Result<()> {
         .create_token(pb::CreateTokenRequest {
             ttl: Some(wire::duration(args.ttl)),
             uses: args.uses,
+            labels: args.labels.clone(),
         })
         .await?
         .into_inner();
     match global.output {
         Format::Table => {
             eprintln!(
-                "token valid for {} enrollment(s) until {}",
+                "token valid for {} enrollment(s) until {}; {}",
                 args.uses,
-                wire::time(reply.expires_at.as_ref())
+                wire::time(reply.expires_at.as_ref()),
+                if reply.labels.is_empty() {
+                    "agents are bound to the --labels they ask for".to_string()
+                } else {
+                    format!("grants labels {}", reply.labels.join(","))
+                }
             );
             output::print(&reply.token)
         }
         Format::Json => output::print_json(&TokenJson {
             token: &reply.token,
             expires_at: wire::time(reply.expires_at.as_ref()),
+            labels: &reply.labels,
         }),
     }
 }

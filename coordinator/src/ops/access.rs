@@ -44,6 +44,8 @@ impl From<&CertFacts> for CertBinding {
 pub struct NewToken {
     pub token: String,
     pub expires_at: i64,
+    /// The labels it grants (sorted, each once).
+    pub labels: Vec<String>,
 }
 
 /// An agent's enrollment, checked and about to be committed.
@@ -52,18 +54,29 @@ pub struct Enrollment {
     pub token_hash: String,
     pub agent: String,
     pub cert: CertBinding,
-    pub wrapping_key: Option<String>,
+    /// Hex of its X25519 wrapping public key (required).
+    pub wrapping_key: String,
+    /// The labels it asked for.
+    pub labels: Vec<String>,
 }
 
 impl Ops {
     /// Write: a join token admitting `uses` agents (0: one) for `ttl_seconds`
-    /// (0: an hour).
+    /// (0: an hour), granting `labels` (none: each agent's ask is recorded).
     pub async fn create_token(
         &self,
         who: &Identity,
         ttl_seconds: u64,
         uses: u32,
+        labels: Vec<String>,
     ) -> OpResult<NewToken> {
+        crate::state::check_labels(&labels)
+            .map_err(|e| OpError::Invalid(format!("--labels: {e}")))?;
+        let labels: Vec<String> = labels
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let ttl = match ttl_seconds {
             0 => 3600,
             t if t > MAX_TOKEN_TTL_SECONDS => {
@@ -95,36 +108,67 @@ impl Ops {
             uses,
             by: acting(who),
             at: now,
+            labels: labels.clone(),
         })
         .await?;
-        Ok(NewToken { token, expires_at })
+        Ok(NewToken {
+            token,
+            expires_at,
+            labels,
+        })
     }
 
     /// Local read, then linearizable if refused: whether `token_hash` may
-    /// enroll `name`. A token created a moment ago may not have reached this
-    /// member yet, so only a refusal on fresh state is final; a good token
-    /// costs no read index (enrollment is the unauthenticated call).
-    pub async fn may_enroll(&self, token_hash: &str, name: &str) -> OpResult<()> {
-        let check = |s: &crate::state::ClusterState| s.may_enroll(token_hash, name, now_ms());
-        if self.local_read(check).is_ok() {
-            return Ok(());
+    /// enroll `name` asking for `labels`, and the labels it would be bound
+    /// to. A token created a moment ago may not have reached this member
+    /// yet, so only a refusal on fresh state is final; a good token costs no
+    /// read index (enrollment is the unauthenticated call).
+    pub async fn may_enroll(
+        &self,
+        token_hash: &str,
+        name: &str,
+        labels: &[String],
+    ) -> OpResult<Vec<String>> {
+        let check =
+            |s: &crate::state::ClusterState| s.may_enroll(token_hash, name, labels, now_ms());
+        if let Ok(bound) = self.local_read(check) {
+            return Ok(bound);
         }
         Ok(self.read(check).await??)
     }
 
+    /// Local read (enrollment): the host part of every member's address in
+    /// the state, which no agent certificate may name.
+    pub fn local_member_hosts(&self) -> Vec<String> {
+        self.local_read(|s| {
+            s.members
+                .values()
+                .map(|a| ferry_certs::tls::host_of(a).to_string())
+                .collect()
+        })
+    }
+
     /// Write: commits an enrollment (the token use); `apply` checks the
-    /// token again.
-    pub async fn enroll(&self, e: Enrollment) -> OpResult<()> {
+    /// token (and the labels it grants) again. Returns the labels the agent
+    /// is bound to.
+    pub async fn enroll(&self, e: Enrollment) -> OpResult<Vec<String>> {
         self.write(Command::Enroll {
             token_hash: e.token_hash,
             agent: e.agent.clone(),
             cert: Some(e.cert),
-            wrapping_key: e.wrapping_key,
+            wrapping_key: Some(e.wrapping_key),
             at: now_ms(),
+            labels: e.labels,
         })
         .await?;
-        tracing::info!(agent = %e.agent, "agent enrolled");
-        Ok(())
+        let labels = self.local_read(|s| {
+            s.agents
+                .get(&e.agent)
+                .map(|a| a.labels.clone())
+                .unwrap_or_default()
+        });
+        tracing::info!(agent = %e.agent, ?labels, "agent enrolled");
+        Ok(labels)
     }
 
     /// Write: binds an agent's renewed certificate (`apply` checks that the

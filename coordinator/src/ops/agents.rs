@@ -24,10 +24,10 @@ pub struct AgentInfo {
     pub last_seen: Option<i64>,
 }
 
-/// What an agent says when its session opens.
+/// What an agent says when its session opens (bounded by the session).
+/// Not its labels: those are bound at enrollment.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    pub labels: Vec<String>,
     pub capacity: u32,
     pub version: String,
     pub address: String,
@@ -103,18 +103,56 @@ impl Ops {
         Ok(())
     }
 
-    /// Write (the agent session, on the leader): `name` connected.
-    pub async fn register_agent(&self, name: &str, r: Registration) -> OpResult<()> {
+    /// Write (the agent session, on the leader): `name` connected. Returns
+    /// the labels it is bound to (a registration never changes them).
+    pub async fn register_agent(&self, name: &str, r: Registration) -> OpResult<Vec<String>> {
         self.write(Command::RegisterAgent {
             name: name.to_string(),
-            labels: r.labels,
+            labels: None,
             capacity: r.capacity.max(1),
             version: r.version,
             address: r.address,
             at: now_ms(),
         })
-        .await
-        .map(drop)
+        .await?;
+        self.local_read(|s| s.agents.get(name).map(|a| a.labels.clone()))
+            .ok_or_else(|| no_agent(name))
+    }
+
+    /// Write: an admin changes the labels agent `name` is bound to — all of
+    /// them (`set`), or by adding and removing some (`apply` checks the
+    /// role again, and the labels).
+    pub async fn set_agent_labels(
+        &self,
+        who: &Identity,
+        name: &str,
+        set: Option<Vec<String>>,
+        (add, remove): (Vec<String>, Vec<String>),
+    ) -> OpResult<()> {
+        for (flag, given) in [
+            ("--set", set.as_deref().unwrap_or_default()),
+            ("--add", &add),
+            ("--remove", &remove),
+        ] {
+            crate::state::check_labels(given)
+                .map_err(|e| OpError::Invalid(format!("{flag}: {e}")))?;
+        }
+        if set.is_none() && add.is_empty() && remove.is_empty() {
+            return Err(OpError::Invalid(
+                "say what to change: --set LABELS, or --add and/or --remove".into(),
+            ));
+        }
+        self.write(Command::SetAgentLabels {
+            agent: name.to_string(),
+            set,
+            add,
+            remove,
+            by: super::access::acting(who),
+            at: now_ms(),
+        })
+        .await?;
+        tracing::info!(agent = %name, by = %who.name, "agent labels changed");
+        Ok(())
     }
 
     /// Write (the agent session): an attempt's result. `Ok((accepted,

@@ -55,11 +55,12 @@ pub async fn create_token(
     let who = caller(&req)?;
     let req = req.into_inner();
     let t = ops
-        .create_token(&who, ttl_seconds(req.ttl)?, req.uses)
+        .create_token(&who, ttl_seconds(req.ttl)?, req.uses, req.labels)
         .await?;
     Ok(Response::new(pb::CreateTokenResponse {
         token: t.token,
         expires_at: views::timestamp(Some(t.expires_at)),
+        labels: t.labels,
     }))
 }
 

@@ -1,5 +1,5 @@
-//! gRPC adapter: agents (list, drain, remove). Who is connected is known to
-//! the leader only, so the list is served there.
+//! gRPC adapter: agents (list, drain, labels, remove). Who is connected is
+//! known to the leader only, so the list is served there.
 
 use ferry_proto as pb;
 use tonic::{Request, Response, Status};
@@ -32,6 +32,7 @@ fn agent_view(a: AgentInfo) -> pb::AgentView {
         capacity: r.capacity,
         version: r.version,
         address: r.address,
+        holds_cluster_key: r.wrapping_key.is_none(),
     }
 }
 
@@ -58,14 +59,31 @@ pub async fn drain_agent(
     let who = caller(&req)?;
     let req = req.into_inner();
     ops.drain_agent(&who, &req.name, !req.undo).await?;
+    view_of(ops, &req.name).await
+}
+
+pub async fn set_agent_labels(
+    ops: &Ops,
+    req: Request<pb::SetAgentLabelsRequest>,
+) -> Result<Response<pb::AgentView>, Status> {
+    let who = caller(&req)?;
+    let req = req.into_inner();
+    let set = req.replace.then_some(req.set);
+    ops.set_agent_labels(&who, &req.name, set, (req.add, req.remove))
+        .await?;
+    view_of(ops, &req.name).await
+}
+
+/// Agent `name` as the list shows it (served by the leader).
+async fn view_of(ops: &Ops, name: &str) -> Result<Response<pb::AgentView>, Status> {
     let list = list_agents(ops, Request::new(pb::ListAgentsRequest::default()))
         .await?
         .into_inner();
     list.agents
         .into_iter()
-        .find(|a| a.name == req.name)
+        .find(|a| a.name == name)
         .map(Response::new)
-        .ok_or_else(|| no_agent(&req.name).into())
+        .ok_or_else(|| no_agent(name).into())
 }
 
 pub async fn remove_agent(
@@ -76,4 +94,30 @@ pub async fn remove_agent(
     let req = req.into_inner();
     ops.remove_agent(&who, &req.name).await?;
     list_agents(ops, Request::new(pb::ListAgentsRequest::default())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::AgentRecord;
+
+    /// An agent enrolled before wrapping keys (no wrapping key recorded)
+    /// holds a copy of the cluster's secrets key: the list says so.
+    #[test]
+    fn agents_without_a_wrapping_key_are_listed_as_holding_the_cluster_key() {
+        let view = |wrapping_key: Option<String>| {
+            agent_view(AgentInfo {
+                record: AgentRecord {
+                    name: "a1".into(),
+                    wrapping_key,
+                    ..Default::default()
+                },
+                running: 0,
+                connected: false,
+                last_seen: None,
+            })
+        };
+        assert!(view(None).holds_cluster_key);
+        assert!(!view(Some("ab".repeat(32))).holds_cluster_key);
+    }
 }

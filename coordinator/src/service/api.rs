@@ -136,6 +136,13 @@ impl pb::agents_server::Agents for ApiService {
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         super::agents::remove_agent(&self.0, req).await
     }
+
+    async fn set_agent_labels(
+        &self,
+        req: Request<pb::SetAgentLabelsRequest>,
+    ) -> Result<Response<pb::AgentView>, Status> {
+        super::agents::set_agent_labels(&self.0, req).await
+    }
 }
 
 #[tonic::async_trait]

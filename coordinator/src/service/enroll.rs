@@ -1,9 +1,13 @@
-//! Agent enrollment: a join token, a CSR and the public half of the agent's
-//! wrapping key in, a certificate signed by the cluster CA out. The wrapping
-//! key is recorded with the agent, and secrets are sealed to it at dispatch;
-//! the cluster's secrets key goes only to an older agent that sent no wrapping
-//! key. The token use is committed through Raft before the certificate is
-//! returned, so a token can never admit more agents than it allows.
+//! Agent enrollment: a join token, a CSR, the public half of the agent's
+//! wrapping key and the labels it asks for in, a certificate signed by the
+//! cluster CA out. The wrapping key is required and recorded with the agent,
+//! and secrets are sealed to it at dispatch: the cluster's secrets key never
+//! leaves the coordinators. The labels are checked against the token and
+//! bound to the agent (only an admin changes them afterwards). The
+//! certificate's one host name is never a coordinator's name or address, nor
+//! `localhost` or loopback. The token use is committed through Raft before
+//! the certificate is returned, so a token can never admit more agents than
+//! it allows.
 //!
 //! This is the one call anyone may make without a client certificate, so it
 //! must cost the cluster nothing durable until the token checks out: calls are
@@ -71,17 +75,38 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         }
         ferry_certs::validate_agent_name(&req.name)
             .map_err(|e| Status::invalid_argument(format!("agent name: {e}")))?;
-        let wrapping_key = if req.wrapping_public_key.is_empty() {
-            None
-        } else {
-            let key = ferry_certs::validate_public(&req.wrapping_public_key)
-                .map_err(|e| Status::invalid_argument(format!("wrapping key: {e}")))?;
-            Some(hex::encode(key))
-        };
+        if req.wrapping_public_key.is_empty() {
+            return Err(Status::failed_precondition(
+                "this agent sent no wrapping key: it is older than per-agent wrapping keys, and \
+                 the cluster no longer hands its secrets key to agents; upgrade ferry-agent and \
+                 enroll again",
+            ));
+        }
+        let wrapping_key = ferry_certs::validate_public(&req.wrapping_public_key)
+            .map(hex::encode)
+            .map_err(|e| Status::invalid_argument(format!("wrapping key: {e}")))?;
+        crate::state::check_labels(&req.labels)
+            .map_err(|e| Status::invalid_argument(format!("agent labels: {e}")))?;
+        if req.sans.len() > 1 {
+            return Err(Status::invalid_argument(
+                "an agent certificate names one host only: its artifact server's (--advertise)",
+            ));
+        }
+        let coordinators = coordinator_names(&self.ops);
+        for san in &req.sans {
+            if let Some(reason) = refused_host(san, &coordinators) {
+                return Err(Status::invalid_argument(format!(
+                    "host name {}: {reason}",
+                    ferry_certs::clip(san)
+                )));
+            }
+        }
         let token_hash = hash_token(&req.token);
         // A token created a moment ago may not have reached this member yet:
         // only a refusal on fresh state is final.
-        self.ops.may_enroll(&token_hash, &req.name).await?;
+        self.ops
+            .may_enroll(&token_hash, &req.name, &req.labels)
+            .await?;
         let ctx = self.ops.ctx();
         // Sign first (this validates the CSR), commit the token use second:
         // a bad CSR must not burn a token use.
@@ -91,12 +116,14 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
         let facts = ferry_certs::CertFacts::from_pem(&cert)
             .map_err(|e| Status::internal(format!("reading the certificate just issued: {e}")))?;
-        self.ops
+        let labels = self
+            .ops
             .enroll(Enrollment {
                 token_hash,
                 agent: req.name.clone(),
                 cert: crate::state::CertBinding::from(&facts),
-                wrapping_key: wrapping_key.clone(),
+                wrapping_key,
+                labels: req.labels,
             })
             .await?;
         let identity = ferry_certs::Identity::new(
@@ -109,11 +136,90 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             certificate_pem: cert,
             ca_pem: ctx.ca.ca_pem().to_string(),
             identity: identity.uri(),
-            // An agent with a wrapping key never gets the cluster's key.
-            secrets_key: match (&wrapping_key, &ctx.secrets) {
-                (None, Some(b)) => b.key_bytes().to_vec(),
-                _ => Vec::new(),
-            },
+            labels,
         }))
+    }
+}
+
+/// The names and addresses coordinators are reached at, which no agent
+/// certificate may carry: the host of every member's address in the state,
+/// this member's certificate's host names, and its console's.
+pub(crate) fn coordinator_names(ops: &Ops) -> Vec<String> {
+    {
+        let ctx = ops.ctx();
+        let mut names = ops.local_member_hosts();
+        match ferry_certs::CertFacts::from_pem(&ctx.identity.cert_pem) {
+            Ok(facts) => names.extend(facts.hosts),
+            Err(e) => tracing::warn!(error = %e, "cannot read this member's certificate"),
+        }
+        if let Some(url) = &ctx.console_url {
+            let authority = url
+                .split_once("://")
+                .map_or(url.as_str(), |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default();
+            names.push(ferry_certs::tls::host_of(authority).to_string());
+        }
+        names
+    }
+}
+
+/// Why an agent certificate may not name `host`, if it may not: the local
+/// machine (`ferry_certs::agent_host_refusal`) or one of `coordinators`
+/// (compared as addresses when both parse as IPs, else case-insensitively
+/// without a trailing dot).
+pub(crate) fn refused_host(host: &str, coordinators: &[String]) -> Option<String> {
+    if let Some(reason) = ferry_certs::agent_host_refusal(host) {
+        return Some(format!(
+            "{reason}; an agent certificate must not name the local machine (an agent \
+             advertised on loopback asks for no host name)"
+        ));
+    }
+    let key = |h: &str| {
+        let h = h.trim_matches(['[', ']']);
+        match h.parse::<IpAddr>() {
+            Ok(ip) => ip.to_canonical().to_string(),
+            Err(_) => h.trim_end_matches('.').to_ascii_lowercase(),
+        }
+    };
+    let wanted = key(host);
+    coordinators
+        .iter()
+        .any(|c| !c.is_empty() && key(c) == wanted)
+        .then(|| {
+            "it is a coordinator's name or address; an agent certificate must not name a \
+             coordinator (advertise the agent's own host)"
+                .to_string()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_host;
+
+    #[test]
+    fn agent_certificates_name_no_coordinator_and_not_the_local_machine() {
+        let coordinators = [
+            "10.0.0.1".to_string(),
+            "ferry-1.example".to_string(),
+            "fd00::1".to_string(),
+        ];
+        for host in [
+            "10.0.0.1",
+            "FERRY-1.example.",
+            "[fd00::1]",
+            "fd00:0:0:0:0:0:0:1",
+            "::ffff:10.0.0.1",
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0",
+        ] {
+            assert!(refused_host(host, &coordinators).is_some(), "{host}");
+        }
+        for host in ["10.0.0.2", "build-1.example", "ferry-1.example.org"] {
+            assert_eq!(refused_host(host, &coordinators), None, "{host}");
+        }
     }
 }

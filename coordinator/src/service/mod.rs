@@ -9,6 +9,7 @@ pub mod agents;
 pub mod api;
 pub mod approvals;
 pub mod artifacts;
+pub mod bounds;
 pub mod cluster;
 pub mod deployments;
 pub mod enroll;

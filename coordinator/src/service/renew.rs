@@ -2,7 +2,8 @@
 //! certificate for a new one of the same identity, for a key it made. Agents
 //! do this on their own before their certificates expire; operators with
 //! `ferry certs renew`. The identity, host names and lifetime come from the
-//! presented certificate and the cluster, never from the request.
+//! presented certificate and the cluster, never from the request (an agent's
+//! host names minus any enrollment would refuse now: see `enroll.rs`).
 
 use ferry_certs::{CertFacts, IdentityKind};
 use ferry_proto as pb;
@@ -45,10 +46,23 @@ pub async fn renew_certificate(
             .ca
             .sign_operator_csr(&csr, &who.name, lifetimes.operator)
             .map_err(refused)?,
-        IdentityKind::Agent => ctx
-            .ca
-            .sign_agent_csr_for(&csr, &who.name, &presented.hosts, lifetimes.agent)
-            .map_err(refused)?,
+        IdentityKind::Agent => {
+            // A certificate from before agents' host names were checked
+            // keeps only those still allowed (never a coordinator's, nor
+            // the local machine's: an agent on loopback needs none).
+            let coordinators = super::enroll::coordinator_names(ops);
+            let (hosts, dropped): (Vec<String>, Vec<String>) = presented
+                .hosts
+                .iter()
+                .cloned()
+                .partition(|h| super::enroll::refused_host(h, &coordinators).is_none());
+            if !dropped.is_empty() {
+                tracing::warn!(agent = %who.name, ?dropped, "renewed agent certificate no longer names these hosts");
+            }
+            ctx.ca
+                .sign_agent_csr_for(&csr, &who.name, &hosts, lifetimes.agent)
+                .map_err(refused)?
+        }
         IdentityKind::Coordinator => {
             return Err(Status::permission_denied(
                 "a member's certificate is renewed on its host with `ferry certs renew --ca-dir`",

@@ -2,6 +2,10 @@
 //! registers the agent, re-sends work the agent should be running, forwards
 //! live log lines to the log hub, and turns results into Raft commands —
 //! refusing any from an attempt whose fencing epoch is no longer current.
+//! Every message is bounded first (`bounds.rs`); one that breaks a bound
+//! closes the session with the reason. A registration never changes the
+//! agent's labels: the agent is told the ones it is bound to, and warned
+//! when it asked for others.
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -14,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::caller;
+use super::{bounds, caller};
 use crate::hub::Session;
 use crate::ops::Ops;
 use crate::ops::agents::{AttemptResult, Registration};
@@ -43,6 +47,12 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
             .get::<crate::authz::CallerCert>()
             .map(|c| c.0.clone())
             .unwrap_or_default();
+        let cert_hosts = req
+            .peer_certs()
+            .and_then(|certs| certs.first().cloned())
+            .and_then(|leaf| ferry_certs::CertFacts::from_der(leaf.as_ref()).ok())
+            .map(|facts| facts.hosts)
+            .unwrap_or_default();
         let mut inbound = req.into_inner();
         let register = match inbound.message().await? {
             Some(pb::internal::AgentMessage {
@@ -54,6 +64,10 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
                 ));
             }
         };
+        bounds::check_register(&register, &cert_hosts).map_err(|e| {
+            tracing::warn!(agent = %name, error = %e, "registration refused");
+            Status::invalid_argument(format!("registration refused: {e}"))
+        })?;
         let status = self.0.raft_status();
         if !status.is_leader {
             let leader = status.leader_id;
@@ -61,23 +75,29 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
                 "not the leader; the leader is member {leader}"
             )));
         }
-        self.0
+        let labels = self
+            .0
             .register_agent(
                 &name,
                 Registration {
-                    labels: register.labels.clone(),
                     capacity: register.capacity,
                     version: register.version.clone(),
                     address: register.address.clone(),
                 },
             )
             .await?;
+        let warning = label_warning(&name, &register.labels, &labels);
+        if !warning.is_empty() {
+            tracing::warn!(agent = %name, asked = ?register.labels, bound = ?labels, "agent asked for other labels than it is bound to; keeping the bound ones");
+        }
         let (tx, rx) = mpsc::channel(256);
         let session_id: u64 = rand::random();
         tx.send(Ok(msg(
             pb::internal::coordinator_message::Kind::Registered(pb::internal::Registered {
                 agent: name.clone(),
                 heartbeat_seconds: self.0.ctx().heartbeat_seconds,
+                labels: labels.clone(),
+                warning,
             }),
         )))
         .await
@@ -98,7 +118,7 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
                 accepting: true,
             },
         );
-        tracing::info!(agent = %name, labels = ?register.labels, capacity = register.capacity, "agent connected");
+        tracing::info!(agent = %name, ?labels, capacity = register.capacity, "agent connected");
         let ops = self.0.clone();
         tokio::spawn(async move {
             let mut status = ops.status_watch();
@@ -132,6 +152,15 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
                             send_revocations(&ops, &tx, Some(revocations_sent)).await;
                         ops.ctx().agents.touch(&name);
                         if let Some(kind) = m.kind {
+                            if let Err(e) = bounds::check_message(&kind) {
+                                tracing::warn!(agent = %name, error = %e, "message out of bounds; closing the session");
+                                let _ = tx
+                                    .send(Err(Status::invalid_argument(format!(
+                                        "message refused: {e}"
+                                    ))))
+                                    .await;
+                                break;
+                            }
                             track(&mut reported, &kind);
                             handle(&ops, &name, kind, &tx).await;
                             cancel_unwanted(&ops, &name, &mut reported, &tx).await;
@@ -149,6 +178,31 @@ impl pb::internal::agent_session_server::AgentSession for SessionService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// What to tell an agent that asked for `asked` labels at registration
+/// when it is bound to `bound` ("" when they are the same set): it keeps the
+/// bound ones, and only an admin changes them.
+fn label_warning(agent: &str, asked: &[String], bound: &[String]) -> String {
+    let set = |l: &[String]| l.iter().cloned().collect::<BTreeSet<String>>();
+    if set(asked) == set(bound) {
+        return String::new();
+    }
+    format!(
+        "--labels {} differ from the labels agent `{agent}` is bound to ({}); the cluster keeps \
+         the bound ones. Labels are bound at enrollment and changed only by an admin: `ferry \
+         agents label {agent} --set ...`",
+        if asked.is_empty() {
+            "(none)".to_string()
+        } else {
+            asked.join(",")
+        },
+        if bound.is_empty() {
+            "none".to_string()
+        } else {
+            bound.join(",")
+        }
+    )
 }
 
 /// Sends the agent the full revocation list unless it already has the list
@@ -298,10 +352,11 @@ async fn handle(
                 cancel_stale(tx, attempt).await;
             }
         }
-        Kind::Result(result) => {
+        Kind::Result(mut result) => {
             let Some(attempt) = result.attempt.clone() else {
                 return;
             };
+            bounds::bound_result(&mut result);
             let outputs = result
                 .outputs
                 .iter()

@@ -93,6 +93,7 @@ impl Command {
             Command::SetSecret { by, .. } => person(by, Need::Admin, "set secrets"),
             Command::RemoveSecret { by, .. } => person(by, Need::Admin, "remove secrets"),
             Command::SetDraining { by, .. } => person(by, Need::Admin, "drain agents"),
+            Command::SetAgentLabels { by, .. } => person(by, Need::Admin, "change agents' labels"),
             Command::RemoveAgent { by, .. } => person(by, Need::Admin, "remove agents"),
             Command::RevokeCertificate { by, .. } => person(by, Need::Admin, "revoke certificates"),
             Command::SetNotifyTarget { by, .. } | Command::RemoveNotifyTarget { by, .. } => {
@@ -220,13 +221,14 @@ impl ClusterState {
     pub(super) fn create_token(
         &mut self,
         hash: String,
-        (expires_at, uses): (i64, u32),
+        (expires_at, uses, labels): (i64, u32, Vec<String>),
         by: By,
         at: i64,
     ) -> Applied {
         if self.tokens.contains_key(&hash) {
             return Err(Rejection::AlreadyExists("token".into()));
         }
+        super::agents::check_labels(&labels).map_err(Rejection::FailedPrecondition)?;
         // Forget tokens that can no longer be used.
         self.tokens
             .retain(|_, t| t.expires_at > at && t.uses_left > 0);
@@ -237,25 +239,57 @@ impl ClusterState {
                 uses_left: uses,
                 created_by: by.name().to_string(),
                 created_at: at,
+                labels,
             },
         );
         Ok(Output::None)
     }
 
-    /// Whether join token `token_hash` may enroll agent `name` at `at`: the
-    /// token is live with a use left and the name is free. `apply` decides
-    /// with it; the enrollment handler asks it first so a refusal costs no entry.
-    pub fn may_enroll(&self, token_hash: &str, name: &str, at: i64) -> Result<(), Rejection> {
-        match self.tokens.get(token_hash) {
-            Some(t) if t.expires_at > at && t.uses_left > 0 => {}
+    /// Whether join token `token_hash` may enroll agent `name` asking for
+    /// `labels` at `at`: the token is live with a use left, the name is
+    /// free, and the token grants every label asked for. Returns the labels
+    /// the agent is bound to: those asked for, or, when none are and the
+    /// token grants some, the token's. `apply` decides with it; the
+    /// enrollment handler asks it first so a refusal costs no entry.
+    pub fn may_enroll(
+        &self,
+        token_hash: &str,
+        name: &str,
+        labels: &[String],
+        at: i64,
+    ) -> Result<Vec<String>, Rejection> {
+        let token = match self.tokens.get(token_hash) {
+            Some(t) if t.expires_at > at && t.uses_left > 0 => t,
             _ => return Err(Rejection::BadToken),
-        }
+        };
         if self.agents.contains_key(name) {
             return Err(Rejection::AlreadyExists(format!(
                 "agent `{name}` (pick another --name, or remove the old agent first)"
             )));
         }
-        Ok(())
+        super::agents::check_labels(labels).map_err(Rejection::FailedPrecondition)?;
+        if token.labels.is_empty() {
+            return Ok(super::agents::normalized(labels));
+        }
+        let refused: Vec<&str> = labels
+            .iter()
+            .filter(|l| !token.labels.contains(l))
+            .map(String::as_str)
+            .collect();
+        if !refused.is_empty() {
+            return Err(Rejection::PermissionDenied(format!(
+                "this join token does not grant the label(s) {} (it grants: {}); start the \
+                 agent with --labels among those, or ask an admin for a token that grants them \
+                 (`ferry token create --labels ...`)",
+                refused.join(", "),
+                token.labels.join(", ")
+            )));
+        }
+        Ok(super::agents::normalized(if labels.is_empty() {
+            &token.labels
+        } else {
+            labels
+        }))
     }
 
     pub(super) fn revoke_certificate(

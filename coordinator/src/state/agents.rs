@@ -1,9 +1,11 @@
 //! Agents in the replicated state: enrollment (binding a name to its
-//! certificate and wrapping key), registration, certificate renewal, drain,
-//! removal and loss — and the queries about what runs where. Each command
-//! checks everything before it changes anything.
+//! certificate, wrapping key and labels), registration, an admin's change of
+//! labels, certificate renewal, drain, removal and loss — and the queries
+//! about what runs where. Each command checks everything before it changes
+//! anything. An agent never chooses its own labels after enrollment: a
+//! registration records its capacity, version and address only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_pipeline::execution::{ActionStatus, Outcome};
 
@@ -14,9 +16,54 @@ use super::{AgentRecord, AttemptLoc, CertBinding, ClusterState, RevokedCert};
 /// Attempts lost with their agent that an action may re-run (at least; `retries` raises it).
 pub const LOST_RETRIES: u32 = 2;
 
-/// What an agent says about itself when its session opens.
+/// Most labels one agent (or join token) carries.
+pub const MAX_LABELS: usize = 32;
+/// Longest label, in bytes.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// Whether `labels` may be an agent's: at most [`MAX_LABELS`], each
+/// non-empty, at most [`MAX_LABEL_BYTES`] and, as `runs_on` requires,
+/// without whitespace or control characters.
+pub fn check_labels(labels: &[String]) -> Result<(), String> {
+    if labels.len() > MAX_LABELS {
+        return Err(format!(
+            "{} labels given; an agent carries at most {MAX_LABELS}",
+            labels.len()
+        ));
+    }
+    for l in labels {
+        let shown = l.chars().take(MAX_LABEL_BYTES).collect::<String>();
+        if l.is_empty() {
+            return Err("a label must not be empty".into());
+        }
+        if l.len() > MAX_LABEL_BYTES {
+            return Err(format!(
+                "label {shown:?}... is longer than {MAX_LABEL_BYTES} bytes"
+            ));
+        }
+        if l.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "label {shown:?} must not contain whitespace or control characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `labels` sorted, each once.
+pub(super) fn normalized(labels: &[String]) -> Vec<String> {
+    labels
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// What an agent says about itself when its session opens. `labels` only
+/// from entries logged before labels were bound (see `Command::RegisterAgent`).
 pub(super) struct Registration {
-    pub labels: Vec<String>,
+    pub labels: Option<Vec<String>>,
     pub capacity: u32,
     pub version: String,
     pub address: String,
@@ -24,12 +71,13 @@ pub(super) struct Registration {
 
 impl ClusterState {
     /// Consumes one use of `token_hash` and records agent `agent`, bound to
-    /// the certificate it was issued and its wrapping key.
+    /// the certificate it was issued, its wrapping key and the labels the
+    /// token grants it (see [`ClusterState::may_enroll`]).
     pub(super) fn enroll(
         &mut self,
         token_hash: &str,
         agent: String,
-        (cert, wrapping_key): (Option<CertBinding>, Option<String>),
+        (cert, wrapping_key, labels): (Option<CertBinding>, Option<String>, Vec<String>),
         at: i64,
     ) -> Applied {
         if let Some(c) = &cert
@@ -39,7 +87,7 @@ impl ClusterState {
                 "this certificate was revoked".into(),
             ));
         }
-        self.may_enroll(token_hash, &agent, at)?;
+        let labels = self.may_enroll(token_hash, &agent, &labels, at)?;
         if let Some(t) = self.tokens.get_mut(token_hash) {
             t.uses_left -= 1;
         }
@@ -47,7 +95,7 @@ impl ClusterState {
             agent.clone(),
             AgentRecord {
                 name: agent,
-                labels: Vec::new(),
+                labels,
                 capacity: 0,
                 version: String::new(),
                 address: String::new(),
@@ -66,7 +114,10 @@ impl ClusterState {
         let Some(agent) = self.agents.get_mut(name) else {
             return Err(Rejection::NotFound(format!("agent `{name}`")));
         };
-        agent.labels = r.labels;
+        // Only old entries carry labels: they replay as they applied then.
+        if let Some(labels) = r.labels {
+            agent.labels = labels;
+        }
         agent.capacity = r.capacity;
         agent.version = r.version;
         agent.address = r.address;
@@ -102,6 +153,34 @@ impl ClusterState {
         }
         record.previous_cert = Some(presented);
         record.cert = Some(cert);
+        Ok(Output::None)
+    }
+
+    /// An admin's change of `agent`'s labels: all of them (`set`), or
+    /// `add` and then `remove` some. The result must pass [`check_labels`].
+    pub(super) fn set_agent_labels(
+        &mut self,
+        agent: &str,
+        set: Option<Vec<String>>,
+        (add, remove): (Vec<String>, Vec<String>),
+    ) -> Applied {
+        let Some(record) = self.agents.get_mut(agent) else {
+            return Err(Rejection::NotFound(format!("agent `{agent}`")));
+        };
+        for given in [set.as_deref().unwrap_or_default(), &add, &remove] {
+            check_labels(given).map_err(Rejection::FailedPrecondition)?;
+        }
+        let mut labels: BTreeSet<String> = match set {
+            Some(set) => set.into_iter().collect(),
+            None => record.labels.iter().cloned().collect(),
+        };
+        labels.extend(add);
+        for l in &remove {
+            labels.remove(l);
+        }
+        let labels: Vec<String> = labels.into_iter().collect();
+        check_labels(&labels).map_err(Rejection::FailedPrecondition)?;
+        record.labels = labels;
         Ok(Output::None)
     }
 

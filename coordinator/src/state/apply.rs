@@ -86,7 +86,8 @@ impl ClusterState {
                 uses,
                 by,
                 at,
-            } => self.create_token(hash, (expires_at, uses), by, at),
+                labels,
+            } => self.create_token(hash, (expires_at, uses, labels), by, at),
             Command::RevokeCertificate {
                 fingerprint,
                 identity,
@@ -109,7 +110,8 @@ impl ClusterState {
                 cert,
                 wrapping_key,
                 at,
-            } => self.enroll(&token_hash, agent, (cert, wrapping_key), at),
+                labels,
+            } => self.enroll(&token_hash, agent, (cert, wrapping_key, labels), at),
             Command::RegisterAgent {
                 name,
                 labels,
@@ -136,6 +138,13 @@ impl ClusterState {
             Command::SetDraining {
                 agent, draining, ..
             } => self.set_draining(&agent, draining),
+            Command::SetAgentLabels {
+                agent,
+                set,
+                add,
+                remove,
+                ..
+            } => self.set_agent_labels(&agent, set, (add, remove)),
             Command::RemoveAgent { agent, by, at } => self.remove_agent(&agent, &by, at),
             Command::AgentLost { agent, at } => self.agent_lost(&agent, at),
             // Definitions: pipelines, environments, secrets.

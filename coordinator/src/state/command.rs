@@ -199,6 +199,9 @@ pub enum Command {
         uses: u32,
         by: By,
         at: i64,
+        /// The agent labels it grants (empty: the agent's ask is recorded).
+        #[serde(default)]
+        labels: Vec<String>,
     },
     /// Consumes one use of a join token and records the agent, bound to the
     /// certificate it was issued.
@@ -207,11 +210,15 @@ pub enum Command {
         agent: String,
         #[serde(default)]
         cert: Option<super::CertBinding>,
-        /// Hex of the agent's X25519 wrapping public key; None from agents
-        /// older than wrapping keys (and in entries logged before them).
+        /// Hex of the agent's X25519 wrapping public key; None only in
+        /// entries logged before wrapping keys were required.
         #[serde(default)]
         wrapping_key: Option<String>,
         at: i64,
+        /// The labels the agent asked for; `apply` checks them against the
+        /// token and binds the agent to them (empty in older entries).
+        #[serde(default)]
+        labels: Vec<String>,
     },
     /// Binds agent `agent` to a renewed certificate. `presented` is the
     /// certificate it asked with, which must be one it is bound to; it stays
@@ -232,7 +239,11 @@ pub enum Command {
     },
     RegisterAgent {
         name: String,
-        labels: Vec<String>,
+        /// Only in entries logged before labels were bound at enrollment,
+        /// which replay as they applied then (the agent's ask became its
+        /// labels). Proposed now without: a registration never changes them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        labels: Option<Vec<String>>,
         capacity: u32,
         version: String,
         address: String,
@@ -245,6 +256,19 @@ pub enum Command {
         draining: bool,
         #[serde(default)]
         by: By,
+    },
+    /// `ferry agents label`: an admin changes the labels agent `agent` is
+    /// bound to — all of them (`set`), or by adding and removing some.
+    SetAgentLabels {
+        agent: String,
+        #[serde(default)]
+        set: Option<Vec<String>>,
+        #[serde(default)]
+        add: Vec<String>,
+        #[serde(default)]
+        remove: Vec<String>,
+        by: By,
+        at: i64,
     },
     /// Removes an agent and revokes the certificate it was bound to.
     RemoveAgent {

@@ -29,7 +29,7 @@ use ferry_pipeline::execution::ExecutionState;
 use serde::{Deserialize, Serialize};
 
 pub use access::{Authority, Need};
-pub use agents::LOST_RETRIES;
+pub use agents::{LOST_RETRIES, MAX_LABEL_BYTES, MAX_LABELS, check_labels};
 pub use apply::{Output, Rejection};
 pub use codec::StateCodecError;
 pub use command::{By, Command, EncodeError, Principal};
@@ -185,6 +185,11 @@ pub struct AttemptLoc {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub name: String,
+    /// What pipelines select it by (`runs_on`): bound at enrollment (from
+    /// the join token or the agent's ask), changed only by an admin
+    /// (`SetAgentLabels`); a registration never changes them. Records from
+    /// before labels were bound keep the labels their last registration
+    /// set, bound from then on.
     pub labels: Vec<String>,
     pub capacity: u32,
     pub version: String,
@@ -207,7 +212,8 @@ pub struct AgentRecord {
     pub previous_cert: Option<CertBinding>,
     /// Hex of its X25519 wrapping public key: the secrets of its assignments
     /// are sealed to it. None for agents enrolled before wrapping keys, which
-    /// hold the cluster's secrets key instead.
+    /// hold a copy of the cluster's secrets key: they get no secrets any
+    /// more, and are listed as holding the key until re-enrolled.
     #[serde(default)]
     pub wrapping_key: Option<String>,
 }
@@ -245,6 +251,9 @@ pub struct JoinToken {
     pub uses_left: u32,
     pub created_by: String,
     pub created_at: i64,
+    /// The agent labels it grants; empty: an agent's ask is recorded.
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 /// Where copies of a content-addressed blob live.

@@ -89,9 +89,14 @@ async fn enroll(ca: &str, leader: &str, token: &str, name: &str) -> anyhow::Resu
             token: token.into(),
             name: name.into(),
             csr_pem: csr,
-            sans: vec!["127.0.0.1".into()],
-            // These agents only register and heartbeat; they open no secrets.
-            wrapping_public_key: Vec::new(),
+            // On loopback: no host name (enrollment refuses loopback ones).
+            sans: Vec::new(),
+            // Required; these agents only register and heartbeat, and open no
+            // secrets, so the private half is not kept.
+            wrapping_public_key: ferry_certs::WrappingKey::generate()?
+                .public_bytes()
+                .to_vec(),
+            labels: Vec::new(),
         })
         .await?
         .into_inner();

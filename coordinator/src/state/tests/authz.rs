@@ -151,6 +151,7 @@ fn person_commands(operate: &By, admin: &By) -> Vec<(&'static str, Command)> {
                 uses: 1,
                 by: admin.clone(),
                 at: 20,
+                labels: Vec::new(),
             },
         ),
         (
@@ -214,6 +215,17 @@ fn person_commands(operate: &By, admin: &By) -> Vec<(&'static str, Command)> {
                 agent: "a1".into(),
                 draining: true,
                 by: admin.clone(),
+            },
+        ),
+        (
+            "SetAgentLabels",
+            Command::SetAgentLabels {
+                agent: "a1".into(),
+                set: None,
+                add: vec!["prod-deploy".into()],
+                remove: Vec::new(),
+                by: admin.clone(),
+                at: 20,
             },
         ),
         (

@@ -63,6 +63,7 @@ pub(crate) fn enroll_a1(s: &mut ClusterState) {
             uses: 1,
             by: By::operator("root"),
             at: 2,
+            labels: Vec::new(),
         },
         Command::Enroll {
             token_hash: "h".into(),
@@ -70,6 +71,7 @@ pub(crate) fn enroll_a1(s: &mut ClusterState) {
             cert: None,
             wrapping_key: None,
             at: 3,
+            labels: Vec::new(),
         },
     ] {
         s.apply(c).unwrap_or_else(|e| panic!("{e}"));
@@ -133,7 +135,8 @@ fn tokens_expire_and_run_out() {
             agent: "a2".into(),
             cert: None,
             wrapping_key: None,
-            at: 5
+            at: 5,
+            labels: Vec::new(),
         }),
         Err(Rejection::BadToken)
     );
@@ -143,6 +146,7 @@ fn tokens_expire_and_run_out() {
         uses: 5,
         by: By::operator("root"),
         at: 6,
+        labels: Vec::new(),
     })
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -151,7 +155,8 @@ fn tokens_expire_and_run_out() {
             agent: "late".into(),
             cert: None,
             wrapping_key: None,
-            at: 50
+            at: 50,
+            labels: Vec::new(),
         }),
         Err(Rejection::BadToken)
     );
@@ -171,6 +176,7 @@ fn enroll_records_the_wrapping_key_and_old_entries_still_decode() {
         uses: 1,
         by: By::operator("root"),
         at: 6,
+        labels: Vec::new(),
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let key = "ab".repeat(32);
@@ -180,6 +186,7 @@ fn enroll_records_the_wrapping_key_and_old_entries_still_decode() {
         cert: None,
         wrapping_key: Some(key.clone()),
         at: 7,
+        labels: Vec::new(),
     };
     // Through the log's encoding, as a follower would apply it.
     let decoded = Command::decode(&enroll.encode().unwrap_or_else(|e| panic!("{e}")))
@@ -964,4 +971,119 @@ fn replicas_go_only_to_agents_that_could_run_the_pipeline() {
         some.get("sha256:x"),
         Some(&BTreeSet::from(["builder".to_string()]))
     );
+}
+
+/// An agent's labels are bound at enrollment — to those it asks for, within
+/// what its token grants — and changed only by an admin: a registration
+/// asking for `prod-deploy` gains nothing. Entries logged before (a
+/// registration that carried labels) replay as they applied then, and a
+/// snapshot from before keeps the labels it had.
+#[test]
+fn labels_are_bound_at_enrollment_and_changed_only_by_an_admin() {
+    let mut s = cluster();
+    let token = |hash: &str, labels: &[&str]| Command::CreateToken {
+        hash: hash.into(),
+        expires_at: 100,
+        uses: 5,
+        by: By::operator("root"),
+        at: 6,
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+    };
+    let enroll = |hash: &str, agent: &str, labels: &[&str]| Command::Enroll {
+        token_hash: hash.into(),
+        agent: agent.into(),
+        cert: None,
+        wrapping_key: Some("ab".repeat(32)),
+        at: 7,
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+    };
+    let labels_of = |s: &ClusterState, a: &str| s.agents.get(a).map(|r| r.labels.clone());
+    s.apply(token("open", &[]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.apply(token("build", &["build", "linux"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A token without labels records the ask (sorted, each once).
+    s.apply(enroll("open", "b1", &["linux", "build", "linux"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        labels_of(&s, "b1"),
+        Some(vec!["build".into(), "linux".into()])
+    );
+    // A token with labels refuses any it does not grant, and changes nothing.
+    let before = s.clone();
+    match s.apply(enroll("build", "b2", &["build", "prod-deploy"])) {
+        Err(Rejection::PermissionDenied(why)) => assert!(why.contains("prod-deploy"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s, before);
+    // ... grants a subset asked for, or all of its own when none are.
+    s.apply(enroll("build", "b2", &["linux"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(labels_of(&s, "b2"), Some(vec!["linux".into()]));
+    s.apply(enroll("build", "b3", &[]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        labels_of(&s, "b3"),
+        Some(vec!["build".into(), "linux".into()])
+    );
+    // A registration now carries no labels: they stay as bound.
+    s.apply(Command::RegisterAgent {
+        name: "b2".into(),
+        labels: None,
+        capacity: 4,
+        version: "v".into(),
+        address: "10.0.0.2:7000".into(),
+        at: 8,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(labels_of(&s, "b2"), Some(vec!["linux".into()]));
+    assert_eq!(s.agents.get("b2").map(|a| a.capacity), Some(4));
+    // What is logged for it says nothing of labels.
+    let bytes = Command::RegisterAgent {
+        name: "b2".into(),
+        labels: None,
+        capacity: 4,
+        version: "v".into(),
+        address: "a:1".into(),
+        at: 8,
+    }
+    .encode()
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!String::from_utf8_lossy(&bytes).contains("labels"));
+    // An admin changes them: add and remove, or replace.
+    let label = |set: Option<&[&str]>, add: &[&str], remove: &[&str]| Command::SetAgentLabels {
+        agent: "b2".into(),
+        set: set.map(|l| l.iter().map(|x| x.to_string()).collect()),
+        add: add.iter().map(|x| x.to_string()).collect(),
+        remove: remove.iter().map(|x| x.to_string()).collect(),
+        by: By::operator("root"),
+        at: 9,
+    };
+    s.apply(label(None, &["prod-deploy"], &["linux"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(labels_of(&s, "b2"), Some(vec!["prod-deploy".into()]));
+    s.apply(label(Some(&["a", "b"]), &[], &[]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(labels_of(&s, "b2"), Some(vec!["a".into(), "b".into()]));
+    s.apply(label(Some(&[]), &[], &[]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(labels_of(&s, "b2"), Some(Vec::new()));
+    // An entry logged before labels were bound set them; it replays so.
+    let old = br#"{"RegisterAgent":{"name":"b1","labels":["gpu"],"capacity":2,"version":"v","address":"a:1","at":10}}"#;
+    let old = Command::decode(old).unwrap_or_else(|e| panic!("{e}"));
+    s.apply(old).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(labels_of(&s, "b1"), Some(vec!["gpu".into()]));
+    // Old entries and snapshots without the new fields read as before.
+    let old = br#"{"CreateToken":{"hash":"t","expires_at":1,"uses":1,"by":"root","at":0}}"#;
+    assert!(matches!(
+        Command::decode(old),
+        Ok(Command::CreateToken { labels, .. }) if labels.is_empty()
+    ));
+    let mut json = serde_json::to_value(&s).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(t) = json["tokens"]["build"].as_object_mut() {
+        t.remove("labels");
+    }
+    let back: ClusterState = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+    assert!(back.tokens["build"].labels.is_empty());
+    assert_eq!(back.agents["b1"].labels, vec!["gpu".to_string()]);
 }

@@ -88,6 +88,8 @@ enum Step {
     Drain(usize, bool),
     Remove(usize),
     Register(usize),
+    /// An admin changes an agent's labels: replaces them, or adds one.
+    Label(usize, bool),
     Role(bool),
     Stop(usize, bool),
     Retry(usize, usize, bool),
@@ -114,7 +116,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => exec.clone().prop_map(Step::Prune),
         1 => (agent.clone(), any::<bool>()).prop_map(|(a, d)| Step::Drain(a, d)),
         1 => agent.clone().prop_map(Step::Remove),
-        1 => agent.prop_map(Step::Register),
+        1 => agent.clone().prop_map(Step::Register),
+        1 => (agent, any::<bool>()).prop_map(|(a, set)| Step::Label(a, set)),
         1 => any::<bool>().prop_map(Step::Role),
         1 => (exec.clone(), any::<bool>()).prop_map(|(e, a)| Step::Stop(e, a)),
         2 => (exec.clone(), 0..3usize, any::<bool>()).prop_map(|(e, s, a)| Step::Retry(e, s, a)),
@@ -223,6 +226,14 @@ fn command(s: &ClusterState, step: &Step, at: i64) -> Command {
             at,
         },
         Step::Register(a) => register(AGENTS[*a], at),
+        Step::Label(a, set) => Command::SetAgentLabels {
+            agent: AGENTS[*a].into(),
+            set: set.then(|| vec!["builder".into()]),
+            add: if *set { Vec::new() } else { vec!["gpu".into()] },
+            remove: Vec::new(),
+            by: root(),
+            at,
+        },
         Step::Stop(e, abandon) => Command::StopExecution {
             execution: EXECUTIONS[*e].into(),
             reason: "test".into(),
@@ -330,7 +341,7 @@ fn finish(epoch: u64, agent: &str, success: bool, at: i64) -> Command {
 fn register(agent: &str, at: i64) -> Command {
     Command::RegisterAgent {
         name: agent.into(),
-        labels: Vec::new(),
+        labels: None,
         capacity: 2,
         version: "test".into(),
         address: format!("{agent}:1"),
@@ -359,6 +370,7 @@ fn base() -> ClusterState {
             uses: 100,
             by: By::operator("root"),
             at: 2,
+            labels: Vec::new(),
         },
     ];
     for a in AGENTS {
@@ -368,6 +380,7 @@ fn base() -> ClusterState {
             cert: None,
             wrapping_key: None,
             at: 3,
+            labels: Vec::new(),
         });
         cmds.push(register(a, 4));
     }
