@@ -42,6 +42,14 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
             },
         })
         .collect();
+    // References in commands reach the shell as variables, never as text.
+    let (commands, mut env) = run.resolved_commands(&action.commands);
+    env.extend(
+        action
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), run.resolved_text(v))),
+    );
     Some(pb::internal::Assignment {
         attempt: Some(pb::internal::AttemptRef {
             attempt_id: format!("{}/{}/{}#{}", exec.id, stage.name, action.name, run.attempt),
@@ -55,16 +63,8 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
         // With the values its references resolved to when it started
         // (recorded in the state, so every leader sends the same text).
         image: run.resolved_text(action.image.as_deref().unwrap_or_default()),
-        commands: action
-            .commands
-            .iter()
-            .map(|c| run.resolved_text(c))
-            .collect(),
-        env: action
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), run.resolved_text(v)))
-            .collect(),
+        commands,
+        env: env.into_iter().collect(),
         inputs,
         outputs: action
             .outputs

@@ -84,24 +84,36 @@ impl DockerRun {
         spec: &DockerSpec,
     ) -> Result<(), StepError> {
         let docker = self.connect(d).await?;
+        // The container is made from the image's id, not its tag: a tag is
+        // shared by every deployment to the engine, and another one (staging
+        // loading an archive of its own) may move it at any moment.
+        let mut image_id = None;
         if let Some(archive) = &spec.image_archive {
             let started = Instant::now();
-            let result = load_image(&docker, d, archive).await;
-            self.step(d, ("load", "deploy"), started, &result);
-            result.map_err(fail("load"))?;
+            let result = load_image(&docker, d, archive, &spec.image).await;
+            let shown = result
+                .as_ref()
+                .map(|(said, _)| said.clone())
+                .map_err(Clone::clone);
+            self.step(d, ("load", "deploy"), started, &shown);
+            image_id = Some(result.map_err(fail("load"))?.1);
         }
-        if docker.inspect_image(&spec.image).await.is_err() {
-            let reason = format!(
-                "image `{}` is not on the engine{}",
-                spec.image,
-                if spec.image_archive.is_some() {
-                    " (the loaded archive does not hold it)"
-                } else {
-                    " and ferry-deploy.yml names no image_archive to load it from"
-                }
-            );
-            return Err(fail("image")(reason));
-        }
+        let lookup = image_id.as_deref().unwrap_or(&spec.image);
+        let image_id = match docker.inspect_image(lookup).await.ok().and_then(|i| i.id) {
+            Some(id) => id,
+            None => {
+                let reason = format!(
+                    "image `{}` is not on the engine{}",
+                    spec.image,
+                    if spec.image_archive.is_some() {
+                        " (the loaded archive does not hold it)"
+                    } else {
+                        " and ferry-deploy.yml names no image_archive to load it from"
+                    }
+                );
+                return Err(fail("image")(reason));
+            }
+        };
         let name = spec.container.as_str();
         let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
         d.go_on("claim")?;
@@ -156,7 +168,7 @@ impl DockerRun {
         let started = Instant::now();
         // Counted as changed from here: a half-made container is removed on rollback.
         self.created = true;
-        let result = create_and_start(&docker, d, spec, self.owner(d)).await;
+        let result = create_and_start(&docker, d, spec, (&image_id, self.owner(d))).await;
         self.step(d, ("start", "deploy"), started, &result);
         result.map_err(fail("start"))?;
         let started = Instant::now();
@@ -390,19 +402,28 @@ fn write_tls_files(bundle: &[u8]) -> Result<tempfile::TempDir, String> {
     Ok(dir)
 }
 
-/// Streams the `docker save` archive at `path` in the artifact to the engine.
-async fn load_image(docker: &Docker, d: &Deployment<'_>, path: &str) -> Result<String, String> {
+/// Streams the `docker save` archive at `path` in the artifact to the
+/// engine: what the engine said, and the id of `image` in the archive.
+async fn load_image(
+    docker: &Docker,
+    d: &Deployment<'_>,
+    path: &str,
+    image: &str,
+) -> Result<(String, String), String> {
     let artifact = d.artifact.to_path_buf();
     let member = path.to_string();
-    let file = tokio::task::spawn_blocking(move || -> Result<tempfile::NamedTempFile, String> {
-        super::with_member(&artifact, &member, |entry| {
+    let image_name = image.to_string();
+    let (file, id) = tokio::task::spawn_blocking(move || {
+        let file = super::with_member(&artifact, &member, |entry| {
             let mut out = tempfile::NamedTempFile::new()
                 .map_err(|e| format!("cannot stage the image archive: {e}"))?;
             std::io::copy(entry, &mut out)
                 .map_err(|e| format!("cannot stage the image archive: {e}"))?;
             Ok(out)
         })?
-        .ok_or_else(|| format!("the artifact has no `{member}` (image_archive)"))
+        .ok_or_else(|| format!("the artifact has no `{member}` (image_archive)"))?;
+        let id = archive_image_id(file.path(), &image_name)?;
+        Ok::<_, String>((file, id))
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -439,11 +460,70 @@ async fn load_image(docker: &Docker, d: &Deployment<'_>, path: &str) -> Result<S
             said.push(' ');
         }
     }
-    Ok(if said.is_empty() {
+    let said = if said.is_empty() {
         format!("loaded {path}")
     } else {
         said.trim().to_string()
-    })
+    };
+    Ok((format!("{said} ({image} is {id})"), id))
+}
+
+/// Largest `manifest.json` of an image archive read.
+const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// The id (`sha256:...`, the digest of its configuration) of the image
+/// tagged `image` in the `docker save` archive at `path`, from the
+/// archive's `manifest.json` (both the classic `<hex>.json` and the OCI
+/// layout's `blobs/sha256/<hex>` names of the configuration).
+fn archive_image_id(path: &std::path::Path, image: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "Config")]
+        config: String,
+        #[serde(rename = "RepoTags", default)]
+        repo_tags: Option<Vec<String>>,
+    }
+    let manifest = super::with_member(path, "manifest.json", |entry| {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(entry, MAX_MANIFEST_BYTES),
+            &mut text,
+        )
+        .map_err(|e| format!("cannot read the image archive's manifest.json: {e}"))?;
+        serde_json::from_slice::<Vec<Entry>>(&text)
+            .map_err(|e| format!("the image archive's manifest.json does not read: {e}"))
+    })?
+    .ok_or("the image archive has no manifest.json: make it with `docker save`")?;
+    let tagged = |e: &&Entry| {
+        e.repo_tags
+            .iter()
+            .flatten()
+            .any(|t| t == image || t.strip_prefix("docker.io/library/") == Some(image))
+    };
+    let Some(entry) = manifest.iter().find(tagged) else {
+        let tags: Vec<&str> = manifest
+            .iter()
+            .flat_map(|e| e.repo_tags.iter().flatten())
+            .map(String::as_str)
+            .take(8)
+            .collect();
+        return Err(format!(
+            "the image archive does not hold `{image}` (it holds: {})",
+            if tags.is_empty() {
+                "no tagged image".to_string()
+            } else {
+                tags.join(", ")
+            }
+        ));
+    };
+    let hex = entry.config.trim_start_matches("blobs/sha256/");
+    let hex = hex.strip_suffix(".json").unwrap_or(hex);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "the image archive's manifest.json names no image id for `{image}`"
+        ));
+    }
+    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
 }
 
 /// The labels of container `name` (`Some(None)`: it has none), or `None`
@@ -523,7 +603,7 @@ async fn create_and_start(
     docker: &Docker,
     d: &Deployment<'_>,
     spec: &DockerSpec,
-    owner: Owner<'_>,
+    (image_id, owner): (&str, Owner<'_>),
 ) -> Result<String, String> {
     let host = owner.host;
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -559,7 +639,7 @@ async fn create_and_start(
         start_interval: None,
     });
     let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
+        image: Some(image_id.to_string()),
         env: Some(env),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         labels: Some(owner.labels(d.release)),
@@ -594,7 +674,7 @@ async fn create_and_start(
         .await
         .map_err(|e| format!("cannot start container `{}`: {e}", spec.container))?;
     Ok(format!(
-        "started container `{}` from {} (release {})",
+        "started container `{}` from {} ({image_id}, release {})",
         spec.container, spec.image, d.release
     ))
 }
@@ -649,6 +729,45 @@ mod tests {
     const CA: &str = "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n";
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n";
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n";
+
+    fn archive_with(manifest: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp");
+        let mut tar = tar::Builder::new(file.reopen().expect("reopen"));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(manifest.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "manifest.json", manifest.as_bytes())
+            .expect("append");
+        tar.finish().expect("finish");
+        file
+    }
+
+    #[test]
+    fn the_image_id_comes_from_the_archive_manifest() {
+        let hex = "ab".repeat(32);
+        let classic = archive_with(&format!(
+            r#"[{{"Config":"{hex}.json","RepoTags":["shop:1.4"],"Layers":[]}}]"#
+        ));
+        assert_eq!(
+            archive_image_id(classic.path(), "shop:1.4"),
+            Ok(format!("sha256:{hex}"))
+        );
+        let oci = archive_with(&format!(
+            r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":["docker.io/library/shop:2"]}}]"#
+        ));
+        assert_eq!(
+            archive_image_id(oci.path(), "shop:2"),
+            Ok(format!("sha256:{hex}"))
+        );
+        let err = archive_image_id(classic.path(), "prod:1").expect_err("not in the archive");
+        assert!(
+            err.contains("does not hold `prod:1` (it holds: shop:1.4)"),
+            "{err}"
+        );
+        let bad = archive_with(r#"[{"Config":"../../etc/passwd","RepoTags":["shop:1.4"]}]"#);
+        assert!(archive_image_id(bad.path(), "shop:1.4").is_err());
+        assert!(archive_image_id(archive_with("{").path(), "shop:1.4").is_err());
+    }
 
     #[test]
     fn tls_bundle_is_split_into_ca_cert_and_key() {

@@ -168,6 +168,12 @@ impl Ops {
             r.message = format!("the action's output variables were refused: {problem}");
             r.variables.clear();
         }
+        // And hold none of the action's secrets (the agent masks them; an
+        // older or misbehaving one may not have).
+        if !r.variables.is_empty() {
+            let secrets = self.local_attempt_secrets(r.epoch);
+            mask_secrets(&mut r.variables, &secrets);
+        }
         let out = self
             .write(Command::FinishAttempt {
                 epoch: r.epoch,
@@ -185,6 +191,35 @@ impl Ops {
         Ok(match out {
             Output::Attempt { accepted, reason } => (accepted, reason),
             _ => (true, String::new()),
+        })
+    }
+
+    /// Local read (the agent session, on the leader): the opened values of
+    /// the secrets attempt `epoch`'s action names (none when this member
+    /// has no secrets key). Dropped, zeroed, by the caller.
+    fn local_attempt_secrets(&self, epoch: u64) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+        let Some(key) = self.ctx().secrets.as_ref() else {
+            return Vec::new();
+        };
+        self.local_read(|s| {
+            let Some(loc) = s.attempts.get(&epoch) else {
+                return Vec::new();
+            };
+            let action = s
+                .executions
+                .get(&loc.execution)
+                .and_then(|e| s.pipeline_of(e))
+                .and_then(|p| p.stages.get(loc.stage))
+                .and_then(|st| st.actions.get(loc.action));
+            action
+                .into_iter()
+                .flat_map(|a| a.secrets.values())
+                .filter_map(|name| {
+                    let r = s.secrets.get(name)?;
+                    key.open(name, &r.nonce, &r.ciphertext).ok()
+                })
+                .map(zeroize::Zeroizing::new)
+                .collect()
         })
     }
 
@@ -275,4 +310,49 @@ impl Ops {
 /// An agent that is not in the list after all.
 pub fn no_agent(name: &str) -> OpError {
     OpError::NotFound(format!("agent `{name}`"))
+}
+
+/// Replaces every occurrence of a secret value (whole, and without a
+/// trailing newline, as agents mask them) in `vars` with `***`.
+fn mask_secrets(vars: &mut BTreeMap<String, String>, secrets: &[zeroize::Zeroizing<Vec<u8>>]) {
+    let mut needles: Vec<zeroize::Zeroizing<String>> = secrets
+        .iter()
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| [v.to_string(), v.trim_end().to_string()])
+        .filter(|v| !v.is_empty())
+        .map(zeroize::Zeroizing::new)
+        .collect();
+    needles.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for (name, value) in vars.iter_mut() {
+        let masked = needles
+            .iter()
+            .fold(value.clone(), |acc, n| acc.replace(n.as_str(), "***"));
+        if masked != *value {
+            tracing::warn!(variable = %name, "an output variable held a secret value: masked");
+            *value = masked;
+        }
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_output_variables_are_masked() {
+        let mut vars = BTreeMap::from([
+            (
+                "A".to_string(),
+                "token=hunter2 and hunter2-long".to_string(),
+            ),
+            ("B".to_string(), "plain".to_string()),
+        ]);
+        let secrets = vec![
+            zeroize::Zeroizing::new(b"hunter2\n".to_vec()),
+            zeroize::Zeroizing::new(b"hunter2-long".to_vec()),
+        ];
+        mask_secrets(&mut vars, &secrets);
+        assert_eq!(vars["A"], "token=*** and ***");
+        assert_eq!(vars["B"], "plain");
+    }
 }
