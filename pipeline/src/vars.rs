@@ -276,8 +276,22 @@ pub fn check_values(
                 "{what} `{name}` is longer than {MAX_VALUE_LEN} bytes"
             ));
         }
+        check_value_text(value).map_err(|e| format!("{what} `{name}` {e}"))?;
     }
     Ok(())
+}
+
+/// A value is text without control characters other than tab: no NUL
+/// (which no process environment can hold) and no terminal escape
+/// sequences (values are printed on operators' terminals by `ferry status`).
+fn check_value_text(value: &str) -> Result<(), String> {
+    match value.chars().find(|c| c.is_control() && *c != '\t') {
+        Some(c) => Err(format!(
+            "holds the control character {:?}; values are text without control characters",
+            c
+        )),
+        None => Ok(()),
+    }
 }
 
 /// [`check_values`] for an agent's output variables, the bounds
@@ -317,6 +331,8 @@ pub fn parse_output_file(bytes: &[u8]) -> Result<BTreeMap<String, String>, Strin
                 "output variable `{name}` is longer than {MAX_VALUE_LEN} bytes"
             ));
         }
+        check_value_text(value)
+            .map_err(|e| format!("line {} of the output variables file: `{name}` {e}", i + 1))?;
         vars.insert(name.to_string(), value.to_string());
         if vars.len() > MAX_OUTPUT_VARS {
             return Err(format!(
@@ -421,6 +437,43 @@ mod tests {
         assert_eq!((texts, env.len()), (vec!["make".to_string()], 0));
     }
 
+    /// Whatever an action writes to its output variables file, what the
+    /// reader accepts reaches commands as data: the rewritten command text
+    /// is the same whatever the values are (`scripts/fuzz`'s stable
+    /// stand-in for the `output_vars` target).
+    #[test]
+    fn proptest_output_files_reach_commands_only_as_data() {
+        use proptest::prelude::*;
+        let line = prop_oneof![
+            "[A-Za-z_][A-Za-z0-9_]{0,8}=[ -~]{0,40}",
+            "[ -~\\t]{0,40}",
+            Just("V=$(touch /tmp/x); `id`; 'q\"".to_string()),
+        ];
+        let file = prop::collection::vec(line, 0..12).prop_map(|l| l.join("\n"));
+        let result = crate::proptest_tests::runner().run(&file, |text| {
+            let Ok(vars) = parse_output_file(text.as_bytes()) else {
+                return Ok(());
+            };
+            prop_assert!(check_outputs(&vars).is_ok());
+            let commands: Vec<String> = vars
+                .keys()
+                .map(|k| format!("echo #{{s.a.{k}}} \"#{{s.a.{k}}}\" '#{{variables.{k}}}'"))
+                .collect();
+            let value = |r: &Ref| match r {
+                Ref::Output { name, .. } => vars.get(name).cloned(),
+                Ref::Pipeline(_) => None,
+            };
+            let (texts, env) = commands_as_data(&commands, value);
+            let (fixed, _) = commands_as_data(&commands, |r| value(r).map(|_| "x".to_string()));
+            prop_assert_eq!(&texts, &fixed);
+            prop_assert_eq!(env.len(), vars.len());
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+
     #[test]
     fn resolved_images_must_be_image_references() {
         for good in [
@@ -434,6 +487,17 @@ mod tests {
         for bad in ["", "-x", "app; rm", "app\nx", "app $(x)", &"a".repeat(256)] {
             assert!(check_image(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn values_with_control_characters_are_refused() {
+        for bad in ["V=a\u{0}b", "V=\u{1b}[2J\u{1b}[31mFAKE", "V=a\u{7f}"] {
+            let err = parse_output_file(bad.as_bytes()).expect_err(bad);
+            assert!(err.contains("control character"), "{err}");
+        }
+        assert!(parse_output_file(b"V=a\tb\r\n").is_ok());
+        let vars = BTreeMap::from([("V".to_string(), "\u{1b}]8;;x".to_string())]);
+        assert!(check_outputs(&vars).is_err());
     }
 
     #[test]
