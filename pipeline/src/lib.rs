@@ -41,7 +41,10 @@ pub use revision::{
     DockerSpec, Hook, PREVIOUS_CONTAINER_SUFFIX, REVISION_SPEC_FILE, RevisionSpec,
     parse_revision_spec,
 };
-pub use rules::{MAX_SECRET_NAME_LEN, parse_cpus, parse_memory_bytes, validate_secret_name};
+pub use rules::{
+    MAX_LABEL_BYTES, MAX_SECRET_NAME_LEN, check_label, parse_cpus, parse_memory_bytes,
+    validate_secret_name,
+};
 pub use schedule::{DEFAULT_TIMEZONE, Schedule};
 pub use trigger::{GitRefEvent, GlobFilter, RefKind, Trigger, parse_ref};
 

@@ -401,7 +401,8 @@ impl Reader<'_> {
         }
         if on_agent {
             if let Some(value) = field(map, "runs_on") {
-                action.runs_on = self.plain_list(value, "`runs_on`", "agent label");
+                action.runs_on =
+                    self.checked_list(value, ("`runs_on`", "agent label"), rules::check_label);
             }
             if let Some(value) = field(map, "inputs") {
                 loc.inputs = self.inputs(value);
@@ -852,6 +853,16 @@ impl Reader<'_> {
 
     /// A list of non-empty, whitespace-free strings (agent labels, approvers).
     fn plain_list(&mut self, value: Value<'_>, what: &str, item_what: &str) -> Vec<String> {
+        self.checked_list(value, (what, item_what), rules::check_plain_text)
+    }
+
+    /// A list of strings, each checked by `check`.
+    fn checked_list(
+        &mut self,
+        value: Value<'_>,
+        (what, item_what): (&str, &str),
+        check: fn(&str) -> Result<(), String>,
+    ) -> Vec<String> {
         let Some(list) = self.sequence(value, what) else {
             return Vec::new();
         };
@@ -859,7 +870,7 @@ impl Reader<'_> {
         for item in list.iter() {
             let item_what_each = format!("each {item_what}");
             if let Some((text, at)) = self.string(Value::item(item), &item_what_each) {
-                if let Err(reason) = rules::check_plain_text(&text) {
+                if let Err(reason) = check(&text) {
                     self.error(at, format!("invalid {item_what} {text:?}: {reason}"));
                 }
                 values.push(text);

@@ -106,6 +106,19 @@ pub(crate) fn check_plain_text(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest agent label, in bytes (`runs_on`, tokens, agents).
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// An agent label: plain text ([`check_plain_text`]) of at most
+/// [`MAX_LABEL_BYTES`]; the one rule for `runs_on`, join tokens and agents.
+pub fn check_label(label: &str) -> Result<(), String> {
+    check_plain_text(label)?;
+    if label.len() > MAX_LABEL_BYTES {
+        return Err(format!("must be at most {MAX_LABEL_BYTES} bytes"));
+    }
+    Ok(())
+}
+
 /// Whether `name` is a shell-style identifier, `[A-Za-z_][A-Za-z0-9_]*`
 /// (environment variable and pipeline variable names).
 pub(crate) fn is_identifier(name: &str) -> bool {

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use ferry_pipeline::MAX_LABEL_BYTES;
 use ferry_pipeline::execution::{ActionStatus, Outcome};
 
 use super::apply::{Applied, Output, Rejection};
@@ -18,12 +19,10 @@ pub const LOST_RETRIES: u32 = 2;
 
 /// Most labels one agent (or join token) carries.
 pub const MAX_LABELS: usize = 32;
-/// Longest label, in bytes.
-pub const MAX_LABEL_BYTES: usize = 64;
 
 /// Whether `labels` may be an agent's: at most [`MAX_LABELS`], each
-/// non-empty, at most [`MAX_LABEL_BYTES`] and, as `runs_on` requires,
-/// without whitespace or control characters.
+/// as `runs_on` requires them (`ferry_pipeline::check_label`: non-empty,
+/// at most [`MAX_LABEL_BYTES`], no whitespace or control characters).
 pub fn check_labels(labels: &[String]) -> Result<(), String> {
     if labels.len() > MAX_LABELS {
         return Err(format!(
@@ -32,20 +31,10 @@ pub fn check_labels(labels: &[String]) -> Result<(), String> {
         ));
     }
     for l in labels {
-        let shown = l.chars().take(MAX_LABEL_BYTES).collect::<String>();
-        if l.is_empty() {
-            return Err("a label must not be empty".into());
-        }
-        if l.len() > MAX_LABEL_BYTES {
-            return Err(format!(
-                "label {shown:?}... is longer than {MAX_LABEL_BYTES} bytes"
-            ));
-        }
-        if l.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "label {shown:?} must not contain whitespace or control characters"
-            ));
-        }
+        ferry_pipeline::check_label(l).map_err(|e| {
+            let shown: String = l.chars().take(MAX_LABEL_BYTES).collect();
+            format!("label {shown:?}: {e}")
+        })?;
     }
     Ok(())
 }
