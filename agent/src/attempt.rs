@@ -82,9 +82,11 @@ impl Attempts {
         let a = &opened;
         let spec = wire::action_spec(a);
         let secrets = wire::secrets(a);
+        // Deploy hosts' keys are masked too, should a hook print one.
+        let credentials = spec.deploy.iter().flat_map(|d| d.credentials());
         let mut log = AttemptLog::create(
             self.log_path(spec.attempt.epoch),
-            Masker::new(secrets.values().cloned()),
+            Masker::new(secrets.values().cloned().chain(credentials)),
             live,
         );
         let outcome = if let Some(problem) = unseal_problem {

@@ -60,7 +60,14 @@ impl Deployer {
             )
             .chain(attempt.secrets.iter().map(|(k, v)| (k.clone(), v.clone())))
             .collect();
-        let masker = Masker::new(attempt.secrets.values().cloned());
+        // The report (stored in the cluster's state) masks what the log does.
+        let masker = Masker::new(
+            attempt
+                .secrets
+                .values()
+                .cloned()
+                .chain(deploy.credentials()),
+        );
         let plan = super::Plan {
             spec: deploy,
             pipeline: &spec.context.pipeline,

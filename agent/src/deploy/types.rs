@@ -26,6 +26,18 @@ pub struct DeploySpec {
     pub fresh_release: bool,
 }
 
+impl DeploySpec {
+    /// The hosts' opened credentials (SSH private keys, Docker TLS
+    /// bundles): masked in logs and reports like the action's secrets,
+    /// should a hook or an error print one.
+    pub fn credentials(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.hosts
+            .iter()
+            .flat_map(|h| [h.private_key.clone(), h.tls_bundle.clone()])
+            .filter(|c| !c.is_empty())
+    }
+}
+
 /// How a host is reached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum HostKind {
@@ -94,4 +106,31 @@ pub struct HookReport {
     pub duration_ms: u64,
     /// The end of the step's output (secrets masked).
     pub output: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_host_credential_is_masked() {
+        let spec = DeploySpec {
+            hosts: vec![
+                DeployHost {
+                    private_key: b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAkey\n".to_vec(),
+                    ..Default::default()
+                },
+                DeployHost {
+                    tls_bundle: b"bundle-bytes".to_vec(),
+                    ..Default::default()
+                },
+                DeployHost::default(),
+            ],
+            ..Default::default()
+        };
+        let masker = crate::mask::Masker::new(spec.credentials());
+        let out = masker.mask(b"key line AAAAkey and bundle-bytes\n");
+        assert_eq!(String::from_utf8_lossy(&out), "key line *** and ***\n");
+        assert_eq!(spec.credentials().count(), 2);
+    }
 }

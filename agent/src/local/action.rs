@@ -97,11 +97,7 @@ impl Run<'_> {
             ));
         }
         // Host keys are masked too, should a hook print one.
-        let credentials = spec.deploy.iter().flat_map(|d| {
-            d.hosts
-                .iter()
-                .flat_map(|h| [h.private_key.clone(), h.tls_bundle.clone()])
-        });
+        let credentials = spec.deploy.iter().flat_map(|d| d.credentials());
         let masker = Masker::new(secrets.values().cloned().chain(credentials));
         let log = LineLog::new(name.clone(), masker, self.observer.clone());
         let (handle, cancel) = Cancel::new();
