@@ -238,7 +238,12 @@ stages:
         "{logs}"
     );
     // What ran would print its marker on a line of its own.
-    for ran in ["INJECTED-SEMI", "INJECTED-SUB", "INJECTED-TICK", "INJECTED-QUOTE"] {
+    for ran in [
+        "INJECTED-SEMI",
+        "INJECTED-SUB",
+        "INJECTED-TICK",
+        "INJECTED-QUOTE",
+    ] {
         assert!(!logs.lines().any(|l| l.trim() == ran), "{ran} ran: {logs}");
     }
     let everything = c.ferry_ok(
