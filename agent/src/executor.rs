@@ -201,6 +201,13 @@ fn container_env(spec: &ActionSpec) -> Vec<String> {
     own.chain(ferry).chain(vars).collect()
 }
 
+/// A file's bytes as chunks of a request body for the engine
+/// (`bollard::body_try_stream`), read as they are sent: a read error fails
+/// the request.
+pub(crate) fn file_chunks(file: std::fs::File) -> tokio_util::io::ReaderStream<tokio::fs::File> {
+    tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024)
+}
+
 /// `vars` with every secret value in them replaced by `***`, each one
 /// masked named in the log.
 fn mask_variables(
@@ -437,13 +444,21 @@ impl Executor {
             .iter()
             .map(|i| (i.name.clone(), i.digest.clone()))
             .collect();
-        let upload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ActionError> {
-            let mut tar = archive::WorkspaceTar::new(Vec::new())?;
+        // To a scratch file, then streamed to the engine: inputs (a commit's
+        // source among them) may be far larger than the agent's memory.
+        let upload = tokio::task::spawn_blocking(move || -> Result<std::fs::File, ActionError> {
+            let scratch = std::io::BufWriter::new(store.scratch()?);
+            let mut tar = archive::WorkspaceTar::new(scratch)?;
             for (name, digest) in &inputs_owned {
                 let f = store.open_blob(digest)?;
                 tar.append_input(name, std::io::BufReader::new(f))?;
             }
-            Ok(tar.into_inner()?)
+            let mut file = tar
+                .into_inner()?
+                .into_inner()
+                .map_err(|e| ActionError::Input(format!("preparing inputs failed: {e}")))?;
+            std::io::Seek::rewind(&mut file)?;
+            Ok(file)
         })
         .await
         .map_err(|e| ActionError::Input(format!("preparing inputs failed: {e}")))??;
@@ -454,7 +469,7 @@ impl Executor {
                     path: "/".into(),
                     ..Default::default()
                 }),
-                bollard::body_full(upload.into()),
+                bollard::body_try_stream(file_chunks(upload)),
             )
             .await?;
         self.docker

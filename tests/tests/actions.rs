@@ -237,3 +237,60 @@ stages:
         "the agent's peak RSS was {peak_mib} MiB for a 384 MiB output: it was held in memory"
     );
 }
+
+/// A repository of a few MiB can hold hundreds of MiB of zeros: its
+/// `source` input streams from `git archive` to the store and from there
+/// into the container, never whole in the agent's memory; and past the
+/// agent's `--max-artifact-mb` the action fails saying so.
+#[test]
+fn a_large_source_is_streamed_and_bounded() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("bigsrc");
+    let a = c.add_agent("a", &["roomy"]);
+    c.add_agent_with_args("small", &["small"], &["--max-artifact-mb", "64"]);
+    let r = Repo::new();
+    let zeros = vec![0u8; 256 * 1024 * 1024];
+    r.commit_bytes(&[("zeros.bin", &zeros)], "zeros");
+    drop(zeros);
+    c.apply(&format!(
+        r#"name: bigsrc
+source: {{git: {}}}
+stages:
+  - name: s
+    actions:
+      - {{name: size, type: build, image: ferry-local/busybox, runs_on: [roomy], inputs: [source], commands: ["test $(wc -c < zeros.bin) -eq 268435456"]}}
+  - name: t
+    actions:
+      - {{name: small, type: build, image: ferry-local/busybox, runs_on: [small], inputs: [source], commands: ["true"]}}
+"#,
+        r.url()
+    ));
+    let exec = c
+        .ferry_ok(Some("admin"), &["run", "bigsrc"])
+        .trim()
+        .to_string();
+    let v = c.wait_status("bigsrc", &exec, "execution to end", |v| {
+        v["status"] != "InProgress"
+    });
+    assert_eq!(
+        Cluster::action(&v, "s", "size")["status"],
+        "Succeeded",
+        "{v:#}"
+    );
+    let pid = c
+        .agent_pid(&a)
+        .unwrap_or_else(|| panic!("agent {a} is not running"));
+    let peak_mib = peak_rss_kib(pid) / 1024;
+    assert!(
+        peak_mib < 128,
+        "the agent's peak RSS was {peak_mib} MiB for a 256 MiB source: it was held in memory"
+    );
+    let small = Cluster::action(&v, "t", "small");
+    assert_eq!(small["status"], "Failed", "{v:#}");
+    assert!(
+        small["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("larger than this agent's artifact size limit of 64 MiB")),
+        "{v:#}"
+    );
+}

@@ -427,26 +427,15 @@ async fn load_image(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let f = tokio::fs::File::open(file.path())
-        .await
-        .map_err(|e| e.to_string())?;
-    let body = futures::stream::unfold(f, |mut f| async move {
-        use tokio::io::AsyncReadExt as _;
-        let mut buf = vec![0u8; 256 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((bytes::Bytes::from(buf), f))
-            }
-        }
-    });
+    let f = file
+        .reopen()
+        .map_err(|e| format!("cannot read the staged image archive: {e}"))?;
     let mut stream = docker.import_image(
         ImportImageOptions {
             quiet: true,
             ..Default::default()
         },
-        bollard::body_stream(body),
+        bollard::body_try_stream(crate::executor::file_chunks(f)),
         None,
     );
     let mut said = String::new();

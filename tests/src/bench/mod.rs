@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod etcd;
 pub mod failover;
 pub mod scale;
+pub mod source;
 pub mod throughput;
 pub mod triggers;
 pub mod trivial;

@@ -9,6 +9,7 @@
 //! ferry-bench deploy [MIB] [ROUNDS]        an artifact to 4 SSH hosts by a deploy action vs scp
 //! ferry-bench triggers [ROUNDS]            webhook → execution vs `ferry run`/curl; event → notification vs a plain POST
 //! ferry-bench console [ROUNDS]             console pages of a pipeline with 1,000 executions vs `GET /healthz`
+//! ferry-bench source [MIB]                 an agent's memory archiving a commit of MIB MiB of zeros vs git archive
 //! ferry-bench all                          all of the above with defaults
 //! ```
 //! Build with `cargo build --release --bins` first; results are Markdown for BENCHMARKS.md.
@@ -54,6 +55,10 @@ fn main() -> anyhow::Result<()> {
     }
     if what == "console" || what == "all" {
         out.push_str(&bench::console::run(arg(2, 50) as usize)?);
+        out.push('\n');
+    }
+    if what == "source" || what == "all" {
+        out.push_str(&bench::source::run(arg(2, 768))?);
         out.push('\n');
     }
     if what == "throughput" || what == "all" {
