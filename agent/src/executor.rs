@@ -216,8 +216,9 @@ fn mask_variables(
     log: &mut dyn LogSink,
 ) -> BTreeMap<String, String> {
     for (name, value) in vars.iter_mut() {
-        if masker.reveals(value.as_bytes()) {
-            *value = String::from_utf8_lossy(&masker.mask(value.as_bytes())).into_owned();
+        let masked = masker.mask(value.as_bytes());
+        if masked != value.as_bytes() {
+            *value = String::from_utf8_lossy(&masked).into_owned();
             log.write(
                 format!("[ferry] output variable `{name}` holds a secret: it was masked\n")
                     .as_bytes(),

@@ -79,11 +79,6 @@ impl Masker {
         self.mask_from(bytes, bytes.len()).0
     }
 
-    /// Whether `text` holds a secret.
-    pub fn reveals(&self, text: &[u8]) -> bool {
-        self.mask(text) != text
-    }
-
     /// Masks `bytes` from the start, one left-to-right pass taking the
     /// longest secret at each position, until position `cut`; a secret
     /// that starts before `cut` is replaced whole. Returns the masked

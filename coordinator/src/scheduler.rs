@@ -43,13 +43,7 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
         })
         .collect();
     // References in commands reach the shell as variables, never as text.
-    let (commands, mut env) = run.resolved_commands(&action.commands);
-    env.extend(
-        action
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), run.resolved_text(v))),
-    );
+    let (commands, env) = run.resolved_commands_and_env(action);
     Some(pb::internal::Assignment {
         attempt: Some(pb::internal::AttemptRef {
             attempt_id: format!("{}/{}/{}#{}", exec.id, stage.name, action.name, run.attempt),
@@ -97,16 +91,11 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
 pub fn assignment_with_secrets(ops: &Ops, epoch: u64) -> Option<pb::internal::Assignment> {
     let (mut a, agent, wrapping_key) = ops.local_read(|s| {
         let mut a = assignment(s, epoch)?;
-        let loc = s.attempts.get(&epoch)?;
+        let (loc, exec, action) = s.attempt_action(epoch)?;
         let wrapping_key = s
             .agents
             .get(&loc.agent)
             .and_then(|r| r.wrapping_key.clone());
-        let exec = s.executions.get(&loc.execution)?;
-        let action = s
-            .pipeline_of(exec)
-            .and_then(|p| p.stages.get(loc.stage))
-            .and_then(|st| st.actions.get(loc.action))?;
         if let Some(deploy) = &action.deploy {
             let attempt = exec
                 .state

@@ -185,14 +185,25 @@ impl ActionRun {
             .unwrap_or_else(|_| text.to_string())
     }
 
-    /// Its action's `commands` with their references as shell variables,
-    /// and those variables with the values they resolved to when it started
-    /// (`vars::commands_as_data`): values are data, never command text.
-    pub fn resolved_commands(
+    /// What `action` (its action) runs: its `commands` with their
+    /// references as shell variables, and its environment — those
+    /// variables with the values they resolved to when it started
+    /// (`vars::commands_as_data`: values are data, never command text),
+    /// then its `env` with references substituted.
+    pub fn resolved_commands_and_env(
         &self,
-        commands: &[String],
+        action: &crate::Action,
     ) -> (Vec<String>, BTreeMap<String, String>) {
-        crate::vars::commands_as_data(commands, |r| self.resolved.get(&r.key()).cloned())
+        let (commands, mut env) = crate::vars::commands_as_data(&action.commands, |r| {
+            self.resolved.get(&r.key()).cloned()
+        });
+        env.extend(
+            action
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), self.resolved_text(v))),
+        );
+        (commands, env)
     }
 
     /// Whether an agent runs the current attempt right now.

@@ -186,27 +186,23 @@ pub fn commands_as_data(
         .collect();
     refs.sort();
     refs.dedup();
-    let var = |r: &Ref| {
-        let i = refs.iter().position(|x| x == r).unwrap_or(refs.len());
+    // Each reference with a value: its variable's name and the value.
+    let mut vars: BTreeMap<&Ref, String> = BTreeMap::new();
+    let mut env = BTreeMap::new();
+    for (i, r) in refs.iter().enumerate() {
+        let Some(v) = value(r) else { continue };
         let name = match r {
             Ref::Pipeline(n) | Ref::Output { name: n, .. } => n,
         };
-        format!("{COMMAND_REF_PREFIX}{i}_{name}")
-    };
-    let mut env = BTreeMap::new();
-    for r in &refs {
-        if let Some(v) = value(r) {
-            env.insert(var(r), v);
-        }
+        let var = format!("{COMMAND_REF_PREFIX}{i}_{name}");
+        env.insert(var.clone(), v);
+        vars.insert(r, var);
     }
     let texts = commands
         .iter()
         .map(|c| {
-            substitute(c, |r| {
-                env.contains_key(&var(r))
-                    .then(|| format!("${{{}}}", var(r)))
-            })
-            .unwrap_or_else(|_| c.clone())
+            substitute(c, |r| vars.get(r).map(|var| format!("${{{var}}}")))
+                .unwrap_or_else(|_| c.clone())
         })
         .collect();
     (texts, env)

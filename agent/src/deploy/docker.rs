@@ -168,7 +168,8 @@ impl DockerRun {
         let started = Instant::now();
         // Counted as changed from here: a half-made container is removed on rollback.
         self.created = true;
-        let result = create_and_start(&docker, d, spec, (&image_id, self.owner(d))).await;
+        let result =
+            create_and_start(&docker, d, spec, (&image_id, owner_of(d, &self.host.name))).await;
         self.step(d, ("start", "deploy"), started, &result);
         result.map_err(fail("start"))?;
         let started = Instant::now();
@@ -194,11 +195,7 @@ impl DockerRun {
         let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
         let started = Instant::now();
         let host = self.host.name.clone();
-        let owner = Owner {
-            environment: d.environment,
-            pipeline: d.pipeline,
-            host: &host,
-        };
+        let owner = owner_of(d, &host);
         let result = async {
             if self.created {
                 // Only the container this deployment made: if creating it
@@ -248,14 +245,6 @@ impl DockerRun {
         }
     }
 
-    fn owner<'d>(&'d self, d: &'d Deployment<'_>) -> Owner<'d> {
-        Owner {
-            environment: d.environment,
-            pipeline: d.pipeline,
-            host: &self.host.name,
-        }
-    }
-
     /// Checks that the container the spec names, the one kept beside it for
     /// rollback and the host ports it publishes are this deployment's to
     /// take: nothing of another environment, pipeline or host, and nothing
@@ -266,7 +255,7 @@ impl DockerRun {
         d: &Deployment<'_>,
         spec: &DockerSpec,
     ) -> Result<String, String> {
-        let owner = self.owner(d);
+        let owner = owner_of(d, &self.host.name);
         let name = spec.container.as_str();
         let previous_name = format!("{name}{PREVIOUS_SUFFIX}");
         let mut adopted = Vec::new();
@@ -455,6 +444,15 @@ async fn load_image(
         said.trim().to_string()
     };
     Ok((format!("{said} ({image} is {id})"), id))
+}
+
+/// Who deployment `d` to host `host` acts as on the engine.
+fn owner_of<'d>(d: &'d Deployment<'_>, host: &'d str) -> Owner<'d> {
+    Owner {
+        environment: d.environment,
+        pipeline: d.pipeline,
+        host,
+    }
 }
 
 /// Largest `manifest.json` of an image archive read.

@@ -29,13 +29,7 @@ pub fn action_spec(
     let action = stage.actions.get(ai)?;
     // References in commands reach the shell as variables, never as text
     // (as `scheduler::assignment` sends them).
-    let (commands, mut env) = run.resolved_commands(&action.commands);
-    env.extend(
-        action
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), run.resolved_text(v))),
-    );
+    let (commands, env) = run.resolved_commands_and_env(action);
     Some(ActionSpec {
         attempt: AttemptId {
             id: format!(

@@ -202,18 +202,9 @@ impl Ops {
             return Vec::new();
         };
         self.local_read(|s| {
-            let Some(loc) = s.attempts.get(&epoch) else {
-                return Vec::new();
-            };
-            let action = s
-                .executions
-                .get(&loc.execution)
-                .and_then(|e| s.pipeline_of(e))
-                .and_then(|p| p.stages.get(loc.stage))
-                .and_then(|st| st.actions.get(loc.action));
-            action
+            s.attempt_action(epoch)
                 .into_iter()
-                .flat_map(|a| a.secrets.values())
+                .flat_map(|(_, _, a)| a.secrets.values())
                 .filter_map(|name| {
                     let r = s.secrets.get(name)?;
                     key.open(name, &r.nonce, &r.ciphertext).ok()

@@ -478,6 +478,23 @@ impl ClusterState {
             .map(|v| &v.spec)
     }
 
+    /// The attempt with fencing epoch `epoch`: where it runs, its execution
+    /// and the spec of its action (in the pipeline version it runs).
+    pub fn attempt_action(
+        &self,
+        epoch: u64,
+    ) -> Option<(&AttemptLoc, &Execution, &ferry_pipeline::Action)> {
+        let loc = self.attempts.get(&epoch)?;
+        let exec = self.executions.get(&loc.execution)?;
+        let action = self
+            .pipeline_of(exec)?
+            .stages
+            .get(loc.stage)?
+            .actions
+            .get(loc.action)?;
+        Some((loc, exec, action))
+    }
+
     /// Build/test actions waiting for an agent, oldest execution first.
     pub fn queued(&self) -> Vec<(String, usize, usize)> {
         let mut out: Vec<(i64, String, usize, usize)> = Vec::new();
