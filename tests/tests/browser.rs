@@ -6,7 +6,7 @@
 //! it waiting for approval (live, without reloading), reads a log, approves
 //! with a comment and sees the run succeed; a viewer sees no Approve button
 //! and a forged decision is refused; an expired link is refused. The main
-//! pages are kept as `docs/console-*.png` for the README.
+//! pages are kept as `docs/src/images/console-*.png` for the book.
 //!
 //! One test, a list of steps over one cluster and one browser: a new page of
 //! the console gets its own step function, called from the list below in the
@@ -134,10 +134,10 @@ fn step(name: &str, f: impl FnOnce()) {
     eprintln!("step {name:?}: {:.1?}", started.elapsed());
 }
 
-/// Where a screenshot for the README goes.
+/// Where a screenshot for the book goes.
 fn docs(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../docs")
+        .join("../docs/src/images")
         .join(file)
 }
 
