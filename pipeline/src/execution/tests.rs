@@ -2,6 +2,8 @@
 //! stops, retries, gates, variables, conditions and `on_failure`.
 
 use super::*;
+use crate::Pipeline;
+use crate::condition::SourceRef;
 
 const YAML: &str = r#"
 name: demo

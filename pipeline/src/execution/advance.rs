@@ -1,0 +1,297 @@
+//! Moving an execution forward: settling its status, retrying a failed
+//! stage, skipping what its conditions rule out and starting the next group
+//! of actions; recording an action's end; winding a stopped execution down.
+
+use super::{
+    ActionRun, ActionStatus, ExecutionState, ExecutionStatus, Gates, Started, StopRequest,
+};
+use crate::condition::OnFailure;
+use crate::vars::Ref;
+use crate::{ActionKind, Pipeline};
+
+impl ExecutionState {
+    /// Marks the actions of stage `si` that have not started skipped (all
+    /// of them, when the stage's `when` did not hold).
+    pub(super) fn skip(&mut self, si: usize, why: &str, now: i64) {
+        for run in self.actions.get_mut(si).into_iter().flatten() {
+            if run.status() == ActionStatus::Pending {
+                run.status = Some(ActionStatus::Skipped);
+                run.finished_at = Some(now);
+                run.message = format!("skipped: {why}");
+            }
+        }
+    }
+
+    /// `on_failure: {retry: N}`: the first failed stage whose failed
+    /// actions may run again now (none of its actions still running).
+    /// `Some(None)` means: it may, once its running actions end.
+    fn stage_to_retry(&self, pipeline: &Pipeline) -> Option<Option<usize>> {
+        let si = (0..self.actions.len()).find(|si| {
+            self.actions[*si]
+                .iter()
+                .any(|r| r.status() == ActionStatus::Failed)
+        })?;
+        let OnFailure::Retry(limit) = pipeline.stages.get(si)?.on_failure else {
+            return None;
+        };
+        if self.stage_retries.get(&si).copied().unwrap_or(0) >= limit {
+            return None;
+        }
+        if self.actions[si].iter().any(ActionRun::is_running) {
+            return Some(None);
+        }
+        Some(Some(si))
+    }
+
+    /// Moves the execution forward: settles its status and starts the next
+    /// group of actions (the lowest `run_order` not yet done in the first
+    /// unfinished stage), unless `gates` keep it out of that stage.
+    /// Idempotent: calling it again starts nothing twice.
+    pub fn advance(&mut self, pipeline: &Pipeline, gates: &Gates, now: i64) -> Started {
+        let mut started = Started::default();
+        if self.status.is_final() {
+            return started;
+        }
+        if self.stop.is_some() {
+            self.wind_down(now);
+            return started;
+        }
+        match self.stage_to_retry(pipeline) {
+            // Its running actions end first; nothing new starts meanwhile.
+            Some(None) => return started,
+            Some(Some(si)) => {
+                let used = self.stage_retries.entry(si).or_insert(0);
+                *used += 1;
+                let note =
+                    format!("retried automatically ({used} of the stage's on_failure retries)");
+                for run in &mut self.actions[si] {
+                    if run.status() == ActionStatus::Failed {
+                        run.reset();
+                        run.message = note.clone();
+                    }
+                }
+            }
+            None => {}
+        }
+        if self
+            .actions
+            .iter()
+            .flatten()
+            .any(|r| r.status() == ActionStatus::Failed)
+        {
+            // Let running siblings finish on their own; nothing new starts,
+            // and actions still waiting for an agent are not started at all.
+            self.unqueue("not started: the execution failed");
+            self.status = ExecutionStatus::Failed;
+            self.finished_at = Some(now);
+            self.waiting = None;
+            return started;
+        }
+        for (si, stage) in pipeline.stages.iter().enumerate() {
+            if self.stage_status(si).is_done() {
+                continue;
+            }
+            if self.stage_status(si) == ActionStatus::Pending {
+                if let Some(why) = gates.closed.get(&si) {
+                    self.waiting = Some(why.clone());
+                    return started;
+                }
+                if let Some(when) = &stage.when
+                    && let Err(why) = self.condition_holds(pipeline, when)
+                {
+                    self.skip(si, &why, now);
+                    continue;
+                }
+            }
+            self.waiting = None;
+            let mut failed_to_start = false;
+            let mut skipped = false;
+            // Lowest run_order that still has unfinished actions.
+            let Some(order) = stage
+                .actions
+                .iter()
+                .enumerate()
+                .filter(|(ai, _)| self.action(si, *ai).is_some_and(|r| !r.status().is_done()))
+                .map(|(_, a)| a.run_order)
+                .min()
+            else {
+                continue;
+            };
+            for (ai, spec) in stage.actions.iter().enumerate() {
+                if spec.run_order != order {
+                    continue;
+                }
+                let Some(run) = self.action_mut(si, ai) else {
+                    continue;
+                };
+                if run.status() != ActionStatus::Pending {
+                    continue;
+                }
+                if let Some(when) = &spec.when
+                    && let Err(why) = self.condition_holds(pipeline, when)
+                {
+                    if let Some(run) = self.action_mut(si, ai) {
+                        run.status = Some(ActionStatus::Skipped);
+                        run.started_at = Some(now);
+                        run.finished_at = Some(now);
+                        run.message = format!("skipped: {why}");
+                    }
+                    skipped = true;
+                    continue;
+                }
+                let resolved = self.resolve(pipeline, spec);
+                let Some(run) = self.action_mut(si, ai) else {
+                    continue;
+                };
+                run.started_at = Some(now);
+                // An image with references must still name an image.
+                let resolved = resolved.map_err(Unresolved::Missing).and_then(|values| {
+                    let image = spec.image.as_deref().unwrap_or_default();
+                    if !image.contains("#{") {
+                        return Ok(values);
+                    }
+                    let text = crate::vars::substitute(image, |r| values.get(&r.key()).cloned())
+                        .unwrap_or_else(|_| image.to_string());
+                    match crate::vars::check_image(&text) {
+                        Ok(()) => Ok(values),
+                        Err(why) => Err(Unresolved::Image(why)),
+                    }
+                });
+                match resolved {
+                    Ok(values) => run.resolved = values,
+                    Err(Unresolved::Image(why)) => {
+                        run.status = Some(ActionStatus::Failed);
+                        run.finished_at = Some(now);
+                        run.message = format!("`image` resolved to {why}");
+                        failed_to_start = true;
+                        continue;
+                    }
+                    Err(Unresolved::Missing(missing)) => {
+                        // It cannot run: fail it by name, and the execution with it.
+                        run.status = Some(ActionStatus::Failed);
+                        run.finished_at = Some(now);
+                        run.message = format!(
+                            "variable {missing} has no value{}",
+                            match &missing {
+                                Ref::Pipeline(_) => String::new(),
+                                Ref::Output {
+                                    stage,
+                                    action,
+                                    name,
+                                } => format!(
+                                    ": action {stage}/{action} wrote no {name} to $FERRY_OUTPUT_VARS"
+                                ),
+                            }
+                        );
+                        failed_to_start = true;
+                        continue;
+                    }
+                }
+                match spec.kind {
+                    ActionKind::Approval => {
+                        run.status = Some(ActionStatus::WaitingForApproval);
+                        // The reader caps timeouts far below i64::MAX; a stored spec
+                        // from before that cap still must not wrap into the past.
+                        let timeout = i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX);
+                        run.deadline = Some(now.saturating_add(timeout));
+                        run.message = if spec.required > 1 {
+                            format!("waiting for {} approvals", spec.required)
+                        } else {
+                            "waiting for approval".into()
+                        };
+                        started.approvals.push((si, ai));
+                    }
+                    ActionKind::Build | ActionKind::Test | ActionKind::Deploy => {
+                        run.status = Some(ActionStatus::InProgress);
+                        run.message = "waiting for an agent".into();
+                        started.queued.push((si, ai));
+                    }
+                }
+            }
+            if failed_to_start {
+                // An action that cannot start fails the execution: what
+                // this group queued goes back to pending.
+                return self.advance(pipeline, gates, now);
+            }
+            if skipped && started.queued.is_empty() && started.approvals.is_empty() {
+                // The whole group was skipped: go on to the next one.
+                return self.advance(pipeline, gates, now);
+            }
+            return started;
+        }
+        self.status = ExecutionStatus::Succeeded;
+        self.finished_at = Some(now);
+        self.waiting = None;
+        started
+    }
+
+    /// Actions queued but not yet given to an agent go back to pending.
+    fn unqueue(&mut self, why: &str) {
+        for run in self.actions.iter_mut().flatten() {
+            if run.is_queued() {
+                run.status = Some(ActionStatus::Pending);
+                run.started_at = None;
+                run.message = why.into();
+            }
+        }
+    }
+
+    /// A stopped execution: nothing new starts, approvals stop waiting, and
+    /// it ends `Stopped` once no agent runs any of it.
+    pub(super) fn wind_down(&mut self, now: i64) {
+        let message = self
+            .stop
+            .as_ref()
+            .map(StopRequest::message)
+            .unwrap_or_default();
+        self.unqueue("not started: the execution was stopped");
+        for run in self.actions.iter_mut().flatten() {
+            if run.status() == ActionStatus::WaitingForApproval {
+                run.status = Some(ActionStatus::Stopped);
+                run.finished_at = Some(now);
+                run.deadline = None;
+                run.message = message.clone();
+            }
+        }
+        self.waiting = None;
+        if self.has_running() {
+            self.status = ExecutionStatus::Stopping;
+        } else {
+            self.status = ExecutionStatus::Stopped;
+            self.finished_at = Some(now);
+        }
+    }
+
+    /// Records the end of an action and advances the execution. A failure
+    /// of an abandoned execution's action is recorded as `Stopped`.
+    pub fn finish_action(
+        &mut self,
+        pipeline: &Pipeline,
+        (stage, action): (usize, usize),
+        succeeded: bool,
+        message: String,
+        gates: &Gates,
+        now: i64,
+    ) -> Started {
+        let abandoned = self.stop.as_ref().is_some_and(|s| s.abandon);
+        if let Some(run) = self.action_mut(stage, action) {
+            run.status = Some(match (succeeded, abandoned) {
+                (true, _) => ActionStatus::Succeeded,
+                (false, true) => ActionStatus::Stopped,
+                (false, false) => ActionStatus::Failed,
+            });
+            run.finished_at = Some(now);
+            run.message = message;
+            run.deadline = None;
+        }
+        self.advance(pipeline, gates, now)
+    }
+}
+
+/// Why an action's references do not give it what it needs to start.
+enum Unresolved {
+    /// A reference has no value.
+    Missing(Ref),
+    /// `image` resolved to something that is not an image reference.
+    Image(String),
+}
