@@ -10,17 +10,17 @@ use std::sync::Arc;
 use ferry_proto as pb;
 
 use crate::attempt_log::{AttemptLog, Live};
-use crate::deploy::Deployer;
-use crate::executor::Executor;
 use crate::identity::AgentIdentity;
-use crate::mask::Masker;
-use crate::runner::{
+use crate::shutdown::SHUTDOWN_REASON;
+use crate::wire;
+use ferry_engine::deploy::Deployer;
+use ferry_engine::executor::Executor;
+use ferry_engine::mask::Masker;
+use ferry_engine::runner::{
     ActionError, ActionRunner, ActionSpec, Attempt, Cancel, LogSink as _, Outcome, PreparedInput,
 };
-use crate::shutdown::SHUTDOWN_REASON;
-use crate::source::Sources;
-use crate::store::Store;
-use crate::wire;
+use ferry_engine::source::Sources;
+use ferry_engine::store::Store;
 
 /// What every attempt on this agent runs with.
 pub struct Attempts {
@@ -63,7 +63,7 @@ impl Attempts {
 
     /// The runner an action needs.
     fn runner(&self, spec: &ActionSpec) -> &dyn ActionRunner {
-        runner_for(spec, &self.executor, &self.deployer)
+        ferry_engine::runner::runner_for(spec, &self.executor, &self.deployer)
     }
 
     /// Runs one attempt, its log bytes streaming to `live`; None when it was
@@ -80,7 +80,7 @@ impl Attempts {
             Err(problem) => (a.clone(), Some(problem)),
         };
         let a = &opened;
-        let spec = wire::action_spec(a);
+        let spec = ActionSpec::from(a);
         let secrets = wire::secrets(a);
         // Deploy hosts' keys are masked too, should a hook print one.
         let credentials = spec.deploy.iter().flat_map(|d| d.credentials());
@@ -140,7 +140,7 @@ impl Attempts {
             outputs,
             log_digest,
             log_size,
-            deployment: deployment.map(wire::deployment_report),
+            deployment: deployment.map(Into::into),
             output_variables: variables.into_iter().collect(),
         })
     }
@@ -174,20 +174,5 @@ impl Attempts {
             });
         }
         Ok(out)
-    }
-}
-
-/// The runner an action's kind needs: the deployer for a deploy action,
-/// the Docker executor for the others. The agent and `ferry exec`
-/// (`local/action.rs`) both choose through this.
-pub(crate) fn runner_for<'a>(
-    spec: &ActionSpec,
-    executor: &'a Executor,
-    deployer: &'a Deployer,
-) -> &'a dyn ActionRunner {
-    if spec.deploy.is_some() {
-        deployer
-    } else {
-        executor
     }
 }

@@ -1,27 +1,18 @@
 //! Ferry's build agent: enrolls with a join token, keeps a session with the
-//! coordinators, runs actions through one engine interface (`runner`: build
-//! and test actions in Docker containers, deploy actions on target hosts),
-//! and serves the artifacts and logs it produced to its peers.
+//! coordinators, runs actions through the action engine (`ferry_engine`:
+//! build and test actions in Docker containers, deploy actions on target
+//! hosts), and serves the artifacts and logs it produced to its peers.
 
-pub mod archive;
 pub mod attempt;
 pub mod attempt_log;
 pub mod coordinators;
-pub mod deploy;
-pub mod executor;
 pub mod identity;
-pub mod local;
-pub mod mask;
 pub mod metrics;
 pub mod outbox;
 pub mod peer;
 pub mod renew;
-pub mod runner;
 pub mod session;
 pub mod shutdown;
-pub mod source;
-pub mod ssh;
-pub mod store;
 pub mod unseal;
 pub mod wire;
 
@@ -29,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ferry_engine::{executor, store};
 use ferry_proto as pb;
 use tokio::sync::watch;
 

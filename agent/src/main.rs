@@ -142,12 +142,12 @@ async fn main() -> std::process::ExitCode {
             capacity: a.capacity,
             advertise: a.advertise,
             enroll_only: a.enroll_only,
-            limits: ferry_agent::executor::Limits {
+            limits: ferry_engine::executor::Limits {
                 max_artifact_bytes: a.max_artifact_mb.saturating_mul(1024 * 1024),
                 store_limit_bytes: a.store_limit_mb.saturating_mul(1024 * 1024),
             },
             metrics_listen: a.metrics_listen,
-            container: ferry_agent::executor::ContainerDefaults {
+            container: ferry_engine::executor::ContainerDefaults {
                 memory_bytes: a.default_memory,
                 millicpus: a.default_cpus,
                 pids: a.default_pids,

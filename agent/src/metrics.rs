@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use thiserror::Error;
 
-use crate::store::Store;
+use ferry_engine::store::Store;
 
 #[derive(Debug, Error)]
 pub enum MetricsError {

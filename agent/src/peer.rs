@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::store::{Blob, Store, check_digest};
+use ferry_engine::store::{Blob, Store, check_digest};
 
 /// Chunks waiting for the writer thread (at most this many in memory).
 const WRITE_QUEUE: usize = 16;
@@ -171,12 +171,12 @@ pub async fn fetch(
 /// blocking thread of their own, so they overlap with receiving (and TLS
 /// decryption) instead of taking turns with it.
 async fn fetch_from(
-    w: crate::store::BlobWriter,
+    w: ferry_engine::store::BlobWriter,
     ca_pem: &str,
     identity: &CertifiedKey,
     addr: &str,
     digest: &str,
-) -> (crate::store::BlobWriter, Result<(), String>) {
+) -> (ferry_engine::store::BlobWriter, Result<(), String>) {
     let offset = w.len();
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
     let writer = tokio::task::spawn_blocking(move || {

@@ -20,12 +20,12 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::attempt::Attempts;
 use crate::attempt_log::{Live, tail_of};
-use crate::executor::Executor;
 use crate::identity::AgentIdentity;
 use crate::outbox::Outbox;
-use crate::runner::{Cancel, CancelHandle};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use ferry_engine::executor::Executor;
+use ferry_engine::runner::{Cancel, CancelHandle};
+use ferry_engine::store::Store;
 
 pub struct AgentConfig {
     pub coordinators: Vec<String>,

@@ -2,7 +2,7 @@
 //! into the host list an agent deploys to (each host's credentials as the
 //! sealed secret, opened only by that agent), and renders the deployment history.
 
-use ferry_pipeline::{Deploy, HostKey, Target};
+use ferry_pipeline::Deploy;
 use ferry_proto as pb;
 
 use crate::state::{ClusterState, DeploymentRecord, Execution};
@@ -34,64 +34,34 @@ pub fn deploy_spec(
     deploy: &Deploy,
     attempt: u32,
 ) -> pb::internal::DeploySpec {
-    let mut spec = pb::internal::DeploySpec {
-        environment: deploy.environment.clone(),
-        rollback: deploy.rollback,
-        keep_releases: deploy.keep_releases,
-        hook_timeout_ms: deploy.hook_timeout_ms,
-        connect_timeout_ms: deploy.connect_timeout_ms,
-        release: exec.release_of.clone().unwrap_or_else(|| exec.id.clone()),
-        strategy: deploy.strategy.to_string(),
-        fresh_release: exec.release_of.is_none() && attempt <= 1,
-        ..Default::default()
-    };
+    let release = exec.release_of.clone().unwrap_or_else(|| exec.id.clone());
+    let fresh_release = exec.release_of.is_none() && attempt <= 1;
     let Some(env) = state.environments.get(&deploy.environment) else {
-        spec.problem = format!(
-            "environment `{}` does not exist; apply it with `ferry env apply -f FILE`",
-            deploy.environment
-        );
-        return spec;
-    };
-    let hosts = env.spec.hosts.len();
-    spec.batch_size = deploy.strategy.batch_size(hosts) as u32;
-    spec.min_healthy = deploy.min_healthy_of(hosts) as u32;
-    for host in &env.spec.hosts {
-        let mut h = pb::internal::DeployHost {
-            name: host.name.clone(),
+        return pb::internal::DeploySpec {
+            environment: deploy.environment.clone(),
+            release,
+            problem: format!(
+                "environment `{}` does not exist; apply it with `ferry env apply -f FILE`",
+                deploy.environment
+            ),
             ..Default::default()
         };
-        let secret = match &host.target {
-            Target::Ssh(t) => {
-                h.kind = "ssh".into();
-                h.host = t.host.clone();
-                h.port = u32::from(t.port);
-                h.user = t.user.clone();
-                h.host_key = match &t.host_key {
-                    HostKey::PublicKey { algorithm, base64 } => format!("{algorithm} {base64}"),
-                    HostKey::Fingerprint(f) => f.clone(),
-                };
-                h.path = t.path.clone();
-                Some(t.key_secret.clone())
+    };
+    let (spec, secrets) =
+        ferry_pipeline::spec::deploy_spec(deploy, &env.spec, &release, fresh_release);
+    let names: Vec<String> = spec.hosts.iter().map(|h| h.name.clone()).collect();
+    let mut spec = pb::internal::DeploySpec::from(spec);
+    for ((h, secret), host) in spec.hosts.iter_mut().zip(secrets).zip(names) {
+        let Some(name) = secret else { continue };
+        match sealed(state, &name) {
+            Some(value) => h.sealed_credentials = Some(value),
+            None if spec.problem.is_empty() => {
+                spec.problem = format!(
+                    "secret `{name}` of host `{host}` is not set; an admin can set it with `ferry secret set {name}`"
+                );
             }
-            Target::Docker(t) => {
-                h.kind = "docker".into();
-                h.endpoint = t.endpoint.clone();
-                t.tls_secret.clone()
-            }
-        };
-        if let Some(name) = secret {
-            match sealed(state, &name) {
-                Some(value) => h.sealed_credentials = Some(value),
-                None if spec.problem.is_empty() => {
-                    spec.problem = format!(
-                        "secret `{name}` of host `{}` is not set; an admin can set it with `ferry secret set {name}`",
-                        host.name
-                    );
-                }
-                None => {}
-            }
+            None => {}
         }
-        spec.hosts.push(h);
     }
     spec
 }

@@ -21,9 +21,8 @@ use crate::views::{self, now_ms};
 pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assignment> {
     let loc = state.attempts.get(&epoch)?;
     let exec = state.executions.get(&loc.execution)?;
-    let spec = state.pipeline_of(exec)?;
-    let stage = spec.stages.get(loc.stage)?;
-    let action = stage.actions.get(loc.action)?;
+    let pipeline = state.pipeline_of(exec)?;
+    let action = pipeline.stages.get(loc.stage)?.actions.get(loc.action)?;
     let run = exec.state.action(loc.stage, loc.action)?;
     let produced = exec.state.produced();
     let inputs = action
@@ -42,42 +41,20 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
             },
         })
         .collect();
-    // References in commands reach the shell as variables, never as text.
-    let (commands, env) = run.resolved_commands_and_env(action);
+    // The one spec `ferry exec` also runs, with the texts its references
+    // resolved to when it started (recorded in the state, so every leader
+    // sends the same text).
+    let spec = ferry_pipeline::spec::action_spec(
+        pipeline,
+        (loc.stage, loc.action),
+        run,
+        (&exec.id, &exec.revision),
+        epoch,
+    )?;
     Some(pb::internal::Assignment {
-        attempt: Some(pb::internal::AttemptRef {
-            attempt_id: format!("{}/{}/{}#{}", exec.id, stage.name, action.name, run.attempt),
-            epoch,
-        }),
-        pipeline: exec.pipeline.clone(),
-        execution_id: exec.id.clone(),
-        revision: exec.revision.clone(),
-        stage: stage.name.clone(),
-        action: action.name.clone(),
-        // With the values its references resolved to when it started
-        // (recorded in the state, so every leader sends the same text).
-        image: run.resolved_text(action.image.as_deref().unwrap_or_default()),
-        commands,
-        env: env.into_iter().collect(),
         inputs,
-        outputs: action
-            .outputs
-            .iter()
-            .map(|(name, paths)| pb::internal::OutputSpec {
-                name: name.clone(),
-                paths: paths.clone(),
-            })
-            .collect(),
-        timeout_seconds: action.timeout_ms.div_ceil(1000),
-        git_url: spec.source.git.clone(),
-        millicpus: action.resources.millicpus.unwrap_or(0),
-        memory_bytes: action.resources.memory_bytes.unwrap_or(0),
-        pids_limit: action.resources.pids.unwrap_or(0),
-        secret_env: Default::default(),
-        missing_secrets: Vec::new(),
-        deploy: None,
-        sealed_env: Default::default(),
-        secrets_problem: String::new(),
+        git_url: pipeline.source.git.clone(),
+        ..pb::internal::Assignment::from(spec)
     })
 }
 

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod notify;
 pub mod revision;
 pub mod schedule;
+pub mod spec;
 pub mod trigger;
 pub mod vars;
 

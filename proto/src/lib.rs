@@ -1,6 +1,7 @@
 //! Generated gRPC types and services for Ferry's wire protocol: every RPC
-//! between the CLI, the coordinators and the agents. Nothing but the
-//! generated code lives here; behaviour belongs to the crates that use it.
+//! between the CLI, the coordinators and the agents, and ([`convert`]) the
+//! one conversion between each domain type and its wire form. Behaviour
+//! belongs to the crates that use it.
 //!
 //! Two protobuf packages, one Rust module each (prost writes one file per
 //! package), laid out like the packages so that prost's relative paths
@@ -20,8 +21,9 @@
 //! The well-known types the API uses (`google.protobuf.Timestamp`,
 //! `Duration`) are not generated here: prost-build maps `.google.protobuf`
 //! to the `prost-types` crate (`prost_types::Timestamp`).
-#![allow(clippy::all, clippy::pedantic)]
+pub mod convert;
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
     //! Package `ferry.v1`: the public API.
     // What `tonic::include_proto!` expands to, spelled out so that the
@@ -30,6 +32,7 @@ pub mod v1 {
 }
 pub use v1::*;
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod internal {
     //! Package `ferry.internal.v1`: the services internal to a cluster.
     pub mod v1 {

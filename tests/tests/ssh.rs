@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferry_agent::ssh::{Pinned, SshError, Target, connect};
+use ferry_engine::ssh::{Pinned, SshError, Target, connect};
 use ferry_tests::net::Net;
 use ferry_tests::sshd::SshHost;
 

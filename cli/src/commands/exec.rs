@@ -1,5 +1,5 @@
 //! `ferry exec`: a pipeline run on this machine's Docker Engine by the
-//! agent's own engine (`ferry_agent::local`), without a cluster. This file
+//! agent's own engine (`ferry_engine::local`), without a cluster. This file
 //! only turns the arguments into `local::Options`, lints the pipeline as
 //! `ferry pipeline lint` does, and prints (through [`terminal`] while it
 //! runs, then the status table `ferry status` prints, from [`view`]).
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
-use ferry_agent::local;
+use ferry_engine::local;
 
 use super::pipeline::Lint;
 use crate::args::{ExecArgs, Format};

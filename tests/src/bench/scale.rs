@@ -445,7 +445,7 @@ pub async fn artifact(mib: u64, rounds: usize) -> anyhow::Result<String> {
     let holder = c.add_agent("holder", &[]);
     let agent_dir = c.path().join("agent-holder");
     // Put a blob straight into the holder's store.
-    let store = ferry_agent::store::Store::open(agent_dir.join("artifacts"))?;
+    let store = ferry_engine::store::Store::open(agent_dir.join("artifacts"))?;
     let mut w = store.writer()?;
     let mut block = vec![0u8; 1024 * 1024];
     for i in 0..mib {
@@ -478,7 +478,7 @@ pub async fn artifact(mib: u64, rounds: usize) -> anyhow::Result<String> {
     for round in 0..rounds {
         let dest_dir = c.path().join(format!("fetched-{round}"));
         let _ = Command::new("sync").status();
-        let dest = ferry_agent::store::Store::open(dest_dir.clone())?;
+        let dest = ferry_engine::store::Store::open(dest_dir.clone())?;
         let t = Instant::now();
         ferry_agent::peer::fetch(&dest, &ca, &id, std::slice::from_ref(&addr), &blob.digest)
             .await

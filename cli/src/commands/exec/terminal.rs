@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{BufRead as _, IsTerminal as _, Write};
 use std::time::Duration;
 
-use ferry_agent::local::{ActionEnd, ActionName, ApprovalAsk, Decision, Observer};
+use ferry_engine::local::{ActionEnd, ActionName, ApprovalAsk, Decision, Observer};
 use ferry_pipeline::Pipeline;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 

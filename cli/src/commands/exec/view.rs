@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ferry_agent::local::Report;
+use ferry_engine::local::Report;
 use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 use ferry_pipeline::{ActionKind, Pipeline};
 use ferry_proto as pb;
@@ -165,8 +165,8 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_agent::local::{PreparedSource, Report};
-    use ferry_agent::store::Blob;
+    use ferry_engine::local::{PreparedSource, Report};
+    use ferry_engine::store::Blob;
     use ferry_pipeline::execution::ExecutionState;
 
     #[test]

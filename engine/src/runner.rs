@@ -21,8 +21,9 @@
 //!   secrets travel only where the action needs them (an exec request, a
 //!   hook's script on stdin).
 //!
-//! The `FERRY_*` variables every action gets are listed once, in
-//! [`ActionContext::ferry_env`].
+//! The plain types an attempt is described by (the spec, the deployment
+//! report) are `ferry_pipeline::spec`'s, re-exported here; the `FERRY_*`
+//! variables every action gets are listed once, in [`ActionContext::ferry_env`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,8 +32,29 @@ use futures::future::BoxFuture;
 use thiserror::Error;
 use tokio::sync::watch;
 
-pub use crate::deploy::{DeployHost, DeploySpec, DeploymentReport, HostKind};
+pub use ferry_pipeline::spec::{
+    ActionContext, ActionSpec, AttemptId, DeployHost, DeployOutcome, DeploySpec, DeploymentReport,
+    HookPhase, HookReport, HostKind, HostOutcome, HostReport, OutputSpec, Resources,
+};
+
+use crate::deploy::Deployer;
+use crate::executor::Executor;
 use crate::store::Blob;
+
+/// The runner an action's kind needs: the deployer for a deploy action,
+/// the Docker executor for the others. The agent and `ferry exec`
+/// (`local/action.rs`) both choose through this.
+pub fn runner_for<'a>(
+    spec: &ActionSpec,
+    executor: &'a Executor,
+    deployer: &'a Deployer,
+) -> &'a dyn ActionRunner {
+    if spec.deploy.is_some() {
+        deployer
+    } else {
+        executor
+    }
+}
 
 /// Runs actions. One engine interface for the agent and for local runs.
 pub trait ActionRunner: Send + Sync {
@@ -53,72 +75,6 @@ pub struct Attempt<'a> {
 
 /// Environment variable → secret value, opened.
 pub type Secrets = BTreeMap<String, Vec<u8>>;
-
-/// Which attempt this is. The epoch is unique among the attempts one engine
-/// runs: it names the attempt's container and log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AttemptId {
-    pub id: String,
-    pub epoch: u64,
-}
-
-/// Where an action runs in its pipeline: what the `FERRY_*` variables say.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ActionContext {
-    pub pipeline: String,
-    pub execution_id: String,
-    pub revision: String,
-    pub stage: String,
-    pub action: String,
-}
-
-impl ActionContext {
-    /// The `FERRY_*` variables every action gets, build, test and deploy
-    /// alike. This is the one list; a deploy hook also gets its host's own
-    /// (`FERRY_HOST`, `FERRY_RELEASE`, ...), which the deployer adds.
-    pub fn ferry_env(&self) -> [(&'static str, &str); 5] {
-        [
-            ("FERRY_PIPELINE", &self.pipeline),
-            ("FERRY_EXECUTION_ID", &self.execution_id),
-            ("FERRY_REVISION", &self.revision),
-            ("FERRY_STAGE", &self.stage),
-            ("FERRY_ACTION", &self.action),
-        ]
-    }
-}
-
-/// What to run: everything about an action but its inputs and secrets.
-#[derive(Debug, Clone, Default)]
-pub struct ActionSpec {
-    pub attempt: AttemptId,
-    pub context: ActionContext,
-    pub image: String,
-    /// Run one after another with `/bin/sh -c` until one fails.
-    pub commands: Vec<String>,
-    /// The action's `env:` (never a secret).
-    pub env: BTreeMap<String, String>,
-    pub outputs: Vec<OutputSpec>,
-    /// How long the whole attempt may take.
-    pub timeout: Duration,
-    pub resources: Resources,
-    /// Set for deploy actions: where and how to roll out the one input.
-    pub deploy: Option<DeploySpec>,
-}
-
-/// An output the action leaves in `/workspace`: one tar of these paths.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OutputSpec {
-    pub name: String,
-    pub paths: Vec<String>,
-}
-
-/// Container limits the action asks for; `None`: the engine's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub memory_bytes: Option<u64>,
-    pub millicpus: Option<u64>,
-    pub pids: Option<u64>,
-}
 
 /// An input already materialized as a tar blob in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,27 +260,6 @@ impl CancelHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_action_gets_the_same_ferry_variables() {
-        let context = ActionContext {
-            pipeline: "web".into(),
-            execution_id: "e-1".into(),
-            revision: "abc".into(),
-            stage: "build".into(),
-            action: "compile".into(),
-        };
-        assert_eq!(
-            context.ferry_env(),
-            [
-                ("FERRY_PIPELINE", "web"),
-                ("FERRY_EXECUTION_ID", "e-1"),
-                ("FERRY_REVISION", "abc"),
-                ("FERRY_STAGE", "build"),
-                ("FERRY_ACTION", "compile"),
-            ]
-        );
-    }
 
     #[tokio::test]
     async fn a_cancel_carries_its_reason() {

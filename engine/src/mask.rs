@@ -153,4 +153,26 @@ mod tests {
         assert!(!text.contains("s3cret"), "{text}");
         assert!(!text.contains("AAAAB3"), "{text}");
     }
+
+    #[test]
+    fn every_host_credential_is_masked() {
+        let spec = crate::runner::DeploySpec {
+            hosts: vec![
+                crate::runner::DeployHost {
+                    private_key: b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAkey\n".to_vec(),
+                    ..Default::default()
+                },
+                crate::runner::DeployHost {
+                    tls_bundle: b"bundle-bytes".to_vec(),
+                    ..Default::default()
+                },
+                crate::runner::DeployHost::default(),
+            ],
+            ..Default::default()
+        };
+        let masker = Masker::new(spec.credentials());
+        let out = masker.mask(b"key line AAAAkey and bundle-bytes\n");
+        assert_eq!(String::from_utf8_lossy(&out), "key line *** and ***\n");
+        assert_eq!(spec.credentials().count(), 2);
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ferry_pipeline::{Hook, REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
 
-use super::{DeployHost, Deployment, HostReport, StepError, fail, shell};
+use super::{DeployHost, Deployment, HookPhase, HostOutcome, HostReport, StepError, fail, shell};
 use crate::ssh::{self, Connection, Pinned, Target};
 
 /// Extra time given to a hook beyond its timeout before the agent gives up
@@ -67,7 +67,7 @@ impl HostRun {
     }
 
     async fn deploy_steps(&mut self, d: &Deployment<'_>) -> Result<(), StepError> {
-        self.connect(d, "deploy").await?;
+        self.connect(d, HookPhase::Deploy).await?;
         let path = self.host.path.clone();
         let mut files = d.spec.files.clone();
         if !files.is_empty() && !files.iter().any(|f| f == REVISION_SPEC_FILE) {
@@ -86,7 +86,7 @@ impl HostRun {
             let out = self
                 .step(
                     d,
-                    ("upload", "deploy"),
+                    ("upload", HookPhase::Deploy),
                     &script,
                     Some(artifact),
                     d.upload_timeout(),
@@ -98,7 +98,7 @@ impl HostRun {
             let out = self
                 .step(
                     d,
-                    ("inspect", "deploy"),
+                    ("inspect", HookPhase::Deploy),
                     &inspect,
                     NO_INPUT,
                     STEP_TIMEOUT,
@@ -142,7 +142,7 @@ impl HostRun {
             let artifact = open_artifact(d).await?;
             self.step(
                 d,
-                ("upload", "deploy"),
+                ("upload", HookPhase::Deploy),
                 &unpack,
                 Some(artifact),
                 d.upload_timeout(),
@@ -154,19 +154,19 @@ impl HostRun {
         if let Some(spec) = running_spec.filter(|_| !running.is_empty()) {
             self.stopped = true;
             let dir = format!("{path}/releases/{running}");
-            self.hook(d, &spec, Hook::Stop, "deploy", &dir, &running)
+            self.hook(d, &spec, Hook::Stop, HookPhase::Deploy, &dir, &running)
                 .await?;
         }
         let dir = format!("{path}/releases/{}", d.release);
         for hook in [Hook::BeforeInstall, Hook::Install] {
-            self.hook(d, d.spec, hook, "deploy", &dir, d.release)
+            self.hook(d, d.spec, hook, HookPhase::Deploy, &dir, d.release)
                 .await?;
         }
         self.switched = true;
         let switch = shell::switch_and_prune(&path, d.release, d.keep_releases, &self.previous);
         self.step(
             d,
-            ("switch", "deploy"),
+            ("switch", HookPhase::Deploy),
             &switch,
             NO_INPUT,
             STEP_TIMEOUT,
@@ -174,7 +174,7 @@ impl HostRun {
         )
         .await?;
         for hook in [Hook::AfterInstall, Hook::Start, Hook::Validate] {
-            self.hook(d, d.spec, hook, "deploy", &dir, d.release)
+            self.hook(d, d.spec, hook, HookPhase::Deploy, &dir, d.release)
                 .await?;
         }
         Ok(())
@@ -183,16 +183,16 @@ impl HostRun {
     /// Returns the host to its previous release: stop the new one, switch
     /// the link back, start and validate the previous one with its own hooks.
     pub async fn roll_back(&mut self, d: &Deployment<'_>) {
-        if !self.changed() || self.report.outcome == "RolledBack" {
+        if !self.changed() || self.report.outcome == HostOutcome::RolledBack {
             return;
         }
         match self.rollback_steps(d).await {
             Ok(()) => {
-                self.report.outcome = "RolledBack".into();
+                self.report.outcome = HostOutcome::RolledBack;
                 self.report.release = self.previous.clone();
             }
             Err(e) => {
-                self.report.outcome = "RollbackFailed".into();
+                self.report.outcome = HostOutcome::RollbackFailed;
                 let reason = format!("rollback {}: {}", e.step, e.reason);
                 self.report.error = if self.report.error.is_empty() {
                     reason
@@ -205,19 +205,19 @@ impl HostRun {
 
     async fn rollback_steps(&mut self, d: &Deployment<'_>) -> Result<(), StepError> {
         if self.conn.is_none() {
-            self.connect(d, "rollback").await?;
+            self.connect(d, HookPhase::Rollback).await?;
         }
         let path = self.host.path.clone();
         if self.switched {
             let dir = format!("{path}/releases/{}", d.release);
             // Best effort: the new release may be what cannot stop.
             let _ = self
-                .hook(d, d.spec, Hook::Stop, "rollback", &dir, d.release)
+                .hook(d, d.spec, Hook::Stop, HookPhase::Rollback, &dir, d.release)
                 .await;
             let script = shell::switch(&path, &self.previous);
             self.step(
                 d,
-                ("switch", "rollback"),
+                ("switch", HookPhase::Rollback),
                 &script,
                 NO_INPUT,
                 STEP_TIMEOUT,
@@ -230,7 +230,7 @@ impl HostRun {
             let dir = format!("{path}/releases/{}", self.previous);
             let release = self.previous.clone();
             for hook in [Hook::Start, Hook::Validate] {
-                self.hook(d, &prev, hook, "rollback", &dir, &release)
+                self.hook(d, &prev, hook, HookPhase::Rollback, &dir, &release)
                     .await?;
             }
         }
@@ -243,7 +243,7 @@ impl HostRun {
         }
     }
 
-    async fn connect(&mut self, d: &Deployment<'_>, phase: &str) -> Result<(), StepError> {
+    async fn connect(&mut self, d: &Deployment<'_>, phase: HookPhase) -> Result<(), StepError> {
         let started = Instant::now();
         let pinned = if self.host.host_key.starts_with("SHA256:") {
             Pinned::Fingerprint(self.host.host_key.clone())
@@ -295,7 +295,7 @@ impl HostRun {
         d: &Deployment<'_>,
         spec: &RevisionSpec,
         hook: Hook,
-        phase: &str,
+        phase: HookPhase,
         dir: &str,
         release: &str,
     ) -> Result<(), StepError> {
@@ -312,7 +312,7 @@ impl HostRun {
             ("FERRY_RELEASE_DIR", dir.as_bytes().to_vec()),
             ("FERRY_PREVIOUS_RELEASE", self.previous.as_bytes().to_vec()),
             ("FERRY_HOOK", hook.as_str().as_bytes().to_vec()),
-            ("FERRY_PHASE", phase.as_bytes().to_vec()),
+            ("FERRY_PHASE", phase.as_str().as_bytes().to_vec()),
         ];
         vars.extend(d.env.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let mut script = shell::exports(vars.iter().map(|(k, v)| (*k, v.as_slice())));
@@ -345,7 +345,7 @@ impl HostRun {
     async fn step<R: tokio::io::AsyncRead + Unpin>(
         &mut self,
         d: &Deployment<'_>,
-        (name, phase): (&str, &str),
+        (name, phase): (&str, HookPhase),
         command: &str,
         input: Option<R>,
         limit: Duration,

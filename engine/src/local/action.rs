@@ -78,12 +78,11 @@ impl Run<'_> {
             finished_at: None,
             message: String::new(),
         });
-        let mut spec = spec::action_spec(
+        let mut spec = ferry_pipeline::spec::action_spec(
             self.pipeline,
             at,
             run,
-            &self.execution_id,
-            &self.source.revision,
+            (&self.execution_id, &self.source.revision),
             epoch,
         )?;
         if let Some(deploy) = &action.deploy
@@ -104,7 +103,7 @@ impl Run<'_> {
         self.cancels.insert(at, handle);
 
         // The runner its kind needs, chosen as on an agent.
-        let runner = crate::attempt::runner_for(&spec, self.executor, self.deployer);
+        let runner = crate::runner::runner_for(&spec, self.executor, self.deployer);
         let container = spec
             .deploy
             .is_none()

@@ -25,7 +25,7 @@ use ferry_pipeline::{DockerSpec, PREVIOUS_CONTAINER_SUFFIX as PREVIOUS_SUFFIX};
 use futures::StreamExt;
 
 use super::owner::{Owner, Publisher, RELEASE_LABEL, port_taken};
-use super::{DeployHost, Deployment, HostReport, StepError, fail, record};
+use super::{DeployHost, Deployment, HookPhase, HostOutcome, HostReport, StepError, fail, record};
 
 /// How long a container without a health check must keep running to count as up.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -61,7 +61,7 @@ impl DockerRun {
 
     pub async fn deploy(&mut self, d: &Deployment<'_>) {
         let Some(spec) = d.spec.docker.clone() else {
-            self.report.outcome = "Failed".into();
+            self.report.outcome = HostOutcome::Failed;
             self.report.error = format!(
                 "spec: host `{}` is a Docker Engine but ferry-deploy.yml has no `docker` section",
                 self.host.name
@@ -95,7 +95,7 @@ impl DockerRun {
                 .as_ref()
                 .map(|(said, _)| said.clone())
                 .map_err(Clone::clone);
-            self.step(d, ("load", "deploy"), started, &shown);
+            self.step(d, ("load", HookPhase::Deploy), started, &shown);
             image_id = Some(result.map_err(fail("load"))?.1);
         }
         let lookup = image_id.as_deref().unwrap_or(&spec.image);
@@ -119,7 +119,7 @@ impl DockerRun {
         d.go_on("claim")?;
         let started = Instant::now();
         let result = self.claim(&docker, d, spec).await;
-        self.step(d, ("claim", "deploy"), started, &result);
+        self.step(d, ("claim", HookPhase::Deploy), started, &result);
         result.map_err(fail("claim"))?;
         d.go_on("stop")?;
         if let Ok(current) = docker
@@ -161,7 +161,7 @@ impl DockerRun {
                 ))
             }
             .await;
-            self.step(d, ("stop", "deploy"), started, &result);
+            self.step(d, ("stop", HookPhase::Deploy), started, &result);
             result.map_err(fail("stop"))?;
         }
         d.go_on("start")?;
@@ -170,19 +170,22 @@ impl DockerRun {
         self.created = true;
         let result =
             create_and_start(&docker, d, spec, (&image_id, owner_of(d, &self.host.name))).await;
-        self.step(d, ("start", "deploy"), started, &result);
+        self.step(d, ("start", HookPhase::Deploy), started, &result);
         result.map_err(fail("start"))?;
         let started = Instant::now();
         let limit = d
-            .budget("deploy", Duration::from_millis(spec.health_timeout_ms))
+            .budget(
+                HookPhase::Deploy,
+                Duration::from_millis(spec.health_timeout_ms),
+            )
             .map_err(fail("validate"))?;
         let result = wait_healthy(&docker, name, limit.as_millis() as u64).await;
-        self.step(d, ("validate", "deploy"), started, &result);
+        self.step(d, ("validate", HookPhase::Deploy), started, &result);
         result.map(|_| ()).map_err(fail("validate"))
     }
 
     pub async fn roll_back(&mut self, d: &Deployment<'_>) {
-        if !self.changed() || self.report.outcome == "RolledBack" {
+        if !self.changed() || self.report.outcome == HostOutcome::RolledBack {
             return;
         }
         let Some(spec) = d.spec.docker.clone() else {
@@ -223,23 +226,23 @@ impl DockerRun {
             Ok(format!("back on release {}", self.previous))
         }
         .await;
-        self.step(d, ("switch", "rollback"), started, &result);
+        self.step(d, ("switch", HookPhase::Rollback), started, &result);
         let result = match result {
             Ok(_) if self.had_previous => {
                 let started = Instant::now();
                 let health = wait_healthy(&docker, name, spec.health_timeout_ms).await;
-                self.step(d, ("validate", "rollback"), started, &health);
+                self.step(d, ("validate", HookPhase::Rollback), started, &health);
                 health
             }
             other => other,
         };
         match result {
             Ok(_) => {
-                self.report.outcome = "RolledBack".into();
+                self.report.outcome = HostOutcome::RolledBack;
                 self.report.release = self.previous.clone();
             }
             Err(reason) => {
-                self.report.outcome = "RollbackFailed".into();
+                self.report.outcome = HostOutcome::RollbackFailed;
                 self.report.error = format!("{}; rollback: {reason}", self.report.error);
             }
         }
@@ -293,7 +296,7 @@ impl DockerRun {
             Ok(_) => Ok(format!("connected to {}", self.host.endpoint)),
             Err(e) => Err(e.clone()),
         };
-        self.step(d, ("connect", "deploy"), started, &shown);
+        self.step(d, ("connect", HookPhase::Deploy), started, &shown);
         let docker = result.map_err(fail("connect"))?;
         self.docker = Some(docker.clone());
         Ok(docker)
@@ -332,7 +335,7 @@ impl DockerRun {
     fn step(
         &mut self,
         d: &Deployment<'_>,
-        (hook, phase): (&str, &str),
+        (hook, phase): (&str, HookPhase),
         started: Instant,
         result: &Result<String, String>,
     ) {

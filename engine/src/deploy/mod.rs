@@ -11,7 +11,6 @@ mod docker;
 mod host;
 mod owner;
 mod shell;
-mod types;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -25,8 +24,11 @@ use crate::runner::{Cancel, LogSink};
 use docker::DockerRun;
 use host::HostRun;
 
+pub use crate::runner::{
+    DeployHost, DeployOutcome, DeploySpec, DeploymentReport, HookPhase, HookReport, HostKind,
+    HostOutcome, HostReport,
+};
 pub use deployer::Deployer;
-pub use types::{DeployHost, DeploySpec, DeploymentReport, HookReport, HostKind, HostReport};
 
 /// Longest run of step output without a line end held back for the log.
 const MAX_PARTIAL_LINE: usize = 64 * 1024;
@@ -81,8 +83,8 @@ impl Deployment<'_> {
 
     /// The time a step of `phase` may take: `limit`, cut to what is left of
     /// the action's timeout while deploying.
-    fn budget(&self, phase: &str, limit: Duration) -> Result<Duration, String> {
-        if phase == "rollback" {
+    fn budget(&self, phase: HookPhase, limit: Duration) -> Result<Duration, String> {
+        if phase == HookPhase::Rollback {
             return Ok(limit);
         }
         if let Some(reason) = self.cancel.stop_requested() {
@@ -294,7 +296,10 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
             .as_bytes(),
         );
         join_all(batch.iter_mut().map(|h| h.deploy(&d))).await;
-        for h in batch.iter().filter(|h| h.report().outcome == "Failed") {
+        for h in batch
+            .iter()
+            .filter(|h| h.report().outcome == HostOutcome::Failed)
+        {
             d.note(format!("[ferry] {} failed: {}\n", h.name(), h.report().error).as_bytes());
             failed.push(format!("{} failed at {}", h.name(), h.report().error));
         }
@@ -313,7 +318,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
             join_all(
                 batch
                     .iter_mut()
-                    .filter(|h| h.report().outcome == "Failed")
+                    .filter(|h| h.report().outcome == HostOutcome::Failed)
                     .map(|h| h.roll_back(&d)),
             )
             .await;
@@ -324,7 +329,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         None => {
             let deployed = hosts
                 .iter()
-                .filter(|h| h.report().outcome == "Deployed")
+                .filter(|h| h.report().outcome == HostOutcome::Deployed)
                 .count();
             summary = format!(
                 "release {} deployed to {deployed} of {total} host(s) of `{}`",
@@ -333,7 +338,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
             if !failed.is_empty() {
                 summary.push_str(&format!(" ({})", failed.join("; ")));
             }
-            "Succeeded"
+            DeployOutcome::Succeeded
         }
         Some(batch) => {
             summary.push_str(&format!(
@@ -349,12 +354,12 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
                 join_all(changed.into_iter().map(|h| h.roll_back(&d))).await;
                 let back: Vec<String> = hosts
                     .iter()
-                    .filter(|h| h.report().outcome == "RolledBack")
+                    .filter(|h| h.report().outcome == HostOutcome::RolledBack)
                     .map(|h| format!("{} (to {})", h.name(), display_release(h.previous())))
                     .collect();
                 let broken: Vec<&str> = hosts
                     .iter()
-                    .filter(|h| h.report().outcome == "RollbackFailed")
+                    .filter(|h| h.report().outcome == HostOutcome::RollbackFailed)
                     .map(|h| h.name())
                     .collect();
                 if !back.is_empty() {
@@ -364,13 +369,13 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
                     summary.push_str(&format!("; ROLLBACK FAILED on {}", broken.join(", ")));
                 }
                 if broken.is_empty() && !back.is_empty() {
-                    "RolledBack"
+                    DeployOutcome::RolledBack
                 } else {
-                    "Failed"
+                    DeployOutcome::Failed
                 }
             } else {
                 summary.push_str("; rollback is off: changed hosts were left as they are");
-                "Failed"
+                DeployOutcome::Failed
             }
         }
     };
@@ -382,7 +387,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
         environment: spec.environment.clone(),
         release: spec.release.clone(),
         artifact_digest: plan.digest.to_string(),
-        outcome: outcome.to_string(),
+        outcome,
         summary: summary.clone(),
         strategy: spec.strategy.clone(),
         hosts: hosts.into_iter().map(Target::into_report).collect(),
@@ -397,7 +402,7 @@ pub async fn run(plan: Plan<'_>, log: &mut dyn LogSink) -> Finished {
     let summary = String::from_utf8_lossy(&plan.masker.mask(summary.as_bytes())).into_owned();
     report.summary = summary.clone();
     Finished {
-        success: outcome == "Succeeded",
+        success: outcome == DeployOutcome::Succeeded,
         summary,
         report,
     }
@@ -492,7 +497,7 @@ fn fail(step: &str) -> impl Fn(String) -> StepError + '_ {
 fn new_report(host: &DeployHost, batch: u32) -> HostReport {
     HostReport {
         host: host.name.clone(),
-        outcome: "Skipped".into(),
+        outcome: HostOutcome::Skipped,
         batch,
         ..Default::default()
     }
@@ -510,11 +515,11 @@ fn settle(
 ) {
     match result {
         Ok(()) => {
-            report.outcome = "Deployed".into();
+            report.outcome = HostOutcome::Deployed;
             report.release = release.to_string();
         }
         Err(e) => {
-            report.outcome = "Failed".into();
+            report.outcome = HostOutcome::Failed;
             report.release = if on_new { release } else { previous }.to_string();
             report.error = format!("{}: {}", e.step, e.reason);
         }
@@ -551,7 +556,7 @@ fn trim_outputs(report: &mut DeploymentReport) {
 /// the end of its output.
 fn record(
     report: &mut HostReport,
-    (hook, phase): (&str, &str),
+    (hook, phase): (&str, HookPhase),
     success: bool,
     exit_code: i32,
     started: std::time::Instant,
@@ -560,7 +565,7 @@ fn record(
     let tail = &output[output.len().saturating_sub(REPORT_TAIL)..];
     report.hooks.push(HookReport {
         hook: hook.to_string(),
-        phase: phase.to_string(),
+        phase,
         success,
         exit_code,
         duration_ms: started.elapsed().as_millis() as u64,

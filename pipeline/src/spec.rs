@@ -1,0 +1,444 @@
+//! What one attempt of an action runs, as plain types: the [`ActionSpec`]
+//! an engine is handed (the agent's, or `ferry exec`'s) and, for deploy
+//! actions, the [`DeploySpec`] and the [`DeploymentReport`] it gives back.
+//!
+//! [`action_spec`] and [`deploy_spec`] are the one way to make them from the
+//! pipeline model and an execution's state: the coordinator's scheduler and
+//! `ferry exec` both call them, so an action runs with the same image,
+//! commands, variables and limits wherever it runs. Wire forms live in
+//! `ferry-proto` (one conversion per pair), never here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::environment::{Environment, HostKey, Target};
+use crate::execution::ActionRun;
+use crate::{Deploy, Pipeline};
+
+/// Which attempt this is. The epoch is unique among the attempts one engine
+/// runs: it names the attempt's container and log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptId {
+    pub id: String,
+    pub epoch: u64,
+}
+
+/// Where an action runs in its pipeline: what the `FERRY_*` variables say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionContext {
+    pub pipeline: String,
+    pub execution_id: String,
+    pub revision: String,
+    pub stage: String,
+    pub action: String,
+}
+
+impl ActionContext {
+    /// The `FERRY_*` variables every action gets, build, test and deploy
+    /// alike. This is the one list; a deploy hook also gets its host's own
+    /// (`FERRY_HOST`, `FERRY_RELEASE`, ...), which the deployer adds.
+    pub fn ferry_env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("FERRY_PIPELINE", &self.pipeline),
+            ("FERRY_EXECUTION_ID", &self.execution_id),
+            ("FERRY_REVISION", &self.revision),
+            ("FERRY_STAGE", &self.stage),
+            ("FERRY_ACTION", &self.action),
+        ]
+    }
+}
+
+/// What to run: everything about an action but its inputs and secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionSpec {
+    pub attempt: AttemptId,
+    pub context: ActionContext,
+    pub image: String,
+    /// Run one after another with `/bin/sh -c` until one fails.
+    pub commands: Vec<String>,
+    /// The action's `env:` (never a secret).
+    pub env: BTreeMap<String, String>,
+    pub outputs: Vec<OutputSpec>,
+    /// How long the whole attempt may take.
+    pub timeout: Duration,
+    pub resources: Resources,
+    /// Set for deploy actions: where and how to roll out the one input.
+    pub deploy: Option<DeploySpec>,
+}
+
+/// An output the action leaves in `/workspace`: one tar of these paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub paths: Vec<String>,
+}
+
+/// Container limits the action asks for; `None`: the engine's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    pub millicpus: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+/// The spec of action (`si`, `ai`) of `pipeline` for attempt `epoch` of an
+/// execution, with the texts its references resolved to when the action
+/// started (recorded in `run`, so every leader sends the same text).
+/// References in commands reach the shell as variables, never as text. The
+/// deploy part is [`deploy_spec`]'s, set by the caller, which knows where
+/// credentials come from.
+pub fn action_spec(
+    pipeline: &Pipeline,
+    (si, ai): (usize, usize),
+    run: &ActionRun,
+    (execution_id, revision): (&str, &str),
+    epoch: u64,
+) -> Option<ActionSpec> {
+    let stage = pipeline.stages.get(si)?;
+    let action = stage.actions.get(ai)?;
+    let (commands, env) = run.resolved_commands_and_env(action);
+    Some(ActionSpec {
+        attempt: AttemptId {
+            id: format!(
+                "{execution_id}/{}/{}#{}",
+                stage.name, action.name, run.attempt
+            ),
+            epoch,
+        },
+        context: ActionContext {
+            pipeline: pipeline.name.clone(),
+            execution_id: execution_id.to_string(),
+            revision: revision.to_string(),
+            stage: stage.name.clone(),
+            action: action.name.clone(),
+        },
+        image: run.resolved_text(action.image.as_deref().unwrap_or_default()),
+        commands,
+        env,
+        outputs: action
+            .outputs
+            .iter()
+            .map(|(name, paths)| OutputSpec {
+                name: name.clone(),
+                paths: paths.clone(),
+            })
+            .collect(),
+        timeout: Duration::from_secs(action.timeout_ms.div_ceil(1000).max(1)),
+        resources: Resources {
+            memory_bytes: action.resources.memory_bytes,
+            millicpus: action.resources.millicpus,
+            pids: action.resources.pids,
+        },
+        deploy: None,
+    })
+}
+
+/// Where and how a deploy action rolls out its artifact: the environment's
+/// hosts, batch size and `min_healthy` already resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploySpec {
+    pub environment: String,
+    pub hosts: Vec<DeployHost>,
+    /// Hosts changed at once.
+    pub batch_size: u32,
+    /// Hosts that must end on the new release.
+    pub min_healthy: u32,
+    pub rollback: bool,
+    pub keep_releases: u32,
+    pub hook_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Directory under releases/: the execution whose artifact this is.
+    pub release: String,
+    /// The strategy as the pipeline file says it (for reports).
+    pub strategy: String,
+    /// Why the deployment cannot start (unknown environment, missing key):
+    /// the action fails with it.
+    pub problem: Option<String>,
+    /// The release cannot be on any host yet: inspect and upload may share
+    /// one SSH session.
+    pub fresh_release: bool,
+}
+
+impl DeploySpec {
+    /// The hosts' opened credentials (SSH private keys, Docker TLS
+    /// bundles): masked in logs and reports like the action's secrets,
+    /// should a hook or an error print one.
+    pub fn credentials(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.hosts
+            .iter()
+            .flat_map(|h| [h.private_key.clone(), h.tls_bundle.clone()])
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// How a host is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostKind {
+    #[default]
+    Ssh,
+    /// A Docker Engine's API.
+    Docker,
+}
+
+impl HostKind {
+    /// The word the agent protocol carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostKind::Ssh => "ssh",
+            HostKind::Docker => "docker",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<HostKind> {
+        match text {
+            "ssh" => Some(HostKind::Ssh),
+            "docker" => Some(HostKind::Docker),
+            _ => None,
+        }
+    }
+}
+
+/// One host of the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeployHost {
+    pub name: String,
+    pub kind: HostKind,
+    pub host: String,
+    pub port: u32,
+    pub user: String,
+    /// OpenSSH public key line, or a SHA256:... fingerprint.
+    pub host_key: String,
+    /// SSH: the private key from the host's key secret, opened.
+    pub private_key: Vec<u8>,
+    pub path: String,
+    /// Docker: the engine endpoint and the PEM bundle from its TLS secret, opened.
+    pub endpoint: String,
+    pub tls_bundle: Vec<u8>,
+}
+
+impl DeployHost {
+    /// Puts the opened value of the host's credential secret where its kind
+    /// reads it (an SSH private key, or a Docker TLS bundle).
+    pub fn set_credentials(&mut self, value: Vec<u8>) {
+        match self.kind {
+            HostKind::Ssh => self.private_key = value,
+            HostKind::Docker => self.tls_bundle = value,
+        }
+    }
+}
+
+/// The deploy part of a spec, without credentials: each host with the name
+/// of the secret that holds its credentials (an SSH host's key, a Docker
+/// host's TLS bundle when it has one). The caller fills them from where it
+/// keeps secrets (the cluster, sealed to the agent; or `ferry exec`'s
+/// `--secret`s) and sets the spec's `problem` for one that has no value.
+pub fn deploy_spec(
+    deploy: &Deploy,
+    env: &Environment,
+    release: &str,
+    fresh_release: bool,
+) -> (DeploySpec, Vec<Option<String>>) {
+    let hosts = env.hosts.len();
+    let mut spec = DeploySpec {
+        environment: deploy.environment.clone(),
+        hosts: Vec::with_capacity(hosts),
+        batch_size: deploy.strategy.batch_size(hosts) as u32,
+        min_healthy: deploy.min_healthy_of(hosts) as u32,
+        rollback: deploy.rollback,
+        keep_releases: deploy.keep_releases,
+        hook_timeout_ms: deploy.hook_timeout_ms,
+        connect_timeout_ms: deploy.connect_timeout_ms,
+        release: release.to_string(),
+        strategy: deploy.strategy.to_string(),
+        problem: None,
+        fresh_release,
+    };
+    let mut secrets = Vec::with_capacity(hosts);
+    for host in &env.hosts {
+        let mut h = DeployHost {
+            name: host.name.clone(),
+            ..Default::default()
+        };
+        let secret = match &host.target {
+            Target::Ssh(t) => {
+                h.kind = HostKind::Ssh;
+                h.host = t.host.clone();
+                h.port = u32::from(t.port);
+                h.user = t.user.clone();
+                h.host_key = match &t.host_key {
+                    HostKey::PublicKey { algorithm, base64 } => format!("{algorithm} {base64}"),
+                    HostKey::Fingerprint(f) => f.clone(),
+                };
+                h.path = t.path.clone();
+                Some(t.key_secret.clone())
+            }
+            Target::Docker(t) => {
+                h.kind = HostKind::Docker;
+                h.endpoint = t.endpoint.clone();
+                t.tls_secret.clone()
+            }
+        };
+        spec.hosts.push(h);
+        secrets.push(secret);
+    }
+    (spec, secrets)
+}
+
+/// How a deployment ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeployOutcome {
+    Succeeded,
+    #[default]
+    Failed,
+    /// It failed, and every host it changed is back on its old release.
+    RolledBack,
+}
+
+/// How a deployment ended on one host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostOutcome {
+    Deployed,
+    Failed,
+    RolledBack,
+    RollbackFailed,
+    /// Not reached: an earlier batch failed, or the deployment stopped.
+    #[default]
+    Skipped,
+}
+
+/// Which half of a deployment a step belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HookPhase {
+    #[default]
+    Deploy,
+    Rollback,
+}
+
+/// The words the agent protocol (and the stored reports) carry for each
+/// outcome and phase: the one place they are spelled.
+macro_rules! words {
+    ($ty:ident { $($variant:ident => $word:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $word),* }
+            }
+
+            /// The variant `text` names, if any.
+            pub fn parse(text: &str) -> Option<$ty> {
+                match text { $($word => Some($ty::$variant),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words!(DeployOutcome {
+    Succeeded => "Succeeded",
+    Failed => "Failed",
+    RolledBack => "RolledBack",
+});
+words!(HostOutcome {
+    Deployed => "Deployed",
+    Failed => "Failed",
+    RolledBack => "RolledBack",
+    RollbackFailed => "RollbackFailed",
+    Skipped => "Skipped",
+});
+words!(HookPhase {
+    Deploy => "deploy",
+    Rollback => "rollback",
+});
+
+/// What a deployment did, host by host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentReport {
+    pub environment: String,
+    pub release: String,
+    pub artifact_digest: String,
+    pub outcome: DeployOutcome,
+    /// One line: which host failed at which hook, and what happened after.
+    pub summary: String,
+    pub strategy: String,
+    pub hosts: Vec<HostReport>,
+}
+
+/// What happened on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostReport {
+    pub host: String,
+    pub outcome: HostOutcome,
+    /// The release the host is on at the end ("" if none).
+    pub release: String,
+    /// The release it was on before.
+    pub previous: String,
+    pub batch: u32,
+    pub error: String,
+    pub hooks: Vec<HookReport>,
+}
+
+/// One step on a host: a lifecycle hook, or one of Ferry's own (connect,
+/// upload, switch, prune).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookReport {
+    pub hook: String,
+    pub phase: HookPhase,
+    pub success: bool,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+    /// The end of the step's output (secrets masked).
+    pub output: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_gets_the_same_ferry_variables() {
+        let context = ActionContext {
+            pipeline: "web".into(),
+            execution_id: "e-1".into(),
+            revision: "abc".into(),
+            stage: "build".into(),
+            action: "compile".into(),
+        };
+        assert_eq!(
+            context.ferry_env(),
+            [
+                ("FERRY_PIPELINE", "web"),
+                ("FERRY_EXECUTION_ID", "e-1"),
+                ("FERRY_REVISION", "abc"),
+                ("FERRY_STAGE", "build"),
+                ("FERRY_ACTION", "compile"),
+            ]
+        );
+    }
+
+    #[test]
+    fn outcome_words_round_trip() {
+        for o in [
+            DeployOutcome::Succeeded,
+            DeployOutcome::Failed,
+            DeployOutcome::RolledBack,
+        ] {
+            assert_eq!(DeployOutcome::parse(o.as_str()), Some(o));
+        }
+        for o in [
+            HostOutcome::Deployed,
+            HostOutcome::Failed,
+            HostOutcome::RolledBack,
+            HostOutcome::RollbackFailed,
+            HostOutcome::Skipped,
+        ] {
+            assert_eq!(HostOutcome::parse(&o.to_string()), Some(o));
+        }
+        assert_eq!(HookPhase::parse("rollback"), Some(HookPhase::Rollback));
+        assert_eq!(HookPhase::parse("Rollback"), None);
+        assert_eq!(HostKind::parse("docker"), Some(HostKind::Docker));
+    }
+}
