@@ -1,0 +1,43 @@
+//! `ferry cluster`: status, health, membership and leadership of the
+//! coordinators.
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Leader, term, commit index and every member's role and applied index.
+    Status,
+    /// Ask every --coordinator address the standard gRPC health question
+    /// (grpc.health.v1); fails unless all answer SERVING. Needs no certificate.
+    Health,
+    /// Add a member (start it first with `ferry-coordinator --join`).
+    Add(MemberArgs),
+    /// Remove a member; it stops serving once the change commits.
+    Remove(MemberIdArgs),
+    /// Hand leadership to another member.
+    TransferLeader(TransferArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    /// The new member's Raft id.
+    #[arg(long)]
+    pub id: u64,
+    /// HOST:PORT the new member serves gRPC on.
+    #[arg(long)]
+    pub address: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberIdArgs {
+    /// The member's Raft id.
+    #[arg(long)]
+    pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The member that should lead.
+    #[arg(long)]
+    pub to: u64,
+}
