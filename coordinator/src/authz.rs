@@ -17,7 +17,7 @@ use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::raft::RaftHandle;
-use crate::state::{ClusterState, Role};
+use ferry_state::{ClusterState, Role};
 
 /// What a method requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -515,13 +515,13 @@ mod tests {
             name: "a1".into(),
         };
         assert!(authorize(&s, Some(&agent), Permission::Renew).is_err());
-        let bound = |f: &str| crate::state::CertBinding {
+        let bound = |f: &str| ferry_state::CertBinding {
             fingerprint: f.into(),
             not_after: i64::MAX,
         };
         s.agents.insert(
             "a1".into(),
-            crate::state::AgentRecord {
+            ferry_state::AgentRecord {
                 name: "a1".into(),
                 cert: Some(bound("new")),
                 previous_cert: Some(bound("old")),
@@ -541,5 +541,30 @@ mod tests {
         assert!(check_certificate(&s, &agent, "new").is_ok());
         assert!(check_certificate(&s, &agent, "old").is_ok());
         assert!(check_certificate(&s, &agent, "older").is_err());
+    }
+
+    /// `apply` asks every person's command for the role this layer asked
+    /// its RPC for (`ferry_state`'s own tests check the refusals).
+    #[test]
+    fn apply_needs_the_roles_the_grpc_layer_needs() {
+        use ferry_state::testing::person_commands;
+        use ferry_state::{Authority, By, Need};
+        let nobody = By::operator("nobody");
+        for (rpc, cmd) in person_commands(&nobody, &nobody) {
+            let Authority::Person { need, .. } = cmd.authority() else {
+                panic!("{rpc} is a person's command");
+            };
+            // The one public service that has the method.
+            let early = PUBLIC_SERVICES
+                .iter()
+                .filter(|service| **service != "ferry.v1.Enrollment")
+                .find_map(|service| permission_for(&format!("/{service}/{rpc}")));
+            let expected = match need {
+                Need::Operate => Permission::Operate,
+                Need::Admin => Permission::Admin,
+                Need::View => Permission::View,
+            };
+            assert_eq!(early, Some(expected), "{rpc}");
+        }
     }
 }

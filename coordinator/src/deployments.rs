@@ -3,10 +3,11 @@
 //! sealed secret, opened only by that agent), and renders the deployment history.
 
 use ferry_pipeline::Deploy;
+use ferry_pipeline::spec::HostOutcome;
 use ferry_proto as pb;
 
-use crate::state::{ClusterState, DeploymentRecord, Execution};
-use crate::views::{deployment_report, timestamp};
+use crate::views::timestamp;
+use ferry_state::{ClusterState, DeploymentRecord, Execution};
 
 /// One line per deploy action of `spec` whose environment does not exist.
 pub fn unknown_environments(state: &ClusterState, spec: &ferry_pipeline::Pipeline) -> Vec<String> {
@@ -99,7 +100,7 @@ pub fn view(state: &ClusterState, d: &DeploymentRecord) -> pb::DeploymentView {
         agent: d.agent.clone(),
         started_at: timestamp(Some(d.started_at)),
         finished_at: timestamp(Some(d.finished_at)),
-        report: Some(deployment_report(d.report())),
+        report: Some(d.report().into()),
     }
 }
 
@@ -109,7 +110,7 @@ pub fn host_releases(state: &ClusterState, environment: &str) -> Vec<pb::HostRel
     let mut out: Vec<pb::HostRelease> = Vec::new();
     for d in state.deployments_of(environment) {
         for h in d.report().hosts {
-            if h.outcome == "Skipped" || out.iter().any(|o| o.host == h.host) {
+            if h.outcome == HostOutcome::Skipped || out.iter().any(|o| o.host == h.host) {
                 continue;
             }
             out.push(pb::HostRelease {

@@ -14,7 +14,6 @@ pub mod raft;
 pub mod scheduler;
 pub mod server;
 pub mod service;
-pub mod state;
 pub mod views;
 
 pub use server::{CoordinatorConfig, run};

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use thiserror::Error;
 
 use crate::service::Ctx;
-use crate::state::ClusterState;
+use ferry_state::ClusterState;
 
 /// Upper bounds (seconds) of the dispatch-latency buckets: from an idle
 /// cluster (milliseconds) to actions that wait for capacity (up to an hour).

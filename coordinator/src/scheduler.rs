@@ -14,8 +14,8 @@ use std::time::Duration;
 use ferry_proto as pb;
 
 use crate::ops::Ops;
-use crate::state::ClusterState;
 use crate::views::{self, now_ms};
+use ferry_state::ClusterState;
 
 /// The assignment message for the attempt with fencing epoch `epoch`.
 pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assignment> {
@@ -355,7 +355,7 @@ pub async fn run(ops: Ops) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{AgentRecord, Command};
+    use ferry_state::{AgentRecord, Command};
 
     const PLAN_YAML: &str = r#"
 name: fan
@@ -371,7 +371,7 @@ stages:
     /// One execution of `PLAN_YAML` waiting, and `agents` (name, labels,
     /// capacity, draining) enrolled.
     fn waiting(agents: &[(&str, &[&str], u32, bool)]) -> ClusterState {
-        let mut s = crate::state::tests::applied(PLAN_YAML);
+        let mut s = ferry_state::testing::applied(PLAN_YAML);
         s.apply(Command::StartExecution {
             source: None,
             once: None,
@@ -380,7 +380,7 @@ stages:
             pipeline: "fan".into(),
             revision: "abc".into(),
             trigger: "t".into(),
-            started_by: Some(crate::state::By::operator("root")),
+            started_by: Some(ferry_state::By::operator("root")),
             at: 2,
         })
         .unwrap_or_else(|e| panic!("{e}"));

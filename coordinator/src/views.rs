@@ -11,7 +11,7 @@ use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 use ferry_proto as pb;
 use prost_types::{Duration, Timestamp};
 
-use crate::state::{ClusterState, Execution, Role};
+use ferry_state::{ClusterState, Execution, Role};
 
 /// Current wall-clock time in unix milliseconds (proposers only; never in apply).
 pub fn now_ms() -> i64 {
@@ -124,76 +124,6 @@ pub fn member_role(r: raft::StateRole) -> pb::MemberRole {
         raft::StateRole::Follower => pb::MemberRole::Follower,
         raft::StateRole::Candidate => pb::MemberRole::Candidate,
         raft::StateRole::PreCandidate => pb::MemberRole::PreCandidate,
-    }
-}
-
-/// A deployment's outcome, as the agent's report spells it, on the wire
-/// (UNSPECIFIED for a spelling this version does not know).
-pub fn deployment_outcome(text: &str) -> pb::DeploymentOutcome {
-    match text {
-        "Succeeded" => pb::DeploymentOutcome::Succeeded,
-        "Failed" => pb::DeploymentOutcome::Failed,
-        "RolledBack" => pb::DeploymentOutcome::RolledBack,
-        _ => pb::DeploymentOutcome::Unspecified,
-    }
-}
-
-/// A host's outcome, as the agent's report spells it, on the wire
-/// (UNSPECIFIED for a spelling this version does not know).
-pub fn host_outcome(text: &str) -> pb::HostOutcome {
-    match text {
-        "Deployed" => pb::HostOutcome::Deployed,
-        "Failed" => pb::HostOutcome::Failed,
-        "RolledBack" => pb::HostOutcome::RolledBack,
-        "RollbackFailed" => pb::HostOutcome::RollbackFailed,
-        "Skipped" => pb::HostOutcome::Skipped,
-        _ => pb::HostOutcome::Unspecified,
-    }
-}
-
-/// A deploy step's phase, as the agent's report spells it, on the wire
-/// (UNSPECIFIED for a spelling this version does not know).
-pub fn hook_phase(text: &str) -> pb::HookPhase {
-    match text {
-        "deploy" => pb::HookPhase::Deploy,
-        "rollback" => pb::HookPhase::Rollback,
-        _ => pb::HookPhase::Unspecified,
-    }
-}
-
-/// An agent's deployment report, as kept in the state, in the API's terms.
-pub fn deployment_report(r: pb::internal::DeploymentReport) -> pb::DeploymentReport {
-    pb::DeploymentReport {
-        environment: r.environment,
-        release: r.release,
-        artifact_digest: r.artifact_digest,
-        outcome: deployment_outcome(&r.outcome).into(),
-        summary: r.summary,
-        strategy: r.strategy,
-        hosts: r
-            .hosts
-            .into_iter()
-            .map(|h| pb::HostReport {
-                host: h.host,
-                outcome: host_outcome(&h.outcome).into(),
-                release: h.release,
-                previous: h.previous,
-                batch: h.batch,
-                error: h.error,
-                hooks: h
-                    .hooks
-                    .into_iter()
-                    .map(|k| pb::HookReport {
-                        hook: k.hook,
-                        phase: hook_phase(&k.phase).into(),
-                        success: k.success,
-                        exit_code: k.exit_code,
-                        duration: Some(duration_ms(k.duration_ms)),
-                        output: k.output,
-                    })
-                    .collect(),
-            })
-            .collect(),
     }
 }
 
@@ -361,7 +291,7 @@ pub fn is_final(status: ActionStatus) -> bool {
 /// An environment with its hosts, and the secrets they name that are not set.
 pub fn environment(
     state: &ClusterState,
-    rec: &crate::state::EnvironmentRecord,
+    rec: &ferry_state::EnvironmentRecord,
 ) -> pb::EnvironmentView {
     use ferry_pipeline::{HostKey, Target};
     let hosts = rec
@@ -527,46 +457,33 @@ mod tests {
 
     #[test]
     fn an_agents_report_reads_as_enums() {
-        for word in ["Succeeded", "Failed", "RolledBack"] {
-            let name = wire_name("DEPLOYMENT_OUTCOME", word);
-            assert_eq!(deployment_outcome(word).as_str_name(), name);
-        }
-        for word in [
-            "Deployed",
-            "Failed",
-            "RolledBack",
-            "RollbackFailed",
-            "Skipped",
-        ] {
-            let name = wire_name("HOST_OUTCOME", word);
-            assert_eq!(host_outcome(word).as_str_name(), name);
-        }
-        assert_eq!(hook_phase("deploy"), pb::HookPhase::Deploy);
-        assert_eq!(hook_phase("rollback"), pb::HookPhase::Rollback);
-        // A word this version does not know is UNSPECIFIED, never an error.
-        assert_eq!(
-            deployment_outcome("Exploded"),
-            pb::DeploymentOutcome::Unspecified
-        );
-        assert_eq!(host_outcome(""), pb::HostOutcome::Unspecified);
-        assert_eq!(hook_phase("Deploy"), pb::HookPhase::Unspecified);
-
-        let report = deployment_report(pb::internal::DeploymentReport {
+        use ferry_pipeline::spec::{
+            DeployOutcome, DeploymentReport, HookPhase, HookReport, HostOutcome, HostReport,
+        };
+        use prost::Message as _;
+        // What the agent sends (ferry_proto's encoding of the engine's
+        // report) decodes in the state unchanged, and the API shows enums.
+        let sent = DeploymentReport {
             environment: "prod".into(),
-            outcome: "RolledBack".into(),
-            hosts: vec![pb::internal::HostReport {
+            outcome: DeployOutcome::RolledBack,
+            hosts: vec![HostReport {
                 host: "web-1".into(),
-                outcome: "RolledBack".into(),
-                hooks: vec![pb::internal::HookReport {
+                outcome: HostOutcome::RolledBack,
+                hooks: vec![HookReport {
                     hook: "validate".into(),
-                    phase: "deploy".into(),
+                    phase: HookPhase::Deploy,
                     duration_ms: 1_500,
                     ..Default::default()
                 }],
                 ..Default::default()
             }],
             ..Default::default()
-        });
+        };
+        let bytes = pb::internal::DeploymentReport::from(sent.clone()).encode_to_vec();
+        let kept = ferry_state::report::decode(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kept, sent);
+        assert_eq!(ferry_state::report::encode(&kept), bytes);
+        let report = pb::DeploymentReport::from(kept);
         assert_eq!(report.outcome(), pb::DeploymentOutcome::RolledBack);
         assert_eq!(report.hosts[0].outcome(), pb::HostOutcome::RolledBack);
         let hook = &report.hosts[0].hooks[0];

@@ -1,4 +1,4 @@
-//! Fuzzes the agent's input re-packer (`agent/src/archive.rs`, compiled in
+//! Fuzzes the agent's input re-packer (`engine/src/archive.rs`, compiled in
 //! as a module): arbitrary bytes as an input tar, and tars built from
 //! fuzzer-chosen entries (paths, kinds, link targets) so that valid header
 //! checksums do not stand between the fuzzer and the path checks. Whatever
@@ -6,7 +6,7 @@
 //! `ferry_fuzz::archive_oracle`.
 #![no_main]
 
-#[path = "../../agent/src/archive.rs"]
+#[path = "../../engine/src/archive.rs"]
 #[allow(dead_code)]
 mod archive;
 

@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 
 use crate::ops::OpError;
 use crate::raft::ProposeError;
-use crate::state::Rejection;
+use ferry_state::Rejection;
 use tonic::transport::server::Connected;
 use tower::ServiceExt;
 

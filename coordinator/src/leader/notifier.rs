@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 
 use crate::http::client::{Sender, signature};
 use crate::ops::Ops;
-use crate::state::{Delivery, DeliveryResult, Event};
 use crate::views::now_ms;
+use ferry_state::{Delivery, DeliveryResult, Event};
 
 /// Deliveries being sent at once.
 const IN_FLIGHT: usize = 32;

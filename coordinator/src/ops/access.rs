@@ -8,8 +8,8 @@ use ferry_certs::{CertFacts, Identity, IdentityKind};
 use sha2::Digest;
 
 use super::{OpError, OpResult, Ops};
-use crate::state::{By, CertBinding, Command, Role};
 use crate::views::now_ms;
+use ferry_state::{By, CertBinding, Command, Role};
 
 /// Longest join token lifetime: enrollment secrets should not live long.
 const MAX_TOKEN_TTL_SECONDS: u64 = 30 * 86_400;
@@ -30,12 +30,11 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.trim().as_bytes()))
 }
 
-impl From<&CertFacts> for CertBinding {
-    fn from(facts: &CertFacts) -> CertBinding {
-        CertBinding {
-            fingerprint: facts.fingerprint.clone(),
-            not_after: facts.not_after_ms,
-        }
+/// What the state binds of a certificate: its fingerprint and expiry.
+pub fn cert_binding(facts: &CertFacts) -> CertBinding {
+    CertBinding {
+        fingerprint: facts.fingerprint.clone(),
+        not_after: facts.not_after_ms,
     }
 }
 
@@ -70,7 +69,7 @@ impl Ops {
         uses: u32,
         labels: Vec<String>,
     ) -> OpResult<NewToken> {
-        crate::state::check_labels(&labels)
+        ferry_state::check_labels(&labels)
             .map_err(|e| OpError::Invalid(format!("--labels: {e}")))?;
         let labels: Vec<String> = labels
             .into_iter()
@@ -130,7 +129,7 @@ impl Ops {
         labels: &[String],
     ) -> OpResult<Vec<String>> {
         let check =
-            |s: &crate::state::ClusterState| s.may_enroll(token_hash, name, labels, now_ms());
+            |s: &ferry_state::ClusterState| s.may_enroll(token_hash, name, labels, now_ms());
         if let Ok(bound) = self.local_read(check) {
             return Ok(bound);
         }

@@ -9,8 +9,8 @@ use ferry_certs::Identity;
 use ferry_pipeline::execution::ArtifactRef;
 
 use super::{OpError, OpResult, Ops};
-use crate::state::{AgentRecord, Command, Output};
 use crate::views::now_ms;
+use ferry_state::{AgentRecord, Command, Output};
 
 /// An agent's record and what only the leader knows of it.
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ impl Ops {
             ("--add", &add),
             ("--remove", &remove),
         ] {
-            crate::state::check_labels(given)
+            ferry_state::check_labels(given)
                 .map_err(|e| OpError::Invalid(format!("{flag}: {e}")))?;
         }
         if set.is_none() && add.is_empty() && remove.is_empty() {

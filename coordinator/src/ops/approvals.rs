@@ -7,8 +7,8 @@ use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
 
 use super::executions::{execution_of, locate_action};
 use super::{OpError, OpResult, Ops};
-use crate::state::Command;
 use crate::views::now_ms;
+use ferry_state::Command;
 
 /// What a decision left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::executions::execution_of;
 use super::{OpError, OpResult, Ops};
-use crate::state::Command;
 use crate::views::{holder_addresses, holders};
+use ferry_state::Command;
 
 /// One artifact (or stored log, named `log`) of an execution.
 #[derive(Debug, Clone, PartialEq, Eq)]

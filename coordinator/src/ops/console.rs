@@ -9,8 +9,8 @@ use ferry_certs::Identity;
 
 use super::access::{acting, hash_token};
 use super::{OpError, OpResult, Ops};
-use crate::state::{Command, Need, Rejection, Role};
 use crate::views::now_ms;
+use ferry_state::{Command, Need, Rejection, Role};
 
 /// How long a login link lasts by default, and at most.
 pub const LINK_TTL: Duration = Duration::from_secs(5 * 60);
@@ -208,7 +208,7 @@ pub struct ExecutionChip {
 
 impl ExecutionChip {
     /// The chip of execution `e`.
-    pub fn of(e: &crate::state::Execution) -> ExecutionChip {
+    pub fn of(e: &ferry_state::Execution) -> ExecutionChip {
         ExecutionChip {
             id: e.id.clone(),
             status: e.state.status,

@@ -5,8 +5,8 @@ use ferry_certs::Identity;
 
 use super::page::PageRequest;
 use super::{OpError, OpResult, Ops, new_execution_id};
-use crate::state::{ClusterState, Command, DeploymentRecord};
 use crate::views::{holders, now_ms};
+use ferry_state::{ClusterState, Command, DeploymentRecord};
 
 /// A rollback started.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 use ferry_certs::Identity;
 
 use super::{OpError, OpResult, Ops, invalid};
-use crate::state::{ClusterState, Command, EnvironmentRecord, Output};
 use crate::views::now_ms;
+use ferry_state::{ClusterState, Command, EnvironmentRecord, Output};
 
 impl Ops {
     /// Write: parses and applies an environment; returns its name and

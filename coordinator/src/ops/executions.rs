@@ -10,8 +10,8 @@ use ferry_pipeline::execution::{ActionStatus, ArtifactRef};
 
 use super::page::PageRequest;
 use super::{OpError, OpResult, Ops, new_execution_id};
-use crate::state::{By, ClusterState, Command, Execution};
 use crate::views::now_ms;
+use ferry_state::{By, ClusterState, Command, Execution};
 
 /// An execution started by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,7 +334,7 @@ impl Ops {
             })
             .await?;
         Ok(match out {
-            crate::state::Output::Assigned { epoch, .. } => Some(epoch),
+            ferry_state::Output::Assigned { epoch, .. } => Some(epoch),
             _ => None,
         })
     }

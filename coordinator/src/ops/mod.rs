@@ -71,7 +71,7 @@ use thiserror::Error;
 
 use crate::raft::{ProposeError, RaftStatus};
 use crate::service::SharedCtx;
-use crate::state::{ClusterState, Command, Output, Rejection};
+use ferry_state::{ClusterState, Command, Output, Rejection};
 
 /// Why an operation failed. Mapped to a gRPC status in one place
 /// (`service::status`).

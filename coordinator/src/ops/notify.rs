@@ -7,8 +7,8 @@ use ferry_certs::Identity;
 use ferry_pipeline::notify::NotificationTarget;
 
 use super::{OpError, OpResult, Ops};
-use crate::state::{Command, Delivery, DeliveryResult, Event};
 use crate::views::now_ms;
+use ferry_state::{Command, Delivery, DeliveryResult, Event};
 
 /// Events answered per read (a stream reads again for more).
 pub const EVENTS_PER_READ: usize = 500;

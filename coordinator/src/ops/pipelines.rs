@@ -7,8 +7,8 @@ use std::time::Duration;
 use ferry_certs::Identity;
 
 use super::{OpError, OpResult, Ops, invalid};
-use crate::state::{ClusterState, Command, Output, PipelineRecord, PipelineVersion};
 use crate::views::now_ms;
+use ferry_state::{ClusterState, Command, Output, PipelineRecord, PipelineVersion};
 
 /// What applying a pipeline did.
 #[derive(Debug, Clone, PartialEq, Eq)]

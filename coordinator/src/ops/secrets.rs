@@ -4,8 +4,8 @@
 use ferry_certs::Identity;
 
 use super::{OpError, OpResult, Ops};
-use crate::state::{Command, SecretRecord};
 use crate::views::now_ms;
+use ferry_state::{Command, SecretRecord};
 
 /// Largest secret value: it is replicated to every member and every assignment.
 const MAX_SECRET_BYTES: usize = 64 * 1024;

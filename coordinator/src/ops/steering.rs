@@ -8,8 +8,8 @@
 use ferry_certs::Identity;
 
 use super::{OpError, OpResult, Ops};
-use crate::state::Command;
 use crate::views::now_ms;
+use ferry_state::Command;
 
 /// Longest reason a stop or a transition change (or an approval's
 /// comment) may carry.

@@ -13,8 +13,8 @@ use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
 use crate::raft::{self, NodeConfig, PeerTls};
 use crate::service::{CertLifetimes, Ctx};
-use crate::state::{Command, Rejection, Role};
 use crate::views::now_ms;
+use ferry_state::{Command, Rejection, Role};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

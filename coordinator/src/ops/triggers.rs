@@ -10,8 +10,8 @@ use ferry_pipeline::trigger::{GitPush, GitRefEvent, RefKind};
 use ferry_pipeline::{Pipeline, Source};
 
 use super::{OpError, OpResult, Ops, new_execution_id};
-use crate::state::{Command, DueSlot, Once, Rejection, ScheduleState};
 use crate::views::now_ms;
+use ferry_state::{Command, DueSlot, Once, Rejection, ScheduleState};
 
 /// How late a missed schedule slot may still fire in its turn (a short
 /// failover); older missed slots collapse into one run.

@@ -6,7 +6,7 @@ use raft::eraftpb::{Entry, EntryType};
 
 use super::driver::{Driver, NodeError, split_ctx};
 use super::handle::ProposeError;
-use crate::state::{Command, Output};
+use ferry_state::{Command, Output};
 
 impl Driver {
     pub(super) fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {

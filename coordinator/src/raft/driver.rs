@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 use super::handle::{ProposeError, RaftStatus};
 use super::storage::{LogStore, StorageError};
 use super::transport::{Addresses, Feedback, Transport};
-use crate::state::{ClusterState, Output, Rejection, StateCodecError};
+use ferry_state::{ClusterState, Output, Rejection, StateCodecError};
 
 /// The outcome of a local proposal and the log index it was applied at.
 pub(super) type Reply = oneshot::Sender<(Result<Output, ProposeError>, u64)>;

@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use super::driver::Msg;
 use super::membership::MembershipChange;
 use super::transport::{Addresses, PeerTls};
-use crate::state::{ClusterState, Command, Output, Rejection};
+use ferry_state::{ClusterState, Command, Output, Rejection};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaftStatus {
@@ -45,7 +45,7 @@ pub enum ProposeError {
     Forward(String),
     /// The command does not serialize; nothing was proposed.
     #[error(transparent)]
-    Encode(#[from] crate::state::EncodeError),
+    Encode(#[from] ferry_state::EncodeError),
     #[error(transparent)]
     Rejected(#[from] Rejection),
 }

@@ -7,7 +7,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType, Entry};
 
 use super::driver::{Driver, NodeError};
 use super::handle::ProposeError;
-use crate::state::{Output, Rejection};
+use ferry_state::{Output, Rejection};
 
 /// A change of Raft membership, one at a time.
 #[derive(Debug, Clone, PartialEq, Eq)]

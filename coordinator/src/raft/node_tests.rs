@@ -8,7 +8,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 
 use super::storage::LogStore;
 use super::{NodeConfig, NodeError, PeerTls, StartError, start};
-use crate::state::ClusterState;
+use ferry_state::ClusterState;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -11,7 +11,7 @@ use raft::eraftpb::Snapshot;
 
 use super::driver::{Driver, Msg, NodeError};
 use super::storage::LogStore;
-use crate::state::{ClusterState, StateCodecError};
+use ferry_state::{ClusterState, StateCodecError};
 
 /// Lets the storage build a snapshot of the live state for a follower; a
 /// state that does not serialize is recorded in `serve_failed`.

@@ -22,7 +22,7 @@ use super::logger;
 use super::snapshot;
 use super::storage::{LogStore, StorageError};
 use super::transport::{Addresses, PeerTls, Transport};
-use crate::state::{ClusterState, StateCodecError};
+use ferry_state::{ClusterState, StateCodecError};
 
 pub struct NodeConfig {
     pub id: u64,

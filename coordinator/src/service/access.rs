@@ -6,8 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::caller;
 use crate::ops::Ops;
-use crate::state::Role;
 use crate::views;
+use ferry_state::Role;
 
 fn bindings(all: Vec<(String, Role)>, next_page_token: String) -> pb::RoleBindingsResponse {
     pb::RoleBindingsResponse {

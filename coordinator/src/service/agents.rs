@@ -99,7 +99,7 @@ pub async fn remove_agent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::AgentRecord;
+    use ferry_state::AgentRecord;
 
     /// An agent enrolled before wrapping keys (no wrapping key recorded)
     /// holds a copy of the cluster's secrets key: the list says so.

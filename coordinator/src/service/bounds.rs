@@ -75,7 +75,7 @@ fn check_attempts<'a>(
 /// of the certificate the agent connected with — or a loopback address) and
 /// the attempts it still runs.
 pub fn check_register(r: &pb::internal::Register, cert_hosts: &[String]) -> Result<(), String> {
-    crate::state::check_labels(&r.labels).map_err(|e| format!("labels: {e}"))?;
+    ferry_state::check_labels(&r.labels).map_err(|e| format!("labels: {e}"))?;
     if r.capacity > MAX_CAPACITY {
         return Err(format!(
             "capacity {} is more than {MAX_CAPACITY}",

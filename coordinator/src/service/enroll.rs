@@ -85,7 +85,7 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         let wrapping_key = ferry_certs::validate_public(&req.wrapping_public_key)
             .map(hex::encode)
             .map_err(|e| Status::invalid_argument(format!("wrapping key: {e}")))?;
-        crate::state::check_labels(&req.labels)
+        ferry_state::check_labels(&req.labels)
             .map_err(|e| Status::invalid_argument(format!("agent labels: {e}")))?;
         if req.sans.len() > 1 {
             return Err(Status::invalid_argument(
@@ -121,7 +121,7 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             .enroll(Enrollment {
                 token_hash,
                 agent: req.name.clone(),
-                cert: crate::state::CertBinding::from(&facts),
+                cert: crate::ops::access::cert_binding(&facts),
                 wrapping_key,
                 labels: req.labels,
             })

@@ -31,7 +31,7 @@ use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
 use crate::ops::{Leader, OpError, Ops};
 use crate::raft::{ProposeError, RaftHandle};
-use crate::state::Rejection;
+use ferry_state::Rejection;
 
 /// Everything the coordinator holds; `ops::Ops` wraps it, and only `ops`
 /// touches its Raft handle.

@@ -13,8 +13,8 @@ use super::api::Stream_;
 use super::caller;
 use crate::ops::Ops;
 use crate::ops::notify::NotifyStatus;
-use crate::state::{Delivery, Event, TargetScope};
 use crate::views;
+use ferry_state::{Delivery, Event, TargetScope};
 
 fn target_view(t: NotificationTarget) -> pb::NotificationTarget {
     pb::NotificationTarget {

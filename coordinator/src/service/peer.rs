@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::caller;
 use crate::ops::{OpError, Ops};
-use crate::state::Command;
+use ferry_state::Command;
 
 pub struct PeerService(pub Ops);
 

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use super::enroll::MAX_CSR_BYTES;
 use crate::ops::Ops;
-use crate::state::CertBinding;
+use crate::ops::access::cert_binding;
 use crate::views;
 
 /// Signs a renewal for the caller (already authorized for `Permission::Renew`
@@ -72,12 +72,8 @@ pub async fn renew_certificate(
     let issued = CertFacts::from_pem(&pem)
         .map_err(|e| Status::internal(format!("reading the certificate just issued: {e}")))?;
     if who.kind == IdentityKind::Agent {
-        ops.renew_agent_certificate(
-            &who.name,
-            CertBinding::from(&presented),
-            CertBinding::from(&issued),
-        )
-        .await?;
+        ops.renew_agent_certificate(&who.name, cert_binding(&presented), cert_binding(&issued))
+            .await?;
     }
     tracing::info!(identity = %who, expires_at = issued.not_after_ms, "certificate renewed");
     Ok(Response::new(pb::RenewCertificateResponse {

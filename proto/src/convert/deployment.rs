@@ -1,11 +1,9 @@
-//! A deployment's report: from the engine to the agent protocol, from there
-//! to the replicated state, and out to the API.
+//! A deployment's report: from the engine to the agent protocol, and from
+//! the replicated state (which decodes the agent's bytes itself,
+//! `ferry_state::report`) out to the API.
 
-use ferry_pipeline::spec::{
-    DeployOutcome, DeploymentReport, HookPhase, HookReport, HostOutcome, HostReport,
-};
+use ferry_pipeline::spec::{DeployOutcome, DeploymentReport, HookPhase, HostOutcome};
 
-use super::UnknownWord;
 use crate::internal as wire;
 
 impl From<DeploymentReport> for wire::DeploymentReport {
@@ -43,55 +41,6 @@ impl From<DeploymentReport> for wire::DeploymentReport {
                 .collect(),
         }
     }
-}
-
-/// An agent's report; one word this version does not know refuses it.
-impl TryFrom<wire::DeploymentReport> for DeploymentReport {
-    type Error = UnknownWord;
-
-    fn try_from(r: wire::DeploymentReport) -> Result<DeploymentReport, UnknownWord> {
-        let mut hosts = Vec::with_capacity(r.hosts.len());
-        for h in r.hosts {
-            let mut hooks = Vec::with_capacity(h.hooks.len());
-            for k in h.hooks {
-                hooks.push(HookReport {
-                    phase: word("phase", &k.phase, HookPhase::parse)?,
-                    hook: k.hook,
-                    success: k.success,
-                    exit_code: k.exit_code,
-                    duration_ms: k.duration_ms,
-                    output: k.output,
-                });
-            }
-            hosts.push(HostReport {
-                outcome: word("host outcome", &h.outcome, HostOutcome::parse)?,
-                host: h.host,
-                release: h.release,
-                previous: h.previous,
-                batch: h.batch,
-                error: h.error,
-                hooks,
-            });
-        }
-        Ok(DeploymentReport {
-            outcome: word("outcome", &r.outcome, DeployOutcome::parse)?,
-            environment: r.environment,
-            release: r.release,
-            artifact_digest: r.artifact_digest,
-            summary: r.summary,
-            strategy: r.strategy,
-            hosts,
-        })
-    }
-}
-
-/// `text` parsed by `parse`, or the error naming `field`.
-fn word<T>(
-    field: &'static str,
-    text: &str,
-    parse: fn(&str) -> Option<T>,
-) -> Result<T, UnknownWord> {
-    parse(text).ok_or_else(|| UnknownWord::new(field, text))
 }
 
 impl From<DeployOutcome> for crate::DeploymentOutcome {
@@ -169,6 +118,7 @@ impl From<DeploymentReport> for crate::DeploymentReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_pipeline::spec::{HookReport, HostReport};
 
     fn report() -> DeploymentReport {
         DeploymentReport {
@@ -193,22 +143,11 @@ mod tests {
     }
 
     #[test]
-    fn a_report_goes_through_the_agent_protocol_unchanged() {
+    fn a_report_reaches_the_agent_protocol_in_words() {
         let sent = wire::DeploymentReport::from(report());
         assert_eq!(sent.outcome, "RolledBack");
         assert_eq!(sent.hosts[0].outcome, "RollbackFailed");
         assert_eq!(sent.hosts[0].hooks[0].phase, "rollback");
-        assert_eq!(DeploymentReport::try_from(sent), Ok(report()));
-    }
-
-    #[test]
-    fn an_unknown_word_refuses_the_report() {
-        let mut sent = wire::DeploymentReport::from(report());
-        sent.hosts[0].hooks[0].phase = "sideways".into();
-        assert_eq!(
-            DeploymentReport::try_from(sent).map_err(|e| e.to_string()),
-            Err("phase: unknown value \"sideways\"".into())
-        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ use super::{Viewer, acting_form, field, graph, op_refused, see_other, viewer};
 use crate::ops::Ops;
 use crate::ops::approvals::Decision;
 use crate::ops::console::WaitingApproval;
-use crate::state::Need;
 use crate::views::{self, now_ms};
+use ferry_state::Need;
 
 /// How often a live page hears from the server when nothing changed
 /// (keeps the connection and idle deadlines alive).

@@ -252,7 +252,7 @@ fn acting_form(
     ops: &Ops,
     headers: &HeaderMap,
     body: &Bytes,
-    need: Option<(crate::state::Need, &str)>,
+    need: Option<(ferry_state::Need, &str)>,
 ) -> Result<(ferry_certs::Identity, Fields), Box<Response>> {
     let (viewer, fields) = form_viewer(ops, headers, body)?;
     if let Some((need, what)) = need

@@ -17,7 +17,7 @@ use super::{
     see_other,
 };
 use crate::ops::Ops;
-use crate::state::Need;
+use ferry_state::Need;
 
 /// The session cookie's name. `__Host-`: the browser keeps it only from
 /// this exact origin, over HTTPS, for every path, so no sibling subdomain

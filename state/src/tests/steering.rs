@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 
 use super::{applied, enroll_a1};
-use crate::state::{By, ClusterState, Command, Output, Rejection};
+use crate::{By, ClusterState, Command, Output, Rejection};
 
 /// A build stage and a deploy-like `ship` stage; `MODE` is replaced.
 const YAML: &str = r#"
@@ -390,7 +390,7 @@ fn an_approval_needs_its_required_number_of_distinct_people() {
             &mut s,
             Command::Grant {
                 subject: who.into(),
-                role: crate::state::Role::Approver,
+                role: crate::Role::Approver,
                 by: By::operator("root"),
             },
         );

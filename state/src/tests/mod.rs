@@ -3,8 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
+use ferry_pipeline::spec::{DeployOutcome, DeploymentReport, HostOutcome, HostReport};
 
 use super::*;
+use crate::testing::{YAML, applied, enroll_a1};
 
 mod authz;
 mod console;
@@ -13,69 +15,8 @@ mod rejected;
 mod replicas;
 mod steering;
 
-const YAML: &str = r#"
-name: demo
-source: {git: /tmp/demo.git}
-execution_mode: parallel
-stages:
-  - name: build
-    actions:
-      - {name: a, type: build, image: img, commands: [true], outputs: {app: [dist/]}}
-  - name: gate
-    actions:
-      - {name: ok, type: approval, timeout: 1s}
-"#;
-
 fn spec() -> ferry_pipeline::Pipeline {
     ferry_pipeline::parse(YAML).unwrap_or_else(|e| panic!("{e:?}"))
-}
-
-/// A cluster of one member bootstrapped with admin `root`, who applied the
-/// pipeline `yaml` (shared by the state machine's and the scheduler's tests).
-pub(crate) fn applied(yaml: &str) -> ClusterState {
-    let mut s = ClusterState::default();
-    let spec = ferry_pipeline::parse(yaml).unwrap_or_else(|e| panic!("{e:?}"));
-    for c in [
-        Command::Bootstrap {
-            trust_domain: "ferry".into(),
-            admin: Some("root".into()),
-            members: BTreeMap::from([(1, "127.0.0.1:7400".to_string())]),
-            at: 0,
-        },
-        Command::ApplyPipeline {
-            spec,
-            yaml: yaml.into(),
-            by: By::operator("root"),
-            at: 1,
-        },
-    ] {
-        s.apply(c).unwrap_or_else(|e| panic!("{e}"));
-    }
-    s
-}
-
-/// Enrolls agent `a1` with a one-use join token `h`, at times 2 and 3.
-pub(crate) fn enroll_a1(s: &mut ClusterState) {
-    for c in [
-        Command::CreateToken {
-            hash: "h".into(),
-            expires_at: 100,
-            uses: 1,
-            by: By::operator("root"),
-            at: 2,
-            labels: Vec::new(),
-        },
-        Command::Enroll {
-            token_hash: "h".into(),
-            agent: "a1".into(),
-            cert: None,
-            wrapping_key: None,
-            at: 3,
-            labels: Vec::new(),
-        },
-    ] {
-        s.apply(c).unwrap_or_else(|e| panic!("{e}"));
-    }
 }
 
 fn cluster() -> ClusterState {
@@ -518,26 +459,24 @@ fn deploy_result(epoch: u64, release: &str) -> Command {
     } = &mut done
     {
         outputs.clear();
-        *deployment = Some(deployed(release, "Succeeded"));
+        *deployment = Some(deployed(release, DeployOutcome::Succeeded));
     }
     done
 }
 
-fn deployed(release: &str, outcome: &str) -> Vec<u8> {
-    use prost::Message as _;
-    ferry_proto::internal::DeploymentReport {
+fn deployed(release: &str, outcome: DeployOutcome) -> Vec<u8> {
+    crate::report::encode(&DeploymentReport {
         environment: "production".into(),
         release: release.into(),
-        outcome: outcome.into(),
-        hosts: vec![ferry_proto::internal::HostReport {
+        outcome,
+        hosts: vec![HostReport {
             host: "web1".into(),
-            outcome: "Deployed".into(),
+            outcome: HostOutcome::Deployed,
             release: release.into(),
             ..Default::default()
         }],
         ..Default::default()
-    }
-    .encode_to_vec()
+    })
 }
 
 #[test]
@@ -629,7 +568,7 @@ fn deployments_are_recorded_and_redeployed_as_new_executions() {
         9,
         DeploymentRecord {
             id: 9,
-            outcome: "Failed".into(),
+            outcome: DeployOutcome::Failed,
             release: "w3".into(),
             ..s.deployments[&2].clone()
         },

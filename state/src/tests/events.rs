@@ -6,9 +6,7 @@
 use ferry_pipeline::notify::{NotificationTarget, NotifyFormat};
 
 use super::applied;
-use crate::state::{
-    By, ClusterState, Command, DeliveryResult, Once, Rejection, Role, ScheduleState,
-};
+use crate::{By, ClusterState, Command, DeliveryResult, Once, Rejection, Role, ScheduleState};
 
 const YAML: &str = r#"
 name: app

@@ -539,7 +539,10 @@ fn action_event(
                         .values()
                         .rev()
                         .find(|d| d.execution == exec.id && d.stage == si && d.action == ai)
-                        .is_some_and(|d| d.finished_at == base.at && d.outcome == "RolledBack");
+                        .is_some_and(|d| {
+                            d.finished_at == base.at
+                                && d.outcome == ferry_pipeline::spec::DeployOutcome::RolledBack
+                        });
                     if rolled_back {
                         (
                             EventKind::DeploymentRolledBack,

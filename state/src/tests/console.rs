@@ -3,7 +3,7 @@
 //! role get links.
 
 use super::applied;
-use crate::state::{By, ClusterState, Command, Rejection};
+use crate::{By, ClusterState, Command, Rejection};
 
 const YAML: &str = "name: app\nsource: {git: /tmp/app.git}\nstages:\n  - name: gate\n    actions:\n      - {name: ok, type: approval}\n";
 
@@ -111,11 +111,11 @@ fn revoking_the_certificate_ends_its_links_and_sessions() {
 
 #[test]
 fn one_operator_cannot_push_out_everyone_elses_sessions() {
-    use crate::state::console::CONSOLE_RECORDS_PER_OPERATOR;
+    use crate::console::CONSOLE_RECORDS_PER_OPERATOR;
     let mut s = applied(YAML);
     s.apply(Command::Grant {
         subject: "mallory".into(),
-        role: crate::state::Role::Viewer,
+        role: crate::Role::Viewer,
         by: By::operator("root"),
     })
     .unwrap_or_else(|e| panic!("{e}"));

@@ -4,18 +4,7 @@
 //! the check replay unchanged; the system's own commands carry no person.
 
 use super::*;
-use crate::authz::{Permission, permission_for};
-
-const ENVIRONMENT: &str = r#"
-name: staging
-hosts:
-  - name: web1
-    ssh:
-      address: 10.0.0.11:22
-      user: deploy
-      host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqKeBW1/+wBEjL+rdG9x6rO+ivJQVWWCRHUo4b6i9UP"
-      key_secret: staging-ssh
-"#;
+use crate::testing::person_commands;
 
 fn grant(s: &mut ClusterState, subject: &str, role: Role) {
     s.apply(Command::Grant {
@@ -91,162 +80,6 @@ fn revoked() -> ClusterState {
         .unwrap_or_else(|e| panic!("{e}"));
     }
     s
-}
-
-/// Every command a person causes (but a decision), by `operate` when it
-/// needs role operator and by `admin` when it needs role admin, each one
-/// that `revoked()` accepts from someone who holds the role; with the RPC
-/// that proposes it.
-fn person_commands(operate: &By, admin: &By) -> Vec<(&'static str, Command)> {
-    let changed = YAML.replace("commands: [true]", "commands: [\"echo 2\"]");
-    vec![
-        (
-            "ApplyPipeline",
-            Command::ApplyPipeline {
-                spec: ferry_pipeline::parse(&changed).unwrap_or_else(|e| panic!("{e:?}")),
-                yaml: changed,
-                by: operate.clone(),
-                at: 20,
-            },
-        ),
-        (
-            "ApplyEnvironment",
-            Command::ApplyEnvironment {
-                spec: ferry_pipeline::parse_environment(ENVIRONMENT)
-                    .unwrap_or_else(|e| panic!("{e:?}")),
-                yaml: ENVIRONMENT.into(),
-                by: operate.clone(),
-                at: 20,
-            },
-        ),
-        (
-            "StartExecution",
-            Command::StartExecution {
-                source: None,
-                once: None,
-                variables: Default::default(),
-                id: "e9".into(),
-                pipeline: "demo".into(),
-                revision: "abc".into(),
-                trigger: "manual".into(),
-                started_by: Some(operate.clone()),
-                at: 20,
-            },
-        ),
-        (
-            "Rollback",
-            Command::Redeploy {
-                id: "r9".into(),
-                from: 1,
-                trigger: "rollback".into(),
-                started_by: Some(operate.clone()),
-                at: 20,
-            },
-        ),
-        (
-            "CreateToken",
-            Command::CreateToken {
-                hash: "t9".into(),
-                expires_at: 1_000,
-                uses: 1,
-                by: admin.clone(),
-                at: 20,
-                labels: Vec::new(),
-            },
-        ),
-        (
-            "GrantRole",
-            Command::Grant {
-                subject: "zed".into(),
-                role: Role::Operator,
-                by: admin.clone(),
-            },
-        ),
-        (
-            "RevokeRole",
-            Command::Revoke {
-                subject: "vic".into(),
-                role: Role::Viewer,
-                by: admin.clone(),
-            },
-        ),
-        (
-            "SetSecret",
-            Command::SetSecret {
-                name: "db-password".into(),
-                nonce: vec![3],
-                ciphertext: vec![4],
-                by: admin.clone(),
-                at: 20,
-            },
-        ),
-        (
-            "RemoveSecret",
-            Command::RemoveSecret {
-                name: "api-key".into(),
-                by: admin.clone(),
-            },
-        ),
-        (
-            "SetTarget",
-            Command::SetNotifyTarget {
-                target: ferry_pipeline::notify::NotificationTarget {
-                    name: "chat".into(),
-                    url: "https://chat.example.invalid/hook".into(),
-                    url_secret: None,
-                    secret: None,
-                    format: ferry_pipeline::notify::NotifyFormat::Slack,
-                    events: Vec::new(),
-                },
-                by: admin.clone(),
-                at: 20,
-            },
-        ),
-        (
-            "RemoveTarget",
-            Command::RemoveNotifyTarget {
-                name: "old".into(),
-                by: admin.clone(),
-            },
-        ),
-        (
-            "DrainAgent",
-            Command::SetDraining {
-                agent: "a1".into(),
-                draining: true,
-                by: admin.clone(),
-            },
-        ),
-        (
-            "SetAgentLabels",
-            Command::SetAgentLabels {
-                agent: "a1".into(),
-                set: None,
-                add: vec!["prod-deploy".into()],
-                remove: Vec::new(),
-                by: admin.clone(),
-                at: 20,
-            },
-        ),
-        (
-            "RemoveAgent",
-            Command::RemoveAgent {
-                agent: "a1".into(),
-                by: admin.clone(),
-                at: 20,
-            },
-        ),
-        (
-            "RevokeCertificate",
-            Command::RevokeCertificate {
-                fingerprint: "f9".into(),
-                identity: "spiffe://ferry/operator/mallory".into(),
-                not_after: 1_000,
-                by: admin.clone(),
-                at: 20,
-            },
-        ),
-    ]
 }
 
 #[test]
@@ -363,26 +196,5 @@ fn the_systems_own_commands_and_members_need_no_role() {
     for (rpc, cmd) in person_commands(&member, &member) {
         let out = s.clone().apply(cmd);
         assert!(out.is_ok(), "{rpc} by a member: {out:?}");
-    }
-}
-
-#[test]
-fn apply_needs_the_roles_the_grpc_layer_needs() {
-    let nobody = By::operator("nobody");
-    for (rpc, cmd) in person_commands(&nobody, &nobody) {
-        let Authority::Person { need, .. } = cmd.authority() else {
-            panic!("{rpc} is a person's command");
-        };
-        // The one public service that has the method.
-        let early = crate::authz::PUBLIC_SERVICES
-            .iter()
-            .filter(|service| **service != "ferry.v1.Enrollment")
-            .find_map(|service| permission_for(&format!("/{service}/{rpc}")));
-        let expected = match need {
-            Need::Operate => Permission::Operate,
-            Need::Admin => Permission::Admin,
-            Need::View => Permission::View,
-        };
-        assert_eq!(early, Some(expected), "{rpc}");
     }
 }

@@ -17,9 +17,12 @@ mod definitions;
 mod deployments;
 mod events;
 mod executions;
+pub mod report;
 mod steering;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 mod triggers;
 
 use std::collections::{BTreeMap, BTreeSet};

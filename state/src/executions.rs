@@ -11,8 +11,6 @@ use ferry_pipeline::Pipeline;
 use ferry_pipeline::execution::{
     ActionStatus, ArtifactRef, AttemptRecord, Decision, ExecutionState, Outcome,
 };
-use ferry_proto as pb;
-use prost::Message as _;
 
 use super::apply::{Applied, Output, Rejection};
 use super::{ArtifactRecord, AttemptLoc, ClusterState, Execution};
@@ -207,9 +205,9 @@ impl ClusterState {
             .and_then(|s| s.actions.get(loc.action))
             .map_or(0, |a| a.retries);
         let report = match &result.deployment {
-            Some(bytes) => match pb::internal::DeploymentReport::decode(bytes.as_slice()) {
+            Some(bytes) => match crate::report::decode(bytes) {
                 Ok(decoded) => Some((bytes.clone(), decoded)),
-                Err(e) => return refused(format!("the deployment report does not decode: {e}")),
+                Err(e) => return refused(e.to_string()),
             },
             None => None,
         };

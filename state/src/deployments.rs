@@ -4,8 +4,7 @@
 //! queries about both. A redeploy checks everything before it changes anything.
 
 use ferry_pipeline::execution::{ActionStatus, ArtifactRef, ExecutionState, Gates};
-use ferry_proto as pb;
-use prost::Message as _;
+use ferry_pipeline::spec::{DeployOutcome, DeploymentReport};
 use serde::{Deserialize, Serialize};
 
 use super::apply::{Applied, Output, Rejection};
@@ -39,8 +38,8 @@ pub struct DeploymentRecord {
     pub agent: String,
     pub started_at: i64,
     pub finished_at: i64,
-    /// Succeeded, Failed or RolledBack.
-    pub outcome: String,
+    #[serde(with = "outcome_word")]
+    pub outcome: DeployOutcome,
     /// The agent's whole report: `ferry.internal.v1.DeploymentReport`, protobuf-encoded
     /// (at most about 64 KiB of step output: the agent trims it).
     #[serde(with = "hex::serde")]
@@ -50,12 +49,28 @@ pub struct DeploymentRecord {
 impl DeploymentRecord {
     /// The report. Its bytes decoded when the result was applied (a result
     /// whose report does not decode is refused), so they decode here too.
-    pub fn report(&self) -> pb::internal::DeploymentReport {
-        pb::internal::DeploymentReport::decode(self.report.as_slice()).unwrap_or_default()
+    pub fn report(&self) -> DeploymentReport {
+        crate::report::decode(&self.report).unwrap_or_default()
     }
 
     pub fn succeeded(&self) -> bool {
-        self.outcome == "Succeeded"
+        self.outcome == DeployOutcome::Succeeded
+    }
+}
+
+/// The outcome as the stored word (`Succeeded`, `Failed`, `RolledBack`); a
+/// word this version does not know reads as `Failed`, as in the report.
+mod outcome_word {
+    use ferry_pipeline::spec::DeployOutcome;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(o: &DeployOutcome, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(o.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeployOutcome, D::Error> {
+        let word = String::deserialize(d)?;
+        Ok(DeployOutcome::parse(&word).unwrap_or(DeployOutcome::Failed))
     }
 }
 
@@ -67,7 +82,7 @@ impl ClusterState {
         (execution, stage, action): (&str, usize, usize),
         agent: &str,
         started_at: i64,
-        (report, decoded): (Vec<u8>, pb::internal::DeploymentReport),
+        (report, decoded): (Vec<u8>, DeploymentReport),
         at: i64,
     ) {
         let Some(exec) = self.executions.get(execution) else {
@@ -100,7 +115,7 @@ impl ClusterState {
             agent: agent.to_string(),
             started_at,
             finished_at: at,
-            outcome: decoded.outcome.clone(),
+            outcome: decoded.outcome,
             report,
         };
         self.deployments.insert(id, record);
