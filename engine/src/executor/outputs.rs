@@ -1,0 +1,172 @@
+//! What an attempt leaves behind: each output's paths downloaded from the
+//! container to scratch files (bounded by this agent's [`super::Limits`]) and
+//! packed into a content-addressed tar in the store, and the output variables
+//! file read, bounded and checked, with any secret in it masked.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use bollard::query_parameters::DownloadFromContainerOptions;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::Executor;
+use crate::archive;
+use crate::mask::Masker;
+use crate::runner::{ActionError, ActionSpec, LogSink, OUTPUT_VARS_PATH, Output};
+use crate::store::Blob;
+
+/// `vars` with every secret value in them replaced by `***`, each one
+/// masked named in the log.
+pub(super) fn mask_variables(
+    mut vars: BTreeMap<String, String>,
+    masker: &Masker,
+    log: &mut dyn LogSink,
+) -> BTreeMap<String, String> {
+    for (name, value) in vars.iter_mut() {
+        let masked = masker.mask(value.as_bytes());
+        if masked != value.as_bytes() {
+            *value = String::from_utf8_lossy(&masked).into_owned();
+            log.write(
+                format!("[ferry] output variable `{name}` holds a secret: it was masked\n")
+                    .as_bytes(),
+            );
+        }
+    }
+    vars
+}
+
+impl Executor {
+    /// The output variables, then each output of the action packed into the store.
+    pub(super) async fn collect_outputs(
+        &self,
+        container: &str,
+        a: &ActionSpec,
+        log: &mut dyn LogSink,
+    ) -> Result<(Vec<Output>, BTreeMap<String, String>), ActionError> {
+        let variables = self.output_variables(container).await?;
+        if !variables.is_empty() {
+            let names: Vec<&str> = variables.keys().map(String::as_str).collect();
+            log.write(format!("[ferry] output variables: {}\n", names.join(", ")).as_bytes());
+        }
+        let mut outputs = Vec::new();
+        for spec in &a.outputs {
+            // Each path's archive from the engine goes to a scratch file, not
+            // memory: an output may be far larger than the agent's RAM.
+            let mut tar: Vec<(String, std::fs::File)> = Vec::new();
+            let mut incoming: u64 = 0;
+            for path in &spec.paths {
+                let mut docker_tar = tokio::fs::File::from_std(self.store.scratch()?);
+                let mut received: u64 = 0;
+                let full = format!("/workspace/{}", path.trim_end_matches('/'));
+                let mut stream = self.docker.download_from_container(
+                    container,
+                    Some(DownloadFromContainerOptions { path: full }),
+                );
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(bytes) => {
+                            received += bytes.len() as u64;
+                            let max = self.limits.max_artifact_bytes;
+                            if max > 0 && received > max {
+                                return Err(ActionError::Limit(format!(
+                                    "output `{}` is over this agent's artifact size limit of {} MiB",
+                                    spec.name,
+                                    max / (1024 * 1024)
+                                )));
+                            }
+                            docker_tar.write_all(&bytes).await?;
+                        }
+                        Err(_) => {
+                            return Err(ActionError::MissingOutput {
+                                name: spec.name.clone(),
+                                path: path.clone(),
+                            });
+                        }
+                    }
+                }
+                docker_tar.flush().await?;
+                let mut file = docker_tar.into_std().await;
+                std::io::Seek::rewind(&mut file)?;
+                incoming += received;
+                tar.push((path.clone(), file));
+            }
+            let limit = self.limits.store_limit_bytes;
+            if limit > 0 && self.store.used_bytes() + incoming > limit {
+                return Err(ActionError::Limit(format!(
+                    "output `{}` does not fit: this agent's artifact store is at its limit of {} MiB \
+                     (retention removes old executions' artifacts)",
+                    spec.name,
+                    limit / (1024 * 1024)
+                )));
+            }
+            let store = self.store.clone();
+            let blob = tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {
+                let mut w = store.writer()?;
+                {
+                    let mut b = tar::Builder::new(&mut w);
+                    for (path, docker_tar) in tar {
+                        let reader = std::io::BufReader::new(docker_tar);
+                        archive::append_output(&path, reader, &mut b)?;
+                    }
+                    b.finish()?;
+                }
+                w.flush()?;
+                Ok(w.commit(None)?)
+            })
+            .await
+            .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))??;
+            log.write(
+                format!(
+                    "[ferry] output {} = {} ({} bytes)\n",
+                    spec.name, blob.digest, blob.size
+                )
+                .as_bytes(),
+            );
+            outputs.push(Output {
+                name: spec.name.clone(),
+                blob,
+            });
+        }
+        Ok((outputs, variables))
+    }
+
+    /// The output variables file the commands wrote ([`OUTPUT_VARS_PATH`]),
+    /// bounded and checked; none when they wrote none.
+    async fn output_variables(
+        &self,
+        container: &str,
+    ) -> Result<BTreeMap<String, String>, ActionError> {
+        let limit = ferry_pipeline::vars::MAX_OUTPUT_VARS_BYTES;
+        let mut stream = self.docker.download_from_container(
+            container,
+            Some(DownloadFromContainerOptions {
+                path: OUTPUT_VARS_PATH.to_string(),
+            }),
+        );
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let Ok(bytes) = chunk else {
+                // The file does not exist: the action wrote no variables.
+                return Ok(BTreeMap::new());
+            };
+            tar_bytes.extend_from_slice(&bytes);
+            // A tar adds headers and padding to the file itself.
+            if tar_bytes.len() > limit + 64 * 1024 {
+                return Err(ActionError::OutputVariables(format!(
+                    "the file is larger than {limit} bytes"
+                )));
+            }
+        }
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut content = Vec::new();
+        if let Some(entry) = archive.entries()?.next() {
+            let entry = entry?;
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(entry, limit as u64 + 1),
+                &mut content,
+            )?;
+        }
+        ferry_pipeline::vars::parse_output_file(&content).map_err(ActionError::OutputVariables)
+    }
+}
