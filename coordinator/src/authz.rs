@@ -16,7 +16,7 @@ use ferry_certs::{Identity, IdentityKind};
 use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
-use crate::raft::RaftHandle;
+use crate::ops::Ops;
 use ferry_state::{ClusterState, Role};
 
 /// What a method requires of its caller.
@@ -251,12 +251,12 @@ pub fn authorize(
 /// Tower layer that runs [`authorize`] before every RPC.
 #[derive(Clone)]
 pub struct AuthLayer {
-    raft: RaftHandle,
+    ops: Ops,
 }
 
 impl AuthLayer {
-    pub fn new(raft: RaftHandle) -> Self {
-        AuthLayer { raft }
+    pub fn new(ops: Ops) -> Self {
+        AuthLayer { ops }
     }
 }
 
@@ -265,7 +265,7 @@ impl<S> tower::Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            raft: self.raft.clone(),
+            ops: self.ops.clone(),
         }
     }
 }
@@ -273,7 +273,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
-    raft: RaftHandle,
+    ops: Ops,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -301,7 +301,7 @@ where
                 Status::unimplemented(format!("unknown method {}", req.uri().path()))
             })?;
             let presented = identity_from_extensions(req.extensions())?;
-            self.raft.read(|state| {
+            self.ops.local_read(|state| {
                 if let Some((id, fingerprint)) = &presented {
                     check_certificate(state, id, fingerprint)?;
                 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::service::SharedCtx;
+use crate::ops::Ops;
 
 /// The services whose status is reported besides the overall one: every
 /// public service, and the agents' session.
@@ -21,9 +21,9 @@ fn services() -> impl Iterator<Item = &'static str> {
 }
 
 /// Whether this member can serve now.
-fn status(ctx: &SharedCtx) -> ServingStatus {
-    let raft = ctx.raft.status();
-    if raft.leader_id != 0 && !raft.removed && ctx.raft.read(|s| s.bootstrapped) {
+fn status(ops: &Ops) -> ServingStatus {
+    let raft = ops.raft_status();
+    if raft.leader_id != 0 && !raft.removed && ops.local_read(|s| s.bootstrapped) {
         ServingStatus::Serving
     } else {
         ServingStatus::NotServing
@@ -31,12 +31,12 @@ fn status(ctx: &SharedCtx) -> ServingStatus {
 }
 
 /// Keeps `reporter` current for as long as the member runs.
-pub async fn report(ctx: SharedCtx, reporter: HealthReporter) {
-    let mut raft = ctx.raft.status_watch();
-    let mut applied = ctx.raft.applied();
+pub async fn report(ops: Ops, reporter: HealthReporter) {
+    let mut raft = ops.status_watch();
+    let mut applied = ops.applied();
     let mut said = None;
     loop {
-        let now = status(&ctx);
+        let now = status(&ops);
         if said != Some(now) {
             for name in std::iter::once("").chain(services()) {
                 reporter.set_service_status(name, now).await;

@@ -82,7 +82,7 @@ struct Args {
     /// reach public addresses only: loopback, private, link-local, CGNAT,
     /// multicast and other special ranges are refused after DNS resolution.
     #[arg(long = "notify-allow-network", value_name = "CIDR", value_delimiter = ',', action = clap::ArgAction::Append)]
-    notify_allow_network: Vec<ferry_coordinator::http::egress::Cidr>,
+    notify_allow_network: Vec<ferry_coordinator::outbound::egress::Cidr>,
     /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -163,7 +163,7 @@ async fn main() -> std::process::ExitCode {
             idle: std::time::Duration::from_secs(a.idle_timeout_seconds.max(1)),
         },
         enroll_per_minute: a.enroll_per_minute,
-        cert_lifetimes: ferry_coordinator::service::CertLifetimes {
+        cert_lifetimes: ferry_coordinator::app::CertLifetimes {
             agent: a.agent_certificate_lifetime,
             operator: a.operator_certificate_lifetime,
         },

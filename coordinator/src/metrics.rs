@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use thiserror::Error;
 
-use crate::service::Ctx;
+use crate::ops::Ops;
 use ferry_state::ClusterState;
 
 /// Upper bounds (seconds) of the dispatch-latency buckets: from an idle
@@ -147,13 +147,14 @@ impl Metrics {
         self.dispatch_latency.observe(ms as f64 / 1000.0);
     }
 
-    /// Refreshes the scrape-time gauges from `ctx` and encodes everything.
-    pub fn render(&self, ctx: &Ctx) -> Result<String, MetricsError> {
+    /// Refreshes the scrape-time gauges through `ops` (this member's own
+    /// view, leader or not: a local read) and encodes everything.
+    pub fn render(&self, ops: &Ops) -> Result<String, MetricsError> {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         // The hub's lock is taken apart from the state's, never inside it.
-        let connected: BTreeSet<String> = ctx.agents.connected().into_iter().collect();
-        let status = ctx.raft.status();
-        let snap = ctx.raft.read(|s| Snapshot::of(s, &connected));
+        let connected: BTreeSet<String> = ops.ctx().agents.connected().into_iter().collect();
+        let status = ops.raft_status();
+        let snap = ops.local_read(|s| Snapshot::of(s, &connected));
 
         self.queue_depth.set(count(snap.queued));
         self.running_actions.set(count(snap.running));
@@ -180,7 +181,7 @@ impl Metrics {
                 .get_or_create(&[("status", state)])
                 .set(count(n));
         }
-        let expiries: Vec<(String, i64)> = ctx.raft.read(|s| {
+        let expiries: Vec<(String, i64)> = ops.local_read(|s| {
             s.agents
                 .values()
                 .filter_map(|a| {

@@ -13,6 +13,7 @@ use ferry_certs::{CertAuthority, CertifiedKey, read_pem};
 use ferry_proto as pb;
 use tonic::transport::Server;
 
+use crate::app::{Ctx, SharedCtx};
 use crate::authz::AuthLayer;
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
@@ -22,7 +23,6 @@ use crate::service::api::ApiService;
 use crate::service::enroll::EnrollmentService;
 use crate::service::peer::PeerService;
 use crate::service::session::SessionService;
-use crate::service::{Ctx, SharedCtx};
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -52,7 +52,7 @@ pub struct CoordinatorConfig {
     pub notify_attempts: u32,
     /// Networks notifications may reach besides public addresses
     /// (`--notify-allow-network`).
-    pub notify_allow_networks: Vec<crate::http::egress::Cidr>,
+    pub notify_allow_networks: Vec<crate::outbound::egress::Cidr>,
     /// The console's address for browsers (default: `https://` and the
     /// `--http-listen` address).
     pub console_url: Option<String>,
@@ -61,7 +61,7 @@ pub struct CoordinatorConfig {
     /// Enrollment calls answered per source address per minute.
     pub enroll_per_minute: std::num::NonZeroU32,
     /// How long the certificates this member signs last.
-    pub cert_lifetimes: crate::service::CertLifetimes,
+    pub cert_lifetimes: crate::app::CertLifetimes,
 }
 
 /// Runs the coordinator until the process is stopped or storage fails.
@@ -157,7 +157,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         metrics: crate::metrics::Metrics::new(),
         cert_lifetimes: cfg.cert_lifetimes,
         notify_attempts: cfg.notify_attempts,
-        notify_policy: crate::http::egress::Policy::new(cfg.notify_allow_networks.clone()),
+        notify_policy: crate::outbound::egress::Policy::new(cfg.notify_allow_networks.clone()),
         console_url: cfg.console_url.clone().or_else(|| {
             http_listener
                 .as_ref()
@@ -182,10 +182,10 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         let listener = ferry_telemetry::metrics::bind(addr).await?;
         let local = listener.local_addr().unwrap_or(addr);
         tracing::info!(metrics = %local, "serving Prometheus metrics at /metrics");
-        let scraped = ctx.clone();
+        let scraped = Ops::new(ctx.clone());
         tokio::spawn(ferry_telemetry::metrics::serve(listener, move || {
-            let ctx = scraped.clone();
-            async move { ctx.metrics.render(&ctx) }
+            let ops = scraped.clone();
+            async move { ops.ctx().metrics.render(&ops) }
         }));
     }
 
@@ -226,14 +226,14 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(crate::health::report(ctx.clone(), health));
+    tokio::spawn(crate::health::report(ops.clone(), health));
 
     tracing::info!(id = cfg.id, listen = %cfg.listen, "coordinator serving");
     let api = ApiService(ops.clone());
     let server = Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .layer(AuthLayer::new(handle.clone()))
+        .layer(AuthLayer::new(ops.clone()))
         .add_service(health_service)
         .add_service(pb::enrollment_server::EnrollmentServer::new(
             EnrollmentService::new(ops.clone(), cfg.enroll_per_minute),

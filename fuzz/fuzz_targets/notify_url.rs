@@ -1,7 +1,7 @@
 //! Fuzzes what decides where a notification may go: the target URL check
 //! (`ferry_pipeline::notify::check_notify_url`, which also checks the value
 //! of a `url_secret`) and the coordinator's address filter
-//! (`coordinator/src/http/egress.rs`, compiled in as a module, as
+//! (`coordinator/src/outbound/egress.rs`, compiled in as a module, as
 //! `git_webhook` does with `webhook.rs`).
 //!
 //! The input is read three ways: as a URL (its error must be one of the
@@ -14,7 +14,7 @@
 //! Seeds are in `fuzz/seeds/notify_url/`.
 #![no_main]
 
-#[path = "../../coordinator/src/http/egress.rs"]
+#[path = "../../coordinator/src/outbound/egress.rs"]
 #[allow(dead_code)]
 mod egress;
 

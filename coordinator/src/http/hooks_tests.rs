@@ -17,11 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
-use crate::http::client::{GuardedConnector, https_connector};
-use crate::http::egress::Policy;
 use crate::http::server::serve;
 use crate::http::webhook::RefKind;
 use crate::http::webhook::tests::{GITEA_PUSH, GITHUB_PUSH, GITLAB_PUSH, github_signature};
+use crate::outbound::client::{GuardedConnector, https_connector};
+use crate::outbound::egress::Policy;
 
 const SECRET: &[u8] = b"s3cret-of-the-pipeline";
 
@@ -567,9 +567,9 @@ async fn slow_bodies_run_into_the_request_deadline() {
 async fn the_sender_posts_a_signed_push_over_https() {
     let h = start(HttpLimits::default()).await;
     let sender =
-        crate::http::client::Sender::with_roots(h.roots.clone(), loopback()).expect("sender");
+        crate::outbound::client::Sender::with_roots(h.roots.clone(), loopback()).expect("sender");
     let body = GITHUB_PUSH.as_bytes().to_vec();
-    let sig = crate::http::client::signature(SECRET, &body);
+    let sig = crate::outbound::client::signature(SECRET, &body);
     let status = sender
         .post_json(
             &format!("https://{}/hooks/git/web", h.addr),

@@ -27,8 +27,8 @@ use std::time::Duration;
 use ferry_pipeline::notify::NotifyFormat;
 use tokio::sync::mpsc;
 
-use crate::http::client::{Sender, signature};
 use crate::ops::Ops;
+use crate::outbound::client::{Sender, signature};
 use crate::views::now_ms;
 use ferry_state::{Delivery, DeliveryResult, Event};
 
@@ -221,7 +221,7 @@ async fn send(
 pub fn render(event: &Event, format: NotifyFormat, console: Option<&str>) -> Vec<u8> {
     let link = console
         .filter(|_| !event.execution.is_empty())
-        .map(|base| crate::http::console::execution_url(base, &event.pipeline, &event.execution));
+        .map(|base| crate::links::execution_url(base, &event.pipeline, &event.execution));
     let value = match format {
         NotifyFormat::Json => {
             let mut v = event_json(event);

@@ -35,17 +35,20 @@
 //!     an execution, following a log): they track this member's applied
 //!     index, which only moves forward;
 //!   - `ferry cluster status`, which must answer on a member cut off from
-//!     the leader (that is when it is needed most);
+//!     the leader (that is when it is needed most), and likewise the
+//!     health reports (`health.rs`) and the scrape-time gauges
+//!     (`metrics.rs`): they report this member's own view, leader or not;
+//!   - the `authz` layer's roles of the caller, before any handler: it
+//!     must not wait on Raft, and `apply` checks the role again;
 //!   - the console's session lookup (`console_user`), checked on every
 //!     request as `authz.rs` checks gRPC callers, and the trust domain a
 //!     console user's writes act in (set once, at bootstrap);
 //!   - the answer an operation builds right after its own write (decide,
 //!     role bindings, secrets, environments): the write was applied here.
 //!
-//! Outside `ops`, the Raft handle is touched only by `raft/` itself, the
-//! wiring in `server.rs`, `authz.rs` (roles of the caller, on applied state, before any handler:
-//! it must not wait on Raft), and the scrape-time reads of `metrics.rs` and
-//! `health.rs` (they report this member's own view, leader or not).
+//! Nothing outside `ops` touches the Raft handle: `raft/` owns it and
+//! `server.rs` only makes it and hands it to the application context
+//! (`crate::app`).
 
 pub mod access;
 pub mod agents;
@@ -70,7 +73,7 @@ use rand::Rng;
 use thiserror::Error;
 
 use crate::raft::{ProposeError, RaftStatus};
-use crate::service::SharedCtx;
+use crate::app::SharedCtx;
 use ferry_state::{ClusterState, Command, Output, Rejection};
 
 /// Why an operation failed. Mapped to a gRPC status in one place

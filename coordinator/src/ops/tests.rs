@@ -12,7 +12,7 @@ use super::{OpError, Ops};
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
 use crate::raft::{self, NodeConfig, PeerTls};
-use crate::service::{CertLifetimes, Ctx};
+use crate::app::{CertLifetimes, Ctx};
 use crate::views::now_ms;
 use ferry_state::{Command, Rejection, Role};
 

@@ -107,15 +107,7 @@ pub fn badge(word: &str) -> Markup {
     html! { span class={ "badge " (word) } { (word) } }
 }
 
-/// The execution page's address.
-pub fn execution_href(pipeline: &str, id: &str) -> String {
-    format!("/pipelines/{}/executions/{}", enc(pipeline), enc(id))
-}
-
-/// A path segment or query value, percent-encoded.
-pub fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
+pub use crate::links::{enc, execution_path as execution_href};
 
 /// The first 12 characters of an id or revision.
 pub fn short(id: &str) -> String {

@@ -156,16 +156,6 @@ fn asset(kind: &'static str, text: &'static str) -> Response {
         .into_response()
 }
 
-/// The address of an execution's page on the console at `base`
-/// (notifications link to it).
-pub fn execution_url(base: &str, pipeline: &str, id: &str) -> String {
-    format!(
-        "{}{}",
-        base.trim_end_matches('/'),
-        layout::execution_href(pipeline, id)
-    )
-}
-
 /// Who is looking, and their session's CSRF token for the page's forms.
 pub struct Viewer {
     pub user: ConsoleUser,

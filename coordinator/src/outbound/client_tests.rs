@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::http::egress::Policy;
 use crate::http::webhook::{self, Format};
+use crate::outbound::egress::Policy;
 
 /// What the test server saw of each request.
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
