@@ -7,11 +7,11 @@
 use std::time::UNIX_EPOCH;
 
 use ferry_pipeline::ActionKind;
-use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
+use ferry_pipeline::execution::ActionStatus;
 use ferry_proto as pb;
 use prost_types::{Duration, Timestamp};
 
-use ferry_state::{ClusterState, Execution, Role};
+use ferry_state::{ClusterState, Execution};
 
 /// Current wall-clock time in unix milliseconds (proposers only; never in apply).
 pub fn now_ms() -> i64 {
@@ -52,68 +52,12 @@ pub fn duration_ms(ms: u64) -> Duration {
     }
 }
 
-/// An execution's status on the wire.
-pub fn execution_status(s: ExecutionStatus) -> pb::ExecutionStatus {
-    match s {
-        ExecutionStatus::InProgress => pb::ExecutionStatus::InProgress,
-        ExecutionStatus::Succeeded => pb::ExecutionStatus::Succeeded,
-        ExecutionStatus::Failed => pb::ExecutionStatus::Failed,
-        ExecutionStatus::Stopping => pb::ExecutionStatus::Stopping,
-        ExecutionStatus::Stopped => pb::ExecutionStatus::Stopped,
-        ExecutionStatus::Superseded => pb::ExecutionStatus::Superseded,
-    }
-}
-
-/// An action's (or a stage's) status on the wire.
-pub fn action_status(s: ActionStatus) -> pb::ActionStatus {
-    match s {
-        ActionStatus::Pending => pb::ActionStatus::Pending,
-        ActionStatus::InProgress => pb::ActionStatus::InProgress,
-        ActionStatus::WaitingForApproval => pb::ActionStatus::WaitingForApproval,
-        ActionStatus::Succeeded => pb::ActionStatus::Succeeded,
-        ActionStatus::Failed => pb::ActionStatus::Failed,
-        ActionStatus::Stopped => pb::ActionStatus::Stopped,
-        ActionStatus::Skipped => pb::ActionStatus::Skipped,
-    }
-}
-
-/// An action's kind on the wire.
-pub fn action_kind(k: ActionKind) -> pb::ActionKind {
-    match k {
-        ActionKind::Build => pb::ActionKind::Build,
-        ActionKind::Test => pb::ActionKind::Test,
-        ActionKind::Approval => pb::ActionKind::Approval,
-        ActionKind::Deploy => pb::ActionKind::Deploy,
-    }
-}
-
-/// How an attempt ended, on the wire.
-pub fn attempt_outcome(o: Outcome) -> pb::AttemptOutcome {
-    match o {
-        Outcome::Running => pb::AttemptOutcome::Running,
-        Outcome::Succeeded => pb::AttemptOutcome::Succeeded,
-        Outcome::Failed => pb::AttemptOutcome::Failed,
-        Outcome::Lost => pb::AttemptOutcome::Lost,
-        Outcome::Stopped => pb::AttemptOutcome::Stopped,
-    }
-}
-
 /// A decision on an approval, on the wire.
 pub fn approval_decision(approve: bool) -> pb::ApprovalDecision {
     if approve {
         pb::ApprovalDecision::Approved
     } else {
         pb::ApprovalDecision::Rejected
-    }
-}
-
-/// An operator's role on the wire.
-pub fn role(r: Role) -> pb::Role {
-    match r {
-        Role::Admin => pb::Role::Admin,
-        Role::Operator => pb::Role::Operator,
-        Role::Approver => pb::Role::Approver,
-        Role::Viewer => pb::Role::Viewer,
     }
 }
 
@@ -138,7 +82,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
             let stage_spec = spec.and_then(|p| p.stages.get(si));
             pb::StageView {
                 name: stage_spec.map(|s| s.name.clone()).unwrap_or_default(),
-                status: action_status(exec.state.stage_status(si)).into(),
+                status: pb::ActionStatus::from(exec.state.stage_status(si)).into(),
                 actions: runs
                     .iter()
                     .enumerate()
@@ -147,7 +91,9 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                         pb::ActionView {
                             name: a.map(|a| a.name.clone()).unwrap_or_default(),
                             kind: a
-                                .map_or(pb::ActionKind::Unspecified, |a| action_kind(a.kind))
+                                .map_or(pb::ActionKind::Unspecified, |a| {
+                                    pb::ActionKind::from(a.kind)
+                                })
                                 .into(),
                             run_order: a.map_or(1, |a| a.run_order),
                             approval_message: a
@@ -159,7 +105,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .map_or(0, |a| a.required),
                             output_variables: run.variables.clone().into_iter().collect(),
                             resolved_variables: run.resolved.clone().into_iter().collect(),
-                            status: action_status(run.status()).into(),
+                            status: pb::ActionStatus::from(run.status()).into(),
                             attempt: run.attempt,
                             agent: run.agent.clone().unwrap_or_default(),
                             exit_code: run.exit_code,
@@ -182,7 +128,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .map(|h| pb::AttemptView {
                                     attempt: h.attempt,
                                     agent: h.agent.clone(),
-                                    outcome: attempt_outcome(h.outcome).into(),
+                                    outcome: pb::AttemptOutcome::from(h.outcome).into(),
                                     exit_code: h.exit_code,
                                     started_at: timestamp(Some(h.started_at)),
                                     finished_at: timestamp(h.finished_at),
@@ -210,7 +156,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
         pipeline_version: exec.version,
         execution_id: exec.id.clone(),
         revision: exec.revision.clone(),
-        status: execution_status(exec.state.status).into(),
+        status: pb::ExecutionStatus::from(exec.state.status).into(),
         stages,
         trigger: exec.trigger.clone(),
         started_at: timestamp(Some(exec.started_at)),
@@ -230,15 +176,6 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
             None => String::new(),
         },
         rollbacks: exec.rollbacks.clone().unwrap_or_default(),
-    }
-}
-
-/// A pipeline's execution mode on the wire.
-pub fn execution_mode(m: ferry_pipeline::ExecutionMode) -> pb::ExecutionMode {
-    match m {
-        ferry_pipeline::ExecutionMode::Superseded => pb::ExecutionMode::Superseded,
-        ferry_pipeline::ExecutionMode::Queued => pb::ExecutionMode::Queued,
-        ferry_pipeline::ExecutionMode::Parallel => pb::ExecutionMode::Parallel,
     }
 }
 
@@ -276,7 +213,7 @@ pub fn pipeline_summary(state: &ClusterState, name: &str) -> Option<pb::Pipeline
         last_execution_id: last.map(|e| e.id.clone()).unwrap_or_default(),
         last_status: last
             .map_or(pb::ExecutionStatus::Unspecified, |e| {
-                execution_status(e.state.status)
+                pb::ExecutionStatus::from(e.state.status)
             })
             .into(),
         updated_at: timestamp(Some(latest.applied_at)),
@@ -361,6 +298,8 @@ pub fn environment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_pipeline::execution::{ExecutionStatus, Outcome};
+    use ferry_state::Role;
 
     #[test]
     fn times_go_out_as_timestamps_and_absent_ones_unset() {
@@ -411,7 +350,7 @@ mod tests {
             ExecutionStatus::Superseded,
         ] {
             let name = wire_name("EXECUTION_STATUS", &s.to_string());
-            assert_eq!(execution_status(s).as_str_name(), name);
+            assert_eq!(pb::ExecutionStatus::from(s).as_str_name(), name);
         }
         for s in [
             ActionStatus::Pending,
@@ -423,11 +362,11 @@ mod tests {
             ActionStatus::Skipped,
         ] {
             let name = wire_name("ACTION_STATUS", &s.to_string());
-            assert_eq!(action_status(s).as_str_name(), name);
+            assert_eq!(pb::ActionStatus::from(s).as_str_name(), name);
         }
         for k in ActionKind::ALL {
             let name = format!("ACTION_KIND_{}", k.as_str().to_uppercase());
-            assert_eq!(action_kind(k).as_str_name(), name);
+            assert_eq!(pb::ActionKind::from(k).as_str_name(), name);
         }
         for o in [
             Outcome::Running,
@@ -436,11 +375,11 @@ mod tests {
             Outcome::Lost,
         ] {
             let name = wire_name("ATTEMPT_OUTCOME", &format!("{o:?}"));
-            assert_eq!(attempt_outcome(o).as_str_name(), name);
+            assert_eq!(pb::AttemptOutcome::from(o).as_str_name(), name);
         }
         for r in Role::ALL {
             let name = format!("ROLE_{}", r.as_str().to_uppercase());
-            assert_eq!(role(r).as_str_name(), name);
+            assert_eq!(pb::Role::from(r).as_str_name(), name);
         }
         for r in [
             raft::StateRole::Leader,

@@ -15,7 +15,7 @@ use crate::wire;
 #[derive(Serialize)]
 pub struct EventJson<'a> {
     pub id: u64,
-    pub kind: &'a str,
+    pub kind: String,
     pub at: String,
     pub pipeline: &'a str,
     pub execution: &'a str,
@@ -32,7 +32,7 @@ impl<'a> From<&'a pb::Event> for EventJson<'a> {
     fn from(e: &'a pb::Event) -> Self {
         EventJson {
             id: e.id,
-            kind: &e.kind,
+            kind: kind(e.kind),
             at: wire::time(e.at.as_ref()),
             pipeline: &e.pipeline,
             execution: &e.execution,
@@ -47,13 +47,23 @@ impl<'a> From<&'a pb::Event> for EventJson<'a> {
     }
 }
 
+/// An event's kind by its dotted name (`execution.failed`), as
+/// notifications and event filters spell it; `Unknown(N)` for a kind this
+/// version does not know.
+pub fn kind(n: i32) -> String {
+    pb::EventKind::try_from(n)
+        .ok()
+        .and_then(|k| ferry_pipeline::EventKind::try_from(k).ok())
+        .map_or_else(|| format!("Unknown({n})"), |k| k.as_str().to_string())
+}
+
 /// One line for people: `ID TIME KIND MESSAGE`, and the approve command.
 pub fn line(e: &pb::Event) -> String {
     let mut s = format!(
         "{:>6}  {}  {:<22} {}\n",
         e.id,
         wire::time(e.at.as_ref()),
-        e.kind,
+        kind(e.kind),
         e.message
     );
     if !e.command.is_empty() {

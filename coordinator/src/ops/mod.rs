@@ -72,8 +72,8 @@ mod tests;
 use rand::Rng;
 use thiserror::Error;
 
-use crate::raft::{ProposeError, RaftStatus};
 use crate::app::SharedCtx;
+use crate::raft::{ProposeError, RaftStatus};
 use ferry_state::{ClusterState, Command, Output, Rejection};
 
 /// Why an operation failed. Mapped to a gRPC status in one place

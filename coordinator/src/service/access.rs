@@ -15,7 +15,7 @@ fn bindings(all: Vec<(String, Role)>, next_page_token: String) -> pb::RoleBindin
             .into_iter()
             .map(|(subject, role)| pb::RoleBinding {
                 subject,
-                role: views::role(role).into(),
+                role: pb::Role::from(role).into(),
             })
             .collect(),
         next_page_token,
@@ -25,19 +25,15 @@ fn bindings(all: Vec<(String, Role)>, next_page_token: String) -> pb::RoleBindin
 /// The role a request names; UNSPECIFIED or a number this version does not
 /// know is refused.
 fn requested_role(role: i32) -> Result<Role, Status> {
-    let known = match pb::Role::try_from(role) {
-        Ok(pb::Role::Admin) => Some(Role::Admin),
-        Ok(pb::Role::Operator) => Some(Role::Operator),
-        Ok(pb::Role::Approver) => Some(Role::Approver),
-        Ok(pb::Role::Viewer) => Some(Role::Viewer),
-        Ok(pb::Role::Unspecified) | Err(_) => None,
-    };
-    known.ok_or_else(|| {
-        Status::invalid_argument(format!(
-            "the role must be one of {} (got {role})",
-            Role::ALL.map(|r| r.as_str()).join(", ")
-        ))
-    })
+    pb::Role::try_from(role)
+        .ok()
+        .and_then(|r| Role::try_from(r).ok())
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "the role must be one of {} (got {role})",
+                Role::ALL.map(|r| r.as_str()).join(", ")
+            ))
+        })
 }
 
 /// A join token's lifetime in whole seconds (0: unset, the default);
@@ -106,7 +102,7 @@ pub async fn grant_role(
     let who = caller(&req)?;
     let req = req.into_inner();
     let role = requested_role(req.role)?;
-    let all = ops.grant_role(&who, &req.subject, role.as_str()).await?;
+    let all = ops.grant_role(&who, &req.subject, role).await?;
     Ok(Response::new(bindings(all, String::new())))
 }
 
@@ -117,7 +113,7 @@ pub async fn revoke_role(
     let who = caller(&req)?;
     let req = req.into_inner();
     let role = requested_role(req.role)?;
-    let all = ops.revoke_role(&who, &req.subject, role.as_str()).await?;
+    let all = ops.revoke_role(&who, &req.subject, role).await?;
     Ok(Response::new(bindings(all, String::new())))
 }
 
@@ -153,10 +149,33 @@ pub async fn who_am_i(
     let roles = ops
         .who_am_i(&who)
         .into_iter()
-        .map(|r| views::role(r).into())
+        .map(|r| pb::Role::from(r).into())
         .collect();
     Ok(Response::new(pb::WhoAmIResponse {
         identity: who.uri(),
         roles,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_the_api_does_not_know_is_refused_naming_the_roles() {
+        for n in [0, 99, -1] {
+            let e = requested_role(n)
+                .err()
+                .map(|s| (s.code(), s.message().to_string()));
+            assert!(
+                matches!(&e, Some((tonic::Code::InvalidArgument, m))
+                    if m.contains("admin, operator, approver, viewer")),
+                "{n}: {e:?}"
+            );
+        }
+        assert_eq!(
+            requested_role(pb::Role::Approver as i32).ok(),
+            Some(Role::Approver)
+        );
+    }
 }

@@ -6,7 +6,6 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use crate::ops::Ops;
 use crate::ops::approvals::Decision;
-use crate::views;
 
 pub async fn decide(
     ops: &Ops,
@@ -40,8 +39,8 @@ pub async fn decide(
     Ok(Response::new(pb::DecideResponse {
         action_status: d
             .action
-            .map_or(pb::ActionStatus::Unspecified, views::action_status)
+            .map_or(pb::ActionStatus::Unspecified, pb::ActionStatus::from)
             .into(),
-        execution_status: views::execution_status(d.execution).into(),
+        execution_status: pb::ExecutionStatus::from(d.execution).into(),
     }))
 }

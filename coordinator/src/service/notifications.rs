@@ -49,7 +49,7 @@ fn target_of(t: pb::NotificationTarget) -> Result<NotificationTarget, Status> {
 pub fn event_view(e: Event) -> pb::Event {
     pb::Event {
         id: e.id,
-        kind: e.kind.as_str().to_string(),
+        kind: pb::EventKind::from(e.kind).into(),
         at: views::timestamp(Some(e.at)),
         pipeline: e.pipeline,
         execution: e.execution,

@@ -67,7 +67,7 @@ pub async fn get_pipeline(
             execution_mode: rec
                 .latest()
                 .map_or(pb::ExecutionMode::Unspecified, |l| {
-                    views::execution_mode(l.spec.execution_mode)
+                    pb::ExecutionMode::from(l.spec.execution_mode)
                 })
                 .into(),
         })

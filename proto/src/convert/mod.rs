@@ -6,6 +6,7 @@
 
 mod action;
 mod deployment;
+mod status;
 
 use thiserror::Error;
 
