@@ -116,7 +116,8 @@ impl Attempts {
         if outcome.cancelled_with(SHUTDOWN_REASON) {
             return None;
         }
-        let (success, exit_code) = (outcome.success(), outcome.exit_code());
+        // On the wire, -1 still stands for "no command ran to its end".
+        let (success, exit_code) = (outcome.success(), outcome.exit_code().unwrap_or(-1));
         let Outcome {
             result,
             deployment,

@@ -118,10 +118,12 @@ impl Outcome {
         self.result.is_ok()
     }
 
-    /// 0 on success, the failing command's code, or -1.
-    pub fn exit_code(&self) -> i32 {
+    /// The code of the last command run to its end: 0 on success, the
+    /// failing command's code, and `None` when no command ran to its end
+    /// (a timeout, a cancellation, a missing image, a deployment...).
+    pub fn exit_code(&self) -> Option<i32> {
         match &self.result {
-            Ok(_) => 0,
+            Ok(_) => Some(0),
             Err(e) => e.exit_code(),
         }
     }
@@ -176,10 +178,12 @@ pub enum ActionError {
 }
 
 impl ActionError {
-    pub fn exit_code(&self) -> i32 {
+    /// The failing command's code; `None` when the attempt failed without
+    /// a command that ran to its end.
+    pub fn exit_code(&self) -> Option<i32> {
         match self {
-            ActionError::CommandFailed { code, .. } => *code,
-            _ => -1,
+            ActionError::CommandFailed { code, .. } => Some(*code),
+            _ => None,
         }
     }
 }
@@ -303,17 +307,17 @@ mod tests {
             variables: BTreeMap::new(),
         };
         assert!(ok.success());
-        assert_eq!(ok.exit_code(), 0);
+        assert_eq!(ok.exit_code(), Some(0));
         let failed = Outcome::failed(ActionError::CommandFailed {
             index: 1,
             command: "false".into(),
             code: 3,
         });
         assert!(!failed.success());
-        assert_eq!(failed.exit_code(), 3);
+        assert_eq!(failed.exit_code(), Some(3));
         let cancelled = Outcome::failed(ActionError::Cancelled("why".into()));
         assert!(cancelled.cancelled_with("why"));
         assert!(!cancelled.cancelled_with("other"));
-        assert_eq!(cancelled.exit_code(), -1);
+        assert_eq!(cancelled.exit_code(), None);
     }
 }

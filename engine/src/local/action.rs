@@ -214,8 +214,8 @@ impl Run<'_> {
         } else {
             AttemptOutcome::Failed
         };
-        run.close_attempt(epoch, outcome_kind, Some(exit_code), &message, now);
-        run.exit_code = Some(exit_code);
+        run.close_attempt(epoch, outcome_kind, exit_code, &message, now);
+        run.exit_code = exit_code;
         run.outputs = outputs
             .into_iter()
             .map(|o| {
@@ -236,7 +236,7 @@ impl Run<'_> {
         lock(&self.observer).finished(&ActionEnd {
             name: name.clone(),
             succeeded: success,
-            exit_code: Some(exit_code),
+            exit_code,
             message: message.clone(),
             kept_container: kept,
             stopped: !success && self.interrupted,
@@ -252,5 +252,89 @@ impl Run<'_> {
         }
         self.state
             .finish_action(self.pipeline, at, success, message, &Gates::open(), now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use ferry_pipeline::execution::ExecutionState;
+    use futures::StreamExt as _;
+
+    use super::super::driver::Run;
+    use super::super::source::PreparedSource;
+    use super::super::test_support::Recorder;
+    use super::*;
+    use crate::deploy::Deployer;
+    use crate::executor::Executor;
+    use crate::store::{Blob, Store};
+
+    /// An action whose image cannot be had ran no command to its end: its
+    /// record and its end say no exit code (as a coordinator records an
+    /// agent's), not -1.
+    #[tokio::test]
+    async fn an_action_that_ran_no_command_has_no_exit_code()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let pipeline = ferry_pipeline::parse(
+            "name: p\nsource: {git: x}\nstages:\n  - name: build\n    actions:\n      - {name: compile, type: build, image: i, commands: [make]}\n",
+        )
+        .map_err(|d| format!("{d:?}"))?;
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path().join("store"))?;
+        // A socket nobody listens on any more: no engine answers, so the
+        // image can be neither found nor pulled.
+        let socket = dir.path().join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&socket)?);
+        let docker = bollard::Docker::connect_with_unix(
+            &socket.to_string_lossy(),
+            5,
+            bollard::API_DEFAULT_VERSION,
+        )?;
+        let executor = Executor::new(docker, store.clone(), "test".into());
+        let deployer = Deployer::new(store);
+        let recorder = Arc::new(Mutex::new(Recorder::default()));
+        let mut run = Run {
+            pipeline: &pipeline,
+            executor: &executor,
+            deployer: &deployer,
+            environments: BTreeMap::new(),
+            approval_skipped: None,
+            observer: recorder.clone(),
+            source: PreparedSource {
+                blob: Blob {
+                    digest: "sha256:00".into(),
+                    size: 0,
+                },
+                revision: "worktree".into(),
+                source_ref: None,
+                description: "working tree".into(),
+            },
+            execution_id: "local-1".into(),
+            secrets: BTreeMap::new(),
+            state: ExecutionState::new(&pipeline),
+            epoch: 0,
+            running: Default::default(),
+            cancels: BTreeMap::new(),
+            kept: Vec::new(),
+            interrupted: false,
+        };
+        let started = run.state.advance(&pipeline, &Gates::open(), 0);
+        assert_eq!(started.queued, vec![(0, 0)]);
+        assert!(run.start((0, 0)).is_none(), "it starts");
+        let done = run.running.next().await.ok_or("nothing ran")?;
+        run.end(done);
+        let record = run.state.action(0, 0).ok_or("no action")?;
+        assert_eq!(record.status(), ActionStatus::Failed);
+        assert_eq!(record.exit_code, None);
+        assert_eq!(record.history.len(), 1);
+        assert_eq!(record.history[0].exit_code, None);
+        assert!(record.message.contains("image `i`"), "{}", record.message);
+        let ends = &recorder.lock().map_err(|e| e.to_string())?.ends;
+        assert_eq!(ends.len(), 1);
+        assert!(!ends[0].succeeded);
+        assert_eq!(ends[0].exit_code, None);
+        Ok(())
     }
 }

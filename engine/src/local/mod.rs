@@ -71,6 +71,8 @@ pub struct ApprovalAsk {
 pub struct ActionEnd {
     pub name: ActionName,
     pub succeeded: bool,
+    /// The code of the last command run to its end; `None` when none ran to
+    /// its end (a timeout, a cancellation, a missing image, a deployment).
     pub exit_code: Option<i32>,
     /// Why it failed (secrets masked); empty on success.
     pub message: String,

@@ -1,60 +1,22 @@
 //! A local run's report as the API's `ExecutionView`, so `ferry exec` ends
-//! with the very table (or JSON) `ferry status` prints for a cluster's run.
+//! with the very table (or JSON) `ferry status` prints for a cluster's run:
+//! statuses, kinds and outcomes go through [`wire`]'s lists, the ones every
+//! command prints them with, and an action that ran no command to its end
+//! has no exit code (`-`, `null`), as the coordinator records it.
 
 use std::collections::HashMap;
 
 use ferry_engine::local::Report;
-use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 use ferry_pipeline::{ActionKind, Pipeline};
 use ferry_proto as pb;
+
+use crate::wire;
 
 fn time(ms: Option<i64>) -> Option<prost_types::Timestamp> {
     ms.map(|ms| prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
     })
-}
-
-fn execution_status(s: ExecutionStatus) -> pb::ExecutionStatus {
-    match s {
-        ExecutionStatus::InProgress => pb::ExecutionStatus::InProgress,
-        ExecutionStatus::Succeeded => pb::ExecutionStatus::Succeeded,
-        ExecutionStatus::Failed => pb::ExecutionStatus::Failed,
-        ExecutionStatus::Stopping => pb::ExecutionStatus::Stopping,
-        ExecutionStatus::Stopped => pb::ExecutionStatus::Stopped,
-        ExecutionStatus::Superseded => pb::ExecutionStatus::Superseded,
-    }
-}
-
-fn action_status(s: ActionStatus) -> pb::ActionStatus {
-    match s {
-        ActionStatus::Pending => pb::ActionStatus::Pending,
-        ActionStatus::InProgress => pb::ActionStatus::InProgress,
-        ActionStatus::WaitingForApproval => pb::ActionStatus::WaitingForApproval,
-        ActionStatus::Succeeded => pb::ActionStatus::Succeeded,
-        ActionStatus::Failed => pb::ActionStatus::Failed,
-        ActionStatus::Stopped => pb::ActionStatus::Stopped,
-        ActionStatus::Skipped => pb::ActionStatus::Skipped,
-    }
-}
-
-fn action_kind(k: ActionKind) -> pb::ActionKind {
-    match k {
-        ActionKind::Build => pb::ActionKind::Build,
-        ActionKind::Test => pb::ActionKind::Test,
-        ActionKind::Approval => pb::ActionKind::Approval,
-        ActionKind::Deploy => pb::ActionKind::Deploy,
-    }
-}
-
-fn outcome(o: Outcome) -> pb::AttemptOutcome {
-    match o {
-        Outcome::Running => pb::AttemptOutcome::Running,
-        Outcome::Succeeded => pb::AttemptOutcome::Succeeded,
-        Outcome::Failed => pb::AttemptOutcome::Failed,
-        Outcome::Lost => pb::AttemptOutcome::Lost,
-        Outcome::Stopped => pb::AttemptOutcome::Stopped,
-    }
 }
 
 fn map(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String> {
@@ -69,7 +31,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
         pipeline_version: 0,
         execution_id: report.execution_id.clone(),
         revision: report.source.revision.clone(),
-        status: execution_status(state.status) as i32,
+        status: wire::execution_status_to_wire(state.status) as i32,
         trigger: "ferry exec".into(),
         started_at: None,
         finished_at: time(state.finished_at),
@@ -90,7 +52,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
             .enumerate()
             .map(|(si, stage)| pb::StageView {
                 name: stage.name.clone(),
-                status: action_status(state.stage_status(si)) as i32,
+                status: wire::action_status_to_wire(state.stage_status(si)) as i32,
                 actions: stage
                     .actions
                     .iter()
@@ -99,7 +61,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                         let run = state.action(si, ai)?;
                         Some(pb::ActionView {
                             name: action.name.clone(),
-                            status: action_status(run.status()) as i32,
+                            status: wire::action_status_to_wire(run.status()) as i32,
                             attempt: run.attempt,
                             agent: run.agent.clone().unwrap_or_default(),
                             exit_code: run.exit_code,
@@ -119,7 +81,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                                     at: time(Some(d.at)),
                                 })
                                 .collect(),
-                            kind: action_kind(action.kind) as i32,
+                            kind: wire::action_kind_to_wire(action.kind) as i32,
                             message: run.message.clone(),
                             run_order: action.run_order,
                             outputs: run
@@ -138,7 +100,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                                 .map(|h| pb::AttemptView {
                                     attempt: h.attempt,
                                     agent: h.agent.clone(),
-                                    outcome: outcome(h.outcome) as i32,
+                                    outcome: wire::attempt_outcome_to_wire(h.outcome) as i32,
                                     exit_code: h.exit_code,
                                     started_at: time(Some(h.started_at)),
                                     finished_at: time(h.finished_at),
@@ -167,23 +129,21 @@ mod tests {
     use super::*;
     use ferry_engine::local::{PreparedSource, Report};
     use ferry_engine::store::Blob;
-    use ferry_pipeline::execution::ExecutionState;
+    use ferry_pipeline::execution::{
+        ActionStatus, AttemptRecord, ExecutionState, ExecutionStatus, Outcome,
+    };
 
-    #[test]
-    fn a_local_run_prints_as_ferry_status_does() -> Result<(), Box<dyn std::error::Error>> {
-        let pipeline = ferry_pipeline::parse(
+    type Failure = Box<dyn std::error::Error>;
+
+    fn pipeline() -> Result<Pipeline, Failure> {
+        Ok(ferry_pipeline::parse(
             "name: p\nsource: {git: x}\nstages:\n  - name: build\n    actions:\n      - {name: compile, type: build, image: i, commands: [make]}\n",
         )
-        .map_err(|d| format!("{d:?}"))?;
-        let mut state = ExecutionState::new(&pipeline);
-        let run = state.action_mut(0, 0).ok_or("no action")?;
-        run.status = Some(ActionStatus::Failed);
-        run.attempt = 1;
-        run.agent = Some("local".into());
-        run.exit_code = Some(2);
-        run.message = "command 1 `make` exited with code 2".into();
-        state.status = ExecutionStatus::Failed;
-        let report = Report {
+        .map_err(|d| format!("{d:?}"))?)
+    }
+
+    fn report(state: ExecutionState) -> Report {
+        Report {
             execution_id: "local-1".into(),
             source: PreparedSource {
                 blob: Blob {
@@ -197,7 +157,21 @@ mod tests {
             state,
             kept: Vec::new(),
             interrupted: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_local_run_prints_as_ferry_status_does() -> Result<(), Failure> {
+        let pipeline = pipeline()?;
+        let mut state = ExecutionState::new(&pipeline);
+        let run = state.action_mut(0, 0).ok_or("no action")?;
+        run.status = Some(ActionStatus::Failed);
+        run.attempt = 1;
+        run.agent = Some("local".into());
+        run.exit_code = Some(2);
+        run.message = "command 1 `make` exited with code 2".into();
+        state.status = ExecutionStatus::Failed;
+        let report = report(state);
         let text = crate::commands::status::render_execution(&execution(&pipeline, &report));
         assert!(text.contains("EXECUTION local-1"), "{text}");
         assert!(text.contains("STATUS Failed"), "{text}");
@@ -207,6 +181,50 @@ mod tests {
                     && l.contains("local  2     command 1 `make` exited with code 2")),
             "{text}"
         );
+        Ok(())
+    }
+
+    /// An action that ran no command to its end (here it timed out) has no
+    /// exit code: `-` in the table and `null` in JSON, as `ferry status`
+    /// shows one of a cluster's runs, not -1.
+    #[test]
+    fn an_action_that_ran_no_command_shows_no_exit_code() -> Result<(), Failure> {
+        let pipeline = pipeline()?;
+        let mut state = ExecutionState::new(&pipeline);
+        let run = state.action_mut(0, 0).ok_or("no action")?;
+        let why = "timed out after 1s; the container was killed";
+        run.status = Some(ActionStatus::Failed);
+        run.attempt = 1;
+        run.agent = Some("local".into());
+        run.exit_code = None;
+        run.message = why.into();
+        run.history.push(AttemptRecord {
+            attempt: 1,
+            epoch: 1,
+            agent: "local".into(),
+            outcome: Outcome::Failed,
+            exit_code: None,
+            started_at: 0,
+            finished_at: Some(1_000),
+            message: why.into(),
+        });
+        state.status = ExecutionStatus::Failed;
+        let report = report(state);
+        let view = execution(&pipeline, &report);
+        let text = crate::commands::status::render_execution(&view);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("build/compile  Failed  1")
+                    && l.contains(&format!("local  -     {why}"))),
+            "{text}"
+        );
+        assert!(!text.contains(" -1 "), "{text}");
+        let json = serde_json::to_value(crate::commands::status::ExecutionJson::new(&view))?;
+        let action = &json["stages"][0]["actions"][0];
+        assert_eq!(action["status"], "Failed");
+        assert!(action["exit_code"].is_null(), "{action}");
+        assert_eq!(action["attempts"][0]["outcome"], "Failed");
+        assert!(action["attempts"][0]["exit_code"].is_null(), "{action}");
         Ok(())
     }
 }
