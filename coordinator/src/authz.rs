@@ -221,6 +221,16 @@ pub fn authorize(
         _ if id.kind != IdentityKind::Operator => {
             denied("call operator APIs (an operator certificate is required)")
         }
+        // No one holds a role before the bootstrap is applied (a moment
+        // after a new cluster's first election): say so, not "needs role".
+        Permission::View | Permission::Operate | Permission::Admin
+            if !state.bootstrapped && state.roles.is_empty() =>
+        {
+            Err(Status::unavailable(
+                "the cluster is not bootstrapped yet (its first leader applies the bootstrap \
+                 a moment after it is elected); retry shortly",
+            ))
+        }
         Permission::View => {
             if has_any(state, &id.name, &Role::ALL) {
                 Ok(())
@@ -376,6 +386,20 @@ mod tests {
         s.roles.insert(("vic".into(), Role::Viewer));
         s.roles.insert(("ann".into(), Role::Approver));
         s
+    }
+
+    #[test]
+    fn before_the_bootstrap_a_caller_is_told_so_not_that_a_role_is_missing() {
+        let fresh = ClusterState::default();
+        for perm in [Permission::View, Permission::Operate, Permission::Admin] {
+            let e = authorize(&fresh, Some(&op("root")), perm).err();
+            assert!(
+                matches!(&e, Some(s) if s.code() == tonic::Code::Unavailable
+                    && s.message().contains("not bootstrapped yet")),
+                "{perm:?}: {e:?}"
+            );
+        }
+        assert!(authorize(&fresh, Some(&op("root")), Permission::Decide).is_ok());
     }
 
     #[test]

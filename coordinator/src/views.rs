@@ -97,9 +97,9 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .into(),
                             run_order: a.map_or(1, |a| a.run_order),
                             approval_message: a
-                                .map(|a| run.resolved_text(&a.message))
+                                .map(|a| run.shown_text(&a.message))
                                 .unwrap_or_default(),
-                            approval_url: a.map(|a| run.resolved_text(&a.url)).unwrap_or_default(),
+                            approval_url: a.map(|a| run.shown_text(&a.url)).unwrap_or_default(),
                             approvals_required: a
                                 .filter(|a| a.kind == ActionKind::Approval)
                                 .map_or(0, |a| a.required),

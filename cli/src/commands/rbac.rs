@@ -85,6 +85,7 @@ pub async fn run(global: &GlobalArgs, command: &RbacCommand) -> Result<()> {
 struct WhoAmIJson<'a> {
     identity: &'a str,
     roles: Vec<String>,
+    bootstrapped: bool,
 }
 
 pub async fn whoami(global: &GlobalArgs) -> Result<()> {
@@ -99,7 +100,9 @@ pub async fn whoami(global: &GlobalArgs) -> Result<()> {
         Format::Table => output::print(&format!(
             "identity: {}\nroles:    {}",
             reply.identity,
-            if roles.is_empty() {
+            if !reply.bootstrapped {
+                "(none: the cluster is not bootstrapped yet; retry shortly)".to_string()
+            } else if roles.is_empty() {
                 "(none)".to_string()
             } else {
                 roles.join(", ")
@@ -108,6 +111,7 @@ pub async fn whoami(global: &GlobalArgs) -> Result<()> {
         Format::Json => output::print_json(&WhoAmIJson {
             identity: &reply.identity,
             roles,
+            bootstrapped: reply.bootstrapped,
         }),
     }
 }

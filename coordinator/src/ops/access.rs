@@ -280,6 +280,12 @@ impl Ops {
         self.local_read(|s| s.roles_of(&who.name))
     }
 
+    /// Whether this member has applied the cluster's bootstrap (local read:
+    /// it only ever turns true).
+    pub fn bootstrapped(&self) -> bool {
+        self.local_read(|s| s.bootstrapped)
+    }
+
     /// Leader, once: records the trust domain, the founding members and the
     /// first admin unless the cluster is bootstrapped (local read: applying
     /// it twice is a no-op). Returns false if it was bootstrapped before.

@@ -397,11 +397,9 @@ impl Ops {
                                 action.map_or("?", |a| a.name.as_str())
                             ),
                             message: action
-                                .map(|a| run.resolved_text(&a.message))
+                                .map(|a| run.shown_text(&a.message))
                                 .unwrap_or_default(),
-                            url: action
-                                .map(|a| run.resolved_text(&a.url))
-                                .unwrap_or_default(),
+                            url: action.map(|a| run.shown_text(&a.url)).unwrap_or_default(),
                             since: run.started_at,
                             // As `apply` decides it: who may, and each person once.
                             refused: if run.decisions().iter().any(|d| d.by == operator) {

@@ -154,6 +154,7 @@ pub async fn who_am_i(
     Ok(Response::new(pb::WhoAmIResponse {
         identity: who.uri(),
         roles,
+        bootstrapped: ops.bootstrapped(),
     }))
 }
 

@@ -114,6 +114,14 @@ impl ActionRun {
             .unwrap_or_else(|_| text.to_string())
     }
 
+    /// `text` (one of its action's texts) as people see it: with the values
+    /// its references resolved to once the action started; before that, ""
+    /// if it has references (their values are not known yet) and as
+    /// written if it has none.
+    pub fn shown_text(&self, text: &str) -> String {
+        crate::vars::substitute(text, |r| self.resolved.get(&r.key()).cloned()).unwrap_or_default()
+    }
+
     /// What `action` (its action) runs: its `commands` with their
     /// references as shell variables, and its environment — those
     /// variables with the values they resolved to when it started

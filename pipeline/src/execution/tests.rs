@@ -352,3 +352,17 @@ fn on_failure_retry_reruns_the_failed_actions_of_the_stage() {
     e.finish_action(&p, (0, 0), false, "exit 1".into(), &Gates::open(), 4);
     assert_eq!(e.status, ExecutionStatus::Failed);
 }
+
+#[test]
+fn a_text_with_references_is_shown_only_once_its_action_started() {
+    let mut run = ActionRun::default();
+    let ask = "Ship #{build.app.version} to production?";
+    // Before it starts its references have no values: nothing is shown,
+    // rather than the reference as written.
+    assert_eq!(run.shown_text(ask), "");
+    assert_eq!(run.shown_text("Ship it?"), "Ship it?");
+    run.resolved
+        .insert("build.app.version".into(), "1.4.2".into());
+    assert_eq!(run.shown_text(ask), "Ship 1.4.2 to production?");
+    assert_eq!(run.resolved_text(ask), "Ship 1.4.2 to production?");
+}
