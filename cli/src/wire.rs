@@ -8,16 +8,10 @@
 //! (what an unset string printed before the API had enums; tables show `-`),
 //! and a number this CLI does not know, from a newer coordinator, as
 //! `Unknown(N)`: never a panic.
-//!
-//! The statuses, kinds and outcomes of executions also go the other way
-//! here, from the pipeline crate's values (`ferry exec`'s local state) to
-//! the API's, from the same lists as their words.
 
 use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ferry_pipeline::ActionKind;
-use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
 use ferry_proto as pb;
 
 /// 9999-12-31T23:59:59.999Z in unix milliseconds, the last time RFC 3339 can
@@ -73,83 +67,56 @@ fn word<E: TryFrom<i32>>(n: i32, text: fn(E) -> &'static str) -> String {
     }
 }
 
-/// Statuses, kinds and outcomes of executions, one list per enum: each
-/// pipeline-crate value, its wire value (the same variant name) and the word
-/// the CLI prints. From each list come the word every command prints for a
-/// wire value and the conversion `ferry exec` turns its local run's state
-/// into the API's view with, so `ferry exec` and `ferry status` cannot show
-/// one status two ways; a variant added on either side and not listed here
-/// does not compile.
-macro_rules! listed {
-    (
-        $(#[$doc:meta])*
-        $word:ident, $to_wire:ident: $domain:ident => $wire:ident {
-            $($variant:ident => $text:literal),* $(,)?
-        }
-    ) => {
-        $(#[$doc])*
-        pub fn $word(n: i32) -> String {
-            word(n, |w: pb::$wire| match w {
-                pb::$wire::Unspecified => "",
-                $(pb::$wire::$variant => $text,)*
-            })
-        }
-
-        #[doc = concat!("The wire value of a `", stringify!($domain), "` (see `", stringify!($word), "`).")]
-        pub fn $to_wire(value: $domain) -> pb::$wire {
-            match value {
-                $($domain::$variant => pb::$wire::$variant,)*
-            }
-        }
-    };
+/// An execution's status: `InProgress`, `Stopping`, `Succeeded`,
+/// `Failed`, `Stopped` or `Superseded`.
+pub fn execution_status(n: i32) -> String {
+    word(n, |s: pb::ExecutionStatus| match s {
+        pb::ExecutionStatus::Unspecified => "",
+        pb::ExecutionStatus::InProgress => "InProgress",
+        pb::ExecutionStatus::Succeeded => "Succeeded",
+        pb::ExecutionStatus::Failed => "Failed",
+        pb::ExecutionStatus::Stopping => "Stopping",
+        pb::ExecutionStatus::Stopped => "Stopped",
+        pb::ExecutionStatus::Superseded => "Superseded",
+    })
 }
 
-listed! {
-    /// An execution's status: `InProgress`, `Stopping`, `Succeeded`,
-    /// `Failed`, `Stopped` or `Superseded`.
-    execution_status, execution_status_to_wire: ExecutionStatus => ExecutionStatus {
-        InProgress => "InProgress",
-        Succeeded => "Succeeded",
-        Failed => "Failed",
-        Stopping => "Stopping",
-        Stopped => "Stopped",
-        Superseded => "Superseded",
-    }
+/// An action's or a stage's status: `Pending`, `InProgress`,
+/// `WaitingForApproval`, `Succeeded`, `Failed`, `Stopped` or `Skipped`.
+pub fn action_status(n: i32) -> String {
+    word(n, |s: pb::ActionStatus| match s {
+        pb::ActionStatus::Unspecified => "",
+        pb::ActionStatus::Pending => "Pending",
+        pb::ActionStatus::InProgress => "InProgress",
+        pb::ActionStatus::WaitingForApproval => "WaitingForApproval",
+        pb::ActionStatus::Succeeded => "Succeeded",
+        pb::ActionStatus::Failed => "Failed",
+        pb::ActionStatus::Stopped => "Stopped",
+        pb::ActionStatus::Skipped => "Skipped",
+    })
 }
 
-listed! {
-    /// An action's or a stage's status: `Pending`, `InProgress`,
-    /// `WaitingForApproval`, `Succeeded`, `Failed`, `Stopped` or `Skipped`.
-    action_status, action_status_to_wire: ActionStatus => ActionStatus {
-        Pending => "Pending",
-        InProgress => "InProgress",
-        WaitingForApproval => "WaitingForApproval",
-        Succeeded => "Succeeded",
-        Failed => "Failed",
-        Stopped => "Stopped",
-        Skipped => "Skipped",
-    }
+/// An action's kind as in pipeline files: `build`, `test`, `approval` or `deploy`.
+pub fn action_kind(n: i32) -> String {
+    word(n, |k: pb::ActionKind| match k {
+        pb::ActionKind::Unspecified => "",
+        pb::ActionKind::Build => "build",
+        pb::ActionKind::Test => "test",
+        pb::ActionKind::Approval => "approval",
+        pb::ActionKind::Deploy => "deploy",
+    })
 }
 
-listed! {
-    /// An action's kind as in pipeline files: `build`, `test`, `approval` or `deploy`.
-    action_kind, action_kind_to_wire: ActionKind => ActionKind {
-        Build => "build",
-        Test => "test",
-        Approval => "approval",
-        Deploy => "deploy",
-    }
-}
-
-listed! {
-    /// How an attempt ended: `Running`, `Succeeded`, `Failed`, `Lost` or `Stopped`.
-    attempt_outcome, attempt_outcome_to_wire: Outcome => AttemptOutcome {
-        Running => "Running",
-        Succeeded => "Succeeded",
-        Failed => "Failed",
-        Lost => "Lost",
-        Stopped => "Stopped",
-    }
+/// How an attempt ended: `Running`, `Succeeded`, `Failed`, `Lost` or `Stopped`.
+pub fn attempt_outcome(n: i32) -> String {
+    word(n, |o: pb::AttemptOutcome| match o {
+        pb::AttemptOutcome::Unspecified => "",
+        pb::AttemptOutcome::Running => "Running",
+        pb::AttemptOutcome::Succeeded => "Succeeded",
+        pb::AttemptOutcome::Failed => "Failed",
+        pb::AttemptOutcome::Lost => "Lost",
+        pb::AttemptOutcome::Stopped => "Stopped",
+    })
 }
 
 /// A pipeline's execution mode as pipeline files spell it: `superseded`,
@@ -294,6 +261,9 @@ pub fn at(text: &str) -> Option<prost_types::Timestamp> {
 
 #[cfg(test)]
 mod tests {
+    use ferry_pipeline::ActionKind;
+    use ferry_pipeline::execution::{ActionStatus, ExecutionStatus, Outcome};
+
     use super::*;
 
     /// Every value of an enum (0 up to the first number it does not have).
@@ -407,6 +377,10 @@ mod tests {
         check::<pb::AttemptOutcome>(attempt_outcome, &words);
     }
 
+    /// `ferry exec` turns its local state into the API's view with
+    /// `ferry_proto`'s conversions, as the coordinator does: every value
+    /// prints as the pipeline crate names it, so `ferry exec` and `ferry
+    /// status` show a status alike.
     #[test]
     fn pipeline_values_print_through_their_wire_value_as_the_pipeline_crate_names_them() {
         use ExecutionStatus as E;
@@ -418,10 +392,8 @@ mod tests {
             E::Stopped,
             E::Superseded,
         ] {
-            assert_eq!(
-                execution_status(execution_status_to_wire(s) as i32),
-                s.to_string()
-            );
+            let wire = pb::ExecutionStatus::from(s) as i32;
+            assert_eq!(execution_status(wire), s.to_string());
         }
         use ActionStatus as A;
         for s in [
@@ -434,19 +406,17 @@ mod tests {
             A::Skipped,
         ] {
             assert_eq!(
-                action_status(action_status_to_wire(s) as i32),
+                action_status(pb::ActionStatus::from(s) as i32),
                 s.to_string()
             );
         }
         for k in ActionKind::ALL {
-            assert_eq!(action_kind(action_kind_to_wire(k) as i32), k.as_str());
+            assert_eq!(action_kind(pb::ActionKind::from(k) as i32), k.as_str());
         }
         use Outcome as O;
         for o in [O::Running, O::Succeeded, O::Failed, O::Lost, O::Stopped] {
-            assert_eq!(
-                attempt_outcome(attempt_outcome_to_wire(o) as i32),
-                format!("{o:?}")
-            );
+            let wire = pb::AttemptOutcome::from(o) as i32;
+            assert_eq!(attempt_outcome(wire), format!("{o:?}"));
         }
     }
 

@@ -1,16 +1,15 @@
 //! A local run's report as the API's `ExecutionView`, so `ferry exec` ends
 //! with the very table (or JSON) `ferry status` prints for a cluster's run:
-//! statuses, kinds and outcomes go through [`wire`]'s lists, the ones every
-//! command prints them with, and an action that ran no command to its end
-//! has no exit code (`-`, `null`), as the coordinator records it.
+//! statuses, kinds and outcomes convert to the API's enums as the
+//! coordinator converts them (`ferry_proto::convert`) and print through
+//! the same `crate::wire` words, and an action that ran no command to its
+//! end has no exit code (`-`, `null`), as the coordinator records it.
 
 use std::collections::HashMap;
 
 use ferry_engine::local::Report;
 use ferry_pipeline::{ActionKind, Pipeline};
 use ferry_proto as pb;
-
-use crate::wire;
 
 fn time(ms: Option<i64>) -> Option<prost_types::Timestamp> {
     ms.map(|ms| prost_types::Timestamp {
@@ -31,7 +30,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
         pipeline_version: 0,
         execution_id: report.execution_id.clone(),
         revision: report.source.revision.clone(),
-        status: wire::execution_status_to_wire(state.status) as i32,
+        status: pb::ExecutionStatus::from(state.status) as i32,
         trigger: "ferry exec".into(),
         started_at: None,
         finished_at: time(state.finished_at),
@@ -52,7 +51,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
             .enumerate()
             .map(|(si, stage)| pb::StageView {
                 name: stage.name.clone(),
-                status: wire::action_status_to_wire(state.stage_status(si)) as i32,
+                status: pb::ActionStatus::from(state.stage_status(si)) as i32,
                 actions: stage
                     .actions
                     .iter()
@@ -61,7 +60,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                         let run = state.action(si, ai)?;
                         Some(pb::ActionView {
                             name: action.name.clone(),
-                            status: wire::action_status_to_wire(run.status()) as i32,
+                            status: pb::ActionStatus::from(run.status()) as i32,
                             attempt: run.attempt,
                             agent: run.agent.clone().unwrap_or_default(),
                             exit_code: run.exit_code,
@@ -81,7 +80,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                                     at: time(Some(d.at)),
                                 })
                                 .collect(),
-                            kind: wire::action_kind_to_wire(action.kind) as i32,
+                            kind: pb::ActionKind::from(action.kind) as i32,
                             message: run.message.clone(),
                             run_order: action.run_order,
                             outputs: run
@@ -100,7 +99,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                                 .map(|h| pb::AttemptView {
                                     attempt: h.attempt,
                                     agent: h.agent.clone(),
-                                    outcome: wire::attempt_outcome_to_wire(h.outcome) as i32,
+                                    outcome: pb::AttemptOutcome::from(h.outcome) as i32,
                                     exit_code: h.exit_code,
                                     started_at: time(Some(h.started_at)),
                                     finished_at: time(h.finished_at),
