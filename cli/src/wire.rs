@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ferry_proto as pb;
+use ferry_state::Role;
 
 /// 9999-12-31T23:59:59.999Z in unix milliseconds, the last time RFC 3339 can
 /// write (humantime panics past it).
@@ -150,31 +151,23 @@ pub fn agent_state(n: i32) -> String {
     })
 }
 
-/// The word of each role, as `ferry rbac` takes and shows it.
-const ROLES: [(pb::Role, &str); 4] = [
-    (pb::Role::Admin, "admin"),
-    (pb::Role::Operator, "operator"),
-    (pb::Role::Approver, "approver"),
-    (pb::Role::Viewer, "viewer"),
-];
-
-/// An operator's role: `admin`, `operator`, `approver` or `viewer`.
+/// An operator's role: `admin`, `operator`, `approver` or `viewer` (the
+/// words are `ferry_state::Role`'s, as the coordinator spells them).
 pub fn role(n: i32) -> String {
-    word(n, |r: pb::Role| {
-        ROLES
-            .iter()
-            .find(|(known, _)| *known == r)
-            .map_or("", |(_, text)| *text)
-    })
+    match pb::Role::try_from(n) {
+        Ok(pb::Role::Unspecified) => String::new(),
+        Ok(r) => Role::try_from(r).map_or_else(|_| format!("Unknown({n})"), |r| r.to_string()),
+        Err(_) => format!("Unknown({n})"),
+    }
 }
 
-/// A role word the CLI does not know.
+/// A role word `ferry rbac` does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownRole(pub String);
 
 impl fmt::Display for UnknownRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<&str> = ROLES.iter().map(|(_, text)| *text).collect();
+        let words: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
         write!(
             f,
             "unknown role `{}`; roles are: {}",
@@ -189,10 +182,8 @@ impl std::error::Error for UnknownRole {}
 /// The role a word names (`admin`, `operator`, `approver`, `viewer`), as a
 /// request carries it.
 pub fn parse_role(text: &str) -> Result<pb::Role, UnknownRole> {
-    ROLES
-        .iter()
-        .find(|(_, word)| *word == text)
-        .map(|(role, _)| *role)
+    Role::parse(text)
+        .map(pb::Role::from)
         .ok_or_else(|| UnknownRole(text.to_string()))
 }
 
@@ -486,9 +477,10 @@ mod tests {
 
     #[test]
     fn role_words_round_trip() {
-        for (wire, text) in ROLES {
-            assert_eq!(parse_role(text), Ok(wire));
-            assert_eq!(role(wire as i32), text);
+        for r in Role::ALL {
+            let wire = pb::Role::from(r);
+            assert_eq!(parse_role(r.as_str()), Ok(wire));
+            assert_eq!(role(wire as i32), r.as_str());
         }
         let err = parse_role("overlord").err();
         assert_eq!(err, Some(UnknownRole("overlord".into())));
