@@ -119,7 +119,9 @@ fn print_status(global: &GlobalArgs, s: &pb::NotifyStatusResponse) -> Result<()>
                     d.row([
                         x.id.to_string(),
                         event.map(|e| e.id.to_string()).unwrap_or_default(),
-                        event.map(|e| super::events::kind(e.kind)).unwrap_or_default(),
+                        event
+                            .map(|e| super::events::kind(e.kind))
+                            .unwrap_or_default(),
                         format!("{} ({})", x.target, x.scope),
                         x.attempts.to_string(),
                         state,
