@@ -15,12 +15,12 @@ use crate::shutdown::SHUTDOWN_REASON;
 use crate::wire;
 use ferry_engine::deploy::Deployer;
 use ferry_engine::executor::Executor;
-use ferry_engine::mask::Masker;
 use ferry_engine::runner::{
     ActionError, ActionRunner, ActionSpec, Attempt, Cancel, LogSink as _, Outcome, PreparedInput,
 };
 use ferry_engine::source::Sources;
 use ferry_engine::store::Store;
+use ferry_pipeline::mask::Masker;
 
 /// What every attempt on this agent runs with.
 pub struct Attempts {

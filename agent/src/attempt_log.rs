@@ -8,9 +8,9 @@
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
-use ferry_engine::mask::Masker;
 use ferry_engine::runner::LogSink;
 use ferry_engine::store::{Blob, Store};
+use ferry_pipeline::mask::Masker;
 
 /// Most of a running attempt's log replayed to a coordinator after a reconnect.
 pub const REPLAY_LIMIT: u64 = 4 * 1024 * 1024;

@@ -3,7 +3,7 @@
 //! run in Docker containers ([`executor`]); deploy actions roll an artifact
 //! out to target hosts over SSH or a remote Docker Engine ([`deploy`]).
 //! Artifacts live in a content-addressed [`store`], logs are masked
-//! ([`mask`]), and [`local`] drives the same engine without a cluster for
+//! (`ferry_pipeline::mask`), and [`local`] drives the same engine without a cluster for
 //! `ferry exec`.
 //!
 //! The engine knows nothing about coordinators, the agent protocol or
@@ -14,7 +14,6 @@ pub mod archive;
 pub mod deploy;
 pub mod executor;
 pub mod local;
-pub mod mask;
 pub mod runner;
 pub mod source;
 pub mod ssh;

@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod environment;
 pub mod execution;
 pub mod limits;
+pub mod mask;
 pub mod notify;
 pub mod revision;
 pub mod schedule;

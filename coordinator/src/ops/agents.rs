@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use ferry_certs::Identity;
 use ferry_pipeline::execution::ArtifactRef;
+use ferry_pipeline::mask::Masker;
 
 use super::{OpError, OpResult, Ops};
 use crate::views::now_ms;
@@ -303,21 +304,13 @@ pub fn no_agent(name: &str) -> OpError {
     OpError::NotFound(format!("agent `{name}`"))
 }
 
-/// Replaces every occurrence of a secret value (whole, and without a
-/// trailing newline, as agents mask them) in `vars` with `***`.
+/// Replaces every secret value in `vars` with `***`, as the engine masks
+/// them (`ferry_pipeline::mask`: whole, without a trailing newline, and
+/// each long line of a multi-line value).
 fn mask_secrets(vars: &mut BTreeMap<String, String>, secrets: &[zeroize::Zeroizing<Vec<u8>>]) {
-    let mut needles: Vec<zeroize::Zeroizing<String>> = secrets
-        .iter()
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| [v.to_string(), v.trim_end().to_string()])
-        .filter(|v| !v.is_empty())
-        .map(zeroize::Zeroizing::new)
-        .collect();
-    needles.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let masker = Masker::new(secrets.iter().map(|s| s.to_vec()));
     for (name, value) in vars.iter_mut() {
-        let masked = needles
-            .iter()
-            .fold(value.clone(), |acc, n| acc.replace(n.as_str(), "***"));
+        let masked = masker.mask_text(value);
         if masked != *value {
             tracing::warn!(variable = %name, "an output variable held a secret value: masked");
             *value = masked;

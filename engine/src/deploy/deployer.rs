@@ -8,9 +8,9 @@
 
 use futures::future::BoxFuture;
 
-use crate::mask::Masker;
 use crate::runner::{ActionError, ActionRunner, Attempt, Outcome};
 use crate::store::Store;
+use ferry_pipeline::mask::Masker;
 
 /// Runs deploy actions from artifacts in `store`.
 pub struct Deployer {

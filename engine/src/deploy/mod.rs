@@ -19,9 +19,9 @@ use std::time::Duration;
 use ferry_pipeline::{REVISION_SPEC_FILE, RevisionSpec, parse_revision_spec};
 use futures::future::join_all;
 
-use crate::mask::Masker;
 use crate::runner::{Cancel, LogSink};
 use docker::DockerRun;
+use ferry_pipeline::mask::Masker;
 use host::HostRun;
 
 pub use crate::runner::{

@@ -15,8 +15,8 @@ use futures::StreamExt;
 
 use super::outputs::mask_variables;
 use super::{ContainerLimits, Executor, LABEL};
-use crate::mask::Masker;
 use crate::runner::{ActionError, ActionSpec, Attempt, LogSink, OUTPUT_VARS_PATH, Output, Secrets};
+use ferry_pipeline::mask::Masker;
 
 /// The container's own environment: the action's `env` and the `FERRY_*`
 /// variables. Never a secret: this is stored in the container's configuration.

@@ -12,9 +12,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::Executor;
 use crate::archive;
-use crate::mask::Masker;
 use crate::runner::{ActionError, ActionSpec, LogSink, OUTPUT_VARS_PATH, Output};
 use crate::store::Blob;
+use ferry_pipeline::mask::Masker;
 
 /// `vars` with every secret value in them replaced by `***`, each one
 /// masked named in the log.

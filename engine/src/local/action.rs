@@ -15,8 +15,8 @@ use super::driver::{Done, Run, now_ms};
 use super::log::LineLog;
 use super::spec::{self, secret_env_var};
 use super::{ActionEnd, lock};
-use crate::mask::Masker;
 use crate::runner::{ActionError, Attempt, Cancel, LogSink as _, Outcome, PreparedInput, Secrets};
+use ferry_pipeline::mask::Masker;
 
 impl Run<'_> {
     /// Starts one build, test or deploy action; when it cannot start, fails

@@ -5,8 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::mask::Masker;
 use crate::runner::LogSink;
+use ferry_pipeline::mask::Masker;
 
 use super::{ActionName, Observer, lock};
 

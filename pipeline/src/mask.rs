@@ -1,6 +1,12 @@
-//! Masks secret values in an attempt's output: whole lines are scanned (so a
-//! value split across two writes is still caught) and each occurrence is
-//! replaced by `***` before anything is written to the log file or sent.
+//! Masks secret values in what an action printed or wrote: its log (whole
+//! lines are scanned, so a value split across two writes is still caught),
+//! its deployment report and its output variables; each occurrence is
+//! replaced by `***` before anything is written or sent. The one masker of
+//! the engine (agents, `ferry exec`) and of the coordinator, which masks
+//! output variables again in case an agent did not. The secrets it holds,
+//! and the output it holds back, are zeroed when it is dropped.
+
+use zeroize::Zeroize as _;
 
 pub struct Masker {
     secrets: Vec<Vec<u8>>,
@@ -74,6 +80,12 @@ impl Masker {
         self.mask(&rest)
     }
 
+    /// `text` with every secret replaced (a value whose masking would
+    /// split a character keeps the replacement character there).
+    pub fn mask_text(&self, text: &str) -> String {
+        String::from_utf8_lossy(&self.mask(text.as_bytes())).into_owned()
+    }
+
     /// `bytes` with every secret replaced.
     pub fn mask(&self, bytes: &[u8]) -> Vec<u8> {
         self.mask_from(bytes, bytes.len()).0
@@ -100,6 +112,15 @@ impl Masker {
             }
         }
         (out, i)
+    }
+}
+
+impl Drop for Masker {
+    fn drop(&mut self) {
+        for s in &mut self.secrets {
+            s.zeroize();
+        }
+        self.pending.zeroize();
     }
 }
 
@@ -156,17 +177,17 @@ mod tests {
 
     #[test]
     fn every_host_credential_is_masked() {
-        let spec = crate::runner::DeploySpec {
+        let spec = crate::spec::DeploySpec {
             hosts: vec![
-                crate::runner::DeployHost {
+                crate::spec::DeployHost {
                     private_key: b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAkey\n".to_vec(),
                     ..Default::default()
                 },
-                crate::runner::DeployHost {
+                crate::spec::DeployHost {
                     tls_bundle: b"bundle-bytes".to_vec(),
                     ..Default::default()
                 },
-                crate::runner::DeployHost::default(),
+                crate::spec::DeployHost::default(),
             ],
             ..Default::default()
         };
