@@ -81,7 +81,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
         ("ferry.v1.Access", "WhoAmI") => Decide,
         ("ferry.v1.Access", "CreateLoginLink") => View,
         ("ferry.v1.Cluster", "ClusterStatus") => View,
-        ("ferry.v1.Cluster", "AddMember" | "RemoveMember" | "TransferLeader") => Admin,
+        ("ferry.v1.Cluster", "AddMember" | "RemoveMember" | "TransferLeader" | "Backup") => Admin,
         _ => return None,
     })
 }
@@ -488,6 +488,7 @@ mod tests {
             ("Cluster", "AddMember", Admin),
             ("Cluster", "RemoveMember", Admin),
             ("Cluster", "TransferLeader", Admin),
+            ("Cluster", "Backup", Admin),
         ];
         for (service, method, perm) in table {
             assert_eq!(

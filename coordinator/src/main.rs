@@ -13,9 +13,14 @@ use ferry_coordinator::CoordinatorConfig;
     version,
     about = "A member of Ferry's coordinator cluster",
     // A flag given twice takes the last value (wrappers append overrides).
-    args_override_self = true
+    args_override_self = true,
+    // `restore` needs none of a running member's flags.
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
     /// This member's Raft id (its certificate is coordinator-<id>.pem in --tls-dir).
     #[arg(long, default_value_t = 1)]
     id: u64,
@@ -23,11 +28,11 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
     /// Where the Raft log, snapshots and git mirrors live.
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[arg(long, required = true)]
+    data_dir: Option<PathBuf>,
     /// Folder with ca.pem, ca-key.pem, coordinator-<id>.pem and coordinator-<id>-key.pem.
-    #[arg(long)]
-    tls_dir: PathBuf,
+    #[arg(long, required = true)]
+    tls_dir: Option<PathBuf>,
     /// Operator name bound to the admin role when the cluster is first created.
     #[arg(long)]
     bootstrap_admin: Option<String>,
@@ -38,6 +43,12 @@ struct Args {
     /// members already in the cluster, so this one can answer them.
     #[arg(long)]
     join: bool,
+    /// Disaster recovery, when a quorum is lost for good: make this member's
+    /// data dir a cluster of one with the state it holds (entries it logged
+    /// but never saw committed are committed too); add others back with
+    /// `ferry cluster add`. Run it on one survivor, once, with the others stopped.
+    #[arg(long)]
+    force_new_cluster: bool,
     /// Snapshot the state and compact the Raft log every N applied entries.
     #[arg(long, default_value_t = 1000)]
     snapshot_every: u64,
@@ -110,6 +121,62 @@ struct Args {
     operator_certificate_lifetime: Duration,
 }
 
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Start a new cluster from a backup (`ferry cluster backup`): writes
+    /// the founding state of a new cluster, with a new cluster id, into an
+    /// empty --data-dir, with member --id at --address as its one member.
+    /// Then start `ferry-coordinator` on that data dir as usual (same
+    /// --tls-dir as the old cluster, so agents and operators are trusted);
+    /// add members with `ferry cluster add`.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// An empty (or absent) data dir for the new cluster's first member.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The member's Raft id.
+        #[arg(long, default_value_t = 1)]
+        id: u64,
+        /// HOST:PORT the member will serve gRPC on (its --listen).
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        address: String,
+    },
+}
+
+/// Writes a new cluster's data dir from a backup, and says what it did.
+fn restore(
+    from: &std::path::Path,
+    data_dir: &std::path::Path,
+    id: u64,
+    address: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let cluster_id = ferry_coordinator::ops::new_cluster_id();
+    let r = ferry_coordinator::raft::restore::restore(&bytes, data_dir, id, address, &cluster_id)
+        .with_context(|| format!("restoring {}", from.display()))?;
+    println!(
+        "restored the state of cluster {} at index {} (term {}, taken {} by version {}) into {}",
+        if r.header.cluster_id.is_empty() {
+            "(no id)"
+        } else {
+            &r.header.cluster_id
+        },
+        r.header.index,
+        r.header.term,
+        ferry_coordinator::views::rfc3339(r.header.taken_at),
+        r.header.version,
+        data_dir.display()
+    );
+    println!(
+        "new cluster id {cluster_id}, member {id} at {address}; start it with:\n  ferry-coordinator --id {id} --listen {address} --data-dir {} --tls-dir DIR",
+        data_dir.display()
+    );
+    Ok(())
+}
+
 /// A certificate lifetime: at least 30 seconds, at most five years.
 fn lifetime_flag(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -137,14 +204,35 @@ async fn main() -> std::process::ExitCode {
     ferry_certs::install_crypto_provider();
     ferry_telemetry::init_tracing("info,raft=warn,h2=warn");
     let a = Args::parse();
+    if let Some(Sub::Restore {
+        from,
+        data_dir,
+        id,
+        address,
+    }) = &a.command
+    {
+        return match restore(from, data_dir, *id, address) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    // Required by clap when no subcommand is given.
+    let (Some(data_dir), Some(tls_dir)) = (a.data_dir, a.tls_dir) else {
+        eprintln!("error: --data-dir and --tls-dir are required");
+        return std::process::ExitCode::from(2);
+    };
     let result = ferry_coordinator::run(CoordinatorConfig {
         id: a.id,
         listen: a.listen,
-        data_dir: a.data_dir,
-        tls_dir: a.tls_dir,
+        data_dir,
+        tls_dir,
         bootstrap_admin: a.bootstrap_admin,
         peers: a.peers.into_iter().collect(),
         join: a.join,
+        force_new_cluster: a.force_new_cluster,
         snapshot_every: a.snapshot_every,
         heartbeat_seconds: a.heartbeat_seconds,
         agent_lease_seconds: a.agent_lease_seconds,

@@ -35,6 +35,8 @@ pub struct CoordinatorConfig {
     pub peers: BTreeMap<u64, String>,
     /// Start empty and wait to be added with `ferry cluster add`.
     pub join: bool,
+    /// Disaster recovery: make this member's data dir a cluster of one.
+    pub force_new_cluster: bool,
     pub snapshot_every: u64,
     pub heartbeat_seconds: u32,
     /// Seconds without a heartbeat before an agent's attempts are lost (0: 3 heartbeats).
@@ -126,6 +128,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
                 ca_pem: ca.ca_pem().to_string(),
                 identity: identity.clone(),
             },
+            force_new_cluster: cfg.force_new_cluster,
         },
         tokio::runtime::Handle::current(),
     )
@@ -202,6 +205,10 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     // retention run only while this member leads, under one supervisor.
     let ops = Ops::new(ctx.clone());
     tokio::spawn(crate::leader::supervise(ops.clone(), founding));
+    if cfg.force_new_cluster {
+        let ops = ops.clone();
+        tokio::spawn(async move { ops.forget_lost_members(Duration::from_secs(60)).await });
+    }
 
     if let Some(http) = http_listener {
         // Webhooks (and later the console): the member's own certificate,

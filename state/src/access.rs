@@ -177,11 +177,13 @@ impl ClusterState {
         trust_domain: String,
         admin: Option<String>,
         members: BTreeMap<u64, String>,
+        cluster_id: String,
     ) -> Applied {
         if self.bootstrapped {
             return Ok(Output::None);
         }
         self.bootstrapped = true;
+        self.cluster_id = cluster_id;
         for (id, addr) in members {
             self.members.entry(id).or_insert(addr);
         }

@@ -76,7 +76,8 @@ impl ClusterState {
                 admin,
                 members,
                 at: _,
-            } => self.bootstrap(trust_domain, admin, members),
+                cluster_id,
+            } => self.bootstrap(trust_domain, admin, members, cluster_id),
             // Access: role bindings, join tokens, revoked certificates.
             Command::Grant { subject, role, .. } => self.grant(subject, role),
             Command::Revoke { subject, role, .. } => self.revoke_role(subject, role),

@@ -85,6 +85,11 @@ pub enum Command {
         /// Founding members and their gRPC addresses.
         members: BTreeMap<u64, String>,
         at: i64,
+        /// The new cluster's id (random, made by the proposer). Absent in
+        /// entries logged before cluster ids: such a cluster has none until
+        /// it is restored from a backup.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        cluster_id: String,
     },
     ApplyPipeline {
         spec: Pipeline,

@@ -17,6 +17,7 @@ mod definitions;
 mod deployments;
 mod events;
 mod executions;
+pub mod backup;
 pub mod report;
 mod steering;
 #[cfg(any(test, feature = "testing"))]
@@ -269,6 +270,12 @@ pub struct ArtifactRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ClusterState {
     pub bootstrapped: bool,
+    /// Names this cluster among others sharing its CA: set at bootstrap, and
+    /// anew when a cluster is restored from a backup, so that members of the
+    /// old one are refused (`service/peer.rs`). Empty for a cluster formed
+    /// before cluster ids.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_id: String,
     /// Raft members and the address each serves gRPC on.
     pub members: BTreeMap<u64, String>,
     pub trust_domain: String,

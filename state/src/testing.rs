@@ -43,6 +43,7 @@ pub fn applied(yaml: &str) -> ClusterState {
             admin: Some("root".into()),
             members: BTreeMap::from([(1, "127.0.0.1:7400".to_string())]),
             at: 0,
+            cluster_id: String::new(),
         },
         Command::ApplyPipeline {
             spec,

@@ -16,6 +16,18 @@ pub enum ClusterCommand {
     Remove(MemberIdArgs),
     /// Hand leadership to another member.
     TransferLeader(TransferArgs),
+    /// Write a backup of the whole cluster state (admin): consistent, with
+    /// its Raft index, term, cluster id and a checksum; sealed secrets stay
+    /// sealed. Restore it with `ferry-coordinator restore --from FILE`.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write it (readable by you alone); an existing file is replaced
+    /// only once the new backup is whole.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

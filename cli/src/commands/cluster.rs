@@ -116,12 +116,60 @@ async fn health(global: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
+/// Most bytes a backup may have (the state is bounded far below this).
+const MAX_BACKUP: usize = 4 * 1024 * 1024 * 1024;
+
+/// `ferry cluster backup`: the file is checked whole (format, size,
+/// checksum, the state's decoding) before it replaces `out`.
+async fn backup(api: &mut client::Api, out: &std::path::Path, global: &GlobalArgs) -> Result<()> {
+    use anyhow::{Context as _, bail};
+    use std::io::Write as _;
+    let mut stream = api.cluster.backup(pb::BackupRequest {}).await?.into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        if bytes.len() + chunk.data.len() > MAX_BACKUP {
+            bail!("the backup is larger than {MAX_BACKUP} bytes; nothing was written");
+        }
+        bytes.extend_from_slice(&chunk.data);
+    }
+    let (header, _) = ferry_state::backup::decode(&bytes)
+        .context("the backup received does not read back; nothing was written")?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    tmp.write_all(&bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(out)
+        .with_context(|| format!("saving {}", out.display()))?;
+    match global.output {
+        Format::Json => output::print_json(&header),
+        Format::Table => output::print(&format!(
+            "wrote {} ({} bytes): cluster {}, index {}, term {}, version {}, sha256 {}\n",
+            out.display(),
+            bytes.len(),
+            if header.cluster_id.is_empty() {
+                "(no id)"
+            } else {
+                &header.cluster_id
+            },
+            header.index,
+            header.term,
+            header.version,
+            header.sha256
+        )),
+    }
+}
+
 pub async fn run(global: &GlobalArgs, command: &ClusterCommand) -> Result<()> {
     let mut api = match command {
         ClusterCommand::Health => return health(global).await,
         _ => client::connect(global).await?,
     };
     let status = match command {
+        ClusterCommand::Backup(a) => return backup(&mut api, &a.out, global).await,
         // (Health has returned above.)
         ClusterCommand::Status | ClusterCommand::Health => {
             api.cluster

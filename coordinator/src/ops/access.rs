@@ -307,6 +307,7 @@ impl Ops {
             admin,
             members,
             at: now_ms(),
+            cluster_id: super::new_cluster_id(),
         })
         .await?;
         Ok(true)

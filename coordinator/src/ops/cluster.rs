@@ -177,6 +177,66 @@ impl Ops {
         Ok(true)
     }
 
+    /// A backup file of the whole state (`ferry_state::backup`): a
+    /// linearizable read, so it holds everything committed before the
+    /// call, with the index and term this member had applied then. Sealed
+    /// secrets stay sealed; the secrets key is not in it.
+    pub async fn backup(&self) -> OpResult<Vec<u8>> {
+        let (state, cluster_id, index, term) = self
+            .read(|s| {
+                let status = self.raft_status();
+                (
+                    s.to_snapshot(),
+                    s.cluster_id.clone(),
+                    status.applied,
+                    status.term,
+                )
+            })
+            .await?;
+        let state = state.map_err(|e| OpError::Internal(e.to_string()))?;
+        ferry_state::backup::encode(
+            &state,
+            &cluster_id,
+            (index, term),
+            env!("CARGO_PKG_VERSION"),
+            crate::views::now_ms(),
+        )
+        .map_err(|e| OpError::Internal(e.to_string()))
+    }
+
+    /// After `--force-new-cluster`: once this member leads, removes every
+    /// other member the state still lists (the lost cluster's), so that
+    /// `ferry cluster status` shows the cluster of one it now is, and others
+    /// join again with `ferry cluster add`. Gives up after `wait` without
+    /// leadership (the log says so).
+    pub async fn forget_lost_members(&self, wait: Duration) {
+        if !self.wait_for_status(wait, |s| s.is_leader).await {
+            tracing::error!(
+                "--force-new-cluster: this member did not become leader; lost members are still listed"
+            );
+            return;
+        }
+        let me = self.raft_status().id;
+        let lost: Vec<u64> =
+            self.local_read(|s| s.members.keys().copied().filter(|id| *id != me).collect());
+        for id in lost {
+            match self
+                .0
+                .raft
+                .change_membership(id, MembershipChange::Remove)
+                .await
+            {
+                Ok(_) => tracing::warn!(
+                    member = id,
+                    "--force-new-cluster: member of the lost cluster removed"
+                ),
+                Err(e) => {
+                    tracing::error!(member = id, error = %e, "--force-new-cluster: could not remove a member of the lost cluster")
+                }
+            }
+        }
+    }
+
     /// Leader-only: hands leadership to member `id` and waits until it took over.
     pub async fn transfer_leader(&self, id: u64) -> OpResult<()> {
         self.member(id).await?;

@@ -259,6 +259,12 @@ pub fn new_execution_id() -> String {
         .collect()
 }
 
+/// A fresh cluster id: 16 random bytes in hex (at bootstrap and restore).
+pub fn new_cluster_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
 /// Most items one list call returns (and its default).
 const MAX_LIST_LIMIT: u32 = 1_000;
 const DEFAULT_LIST_LIMIT: u32 = 20;

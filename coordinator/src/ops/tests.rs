@@ -61,6 +61,7 @@ async fn cluster(dir: &std::path::Path) -> Result<Ops, Box<dyn std::error::Error
                 ca_pem: ca.ca_pem().to_string(),
                 identity: identity.clone(),
             },
+            force_new_cluster: false,
         },
         tokio::runtime::Handle::current(),
     )?;

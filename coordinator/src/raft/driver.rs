@@ -115,6 +115,9 @@ pub(super) struct Driver {
     pub(super) serve_failed: Arc<Mutex<Option<StateCodecError>>>,
     /// This driver's own queue, for work finished on other threads.
     pub(super) self_tx: mpsc::Sender<Msg>,
+    /// After `--force-new-cluster`: membership changes logged up to this
+    /// index belong to the lost cluster and are not applied again (0: none).
+    pub(super) old_conf_changes_until: u64,
 }
 
 impl Driver {

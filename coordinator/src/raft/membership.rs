@@ -56,6 +56,13 @@ impl Driver {
         &mut self,
         entry: &Entry,
     ) -> Result<Result<Output, ProposeError>, NodeError> {
+        if entry.index <= self.old_conf_changes_until {
+            tracing::warn!(
+                index = entry.index,
+                "a membership change of the cluster this one was forced out of: not applied"
+            );
+            return Ok(Ok(Output::None));
+        }
         let cc = ConfChange::parse_from_bytes(entry.get_data()).map_err(|source| {
             NodeError::ConfChange {
                 index: entry.index,

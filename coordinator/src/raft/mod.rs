@@ -7,6 +7,7 @@
 //! - `apply.rs`: committed entries into the state machine.
 //! - `membership.rs`: membership changes, proposed and applied.
 //! - `snapshot.rs`: taking, installing and serving snapshots.
+//! - `restore.rs`: a new cluster's data dir from a backup.
 //! - `storage.rs`, `transport.rs`: the log on disk and messages to peers.
 
 mod apply;
@@ -16,6 +17,7 @@ mod logger;
 mod membership;
 #[cfg(test)]
 mod node_tests;
+pub mod restore;
 mod snapshot;
 mod start;
 pub mod storage;

@@ -52,6 +52,7 @@ fn config(dir: &std::path::Path) -> Result<NodeConfig, Box<dyn std::error::Error
             ca_pem: ca.ca_pem().to_string(),
             identity: ca.issue_coordinator(1, &[])?,
         },
+        force_new_cluster: false,
     })
 }
 

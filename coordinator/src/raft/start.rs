@@ -35,6 +35,9 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     pub tick: Duration,
     pub tls: PeerTls,
+    /// Disaster recovery (`--force-new-cluster`): this member's data dir
+    /// becomes a cluster of one, whatever the membership it recorded.
+    pub force_new_cluster: bool,
 }
 
 #[derive(Debug, Error)]
@@ -51,6 +54,8 @@ pub enum StartError {
     NotInPeers(u64),
     #[error("member {0} was removed from the cluster; wipe its data dir to join again")]
     Removed(u64),
+    #[error("--force-new-cluster: {0} holds no Raft state to recover from")]
+    NothingToForce(String),
 }
 
 /// Opens storage, restores the state machine and starts the driver thread.
@@ -91,6 +96,30 @@ pub fn start(
     } else {
         ClusterState::from_snapshot(&snapshot_data).map_err(StartError::Snapshot)?
     };
+    let mut old_conf_changes_until = 0;
+    if cfg.force_new_cluster {
+        if recovered.fresh {
+            return Err(StartError::NothingToForce(
+                cfg.data_dir.display().to_string(),
+            ));
+        }
+        // The one voter from now on. What this member logged stays: entries
+        // it holds beyond its commit index are committed by its first term
+        // as leader (as etcd's --force-new-cluster does); membership changes
+        // among them belong to the lost cluster and are not applied.
+        let before = store.conf_state();
+        store.set_conf_state(&ConfState {
+            voters: vec![cfg.id],
+            ..Default::default()
+        })?;
+        old_conf_changes_until = raft::Storage::last_index(&store)?;
+        tracing::warn!(
+            id = cfg.id,
+            voters_before = ?before.voters,
+            learners_before = ?before.learners,
+            "--force-new-cluster: this member is now a cluster of one; add others with `ferry cluster add`"
+        );
+    }
     let voters = store.conf_state().voters;
     if !recovered.fresh && !voters.is_empty() && !voters.contains(&cfg.id) {
         return Err(StartError::Removed(cfg.id));
@@ -115,7 +144,14 @@ pub fn start(
     let (tx, rx) = mpsc::channel();
     let (fb_tx, fb_rx) = mpsc::channel();
     let addresses: Addresses = Arc::new(RwLock::new(cfg.peers.clone()));
-    let transport = Transport::new(runtime, cfg.tls.clone(), addresses.clone(), fb_tx);
+    let state = Arc::new(RwLock::new(state));
+    let transport = Transport::new(
+        runtime,
+        cfg.tls.clone(),
+        addresses.clone(),
+        fb_tx,
+        state.clone(),
+    );
     // Feedback from the transport joins the driver's queue.
     let fb_forward = tx.clone();
     std::thread::Builder::new()
@@ -128,7 +164,6 @@ pub fn start(
             }
         })
         .map_err(StartError::Thread)?;
-    let state = Arc::new(RwLock::new(state));
     let applied_now = Arc::new(AtomicU64::new(snapshot_index));
     let serve_failed: Arc<Mutex<Option<StateCodecError>>> = Arc::default();
     snapshot::serve_live_state(&store, &state, &applied_now, &serve_failed);
@@ -167,6 +202,7 @@ pub fn start(
         failed: None,
         serve_failed,
         self_tx: tx.clone(),
+        old_conf_changes_until,
     };
     let tick = cfg.tick;
     let join = std::thread::Builder::new()

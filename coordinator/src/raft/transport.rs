@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ferry_certs::CertifiedKey;
 use ferry_proto as pb;
+use ferry_state::ClusterState;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
@@ -53,7 +54,12 @@ pub struct Transport {
     addresses: Addresses,
     links: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
     feedback: std::sync::mpsc::Sender<Feedback>,
+    state: Arc<RwLock<ClusterState>>,
 }
+
+/// The request header that names the sender's cluster on a Raft stream
+/// (`ClusterState::cluster_id`); the receiver refuses another cluster's.
+pub const CLUSTER_ID_HEADER: &str = "ferry-cluster-id";
 
 const QUEUE: usize = 4096;
 
@@ -63,6 +69,7 @@ impl Transport {
         tls: PeerTls,
         addresses: Addresses,
         feedback: std::sync::mpsc::Sender<Feedback>,
+        state: Arc<RwLock<ClusterState>>,
     ) -> Self {
         Transport {
             runtime,
@@ -70,6 +77,7 @@ impl Transport {
             addresses,
             links: Mutex::default(),
             feedback,
+            state,
         }
     }
 
@@ -82,8 +90,9 @@ impl Transport {
             let tls = self.tls.clone();
             let addresses = self.addresses.clone();
             let feedback = self.feedback.clone();
+            let state = self.state.clone();
             self.runtime
-                .spawn(run_link(to, rx, tls, addresses, feedback));
+                .spawn(run_link(to, rx, (tls, addresses, state), feedback));
             tx
         });
         let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
@@ -108,8 +117,7 @@ impl Transport {
 async fn run_link(
     to: u64,
     mut rx: mpsc::Receiver<Message>,
-    tls: PeerTls,
-    addresses: Addresses,
+    (tls, addresses, state): (PeerTls, Addresses, Arc<RwLock<ClusterState>>),
     feedback: std::sync::mpsc::Sender<Feedback>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -136,7 +144,16 @@ async fn run_link(
         };
         let mut client = pb::internal::raft_peer_client::RaftPeerClient::new(channel);
         let (tx, stream_rx) = mpsc::channel::<pb::internal::RaftMessage>(QUEUE);
-        let call = tokio::spawn(async move { client.stream(ReceiverStream::new(stream_rx)).await });
+        let mut request = tonic::Request::new(ReceiverStream::new(stream_rx));
+        let cluster_id = state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .cluster_id
+            .clone();
+        if let Ok(value) = cluster_id.parse() {
+            request.metadata_mut().insert(CLUSTER_ID_HEADER, value);
+        }
+        let call = tokio::spawn(async move { client.stream(request).await });
         let mut ok = true;
         while ok {
             tokio::select! {

@@ -297,6 +297,15 @@ impl pb::access_server::Access for ApiService {
 
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for ApiService {
+    type BackupStream = Stream_<pb::Chunk>;
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        super::cluster::backup(&self.0, req).await
+    }
+
     async fn cluster_status(
         &self,
         req: Request<pb::ClusterStatusRequest>,

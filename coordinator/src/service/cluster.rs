@@ -55,6 +55,27 @@ async fn current(ops: &Ops) -> Response<pb::ClusterStatusResponse> {
     Response::new(status_view(ops.cluster_status().await))
 }
 
+/// Most bytes of a backup sent in one message.
+const BACKUP_CHUNK: usize = 1024 * 1024;
+
+pub async fn backup(
+    ops: &Ops,
+    _req: Request<pb::BackupRequest>,
+) -> Result<Response<super::api::Stream_<pb::Chunk>>, Status> {
+    let bytes = ops.backup().await?;
+    tracing::info!(bytes = bytes.len(), "backup taken");
+    let all = bytes::Bytes::from(bytes);
+    let chunks: Vec<Result<pb::Chunk, Status>> = (0..all.len())
+        .step_by(BACKUP_CHUNK)
+        .map(|at| {
+            Ok(pb::Chunk {
+                data: all.slice(at..(at + BACKUP_CHUNK).min(all.len())),
+            })
+        })
+        .collect();
+    Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+}
+
 pub async fn cluster_status(
     ops: &Ops,
     _req: Request<pb::ClusterStatusRequest>,

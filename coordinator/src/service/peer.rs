@@ -23,6 +23,23 @@ impl pb::internal::raft_peer_server::RaftPeer for PeerService {
         let from = who
             .coordinator_id()
             .ok_or_else(|| Status::permission_denied("not a coordinator"))?;
+        // A member of another cluster sharing this CA (the one a backup was
+        // restored from, or the one a survivor was forced out of) is refused.
+        let theirs = req
+            .metadata()
+            .get(crate::raft::transport::CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let ours = self.0.local_read(|s| s.cluster_id.clone());
+        if !theirs.is_empty() && !ours.is_empty() && theirs != ours {
+            tracing::warn!(member = from, theirs = %theirs, ours = %ours, "Raft messages from a member of another cluster refused");
+            return Err(Status::permission_denied(format!(
+                "member {from} belongs to cluster {theirs}, this is cluster {ours} \
+                 (restored from a backup or forced into a new cluster): wipe its data dir \
+                 and add it with `ferry cluster add`"
+            )));
+        }
         let mut inbound = req.into_inner();
         while let Some(m) = inbound.message().await? {
             let msg = raft::eraftpb::Message::parse_from_bytes(&m.message)

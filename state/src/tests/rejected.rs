@@ -93,6 +93,7 @@ fn every_refusal_leaves_the_state_untouched() {
             admin: Some("mallory".into()),
             members: BTreeMap::new(),
             at: 5,
+            cluster_id: String::new(),
         },
         Command::StartExecution {
             source: None,

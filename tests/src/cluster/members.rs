@@ -108,6 +108,17 @@ impl Cluster {
     }
 
     fn spawn_member(&mut self, id: u64) {
+        self.spawn_member_with(id, &[]);
+    }
+
+    /// Starts member `id` (same data dir) with `extra` flags this once, and
+    /// waits until the members that run answer.
+    pub fn start_member_with(&mut self, id: u64, extra: &[&str]) {
+        self.spawn_member_with(id, extra);
+        self.wait_ready();
+    }
+
+    fn spawn_member_with(&mut self, id: u64, extra: &[&str]) {
         let data = self.dir.path().join(format!("coordinator-{id}"));
         let log = self.dir.path().join(format!("coordinator-{id}.log"));
         let allowance = self.notify_allowance();
@@ -148,6 +159,7 @@ impl Cluster {
         .args(["--bootstrap-admin", "admin", "--heartbeat-seconds", "1"])
         .args(allowance)
         .args(&self.extra_args)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log_file(&log));
         m.child = Some(
