@@ -10,6 +10,7 @@ mod agents;
 mod apply;
 mod approval;
 mod artifacts;
+pub mod backup;
 mod codec;
 mod command;
 mod console;
@@ -17,7 +18,6 @@ mod definitions;
 mod deployments;
 mod events;
 mod executions;
-pub mod backup;
 pub mod report;
 mod steering;
 #[cfg(any(test, feature = "testing"))]
