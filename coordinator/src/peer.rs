@@ -81,6 +81,7 @@ pub async fn member_status(
                 applied_index: r.applied_index,
                 role: raft_role(r.role()),
                 state_digest: r.state_digest,
+                version: r.version,
             })
         }
         Ok(Err(e)) => Err(e.message().to_string()),

@@ -219,6 +219,12 @@ fn a_survivor_forced_into_a_new_cluster_keeps_the_state_and_goes_on() {
         },
     );
     assert_eq!(status["members"][0]["id"], 1, "{status}");
+    // Each member says which version it runs.
+    assert_eq!(
+        status["members"][0]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{status}"
+    );
 
     // The state survived, and pipelines go on.
     let s = c.status("survives", &waiting);

@@ -39,6 +39,7 @@ pub fn agents_table(agents: &[pb::AgentView]) -> Table {
         "STATE",
         "LAST-SEEN",
         "ADDRESS",
+        "VERSION",
         "CERT-EXPIRES",
         "NOTE",
     ]);
@@ -51,6 +52,7 @@ pub fn agents_table(agents: &[pb::AgentView]) -> Table {
             wire::agent_state(a.state),
             wire::time(a.last_seen.as_ref()),
             a.address.clone(),
+            crate::output::or_dash(&a.version).to_string(),
             wire::time(a.cert_expires_at.as_ref()),
             if a.holds_cluster_key {
                 "HOLDS-CLUSTER-KEY: re-enroll".to_string()
@@ -211,8 +213,8 @@ mod tests {
         }]);
         assert_eq!(
             table.render(),
-            "NAME  LABELS        CAPACITY  RUNNING  STATE      LAST-SEEN                 ADDRESS         CERT-EXPIRES              NOTE\n\
-             a1    docker,linux  2         1        Connected  2024-01-01T00:00:00.000Z  127.0.0.1:7500  2024-03-01T00:00:00.000Z  -\n"
+            "NAME  LABELS        CAPACITY  RUNNING  STATE      LAST-SEEN                 ADDRESS         VERSION  CERT-EXPIRES              NOTE\n\
+             a1    docker,linux  2         1        Connected  2024-01-01T00:00:00.000Z  127.0.0.1:7500  0.1.0    2024-03-01T00:00:00.000Z  -\n"
         );
     }
 

@@ -19,6 +19,7 @@ struct MemberJson<'a> {
     reachable: bool,
     match_index: u64,
     state_digest: &'a str,
+    version: &'a str,
 }
 
 #[derive(Serialize)]
@@ -48,6 +49,7 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
                     reachable: m.reachable,
                     match_index: m.match_index,
                     state_digest: &m.state_digest,
+                    version: &m.version,
                 })
                 .collect(),
         }),
@@ -61,7 +63,8 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
                 "LEADER {leader}  TERM {}  COMMIT {}  (answered by member {})\n",
                 s.term, s.commit_index, s.answered_by
             );
-            let mut table = Table::new(&["ID", "ADDRESS", "ROLE", "APPLIED", "REACHABLE"]);
+            let mut table =
+                Table::new(&["ID", "ADDRESS", "ROLE", "APPLIED", "REACHABLE", "VERSION"]);
             for m in &s.members {
                 table.row([
                     m.id.to_string(),
@@ -69,6 +72,7 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
                     wire::member_role(m),
                     m.applied_index.to_string(),
                     if m.reachable { "yes" } else { "no" }.to_string(),
+                    output::or_dash(&m.version).to_string(),
                 ]);
             }
             text.push_str(&table.render());

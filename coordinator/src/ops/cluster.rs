@@ -20,6 +20,8 @@ pub struct MemberStatus {
     pub role: Option<raft::StateRole>,
     /// Digest of its applied state (or why there is none).
     pub state_digest: String,
+    /// The version it runs ("" from a member too old to say).
+    pub version: String,
 }
 
 /// A member as this member sees it.
@@ -56,6 +58,7 @@ impl Ops {
             state_digest: self
                 .local_read(|st| st.digest())
                 .unwrap_or_else(|e| format!("unavailable: {e}")),
+            version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
 

@@ -20,6 +20,7 @@ pub fn member_status(s: MemberStatus) -> pb::internal::MemberStatusResponse {
         applied_index: s.applied_index,
         role: member_role(s.role).into(),
         state_digest: s.state_digest,
+        version: s.version,
     }
 }
 
@@ -45,6 +46,11 @@ fn status_view(c: ClusterStatus) -> pb::ClusterStatusResponse {
                 applied_index: m.answer.as_ref().map_or(0, |a| a.applied_index),
                 reachable: m.answer.is_some(),
                 match_index: m.match_index,
+                version: m
+                    .answer
+                    .as_ref()
+                    .map(|a| a.version.clone())
+                    .unwrap_or_default(),
                 state_digest: m.answer.map(|a| a.state_digest).unwrap_or_default(),
             })
             .collect(),
