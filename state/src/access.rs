@@ -124,7 +124,8 @@ impl Command {
             | Command::ForgetArtifacts { .. }
             | Command::SourceSeen { .. }
             | Command::ArmSchedule { .. }
-            | Command::NotifyAttempted { .. } => System,
+            | Command::NotifyAttempted { .. }
+            | Command::SetClusterVersion { .. } => System,
         }
     }
 }

@@ -71,6 +71,7 @@ impl ClusterState {
     /// Hands `cmd` to the one function that applies it.
     fn dispatch(&mut self, cmd: Command) -> Applied {
         match cmd {
+            Command::SetClusterVersion { version } => self.set_cluster_version(version),
             Command::Bootstrap {
                 trust_domain,
                 admin,

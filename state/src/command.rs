@@ -371,6 +371,8 @@ pub enum Command {
         results: Vec<super::events::DeliveryResult>,
         at: i64,
     },
+    /// The leader saw every member run `version` or later (never lowers it).
+    SetClusterVersion { version: crate::version::Version },
 }
 
 impl Command {

@@ -25,6 +25,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 mod triggers;
+pub mod version;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -276,6 +277,10 @@ pub struct ClusterState {
     /// before cluster ids.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cluster_id: String,
+    /// The version every member runs at least (`version.rs`); None until the
+    /// leader first sees them all, which means [`version::Version::FIRST`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_version: Option<version::Version>,
     /// Raft members and the address each serves gRPC on.
     pub members: BTreeMap<u64, String>,
     pub trust_domain: String,

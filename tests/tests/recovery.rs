@@ -219,6 +219,15 @@ fn a_survivor_forced_into_a_new_cluster_keeps_the_state_and_goes_on() {
         },
     );
     assert_eq!(status["members"][0]["id"], 1, "{status}");
+    // The cluster version is the one every member runs, once the leader saw it.
+    ferry_tests::wait_for(
+        "the cluster version",
+        std::time::Duration::from_secs(30),
+        || {
+            let v = c.cluster_status(Some(1))?;
+            (v["cluster_version"] == "0.1").then_some(())
+        },
+    );
     // Each member says which version it runs.
     assert_eq!(
         status["members"][0]["version"],

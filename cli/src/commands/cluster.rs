@@ -28,6 +28,7 @@ struct StatusJson<'a> {
     term: u64,
     commit_index: u64,
     answered_by: u64,
+    cluster_version: &'a str,
     members: Vec<MemberJson<'a>>,
 }
 
@@ -38,6 +39,7 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
             term: s.term,
             commit_index: s.commit_index,
             answered_by: s.answered_by,
+            cluster_version: &s.cluster_version,
             members: s
                 .members
                 .iter()
@@ -60,8 +62,11 @@ fn print_status(global: &GlobalArgs, s: &pb::ClusterStatusResponse) -> Result<()
                 s.leader_id.to_string()
             };
             let mut text = format!(
-                "LEADER {leader}  TERM {}  COMMIT {}  (answered by member {})\n",
-                s.term, s.commit_index, s.answered_by
+                "LEADER {leader}  TERM {}  COMMIT {}  CLUSTER VERSION {}  (answered by member {})\n",
+                s.term,
+                s.commit_index,
+                output::or_dash(&s.cluster_version),
+                s.answered_by
             );
             let mut table =
                 Table::new(&["ID", "ADDRESS", "ROLE", "APPLIED", "REACHABLE", "VERSION"]);

@@ -22,6 +22,7 @@ pub mod replicator;
 pub mod retention;
 pub mod schedules;
 pub mod timers;
+pub mod versions;
 
 use futures::future::BoxFuture;
 use tokio::task::JoinSet;
@@ -33,7 +34,7 @@ use crate::ops::Ops;
 type LeaderWork = fn(Ops) -> BoxFuture<'static, ()>;
 
 /// Every leader-only loop, by name.
-const WORK: [(&str, LeaderWork); 8] = [
+const WORK: [(&str, LeaderWork); 9] = [
     ("scheduler", |ops| Box::pin(crate::scheduler::run(ops))),
     ("source poller", |ops| Box::pin(poller::poller(ops))),
     ("schedules", |ops| Box::pin(schedules::schedules(ops))),
@@ -42,6 +43,7 @@ const WORK: [(&str, LeaderWork); 8] = [
     ("agent leases", |ops| Box::pin(leases::leases(ops))),
     ("replicator", |ops| Box::pin(replicator::replicator(ops))),
     ("retention", |ops| Box::pin(retention::retention(ops))),
+    ("cluster version", |ops| Box::pin(versions::versions(ops))),
 ];
 
 /// Runs leader work whenever this member leads, until it is removed from

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::{OpError, OpResult, Ops};
 use crate::raft::MembershipChange;
+use ferry_state::Command;
+use ferry_state::version::Version;
 
 /// One member's own account of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,6 +42,8 @@ pub struct MemberView {
 pub struct ClusterStatus {
     pub own: MemberStatus,
     pub members: Vec<MemberView>,
+    /// The version every member runs at least, as the state records it.
+    pub cluster_version: Version,
 }
 
 impl Ops {
@@ -88,6 +92,7 @@ impl Ops {
         ClusterStatus {
             own,
             members: views,
+            cluster_version: self.local_read(|s| s.cluster_version()),
         }
     }
 
@@ -275,7 +280,7 @@ impl Ops {
                 .member_status(id, address, Duration::from_secs(5))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(answer) => return self.not_older_than_the_cluster(id, &answer.version),
                 Err(why) => why,
             };
             if tokio::time::Instant::now() >= deadline {
@@ -286,6 +291,52 @@ impl Ops {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+}
+
+impl Ops {
+    /// A member that runs a version older than the cluster's could not
+    /// apply what the others propose: it is not added.
+    fn not_older_than_the_cluster(&self, id: u64, version: &str) -> OpResult<()> {
+        let cluster = self.local_read(|s| s.cluster_version());
+        match Version::parse(version) {
+            Some(v) if v >= cluster => Ok(()),
+            _ => Err(OpError::FailedPrecondition(format!(
+                "member {id} runs version {}, older than the cluster's {cluster}: upgrade it first",
+                if version.is_empty() {
+                    "(unknown)"
+                } else {
+                    version
+                }
+            ))),
+        }
+    }
+
+    /// Leader: the lowest version every member answered with, when all
+    /// answered (None otherwise: a member that does not answer may be old).
+    pub async fn lowest_member_version(&self) -> Option<Version> {
+        let status = self.cluster_status().await;
+        status
+            .members
+            .iter()
+            .map(|m| m.answer.as_ref().and_then(|a| Version::parse(&a.version)))
+            .collect::<Option<Vec<Version>>>()?
+            .into_iter()
+            .min()
+    }
+
+    /// Leader: raises the cluster version to the lowest member's, if higher.
+    pub async fn raise_cluster_version(&self) -> OpResult<Option<Version>> {
+        let Some(lowest) = self.lowest_member_version().await else {
+            return Ok(None);
+        };
+        if lowest <= self.local_read(|s| s.cluster_version()) {
+            return Ok(None);
+        }
+        self.write(Command::SetClusterVersion { version: lowest })
+            .await?;
+        tracing::info!(version = %lowest, "cluster version raised: every member runs it");
+        Ok(Some(lowest))
     }
 }
 

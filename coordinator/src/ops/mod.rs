@@ -157,7 +157,10 @@ impl Ops {
     }
 
     /// Proposes `cmd`; returns once it is committed and applied on this member.
+    /// A command that some member could not apply (newer than the cluster
+    /// version) is refused here, before it reaches the log.
     pub async fn write(&self, cmd: Command) -> OpResult<Output> {
+        self.local_read(|s| s.can_propose(&cmd))?;
         Ok(self.0.raft.propose(cmd).await?)
     }
 

@@ -35,6 +35,7 @@ fn status_view(c: ClusterStatus) -> pb::ClusterStatusResponse {
         term: c.own.term,
         commit_index: c.own.commit_index,
         answered_by: c.own.id,
+        cluster_version: c.cluster_version.to_string(),
         members: c
             .members
             .into_iter()
