@@ -7,6 +7,7 @@ pub mod attempt;
 pub mod attempt_log;
 pub mod coordinators;
 pub mod identity;
+pub mod install;
 pub mod metrics;
 pub mod outbox;
 pub mod peer;

@@ -1,4 +1,5 @@
-//! `ferry-agent`: parses flags, wires signals, runs the agent.
+//! `ferry-agent`: parses flags, wires signals, runs the agent;
+//! `ferry-agent install ...` sets up a build machine (`ferry_agent::install`).
 
 use std::path::PathBuf;
 
@@ -6,7 +7,11 @@ use clap::Parser;
 use ferry_agent::shutdown::Shutdown;
 
 #[derive(Parser)]
-#[command(name = "ferry-agent", version, about = "Ferry build agent")]
+#[command(
+    name = "ferry-agent",
+    version,
+    about = "Ferry build agent (to set up a build machine: ferry-agent install --help)"
+)]
 struct Args {
     /// Coordinator addresses, comma-separated.
     #[arg(
@@ -16,8 +21,8 @@ struct Args {
         required = true
     )]
     coordinator: Vec<String>,
-    /// Where the agent keeps its key, certificate, artifacts and logs.
-    #[arg(long)]
+    /// Where the agent keeps its key, certificate, artifacts and logs (the last one given wins).
+    #[arg(long, overrides_with = "state_dir")]
     state_dir: PathBuf,
     /// Join token for the first start (from `ferry token create`).
     #[arg(long, env = "FERRY_JOIN_TOKEN")]
@@ -105,6 +110,20 @@ fn default_name() -> String {
 async fn main() -> std::process::ExitCode {
     ferry_certs::install_crypto_provider();
     ferry_telemetry::init_tracing("info,h2=warn");
+    if std::env::args_os().nth(1).is_some_and(|a| a == "install") {
+        let args = ferry_agent::install::InstallArgs::parse_from(
+            std::env::args_os()
+                .enumerate()
+                .filter_map(|(i, a)| (i != 1).then_some(a)),
+        );
+        return match ferry_agent::install::run(args, default_name()).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let a = Args::parse();
     let (tx, rx) = tokio::sync::watch::channel(Shutdown::Run);
     tokio::spawn(async move {

@@ -49,7 +49,9 @@ pub fn permission_for(path: &str) -> Option<Permission> {
     use Permission::{Admin, Agent, Coordinator, Decide, Operate, Public, Renew, View};
     let (service, method) = path.trim_start_matches('/').split_once('/')?;
     Some(match (service, method) {
-        ("ferry.v1.Enrollment", _) => Public,
+        // Enroll (the token is the credential) and GetClusterCa (the CA
+        // certificate, which `ferry-agent install` checks against a pinned hash).
+        ("ferry.v1.Enrollment", "Enroll" | "GetClusterCa") => Public,
         // Standard health probes carry no client certificate.
         ("grpc.health.v1.Health", "Check" | "Watch") => Public,
         ("ferry.internal.v1.AgentSession", _) => Agent,
@@ -506,6 +508,12 @@ mod tests {
         assert_eq!(permission_for("/ferry.v1.Operator/ListPipelines"), None);
         assert_eq!(
             permission_for("/ferry.v1.Enrollment/Enroll"),
+            Some(Permission::Public)
+        );
+        // `ferry-agent install` fetches the CA before it has anything to
+        // verify a coordinator with; it pins the CA's hash instead.
+        assert_eq!(
+            permission_for("/ferry.v1.Enrollment/GetClusterCa"),
             Some(Permission::Public)
         );
         assert_eq!(

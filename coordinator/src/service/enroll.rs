@@ -9,7 +9,11 @@
 //! the certificate is returned, so a token can never admit more agents than
 //! it allows.
 //!
-//! This is the one call anyone may make without a client certificate, so it
+//! `GetClusterCa` hands out the CA certificate (public anyway: every server
+//! presents certificates it signed) for `ferry-agent install`, which pins
+//! its hash; it shares Enroll's rate limit.
+//!
+//! Enroll is the one call anyone may make without a client certificate, so it
 //! must cost the cluster nothing durable until the token checks out: calls are
 //! rate-limited per source address, and the token and name are checked against
 //! the applied state (after a read barrier if they look wrong) before anything
@@ -139,6 +143,19 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             labels,
         }))
     }
+
+    /// The CA certificate, public: `ferry-agent install` checks it against
+    /// the fingerprint it was given before trusting it. Shares Enroll's
+    /// per-address limit.
+    async fn get_cluster_ca(
+        &self,
+        req: Request<pb::GetClusterCaRequest>,
+    ) -> Result<Response<pb::GetClusterCaResponse>, Status> {
+        self.admit(req.remote_addr().map(|a| a.ip()))?;
+        Ok(Response::new(pb::GetClusterCaResponse {
+            ca_pem: self.ops.ctx().ca.ca_pem().to_string(),
+        }))
+    }
 }
 
 /// The names and addresses coordinators are reached at, which no agent
@@ -148,7 +165,7 @@ pub(crate) fn coordinator_names(ops: &Ops) -> Vec<String> {
     {
         let ctx = ops.ctx();
         let mut names = ops.local_member_hosts();
-        match ferry_certs::CertFacts::from_pem(&ctx.identity.cert_pem) {
+        match ferry_certs::CertFacts::from_pem(&ctx.identity.current().cert_pem) {
             Ok(facts) => names.extend(facts.hosts),
             Err(e) => tracing::warn!(error = %e, "cannot read this member's certificate"),
         }
