@@ -9,8 +9,10 @@
 //! wrote (what the unit's `ExecStart` runs: `ferry-agent $FERRY_AGENT_OPTS`
 //! with FERRY_COORDINATOR in the environment) connects and runs a build.
 //!
-//! Not covered here: the `.deb` installed in the Debian container running
-//! the printed command (tests/tests/packages.rs installs the packages only).
+//! The second test does it as a build machine would: the `.deb` in a clean
+//! Debian container (no registry: `packaging/debian-image`), the printed
+//! line run there as root, then the unit's `ExecStart` as the unit's user
+//! (systemd is not PID 1 there), which runs a build.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -253,5 +255,182 @@ fn the_printed_command_installs_an_agent_that_runs_a_build() {
     ));
     let ran = c.ferry(Some("admin"), &["run", "installed", "--wait"]);
     assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(ran.stdout.contains("Succeeded"), "{}", ran.stdout);
+}
+
+/// A container of the clean Debian image (`packaging/debian-image`: a
+/// debootstrap root imported with `docker import`, no registry), removed
+/// when dropped.
+struct Debian {
+    name: String,
+}
+
+impl Debian {
+    fn sh(&self, script: &str) -> Output {
+        Command::new("docker")
+            .args(["exec", &self.name, "bash", "-c", script])
+            .output()
+            .unwrap_or_else(|e| panic!("docker exec: {e}"))
+    }
+
+    fn ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "in the container, `{script}`: {}",
+            text(&out)
+        );
+        stdout(&out).trim().to_string()
+    }
+}
+
+impl Drop for Debian {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
+fn host_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+    stdout(&out)
+}
+
+/// The `.deb` in a clean Debian container, the printed command run there as
+/// root, and the agent it set up running a build. systemd is not PID 1 in
+/// the container, so `install` says it did not start the unit, and the test
+/// runs the unit's `ExecStart` (`/usr/bin/ferry-agent --state-dir
+/// /var/lib/ferry-agent $FERRY_AGENT_OPTS`, with agent.env's settings) as
+/// the unit's user, `ferry-agent`. The container shares the host's network
+/// (the test cluster listens on 127.0.0.1) and Docker socket (its group
+/// `docker` is made with the socket's group id before the package adds the
+/// agent's user to it).
+#[test]
+fn the_deb_and_the_printed_command_set_up_an_agent_in_a_clean_debian_container() {
+    use std::os::unix::fs::MetadataExt;
+    ensure_busybox_image();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let debs = ferry_tests::bin_dir().join("test-packages-install");
+    let _ = std::fs::remove_dir_all(&debs);
+    for name in ["ferry-coordinator", "ferry-agent", "ferry"] {
+        bin(name);
+    }
+    host_ok(
+        Command::new("bash")
+            .arg(root.join("scripts/package"))
+            .args(["--profile", "debug", "--bin-dir"])
+            .arg(ferry_tests::bin_dir())
+            .arg("--out")
+            .arg(&debs),
+    );
+    let image = "ferry-test/debian";
+    host_ok(
+        Command::new("bash")
+            .arg(root.join("packaging/debian-image"))
+            .arg(image),
+    );
+
+    let c = Cluster::start("debinst");
+    let name = c.agent_name("deb");
+    let created = c.ferry(
+        Some("admin"),
+        &["token", "create", "--ttl", "10m", "--labels", "deb"],
+    );
+    assert!(created.success, "{created:?}");
+    let line = created
+        .stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ferry-agent install "))
+        .unwrap_or_else(|| panic!("no install line printed: {created:?}"))
+        .to_string();
+
+    let repo = Repo::new();
+    repo.commit(&[("README", "from debian\n")], "first");
+    let repo_dir = Path::new(repo.url().trim_start_matches("file://"))
+        .parent()
+        .expect("repo dir")
+        .to_path_buf();
+    host_ok(Command::new("chmod").arg("-R").arg("a+rX").arg(&repo_dir));
+
+    let socket_gid = std::fs::metadata("/var/run/docker.sock")
+        .expect("the Docker socket")
+        .gid();
+    let d = Debian {
+        name: format!("ferry-test-agent-install-{}", std::process::id()),
+    };
+    let _ = Command::new("docker").args(["rm", "-f", &d.name]).output();
+    host_ok(
+        Command::new("docker")
+            .args(["run", "-d", "--name", &d.name, "--network", "host"])
+            .args(["--label", "ferry.test=agent-install"])
+            .arg("-v")
+            .arg(format!("{}:/debs:ro", debs.display()))
+            .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+            .arg("-v")
+            .arg(format!("{0}:{0}:ro", repo_dir.display()))
+            .args([image, "sleep", "infinity"]),
+    );
+    d.ok(&format!("groupadd -o -g {socket_gid} docker"));
+    d.ok("dpkg -i /debs/ferry-agent_*.deb");
+
+    // The printed line, as pasted (plus a name unique to this test).
+    let said = d.ok(&format!("{line} --name {name}"));
+    for step in [
+        "cluster CA: fetched",
+        "ca.pem: write /etc/ferry/ca.pem",
+        "enrollment: enrolled as",
+        "agent.env: write /etc/ferry/agent.env",
+        "owner: give /var/lib/ferry-agent to user ferry-agent",
+        "service: not started: systemd is not running here",
+    ] {
+        assert!(said.contains(step), "no `{step}` in:\n{said}");
+    }
+    assert_eq!(d.ok("stat -c '%U %a' /etc/ferry/agent.env"), "root 600");
+    assert_eq!(
+        d.ok("find /var/lib/ferry-agent ! -user ferry-agent | wc -l"),
+        "0"
+    );
+    let env = d.ok("cat /etc/ferry/agent.env");
+    let token = created.stdout.trim();
+    assert!(!env.contains(token), "{env}");
+    assert!(
+        !env.contains("--state-dir"),
+        "the unit passes --state-dir: {env}"
+    );
+    let again = d.ok(&format!("{line} --name {name}"));
+    assert!(
+        again.contains("nothing to do: already enrolled with this cluster, config unchanged"),
+        "{again}"
+    );
+
+    // The unit's ExecStart, as the unit's user, with agent.env's settings.
+    d.ok("set -a; . /etc/ferry/agent.env; set +a; \
+         HOME=/var/lib/ferry-agent setsid setpriv --reuid ferry-agent --regid ferry-agent \
+         --init-groups /usr/bin/ferry-agent --state-dir /var/lib/ferry-agent $FERRY_AGENT_OPTS \
+         >/tmp/agent.log 2>&1 </dev/null &");
+    wait_for(
+        &format!("agent {name} to connect"),
+        Duration::from_secs(30),
+        || {
+            let list = c.ferry(Some("admin"), &["agents", "list", "-o", "json"]);
+            let v: Value = serde_json::from_str(&list.stdout).ok()?;
+            v.as_array()?
+                .iter()
+                .any(|a| a["name"] == name.as_str() && a["connected"] == true)
+                .then_some(())
+        },
+    );
+    c.apply(&format!(
+        "name: debian\nsource: {{git: {}, branch: main}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, runs_on: [deb], image: ferry-local/busybox, commands: [\"echo built\"]}}\n",
+        repo.url()
+    ));
+    let ran = c.ferry(Some("admin"), &["run", "debian", "--wait"]);
+    let log = d.sh("cat /tmp/agent.log");
+    assert_eq!(ran.code, Some(0), "{ran:?}\nagent log:\n{}", text(&log));
     assert!(ran.stdout.contains("Succeeded"), "{}", ran.stdout);
 }
