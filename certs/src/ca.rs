@@ -207,12 +207,23 @@ impl CertAuthority {
     /// Issues a server+client certificate for coordinator `id` with URI SAN
     /// `spiffe://<td>/coordinator/<id>` plus each of `sans` as IP or DNS SAN.
     pub fn issue_coordinator(&self, id: u64, sans: &[String]) -> Result<CertifiedKey, CertError> {
+        self.issue_coordinator_for(id, sans, COORDINATOR_VALIDITY)
+    }
+
+    /// [`CertAuthority::issue_coordinator`], valid for `validity` (a member
+    /// renewing its own certificate).
+    pub fn issue_coordinator_for(
+        &self,
+        id: u64,
+        sans: &[String],
+        validity: Duration,
+    ) -> Result<CertifiedKey, CertError> {
         let identity = Identity::new(
             &self.trust_domain,
             IdentityKind::Coordinator,
             &id.to_string(),
         )?;
-        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT, COORDINATOR_VALIDITY)?;
+        let params = leaf_params(&identity, sans, &SERVER_AND_CLIENT, validity)?;
         self.issue_with_new_key(&params)
     }
 

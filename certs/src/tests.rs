@@ -499,13 +499,17 @@ fn tls_configs_validate_inputs() {
         .expect("issue");
     let other = ca.issue_coordinator(2, &[]).expect("issue");
 
-    tls::coordinator_server(ca.ca_pem(), &coord.cert_pem, &coord.key_pem).expect("config");
+    let reloadable = tls::ReloadableCert::new(&coord).expect("cert");
+    tls::coordinator_server_config(ca.ca_pem(), reloadable.clone()).expect("config");
     tls::mtls_server(ca.ca_pem(), &coord.cert_pem, &coord.key_pem).expect("config");
 
-    let err = tls::coordinator_server(ca.ca_pem(), &coord.cert_pem, &other.key_pem)
-        .expect_err("wrong key");
+    let mismatched = CertifiedKey {
+        cert_pem: coord.cert_pem.clone(),
+        key_pem: other.key_pem.clone(),
+    };
+    let err = tls::ReloadableCert::new(&mismatched).expect_err("wrong key");
     assert!(matches!(err, CertError::KeyMismatch { .. }), "{err}");
-    let err = tls::coordinator_server("nope", &coord.cert_pem, &coord.key_pem).expect_err("no CA");
+    let err = tls::coordinator_server_config("nope", reloadable).expect_err("no CA");
     assert!(matches!(err, CertError::InvalidPem { .. }), "{err}");
     let err = tls::mtls_server(ca.ca_pem(), "nope", &coord.key_pem).expect_err("no cert");
     assert!(matches!(err, CertError::InvalidPem { .. }), "{err}");

@@ -19,10 +19,12 @@ use crate::{CertError, CertifiedKey, Identity, IdentityKind};
 /// How long a server waits for a client to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Server TLS for a coordinator: presents `cert_pem`/`key_pem` and trusts
-/// `ca_pem` for client certificates, which are OPTIONAL (enrollment calls
-/// come without one; authorization rejects other anonymous calls later).
-pub fn coordinator_server(
+/// Server TLS for a coordinator as tonic's static config (the tests here
+/// serve with it; members serve through [`coordinator_server_config`], whose
+/// certificate they renew): presents `cert_pem`/`key_pem` and trusts
+/// `ca_pem` for client certificates, which are OPTIONAL.
+#[cfg(test)]
+pub(crate) fn coordinator_server(
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
@@ -44,6 +46,27 @@ pub fn mtls_server(
         .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem))
         .client_ca_root(Certificate::from_pem(ca_pem))
         .client_auth_optional(false))
+}
+
+/// A certificate and key a long-running client presents (a member's, to its
+/// peers and agents), replaced when it is renewed: each new connection takes
+/// the current one; open connections keep theirs, valid until it expires.
+#[derive(Debug, Clone)]
+pub struct SharedIdentity(Arc<std::sync::RwLock<CertifiedKey>>);
+
+impl SharedIdentity {
+    pub fn new(pair: CertifiedKey) -> SharedIdentity {
+        SharedIdentity(Arc::new(std::sync::RwLock::new(pair)))
+    }
+
+    /// The pair to present now.
+    pub fn current(&self) -> CertifiedKey {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, pair: CertifiedKey) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = pair;
+    }
 }
 
 /// The certificate of a server that outlives its certificates (an agent's
@@ -86,18 +109,41 @@ pub fn mtls_server_config(
     ca_pem: &str,
     cert: Arc<ReloadableCert>,
 ) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    server_config(ca_pem, cert, true)
+}
+
+/// A coordinator's gRPC server TLS: [`mtls_server_config`], but a client
+/// certificate is optional (enrollment and health checks come without one;
+/// every other call is refused without one by the authz layer). The
+/// member's certificate can be renewed while it runs.
+pub fn coordinator_server_config(
+    ca_pem: &str,
+    cert: Arc<ReloadableCert>,
+) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    server_config(ca_pem, cert, false)
+}
+
+fn server_config(
+    ca_pem: &str,
+    cert: Arc<ReloadableCert>,
+    client_cert_required: bool,
+) -> Result<Arc<rustls::ServerConfig>, CertError> {
     let roots = check_ca(ca_pem)?;
     let invalid = |reason: String| CertError::InvalidPem {
         what: "CA certificate".to_string(),
         reason,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
-    )
-    .build()
-    .map_err(|e| invalid(e.to_string()))?;
+    );
+    let builder = if client_cert_required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    let verifier = builder.build().map_err(|e| invalid(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid(e.to_string()))?
@@ -117,6 +163,20 @@ pub fn https_server_config(
     key_pem: &str,
 ) -> Result<Arc<rustls::ServerConfig>, CertError> {
     let key = Arc::new(certified_key(cert_pem, key_pem)?);
+    https_config(Arc::new(rustls::sign::SingleCertAndKey::from(key)))
+}
+
+/// [`https_server_config`] presenting whatever `cert` holds (a member's
+/// HTTPS listener, whose certificate the member renews while it runs).
+pub fn https_server_config_reloadable(
+    cert: Arc<ReloadableCert>,
+) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    https_config(cert)
+}
+
+fn https_config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, CertError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -125,7 +185,7 @@ pub fn https_server_config(
             reason: e.to_string(),
         })?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use ferry_certs::{CertAuthority, CertifiedKey};
+use ferry_certs::CertAuthority;
 
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
@@ -19,8 +19,9 @@ use crate::raft::RaftHandle;
 pub struct Ctx {
     pub raft: RaftHandle,
     pub ca: CertAuthority,
-    /// This coordinator's own certificate, used as a client toward agents.
-    pub identity: CertifiedKey,
+    /// This coordinator's own certificate, used as a client toward agents
+    /// and members; renewed while it runs (`member_cert.rs`).
+    pub identity: ferry_certs::tls::SharedIdentity,
     pub agents: AgentHub,
     pub logs: LogHub,
     pub git: Git,
@@ -55,6 +56,8 @@ pub struct Ctx {
 pub struct CertLifetimes {
     pub agent: std::time::Duration,
     pub operator: std::time::Duration,
+    /// A member's own certificate, when it renews it.
+    pub member: std::time::Duration,
 }
 
 impl Default for CertLifetimes {
@@ -62,6 +65,7 @@ impl Default for CertLifetimes {
         CertLifetimes {
             agent: ferry_certs::AGENT_VALIDITY,
             operator: ferry_certs::OPERATOR_VALIDITY,
+            member: ferry_certs::COORDINATOR_VALIDITY,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod hub;
 pub mod leader;
 pub mod links;
+pub mod member_cert;
 pub mod metrics;
 pub mod ops;
 pub mod outbound;

@@ -116,6 +116,10 @@ struct Args {
     /// over their session when a third of it is left.
     #[arg(long, default_value = "30d", value_parser = lifetime_flag)]
     agent_certificate_lifetime: Duration,
+    /// How long this member's own certificate lasts when it renews it (a
+    /// third of it before it expires, without a restart).
+    #[arg(long, default_value = "365d", value_parser = lifetime_flag)]
+    member_certificate_lifetime: Duration,
     /// How long the certificates `ferry certs renew` gives operators last.
     #[arg(long, default_value = "90d", value_parser = lifetime_flag)]
     operator_certificate_lifetime: Duration,
@@ -254,6 +258,7 @@ async fn main() -> std::process::ExitCode {
         cert_lifetimes: ferry_coordinator::app::CertLifetimes {
             agent: a.agent_certificate_lifetime,
             operator: a.operator_certificate_lifetime,
+            member: a.member_certificate_lifetime,
         },
     })
     .await;

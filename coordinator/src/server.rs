@@ -108,9 +108,12 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         cert_pem: read_pem(&cert_path)?,
         key_pem: read_pem(&key_path)?,
     };
-    let tls =
-        ferry_certs::tls::coordinator_server(ca.ca_pem(), &identity.cert_pem, &identity.key_pem)
-            .context("building the server TLS configuration")?;
+    // Presented by the listeners and as a client; renewed while it runs.
+    let server_cert =
+        ferry_certs::tls::ReloadableCert::new(&identity).context("this member's certificate")?;
+    let tls = ferry_certs::tls::coordinator_server_config(ca.ca_pem(), server_cert.clone())
+        .context("building the server TLS configuration")?;
+    let identity = ferry_certs::tls::SharedIdentity::new(identity);
 
     let mut peers = cfg.peers.clone();
     if peers.is_empty() {
@@ -205,6 +208,15 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     // retention run only while this member leads, under one supervisor.
     let ops = Ops::new(ctx.clone());
     tokio::spawn(crate::leader::supervise(ops.clone(), founding));
+    let renewal = crate::member_cert::MemberCert {
+        id: cfg.id,
+        ca: CertAuthority::load(&cfg.tls_dir).context("loading the cluster CA from --tls-dir")?,
+        tls_dir: cfg.tls_dir.clone(),
+        lifetime: cfg.cert_lifetimes.member,
+        server: server_cert.clone(),
+        client: ctx.identity.clone(),
+    };
+    tokio::spawn(renewal.run());
     if cfg.force_new_cluster {
         let ops = ops.clone();
         tokio::spawn(async move { ops.forget_lost_members(Duration::from_secs(60)).await });
@@ -213,9 +225,8 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     if let Some(http) = http_listener {
         // Webhooks (and later the console): the member's own certificate,
         // no client certificates, the same `ops` as gRPC.
-        let tls =
-            ferry_certs::tls::https_server_config(&ctx.identity.cert_pem, &ctx.identity.key_pem)
-                .context("building the HTTPS configuration")?;
+        let tls = ferry_certs::tls::https_server_config_reloadable(server_cert.clone())
+            .context("building the HTTPS configuration")?;
         let http_limits = crate::http::HttpLimits {
             per_minute: cfg.http_per_minute,
             ..Default::default()
@@ -238,7 +249,6 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     tracing::info!(id = cfg.id, listen = %cfg.listen, "coordinator serving");
     let api = ApiService(ops.clone());
     let server = Server::builder()
-        .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .layer(AuthLayer::new(ops.clone()))
         .add_service(health_service)
@@ -266,7 +276,10 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .add_service(pb::internal::raft_peer_server::RaftPeerServer::new(
             PeerService(ops.clone()),
         ))
-        .serve_with_incoming(ferry_certs::listen::incoming(listener, limits));
+        .serve_with_incoming(ferry_certs::listen::tls_incoming(
+            ferry_certs::listen::incoming(listener, limits),
+            tls,
+        ));
     let mut status = handle.status_watch();
     let removed = async move {
         loop {

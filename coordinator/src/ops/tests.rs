@@ -59,7 +59,7 @@ async fn cluster(dir: &std::path::Path) -> Result<Ops, Box<dyn std::error::Error
             tick: Duration::from_millis(10),
             tls: PeerTls {
                 ca_pem: ca.ca_pem().to_string(),
-                identity: identity.clone(),
+                identity: ferry_certs::tls::SharedIdentity::new(identity.clone()),
             },
             force_new_cluster: false,
         },
@@ -68,7 +68,7 @@ async fn cluster(dir: &std::path::Path) -> Result<Ops, Box<dyn std::error::Error
     let ops = Ops::new(Arc::new(Ctx {
         raft: handle,
         ca,
-        identity,
+        identity: ferry_certs::tls::SharedIdentity::new(identity),
         agents: AgentHub::default(),
         logs: LogHub::default(),
         git: Git::new(dir.join("git")),

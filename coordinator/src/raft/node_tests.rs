@@ -50,7 +50,7 @@ fn config(dir: &std::path::Path) -> Result<NodeConfig, Box<dyn std::error::Error
         tick: Duration::from_millis(10),
         tls: PeerTls {
             ca_pem: ca.ca_pem().to_string(),
-            identity: ca.issue_coordinator(1, &[])?,
+            identity: ferry_certs::tls::SharedIdentity::new(ca.issue_coordinator(1, &[])?),
         },
         force_new_cluster: false,
     })

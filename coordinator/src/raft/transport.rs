@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use ferry_certs::CertifiedKey;
+use ferry_certs::tls::SharedIdentity;
 use ferry_proto as pb;
 use ferry_state::ClusterState;
 use protobuf::Message as _;
@@ -29,7 +29,8 @@ pub type Addresses = Arc<RwLock<BTreeMap<u64, String>>>;
 #[derive(Clone)]
 pub struct PeerTls {
     pub ca_pem: String,
-    pub identity: CertifiedKey,
+    /// This member's certificate, as renewed (each new channel takes the current one).
+    pub identity: SharedIdentity,
 }
 
 impl PeerTls {
@@ -38,7 +39,7 @@ impl PeerTls {
     pub fn channel(&self, id: u64, addr: &str) -> Result<Channel, ferry_certs::tls::EndpointError> {
         let expect = ferry_certs::tls::Expected::Member(id);
         Ok(
-            ferry_certs::tls::endpoint(addr, &self.ca_pem, Some(&self.identity), expect)?
+            ferry_certs::tls::endpoint(addr, &self.ca_pem, Some(&self.identity.current()), expect)?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(2))

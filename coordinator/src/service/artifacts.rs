@@ -40,7 +40,7 @@ pub async fn get_artifact(
     let digest = req.into_inner().digest;
     let holders = ops.artifact_holders(&digest).await?;
     let ctx = ops.ctx();
-    let stream = crate::peer::fetch(ctx.ca.ca_pem(), &ctx.identity, &holders, &digest)
+    let stream = crate::peer::fetch(ctx.ca.ca_pem(), &ctx.identity.current(), &holders, &digest)
         .await
         .map_err(|e| OpError::Unavailable(format!("no holder of {digest} answered: {e}")))?;
     Ok(Response::new(Box::pin(stream)))

@@ -152,7 +152,9 @@ async fn follow_log(ops: Ops, at: ActionAt, follow: bool, tx: LogTx) -> Result<(
         if state.status.is_final()
             && let Some((digest, holders)) = state.log
         {
-            match crate::peer::fetch(ctx.ca.ca_pem(), &ctx.identity, &holders, &digest).await {
+            match crate::peer::fetch(ctx.ca.ca_pem(), &ctx.identity.current(), &holders, &digest)
+                .await
+            {
                 Ok(mut stream) => {
                     while let Some(chunk) = stream.message().await? {
                         if tx
