@@ -74,9 +74,18 @@ impl MemberCert {
             .ca
             .issue_coordinator_for(self.id, &old.hosts, self.lifetime)
             .context("issuing the new certificate")?;
-        self.store(&pair).context("writing it to --tls-dir")?;
+        // Presented first: a member whose --tls-dir is read-only still serves
+        // past the old certificate's expiry (until it restarts).
         self.server.set(&pair).context("presenting it")?;
         self.client.set(pair.clone());
+        if let Err(e) = self.store(&pair) {
+            tracing::error!(
+                error = %e,
+                dir = %self.tls_dir.display(),
+                "the renewed certificate is presented but could not be written to --tls-dir: \
+                 a restart would present the old one; make the folder writable by this member"
+            );
+        }
         Ok(CertFacts::from_pem(&pair.cert_pem)?)
     }
 

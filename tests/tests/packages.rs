@@ -535,7 +535,7 @@ fn installs_starting_nothing_and_remove_keeps_state_that_purge_removes() {
     assert!(!groups.split(' ').any(|g| g == "docker"), "{groups}");
     assert_eq!(
         c.ok("stat -c '%U:%G %a' /etc/ferry/tls /etc/ferry/agent.env /etc/ferry/coordinator.env"),
-        "root:ferry-coordinator 750\nroot:root 600\nroot:root 644"
+        "root:ferry-coordinator 770\nroot:root 600\nroot:root 644"
     );
 
     // Nothing started, nothing enabled.
