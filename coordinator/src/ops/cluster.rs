@@ -327,6 +327,12 @@ impl Ops {
 
     /// Leader: raises the cluster version to the lowest member's, if higher.
     pub async fn raise_cluster_version(&self) -> OpResult<Option<Version>> {
+        // The lowest member runs no newer than this one: once the cluster
+        // is at this build's version there is nothing to ask (asking costs
+        // every member a digest of its whole state).
+        if self.local_read(|s| s.cluster_version()) >= Version::this_build() {
+            return Ok(None);
+        }
         let Some(lowest) = self.lowest_member_version().await else {
             return Ok(None);
         };
