@@ -16,9 +16,8 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
-use ferry_tests::{Cluster, Repo, bin, ensure_busybox_image, wait_for};
+use ferry_tests::{Cluster, Repo, bin, ensure_busybox_image};
 use serde_json::Value;
 
 /// Kills the agent started by hand when the test ends.
@@ -54,6 +53,16 @@ fn install(words: &[String], etc: &Path, state: &Path, extra: &[&str]) -> Output
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run ferry-agent install: {e}"))
+}
+
+/// Applies pipeline `name`, one build action on agents labelled `label`,
+/// and runs it to its end (`ferry run --wait`).
+fn run_a_build(c: &Cluster, repo: &Repo, name: &str, label: &str) -> ferry_tests::Run {
+    c.apply(&format!(
+        "name: {name}\nsource: {{git: {}, branch: main}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, runs_on: [{label}], image: ferry-local/busybox, commands: [\"echo built\"]}}\n",
+        repo.url()
+    ));
+    c.ferry(Some("admin"), &["run", name, "--wait"])
 }
 
 fn stdout(out: &Output) -> String {
@@ -234,26 +243,11 @@ fn the_printed_command_installs_an_agent_that_runs_a_build() {
             .spawn()
             .expect("start ferry-agent"),
     );
-    wait_for(
-        &format!("agent {name} to connect"),
-        Duration::from_secs(30),
-        || {
-            let list = c.ferry(Some("admin"), &["agents", "list", "-o", "json"]);
-            let v: Value = serde_json::from_str(&list.stdout).ok()?;
-            v.as_array()?
-                .iter()
-                .any(|a| a["name"] == name.as_str() && a["connected"] == true)
-                .then_some(())
-        },
-    );
+    c.wait_connected(&name);
 
     let repo = Repo::new();
     repo.commit(&[("README", "installed\n")], "first");
-    c.apply(&format!(
-        "name: installed\nsource: {{git: {}, branch: main}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, runs_on: [build], image: ferry-local/busybox, commands: [\"echo built\"]}}\n",
-        repo.url()
-    ));
-    let ran = c.ferry(Some("admin"), &["run", "installed", "--wait"]);
+    let ran = run_a_build(&c, &repo, "installed", "build");
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert!(ran.stdout.contains("Succeeded"), "{}", ran.stdout);
 }
@@ -413,23 +407,8 @@ fn the_deb_and_the_printed_command_set_up_an_agent_in_a_clean_debian_container()
          HOME=/var/lib/ferry-agent setsid setpriv --reuid ferry-agent --regid ferry-agent \
          --init-groups /usr/bin/ferry-agent --state-dir /var/lib/ferry-agent $FERRY_AGENT_OPTS \
          >/tmp/agent.log 2>&1 </dev/null &");
-    wait_for(
-        &format!("agent {name} to connect"),
-        Duration::from_secs(30),
-        || {
-            let list = c.ferry(Some("admin"), &["agents", "list", "-o", "json"]);
-            let v: Value = serde_json::from_str(&list.stdout).ok()?;
-            v.as_array()?
-                .iter()
-                .any(|a| a["name"] == name.as_str() && a["connected"] == true)
-                .then_some(())
-        },
-    );
-    c.apply(&format!(
-        "name: debian\nsource: {{git: {}, branch: main}}\nexecution_mode: parallel\nstages:\n  - name: build\n    actions:\n      - {{name: b, type: build, runs_on: [deb], image: ferry-local/busybox, commands: [\"echo built\"]}}\n",
-        repo.url()
-    ));
-    let ran = c.ferry(Some("admin"), &["run", "debian", "--wait"]);
+    c.wait_connected(&name);
+    let ran = run_a_build(&c, &repo, "debian", "deb");
     let log = d.sh("cat /tmp/agent.log");
     assert_eq!(ran.code, Some(0), "{ran:?}\nagent log:\n{}", text(&log));
     assert!(ran.stdout.contains("Succeeded"), "{}", ran.stdout);
