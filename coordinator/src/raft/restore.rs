@@ -21,6 +21,8 @@ pub enum RestoreError {
     Storage(#[from] StorageError),
     #[error("the restored state: {0}")]
     State(#[from] StateCodecError),
+    #[error("cannot make the data dir {0}: {1}")]
+    DataDir(String, std::io::Error),
     #[error(
         "{0} already holds Raft state: restore only into an empty data dir (a new cluster), never over a member's"
     )]
