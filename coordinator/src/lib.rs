@@ -18,6 +18,7 @@ pub mod raft;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod shutdown;
 pub mod views;
 
 pub use server::{CoordinatorConfig, run};

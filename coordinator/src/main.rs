@@ -123,6 +123,12 @@ struct Args {
     /// How long the certificates `ferry certs renew` gives operators last.
     #[arg(long, default_value = "90d", value_parser = lifetime_flag)]
     operator_certificate_lifetime: Duration,
+    /// Seconds a graceful stop (SIGTERM or SIGINT) may take in all: a leader
+    /// hands leadership over, then the member takes no new connections, ends
+    /// long-lived streams and lets requests in flight finish; after this it
+    /// exits anyway. A second signal exits at once.
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout: u64,
 }
 
 #[derive(clap::Subcommand)]
@@ -203,8 +209,22 @@ fn parse_peer(s: &str) -> Result<(u64, String), String> {
     Ok((id, addr.to_string()))
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(serve());
+    // Blocking work still under way (a DNS lookup, a file being written)
+    // gets a moment, not a veto over the exit a stop asked for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+async fn serve() -> std::process::ExitCode {
     ferry_certs::install_crypto_provider();
     ferry_telemetry::init_tracing("info,raft=warn,h2=warn");
     let a = Args::parse();
@@ -260,6 +280,7 @@ async fn main() -> std::process::ExitCode {
             operator: a.operator_certificate_lifetime,
             member: a.member_certificate_lifetime,
         },
+        shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
     })
     .await;
     match result {

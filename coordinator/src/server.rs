@@ -1,6 +1,8 @@
 //! Wires a coordinator together: certificates, the Raft node, the gRPC
 //! server with its authorization layer, the HTTPS listener (webhooks), and
-//! the leader's background loops.
+//! the leader's background loops; and runs it until it is stopped (a
+//! graceful stop on SIGTERM or SIGINT, `shutdown.rs`), removed, or its Raft
+//! node fails.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,6 +25,8 @@ use crate::service::api::ApiService;
 use crate::service::enroll::EnrollmentService;
 use crate::service::peer::PeerService;
 use crate::service::session::SessionService;
+use crate::shutdown::{Ended, Phase};
+use futures::StreamExt as _;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -64,10 +68,19 @@ pub struct CoordinatorConfig {
     pub enroll_per_minute: std::num::NonZeroU32,
     /// How long the certificates this member signs last.
     pub cert_lifetimes: crate::app::CertLifetimes,
+    /// How long a graceful stop (SIGTERM, SIGINT) may take in all: the
+    /// leadership hand-over and the drain; then the member exits anyway.
+    pub shutdown_timeout: Duration,
 }
 
-/// Runs the coordinator until the process is stopped or storage fails.
+/// Runs the coordinator until it is stopped by SIGTERM or SIGINT (then it
+/// stops gracefully and returns `Ok`), removed from the cluster, or its
+/// storage fails (both errors).
 pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
+    // First: a stop asked for while the member starts waits for it to serve.
+    let mut signals = crate::shutdown::Signals::install()
+        .context("installing the SIGTERM and SIGINT handlers")?;
+    let stop = crate::shutdown::Stop::new();
     let mut limits = cfg.limits;
     match ferry_certs::listen::raise_open_files_limit() {
         Ok(n) => {
@@ -222,6 +235,7 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         tokio::spawn(async move { ops.forget_lost_members(Duration::from_secs(60)).await });
     }
 
+    let mut https = None;
     if let Some(http) = http_listener {
         // Webhooks (and later the console): the member's own certificate,
         // no client certificates, the same `ops` as gRPC.
@@ -234,7 +248,14 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         let app = crate::http::router(ops.clone(), &http_limits)
             .merge(crate::http::console::router(ops.clone(), &http_limits));
         tracing::info!(https = %http.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string()), "serving webhooks at /hooks/git/PIPELINE and the console at /");
-        tokio::spawn(crate::http::serve(http, tls, limits, http_limits, app));
+        https = Some(tokio::spawn(crate::http::serve_until(
+            http,
+            tls,
+            limits,
+            http_limits,
+            app,
+            stop.reached(Phase::Draining),
+        )));
     }
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
@@ -250,6 +271,8 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
     let api = ApiService(ops.clone());
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        // Outermost: every request is counted in flight, refused or not.
+        .layer(stop.layer())
         .layer(AuthLayer::new(ops.clone()))
         .add_service(health_service)
         .add_service(pb::enrollment_server::EnrollmentServer::new(
@@ -276,10 +299,18 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .add_service(pb::internal::raft_peer_server::RaftPeerServer::new(
             PeerService(ops.clone()),
         ))
-        .serve_with_incoming(ferry_certs::listen::tls_incoming(
-            ferry_certs::listen::incoming(listener, limits),
-            tls,
-        ));
+        // On a stop: the listener closes (no new connections), the open
+        // ones are asked to finish (GOAWAY) and the server returns once
+        // they all closed.
+        .serve_with_incoming_shutdown(
+            ferry_certs::listen::tls_incoming(
+                ferry_certs::listen::incoming(listener, limits)
+                    .take_until(stop.reached(Phase::Draining)),
+                tls,
+            ),
+            stop.reached(Phase::Draining),
+        );
+    tokio::pin!(server);
     let mut status = handle.status_watch();
     let removed = async move {
         loop {
@@ -291,8 +322,11 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
             }
         }
     };
-    tokio::select! {
-        r = server => r.context("gRPC server failed")?,
+    let signal = tokio::select! {
+        r = &mut server => {
+            r.context("gRPC server failed")?;
+            bail!("the gRPC server stopped");
+        }
         _ = removed => bail!("this member was removed from the cluster; it no longer serves"),
         outcome = stopped_rx => {
             match outcome {
@@ -300,6 +334,33 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
                 Ok(Ok(Ok(()))) => bail!("the Raft node stopped"),
                 _ => bail!("the Raft thread panicked"),
             }
+        }
+        signal = signals.recv() => signal,
+    };
+    tracing::info!(
+        signal,
+        id = cfg.id,
+        timeout = ?cfg.shutdown_timeout,
+        "stopping: handing leadership over if this member leads, then finishing requests in flight"
+    );
+    let ended = crate::shutdown::graceful(
+        &ops,
+        &stop,
+        &mut signals,
+        cfg.shutdown_timeout,
+        server.as_mut(),
+        https,
+    )
+    .await;
+    match ended {
+        Ended::Drained => tracing::info!("stopped: every request finished"),
+        Ended::TimedOut => tracing::warn!(
+            timeout = ?cfg.shutdown_timeout,
+            in_flight = stop.in_flight(),
+            "stopped: --shutdown-timeout passed with connections still open; they are cut"
+        ),
+        Ended::Interrupted => {
+            tracing::warn!("stopped at once, without finishing requests in flight")
         }
     }
     Ok(())

@@ -7,7 +7,8 @@
 //! Wiring: build the TLS config with
 //! `ferry_certs::tls::https_server_config(member cert, key)` (no client
 //! certificates), the app with [`hooks::router`] over a [`hooks::HookSink`],
-//! and run [`server::serve`] on its own listener.
+//! and run [`server::serve`] on its own listener ([`server::serve_until`]
+//! to stop it gracefully).
 
 pub mod console;
 pub mod hooks;
@@ -16,5 +17,5 @@ pub mod sink;
 pub mod webhook;
 
 pub use hooks::{HookAnswer, HookSink, router};
-pub use server::{HttpLimits, serve};
+pub use server::{HttpLimits, serve, serve_until};
 pub use webhook::{GitPush, HookEvent, RefKind};

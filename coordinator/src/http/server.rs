@@ -79,14 +79,42 @@ pub async fn serve(
     http: HttpLimits,
     app: Router,
 ) {
+    serve_until(listener, tls, limits, http, app, std::future::pending()).await;
+}
+
+/// [`serve`] until `stop` resolves; then the listener is closed, every open
+/// connection finishes the requests it has begun and closes (HTTP/1.1 after
+/// its current request, HTTP/2 with a GOAWAY), and this returns once all
+/// have closed (each request is bounded by `http.request_timeout`).
+pub async fn serve_until(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    http: HttpLimits,
+    app: Router,
+    stop: impl std::future::Future<Output = ()> + Send,
+) {
     let app = app.layer(axum::middleware::from_fn_with_state(
         http.request_timeout,
         request_deadline,
     ));
     let (h1, h2) = builders(&http);
     let (h1, h2) = (Arc::new(h1), Arc::new(h2));
-    let mut conns = Box::pin(tls_incoming(incoming(listener, limits), tls));
-    while let Some(conn) = conns.next().await {
+    // Told to every connection (and the accept loop) when the stop comes;
+    // each holds a receiver until it closed.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let mut accept_ends = stopped.clone();
+    let accepted = incoming(listener, limits).take_until(async move {
+        let _ = accept_ends.wait_for(|s| *s).await;
+    });
+    let mut conns = Box::pin(tls_incoming(accepted, tls));
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let conn = tokio::select! {
+            () = &mut stop => break,
+            conn = conns.next() => conn,
+        };
+        let Some(conn) = conn else { break };
         let stream = match conn {
             Ok(s) => s,
             Err(e) => {
@@ -105,6 +133,7 @@ pub async fn serve(
             h1.clone()
         };
         let app = app.clone();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let svc =
                 hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -115,11 +144,29 @@ pub async fn serve(
                         Ok::<_, Infallible>(app.oneshot(req).await.into_response())
                     }
                 });
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), svc));
+            let mut asked = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = conn.as_mut() => break ended,
+                    r = stopped.wait_for(|s| *s), if !asked => {
+                        asked = true;
+                        if r.is_ok() {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "https connection ended with an error");
             }
         });
     }
+    // No new connections (the listener closes), and the open ones finish.
+    let _ = stopping.send(true);
+    drop(conns);
+    drop(stopped);
+    stopping.closed().await;
 }
 
 /// Connection builders for HTTP/1.1 and HTTP/2 (each told its protocol, so
