@@ -1,6 +1,8 @@
 //! Connecting to the cluster: parses `--coordinator` addresses, loads the
-//! CA and optional client identity, and opens an mTLS gRPC channel to the
-//! first coordinator that accepts a connection.
+//! CA and optional client identity, connects over mTLS to the first
+//! coordinator that accepts a connection, and gives every client the
+//! failover transport over all of them (`crate::failover`), which moves a
+//! call to another member when one goes away, for up to `--retry-for`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,10 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use ferry_certs::CertifiedKey;
 use ferry_proto as pb;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::args::GlobalArgs;
 use crate::errors;
+use crate::failover::{self, Failover, Member};
 
 /// Port used when an address names none.
 pub const DEFAULT_PORT: u16 = 7400;
@@ -135,75 +138,119 @@ pub fn load_ca(ca: Option<&Path>) -> Result<String> {
     Ok(pem)
 }
 
-/// One client per public service, all over the same channel (to one
-/// coordinator), each taking messages up to [`MAX_MESSAGE`].
+/// One client per public service, all over the same failover transport
+/// (every `--coordinator` address), each taking messages up to [`MAX_MESSAGE`].
 pub struct Api {
-    pub pipelines: pb::pipelines_client::PipelinesClient<Channel>,
-    pub executions: pb::executions_client::ExecutionsClient<Channel>,
-    pub approvals: pb::approvals_client::ApprovalsClient<Channel>,
-    pub agents: pb::agents_client::AgentsClient<Channel>,
-    pub environments: pb::environments_client::EnvironmentsClient<Channel>,
-    pub deployments: pb::deployments_client::DeploymentsClient<Channel>,
-    pub artifacts: pb::artifacts_client::ArtifactsClient<Channel>,
-    pub secrets: pb::secrets_client::SecretsClient<Channel>,
-    pub notifications: pb::notifications_client::NotificationsClient<Channel>,
-    pub access: pb::access_client::AccessClient<Channel>,
-    pub cluster: pb::cluster_client::ClusterClient<Channel>,
+    pub pipelines: pb::pipelines_client::PipelinesClient<Failover>,
+    pub executions: pb::executions_client::ExecutionsClient<Failover>,
+    pub approvals: pb::approvals_client::ApprovalsClient<Failover>,
+    pub agents: pb::agents_client::AgentsClient<Failover>,
+    pub environments: pb::environments_client::EnvironmentsClient<Failover>,
+    pub deployments: pb::deployments_client::DeploymentsClient<Failover>,
+    pub artifacts: pb::artifacts_client::ArtifactsClient<Failover>,
+    pub secrets: pb::secrets_client::SecretsClient<Failover>,
+    pub notifications: pb::notifications_client::NotificationsClient<Failover>,
+    pub access: pb::access_client::AccessClient<Failover>,
+    pub cluster: pb::cluster_client::ClusterClient<Failover>,
 }
 
 impl Api {
-    /// The clients over `channel`.
-    pub fn new(channel: Channel) -> Self {
+    /// The clients over `transport`.
+    pub fn new(transport: Failover) -> Self {
         Self {
-            pipelines: pb::pipelines_client::PipelinesClient::new(channel.clone())
+            pipelines: pb::pipelines_client::PipelinesClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            executions: pb::executions_client::ExecutionsClient::new(channel.clone())
+            executions: pb::executions_client::ExecutionsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            approvals: pb::approvals_client::ApprovalsClient::new(channel.clone())
+            approvals: pb::approvals_client::ApprovalsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            agents: pb::agents_client::AgentsClient::new(channel.clone())
+            agents: pb::agents_client::AgentsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            environments: pb::environments_client::EnvironmentsClient::new(channel.clone())
+            environments: pb::environments_client::EnvironmentsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            deployments: pb::deployments_client::DeploymentsClient::new(channel.clone())
+            deployments: pb::deployments_client::DeploymentsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            artifacts: pb::artifacts_client::ArtifactsClient::new(channel.clone())
+            artifacts: pb::artifacts_client::ArtifactsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            secrets: pb::secrets_client::SecretsClient::new(channel.clone())
+            secrets: pb::secrets_client::SecretsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            notifications: pb::notifications_client::NotificationsClient::new(channel.clone())
+            notifications: pb::notifications_client::NotificationsClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            access: pb::access_client::AccessClient::new(channel.clone())
+            access: pb::access_client::AccessClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            cluster: pb::cluster_client::ClusterClient::new(channel.clone())
+            cluster: pb::cluster_client::ClusterClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
         }
     }
 }
 
-/// Connects to the first reachable coordinator of `--coordinator`.
+/// Connects to the first coordinator of `--coordinator` that accepts a
+/// connection (in the order given), and returns the clients over the
+/// failover transport of every address. When none does, it tries them all
+/// again after a short pause for up to `--retry-for` (a member may be
+/// restarting), except those that failed over certificates, which are the
+/// same every time; then it fails with each address's reason.
 pub async fn connect(global: &GlobalArgs) -> Result<Api> {
     let ca_pem = load_ca(global.ca.as_deref())?;
     let identity = load_identity(global.cert.as_deref(), global.key.as_deref())?;
     let targets = parse_targets(&global.coordinator)?;
-    let mut failures = Vec::new();
-    for target in &targets {
-        let endpoint = endpoint(target, &ca_pem, identity.as_ref())?;
-        match endpoint.connect().await {
-            Ok(channel) => {
-                return Ok(Api::new(channel));
+    let endpoints = targets
+        .iter()
+        .map(|t| endpoint(t, &ca_pem, identity.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    let retry_for = Duration::from_secs(global.retry_for);
+    let deadline = failover::deadline(retry_for);
+    let mut failures: Vec<String> = vec![String::new(); targets.len()];
+    let mut certificate = vec![false; targets.len()];
+    let mut round = 0u32;
+    loop {
+        for (i, (target, endpoint)) in targets.iter().zip(&endpoints).enumerate() {
+            if certificate[i] {
+                continue;
             }
-            Err(e) => failures.push(format!(
-                "{}: {}",
-                target.authority,
-                errors::describe_connect_error(&e, target)
-            )),
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    let members = targets
+                        .iter()
+                        .zip(&endpoints)
+                        .enumerate()
+                        .map(|(j, (t, e))| {
+                            if j == i {
+                                Member::connected(t.clone(), e.clone(), channel.clone())
+                            } else {
+                                Member::lazy(t.clone(), e.clone())
+                            }
+                        })
+                        .collect();
+                    return Ok(Api::new(Failover::new(members, i, retry_for)));
+                }
+                Err(e) => {
+                    certificate[i] =
+                        errors::is_certificate_problem(&errors::chain_text(&e).to_lowercase());
+                    failures[i] = format!(
+                        "{}: {}",
+                        target.authority,
+                        errors::describe_connect_error(&e, target)
+                    );
+                }
+            }
         }
+        let now = tokio::time::Instant::now();
+        if now >= deadline || certificate.iter().all(|c| *c) {
+            break;
+        }
+        tokio::time::sleep(failover::backoff(round).min(deadline - now)).await;
+        round = round.saturating_add(1);
     }
+    let tried = if round > 0 {
+        format!("\n(tried again for {} s: --retry-for)", retry_for.as_secs())
+    } else {
+        String::new()
+    };
     match failures.as_slice() {
-        [one] => bail!("cannot connect to coordinator {one}"),
+        [one] => bail!("cannot connect to coordinator {one}{tried}"),
         many => bail!(
-            "cannot connect to any coordinator:\n  {}",
+            "cannot connect to any coordinator:\n  {}{tried}",
             many.join("\n  ")
         ),
     }

@@ -1,7 +1,9 @@
 //! Turning failures into one message for `error: ...` on stderr. A status
 //! the coordinator sent is shown as its message alone (the server writes them
 //! for people); transport and TLS failures are recognised from their error
-//! chain and explained in terms of --ca, --cert and --key.
+//! chain and explained in terms of --ca, --cert and --key; a call the
+//! failover transport gave up on is shown as its error explains it (every
+//! address tried, or how to check a write that may have been applied).
 
 use std::error::Error as StdError;
 
@@ -44,6 +46,13 @@ pub fn mid_stream(status: Status) -> anyhow::Error {
 
 /// A gRPC status: the server's own words, or an explained transport failure.
 pub fn render_status(status: &Status, mid_stream: bool) -> String {
+    // The failover transport gave up: its error says why, address by address.
+    if let Some(failed) = status
+        .source()
+        .and_then(|s| s.downcast_ref::<crate::failover::CallError>())
+    {
+        return failed.to_string();
+    }
     let Some(source) = status.source() else {
         // Sent by the coordinator (or synthesised by tonic without a cause).
         return if status.message().is_empty() {
@@ -71,7 +80,7 @@ pub fn render_status(status: &Status, mid_stream: bool) -> String {
 }
 
 /// Explains why connecting to `target` failed.
-pub fn describe_connect_error(err: &tonic::transport::Error, target: &Target) -> String {
+pub fn describe_connect_error(err: &(dyn StdError + 'static), target: &Target) -> String {
     let detail = chain_text(err);
     let lower = detail.to_lowercase();
     if let Some(explained) = server_cert_problem(&lower, Some(&target.host)) {
@@ -95,6 +104,16 @@ pub fn describe_tls_settings_error(err: &(dyn StdError + 'static)) -> String {
     } else {
         format!("cannot use --ca/--cert/--key for TLS: {detail}")
     }
+}
+
+/// Whether a transport failure (its [`chain_text`], lowercased) is a
+/// certificate problem: our verification of the server's certificate, or
+/// the server's TLS alert over ours. Such a failure is the same for every
+/// member, so the failover transport does not try another.
+pub fn is_certificate_problem(lower: &str) -> bool {
+    server_cert_problem(lower, None).is_some()
+        || client_cert_refused(lower, false)
+        || lower.contains("received fatal alert")
 }
 
 /// Messages of errors that only wrap a more specific cause.
@@ -160,7 +179,7 @@ fn server_cert_problem(lower: &str, host: Option<&str>) -> Option<String> {
 /// The server ended the handshake or connection over our client certificate.
 /// With TLS 1.3 the client finishes its side of the handshake first, so the
 /// server's refusal arrives on the first call, often as a bare reset.
-fn client_cert_refused(lower: &str, after_connect: bool) -> bool {
+pub fn client_cert_refused(lower: &str, after_connect: bool) -> bool {
     let alert = lower.contains("received fatal alert")
         && [
             "certificate",
@@ -296,6 +315,40 @@ mod tests {
         ));
         assert!(!client_cert_refused("connection reset by peer", false));
         assert!(client_cert_refused("connection reset by peer", true));
+    }
+
+    #[test]
+    fn certificate_problems_are_told_from_unreachable_members() {
+        for tls in [
+            "transport error: invalid peer certificate: unknownissuer",
+            "invalid peer certificate: certificate not valid for name \"10.0.0.9\"",
+            "the server names another identity, refusing to talk to it",
+            "received fatal alert: certificaterequired",
+            "received fatal alert: decrypterror",
+        ] {
+            assert!(is_certificate_problem(tls), "{tls}");
+        }
+        for other in [
+            "tcp connect error: connection refused (os error 111)",
+            "connection reset by peer (os error 104)",
+            "timed out",
+        ] {
+            assert!(!is_certificate_problem(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_failover_that_gave_up_is_shown_as_it_explains_itself() {
+        let failed = crate::failover::CallError::NoAnswer {
+            tried_for: std::time::Duration::from_secs(2),
+            failures: vec![("a:1".into(), "tcp connect error".into())],
+        };
+        // As tonic makes a status of a transport's error.
+        let status = Status::from_error(Box::new(failed));
+        assert_eq!(
+            render(&status.into()),
+            "no coordinator answered within --retry-for 2 s:\n  a:1: tcp connect error"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod args;
 mod client;
 mod commands;
 mod errors;
+mod failover;
 mod output;
 mod wire;
 

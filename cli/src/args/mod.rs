@@ -60,7 +60,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Coordinator addresses (HOST:PORT, comma-separated); the first that connects is used.
+    /// Coordinator addresses (HOST:PORT, comma-separated): give every member's. The first that
+    /// connects is used; a call moves to another when one does not answer (see --retry-for).
     #[arg(
         long,
         env = "FERRY_COORDINATOR",
@@ -79,6 +80,17 @@ pub struct GlobalArgs {
     /// The private key of --cert.
     #[arg(long, env = "FERRY_KEY", value_name = "FILE", global = true)]
     pub key: Option<PathBuf>,
+    /// How long a call keeps trying the other --coordinator addresses when a member does not
+    /// answer or no leader is elected (a restart, a leader change); 0 tries once. A write is
+    /// sent again only when it was certainly not applied.
+    #[arg(
+        long,
+        env = "FERRY_RETRY_FOR",
+        value_name = "SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub retry_for: u64,
     /// Output format.
     #[arg(
         short = 'o',

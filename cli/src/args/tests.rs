@@ -79,6 +79,20 @@ fn global_flags_before_or_after_the_subcommand() {
 }
 
 #[test]
+fn retry_for_is_a_global_number_of_seconds() {
+    let cli = parse(&["rbac", "list", "--retry-for", "2"]).expect("parse");
+    assert_eq!(cli.global.retry_for, 2);
+    let cli = parse(&["--retry-for", "0", "whoami"]).expect("parse");
+    assert_eq!(cli.global.retry_for, 0);
+    if std::env::var_os("FERRY_RETRY_FOR").is_none() {
+        assert_eq!(parse(&["whoami"]).expect("parse").global.retry_for, 30);
+    }
+    for bad in ["-1", "2s", ""] {
+        assert!(parse(&["whoami", "--retry-for", bad]).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn defaults() {
     let cli = parse(&["whoami"]).expect("parse");
     // Only true when the environment does not override it.
