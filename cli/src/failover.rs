@@ -13,8 +13,9 @@
 //!   mark ([`NOT_APPLIED`]), or with one of the texts v0.1 members answer the
 //!   same conditions with, unmarked ([`answered_not_applied`]).
 //!
-//! Read-only calls ([`METHODS`] says which) are also sent again after any
-//! UNAVAILABLE answer or a connection that broke. A write whose connection
+//! Read-only calls and writes whose repetition has the effect of one
+//! ([`METHODS`] says which) are also sent again after any UNAVAILABLE answer
+//! or a connection that broke. A write whose connection
 //! broke after it was sent is never sent again: it fails with
 //! [`CallError::Ambiguous`], which says how to check whether it took effect.
 //! A write goes to a member only once the member has answered something
@@ -68,6 +69,9 @@ pub enum Kind {
     /// Changes state: sent again only when provably not applied. `check` is
     /// how an operator sees whether it took effect after an ambiguous failure.
     Write { check: &'static str },
+    /// A write whose repetition has the effect of one (a role granted, a
+    /// secret set to a value): sent again as a read is.
+    Idempotent,
     /// A write the coordinator answers with a linearizable read or a call on
     /// the leader made after the write, whose "not applied" mark may come
     /// from that read although the write was applied: sent again only when
@@ -189,9 +193,8 @@ pub const METHODS: &[(&str, Kind)] = &[
     // Secrets
     (
         "/ferry.v1.Secrets/SetSecret",
-        Kind::Write {
-            check: "ferry secret list",
-        },
+        // The same name set to the same value twice holds that value.
+        Kind::Idempotent,
     ),
     ("/ferry.v1.Secrets/ListSecrets", Kind::Read),
     (
@@ -236,9 +239,8 @@ pub const METHODS: &[(&str, Kind)] = &[
     ),
     (
         "/ferry.v1.Access/GrantRole",
-        Kind::Write {
-            check: "ferry rbac list",
-        },
+        // A binding granted twice is granted once.
+        Kind::Idempotent,
     ),
     (
         "/ferry.v1.Access/RevokeRole",
@@ -271,7 +273,7 @@ pub fn may_resend_answer(kind: Kind, code: Code, message: &str, marked: bool) ->
         return false;
     }
     match kind {
-        Kind::Read => true,
+        Kind::Read | Kind::Idempotent => true,
         Kind::Write { .. } => marked || answered_not_applied(message),
         Kind::WriteThenRead { .. } => false,
     }
@@ -816,12 +818,28 @@ mod tests {
             }
         }
         assert_eq!(
-            kind_of("/ferry.v1.Access/GrantRole"),
+            kind_of("/ferry.v1.Access/RevokeRole"),
             Kind::Write {
                 check: "ferry rbac list"
             }
         );
         assert_eq!(kind_of("/ferry.v1.Access/WhoAmI"), Kind::Read);
+        // Only writes whose repetition is harmless are sent again like reads.
+        let idempotent: Vec<&str> = METHODS
+            .iter()
+            .filter(|(_, k)| *k == Kind::Idempotent)
+            .map(|(p, _)| *p)
+            .collect();
+        assert_eq!(
+            idempotent,
+            ["/ferry.v1.Secrets/SetSecret", "/ferry.v1.Access/GrantRole"]
+        );
+        assert!(may_resend_answer(
+            Kind::Idempotent,
+            Code::Unavailable,
+            "could not reach the leader",
+            false
+        ));
         // An unknown method counts as a write.
         assert_eq!(kind_of("/ferry.v1.Pipelines/Frobnicate"), WRITE);
     }
@@ -1149,9 +1167,10 @@ mod transport_tests {
         Failover::new(members, 0, retry_for)
     }
 
-    async fn grant(f: &Failover) -> Result<(), tonic::Status> {
+    /// A write that is not idempotent.
+    async fn revoke(f: &Failover) -> Result<(), tonic::Status> {
         pb::access_client::AccessClient::new(f.clone())
-            .grant_role(pb::RoleRequest::default())
+            .revoke_role(pb::RoleRequest::default())
             .await
             .map(drop)
     }
@@ -1178,7 +1197,7 @@ mod transport_tests {
         let down = nothing().await;
         let (up, calls) = fake(&[]).await;
         let f = failover(&[down, up], 10 * SECOND);
-        grant(&f).await.unwrap_or_else(|s| panic!("{s:?}"));
+        revoke(&f).await.unwrap_or_else(|s| panic!("{s:?}"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(f.shared.current.load(Ordering::SeqCst), 1);
         list(&f).await.unwrap_or_else(|s| panic!("{s:?}"));
@@ -1200,7 +1219,7 @@ mod transport_tests {
         .await;
         let f = failover(&[a, b], 10 * SECOND);
         // a (marked) → b (v0.1's words) → a (v0.1's words) → b: answers.
-        grant(&f).await.unwrap_or_else(|s| panic!("{s:?}"));
+        revoke(&f).await.unwrap_or_else(|s| panic!("{s:?}"));
         assert_eq!(a_calls.load(Ordering::SeqCst), 2);
         assert_eq!(b_calls.load(Ordering::SeqCst), 2);
 
@@ -1212,7 +1231,7 @@ mod transport_tests {
         .await;
         let (b, b_calls) = fake(&[]).await;
         let f = failover(&[a, b], 10 * SECOND);
-        let status = grant(&f).await.expect_err("not sent again");
+        let status = revoke(&f).await.expect_err("not sent again");
         assert_eq!(status.code(), Code::Unavailable);
         assert_eq!(status.message(), "could not reach the leader");
         assert_eq!(
@@ -1251,7 +1270,7 @@ mod transport_tests {
         let (broken, _) = fake(&[Reply::Break, Reply::Break]).await;
         let (up, calls) = fake(&[]).await;
         let f = failover(&[broken, up], 10 * SECOND);
-        let status = grant(&f).await.expect_err("ambiguous");
+        let status = revoke(&f).await.expect_err("ambiguous");
         let CallError::Ambiguous {
             coordinator, check, ..
         } = call_error(&status)
@@ -1274,12 +1293,12 @@ mod transport_tests {
         let broken = breaker().await;
         let (up, calls) = fake(&[]).await;
         let f = failover(&[broken, up], 10 * SECOND);
-        grant(&f).await.unwrap_or_else(|s| panic!("{s:?}"));
+        revoke(&f).await.unwrap_or_else(|s| panic!("{s:?}"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Only such members: it is the certificate, everywhere.
         let f = failover(&[breaker().await, breaker().await], 10 * SECOND);
         let started = std::time::Instant::now();
-        let status = grant(&f).await.expect_err("refused");
+        let status = revoke(&f).await.expect_err("refused");
         assert!(started.elapsed() < 5 * SECOND);
         let text = crate::errors::render(&status.into());
         assert!(
@@ -1306,7 +1325,7 @@ mod transport_tests {
         let (a, b) = (nothing().await, nothing().await);
         let f = failover(&[a, b], SECOND);
         let started = std::time::Instant::now();
-        let status = grant(&f).await.expect_err("nothing answers");
+        let status = revoke(&f).await.expect_err("nothing answers");
         let elapsed = started.elapsed();
         assert!(
             elapsed >= Duration::from_millis(900) && elapsed < 5 * SECOND,
@@ -1323,7 +1342,7 @@ mod transport_tests {
         // --retry-for 0: one attempt, at once.
         let f = failover(&[a, b], Duration::ZERO);
         let started = std::time::Instant::now();
-        let status = grant(&f).await.expect_err("nothing answers");
+        let status = revoke(&f).await.expect_err("nothing answers");
         assert!(started.elapsed() < SECOND);
         let CallError::NoAnswer { failures, .. } = call_error(&status) else {
             panic!("{status:?}")

@@ -18,7 +18,7 @@ mod executions;
 mod http;
 mod members;
 
-pub use cli::Run;
+pub use cli::{Cli, Run};
 pub use http::HttpAnswer;
 
 struct AgentProc {
@@ -28,6 +28,8 @@ struct AgentProc {
     labels: String,
     /// Extra flags for this agent (e.g. `--metrics-listen`).
     extra_args: Vec<String>,
+    /// Folder of the `ferry-agent` it runs (None: this build's).
+    bins: Option<PathBuf>,
 }
 
 struct Member {
@@ -39,6 +41,8 @@ struct Member {
     /// Network namespace it runs in, if any.
     netns: Option<String>,
     child: Option<Child>,
+    /// Folder of the `ferry-coordinator` it runs (None: this build's).
+    bins: Option<PathBuf>,
 }
 
 /// Options for a multi-member cluster.
@@ -57,6 +61,9 @@ pub struct Options {
     /// listen on loopback): notifications then reach public addresses
     /// only, as in a coordinator's default.
     pub notify_public_only: bool,
+    /// Start every member and agent from the binaries in this folder (another
+    /// release's, for upgrade tests) instead of this build's.
+    pub bins: Option<PathBuf>,
 }
 
 pub struct Cluster {
@@ -73,6 +80,8 @@ pub struct Cluster {
     extra_args: Vec<String>,
     open_files: Option<u64>,
     notify_public_only: bool,
+    /// Folder of the binaries new members and agents start from (None: this build's).
+    bins: Option<PathBuf>,
     mounts: Vec<PathBuf>,
     net: Option<crate::net::Net>,
     dir: tempfile::TempDir,

@@ -15,7 +15,7 @@ pub mod receiver;
 pub mod sshd;
 pub mod targets;
 
-pub use cluster::{Cluster, HttpAnswer, Options, Run};
+pub use cluster::{Cli, Cluster, HttpAnswer, Options, Run};
 pub use git::Repo;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +57,49 @@ pub fn bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// `name` from `dir` when given (another release's binaries), else this build's.
+pub fn binary(dir: Option<&Path>, name: &str) -> PathBuf {
+    match dir {
+        Some(d) => {
+            let p = d.join(name);
+            assert!(p.exists(), "{} is missing", p.display());
+            p
+        }
+        None => bin(name),
+    }
+}
+
+/// The binaries of the release before this build's version, which
+/// `scripts/previous-release` builds into target/previous/ (scripts/test runs
+/// it); fails loudly when they are missing.
+pub fn previous_release() -> PathBuf {
+    let dir = bin_dir()
+        .parent()
+        .map(|t| t.join("previous").join("latest"))
+        .unwrap_or_default();
+    assert!(
+        dir.join("ferry-coordinator").exists(),
+        "the previous release's binaries are missing from {}: run scripts/previous-release first (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// This build's `MAJOR.MINOR` (what a cluster of its members reports as
+/// its cluster version).
+pub fn this_minor_version() -> &'static str {
+    let v = env!("CARGO_PKG_VERSION");
+    v.rsplit_once('.').map_or(v, |(minor, _)| minor)
+}
+
+/// Sends `signal` (e.g. "TERM", "STOP") to process `pid`; fails the test if it cannot.
+pub fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
+    assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
 }
 
 /// Polls `f` until it returns Some or the deadline passes.

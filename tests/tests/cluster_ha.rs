@@ -3,7 +3,6 @@
 //! turn, or when a follower falls behind the compacted log; and membership
 //! changes that a removed member obeys.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ferry_tests::{Cluster, Options, Repo, ensure_busybox_image, wait_for};
@@ -30,25 +29,6 @@ stages:
 {gate}"#,
         url = repo.url()
     )
-}
-
-/// Waits until every listed member reports the same applied index and state digest.
-fn wait_converged(c: &Cluster, members: &[u64]) {
-    wait_for("members to converge", Duration::from_secs(60), || {
-        let mut digests = BTreeSet::new();
-        let mut applied = BTreeSet::new();
-        for id in members {
-            let v = c.cluster_status(Some(*id))?;
-            let me = v["members"]
-                .as_array()?
-                .iter()
-                .find(|m| m["id"] == *id)?
-                .clone();
-            digests.insert(me["state_digest"].as_str()?.to_string());
-            applied.insert(me["applied_index"].as_u64()?);
-        }
-        (digests.len() == 1 && applied.len() == 1).then_some(())
-    });
 }
 
 fn attempts_of(v: &Value) -> Vec<u64> {
@@ -128,7 +108,7 @@ fn killing_the_leader_loses_no_work() {
     assert_eq!(v["status"], "Succeeded");
     // The killed member comes back and converges.
     c.start_member(old);
-    wait_converged(&c, &[1, 2, 3]);
+    c.wait_converged(&[1, 2, 3]);
 }
 
 #[test]
@@ -145,7 +125,7 @@ fn a_partitioned_leader_commits_nothing_and_converges_after_healing() {
     c.grant("before", "viewer");
     // Let everything proposed so far (late bootstrap proposals included) be
     // acknowledged everywhere, so only what comes after the cut is measured.
-    wait_converged(&c, &[1, 2, 3]);
+    c.wait_converged(&[1, 2, 3]);
     let before = c
         .cluster_status(Some(old))
         .and_then(|v| v["commit_index"].as_u64())
@@ -188,7 +168,7 @@ fn a_partitioned_leader_commits_nothing_and_converges_after_healing() {
         },
     );
     c.heal(old);
-    wait_converged(&c, &[1, 2, 3]);
+    c.wait_converged(&[1, 2, 3]);
     wait_for(
         "every member to report SERVING again",
         Duration::from_secs(30),
@@ -219,7 +199,7 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
         c.grant(&format!("user{i}"), "viewer");
     }
     c.start_member(follower);
-    wait_converged(&c, &[1, 2, 3]);
+    c.wait_converged(&[1, 2, 3]);
     let log = std::fs::read_to_string(c.path().join(format!("coordinator-{follower}.log")))
         .unwrap_or_default();
     assert!(
@@ -250,7 +230,7 @@ fn a_rolling_restart_under_load_fails_no_execution() {
                 .to_string(),
         );
         c.start_member(id);
-        wait_converged(&c, &[1, 2, 3]);
+        c.wait_converged(&[1, 2, 3]);
     }
     for id in &runs {
         let v = c.wait_status("roll", id, "execution to finish", |v| {
@@ -286,7 +266,7 @@ fn members_are_added_removed_and_leadership_moves() {
         Some("admin"),
         &["cluster", "add", "--id", "4", "--address", &addr],
     );
-    wait_converged(&c, &[1, 2, 3, 4]);
+    c.wait_converged(&[1, 2, 3, 4]);
     c.ferry_ok(Some("admin"), &["cluster", "transfer-leader", "--to", "4"]);
     assert_eq!(c.leader(), 4);
     // Ask a member that stays: member 1 stops serving as soon as the change commits.
@@ -309,7 +289,7 @@ fn members_are_added_removed_and_leadership_moves() {
         .collect();
     assert_eq!(ids, vec![2, 3, 4]);
     c.grant("after", "viewer");
-    wait_converged(&c, &[2, 3, 4]);
+    c.wait_converged(&[2, 3, 4]);
 }
 
 #[test]
@@ -371,5 +351,5 @@ fn a_member_whose_disk_fills_stops_serving_and_the_rest_go_on() {
             "viewer",
         ],
     );
-    wait_converged(&c, &[1, 2]);
+    c.wait_converged(&[1, 2]);
 }

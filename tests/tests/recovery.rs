@@ -225,7 +225,7 @@ fn a_survivor_forced_into_a_new_cluster_keeps_the_state_and_goes_on() {
         std::time::Duration::from_secs(30),
         || {
             let v = c.cluster_status(Some(1))?;
-            (v["cluster_version"] == "0.1").then_some(())
+            (v["cluster_version"] == ferry_tests::this_minor_version()).then_some(())
         },
     );
     // Each member says which version it runs.

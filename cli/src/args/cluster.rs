@@ -10,7 +10,9 @@ pub enum ClusterCommand {
     /// Ask every --coordinator address the standard gRPC health question
     /// (grpc.health.v1); fails unless all answer SERVING. Needs no certificate.
     Health,
-    /// Add a member (start it first with `ferry-coordinator --join`).
+    /// Add a member. It must run first: when it does not answer, this says
+    /// what to run on its host (its certificate, files and flags, with the
+    /// current members as --peers), as does `--print-command`.
     Add(MemberArgs),
     /// Remove a member; it stops serving once the change commits.
     Remove(MemberIdArgs),
@@ -38,6 +40,9 @@ pub struct MemberArgs {
     /// HOST:PORT the new member serves gRPC on.
     #[arg(long)]
     pub address: String,
+    /// Print what to run on the new member's host, and change nothing.
+    #[arg(long)]
+    pub print_command: bool,
 }
 
 #[derive(Debug, Args)]

@@ -186,12 +186,34 @@ pub async fn run(global: &GlobalArgs, command: &ClusterCommand) -> Result<()> {
                 .await?
         }
         ClusterCommand::Add(a) => {
-            api.cluster
+            let members = api
+                .cluster
+                .cluster_status(pb::ClusterStatusRequest {})
+                .await?
+                .into_inner()
+                .members;
+            let setup = super::new_member::setup(a.id, &a.address, &members)?;
+            if a.print_command {
+                print!("{setup}");
+                return Ok(());
+            }
+            match api
+                .cluster
                 .add_member(pb::MemberRequest {
                     id: a.id,
                     address: a.address.clone(),
                 })
-                .await?
+                .await
+            {
+                Ok(status) => status,
+                Err(e) if super::new_member::not_running(&e) => {
+                    anyhow::bail!(
+                        "{}\n\nNothing was changed. {setup}\nThen run this command again.",
+                        e.message()
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         ClusterCommand::Remove(a) => {
             api.cluster

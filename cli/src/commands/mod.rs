@@ -11,6 +11,7 @@ pub mod env;
 pub mod events;
 pub mod exec;
 pub mod logs;
+pub mod new_member;
 pub mod notify;
 pub mod pipeline;
 pub mod rbac;

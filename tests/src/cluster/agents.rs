@@ -1,14 +1,14 @@
 //! Agent processes: enrolling them with real join tokens, starting,
 //! signalling, killing and restarting them, and the containers they leave.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{AgentProc, Cluster, log_file};
-use crate::{bin, wait_for};
+use crate::{bin, binary, signal, wait_for};
 
 impl Cluster {
     /// The state dir of agent `name` (its full name, as `add_agent` returns).
@@ -41,6 +41,7 @@ impl Cluster {
             state,
             labels: labels.join(","),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            bins: self.bins.clone(),
         });
         self.start_agent_with_token(&name, Some(&token));
         wait_for(
@@ -67,7 +68,7 @@ impl Cluster {
         let Some(agent) = self.agents.iter_mut().find(|a| a.name == name) else {
             return;
         };
-        let mut cmd = Command::new(bin("ferry-agent"));
+        let mut cmd = Command::new(binary(agent.bins.as_deref(), "ferry-agent"));
         cmd.args([
             "--coordinator",
             &addr,
@@ -107,6 +108,37 @@ impl Cluster {
         }
     }
 
+    /// From its next start on, agent `name` runs the `ferry-agent` in `bins`
+    /// (None: this build's), with the same state dir and flags.
+    pub fn set_agent_bins(&mut self, name: &str, bins: Option<&Path>) {
+        if let Some(a) = self.agents.iter_mut().find(|a| a.name == name) {
+            a.bins = bins.map(Path::to_path_buf);
+        }
+    }
+
+    /// Stops an agent as its service manager would (SIGTERM: it finishes its
+    /// running actions first) and waits up to `timeout` before SIGKILL;
+    /// returns how it exited (None: killed, or not running).
+    pub fn stop_agent(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let a = self.agents.iter_mut().find(|a| a.name == name)?;
+        let mut child = a.child.take()?;
+        signal(child.id(), "TERM");
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// The process id of a running agent.
     pub fn agent_pid(&self, name: &str) -> Option<u32> {
         self.agents
@@ -125,10 +157,7 @@ impl Cluster {
             .and_then(|a| a.child.as_ref())
             .map(|c| c.id())
             .unwrap_or_else(|| panic!("agent {name} is not running"));
-        let ok = Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+        crate::signal(pid, signal);
     }
 
     /// The agent's exit status once it has exited.

@@ -29,7 +29,53 @@ impl Run {
     }
 }
 
+/// The CLI as one user against a cluster, detached from the [`Cluster`]
+/// (which a test may be changing meanwhile): for a client running on its
+/// own thread.
+#[derive(Clone)]
+pub struct Cli {
+    program: std::path::PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// Runs `ferry ARGS`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(&self.program)
+            .args(args)
+            .env_remove("FERRY_CERT")
+            .env_remove("FERRY_KEY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
+        Run::from_output(&out)
+    }
+}
+
 impl Cluster {
+    /// This build's CLI as `user` against every member, for another thread.
+    pub fn cli_for(&self, user: &str) -> Cli {
+        let file = |suffix: &str| {
+            self.users
+                .join(format!("{user}{suffix}"))
+                .display()
+                .to_string()
+        };
+        Cli {
+            program: bin("ferry"),
+            env: vec![
+                ("FERRY_COORDINATOR".into(), self.addr.clone()),
+                (
+                    "FERRY_CA".into(),
+                    self.tls.join("ca.pem").display().to_string(),
+                ),
+                ("FERRY_CERT".into(), file(".pem")),
+                ("FERRY_KEY".into(), file("-key.pem")),
+            ],
+        }
+    }
+
     /// Runs the CLI inside member `id`'s namespace against that member only.
     pub fn ferry_inside(&self, id: u64, args: &[&str]) -> Run {
         let out = self
@@ -83,9 +129,23 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("cannot run ferry: {e}"))
     }
 
+    /// Runs the `ferry` in `bins` (another release's CLI) as `user`.
+    pub fn ferry_from(&self, bins: &std::path::Path, user: Option<&str>, args: &[&str]) -> Run {
+        let out = self
+            .cli_program(&crate::binary(Some(bins), "ferry"), user, args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
+        Run::from_output(&out)
+    }
+
     /// The CLI as `user` (none: no client certificate), against this cluster.
     fn cli(&self, user: Option<&str>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("ferry"));
+        self.cli_program(&bin("ferry"), user, args)
+    }
+
+    /// [`Cluster::cli`] with the CLI binary at `program`.
+    fn cli_program(&self, program: &std::path::Path, user: Option<&str>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("FERRY_COORDINATOR", &self.addr)
             .env("FERRY_CA", self.tls.join("ca.pem"))

@@ -2,14 +2,14 @@
 //! killing and restarting them, adding a joiner, cutting one off the
 //! network, and asking who leads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{Cluster, Member, Options, log_file};
-use crate::{bin, free_port, wait_for};
+use crate::{binary, free_port, signal, wait_for};
 
 /// What every test coordinator gets unless [`Options::notify_public_only`]:
 /// test receivers listen on loopback, which notifications do not reach by default.
@@ -47,6 +47,7 @@ impl Cluster {
                 http,
                 netns,
                 child: None,
+                bins: opts.bins.clone(),
             });
         }
         let addr = members
@@ -74,6 +75,7 @@ impl Cluster {
             extra_args: opts.coordinator_args,
             open_files: opts.open_files,
             notify_public_only: opts.notify_public_only,
+            bins: opts.bins,
             mounts: Vec::new(),
             net,
             dir,
@@ -125,21 +127,20 @@ impl Cluster {
         let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
             return;
         };
+        let program = binary(m.bins.as_deref(), "ferry-coordinator");
         let mut cmd = match &m.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(bin("ferry-coordinator"));
+                c.args(["netns", "exec", ns]).arg(&program);
                 c
             }
             None => match self.open_files {
                 Some(n) => {
                     let mut c = Command::new("prlimit");
-                    c.arg(format!("--nofile={n}:{n}"))
-                        .arg("--")
-                        .arg(bin("ferry-coordinator"));
+                    c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&program);
                     c
                 }
-                None => Command::new(bin("ferry-coordinator")),
+                None => Command::new(&program),
             },
         };
         cmd.args([
@@ -184,7 +185,7 @@ impl Cluster {
         self.issue_coordinator(id, &["127.0.0.1"]);
         let data = self.dir.path().join(format!("coordinator-{id}"));
         let log = self.dir.path().join(format!("coordinator-{id}.log"));
-        let child = Command::new(bin("ferry-coordinator"))
+        let child = Command::new(binary(self.bins.as_deref(), "ferry-coordinator"))
             .args([
                 "--id",
                 &id.to_string(),
@@ -210,6 +211,7 @@ impl Cluster {
             http: String::new(),
             netns: None,
             child: Some(child),
+            bins: self.bins.clone(),
         });
         listen
     }
@@ -259,6 +261,42 @@ impl Cluster {
         }
     }
 
+    /// Stops member `id` as its service manager would (SIGTERM), waits up
+    /// to `timeout` for it to exit, then SIGKILLs it; returns how it exited
+    /// (None: it had to be killed, or was not running).
+    pub fn stop_member(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let m = self.members.iter_mut().find(|m| m.id == id)?;
+        let mut child = m.child.take()?;
+        signal(child.id(), "TERM");
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// The process id of running member `id`.
+    pub fn member_pid(&self, id: u64) -> Option<u32> {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.child.as_ref())
+            .map(|c| c.id())
+    }
+
+    /// From its next start on, member `id` runs the `ferry-coordinator` in
+    /// `bins` (None: this build's), on the same data dir and flags.
+    pub fn set_member_bins(&mut self, id: u64, bins: Option<&Path>) {
+        if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {
+            m.bins = bins.map(Path::to_path_buf);
+        }
+    }
+
     /// Whether member `id`'s process has exited (and its status).
     pub fn member_exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
         let m = self.members.iter_mut().find(|m| m.id == id)?;
@@ -284,6 +322,26 @@ impl Cluster {
             let l = v["leader_id"].as_u64()?;
             (l != 0).then_some(l)
         })
+    }
+
+    /// Waits until every listed member reports the same applied index and
+    /// state digest (through itself).
+    pub fn wait_converged(&self, members: &[u64]) {
+        wait_for("members to converge", Duration::from_secs(60), || {
+            let mut digests = std::collections::BTreeSet::new();
+            let mut applied = std::collections::BTreeSet::new();
+            for id in members {
+                let v = self.cluster_status(Some(*id))?;
+                let me = v["members"]
+                    .as_array()?
+                    .iter()
+                    .find(|m| m["id"] == *id)?
+                    .clone();
+                digests.insert(me["state_digest"].as_str()?.to_string());
+                applied.insert(me["applied_index"].as_u64()?);
+            }
+            (digests.len() == 1 && applied.len() == 1).then_some(())
+        });
     }
 
     /// Member `id`'s data dir.
