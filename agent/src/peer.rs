@@ -116,6 +116,14 @@ impl pb::internal::artifact_peer_server::ArtifactPeer for PeerService {
     }
 }
 
+/// Rounds over the holders, each after this pause: about 7 s in all, which a
+/// restarting agent's peer server is back within.
+const FETCH_ROUNDS: [std::time::Duration; 3] = [
+    std::time::Duration::ZERO,
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(5),
+];
+
 /// Pulls `digest` into the store from the first holder that delivers it intact.
 pub async fn fetch(
     store: &Store,
@@ -132,30 +140,32 @@ pub async fn fetch(
         });
     }
     // One writer across holders: a transfer cut short resumes at the byte it
-    // reached from the next holder (or the same one, once more). Content that
-    // does not match the digest is thrown away and fetched afresh elsewhere.
+    // reached from the next holder (or the same one, in the next round).
+    // Content that does not match the digest is thrown away and fetched
+    // afresh elsewhere. A holder that is restarting (an upgrade) comes back
+    // at the address it advertises: the rounds wait for it a little.
     let mut errors = Vec::new();
     let mut w = store.writer().map_err(|e| e.to_string())?;
-    let mut tries: Vec<&String> = holders.iter().collect();
-    tries.extend(holders.iter());
-    let mut fresh_from = 0;
-    for (n, addr) in tries.into_iter().enumerate() {
-        if n < fresh_from {
-            continue;
+    for (round, pause) in FETCH_ROUNDS.iter().enumerate() {
+        if round > 0 {
+            tokio::time::sleep(*pause).await;
+            // The message names what the last round met.
+            errors.clear();
         }
-        let (back, result) = fetch_from(w, ca_pem, identity, addr, digest).await;
-        w = back;
-        match result {
-            Ok(()) => match w.commit(Some(digest)) {
-                Ok(b) => return Ok(b),
+        for addr in holders {
+            let (back, result) = fetch_from(w, ca_pem, identity, addr, digest).await;
+            w = back;
+            match result {
+                Ok(()) => match w.commit(Some(digest)) {
+                    Ok(b) => return Ok(b),
+                    Err(e) => {
+                        errors.push(format!("{addr}: {e}"));
+                        w = store.writer().map_err(|e| e.to_string())?;
+                    }
+                },
                 Err(e) => {
-                    errors.push(format!("{addr}: {e}"));
-                    w = store.writer().map_err(|e| e.to_string())?;
-                    fresh_from = n + 1;
+                    errors.push(format!("{addr} (after {} bytes): {e}", w.len()));
                 }
-            },
-            Err(e) => {
-                errors.push(format!("{addr} (after {} bytes): {e}", w.len()));
             }
         }
     }

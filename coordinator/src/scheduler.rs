@@ -8,7 +8,7 @@
 //! cluster's key for an agent, and the action fails naming the agent and
 //! saying to enroll it again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ferry_proto as pb;
@@ -215,7 +215,17 @@ type Queued = (String, usize, usize);
 /// `runs_on`; one heap of free slots per distinct label set, the sets with
 /// the fewest eligible agents first, so a round costs
 /// O((actions + agents × label sets) log agents).
-pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, usize, String)> {
+///
+/// An action waits while every agent holding one of its inputs is `away`
+/// (disconnected, but heard from within its lease: restarting, say, for an
+/// upgrade): sent now, it could fetch the input from no one, or from an
+/// address the holder no longer serves. Holders gone longer than a lease
+/// are not waited for; the fetch then fails naming the input.
+pub fn plan(
+    state: &ClusterState,
+    connected: &[String],
+    away: &BTreeSet<&str>,
+) -> Vec<(String, usize, usize, String)> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let running = state.running_counts();
@@ -235,15 +245,19 @@ pub fn plan(state: &ClusterState, connected: &[String]) -> Vec<(String, usize, u
     // Which environments are busy is looked up only when a deploy waits.
     let mut deploying = None;
     for (exec_id, si, ai) in state.queued() {
+        let Some(exec) = state.executions.get(&exec_id) else {
+            continue;
+        };
         let Some(action) = state
-            .executions
-            .get(&exec_id)
-            .and_then(|e| state.pipeline_of(e))
+            .pipeline_of(exec)
             .and_then(|p| p.stages.get(si))
             .and_then(|s| s.actions.get(ai))
         else {
             continue;
         };
+        if !away.is_empty() && inputs_held_only_by(state, exec, &action.inputs, away) {
+            continue;
+        }
         if let Some(d) = &action.deploy
             && !deploying
                 .get_or_insert_with(|| state.environments_deploying())
@@ -330,6 +344,28 @@ async fn assign(ops: &Ops, (execution, stage, action, agent): (String, usize, us
     }
 }
 
+/// Whether some input of `inputs` is held only by agents in `away` (none
+/// of its holders is here to serve it).
+fn inputs_held_only_by(
+    state: &ClusterState,
+    exec: &ferry_state::Execution,
+    inputs: &[String],
+    away: &BTreeSet<&str>,
+) -> bool {
+    if inputs.is_empty() {
+        return false;
+    }
+    let produced = exec.state.produced();
+    inputs.iter().any(|name| {
+        produced
+            .get(name.as_str())
+            .and_then(|art| state.artifacts.get(&art.digest))
+            .is_some_and(|held| {
+                !held.holders.is_empty() && held.holders.iter().all(|h| away.contains(h.as_str()))
+            })
+    })
+}
+
 /// Schedules while this member leads (`leader::supervise` starts and cancels
 /// it). All assignments
 /// of a round are proposed at once, so the Raft driver batches them into one
@@ -346,8 +382,22 @@ pub async fn run(ops: Ops) {
         }
         // Agents shutting down, drained or silent take no new work.
         let connected = ctx.agents.accepting(ctx.agent_lease);
+        let sessions: BTreeSet<String> = ctx.agents.connected().into_iter().collect();
         // A local read on the leader: `apply` checks every assignment again.
-        let decisions = ops.local_read(|s| plan(s, &connected));
+        let decisions = ops.local_read(|s| {
+            let away: BTreeSet<&str> = s
+                .agents
+                .keys()
+                .filter(|name| !sessions.contains(*name))
+                .filter(|name| {
+                    ctx.agents
+                        .heard_at(name)
+                        .is_some_and(|t| t.elapsed() < ctx.agent_lease)
+                })
+                .map(String::as_str)
+                .collect();
+            plan(s, &connected, &away)
+        });
         futures::future::join_all(decisions.into_iter().map(|d| assign(&ops, d))).await;
     }
 }
@@ -413,7 +463,7 @@ stages:
     #[test]
     fn labels_pick_the_agent_and_load_spreads_the_rest() {
         let s = waiting(&[("b1", &["builder"], 1, false), ("plain", &[], 2, false)]);
-        let plan = plan(&s, &names(&["b1", "plain"]));
+        let plan = plan(&s, &names(&["b1", "plain"]), &BTreeSet::new());
         let got = placed(&plan);
         assert_eq!(got.get(&0).map(String::as_str), Some("b1"), "{plan:?}");
         assert_eq!(got.get(&1).map(String::as_str), Some("plain"));
@@ -441,7 +491,7 @@ stages:
             ("draining", &[], 8, true),
             ("away", &[], 8, false),
         ]);
-        let plan = plan(&s, &names(&["busy", "draining"]));
+        let plan = plan(&s, &names(&["busy", "draining"]), &BTreeSet::new());
         // One slot, on the only connected agent that takes work.
         assert_eq!(plan.len(), 1, "{plan:?}");
         assert_eq!(plan[0].3, "busy");
@@ -451,8 +501,112 @@ stages:
         assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
     }
 
+    const INPUT_YAML: &str = r#"
+name: chain
+source: {git: /tmp/chain.git}
+stages:
+  - name: build
+    actions:
+      - {name: make, type: build, image: img, commands: [true], outputs: {app: [out]}}
+  - name: test
+    actions:
+      - {name: check, type: test, image: img, inputs: [app], commands: [true]}
+"#;
+
+    #[test]
+    fn an_action_waits_while_the_only_holders_of_its_input_are_away() {
+        let mut s = ferry_state::testing::applied(INPUT_YAML);
+        let apply =
+            |s: &mut ClusterState, cmd: Command| s.apply(cmd).unwrap_or_else(|e| panic!("{e}"));
+        apply(
+            &mut s,
+            Command::StartExecution {
+                source: None,
+                once: None,
+                variables: Default::default(),
+                id: "e1".into(),
+                pipeline: "chain".into(),
+                revision: "abc".into(),
+                trigger: "t".into(),
+                started_by: Some(ferry_state::By::operator("root")),
+                at: 2,
+            },
+        );
+        for name in ["maker", "tester"] {
+            s.agents.insert(
+                name.into(),
+                AgentRecord {
+                    name: name.into(),
+                    capacity: 2,
+                    ..Default::default()
+                },
+            );
+        }
+        let assigned = apply(
+            &mut s,
+            Command::Assign {
+                execution: "e1".into(),
+                stage: 0,
+                action: 0,
+                agent: "maker".into(),
+                at: 3,
+            },
+        );
+        let ferry_state::Output::Assigned { epoch, .. } = assigned else {
+            panic!("not assigned: {assigned:?}");
+        };
+        let app = ferry_pipeline::execution::ArtifactRef {
+            digest: "sha256:aa".into(),
+            size: 1,
+        };
+        apply(
+            &mut s,
+            Command::FinishAttempt {
+                epoch,
+                agent: "maker".into(),
+                success: true,
+                exit_code: Some(0),
+                message: String::new(),
+                outputs: BTreeMap::from([("app".to_string(), app)]),
+                log: None,
+                deployment: None,
+                variables: Default::default(),
+                at: 4,
+            },
+        );
+        apply(
+            &mut s,
+            Command::ArtifactHeld {
+                digest: "sha256:aa".into(),
+                size: 1,
+                agent: "maker".into(),
+            },
+        );
+        // `maker`, the only holder, is restarting: `check` waits for it.
+        let away = BTreeSet::from(["maker"]);
+        assert!(plan(&s, &names(&["tester"]), &away).is_empty());
+        // It is back: `check` runs.
+        assert_eq!(
+            plan(&s, &names(&["tester", "maker"]), &BTreeSet::new()).len(),
+            1
+        );
+        // It has been gone longer than a lease: not waited for (the fetch
+        // then fails naming the input).
+        assert_eq!(plan(&s, &names(&["tester"]), &BTreeSet::new()).len(), 1);
+        // Another holder is here: no wait for the one away.
+        apply(
+            &mut s,
+            Command::ArtifactHeld {
+                digest: "sha256:aa".into(),
+                size: 1,
+                agent: "tester".into(),
+            },
+        );
+        assert_eq!(plan(&s, &names(&["tester"]), &away).len(), 1);
+    }
+
     fn plan_of(s: &ClusterState, connected: &[&str]) -> Vec<(String, usize, usize, String)> {
-        plan(s, &names(connected))
+        plan(s, &names(connected), &BTreeSet::new())
     }
     use ferry_certs::{SecretBox, WrappingKey};
 

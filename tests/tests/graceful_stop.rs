@@ -133,64 +133,6 @@ impl Follower {
     }
 }
 
-/// The process id of running member `id`: the `ferry-coordinator` serving
-/// its address (each test's members have addresses of their own).
-fn member_pid(c: &Cluster, id: u64) -> u32 {
-    let listen = c.member_addr(id);
-    let entries = std::fs::read_dir("/proc").unwrap_or_else(|e| panic!("/proc: {e}"));
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.first()
-                .is_some_and(|program| program.ends_with(b"/ferry-coordinator"))
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--listen" && w[1] == listen.as_bytes())
-        })
-        .unwrap_or_else(|| panic!("member {id} ({listen}) does not run"))
-}
-
-/// Sends member `id` SIGTERM, as a service manager stops it, and waits up
-/// to `limit` for it to exit; how it exited (None: it still runs, and the
-/// cluster's clean-up kills it).
-fn stop_member(c: &mut Cluster, id: u64, limit: Duration) -> Option<ExitStatus> {
-    let pid = member_pid(c, id);
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = c.member_exited(id) {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the listed members report the same applied index and state
-/// digest, each asked directly.
-fn wait_converged(c: &Cluster, ids: &[u64]) {
-    wait_for("the members to converge", Duration::from_secs(60), || {
-        let mut seen = std::collections::BTreeSet::new();
-        for id in ids {
-            let v = c.cluster_status(Some(*id))?;
-            let me = v["members"].as_array()?.iter().find(|m| m["id"] == *id)?;
-            seen.insert((
-                me["applied_index"].as_u64()?,
-                me["state_digest"].as_str()?.to_string(),
-            ));
-        }
-        (seen.len() == 1).then_some(())
-    });
-}
-
 /// Member `id`'s log so far.
 fn member_log(c: &Cluster, id: u64) -> String {
     std::fs::read_to_string(c.path().join(format!("coordinator-{id}.log"))).unwrap_or_default()
@@ -240,7 +182,7 @@ fn a_stopped_leader_hands_leadership_over_and_exits_cleanly() {
     let old = c.leader();
     let followers = follow_on(&c, old, &execution);
 
-    let status = stop_member(&mut c, old, Duration::from_secs(60));
+    let status = c.stop_member(old, Duration::from_secs(60));
     let log = member_log(&c, old);
     let status = status.unwrap_or_else(|| panic!("member {old} did not exit:\n{log}"));
     assert!(
@@ -286,7 +228,7 @@ fn a_stopped_leader_hands_leadership_over_and_exits_cleanly() {
         Duration::from_secs(30),
         || (own_role(&c, old)? == "Follower").then_some(()),
     );
-    wait_converged(&c, &[1, 2, 3]);
+    c.wait_converged(&[1, 2, 3]);
 }
 
 #[test]
@@ -305,7 +247,7 @@ fn a_stopped_follower_ends_its_streams_and_does_not_wait_for_the_timeout() {
     let stopped = (1..=3).find(|id| *id != leader).unwrap_or(1);
     let followers = follow_on(&c, stopped, &execution);
 
-    let status = stop_member(&mut c, stopped, Duration::from_secs(60));
+    let status = c.stop_member(stopped, Duration::from_secs(60));
     let log = member_log(&c, stopped);
     let status = status.unwrap_or_else(|| panic!("member {stopped} did not exit:\n{log}"));
     assert!(status.success(), "exited with {status}:\n{log}");
@@ -329,7 +271,7 @@ fn a_stopped_follower_ends_its_streams_and_does_not_wait_for_the_timeout() {
         Duration::from_secs(30),
         || (own_role(&c, stopped)? == "Follower").then_some(()),
     );
-    wait_converged(&c, &[1, 2, 3]);
+    c.wait_converged(&[1, 2, 3]);
 }
 
 #[test]
@@ -348,7 +290,7 @@ fn a_cluster_of_one_ends_agent_sessions_and_stops_cleanly() {
     let execution = waiting_execution(&c);
     let followers = follow_on(&c, 1, &execution);
 
-    let status = stop_member(&mut c, 1, Duration::from_secs(60));
+    let status = c.stop_member(1, Duration::from_secs(60));
     let log = member_log(&c, 1);
     let status = status.unwrap_or_else(|| panic!("the member did not exit:\n{log}"));
     assert!(status.success(), "exited with {status}:\n{log}");

@@ -371,7 +371,10 @@ pub fn status_of(e: OpError) -> (StatusCode, String) {
         },
         OpError::Raft(ProposeError::Rejected(r)) => status_of(OpError::Rejected(r)),
         OpError::Raft(
-            e @ (ProposeError::NotLeader { .. } | ProposeError::Stopped | ProposeError::Forward(_)),
+            e @ (ProposeError::NotLeader { .. }
+            | ProposeError::Dropped
+            | ProposeError::Stopped
+            | ProposeError::Forward(_)),
         ) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the cluster cannot take the request right now ({e}); retry shortly"),

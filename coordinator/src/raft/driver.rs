@@ -358,14 +358,9 @@ impl Driver {
                 || old.role != status.role
         };
         if changed && !status.is_leader {
-            let leader = status.leader_id;
+            // In the log, maybe replicated: the next leader may commit them.
             for (_, reply) in self.pending.drain() {
-                let _ = reply.send((
-                    Err(ProposeError::NotLeader {
-                        leader: (leader != 0).then_some(leader),
-                    }),
-                    0,
-                ));
+                let _ = reply.send((Err(ProposeError::Dropped), 0));
             }
         }
         if *self.status_tx.borrow() != status {

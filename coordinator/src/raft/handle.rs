@@ -39,6 +39,13 @@ pub struct RaftStatus {
 pub enum ProposeError {
     #[error("no leader is reachable (last known: {leader:?}); retry shortly")]
     NotLeader { leader: Option<u64> },
+    /// Proposed, but the leader stepped down before it committed: the next
+    /// leader may still commit it, or not. Never proposed again (that could
+    /// apply it twice) and never marked as not applied.
+    #[error(
+        "the leadership changed while this was being proposed; it may or may not have been applied"
+    )]
+    Dropped,
     #[error("the Raft node has stopped")]
     Stopped,
     #[error("forwarding to the leader failed: {0}")]
@@ -48,6 +55,23 @@ pub enum ProposeError {
     Encode(#[from] ferry_state::EncodeError),
     #[error(transparent)]
     Rejected(#[from] Rejection),
+}
+
+/// Whether a forwarded proposal's failure shows the leader never took it:
+/// no connection could be opened, or the leader marked its answer as not
+/// applied (`service::NOT_APPLIED`: it did not lead).
+fn forward_not_proposed(status: &tonic::Status) -> bool {
+    if status.metadata().get(crate::service::NOT_APPLIED).is_some() {
+        return true;
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = next {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Cheap to clone; proposes commands and reads the applied state.
@@ -81,6 +105,7 @@ impl RaftHandle {
             } else {
                 Err(ProposeError::NotLeader { leader: None })
             };
+            // Only an outer error is tried again: nothing was proposed.
             match attempt {
                 Ok(r) => return r,
                 Err(e @ ProposeError::Stopped) => return Err(e),
@@ -119,6 +144,10 @@ impl RaftHandle {
         }
     }
 
+    /// Forwards `cmd` to member `leader`. Outer error: provably not proposed
+    /// (no connection to the leader, or it answered that it proposed nothing),
+    /// worth trying again; inner: the outcome, or a failure after the leader
+    /// may have taken it.
     async fn forward(
         &self,
         leader: u64,
@@ -136,13 +165,22 @@ impl RaftHandle {
             .channel(leader, &addr)
             .map_err(|e| ProposeError::Forward(e.to_string()))?;
         let mut client = pb::internal::raft_peer_client::RaftPeerClient::new(channel);
-        let resp = client
+        let resp = match client
             .propose(pb::internal::ForwardRequest { command })
             .await
-            .map_err(|s| ProposeError::Forward(s.message().to_string()))?
-            .into_inner();
-        let result: Result<Output, Rejection> = serde_json::from_slice(&resp.result)
-            .map_err(|e| ProposeError::Forward(e.to_string()))?;
+        {
+            Ok(resp) => resp.into_inner(),
+            Err(s) if forward_not_proposed(&s) => {
+                return Err(ProposeError::NotLeader {
+                    leader: Some(leader),
+                });
+            }
+            Err(s) => return Ok(Err(ProposeError::Forward(s.message().to_string()))),
+        };
+        let result: Result<Output, Rejection> = match serde_json::from_slice(&resp.result) {
+            Ok(result) => result,
+            Err(e) => return Ok(Err(ProposeError::Forward(e.to_string()))),
+        };
         // Read your own writes: wait until this member applied it too.
         let mut applied = self.applied.clone();
         let wait = async {
@@ -233,5 +271,22 @@ impl RaftHandle {
 
     pub fn tls(&self) -> &PeerTls {
         &self.tls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forward_is_tried_again_only_when_the_leader_proposed_nothing() {
+        let marked = crate::service::not_applied(tonic::Status::unavailable("no leader"));
+        assert!(forward_not_proposed(&marked));
+        // The leader may have taken it: a broken connection, a dropped proposal.
+        assert!(!forward_not_proposed(&tonic::Status::unavailable(
+            "connection reset"
+        )));
+        let dropped = tonic::Status::from(crate::ops::OpError::Raft(ProposeError::Dropped));
+        assert!(!forward_not_proposed(&dropped));
     }
 }

@@ -51,9 +51,10 @@ use crate::raft::ProposeError;
 ///   remove, and agents' drain, labels and remove, which answer with the
 ///   agent list) may return that read's marked status although the write
 ///   was applied; the CLI does not trust the mark for those methods;
-/// - the Raft driver also answers `NotLeader` to a proposal that was in
-///   flight when its leader stepped down, which the next leader may still
-///   commit (the driver's own `propose` already re-proposes in that case).
+/// - a v0.1 member answers a proposal that was in flight when its leader
+///   stepped down (which the next leader may still commit) with its
+///   unmarked "no leader" text; from v0.2 on that is
+///   [`ProposeError::Dropped`], never marked and never proposed again.
 pub const NOT_APPLIED: &str = "ferry-not-applied";
 
 /// `status` with the [`NOT_APPLIED`] mark, when it is UNAVAILABLE (the only
@@ -101,6 +102,7 @@ impl From<OpError> for Status {
                         None => "no leader is elected right now; retry shortly".to_string(),
                     }))
                 }
+                ProposeError::Dropped => Status::unavailable(e.to_string()),
                 ProposeError::Stopped => {
                     Status::unavailable("this coordinator has stopped serving")
                 }

@@ -39,14 +39,27 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Runs `ferry ARGS`.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(&self.program)
-            .args(args)
+    /// The same CLI with `key=value` in its environment as well.
+    pub fn with_env(mut self, key: &str, value: &str) -> Cli {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// `ferry ARGS`, ready to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args)
             .env_remove("FERRY_CERT")
             .env_remove("FERRY_KEY")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `ferry ARGS`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self
+            .command(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run ferry: {e}"));
         Run::from_output(&out)
