@@ -422,18 +422,7 @@ stages:
     /// capacity, draining) enrolled.
     fn waiting(agents: &[(&str, &[&str], u32, bool)]) -> ClusterState {
         let mut s = ferry_state::testing::applied(PLAN_YAML);
-        s.apply(Command::StartExecution {
-            source: None,
-            once: None,
-            variables: Default::default(),
-            id: "e1".into(),
-            pipeline: "fan".into(),
-            revision: "abc".into(),
-            trigger: "t".into(),
-            started_by: Some(ferry_state::By::operator("root")),
-            at: 2,
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        start_e1(&mut s, "fan");
         for (name, labels, capacity, draining) in agents {
             s.agents.insert(
                 name.to_string(),
@@ -447,6 +436,22 @@ stages:
             );
         }
         s
+    }
+
+    /// Starts execution `e1` of `pipeline` by hand.
+    fn start_e1(s: &mut ClusterState, pipeline: &str) {
+        s.apply(Command::StartExecution {
+            source: None,
+            once: None,
+            variables: Default::default(),
+            id: "e1".into(),
+            pipeline: pipeline.into(),
+            revision: "abc".into(),
+            trigger: "t".into(),
+            started_by: Some(ferry_state::By::operator("root")),
+            at: 2,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn names(v: &[&str]) -> Vec<String> {
@@ -518,20 +523,7 @@ stages:
         let mut s = ferry_state::testing::applied(INPUT_YAML);
         let apply =
             |s: &mut ClusterState, cmd: Command| s.apply(cmd).unwrap_or_else(|e| panic!("{e}"));
-        apply(
-            &mut s,
-            Command::StartExecution {
-                source: None,
-                once: None,
-                variables: Default::default(),
-                id: "e1".into(),
-                pipeline: "chain".into(),
-                revision: "abc".into(),
-                trigger: "t".into(),
-                started_by: Some(ferry_state::By::operator("root")),
-                at: 2,
-            },
-        );
+        start_e1(&mut s, "chain");
         for name in ["maker", "tester"] {
             s.agents.insert(
                 name.into(),

@@ -94,6 +94,25 @@ pub fn this_minor_version() -> &'static str {
     v.rsplit_once('.').map_or(v, |(minor, _)| minor)
 }
 
+/// Stops `child` as a service manager would (SIGTERM), waits up to `timeout`
+/// for it to exit, then SIGKILLs it; how it exited (None: it had to be killed).
+pub fn stop_child(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    signal(child.id(), "TERM");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// Sends `signal` (e.g. "TERM", "STOP") to process `pid`; fails the test if it cannot.
 pub fn signal(pid: u32, signal: &str) {
     let ok = std::process::Command::new("kill")

@@ -81,6 +81,18 @@ fn the_cli_rides_through_members_going_away() {
     for id in &down {
         c.kill_member(*id);
     }
+    // Once the one left has stepped down (it hears from no quorum), it
+    // proposes nothing it is sent. (A write it took while still leading is
+    // in its log, to be committed or not later: that is answered "may or may
+    // not have been applied" and never sent again.)
+    ferry_tests::wait_for(
+        "the member left to step down",
+        Duration::from_secs(30),
+        || {
+            let v = c.cluster_status(Some(keep))?;
+            (v["leader_id"] == 0).then_some(())
+        },
+    );
     let write = std::thread::spawn({
         let mut cmd = c
             .cli_for("admin")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{AgentProc, Cluster, log_file};
-use crate::{bin, binary, signal, wait_for};
+use crate::{bin, binary, wait_for};
 
 impl Cluster {
     /// The state dir of agent `name` (its full name, as `add_agent` returns).
@@ -125,18 +125,7 @@ impl Cluster {
         timeout: Duration,
     ) -> Option<std::process::ExitStatus> {
         let a = self.agents.iter_mut().find(|a| a.name == name)?;
-        let mut child = a.child.take()?;
-        signal(child.id(), "TERM");
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        crate::stop_child(a.child.take()?, timeout)
     }
 
     /// The process id of a running agent.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Cluster, Member, Options, log_file};
-use crate::{binary, free_port, signal, wait_for};
+use crate::{binary, free_port, wait_for};
 
 /// What every test coordinator gets unless [`Options::notify_public_only`]:
 /// test receivers listen on loopback, which notifications do not reach by default.
@@ -266,18 +266,7 @@ impl Cluster {
     /// (None: it had to be killed, or was not running).
     pub fn stop_member(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
         let m = self.members.iter_mut().find(|m| m.id == id)?;
-        let mut child = m.child.take()?;
-        signal(child.id(), "TERM");
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        crate::stop_child(m.child.take()?, timeout)
     }
 
     /// The process id of running member `id`.
