@@ -217,9 +217,10 @@ type Queued = (String, usize, usize);
 /// O((actions + agents × label sets) log agents).
 ///
 /// An action waits while every agent holding one of its inputs is `away`
-/// (disconnected, but heard from within its lease: restarting, say, for an
-/// upgrade): sent now, it could fetch the input from no one, or from an
-/// address the holder no longer serves. Holders gone longer than a lease
+/// (shutting down, or disconnected but heard from within its lease:
+/// restarting, say, for an upgrade): sent now, it could fetch the input from
+/// no one, or from an address the holder no longer serves. It goes once a
+/// holder is back or another holds a replica. Holders gone longer than a lease
 /// are not waited for; the fetch then fails naming the input.
 pub fn plan(
     state: &ClusterState,
@@ -382,13 +383,14 @@ pub async fn run(ops: Ops) {
         }
         // Agents shutting down, drained or silent take no new work.
         let connected = ctx.agents.accepting(ctx.agent_lease);
-        let sessions: BTreeSet<String> = ctx.agents.connected().into_iter().collect();
         // A local read on the leader: `apply` checks every assignment again.
         let decisions = ops.local_read(|s| {
+            // Heard from lately, but shutting down or disconnected: leaving
+            // or restarting (an upgrade), so not to be fetched from now.
             let away: BTreeSet<&str> = s
                 .agents
                 .keys()
-                .filter(|name| !sessions.contains(*name))
+                .filter(|name| !connected.contains(*name))
                 .filter(|name| {
                     ctx.agents
                         .heard_at(name)
