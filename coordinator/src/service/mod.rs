@@ -33,7 +33,7 @@ use crate::raft::ProposeError;
 /// UNAVAILABLE status says that this member put the request in no Raft log
 /// entry and sent it to no other member, so a client may send the very same
 /// request again, to this member or another, without applying it twice. The
-/// CLI's failover transport (`cli/src/failover.rs`, which spells the same
+/// CLI's failover transport (`cli/src/failover/methods.rs`, which spells the same
 /// name) sends a write to another member only on this mark, or on the texts
 /// v0.1 members answer the same conditions with (frozen below).
 ///
