@@ -1,15 +1,17 @@
 //! `ferry status` (one execution, optionally watched until it ends) and
 //! `ferry executions` (recent executions). Defines the JSON shape of an
-//! execution, which scripts depend on.
+//! execution, which scripts depend on, and what `--execution latest` means
+//! for every command that reads an execution: the pipeline's newest, found
+//! through ListExecutions (newest first).
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use ferry_proto as pb;
 use serde::Serialize;
 
-use crate::args::{ExecutionsArgs, Format, GlobalArgs, StatusArgs};
+use crate::args::{ExecutionsArgs, Format, GlobalArgs, LATEST, StatusArgs};
 use crate::client;
 use crate::errors;
 use crate::output::{self, Table, or_dash, short_revision};
@@ -318,13 +320,85 @@ fn print_execution(e: &pb::ExecutionView, format: Format) -> Result<()> {
     }
 }
 
-/// `ferry status NAME [--execution ID] [--watch]`. With `--watch`, the exit
+/// The pipeline's newest execution, with its stages and outputs; an error
+/// naming the pipeline when it has none.
+pub async fn newest_execution(api: &mut client::Api, pipeline: &str) -> Result<pb::ExecutionView> {
+    let executions = api
+        .executions
+        .list_executions(pb::ListExecutionsRequest {
+            pipeline: pipeline.to_string(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .executions;
+    first_or_none_yet(pipeline, executions)
+}
+
+/// The first of a newest-first list, or the error for a pipeline that never ran.
+fn first_or_none_yet(
+    pipeline: &str,
+    executions: Vec<pb::ExecutionView>,
+) -> Result<pb::ExecutionView> {
+    executions.into_iter().next().ok_or_else(|| {
+        anyhow!(
+            "pipeline `{pipeline}` has no executions yet, so `--execution {LATEST}` names none \
+             (start one with `ferry run {pipeline}`)"
+        )
+    })
+}
+
+/// The id `--execution` names: as given, or for `latest` the id of the
+/// pipeline's newest execution.
+pub async fn resolve_execution(
+    api: &mut client::Api,
+    pipeline: &str,
+    execution: &str,
+) -> Result<String> {
+    if execution == LATEST {
+        Ok(newest_execution(api, pipeline).await?.execution_id)
+    } else {
+        Ok(execution.to_string())
+    }
+}
+
+/// The execution `--execution` names (an id or `latest`), with its stages
+/// and each action's outputs.
+pub async fn execution_view(
+    api: &mut client::Api,
+    pipeline: &str,
+    execution: &str,
+) -> Result<pb::ExecutionView> {
+    if execution == LATEST {
+        return newest_execution(api, pipeline).await;
+    }
+    Ok(api
+        .executions
+        .get_execution(pb::GetExecutionRequest {
+            pipeline: pipeline.to_string(),
+            execution_id: execution.to_string(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// What `ferry status` asks for: "" (the coordinator's newest) when
+/// `--execution` is absent or `latest`, the id otherwise.
+fn status_execution_id(execution: Option<&str>) -> String {
+    match execution {
+        None | Some(LATEST) => String::new(),
+        Some(id) => id.to_string(),
+    }
+}
+
+/// `ferry status NAME [--execution ID|latest] [--watch]`. With `--watch`, the exit
 /// code says how the execution ended ([`ended`]).
 pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<ExitCode> {
     let mut api = client::connect(global).await?;
     let request = pb::GetExecutionRequest {
         pipeline: args.name.clone(),
-        execution_id: args.execution.clone().unwrap_or_default(),
+        execution_id: status_execution_id(args.execution.as_deref()),
     };
     if !args.watch {
         let view = api.executions.get_execution(request).await?.into_inner();
@@ -660,6 +734,26 @@ mod tests {
             action_message(&action),
             "waited 2h; approved by bob: ship it; rejected by carol"
         );
+    }
+
+    #[test]
+    fn latest_is_the_newest_or_a_clear_error() {
+        assert_eq!(status_execution_id(None), "");
+        assert_eq!(status_execution_id(Some("latest")), "");
+        assert_eq!(status_execution_id(Some("k2m4n6p8q9")), "k2m4n6p8q9");
+
+        let mut older = sample();
+        older.execution_id = "older00000".into();
+        let newest = first_or_none_yet("hello", vec![sample(), older]).expect("newest");
+        assert_eq!(newest.execution_id, "k2m4n6p8q9");
+
+        let err = first_or_none_yet("hello", Vec::new()).expect_err("none yet");
+        let text = err.to_string();
+        assert!(
+            text.contains("pipeline `hello` has no executions yet"),
+            "{text}"
+        );
+        assert!(text.contains("--execution latest"), "{text}");
     }
 
     #[test]
