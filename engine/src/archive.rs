@@ -2,13 +2,16 @@
 //! by entry under `workspace/` and refused if any entry could land outside it
 //! (absolute paths, `..`, links pointing out, entries written through a
 //! symlink of an earlier entry, devices); outputs are re-rooted so that each
-//! listed path keeps its place relative to `/workspace`.
+//! listed path keeps its place relative to `/workspace`, and written in a
+//! normal form ([`OutputTar`]: sorted entries, fixed times, owners and
+//! modes) so that equal contents give equal digests; [`unpack_output`]
+//! writes an output into a directory under the same rules as inputs.
 
-use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
-use tar::{Archive, Builder, EntryType, Header};
+use tar::{Archive, Builder, Entry, EntryType, Header};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -22,6 +25,14 @@ pub enum ArchiveError {
     #[error("archive I/O: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// The modification time of every entry of an output tar: 1980-01-01
+/// 12:00:00 UTC, a constant rather than the commit's time so that equal
+/// contents give equal digests across commits too. Not 0 (1970): ZIP
+/// cannot hold a date before 1980, so tools that zip files unpacked from an
+/// artifact (Python wheels, jars) would refuse them; noon rather than
+/// midnight keeps the local date 1980-01-01 in every time zone.
+pub const OUTPUT_MTIME: u64 = 315_576_000;
 
 /// A relative path with no `..`, no root and no prefix, or None.
 fn clean_relative(p: &Path) -> Option<PathBuf> {
@@ -58,15 +69,109 @@ fn link_stays_inside(at: &Path, target: &Path) -> bool {
     true
 }
 
+/// The rules every entry of an artifact keeps before it is written under a
+/// root (the workspace, or a folder of `ferry exec --artifacts`): a clean
+/// relative path, links that stay inside, no device. It remembers the
+/// symlinks seen so far, because an extractor follows a symlink that an
+/// earlier entry made: `a -> .` and then `a/b -> ..` would put `a/b/x`
+/// outside the root although each path looks inside on its own.
+#[derive(Default)]
+struct Guard {
+    /// Symlinks seen so far, relative to the root.
+    links: HashSet<PathBuf>,
+}
+
+/// An entry that keeps the rules: its place under the root, its kind and,
+/// for a link, its target as the archive gives it.
+struct Checked {
+    rel: PathBuf,
+    kind: EntryType,
+    target: Option<PathBuf>,
+}
+
+impl Guard {
+    /// Checks one entry of archive `name`: `None` for an entry that writes
+    /// nothing (the root itself, extension headers), an error for one that
+    /// could land outside the root.
+    fn check<R: Read>(
+        &mut self,
+        name: &str,
+        entry: &Entry<'_, R>,
+    ) -> Result<Option<Checked>, ArchiveError> {
+        let raw = entry.path()?.into_owned();
+        let shown = raw.display().to_string();
+        let hostile = |why: &str| ArchiveError::Hostile {
+            input: name.into(),
+            entry: shown.clone(),
+            why: why.into(),
+        };
+        let rel = clean_relative(&raw).ok_or_else(|| hostile("has an absolute path or `..`"))?;
+        if rel.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        if let Some(link) = self.link_above(&rel) {
+            return Err(hostile(&format!(
+                "would be written through the symlink `{}` of an earlier entry",
+                link.display()
+            )));
+        }
+        let kind = entry.header().entry_type();
+        let mut target = None;
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
+            EntryType::Symlink | EntryType::Link => {
+                let to = entry
+                    .link_name()?
+                    .ok_or_else(|| hostile("is a link without a target"))?
+                    .into_owned();
+                let outside = || {
+                    hostile(&format!(
+                        "links outside the workspace (to `{}`)",
+                        to.display()
+                    ))
+                };
+                if kind == EntryType::Symlink {
+                    if !link_stays_inside(&rel, &to) {
+                        return Err(outside());
+                    }
+                    self.links.insert(rel.clone());
+                } else {
+                    // A hard link's target is resolved from the root,
+                    // following any symlink on the way.
+                    let resolved = clean_relative(&to).ok_or_else(outside)?;
+                    if let Some(link) = self.link_above(&resolved) {
+                        return Err(hostile(&format!(
+                            "links through the symlink `{}` of an earlier entry",
+                            link.display()
+                        )));
+                    }
+                }
+                target = Some(to);
+            }
+            EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink => return Ok(None),
+            _ => return Err(hostile("is a device, fifo or other special file")),
+        }
+        Ok(Some(Checked { rel, kind, target }))
+    }
+
+    /// The symlink seen earlier that `rel` would be reached through: one
+    /// of its parent directories (the entry itself may replace a link).
+    fn link_above<'p>(&self, rel: &'p Path) -> Option<&'p Path> {
+        rel.ancestors()
+            .skip(1)
+            .find(|dir| self.links.contains(*dir))
+    }
+}
+
 /// The tar uploaded to a container's `/`: a `workspace/` directory with
-/// every input re-packed under it, in order. It remembers the symlinks of
-/// all inputs added so far, because an extractor follows a symlink that an
-/// earlier entry made: `a -> .` and then `a/b -> ..` would put `a/b/x` outside
-/// the workspace although each path looks inside on its own.
+/// every input re-packed under it, in order, each entry checked by a
+/// [`Guard`] that remembers the symlinks of all inputs added so far.
 pub struct WorkspaceTar<W: Write> {
     builder: Builder<W>,
-    /// Symlinks added so far, relative to the workspace.
-    links: HashSet<PathBuf>,
+    guard: Guard,
 }
 
 impl<W: Write> WorkspaceTar<W> {
@@ -81,7 +186,7 @@ impl<W: Write> WorkspaceTar<W> {
         builder.append_data(&mut h, "workspace/", std::io::empty())?;
         Ok(WorkspaceTar {
             builder,
-            links: HashSet::new(),
+            guard: Guard::default(),
         })
     }
 
@@ -91,72 +196,15 @@ impl<W: Write> WorkspaceTar<W> {
         let mut ar = Archive::new(input);
         for entry in ar.entries()? {
             let mut entry = entry?;
-            let raw = entry.path()?.into_owned();
-            let shown = raw.display().to_string();
-            let hostile = |why: &str| ArchiveError::Hostile {
-                input: name.into(),
-                entry: shown.clone(),
-                why: why.into(),
-            };
-            let rel =
-                clean_relative(&raw).ok_or_else(|| hostile("has an absolute path or `..`"))?;
-            if rel.as_os_str().is_empty() {
+            let Some(Checked { rel, kind, target }) = self.guard.check(name, &entry)? else {
                 continue;
-            }
-            if let Some(link) = self.link_above(&rel) {
-                return Err(hostile(&format!(
-                    "would be written through the symlink `{}` of an earlier entry",
-                    link.display()
-                )));
-            }
-            let kind = entry.header().entry_type();
-            match kind {
-                EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
-                EntryType::Symlink | EntryType::Link => {
-                    let target = entry
-                        .link_name()?
-                        .ok_or_else(|| hostile("is a link without a target"))?;
-                    let outside = || {
-                        hostile(&format!(
-                            "links outside the workspace (to `{}`)",
-                            target.display()
-                        ))
-                    };
-                    if kind == EntryType::Symlink {
-                        if !link_stays_inside(&rel, &target) {
-                            return Err(outside());
-                        }
-                    } else {
-                        // A hard link's target is resolved from the workspace,
-                        // following any symlink on the way.
-                        let target = clean_relative(&target).ok_or_else(outside)?;
-                        if let Some(link) = self.link_above(&target) {
-                            return Err(hostile(&format!(
-                                "links through the symlink `{}` of an earlier entry",
-                                link.display()
-                            )));
-                        }
-                    }
-                }
-                EntryType::XGlobalHeader
-                | EntryType::XHeader
-                | EntryType::GNULongName
-                | EntryType::GNULongLink => {
-                    continue;
-                }
-                _ => return Err(hostile("is a device, fifo or other special file")),
-            }
+            };
             let mut header = entry.header().clone();
             let dest = Path::new("workspace").join(&rel);
-            if matches!(kind, EntryType::Symlink | EntryType::Link) {
-                let target = entry
-                    .link_name()?
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
+            if let Some(target) = target {
                 let target = if kind == EntryType::Link {
                     Path::new("workspace").join(target)
                 } else {
-                    self.links.insert(rel);
                     target
                 };
                 // A link carries no data, whatever size a hostile header claims.
@@ -172,7 +220,11 @@ impl<W: Write> WorkspaceTar<W> {
                 };
                 self.builder
                     .append_data(&mut header, &dest, &mut data)
-                    .map_err(|e| hostile(&format!("is cut short ({e})")))?;
+                    .map_err(|e| ArchiveError::Hostile {
+                        input: name.into(),
+                        entry: rel.display().to_string(),
+                        why: format!("is cut short ({e})"),
+                    })?;
             }
         }
         Ok(())
@@ -182,46 +234,184 @@ impl<W: Write> WorkspaceTar<W> {
     pub fn into_inner(self) -> Result<W, ArchiveError> {
         Ok(self.builder.into_inner()?)
     }
+}
 
-    /// The symlink added earlier that `rel` would be reached through: one
-    /// of its parent directories (the entry itself may replace a link).
-    fn link_above<'p>(&self, rel: &'p Path) -> Option<&'p Path> {
-        rel.ancestors()
-            .skip(1)
-            .find(|dir| self.links.contains(*dir))
+/// One entry of an [`OutputTar`], as it will be written.
+enum Planned {
+    Dir,
+    /// The bytes of a regular file: `size` of them at `offset` in source
+    /// tar `source`.
+    File {
+        source: usize,
+        offset: u64,
+        size: u64,
+        executable: bool,
+    },
+    /// A symlink, its target as the action made it.
+    Symlink(PathBuf),
+}
+
+/// One output's tar in a normal form, so that equal contents give equal
+/// digests whenever and in whatever order they were made: entries sorted by
+/// path (component by component, so a directory comes before what is in
+/// it), each path once (the last of the output's paths to give it wins, as
+/// an extractor would leave it), every time [`OUTPUT_MTIME`], owner 0:0
+/// with no user or group name, modes 0644 or 0755 for files (only whether
+/// any execute bit is set is kept) and 0755 for directories. Symlinks stay
+/// symlinks with their target unchanged (whoever unpacks the output checks
+/// them: [`WorkspaceTar`], [`unpack_output`]); a hard link becomes a copy of
+/// the file it names, because sorting may put it before that file; devices
+/// and fifos are left out, as they always were.
+///
+/// The tars Docker returns are indexed first (their data stays where it
+/// is, in what may be scratch files larger than memory) and read again,
+/// entry by entry, when the output is written.
+pub struct OutputTar<R> {
+    sources: Vec<R>,
+    entries: BTreeMap<PathBuf, Planned>,
+}
+
+impl<R: Read + Seek> Default for OutputTar<R> {
+    fn default() -> Self {
+        OutputTar {
+            sources: Vec::new(),
+            entries: BTreeMap::new(),
+        }
     }
 }
 
-/// Re-roots a tar that Docker returned for `/workspace/<path>` (whose entries
-/// start with the path's last component) under `<path>` relative to the workspace.
-pub fn append_output<R: Read, W: Write>(
-    path: &str,
-    docker_tar: R,
-    out: &mut Builder<W>,
-) -> Result<(), ArchiveError> {
-    let rel = clean_relative(Path::new(path)).unwrap_or_default();
-    let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut ar = Archive::new(docker_tar);
+impl<R: Read + Seek> OutputTar<R> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tar that Docker returned for `/workspace/<path>` (whose
+    /// entries start with the path's last component), re-rooted under
+    /// `<path>` relative to the workspace.
+    pub fn add(&mut self, path: &str, mut docker_tar: R) -> Result<(), ArchiveError> {
+        let rel = clean_relative(Path::new(path)).unwrap_or_default();
+        let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        let source = self.sources.len();
+        {
+            let mut ar = Archive::new(&mut docker_tar);
+            for entry in ar.entries_with_seek()? {
+                let entry = entry?;
+                let name = entry.path()?.into_owned();
+                let Some(clean) = clean_relative(&name) else {
+                    continue;
+                };
+                if clean.as_os_str().is_empty() {
+                    continue;
+                }
+                let dest = parent.join(clean);
+                let header = entry.header();
+                let planned = match header.entry_type() {
+                    EntryType::Directory => Planned::Dir,
+                    EntryType::Regular | EntryType::Continuous => Planned::File {
+                        source,
+                        offset: entry.raw_file_position(),
+                        size: entry.size(),
+                        executable: header.mode().is_ok_and(|m| m & 0o111 != 0),
+                    },
+                    EntryType::Symlink => match entry.link_name()? {
+                        Some(target) => Planned::Symlink(target.into_owned()),
+                        None => continue,
+                    },
+                    EntryType::Link => {
+                        // Docker names the first file of the same inode,
+                        // which came earlier in this tar.
+                        let target = entry
+                            .link_name()?
+                            .and_then(|t| clean_relative(&t))
+                            .map(|t| parent.join(t));
+                        match target.and_then(|t| self.entries.get(&t)) {
+                            Some(Planned::File {
+                                source,
+                                offset,
+                                size,
+                                executable,
+                            }) => Planned::File {
+                                source: *source,
+                                offset: *offset,
+                                size: *size,
+                                executable: *executable,
+                            },
+                            _ => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                self.entries.insert(dest, planned);
+            }
+        }
+        self.sources.push(docker_tar);
+        Ok(())
+    }
+
+    /// Writes the tar to `w` and returns it.
+    pub fn write<W: Write>(mut self, w: W) -> Result<W, ArchiveError> {
+        let mut b = Builder::new(w);
+        for (path, planned) in &self.entries {
+            let mut h = Header::new_gnu();
+            h.set_mtime(OUTPUT_MTIME);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_size(0);
+            match planned {
+                Planned::Dir => {
+                    h.set_entry_type(EntryType::Directory);
+                    h.set_mode(0o755);
+                    b.append_data(&mut h, path, std::io::empty())?;
+                }
+                Planned::File {
+                    source,
+                    offset,
+                    size,
+                    executable,
+                } => {
+                    h.set_entry_type(EntryType::Regular);
+                    h.set_mode(if *executable { 0o755 } else { 0o644 });
+                    h.set_size(*size);
+                    let src = self.sources.get_mut(*source).ok_or_else(|| {
+                        std::io::Error::other("an output entry names no source tar")
+                    })?;
+                    src.seek(SeekFrom::Start(*offset))?;
+                    // Exactly `size` bytes, or the tar would be misaligned.
+                    let data = ExactSize {
+                        inner: src,
+                        left: *size,
+                    };
+                    b.append_data(&mut h, path, data)?;
+                }
+                Planned::Symlink(target) => {
+                    h.set_entry_type(EntryType::Symlink);
+                    h.set_mode(0o777);
+                    b.append_link(&mut h, path, target)?;
+                }
+            }
+        }
+        Ok(b.into_inner()?)
+    }
+}
+
+/// Writes output `name`'s tar into the folder `dest` (which exists), each
+/// entry checked first by the rules inputs keep (a [`Guard`]): nothing
+/// lands outside `dest`, nor is written through a symlink. Owners are not
+/// restored; permission bits and times are the archive's.
+pub fn unpack_output<R: Read>(name: &str, tar: R, dest: &Path) -> Result<(), ArchiveError> {
+    let mut ar = Archive::new(tar);
+    let mut guard = Guard::default();
     for entry in ar.entries()? {
         let mut entry = entry?;
-        let name = entry.path()?.into_owned();
-        let Some(clean) = clean_relative(&name) else {
+        let Some(checked) = guard.check(name, &entry)? else {
             continue;
         };
-        let dest = parent.join(clean);
-        let mut header = entry.header().clone();
-        match entry.header().entry_type() {
-            EntryType::Symlink | EntryType::Link => {
-                let target = entry
-                    .link_name()?
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                out.append_link(&mut header, &dest, &target)?;
-            }
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {
-                out.append_data(&mut header, &dest, &mut entry)?;
-            }
-            _ => {}
+        if !entry.unpack_in(dest)? {
+            return Err(ArchiveError::Hostile {
+                input: name.into(),
+                entry: checked.rel.display().to_string(),
+                why: "would land outside the folder".into(),
+            });
         }
     }
     Ok(())
@@ -405,5 +595,233 @@ mod tests {
                     .to_string()
             )
         );
+    }
+
+    type Res = Result<(), Box<dyn std::error::Error>>;
+
+    /// The tar Docker would return for `/workspace/dist`, made from the
+    /// folder `src` as `docker cp` makes one: in directory order, with
+    /// times, owners and modes as they are.
+    fn docker_tar(src: &Path) -> Result<std::io::Cursor<Vec<u8>>, Box<dyn std::error::Error>> {
+        let mut b = Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        b.append_dir_all("dist", src)?;
+        Ok(std::io::Cursor::new(b.into_inner()?))
+    }
+
+    fn packed(path: &str, src: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let mut out = OutputTar::new();
+        out.add(path, docker_tar(src)?)?;
+        Ok(out.write(Vec::new())?)
+    }
+
+    fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+    }
+
+    fn set_mtime(p: &Path, secs: u64) -> std::io::Result<()> {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        std::fs::File::open(p)?.set_modified(at)
+    }
+
+    /// The same files, made in another order at other times with other
+    /// modes (but the same execute bits): the same bytes.
+    #[test]
+    fn equal_trees_archive_to_equal_bytes() -> Res {
+        let first = tempfile::tempdir()?;
+        let a = first.path();
+        std::fs::create_dir_all(a.join("lib/deep"))?;
+        std::fs::write(a.join("app"), "#!/bin/sh\necho hi\n")?;
+        set_mode(&a.join("app"), 0o755)?;
+        std::fs::write(a.join("lib/deep/z.txt"), "z")?;
+        std::fs::write(a.join("lib/a.txt"), "a")?;
+        std::fs::write(a.join("README"), "read me")?;
+        std::os::unix::fs::symlink("lib/a.txt", a.join("link"))?;
+        for (i, f) in ["app", "lib/deep/z.txt", "lib/a.txt", "README"]
+            .iter()
+            .enumerate()
+        {
+            set_mtime(&a.join(f), 1_000_000 + i as u64)?;
+        }
+
+        let second = tempfile::tempdir()?;
+        let b = second.path();
+        std::os::unix::fs::symlink("lib/a.txt", b.join("link"))?;
+        std::fs::write(b.join("README"), "read me")?;
+        set_mode(&b.join("README"), 0o600)?;
+        std::fs::create_dir(b.join("lib"))?;
+        std::fs::write(b.join("lib/a.txt"), "a")?;
+        set_mode(&b.join("lib/a.txt"), 0o664)?;
+        std::fs::create_dir(b.join("lib/deep"))?;
+        set_mode(&b.join("lib/deep"), 0o700)?;
+        std::fs::write(b.join("lib/deep/z.txt"), "z")?;
+        std::fs::write(b.join("app"), "#!/bin/sh\necho hi\n")?;
+        set_mode(&b.join("app"), 0o700)?;
+        for f in ["app", "lib/deep/z.txt", "lib/a.txt", "README"] {
+            set_mtime(&b.join(f), 2_000_000_000)?;
+        }
+
+        let (one, two) = (packed("dist", a)?, packed("dist", b)?);
+        assert!(
+            one != docker_tar(a)?.into_inner(),
+            "the Docker-like tar differs"
+        );
+        assert!(one == two, "equal trees, different tars");
+        let digest = |t: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t));
+        assert_eq!(digest(&one), digest(&two));
+
+        // Sorted, and every header in the normal form.
+        let mut ar = Archive::new(&one[..]);
+        let mut names = Vec::new();
+        for entry in ar.entries()? {
+            let entry = entry?;
+            let h = entry.header();
+            assert_eq!(h.mtime()?, OUTPUT_MTIME);
+            assert_eq!((h.uid()?, h.gid()?), (0, 0));
+            assert_eq!(h.username_bytes(), Some(&b""[..]));
+            assert_eq!(h.groupname_bytes(), Some(&b""[..]));
+            let name = entry.path()?.display().to_string();
+            let want = match h.entry_type() {
+                EntryType::Directory => 0o755,
+                EntryType::Symlink => 0o777,
+                _ if name == "dist/app" => 0o755,
+                _ => 0o644,
+            };
+            assert_eq!(h.mode()?, want, "{name}");
+            names.push(name);
+        }
+        assert_eq!(
+            names,
+            [
+                "dist",
+                "dist/README",
+                "dist/app",
+                "dist/lib",
+                "dist/lib/a.txt",
+                "dist/lib/deep",
+                "dist/lib/deep/z.txt",
+                "dist/link"
+            ]
+        );
+        Ok(())
+    }
+
+    /// An output of several paths: re-rooted under each path's parent, one
+    /// entry per path, the order of the paths no matter.
+    #[test]
+    fn several_paths_are_merged_and_sorted() -> Res {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("x"), "x")?;
+        let build = |order: &[&str]| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+            let mut out = OutputTar::new();
+            for path in order {
+                out.add(path, docker_tar(dir.path())?)?;
+            }
+            Ok(out.write(Vec::new())?)
+        };
+        let one = build(&["out/dist", "dist"])?;
+        assert!(one == build(&["dist", "out/dist"])?);
+        assert!(one == build(&["dist", "out/dist", "dist"])?);
+        let mut names = Vec::new();
+        for entry in Archive::new(&one[..]).entries()? {
+            names.push(entry?.path()?.display().to_string());
+        }
+        assert_eq!(names, ["dist", "dist/x", "out/dist", "out/dist/x"]);
+        Ok(())
+    }
+
+    /// A hard link may sort before the file it names: it becomes a copy.
+    #[test]
+    fn hard_links_become_copies() -> Res {
+        let mut b = Builder::new(Vec::new());
+        let mut h = Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(4);
+        b.append_data(&mut h, "dist/z", &b"data"[..])?;
+        let mut l = Header::new_gnu();
+        l.set_entry_type(EntryType::Link);
+        l.set_size(0);
+        b.append_link(&mut l, "dist/a", "dist/z")?;
+        let mut out = OutputTar::new();
+        out.add("build/dist", std::io::Cursor::new(b.into_inner()?))?;
+        let packed = out.write(Vec::new())?;
+        let mut seen = Vec::new();
+        for entry in Archive::new(&packed[..]).entries()? {
+            let mut entry = entry?;
+            let mut data = String::new();
+            entry.read_to_string(&mut data)?;
+            seen.push((
+                entry.path()?.display().to_string(),
+                entry.header().entry_type(),
+                entry.header().mode()?,
+                data,
+            ));
+        }
+        let file = |p: &str| (p.to_string(), EntryType::Regular, 0o755, "data".to_string());
+        assert_eq!(seen, [file("build/dist/a"), file("build/dist/z")]);
+        Ok(())
+    }
+
+    /// Packed, then unpacked: the execute bits, the symlink and the bytes
+    /// are what they were.
+    #[test]
+    fn executable_bits_and_links_survive_a_round_trip() -> Res {
+        use std::os::unix::fs::PermissionsExt as _;
+        let src = tempfile::tempdir()?;
+        let s = src.path();
+        std::fs::create_dir(s.join("bin"))?;
+        std::fs::write(s.join("bin/tool"), "#!/bin/sh\n")?;
+        set_mode(&s.join("bin/tool"), 0o750)?;
+        std::fs::write(s.join("notes.txt"), "plain")?;
+        set_mode(&s.join("notes.txt"), 0o640)?;
+        std::os::unix::fs::symlink("bin/tool", s.join("tool"))?;
+        let packed = packed("dist", s)?;
+
+        let dest = tempfile::tempdir()?;
+        unpack_output("app", &packed[..], dest.path())?;
+        let d = dest.path().join("dist");
+        let mode = |p: &str| -> std::io::Result<u32> {
+            Ok(std::fs::metadata(d.join(p))?.permissions().mode() & 0o777)
+        };
+        assert_eq!(mode("bin/tool")?, 0o755);
+        assert_eq!(mode("notes.txt")?, 0o644);
+        assert_eq!(mode("bin")?, 0o755);
+        assert_eq!(std::fs::read_to_string(d.join("notes.txt"))?, "plain");
+        assert_eq!(std::fs::read_link(d.join("tool"))?, Path::new("bin/tool"));
+        Ok(())
+    }
+
+    #[test]
+    fn unpacking_an_output_keeps_the_rules_of_inputs() -> Res {
+        let dest = tempfile::tempdir()?;
+        let unpack = |entries: &[(&str, EntryType, &str)]| {
+            unpack_output("app", &tar_with(entries)[..], dest.path())
+        };
+        assert!(unpack(&[("../evil", EntryType::Regular, "")]).is_err());
+        assert!(unpack(&[("l", EntryType::Symlink, "/etc")]).is_err());
+        assert!(
+            unpack(&[
+                ("a", EntryType::Symlink, "."),
+                ("a/b", EntryType::Symlink, ".."),
+                ("a/b/evil", EntryType::Regular, ""),
+            ])
+            .is_err()
+        );
+        assert!(unpack(&[("dev", EntryType::Char, "")]).is_err());
+        assert!(
+            !dest
+                .path()
+                .parent()
+                .is_some_and(|p| p.join("evil").exists()),
+            "nothing outside"
+        );
+        unpack(&[
+            ("dist/", EntryType::Directory, ""),
+            ("dist/a", EntryType::Regular, ""),
+        ])?;
+        assert_eq!(std::fs::read_to_string(dest.path().join("dist/a"))?, "hi");
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! What an attempt leaves behind: each output's paths downloaded from the
 //! container to scratch files (bounded by this agent's [`super::Limits`]) and
-//! packed into a content-addressed tar in the store, and the output variables
+//! packed into a content-addressed tar in the store (in the normal form of
+//! [`archive::OutputTar`], so equal contents give equal digests), and the output variables
 //! file read, bounded and checked, with any secret in it masked.
 
 use std::collections::BTreeMap;
@@ -102,16 +103,16 @@ impl Executor {
             }
             let store = self.store.clone();
             let blob = tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {
-                let mut w = store.writer()?;
-                {
-                    let mut b = tar::Builder::new(&mut w);
-                    for (path, docker_tar) in tar {
-                        let reader = std::io::BufReader::new(docker_tar);
-                        archive::append_output(&path, reader, &mut b)?;
-                    }
-                    b.finish()?;
+                // In a normal form: equal contents, equal digest.
+                let mut packed = archive::OutputTar::new();
+                for (path, docker_tar) in tar {
+                    packed.add(&path, std::io::BufReader::new(docker_tar))?;
                 }
+                let mut w = packed.write(std::io::BufWriter::new(store.writer()?))?;
                 w.flush()?;
+                let w = w
+                    .into_inner()
+                    .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))?;
                 Ok(w.commit(None)?)
             })
             .await
