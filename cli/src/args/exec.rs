@@ -53,6 +53,11 @@ pub struct ExecArgs {
     /// Without it deploy actions are skipped.
     #[arg(long = "deploy", value_name = "ENV_FILE")]
     pub deploy: Vec<PathBuf>,
+    /// Keep the outputs: unpack each output of each action under
+    /// DIR/<stage>/<action>/<output>/ when the run ends (DIR must be new
+    /// or empty; it is made if missing). Without it they are deleted.
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
 }
 
 /// `NAME=@FILE`: a secret name and the file its value is in.

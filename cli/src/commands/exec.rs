@@ -2,10 +2,12 @@
 //! agent's own engine (`ferry_engine::local`), without a cluster. This file
 //! only turns the arguments into `local::Options`, lints the pipeline as
 //! `ferry pipeline lint` does, and prints (through [`terminal`] while it
-//! runs, then the status table `ferry status` prints, from [`view`]).
+//! runs, then the status table `ferry status` prints, from [`view`], and
+//! where `--artifacts` kept the outputs).
 //!
 //! Exit codes: 0 when everything that ran succeeded, 1 when an action
-//! failed (or an approval was rejected, or Ctrl-C stopped it), 2 when the
+//! failed (or an approval was rejected, or Ctrl-C stopped it, or an output
+//! `--artifacts` asked for could not be kept), 2 when the
 //! pipeline or an environment file is invalid (its problems printed as
 //! `FILE:LINE:COL: message`) or the run could not start.
 
@@ -64,6 +66,16 @@ pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
             }
         }
     }
+    // Before anything runs: a folder that is not new or empty is refused.
+    let artifacts = match &args.artifacts {
+        Some(dir) => {
+            local::artifacts::prepare(dir)?;
+            let dir = std::fs::canonicalize(dir)
+                .with_context(|| format!("--artifacts {}", dir.display()))?;
+            Some(dir)
+        }
+        None => None,
+    };
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let repo = local::source::toplevel(args.repo.as_deref().unwrap_or(&cwd)).await?;
     let work_dir = work_dir()?;
@@ -80,6 +92,7 @@ pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
         keep: args.keep,
         environments,
         work_dir: work_dir.path().to_path_buf(),
+        artifacts,
         container,
     };
     let observer = Arc::new(Mutex::new(terminal::Terminal::new(
@@ -96,6 +109,17 @@ pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
         }
         Format::Json => output::print_json(&super::status::ExecutionJson::new(&view))?,
     }
+    if let Some(kept) = &report.artifacts {
+        let text = kept_artifacts(kept);
+        // JSON keeps stdout for the execution alone.
+        match format {
+            Format::Table => output::print(&text)?,
+            Format::Json => eprint!("{text}"),
+        }
+        for problem in &kept.problems {
+            eprintln!("error: {problem}");
+        }
+    }
     for name in &report.kept {
         eprintln!(
             "kept container {name}: docker exec -it {name} /bin/sh (then docker rm -f {name})"
@@ -106,6 +130,23 @@ pub async fn exec(args: &ExecArgs, format: Format) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Where `--artifacts` unpacked the outputs, one line for each.
+fn kept_artifacts(kept: &local::KeptArtifacts) -> String {
+    let mut text = if kept.outputs.is_empty() {
+        format!(
+            "\nartifacts: no output was produced; {} is empty\n",
+            kept.dir.display()
+        )
+    } else {
+        format!("\nartifacts in {}:\n", kept.dir.display())
+    };
+    for o in &kept.outputs {
+        let rel = o.path.strip_prefix(&kept.dir).unwrap_or(&o.path);
+        text.push_str(&format!("  {}/  {}\n", rel.display(), o.digest));
+    }
+    text
 }
 
 /// The file named, else `ferry.yml` or `.ferry.yml` here.

@@ -17,6 +17,7 @@ use ferry_pipeline::{ActionKind, Environment, Pipeline, vars};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
+use super::artifacts::{self, KeptArtifacts};
 use super::log::LineLog;
 use super::source::{self, PreparedSource, Revision};
 use super::spec::{self, secret_env_var};
@@ -45,6 +46,10 @@ pub struct Options {
     pub environments: BTreeMap<String, Environment>,
     /// The run's scratch folder: its artifact store lives here.
     pub work_dir: PathBuf,
+    /// `--artifacts DIR`: unpack every output under
+    /// `DIR/<stage>/<action>/<output>/` when the run ends (a new or empty
+    /// folder, checked before anything runs).
+    pub artifacts: Option<PathBuf>,
     pub container: ContainerDefaults,
 }
 
@@ -59,12 +64,20 @@ pub struct Report {
     pub kept: Vec<String>,
     /// Ctrl-C ended it (the state records the stop).
     pub interrupted: bool,
+    /// Where the outputs were unpacked (`--artifacts`).
+    pub artifacts: Option<KeptArtifacts>,
 }
 
 impl Report {
-    /// Everything that ran succeeded (skips included).
+    /// Everything that ran succeeded (skips included), and every output
+    /// `--artifacts` asked for was kept.
     pub fn succeeded(&self) -> bool {
-        self.state.status == ExecutionStatus::Succeeded && !self.interrupted
+        self.state.status == ExecutionStatus::Succeeded
+            && !self.interrupted
+            && self
+                .artifacts
+                .as_ref()
+                .is_none_or(|k| k.problems.is_empty())
     }
 }
 
@@ -114,6 +127,9 @@ pub async fn run(
 ) -> Result<Report, LocalError> {
     check_variables(pipeline, &opts.variables)?;
     let wanted = plan::selected(pipeline, &opts.selection)?;
+    if let Some(dir) = &opts.artifacts {
+        artifacts::prepare(dir)?;
+    }
     let store = Store::open(opts.work_dir.join("store"))?;
     let source = source::prepare(&opts.repo, &opts.revision, &store).await?;
     lock(&observer).note(&format!(
@@ -122,9 +138,13 @@ pub async fn run(
     ));
     let execution_id = format!("local-{}", now_ms());
     let deployer = Deployer::new(store.clone());
-    let executor = Executor::new(docker, store, format!("exec-{}", std::process::id()))
-        .with_keep_failed(opts.keep)
-        .with_container_defaults(opts.container);
+    let executor = Executor::new(
+        docker,
+        store.clone(),
+        format!("exec-{}", std::process::id()),
+    )
+    .with_keep_failed(opts.keep)
+    .with_container_defaults(opts.container);
     let mut state = ExecutionState::new(pipeline);
     state.variables.extend(opts.variables.clone());
     state.source = source.source_ref.clone();
@@ -165,12 +185,25 @@ pub async fn run(
         interrupted: false,
     };
     run.drive().await;
+    let kept_artifacts = match opts.artifacts {
+        Some(dir) => {
+            let (pipeline, state) = (pipeline.clone(), run.state.clone());
+            let kept = tokio::task::spawn_blocking(move || {
+                artifacts::keep(&dir, &pipeline, &state, &store)
+            })
+            .await
+            .map_err(|e| LocalError::Io(std::io::Error::other(e)))?;
+            Some(kept)
+        }
+        None => None,
+    };
     Ok(Report {
         execution_id: run.execution_id,
         source: run.source,
         state: run.state,
         kept: run.kept,
         interrupted: run.interrupted,
+        artifacts: kept_artifacts,
     })
 }
 

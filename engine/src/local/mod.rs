@@ -8,7 +8,8 @@
 //! would otherwise provide: the `source` input from the working tree
 //! ([`source`]), which actions run ([`plan`]), the specs a scheduler would
 //! send (`spec`), the loop that starts actions and records their ends
-//! ([`driver`], `action`, `approval`), and where their log lines go ([`log`]).
+//! ([`driver`], `action`, `approval`), where their log lines go ([`log`]),
+//! and the outputs kept after the run when asked ([`artifacts`]).
 //!
 //! It must never talk to a coordinator, read cluster secrets or keys, or
 //! leave a container behind except the one `--keep` asked for.
@@ -17,6 +18,7 @@
 
 mod action;
 mod approval;
+pub mod artifacts;
 pub mod driver;
 pub mod log;
 pub mod plan;
@@ -29,6 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use thiserror::Error;
 
+pub use artifacts::{KeptArtifacts, KeptOutput};
 pub use driver::{Options, Report, run};
 pub use plan::Selection;
 pub use source::{PreparedSource, Revision};
@@ -111,6 +114,8 @@ pub enum LocalError {
     Variables(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("--artifacts {dir}: {why}")]
+    Artifacts { dir: String, why: String },
     #[error("packing the working tree: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -156,6 +156,7 @@ mod tests {
             state,
             kept: Vec::new(),
             interrupted: false,
+            artifacts: None,
         }
     }
 
