@@ -18,3 +18,4 @@ pub mod runner;
 pub mod source;
 pub mod ssh;
 pub mod store;
+pub mod unpack;

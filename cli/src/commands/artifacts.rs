@@ -1,7 +1,7 @@
 //! `ferry artifacts list` and `ferry artifacts get`: an execution's outputs and
 //! logs, and downloading one through the coordinator with its digest checked:
 //! by digest into a file as stored, or an execution's output by name (found
-//! in the execution's status) unpacked into a directory ([`super::unpack`]).
+//! in the execution's status) unpacked into a directory ([`ferry_engine::unpack`]).
 //! `--execution latest` is the pipeline's newest execution.
 
 use std::io::Write as _;
@@ -17,7 +17,7 @@ use crate::client;
 use crate::output::{self, Table};
 
 use super::status::{execution_view, resolve_execution};
-use super::unpack;
+use ferry_engine::unpack;
 
 #[derive(Serialize)]
 struct EntryJson<'a> {
@@ -136,7 +136,7 @@ async fn get_by_name(
         Ok(u) => u,
         Err(e) => {
             let cleaned = clear(out, existed);
-            return Err(e.context(match cleaned {
+            return Err(anyhow::Error::from(e).context(match cleaned {
                 Ok(()) => format!(
                     "unpacking output `{name}` into {}; nothing was kept",
                     out.display()

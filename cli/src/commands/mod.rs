@@ -20,7 +20,6 @@ pub mod secret;
 pub mod status;
 pub mod steer;
 pub mod token;
-pub mod unpack;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! checked before anything runs ([`prepare`]: new or empty); when the run
 //! ends, each output of each action that produced one is unpacked under
 //! `DIR/<stage>/<action>/<output>/` by the rules inputs keep
-//! ([`crate::archive::unpack_output`]: nothing outside its folder).
+//! ([`crate::unpack`]: nothing outside its folder).
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -115,7 +115,11 @@ fn unpack(path: &Path, names: [&str; 3], store: &Store, digest: &str) -> Result<
     }
     std::fs::create_dir_all(path).map_err(|e| format!("cannot make {}: {e}", path.display()))?;
     let blob = store.open_blob(digest).map_err(|e| e.to_string())?;
-    crate::archive::unpack_output(names[2], BufReader::new(blob), path).map_err(|e| e.to_string())
+    // The tar's own size bounds its files' bytes.
+    let size = blob.metadata().map_err(|e| e.to_string())?.len();
+    crate::unpack::unpack(BufReader::new(blob), path, size)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

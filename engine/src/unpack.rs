@@ -1,6 +1,6 @@
-//! Unpacking an output's tar into a directory for `ferry artifacts get
-//! PIPELINE --execution ID NAME --out DIR`, refusing anything that could land
-//! outside it. The archive is read twice: first every entry is checked
+//! Unpacking an output's tar into a directory on the user's machine (`ferry
+//! artifacts get PIPELINE --execution ID NAME --out DIR`, `ferry exec
+//! --artifacts DIR`), refusing anything that could land outside it. The archive is read twice: first every entry is checked
 //! (absolute paths, `..`, links pointing out or climbing with `..` after a
 //! name, entries written through a link of an earlier entry, special files,
 //! more file bytes than the artifact's known size), and only if all pass is
@@ -12,8 +12,31 @@ use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use tar::{Archive, EntryType};
+use thiserror::Error;
+
+/// Why an archive was not unpacked.
+#[derive(Debug, Error)]
+pub enum UnpackError {
+    /// An entry could land outside the directory, or is not a plain file,
+    /// folder or link; nothing was written (the first pass refuses it).
+    #[error("refused: entry `{entry}` {why}")]
+    Refused { entry: String, why: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, UnpackError>;
+
+/// An I/O error while doing `what`.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UnpackError {
+    let what = what.into();
+    move |source| UnpackError::Io { what, source }
+}
 
 /// What was unpacked.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,7 +51,9 @@ pub struct Unpacked {
 /// File contents may add up to at most `limit` bytes.
 pub fn unpack<R: Read + Seek>(mut archive: R, dir: &Path, limit: u64) -> Result<Unpacked> {
     let counted = check(&mut archive, limit)?;
-    archive.seek(SeekFrom::Start(0))?;
+    archive
+        .seek(SeekFrom::Start(0))
+        .map_err(io("reading the archive again"))?;
     write(archive, dir)?;
     Ok(counted)
 }
@@ -72,11 +97,12 @@ fn check<R: Read>(archive: R, limit: u64) -> Result<Unpacked> {
     let mut ar = Archive::new(archive);
     let mut links: HashSet<PathBuf> = HashSet::new();
     let mut counted = Unpacked::default();
-    for entry in ar.entries().context("reading the archive")? {
-        let entry = entry.context("reading the archive")?;
-        let raw = entry.path().context("an entry's path")?.into_owned();
-        let refuse = |why: String| -> anyhow::Error {
-            anyhow::anyhow!("refused: entry `{}` {why}", raw.display())
+    for entry in ar.entries().map_err(io("reading the archive"))? {
+        let entry = entry.map_err(io("reading the archive"))?;
+        let raw = entry.path().map_err(io("an entry's path"))?.into_owned();
+        let refuse = |why: String| UnpackError::Refused {
+            entry: raw.display().to_string(),
+            why,
         };
         let kind = entry.header().entry_type();
         if matches!(
@@ -102,7 +128,7 @@ fn check<R: Read>(archive: R, limit: u64) -> Result<Unpacked> {
         match kind {
             EntryType::Directory => {}
             EntryType::Regular | EntryType::Continuous => {
-                let size = entry.header().size().context("an entry's size")?;
+                let size = entry.header().size().map_err(io("an entry's size"))?;
                 counted.files += 1;
                 counted.bytes = counted.bytes.saturating_add(size);
                 if counted.bytes > limit {
@@ -114,7 +140,7 @@ fn check<R: Read>(archive: R, limit: u64) -> Result<Unpacked> {
             EntryType::Symlink => {
                 let target = entry
                     .link_name()
-                    .context("a link's target")?
+                    .map_err(io("a link's target"))?
                     .ok_or_else(|| refuse("is a link without a target".into()))?;
                 if !symlink_stays_inside(&rel, &target) {
                     return Err(refuse(format!(
@@ -127,7 +153,7 @@ fn check<R: Read>(archive: R, limit: u64) -> Result<Unpacked> {
             EntryType::Link => {
                 let target = entry
                     .link_name()
-                    .context("a link's target")?
+                    .map_err(io("a link's target"))?
                     .ok_or_else(|| refuse("is a link without a target".into()))?;
                 let inside = clean_relative(&target)
                     .filter(|t| !t.as_os_str().is_empty())
@@ -168,17 +194,20 @@ fn write<R: Read>(archive: R, dir: &Path) -> Result<()> {
     ar.set_preserve_permissions(false);
     ar.set_preserve_ownerships(false);
     let mut directories = Vec::new();
-    for entry in ar.entries().context("reading the archive")? {
-        let mut entry = entry.context("reading the archive")?;
+    for entry in ar.entries().map_err(io("reading the archive"))? {
+        let mut entry = entry.map_err(io("reading the archive"))?;
         let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         match entry.header().entry_type() {
             EntryType::Directory => directories.push(entry),
             EntryType::Regular | EntryType::Continuous | EntryType::Symlink | EntryType::Link => {
                 let unpacked = entry
                     .unpack_in(dir)
-                    .with_context(|| format!("unpacking `{shown}`"))?;
+                    .map_err(io(format!("unpacking `{shown}`")))?;
                 if !unpacked {
-                    bail!("refused: entry `{shown}` would land outside the directory");
+                    return Err(UnpackError::Refused {
+                        entry: shown,
+                        why: "would land outside the directory".into(),
+                    });
                 }
             }
             _ => {}
@@ -189,7 +218,7 @@ fn write<R: Read>(archive: R, dir: &Path) -> Result<()> {
         let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         entry
             .unpack_in(dir)
-            .with_context(|| format!("unpacking `{shown}`"))?;
+            .map_err(io(format!("unpacking `{shown}`")))?;
     }
     Ok(())
 }
