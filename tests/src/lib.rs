@@ -8,6 +8,7 @@ pub mod bench;
 pub mod browser;
 pub mod cluster;
 pub mod docker_tls;
+pub mod exec;
 pub mod git;
 pub mod metrics;
 pub mod net;

@@ -7,38 +7,16 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use ferry_tests::exec::text;
 use ferry_tests::{Repo, bin, ensure_busybox_image};
 
 /// Runs `ferry exec ARGS` in `dir` with its own cache folder.
 fn exec(dir: &Path, args: &[&str]) -> Output {
-    exec_with(dir, args, &[])
+    ferry_tests::exec::run(dir, args, &[])
 }
 
 fn exec_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let out = Command::new(bin("ferry"))
-        .arg("exec")
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", cache.path())
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ferry exec: {e}"));
-    // The run's scratch folder is gone when it ends.
-    let left: Vec<_> = std::fs::read_dir(cache.path().join("ferry/exec"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "ferry exec left {left:?}");
-    out
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    ferry_tests::exec::run(dir, args, env)
 }
 
 /// The containers a run started, from its `started (container NAME)` lines.

@@ -7,35 +7,14 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use ferry_tests::{Repo, bin, ensure_busybox_image};
+use ferry_tests::exec::text;
+use ferry_tests::{Repo, ensure_busybox_image};
 
-/// Runs `ferry exec ARGS` in `dir` with its own cache folder, and checks
-/// that the run's scratch folder is gone when it ends.
+/// Runs `ferry exec ARGS` in `dir` with its own cache folder.
 fn exec(dir: &Path, args: &[&str]) -> Output {
-    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let out = Command::new(bin("ferry"))
-        .arg("exec")
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", cache.path())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ferry exec: {e}"));
-    let left: Vec<_> = std::fs::read_dir(cache.path().join("ferry/exec"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "ferry exec left {left:?}");
-    out
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    ferry_tests::exec::run(dir, args, &[])
 }
 
 /// The digest each `[ferry] output NAME = DIGEST` log line gives, as
