@@ -9,9 +9,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use tar::{Archive, Builder, Entry, EntryType, Header};
+
+// One reading of paths and symlink targets for packing inputs and unpacking
+// outputs: a `..` after a name in a link's target is refused, not computed.
+use crate::unpack::{clean_relative, symlink_stays_inside};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -33,41 +37,6 @@ pub enum ArchiveError {
 /// artifact (Python wheels, jars) would refuse them; noon rather than
 /// midnight keeps the local date 1980-01-01 in every time zone.
 pub const OUTPUT_MTIME: u64 = 315_576_000;
-
-/// A relative path with no `..`, no root and no prefix, or None.
-fn clean_relative(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Does a link at `at` (relative) pointing to `target` stay inside the root?
-fn link_stays_inside(at: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = at.parent().map_or(0, |p| p.components().count() as i64);
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-    true
-}
 
 /// The rules every entry of an artifact keeps before it is written under a
 /// root (the workspace, or a folder of `ferry exec --artifacts`): a clean
@@ -131,7 +100,7 @@ impl Guard {
                     ))
                 };
                 if kind == EntryType::Symlink {
-                    if !link_stays_inside(&rel, &to) {
+                    if !symlink_stays_inside(&rel, &to) {
                         return Err(outside());
                     }
                     self.links.insert(rel.clone());
@@ -481,6 +450,15 @@ mod tests {
     /// the workspace, but `a/b` is really `./b`, so `..` from it is `/`.
     #[test]
     fn refuses_entries_through_an_earlier_symlink() {
+        // A chain of links whose targets each look inside on their own:
+        // `b` resolves to `d/a/..` = `d/../..`, above the root.
+        assert!(
+            check(&[
+                ("d/a", EntryType::Symlink, ".."),
+                ("b", EntryType::Symlink, "d/a/.."),
+            ])
+            .is_err()
+        );
         let escape = check(&[
             ("a", EntryType::Symlink, "."),
             ("a/b", EntryType::Symlink, ".."),

@@ -59,7 +59,7 @@ pub fn unpack<R: Read + Seek>(mut archive: R, dir: &Path, limit: u64) -> Result<
 }
 
 /// A relative path without `..`, root or prefix (`.` dropped), or None.
-fn clean_relative(p: &Path) -> Option<PathBuf> {
+pub(crate) fn clean_relative(p: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -75,7 +75,7 @@ fn clean_relative(p: &Path) -> Option<PathBuf> {
 /// resolves inside the root: a relative target whose `..` all come first and
 /// do not climb above the root. (A `..` after a name could climb out through
 /// a symlink that name turns out to be, so it is refused, not computed.)
-fn symlink_stays_inside(at: &Path, target: &Path) -> bool {
+pub(crate) fn symlink_stays_inside(at: &Path, target: &Path) -> bool {
     let mut depth = at.parent().map_or(0, |p| p.components().count());
     let mut descended = false;
     for c in target.components() {
