@@ -1,5 +1,5 @@
-//! Fuzzes the agent's input re-packer (`engine/src/archive.rs`, compiled in
-//! as a module): arbitrary bytes as an input tar, and tars built from
+//! Fuzzes the agent's input re-packer (`engine/src/archive.rs` and the rules
+//! it shares with `engine/src/unpack.rs`, compiled in as modules): arbitrary bytes as an input tar, and tars built from
 //! fuzzer-chosen entries (paths, kinds, link targets) so that valid header
 //! checksums do not stand between the fuzzer and the path checks. Whatever
 //! the re-packer accepts must extract only inside `workspace/`; see
@@ -9,6 +9,10 @@
 #[path = "../../engine/src/archive.rs"]
 #[allow(dead_code)]
 mod archive;
+// The path and symlink rules archive.rs shares with the unpacker.
+#[path = "../../engine/src/unpack.rs"]
+#[allow(dead_code)]
+mod unpack;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
