@@ -15,7 +15,7 @@ use tar::{Archive, Builder, Entry, EntryType, Header};
 
 // One reading of paths and symlink targets for packing inputs and unpacking
 // outputs: a `..` after a name in a link's target is refused, not computed.
-use crate::unpack::{clean_relative, symlink_stays_inside};
+use crate::unpack::{clean_relative, link_above, symlink_stays_inside};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -78,7 +78,7 @@ impl Guard {
         if rel.as_os_str().is_empty() {
             return Ok(None);
         }
-        if let Some(link) = self.link_above(&rel) {
+        if let Some(link) = link_above(&self.links, &rel) {
             return Err(hostile(&format!(
                 "would be written through the symlink `{}` of an earlier entry",
                 link.display()
@@ -108,7 +108,7 @@ impl Guard {
                     // A hard link's target is resolved from the root,
                     // following any symlink on the way.
                     let resolved = clean_relative(&to).ok_or_else(outside)?;
-                    if let Some(link) = self.link_above(&resolved) {
+                    if let Some(link) = link_above(&self.links, &resolved) {
                         return Err(hostile(&format!(
                             "links through the symlink `{}` of an earlier entry",
                             link.display()
@@ -124,14 +124,6 @@ impl Guard {
             _ => return Err(hostile("is a device, fifo or other special file")),
         }
         Ok(Some(Checked { rel, kind, target }))
-    }
-
-    /// The symlink seen earlier that `rel` would be reached through: one
-    /// of its parent directories (the entry itself may replace a link).
-    fn link_above<'p>(&self, rel: &'p Path) -> Option<&'p Path> {
-        rel.ancestors()
-            .skip(1)
-            .find(|dir| self.links.contains(*dir))
     }
 }
 

@@ -183,7 +183,7 @@ fn check<R: Read>(archive: R, limit: u64) -> Result<Unpacked> {
 
 /// The symlink of an earlier entry that `rel` would be reached through (one
 /// of its parents; the entry itself may replace a link).
-fn link_above<'p>(links: &HashSet<PathBuf>, rel: &'p Path) -> Option<&'p Path> {
+pub(crate) fn link_above<'p>(links: &HashSet<PathBuf>, rel: &'p Path) -> Option<&'p Path> {
     rel.ancestors().skip(1).find(|dir| links.contains(*dir))
 }
 
