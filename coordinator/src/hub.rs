@@ -119,6 +119,17 @@ impl AgentHub {
             .copied()
     }
 
+    /// The agents this leader heard from within `fresh`, connected or not.
+    pub fn heard_within(&self, fresh: std::time::Duration) -> std::collections::BTreeSet<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, at)| at.elapsed() < fresh)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Leadership changed: forget what an earlier term heard.
     pub fn reset_seen(&self) {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();

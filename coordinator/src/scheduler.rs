@@ -383,23 +383,16 @@ pub async fn run(ops: Ops) {
         }
         // Agents shutting down, drained or silent take no new work.
         let connected = ctx.agents.accepting(ctx.agent_lease);
+        // Heard from lately, but shutting down or disconnected: leaving or
+        // restarting (an upgrade), so not to be fetched from now.
+        let heard = ctx.agents.heard_within(ctx.agent_lease);
+        let away: BTreeSet<&str> = heard
+            .iter()
+            .filter(|name| !connected.contains(*name))
+            .map(String::as_str)
+            .collect();
         // A local read on the leader: `apply` checks every assignment again.
-        let decisions = ops.local_read(|s| {
-            // Heard from lately, but shutting down or disconnected: leaving
-            // or restarting (an upgrade), so not to be fetched from now.
-            let away: BTreeSet<&str> = s
-                .agents
-                .keys()
-                .filter(|name| !connected.contains(*name))
-                .filter(|name| {
-                    ctx.agents
-                        .heard_at(name)
-                        .is_some_and(|t| t.elapsed() < ctx.agent_lease)
-                })
-                .map(String::as_str)
-                .collect();
-            plan(s, &connected, &away)
-        });
+        let decisions = ops.local_read(|s| plan(s, &connected, &away));
         futures::future::join_all(decisions.into_iter().map(|d| assign(&ops, d))).await;
     }
 }
