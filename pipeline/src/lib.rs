@@ -9,6 +9,7 @@ pub mod execution;
 pub mod limits;
 pub mod mask;
 pub mod notify;
+pub mod reports;
 pub mod revision;
 pub mod schedule;
 pub mod spec;
@@ -52,6 +53,8 @@ pub use trigger::{GitRefEvent, GlobFilter, RefKind, Trigger, parse_ref};
 
 #[cfg(test)]
 mod automation_tests;
+#[cfg(test)]
+mod build_tests;
 #[cfg(test)]
 mod environment_tests;
 #[cfg(test)]

@@ -138,6 +138,18 @@ impl fmt::Display for ExecutionMode {
 }
 
 impl Pipeline {
+    /// The `MAJOR.MINOR` release that first ran everything this pipeline
+    /// uses ([`Action::needs_version`]): a cluster with an older member may
+    /// not store it.
+    pub fn needs_version(&self) -> (u32, u32) {
+        self.stages
+            .iter()
+            .flat_map(|s| &s.actions)
+            .map(Action::needs_version)
+            .max()
+            .unwrap_or((0, 1))
+    }
+
     /// Index of a stage and action by names.
     pub fn find_action(&self, stage: &str, action: &str) -> Option<(usize, usize)> {
         let stage_index = self.stages.iter().position(|s| s.name == stage)?;
@@ -238,6 +250,32 @@ pub struct Action {
     /// Runs only when this holds; otherwise it is skipped.
     #[serde(default)]
     pub when: Option<crate::condition::Condition>,
+    /// When each output is kept, for outputs not kept on success only
+    /// (build/test only). Left out of the stored form when empty, so a
+    /// version that uses none encodes as it did before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_when: BTreeMap<String, crate::reports::OutputWhen>,
+    /// Test reports the agent reads after the commands, whatever their
+    /// outcome (build/test only).
+    #[serde(default, skip_serializing_if = "crate::reports::Reports::is_empty")]
+    pub reports: crate::reports::Reports,
+}
+
+impl Action {
+    /// When output `name` is kept.
+    pub fn output_when(&self, name: &str) -> crate::reports::OutputWhen {
+        self.output_when.get(name).copied().unwrap_or_default()
+    }
+
+    /// The `MAJOR.MINOR` release that first ran everything this action
+    /// uses: agents and coordinators older than it would drop a part of it.
+    pub fn needs_version(&self) -> (u32, u32) {
+        if self.output_when.is_empty() && self.reports.is_empty() {
+            (0, 1)
+        } else {
+            (0, 2)
+        }
+    }
 }
 
 /// Resource limits of a build or test action's container.
@@ -337,6 +375,8 @@ mod tests {
             url: String::new(),
             deploy: None,
             when: None,
+            output_when: BTreeMap::new(),
+            reports: Default::default(),
         }
     }
 

@@ -59,6 +59,8 @@ pub struct ActionSpec {
     /// The action's `env:` (never a secret).
     pub env: BTreeMap<String, String>,
     pub outputs: Vec<OutputSpec>,
+    /// Test reports read after the commands, whatever their outcome.
+    pub reports: crate::reports::Reports,
     /// How long the whole attempt may take.
     pub timeout: Duration,
     pub resources: Resources,
@@ -71,6 +73,8 @@ pub struct ActionSpec {
 pub struct OutputSpec {
     pub name: String,
     pub paths: Vec<String>,
+    /// Whether it is kept when the attempt succeeds, fails, or either.
+    pub when: crate::reports::OutputWhen,
 }
 
 /// Container limits the action asks for; `None`: the engine's default.
@@ -121,8 +125,10 @@ pub fn action_spec(
             .map(|(name, paths)| OutputSpec {
                 name: name.clone(),
                 paths: paths.clone(),
+                when: action.output_when(name),
             })
             .collect(),
+        reports: action.reports.clone(),
         timeout: Duration::from_secs(action.timeout_ms.div_ceil(1000).max(1)),
         resources: Resources {
             memory_bytes: action.resources.memory_bytes,

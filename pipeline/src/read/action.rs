@@ -27,6 +27,7 @@ const ACTION_KEYS: &[&str] = &[
     "commands",
     "env",
     "outputs",
+    "reports",
     "timeout",
     "approvers",
     "allow_self_approval",
@@ -50,7 +51,14 @@ const COMMON_KEYS: &[&str] = &["name", "type", "run_order", "timeout", "when"];
 /// Keys of actions that run on an agent (build, test, deploy).
 const AGENT_KEYS: &[&str] = &["runs_on", "inputs", "env", "secrets"];
 /// Keys only for actions that run commands in a container (build, test).
-const COMMAND_KEYS: &[&str] = &["image", "commands", "outputs", "retries", "resources"];
+const COMMAND_KEYS: &[&str] = &[
+    "image",
+    "commands",
+    "outputs",
+    "reports",
+    "retries",
+    "resources",
+];
 /// Keys only for approval actions.
 const APPROVAL_KEYS: &[&str] = &[
     "approvers",
@@ -103,6 +111,8 @@ impl Reader<'_> {
             url: String::new(),
             deploy: None,
             when: None,
+            output_when: BTreeMap::new(),
+            reports: Default::default(),
         };
         let mut loc = ActionLoc {
             name: None,
@@ -184,9 +194,13 @@ impl Reader<'_> {
                 }
             }
             if let Some(value) = field(map, "outputs") {
-                let (outputs, output_locs) = self.outputs(value);
-                action.outputs = outputs;
-                loc.outputs = output_locs;
+                let read = self.outputs(value);
+                action.outputs = read.paths;
+                action.output_when = read.when;
+                loc.outputs = read.locs;
+            }
+            if let Some(value) = field(map, "reports") {
+                action.reports = self.reports(value);
             }
             if let Some(value) = field(map, "retries") {
                 action.retries = self.retries(value).unwrap_or(0);

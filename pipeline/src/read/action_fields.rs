@@ -1,5 +1,6 @@
 //! Reads an action's fields one by one: `run_order`, those of actions that
-//! run commands (`commands`, `outputs`, `retries`, `resources`) and those of
+//! run commands (`commands`, `retries`, `resources`; `outputs` and
+//! `reports` are read in `outputs`) and those of
 //! actions that run on an agent (`inputs`, `env`, `secrets`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,9 +14,6 @@ use crate::rules::{self, CpusError};
 use crate::yaml::{Reader, Value, describe, field, is_null, mapping_pos, pos};
 
 const RESOURCE_KEYS: &[&str] = &["cpus", "memory", "pids"];
-
-/// Output artifact name -> paths, as stored in [`crate::model::Action::outputs`].
-type OutputMap = BTreeMap<String, Vec<String>>;
 
 impl Reader<'_> {
     pub(super) fn run_order(&mut self, value: Value<'_>) -> Option<u32> {
@@ -224,42 +222,5 @@ impl Reader<'_> {
             }
         }
         secrets
-    }
-
-    pub(super) fn outputs(&mut self, value: Value<'_>) -> (OutputMap, Vec<(String, Pos)>) {
-        let mut outputs = BTreeMap::new();
-        let mut locs = Vec::new();
-        let Some(map) = self.mapping(value, "`outputs`") else {
-            return (outputs, locs);
-        };
-        for (key, value) in map.iter() {
-            let name = key.as_str();
-            let key_pos = pos(key.span());
-            match rules::check_artifact_name(name) {
-                Ok(()) => locs.push((name.to_string(), key_pos)),
-                Err(message) => self.error(key_pos, message),
-            }
-            let Some(list) = self.sequence(Value::entry(key, value), &format!("output `{name}`"))
-            else {
-                continue;
-            };
-            if list.is_empty() {
-                self.error(
-                    pos(list.span()),
-                    format!("output `{name}` must list at least one path"),
-                );
-            }
-            let mut paths = Vec::new();
-            for item in list.iter() {
-                if let Some((path, at)) = self.string(Value::item(item), "each output path") {
-                    if let Err(message) = rules::check_output_path(&path) {
-                        self.error(at, message);
-                    }
-                    paths.push(path);
-                }
-            }
-            outputs.insert(name.to_string(), paths);
-        }
-        (outputs, locs)
     }
 }
