@@ -122,12 +122,14 @@ impl Attempts {
             result,
             deployment,
             variables,
+            failure_outputs,
+            tests,
         } = outcome;
         let (message, outputs) = match result {
             Ok(outputs) => (String::new(), wire::outputs(outputs)),
             Err(e) => {
                 log.write(format!("[ferry] {e}\n").as_bytes());
-                (log.mask(&e.to_string()), Vec::new())
+                (log.mask(&e.to_string()), wire::outputs(failure_outputs))
             }
         };
         let (log_digest, log_size) = log
@@ -143,6 +145,7 @@ impl Attempts {
             log_size,
             deployment: deployment.map(Into::into),
             output_variables: variables.into_iter().collect(),
+            tests: tests.map(Into::into),
         })
     }
 

@@ -16,6 +16,7 @@ use ferry_proto as pb;
 use crate::ops::Ops;
 use crate::views::{self, now_ms};
 use ferry_state::ClusterState;
+use ferry_state::version::Version;
 
 /// The assignment message for the attempt with fencing epoch `epoch`.
 pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assignment> {
@@ -216,6 +217,10 @@ type Queued = (String, usize, usize);
 /// the fewest eligible agents first, so a round costs
 /// O((actions + agents × label sets) log agents).
 ///
+/// An action goes only to an agent of a version that runs everything it
+/// uses ([`ferry_pipeline::Action::needs_version`]); older agents wait for
+/// their upgrade without being offered it.
+///
 /// An action waits while every agent holding one of its inputs is `away`
 /// (shutting down, or disconnected but heard from within its lease:
 /// restarting, say, for an upgrade): sent now, it could fetch the input from
@@ -240,8 +245,9 @@ pub fn plan(
         })
         .filter(|(_, slots)| *slots > 0)
         .collect();
-    // Queued actions grouped by the labels they need, oldest first within each.
-    let mut groups: BTreeMap<Vec<String>, Vec<Queued>> = BTreeMap::new();
+    // Queued actions grouped by the labels and the agent version they need,
+    // oldest first within each.
+    let mut groups: BTreeMap<(Vec<String>, (u32, u32)), Vec<Queued>> = BTreeMap::new();
     // One deployment per environment at a time; the oldest waiting goes first.
     // Which environments are busy is looked up only when a deploy waits.
     let mut deploying = None;
@@ -268,23 +274,29 @@ pub fn plan(
         }
         let mut labels = action.runs_on.clone();
         labels.sort();
-        groups.entry(labels).or_default().push((exec_id, si, ai));
+        groups
+            .entry((labels, action.needs_version()))
+            .or_default()
+            .push((exec_id, si, ai));
     }
     // The most constrained label sets choose first: otherwise actions that
     // run anywhere could take the only slots of the agents that can run the
     // labelled ones, while other agents sit idle.
     // Which agents may run each label set is worked out once, here.
+    // An agent older than what an action uses would drop that part of it
+    // (a report, an output kept on failure): it is not eligible.
     let mut groups: Vec<(Vec<&str>, Vec<String>, Vec<Queued>)> = groups
         .into_iter()
-        .map(|(labels, actions)| {
+        .map(|((labels, (major, minor)), actions)| {
+            let needs = Version { major, minor };
             let eligible = free
                 .keys()
                 .copied()
                 .filter(|name| {
-                    state
-                        .agents
-                        .get(*name)
-                        .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
+                    state.agents.get(*name).is_some_and(|a| {
+                        labels.iter().all(|l| a.labels.contains(l))
+                            && Version::parse(&a.version).unwrap_or(Version::FIRST) >= needs
+                    })
                 })
                 .collect();
             (eligible, labels, actions)
@@ -501,6 +513,37 @@ stages:
         assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
     }
 
+    #[test]
+    fn an_action_using_reports_goes_only_to_an_agent_that_reads_them() {
+        let yaml = r#"
+name: fan
+source: {git: /tmp/fan.git}
+stages:
+  - name: build
+    actions:
+      - {name: unit, type: test, image: img, commands: [true], reports: {junit: [r.xml]}}
+"#;
+        let mut s = ferry_state::testing::applied(yaml);
+        start_e1(&mut s, "fan");
+        for (name, version) in [("old", "0.1.0"), ("new", "0.2.0")] {
+            s.agents.insert(
+                name.to_string(),
+                AgentRecord {
+                    name: name.to_string(),
+                    capacity: 4,
+                    version: version.to_string(),
+                    ..Default::default()
+                },
+            );
+        }
+        assert!(
+            plan_of(&s, &["old"]).is_empty(),
+            "a 0.1 agent would drop the report"
+        );
+        let got = placed(&plan_of(&s, &["old", "new"]));
+        assert_eq!(got.get(&0).map(String::as_str), Some("new"));
+    }
+
     const INPUT_YAML: &str = r#"
 name: chain
 source: {git: /tmp/chain.git}
@@ -558,6 +601,7 @@ stages:
                 log: None,
                 deployment: None,
                 variables: Default::default(),
+                tests: None,
                 at: 4,
             },
         );

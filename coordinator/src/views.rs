@@ -105,6 +105,7 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
                                 .map_or(0, |a| a.required),
                             output_variables: run.variables.clone().into_iter().collect(),
                             resolved_variables: run.resolved.clone().into_iter().collect(),
+                            tests: run.tests.clone().map(Into::into),
                             status: pb::ActionStatus::from(run.status()).into(),
                             attempt: run.attempt,
                             agent: run.agent.clone().unwrap_or_default(),

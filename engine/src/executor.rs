@@ -19,6 +19,7 @@
 mod container;
 mod limits;
 mod outputs;
+mod reports;
 mod workspace;
 
 use bollard::Docker;
@@ -99,13 +100,17 @@ impl Executor {
 impl ActionRunner for Executor {
     fn run<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            match self.run_attempt(attempt).await {
-                Ok((outputs, variables)) => Outcome {
-                    result: Ok(outputs),
-                    deployment: None,
-                    variables,
-                },
-                Err(e) => Outcome::failed(e),
+            let ran = self.run_attempt(attempt).await;
+            let (result, variables) = match ran.result {
+                Ok((outputs, variables)) => (Ok(outputs), variables),
+                Err(e) => (Err(e), Default::default()),
+            };
+            Outcome {
+                result,
+                deployment: None,
+                variables,
+                failure_outputs: ran.failure_outputs,
+                tests: ran.tests,
             }
         })
     }

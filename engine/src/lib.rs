@@ -13,6 +13,7 @@
 pub mod archive;
 pub mod deploy;
 pub mod executor;
+pub mod junit;
 pub mod local;
 pub mod runner;
 pub mod source;

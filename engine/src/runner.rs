@@ -37,6 +37,8 @@ pub use ferry_pipeline::spec::{
     HookPhase, HookReport, HostKind, HostOutcome, HostReport, OutputSpec, Resources,
 };
 
+use ferry_pipeline::reports::TestSummary;
+
 use crate::deploy::Deployer;
 use crate::executor::Executor;
 use crate::store::Blob;
@@ -98,6 +100,11 @@ pub struct Outcome {
     /// Output variables a build or test action wrote to the file named by
     /// `$FERRY_OUTPUT_VARS` ([`OUTPUT_VARS_PATH`]), once it succeeded.
     pub variables: BTreeMap<String, String>,
+    /// The outputs a failed attempt kept (`when: on_failure` or `always`).
+    pub failure_outputs: Vec<Output>,
+    /// What its test reports say, when it lists any; read whatever the
+    /// outcome (a report matters most when the tests failed).
+    pub tests: Option<TestSummary>,
 }
 
 /// Where a build or test action writes its output variables (`NAME=VALUE`
@@ -111,6 +118,8 @@ impl Outcome {
             result: Err(error),
             deployment: None,
             variables: BTreeMap::new(),
+            failure_outputs: Vec::new(),
+            tests: None,
         }
     }
 
@@ -305,6 +314,8 @@ mod tests {
             result: Ok(Vec::new()),
             deployment: None,
             variables: BTreeMap::new(),
+            failure_outputs: Vec::new(),
+            tests: None,
         };
         assert!(ok.success());
         assert_eq!(ok.exit_code(), Some(0));

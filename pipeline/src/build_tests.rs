@@ -52,7 +52,10 @@ fn outputs_take_a_when_and_reports_list_junit_files() {
     ]);
     let action = &p.stages[0].actions[0];
     assert_eq!(action.outputs.len(), 4);
-    assert_eq!(action.outputs["junit"], vec!["target/junit.xml".to_string()]);
+    assert_eq!(
+        action.outputs["junit"],
+        vec!["target/junit.xml".to_string()]
+    );
     assert_eq!(action.output_when("binary"), OutputWhen::OnSuccess);
     assert_eq!(action.output_when("junit"), OutputWhen::Always);
     assert_eq!(action.output_when("core"), OutputWhen::OnFailure);
@@ -126,6 +129,8 @@ fn too_many_reports_and_reports_on_an_approval_are_refused() {
     ]);
     assert_eq!(
         expect_errors(parse(&approval)),
-        vec!["9:9: `reports` is not allowed in approval actions; it is only for build and test actions"]
+        vec![
+            "9:9: `reports` is not allowed in approval actions; it is only for build and test actions"
+        ]
     );
 }

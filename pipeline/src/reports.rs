@@ -31,7 +31,9 @@ pub const MAX_TEST_NAME: usize = 512;
 pub const MAX_PROBLEMS: usize = 16;
 
 /// When an action's output is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputWhen {
     /// Only when the action succeeds (the default; a missing path fails it).

@@ -209,6 +209,7 @@ impl ClusterState {
                 log,
                 deployment,
                 variables,
+                tests,
                 at,
             } => self.finish_attempt(
                 epoch,
@@ -221,6 +222,7 @@ impl ClusterState {
                     log,
                     deployment,
                     variables,
+                    tests,
                 },
                 at,
             ),

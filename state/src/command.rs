@@ -141,6 +141,10 @@ pub enum Command {
         /// Output variables the attempt wrote (checked by the session).
         #[serde(default)]
         variables: BTreeMap<String, String>,
+        /// What the attempt's test reports said (bounded by the session);
+        /// only proposed to a cluster at 0.2 or later.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tests: Option<ferry_pipeline::reports::TestSummary>,
         at: i64,
     },
     /// `ferry rollback`: a new execution `id` that runs only the deploy

@@ -26,6 +26,8 @@ pub(super) struct AttemptResult {
     pub deployment: Option<Vec<u8>>,
     /// Output variables the attempt wrote.
     pub variables: BTreeMap<String, String>,
+    /// What its test reports said.
+    pub tests: Option<ferry_pipeline::reports::TestSummary>,
 }
 
 /// An approval decision, as `Decide` carries it.
@@ -240,6 +242,7 @@ impl ClusterState {
             outputs,
             log,
             variables,
+            tests,
             ..
         } = result;
         let outcome = if success {
@@ -256,6 +259,7 @@ impl ClusterState {
             .map_or(at, |h| h.started_at);
         run.exit_code = exit_code;
         run.log = log;
+        run.tests = tests;
         if !success && !ended && run.count(Outcome::Failed) <= retries {
             let n = run.count(Outcome::Failed);
             run.requeue(format!(

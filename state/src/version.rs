@@ -24,6 +24,10 @@ impl Version {
     /// names none runs at least this.
     pub const FIRST: Version = Version { major: 0, minor: 1 };
 
+    /// Test summaries, outputs kept on failure and the pipeline keys of
+    /// builds as teams write them.
+    pub const V0_2: Version = Version { major: 0, minor: 2 };
+
     /// `MAJOR.MINOR` or `MAJOR.MINOR.PATCH[-pre]`; None otherwise.
     pub fn parse(text: &str) -> Option<Version> {
         let mut parts = text.trim().split(['.', '-', '+']);
@@ -48,14 +52,17 @@ impl Command {
     /// The version that introduced this command: members older than it
     /// cannot decode it. Every command is listed, so a new one must say.
     pub fn since(&self) -> Version {
+        let of = |(major, minor): (u32, u32)| Version { major, minor };
         match self {
+            // Content that 0.1 members would drop when they decode it.
+            Command::ApplyPipeline { spec, .. } => of(spec.needs_version()),
+            Command::FinishAttempt { tests: Some(_), .. } => Version::V0_2,
             Command::Bootstrap { .. }
-            | Command::ApplyPipeline { .. }
             | Command::ApplyEnvironment { .. }
             | Command::StartExecution { .. }
             | Command::Redeploy { .. }
             | Command::Assign { .. }
-            | Command::FinishAttempt { .. }
+            | Command::FinishAttempt { tests: None, .. }
             | Command::Decide { .. }
             | Command::ExpireApproval { .. }
             | Command::AgentLost { .. }
@@ -186,5 +193,32 @@ mod tests {
             matches!(&refused, Err(Rejection::FailedPrecondition(m)) if m.contains("version 0.1 or later")),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn pipelines_and_results_using_0_2_keys_wait_for_a_0_2_cluster() {
+        let plain = "name: p\nsource: {git: x}\nstages:\n  - name: t\n    actions:\n      - {name: u, type: test, image: i, commands: [true]}\n";
+        let with_reports = plain.replace(
+            "commands: [true]",
+            "commands: [true], reports: {junit: r.xml}",
+        );
+        let apply = |yaml: &str| Command::ApplyPipeline {
+            spec: ferry_pipeline::parse(yaml).unwrap_or_else(|d| panic!("{d:?}")),
+            yaml: yaml.to_string(),
+            by: crate::By::operator("root"),
+            at: 1,
+        };
+        let old = ClusterState::default();
+        assert!(old.can_propose(&apply(plain)).is_ok());
+        let refused = old.can_propose(&apply(&with_reports));
+        assert!(
+            matches!(&refused, Err(Rejection::FailedPrecondition(m)) if m.contains("version 0.2")),
+            "{refused:?}"
+        );
+        let new = ClusterState {
+            cluster_version: Some(Version::V0_2),
+            ..Default::default()
+        };
+        assert!(new.can_propose(&apply(&with_reports)).is_ok());
     }
 }

@@ -19,6 +19,7 @@ pub mod run;
 pub mod secret;
 pub mod status;
 pub mod steer;
+pub mod tests_view;
 pub mod token;
 
 use std::path::Path;

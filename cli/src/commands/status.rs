@@ -89,6 +89,9 @@ pub struct ActionJson<'a> {
     /// The references in its texts and their values when it started (absent when none).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub resolved_variables: BTreeMap<&'a str, &'a str>,
+    /// What its test reports said (absent when it lists none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tests: Option<ferry_pipeline::reports::TestSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -214,6 +217,7 @@ impl<'a> ActionJson<'a> {
             }),
             output_variables: sorted(&a.output_variables),
             resolved_variables: sorted(&a.resolved_variables),
+            tests: a.tests.clone().map(Into::into),
         }
     }
 }
@@ -307,6 +311,10 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
                     a.name,
                     pairs(&a.resolved_variables)
                 ));
+            }
+            if let Some(tests) = a.tests.clone() {
+                let lines = super::tests_view::lines(&tests.into());
+                text.push_str(&format!("{}/{} {}\n", stage.name, a.name, lines.join("\n")));
             }
         }
     }
@@ -604,6 +612,7 @@ mod tests {
                         approvals_required: 0,
                         output_variables: Default::default(),
                         resolved_variables: Default::default(),
+                        tests: None,
                         kind: pb::ActionKind::Build.into(),
                         message: String::new(),
                         run_order: 1,
@@ -632,6 +641,7 @@ mod tests {
                         approvals_required: 0,
                         output_variables: Default::default(),
                         resolved_variables: Default::default(),
+                        tests: None,
                         approvals: vec![pb::ApprovalView {
                             by: "bob".into(),
                             decision: pb::ApprovalDecision::Approved.into(),

@@ -47,6 +47,8 @@ pub struct AttemptResult {
     pub deployment: Option<Vec<u8>>,
     /// Output variables the attempt wrote.
     pub variables: BTreeMap<String, String>,
+    /// What its test reports said (bounded when it was read off the wire).
+    pub tests: Option<ferry_pipeline::reports::TestSummary>,
 }
 
 impl Ops {
@@ -186,6 +188,9 @@ impl Ops {
                 log: r.log,
                 deployment: r.deployment,
                 variables: r.variables,
+                tests: r.tests.filter(|_| {
+                    self.local_read(|s| s.cluster_version()) >= ferry_state::version::Version::V0_2
+                }),
                 at: now_ms(),
             })
             .await?;

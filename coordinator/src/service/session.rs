@@ -386,6 +386,7 @@ async fn handle(
                     .as_ref()
                     .map(prost::Message::encode_to_vec),
                 variables: result.output_variables.clone().into_iter().collect(),
+                tests: result.tests.clone().map(Into::into),
             };
             let ack = match ops.finish_attempt(agent, r).await {
                 Ok((accepted, reason)) => {

@@ -89,6 +89,8 @@ impl Deployer {
             },
             deployment: Some(finished.report),
             variables: Default::default(),
+            failure_outputs: Vec::new(),
+            tests: None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! An attempt's container from start to end: the image made sure of
 //! (pulled when missing), the container created with its limits and its own
 //! environment (never a secret), the steps run under the action's timeout and
-//! a person's stop, and the container removed whatever happened (or kept for
+//! a person's stop, test reports and failure outputs read once the commands
+//! ended, and the container removed whatever happened (or kept for
 //! `ferry exec --keep`); containers an earlier run left are removed too.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
@@ -17,6 +19,7 @@ use super::outputs::mask_variables;
 use super::{ContainerLimits, Executor, LABEL};
 use crate::runner::{ActionError, ActionSpec, Attempt, LogSink, OUTPUT_VARS_PATH, Output, Secrets};
 use ferry_pipeline::mask::Masker;
+use ferry_pipeline::reports::TestSummary;
 
 /// The container's own environment: the action's `env` and the `FERRY_*`
 /// variables. Never a secret: this is stored in the container's configuration.
@@ -97,10 +100,7 @@ impl Executor {
     }
 
     /// Runs the attempt; the container is removed whatever happens.
-    pub(super) async fn run_attempt(
-        &self,
-        attempt: Attempt<'_>,
-    ) -> Result<(Vec<Output>, BTreeMap<String, String>), ActionError> {
+    pub(super) async fn run_attempt(&self, attempt: Attempt<'_>) -> Ran {
         let Attempt {
             spec: a,
             inputs,
@@ -108,7 +108,9 @@ impl Executor {
             log,
             mut cancel,
         } = attempt;
-        self.ensure_image(&a.image, log).await?;
+        if let Err(e) = self.ensure_image(&a.image, log).await {
+            return Ran::failed(e);
+        }
         let epoch = a.attempt.epoch;
         let name = self.container_name(epoch);
         let limits = ContainerLimits::of(&a.resources, &self.container);
@@ -131,7 +133,9 @@ impl Executor {
             name: Some(name.clone()),
             ..Default::default()
         };
-        self.docker.create_container(Some(opts), body).await?;
+        if let Err(e) = self.docker.create_container(Some(opts), body).await {
+            return Ran::failed(e.into());
+        }
         let timeout = a.timeout;
         let masker = Masker::new(secrets.values().cloned());
         let secrets = secret_env(secrets);
@@ -144,7 +148,10 @@ impl Executor {
         // approvals and notifications: a secret in one is masked here, as
         // in the action's log.
         let result = result.map(|(outputs, vars)| (outputs, mask_variables(vars, &masker, log)));
-        if self.keep_failed && matches!(result, Err(ActionError::CommandFailed { .. })) {
+        let mut ran = self.after_commands(&name, a, result, log).await;
+        // Test names and failure texts go where output variables go.
+        ran.tests = ran.tests.map(|t| super::reports::masked(t, &masker));
+        if self.keep_failed && matches!(ran.result, Err(ActionError::CommandFailed { .. })) {
             log.write(
                 format!(
                     "[ferry] kept container {name} for inspection: docker exec -it {name} /bin/sh \
@@ -155,7 +162,52 @@ impl Executor {
         } else if let Err(e) = self.remove(&name).await {
             tracing::warn!(container = %name, error = %e, "could not remove container");
         }
-        result
+        ran
+    }
+
+    /// What is read once the commands have ended, before the container
+    /// goes: the test reports, whatever the outcome, and the outputs kept
+    /// on failure when the commands failed or timed out (not when the
+    /// attempt was cancelled or never ran a command). Bounded in time.
+    async fn after_commands(
+        &self,
+        container: &str,
+        a: &ActionSpec,
+        result: Result<(Vec<Output>, BTreeMap<String, String>), ActionError>,
+        log: &mut dyn LogSink,
+    ) -> Ran {
+        let ran_commands = matches!(
+            &result,
+            Ok(_) | Err(ActionError::CommandFailed { .. } | ActionError::Timeout(_))
+        );
+        if !ran_commands {
+            return Ran::failed_with(result);
+        }
+        let read = async {
+            let tests = self.read_reports(container, a, log).await;
+            let failure_outputs = match result {
+                Ok(_) => Vec::new(),
+                Err(_) => self.collect_failure_outputs(container, a, log).await,
+            };
+            (tests, failure_outputs)
+        };
+        match tokio::time::timeout(AFTER_COMMANDS_TIMEOUT, read).await {
+            Ok((tests, failure_outputs)) => Ran {
+                result,
+                failure_outputs,
+                tests,
+            },
+            Err(_) => {
+                log.write(
+                    format!(
+                        "[ferry] reading test reports and failure outputs took over {:?}: none kept\n",
+                        AFTER_COMMANDS_TIMEOUT
+                    )
+                    .as_bytes(),
+                );
+                Ran::failed_with(result)
+            }
+        }
     }
 
     async fn remove(&self, name: &str) -> Result<(), bollard::errors::Error> {
@@ -178,6 +230,30 @@ impl Executor {
                 }),
             )
             .await
+    }
+}
+
+/// Longest the engine spends reading test reports and failure outputs.
+const AFTER_COMMANDS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How an attempt in a container ended.
+pub(super) struct Ran {
+    pub result: Result<(Vec<Output>, BTreeMap<String, String>), ActionError>,
+    pub failure_outputs: Vec<Output>,
+    pub tests: Option<TestSummary>,
+}
+
+impl Ran {
+    fn failed(error: ActionError) -> Ran {
+        Ran::failed_with(Err(error))
+    }
+
+    fn failed_with(result: Result<(Vec<Output>, BTreeMap<String, String>), ActionError>) -> Ran {
+        Ran {
+            result,
+            failure_outputs: Vec::new(),
+            tests: None,
+        }
     }
 }
 

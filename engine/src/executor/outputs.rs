@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::Executor;
 use crate::archive;
-use crate::runner::{ActionError, ActionSpec, LogSink, OUTPUT_VARS_PATH, Output};
+use crate::runner::{ActionError, ActionSpec, LogSink, OUTPUT_VARS_PATH, Output, OutputSpec};
 use crate::store::Blob;
 use ferry_pipeline::mask::Masker;
 
@@ -38,7 +38,8 @@ pub(super) fn mask_variables(
 }
 
 impl Executor {
-    /// The output variables, then each output of the action packed into the store.
+    /// The output variables, then each output of the action kept on
+    /// success, packed into the store.
     pub(super) async fn collect_outputs(
         &self,
         container: &str,
@@ -51,7 +52,41 @@ impl Executor {
             log.write(format!("[ferry] output variables: {}\n", names.join(", ")).as_bytes());
         }
         let mut outputs = Vec::new();
-        for spec in &a.outputs {
+        for spec in a.outputs.iter().filter(|o| o.when.keeps(true)) {
+            outputs.push(self.pack_output(container, spec, log).await?);
+        }
+        Ok((outputs, variables))
+    }
+
+    /// The outputs kept when the commands failed (`when: on_failure` or
+    /// `always`): each one whose paths exist, the others named in the log,
+    /// since a failed run may well not have written them.
+    pub(super) async fn collect_failure_outputs(
+        &self,
+        container: &str,
+        a: &ActionSpec,
+        log: &mut dyn LogSink,
+    ) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        for spec in a.outputs.iter().filter(|o| o.when.keeps(false)) {
+            match self.pack_output(container, spec, log).await {
+                Ok(output) => outputs.push(output),
+                Err(e) => {
+                    log.write(format!("[ferry] output {} not kept: {e}\n", spec.name).as_bytes())
+                }
+            }
+        }
+        outputs
+    }
+
+    /// One output's paths, downloaded to scratch files and packed into the store.
+    async fn pack_output(
+        &self,
+        container: &str,
+        spec: &OutputSpec,
+        log: &mut dyn LogSink,
+    ) -> Result<Output, ActionError> {
+        {
             // Each path's archive from the engine goes to a scratch file, not
             // memory: an output may be far larger than the agent's RAM.
             let mut tar: Vec<(String, std::fs::File)> = Vec::new();
@@ -124,12 +159,11 @@ impl Executor {
                 )
                 .as_bytes(),
             );
-            outputs.push(Output {
+            Ok(Output {
                 name: spec.name.clone(),
                 blob,
-            });
+            })
         }
-        Ok((outputs, variables))
     }
 
     /// The output variables file the commands wrote ([`OUTPUT_VARS_PATH`]),

@@ -159,6 +159,7 @@ impl Run<'_> {
             message: why.clone(),
             kept_container: None,
             stopped: false,
+            tests: None,
         });
         self.state
             .finish_action(self.pipeline, at, false, why, &Gates::open(), now_ms())
@@ -177,6 +178,8 @@ impl Run<'_> {
             result,
             variables,
             deployment,
+            failure_outputs,
+            tests,
         } = outcome;
         if let Some(report) = deployment {
             let summary = log.mask(&report.summary);
@@ -191,7 +194,7 @@ impl Run<'_> {
             Ok(outputs) => (String::new(), outputs),
             Err(e) => {
                 log.write(format!("[ferry] {e}\n").as_bytes());
-                (log.mask(&e.to_string()), Vec::new())
+                (log.mask(&e.to_string()), failure_outputs)
             }
         };
         log.finish();
@@ -216,6 +219,7 @@ impl Run<'_> {
         };
         run.close_attempt(epoch, outcome_kind, exit_code, &message, now);
         run.exit_code = exit_code;
+        run.tests = tests.clone();
         run.outputs = outputs
             .into_iter()
             .map(|o| {
@@ -240,6 +244,7 @@ impl Run<'_> {
             message: message.clone(),
             kept_container: kept,
             stopped: !success && self.interrupted,
+            tests,
         });
         if !success && !self.interrupted && failures <= retries {
             lock(&self.observer).note(&format!(

@@ -83,6 +83,8 @@ pub struct ActionEnd {
     pub kept_container: Option<String>,
     /// It ended because the run was stopped (Ctrl-C), not on its own.
     pub stopped: bool,
+    /// What its test reports said, when it lists any.
+    pub tests: Option<ferry_pipeline::reports::TestSummary>,
 }
 
 /// What the terminal (or a test) hears while a local run goes on. Calls

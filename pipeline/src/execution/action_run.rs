@@ -83,6 +83,10 @@ pub struct ActionRun {
     /// retry budget and approval count start afresh from here.
     #[serde(default)]
     pub round: Round,
+    /// What the test reports of its last attempt said (`reports:`); left
+    /// out of the stored form when none, as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<crate::reports::TestSummary>,
 }
 
 /// The start of an action's current round (see [`ActionRun::round`]).

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ferry_pipeline::reports::{OutputWhen, Reports, TestFailure, TestSummary};
 use ferry_pipeline::spec::{
     ActionContext, ActionSpec, AttemptId, DeployHost, DeploySpec, HostKind, OutputSpec, Resources,
 };
@@ -46,8 +47,10 @@ impl From<ActionSpec> for wire::Assignment {
                 .map(|o| wire::OutputSpec {
                     name: o.name,
                     paths: o.paths,
+                    when: wire::OutputWhen::from(o.when).into(),
                 })
                 .collect(),
+            junit_reports: s.reports.junit,
             timeout_seconds: s.timeout.as_secs(),
             millicpus: s.resources.millicpus.unwrap_or(0),
             memory_bytes: s.resources.memory_bytes.unwrap_or(0),
@@ -81,8 +84,12 @@ impl From<&wire::Assignment> for ActionSpec {
                 .map(|o| OutputSpec {
                     name: o.name.clone(),
                     paths: o.paths.clone(),
+                    when: o.when().into(),
                 })
                 .collect(),
+            reports: Reports {
+                junit: a.junit_reports.clone(),
+            },
             timeout: Duration::from_secs(a.timeout_seconds.max(1)),
             resources: Resources {
                 memory_bytes: asked(a.memory_bytes),
@@ -91,6 +98,77 @@ impl From<&wire::Assignment> for ActionSpec {
             },
             deploy: a.deploy.as_ref().map(Into::into),
         }
+    }
+}
+
+impl From<OutputWhen> for wire::OutputWhen {
+    fn from(w: OutputWhen) -> wire::OutputWhen {
+        match w {
+            OutputWhen::OnSuccess => wire::OutputWhen::OnSuccess,
+            OutputWhen::OnFailure => wire::OutputWhen::OnFailure,
+            OutputWhen::Always => wire::OutputWhen::Always,
+        }
+    }
+}
+
+/// Unspecified (what a coordinator that knew no `when` sends) is on success.
+impl From<wire::OutputWhen> for OutputWhen {
+    fn from(w: wire::OutputWhen) -> OutputWhen {
+        match w {
+            wire::OutputWhen::Unspecified | wire::OutputWhen::OnSuccess => OutputWhen::OnSuccess,
+            wire::OutputWhen::OnFailure => OutputWhen::OnFailure,
+            wire::OutputWhen::Always => OutputWhen::Always,
+        }
+    }
+}
+
+impl From<TestSummary> for wire::TestSummary {
+    fn from(t: TestSummary) -> wire::TestSummary {
+        wire::TestSummary {
+            total: t.total,
+            passed: t.passed,
+            failed: t.failed,
+            errors: t.errors,
+            skipped: t.skipped,
+            duration_ms: t.duration_ms,
+            failures: t
+                .failures
+                .into_iter()
+                .map(|f| wire::TestFailure {
+                    suite: f.suite,
+                    name: f.name,
+                    error: f.error,
+                    text: f.text,
+                })
+                .collect(),
+            problems: t.problems,
+        }
+    }
+}
+
+/// What an agent sent, cut to the summary's bounds.
+impl From<wire::TestSummary> for TestSummary {
+    fn from(t: wire::TestSummary) -> TestSummary {
+        TestSummary {
+            total: t.total,
+            passed: t.passed,
+            failed: t.failed,
+            errors: t.errors,
+            skipped: t.skipped,
+            duration_ms: t.duration_ms,
+            failures: t
+                .failures
+                .into_iter()
+                .map(|f| TestFailure {
+                    suite: f.suite,
+                    name: f.name,
+                    error: f.error,
+                    text: f.text,
+                })
+                .collect(),
+            problems: t.problems,
+        }
+        .bounded()
     }
 }
 
@@ -194,10 +272,20 @@ mod tests {
             image: "ferry-local/busybox".into(),
             commands: vec!["make".into()],
             env: [("MODE".to_string(), "release".to_string())].into(),
-            outputs: vec![wire::OutputSpec {
-                name: "bin".into(),
-                paths: vec!["out/".into()],
-            }],
+            outputs: vec![
+                wire::OutputSpec {
+                    name: "bin".into(),
+                    paths: vec!["out/".into()],
+                    // As a coordinator that knew no `when` sends it.
+                    when: wire::OutputWhen::Unspecified.into(),
+                },
+                wire::OutputSpec {
+                    name: "junit".into(),
+                    paths: vec!["report.xml".into()],
+                    when: wire::OutputWhen::Always.into(),
+                },
+            ],
+            junit_reports: vec!["report.xml".into()],
             millicpus: 1_500,
             secret_env: [("TOKEN".to_string(), b"hunter2".to_vec())].into(),
             ..Default::default()
@@ -223,11 +311,20 @@ mod tests {
         assert!(!format!("{spec:?}").contains("hunter2"));
         assert_eq!(
             spec.outputs,
-            vec![OutputSpec {
-                name: "bin".into(),
-                paths: vec!["out/".into()]
-            }]
+            vec![
+                OutputSpec {
+                    name: "bin".into(),
+                    paths: vec!["out/".into()],
+                    when: OutputWhen::OnSuccess,
+                },
+                OutputSpec {
+                    name: "junit".into(),
+                    paths: vec!["report.xml".into()],
+                    when: OutputWhen::Always,
+                }
+            ]
         );
+        assert_eq!(spec.reports.junit, vec!["report.xml".to_string()]);
         // 0 on the wire is "the agent's default"; a timeout is at least a second.
         assert_eq!(
             spec.resources,
@@ -317,5 +414,33 @@ mod tests {
             spec.problem.as_deref(),
             Some("host `web-1`: kind: unknown value \"telnet\"")
         );
+    }
+
+    #[test]
+    fn a_test_summary_from_an_agent_is_bounded_on_the_way_in() {
+        let wire = wire::TestSummary {
+            total: 3,
+            passed: 2,
+            failed: 1,
+            failures: vec![
+                wire::TestFailure {
+                    suite: "s".into(),
+                    name: "t\u{1b}[2J".into(),
+                    error: false,
+                    text: "x\n".repeat(100),
+                };
+                ferry_pipeline::reports::MAX_LISTED_FAILURES + 1
+            ],
+            ..Default::default()
+        };
+        let back = TestSummary::from(wire.clone());
+        assert_eq!(
+            back.failures.len(),
+            ferry_pipeline::reports::MAX_LISTED_FAILURES
+        );
+        assert_eq!(back.failures[0].name, "t[2J");
+        assert_eq!(back.failures[0].text.lines().count(), 10);
+        let again = wire::TestSummary::from(back.clone());
+        assert_eq!(TestSummary::from(again), back);
     }
 }

@@ -6,6 +6,7 @@
 
 mod action;
 mod deployment;
+mod reports;
 mod status;
 
 use thiserror::Error;

@@ -47,6 +47,7 @@ fn digest(s: &ClusterState) -> String {
 fn finish(epoch: u64, agent: &str, success: bool) -> Command {
     Command::FinishAttempt {
         variables: Default::default(),
+        tests: None,
         epoch,
         agent: agent.into(),
         success,

@@ -80,6 +80,7 @@ fn finish(s: &mut ClusterState, epoch: u64, success: bool) {
         s,
         Command::FinishAttempt {
             variables: Default::default(),
+            tests: None,
             epoch,
             agent: "a1".into(),
             success,
@@ -270,6 +271,7 @@ fn abandon_ends_the_running_attempt_and_refuses_its_result() {
     let before = s.clone();
     let late = s.apply(Command::FinishAttempt {
         variables: Default::default(),
+        tests: None,
         epoch,
         agent: "a1".into(),
         success: true,

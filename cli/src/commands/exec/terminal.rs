@@ -141,6 +141,13 @@ impl Observer for Terminal {
             }
         };
         self.line(&text);
+        for line in end
+            .tests
+            .iter()
+            .flat_map(crate::commands::tests_view::lines)
+        {
+            self.line(&format!("    {line}"));
+        }
     }
 
     fn note(&mut self, text: &str) {

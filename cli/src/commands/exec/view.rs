@@ -115,6 +115,7 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
                             },
                             output_variables: map(&run.variables),
                             resolved_variables: map(&run.resolved),
+                            tests: run.tests.clone().map(Into::into),
                         })
                     })
                     .collect(),
