@@ -158,8 +158,19 @@ impl Ops {
 
     /// Proposes `cmd`; returns once it is committed and applied on this member.
     /// A command that some member could not apply (newer than the cluster
-    /// version) is refused here, before it reaches the log.
+    /// version) is refused here, before it reaches the log; first the
+    /// members are asked once whether the cluster version may rise (a new
+    /// cluster, or one whose last member was just upgraded, may not have
+    /// raised it yet).
     pub async fn write(&self, cmd: Command) -> OpResult<Output> {
+        if self.local_read(|s| s.can_propose(&cmd)).is_err()
+            && cmd.since() <= ferry_state::version::Version::this_build()
+        {
+            // Boxed: raising the version is itself a write.
+            if let Err(e) = Box::pin(self.raise_cluster_version()).await {
+                tracing::debug!(error = %e, "could not raise the cluster version");
+            }
+        }
         self.local_read(|s| s.can_propose(&cmd))?;
         Ok(self.0.raft.propose(cmd).await?)
     }
