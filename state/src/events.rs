@@ -279,6 +279,7 @@ impl ClusterState {
                     .as_ref()
                     .map(|s| format!(" by {s}"))
                     .unwrap_or_default(),
+                ExecutionStatus::Failed => failing_tests(spec, exec),
                 _ => String::new(),
             };
             out.push(Event {
@@ -569,5 +570,43 @@ fn action_event(
             })
         }
         ActionKind::Build | ActionKind::Test => None,
+    }
+}
+
+/// Most failed tests named in an `execution.failed` message.
+const NAMED_FAILURES: usize = 5;
+
+/// For an `execution.failed` message: each action whose test reports had
+/// failures, its counts and the first failed tests' names.
+fn failing_tests(spec: &Pipeline, exec: &crate::Execution) -> String {
+    let mut parts = Vec::new();
+    for (stage, runs) in spec.stages.iter().zip(&exec.state.actions) {
+        for (action, run) in stage.actions.iter().zip(runs) {
+            let Some(tests) = run.tests.as_ref().filter(|t| t.failing() > 0) else {
+                continue;
+            };
+            let names: Vec<String> = tests
+                .failures
+                .iter()
+                .take(NAMED_FAILURES)
+                .map(|f| match f.suite.is_empty() {
+                    true => f.name.clone(),
+                    false => format!("{} :: {}", f.suite, f.name),
+                })
+                .collect();
+            let more = tests.failing().saturating_sub(names.len() as u64);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            parts.push(format!(
+                "{}/{} tests {}; failed: {}{more}",
+                stage.name,
+                action.name,
+                tests.line(),
+                names.join(", ")
+            ));
+        }
+    }
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!(": {}", parts.join("; ")),
     }
 }

@@ -3,7 +3,8 @@
 //! its counts and failed tests in `ferry status` (table and JSON) and its
 //! report kept as an output (`when: always`), while an output kept only on
 //! success is not; a report that is missing or hostile is named, not fatal;
-//! `ferry exec` shows the same summary and keeps the same outputs.
+//! the `execution.failed` event names the failed tests; `ferry exec` shows
+//! the same summary and keeps the same outputs.
 
 use ferry_tests::exec::text;
 use ferry_tests::{Cluster, Repo, ensure_busybox_image};
@@ -120,6 +121,15 @@ fn a_failed_test_run_shows_its_failures_and_keeps_its_report() {
         "{table}"
     );
     assert!(table.contains("failed: math :: divides"), "{table}");
+
+    // Notifications say which tests failed.
+    let events = c.ferry_ok(Some("admin"), &["events", "--pipeline", "reports"]);
+    assert!(
+        events.contains(
+            "failed: test/unit tests 2 passed, 1 failed, 1 skipped (4 tests, 0.8 s); failed: math :: divides"
+        ),
+        "{events}"
+    );
 }
 
 /// The secret the action holds never reaches the status or the log, even
