@@ -595,7 +595,11 @@ fn failing_tests(spec: &Pipeline, exec: &crate::Execution) -> String {
                 })
                 .collect();
             let more = tests.failing().saturating_sub(names.len() as u64);
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             parts.push(format!(
                 "{}/{} tests {}; failed: {}{more}",
                 stage.name,

@@ -59,6 +59,7 @@ fn parts(
         ("graph", graph::render(view, &format!("{base}/log"), now)),
         ("approvals", approvals(viewer, view, waiting)),
         ("steer", steer(viewer, view)),
+        ("tests", super::test_reports::render(view)),
         ("actions", actions(view, &base, now)),
     ]
 }
@@ -231,6 +232,9 @@ fn actions(view: &pb::ExecutionView, base: &str, now: i64) -> Markup {
                             td { (duration(ms(&a.started_at), ms(&a.finished_at), now)) }
                             td.message {
                                 (a.message)
+                                @if let Some(t) = &a.tests {
+                                    div { a href="#tests" { "tests: " (t.passed) " passed, " (t.failed + t.errors) " failed" } }
+                                }
                                 @for d in &a.approvals {
                                     div { (d.by) " "
                                         (if d.decision() == pb::ApprovalDecision::Approved { "approved" } else { "rejected" })

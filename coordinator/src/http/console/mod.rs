@@ -23,6 +23,7 @@ mod layout;
 mod logs;
 mod pipelines;
 mod sessions;
+mod test_reports;
 
 use axum::Router;
 use axum::body::Bytes;
