@@ -8,6 +8,7 @@ pub mod environment;
 pub mod execution;
 pub mod limits;
 pub mod mask;
+pub mod matrix;
 pub mod notify;
 pub mod reports;
 pub mod revision;

@@ -259,6 +259,10 @@ pub struct Action {
     /// outcome (build/test only).
     #[serde(default, skip_serializing_if = "crate::reports::Reports::is_empty")]
     pub reports: crate::reports::Reports,
+    /// Set on each action a `matrix:` expanded to: its combination (build
+    /// and test only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<crate::matrix::MatrixCell>,
 }
 
 impl Action {
@@ -270,7 +274,7 @@ impl Action {
     /// The `MAJOR.MINOR` release that first ran everything this action
     /// uses: agents and coordinators older than it would drop a part of it.
     pub fn needs_version(&self) -> (u32, u32) {
-        if self.output_when.is_empty() && self.reports.is_empty() {
+        if self.output_when.is_empty() && self.reports.is_empty() && self.matrix.is_none() {
             (0, 1)
         } else {
             (0, 2)
@@ -377,6 +381,7 @@ mod tests {
             when: None,
             output_when: BTreeMap::new(),
             reports: Default::default(),
+            matrix: None,
         }
     }
 

@@ -6,7 +6,7 @@
 //! value is used, so one pass reports everything that is wrong. This file
 //! reads the top level; each section of the pipeline file is read in a
 //! submodule beside it: `source` (with `triggers`), `variables`, `schedule`,
-//! `notifications`, `stage`, `action` (with `action_fields` and `outputs`) and `deploy`;
+//! `notifications`, `stage`, `action` (with `action_fields`, `outputs` and `matrix`, which expands it) and `deploy`;
 //! `common` holds the readers several sections share.
 
 use marked_yaml::types::MarkedMappingNode;
@@ -20,6 +20,7 @@ mod action;
 mod action_fields;
 mod common;
 mod deploy;
+mod matrix;
 mod notifications;
 mod outputs;
 mod schedule;

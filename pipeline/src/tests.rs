@@ -124,6 +124,7 @@ fn full_example_parses_with_defaults() {
         deploy: None,
         output_when: BTreeMap::new(),
         reports: Default::default(),
+        matrix: None,
     };
     let approval = |name: &str, run_order| Action {
         name: name.to_string(),
@@ -148,6 +149,7 @@ fn full_example_parses_with_defaults() {
         deploy: None,
         output_when: BTreeMap::new(),
         reports: Default::default(),
+        matrix: None,
     };
     let expected = Pipeline {
         name: "hello".to_string(),
@@ -466,7 +468,7 @@ fn unknown_keys_at_every_level() {
             "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval, webhook_secret, triggers",
             "8:5: unknown key `needs` in stage; expected one of: name, actions, when, on_failure",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
-             runs_on, inputs, commands, env, outputs, reports, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
+             runs_on, inputs, commands, env, outputs, reports, matrix, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
              environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when",
         ]
     );
@@ -1646,7 +1648,7 @@ fn variables_are_declared_and_references_linted_with_positions() {
             "6:79: #{build.b.X}: `build.b` does not finish before this action starts",
             "7:53: #{gate.ok.X}: `gate.ok` is not a build or test action; only those write output variables",
             "7:53: #{nope.x.Y}: there is no action `x` in a stage `nope`",
-            "7:86: invalid variable reference `#{bad}`: write #{variables.NAME} or #{STAGE.ACTION.NAME}",
+            "7:86: invalid variable reference `#{bad}`: write #{variables.NAME}, #{STAGE.ACTION.NAME} or #{matrix.NAME}",
         ]
     );
 }

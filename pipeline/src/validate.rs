@@ -1,6 +1,7 @@
 //! Cross-reference checks over the whole pipeline: unique stage, action and
 //! artifact names, inputs that only use artifacts produced earlier, and
-//! variable references that can be set when the action starts.
+//! variable references that can be set when the action starts (a matrix
+//! value only in an action of a matrix with that axis).
 
 use std::collections::HashMap;
 
@@ -30,9 +31,7 @@ fn check_references(draft: &Draft, diags: &mut Vec<Diagnostic>) {
         }
         for (action, loc) in stage.actions.iter().zip(&stage_loc.actions) {
             for (reference, at) in &loc.refs {
-                if let Some(problem) =
-                    reference_problem(draft, reference, si, Some(action.run_order))
-                {
+                if let Some(problem) = reference_problem(draft, reference, si, Some(action)) {
                     diags.push(Diagnostic::at(*at, problem));
                 }
             }
@@ -40,16 +39,27 @@ fn check_references(draft: &Draft, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Why `reference`, used in stage `si` (by an action of `run_order`, or by
-/// the stage itself), can never have a value; None when it can.
+/// Why `reference`, used in stage `si` (by `action`, or by the stage
+/// itself), can never have a value; None when it can.
 fn reference_problem(
     draft: &Draft,
     reference: &crate::vars::Ref,
     si: usize,
-    run_order: Option<u32>,
+    action: Option<&crate::Action>,
 ) -> Option<String> {
     use crate::vars::Ref;
+    let run_order = action.map(|a| a.run_order);
     match reference {
+        Ref::Matrix(name) => match action.and_then(|a| a.matrix.as_ref()) {
+            Some(cell) if cell.value(name).is_some() => None,
+            Some(cell) => Some(format!(
+                "{reference}: the matrix of `{}` has no axis `{name}`",
+                cell.base
+            )),
+            None => Some(format!(
+                "{reference}: only an action with a `matrix:` has matrix values"
+            )),
+        },
         Ref::Pipeline(name) => (!draft.pipeline.variables.contains_key(name)).then(|| {
             format!("{reference}: the pipeline declares no variable `{name}` under `variables:`")
         }),

@@ -4,7 +4,8 @@
 //! `image`, `commands`, `env` and approval `message`/`url`:
 //!
 //! - `#{variables.NAME}`: a pipeline variable;
-//! - `#{STAGE.ACTION.NAME}`: what an earlier build or test action wrote.
+//! - `#{STAGE.ACTION.NAME}`: what an earlier build or test action wrote;
+//! - `#{matrix.NAME}`: the value of a matrix action's axis in its cell.
 //!
 //! Everything here is pure: the reader lints references with positions,
 //! the execution state resolves them once when an action starts, and the
@@ -40,6 +41,8 @@ pub enum Ref {
         action: String,
         name: String,
     },
+    /// `#{matrix.NAME}`.
+    Matrix(String),
 }
 
 impl Ref {
@@ -47,6 +50,7 @@ impl Ref {
     pub fn key(&self) -> String {
         match self {
             Ref::Pipeline(name) => format!("variables.{name}"),
+            Ref::Matrix(name) => format!("matrix.{name}"),
             Ref::Output {
                 stage,
                 action,
@@ -68,7 +72,7 @@ pub enum RefError {
     #[error("`#{{` without a closing `}}`")]
     Unclosed,
     #[error(
-        "invalid variable reference `#{{{0}}}`: write #{{variables.NAME}} or #{{STAGE.ACTION.NAME}}"
+        "invalid variable reference `#{{{0}}}`: write #{{variables.NAME}}, #{{STAGE.ACTION.NAME}} or #{{matrix.NAME}}"
     )]
     Invalid(String),
 }
@@ -95,6 +99,7 @@ fn parse_ref(inside: &str) -> Result<Ref, RefError> {
     let parts: Vec<&str> = inside.split('.').collect();
     match parts.as_slice() {
         ["variables", name] if check_name(name).is_ok() => Ok(Ref::Pipeline(name.to_string())),
+        ["matrix", name] if check_name(name).is_ok() => Ok(Ref::Matrix(name.to_string())),
         [stage, action, name]
             if crate::validate_name(stage).is_ok()
                 && crate::validate_name(action).is_ok()
@@ -192,7 +197,7 @@ pub fn commands_as_data(
     for (i, r) in refs.iter().enumerate() {
         let Some(v) = value(r) else { continue };
         let name = match r {
-            Ref::Pipeline(n) | Ref::Output { name: n, .. } => n,
+            Ref::Pipeline(n) | Ref::Output { name: n, .. } | Ref::Matrix(n) => n,
         };
         let var = format!("{COMMAND_REF_PREFIX}{i}_{name}");
         env.insert(var.clone(), v);
@@ -457,7 +462,7 @@ mod tests {
                 .collect();
             let value = |r: &Ref| match r {
                 Ref::Output { name, .. } => vars.get(name).cloned(),
-                Ref::Pipeline(_) => None,
+                Ref::Pipeline(_) | Ref::Matrix(_) => None,
             };
             let (texts, env) = commands_as_data(&commands, value);
             let (fixed, _) = commands_as_data(&commands, |r| value(r).map(|_| "x".to_string()));

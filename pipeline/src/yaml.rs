@@ -89,6 +89,10 @@ pub(crate) fn load<T>(
     } else {
         // Stable sort: diagnostics at the same position keep their discovery order.
         diags.sort_by_key(|d| (d.line, d.column));
+        // The actions a matrix expands to share their positions: one
+        // mistake is reported once.
+        let mut seen = std::collections::HashSet::new();
+        diags.retain(|d| seen.insert((d.line, d.column, d.message.clone())));
         Err(diags)
     }
 }

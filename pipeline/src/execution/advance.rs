@@ -5,6 +5,8 @@
 use super::{
     ActionRun, ActionStatus, ExecutionState, ExecutionStatus, Gates, Started, StopRequest,
 };
+use std::collections::BTreeSet;
+
 use crate::condition::OnFailure;
 use crate::vars::Ref;
 use crate::{ActionKind, Pipeline};
@@ -79,12 +81,30 @@ impl ExecutionState {
             .flatten()
             .any(|r| r.status() == ActionStatus::Failed)
         {
-            // Let running siblings finish on their own; nothing new starts,
-            // and actions still waiting for an agent are not started at all.
-            self.unqueue("not started: the execution failed");
-            self.status = ExecutionStatus::Failed;
-            self.finished_at = Some(now);
+            let Some(groups) = self.failures_tolerated(pipeline).filter(|g| !g.is_empty()) else {
+                // Let running siblings finish on their own; nothing new
+                // starts, and actions still waiting for an agent are not
+                // started at all.
+                self.unqueue("not started: the execution failed");
+                self.status = ExecutionStatus::Failed;
+                self.finished_at = Some(now);
+                self.waiting = None;
+                return started;
+            };
+            // Only cells of `fail_fast: false` matrices failed, and some of
+            // them have not ended: those run on, then the execution fails.
             self.waiting = None;
+            for (si, stage) in pipeline.stages.iter().enumerate() {
+                for (ai, spec) in stage.actions.iter().enumerate() {
+                    let in_group = spec
+                        .matrix
+                        .as_ref()
+                        .is_some_and(|m| groups.contains(&(si, m.base.clone())));
+                    if in_group && self.may_start_cell(pipeline, (si, ai)) {
+                        self.start(pipeline, (si, ai), now, &mut started);
+                    }
+                }
+            }
             return started;
         }
         for (si, stage) in pipeline.stages.iter().enumerate() {
@@ -118,94 +138,13 @@ impl ExecutionState {
                 continue;
             };
             for (ai, spec) in stage.actions.iter().enumerate() {
-                if spec.run_order != order {
+                if spec.run_order != order || !self.may_start_cell(pipeline, (si, ai)) {
                     continue;
                 }
-                let Some(run) = self.action_mut(si, ai) else {
-                    continue;
-                };
-                if run.status() != ActionStatus::Pending {
-                    continue;
-                }
-                if let Some(when) = &spec.when
-                    && let Err(why) = self.condition_holds(pipeline, when)
-                {
-                    if let Some(run) = self.action_mut(si, ai) {
-                        run.status = Some(ActionStatus::Skipped);
-                        run.started_at = Some(now);
-                        run.finished_at = Some(now);
-                        run.message = format!("skipped: {why}");
-                    }
-                    skipped = true;
-                    continue;
-                }
-                let resolved = self.resolve(pipeline, spec);
-                let Some(run) = self.action_mut(si, ai) else {
-                    continue;
-                };
-                run.started_at = Some(now);
-                // An image with references must still name an image.
-                let resolved = resolved.map_err(Unresolved::Missing).and_then(|values| {
-                    let image = spec.image.as_deref().unwrap_or_default();
-                    if !image.contains("#{") {
-                        return Ok(values);
-                    }
-                    let text = crate::vars::substitute(image, |r| values.get(&r.key()).cloned())
-                        .unwrap_or_else(|_| image.to_string());
-                    match crate::vars::check_image(&text) {
-                        Ok(()) => Ok(values),
-                        Err(why) => Err(Unresolved::Image(why)),
-                    }
-                });
-                match resolved {
-                    Ok(values) => run.resolved = values,
-                    Err(Unresolved::Image(why)) => {
-                        run.status = Some(ActionStatus::Failed);
-                        run.finished_at = Some(now);
-                        run.message = format!("`image` resolved to {why}");
-                        failed_to_start = true;
-                        continue;
-                    }
-                    Err(Unresolved::Missing(missing)) => {
-                        // It cannot run: fail it by name, and the execution with it.
-                        run.status = Some(ActionStatus::Failed);
-                        run.finished_at = Some(now);
-                        run.message = format!(
-                            "variable {missing} has no value{}",
-                            match &missing {
-                                Ref::Pipeline(_) => String::new(),
-                                Ref::Output {
-                                    stage,
-                                    action,
-                                    name,
-                                } => format!(
-                                    ": action {stage}/{action} wrote no {name} to $FERRY_OUTPUT_VARS"
-                                ),
-                            }
-                        );
-                        failed_to_start = true;
-                        continue;
-                    }
-                }
-                match spec.kind {
-                    ActionKind::Approval => {
-                        run.status = Some(ActionStatus::WaitingForApproval);
-                        // The reader caps timeouts far below i64::MAX; a stored spec
-                        // from before that cap still must not wrap into the past.
-                        let timeout = i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX);
-                        run.deadline = Some(now.saturating_add(timeout));
-                        run.message = if spec.required > 1 {
-                            format!("waiting for {} approvals", spec.required)
-                        } else {
-                            "waiting for approval".into()
-                        };
-                        started.approvals.push((si, ai));
-                    }
-                    ActionKind::Build | ActionKind::Test | ActionKind::Deploy => {
-                        run.status = Some(ActionStatus::InProgress);
-                        run.message = "waiting for an agent".into();
-                        started.queued.push((si, ai));
-                    }
+                match self.start(pipeline, (si, ai), now, &mut started) {
+                    Begin::Skipped => skipped = true,
+                    Begin::FailedToStart => failed_to_start = true,
+                    Begin::Started | Begin::NotPending => {}
                 }
             }
             if failed_to_start {
@@ -223,6 +162,169 @@ impl ExecutionState {
         self.finished_at = Some(now);
         self.waiting = None;
         started
+    }
+
+    /// Starts action (`si`, `ai`) if it is pending: skips it when its
+    /// `when` does not hold, fails it when its references do not resolve,
+    /// and otherwise queues it (or makes it wait for approval) in `started`.
+    fn start(
+        &mut self,
+        pipeline: &Pipeline,
+        (si, ai): (usize, usize),
+        now: i64,
+        started: &mut Started,
+    ) -> Begin {
+        let Some(spec) = pipeline.stages.get(si).and_then(|s| s.actions.get(ai)) else {
+            return Begin::NotPending;
+        };
+        if self
+            .action(si, ai)
+            .is_none_or(|r| r.status() != ActionStatus::Pending)
+        {
+            return Begin::NotPending;
+        }
+        if let Some(when) = &spec.when
+            && let Err(why) = self.condition_holds(pipeline, when)
+        {
+            if let Some(run) = self.action_mut(si, ai) {
+                run.status = Some(ActionStatus::Skipped);
+                run.started_at = Some(now);
+                run.finished_at = Some(now);
+                run.message = format!("skipped: {why}");
+            }
+            return Begin::Skipped;
+        }
+        let resolved = self.resolve(pipeline, spec);
+        let Some(run) = self.action_mut(si, ai) else {
+            return Begin::NotPending;
+        };
+        run.started_at = Some(now);
+        // An image with references must still name an image.
+        let resolved = resolved.map_err(Unresolved::Missing).and_then(|values| {
+            let image = spec.image.as_deref().unwrap_or_default();
+            if !image.contains("#{") {
+                return Ok(values);
+            }
+            let text = crate::vars::substitute(image, |r| values.get(&r.key()).cloned())
+                .unwrap_or_else(|_| image.to_string());
+            match crate::vars::check_image(&text) {
+                Ok(()) => Ok(values),
+                Err(why) => Err(Unresolved::Image(why)),
+            }
+        });
+        match resolved {
+            Ok(values) => run.resolved = values,
+            Err(Unresolved::Image(why)) => {
+                run.status = Some(ActionStatus::Failed);
+                run.finished_at = Some(now);
+                run.message = format!("`image` resolved to {why}");
+                return Begin::FailedToStart;
+            }
+            Err(Unresolved::Missing(missing)) => {
+                // It cannot run: fail it by name, and the execution with it.
+                run.status = Some(ActionStatus::Failed);
+                run.finished_at = Some(now);
+                run.message = format!(
+                    "variable {missing} has no value{}",
+                    match &missing {
+                        Ref::Pipeline(_) | Ref::Matrix(_) => String::new(),
+                        Ref::Output {
+                            stage,
+                            action,
+                            name,
+                        } => format!(
+                            ": action {stage}/{action} wrote no {name} to $FERRY_OUTPUT_VARS"
+                        ),
+                    }
+                );
+                return Begin::FailedToStart;
+            }
+        }
+        match spec.kind {
+            ActionKind::Approval => {
+                run.status = Some(ActionStatus::WaitingForApproval);
+                // The reader caps timeouts far below i64::MAX; a stored spec
+                // from before that cap still must not wrap into the past.
+                let timeout = i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX);
+                run.deadline = Some(now.saturating_add(timeout));
+                run.message = if spec.required > 1 {
+                    format!("waiting for {} approvals", spec.required)
+                } else {
+                    "waiting for approval".into()
+                };
+                started.approvals.push((si, ai));
+            }
+            ActionKind::Build | ActionKind::Test | ActionKind::Deploy => {
+                run.status = Some(ActionStatus::InProgress);
+                run.message = "waiting for an agent".into();
+                started.queued.push((si, ai));
+            }
+        }
+        Begin::Started
+    }
+
+    /// Whether the execution's failures may wait: `Some(groups)` when each
+    /// failed action is a cell of a `fail_fast: false` matrix, with those
+    /// matrices (stage, name) that still have cells to run (empty: all have
+    /// ended); `None` when another action failed (or none did).
+    fn failures_tolerated(&self, pipeline: &Pipeline) -> Option<BTreeSet<(usize, String)>> {
+        let mut groups = BTreeSet::new();
+        let mut any = false;
+        for (si, stage) in pipeline.stages.iter().enumerate() {
+            for (ai, spec) in stage.actions.iter().enumerate() {
+                if self
+                    .action(si, ai)
+                    .is_none_or(|r| r.status() != ActionStatus::Failed)
+                {
+                    continue;
+                }
+                any = true;
+                match &spec.matrix {
+                    Some(m) if !m.fail_fast => {
+                        groups.insert((si, m.base.clone()));
+                    }
+                    // Another failure: the execution fails now.
+                    _ => return None,
+                }
+            }
+        }
+        if !any {
+            return None;
+        }
+        groups.retain(|(si, base)| {
+            pipeline.stages[*si]
+                .actions
+                .iter()
+                .enumerate()
+                .any(|(ai, a)| {
+                    a.matrix.as_ref().is_some_and(|m| &m.base == base)
+                        && self.action(*si, ai).is_some_and(|r| !r.status().is_final())
+                })
+        });
+        Some(groups)
+    }
+
+    /// Whether action (`si`, `ai`) may start as far as its matrix's
+    /// `max_parallel` goes: fewer of its cells than that are running.
+    fn may_start_cell(&self, pipeline: &Pipeline, (si, ai): (usize, usize)) -> bool {
+        let Some(m) = pipeline.stages[si].actions[ai].matrix.as_ref() else {
+            return true;
+        };
+        if m.max_parallel == 0 {
+            return true;
+        }
+        let running = pipeline.stages[si]
+            .actions
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| {
+                a.matrix.as_ref().is_some_and(|c| c.base == m.base)
+                    && self
+                        .action(si, *i)
+                        .is_some_and(|r| r.status() == ActionStatus::InProgress)
+            })
+            .count();
+        running < m.max_parallel as usize
     }
 
     /// Actions queued but not yet given to an agent go back to pending.
@@ -286,6 +388,18 @@ impl ExecutionState {
         }
         self.advance(pipeline, gates, now)
     }
+}
+
+/// What [`ExecutionState::start`] did with an action.
+enum Begin {
+    /// It was not pending (already started or ended).
+    NotPending,
+    /// Its `when` did not hold.
+    Skipped,
+    /// Its references did not resolve: it failed.
+    FailedToStart,
+    /// It is queued for an agent or waits for approval.
+    Started,
 }
 
 /// Why an action's references do not give it what it needs to start.

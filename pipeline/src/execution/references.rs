@@ -28,6 +28,8 @@ impl ExecutionState {
     pub(super) fn value_of(&self, pipeline: &Pipeline, r: &Ref) -> Option<String> {
         match r {
             Ref::Pipeline(name) => self.variables.get(name).cloned(),
+            // A matrix value belongs to one action: [`Self::resolve`] knows it.
+            Ref::Matrix(_) => None,
             Ref::Output {
                 stage,
                 action,
@@ -48,9 +50,19 @@ impl ExecutionState {
     ) -> Result<BTreeMap<String, String>, Ref> {
         crate::vars::action_references(spec)
             .into_iter()
-            .map(|r| match self.value_of(pipeline, &r) {
-                Some(v) => Ok((r.key(), v)),
-                None => Err(r),
+            .map(|r| {
+                let value = match &r {
+                    Ref::Matrix(name) => spec
+                        .matrix
+                        .as_ref()
+                        .and_then(|m| m.value(name))
+                        .map(str::to_string),
+                    _ => self.value_of(pipeline, &r),
+                };
+                match value {
+                    Some(v) => Ok((r.key(), v)),
+                    None => Err(r),
+                }
             })
             .collect()
     }

@@ -28,6 +28,7 @@ const ACTION_KEYS: &[&str] = &[
     "env",
     "outputs",
     "reports",
+    "matrix",
     "timeout",
     "approvers",
     "allow_self_approval",
@@ -56,6 +57,7 @@ const COMMAND_KEYS: &[&str] = &[
     "commands",
     "outputs",
     "reports",
+    "matrix",
     "retries",
     "resources",
 ];
@@ -89,7 +91,12 @@ fn allows(kind: ActionKind, key: &str) -> bool {
 }
 
 impl Reader<'_> {
-    pub(super) fn action(&mut self, value: Value<'_>) -> (Action, ActionLoc) {
+    /// The action as written, where its parts are, and its `matrix:` (which
+    /// the stage expands).
+    pub(super) fn action(
+        &mut self,
+        value: Value<'_>,
+    ) -> (Action, ActionLoc, Option<super::matrix::MatrixRead>) {
         let mut action = Action {
             name: String::new(),
             kind: ActionKind::Build,
@@ -113,6 +120,7 @@ impl Reader<'_> {
             when: None,
             output_when: BTreeMap::new(),
             reports: Default::default(),
+            matrix: None,
         };
         let mut loc = ActionLoc {
             name: None,
@@ -121,8 +129,9 @@ impl Reader<'_> {
             outputs: Vec::new(),
             refs: Vec::new(),
         };
+        let mut matrix = None;
         let Some(map) = self.mapping(value, "each action") else {
-            return (action, loc);
+            return (action, loc, matrix);
         };
         self.check_keys(map, "action", ACTION_KEYS);
         if let Some((name, at)) = self.name_field(map, "action") {
@@ -201,6 +210,19 @@ impl Reader<'_> {
             }
             if let Some(value) = field(map, "reports") {
                 action.reports = self.reports(value);
+            }
+            if let Some(value) = field(map, "matrix") {
+                matrix = self.matrix(value);
+            }
+            if matrix.is_none() {
+                for (name, at) in loc.outputs.iter().filter(|(n, _)| n.contains("#{")) {
+                    self.error(
+                        *at,
+                        format!(
+                            "output `{name}` names a matrix value, but the action has no `matrix`"
+                        ),
+                    );
+                }
             }
             if let Some(value) = field(map, "retries") {
                 action.retries = self.retries(value).unwrap_or(0);
@@ -292,7 +314,7 @@ impl Reader<'_> {
                 action.url = text;
             }
         }
-        (action, loc)
+        (action, loc, matrix)
     }
 
     pub(super) fn action_kind(&mut self, value: Value<'_>) -> Option<ActionKind> {

@@ -39,9 +39,15 @@ impl Reader<'_> {
                 self.error(pos(list.span()), "`actions` must list at least one action");
             }
             for item in list.iter() {
-                let (action, action_loc) = self.action(Value::item(item));
-                stage.actions.push(action);
-                loc.actions.push(action_loc);
+                let (action, action_loc, matrix) = self.action(Value::item(item));
+                let expanded = match matrix {
+                    Some(m) => self.expand(action, action_loc, m),
+                    None => vec![(action, action_loc)],
+                };
+                for (action, action_loc) in expanded {
+                    stage.actions.push(action);
+                    loc.actions.push(action_loc);
+                }
             }
         }
         if let Some(value) = field(map, "when") {
