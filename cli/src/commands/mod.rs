@@ -11,6 +11,7 @@ pub mod env;
 pub mod events;
 pub mod exec;
 pub mod logs;
+pub mod matrix_view;
 pub mod new_member;
 pub mod notify;
 pub mod pipeline;

@@ -270,6 +270,9 @@ pub fn render_execution(e: &pb::ExecutionView) -> String {
     ]);
     for stage in &e.stages {
         for a in &stage.actions {
+            if let Some(row) = super::matrix_view::group_row(stage, a) {
+                table.row(row);
+            }
             table.row([
                 format!("{}/{}", stage.name, a.name),
                 wire::action_status(a.status),

@@ -69,16 +69,18 @@ impl Cluster {
             return;
         };
         let mut cmd = Command::new(binary(agent.bins.as_deref(), "ferry-agent"));
+        // Two slots, unless the test gives the agent its own `--capacity`.
+        let capacity =
+            (!agent.extra_args.iter().any(|a| a == "--capacity")).then_some(["--capacity", "2"]);
         cmd.args([
             "--coordinator",
             &addr,
             "--name",
             name,
-            "--capacity",
-            "2",
             "--advertise",
             &self.agent_advertise,
         ])
+        .args(capacity.iter().flatten())
         .arg("--state-dir")
         .arg(&agent.state)
         .arg("--ca")
