@@ -238,6 +238,11 @@ pub struct Action {
     /// Runs only when this holds; otherwise it is skipped.
     #[serde(default)]
     pub when: Option<crate::condition::Condition>,
+    /// Service containers started before its commands, on a network of the
+    /// attempt's own (build/test only); empty (also in versions stored
+    /// before services existed): none.
+    #[serde(default)]
+    pub services: Vec<crate::service::Service>,
 }
 
 /// Resource limits of a build or test action's container.
@@ -337,6 +342,13 @@ mod tests {
             url: String::new(),
             deploy: None,
             when: None,
+            services: vec![crate::service::Service {
+                name: "db".to_string(),
+                image: "postgres:16".to_string(),
+                env: BTreeMap::new(),
+                command: None,
+                ready: None,
+            }],
         }
     }
 
@@ -475,6 +487,22 @@ mod tests {
                 millicpus: Some(1_500),
                 memory_bytes: None,
                 pids: None,
+            }
+        );
+    }
+
+    #[test]
+    fn actions_serialized_before_services_still_deserialize() {
+        let mut json = serde_json::to_value(action("old")).expect("serialize");
+        let fields = json.as_object_mut().expect("an action is a JSON object");
+        assert!(fields.remove("services").is_some());
+        let back: Action = serde_json::from_value(json).expect("deserialize");
+        assert!(back.services.is_empty());
+        assert_eq!(
+            back,
+            Action {
+                services: Vec::new(),
+                ..action("old")
             }
         );
     }

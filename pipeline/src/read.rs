@@ -6,8 +6,8 @@
 //! value is used, so one pass reports everything that is wrong. This file
 //! reads the top level; each section of the pipeline file is read in a
 //! submodule beside it: `source` (with `triggers`), `variables`, `schedule`,
-//! `notifications`, `stage`, `action` (with `action_fields`) and `deploy`;
-//! `common` holds the readers several sections share.
+//! `notifications`, `stage`, `action` (with `action_fields` and `services`)
+//! and `deploy`; `common` holds the readers several sections share.
 
 use marked_yaml::types::MarkedMappingNode;
 
@@ -22,6 +22,7 @@ mod common;
 mod deploy;
 mod notifications;
 mod schedule;
+mod services;
 mod source;
 mod stage;
 mod triggers;

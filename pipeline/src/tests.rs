@@ -122,6 +122,7 @@ fn full_example_parses_with_defaults() {
         url: String::new(),
         when: None,
         deploy: None,
+        services: Vec::new(),
     };
     let approval = |name: &str, run_order| Action {
         name: name.to_string(),
@@ -144,6 +145,7 @@ fn full_example_parses_with_defaults() {
         url: String::new(),
         when: None,
         deploy: None,
+        services: Vec::new(),
     };
     let expected = Pipeline {
         name: "hello".to_string(),
@@ -463,7 +465,8 @@ fn unknown_keys_at_every_level() {
             "8:5: unknown key `needs` in stage; expected one of: name, actions, when, on_failure",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
              runs_on, inputs, commands, env, outputs, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
-             environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when",
+             environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when, \
+             services",
         ]
     );
 }
