@@ -212,7 +212,8 @@ type Queued = (String, usize, usize);
 
 /// Picks an agent for each queued action: (execution, stage, action, agent).
 /// Least-loaded first (most free slots) among agents whose labels cover
-/// `runs_on`; one heap of free slots per distinct label set, the sets with
+/// `runs_on` (and, for an action with services, that run them:
+/// [`runs_services`]); one heap of free slots per distinct label set, the sets with
 /// the fewest eligible agents first, so a round costs
 /// O((actions + agents × label sets) log agents).
 ///
@@ -240,8 +241,10 @@ pub fn plan(
         })
         .filter(|(_, slots)| *slots > 0)
         .collect();
-    // Queued actions grouped by the labels they need, oldest first within each.
-    let mut groups: BTreeMap<Vec<String>, Vec<Queued>> = BTreeMap::new();
+    // Queued actions grouped by the labels they need (and whether they have
+    // services, which only agents that run them may take), oldest first
+    // within each.
+    let mut groups: BTreeMap<(Vec<String>, bool), Vec<Queued>> = BTreeMap::new();
     // One deployment per environment at a time; the oldest waiting goes first.
     // Which environments are busy is looked up only when a deploy waits.
     let mut deploying = None;
@@ -268,26 +271,30 @@ pub fn plan(
         }
         let mut labels = action.runs_on.clone();
         labels.sort();
-        groups.entry(labels).or_default().push((exec_id, si, ai));
+        let services = !action.services.is_empty();
+        groups
+            .entry((labels, services))
+            .or_default()
+            .push((exec_id, si, ai));
     }
     // The most constrained label sets choose first: otherwise actions that
     // run anywhere could take the only slots of the agents that can run the
     // labelled ones, while other agents sit idle.
     // Which agents may run each label set is worked out once, here.
-    let mut groups: Vec<(Vec<&str>, Vec<String>, Vec<Queued>)> = groups
+    let mut groups: Vec<(Vec<&str>, (Vec<String>, bool), Vec<Queued>)> = groups
         .into_iter()
-        .map(|(labels, actions)| {
+        .map(|((labels, services), actions)| {
             let eligible = free
                 .keys()
                 .copied()
                 .filter(|name| {
-                    state
-                        .agents
-                        .get(*name)
-                        .is_some_and(|a| labels.iter().all(|l| a.labels.contains(l)))
+                    state.agents.get(*name).is_some_and(|a| {
+                        labels.iter().all(|l| a.labels.contains(l))
+                            && (!services || runs_services(a))
+                    })
                 })
                 .collect();
-            (eligible, labels, actions)
+            (eligible, (labels, services), actions)
         })
         .collect();
     groups.sort_by(|a, b| (a.0.len(), &a.1).cmp(&(b.0.len(), &b.1)));
@@ -315,6 +322,15 @@ pub fn plan(
         }
     }
     out
+}
+
+/// Whether agent `a` runs an action's `services:`: one of v0.2 or later.
+/// An older agent ignores the field it does not know and would run the
+/// commands without their services, so an action with services waits for
+/// one that does.
+fn runs_services(a: &ferry_state::AgentRecord) -> bool {
+    use ferry_state::version::Version;
+    Version::parse(&a.version).is_some_and(|v| v >= Version::SERVICES)
 }
 
 /// Commits one assignment (fixing its epoch) and sends it to the agent.
@@ -499,6 +515,41 @@ stages:
         let s = waiting(&[("plain", &[], 8, false)]);
         let got = placed(&plan_of(&s, &["plain"]));
         assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn an_action_with_services_goes_only_to_an_agent_that_runs_them() {
+        let mut s = ferry_state::testing::applied(
+            "name: svc\nsource: {git: /tmp/svc.git}\nstages:\n  - name: test\n    actions:\n      \
+             - {name: it, type: test, image: img, commands: [true], services: [{name: db, image: img}]}\n      \
+             - {name: unit, type: test, image: img, commands: [true]}\n",
+        );
+        start_e1(&mut s, "svc");
+        for (name, version) in [("old", "0.1.0"), ("unknown", "")] {
+            s.agents.insert(
+                name.to_string(),
+                AgentRecord {
+                    name: name.to_string(),
+                    capacity: 4,
+                    version: version.to_string(),
+                    ..Default::default()
+                },
+            );
+        }
+        // Agents of v0.1 ignore `services`: only the plain action goes.
+        let got = placed(&plan_of(&s, &["old", "unknown"]));
+        assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1], "{got:?}");
+        s.agents.insert(
+            "new".to_string(),
+            AgentRecord {
+                name: "new".to_string(),
+                capacity: 1,
+                version: "0.2.0".to_string(),
+                ..Default::default()
+            },
+        );
+        let got = placed(&plan_of(&s, &["old", "unknown", "new"]));
+        assert_eq!(got.get(&0).map(String::as_str), Some("new"), "{got:?}");
     }
 
     const INPUT_YAML: &str = r#"

@@ -24,6 +24,12 @@ impl Version {
     /// names none runs at least this.
     pub const FIRST: Version = Version { major: 0, minor: 1 };
 
+    /// The first version that knows an action's `services:`: its members
+    /// keep them in a pipeline (an older member would drop them when it
+    /// decodes the pipeline, and its state would differ), and its agents run
+    /// them (the scheduler gives an action with services to no older agent).
+    pub const SERVICES: Version = Version { major: 0, minor: 2 };
+
     /// `MAJOR.MINOR` or `MAJOR.MINOR.PATCH[-pre]`; None otherwise.
     pub fn parse(text: &str) -> Option<Version> {
         let mut parts = text.trim().split(['.', '-', '+']);
@@ -46,9 +52,19 @@ impl fmt::Display for Version {
 
 impl Command {
     /// The version that introduced this command: members older than it
-    /// cannot decode it. Every command is listed, so a new one must say.
+    /// cannot decode it. Every command is listed, so a new one must say. A
+    /// pipeline with `services:` needs [`Version::SERVICES`].
     pub fn since(&self) -> Version {
         match self {
+            Command::ApplyPipeline { spec, .. }
+                if spec
+                    .stages
+                    .iter()
+                    .flat_map(|s| &s.actions)
+                    .any(|a| !a.services.is_empty()) =>
+            {
+                Version::SERVICES
+            }
             Command::Bootstrap { .. }
             | Command::ApplyPipeline { .. }
             | Command::ApplyEnvironment { .. }
@@ -169,6 +185,34 @@ mod tests {
                 .can_propose(&Command::SetClusterVersion { version: newer })
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_pipeline_with_services_waits_for_every_member_to_know_them() {
+        let apply = |yaml: &str| Command::ApplyPipeline {
+            spec: ferry_pipeline::parse(yaml).unwrap_or_else(|e| panic!("{e:?}")),
+            yaml: yaml.to_string(),
+            by: crate::By::operator("root"),
+            at: 1,
+        };
+        let plain = "name: p\nsource: {git: /x}\nstages:\n  - name: s\n    actions:\n      \
+                     - {name: a, type: test, image: i, commands: [make]}\n";
+        let with_services = plain.replace(
+            "commands: [make]}",
+            "commands: [make], services: [{name: db, image: i}]}",
+        );
+        let old = ClusterState::default();
+        assert!(old.can_propose(&apply(plain)).is_ok());
+        let refused = old.can_propose(&apply(&with_services));
+        assert!(
+            matches!(&refused, Err(Rejection::FailedPrecondition(m)) if m.contains("version 0.2 or later")),
+            "{refused:?}"
+        );
+        let upgraded = ClusterState {
+            cluster_version: Some(Version::SERVICES),
+            ..Default::default()
+        };
+        assert!(upgraded.can_propose(&apply(&with_services)).is_ok());
     }
 
     #[test]
