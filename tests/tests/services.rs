@@ -71,6 +71,26 @@ fn docker_ok(args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Waits until the leader raised the cluster version to this build's: a
+/// pipeline with services needs every coordinator at v0.2 or later.
+fn wait_cluster_version(c: &Cluster) {
+    wait_for("the cluster version", Duration::from_secs(30), || {
+        let v = c.cluster_status(None)?;
+        (v["cluster_version"] == ferry_tests::this_minor_version()).then_some(())
+    });
+}
+
+/// The id of what `docker ARGS --format {{.Id}}` inspects.
+fn docker_id(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .args(["--format", "{{.Id}}"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker: {e}"));
+    assert!(out.status.success(), "docker {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn run_to_end(c: &Cluster, pipeline: &str) -> (String, serde_json::Value) {
     let exec = c
         .ferry_ok(Some("admin"), &["run", pipeline])
@@ -89,6 +109,7 @@ fn an_action_reaches_its_service_through_a_coordinator_and_agent() {
     c.add_agent("a", &[]);
     c.set_secret("tok", SECRET.as_bytes());
     let r = repo();
+    wait_cluster_version(&c);
     c.apply(&web_pipeline("web", &r.url()));
     let (exec, v) = run_to_end(&c, "web");
     assert_eq!(v["status"], "Succeeded", "{v:#}");
@@ -133,6 +154,7 @@ fn an_agent_restart_removes_the_services_a_killed_agent_left() {
     let mut c = Cluster::start("svcrs");
     let agent = c.add_agent("a", &[]);
     let r = repo();
+    wait_cluster_version(&c);
     c.apply(&stuck_pipeline("stuck", &r.url(), "10m"));
     let exec = c
         .ferry_ok(Some("admin"), &["run", "stuck"])
@@ -161,22 +183,35 @@ fn an_agent_restart_removes_the_services_a_killed_agent_left() {
         .strip_suffix("-svc-db")
         .unwrap_or_else(|| panic!("{service}"))
         .to_string();
-    assert!(docker_ok(&["network", "inspect", &network]));
+    // By id: the attempt may run again under the same names once the
+    // agent is back.
+    let service_id = docker_id(&["inspect", "--type", "container", &service]);
+    let network_id = docker_id(&["network", "inspect", &network]);
     c.kill_agent(&agent);
-    assert!(docker_ok(&["inspect", "--type", "container", &service]));
+    assert!(docker_ok(&["inspect", "--type", "container", &service_id]));
     c.restart_agent(&agent);
     // At start-up, before it takes work, the agent removed what it left.
     assert!(
-        !docker_ok(&["inspect", "--type", "container", &service]),
+        !docker_ok(&["inspect", "--type", "container", &service_id]),
         "{service} is still there"
     );
     assert!(
-        !docker_ok(&["network", "inspect", &network]),
+        !docker_ok(&["network", "inspect", &network_id]),
         "{network} is still there"
     );
+    // Abandoned by a person: the attempt running again is cancelled, and
+    // its service and network go with it.
     c.ferry_ok(
         Some("admin"),
-        &["stop", "stuck", "--execution", &exec, "--reason", "done"],
+        &[
+            "stop",
+            "stuck",
+            "--execution",
+            &exec,
+            "--reason",
+            "done",
+            "--abandon",
+        ],
     );
     wait_for(
         "the re-run's containers and network to be removed",
