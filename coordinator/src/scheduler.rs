@@ -210,6 +210,10 @@ fn reseal_for_agent(
 /// A queued action: (execution, stage, action).
 type Queued = (String, usize, usize);
 
+/// What an agent must offer to run an action: its `runs_on` labels, sorted,
+/// and whether it runs services ([`runs_services`]).
+type Needs = (Vec<String>, bool);
+
 /// Picks an agent for each queued action: (execution, stage, action, agent).
 /// Least-loaded first (most free slots) among agents whose labels cover
 /// `runs_on` (and, for an action with services, that run them:
@@ -244,7 +248,7 @@ pub fn plan(
     // Queued actions grouped by the labels they need (and whether they have
     // services, which only agents that run them may take), oldest first
     // within each.
-    let mut groups: BTreeMap<(Vec<String>, bool), Vec<Queued>> = BTreeMap::new();
+    let mut groups: BTreeMap<Needs, Vec<Queued>> = BTreeMap::new();
     // One deployment per environment at a time; the oldest waiting goes first.
     // Which environments are busy is looked up only when a deploy waits.
     let mut deploying = None;
@@ -281,7 +285,7 @@ pub fn plan(
     // run anywhere could take the only slots of the agents that can run the
     // labelled ones, while other agents sit idle.
     // Which agents may run each label set is worked out once, here.
-    let mut groups: Vec<(Vec<&str>, (Vec<String>, bool), Vec<Queued>)> = groups
+    let mut groups: Vec<(Vec<&str>, Needs, Vec<Queued>)> = groups
         .into_iter()
         .map(|((labels, services), actions)| {
             let eligible = free
