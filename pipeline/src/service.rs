@@ -56,7 +56,7 @@ pub enum ServiceCommand {
 pub struct Ready {
     /// Run with `/bin/sh -c` inside the service's container until it exits 0.
     pub command: String,
-    /// How long the service may take, from its start, at most
+    /// How long the service may take, once the services started, at most
     /// [`MAX_READY_TIMEOUT_MS`].
     pub timeout_ms: u64,
 }

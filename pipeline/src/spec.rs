@@ -85,7 +85,7 @@ pub struct ServiceSpec {
     /// Run with `/bin/sh -c` in the service's container until it exits 0;
     /// empty: the service is ready once its container runs.
     pub ready_command: String,
-    /// How long it may take to be ready, from its start.
+    /// How long it may take to be ready, once the services started.
     pub ready_timeout: Duration,
 }
 

@@ -149,7 +149,7 @@ impl Executor {
             let names: Vec<&str> = a.services.iter().map(|s| s.name.as_str()).collect();
             log.write(
                 format!(
-                    "[ferry] services {} on network {} (each with the same limits)\n",
+                    "[ferry] services {} on network {} (each with these limits)\n",
                     names.join(", "),
                     self.network_name(epoch)
                 )
