@@ -399,6 +399,28 @@ async fn a_stop_while_waiting_removes_everything() -> TestResult {
             .map(String::as_str),
         Some("6")
     );
+    // The action's container is on it too, as `workspace` and `unit`, and
+    // keeps its way out through the default bridge.
+    let action = s
+        .docker
+        .inspect_container(
+            &s.executor.container_name(6),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await?;
+    let networks = action
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    let aliases = networks
+        .get(&network)
+        .and_then(|e| e.aliases.clone())
+        .unwrap_or_default();
+    assert!(
+        aliases.iter().any(|a| a == "workspace") && aliases.iter().any(|a| a == "unit"),
+        "{aliases:?}"
+    );
+    assert!(networks.contains_key("bridge"), "{:?}", networks.keys());
     cancel.stop("stopped by ann");
     let (outcome, log) = running.await?;
     assert!(

@@ -75,7 +75,8 @@ impl Executor {
     pub(super) fn join_network(&self, body: &mut ContainerCreateBody, a: &ActionSpec) {
         let network = self.network_name(a.attempt.epoch);
         let mut aliases = vec![ACTION_HOST_NAME.to_string()];
-        if !a.context.action.is_empty() {
+        // Only a name that is a host name (not, say, a matrix cell's).
+        if ferry_pipeline::validate_name(&a.context.action).is_ok() {
             aliases.push(a.context.action.clone());
         }
         if let Some(host) = body.host_config.as_mut() {
