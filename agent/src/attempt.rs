@@ -93,6 +93,12 @@ impl Attempts {
             Outcome::failed(ActionError::Input(problem))
         } else if !a.secrets_problem.is_empty() {
             Outcome::failed(ActionError::Input(a.secrets_problem.clone()))
+        } else if let Err(problem) = ferry_engine::runner::check_services(&spec) {
+            // Bounded before anything starts: the coordinator's reader
+            // refused such services, so this assignment is not one it made.
+            Outcome::failed(ActionError::Input(format!(
+                "the assignment's services cannot run: {problem}"
+            )))
         } else if let Some(name) = a.missing_secrets.first() {
             Outcome::failed(ActionError::Input(format!(
                 "secret `{name}` is not set, or could not be sealed to this agent (the coordinator's \

@@ -218,8 +218,10 @@ type Queued = (String, usize, usize);
 /// O((actions + agents × label sets) log agents).
 ///
 /// An action goes only to an agent of a version that runs everything it
-/// uses ([`ferry_pipeline::Action::needs_version`]); older agents wait for
-/// their upgrade without being offered it.
+/// uses ([`ferry_pipeline::Action::needs_version`]: services, reports,
+/// outputs kept on failure): an older agent ignores what it does not know and
+/// would run the commands without it. Such an action waits for an agent that
+/// runs it; an agent whose version does not read counts as 0.1.
 ///
 /// An action waits while every agent holding one of its inputs is `away`
 /// (shutting down, or disconnected but heard from within its lease:
@@ -542,6 +544,41 @@ stages:
         );
         let got = placed(&plan_of(&s, &["old", "new"]));
         assert_eq!(got.get(&0).map(String::as_str), Some("new"));
+    }
+
+    #[test]
+    fn an_action_with_services_goes_only_to_an_agent_that_runs_them() {
+        let mut s = ferry_state::testing::applied(
+            "name: svc\nsource: {git: /tmp/svc.git}\nstages:\n  - name: test\n    actions:\n      \
+             - {name: it, type: test, image: img, commands: [true], services: [{name: db, image: img}]}\n      \
+             - {name: unit, type: test, image: img, commands: [true]}\n",
+        );
+        start_e1(&mut s, "svc");
+        for (name, version) in [("old", "0.1.0"), ("unknown", "")] {
+            s.agents.insert(
+                name.to_string(),
+                AgentRecord {
+                    name: name.to_string(),
+                    capacity: 1,
+                    version: version.to_string(),
+                    ..Default::default()
+                },
+            );
+        }
+        // Agents of v0.1 ignore `services`: only the plain action goes.
+        let got = placed(&plan_of(&s, &["old", "unknown"]));
+        assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1], "{got:?}");
+        s.agents.insert(
+            "new".to_string(),
+            AgentRecord {
+                name: "new".to_string(),
+                capacity: 1,
+                version: "0.2.0".to_string(),
+                ..Default::default()
+            },
+        );
+        let got = placed(&plan_of(&s, &["old", "unknown", "new"]));
+        assert_eq!(got.get(&0).map(String::as_str), Some("new"), "{got:?}");
     }
 
     const INPUT_YAML: &str = r#"

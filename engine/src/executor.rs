@@ -12,14 +12,23 @@
 //! inspect` shows and the engine writes to disk): they travel only in each
 //! command's exec request.
 //!
+//! An action's `services:` run beside it in containers of their own, on a
+//! network of the attempt's own, with the same limits and hardening; its
+//! commands start once every service is ready, and the services and the
+//! network go with the action's container.
+//!
 //! By concern: `limits` (what a container may use and do), `container`
-//! (the container's life from image to removal), `workspace` (inputs in,
-//! commands run) and `outputs` (outputs and output variables out).
+//! (the container's life from image to removal), `services` (the services'
+//! network, containers and readiness), `service_log` (their output in the
+//! action's log), `workspace` (inputs in, commands run) and `outputs`
+//! (outputs and output variables out).
 
 mod container;
 mod limits;
 mod outputs;
 mod reports;
+mod service_log;
+mod services;
 mod workspace;
 
 use bollard::Docker;
@@ -29,6 +38,7 @@ use crate::runner::{ActionRunner, Attempt, Outcome};
 use crate::store::Store;
 
 pub use limits::{ContainerDefaults, ContainerLimits, KEPT_CAPABILITIES, Limits};
+pub use services::SERVICE_LABEL;
 pub(crate) use workspace::file_chunks;
 
 /// Label on every container Ferry starts, for cleanup and inspection.

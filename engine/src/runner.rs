@@ -34,7 +34,8 @@ use tokio::sync::watch;
 
 pub use ferry_pipeline::spec::{
     ActionContext, ActionSpec, AttemptId, DeployHost, DeployOutcome, DeploySpec, DeploymentReport,
-    HookPhase, HookReport, HostKind, HostOutcome, HostReport, OutputSpec, Resources,
+    HookPhase, HookReport, HostKind, HostOutcome, HostReport, OutputSpec, Resources, ServiceSpec,
+    check_services,
 };
 
 use ferry_pipeline::reports::TestSummary;
@@ -165,6 +166,30 @@ pub enum ActionError {
     },
     #[error("timed out after {0:?}; the container was killed")]
     Timeout(Duration),
+    #[error("service `{service}` could not start: {reason}")]
+    ServiceStart { service: String, reason: String },
+    #[error(
+        "service `{service}` was not ready within {timeout:?} ({last}){}",
+        last_lines(.logs)
+    )]
+    ServiceNotReady {
+        service: String,
+        timeout: Duration,
+        /// How its ready command last ended.
+        last: String,
+        /// Its last log lines.
+        logs: String,
+    },
+    #[error(
+        "service `{service}` exited with code {code} before it was ready{}",
+        last_lines(.logs)
+    )]
+    ServiceExited {
+        service: String,
+        code: i64,
+        /// Its last log lines.
+        logs: String,
+    },
     #[error("cancelled: {0}")]
     Cancelled(String),
     #[error("$FERRY_OUTPUT_VARS: {0}")]
@@ -184,6 +209,15 @@ pub enum ActionError {
     Store(#[from] crate::store::StoreError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A service's last log lines for an error message, or nothing.
+fn last_lines(logs: &str) -> String {
+    if logs.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its last log lines:\n{}", logs.trim_end())
+    }
 }
 
 impl ActionError {

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod reports;
 pub mod revision;
 pub mod schedule;
+pub mod service;
 pub mod spec;
 pub mod trigger;
 pub mod vars;
@@ -50,6 +51,7 @@ pub use rules::{
     validate_secret_name,
 };
 pub use schedule::{DEFAULT_TIMEZONE, Schedule};
+pub use service::{MAX_SERVICES, Ready, Service, ServiceCommand};
 pub use trigger::{GitRefEvent, GlobFilter, RefKind, Trigger, parse_ref};
 
 #[cfg(test)]
@@ -62,6 +64,8 @@ mod environment_tests;
 mod hostile_tests;
 #[cfg(test)]
 mod proptest_tests;
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

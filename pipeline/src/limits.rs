@@ -16,9 +16,10 @@ pub const MAX_ENVIRONMENT_BYTES: usize = 1 << 20;
 pub const MAX_REVISION_SPEC_BYTES: usize = 256 << 10;
 
 /// Deepest nesting of lists and mappings (the top-level mapping is level 1)
-/// in any document. The deepest legitimate document nests 7 levels: a
-/// pipeline's `stages`, a stage, its `actions`, an action, its `outputs`
-/// and an output's paths; environments nest 4 and revision specs 3.
+/// in any document. The deepest legitimate document nests 8 levels: a
+/// pipeline's `stages`, a stage, its `actions`, an action, its `services`,
+/// a service and its `env` or `command`; environments nest 4 and revision
+/// specs 3.
 pub const MAX_NESTING_DEPTH: usize = 32;
 
 /// Longest accepted duration (action and approval timeouts, poll interval,

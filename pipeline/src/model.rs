@@ -263,6 +263,11 @@ pub struct Action {
     /// and test only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix: Option<crate::matrix::MatrixCell>,
+    /// Service containers started before its commands, on a network of the
+    /// attempt's own (build/test only); empty (also in versions stored
+    /// before services existed): none, and left out of the stored form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<crate::service::Service>,
 }
 
 impl Action {
@@ -274,7 +279,11 @@ impl Action {
     /// The `MAJOR.MINOR` release that first ran everything this action
     /// uses: agents and coordinators older than it would drop a part of it.
     pub fn needs_version(&self) -> (u32, u32) {
-        if self.output_when.is_empty() && self.reports.is_empty() && self.matrix.is_none() {
+        if self.output_when.is_empty()
+            && self.reports.is_empty()
+            && self.matrix.is_none()
+            && self.services.is_empty()
+        {
             (0, 1)
         } else {
             (0, 2)
@@ -382,6 +391,13 @@ mod tests {
             output_when: BTreeMap::new(),
             reports: Default::default(),
             matrix: None,
+            services: vec![crate::service::Service {
+                name: "db".to_string(),
+                image: "postgres:16".to_string(),
+                env: BTreeMap::new(),
+                command: None,
+                ready: None,
+            }],
         }
     }
 
@@ -520,6 +536,22 @@ mod tests {
                 millicpus: Some(1_500),
                 memory_bytes: None,
                 pids: None,
+            }
+        );
+    }
+
+    #[test]
+    fn actions_serialized_before_services_still_deserialize() {
+        let mut json = serde_json::to_value(action("old")).expect("serialize");
+        let fields = json.as_object_mut().expect("an action is a JSON object");
+        assert!(fields.remove("services").is_some());
+        let back: Action = serde_json::from_value(json).expect("deserialize");
+        assert!(back.services.is_empty());
+        assert_eq!(
+            back,
+            Action {
+                services: Vec::new(),
+                ..action("old")
             }
         );
     }

@@ -6,8 +6,9 @@
 //! value is used, so one pass reports everything that is wrong. This file
 //! reads the top level; each section of the pipeline file is read in a
 //! submodule beside it: `source` (with `triggers`), `variables`, `schedule`,
-//! `notifications`, `stage`, `action` (with `action_fields`, `outputs` and `matrix`, which expands it) and `deploy`;
-//! `common` holds the readers several sections share.
+//! `notifications`, `stage`, `action` (with `action_fields`, `outputs`,
+//! `services` and `matrix`, which expands it) and `deploy`; `common` holds
+//! the readers several sections share.
 
 use marked_yaml::types::MarkedMappingNode;
 
@@ -24,6 +25,7 @@ mod matrix;
 mod notifications;
 mod outputs;
 mod schedule;
+mod services;
 mod source;
 mod stage;
 mod triggers;

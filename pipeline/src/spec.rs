@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::environment::{Environment, HostKey, Target};
 use crate::execution::ActionRun;
+use crate::service::{MAX_SERVICES, Service, ServiceCommand};
 use crate::{Deploy, Pipeline};
 
 /// Which attempt this is. The epoch is unique among the attempts one engine
@@ -66,6 +67,104 @@ pub struct ActionSpec {
     pub resources: Resources,
     /// Set for deploy actions: where and how to roll out the one input.
     pub deploy: Option<DeploySpec>,
+    /// Service containers started, and ready, before the first command.
+    pub services: Vec<ServiceSpec>,
+}
+
+/// A service container of a build or test action, as the engine starts it:
+/// on the attempt's own network under its name, with the action's limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: String,
+    /// Its environment: its `env` (references substituted) and the
+    /// `FERRY_REF_*` variables its shell and ready commands read. Never a
+    /// secret.
+    pub env: BTreeMap<String, String>,
+    /// Replaces the image's command (its entrypoint stays); empty: the
+    /// image's own. A shell `command` is `/bin/sh -c TEXT`.
+    pub command: Vec<String>,
+    /// Run with `/bin/sh -c` in the service's container until it exits 0;
+    /// empty: the service is ready once its container runs.
+    pub ready_command: String,
+    /// How long it may take to be ready, once the services started.
+    pub ready_timeout: Duration,
+}
+
+/// What a service runs for an action run `run`: its texts with the values
+/// their references resolved to, references in its shell and ready
+/// commands as shell variables (`vars::commands_as_data`), never as text.
+fn service_spec(s: &Service, run: &ActionRun) -> ServiceSpec {
+    let shell = match &s.command {
+        Some(ServiceCommand::Shell(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let ready = s.ready.as_ref().map(|r| r.command.clone());
+    let scripts: Vec<String> = shell.iter().chain(ready.iter()).cloned().collect();
+    let (mut scripts, mut env) =
+        crate::vars::commands_as_data(&scripts, |r| run.resolved.get(&r.key()).cloned());
+    env.extend(s.env.iter().map(|(k, v)| (k.clone(), run.resolved_text(v))));
+    let ready_command = match ready {
+        Some(_) => scripts.pop().unwrap_or_default(),
+        None => String::new(),
+    };
+    let command = match &s.command {
+        Some(ServiceCommand::Shell(_)) => {
+            let text = scripts.pop().unwrap_or_default();
+            vec!["/bin/sh".to_string(), "-c".to_string(), text]
+        }
+        Some(ServiceCommand::Args(args)) => args.clone(),
+        None => Vec::new(),
+    };
+    ServiceSpec {
+        name: s.name.clone(),
+        image: run.resolved_text(&s.image),
+        env,
+        command,
+        ready_command,
+        ready_timeout: Duration::from_millis(
+            s.ready
+                .as_ref()
+                .map_or(crate::service::DEFAULT_READY_TIMEOUT_MS, |r| r.timeout_ms),
+        ),
+    }
+}
+
+/// Why the services an engine was handed cannot be run: more than
+/// [`MAX_SERVICES`], a name that breaks the name rule or is given twice,
+/// is `workspace` or the action's own, an empty image, a ready timeout of
+/// zero or over [`crate::service::MAX_READY_TIMEOUT_MS`]. The reader
+/// refuses all of these; an agent checks again what it receives.
+pub fn check_services(spec: &ActionSpec) -> Result<(), String> {
+    if spec.services.len() > MAX_SERVICES {
+        return Err(format!(
+            "{} services; an action has at most {MAX_SERVICES}",
+            spec.services.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &spec.services {
+        let shown: String = s.name.chars().take(crate::MAX_NAME_LEN).collect();
+        crate::validate_name(&s.name).map_err(|e| format!("service name {shown:?}: {e}"))?;
+        if s.name == crate::service::ACTION_HOST_NAME || s.name == spec.context.action {
+            return Err(format!(
+                "service `{shown}` has a name the action's own container answers to"
+            ));
+        }
+        if !seen.insert(s.name.as_str()) {
+            return Err(format!("service `{shown}` is given twice"));
+        }
+        if s.image.is_empty() {
+            return Err(format!("service `{shown}` has no image"));
+        }
+        let most = Duration::from_millis(crate::service::MAX_READY_TIMEOUT_MS);
+        if s.ready_timeout.is_zero() || s.ready_timeout > most {
+            return Err(format!(
+                "service `{shown}`: a ready timeout is more than zero and at most {most:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An output the action leaves in `/workspace`: one tar of these paths.
@@ -136,6 +235,11 @@ pub fn action_spec(
             pids: action.resources.pids,
         },
         deploy: None,
+        services: action
+            .services
+            .iter()
+            .map(|s| service_spec(s, run))
+            .collect(),
     })
 }
 

@@ -125,6 +125,7 @@ fn full_example_parses_with_defaults() {
         output_when: BTreeMap::new(),
         reports: Default::default(),
         matrix: None,
+        services: Vec::new(),
     };
     let approval = |name: &str, run_order| Action {
         name: name.to_string(),
@@ -150,6 +151,7 @@ fn full_example_parses_with_defaults() {
         output_when: BTreeMap::new(),
         reports: Default::default(),
         matrix: None,
+        services: Vec::new(),
     };
     let expected = Pipeline {
         name: "hello".to_string(),
@@ -469,7 +471,8 @@ fn unknown_keys_at_every_level() {
             "8:5: unknown key `needs` in stage; expected one of: name, actions, when, on_failure",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
              runs_on, inputs, commands, env, outputs, reports, matrix, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
-             environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when",
+             environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when, \
+             services",
         ]
     );
 }

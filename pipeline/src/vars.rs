@@ -1,7 +1,8 @@
 //! Variables: pipeline `variables:` (defaults, overridden per execution with
 //! `ferry run --var`), output variables an action writes to the file named
 //! by `$FERRY_OUTPUT_VARS`, and the `#{...}` references that use them in
-//! `image`, `commands`, `env` and approval `message`/`url`:
+//! `image`, `commands`, `env`, approval `message`/`url` and a service's
+//! `image`, `env`, `command` and ready `command`:
 //!
 //! - `#{variables.NAME}`: a pipeline variable;
 //! - `#{STAGE.ACTION.NAME}`: what an earlier build or test action wrote;
@@ -235,7 +236,8 @@ pub fn check_image(image: &str) -> Result<(), String> {
 }
 
 /// The texts of an action that may hold references (its `image`,
-/// `commands`, `env` values and approval `message` and `url`).
+/// `commands`, `env` values, approval `message` and `url`, and its
+/// services' image, `env` values, shell `command` and ready `command`).
 pub fn templated_texts(action: &crate::Action) -> Vec<&str> {
     let mut texts: Vec<&str> = Vec::new();
     texts.extend(action.image.as_deref());
@@ -243,6 +245,7 @@ pub fn templated_texts(action: &crate::Action) -> Vec<&str> {
     texts.extend(action.env.values().map(String::as_str));
     texts.push(&action.message);
     texts.push(&action.url);
+    texts.extend(action.services.iter().flat_map(|s| s.templated_texts()));
     texts
 }
 

@@ -50,7 +50,9 @@ impl fmt::Display for Version {
 
 impl Command {
     /// The version that introduced this command: members older than it
-    /// cannot decode it. Every command is listed, so a new one must say.
+    /// cannot decode it. Every command is listed, so a new one must say. A
+    /// pipeline using keys of 0.2 (services, matrices, reports) needs
+    /// [`Version::V0_2`].
     pub fn since(&self) -> Version {
         let of = |(major, minor): (u32, u32)| Version { major, minor };
         match self {
@@ -176,6 +178,34 @@ mod tests {
                 .can_propose(&Command::SetClusterVersion { version: newer })
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_pipeline_with_services_waits_for_every_member_to_know_them() {
+        let apply = |yaml: &str| Command::ApplyPipeline {
+            spec: ferry_pipeline::parse(yaml).unwrap_or_else(|e| panic!("{e:?}")),
+            yaml: yaml.to_string(),
+            by: crate::By::operator("root"),
+            at: 1,
+        };
+        let plain = "name: p\nsource: {git: /x}\nstages:\n  - name: s\n    actions:\n      \
+                     - {name: a, type: test, image: i, commands: [make]}\n";
+        let with_services = plain.replace(
+            "commands: [make]}",
+            "commands: [make], services: [{name: db, image: i}]}",
+        );
+        let old = ClusterState::default();
+        assert!(old.can_propose(&apply(plain)).is_ok());
+        let refused = old.can_propose(&apply(&with_services));
+        assert!(
+            matches!(&refused, Err(Rejection::FailedPrecondition(m)) if m.contains("version 0.2 or later")),
+            "{refused:?}"
+        );
+        let upgraded = ClusterState {
+            cluster_version: Some(Version::V0_2),
+            ..Default::default()
+        };
+        assert!(upgraded.can_propose(&apply(&with_services)).is_ok());
     }
 
     #[test]

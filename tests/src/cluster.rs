@@ -153,5 +153,13 @@ impl Drop for Cluster {
                     .output();
             }
         }
+        // And the networks of their actions' services, once those are gone.
+        let networks = self.leftover_networks();
+        if !networks.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&networks)
+                .output();
+        }
     }
 }

@@ -1,9 +1,10 @@
-//! An attempt's container from start to end: the image made sure of
+//! An attempt's container from start to end: the images made sure of
 //! (pulled when missing), the container created with its limits and its own
-//! environment (never a secret), the steps run under the action's timeout and
-//! a person's stop, test reports and failure outputs read once the commands
-//! ended, and the container removed whatever happened (or kept for
-//! `ferry exec --keep`); containers an earlier run left are removed too.
+//! environment (never a secret), its services started and ready
+//! ([`super::services`]), the steps run under the action's timeout and a
+//! person's stop, test reports and failure outputs read once the commands
+//! ended, and the containers and network removed whatever happened (or kept
+//! for `ferry exec --keep`); what an earlier run left is removed too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -14,12 +15,33 @@ use bollard::query_parameters::{
     RemoveContainerOptions,
 };
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use super::outputs::mask_variables;
+use super::service_log::{LogHandle, SharedLog};
 use super::{ContainerLimits, Executor, LABEL};
-use crate::runner::{ActionError, ActionSpec, Attempt, LogSink, OUTPUT_VARS_PATH, Output, Secrets};
+use crate::runner::{
+    ActionError, ActionSpec, Attempt, Cancel, LogSink, OUTPUT_VARS_PATH, Output, PreparedInput,
+    Secrets,
+};
 use ferry_pipeline::mask::Masker;
 use ferry_pipeline::reports::TestSummary;
+
+/// How an attempt's work inside its containers ended.
+type Attended = Result<(Vec<Output>, BTreeMap<String, String>), ActionError>;
+
+/// How long the services' log followers get, once the services stopped, to
+/// pass on what they printed last.
+const LAST_OUTPUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Drives the services' log followers; never ends (a follower whose stream
+/// ended is done, the others go on), so a `select!` ends on its other arms.
+async fn follow_forever<F: std::future::Future<Output = ()>>(
+    followers: &mut FuturesUnordered<F>,
+) -> Attended {
+    while followers.next().await.is_some() {}
+    std::future::pending().await
+}
 
 /// The container's own environment: the action's `env` and the `FERRY_*`
 /// variables. Never a secret: this is stored in the container's configuration.
@@ -41,7 +63,9 @@ fn secret_env(secrets: &Secrets) -> Vec<String> {
 }
 
 impl Executor {
-    /// Removes containers an earlier run of this agent left (after a crash).
+    /// Removes containers an earlier run of this agent left (after a crash):
+    /// actions' and services' (all named `ferry-<agent>-...` with Ferry's
+    /// label), then the attempts' networks.
     pub async fn remove_stale(&self) {
         let filters = HashMap::from([
             ("label".to_string(), vec![LABEL.to_string()]),
@@ -69,6 +93,7 @@ impl Executor {
             tracing::info!(container = %name, "removing a container left by an earlier run");
             let _ = self.remove(&name).await;
         }
+        self.remove_stale_networks().await;
     }
 
     async fn ensure_image(&self, image: &str, log: &mut dyn LogSink) -> Result<(), ActionError> {
@@ -99,7 +124,8 @@ impl Executor {
             })
     }
 
-    /// Runs the attempt; the container is removed whatever happens.
+    /// Runs the attempt; its containers (the action's, its services' and
+    /// their network) are removed whatever happens.
     pub(super) async fn run_attempt(&self, attempt: Attempt<'_>) -> Ran {
         let Attempt {
             spec: a,
@@ -108,41 +134,35 @@ impl Executor {
             log,
             mut cancel,
         } = attempt;
-        if let Err(e) = self.ensure_image(&a.image, log).await {
-            return Ran::failed(e);
+        for image in std::iter::once(&a.image).chain(a.services.iter().map(|s| &s.image)) {
+            if let Err(e) = self.ensure_image(image, log).await {
+                return Ran::failed(e);
+            }
         }
         let epoch = a.attempt.epoch;
         let name = self.container_name(epoch);
         let limits = ContainerLimits::of(&a.resources, &self.container);
         log.write(format!("[ferry] container limits: {limits}\n").as_bytes());
-        let body = ContainerCreateBody {
-            image: Some(a.image.clone()),
-            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-            cmd: Some(vec![
-                "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
-            ]),
-            working_dir: Some("/workspace".into()),
-            env: Some(container_env(a)),
-            labels: Some(HashMap::from([(LABEL.to_string(), epoch.to_string())])),
-            host_config: Some(limits.host_config()),
-            ..Default::default()
-        };
-        // A container left by an earlier run of this very attempt goes first.
+        // What an earlier run of this very attempt left goes first.
         let _ = self.remove(&name).await;
-        let opts = CreateContainerOptions {
-            name: Some(name.clone()),
-            ..Default::default()
-        };
-        if let Err(e) = self.docker.create_container(Some(opts), body).await {
-            return Ran::failed(e.into());
+        if !a.services.is_empty() {
+            self.remove_services(a).await;
+            let names: Vec<&str> = a.services.iter().map(|s| s.name.as_str()).collect();
+            log.write(
+                format!(
+                    "[ferry] services {} on network {} (each with these limits)\n",
+                    names.join(", "),
+                    self.network_name(epoch)
+                )
+                .as_bytes(),
+            );
         }
-        let timeout = a.timeout;
         let masker = Masker::new(secrets.values().cloned());
         let secrets = secret_env(secrets);
-        let result = tokio::select! {
-            r = self.steps(&name, a, inputs, &secrets, log) => r,
-            _ = tokio::time::sleep(timeout) => Err(ActionError::Timeout(timeout)),
-            reason = cancel.cancelled() => Err(ActionError::Cancelled(reason)),
+        let (result, kept) = {
+            let shared = SharedLog::new(log);
+            self.attend(a, inputs, &secrets, &shared, &mut cancel, &limits)
+                .await
         };
         // Output variables go to the coordinators' log, `ferry status`,
         // approvals and notifications: a secret in one is masked here, as
@@ -151,18 +171,125 @@ impl Executor {
         let mut ran = self.after_commands(&name, a, result, log).await;
         // Test names and failure texts go where output variables go.
         ran.tests = ran.tests.map(|t| super::reports::masked(t, &masker));
-        if self.keep_failed && matches!(ran.result, Err(ActionError::CommandFailed { .. })) {
+        if kept {
+            let mut all = vec![name.clone()];
+            all.extend(
+                a.services
+                    .iter()
+                    .map(|s| self.service_container_name(epoch, &s.name)),
+            );
+            let network = match a.services.is_empty() {
+                true => String::new(),
+                false => format!(" && docker network rm {}", self.network_name(epoch)),
+            };
             log.write(
                 format!(
                     "[ferry] kept container {name} for inspection: docker exec -it {name} /bin/sh \
-                     (remove it with: docker rm -f {name})\n"
+                     (remove it with: docker rm -f {}{network})\n",
+                    all.join(" ")
                 )
                 .as_bytes(),
             );
-        } else if let Err(e) = self.remove(&name).await {
-            tracing::warn!(container = %name, error = %e, "could not remove container");
+        } else {
+            if let Err(e) = self.remove(&name).await {
+                tracing::warn!(container = %name, error = %e, "could not remove container");
+            }
+            if !a.services.is_empty() {
+                self.remove_services(a).await;
+            }
         }
         ran
+    }
+
+    /// Everything between the images and the clean-up: the network and the
+    /// containers made, the services started and ready, the steps run, all
+    /// under the action's timeout and a person's stop. Also says whether
+    /// the containers are kept (`ferry exec --keep` after a failed command).
+    async fn attend(
+        &self,
+        a: &ActionSpec,
+        inputs: &[PreparedInput],
+        secrets: &[String],
+        log: &SharedLog<'_>,
+        cancel: &mut Cancel,
+        limits: &ContainerLimits,
+    ) -> (Attended, bool) {
+        let name = self.container_name(a.attempt.epoch);
+        let mut body = ContainerCreateBody {
+            image: Some(a.image.clone()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec![
+                "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
+            ]),
+            working_dir: Some("/workspace".into()),
+            env: Some(container_env(a)),
+            labels: Some(HashMap::from([(
+                LABEL.to_string(),
+                a.attempt.epoch.to_string(),
+            )])),
+            host_config: Some(limits.host_config()),
+            ..Default::default()
+        };
+        let services = !a.services.is_empty();
+        if services {
+            if let Err(e) = self.create_network(a.attempt.epoch).await {
+                return (Err(e), false);
+            }
+            self.join_network(&mut body, a);
+        }
+        let opts = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = self.docker.create_container(Some(opts), body).await {
+            return (Err(e.into()), false);
+        }
+        if services {
+            self.connect_bridge(&name, log).await;
+        }
+        let timeout = a.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stop = async {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => ActionError::Timeout(timeout),
+                reason = cancel.cancelled() => ActionError::Cancelled(reason),
+            }
+        };
+        tokio::pin!(stop);
+        let started = tokio::select! {
+            r = self.start_services(a, limits, log) => r,
+            e = &mut stop => Err(e),
+        };
+        let started = match started {
+            Ok(started) => started,
+            Err(e) => return (Err(e), false),
+        };
+        let mut followers: FuturesUnordered<_> = started
+            .iter()
+            .map(|(service, container)| self.follow_logs(container, service, log))
+            .collect();
+        let work = async {
+            if services {
+                self.wait_ready(a, log).await?;
+            }
+            self.steps(&name, a, inputs, secrets, &mut LogHandle(log))
+                .await
+        };
+        let result = tokio::select! {
+            r = work => r,
+            e = &mut stop => Err(e),
+            r = follow_forever(&mut followers) => r,
+        };
+        let kept = self.keep_failed && matches!(result, Err(ActionError::CommandFailed { .. }));
+        if !kept {
+            self.stop_services(&started).await;
+        }
+        // What the services printed last reaches the log before they go.
+        let _ = tokio::time::timeout(LAST_OUTPUT, async {
+            while followers.next().await.is_some() {}
+        })
+        .await;
+        (result, kept)
     }
 
     /// What is read once the commands have ended, before the container
@@ -210,7 +337,7 @@ impl Executor {
         }
     }
 
-    async fn remove(&self, name: &str) -> Result<(), bollard::errors::Error> {
+    pub(super) async fn remove(&self, name: &str) -> Result<(), bollard::errors::Error> {
         let _ = self
             .docker
             .kill_container(

@@ -199,25 +199,36 @@ impl ExecutionState {
             return Begin::NotPending;
         };
         run.started_at = Some(now);
-        // An image with references must still name an image.
+        // An image with references (the action's or a service's) must still
+        // name an image.
         let resolved = resolved.map_err(Unresolved::Missing).and_then(|values| {
-            let image = spec.image.as_deref().unwrap_or_default();
-            if !image.contains("#{") {
-                return Ok(values);
+            let images = std::iter::once(("`image`".to_string(), spec.image.as_deref())).chain(
+                spec.services.iter().map(|s| {
+                    (
+                        format!("the `image` of service `{}`", s.name),
+                        Some(&*s.image),
+                    )
+                }),
+            );
+            for (what, image) in images {
+                let image = image.unwrap_or_default();
+                if !image.contains("#{") {
+                    continue;
+                }
+                let text = crate::vars::substitute(image, |r| values.get(&r.key()).cloned())
+                    .unwrap_or_else(|_| image.to_string());
+                if let Err(why) = crate::vars::check_image(&text) {
+                    return Err(Unresolved::Image(format!("{what} resolved to {why}")));
+                }
             }
-            let text = crate::vars::substitute(image, |r| values.get(&r.key()).cloned())
-                .unwrap_or_else(|_| image.to_string());
-            match crate::vars::check_image(&text) {
-                Ok(()) => Ok(values),
-                Err(why) => Err(Unresolved::Image(why)),
-            }
+            Ok(values)
         });
         match resolved {
             Ok(values) => run.resolved = values,
-            Err(Unresolved::Image(why)) => {
+            Err(Unresolved::Image(message)) => {
                 run.status = Some(ActionStatus::Failed);
                 run.finished_at = Some(now);
-                run.message = format!("`image` resolved to {why}");
+                run.message = message;
                 return Begin::FailedToStart;
             }
             Err(Unresolved::Missing(missing)) => {
@@ -406,6 +417,7 @@ enum Begin {
 enum Unresolved {
     /// A reference has no value.
     Missing(Ref),
-    /// `image` resolved to something that is not an image reference.
+    /// An `image` resolved to something that is not an image reference:
+    /// the message that says which.
     Image(String),
 }

@@ -46,6 +46,7 @@ const ACTION_KEYS: &[&str] = &[
     "hook_timeout",
     "connect_timeout",
     "when",
+    "services",
 ];
 /// Keys every kind of action may have.
 const COMMON_KEYS: &[&str] = &["name", "type", "run_order", "timeout", "when"];
@@ -60,6 +61,7 @@ const COMMAND_KEYS: &[&str] = &[
     "matrix",
     "retries",
     "resources",
+    "services",
 ];
 /// Keys only for approval actions.
 const APPROVAL_KEYS: &[&str] = &[
@@ -121,6 +123,7 @@ impl Reader<'_> {
             output_when: BTreeMap::new(),
             reports: Default::default(),
             matrix: None,
+            services: Vec::new(),
         };
         let mut loc = ActionLoc {
             name: None,
@@ -152,6 +155,7 @@ impl Reader<'_> {
         let on_agent = kind.is_none_or(ActionKind::runs_on_agent);
         let is_approval = kind.is_none_or(|k| k == ActionKind::Approval);
         let is_deploy = kind.is_none_or(|k| k == ActionKind::Deploy);
+        let mut service_refs = Vec::new();
 
         match field(map, "run_order") {
             Some(value) => {
@@ -230,6 +234,12 @@ impl Reader<'_> {
             if let Some(value) = field(map, "resources") {
                 action.resources = self.resources(value);
             }
+            if let Some(value) = field(map, "services") {
+                let name = loc.name.map(|_| action.name.as_str());
+                let (services, refs) = self.services(value, name);
+                action.services = services;
+                service_refs = refs;
+            }
         }
         if on_agent {
             if let Some(value) = field(map, "runs_on") {
@@ -262,6 +272,7 @@ impl Reader<'_> {
             }
         }
         loc.refs = self.references(map);
+        loc.refs.extend(service_refs);
         if let Some(value) = field(map, "when") {
             let (when, refs) = self.condition(value);
             action.when = when;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use ferry_pipeline::reports::{OutputWhen, Reports, TestFailure, TestSummary};
 use ferry_pipeline::spec::{
     ActionContext, ActionSpec, AttemptId, DeployHost, DeploySpec, HostKind, OutputSpec, Resources,
+    ServiceSpec,
 };
 
 use crate::internal as wire;
@@ -56,6 +57,7 @@ impl From<ActionSpec> for wire::Assignment {
             memory_bytes: s.resources.memory_bytes.unwrap_or(0),
             pids_limit: s.resources.pids.unwrap_or(0),
             deploy: s.deploy.map(Into::into),
+            services: s.services.into_iter().map(Into::into).collect(),
             ..Default::default()
         }
     }
@@ -97,6 +99,35 @@ impl From<&wire::Assignment> for ActionSpec {
                 pids: asked(a.pids_limit),
             },
             deploy: a.deploy.as_ref().map(Into::into),
+            services: a.services.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<ServiceSpec> for wire::Service {
+    fn from(s: ServiceSpec) -> wire::Service {
+        wire::Service {
+            name: s.name,
+            image: s.image,
+            env: s.env.into_iter().collect(),
+            command: s.command,
+            ready_command: s.ready_command,
+            ready_timeout_ms: u64::try_from(s.ready_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A service as sent; its bounds are checked where it is run
+/// (`ferry_pipeline::spec::check_services`).
+impl From<&wire::Service> for ServiceSpec {
+    fn from(s: &wire::Service) -> ServiceSpec {
+        ServiceSpec {
+            name: s.name.clone(),
+            image: s.image.clone(),
+            env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            command: s.command.clone(),
+            ready_command: s.ready_command.clone(),
+            ready_timeout: Duration::from_millis(s.ready_timeout_ms),
         }
     }
 }
@@ -352,6 +383,14 @@ mod tests {
             problem: Some("why".into()),
             ..Default::default()
         });
+        spec.services = vec![ServiceSpec {
+            name: "db".into(),
+            image: "ferry-local/busybox".into(),
+            env: [("PORT".to_string(), "5432".to_string())].into(),
+            command: vec!["/bin/sh".into(), "-c".into(), "exec db".into()],
+            ready_command: "nc -z 127.0.0.1 5432".into(),
+            ready_timeout: Duration::from_secs(30),
+        }];
         let wire = wire::Assignment::from(spec.clone());
         assert_eq!(ActionSpec::from(&wire), spec);
     }

@@ -205,6 +205,26 @@ impl Cluster {
         .unwrap_or_default()
     }
 
+    /// Networks (of actions with services) that this test's agents left.
+    pub fn leftover_networks(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("name=ferry-{}-", self.prefix),
+            ])
+            .output();
+        out.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
     /// Runs `ferry-agent --enroll-only`: (succeeded, stderr, state dir).
     pub fn enroll(&self, short: &str, token: &str) -> (bool, String, PathBuf) {
         let name = self.agent_name(short);
