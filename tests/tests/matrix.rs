@@ -22,9 +22,9 @@ stages:
         env: {{WHICH: "#{{matrix.os}}"}}
         commands:
           - 'echo "cell #{{matrix.os}}/#{{matrix.v}} with $WHICH"'
+          - 'test "#{{matrix.v}}" != "2.0" || test "#{{variables.fail}}" = no'
           - sleep 2
           - 'echo "#{{matrix.v}}" > v.txt'
-          - 'test "#{{matrix.v}}" != "2.0" || test "#{{variables.fail}}" = no'
         outputs:
           "v-#{{matrix.os}}-#{{matrix.v}}": [v.txt]
         matrix:
