@@ -211,6 +211,10 @@ fn reseal_for_agent(
 /// A queued action: (execution, stage, action).
 type Queued = (String, usize, usize);
 
+/// What an agent must offer to run an action: its `runs_on` labels, sorted,
+/// and the `MAJOR.MINOR` version it uses ([`ferry_pipeline::Action::needs_version`]).
+type Needs = (Vec<String>, (u32, u32));
+
 /// Picks an agent for each queued action: (execution, stage, action, agent).
 /// Least-loaded first (most free slots) among agents whose labels cover
 /// `runs_on`; one heap of free slots per distinct label set, the sets with
@@ -249,7 +253,7 @@ pub fn plan(
         .collect();
     // Queued actions grouped by the labels and the agent version they need,
     // oldest first within each.
-    let mut groups: BTreeMap<(Vec<String>, (u32, u32)), Vec<Queued>> = BTreeMap::new();
+    let mut groups: BTreeMap<Needs, Vec<Queued>> = BTreeMap::new();
     // One deployment per environment at a time; the oldest waiting goes first.
     // Which environments are busy is looked up only when a deploy waits.
     let mut deploying = None;

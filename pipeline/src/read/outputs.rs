@@ -44,10 +44,10 @@ impl Reader<'_> {
             let list = match value.as_mapping() {
                 Some(fields) => {
                     self.check_keys(fields, &what, OUTPUT_KEYS);
-                    if let Some(w) = field(fields, "when").and_then(|v| self.output_when(v)) {
-                        if w != OutputWhen::OnSuccess {
-                            out.when.insert(name.to_string(), w);
-                        }
+                    if let Some(w) = field(fields, "when").and_then(|v| self.output_when(v))
+                        && w != OutputWhen::OnSuccess
+                    {
+                        out.when.insert(name.to_string(), w);
                     }
                     self.required(fields, "paths", &what)
                 }
