@@ -177,6 +177,14 @@ pub fn execution(state: &ClusterState, exec: &Execution) -> pb::ExecutionView {
             None => String::new(),
         },
         rollbacks: exec.rollbacks.clone().unwrap_or_default(),
+        upstream: exec.upstream.clone(),
+        downstream: exec
+            .fed
+            .iter()
+            .flatten()
+            .filter_map(|id| state.executions.get(id))
+            .map(|d| format!("{}/{}", d.pipeline, d.id))
+            .collect(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tests of the keys real builds use beyond commands: outputs kept by
-//! outcome (`when:`) and test reports (`reports: {junit: ...}`).
+//! outcome (`when:`), test reports (`reports: {junit: ...}`), matrices and
+//! sources that are other pipelines.
 
 use crate::reports::OutputWhen;
 use crate::test_support::{doc, expect_errors, expect_ok};
@@ -320,4 +321,35 @@ fn with_no_matrix() -> String {
         "        commands: [\"echo #{matrix.os}\"]",
         "        outputs: {\"r-#{matrix.os}\": [r.xml]}",
     ])
+}
+
+#[test]
+fn a_pipeline_fed_by_others_names_them_in_its_source() {
+    let ok = expect_ok(parse(
+        "name: d\nsource: {pipeline: [app-build, docs], branch: main, when: succeeded}\nstages:\n  - name: t\n    actions:\n      - {name: u, type: test, image: i, inputs: [app-build.image, source], commands: [true]}\n",
+    ));
+    let ups: Vec<&str> = ok
+        .source
+        .upstreams
+        .iter()
+        .map(|u| u.pipeline.as_str())
+        .collect();
+    assert_eq!(ups, vec!["app-build", "docs"]);
+    assert_eq!(ok.source.upstreams[0].branch.as_deref(), Some("main"));
+    assert_eq!(
+        ok.source.git, "",
+        "filled in from the upstream when applied"
+    );
+    assert_eq!(ok.needs_version(), (0, 2));
+    assert_eq!(
+        expect_errors(parse(
+            "name: d\nsource: {pipeline: [a, a], when: failed, poll_interval: 1m}\nstages:\n  - name: t\n    actions:\n      - {name: u, type: test, image: i, inputs: [b.image], commands: [true]}\n",
+        )),
+        vec![
+            "2:24: upstream `a` is named twice",
+            "2:34: `when` of an upstream must be succeeded, found \"failed\"",
+            "2:42: `poll_interval` cannot be used with `pipeline`: its upstreams start this pipeline",
+            "6:50: input `b.image`: `b` is not an upstream of this pipeline (name it in `source: {pipeline: ...}`)",
+        ]
+    );
 }

@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod service;
 pub mod spec;
 pub mod trigger;
+pub mod upstream;
 pub mod vars;
 
 mod duration;

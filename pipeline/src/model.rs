@@ -146,6 +146,7 @@ impl Pipeline {
             .iter()
             .flat_map(|s| &s.actions)
             .map(Action::needs_version)
+            .chain((!self.source.upstreams.is_empty()).then_some((0, 2)))
             .max()
             .unwrap_or((0, 1))
     }
@@ -179,6 +180,10 @@ pub struct Source {
     /// [`Source::effective_triggers`]).
     #[serde(default)]
     pub triggers: Vec<crate::trigger::Trigger>,
+    /// Pipelines whose succeeded executions start this one (`source:
+    /// {pipeline: ...}`); empty (and left out of the stored form): none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<crate::upstream::Upstream>,
 }
 
 /// A named group of actions; stages run one after another.
@@ -410,6 +415,7 @@ mod tests {
                 poll_interval_ms: None,
                 webhook_secret: Some("github-hook".to_string()),
                 triggers: vec![crate::trigger::Trigger::branch("main")],
+                upstreams: Vec::new(),
             },
             stages: vec![
                 Stage {

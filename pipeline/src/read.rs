@@ -103,6 +103,7 @@ impl Reader<'_> {
                 poll_interval_ms: None,
                 webhook_secret: None,
                 triggers: Vec::new(),
+                upstreams: Vec::new(),
             }),
             stages,
             execution_mode: field(root, "execution_mode")

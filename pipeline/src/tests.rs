@@ -161,6 +161,7 @@ fn full_example_parses_with_defaults() {
             poll_interval_ms: Some(10_000),
             webhook_secret: None,
             triggers: Vec::new(),
+            upstreams: Vec::new(),
         },
         stages: vec![
             Stage {
@@ -467,7 +468,7 @@ fn unknown_keys_at_every_level() {
         ])),
         vec![
             "2:1: unknown key `nmae` in pipeline; expected one of: name, source, stages, execution_mode, variables, schedule, notifications",
-            "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval, webhook_secret, triggers",
+            "5:3: unknown key `brnach` in source; expected one of: git, branch, poll_interval, webhook_secret, triggers, pipeline, when",
             "8:5: unknown key `needs` in stage; expected one of: name, actions, when, on_failure",
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
              runs_on, inputs, commands, env, outputs, reports, matrix, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \

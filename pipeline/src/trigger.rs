@@ -365,6 +365,7 @@ mod tests {
             poll_interval_ms: None,
             webhook_secret: None,
             triggers,
+            upstreams: Vec::new(),
         }
     }
 

@@ -200,6 +200,20 @@ fn check_inputs(draft: &Draft, diags: &mut Vec<Diagnostic>) {
                 if input == SOURCE_ARTIFACT {
                     continue;
                 }
+                if let Some((upstream, _)) = crate::upstream::upstream_input(input) {
+                    let upstreams = &draft.pipeline.source.upstreams;
+                    if !upstreams.iter().any(|u| u.pipeline == upstream) {
+                        diags.push(Diagnostic::at(
+                            *at,
+                            format!(
+                                "input `{input}`: `{upstream}` is not an upstream of this pipeline \
+                                 (name it in `source: {{pipeline: ...}}`)"
+                            ),
+                        ));
+                    }
+                    // Whether it outputs that is known when it has run.
+                    continue;
+                }
                 let candidates = producers.get(input.as_str()).map_or(&[][..], Vec::as_slice);
                 let runs_earlier = |p: &&Producer<'_>| {
                     p.stage_index < stage_index

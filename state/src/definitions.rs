@@ -20,12 +20,13 @@ impl ClusterState {
     /// A new version of pipeline `spec.name`, unless the latest is the same.
     pub(super) fn apply_pipeline(
         &mut self,
-        spec: Pipeline,
+        mut spec: Pipeline,
         yaml: String,
         by: &By,
         at: i64,
     ) -> Applied {
         self.may_apply_pipeline(by.name(), &spec)?;
+        self.check_upstreams(&mut spec)?;
         let name = spec.name.clone();
         let record = self
             .pipelines

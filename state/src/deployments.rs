@@ -204,6 +204,8 @@ impl ClusterState {
                 state,
                 release_of: Some(dep.release.clone()),
                 rollbacks: None,
+                upstream: Vec::new(),
+                fed: None,
             },
         );
         self.active.insert(id.clone());

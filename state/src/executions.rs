@@ -62,6 +62,13 @@ impl ClusterState {
                 "pipeline `{pipeline}` has no version"
             )));
         };
+        if let Some(first) = latest.spec.source.upstreams.first() {
+            return Err(Rejection::FailedPrecondition(format!(
+                "pipeline `{pipeline}` starts when its upstream succeeds (source: {{pipeline: {}}}): \
+                 run the upstream (`ferry run {}`)",
+                first.pipeline, first.pipeline
+            )));
+        }
         if let Some(unknown) = variables
             .keys()
             .find(|name| !latest.spec.variables.contains_key(*name))
@@ -100,6 +107,8 @@ impl ClusterState {
                 state,
                 release_of: None,
                 rollbacks: None,
+                upstream: Vec::new(),
+                fed: None,
             },
         );
         self.active.insert(id.clone());

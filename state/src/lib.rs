@@ -25,6 +25,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 mod triggers;
+mod upstreams;
 pub mod version;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -176,6 +177,14 @@ pub struct Execution {
     /// one per environment (set once: it is not rolled back twice).
     #[serde(default)]
     pub rollbacks: Option<Vec<String>>,
+    /// The upstream executions (`PIPELINE/EXECUTION`) whose success started
+    /// it; empty (and left out of the stored form) for any other start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<String>,
+    /// Once it succeeded: the downstream executions it started (set once,
+    /// so a pipeline is not fed twice by one execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fed: Option<Vec<String>>,
 }
 
 /// Where an attempt (identified by its fencing epoch) belongs.

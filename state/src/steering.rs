@@ -260,6 +260,7 @@ impl ClusterState {
         // Otherwise (parallel mode) the command already advanced the one
         // execution it changed, under its gates, and nothing else can move.
         self.roll_back_failed_stages(&ids, at);
+        self.feed_downstreams(&ids, at);
         for id in &ids {
             self.settle(id);
         }

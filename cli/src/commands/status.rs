@@ -43,6 +43,12 @@ pub struct ExecutionJson<'a> {
     /// Executions its failed stage's `on_failure: rollback` started (absent when none).
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub rollbacks: &'a [String],
+    /// Upstream executions whose success started it, `PIPELINE/EXECUTION`.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub upstream: &'a [String],
+    /// Downstream executions its success started, `PIPELINE/EXECUTION`.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub downstream: &'a [String],
     /// Its pipeline variables (absent when the pipeline declares none).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<&'a str, &'a str>,
@@ -149,6 +155,8 @@ impl<'a> ExecutionJson<'a> {
             superseded_by: &e.superseded_by,
             source: &e.source,
             rollbacks: &e.rollbacks,
+            upstream: &e.upstream,
+            downstream: &e.downstream,
             variables: sorted(&e.variables),
             stages: e.stages.iter().map(StageJson::new).collect(),
         }
@@ -519,6 +527,12 @@ fn notes(e: &pb::ExecutionView) -> Vec<String> {
             e.rollbacks.join(", ")
         ));
     }
+    if !e.upstream.is_empty() {
+        notes.push(format!("UPSTREAM {}", e.upstream.join(", ")));
+    }
+    if !e.downstream.is_empty() {
+        notes.push(format!("STARTED {}", e.downstream.join(", ")));
+    }
     notes
 }
 
@@ -596,6 +610,8 @@ mod tests {
             variables: Default::default(),
             source: String::new(),
             rollbacks: Vec::new(),
+            upstream: Vec::new(),
+            downstream: Vec::new(),
             stages: vec![
                 pb::StageView {
                     name: "build".into(),

@@ -194,6 +194,22 @@ impl ExecutionState {
             }
             return Begin::Skipped;
         }
+        // An upstream's output it takes must have been there when the
+        // upstream succeeded (its pipeline may have changed since).
+        let missing = spec.inputs.iter().find(|i| {
+            crate::upstream::upstream_input(i).is_some() && !self.upstream_outputs.contains_key(*i)
+        });
+        if let Some(missing) = missing.cloned() {
+            if let Some(run) = self.action_mut(si, ai) {
+                run.status = Some(ActionStatus::Failed);
+                run.started_at = Some(now);
+                run.finished_at = Some(now);
+                run.message = format!(
+                    "input `{missing}`: the upstream execution that started this one has no such output"
+                );
+            }
+            return Begin::FailedToStart;
+        }
         let resolved = self.resolve(pipeline, spec);
         let Some(run) = self.action_mut(si, ai) else {
             return Begin::NotPending;

@@ -36,6 +36,11 @@ pub struct ExecutionState {
     /// Automatic retries each stage used so far (`on_failure: {retry: N}`).
     #[serde(default)]
     pub stage_retries: BTreeMap<usize, u32>,
+    /// The outputs of the upstream executions that started it, as
+    /// `UPSTREAM.OUTPUT` (`source: {pipeline: ...}`); empty (and left out
+    /// of the stored form) otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream_outputs: BTreeMap<String, ArtifactRef>,
 }
 
 /// Which stages an execution may enter now: a stage not in `closed` is
@@ -84,6 +89,7 @@ impl ExecutionState {
                 .collect(),
             source: None,
             stage_retries: BTreeMap::new(),
+            upstream_outputs: BTreeMap::new(),
         }
     }
 
@@ -168,12 +174,18 @@ impl ExecutionState {
             .filter(|si| self.stage_status(*si) == ActionStatus::Pending)
     }
 
-    /// Artifacts produced so far, by output name.
+    /// Artifacts produced so far, by output name, with the upstream
+    /// executions' outputs it started with (`UPSTREAM.OUTPUT`).
     pub fn produced(&self) -> BTreeMap<&str, &ArtifactRef> {
-        self.actions
+        self.upstream_outputs
             .iter()
-            .flatten()
-            .flat_map(|r| r.outputs.iter().map(|(k, v)| (k.as_str(), v)))
+            .map(|(k, v)| (k.as_str(), v))
+            .chain(
+                self.actions
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.outputs.iter().map(|(k, v)| (k.as_str(), v))),
+            )
             .collect()
     }
 }

@@ -158,7 +158,12 @@ impl Reader<'_> {
             let Some((name, at)) = self.string(Value::item(item), "each input") else {
                 continue;
             };
-            if let Err(reason) = validate_name(&name) {
+            // `UPSTREAM.OUTPUT` names an upstream pipeline's output.
+            let checked = match crate::upstream::upstream_input(&name) {
+                Some((pipeline, output)) => validate_name(pipeline).and(validate_name(output)),
+                None => validate_name(&name),
+            };
+            if let Err(reason) = checked {
                 self.error(
                     at,
                     format!("invalid input artifact name {name:?}: {reason}"),

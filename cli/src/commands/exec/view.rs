@@ -45,6 +45,8 @@ pub fn execution(pipeline: &Pipeline, report: &Report) -> pb::ExecutionView {
         variables: map(&state.variables),
         source: report.source.description.clone(),
         rollbacks: Vec::new(),
+        upstream: Vec::new(),
+        downstream: Vec::new(),
         stages: pipeline
             .stages
             .iter()

@@ -123,6 +123,16 @@ fn summary(view: &pb::ExecutionView, now: i64) -> Markup {
             @if let Some(stop) = &view.stop {
                 dt { "Stopped" } dd { "by " (stop.by) @if !stop.reason.is_empty() { ": " (stop.reason) } }
             }
+            @for (label, runs) in [("Upstream", &view.upstream), ("Started downstream", &view.downstream)] {
+                @if !runs.is_empty() {
+                    dt { (label) }
+                    dd { @for run in runs.iter() {
+                        @if let Some((p, id)) = run.split_once('/') {
+                            a href=(execution_href(p, id)) { (p) " " (short(id)) } " "
+                        }
+                    } }
+                }
+            }
             @if !view.superseded_by.is_empty() {
                 dt { "Superseded by" } dd { a href=(execution_href(&view.pipeline, &view.superseded_by)) { (short(&view.superseded_by)) } }
             }
