@@ -41,7 +41,8 @@ impl ClusterState {
     }
 
     /// Blobs that retention may drop: referenced by no execution that is still
-    /// running or among the newest `keep` of its pipeline.
+    /// running or among the newest `keep` of its pipeline (as an output, a
+    /// log, or an upstream's output it started with).
     pub fn unreferenced_artifacts(&self, keep: usize) -> Vec<String> {
         let mut live: BTreeSet<&str> = self.deployed_artifacts().into_iter().collect();
         for p in self.pipelines.values() {
@@ -54,6 +55,8 @@ impl ClusterState {
                     live.extend(run.outputs.values().map(|a| a.digest.as_str()));
                     live.extend(run.log.iter().map(|a| a.digest.as_str()));
                 }
+                // What an upstream gave it stays while it is kept.
+                live.extend(e.state.upstream_outputs.values().map(|a| a.digest.as_str()));
             }
         }
         self.artifacts
