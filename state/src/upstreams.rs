@@ -175,14 +175,6 @@ impl ClusterState {
         self.progress(downstream, Some(&id), at);
         Some(id)
     }
-
-    /// The executions that `id`'s success started, newest pipelines' order.
-    pub fn downstream_of(&self, id: &str) -> &[String] {
-        self.executions
-            .get(id)
-            .and_then(|e| e.fed.as_deref())
-            .unwrap_or(&[])
-    }
 }
 
 /// The branch an execution started from, if it did from one.
