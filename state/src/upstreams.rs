@@ -92,6 +92,11 @@ impl ClusterState {
                 })
                 .map(|p| p.name.clone())
                 .collect();
+            // Executions of a pipeline that feeds none stay as they were
+            // (and as members that know no upstreams keep them).
+            if downstreams.is_empty() {
+                continue;
+            }
             let mut started = Vec::new();
             for downstream in downstreams {
                 if let Some(new) = self.start_downstream(&downstream, id, &revision, at) {
