@@ -353,3 +353,34 @@ fn a_pipeline_fed_by_others_names_them_in_its_source() {
         ]
     );
 }
+
+#[test]
+fn runs_on_takes_matrix_values() {
+    let p = expect_ok(parse(
+        "name: m\nsource: {git: x}\nstages:\n  - name: t\n    actions:\n      - {name: u, type: test, image: i, commands: [true], runs_on: [\"#{matrix.arch}\", linux], matrix: {arch: [amd64, arm64]}}\n",
+    ));
+    let labels: Vec<Vec<String>> = p.stages[0]
+        .actions
+        .iter()
+        .map(|a| a.runs_on.clone())
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            vec!["amd64".to_string(), "linux".into()],
+            vec!["arm64".into(), "linux".into()]
+        ]
+    );
+    assert_eq!(
+        expect_errors(parse(
+            "name: m\nsource: {git: x}\nstages:\n  - name: t\n    actions:\n      - {name: u, type: test, image: i, commands: [true], runs_on: [\"#{matrix.os}\"], matrix: {arch: [amd64]}}\n",
+        )),
+        vec!["6:94: `runs_on` label `#{matrix.os}` names no axis of this matrix"]
+    );
+    assert_eq!(
+        expect_errors(parse(
+            "name: m\nsource: {git: x}\nstages:\n  - name: t\n    actions:\n      - {name: u, type: test, image: i, commands: [true], runs_on: [\"#{matrix.os}\"]}\n",
+        )),
+        vec!["6:68: `runs_on` names a matrix value, but the action has no `matrix`"]
+    );
+}

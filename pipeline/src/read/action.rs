@@ -245,6 +245,12 @@ impl Reader<'_> {
             if let Some(value) = field(map, "runs_on") {
                 action.runs_on =
                     self.checked_list(value, ("`runs_on`", "agent label"), rules::check_label);
+                if matrix.is_none() && action.runs_on.iter().any(|l| l.contains("#{matrix.")) {
+                    self.error(
+                        value.pos(),
+                        "`runs_on` names a matrix value, but the action has no `matrix`",
+                    );
+                }
             }
             if let Some(value) = field(map, "inputs") {
                 loc.inputs = self.inputs(value);

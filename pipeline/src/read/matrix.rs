@@ -220,6 +220,26 @@ impl Reader<'_> {
             };
             let mut a = action.clone();
             a.name = cell_name(&action.name, &cell.values);
+            // A label takes the value as it is (`runs_on: ["#{matrix.os}"]`).
+            a.runs_on = a
+                .runs_on
+                .iter()
+                .map(|label| {
+                    crate::vars::substitute(label, |r| match r {
+                        crate::vars::Ref::Matrix(n) => cell.value(n).map(str::to_string),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|_| label.clone())
+                })
+                .collect();
+            if i == 0
+                && let Some(label) = a.runs_on.iter().find(|l| l.contains("#{"))
+            {
+                self.error(
+                    m.at,
+                    format!("`runs_on` label `{label}` names no axis of this matrix"),
+                );
+            }
             a.outputs = a.outputs.into_iter().map(|(n, p)| (fill(&n), p)).collect();
             a.output_when = a
                 .output_when
