@@ -86,84 +86,82 @@ impl Executor {
         spec: &OutputSpec,
         log: &mut dyn LogSink,
     ) -> Result<Output, ActionError> {
-        {
-            // Each path's archive from the engine goes to a scratch file, not
-            // memory: an output may be far larger than the agent's RAM.
-            let mut tar: Vec<(String, std::fs::File)> = Vec::new();
-            let mut incoming: u64 = 0;
-            for path in &spec.paths {
-                let mut docker_tar = tokio::fs::File::from_std(self.store.scratch()?);
-                let mut received: u64 = 0;
-                let full = format!("/workspace/{}", path.trim_end_matches('/'));
-                let mut stream = self.docker.download_from_container(
-                    container,
-                    Some(DownloadFromContainerOptions { path: full }),
-                );
-                while let Some(chunk) = stream.next().await {
-                    match chunk {
-                        Ok(bytes) => {
-                            received += bytes.len() as u64;
-                            let max = self.limits.max_artifact_bytes;
-                            if max > 0 && received > max {
-                                return Err(ActionError::Limit(format!(
-                                    "output `{}` is over this agent's artifact size limit of {} MiB",
-                                    spec.name,
-                                    max / (1024 * 1024)
-                                )));
-                            }
-                            docker_tar.write_all(&bytes).await?;
+        // Each path's archive from the engine goes to a scratch file, not
+        // memory: an output may be far larger than the agent's RAM.
+        let mut tar: Vec<(String, std::fs::File)> = Vec::new();
+        let mut incoming: u64 = 0;
+        for path in &spec.paths {
+            let mut docker_tar = tokio::fs::File::from_std(self.store.scratch()?);
+            let mut received: u64 = 0;
+            let full = format!("/workspace/{}", path.trim_end_matches('/'));
+            let mut stream = self.docker.download_from_container(
+                container,
+                Some(DownloadFromContainerOptions { path: full }),
+            );
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        received += bytes.len() as u64;
+                        let max = self.limits.max_artifact_bytes;
+                        if max > 0 && received > max {
+                            return Err(ActionError::Limit(format!(
+                                "output `{}` is over this agent's artifact size limit of {} MiB",
+                                spec.name,
+                                max / (1024 * 1024)
+                            )));
                         }
-                        Err(_) => {
-                            return Err(ActionError::MissingOutput {
-                                name: spec.name.clone(),
-                                path: path.clone(),
-                            });
-                        }
+                        docker_tar.write_all(&bytes).await?;
+                    }
+                    Err(_) => {
+                        return Err(ActionError::MissingOutput {
+                            name: spec.name.clone(),
+                            path: path.clone(),
+                        });
                     }
                 }
-                docker_tar.flush().await?;
-                let mut file = docker_tar.into_std().await;
-                std::io::Seek::rewind(&mut file)?;
-                incoming += received;
-                tar.push((path.clone(), file));
             }
-            let limit = self.limits.store_limit_bytes;
-            if limit > 0 && self.store.used_bytes() + incoming > limit {
-                return Err(ActionError::Limit(format!(
-                    "output `{}` does not fit: this agent's artifact store is at its limit of {} MiB \
-                     (retention removes old executions' artifacts)",
-                    spec.name,
-                    limit / (1024 * 1024)
-                )));
-            }
-            let store = self.store.clone();
-            let blob = tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {
-                // In a normal form: equal contents, equal digest.
-                let mut packed = archive::OutputTar::new();
-                for (path, docker_tar) in tar {
-                    packed.add(&path, std::io::BufReader::new(docker_tar))?;
-                }
-                let mut w = packed.write(std::io::BufWriter::new(store.writer()?))?;
-                w.flush()?;
-                let w = w
-                    .into_inner()
-                    .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))?;
-                Ok(w.commit(None)?)
-            })
-            .await
-            .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))??;
-            log.write(
-                format!(
-                    "[ferry] output {} = {} ({} bytes)\n",
-                    spec.name, blob.digest, blob.size
-                )
-                .as_bytes(),
-            );
-            Ok(Output {
-                name: spec.name.clone(),
-                blob,
-            })
+            docker_tar.flush().await?;
+            let mut file = docker_tar.into_std().await;
+            std::io::Seek::rewind(&mut file)?;
+            incoming += received;
+            tar.push((path.clone(), file));
         }
+        let limit = self.limits.store_limit_bytes;
+        if limit > 0 && self.store.used_bytes() + incoming > limit {
+            return Err(ActionError::Limit(format!(
+                "output `{}` does not fit: this agent's artifact store is at its limit of {} MiB \
+                 (retention removes old executions' artifacts)",
+                spec.name,
+                limit / (1024 * 1024)
+            )));
+        }
+        let store = self.store.clone();
+        let blob = tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {
+            // In a normal form: equal contents, equal digest.
+            let mut packed = archive::OutputTar::new();
+            for (path, docker_tar) in tar {
+                packed.add(&path, std::io::BufReader::new(docker_tar))?;
+            }
+            let mut w = packed.write(std::io::BufWriter::new(store.writer()?))?;
+            w.flush()?;
+            let w = w
+                .into_inner()
+                .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))?;
+            Ok(w.commit(None)?)
+        })
+        .await
+        .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))??;
+        log.write(
+            format!(
+                "[ferry] output {} = {} ({} bytes)\n",
+                spec.name, blob.digest, blob.size
+            )
+            .as_bytes(),
+        );
+        Ok(Output {
+            name: spec.name.clone(),
+            blob,
+        })
     }
 
     /// The output variables file the commands wrote ([`OUTPUT_VARS_PATH`]),
