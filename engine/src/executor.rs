@@ -109,19 +109,6 @@ impl Executor {
 
 impl ActionRunner for Executor {
     fn run<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            let ran = self.run_attempt(attempt).await;
-            let (result, variables) = match ran.result {
-                Ok((outputs, variables)) => (Ok(outputs), variables),
-                Err(e) => (Err(e), Default::default()),
-            };
-            Outcome {
-                result,
-                deployment: None,
-                variables,
-                failure_outputs: ran.failure_outputs,
-                tests: ran.tests,
-            }
-        })
+        Box::pin(self.run_attempt(attempt))
     }
 }

@@ -21,18 +21,17 @@ use super::outputs::mask_variables;
 use super::service_log::{LogHandle, SharedLog};
 use super::{ContainerLimits, Executor, LABEL};
 use crate::runner::{
-    ActionError, ActionSpec, Attempt, Cancel, LogSink, OUTPUT_VARS_PATH, Output, PreparedInput,
-    Secrets,
+    ActionError, ActionSpec, Attempt, Cancel, LogSink, OUTPUT_VARS_PATH, Outcome, Output,
+    PreparedInput, Secrets,
 };
 use ferry_pipeline::mask::Masker;
-use ferry_pipeline::reports::TestSummary;
 
 /// How an attempt's work inside its containers ended.
 type Attended = Result<(Vec<Output>, BTreeMap<String, String>), ActionError>;
 
 /// How long the services' log followers get, once the services stopped, to
 /// pass on what they printed last.
-const LAST_OUTPUT: std::time::Duration = std::time::Duration::from_secs(2);
+const LAST_OUTPUT: Duration = Duration::from_secs(2);
 
 /// Drives the services' log followers; never ends (a follower whose stream
 /// ended is done, the others go on), so a `select!` ends on its other arms.
@@ -126,7 +125,7 @@ impl Executor {
 
     /// Runs the attempt; its containers (the action's, its services' and
     /// their network) are removed whatever happens.
-    pub(super) async fn run_attempt(&self, attempt: Attempt<'_>) -> Ran {
+    pub(super) async fn run_attempt(&self, attempt: Attempt<'_>) -> Outcome {
         let Attempt {
             spec: a,
             inputs,
@@ -136,7 +135,7 @@ impl Executor {
         } = attempt;
         for image in std::iter::once(&a.image).chain(a.services.iter().map(|s| &s.image)) {
             if let Err(e) = self.ensure_image(image, log).await {
-                return Ran::failed(e);
+                return Outcome::failed(e);
             }
         }
         let epoch = a.attempt.epoch;
@@ -168,9 +167,9 @@ impl Executor {
         // approvals and notifications: a secret in one is masked here, as
         // in the action's log.
         let result = result.map(|(outputs, vars)| (outputs, mask_variables(vars, &masker, log)));
-        let mut ran = self.after_commands(&name, a, result, log).await;
+        let mut outcome = self.after_commands(&name, a, result, log).await;
         // Test names and failure texts go where output variables go.
-        ran.tests = ran.tests.map(|t| super::reports::masked(t, &masker));
+        outcome.tests = outcome.tests.map(|t| super::reports::masked(t, &masker));
         if kept {
             let mut all = vec![name.clone()];
             all.extend(
@@ -198,7 +197,7 @@ impl Executor {
                 self.remove_services(a).await;
             }
         }
-        ran
+        outcome
     }
 
     /// Everything between the images and the clean-up: the network and the
@@ -300,15 +299,15 @@ impl Executor {
         &self,
         container: &str,
         a: &ActionSpec,
-        result: Result<(Vec<Output>, BTreeMap<String, String>), ActionError>,
+        result: Attended,
         log: &mut dyn LogSink,
-    ) -> Ran {
+    ) -> Outcome {
         let ran_commands = matches!(
             &result,
             Ok(_) | Err(ActionError::CommandFailed { .. } | ActionError::Timeout(_))
         );
         if !ran_commands {
-            return Ran::failed_with(result);
+            return outcome_of(result);
         }
         let read = async {
             let tests = self.read_reports(container, a, log).await;
@@ -319,10 +318,10 @@ impl Executor {
             (tests, failure_outputs)
         };
         match tokio::time::timeout(AFTER_COMMANDS_TIMEOUT, read).await {
-            Ok((tests, failure_outputs)) => Ran {
-                result,
+            Ok((tests, failure_outputs)) => Outcome {
                 failure_outputs,
                 tests,
+                ..outcome_of(result)
             },
             Err(_) => {
                 log.write(
@@ -332,7 +331,7 @@ impl Executor {
                     )
                     .as_bytes(),
                 );
-                Ran::failed_with(result)
+                outcome_of(result)
             }
         }
     }
@@ -363,24 +362,18 @@ impl Executor {
 /// Longest the engine spends reading test reports and failure outputs.
 const AFTER_COMMANDS_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How an attempt in a container ended.
-pub(super) struct Ran {
-    pub result: Result<(Vec<Output>, BTreeMap<String, String>), ActionError>,
-    pub failure_outputs: Vec<Output>,
-    pub tests: Option<TestSummary>,
-}
-
-impl Ran {
-    fn failed(error: ActionError) -> Ran {
-        Ran::failed_with(Err(error))
-    }
-
-    fn failed_with(result: Result<(Vec<Output>, BTreeMap<String, String>), ActionError>) -> Ran {
-        Ran {
-            result,
+/// The outcome of an attempt whose work ended with `result`, before its
+/// test reports and failure outputs are read.
+fn outcome_of(result: Attended) -> Outcome {
+    match result {
+        Ok((outputs, variables)) => Outcome {
+            result: Ok(outputs),
+            deployment: None,
+            variables,
             failure_outputs: Vec::new(),
             tests: None,
-        }
+        },
+        Err(e) => Outcome::failed(e),
     }
 }
 
