@@ -171,26 +171,19 @@ impl Executor {
         container: &str,
     ) -> Result<BTreeMap<String, String>, ActionError> {
         let limit = ferry_pipeline::vars::MAX_OUTPUT_VARS_BYTES;
-        let mut stream = self.docker.download_from_container(
-            container,
-            Some(DownloadFromContainerOptions {
-                path: OUTPUT_VARS_PATH.to_string(),
-            }),
-        );
-        let mut tar_bytes = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let Ok(bytes) = chunk else {
-                // The file does not exist: the action wrote no variables.
-                return Ok(BTreeMap::new());
-            };
-            tar_bytes.extend_from_slice(&bytes);
-            // A tar adds headers and padding to the file itself.
-            if tar_bytes.len() > limit + 64 * 1024 {
+        let tar_bytes = match self
+            .download_small(container, OUTPUT_VARS_PATH, limit as u64)
+            .await
+        {
+            Ok(bytes) => bytes,
+            // The file does not exist: the action wrote no variables.
+            Err(Small::Missing) => return Ok(BTreeMap::new()),
+            Err(Small::TooLarge) => {
                 return Err(ActionError::OutputVariables(format!(
                     "the file is larger than {limit} bytes"
                 )));
             }
-        }
+        };
         let mut archive = tar::Archive::new(tar_bytes.as_slice());
         let mut content = Vec::new();
         if let Some(entry) = archive.entries()?.next() {
@@ -202,4 +195,40 @@ impl Executor {
         }
         ferry_pipeline::vars::parse_output_file(&content).map_err(ActionError::OutputVariables)
     }
+
+    /// The engine's tar of `path` in `container`, held in memory: refused
+    /// once it is over `max` bytes plus what a tar adds (headers, padding).
+    pub(super) async fn download_small(
+        &self,
+        container: &str,
+        path: &str,
+        max: u64,
+    ) -> Result<Vec<u8>, Small> {
+        let mut stream = self.docker.download_from_container(
+            container,
+            Some(DownloadFromContainerOptions {
+                path: path.to_string(),
+            }),
+        );
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let bytes = chunk.map_err(|_| Small::Missing)?;
+            tar.extend_from_slice(&bytes);
+            if tar.len() as u64 > max + TAR_OVERHEAD {
+                return Err(Small::TooLarge);
+            }
+        }
+        Ok(tar)
+    }
+}
+
+/// What a tar of one small file or directory adds to its contents, at most.
+const TAR_OVERHEAD: u64 = 64 * 1024;
+
+/// Why [`Executor::download_small`] gave nothing.
+pub(super) enum Small {
+    /// The path does not exist in the container.
+    Missing,
+    /// It is larger than asked for.
+    TooLarge,
 }

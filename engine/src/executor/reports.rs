@@ -3,11 +3,10 @@
 //! report file or a directory of `.xml` reports, fetched through the
 //! engine's archive API with a byte bound and summed by [`crate::junit`].
 
-use bollard::query_parameters::DownloadFromContainerOptions;
-use futures::StreamExt;
 use std::io::Read as _;
 
 use super::Executor;
+use super::outputs::Small;
 use crate::junit;
 use crate::runner::{ActionSpec, LogSink};
 use ferry_pipeline::mask::Masker;
@@ -49,21 +48,15 @@ impl Executor {
     /// The engine's tar of `/workspace/<path>`, at most [`MAX_PATH_BYTES`].
     async fn fetch(&self, container: &str, path: &str) -> Result<Vec<u8>, String> {
         let full = format!("/workspace/{}", path.trim_end_matches('/'));
-        let mut stream = self
-            .docker
-            .download_from_container(container, Some(DownloadFromContainerOptions { path: full }));
-        let mut tar = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let bytes = chunk.map_err(|_| "does not exist in /workspace".to_string())?;
-            tar.extend_from_slice(&bytes);
-            if tar.len() as u64 > MAX_PATH_BYTES + 64 * 1024 {
-                return Err(format!(
+        self.download_small(container, &full, MAX_PATH_BYTES)
+            .await
+            .map_err(|e| match e {
+                Small::Missing => "does not exist in /workspace".to_string(),
+                Small::TooLarge => format!(
                     "is larger than {} MiB in all",
                     MAX_PATH_BYTES / (1024 * 1024)
-                ));
-            }
-        }
-        Ok(tar)
+                ),
+            })
     }
 }
 
