@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferry_pipeline::reports::{OutputWhen, Reports, TestFailure, TestSummary};
+use ferry_pipeline::reports::{OutputWhen, Reports};
 use ferry_pipeline::spec::{
     ActionContext, ActionSpec, AttemptId, DeployHost, DeploySpec, HostKind, OutputSpec, Resources,
     ServiceSpec,
@@ -150,56 +150,6 @@ impl From<wire::OutputWhen> for OutputWhen {
             wire::OutputWhen::OnFailure => OutputWhen::OnFailure,
             wire::OutputWhen::Always => OutputWhen::Always,
         }
-    }
-}
-
-impl From<TestSummary> for wire::TestSummary {
-    fn from(t: TestSummary) -> wire::TestSummary {
-        wire::TestSummary {
-            total: t.total,
-            passed: t.passed,
-            failed: t.failed,
-            errors: t.errors,
-            skipped: t.skipped,
-            duration_ms: t.duration_ms,
-            failures: t
-                .failures
-                .into_iter()
-                .map(|f| wire::TestFailure {
-                    suite: f.suite,
-                    name: f.name,
-                    error: f.error,
-                    text: f.text,
-                })
-                .collect(),
-            problems: t.problems,
-        }
-    }
-}
-
-/// What an agent sent, cut to the summary's bounds.
-impl From<wire::TestSummary> for TestSummary {
-    fn from(t: wire::TestSummary) -> TestSummary {
-        TestSummary {
-            total: t.total,
-            passed: t.passed,
-            failed: t.failed,
-            errors: t.errors,
-            skipped: t.skipped,
-            duration_ms: t.duration_ms,
-            failures: t
-                .failures
-                .into_iter()
-                .map(|f| TestFailure {
-                    suite: f.suite,
-                    name: f.name,
-                    error: f.error,
-                    text: f.text,
-                })
-                .collect(),
-            problems: t.problems,
-        }
-        .bounded()
     }
 }
 
@@ -453,33 +403,5 @@ mod tests {
             spec.problem.as_deref(),
             Some("host `web-1`: kind: unknown value \"telnet\"")
         );
-    }
-
-    #[test]
-    fn a_test_summary_from_an_agent_is_bounded_on_the_way_in() {
-        let wire = wire::TestSummary {
-            total: 3,
-            passed: 2,
-            failed: 1,
-            failures: vec![
-                wire::TestFailure {
-                    suite: "s".into(),
-                    name: "t\u{1b}[2J".into(),
-                    error: false,
-                    text: "x\n".repeat(100),
-                };
-                ferry_pipeline::reports::MAX_LISTED_FAILURES + 1
-            ],
-            ..Default::default()
-        };
-        let back = TestSummary::from(wire.clone());
-        assert_eq!(
-            back.failures.len(),
-            ferry_pipeline::reports::MAX_LISTED_FAILURES
-        );
-        assert_eq!(back.failures[0].name, "t[2J");
-        assert_eq!(back.failures[0].text.lines().count(), 10);
-        let again = wire::TestSummary::from(back.clone());
-        assert_eq!(TestSummary::from(again), back);
     }
 }
