@@ -53,6 +53,33 @@ pub fn base_of(name: &str) -> Option<&str> {
     name.split_once(" [").map(|(base, _)| base)
 }
 
+/// How a matrix reads where its cells are listed (`ferry status`, the
+/// console): when `name` is the first of its matrix's cells among `actions`
+/// (each an action's name and status word, in stage order), the matrix's
+/// name and `N cells: COUNT STATUS, ...`; `None` for any other action.
+pub fn group_summary<'a, 'b, W: AsRef<str>>(
+    name: &'a str,
+    actions: impl IntoIterator<Item = (&'b str, W)>,
+) -> Option<(&'a str, String)> {
+    let base = base_of(name)?;
+    let mut first = None;
+    let mut cells = 0usize;
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for (cell, status) in actions {
+        if base_of(cell) != Some(base) {
+            continue;
+        }
+        first.get_or_insert(cell);
+        cells += 1;
+        *counts.entry(status.as_ref().to_string()).or_default() += 1;
+    }
+    if first != Some(name) {
+        return None;
+    }
+    let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    Some((base, format!("{cells} cells: {}", counts.join(", "))))
+}
+
 /// Checks an axis value: letters, digits, `.`, `_` and `-`, at most
 /// [`MAX_VALUE_LEN`] bytes (it is part of an action's name, shown on
 /// terminals and in URLs, and given to commands as data).

@@ -1,10 +1,8 @@
 //! How a matrix reads in `ferry status`: its cells (`unit [os=a]`, ...)
 //! stay one row each, under one row for the matrix that counts them by
-//! status.
+//! status ([`ferry_pipeline::matrix::group_summary`]).
 
-use std::collections::BTreeMap;
-
-use ferry_pipeline::matrix::base_of;
+use ferry_pipeline::matrix::group_summary;
 use ferry_proto as pb;
 
 use crate::wire;
@@ -12,30 +10,18 @@ use crate::wire;
 /// The row for the matrix `base` of `stage`, when `a` is its first cell:
 /// `STAGE/BASE`, `matrix`, and the cells counted by status.
 pub fn group_row(stage: &pb::StageView, a: &pb::ActionView) -> Option<[String; 6]> {
-    let base = base_of(&a.name)?;
-    let cells: Vec<&pb::ActionView> = stage
+    let cells = stage
         .actions
         .iter()
-        .filter(|c| base_of(&c.name) == Some(base))
-        .collect();
-    if cells.first().map(|c| c.name.as_str()) != Some(a.name.as_str()) {
-        return None;
-    }
-    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-    for c in &cells {
-        *by_status.entry(wire::action_status(c.status)).or_default() += 1;
-    }
-    let counts: Vec<String> = by_status
-        .iter()
-        .map(|(status, n)| format!("{n} {status}"))
-        .collect();
+        .map(|c| (c.name.as_str(), wire::action_status(c.status)));
+    let (base, summary) = group_summary(&a.name, cells)?;
     Some([
         format!("{}/{base}", stage.name),
         "matrix".to_string(),
         String::new(),
         String::new(),
         String::new(),
-        format!("{} cells: {}", cells.len(), counts.join(", ")),
+        summary,
     ])
 }
 

@@ -271,24 +271,11 @@ fn actions(view: &pb::ExecutionView, base: &str, now: i64) -> Markup {
 /// When `a` is the first cell of a matrix in stage `s`: the matrix's name
 /// and its cells counted by status.
 fn matrix_group<'a>(s: &pb::StageView, a: &'a pb::ActionView) -> Option<(&'a str, String)> {
-    let base = ferry_pipeline::matrix::base_of(&a.name)?;
-    let cells: Vec<&pb::ActionView> = s
+    let cells = s
         .actions
         .iter()
-        .filter(|c| ferry_pipeline::matrix::base_of(&c.name) == Some(base))
-        .collect();
-    if cells.first().map(|c| c.name.as_str()) != Some(a.name.as_str()) {
-        return None;
-    }
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for c in &cells {
-        *counts.entry(action_word(c.status())).or_default() += 1;
-    }
-    let counts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
-    Some((
-        base,
-        format!("{} cells: {}", cells.len(), counts.join(", ")),
-    ))
+        .map(|c| (c.name.as_str(), action_word(c.status())));
+    ferry_pipeline::matrix::group_summary(&a.name, cells)
 }
 
 /// `GET …/live`: the changing parts as server-sent events (`update`: a
