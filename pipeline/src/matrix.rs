@@ -39,6 +39,16 @@ impl MatrixCell {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// `text` with each `#{matrix.NAME}` given as `shown(value)`; as
+    /// written when a reference in it has no value here.
+    pub fn fill(&self, text: &str, shown: impl Fn(&str) -> String) -> String {
+        crate::vars::substitute(text, |r| match r {
+            crate::vars::Ref::Matrix(n) => self.value(n).map(&shown),
+            _ => None,
+        })
+        .unwrap_or_else(|_| text.to_string())
+    }
 }
 
 /// A cell's action name: `unit [version=1, os=a]`.

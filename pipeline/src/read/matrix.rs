@@ -211,26 +211,14 @@ impl Reader<'_> {
                 fail_fast: m.fail_fast,
             };
             // In an artifact name a value is lowercase, `.` and `_` as `-`.
-            let fill = |text: &str| {
-                crate::vars::substitute(text, |r| match r {
-                    crate::vars::Ref::Matrix(n) => cell.value(n).map(name_safe),
-                    _ => None,
-                })
-                .unwrap_or_else(|_| text.to_string())
-            };
+            let fill = |text: &str| cell.fill(text, name_safe);
             let mut a = action.clone();
             a.name = cell_name(&action.name, &cell.values);
             // A label takes the value as it is (`runs_on: ["#{matrix.os}"]`).
             a.runs_on = a
                 .runs_on
                 .iter()
-                .map(|label| {
-                    crate::vars::substitute(label, |r| match r {
-                        crate::vars::Ref::Matrix(n) => cell.value(n).map(str::to_string),
-                        _ => None,
-                    })
-                    .unwrap_or_else(|_| label.clone())
-                })
+                .map(|label| cell.fill(label, str::to_string))
                 .collect();
             if i == 0
                 && let Some(label) = a.runs_on.iter().find(|l| l.contains("#{"))
