@@ -126,6 +126,17 @@ pub struct TestFailure {
     pub text: String,
 }
 
+impl TestFailure {
+    /// `SUITE :: NAME`, or the name alone when the report gives no suite:
+    /// how a failed test is named to people.
+    pub fn title(&self) -> String {
+        match self.suite.is_empty() {
+            true => self.name.clone(),
+            false => format!("{} :: {}", self.suite, self.name),
+        }
+    }
+}
+
 impl TestSummary {
     /// Failed and broken tests together.
     pub fn failing(&self) -> u64 {

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
 use ferry_pipeline::notify::{EventKind, NotificationTarget};
+use ferry_pipeline::reports::TestFailure;
 use ferry_pipeline::{ActionKind, Pipeline};
 use serde::{Deserialize, Serialize};
 
@@ -589,10 +590,7 @@ fn failing_tests(spec: &Pipeline, exec: &crate::Execution) -> String {
                 .failures
                 .iter()
                 .take(NAMED_FAILURES)
-                .map(|f| match f.suite.is_empty() {
-                    true => f.name.clone(),
-                    false => format!("{} :: {}", f.suite, f.name),
-                })
+                .map(TestFailure::title)
                 .collect();
             let more = tests.failing().saturating_sub(names.len() as u64);
             let more = if more > 0 {

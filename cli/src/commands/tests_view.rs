@@ -12,11 +12,7 @@ pub fn lines(tests: &TestSummary) -> Vec<String> {
     let mut out = vec![format!("tests: {}", tests.line())];
     for f in &tests.failures {
         let what = if f.error { "error" } else { "failed" };
-        let name = match f.suite.is_empty() {
-            true => f.name.clone(),
-            false => format!("{} :: {}", f.suite, f.name),
-        };
-        out.push(format!("  {what}: {name}"));
+        out.push(format!("  {what}: {}", f.title()));
         out.extend(
             f.text
                 .lines()

@@ -37,7 +37,7 @@ pub fn render(view: &pb::ExecutionView) -> Markup {
                                 span class={ "badge " (if f.error { "Error" } else { "Failed" }) } {
                                     (if f.error { "error" } else { "failed" })
                                 }
-                                " " code { @if !f.suite.is_empty() { (f.suite) " :: " } (f.name) }
+                                " " code { (f.title()) }
                                 @if !f.text.is_empty() { pre { (f.text) } }
                             }
                         }
