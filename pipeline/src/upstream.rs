@@ -22,6 +22,14 @@ pub struct Upstream {
     pub branch: Option<String>,
 }
 
+impl Upstream {
+    /// Whether an upstream execution that started from `branch` (none: a
+    /// tag or a bare commit) counts.
+    pub fn takes(&self, branch: Option<&str>) -> bool {
+        self.branch.as_deref().is_none_or(|b| Some(b) == branch)
+    }
+}
+
 /// An input naming an upstream's output, `UPSTREAM.OUTPUT`: its two parts.
 pub fn upstream_input(name: &str) -> Option<(&str, &str)> {
     name.split_once('.')

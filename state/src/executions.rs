@@ -90,15 +90,13 @@ impl ClusterState {
         if let Some(once) = once {
             record.record_once(once, &id, at);
         }
-        record.executions.push(id.clone());
         if record.last_seen_revision.is_none() {
             record.last_seen_revision = Some(revision.clone());
         }
-        self.executions.insert(
-            id.clone(),
+        self.open_execution(
             Execution {
                 id: id.clone(),
-                pipeline: pipeline.clone(),
+                pipeline,
                 version,
                 revision,
                 trigger,
@@ -110,16 +108,26 @@ impl ClusterState {
                 upstream: Vec::new(),
                 fed: None,
             },
+            at,
         );
+        Ok(Output::Execution { id })
+    }
+
+    /// Records `exec` as a new running execution of its pipeline, starts
+    /// its first group (or it waits at a gate), and lets the pipeline's
+    /// other executions react to it (`progress`).
+    pub(super) fn open_execution(&mut self, exec: Execution, at: i64) {
+        let (id, pipeline) = (exec.id.clone(), exec.pipeline.clone());
+        if let Some(record) = self.pipelines.get_mut(&pipeline) {
+            record.executions.push(id.clone());
+        }
+        self.executions.insert(id.clone(), exec);
         self.active.insert(id.clone());
-        // Its first group starts here (or it waits); `progress` then lets
-        // the pipeline's other executions react to it.
         let gates = self.gates(&id);
         if let Ok((exec, spec)) = self.exec_and_pipeline(&id) {
             exec.state.advance(spec, &gates, at);
         }
         self.progress(&pipeline, Some(&id), at);
-        Ok(Output::Execution { id })
     }
 
     /// Gives a queued action to `agent` under the next fencing epoch.

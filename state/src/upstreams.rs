@@ -84,10 +84,11 @@ impl ClusterState {
                 .values()
                 .filter(|p| {
                     p.latest().is_some_and(|v| {
-                        v.spec.source.upstreams.iter().any(|u| {
-                            u.pipeline == pipeline
-                                && u.branch.as_ref().is_none_or(|b| Some(b) == branch.as_ref())
-                        })
+                        v.spec
+                            .source
+                            .upstreams
+                            .iter()
+                            .any(|u| u.pipeline == pipeline && u.takes(branch.as_deref()))
                     })
                 })
                 .map(|p| p.name.clone())
@@ -129,9 +130,7 @@ impl ClusterState {
                 let e = self.executions.get(eid)?;
                 (e.revision == revision
                     && e.state.status == ExecutionStatus::Succeeded
-                    && u.branch
-                        .as_ref()
-                        .is_none_or(|b| Some(b) == branch_of(e).as_ref()))
+                    && u.takes(branch_of(e).as_deref()))
                 .then_some(e)
             })?;
             upstream.push(format!("{}/{}", found.pipeline, found.id));
@@ -152,11 +151,8 @@ impl ClusterState {
             .executions
             .get(trigger)
             .and_then(|e| e.state.source.clone());
-        let record = self.pipelines.get_mut(downstream)?;
-        let version = record.latest()?.version;
-        record.executions.push(id.clone());
-        self.executions.insert(
-            id.clone(),
+        let version = self.pipelines.get(downstream)?.latest()?.version;
+        self.open_execution(
             Execution {
                 id: id.clone(),
                 pipeline: downstream.to_string(),
@@ -171,13 +167,8 @@ impl ClusterState {
                 upstream,
                 fed: None,
             },
+            at,
         );
-        self.active.insert(id.clone());
-        let gates = self.gates(&id);
-        if let Ok((exec, spec)) = self.exec_and_pipeline(&id) {
-            exec.state.advance(spec, &gates, at);
-        }
-        self.progress(downstream, Some(&id), at);
         Some(id)
     }
 }
