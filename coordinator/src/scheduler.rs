@@ -643,6 +643,7 @@ stages:
                 deployment: None,
                 variables: Default::default(),
                 tests: None,
+                caches: Vec::new(),
                 at: 4,
             },
         );

@@ -2,6 +2,7 @@
 //! and the YAML parser/validator that turns a `pipeline.yaml` into it while
 //! reporting every problem with its line and column.
 
+pub mod cache;
 pub mod condition;
 pub mod deploy;
 pub mod environment;

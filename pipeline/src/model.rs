@@ -273,6 +273,11 @@ pub struct Action {
     /// before services existed): none, and left out of the stored form.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<crate::service::Service>,
+    /// Directories kept from one run to the next (build/test only); empty
+    /// (also in versions stored before caches existed): none, and left out
+    /// of the stored form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<crate::cache::Cache>,
 }
 
 impl Action {
@@ -288,6 +293,7 @@ impl Action {
             && self.reports.is_empty()
             && self.matrix.is_none()
             && self.services.is_empty()
+            && self.caches.is_empty()
         {
             (0, 1)
         } else {
@@ -402,6 +408,12 @@ mod tests {
                 env: BTreeMap::new(),
                 command: None,
                 ready: None,
+            }],
+            caches: vec![crate::cache::Cache {
+                key: "cargo-#{hash_files: Cargo.lock}".to_string(),
+                restore_keys: vec!["cargo-".to_string()],
+                paths: vec!["target".to_string()],
+                scope: crate::cache::CacheScope::Pipeline,
             }],
         }
     }
@@ -557,6 +569,7 @@ mod tests {
             back,
             Action {
                 services: Vec::new(),
+                caches: Vec::new(),
                 ..action("old")
             }
         );

@@ -25,6 +25,7 @@ mod matrix;
 mod notifications;
 mod outputs;
 mod schedule;
+mod caches;
 mod services;
 mod source;
 mod stage;

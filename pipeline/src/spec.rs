@@ -69,6 +69,10 @@ pub struct ActionSpec {
     pub deploy: Option<DeploySpec>,
     /// Service containers started, and ready, before the first command.
     pub services: Vec<ServiceSpec>,
+    /// Build caches: restored before the first command, saved after success
+    /// (`crate::cache`). The coordinator adds them (they need the cluster's
+    /// saved entries); empty from [`action_spec`].
+    pub caches: Vec<crate::cache::CachePlan>,
 }
 
 /// A service container of a build or test action, as the engine starts it:
@@ -240,6 +244,7 @@ pub fn action_spec(
             .iter()
             .map(|s| service_spec(s, run))
             .collect(),
+        caches: Vec::new(),
     })
 }
 

@@ -126,6 +126,7 @@ fn full_example_parses_with_defaults() {
         reports: Default::default(),
         matrix: None,
         services: Vec::new(),
+        caches: Vec::new(),
     };
     let approval = |name: &str, run_order| Action {
         name: name.to_string(),
@@ -152,6 +153,7 @@ fn full_example_parses_with_defaults() {
         reports: Default::default(),
         matrix: None,
         services: Vec::new(),
+        caches: Vec::new(),
     };
     let expected = Pipeline {
         name: "hello".to_string(),

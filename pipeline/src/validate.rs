@@ -50,6 +50,11 @@ fn reference_problem(
     use crate::vars::Ref;
     let run_order = action.map(|a| a.run_order);
     match reference {
+        // A cache key's are checked where it is read (`read/caches.rs`),
+        // and never reach here.
+        Ref::HashFiles(_) => Some(format!(
+            "{reference}: hash_files is only for a cache's `key` and `restore_keys`"
+        )),
         Ref::Matrix(name) => match action.and_then(|a| a.matrix.as_ref()) {
             Some(cell) if cell.value(name).is_some() => None,
             Some(cell) => Some(format!(

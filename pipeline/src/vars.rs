@@ -6,7 +6,9 @@
 //!
 //! - `#{variables.NAME}`: a pipeline variable;
 //! - `#{STAGE.ACTION.NAME}`: what an earlier build or test action wrote;
-//! - `#{matrix.NAME}`: the value of a matrix action's axis in its cell.
+//! - `#{matrix.NAME}`: the value of a matrix action's axis in its cell;
+//! - `#{hash_files: GLOB ...}`: only in a cache's `key` and `restore_keys`,
+//!   filled in by the agent from the source (`cache.rs`).
 //!
 //! Everything here is pure: the reader lints references with positions,
 //! the execution state resolves them once when an action starts, and the
@@ -44,6 +46,9 @@ pub enum Ref {
     },
     /// `#{matrix.NAME}`.
     Matrix(String),
+    /// `#{hash_files: GLOB ...}`: the digest of the repository's files that
+    /// match, only in a cache key (`cache.rs`); the agent fills it in.
+    HashFiles(Vec<String>),
 }
 
 impl Ref {
@@ -52,6 +57,7 @@ impl Ref {
         match self {
             Ref::Pipeline(name) => format!("variables.{name}"),
             Ref::Matrix(name) => format!("matrix.{name}"),
+            Ref::HashFiles(globs) => format!("hash_files: {}", globs.join(" ")),
             Ref::Output {
                 stage,
                 action,
@@ -97,6 +103,17 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// Reads one reference's inside (`variables.X` or `s.a.X`).
 fn parse_ref(inside: &str) -> Result<Ref, RefError> {
     let invalid = || RefError::Invalid(inside.to_string());
+    if let Some(globs) = inside.strip_prefix("hash_files:") {
+        let globs: Vec<String> = globs.split_whitespace().map(str::to_string).collect();
+        let ok = !globs.is_empty()
+            && globs.len() <= crate::cache::MAX_HASH_GLOBS
+            && globs.iter().all(|g| crate::cache::check_hash_glob(g).is_ok());
+        return if ok {
+            Ok(Ref::HashFiles(globs))
+        } else {
+            Err(invalid())
+        };
+    }
     let parts: Vec<&str> = inside.split('.').collect();
     match parts.as_slice() {
         ["variables", name] if check_name(name).is_ok() => Ok(Ref::Pipeline(name.to_string())),
@@ -117,12 +134,12 @@ fn parse_ref(inside: &str) -> Result<Ref, RefError> {
 }
 
 /// The pieces of a text: literal runs and references, in order.
-enum Piece<'t> {
+pub(crate) enum Piece<'t> {
     Text(&'t str),
     Ref(Ref),
 }
 
-fn pieces(text: &str) -> Result<Vec<Piece<'_>>, RefError> {
+pub(crate) fn pieces(text: &str) -> Result<Vec<Piece<'_>>, RefError> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("#{") {
@@ -199,6 +216,7 @@ pub fn commands_as_data(
         let Some(v) = value(r) else { continue };
         let name = match r {
             Ref::Pipeline(n) | Ref::Output { name: n, .. } | Ref::Matrix(n) => n,
+            Ref::HashFiles(_) => "hash_files",
         };
         let var = format!("{COMMAND_REF_PREFIX}{i}_{name}");
         env.insert(var.clone(), v);
@@ -236,8 +254,9 @@ pub fn check_image(image: &str) -> Result<(), String> {
 }
 
 /// The texts of an action that may hold references (its `image`,
-/// `commands`, `env` values, approval `message` and `url`, and its
-/// services' image, `env` values, shell `command` and ready `command`).
+/// `commands`, `env` values, approval `message` and `url`, its services'
+/// image, `env` values, shell `command` and ready `command`, and its caches'
+/// `key` and `restore_keys`).
 pub fn templated_texts(action: &crate::Action) -> Vec<&str> {
     let mut texts: Vec<&str> = Vec::new();
     texts.extend(action.image.as_deref());
@@ -246,6 +265,10 @@ pub fn templated_texts(action: &crate::Action) -> Vec<&str> {
     texts.push(&action.message);
     texts.push(&action.url);
     texts.extend(action.services.iter().flat_map(|s| s.templated_texts()));
+    for cache in &action.caches {
+        texts.push(&cache.key);
+        texts.extend(cache.restore_keys.iter().map(String::as_str));
+    }
     texts
 }
 
@@ -465,7 +488,7 @@ mod tests {
                 .collect();
             let value = |r: &Ref| match r {
                 Ref::Output { name, .. } => vars.get(name).cloned(),
-                Ref::Pipeline(_) | Ref::Matrix(_) => None,
+                Ref::Pipeline(_) | Ref::Matrix(_) | Ref::HashFiles(_) => None,
             };
             let (texts, env) = commands_as_data(&commands, value);
             let (fixed, _) = commands_as_data(&commands, |r| value(r).map(|_| "x".to_string()));

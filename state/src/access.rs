@@ -105,7 +105,9 @@ impl Command {
             Command::OpenSession { .. } | Command::EndSession { .. } => Token,
             Command::Decide { .. } => Approver,
             Command::Enroll { .. } => Token,
+            Command::RemoveCaches { by, .. } => person(by, Need::Operate, "remove caches"),
             Command::FinishAttempt { .. }
+            | Command::CachesDropped { .. }
             | Command::ArtifactHeld { .. }
             | Command::RegisterAgent { .. }
             | Command::RenewAgentCertificate { .. } => Agent,

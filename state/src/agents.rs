@@ -203,6 +203,7 @@ impl ClusterState {
         for rec in self.artifacts.values_mut() {
             rec.holders.remove(agent);
         }
+        self.forget_cache_holder(agent);
         Ok(Output::None)
     }
 

@@ -210,6 +210,7 @@ impl ClusterState {
                 deployment,
                 variables,
                 tests,
+                caches,
                 at,
             } => self.finish_attempt(
                 epoch,
@@ -223,6 +224,7 @@ impl ClusterState {
                     deployment,
                     variables,
                     tests,
+                    caches,
                 },
                 at,
             ),
@@ -280,6 +282,10 @@ impl ClusterState {
                 agent,
             } => self.artifact_held(&digest, size, agent),
             Command::ForgetArtifacts { digests } => self.forget_artifacts(digests),
+            Command::CachesDropped { agent, digests } => self.caches_dropped(&agent, &digests),
+            Command::RemoveCaches {
+                pipeline, entries, ..
+            } => self.remove_caches(&pipeline, &entries),
             // Console logins.
             Command::CreateLoginLink {
                 hash,

@@ -145,6 +145,10 @@ pub enum Command {
         /// only proposed to a cluster at 0.2 or later.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tests: Option<ferry_pipeline::reports::TestSummary>,
+        /// Cache entries the agent saved or now holds (`caches.rs`); only
+        /// proposed to a cluster at 0.2 or later.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        caches: Vec<crate::caches::CacheReport>,
         at: i64,
     },
     /// `ferry rollback`: a new execution `id` that runs only the deploy
@@ -377,6 +381,14 @@ pub enum Command {
     },
     /// The leader saw every member run `version` or later (never lowers it).
     SetClusterVersion { version: crate::version::Version },
+    /// `agent`'s own limits evicted these cache blobs.
+    CachesDropped { agent: String, digests: Vec<String> },
+    /// `ferry cache rm`: forget these entries (scope, key) of `pipeline`.
+    RemoveCaches {
+        pipeline: String,
+        entries: Vec<(String, String)>,
+        by: By,
+    },
 }
 
 impl Command {

@@ -28,6 +28,8 @@ pub(super) struct AttemptResult {
     pub variables: BTreeMap<String, String>,
     /// What its test reports said.
     pub tests: Option<ferry_pipeline::reports::TestSummary>,
+    /// Cache entries it saved or now holds.
+    pub caches: Vec<crate::caches::CacheReport>,
 }
 
 /// An approval decision, as `Decide` carries it.
@@ -197,7 +199,7 @@ impl ClusterState {
         &mut self,
         epoch: u64,
         agent: String,
-        result: AttemptResult,
+        mut result: AttemptResult,
         at: i64,
     ) -> Applied {
         let refused = |reason: String| {
@@ -242,6 +244,8 @@ impl ClusterState {
                 .holders
                 .insert(agent.clone());
         }
+        let caches = std::mem::take(&mut result.caches);
+        self.record_caches(&loc, &agent, (caches, result.success), at);
         // Found just above; the lookups cannot fail now.
         let gates = self.gates(&loc.execution);
         let (exec, pipeline) = self.exec_and_pipeline(&loc.execution)?;

@@ -10,6 +10,7 @@ mod agents;
 mod apply;
 mod approval;
 mod artifacts;
+pub mod caches;
 pub mod backup;
 mod codec;
 mod command;
@@ -305,6 +306,10 @@ pub struct ClusterState {
     pub tokens: BTreeMap<String, JoinToken>,
     pub roles: BTreeSet<(String, Role)>,
     pub artifacts: BTreeMap<String, ArtifactRecord>,
+    /// Build cache entries by pipeline, scope and key (`caches.rs`); left
+    /// out of the stored form while there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub caches: BTreeMap<String, caches::PipelineCaches>,
     /// Secrets, sealed (`ferry_certs::SecretBox`); only names and who set them are ever shown.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRecord>,

@@ -59,6 +59,8 @@ impl Command {
             // Content that 0.1 members would drop when they decode it.
             Command::ApplyPipeline { spec, .. } => of(spec.needs_version()),
             Command::FinishAttempt { tests: Some(_), .. } => Version::V0_2,
+            Command::FinishAttempt { caches, .. } if !caches.is_empty() => Version::V0_2,
+            Command::CachesDropped { .. } | Command::RemoveCaches { .. } => Version::V0_2,
             Command::Bootstrap { .. }
             | Command::ApplyEnvironment { .. }
             | Command::StartExecution { .. }

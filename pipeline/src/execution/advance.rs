@@ -254,7 +254,7 @@ impl ExecutionState {
                 run.message = format!(
                     "variable {missing} has no value{}",
                     match &missing {
-                        Ref::Pipeline(_) | Ref::Matrix(_) => String::new(),
+                        Ref::Pipeline(_) | Ref::Matrix(_) | Ref::HashFiles(_) => String::new(),
                         Ref::Output {
                             stage,
                             action,

@@ -28,8 +28,9 @@ impl ExecutionState {
     pub(super) fn value_of(&self, pipeline: &Pipeline, r: &Ref) -> Option<String> {
         match r {
             Ref::Pipeline(name) => self.variables.get(name).cloned(),
-            // A matrix value belongs to one action: [`Self::resolve`] knows it.
-            Ref::Matrix(_) => None,
+            // A matrix value belongs to one action: [`Self::resolve`] knows
+            // it; the agent fills in a cache key's file digests.
+            Ref::Matrix(_) | Ref::HashFiles(_) => None,
             Ref::Output {
                 stage,
                 action,
@@ -42,7 +43,8 @@ impl ExecutionState {
     }
 
     /// Resolves the references of action `spec` for its run: every value
-    /// found, or the first reference without one.
+    /// found, or the first reference without one. `#{hash_files: ...}` is
+    /// left to the agent.
     pub(super) fn resolve(
         &self,
         pipeline: &Pipeline,
@@ -50,6 +52,7 @@ impl ExecutionState {
     ) -> Result<BTreeMap<String, String>, Ref> {
         crate::vars::action_references(spec)
             .into_iter()
+            .filter(|r| !matches!(r, Ref::HashFiles(_)))
             .map(|r| {
                 let value = match &r {
                     Ref::Matrix(name) => spec

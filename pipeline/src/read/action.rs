@@ -47,6 +47,7 @@ const ACTION_KEYS: &[&str] = &[
     "connect_timeout",
     "when",
     "services",
+    "cache",
 ];
 /// Keys every kind of action may have.
 const COMMON_KEYS: &[&str] = &["name", "type", "run_order", "timeout", "when"];
@@ -62,6 +63,7 @@ const COMMAND_KEYS: &[&str] = &[
     "retries",
     "resources",
     "services",
+    "cache",
 ];
 /// Keys only for approval actions.
 const APPROVAL_KEYS: &[&str] = &[
@@ -124,6 +126,7 @@ impl Reader<'_> {
             reports: Default::default(),
             matrix: None,
             services: Vec::new(),
+            caches: Vec::new(),
         };
         let mut loc = ActionLoc {
             name: None,
@@ -156,6 +159,7 @@ impl Reader<'_> {
         let is_approval = kind.is_none_or(|k| k == ActionKind::Approval);
         let is_deploy = kind.is_none_or(|k| k == ActionKind::Deploy);
         let mut service_refs = Vec::new();
+        let mut cache_read = None;
 
         match field(map, "run_order") {
             Some(value) => {
@@ -240,6 +244,9 @@ impl Reader<'_> {
                 action.services = services;
                 service_refs = refs;
             }
+            if let Some(value) = field(map, "cache") {
+                cache_read = Some(self.caches(value));
+            }
         }
         if on_agent {
             if let Some(value) = field(map, "runs_on") {
@@ -279,6 +286,11 @@ impl Reader<'_> {
         }
         loc.refs = self.references(map);
         loc.refs.extend(service_refs);
+        if let Some(read) = cache_read {
+            self.check_cache_sources(&read, &action.inputs);
+            action.caches = read.caches;
+            loc.refs.extend(read.refs);
+        }
         if let Some(value) = field(map, "when") {
             let (when, refs) = self.condition(value);
             action.when = when;

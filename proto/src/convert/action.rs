@@ -58,6 +58,7 @@ impl From<ActionSpec> for wire::Assignment {
             pids_limit: s.resources.pids.unwrap_or(0),
             deploy: s.deploy.map(Into::into),
             services: s.services.into_iter().map(Into::into).collect(),
+            caches: s.caches.into_iter().map(Into::into).collect(),
             ..Default::default()
         }
     }
@@ -100,6 +101,7 @@ impl From<&wire::Assignment> for ActionSpec {
             },
             deploy: a.deploy.as_ref().map(Into::into),
             services: a.services.iter().map(Into::into).collect(),
+            caches: a.caches.iter().map(Into::into).collect(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! or a spec `problem`, never a silent default.
 
 mod action;
+mod caches;
 mod deployment;
 mod reports;
 mod status;

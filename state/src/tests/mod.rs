@@ -9,6 +9,7 @@ use super::*;
 use crate::testing::{YAML, applied, enroll_a1};
 
 mod authz;
+mod caches;
 mod console;
 mod events;
 mod rejected;
@@ -48,6 +49,7 @@ fn finish(epoch: u64, agent: &str, success: bool) -> Command {
     Command::FinishAttempt {
         variables: Default::default(),
         tests: None,
+        caches: Vec::new(),
         epoch,
         agent: agent.into(),
         success,

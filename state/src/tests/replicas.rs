@@ -323,6 +323,7 @@ fn finish(epoch: u64, agent: &str, success: bool, at: i64) -> Command {
     Command::FinishAttempt {
         variables: Default::default(),
         tests: None,
+        caches: Vec::new(),
         epoch,
         agent: agent.into(),
         success,

@@ -81,6 +81,7 @@ fn finish(s: &mut ClusterState, epoch: u64, success: bool) {
         Command::FinishAttempt {
             variables: Default::default(),
             tests: None,
+            caches: Vec::new(),
             epoch,
             agent: "a1".into(),
             success,
@@ -272,6 +273,7 @@ fn abandon_ends_the_running_attempt_and_refuses_its_result() {
     let late = s.apply(Command::FinishAttempt {
         variables: Default::default(),
         tests: None,
+        caches: Vec::new(),
         epoch,
         agent: "a1".into(),
         success: true,

@@ -1,0 +1,244 @@
+//! Build cache entries in the replicated state: for each pipeline, scope
+//! (`branch:NAME`, `tag:NAME`, `pipeline`) and key, the blob saved under it
+//! and the agents holding a copy. The first entry saved under a key stays
+//! (no racing writers); an agent's report is checked here against the
+//! attempt's own action and run, so an agent can only write where that run
+//! may write (its branch's scope, a key starting as the pipeline says) and
+//! never into another pipeline's caches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_pipeline::cache::{CacheEntry, CachePlan, MAX_CACHES, MAX_CANDIDATES, check_key};
+use serde::{Deserialize, Serialize};
+
+use super::apply::{Applied, Output};
+use super::{AttemptLoc, ClusterState, Execution};
+
+/// Most entries kept per pipeline: saving one more forgets the oldest.
+pub const MAX_ENTRIES_PER_PIPELINE: usize = 256;
+
+/// A pipeline's entries: scope → key → entry.
+pub type PipelineCaches = BTreeMap<String, BTreeMap<String, CacheRecord>>;
+
+/// One saved entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    pub digest: String,
+    pub size: u64,
+    pub created_at: i64,
+    /// The execution whose run saved it.
+    pub execution: String,
+    pub holders: BTreeSet<String>,
+}
+
+/// An entry an agent reports with an attempt's result: saved by it, or
+/// fetched from a peer and now held by it too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheReport {
+    pub scope: String,
+    pub key: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+fn is_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
+}
+
+impl ClusterState {
+    /// The plans of the caches of the action at `loc` (for its assignment):
+    /// each with the entries of the scopes it reads whose keys start as it
+    /// may match, newest first, holders as addresses.
+    pub fn cache_plans(&self, exec: &Execution, loc: &AttemptLoc) -> Vec<CachePlan> {
+        let Some(pipeline) = self.pipeline_of(exec) else {
+            return Vec::new();
+        };
+        let Some(action) = pipeline
+            .stages
+            .get(loc.stage)
+            .and_then(|s| s.actions.get(loc.action))
+        else {
+            return Vec::new();
+        };
+        let Some(run) = exec.state.action(loc.stage, loc.action) else {
+            return Vec::new();
+        };
+        let default_branch = &pipeline.source.branch;
+        let saved = self.caches.get(&exec.pipeline);
+        action
+            .caches
+            .iter()
+            .filter_map(|cache| {
+                CachePlan::new(
+                    cache,
+                    &run.resolved,
+                    exec.state.source.as_ref(),
+                    default_branch,
+                )
+            })
+            .map(|mut plan| {
+                let prefixes: Vec<String> =
+                    plan.known_prefixes().into_iter().map(String::from).collect();
+                let mut entries: Vec<CacheEntry> = plan
+                    .read_scopes
+                    .iter()
+                    .filter_map(|scope| Some((scope, saved?.get(scope)?)))
+                    .flat_map(|(scope, keys)| {
+                        keys.iter()
+                            .filter(|(key, _)| prefixes.iter().any(|p| key.starts_with(p.as_str())))
+                            .map(|(key, rec)| CacheEntry {
+                                scope: scope.clone(),
+                                key: key.clone(),
+                                digest: rec.digest.clone(),
+                                size: rec.size,
+                                holders: rec
+                                    .holders
+                                    .iter()
+                                    .filter_map(|a| self.agents.get(a))
+                                    .filter(|a| !a.address.is_empty())
+                                    .map(|a| a.address.clone())
+                                    .collect(),
+                                created_at: rec.created_at,
+                            })
+                    })
+                    .collect();
+                entries.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+                entries.truncate(MAX_CANDIDATES);
+                plan.entries = entries;
+                plan
+            })
+            .collect()
+    }
+
+    /// Records what `agent` reported with an accepted result of the attempt
+    /// at `loc`: a copy it now holds of an entry of a scope the run reads,
+    /// or (after success only) a new entry in the scope the run writes,
+    /// under a key that starts as the cache's key must. Anything else is
+    /// ignored: a report never fails the result it came with.
+    pub(super) fn record_caches(
+        &mut self,
+        loc: &AttemptLoc,
+        agent: &str,
+        (reports, success): (Vec<CacheReport>, bool),
+        at: i64,
+    ) {
+        if reports.is_empty() {
+            return;
+        }
+        let Some(exec) = self.executions.get(&loc.execution) else {
+            return;
+        };
+        let plans = self.cache_plans(exec, loc);
+        let pipeline = exec.pipeline.clone();
+        let execution = exec.id.clone();
+        let entries = self.caches.entry(pipeline).or_default();
+        for r in reports.into_iter().take(MAX_CACHES) {
+            if !is_digest(&r.digest) || check_key(&r.key).is_err() {
+                continue;
+            }
+            let existing = entries.get_mut(&r.scope).and_then(|k| k.get_mut(&r.key));
+            match existing {
+                Some(rec) => {
+                    let readable = plans.iter().any(|p| p.read_scopes.contains(&r.scope));
+                    if readable && rec.digest == r.digest && rec.size == r.size {
+                        rec.holders.insert(agent.to_string());
+                    }
+                }
+                None => {
+                    let writable = success
+                        && plans.iter().any(|p| {
+                            p.scope == r.scope
+                                && r.key.starts_with(ferry_pipeline::cache::known_prefix(&p.key))
+                        });
+                    if writable {
+                        entries.entry(r.scope).or_default().insert(
+                            r.key,
+                            CacheRecord {
+                                digest: r.digest,
+                                size: r.size,
+                                created_at: at,
+                                execution: execution.clone(),
+                                holders: BTreeSet::from([agent.to_string()]),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        bound_entries(entries);
+    }
+
+    /// `agent` no longer holds these cache blobs; an entry no agent holds
+    /// is forgotten.
+    pub(super) fn caches_dropped(&mut self, agent: &str, digests: &[String]) -> Applied {
+        let dropped: BTreeSet<&str> = digests.iter().map(String::as_str).collect();
+        for scopes in self.caches.values_mut() {
+            for keys in scopes.values_mut() {
+                for rec in keys.values_mut() {
+                    if dropped.contains(rec.digest.as_str()) {
+                        rec.holders.remove(agent);
+                    }
+                }
+                keys.retain(|_, rec| !rec.holders.is_empty());
+            }
+            scopes.retain(|_, keys| !keys.is_empty());
+        }
+        self.caches.retain(|_, scopes| !scopes.is_empty());
+        Ok(Output::None)
+    }
+
+    /// `ferry cache rm`: forgets these entries (scope, key) of `pipeline`.
+    pub(super) fn remove_caches(&mut self, pipeline: &str, entries: &[(String, String)]) -> Applied {
+        if let Some(scopes) = self.caches.get_mut(pipeline) {
+            for (scope, key) in entries {
+                if let Some(keys) = scopes.get_mut(scope) {
+                    keys.remove(key);
+                }
+            }
+            scopes.retain(|_, keys| !keys.is_empty());
+            if scopes.is_empty() {
+                self.caches.remove(pipeline);
+            }
+        }
+        Ok(Output::None)
+    }
+
+    /// A removed agent holds nothing.
+    pub(super) fn forget_cache_holder(&mut self, agent: &str) {
+        let digests: Vec<String> = self
+            .caches
+            .values()
+            .flat_map(|s| s.values())
+            .flat_map(|k| k.values())
+            .filter(|r| r.holders.contains(agent))
+            .map(|r| r.digest.clone())
+            .collect();
+        let _ = self.caches_dropped(agent, &digests);
+    }
+}
+
+/// Keeps at most [`MAX_ENTRIES_PER_PIPELINE`] entries, forgetting the oldest.
+fn bound_entries(entries: &mut PipelineCaches) {
+    let count: usize = entries.values().map(BTreeMap::len).sum();
+    let mut excess = count.saturating_sub(MAX_ENTRIES_PER_PIPELINE);
+    while excess > 0 {
+        let oldest = entries
+            .iter()
+            .flat_map(|(scope, keys)| keys.iter().map(move |(key, rec)| (rec.created_at, scope, key)))
+            .min()
+            .map(|(_, scope, key)| (scope.clone(), key.clone()));
+        let Some((scope, key)) = oldest else { break };
+        if let Some(keys) = entries.get_mut(&scope) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                entries.remove(&scope);
+            }
+        }
+        excess -= 1;
+    }
+}
