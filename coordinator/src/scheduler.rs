@@ -45,13 +45,14 @@ pub fn assignment(state: &ClusterState, epoch: u64) -> Option<pb::internal::Assi
     // The one spec `ferry exec` also runs, with the texts its references
     // resolved to when it started (recorded in the state, so every leader
     // sends the same text).
-    let spec = ferry_pipeline::spec::action_spec(
+    let mut spec = ferry_pipeline::spec::action_spec(
         pipeline,
         (loc.stage, loc.action),
         run,
         (&exec.id, &exec.revision),
         epoch,
     )?;
+    spec.caches = state.cache_plans(exec, loc);
     Some(pb::internal::Assignment {
         inputs,
         git_url: pipeline.source.git.clone(),

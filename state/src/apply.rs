@@ -284,8 +284,11 @@ impl ClusterState {
             Command::ForgetArtifacts { digests } => self.forget_artifacts(digests),
             Command::CachesDropped { agent, digests } => self.caches_dropped(&agent, &digests),
             Command::RemoveCaches {
-                pipeline, entries, ..
-            } => self.remove_caches(&pipeline, &entries),
+                pipeline,
+                scope,
+                key_prefix,
+                ..
+            } => self.remove_caches(&pipeline, &scope, &key_prefix),
             // Console logins.
             Command::CreateLoginLink {
                 hash,

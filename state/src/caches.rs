@@ -21,7 +21,7 @@ pub const MAX_ENTRIES_PER_PIPELINE: usize = 256;
 pub type PipelineCaches = BTreeMap<String, BTreeMap<String, CacheRecord>>;
 
 /// One saved entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CacheRecord {
     pub digest: String,
     pub size: u64,
@@ -173,8 +173,8 @@ impl ClusterState {
         bound_entries(entries);
     }
 
-    /// `agent` no longer holds these cache blobs; an entry no agent holds
-    /// is forgotten.
+    /// `agent` no longer holds these cache blobs (its limits evicted them,
+    /// or it was told to forget them); an entry no agent holds is forgotten.
     pub(super) fn caches_dropped(&mut self, agent: &str, digests: &[String]) -> Applied {
         let dropped: BTreeSet<&str> = digests.iter().map(String::as_str).collect();
         for scopes in self.caches.values_mut() {
@@ -189,20 +189,58 @@ impl ClusterState {
             scopes.retain(|_, keys| !keys.is_empty());
         }
         self.caches.retain(|_, scopes| !scopes.is_empty());
+        if let Some(pending) = self.cache_forget.get_mut(agent) {
+            pending.retain(|d| !dropped.contains(d.as_str()));
+            if pending.is_empty() {
+                self.cache_forget.remove(agent);
+            }
+        }
         Ok(Output::None)
     }
 
-    /// `ferry cache rm`: forgets these entries (scope, key) of `pipeline`.
-    pub(super) fn remove_caches(&mut self, pipeline: &str, entries: &[(String, String)]) -> Applied {
-        if let Some(scopes) = self.caches.get_mut(pipeline) {
-            for (scope, key) in entries {
-                if let Some(keys) = scopes.get_mut(scope) {
-                    keys.remove(key);
-                }
+    /// `ferry cache rm`: forgets `pipeline`'s entries of `scope` (every
+    /// scope when empty) whose keys start with `key_prefix`; their holders
+    /// are to delete the blobs no other entry names.
+    pub(super) fn remove_caches(&mut self, pipeline: &str, scope: &str, key_prefix: &str) -> Applied {
+        let Some(scopes) = self.caches.get_mut(pipeline) else {
+            return Ok(Output::None);
+        };
+        let mut removed = Vec::new();
+        for (s, keys) in scopes.iter_mut() {
+            if !scope.is_empty() && s != scope {
+                continue;
             }
-            scopes.retain(|_, keys| !keys.is_empty());
-            if scopes.is_empty() {
-                self.caches.remove(pipeline);
+            keys.retain(|key, rec| {
+                let keep = !key.starts_with(key_prefix);
+                if !keep {
+                    removed.push(std::mem::take(rec));
+                }
+                keep
+            });
+        }
+        scopes.retain(|_, keys| !keys.is_empty());
+        if scopes.is_empty() {
+            self.caches.remove(pipeline);
+        }
+        let still_named: BTreeSet<&str> = self
+            .caches
+            .values()
+            .flat_map(|s| s.values())
+            .flat_map(|k| k.values())
+            .map(|r| r.digest.as_str())
+            .collect();
+        let mut forget: Vec<(String, String)> = Vec::new();
+        for rec in removed {
+            if still_named.contains(rec.digest.as_str()) {
+                continue;
+            }
+            for holder in rec.holders {
+                forget.push((holder, rec.digest.clone()));
+            }
+        }
+        for (holder, digest) in forget {
+            if self.agents.contains_key(&holder) {
+                self.cache_forget.entry(holder).or_default().insert(digest);
             }
         }
         Ok(Output::None)
@@ -219,6 +257,7 @@ impl ClusterState {
             .map(|r| r.digest.clone())
             .collect();
         let _ = self.caches_dropped(agent, &digests);
+        self.cache_forget.remove(agent);
     }
 }
 

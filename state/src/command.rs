@@ -383,10 +383,12 @@ pub enum Command {
     SetClusterVersion { version: crate::version::Version },
     /// `agent`'s own limits evicted these cache blobs.
     CachesDropped { agent: String, digests: Vec<String> },
-    /// `ferry cache rm`: forget these entries (scope, key) of `pipeline`.
+    /// `ferry cache rm`: forget `pipeline`'s entries of `scope` (all
+    /// scopes when empty) whose keys start with `key_prefix`.
     RemoveCaches {
         pipeline: String,
-        entries: Vec<(String, String)>,
+        scope: String,
+        key_prefix: String,
         by: By,
     },
 }

@@ -310,6 +310,10 @@ pub struct ClusterState {
     /// out of the stored form while there are none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub caches: BTreeMap<String, caches::PipelineCaches>,
+    /// Cache blobs each agent is to delete (entries `ferry cache rm`
+    /// removed); the leader tells it until it says it dropped them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_forget: BTreeMap<String, BTreeSet<String>>,
     /// Secrets, sealed (`ferry_certs::SecretBox`); only names and who set them are ever shown.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRecord>,

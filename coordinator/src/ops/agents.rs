@@ -49,6 +49,9 @@ pub struct AttemptResult {
     pub variables: BTreeMap<String, String>,
     /// What its test reports said (bounded when it was read off the wire).
     pub tests: Option<ferry_pipeline::reports::TestSummary>,
+    /// Cache entries it saved or now holds (bounded off the wire; checked
+    /// against the attempt's action in `apply`).
+    pub caches: Vec<ferry_state::caches::CacheReport>,
 }
 
 impl Ops {
@@ -177,6 +180,9 @@ impl Ops {
             let secrets = self.local_attempt_secrets(r.epoch);
             mask_secrets(&mut r.variables, &secrets);
         }
+        // What 0.1 members could not decode waits for the cluster version.
+        let at_least_0_2 =
+            self.local_read(|s| s.cluster_version()) >= ferry_state::version::Version::V0_2;
         let out = self
             .write(Command::FinishAttempt {
                 epoch: r.epoch,
@@ -188,9 +194,8 @@ impl Ops {
                 log: r.log,
                 deployment: r.deployment,
                 variables: r.variables,
-                tests: r.tests.filter(|_| {
-                    self.local_read(|s| s.cluster_version()) >= ferry_state::version::Version::V0_2
-                }),
+                tests: r.tests.filter(|_| at_least_0_2),
+                caches: if at_least_0_2 { r.caches } else { Vec::new() },
                 at: now_ms(),
             })
             .await?;

@@ -54,6 +54,7 @@ pub mod access;
 pub mod agents;
 pub mod approvals;
 pub mod artifacts;
+pub mod caches;
 pub mod cluster;
 pub mod console;
 pub mod deployments;

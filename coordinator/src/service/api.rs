@@ -210,6 +210,20 @@ impl pb::artifacts_server::Artifacts for ApiService {
     ) -> Result<Response<Self::GetArtifactStream>, Status> {
         super::artifacts::get_artifact(&self.0, req).await
     }
+
+    async fn list_caches(
+        &self,
+        req: Request<pb::ListCachesRequest>,
+    ) -> Result<Response<pb::ListCachesResponse>, Status> {
+        super::artifacts::list_caches(&self.0, req).await
+    }
+
+    async fn remove_caches(
+        &self,
+        req: Request<pb::RemoveCachesRequest>,
+    ) -> Result<Response<pb::RemoveCachesResponse>, Status> {
+        super::artifacts::remove_caches(&self.0, req).await
+    }
 }
 
 #[tonic::async_trait]

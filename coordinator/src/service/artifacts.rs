@@ -45,3 +45,37 @@ pub async fn get_artifact(
         .map_err(|e| OpError::Unavailable(format!("no holder of {digest} answered: {e}")))?;
     Ok(Response::new(Box::pin(stream)))
 }
+
+pub async fn list_caches(
+    ops: &Ops,
+    req: Request<pb::ListCachesRequest>,
+) -> Result<Response<pb::ListCachesResponse>, Status> {
+    let req = req.into_inner();
+    let caches = ops
+        .list_caches(&req.pipeline)
+        .await?
+        .into_iter()
+        .map(|c| pb::CacheView {
+            scope: c.scope,
+            key: c.key,
+            digest: c.digest,
+            size: c.size,
+            holders: c.holders,
+            created_at: crate::views::timestamp(Some(c.created_at)),
+            execution_id: c.execution,
+        })
+        .collect();
+    Ok(Response::new(pb::ListCachesResponse { caches }))
+}
+
+pub async fn remove_caches(
+    ops: &Ops,
+    req: Request<pb::RemoveCachesRequest>,
+) -> Result<Response<pb::RemoveCachesResponse>, Status> {
+    let who = super::caller(&req)?;
+    let req = req.into_inner();
+    let (removed, bytes) = ops
+        .remove_caches(&who, &req.pipeline, &req.scope, &req.key_prefix)
+        .await?;
+    Ok(Response::new(pb::RemoveCachesResponse { removed, bytes }))
+}

@@ -139,6 +139,13 @@ fn check_address(address: &str, cert_hosts: &[String]) -> Result<(), String> {
     }
 }
 
+/// Longest cache scope (`branch:` and a branch name) read off the wire.
+const MAX_CACHE_SCOPE: usize = 300;
+
+/// Most digests one `CachesDropped` message may name (an agent sends
+/// several messages for more).
+pub const MAX_DROPPED_DIGESTS: usize = 1_000;
+
 /// Checks any later message: what `Register` reports, heartbeats' epoch
 /// lists, log chunks, the attempt a message names, and `Held` claims.
 /// Results are checked by [`bound_result`] instead, which keeps them.
@@ -168,6 +175,17 @@ pub fn check_message(kind: &pb::internal::agent_message::Kind) -> Result<(), Str
         Kind::Started(s) => attempt(&s.attempt),
         Kind::Result(r) => attempt(&r.attempt),
         Kind::Held(h) => check_digest(&h.digest).map_err(|e| format!("held: {e}")),
+        Kind::CachesDropped(d) => {
+            if d.digests.len() > MAX_DROPPED_DIGESTS {
+                return Err(format!(
+                    "a CachesDropped message names {} blobs; at most {MAX_DROPPED_DIGESTS}",
+                    d.digests.len()
+                ));
+            }
+            d.digests
+                .iter()
+                .try_for_each(|d| check_digest(d).map_err(|e| format!("dropped cache: {e}")))
+        }
     }
 }
 
@@ -207,6 +225,14 @@ pub fn bound_result(r: &mut pb::internal::AttemptResult) {
                 format!("a deployment report of {len} bytes; at most {MAX_DEPLOYMENT_REPORT}")
             })
     };
+    // Cache reports are hints checked again in `apply`: the excess and
+    // what cannot be a cache entry go.
+    r.caches.truncate(ferry_pipeline::cache::MAX_CACHES);
+    r.caches.retain(|c| {
+        check_digest(&c.digest).is_ok()
+            && ferry_pipeline::cache::check_key(&c.key).is_ok()
+            && c.scope.len() <= MAX_CACHE_SCOPE
+    });
     if let Some(problem) = problem {
         r.success = false;
         r.message = format!("the agent's result was refused: {problem}");

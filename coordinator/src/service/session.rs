@@ -342,6 +342,11 @@ async fn handle(
                 }
             }
         }
+        Kind::CachesDropped(dropped) => {
+            if let Err(e) = ops.caches_dropped(agent, dropped.digests).await {
+                tracing::warn!(%agent, error = %e, "dropped caches not recorded");
+            }
+        }
         Kind::Log(lines) => {
             let Some(attempt) = lines.attempt else { return };
             if ops.local_is_current(agent, attempt.epoch) {
@@ -387,6 +392,16 @@ async fn handle(
                     .map(prost::Message::encode_to_vec),
                 variables: result.output_variables.clone().into_iter().collect(),
                 tests: result.tests.clone().map(Into::into),
+                caches: result
+                    .caches
+                    .iter()
+                    .map(|c| ferry_state::caches::CacheReport {
+                        scope: c.scope.clone(),
+                        key: c.key.clone(),
+                        digest: c.digest.clone(),
+                        size: c.size,
+                    })
+                    .collect(),
             };
             let ack = match ops.finish_attempt(agent, r).await {
                 Ok((accepted, reason)) => {

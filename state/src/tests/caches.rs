@@ -167,7 +167,8 @@ fn removing_entries_needs_an_operator_and_forgets_them() {
     assert_eq!(keys(&s).len(), 1);
     let remove = |by: &str| Command::RemoveCaches {
         pipeline: "demo".into(),
-        entries: vec![("branch:main".into(), "cargo-1".into())],
+        scope: "branch:main".into(),
+        key_prefix: "cargo-".into(),
         by: By::operator(by),
     };
     assert!(matches!(
@@ -177,4 +178,16 @@ fn removing_entries_needs_an_operator_and_forgets_them() {
     assert_eq!(keys(&s).len(), 1);
     s.apply(remove("root")).unwrap_or_else(|e| panic!("{e}"));
     assert!(keys(&s).is_empty());
+    // Its holder is to delete the blob until it says it did.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    assert_eq!(
+        s.cache_forget.get("a1"),
+        Some(&BTreeSet::from([digest.clone()]))
+    );
+    s.apply(Command::CachesDropped {
+        agent: "a1".into(),
+        digests: vec![digest],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.cache_forget.is_empty());
 }
