@@ -230,6 +230,9 @@ enum Planned {
 pub struct OutputTar<R> {
     sources: Vec<R>,
     entries: BTreeMap<PathBuf, Planned>,
+    /// Each entry's modification time, kept only for a cache
+    /// ([`OutputTar::keeping_times`]).
+    times: Option<BTreeMap<PathBuf, u64>>,
 }
 
 impl<R: Read + Seek> Default for OutputTar<R> {
@@ -237,6 +240,7 @@ impl<R: Read + Seek> Default for OutputTar<R> {
         OutputTar {
             sources: Vec::new(),
             entries: BTreeMap::new(),
+            times: None,
         }
     }
 }
@@ -244,6 +248,16 @@ impl<R: Read + Seek> Default for OutputTar<R> {
 impl<R: Read + Seek> OutputTar<R> {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same normal form but for modification times, which are kept as
+    /// the action left them: a build cache (`target/`) is only of use when
+    /// build tools can compare its times with the sources'.
+    pub fn keeping_times() -> Self {
+        OutputTar {
+            times: Some(BTreeMap::new()),
+            ..Self::default()
+        }
     }
 
     /// Adds a tar that Docker returned for `/workspace/<path>` (whose
@@ -302,6 +316,9 @@ impl<R: Read + Seek> OutputTar<R> {
                     }
                     _ => continue,
                 };
+                if let Some(times) = self.times.as_mut() {
+                    times.insert(dest.clone(), header.mtime().unwrap_or(OUTPUT_MTIME));
+                }
                 self.entries.insert(dest, planned);
             }
         }
@@ -314,7 +331,8 @@ impl<R: Read + Seek> OutputTar<R> {
         let mut b = Builder::new(w);
         for (path, planned) in &self.entries {
             let mut h = Header::new_gnu();
-            h.set_mtime(OUTPUT_MTIME);
+            let mtime = self.times.as_ref().and_then(|t| t.get(path).copied());
+            h.set_mtime(mtime.unwrap_or(OUTPUT_MTIME));
             h.set_uid(0);
             h.set_gid(0);
             h.set_size(0);

@@ -17,12 +17,17 @@
 //! commands start once every service is ready, and the services and the
 //! network go with the action's container.
 //!
-//! By concern: `limits` (what a container may use and do), `container`
+//! An action's `cache:` entries that the agent found are restored with the
+//! inputs, and after success those whose key had no entry are saved.
+//!
+//! By concern: `limits` (what a container may use and do), `caches` (build
+//! caches in and out), `container`
 //! (the container's life from image to removal), `services` (the services'
 //! network, containers and readiness), `service_log` (their output in the
 //! action's log), `workspace` (inputs in, commands run) and `outputs`
 //! (outputs and output variables out).
 
+mod caches;
 mod container;
 mod limits;
 mod outputs;
@@ -53,6 +58,9 @@ pub struct Executor {
     /// Leave the container of an attempt whose command failed in place, for
     /// inspection (`ferry exec --keep`); never set on an agent.
     keep_failed: bool,
+    /// Where build caches are restored from and saved to; None: caches
+    /// are neither restored nor saved (`ferry exec`).
+    caches: Option<crate::cache_store::CacheStore>,
 }
 
 impl Executor {
@@ -64,7 +72,14 @@ impl Executor {
             limits: Limits::default(),
             container: ContainerDefaults::default(),
             keep_failed: false,
+            caches: None,
         }
+    }
+
+    /// Restores and saves build caches in `caches`.
+    pub fn with_caches(mut self, caches: crate::cache_store::CacheStore) -> Self {
+        self.caches = Some(caches);
+        self
     }
 
     /// Keeps the container of an attempt whose command failed (not one that

@@ -2,7 +2,8 @@
 //! behind one interface ([`runner::ActionRunner`]). Build and test actions
 //! run in Docker containers ([`executor`]); deploy actions roll an artifact
 //! out to target hosts over SSH or a remote Docker Engine ([`deploy`]).
-//! Artifacts live in a content-addressed [`store`], logs are masked
+//! Artifacts live in a content-addressed [`store`] (build caches in a
+//! [`cache_store`] of their own), logs are masked
 //! (`ferry_pipeline::mask`), and [`local`] drives the same engine without a cluster for
 //! `ferry exec`.
 //!
@@ -11,6 +12,7 @@
 //! (`ferry_pipeline::spec`) and results back into messages.
 
 pub mod archive;
+pub mod cache_store;
 pub mod deploy;
 pub mod executor;
 pub mod junit;

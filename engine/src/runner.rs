@@ -106,6 +106,9 @@ pub struct Outcome {
     /// What its test reports say, when it lists any; read whatever the
     /// outcome (a report matters most when the tests failed).
     pub tests: Option<TestSummary>,
+    /// The caches it saved after success: the index of each in the spec's
+    /// `caches`, and its blob in the agent's cache store.
+    pub caches: Vec<(usize, Blob)>,
 }
 
 /// Where a build or test action writes its output variables (`NAME=VALUE`
@@ -121,6 +124,7 @@ impl Outcome {
             variables: BTreeMap::new(),
             failure_outputs: Vec::new(),
             tests: None,
+            caches: Vec::new(),
         }
     }
 
@@ -350,6 +354,7 @@ mod tests {
             variables: BTreeMap::new(),
             failure_outputs: Vec::new(),
             tests: None,
+            caches: Vec::new(),
         };
         assert!(ok.success());
         assert_eq!(ok.exit_code(), Some(0));

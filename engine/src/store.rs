@@ -113,6 +113,21 @@ impl Store {
             .unwrap_or(0)
     }
 
+    /// Every stored blob: its digest and path.
+    pub fn blobs(&self) -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(self.root.join("sha256"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let digest = format!("sha256:{}", e.file_name().to_str()?);
+                        check_digest(&digest).ok()?;
+                        Some((digest, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn open_blob(&self, digest: &str) -> Result<File, StoreError> {
         check_digest(digest)?;
         let p = self

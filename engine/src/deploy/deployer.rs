@@ -91,6 +91,7 @@ impl Deployer {
             variables: Default::default(),
             failure_outputs: Vec::new(),
             tests: None,
+            caches: Vec::new(),
         }
     }
 }

@@ -170,6 +170,9 @@ impl Executor {
         let mut outcome = self.after_commands(&name, a, result, log).await;
         // Test names and failure texts go where output variables go.
         outcome.tests = outcome.tests.map(|t| super::reports::masked(t, &masker));
+        if outcome.success() && !a.caches.is_empty() {
+            outcome.caches = self.save_caches(&name, a, log).await;
+        }
         if kept {
             let mut all = vec![name.clone()];
             all.extend(
@@ -372,6 +375,7 @@ fn outcome_of(result: Attended) -> Outcome {
             variables,
             failure_outputs: Vec::new(),
             tests: None,
+            caches: Vec::new(),
         },
         Err(e) => Outcome::failed(e),
     }

@@ -32,7 +32,8 @@ impl Executor {
         secrets: &[String],
         log: &mut dyn LogSink,
     ) -> Result<(Vec<Output>, BTreeMap<String, String>), ActionError> {
-        self.upload_inputs(container, inputs).await?;
+        self.upload_inputs(container, inputs, super::caches::restores(a))
+            .await?;
         self.docker
             .start_container(container, None::<StartContainerOptions>)
             .await?;
@@ -40,13 +41,16 @@ impl Executor {
         self.collect_outputs(container, a, log).await
     }
 
-    /// Inputs, in order, re-packed under workspace/ and checked on the way.
+    /// Inputs, in order, then the caches to restore (from the cache
+    /// store), re-packed under workspace/ and checked on the way.
     async fn upload_inputs(
         &self,
         container: &str,
         inputs: &[PreparedInput],
+        restores: Vec<(String, String)>,
     ) -> Result<(), ActionError> {
         let store = self.store.clone();
+        let cache_store = self.caches.as_ref().map(|c| c.store().clone());
         let inputs_owned: Vec<(String, String)> = inputs
             .iter()
             .map(|i| (i.name.clone(), i.digest.clone()))
@@ -59,6 +63,12 @@ impl Executor {
             for (name, digest) in &inputs_owned {
                 let f = store.open_blob(digest)?;
                 tar.append_input(name, std::io::BufReader::new(f))?;
+            }
+            if let Some(caches) = &cache_store {
+                for (name, digest) in &restores {
+                    let f = caches.open_blob(digest)?;
+                    tar.append_input(name, std::io::BufReader::new(f))?;
+                }
             }
             let mut file = tar
                 .into_inner()?

@@ -180,6 +180,8 @@ impl Run<'_> {
             deployment,
             failure_outputs,
             tests,
+            // `ferry exec` keeps no caches.
+            caches: _,
         } = outcome;
         if let Some(report) = deployment {
             let summary = log.mask(&report.summary);
