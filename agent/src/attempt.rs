@@ -80,7 +80,7 @@ impl Attempts {
             Err(problem) => (a.clone(), Some(problem)),
         };
         let a = &opened;
-        let spec = ActionSpec::from(a);
+        let mut spec = ActionSpec::from(a);
         let secrets = wire::secrets(a);
         // Deploy hosts' keys are masked too, should a hook print one.
         let credentials = spec.deploy.iter().flat_map(|d| d.credentials());
@@ -89,6 +89,7 @@ impl Attempts {
             Masker::new(secrets.values().cloned().chain(credentials)),
             live,
         );
+        let mut fetched = Vec::new();
         let outcome = if let Some(problem) = unseal_problem {
             Outcome::failed(ActionError::Input(problem))
         } else if !a.secrets_problem.is_empty() {
@@ -107,6 +108,16 @@ impl Attempts {
         } else {
             match self.prepare_inputs(a, &mut log).await {
                 Ok(inputs) => {
+                    if let Some(caches) = self.executor.caches() {
+                        fetched = crate::caches::prepare(
+                            caches,
+                            &self.id,
+                            &mut spec,
+                            (&self.store, &inputs),
+                            &mut log,
+                        )
+                        .await;
+                    }
                     let attempt = Attempt {
                         spec: &spec,
                         inputs: &inputs,
@@ -130,7 +141,9 @@ impl Attempts {
             variables,
             failure_outputs,
             tests,
+            caches,
         } = outcome;
+        let caches = crate::caches::reports(&spec, &caches, fetched);
         let (message, outputs) = match result {
             Ok(outputs) => (String::new(), wire::outputs(outputs)),
             Err(e) => {
@@ -152,7 +165,23 @@ impl Attempts {
             deployment: deployment.map(Into::into),
             output_variables: variables.into_iter().collect(),
             tests: tests.map(Into::into),
+            caches,
         })
+    }
+
+    /// Deletes the least recently used cache entries over this agent's
+    /// limit, and `forget` (entries the cluster removed); returns what is
+    /// gone, for the coordinators.
+    pub fn drop_caches(&self, forget: &[String]) -> Vec<String> {
+        let Some(caches) = self.executor.caches() else {
+            return forget.to_vec();
+        };
+        for digest in forget {
+            caches.remove(digest);
+        }
+        let mut gone = forget.to_vec();
+        gone.extend(caches.evict());
+        gone
     }
 
     /// Puts every input in the store: `source` from git, the others from

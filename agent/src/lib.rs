@@ -5,6 +5,7 @@
 
 pub mod attempt;
 pub mod attempt_log;
+pub mod caches;
 pub mod coordinators;
 pub mod identity;
 pub mod install;
@@ -40,6 +41,8 @@ pub struct Options {
     pub limits: executor::Limits,
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Build cache limits; None: no caches are kept.
+    pub cache: Option<ferry_engine::cache_store::CacheLimits>,
     /// Container limits for actions whose `resources:` leave them unset.
     pub container: executor::ContainerDefaults,
 }
@@ -151,8 +154,16 @@ pub async fn run(
     // does its own TLS with a certificate it can swap.
     let tls = ferry_certs::tls::mtls_server_config(&id.ca_pem, id.key.server_cert())?;
     let revoked = peer::Revoked::default();
+    let caches = match opts.cache {
+        Some(limits) => Some(ferry_engine::cache_store::CacheStore::open(
+            opts.state_dir.join("caches"),
+            limits,
+        )?),
+        None => None,
+    };
     let peer = peer::PeerService {
         store: store.clone(),
+        caches: caches.as_ref().map(|c| c.store().clone()),
         trust_domain: id.identity.trust_domain.clone(),
         revoked: revoked.clone(),
     };
@@ -182,9 +193,12 @@ pub async fn run(
         .run(),
     );
 
-    let executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone())
+    let mut executor = executor::Executor::new(docker, store.clone(), id.identity.name.clone())
         .with_limits(opts.limits)
         .with_container_defaults(container);
+    if let Some(caches) = caches {
+        executor = executor.with_caches(caches);
+    }
     executor.remove_stale().await;
     let cfg = session::AgentConfig {
         coordinators: opts.coordinators,

@@ -54,6 +54,13 @@ struct Args {
     /// Most space the artifact store may use, in MiB (0: no limit).
     #[arg(long, default_value_t = 0)]
     store_limit_mb: u64,
+    /// Most space build caches (`cache:`) may use on this agent, in MiB; the
+    /// least recently used entries go first (0: no caches kept).
+    #[arg(long, default_value_t = 20 * 1024)]
+    cache_limit_mb: u64,
+    /// Largest build cache entry this agent saves or fetches, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    cache_entry_limit_mb: u64,
     /// Serve Prometheus metrics on HOST:PORT (plain HTTP, GET /metrics). Off when not given.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -166,6 +173,10 @@ async fn main() -> std::process::ExitCode {
                 store_limit_bytes: a.store_limit_mb.saturating_mul(1024 * 1024),
             },
             metrics_listen: a.metrics_listen,
+            cache: (a.cache_limit_mb > 0).then(|| ferry_engine::cache_store::CacheLimits {
+                entry_bytes: a.cache_entry_limit_mb.saturating_mul(1024 * 1024),
+                total_bytes: a.cache_limit_mb.saturating_mul(1024 * 1024),
+            }),
             container: ferry_engine::executor::ContainerDefaults {
                 memory_bytes: a.default_memory,
                 millicpus: a.default_cpus,

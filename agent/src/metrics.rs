@@ -1,8 +1,9 @@
 //! Prometheus metrics of an agent, served in the text format on
 //! `GET /metrics` (plain HTTP) when `--metrics-listen` is given: running
 //! actions, artifact bytes served to and fetched from peers (counted where the
-//! chunks move, through the process-wide handles below), and the size of the
-//! blob store (measured at scrape time).
+//! chunks move, through the process-wide handles below), build cache hits,
+//! misses and bytes restored and saved, and the size of the blob store
+//! (measured at scrape time).
 
 use std::sync::LazyLock;
 
@@ -26,6 +27,11 @@ struct AgentMetrics {
     served: Counter,
     fetched: Counter,
     store_bytes: Gauge,
+    cache_hits: Counter,
+    cache_partial_hits: Counter,
+    cache_misses: Counter,
+    cache_restored: Counter,
+    cache_saved: Counter,
 }
 
 /// One set per process: the peer server, the fetch client and the session
@@ -37,6 +43,11 @@ static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
         served: Counter::default(),
         fetched: Counter::default(),
         store_bytes: Gauge::default(),
+        cache_hits: Counter::default(),
+        cache_partial_hits: Counter::default(),
+        cache_misses: Counter::default(),
+        cache_restored: Counter::default(),
+        cache_saved: Counter::default(),
     };
     let r = &mut m.registry;
     r.register(
@@ -56,6 +67,31 @@ static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
         m.fetched.clone(),
     );
     r.register(
+        "ferry_agent_cache_hits",
+        "Build caches restored from an entry with the exact key",
+        m.cache_hits.clone(),
+    );
+    r.register(
+        "ferry_agent_cache_partial_hits",
+        "Build caches restored from an entry found by a restore key",
+        m.cache_partial_hits.clone(),
+    );
+    r.register(
+        "ferry_agent_cache_misses",
+        "Build caches with no entry to restore (or one that could not be fetched)",
+        m.cache_misses.clone(),
+    );
+    r.register(
+        "ferry_agent_cache_bytes_restored",
+        "Bytes of build cache entries restored into actions",
+        m.cache_restored.clone(),
+    );
+    r.register(
+        "ferry_agent_cache_bytes_saved",
+        "Bytes of build cache entries saved after successful actions",
+        m.cache_saved.clone(),
+    );
+    r.register(
         "ferry_agent_store_bytes",
         "Total size of the blobs in this agent's artifact store",
         m.store_bytes.clone(),
@@ -71,6 +107,35 @@ pub fn action_started() {
 /// An attempt stopped running here (finished, failed or cancelled).
 pub fn action_ended() {
     METRICS.running.dec();
+}
+
+/// How a build cache of an attempt was restored.
+pub enum CacheLookup {
+    Hit(u64),
+    Partial(u64),
+    Miss,
+}
+
+/// A build cache was looked up for an attempt.
+pub fn cache_looked_up(lookup: CacheLookup) {
+    match lookup {
+        CacheLookup::Hit(bytes) => {
+            METRICS.cache_hits.inc();
+            METRICS.cache_restored.inc_by(bytes);
+        }
+        CacheLookup::Partial(bytes) => {
+            METRICS.cache_partial_hits.inc();
+            METRICS.cache_restored.inc_by(bytes);
+        }
+        CacheLookup::Miss => {
+            METRICS.cache_misses.inc();
+        }
+    }
+}
+
+/// A build cache entry of `bytes` was saved.
+pub fn cache_saved(bytes: u64) {
+    METRICS.cache_saved.inc_by(bytes);
 }
 
 /// `n` bytes of a blob were sent to a peer.

@@ -26,6 +26,9 @@ pub const MAX_FRAME: u32 = 1024 * 1024 - 1;
 
 pub struct PeerService {
     pub store: Store,
+    /// The build cache store, whose entries peers fetch too; None when
+    /// this agent keeps no caches.
+    pub caches: Option<Store>,
     pub trust_domain: String,
     /// Certificates the cluster revoked (fingerprints), as the coordinator last said.
     pub revoked: Revoked,
@@ -84,6 +87,10 @@ impl pb::internal::artifact_peer_server::ArtifactPeer for PeerService {
         let mut file = self
             .store
             .open_blob(&req.digest)
+            .or_else(|e| match &self.caches {
+                Some(caches) => caches.open_blob(&req.digest),
+                None => Err(e),
+            })
             .map_err(|_| Status::not_found(format!("{} is not held here", req.digest)))?;
         tracing::debug!(peer = %who, digest = %req.digest, "serving blob");
         file.seek(SeekFrom::Start(req.offset))

@@ -45,6 +45,8 @@ enum Event {
     Log(pb::internal::AttemptRef, u64, Vec<u8>),
     Result(Box<pb::internal::AttemptResult>),
     Held(String, u64),
+    /// Cache blobs this agent deleted (its limits, or the cluster said so).
+    CachesDropped(Vec<String>),
     /// An attempt began here: the leader may cancel it from now on.
     Started(pb::internal::AttemptRef),
 }
@@ -283,6 +285,11 @@ impl Agent {
                             let n = f.digests.iter().filter(|d| self.store.remove(d)).count();
                             tracing::info!(removed = n, "retention: deleted blobs no execution keeps");
                         },
+                        Some(pb::internal::coordinator_message::Kind::ForgetCaches(f)) => {
+                            let gone = self.attempts.drop_caches(&f.digests);
+                            tracing::info!(removed = f.digests.len(), "deleted cache entries the cluster removed");
+                            self.caches_dropped(gone);
+                        },
                         None => {}
                     }
                 }
@@ -293,6 +300,7 @@ impl Agent {
                         }
                         Event::Result(r) => pb::internal::agent_message::Kind::Result(*r),
                         Event::Held(digest, size) => pb::internal::agent_message::Kind::Held(pb::internal::Held { digest, size }),
+                        Event::CachesDropped(digests) => pb::internal::agent_message::Kind::CachesDropped(pb::internal::CachesDropped { digests }),
                         Event::Started(attempt) => pb::internal::agent_message::Kind::Started(pb::internal::AttemptStarted { attempt: Some(attempt) }),
                     };
                     tx.send(agent_msg(msg)).await?;
@@ -343,6 +351,11 @@ impl Agent {
             });
             let result = self.attempts.run(&a, cancel_rx, live).await;
             lock(&self.running).remove(&epoch);
+            let evicted = self.attempts.drop_caches(&[]);
+            if !evicted.is_empty() {
+                tracing::info!(evicted = evicted.len(), "cache entries over this agent's limit deleted");
+            }
+            self.caches_dropped(evicted);
             crate::metrics::action_ended();
             if let Some(result) = result {
                 tracing::info!(attempt = %attempt.attempt_id, success = result.success, message = %result.message, "attempt finished");
@@ -378,6 +391,14 @@ impl crate::shutdown::Work for Agent {
 }
 
 impl Agent {
+    /// Tells the coordinators these cache blobs are gone, a bounded batch
+    /// at a time.
+    fn caches_dropped(&self, digests: Vec<String>) {
+        for batch in digests.chunks(1_000) {
+            let _ = self.events.send(Event::CachesDropped(batch.to_vec()));
+        }
+    }
+
     /// Pulls a copy of a blob from its holders and reports it held.
     fn replicate(self: Arc<Self>, r: pb::internal::Replicate) {
         tokio::spawn(async move {

@@ -80,6 +80,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Ui(args) => rbac::ui(g, args).await?,
         Command::Cluster(command) => cluster::run(g, command).await?,
         Command::Artifacts(command) => artifacts::run(g, command).await?,
+        Command::Cache(command) => cache::run(g, command).await?,
         Command::Secret(command) => secret::run(g, command).await?,
         Command::Env(command) => return env::run(g, command).await,
         Command::Deployments(command) => deployments::run(g, command).await?,

@@ -91,6 +91,11 @@ impl Executor {
         self
     }
 
+    /// Where build caches are kept, when they are.
+    pub fn caches(&self) -> Option<&crate::cache_store::CacheStore> {
+        self.caches.as_ref()
+    }
+
     /// Whether containers of failed commands are kept ([`Self::with_keep_failed`]).
     pub fn keeps_failed(&self) -> bool {
         self.keep_failed

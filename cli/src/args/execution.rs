@@ -178,6 +178,33 @@ pub struct RejectArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// A pipeline's cache entries: scope, key, size, digest, holders.
+    List(CacheListArgs),
+    /// Remove a pipeline's cache entries (all, or of one scope, or whose
+    /// key starts with a prefix); the agents holding them delete them.
+    Rm(CacheRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheListArgs {
+    /// Pipeline name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheRmArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// Only this scope: `branch:NAME`, `tag:NAME` or `pipeline`.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Only entries whose key starts with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ArtifactsCommand {
     /// Outputs and logs of an execution, with digests and the agents holding them.
     List(ArtifactsListArgs),

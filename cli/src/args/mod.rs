@@ -165,6 +165,9 @@ pub enum Command {
     /// List an execution's artifacts and logs, or download one by digest.
     #[command(subcommand)]
     Artifacts(ArtifactsCommand),
+    /// List and remove a pipeline's build caches (`cache:` entries).
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Set, list and remove secrets (values are never shown).
     #[command(subcommand)]
     Secret(SecretCommand),

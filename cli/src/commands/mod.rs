@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod approve;
 pub mod artifacts;
+pub mod cache;
 pub mod certs;
 pub mod cluster;
 pub mod deployments;

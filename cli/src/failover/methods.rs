@@ -101,6 +101,9 @@ pub const METHODS: &[(&str, Kind)] = &[
     // Artifacts
     ("/ferry.v1.Artifacts/ListArtifacts", Kind::Read),
     ("/ferry.v1.Artifacts/GetArtifact", Kind::Read),
+    ("/ferry.v1.Artifacts/ListCaches", Kind::Read),
+    // Removing what matches again removes nothing more.
+    ("/ferry.v1.Artifacts/RemoveCaches", Kind::Idempotent),
     // Cluster
     ("/ferry.v1.Cluster/ClusterStatus", Kind::Read),
     (

@@ -84,6 +84,7 @@ fn reads_are_the_get_list_watch_stream_and_status_calls() {
             "ListAgents",
             "ListArtifacts",
             "GetArtifact",
+            "ListCaches",
             "ClusterStatus",
             "Backup",
             "ListDeployments",
