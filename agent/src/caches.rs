@@ -10,8 +10,8 @@
 use ferry_engine::cache_store::{CacheStore, digest_files};
 use ferry_engine::runner::{ActionSpec, LogSink, PreparedInput};
 use ferry_engine::store::{Blob, Store};
-use ferry_pipeline::cache::{CacheEntry, KeyPart, Resolved, check_key, join_key};
 use ferry_pipeline::SOURCE_ARTIFACT;
+use ferry_pipeline::cache::{CacheEntry, KeyPart, Resolved, check_key, join_key};
 use ferry_proto as pb;
 
 use crate::identity::AgentIdentity;
@@ -94,10 +94,22 @@ pub async fn prepare(
                         format!(
                             "[ferry] cache {}: restoring {} ({}, {} bytes{})\n",
                             resolved.key,
-                            if exact { "the entry with this key" } else { "entry" },
-                            if exact { entry.scope.clone() } else { format!("{} from {}", entry.key, entry.scope) },
+                            if exact {
+                                "the entry with this key"
+                            } else {
+                                "entry"
+                            },
+                            if exact {
+                                entry.scope.clone()
+                            } else {
+                                format!("{} from {}", entry.key, entry.scope)
+                            },
                             entry.size,
-                            if from_peer { ", fetched from a peer" } else { "" }
+                            if from_peer {
+                                ", fetched from a peer"
+                            } else {
+                                ""
+                            }
                         )
                         .as_bytes(),
                     );
@@ -111,8 +123,11 @@ pub async fn prepare(
                 }
                 Err(e) => {
                     log.write(
-                        format!("[ferry] cache {}: entry {} not restored: {e}\n", resolved.key, entry.key)
-                            .as_bytes(),
+                        format!(
+                            "[ferry] cache {}: entry {} not restored: {e}\n",
+                            resolved.key, entry.key
+                        )
+                        .as_bytes(),
                     );
                     cache_looked_up(CacheLookup::Miss);
                     resolved = Resolved {

@@ -353,7 +353,10 @@ impl Agent {
             lock(&self.running).remove(&epoch);
             let evicted = self.attempts.drop_caches(&[]);
             if !evicted.is_empty() {
-                tracing::info!(evicted = evicted.len(), "cache entries over this agent's limit deleted");
+                tracing::info!(
+                    evicted = evicted.len(),
+                    "cache entries over this agent's limit deleted"
+                );
             }
             self.caches_dropped(evicted);
             crate::metrics::action_ended();

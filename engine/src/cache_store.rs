@@ -154,7 +154,11 @@ mod tests {
         let store = Store::open(dir.path().to_path_buf())?;
         let source = |lock: &str, readme: &str| -> Result<String, Box<dyn std::error::Error>> {
             let mut b = tar::Builder::new(Vec::new());
-            for (path, body) in [("Cargo.lock", lock), ("README", readme), ("sub/Cargo.lock", "x")] {
+            for (path, body) in [
+                ("Cargo.lock", lock),
+                ("README", readme),
+                ("sub/Cargo.lock", "x"),
+            ] {
                 let mut h = tar::Header::new_gnu();
                 h.set_size(body.len() as u64);
                 h.set_mode(0o644);
@@ -170,7 +174,10 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(digest_files(&store, &b, &top)?.0, da);
         assert_ne!(digest_files(&store, &c, &top)?.0, da);
-        assert_eq!(digest_files(&store, &a, &["**/Cargo.lock".to_string()])?.1, 2);
+        assert_eq!(
+            digest_files(&store, &a, &["**/Cargo.lock".to_string()])?.1,
+            2
+        );
         assert_eq!(digest_files(&store, &a, &["none".to_string()])?.1, 0);
         Ok(())
     }

@@ -341,7 +341,10 @@ mod tests {
         );
         // The default branch reads only its own: a feature branch's entries
         // never reach it.
-        assert_eq!(CacheScope::Branch.read_scopes(None, "main"), ["branch:main"]);
+        assert_eq!(
+            CacheScope::Branch.read_scopes(None, "main"),
+            ["branch:main"]
+        );
         let main = SourceRef::Branch("main".into());
         assert_eq!(
             CacheScope::Branch.read_scopes(Some(&main), "main"),
@@ -378,8 +381,8 @@ mod tests {
         let missing = key_parts("k-#{variables.NOPE}", |_| None);
         assert_eq!(missing, Err(Ref::Pipeline("NOPE".into())));
         // A value that looks like a reference is text, never read again.
-        let parts = key_parts("#{variables.V}", |_| Some("#{hash_files: x}".into()))
-            .expect("a value");
+        let parts =
+            key_parts("#{variables.V}", |_| Some("#{hash_files: x}".into())).expect("a value");
         assert_eq!(parts, vec![KeyPart::Text("#{hash_files: x}".into())]);
     }
 

@@ -19,13 +19,13 @@ use crate::yaml::{Reader, Value, field, pos};
 
 mod action;
 mod action_fields;
+mod caches;
 mod common;
 mod deploy;
 mod matrix;
 mod notifications;
 mod outputs;
 mod schedule;
-mod caches;
 mod services;
 mod source;
 mod stage;

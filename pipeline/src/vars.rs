@@ -107,7 +107,9 @@ fn parse_ref(inside: &str) -> Result<Ref, RefError> {
         let globs: Vec<String> = globs.split_whitespace().map(str::to_string).collect();
         let ok = !globs.is_empty()
             && globs.len() <= crate::cache::MAX_HASH_GLOBS
-            && globs.iter().all(|g| crate::cache::check_hash_glob(g).is_ok());
+            && globs
+                .iter()
+                .all(|g| crate::cache::check_hash_glob(g).is_ok());
         return if ok {
             Ok(Ref::HashFiles(globs))
         } else {

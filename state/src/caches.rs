@@ -82,8 +82,11 @@ impl ClusterState {
                 )
             })
             .map(|mut plan| {
-                let prefixes: Vec<String> =
-                    plan.known_prefixes().into_iter().map(String::from).collect();
+                let prefixes: Vec<String> = plan
+                    .known_prefixes()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
                 let mut entries: Vec<CacheEntry> = plan
                     .read_scopes
                     .iter()
@@ -153,7 +156,8 @@ impl ClusterState {
                     let writable = success
                         && plans.iter().any(|p| {
                             p.scope == r.scope
-                                && r.key.starts_with(ferry_pipeline::cache::known_prefix(&p.key))
+                                && r.key
+                                    .starts_with(ferry_pipeline::cache::known_prefix(&p.key))
                         });
                     if writable {
                         entries.entry(r.scope).or_default().insert(
@@ -201,7 +205,12 @@ impl ClusterState {
     /// `ferry cache rm`: forgets `pipeline`'s entries of `scope` (every
     /// scope when empty) whose keys start with `key_prefix`; their holders
     /// are to delete the blobs no other entry names.
-    pub(super) fn remove_caches(&mut self, pipeline: &str, scope: &str, key_prefix: &str) -> Applied {
+    pub(super) fn remove_caches(
+        &mut self,
+        pipeline: &str,
+        scope: &str,
+        key_prefix: &str,
+    ) -> Applied {
         let Some(scopes) = self.caches.get_mut(pipeline) else {
             return Ok(Output::None);
         };
@@ -268,7 +277,10 @@ fn bound_entries(entries: &mut PipelineCaches) {
     while excess > 0 {
         let oldest = entries
             .iter()
-            .flat_map(|(scope, keys)| keys.iter().map(move |(key, rec)| (rec.created_at, scope, key)))
+            .flat_map(|(scope, keys)| {
+                keys.iter()
+                    .map(move |(key, rec)| (rec.created_at, scope, key))
+            })
             .min()
             .map(|(_, scope, key)| (scope.clone(), key.clone()));
         let Some((scope, key)) = oldest else { break };

@@ -201,7 +201,7 @@ pub struct CacheRmArgs {
     pub scope: Option<String>,
     /// Only entries whose key starts with this.
     #[arg(long, value_name = "PREFIX")]
-    pub key: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

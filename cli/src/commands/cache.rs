@@ -78,7 +78,7 @@ async fn rm(global: &GlobalArgs, a: &CacheRmArgs) -> Result<()> {
         .remove_caches(pb::RemoveCachesRequest {
             pipeline: a.name.clone(),
             scope: a.scope.clone().unwrap_or_default(),
-            key_prefix: a.key.clone().unwrap_or_default(),
+            key_prefix: a.key_prefix.clone().unwrap_or_default(),
         })
         .await?
         .into_inner();

@@ -50,11 +50,13 @@ pub async fn retention(ops: Ops) {
 async fn forget_caches(ops: &Ops) {
     for (agent, digests) in ops.local_cache_forget() {
         let msg = ferry_proto::internal::CoordinatorMessage {
-            kind: Some(ferry_proto::internal::coordinator_message::Kind::ForgetCaches(
-                ferry_proto::internal::ForgetCaches {
-                    digests: digests.into_iter().collect(),
-                },
-            )),
+            kind: Some(
+                ferry_proto::internal::coordinator_message::Kind::ForgetCaches(
+                    ferry_proto::internal::ForgetCaches {
+                        digests: digests.into_iter().collect(),
+                    },
+                ),
+            ),
         };
         // An agent that is away is told once it is back.
         let _ = ops.ctx().agents.send(&agent, msg).await;

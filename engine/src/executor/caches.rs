@@ -70,9 +70,8 @@ impl Executor {
                     );
                     saved.push((index, blob));
                 }
-                Err(why) => log.write(
-                    format!("[ferry] cache {} not saved: {why}\n", resolved.key).as_bytes(),
-                ),
+                Err(why) => log
+                    .write(format!("[ferry] cache {} not saved: {why}\n", resolved.key).as_bytes()),
             }
         }
         saved
@@ -94,9 +93,10 @@ impl Executor {
             let scratch = caches.store().scratch().map_err(|e| e.to_string())?;
             let mut file = tokio::fs::File::from_std(scratch);
             let full = format!("/workspace/{}", path.trim_end_matches('/'));
-            let mut stream = self
-                .docker
-                .download_from_container(container, Some(DownloadFromContainerOptions { path: full }));
+            let mut stream = self.docker.download_from_container(
+                container,
+                Some(DownloadFromContainerOptions { path: full }),
+            );
             while let Some(chunk) = stream.next().await {
                 let bytes = chunk.map_err(|_| format!("path {path} is missing"))?;
                 received += bytes.len() as u64;

@@ -4,9 +4,7 @@
 //! references other than `hash_files` with where each is written, for the
 //! checks every reference gets.
 
-use crate::cache::{
-    Cache, CacheScope, MAX_CACHE_PATHS, MAX_CACHES, MAX_KEY_LEN, MAX_RESTORE_KEYS,
-};
+use crate::cache::{Cache, CacheScope, MAX_CACHE_PATHS, MAX_CACHES, MAX_KEY_LEN, MAX_RESTORE_KEYS};
 use crate::model::SOURCE_ARTIFACT;
 use crate::parse::Pos;
 use crate::vars::Ref;

@@ -114,7 +114,12 @@ impl Reader<'_> {
 
     /// A list of workspace paths, each checked; and where the list is if it
     /// is empty.
-    pub(super) fn paths(&mut self, value: Value<'_>, what: &str, each: &str) -> (Vec<String>, Option<Pos>) {
+    pub(super) fn paths(
+        &mut self,
+        value: Value<'_>,
+        what: &str,
+        each: &str,
+    ) -> (Vec<String>, Option<Pos>) {
         let Some(list) = self.sequence(value, what) else {
             return (Vec::new(), None);
         };
