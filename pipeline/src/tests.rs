@@ -475,7 +475,7 @@ fn unknown_keys_at_every_level() {
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
              runs_on, inputs, commands, env, outputs, reports, matrix, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
              environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when, \
-             services",
+             services, cache",
         ]
     );
 }

@@ -110,7 +110,7 @@ impl ClusterState {
                             })
                     })
                     .collect();
-                entries.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+                entries.sort_by_key(|e| std::cmp::Reverse(e.created_at));
                 entries.truncate(MAX_CANDIDATES);
                 plan.entries = entries;
                 plan
