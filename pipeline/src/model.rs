@@ -559,12 +559,13 @@ mod tests {
     }
 
     #[test]
-    fn actions_serialized_before_services_still_deserialize() {
+    fn actions_serialized_before_services_and_caches_still_deserialize() {
         let mut json = serde_json::to_value(action("old")).expect("serialize");
         let fields = json.as_object_mut().expect("an action is a JSON object");
         assert!(fields.remove("services").is_some());
+        assert!(fields.remove("caches").is_some());
         let back: Action = serde_json::from_value(json).expect("deserialize");
-        assert!(back.services.is_empty());
+        assert!(back.services.is_empty() && back.caches.is_empty());
         assert_eq!(
             back,
             Action {

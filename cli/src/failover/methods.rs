@@ -102,8 +102,12 @@ pub const METHODS: &[(&str, Kind)] = &[
     ("/ferry.v1.Artifacts/ListArtifacts", Kind::Read),
     ("/ferry.v1.Artifacts/GetArtifact", Kind::Read),
     ("/ferry.v1.Artifacts/ListCaches", Kind::Read),
-    // Removing what matches again removes nothing more.
-    ("/ferry.v1.Artifacts/RemoveCaches", Kind::Idempotent),
+    (
+        "/ferry.v1.Artifacts/RemoveCaches",
+        Kind::Write {
+            check: "ferry cache list",
+        },
+    ),
     // Cluster
     ("/ferry.v1.Cluster/ClusterStatus", Kind::Read),
     (
