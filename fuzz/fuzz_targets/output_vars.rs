@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let value = |r: &Ref| match r {
         Ref::Output { name, .. } => vars.get(name).cloned(),
-        Ref::Pipeline(_) | Ref::Matrix(_) => None,
+        Ref::Pipeline(_) | Ref::Matrix(_) | Ref::HashFiles(_) => None,
     };
     let (texts, env) = commands_as_data(&commands, value);
     let (fixed, _) = commands_as_data(&commands, |r| value(r).map(|_| String::new()));
