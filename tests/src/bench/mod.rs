@@ -8,6 +8,7 @@ pub mod console;
 pub mod deploy;
 pub mod etcd;
 pub mod failover;
+pub mod rust_image;
 pub mod scale;
 pub mod source;
 pub mod throughput;
