@@ -2,11 +2,12 @@
 //! of its `target/` and beside the same `cargo build` in a bare `docker
 //! run` of the same image with a target directory on the host.
 //!
-//! The crate is made at bench time: a binary over a handful of real crates
-//! (serde with derive, serde_json, regex, syn, sha2, base64, url, clap,
-//! tokio), its `Cargo.lock` and `cargo vendor` made on the host (offline
-//! from the host's cargo cache when it can), `.cargo/config.toml` pointing
-//! at `vendor/` with `[net] offline = true`: no container needs a registry.
+//! The crate is made at bench time: a binary over real crates (serde with
+//! derive, serde_json, regex, syn, sha2, base64, url, clap, tokio, time,
+//! petgraph, itertools, nom, prost, chrono, hyper: about 110 packages),
+//! its `Cargo.lock` and `cargo vendor` made on the host (offline from the
+//! host's cargo cache when it can), `.cargo/config.toml` pointing at
+//! `vendor/` with `[net] offline = true`: no container needs a registry.
 //! It runs in [`rust_image::IMAGE`] (made locally, no registry).
 //!
 //! Each round: the baseline cold (an empty target directory), warm (the same
@@ -65,6 +66,11 @@ stages:
 /// `resources:`, and the agent's default process limit) get.
 const LIMITS: [&str; 6] = ["--cpus", "2", "--memory", "4g", "--pids-limit", "1024"];
 
+/// The crate's manifest. Its crates and features pull in no dependency for
+/// Windows or WASI only (clap without `color`, chrono without `clock`, no
+/// ring): `cargo vendor` copies every platform's dependencies, and those
+/// are not in a Linux host's cargo cache, so vendoring stays offline.
+/// About 30 s of a debug build on two quiet cores.
 const CARGO_TOML: &str = r#"[package]
 name = "cachebench"
 version = "0.1.0"
@@ -81,6 +87,13 @@ base64 = "0.22"
 url = "2"
 clap = { version = "4", default-features = false, features = ["std", "derive", "help", "usage", "error-context"] }
 tokio = { version = "1", features = ["rt", "macros", "sync", "time"] }
+time = { version = "0.3", features = ["formatting", "parsing", "macros", "serde"] }
+petgraph = "0.8"
+itertools = "0.15"
+nom = "7"
+prost = "0.14"
+chrono = { version = "0.4", default-features = false, features = ["std", "alloc", "serde"] }
+hyper = { version = "1", features = ["http1", "http2", "server", "client"] }
 "#;
 
 const CARGO_CONFIG: &str = r#"[source.crates-io]
@@ -98,6 +111,7 @@ const MAIN_RS: &str = r#"//! A small program over real crates, built by `ferry-b
 
 use base64::Engine as _;
 use clap::Parser;
+use itertools::Itertools as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
@@ -117,6 +131,21 @@ struct Report {
     digest: String,
     host: Option<String>,
     items: usize,
+    order: Vec<usize>,
+    number: u32,
+    at: String,
+    today: String,
+    encoded: usize,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Wire {
+    #[prost(string, tag = "1")]
+    note: String,
+}
+
+fn number(input: &str) -> nom::IResult<&str, u32> {
+    nom::combinator::map_res(nom::character::complete::digit1, str::parse)(input)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -128,8 +157,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(str::to_owned);
     let digest = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&args.text));
     let file: syn::File = syn::parse_str("fn f(x: u8) -> u8 { x + 1 } struct S { a: u8 }")?;
+    let mut graph = petgraph::graph::DiGraph::<&str, ()>::new();
+    let (a, b, c) = (graph.add_node("a"), graph.add_node("b"), graph.add_node("c"));
+    graph.extend_with_edges([(a, b), (b, c)]);
+    let order = petgraph::algo::toposort(&graph, None)
+        .map_err(|_| "a cycle")?
+        .into_iter()
+        .map(|n| n.index())
+        .collect_vec();
+    let (_, number) = number("42 and more").map_err(|e| e.to_string())?;
+    let at = time::OffsetDateTime::UNIX_EPOCH.format(&time::format_description::well_known::Rfc3339)?;
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).ok_or("no date")?.to_string();
+    let encoded = prost::Message::encode_to_vec(&Wire { note: NOTE.into() }).len();
+    let _request: hyper::Request<()> = hyper::Request::builder().uri("/").body(())?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    tx.send(Report { note: NOTE.into(), words, digest, host, items: file.items.len() }).await?;
+    let report = Report { note: NOTE.into(), words, digest, host, items: file.items.len(), order, number, at, today, encoded };
+    tx.send(report).await?;
     let report = rx.recv().await.ok_or("no report")?;
     let json = serde_json::to_string(&report)?;
     let back: Report = serde_json::from_str(&json)?;
