@@ -1,13 +1,15 @@
 //! Benchmarks, each printing Ferry's figure beside a baseline measured in the
 //! same run: a bare `docker run`, a real etcd 3.4 cluster (Debian's
 //! `etcd-server`) on the same loopback layout and with the same gRPC client,
-//! plain `scp` to the same SSH hosts, or curl and plain HTTP over the same
-//! loopback.
+//! plain `scp` to the same SSH hosts, curl and plain HTTP over the same
+//! loopback, or the same `cargo build` in a bare `docker run`.
 
+pub mod cache;
 pub mod console;
 pub mod deploy;
 pub mod etcd;
 pub mod failover;
+pub mod rust_image;
 pub mod scale;
 pub mod source;
 pub mod throughput;

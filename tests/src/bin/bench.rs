@@ -10,7 +10,8 @@
 //! ferry-bench triggers [ROUNDS]            webhook → execution vs `ferry run`/curl; event → notification vs a plain POST
 //! ferry-bench console [ROUNDS]             console pages of a pipeline with 1,000 executions vs `GET /healthz`
 //! ferry-bench source [MIB]                 an agent's memory archiving a commit of MIB MiB of zeros vs git archive
-//! ferry-bench all                          all of the above but scale, with defaults
+//! ferry-bench cache [ROUNDS]               a Rust crate built cold and warm with a build cache vs `docker run`
+//! ferry-bench all                          all of the above but scale and cache, with defaults
 //! ```
 //! Build with `cargo build --release --bins` first; results are Markdown for BENCHMARKS.md.
 //!
@@ -87,12 +88,19 @@ enum Bench {
         #[arg(default_value_t = 768)]
         mib: u64,
     },
-    /// All of the above but scale, with their defaults
+    /// A Rust crate built cold and warm with a build cache vs `docker run` and a host target dir
+    Cache {
+        #[arg(default_value_t = 1)]
+        rounds: usize,
+    },
+    /// All of the above but scale and cache, with their defaults
     All,
 }
 
 impl Bench {
-    /// What `all` runs, in order: every benchmark but `scale`, with defaults.
+    /// What `all` runs, in order: every benchmark but `scale` and `cache`
+    /// (which builds a Debian image with a Rust toolchain the first time,
+    /// and a crate several times), with defaults.
     fn all() -> Vec<Bench> {
         let default = |name: &str| {
             Args::try_parse_from(["ferry-bench", name])
@@ -128,6 +136,7 @@ impl Bench {
             Bench::Triggers { rounds } => bench::triggers::run(rounds),
             Bench::Console { rounds } => bench::console::run(rounds),
             Bench::Source { mib } => bench::source::run(mib),
+            Bench::Cache { rounds } => bench::cache::run(rounds),
             Bench::All => {
                 let mut out = String::new();
                 for b in Bench::all() {
@@ -220,7 +229,12 @@ mod tests {
         assert!(
             !Bench::all()
                 .iter()
-                .any(|b| matches!(b, Bench::Scale { .. }))
+                .any(|b| matches!(b, Bench::Scale { .. } | Bench::Cache { .. }))
+        );
+        assert_eq!(parse(&["cache"]).ok(), Some(Bench::Cache { rounds: 1 }));
+        assert_eq!(
+            parse(&["cache", "3"]).ok(),
+            Some(Bench::Cache { rounds: 3 })
         );
         let wrong = parse(&["nope"]).err().map(|e| e.exit_code());
         assert_eq!(wrong, Some(2));
