@@ -5,16 +5,12 @@
 //! them). A cache never fails the action: a path missing after success or
 //! an entry over this agent's limit is named in the log and not saved.
 
-use std::io::Write as _;
 use std::time::Duration;
 
-use bollard::query_parameters::DownloadFromContainerOptions;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-
 use super::Executor;
+use super::outputs::{Download, pack_tars};
 use crate::archive;
-use crate::runner::{ActionError, ActionSpec, LogSink};
+use crate::runner::{ActionSpec, LogSink};
 use crate::store::Blob;
 
 /// Longest one cache's saving may take.
@@ -86,48 +82,25 @@ impl Executor {
         caches: &crate::cache_store::CacheStore,
     ) -> Result<Blob, String> {
         let max = caches.limits().entry_bytes;
-        let mut tars: Vec<(String, std::fs::File)> = Vec::new();
-        let mut received: u64 = 0;
-        let err = |e: std::io::Error| e.to_string();
-        for path in paths {
-            let scratch = caches.store().scratch().map_err(|e| e.to_string())?;
-            let mut file = tokio::fs::File::from_std(scratch);
-            let full = format!("/workspace/{}", path.trim_end_matches('/'));
-            let mut stream = self.docker.download_from_container(
-                container,
-                Some(DownloadFromContainerOptions { path: full }),
-            );
-            while let Some(chunk) = stream.next().await {
-                let bytes = chunk.map_err(|_| format!("path {path} is missing"))?;
-                received += bytes.len() as u64;
-                if received > max {
-                    return Err(format!(
-                        "over this agent's cache entry limit of {} MiB",
-                        max >> 20
-                    ));
-                }
-                file.write_all(&bytes).await.map_err(err)?;
-            }
-            file.flush().await.map_err(err)?;
-            let mut file = file.into_std().await;
-            std::io::Seek::rewind(&mut file).map_err(err)?;
-            tars.push((path.clone(), file));
+        let over = || format!("over this agent's cache entry limit of {} MiB", max >> 20);
+        let (tars, incoming) = match self
+            .download_paths(container, paths, caches.store(), max)
+            .await
+        {
+            Ok(downloaded) => downloaded,
+            Err(Download::Missing(path)) => return Err(format!("path {path} is missing")),
+            Err(Download::OverLimit) => return Err(over()),
+            Err(Download::Failed(e)) => return Err(e.to_string()),
+        };
+        if incoming > max {
+            return Err(over());
         }
-        let store = caches.store().clone();
-        tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {
-            let mut packed = archive::OutputTar::keeping_times();
-            for (path, tar) in tars {
-                packed.add(&path, std::io::BufReader::new(tar))?;
-            }
-            let mut w = packed.write(std::io::BufWriter::new(store.writer()?))?;
-            w.flush()?;
-            let w = w
-                .into_inner()
-                .map_err(|e| ActionError::Input(format!("packing a cache failed: {e}")))?;
-            Ok(w.commit(None)?)
-        })
+        pack_tars(
+            caches.store().clone(),
+            tars,
+            archive::OutputTar::keeping_times,
+        )
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
     }
 }

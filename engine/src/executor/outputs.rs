@@ -88,44 +88,27 @@ impl Executor {
     ) -> Result<Output, ActionError> {
         // Each path's archive from the engine goes to a scratch file, not
         // memory: an output may be far larger than the agent's RAM.
-        let mut tar: Vec<(String, std::fs::File)> = Vec::new();
-        let mut incoming: u64 = 0;
-        for path in &spec.paths {
-            let mut docker_tar = tokio::fs::File::from_std(self.store.scratch()?);
-            let mut received: u64 = 0;
-            let full = format!("/workspace/{}", path.trim_end_matches('/'));
-            let mut stream = self.docker.download_from_container(
-                container,
-                Some(DownloadFromContainerOptions { path: full }),
-            );
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(bytes) => {
-                        received += bytes.len() as u64;
-                        let max = self.limits.max_artifact_bytes;
-                        if max > 0 && received > max {
-                            return Err(ActionError::Limit(format!(
-                                "output `{}` is over this agent's artifact size limit of {} MiB",
-                                spec.name,
-                                max / (1024 * 1024)
-                            )));
-                        }
-                        docker_tar.write_all(&bytes).await?;
-                    }
-                    Err(_) => {
-                        return Err(ActionError::MissingOutput {
-                            name: spec.name.clone(),
-                            path: path.clone(),
-                        });
-                    }
-                }
+        let max = self.limits.max_artifact_bytes;
+        let (tar, incoming) = match self
+            .download_paths(container, &spec.paths, &self.store, max)
+            .await
+        {
+            Ok(downloaded) => downloaded,
+            Err(Download::Missing(path)) => {
+                return Err(ActionError::MissingOutput {
+                    name: spec.name.clone(),
+                    path,
+                });
             }
-            docker_tar.flush().await?;
-            let mut file = docker_tar.into_std().await;
-            std::io::Seek::rewind(&mut file)?;
-            incoming += received;
-            tar.push((path.clone(), file));
-        }
+            Err(Download::OverLimit) => {
+                return Err(ActionError::Limit(format!(
+                    "output `{}` is over this agent's artifact size limit of {} MiB",
+                    spec.name,
+                    max / (1024 * 1024)
+                )));
+            }
+            Err(Download::Failed(e)) => return Err(e),
+        };
         let limit = self.limits.store_limit_bytes;
         if limit > 0 && self.store.used_bytes() + incoming > limit {
             return Err(ActionError::Limit(format!(
@@ -135,22 +118,8 @@ impl Executor {
                 limit / (1024 * 1024)
             )));
         }
-        let store = self.store.clone();
-        let blob = tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {
-            // In a normal form: equal contents, equal digest.
-            let mut packed = archive::OutputTar::new();
-            for (path, docker_tar) in tar {
-                packed.add(&path, std::io::BufReader::new(docker_tar))?;
-            }
-            let mut w = packed.write(std::io::BufWriter::new(store.writer()?))?;
-            w.flush()?;
-            let w = w
-                .into_inner()
-                .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))?;
-            Ok(w.commit(None)?)
-        })
-        .await
-        .map_err(|e| ActionError::Input(format!("packing outputs failed: {e}")))??;
+        // In a normal form: equal contents, equal digest.
+        let blob = pack_tars(self.store.clone(), tar, archive::OutputTar::new).await?;
         log.write(
             format!(
                 "[ferry] output {} = {} ({} bytes)\n",
@@ -220,6 +189,84 @@ impl Executor {
         }
         Ok(tar)
     }
+}
+
+/// Why paths' tars could not be downloaded.
+pub(super) enum Download {
+    /// This path is not in the container.
+    Missing(String),
+    /// One path's tar is over the limit.
+    OverLimit,
+    Failed(ActionError),
+}
+
+impl<E: Into<ActionError>> From<E> for Download {
+    fn from(e: E) -> Download {
+        Download::Failed(e.into())
+    }
+}
+
+impl Executor {
+    /// Each of `paths` (under `/workspace`) as the engine's tar, in a
+    /// scratch file of `scratch`, each at most `max` bytes (0: no limit);
+    /// and their bytes in all.
+    pub(super) async fn download_paths(
+        &self,
+        container: &str,
+        paths: &[String],
+        scratch: &crate::store::Store,
+        max: u64,
+    ) -> Result<(Vec<(String, std::fs::File)>, u64), Download> {
+        let mut tars = Vec::new();
+        let mut incoming: u64 = 0;
+        for path in paths {
+            let mut docker_tar = tokio::fs::File::from_std(scratch.scratch()?);
+            let mut received: u64 = 0;
+            let full = format!("/workspace/{}", path.trim_end_matches('/'));
+            let mut stream = self.docker.download_from_container(
+                container,
+                Some(DownloadFromContainerOptions { path: full }),
+            );
+            while let Some(chunk) = stream.next().await {
+                let bytes = chunk.map_err(|_| Download::Missing(path.clone()))?;
+                received += bytes.len() as u64;
+                if max > 0 && received > max {
+                    return Err(Download::OverLimit);
+                }
+                docker_tar.write_all(&bytes).await?;
+            }
+            docker_tar.flush().await?;
+            let mut file = docker_tar.into_std().await;
+            std::io::Seek::rewind(&mut file)?;
+            incoming += received;
+            tars.push((path.clone(), file));
+        }
+        Ok((tars, incoming))
+    }
+}
+
+/// Packs the engine's tars of some paths into one blob of `store`, in the
+/// form `tar` makes ([`archive::OutputTar::new`], or `keeping_times` for a
+/// cache), on a blocking thread.
+pub(super) async fn pack_tars(
+    store: crate::store::Store,
+    tars: Vec<(String, std::fs::File)>,
+    tar: fn() -> archive::OutputTar<std::io::BufReader<std::fs::File>>,
+) -> Result<Blob, ActionError> {
+    tokio::task::spawn_blocking(move || -> Result<Blob, ActionError> {
+        let mut packed = tar();
+        for (path, docker_tar) in tars {
+            packed.add(&path, std::io::BufReader::new(docker_tar))?;
+        }
+        let mut w = packed.write(std::io::BufWriter::new(store.writer()?))?;
+        w.flush()?;
+        let w = w
+            .into_inner()
+            .map_err(|e| ActionError::Input(format!("packing failed: {e}")))?;
+        Ok(w.commit(None)?)
+    })
+    .await
+    .map_err(|e| ActionError::Input(format!("packing failed: {e}")))?
 }
 
 /// What a tar of one small file or directory adds to its contents, at most.
