@@ -351,14 +351,6 @@ impl Agent {
             });
             let result = self.attempts.run(&a, cancel_rx, live).await;
             lock(&self.running).remove(&epoch);
-            let evicted = self.attempts.drop_caches(&[]);
-            if !evicted.is_empty() {
-                tracing::info!(
-                    evicted = evicted.len(),
-                    "cache entries over this agent's limit deleted"
-                );
-            }
-            self.caches_dropped(evicted);
             crate::metrics::action_ended();
             if let Some(result) = result {
                 tracing::info!(attempt = %attempt.attempt_id, success = result.success, message = %result.message, "attempt finished");
@@ -369,6 +361,16 @@ impl Agent {
                 lock(&self.unacked).insert(epoch, result.clone());
                 let _ = self.events.send(Event::Result(Box::new(result)));
             }
+            // After the result, which may name an entry just saved: the
+            // coordinators record it before they hear it was evicted.
+            let evicted = self.attempts.drop_caches(&[]);
+            if !evicted.is_empty() {
+                tracing::info!(
+                    evicted = evicted.len(),
+                    "cache entries over this agent's limit deleted"
+                );
+            }
+            self.caches_dropped(evicted);
         });
     }
 }
