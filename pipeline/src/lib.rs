@@ -61,6 +61,8 @@ mod automation_tests;
 #[cfg(test)]
 mod build_tests;
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod environment_tests;
 #[cfg(test)]
 mod hostile_tests;

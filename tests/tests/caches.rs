@@ -158,3 +158,61 @@ fn caches_restore_by_key_travel_between_agents_and_stay_in_their_branch() {
     );
     assert_eq!(entries(&c).len(), 2);
 }
+
+#[test]
+fn an_agent_over_its_cache_limit_evicts_the_least_recently_used_and_the_cluster_forgets_it() {
+    ensure_busybox_image();
+    let mut c = Cluster::start("cachelru");
+    c.add_agent_with_args("a", &[], &["--cache-limit-mb", "1"]);
+    let repo = Repo::new();
+    repo.commit(&[("README", "r\n")], "init");
+    c.apply(&format!(
+        r##"name: lru
+execution_mode: parallel
+source: {{git: {}}}
+variables:
+  k: {{default: "1"}}
+stages:
+  - name: build
+    actions:
+      - name: fill
+        type: build
+        image: ferry-local/busybox
+        commands: ["mkdir -p blob && dd if=/dev/urandom of=blob/data bs=1024 count=700"]
+        cache:
+          - {{key: "blob-#{{variables.k}}", paths: [blob]}}
+"##,
+        repo.url()
+    ));
+    let run = |k: &str| {
+        let exec = c
+            .ferry_ok(Some("admin"), &["run", "lru", "--var", &format!("k={k}")])
+            .trim()
+            .to_string();
+        let v = c.wait_status("lru", &exec, "the run to end", |v| {
+            v["status"] != "InProgress"
+        });
+        assert_eq!(v["status"], "Succeeded", "{v:#}");
+    };
+    let keys = || -> Vec<String> {
+        let out = c.ferry_ok(Some("admin"), &["cache", "list", "lru", "-o", "json"]);
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["key"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    run("1");
+    assert_eq!(keys(), ["blob-1"]);
+    // A second entry of 700 KiB puts the agent over its 1 MiB: the older
+    // one goes, and the cluster stops naming it.
+    run("2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while keys().len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(keys(), ["blob-2"]);
+}
