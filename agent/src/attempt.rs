@@ -114,6 +114,7 @@ impl Attempts {
                             &self.id,
                             &mut spec,
                             (&self.store, &inputs),
+                            (&self.sources, &a.git_url),
                             &mut log,
                         )
                         .await;

@@ -9,9 +9,10 @@
 
 use ferry_engine::cache_store::{CacheStore, digest_files};
 use ferry_engine::runner::{ActionSpec, LogSink, PreparedInput};
+use ferry_engine::source::Sources;
 use ferry_engine::store::{Blob, Store};
 use ferry_pipeline::SOURCE_ARTIFACT;
-use ferry_pipeline::cache::{CacheEntry, KeyPart, Resolved, check_key, join_key};
+use ferry_pipeline::cache::{CacheEntry, KeyPart, Resolved, SourceTimes, check_key, join_key};
 use ferry_proto as pb;
 
 use crate::identity::AgentIdentity;
@@ -54,14 +55,16 @@ fn make_key(
     }
 }
 
-/// Decides each cache of `spec` (`CachePlan::resolved`) and makes the
-/// entries to restore local; returns the entries fetched from peers, which
-/// this agent now holds too.
+/// Decides each cache of `spec` (`CachePlan::resolved`), makes the
+/// entries to restore local and sets the source's file times
+/// ([`source_times`]); returns the entries fetched from peers, which this
+/// agent now holds too.
 pub async fn prepare(
     caches: &CacheStore,
     id: &AgentIdentity,
     spec: &mut ActionSpec,
     (store, inputs): (&Store, &[PreparedInput]),
+    (sources, git_url): (&Sources, &str),
     log: &mut dyn LogSink,
 ) -> Vec<CacheEntry> {
     let source = inputs
@@ -151,7 +154,59 @@ pub async fn prepare(
         }
         plan.resolved = Some(resolved);
     }
+    if source.is_some() && !spec.caches.is_empty() {
+        let times = source_times(spec, sources, git_url).await;
+        let restored = spec
+            .caches
+            .iter()
+            .any(|p| p.resolved.as_ref().is_some_and(|r| r.restore.is_some()));
+        match &times {
+            _ if !restored => {}
+            SourceTimes::All { .. } => log.write(
+                b"[ferry] cache: what changed since the restored entry is not known: every source file counts as changed\n",
+            ),
+            SourceTimes::Changed { paths, .. } => log.write(
+                format!(
+                    "[ferry] cache: {} source files changed since the restored entries' commits (the others keep an old time)\n",
+                    paths.len()
+                )
+                .as_bytes(),
+            ),
+        }
+        spec.source_times = Some(times);
+    }
     fetched
+}
+
+/// The source's file times for a run with caches: the files changed since
+/// the commit of each restored entry are new, every other file old (so
+/// cargo or make rebuild exactly what changed); all new when a restored
+/// entry's commit is unknown or not in the mirror.
+async fn source_times(spec: &ActionSpec, sources: &Sources, git_url: &str) -> SourceTimes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let revision = &spec.context.revision;
+    let mut changed = std::collections::BTreeSet::new();
+    for plan in &spec.caches {
+        let Some(entry) = plan.resolved.as_ref().and_then(|r| r.restore.as_ref()) else {
+            continue;
+        };
+        if &entry.revision == revision {
+            continue;
+        }
+        match sources.changed(git_url, &entry.revision, revision).await {
+            Ok(paths) => changed.extend(paths),
+            Err(e) => {
+                tracing::info!(from = %entry.revision, error = %e, "changes since a cache entry's commit unknown");
+                return SourceTimes::All { now };
+            }
+        }
+    }
+    SourceTimes::Changed {
+        paths: changed,
+        now,
+    }
 }
 
 /// Makes `entry`'s blob local; whether it came from a peer.
@@ -200,6 +255,7 @@ pub fn reports(
             size: blob.size,
             holders: Vec::new(),
             created_at: 0,
+            revision: spec.context.revision.clone(),
         })
     });
     saved

@@ -154,6 +154,17 @@ impl<W: Write> WorkspaceTar<W> {
     /// Copies the entries of input `name` under `workspace/`, refusing
     /// anything that would escape it. On an error the tar is unusable.
     pub fn append_input<R: Read>(&mut self, name: &str, input: R) -> Result<(), ArchiveError> {
+        self.append_input_timed(name, input, None)
+    }
+
+    /// [`Self::append_input`], each entry given the modification time
+    /// `mtime` says for its path in the input (when given).
+    pub fn append_input_timed<R: Read>(
+        &mut self,
+        name: &str,
+        input: R,
+        mtime: Option<&dyn Fn(&str) -> u64>,
+    ) -> Result<(), ArchiveError> {
         let mut ar = Archive::new(input);
         for entry in ar.entries()? {
             let mut entry = entry?;
@@ -161,6 +172,9 @@ impl<W: Write> WorkspaceTar<W> {
                 continue;
             };
             let mut header = entry.header().clone();
+            if let Some(mtime) = mtime {
+                header.set_mtime(mtime(&rel.to_string_lossy()));
+            }
             let dest = Path::new("workspace").join(&rel);
             if let Some(target) = target {
                 let target = if kind == EntryType::Link {

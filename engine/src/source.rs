@@ -110,6 +110,47 @@ impl Sources {
     }
 }
 
+/// Most changed paths [`Sources::changed`] reports; a larger change is
+/// taken as "everything changed".
+const MAX_CHANGED_PATHS: usize = 100_000;
+
+impl Sources {
+    /// The paths that differ between commits `from` and `to` of `url`'s
+    /// mirror (both fetched already: `to` by [`Sources::archive`]); an
+    /// error when `from` is not there (a branch force-pushed away) or the
+    /// change is too large to list.
+    pub async fn changed(
+        &self,
+        url: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<std::collections::BTreeSet<String>, String> {
+        let _guard = self.lock.lock().await;
+        let key = hex::encode(sha2::Sha256::digest(url.as_bytes()));
+        let mirror = self.root.join(&key);
+        for rev in [from, to] {
+            // Only commit ids reach git: never an option or a revision expression.
+            if rev.len() < 7 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("{rev:?} is not a commit id"));
+            }
+        }
+        let out = git(
+            &["diff", "--name-only", "-z", "--no-renames", from, to, "--"],
+            &mirror,
+        )
+        .await?;
+        let paths: std::collections::BTreeSet<String> = out
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        if paths.len() > MAX_CHANGED_PATHS {
+            return Err(format!("{} paths changed", paths.len()));
+        }
+        Ok(paths)
+    }
+}
+
 /// `git archive` of `commit` in the repository at `git_dir`, stored as a
 /// blob: the one way a `source` input is made from a commit, on an agent
 /// (from its mirror) and in `ferry exec --revision` (from the user's
@@ -233,6 +274,51 @@ mod tests {
             .await
             .expect_err("unknown commit");
         assert!(err.starts_with("git archive: "), "{err}");
+    }
+
+    #[tokio::test]
+    async fn changed_lists_the_paths_between_two_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        sh(
+            "git init -q . && echo a > a && echo b > b && git add . && \
+             git -c user.name=t -c user.email=t@t commit -qm one && echo c > b && mkdir d && \
+             echo e > 'd/new file' && git add . && git -c user.name=t -c user.email=t@t commit -qm two",
+            &repo,
+        );
+        let rev = |r: &str| {
+            let out = std::process::Command::new("git")
+                .args(["rev-parse", r])
+                .current_dir(&repo)
+                .output()
+                .expect("git");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let sources = Sources::new(dir.path().join("git"), store, 0);
+        let url = repo.display().to_string();
+        sources.archive(&url, &rev("HEAD")).await.expect("archived");
+        let changed = sources
+            .changed(&url, &rev("HEAD~1"), &rev("HEAD"))
+            .await
+            .expect("both commits are there");
+        assert_eq!(
+            changed.into_iter().collect::<Vec<_>>(),
+            ["b".to_string(), "d/new file".to_string()]
+        );
+        assert!(
+            sources
+                .changed(&url, "--output=x", &rev("HEAD"))
+                .await
+                .is_err()
+        );
+        assert!(
+            sources
+                .changed(&url, &"0".repeat(40), &rev("HEAD"))
+                .await
+                .is_err()
+        );
     }
 
     fn walk_size(p: &std::path::Path) -> u64 {

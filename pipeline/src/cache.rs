@@ -218,6 +218,41 @@ pub struct CacheEntry {
     pub holders: Vec<String>,
     /// When it was saved, in milliseconds since the epoch.
     pub created_at: i64,
+    /// The commit of the run that saved it ("": not known).
+    pub revision: String,
+}
+
+/// A modification time older than any build: what the files of the
+/// `source` input that did not change since a restored entry's commit get.
+pub const UNCHANGED_MTIME: u64 = 315_576_000;
+
+/// The modification times of an action's `source` files when it has
+/// caches, so that build tools that compare times (cargo, make) rebuild
+/// exactly what changed since the restored entry was built: `git archive`
+/// gives every file the commit's time, which can be older than the
+/// entry's outputs (a commit made before, pushed after) or newer for
+/// every file (a new commit): stale builds, or full ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceTimes {
+    /// These paths (changed since the restored entries' commits) at `now`,
+    /// every other file at [`UNCHANGED_MTIME`].
+    Changed {
+        paths: std::collections::BTreeSet<String>,
+        now: u64,
+    },
+    /// Every file at `now`: what changed is not known.
+    All { now: u64 },
+}
+
+impl SourceTimes {
+    /// The time file `path` (in the repository) gets.
+    pub fn mtime(&self, path: &str) -> u64 {
+        match self {
+            SourceTimes::Changed { paths, now } if paths.contains(path) => *now,
+            SourceTimes::Changed { .. } => UNCHANGED_MTIME,
+            SourceTimes::All { now } => *now,
+        }
+    }
 }
 
 /// One `cache:` entry of an attempt: what the coordinator sends (the key
@@ -384,6 +419,17 @@ mod tests {
         let parts =
             key_parts("#{variables.V}", |_| Some("#{hash_files: x}".into())).expect("a value");
         assert_eq!(parts, vec![KeyPart::Text("#{hash_files: x}".into())]);
+    }
+
+    #[test]
+    fn only_changed_files_look_newer_than_a_restored_entry() {
+        let times = SourceTimes::Changed {
+            paths: ["src/main.rs".to_string()].into(),
+            now: 2_000_000_000,
+        };
+        assert_eq!(times.mtime("src/main.rs"), 2_000_000_000);
+        assert_eq!(times.mtime("vendor/serde/src/lib.rs"), UNCHANGED_MTIME);
+        assert_eq!(SourceTimes::All { now: 7 }.mtime("x"), 7);
     }
 
     fn entry(scope: &str, key: &str, created_at: i64) -> CacheEntry {

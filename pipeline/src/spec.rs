@@ -73,6 +73,10 @@ pub struct ActionSpec {
     /// (`crate::cache`). The coordinator adds them (they need the cluster's
     /// saved entries); empty from [`action_spec`].
     pub caches: Vec<crate::cache::CachePlan>,
+    /// Set by the agent for an action with caches: the modification times
+    /// its `source` input's files get (`crate::cache::SourceTimes`); None:
+    /// those `git archive` gave.
+    pub source_times: Option<crate::cache::SourceTimes>,
 }
 
 /// A service container of a build or test action, as the engine starts it:
@@ -245,6 +249,7 @@ pub fn action_spec(
             .map(|s| service_spec(s, run))
             .collect(),
         caches: Vec::new(),
+        source_times: None,
     })
 }
 

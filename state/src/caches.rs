@@ -28,6 +28,9 @@ pub struct CacheRecord {
     pub created_at: i64,
     /// The execution whose run saved it.
     pub execution: String,
+    /// That run's commit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revision: String,
     pub holders: BTreeSet<String>,
 }
 
@@ -107,6 +110,7 @@ impl ClusterState {
                                     .map(|a| a.address.clone())
                                     .collect(),
                                 created_at: rec.created_at,
+                                revision: rec.revision.clone(),
                             })
                     })
                     .collect();
@@ -139,6 +143,7 @@ impl ClusterState {
         let plans = self.cache_plans(exec, loc);
         let pipeline = exec.pipeline.clone();
         let execution = exec.id.clone();
+        let revision = exec.revision.clone();
         let entries = self.caches.entry(pipeline).or_default();
         for r in reports.into_iter().take(MAX_CACHES) {
             if !is_digest(&r.digest) || check_key(&r.key).is_err() {
@@ -167,6 +172,7 @@ impl ClusterState {
                                 size: r.size,
                                 created_at: at,
                                 execution: execution.clone(),
+                                revision: revision.clone(),
                                 holders: BTreeSet::from([agent.to_string()]),
                             },
                         );

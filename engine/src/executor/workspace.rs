@@ -32,7 +32,7 @@ impl Executor {
         secrets: &[String],
         log: &mut dyn LogSink,
     ) -> Result<(Vec<Output>, BTreeMap<String, String>), ActionError> {
-        self.upload_inputs(container, inputs, super::caches::restores(a))
+        self.upload_inputs(container, inputs, super::caches::restores(a), a)
             .await?;
         self.docker
             .start_container(container, None::<StartContainerOptions>)
@@ -48,8 +48,12 @@ impl Executor {
         container: &str,
         inputs: &[PreparedInput],
         restores: Vec<(String, String)>,
+        a: &ActionSpec,
     ) -> Result<(), ActionError> {
         let store = self.store.clone();
+        // An action with caches: its source files' times say what changed
+        // since the restored entries were built.
+        let times = a.source_times.clone();
         let cache_store = self.caches.as_ref().map(|c| c.store().clone());
         let inputs_owned: Vec<(String, String)> = inputs
             .iter()
@@ -62,7 +66,10 @@ impl Executor {
             let mut tar = archive::WorkspaceTar::new(scratch)?;
             for (name, digest) in &inputs_owned {
                 let f = store.open_blob(digest)?;
-                tar.append_input(name, std::io::BufReader::new(f))?;
+                let mtime = |path: &str| times.as_ref().map_or(0, |t| t.mtime(path));
+                let timed = (name == ferry_pipeline::SOURCE_ARTIFACT && times.is_some())
+                    .then_some(&mtime as &dyn Fn(&str) -> u64);
+                tar.append_input_timed(name, std::io::BufReader::new(f), timed)?;
             }
             if let Some(caches) = &cache_store {
                 for (name, digest) in &restores {

@@ -102,6 +102,7 @@ impl From<&wire::Assignment> for ActionSpec {
             deploy: a.deploy.as_ref().map(Into::into),
             services: a.services.iter().map(Into::into).collect(),
             caches: a.caches.iter().map(Into::into).collect(),
+            source_times: None,
         }
     }
 }

@@ -40,6 +40,7 @@ impl From<CacheEntry> for wire::CacheEntry {
             size: e.size,
             holders: e.holders,
             created_at: e.created_at,
+            revision: e.revision,
         }
     }
 }
@@ -53,6 +54,7 @@ impl From<&wire::CacheEntry> for CacheEntry {
             size: e.size,
             holders: e.holders.clone(),
             created_at: e.created_at,
+            revision: e.revision.clone(),
         }
     }
 }
@@ -118,6 +120,7 @@ mod tests {
                 size: 3,
                 holders: vec!["127.0.0.1:1".into()],
                 created_at: 7,
+                revision: "abc".into(),
             }],
             resolved: None,
         };
