@@ -519,7 +519,7 @@ pub fn run(rounds: usize) -> anyhow::Result<String> {
         if runs[1].compiled > 1 || runs[2].compiled > 1 {
             out.push_str(&format!(
                 "\nRound {}: Ferry's runs 2 and 3 compiled {} and {} crates (run 1: {}): \
-                 the cache was not restored.\n",
+                 more than a restored cache should leave (see the `[ferry] cache` lines below).\n",
                 round + 1,
                 runs[1].compiled,
                 runs[2].compiled,
