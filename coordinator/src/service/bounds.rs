@@ -147,7 +147,8 @@ const MAX_CACHE_SCOPE: usize = 300;
 pub const MAX_DROPPED_DIGESTS: usize = 1_000;
 
 /// Checks any later message: what `Register` reports, heartbeats' epoch
-/// lists, log chunks, the attempt a message names, and `Held` claims.
+/// lists, log chunks, the attempt a message names, `Held` claims and
+/// `CachesDropped` digests.
 /// Results are checked by [`bound_result`] instead, which keeps them.
 pub fn check_message(kind: &pb::internal::agent_message::Kind) -> Result<(), String> {
     use pb::internal::agent_message::Kind;
