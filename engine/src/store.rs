@@ -39,12 +39,7 @@ pub struct Store {
 }
 
 pub fn check_digest(digest: &str) -> Result<(), StoreError> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or("");
-    if hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
+    if ferry_pipeline::execution::is_blob_digest(digest) {
         Ok(())
     } else {
         Err(StoreError::BadDigest(digest.to_string()))

@@ -23,7 +23,9 @@ mod steer;
 #[cfg(test)]
 mod tests;
 
-pub use action_run::{ActionRun, ArtifactRef, AttemptRecord, Decision, Outcome, Round};
+pub use action_run::{
+    ActionRun, ArtifactRef, AttemptRecord, Decision, Outcome, Round, is_blob_digest,
+};
 pub use state::{ExecutionState, Gates, Started};
 pub use status::{ActionStatus, ExecutionStatus};
 pub use steer::{SteerError, StopRequest};

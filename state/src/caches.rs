@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_pipeline::cache::{CacheEntry, CachePlan, MAX_CACHES, MAX_CANDIDATES, check_key};
+use ferry_pipeline::execution::is_blob_digest;
 use serde::{Deserialize, Serialize};
 
 use super::apply::{Applied, Output};
@@ -42,15 +43,6 @@ pub struct CacheReport {
     pub key: String,
     pub digest: String,
     pub size: u64,
-}
-
-fn is_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    })
 }
 
 impl ClusterState {
@@ -146,7 +138,7 @@ impl ClusterState {
         let revision = exec.revision.clone();
         let entries = self.caches.entry(pipeline).or_default();
         for r in reports.into_iter().take(MAX_CACHES) {
-            if !is_digest(&r.digest) || check_key(&r.key).is_err() {
+            if !is_blob_digest(&r.digest) || check_key(&r.key).is_err() {
                 continue;
             }
             let existing = entries.get_mut(&r.scope).and_then(|k| k.get_mut(&r.key));

@@ -29,12 +29,7 @@ pub const MAX_DEPLOYMENT_REPORT: usize = 1024 * 1024;
 
 /// Why `digest` is not a blob digest (`sha256:` and 64 lowercase hex digits).
 pub fn check_digest(digest: &str) -> Result<(), String> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if ferry_pipeline::execution::is_blob_digest(digest) {
         Ok(())
     } else {
         Err(format!(

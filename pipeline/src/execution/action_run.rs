@@ -15,6 +15,18 @@ pub struct ArtifactRef {
     pub size: u64,
 }
 
+/// Whether `digest` names a blob as Ferry names them: `sha256:` and 64
+/// lowercase hex digits. The one syntax check of a digest: the agent's
+/// store, the agent protocol's bounds and `apply` all ask it.
+pub fn is_blob_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// How one attempt of an action ended (or that it still runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
