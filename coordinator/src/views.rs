@@ -199,12 +199,7 @@ pub fn holders(state: &ClusterState, digest: &str) -> Vec<String> {
 
 /// Peer addresses (host:port) of the agents holding a blob.
 pub fn holder_addresses(state: &ClusterState, digest: &str) -> Vec<String> {
-    holders(state, digest)
-        .iter()
-        .filter_map(|a| state.agents.get(a))
-        .filter(|a| !a.address.is_empty())
-        .map(|a| a.address.clone())
-        .collect()
+    state.agent_addresses(&holders(state, digest))
 }
 
 pub fn pipeline_summary(state: &ClusterState, name: &str) -> Option<pb::PipelineSummary> {

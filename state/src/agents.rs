@@ -207,6 +207,16 @@ impl ClusterState {
         Ok(Output::None)
     }
 
+    /// Peer addresses (host:port) of these agents, of those that have one.
+    pub fn agent_addresses<'a>(&self, agents: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        agents
+            .into_iter()
+            .filter_map(|a| self.agents.get(a))
+            .filter(|a| !a.address.is_empty())
+            .map(|a| a.address.clone())
+            .collect()
+    }
+
     /// The leader saw no heartbeat from `agent` within its lease.
     pub(super) fn agent_lost(&mut self, agent: &str, at: i64) -> Applied {
         self.lose_agent(agent, &format!("agent `{agent}` stopped answering"), at);

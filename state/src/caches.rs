@@ -50,6 +50,20 @@ impl ClusterState {
     /// each with the entries of the scopes it reads whose keys start as it
     /// may match, newest first, holders as addresses.
     pub fn cache_plans(&self, exec: &Execution, loc: &AttemptLoc) -> Vec<CachePlan> {
+        let saved = self.caches.get(&exec.pipeline);
+        let mut plans = self.bare_cache_plans(exec, loc);
+        if let Some(saved) = saved {
+            for plan in &mut plans {
+                plan.entries = self.candidates(saved, plan);
+            }
+        }
+        plans
+    }
+
+    /// The plans of the caches of the action at `loc` without entries: the
+    /// keys as far as the coordinators know them, and the scopes each run
+    /// writes and reads.
+    fn bare_cache_plans(&self, exec: &Execution, loc: &AttemptLoc) -> Vec<CachePlan> {
         let Some(pipeline) = self.pipeline_of(exec) else {
             return Vec::new();
         };
@@ -63,8 +77,6 @@ impl ClusterState {
         let Some(run) = exec.state.action(loc.stage, loc.action) else {
             return Vec::new();
         };
-        let default_branch = &pipeline.source.branch;
-        let saved = self.caches.get(&exec.pipeline);
         action
             .caches
             .iter()
@@ -73,45 +85,38 @@ impl ClusterState {
                     cache,
                     &run.resolved,
                     exec.state.source.as_ref(),
-                    default_branch,
+                    &pipeline.source.branch,
                 )
             })
-            .map(|mut plan| {
-                let prefixes: Vec<String> = plan
-                    .known_prefixes()
-                    .into_iter()
-                    .map(String::from)
-                    .collect();
-                let mut entries: Vec<CacheEntry> = plan
-                    .read_scopes
-                    .iter()
-                    .filter_map(|scope| Some((scope, saved?.get(scope)?)))
-                    .flat_map(|(scope, keys)| {
-                        keys.iter()
-                            .filter(|(key, _)| prefixes.iter().any(|p| key.starts_with(p.as_str())))
-                            .map(|(key, rec)| CacheEntry {
-                                scope: scope.clone(),
-                                key: key.clone(),
-                                digest: rec.digest.clone(),
-                                size: rec.size,
-                                holders: rec
-                                    .holders
-                                    .iter()
-                                    .filter_map(|a| self.agents.get(a))
-                                    .filter(|a| !a.address.is_empty())
-                                    .map(|a| a.address.clone())
-                                    .collect(),
-                                created_at: rec.created_at,
-                                revision: rec.revision.clone(),
-                            })
-                    })
-                    .collect();
-                entries.sort_by_key(|e| std::cmp::Reverse(e.created_at));
-                entries.truncate(MAX_CANDIDATES);
-                plan.entries = entries;
-                plan
-            })
             .collect()
+    }
+
+    /// The entries of `saved` that `plan` may restore: of the scopes it
+    /// reads, under keys that start as its key or a restore key is known to
+    /// start, newest first, at most [`MAX_CANDIDATES`].
+    fn candidates(&self, saved: &PipelineCaches, plan: &CachePlan) -> Vec<CacheEntry> {
+        let prefixes = plan.known_prefixes();
+        let mut entries: Vec<CacheEntry> = plan
+            .read_scopes
+            .iter()
+            .filter_map(|scope| Some((scope, saved.get(scope)?)))
+            .flat_map(|(scope, keys)| {
+                keys.iter()
+                    .filter(|(key, _)| prefixes.iter().any(|p| key.starts_with(p)))
+                    .map(|(key, rec)| CacheEntry {
+                        scope: scope.clone(),
+                        key: key.clone(),
+                        digest: rec.digest.clone(),
+                        size: rec.size,
+                        holders: self.agent_addresses(&rec.holders),
+                        created_at: rec.created_at,
+                        revision: rec.revision.clone(),
+                    })
+            })
+            .collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.created_at));
+        entries.truncate(MAX_CANDIDATES);
+        entries
     }
 
     /// Records what `agent` reported with an accepted result of the attempt
@@ -132,11 +137,12 @@ impl ClusterState {
         let Some(exec) = self.executions.get(&loc.execution) else {
             return;
         };
-        let plans = self.cache_plans(exec, loc);
+        // Only the scopes and keys count here, not what may be restored.
+        let plans = self.bare_cache_plans(exec, loc);
         let pipeline = exec.pipeline.clone();
         let execution = exec.id.clone();
         let revision = exec.revision.clone();
-        let entries = self.caches.entry(pipeline).or_default();
+        let entries = self.caches.entry(pipeline.clone()).or_default();
         for r in reports.into_iter().take(MAX_CACHES) {
             if !is_blob_digest(&r.digest) || check_key(&r.key).is_err() {
                 continue;
@@ -173,6 +179,10 @@ impl ClusterState {
             }
         }
         bound_entries(entries);
+        if entries.is_empty() {
+            // Nothing was recorded: no empty record of the pipeline stays.
+            self.caches.remove(&pipeline);
+        }
     }
 
     /// `agent` no longer holds these cache blobs (its limits evicted them,
@@ -214,11 +224,8 @@ impl ClusterState {
         };
         let mut removed = Vec::new();
         for (s, keys) in scopes.iter_mut() {
-            if !scope.is_empty() && s != scope {
-                continue;
-            }
             keys.retain(|key, rec| {
-                let keep = !key.starts_with(key_prefix);
+                let keep = !removes((scope, key_prefix), (s, key));
                 if !keep {
                     removed.push(std::mem::take(rec));
                 }
@@ -266,6 +273,12 @@ impl ClusterState {
         let _ = self.caches_dropped(agent, &digests);
         self.cache_forget.remove(agent);
     }
+}
+
+/// Whether `ferry cache rm` of scope `filter.0` ("" for every scope) and
+/// key prefix `filter.1` removes the entry of `scope` and `key`.
+pub fn removes((filter_scope, key_prefix): (&str, &str), (scope, key): (&str, &str)) -> bool {
+    (filter_scope.is_empty() || filter_scope == scope) && key.starts_with(key_prefix)
 }
 
 /// Keeps at most [`MAX_ENTRIES_PER_PIPELINE`] entries, forgetting the oldest.

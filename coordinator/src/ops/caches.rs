@@ -6,20 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_certs::Identity;
 use ferry_state::Command;
+use ferry_state::caches::{CacheRecord, removes};
 
 use super::{OpError, OpResult, Ops};
 
-/// One cache entry, as `ferry cache list` shows it.
+/// One cache entry, as `ferry cache list` shows it: its scope, its key and
+/// what the state records of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheInfo {
     pub scope: String,
     pub key: String,
-    pub digest: String,
-    pub size: u64,
-    /// Agents holding a copy.
-    pub holders: Vec<String>,
-    pub created_at: i64,
-    pub execution: String,
+    pub record: CacheRecord,
 }
 
 impl Ops {
@@ -37,11 +34,7 @@ impl Ops {
                     keys.iter().map(move |(key, rec)| CacheInfo {
                         scope: scope.clone(),
                         key: key.clone(),
-                        digest: rec.digest.clone(),
-                        size: rec.size,
-                        holders: rec.holders.iter().cloned().collect(),
-                        created_at: rec.created_at,
-                        execution: rec.execution.clone(),
+                        record: rec.clone(),
                     })
                 })
                 .collect())
@@ -64,7 +57,7 @@ impl Ops {
             .list_caches(pipeline)
             .await?
             .into_iter()
-            .filter(|c| (scope.is_empty() || c.scope == scope) && c.key.starts_with(key_prefix))
+            .filter(|c| removes((scope, key_prefix), (&c.scope, &c.key)))
             .collect();
         self.write(Command::RemoveCaches {
             pipeline: pipeline.to_string(),
@@ -73,7 +66,7 @@ impl Ops {
             by: super::access::acting(who),
         })
         .await?;
-        let bytes = matching.iter().map(|c| c.size).sum();
+        let bytes = matching.iter().map(|c| c.record.size).sum();
         tracing::info!(%pipeline, %scope, %key_prefix, removed = matching.len(), by = %who.name, "caches removed");
         Ok((u32::try_from(matching.len()).unwrap_or(u32::MAX), bytes))
     }

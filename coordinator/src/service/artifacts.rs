@@ -58,11 +58,11 @@ pub async fn list_caches(
         .map(|c| pb::CacheView {
             scope: c.scope,
             key: c.key,
-            digest: c.digest,
-            size: c.size,
-            holders: c.holders,
-            created_at: crate::views::timestamp(Some(c.created_at)),
-            execution_id: c.execution,
+            digest: c.record.digest,
+            size: c.record.size,
+            holders: c.record.holders.into_iter().collect(),
+            created_at: crate::views::timestamp(Some(c.record.created_at)),
+            execution_id: c.record.execution,
         })
         .collect();
     Ok(Response::new(pb::ListCachesResponse { caches }))
