@@ -54,11 +54,16 @@ impl Sources {
         }
     }
 
+    /// The bare mirror of `url`, and the name it and its memos go by.
+    fn mirror(&self, url: &str) -> (PathBuf, String) {
+        let key = hex::encode(sha2::Sha256::digest(url.as_bytes()));
+        (self.root.join(&key), key)
+    }
+
     /// A tar of `url` at `commit`, from the cache or freshly archived.
     pub async fn archive(&self, url: &str, commit: &str) -> Result<Blob, String> {
         let _guard = self.lock.lock().await;
-        let key = hex::encode(sha2::Sha256::digest(url.as_bytes()));
-        let mirror = self.root.join(&key);
+        let (mirror, key) = self.mirror(url);
         let memo = self.root.join(format!("{key}.{commit}.digest"));
         if let Ok(d) = tokio::fs::read_to_string(&memo).await
             && let Some(path) = self.store.path(d.trim())
@@ -126,8 +131,7 @@ impl Sources {
         to: &str,
     ) -> Result<std::collections::BTreeSet<String>, String> {
         let _guard = self.lock.lock().await;
-        let key = hex::encode(sha2::Sha256::digest(url.as_bytes()));
-        let mirror = self.root.join(&key);
+        let (mirror, _) = self.mirror(url);
         for rev in [from, to] {
             // Only commit ids reach git: never an option or a revision expression.
             if rev.len() < 7 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
