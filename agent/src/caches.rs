@@ -12,26 +12,34 @@ use ferry_engine::runner::{ActionSpec, LogSink, PreparedInput};
 use ferry_engine::source::Sources;
 use ferry_engine::store::{Blob, Store};
 use ferry_pipeline::SOURCE_ARTIFACT;
-use ferry_pipeline::cache::{CacheEntry, KeyPart, Resolved, SourceTimes, check_key, join_key};
+use ferry_pipeline::cache::{CacheEntry, KeyPart, SourceTimes, check_key, join_key};
 use ferry_proto as pb;
 
 use crate::identity::AgentIdentity;
 use crate::metrics::{CacheLookup, cache_looked_up, cache_saved};
 
+/// The digests `#{hash_files: ...}` stood for in this attempt, by globs:
+/// each set of globs is read from the source archive once, however many
+/// keys and restore keys name it.
+type Digested = std::collections::BTreeMap<Vec<String>, String>;
+
 /// The key `parts` make, with each `hash_files` digested from `source`.
 fn make_key(
     parts: &[KeyPart],
-    store: &Store,
-    source: Option<&str>,
+    (store, source): (&Store, Option<&str>),
+    digested: &mut Digested,
     log: &mut dyn LogSink,
 ) -> Result<String, String> {
     let mut problem = None;
     let key = join_key(parts, |globs| {
+        if let Some(digest) = digested.get(globs) {
+            return digest.clone();
+        }
         let Some(source) = source else {
             problem = Some("#{hash_files: ...} needs the `source` input".to_string());
             return String::new();
         };
-        match digest_files(store, source, globs) {
+        let digest = match digest_files(store, source, globs) {
             Ok((digest, 0)) => {
                 log.write(
                     format!(
@@ -45,9 +53,11 @@ fn make_key(
             Ok((digest, _)) => digest,
             Err(e) => {
                 problem = Some(e);
-                String::new()
+                return String::new();
             }
-        }
+        };
+        digested.insert(globs.to_vec(), digest.clone());
+        digest
     });
     match problem {
         Some(p) => Err(p),
@@ -72,12 +82,14 @@ pub async fn prepare(
         .find(|i| i.name == SOURCE_ARTIFACT)
         .map(|i| i.digest.clone());
     let mut fetched = Vec::new();
+    let mut digested = Digested::new();
+    let from = (store, source.as_deref());
     for plan in spec.caches.iter_mut() {
-        let made = make_key(&plan.key, store, source.as_deref(), log).and_then(|key| {
+        let made = make_key(&plan.key, from, &mut digested, log).and_then(|key| {
             let prefixes = plan
                 .restore_keys
                 .iter()
-                .map(|parts| make_key(parts, store, source.as_deref(), log))
+                .map(|parts| make_key(parts, from, &mut digested, log))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((key, prefixes))
         });
@@ -133,11 +145,7 @@ pub async fn prepare(
                         .as_bytes(),
                     );
                     cache_looked_up(CacheLookup::Miss);
-                    resolved = Resolved {
-                        restore: None,
-                        save: resolved.save,
-                        key: resolved.key,
-                    };
+                    resolved.restore = None;
                 }
             }
         } else {
