@@ -67,11 +67,6 @@ impl CacheStore {
         self.store.remove(digest)
     }
 
-    /// Bytes held now.
-    pub fn used_bytes(&self) -> u64 {
-        self.store.used_bytes()
-    }
-
     /// Deletes the least recently used blobs until at most
     /// `total_bytes` are held; returns their digests.
     pub fn evict(&self) -> Vec<String> {

@@ -66,10 +66,12 @@ impl Executor {
             let mut tar = archive::WorkspaceTar::new(scratch)?;
             for (name, digest) in &inputs_owned {
                 let f = store.open_blob(digest)?;
-                let mtime = |path: &str| times.as_ref().map_or(0, |t| t.mtime(path));
-                let timed = (name == ferry_pipeline::SOURCE_ARTIFACT && times.is_some())
-                    .then_some(&mtime as &dyn Fn(&str) -> u64);
-                tar.append_input_timed(name, std::io::BufReader::new(f), timed)?;
+                let source_times = times
+                    .as_ref()
+                    .filter(|_| name == ferry_pipeline::SOURCE_ARTIFACT);
+                let mtime = source_times.map(|t| move |path: &str| t.mtime(path));
+                let mtime = mtime.as_ref().map(|f| f as &dyn Fn(&str) -> u64);
+                tar.append_input_timed(name, std::io::BufReader::new(f), mtime)?;
             }
             if let Some(caches) = &cache_store {
                 for (name, digest) in &restores {
