@@ -44,6 +44,24 @@ pub fn mid_stream(status: Status) -> anyhow::Error {
     anyhow::Error::new(status).context(MidStream)
 }
 
+/// What to do about a refusal, in the CLI's own terms: the API's messages
+/// name no CLI command or flag, the status's reason (`ErrorInfo`) says
+/// which advice fits.
+fn hint(status: &Status) -> Option<&'static str> {
+    use tonic_types::StatusExt;
+    let info = status.get_details_error_info()?;
+    Some(match info.reason.as_str() {
+        "MISSING_ROLE" => "an admin grants roles with `ferry rbac grant NAME ROLE`",
+        "NOT_AN_APPROVER" => "`ferry approvals list` shows who may decide each approval",
+        "UNAUTHENTICATED" if status.message().starts_with("no client certificate") => {
+            "pass --cert and --key, or set FERRY_CERT and FERRY_KEY"
+        }
+        "BAD_TOKEN" => "an admin makes a new join token with `ferry token create`",
+        "BAD_LOGIN_LINK" => "`ferry ui` makes a new login link",
+        _ => return None,
+    })
+}
+
 /// A gRPC status: the server's own words, or an explained transport failure.
 pub fn render_status(status: &Status, mid_stream: bool) -> String {
     // The failover transport gave up: its error says why, address by address.
@@ -62,7 +80,10 @@ pub fn render_status(status: &Status, mid_stream: bool) -> String {
                 status.code().description()
             )
         } else {
-            status.message().to_string()
+            match hint(status) {
+                Some(hint) => format!("{}\nhint: {hint}", status.message()),
+                None => status.message().to_string(),
+            }
         };
     };
     let detail = chain_text(source);
@@ -244,6 +265,21 @@ mod tests {
             "pipeline is invalid; nothing was applied:\np.yaml:3:5: unknown key `stagez`"
         );
         assert!(render(&Status::unimplemented("").into()).contains("Unimplemented"));
+    }
+
+    #[test]
+    fn a_refusal_with_a_reason_gets_the_cli_s_hint() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let status = Status::with_error_details(
+            tonic::Code::PermissionDenied,
+            "operator `bob` may not administer the cluster (needs role admin)",
+            ErrorDetails::with_error_info("MISSING_ROLE", "ferry.v1", std::collections::HashMap::new()),
+        );
+        assert_eq!(
+            render(&status.into()),
+            "operator `bob` may not administer the cluster (needs role admin)\n\
+             hint: an admin grants roles with `ferry rbac grant NAME ROLE`"
+        );
     }
 
     #[test]

@@ -13,11 +13,13 @@
 use std::task::{Context, Poll};
 
 use ferry_certs::{Identity, IdentityKind};
-use tonic::Status;
+use tonic::{Code, Status};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::ops::Ops;
-use ferry_state::{ClusterState, Role};
+use ferry_state::{ClusterState, Reason, Role};
+
+use crate::service::status::refused;
 
 /// What a method requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +131,11 @@ pub fn identity_from_extensions(
     Identity::from_cert_der(leaf.as_ref())
         .map(|id| Some((id, ferry_certs::fingerprint(leaf.as_ref()))))
         .map_err(|e| {
-            Status::unauthenticated(format!(
-                "client certificate has no usable Ferry identity: {e}"
-            ))
+            refused(
+                Code::Unauthenticated,
+                Reason::Unauthenticated,
+                format!("client certificate has no usable Ferry identity: {e}"),
+            )
         })
 }
 
@@ -148,7 +152,7 @@ pub fn check_certificate(
     fingerprint: &str,
 ) -> Result<(), Status> {
     if state.is_revoked(fingerprint) {
-        return Err(Status::unauthenticated(match id.kind {
+        return Err(unauthenticated(match id.kind {
             IdentityKind::Agent => format!(
                 "agent `{}` is not enrolled in this cluster with this certificate: it was \
                  revoked (removing an agent revokes it); enroll again with a new token",
@@ -162,7 +166,7 @@ pub fn check_certificate(
         && record.cert.is_some()
         && !record.bound_certs().any(|c| c.fingerprint == fingerprint)
     {
-        return Err(Status::unauthenticated(format!(
+        return Err(unauthenticated(format!(
             "this certificate for {id} is not the one agent `{}` is enrolled with \
              (the agent was removed and enrolled again?); enroll with a new token",
             id.name
@@ -181,38 +185,51 @@ pub fn authorize(
         return Ok(());
     }
     let Some(id) = caller else {
-        return Err(Status::unauthenticated(
-            "no client certificate presented: this call needs mutual TLS \
-             (pass --cert and --key, or set FERRY_CERT and FERRY_KEY)",
+        return Err(unauthenticated(
+            "no client certificate presented: this call needs mutual TLS with a certificate \
+             the cluster's CA issued",
         ));
     };
     if !state.trust_domain.is_empty() && id.trust_domain != state.trust_domain {
-        return Err(Status::unauthenticated(format!(
+        return Err(unauthenticated(format!(
             "identity {id} belongs to trust domain `{}`, this cluster is `{}`",
             id.trust_domain, state.trust_domain
         )));
     }
-    let denied = |what: &str| Err(Status::permission_denied(format!("{id} may not {what}")));
+    let denied = |reason: Reason, what: &str| {
+        Err(refused(
+            Code::PermissionDenied,
+            reason,
+            format!("{id} may not {what}"),
+        ))
+    };
+    let wrong_kind = |what: &str| denied(Reason::WrongIdentityKind, what);
+    let missing_role = |what: &str| denied(Reason::MissingRole, what);
     match perm {
         Permission::Public => Ok(()),
         Permission::Agent => match id.kind {
             IdentityKind::Agent if state.agents.contains_key(&id.name) => Ok(()),
-            IdentityKind::Agent => Err(Status::permission_denied(format!(
-                "agent `{}` is not enrolled in this cluster (it may have been removed); enroll it again",
-                id.name
-            ))),
-            _ => denied("open an agent session (agent certificate required)"),
+            IdentityKind::Agent => Err(refused(
+                Code::PermissionDenied,
+                Reason::NotEnrolled,
+                format!(
+                    "agent `{}` is not enrolled in this cluster (it may have been removed); \
+                     enroll it again",
+                    id.name
+                ),
+            )),
+            _ => wrong_kind("open an agent session (agent certificate required)"),
         },
         Permission::Coordinator => match id.kind {
             IdentityKind::Coordinator => Ok(()),
-            _ => denied("call coordinator peer APIs"),
+            _ => wrong_kind("call coordinator peer APIs"),
         },
         Permission::Renew => match id.kind {
             IdentityKind::Agent => authorize(state, caller, Permission::Agent),
             IdentityKind::Operator => authorize(state, caller, Permission::View),
-            IdentityKind::Coordinator => denied(
+            IdentityKind::Coordinator => wrong_kind(
                 "renew its certificate over the API (a member's certificate is renewed on its \
-                 host with `ferry certs renew --ca-dir`, then the member restarted)",
+                 host with the cluster's CA directory, then the member restarted)",
             ),
         },
         // Members hold the CA key; they proxy operator calls to the leader.
@@ -222,14 +239,16 @@ pub fn authorize(
             Ok(())
         }
         _ if id.kind != IdentityKind::Operator => {
-            denied("call operator APIs (an operator certificate is required)")
+            wrong_kind("call operator APIs (an operator certificate is required)")
         }
         // No one holds a role before the bootstrap is applied (a moment
         // after a new cluster's first election): say so, not "needs role".
         Permission::View | Permission::Operate | Permission::Admin
             if !state.bootstrapped && state.roles.is_empty() =>
         {
-            Err(Status::unavailable(
+            Err(refused(
+                Code::Unavailable,
+                Reason::NoLeader,
                 "the cluster is not bootstrapped yet (its first leader applies the bootstrap \
                  a moment after it is elected); retry shortly",
             ))
@@ -238,16 +257,14 @@ pub fn authorize(
             if has_any(state, &id.name, &Role::ALL) {
                 Ok(())
             } else {
-                denied(
-                    "read cluster state (no role bound; an admin can run `ferry rbac grant NAME viewer`)",
-                )
+                missing_role("read cluster state (no role bound; an admin can grant one, e.g. viewer)")
             }
         }
         Permission::Operate => {
             if has_any(state, &id.name, &[Role::Admin, Role::Operator]) {
                 Ok(())
             } else {
-                denied("apply pipelines or start runs (needs role operator or admin)")
+                missing_role("apply pipelines or start runs (needs role operator or admin)")
             }
         }
         Permission::Decide => Ok(()),
@@ -255,7 +272,7 @@ pub fn authorize(
             if has_any(state, &id.name, &[Role::Admin]) {
                 Ok(())
             } else {
-                denied("administer the cluster (needs role admin)")
+                missing_role("administer the cluster (needs role admin)")
             }
         }
     }
@@ -603,4 +620,9 @@ mod tests {
             assert_eq!(early, Some(expected), "{rpc}");
         }
     }
+}
+
+/// UNAUTHENTICATED with its reason.
+fn unauthenticated(message: impl Into<String>) -> Status {
+    refused(Code::Unauthenticated, Reason::Unauthenticated, message)
 }

@@ -6,6 +6,7 @@
 //! a fast error; this check is the one a lagging member cannot get wrong.
 //! Pure functions of the state and the command; never reads a clock.
 
+use crate::reason::Reason;
 use std::collections::BTreeMap;
 
 use super::apply::{Applied, Output, Rejection};
@@ -153,7 +154,7 @@ impl ClusterState {
         if self.roles_of(name).iter().any(|r| need.roles().contains(r)) {
             return Ok(());
         }
-        Err(Rejection::PermissionDenied(format!(
+        Err(Rejection::denied(Reason::MissingRole, format!(
             "operator `{name}` may not {what}: that needs {}, which `{name}` does not hold \
              in the cluster state this command was applied to (was it revoked meanwhile?); \
              nothing was changed",
@@ -282,7 +283,7 @@ impl ClusterState {
             .map(String::as_str)
             .collect();
         if !refused.is_empty() {
-            return Err(Rejection::PermissionDenied(format!(
+            return Err(Rejection::denied(Reason::BadToken, format!(
                 "this join token does not grant the label(s) {} (it grants: {}); start the \
                  agent with --labels among those, or ask an admin for a token that grants them \
                  (`ferry token create --labels ...`)",

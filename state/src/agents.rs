@@ -5,6 +5,7 @@
 //! anything. An agent never chooses its own labels after enrollment: a
 //! registration records its capacity, version and address only.
 
+use crate::reason::Reason;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use ferry_pipeline::MAX_LABEL_BYTES;
@@ -72,8 +73,8 @@ impl ClusterState {
         if let Some(c) = &cert
             && self.is_revoked(&c.fingerprint)
         {
-            return Err(Rejection::PermissionDenied(
-                "this certificate was revoked".into(),
+            return Err(Rejection::denied(Reason::Unauthenticated, 
+                "this certificate was revoked",
             ));
         }
         let labels = self.may_enroll(token_hash, &agent, &labels, at)?;
@@ -122,7 +123,7 @@ impl ClusterState {
         cert: CertBinding,
     ) -> Applied {
         if self.is_revoked(&presented.fingerprint) {
-            return Err(Rejection::PermissionDenied(format!(
+            return Err(Rejection::denied(Reason::Unauthenticated, format!(
                 "the certificate agent `{agent}` renews with was revoked"
             )));
         }
@@ -136,7 +137,7 @@ impl ClusterState {
                 .bound_certs()
                 .any(|c| c.fingerprint == presented.fingerprint);
         if !bound {
-            return Err(Rejection::PermissionDenied(format!(
+            return Err(Rejection::denied(Reason::Unauthenticated, format!(
                 "the certificate presented is not one agent `{agent}` is enrolled with"
             )));
         }

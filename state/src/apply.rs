@@ -12,6 +12,7 @@ use thiserror::Error;
 use super::agents::Registration;
 use super::executions::{AttemptResult, Verdict};
 use super::{ClusterState, Command, RevokedCert};
+use super::reason::Reason;
 
 /// What a successful command produced, for the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,12 +45,64 @@ pub enum Rejection {
     #[error("{0}")]
     FailedPrecondition(String),
     /// The caller named in the command lacks a permission the state requires
-    /// (checked in `apply`, so a lagging member cannot let it through).
-    #[error("{0}")]
+    /// (checked in `apply`, so a lagging member cannot let it through), and
+    /// the stable reason why.
+    #[error("{1}")]
+    PermissionDenied(Reason, String),
+    #[error("join token is invalid, expired or used up; ask an admin for a new one")]
+    BadToken,
+}
+
+impl Rejection {
+    /// A permission denied for `reason`.
+    pub fn denied(reason: Reason, message: impl Into<String>) -> Rejection {
+        Rejection::PermissionDenied(reason, message.into())
+    }
+
+    /// Its stable reason (the API's `ErrorInfo.reason`).
+    pub fn reason(&self) -> Reason {
+        match self {
+            Rejection::NotFound(_) => Reason::NotFound,
+            Rejection::AlreadyExists(_) => Reason::AlreadyExists,
+            Rejection::FailedPrecondition(_) => Reason::FailedPrecondition,
+            Rejection::PermissionDenied(reason, _) => *reason,
+            Rejection::BadToken => Reason::BadToken,
+        }
+    }
+
+    /// The form v0.1 members read in a forwarded proposal's answer: the
+    /// reason is left out (it travels beside it, `ForwardResponse.reason`).
+    pub fn to_v1(&self) -> RejectionV1 {
+        match self {
+            Rejection::NotFound(m) => RejectionV1::NotFound(m.clone()),
+            Rejection::AlreadyExists(m) => RejectionV1::AlreadyExists(m.clone()),
+            Rejection::FailedPrecondition(m) => RejectionV1::FailedPrecondition(m.clone()),
+            Rejection::PermissionDenied(_, m) => RejectionV1::PermissionDenied(m.clone()),
+            Rejection::BadToken => RejectionV1::BadToken,
+        }
+    }
+
+    /// Back from the v0.1 form and the reason sent beside it.
+    pub fn from_v1(v1: RejectionV1, reason: Reason) -> Rejection {
+        match v1 {
+            RejectionV1::NotFound(m) => Rejection::NotFound(m),
+            RejectionV1::AlreadyExists(m) => Rejection::AlreadyExists(m),
+            RejectionV1::FailedPrecondition(m) => Rejection::FailedPrecondition(m),
+            RejectionV1::PermissionDenied(m) => Rejection::PermissionDenied(reason, m),
+            RejectionV1::BadToken => Rejection::BadToken,
+        }
+    }
+}
+
+/// [`Rejection`] as its JSON was before refusals had reasons: what a
+/// forwarded proposal's answer holds, so that members of v0.1 still read it
+/// during a rolling upgrade. Never change its shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RejectionV1 {
+    NotFound(String),
+    AlreadyExists(String),
+    FailedPrecondition(String),
     PermissionDenied(String),
-    #[error(
-        "join token is invalid, expired or used up; ask an admin for a new one (`ferry token create`)"
-    )]
     BadToken,
 }
 

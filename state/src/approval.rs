@@ -4,6 +4,7 @@
 //! member with stale state or a replayed command cannot let a decision
 //! through. Pure functions of the state; never reads a clock.
 
+use crate::reason::Reason;
 use ferry_pipeline::ActionKind;
 
 use super::{ClusterState, Execution, Rejection, Role};
@@ -50,9 +51,9 @@ impl ClusterState {
         let roles = self.roles_of(by);
         let is_admin = roles.contains(&Role::Admin);
         if !is_admin && !roles.contains(&Role::Approver) {
-            return Err(Rejection::PermissionDenied(format!(
-                "operator `{by}` may not decide approvals: that needs the approver role \
-                 (an admin can run `ferry rbac grant {by} approver`)"
+            return Err(Rejection::denied(Reason::MissingRole, format!(
+                "operator `{by}` may not decide approvals: that needs the approver role, \
+                 which an admin can grant"
             )));
         }
         let listed = spec.approvers.iter().any(|a| {
@@ -61,7 +62,7 @@ impl ClusterState {
                 || (is_admin && a == Role::Approver.as_str())
         });
         if !listed {
-            return Err(Rejection::PermissionDenied(format!(
+            return Err(Rejection::denied(Reason::NotAnApprover, format!(
                 "operator `{by}` is not among this approval's approvers ({})",
                 spec.approvers.join(", ")
             )));
@@ -70,14 +71,14 @@ impl ClusterState {
             return Ok(());
         }
         if exec.started_by.as_deref() == Some(by) {
-            return Err(Rejection::PermissionDenied(format!(
+            return Err(Rejection::denied(Reason::FourEyes, format!(
                 "operator `{by}` started execution {} and may not approve it too: \
                  another approver must decide (four-eyes rule)",
                 exec.id
             )));
         }
         if version.applied_by == by {
-            return Err(Rejection::PermissionDenied(format!(
+            return Err(Rejection::denied(Reason::FourEyes, format!(
                 "operator `{by}` applied version {} of pipeline `{}` and may not approve \
                  its executions: another approver must decide (four-eyes rule)",
                 version.version, exec.pipeline
@@ -100,7 +101,7 @@ impl ClusterState {
             .find(|a| a.allow_self_approval);
         match relaxed {
             Some(a) if !self.roles_of(by).contains(&Role::Admin) => {
-                Err(Rejection::PermissionDenied(format!(
+                Err(Rejection::denied(Reason::MissingRole, format!(
                     "only an admin may apply a pipeline whose approval `{}` sets \
                      allow_self_approval (operator `{by}` is not an admin)",
                     a.name

@@ -7,6 +7,7 @@
 //! gRPC. Expired links and sessions are dropped when a new session opens
 //! (by the command's time: `apply` reads no clock).
 
+use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
 
 use super::ClusterState;
@@ -70,16 +71,16 @@ impl ClusterState {
         self.login_links.retain(|_, l| l.expires_at >= at);
         self.console_sessions.retain(|_, s| s.expires_at >= at);
         let Some(found) = self.login_links.get(link) else {
-            return Err(Rejection::PermissionDenied(
-                "this login link is unknown, used or expired; run `ferry ui` for a new one".into(),
+            return Err(Rejection::denied(Reason::BadLoginLink, 
+                "this login link is unknown, used or expired; run `ferry ui` for a new one",
             ));
         };
         if self.console_sessions.contains_key(&session) {
             return Err(Rejection::AlreadyExists("console session".into()));
         }
         if found.cert.as_deref().is_some_and(|fp| self.is_revoked(fp)) {
-            return Err(Rejection::PermissionDenied(
-                "the certificate this login link was made with is revoked".into(),
+            return Err(Rejection::denied(Reason::Unauthenticated, 
+                "the certificate this login link was made with is revoked",
             ));
         }
         let operator = found.operator.clone();

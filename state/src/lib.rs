@@ -20,6 +20,7 @@ mod deployments;
 mod events;
 mod executions;
 pub mod report;
+mod reason;
 mod steering;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -37,7 +38,8 @@ use serde::{Deserialize, Serialize};
 
 pub use access::{Authority, Need};
 pub use agents::{LOST_RETRIES, MAX_LABEL_BYTES, MAX_LABELS, check_labels};
-pub use apply::{Output, Rejection};
+pub use apply::{Output, Rejection, RejectionV1};
+pub use reason::Reason;
 pub use codec::StateCodecError;
 pub use command::{By, Command, EncodeError, Principal};
 pub use console::{ConsoleSession, LoginLink};

@@ -354,18 +354,18 @@ impl RetryAfter for Response {
 /// and the console), like `service::status` does for gRPC. Internal errors are logged, not shown.
 pub fn status_of(e: OpError) -> (StatusCode, String) {
     match e {
-        OpError::Invalid(m) => (StatusCode::BAD_REQUEST, m),
+        OpError::Invalid(m) | OpError::Lint { summary: m, .. } => (StatusCode::BAD_REQUEST, m),
         OpError::NotFound(m) => (StatusCode::NOT_FOUND, m),
         OpError::AlreadyExists(m) => (StatusCode::CONFLICT, m),
         OpError::FailedPrecondition(m) => (StatusCode::PRECONDITION_FAILED, m),
-        OpError::PermissionDenied(m) => (StatusCode::FORBIDDEN, m),
+        OpError::PermissionDenied(_, m) => (StatusCode::FORBIDDEN, m),
         OpError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         OpError::DeadlineExceeded(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         OpError::Rejected(r) => match r {
             Rejection::NotFound(_) => (StatusCode::NOT_FOUND, r.to_string()),
             Rejection::AlreadyExists(_) => (StatusCode::CONFLICT, r.to_string()),
             Rejection::FailedPrecondition(_) => (StatusCode::PRECONDITION_FAILED, r.to_string()),
-            Rejection::BadToken | Rejection::PermissionDenied(_) => {
+            Rejection::BadToken | Rejection::PermissionDenied(..) => {
                 (StatusCode::FORBIDDEN, r.to_string())
             }
         },

@@ -8,7 +8,7 @@ use ferry_pipeline::execution::{ActionStatus, ExecutionStatus};
 use super::executions::{execution_of, locate_action};
 use super::{OpError, OpResult, Ops};
 use crate::views::now_ms;
-use ferry_state::Command;
+use ferry_state::{Command, Reason};
 
 /// What a decision left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ impl Ops {
     /// (`may_decide`), and again by `apply`.
     pub async fn decide(&self, who: &Identity, d: Decision) -> OpResult<Decided> {
         if who.kind != IdentityKind::Operator {
-            return Err(OpError::PermissionDenied(format!(
+            return Err(OpError::PermissionDenied(Reason::WrongIdentityKind, format!(
                 "{who} is not an operator"
             )));
         }

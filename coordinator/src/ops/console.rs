@@ -10,7 +10,7 @@ use ferry_certs::Identity;
 use super::access::{acting, hash_token};
 use super::{OpError, OpResult, Ops};
 use crate::views::now_ms;
-use ferry_state::{Command, Need, Rejection, Role};
+use ferry_state::{Command, Need, Reason, Rejection, Role};
 
 /// How long a login link lasts by default, and at most.
 pub const LINK_TTL: Duration = Duration::from_secs(5 * 60);
@@ -66,7 +66,7 @@ impl Ops {
         ttl: Option<Duration>,
     ) -> OpResult<LoginLink> {
         if who.kind != ferry_certs::IdentityKind::Operator {
-            return Err(OpError::PermissionDenied(format!(
+            return Err(OpError::PermissionDenied(Reason::WrongIdentityKind, format!(
                 "{who} is not an operator: console links are for people"
             )));
         }
@@ -110,7 +110,7 @@ impl Ops {
         })
         .await?
         .ok_or_else(|| {
-            OpError::PermissionDenied(
+            OpError::PermissionDenied(Reason::BadLoginLink, 
                 "this login link is unknown, used or expired; run `ferry ui` for a new one".into(),
             )
         })
@@ -123,7 +123,7 @@ impl Ops {
             .read(|s| s.login_links.get(&hash).map(|l| l.operator.clone()))
             .await?
             .ok_or_else(|| {
-                OpError::PermissionDenied(
+                OpError::PermissionDenied(Reason::BadLoginLink, 
                     "this login link is unknown, used or expired; run `ferry ui` for a new one"
                         .into(),
                 )
@@ -139,7 +139,7 @@ impl Ops {
         })
         .await
         .map_err(|e| match e {
-            OpError::Rejected(Rejection::PermissionDenied(m)) => OpError::PermissionDenied(m),
+            OpError::Rejected(Rejection::PermissionDenied(r, m)) => OpError::PermissionDenied(r, m),
             e => e,
         })?;
         tracing::info!(%operator, "console session opened");
@@ -158,13 +158,13 @@ impl Ops {
         let now = now_ms();
         self.local_read(|s| {
             let operator = s.session_operator(&hash, now).ok_or_else(|| {
-                OpError::PermissionDenied(
+                OpError::PermissionDenied(Reason::Unauthenticated, 
                     "not logged in, or the session is over; run `ferry ui` for a login link".into(),
                 )
             })?;
             let roles = s.roles_of(operator);
             if roles.is_empty() {
-                return Err(OpError::PermissionDenied(format!(
+                return Err(OpError::PermissionDenied(Reason::MissingRole, format!(
                     "`{operator}` holds no role in this cluster"
                 )));
             }
@@ -295,7 +295,7 @@ impl ConsoleUser {
         if self.may(need) {
             return Ok(());
         }
-        Err(OpError::PermissionDenied(format!(
+        Err(OpError::PermissionDenied(Reason::MissingRole, format!(
             "`{}` may not {what} from the console: that needs {}",
             self.operator,
             need.describe()

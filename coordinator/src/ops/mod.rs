@@ -75,7 +75,7 @@ use thiserror::Error;
 
 use crate::app::SharedCtx;
 use crate::raft::{ProposeError, RaftStatus};
-use ferry_state::{ClusterState, Command, Output, Rejection};
+use ferry_state::{ClusterState, Command, Output, Reason, Rejection};
 
 /// Why an operation failed. Mapped to a gRPC status in one place
 /// (`service::status`).
@@ -90,8 +90,16 @@ pub enum OpError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
-    #[error("{0}")]
-    PermissionDenied(String),
+    /// Refused for `Reason` (the API's `ErrorInfo.reason`).
+    #[error("{1}")]
+    PermissionDenied(Reason, String),
+    /// A pipeline or environment file with problems: the joined text, and
+    /// each problem with its position (the API's `BadRequest` violations).
+    #[error("{summary}")]
+    Lint {
+        summary: String,
+        problems: Vec<LintProblem>,
+    },
     /// Not possible right now (no leader, a peer or agent unreachable).
     #[error("{0}")]
     Unavailable(String),
@@ -299,8 +307,28 @@ pub fn list_limit(limit: u32) -> OpResult<usize> {
 pub fn invalid(kind: &str, file: &str, diags: &[ferry_pipeline::Diagnostic]) -> OpError {
     let file = if file.is_empty() { "<input>" } else { file };
     let lines: Vec<String> = diags.iter().map(|d| format!("{file}:{d}")).collect();
-    OpError::Invalid(format!(
-        "{kind} is invalid; nothing was applied:\n{}",
-        lines.join("\n")
-    ))
+    OpError::Lint {
+        summary: format!(
+            "{kind} is invalid; nothing was applied:\n{}",
+            lines.join("\n")
+        ),
+        problems: diags
+            .iter()
+            .map(|d| LintProblem {
+                file: file.to_string(),
+                line: d.line,
+                column: d.column,
+                message: d.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// One problem of a file that was refused: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LintProblem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
 }

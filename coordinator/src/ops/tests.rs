@@ -14,7 +14,7 @@ use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
 use crate::raft::{self, NodeConfig, PeerTls};
 use crate::views::now_ms;
-use ferry_state::{Command, Rejection, Role};
+use ferry_state::{Command, Reason, Rejection, Role};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -212,8 +212,13 @@ async fn permission_refusals_surface_as_permission_denied() -> TestResult {
     let bob = operator("bob")?;
     // The early check (on fresh state) refuses a relaxed approval to a non-admin.
     match ops.apply_pipeline(&bob, "app.yml", RELAXED.into()).await {
-        Err(e @ OpError::Rejected(Rejection::PermissionDenied(_))) => {
-            assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+        Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
+            let status = tonic::Status::from(e);
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert_eq!(
+                crate::service::status::reason_of(&status),
+                Reason::MissingRole
+            );
         }
         other => panic!("expected PermissionDenied, got {other:?}"),
     }
@@ -222,8 +227,13 @@ async fn permission_refusals_surface_as_permission_denied() -> TestResult {
         .apply_pipeline(&operator("carol")?, "app.yml", PIPELINE.into())
         .await
     {
-        Err(e @ OpError::Rejected(Rejection::PermissionDenied(_))) => {
-            assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+        Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
+            let status = tonic::Status::from(e);
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert_eq!(
+                crate::service::status::reason_of(&status),
+                Reason::MissingRole
+            );
         }
         other => panic!("expected PermissionDenied, got {other:?}"),
     }

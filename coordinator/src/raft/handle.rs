@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use super::driver::Msg;
 use super::membership::MembershipChange;
 use super::transport::{Addresses, PeerTls};
-use ferry_state::{ClusterState, Command, Output, Rejection};
+use ferry_state::{ClusterState, Command, Output, Reason, Rejection, RejectionV1};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaftStatus {
@@ -177,10 +177,12 @@ impl RaftHandle {
             }
             Err(s) => return Ok(Err(ProposeError::Forward(s.message().to_string()))),
         };
-        let result: Result<Output, Rejection> = match serde_json::from_slice(&resp.result) {
+        let result: Result<Output, RejectionV1> = match serde_json::from_slice(&resp.result) {
             Ok(result) => result,
             Err(e) => return Ok(Err(ProposeError::Forward(e.to_string()))),
         };
+        let reason = Reason::parse(&resp.reason);
+        let result = result.map_err(|r| Rejection::from_v1(r, reason));
         // Read your own writes: wait until this member applied it too.
         let mut applied = self.applied.clone();
         let wait = async {

@@ -21,9 +21,10 @@ pub mod pipelines;
 pub mod renew;
 pub mod secrets;
 pub mod session;
+pub mod status;
 
 use ferry_certs::Identity;
-use ferry_state::Rejection;
+use ferry_state::{Reason, Rejection};
 use tonic::Status;
 
 use crate::ops::{Leader, OpError, Ops};
@@ -69,47 +70,77 @@ pub fn not_applied(mut status: Status) -> Status {
     status
 }
 
-/// The one mapping of an operation's error to a gRPC status.
+/// The one mapping of an operation's error to a gRPC status, with its
+/// details ([`status::refused`]): every status carries an `ErrorInfo` with
+/// a stable reason, a lint failure a `BadRequest` violation per problem, a
+/// state conflict a `PreconditionFailure`.
 impl From<OpError> for Status {
     fn from(e: OpError) -> Status {
+        use tonic::Code;
         match e {
-            OpError::Invalid(m) => Status::invalid_argument(m),
-            OpError::NotFound(m) => Status::not_found(m),
-            OpError::AlreadyExists(m) => Status::already_exists(m),
-            OpError::FailedPrecondition(m) => Status::failed_precondition(m),
-            OpError::PermissionDenied(m) => Status::permission_denied(m),
-            OpError::Unavailable(m) => Status::unavailable(m),
-            OpError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
-            OpError::Internal(m) => Status::internal(m),
-            OpError::Rejected(r) => match r {
-                Rejection::NotFound(_) => Status::not_found(r.to_string()),
-                Rejection::AlreadyExists(_) => Status::already_exists(r.to_string()),
-                Rejection::FailedPrecondition(_) => Status::failed_precondition(r.to_string()),
-                Rejection::BadToken | Rejection::PermissionDenied(_) => {
-                    Status::permission_denied(r.to_string())
+            OpError::Invalid(m) => status::refused(Code::InvalidArgument, Reason::InvalidArgument, m),
+            OpError::Lint { summary, problems } => status::lint(summary, &problems),
+            OpError::NotFound(m) => status::refused(Code::NotFound, Reason::NotFound, m),
+            OpError::AlreadyExists(m) => {
+                status::refused(Code::AlreadyExists, Reason::AlreadyExists, m)
+            }
+            OpError::FailedPrecondition(m) => {
+                status::precondition(Reason::FailedPrecondition, m)
+            }
+            OpError::PermissionDenied(reason, m) => {
+                status::refused(Code::PermissionDenied, reason, m)
+            }
+            OpError::Unavailable(m) => status::refused(Code::Unavailable, Reason::Unavailable, m),
+            OpError::DeadlineExceeded(m) => {
+                status::refused(Code::DeadlineExceeded, Reason::DeadlineExceeded, m)
+            }
+            OpError::Internal(m) => status::refused(Code::Internal, Reason::Internal, m),
+            OpError::Rejected(r) => {
+                let reason = r.reason();
+                match r {
+                    Rejection::NotFound(_) => {
+                        status::refused(Code::NotFound, reason, r.to_string())
+                    }
+                    Rejection::AlreadyExists(_) => {
+                        status::refused(Code::AlreadyExists, reason, r.to_string())
+                    }
+                    Rejection::FailedPrecondition(_) => status::precondition(reason, r.to_string()),
+                    Rejection::BadToken | Rejection::PermissionDenied(..) => {
+                        status::refused(Code::PermissionDenied, reason, r.to_string())
+                    }
                 }
-            },
+            }
             OpError::Raft(e) => match e {
                 // Nothing was proposed: marked (see NOT_APPLIED). These two
                 // texts are frozen: v0.1 members answer the same conditions
                 // with them and without the mark, and clients (the CLI's
                 // failover) recognise them word for word.
-                ProposeError::NotLeader { leader } => {
-                    not_applied(Status::unavailable(match leader {
+                ProposeError::NotLeader { leader } => not_applied(status::refused(
+                    Code::Unavailable,
+                    Reason::NoLeader,
+                    match leader {
                         Some(id) => {
                             format!("this coordinator is not the leader; the leader is member {id}")
                         }
                         None => "no leader is elected right now; retry shortly".to_string(),
-                    }))
+                    },
+                )),
+                ProposeError::Dropped => {
+                    status::refused(Code::Unavailable, Reason::Unavailable, e.to_string())
                 }
-                ProposeError::Dropped => Status::unavailable(e.to_string()),
-                ProposeError::Stopped => {
-                    Status::unavailable("this coordinator has stopped serving")
+                ProposeError::Stopped => status::refused(
+                    Code::Unavailable,
+                    Reason::Unavailable,
+                    "this coordinator has stopped serving",
+                ),
+                ProposeError::Forward(e) => status::refused(
+                    Code::Unavailable,
+                    Reason::Unavailable,
+                    format!("could not reach the leader: {e}"),
+                ),
+                ProposeError::Encode(e) => {
+                    status::refused(Code::Internal, Reason::Internal, e.to_string())
                 }
-                ProposeError::Forward(e) => {
-                    Status::unavailable(format!("could not reach the leader: {e}"))
-                }
-                ProposeError::Encode(e) => Status::internal(e.to_string()),
                 ProposeError::Rejected(r) => OpError::Rejected(r).into(),
             },
         }

@@ -68,15 +68,19 @@ impl pb::internal::raft_peer_server::RaftPeer for PeerService {
             .propose_forwarded(cmd)
             .await
             .map_err(|e| Status::from(OpError::from(e)))?;
-        let result = match result {
-            Ok(o) => Ok(o),
-            Err(crate::raft::ProposeError::Rejected(r)) => Err(r),
+        // The refusal in the form v0.1 members read, its reason beside it.
+        let (result, reason) = match result {
+            Ok(o) => (Ok(o), String::new()),
+            Err(crate::raft::ProposeError::Rejected(r)) => {
+                (Err(r.to_v1()), r.reason().as_str().to_string())
+            }
             Err(e) => return Err(OpError::from(e).into()),
         };
         let bytes = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::internal::ForwardResponse {
             result: bytes,
             index,
+            reason,
         }))
     }
 

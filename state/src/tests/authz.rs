@@ -89,7 +89,7 @@ fn a_revoked_role_is_refused_in_apply_and_changes_nothing() {
     for (rpc, cmd) in person_commands(&op, &adm) {
         let mut after = s.clone();
         match after.apply(cmd) {
-            Err(Rejection::PermissionDenied(why)) => {
+            Err(Rejection::PermissionDenied(_, why)) => {
                 assert!(
                     why.contains("`op`") || why.contains("`adm`"),
                     "{rpc}: {why}"

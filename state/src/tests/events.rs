@@ -130,7 +130,7 @@ fn a_run_makes_events_and_queues_them_for_the_targets_that_take_them() {
         at: 5,
     });
     assert!(
-        matches!(denied, Err(Rejection::PermissionDenied(_))),
+        matches!(denied, Err(Rejection::PermissionDenied(..))),
         "{denied:?}"
     );
     s.apply(Command::SetNotifyTarget {

@@ -648,9 +648,9 @@ fn decide(by: &str) -> Command {
 fn denied(s: &mut ClusterState, by: &str) -> String {
     let before = s.clone();
     match s.apply(decide(by)) {
-        Err(Rejection::PermissionDenied(why)) => {
+        Err(Rejection::PermissionDenied(reason, why)) => {
             assert_eq!(*s, before, "a refused decision leaves the state untouched");
-            why
+            format!("{reason}: {why}")
         }
         other => panic!("{by}: expected a refusal, got {other:?}"),
     }
@@ -673,9 +673,10 @@ stages:
 fn naming_someone_in_approvers_grants_nothing() {
     let mut s = waiting_approvals(NAMED, "root");
     // `op` and `dave` are listed but hold no approver role.
-    assert!(denied(&mut s, "op").contains("needs the approver role"));
+    assert!(denied(&mut s, "op").starts_with("MISSING_ROLE: "));
     assert!(denied(&mut s, "dave").contains("needs the approver role"));
     // `ann` is an approver but the list narrows it to bob.
+    assert!(denied(&mut s, "ann").starts_with("NOT_AN_APPROVER: "));
     assert!(denied(&mut s, "ann").contains("not among this approval's approvers"));
     s.apply(decide("bob")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.executions["e2"].state.status, ExecutionStatus::Succeeded);
@@ -684,7 +685,9 @@ fn naming_someone_in_approvers_grants_nothing() {
 #[test]
 fn nobody_approves_what_they_started_or_applied() {
     let mut s = waiting_approvals(YAML.replace("ok, type", "ok2, type").as_str(), "bob");
+    assert!(denied(&mut s, "carol").starts_with("FOUR_EYES: "));
     assert!(denied(&mut s, "carol").contains("started execution e2"));
+    assert!(denied(&mut s, "bob").starts_with("FOUR_EYES: "));
     assert!(denied(&mut s, "bob").contains("applied version 2"));
     // An admin is an approver too, but not of what it applied.
     s.apply(Command::ApplyPipeline {
@@ -727,7 +730,7 @@ fn only_an_admin_may_allow_self_approval() {
         at: 30,
     });
     assert!(
-        matches!(refused, Err(Rejection::PermissionDenied(_))),
+        matches!(refused, Err(Rejection::PermissionDenied(..))),
         "{refused:?}"
     );
     assert_eq!(s, before);
@@ -845,7 +848,7 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
     let before = s.clone();
     let stale = s.apply(renew("c0", "c3"));
     assert!(
-        matches!(stale, Err(Rejection::PermissionDenied(_))),
+        matches!(stale, Err(Rejection::PermissionDenied(..))),
         "{stale:?}"
     );
     assert_eq!(s, before);
@@ -864,7 +867,7 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
     let before = s.clone();
     assert!(matches!(
         s.apply(renew("c4", "c5")),
-        Err(Rejection::PermissionDenied(_))
+        Err(Rejection::PermissionDenied(..))
     ));
     assert_eq!(s, before);
     // Removing the agent revokes every certificate it was bound to.
@@ -877,7 +880,7 @@ fn a_renewal_binds_the_new_certificate_and_keeps_only_the_presented_one() {
     assert!(s.is_revoked("c1") && s.is_revoked("c4"));
     assert!(matches!(
         s.apply(renew("c1", "c6")),
-        Err(Rejection::PermissionDenied(_) | Rejection::NotFound(_))
+        Err(Rejection::PermissionDenied(..) | Rejection::NotFound(_))
     ));
 }
 
@@ -954,7 +957,7 @@ fn labels_are_bound_at_enrollment_and_changed_only_by_an_admin() {
     // A token with labels refuses any it does not grant, and changes nothing.
     let before = s.clone();
     match s.apply(enroll("build", "b2", &["build", "prod-deploy"])) {
-        Err(Rejection::PermissionDenied(why)) => assert!(why.contains("prod-deploy"), "{why}"),
+        Err(Rejection::PermissionDenied(_, why)) => assert!(why.contains("prod-deploy"), "{why}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(s, before);

@@ -358,7 +358,7 @@ fn stop_and_retry_need_the_operator_role() {
         at: 40,
     });
     assert!(
-        matches!(refused, Err(Rejection::PermissionDenied(_))),
+        matches!(refused, Err(Rejection::PermissionDenied(..))),
         "{refused:?}"
     );
     assert_eq!(s, before);
