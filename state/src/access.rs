@@ -107,6 +107,8 @@ impl Command {
             Command::Decide { .. } => Approver,
             Command::Enroll { .. } => Token,
             Command::RemoveCaches { by, .. } => person(by, Need::Operate, "remove caches"),
+            // Its command's authority, checked when `apply` applies that.
+            Command::Requested { command, .. } => command.authority(),
             Command::FinishAttempt { .. }
             | Command::CachesDropped { .. }
             | Command::ArtifactHeld { .. }

@@ -51,6 +51,9 @@ pub enum Rejection {
     PermissionDenied(Reason, String),
     #[error("join token is invalid, expired or used up; ask an admin for a new one")]
     BadToken,
+    /// [`Rejection::FailedPrecondition`] with a stable reason of its own.
+    #[error("{1}")]
+    Conflict(Reason, String),
 }
 
 impl Rejection {
@@ -67,6 +70,7 @@ impl Rejection {
             Rejection::FailedPrecondition(_) => Reason::FailedPrecondition,
             Rejection::PermissionDenied(reason, _) => *reason,
             Rejection::BadToken => Reason::BadToken,
+            Rejection::Conflict(reason, _) => *reason,
         }
     }
 
@@ -79,6 +83,7 @@ impl Rejection {
             Rejection::FailedPrecondition(m) => RejectionV1::FailedPrecondition(m.clone()),
             Rejection::PermissionDenied(_, m) => RejectionV1::PermissionDenied(m.clone()),
             Rejection::BadToken => RejectionV1::BadToken,
+            Rejection::Conflict(_, m) => RejectionV1::FailedPrecondition(m.clone()),
         }
     }
 
@@ -87,6 +92,9 @@ impl Rejection {
         match v1 {
             RejectionV1::NotFound(m) => Rejection::NotFound(m),
             RejectionV1::AlreadyExists(m) => Rejection::AlreadyExists(m),
+            RejectionV1::FailedPrecondition(m) if reason != Reason::Unspecified => {
+                Rejection::Conflict(reason, m)
+            }
             RejectionV1::FailedPrecondition(m) => Rejection::FailedPrecondition(m),
             RejectionV1::PermissionDenied(m) => Rejection::PermissionDenied(reason, m),
             RejectionV1::BadToken => Rejection::BadToken,
@@ -112,6 +120,22 @@ impl ClusterState {
     /// Applies one committed command: the state's only way to change. The
     /// events it causes are recorded with it (`events.rs`).
     pub fn apply(&mut self, cmd: Command) -> Applied {
+        if let Command::Requested {
+            caller,
+            request_id,
+            fingerprint,
+            at,
+            command,
+        } = cmd
+        {
+            let request = super::requests::Request {
+                caller,
+                id: request_id,
+                fingerprint,
+                at,
+            };
+            return self.apply_requested(request, *command);
+        }
         self.authorize(&cmd)?;
         let before = self.observe(&cmd);
         let out = self.dispatch(cmd)?;
@@ -342,6 +366,10 @@ impl ClusterState {
                 key_prefix,
                 ..
             } => self.remove_caches(&pipeline, &scope, &key_prefix),
+            // Unwrapped by `apply` before it gets here.
+            Command::Requested { .. } => Err(Rejection::FailedPrecondition(
+                "a request id wraps one command, not another request".into(),
+            )),
             // Console logins.
             Command::CreateLoginLink {
                 hash,

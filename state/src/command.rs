@@ -391,6 +391,17 @@ pub enum Command {
         key_prefix: String,
         by: By,
     },
+    /// `command`, asked for by `caller` with a request id: applied once; the
+    /// same id again answers the first result (`requests.rs`).
+    Requested {
+        caller: String,
+        request_id: String,
+        /// What the request asked, so that the id reused for another
+        /// request is refused rather than answered.
+        fingerprint: String,
+        at: i64,
+        command: Box<Command>,
+    },
 }
 
 impl Command {

@@ -21,6 +21,7 @@ mod events;
 mod executions;
 pub mod report;
 mod reason;
+pub mod requests;
 mod steering;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -312,6 +313,10 @@ pub struct ClusterState {
     /// out of the stored form while there are none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub caches: BTreeMap<String, caches::PipelineCaches>,
+    /// Requests with a request id, by caller and id, for a day
+    /// (`requests.rs`); left out of the stored form while there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, requests::RequestRecord>,
     /// Cache blobs each agent is to delete (entries `ferry cache rm`
     /// removed); the leader tells it until it says it dropped them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

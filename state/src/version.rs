@@ -61,6 +61,7 @@ impl Command {
             Command::FinishAttempt { tests: Some(_), .. } => Version::V0_2,
             Command::FinishAttempt { caches, .. } if !caches.is_empty() => Version::V0_2,
             Command::CachesDropped { .. } | Command::RemoveCaches { .. } => Version::V0_2,
+            Command::Requested { command, .. } => command.since().max(Version::V0_2),
             Command::Bootstrap { .. }
             | Command::ApplyEnvironment { .. }
             | Command::StartExecution { .. }

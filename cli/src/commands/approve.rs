@@ -21,6 +21,7 @@ pub async fn approve(global: &GlobalArgs, args: &ApproveArgs) -> Result<()> {
     decide(
         global,
         pb::DecideRequest {
+            request_id: String::new(),
             pipeline: args.name.clone(),
             execution_id: args.execution.clone(),
             action: args.action.clone(),
@@ -35,6 +36,7 @@ pub async fn reject(global: &GlobalArgs, args: &RejectArgs) -> Result<()> {
     decide(
         global,
         pb::DecideRequest {
+            request_id: String::new(),
             pipeline: args.name.clone(),
             execution_id: args.execution.clone(),
             action: args.action.clone(),

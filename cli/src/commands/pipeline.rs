@@ -106,6 +106,7 @@ pub async fn apply(global: &GlobalArgs, args: &ApplyArgs) -> Result<()> {
     let reply = api
         .pipelines
         .apply_pipeline(pb::ApplyPipelineRequest {
+            request_id: String::new(),
             yaml,
             file_name: display_name(&args.file),
         })

@@ -27,6 +27,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
     let reply = api
         .executions
         .start_execution(pb::StartExecutionRequest {
+            request_id: String::new(),
             pipeline: args.name.clone(),
             revision: args.revision.clone().unwrap_or_default(),
             variables: args.vars.iter().cloned().collect(),

@@ -28,6 +28,7 @@ pub async fn stop(global: &GlobalArgs, args: &StopArgs) -> Result<()> {
     let mut api = client::connect(global).await?;
     api.executions
         .stop_execution(pb::StopExecutionRequest {
+            request_id: String::new(),
             pipeline: args.name.clone(),
             execution_id: args.execution.clone(),
             reason: args.reason.clone(),
@@ -51,6 +52,7 @@ pub async fn retry(global: &GlobalArgs, args: &RetryArgs) -> Result<()> {
     let mut api = client::connect(global).await?;
     api.executions
         .retry_stage(pb::RetryStageRequest {
+            request_id: String::new(),
             pipeline: args.name.clone(),
             execution_id: args.execution.clone(),
             stage: args.stage.clone(),

@@ -364,7 +364,9 @@ pub fn status_of(e: OpError) -> (StatusCode, String) {
         OpError::Rejected(r) => match r {
             Rejection::NotFound(_) => (StatusCode::NOT_FOUND, r.to_string()),
             Rejection::AlreadyExists(_) => (StatusCode::CONFLICT, r.to_string()),
-            Rejection::FailedPrecondition(_) => (StatusCode::PRECONDITION_FAILED, r.to_string()),
+            Rejection::FailedPrecondition(_) | Rejection::Conflict(..) => {
+                (StatusCode::PRECONDITION_FAILED, r.to_string())
+            }
             Rejection::BadToken | Rejection::PermissionDenied(..) => {
                 (StatusCode::FORBIDDEN, r.to_string())
             }

@@ -32,11 +32,20 @@ pub struct Decision {
 impl Ops {
     /// Write: records `who`'s decision. Checked first on linearizable state
     /// (`may_decide`), and again by `apply`.
-    pub async fn decide(&self, who: &Identity, d: Decision) -> OpResult<Decided> {
+    pub async fn decide(
+        &self,
+        who: &Identity,
+        d: Decision,
+        request: Option<&super::RequestId>,
+    ) -> OpResult<Decided> {
         if who.kind != IdentityKind::Operator {
-            return Err(OpError::PermissionDenied(Reason::WrongIdentityKind, format!(
-                "{who} is not an operator"
-            )));
+            return Err(OpError::PermissionDenied(
+                Reason::WrongIdentityKind,
+                format!("{who} is not an operator"),
+            ));
+        }
+        if self.remembered(who, request)?.is_some() {
+            return self.decided(&d);
         }
         let (stage, action) = self
             .read(|s| {
@@ -52,20 +61,30 @@ impl Ops {
                 "a rejection needs a --comment saying why".into(),
             ));
         }
-        self.write(Command::Decide {
-            execution: d.execution.clone(),
-            stage,
-            action,
-            by: who.name.clone(),
-            approve: d.approve,
-            comment,
-            at: now_ms(),
-        })
+        self.write_requested(
+            who,
+            request,
+            Command::Decide {
+                execution: d.execution.clone(),
+                stage,
+                action,
+                by: who.name.clone(),
+                approve: d.approve,
+                comment,
+                at: now_ms(),
+            },
+        )
         .await?;
         tracing::info!(execution = %d.execution, action = %d.action, by = %who.name, approve = d.approve, "approval decided");
-        // Read-your-writes: the command is applied here.
+        self.decided(&d)
+    }
+
+    /// Local read (read-your-writes: the decision is applied here): the
+    /// approval's and its execution's state after decision `d`.
+    fn decided(&self, d: &Decision) -> OpResult<Decided> {
         self.local_read(|s| {
             let exec = execution_of(s, &d.pipeline, &d.execution)?;
+            let (stage, action) = locate_action(s, exec, &d.action)?;
             Ok(Decided {
                 action: exec.state.action(stage, action).map(|r| r.status()),
                 execution: exec.state.status,

@@ -11,7 +11,7 @@ use ferry_pipeline::execution::{ActionStatus, ArtifactRef};
 use super::page::PageRequest;
 use super::{OpError, OpResult, Ops, new_execution_id};
 use crate::views::now_ms;
-use ferry_state::{By, ClusterState, Command, Execution};
+use ferry_state::{By, ClusterState, Command, Execution, Output};
 
 /// An execution started by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +130,12 @@ impl Ops {
         pipeline: &str,
         revision: &str,
         variables: BTreeMap<String, String>,
+        request: Option<&super::RequestId>,
     ) -> OpResult<Started> {
         check_variables(&variables)?;
+        if let Some(first) = self.remembered(who, request)? {
+            return self.started(first);
+        }
         let (url, branch, version) = self.local_read(|s| {
             s.pipelines
                 .get(pipeline)
@@ -157,6 +161,26 @@ impl Ops {
             .await
             .map_err(|e| OpError::FailedPrecondition(e.to_string()))?;
         let source = self.ctx().git.ref_kind(&url, &rev).await;
+        if request.is_some() {
+            let out = self
+                .write_requested(
+                    who,
+                    request,
+                    Command::StartExecution {
+                        id: new_execution_id(),
+                        pipeline: pipeline.to_string(),
+                        revision,
+                        trigger: format!("manual by {}", who.name),
+                        started_by: Some(super::access::acting(who)),
+                        variables,
+                        source,
+                        once: None,
+                        at: now_ms(),
+                    },
+                )
+                .await?;
+            return self.started(out);
+        }
         let id = self
             .start_at(
                 pipeline,
@@ -171,6 +195,25 @@ impl Ops {
             execution_id: id,
             revision,
             pipeline_version: version,
+        })
+    }
+
+    /// Local read after the write (or its first time): what the execution a
+    /// request started builds.
+    fn started(&self, out: Output) -> OpResult<Started> {
+        let Output::Execution { id } = out else {
+            return Err(OpError::Internal("unexpected start result".into()));
+        };
+        self.local_read(|s| {
+            let exec = s.executions.get(&id).ok_or_else(|| {
+                OpError::NotFound(format!("execution {id} (pruned since it started)"))
+            })?;
+            tracing::info!(pipeline = %exec.pipeline, execution = %id, revision = %exec.revision, "execution started by hand (with a request id)");
+            Ok(Started {
+                execution_id: id.clone(),
+                revision: exec.revision.clone(),
+                pipeline_version: exec.version,
+            })
         })
     }
 

@@ -73,6 +73,7 @@ mod tests;
 use rand::Rng;
 use thiserror::Error;
 
+use ferry_certs::Identity;
 use crate::app::SharedCtx;
 use crate::raft::{ProposeError, RaftStatus};
 use ferry_state::{ClusterState, Command, Output, Reason, Rejection};
@@ -182,6 +183,44 @@ impl Ops {
         }
         self.local_read(|s| s.can_propose(&cmd))?;
         Ok(self.0.raft.propose(cmd).await?)
+    }
+
+    /// The first result of `who`'s request (`request_id`), when the state
+    /// remembers it: the answer to a repeated write, which is not applied
+    /// again. An id used before for another request is refused.
+    pub fn remembered(
+        &self,
+        who: &Identity,
+        request: Option<&RequestId>,
+    ) -> OpResult<Option<Output>> {
+        let Some(r) = request else { return Ok(None) };
+        match self.local_read(|s| s.remembered(&who.name, &r.id, &r.fingerprint)) {
+            None => Ok(None),
+            Some(Ok(out)) => Ok(Some(out)),
+            Some(Err(refused)) => Err(OpError::Rejected(refused)),
+        }
+    }
+
+    /// [`Ops::write`], once per request id when there is one: the command
+    /// goes in wrapped (`Command::Requested`), so that `apply` answers a
+    /// repeated id with the first result instead of applying it again.
+    pub async fn write_requested(
+        &self,
+        who: &Identity,
+        request: Option<&RequestId>,
+        cmd: Command,
+    ) -> OpResult<Output> {
+        let Some(r) = request else {
+            return self.write(cmd).await;
+        };
+        self.write(Command::Requested {
+            caller: who.name.clone(),
+            request_id: r.id.clone(),
+            fingerprint: r.fingerprint.clone(),
+            at: crate::views::now_ms(),
+            command: Box::new(cmd),
+        })
+        .await
     }
 
     /// [`Ops::write`] for a command creating a record under a fresh random
@@ -331,4 +370,33 @@ pub struct LintProblem {
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+/// A write's `request_id` and what the request asked, hashed
+/// (`fingerprint`): the same id with another request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId {
+    pub id: String,
+    pub fingerprint: String,
+}
+
+impl RequestId {
+    /// None for an empty id (no request id); `parts` are the request's
+    /// fields that say what it asks, in a fixed order.
+    pub fn new(id: &str, method: &str, parts: &[&str]) -> OpResult<Option<RequestId>> {
+        use sha2::Digest;
+        if id.is_empty() {
+            return Ok(None);
+        }
+        ferry_state::requests::check_id(id).map_err(OpError::Invalid)?;
+        let mut hash = sha2::Sha256::new();
+        for part in std::iter::once(method).chain(parts.iter().copied()) {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        Ok(Some(RequestId {
+            id: id.to_string(),
+            fingerprint: hex::encode(hash.finalize()),
+        }))
+    }
 }

@@ -39,7 +39,11 @@ impl Ops {
         who: &Identity,
         file_name: &str,
         yaml: String,
+        request: Option<&super::RequestId>,
     ) -> OpResult<Applied> {
+        if let Some(first) = self.remembered(who, request)? {
+            return applied(first);
+        }
         let spec = ferry_pipeline::parse(&yaml).map_err(|d| invalid("pipeline", file_name, &d))?;
         let unknown = self
             .read(|s| {
@@ -54,25 +58,18 @@ impl Ops {
             )));
         }
         let out = self
-            .write(Command::ApplyPipeline {
-                spec,
-                yaml,
-                by: super::access::acting(who),
-                at: now_ms(),
-            })
+            .write_requested(
+                who,
+                request,
+                Command::ApplyPipeline {
+                    spec,
+                    yaml,
+                    by: super::access::acting(who),
+                    at: now_ms(),
+                },
+            )
             .await?;
-        match out {
-            Output::PipelineVersion {
-                name,
-                version,
-                unchanged,
-            } => Ok(Applied {
-                name,
-                version,
-                unchanged,
-            }),
-            _ => Err(OpError::Internal("unexpected apply result".into())),
-        }
+        applied(out)
     }
 
     /// Linearizable: one page of the pipelines by name, each as `view` shows
@@ -141,5 +138,21 @@ impl Ops {
         })
         .await
         .map(drop)
+    }
+}
+
+/// What applying a pipeline answered.
+fn applied(out: Output) -> OpResult<Applied> {
+    match out {
+        Output::PipelineVersion {
+            name,
+            version,
+            unchanged,
+        } => Ok(Applied {
+            name,
+            version,
+            unchanged,
+        }),
+        _ => Err(OpError::Internal("unexpected apply result".into())),
     }
 }

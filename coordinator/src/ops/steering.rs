@@ -37,17 +37,25 @@ impl Ops {
         id: &str,
         why: &str,
         abandon: bool,
+        request: Option<&super::RequestId>,
     ) -> OpResult<()> {
         let why = reason(why)?;
+        if self.remembered(who, request)?.is_some() {
+            return Ok(());
+        }
         self.read(|s| super::executions::execution_of(s, pipeline, id).map(|_| ()))
             .await??;
-        self.write(Command::StopExecution {
-            execution: id.to_string(),
-            reason: why,
-            abandon,
-            by: super::access::acting(who),
-            at: now_ms(),
-        })
+        self.write_requested(
+            who,
+            request,
+            Command::StopExecution {
+                execution: id.to_string(),
+                reason: why,
+                abandon,
+                by: super::access::acting(who),
+                at: now_ms(),
+            },
+        )
         .await?;
         tracing::info!(%pipeline, execution = %id, abandon, by = %who.name, "execution stopped");
         Ok(())
@@ -62,16 +70,24 @@ impl Ops {
         id: &str,
         stage: &str,
         all: bool,
+        request: Option<&super::RequestId>,
     ) -> OpResult<()> {
+        if self.remembered(who, request)?.is_some() {
+            return Ok(());
+        }
         self.read(|s| super::executions::execution_of(s, pipeline, id).map(|_| ()))
             .await??;
-        self.write(Command::RetryStage {
-            execution: id.to_string(),
-            stage: stage.to_string(),
-            all,
-            by: super::access::acting(who),
-            at: now_ms(),
-        })
+        self.write_requested(
+            who,
+            request,
+            Command::RetryStage {
+                execution: id.to_string(),
+                stage: stage.to_string(),
+                all,
+                by: super::access::acting(who),
+                at: now_ms(),
+            },
+        )
         .await?;
         tracing::info!(%pipeline, execution = %id, %stage, all, by = %who.name, "stage retried");
         Ok(())

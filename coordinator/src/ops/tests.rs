@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferry_certs::{CertAuthority, Identity, IdentityKind};
 
 use super::page::PageRequest;
-use super::{OpError, Ops};
+use super::{OpError, Ops, RequestId};
 use crate::app::{CertLifetimes, Ctx};
 use crate::git::Git;
 use crate::hub::{AgentHub, LogHub};
@@ -99,17 +99,54 @@ fn operator(name: &str) -> Result<Identity, Box<dyn std::error::Error>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_applies_once_and_refuses_another_request() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let ops = cluster(dir.path()).await?;
+    let alice = operator("alice")?;
+    let id = |yaml: &str| RequestId::new("req-1", "ApplyPipeline", &["app.yml", yaml]);
+    let first = ops
+        .apply_pipeline(&alice, "app.yml", PIPELINE.into(), id(PIPELINE)?.as_ref())
+        .await?;
+    assert_eq!(first.version, 1);
+    // The same request again, after another version was applied meanwhile:
+    // the first answer, not "unchanged" nor a version 3.
+    ops.apply_pipeline(&alice, "app.yml", RELAXED.into(), None)
+        .await
+        .ok();
+    let again = ops
+        .apply_pipeline(&alice, "app.yml", PIPELINE.into(), id(PIPELINE)?.as_ref())
+        .await?;
+    assert_eq!((again.version, again.unchanged), (1, false));
+    // The id with another file: refused with its reason.
+    match ops
+        .apply_pipeline(&alice, "app.yml", RELAXED.into(), id(RELAXED)?.as_ref())
+        .await
+    {
+        Err(e) => {
+            let status = tonic::Status::from(e);
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+            assert_eq!(
+                crate::service::status::reason_of(&status),
+                Reason::RequestIdReused
+            );
+        }
+        Ok(a) => panic!("a reused request id applied {a:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_started_execution_reads_back() -> TestResult {
     let dir = tempfile::tempdir()?;
     let ops = cluster(dir.path()).await?;
     let alice = operator("alice")?;
     let applied = ops
-        .apply_pipeline(&alice, "app.yml", PIPELINE.into())
+        .apply_pipeline(&alice, "app.yml", PIPELINE.into(), None)
         .await?;
     assert_eq!((applied.name.as_str(), applied.version), ("app", 1));
     assert!(!applied.unchanged);
     let again = ops
-        .apply_pipeline(&alice, "app.yml", PIPELINE.into())
+        .apply_pipeline(&alice, "app.yml", PIPELINE.into(), None)
         .await?;
     assert!(again.unchanged);
 
@@ -154,7 +191,7 @@ async fn an_existing_new_id_counts_as_written() -> TestResult {
     let dir = tempfile::tempdir()?;
     let ops = cluster(dir.path()).await?;
     let alice = operator("alice")?;
-    ops.apply_pipeline(&alice, "app.yml", PIPELINE.into())
+    ops.apply_pipeline(&alice, "app.yml", PIPELINE.into(), None)
         .await?;
     let start = || Command::StartExecution {
         source: None,
@@ -211,7 +248,7 @@ async fn permission_refusals_surface_as_permission_denied() -> TestResult {
     ops.grant_role(&alice, "bob", Role::Operator).await?;
     let bob = operator("bob")?;
     // The early check (on fresh state) refuses a relaxed approval to a non-admin.
-    match ops.apply_pipeline(&bob, "app.yml", RELAXED.into()).await {
+    match ops.apply_pipeline(&bob, "app.yml", RELAXED.into(), None).await {
         Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
             let status = tonic::Status::from(e);
             assert_eq!(status.code(), tonic::Code::PermissionDenied);
@@ -224,7 +261,7 @@ async fn permission_refusals_surface_as_permission_denied() -> TestResult {
     }
     // `apply` refuses a caller with no role at all.
     match ops
-        .apply_pipeline(&operator("carol")?, "app.yml", PIPELINE.into())
+        .apply_pipeline(&operator("carol")?, "app.yml", PIPELINE.into(), None)
         .await
     {
         Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
@@ -239,15 +276,18 @@ async fn permission_refusals_surface_as_permission_denied() -> TestResult {
     }
     // Nothing was applied; an admin may apply it.
     assert!(ops.read(|s| s.pipelines.is_empty()).await?);
-    ops.apply_pipeline(&alice, "app.yml", RELAXED.into())
+    ops.apply_pipeline(&alice, "app.yml", RELAXED.into(), None)
         .await?;
     // A bad file is refused before anything is proposed.
     match ops
-        .apply_pipeline(&alice, "bad.yml", "name: [".into())
+        .apply_pipeline(&alice, "bad.yml", "name: [".into(), None)
         .await
     {
-        Err(OpError::Invalid(m)) => assert!(m.starts_with("pipeline is invalid"), "{m}"),
-        other => panic!("expected Invalid, got {other:?}"),
+        Err(OpError::Lint { summary, problems }) => {
+            assert!(summary.starts_with("pipeline is invalid"), "{summary}");
+            assert_eq!((problems[0].line, problems[0].column), (2, 1));
+        }
+        other => panic!("expected a lint failure, got {other:?}"),
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use ferry_proto as pb;
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use crate::ops::Ops;
+use crate::ops::{Ops, RequestId};
 use crate::ops::approvals::Decision;
 
 pub async fn decide(
@@ -24,6 +24,17 @@ pub async fn decide(
             )));
         }
     };
+    let request = RequestId::new(
+        &req.request_id,
+        "Decide",
+        &[
+            &req.pipeline,
+            &req.execution_id,
+            &req.action,
+            if approve { "approve" } else { "reject" },
+            &req.comment,
+        ],
+    )?;
     let d = ops
         .decide(
             &who,
@@ -34,6 +45,7 @@ pub async fn decide(
                 approve,
                 comment: req.comment,
             },
+            request.as_ref(),
         )
         .await?;
     Ok(Response::new(pb::DecideResponse {

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::api::Stream_;
 use super::{caller, leader_channel};
 use crate::ops::executions::ActionAt;
-use crate::ops::{OpError, Ops};
+use crate::ops::{OpError, Ops, RequestId};
 use crate::views;
 
 pub async fn start_execution(
@@ -19,12 +19,24 @@ pub async fn start_execution(
 ) -> Result<Response<pb::StartExecutionResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
+    let variables: std::collections::BTreeMap<String, String> =
+        req.variables.into_iter().collect();
+    let asked: Vec<String> = variables
+        .iter()
+        .flat_map(|(k, v)| [k.clone(), v.clone()])
+        .collect();
+    let parts: Vec<&str> = [req.pipeline.as_str(), req.revision.as_str()]
+        .into_iter()
+        .chain(asked.iter().map(String::as_str))
+        .collect();
+    let request = RequestId::new(&req.request_id, "StartExecution", &parts)?;
     let s = ops
         .start_execution(
             &who,
             &req.pipeline,
             &req.revision,
-            req.variables.into_iter().collect(),
+            variables,
+            request.as_ref(),
         )
         .await?;
     Ok(Response::new(pb::StartExecutionResponse {
@@ -223,12 +235,19 @@ pub async fn stop_execution(
 ) -> Result<Response<pb::StopExecutionResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
+    let abandon = if req.abandon { "abandon" } else { "finish" };
+    let request = RequestId::new(
+        &req.request_id,
+        "StopExecution",
+        &[&req.pipeline, &req.execution_id, &req.reason, abandon],
+    )?;
     ops.stop_execution(
         &who,
         &req.pipeline,
         &req.execution_id,
         &req.reason,
         req.abandon,
+        request.as_ref(),
     )
     .await?;
     Ok(Response::new(pb::StopExecutionResponse {}))
@@ -240,7 +259,20 @@ pub async fn retry_stage(
 ) -> Result<Response<pb::RetryStageResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
-    ops.retry_stage(&who, &req.pipeline, &req.execution_id, &req.stage, req.all)
-        .await?;
+    let all = if req.all { "all" } else { "failed" };
+    let request = RequestId::new(
+        &req.request_id,
+        "RetryStage",
+        &[&req.pipeline, &req.execution_id, &req.stage, all],
+    )?;
+    ops.retry_stage(
+        &who,
+        &req.pipeline,
+        &req.execution_id,
+        &req.stage,
+        req.all,
+        request.as_ref(),
+    )
+    .await?;
     Ok(Response::new(pb::RetryStageResponse {}))
 }

@@ -104,7 +104,9 @@ impl From<OpError> for Status {
                     Rejection::AlreadyExists(_) => {
                         status::refused(Code::AlreadyExists, reason, r.to_string())
                     }
-                    Rejection::FailedPrecondition(_) => status::precondition(reason, r.to_string()),
+                    Rejection::FailedPrecondition(_) | Rejection::Conflict(..) => {
+                        status::precondition(reason, r.to_string())
+                    }
                     Rejection::BadToken | Rejection::PermissionDenied(..) => {
                         status::refused(Code::PermissionDenied, reason, r.to_string())
                     }

@@ -4,7 +4,7 @@ use ferry_proto as pb;
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use crate::ops::Ops;
+use crate::ops::{Ops, RequestId};
 use crate::views;
 
 pub async fn apply_pipeline(
@@ -13,7 +13,14 @@ pub async fn apply_pipeline(
 ) -> Result<Response<pb::ApplyPipelineResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
-    let a = ops.apply_pipeline(&who, &req.file_name, req.yaml).await?;
+    let request = RequestId::new(
+        &req.request_id,
+        "ApplyPipeline",
+        &[&req.file_name, &req.yaml],
+    )?;
+    let a = ops
+        .apply_pipeline(&who, &req.file_name, req.yaml, request.as_ref())
+        .await?;
     Ok(Response::new(pb::ApplyPipelineResponse {
         name: a.name,
         version: a.version,

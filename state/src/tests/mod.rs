@@ -14,6 +14,7 @@ mod console;
 mod events;
 mod rejected;
 mod replicas;
+mod requests;
 mod steering;
 
 fn spec() -> ferry_pipeline::Pipeline {

@@ -86,6 +86,7 @@ pub async fn run(secs: u64, moderate: usize, high: usize) -> anyhow::Result<Stri
         op.apply_pipeline(pb::ApplyPipelineRequest {
             yaml: PIPELINE.into(),
             file_name: "tp.yml".into(),
+            ..Default::default()
         })
         .await?;
         Ok(())

@@ -389,7 +389,7 @@ pub async fn decide(
         approve,
         comment: field(&fields, "comment").unwrap_or_default().to_string(),
     };
-    match ops.decide(&who, decision).await {
+    match ops.decide(&who, decision, None).await {
         Ok(_) => see_other(&back_to(&fields, &pipeline, &id)),
         Err(e) => op_refused(e, "Not decided"),
     }
@@ -409,7 +409,7 @@ pub async fn stop(
     };
     let reason = field(&fields, "reason").unwrap_or_default();
     match ops
-        .stop_execution(&who, &pipeline, &id, reason, false)
+        .stop_execution(&who, &pipeline, &id, reason, false, None)
         .await
     {
         Ok(()) => see_other(&back_to(&fields, &pipeline, &id)),
@@ -430,7 +430,7 @@ pub async fn retry(
         Err(r) => return *r,
     };
     let stage = field(&fields, "stage").unwrap_or_default();
-    match ops.retry_stage(&who, &pipeline, &id, stage, false).await {
+    match ops.retry_stage(&who, &pipeline, &id, stage, false, None).await {
         Ok(()) => see_other(&back_to(&fields, &pipeline, &id)),
         Err(e) => op_refused(e, "Not retried"),
     }
