@@ -14,6 +14,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         files.extend(proto_files(Path::new(dir))?);
     }
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
+    // The public package alone (and what it imports), for server reflection:
+    // generic clients (grpcurl) see the API, not the cluster's own services.
+    let public = protox::compile(proto_files(Path::new("proto/ferry/v1"))?, ["proto"])?;
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    std::fs::write(
+        out.join("ferry_v1_descriptor.bin"),
+        prost::Message::encode_to_vec(&public),
+    )?;
     let descriptors = protox::compile(&files, ["proto"])?;
     // Bulk bytes decode as `Bytes` (no copy out of the HTTP/2 buffers).
     tonic_prost_build::configure()

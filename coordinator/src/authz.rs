@@ -56,6 +56,12 @@ pub fn permission_for(path: &str) -> Option<Permission> {
         ("ferry.v1.Enrollment", "Enroll" | "GetClusterCa") => Public,
         // Standard health probes carry no client certificate.
         ("grpc.health.v1.Health", "Check" | "Watch") => Public,
+        // The public API's schema only (what docs/api.md and the protos
+        // show); any role may read it.
+        (
+            "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection",
+            "ServerReflectionInfo",
+        ) => View,
         ("ferry.internal.v1.AgentSession", _) => Agent,
         ("ferry.internal.v1.RaftPeer", _) => Coordinator,
         ("ferry.v1.Pipelines", "ApplyPipeline" | "SetTransition") => Operate,

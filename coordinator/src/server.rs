@@ -264,6 +264,18 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         let _ = stopped_tx.send(outcome);
     });
 
+    // Server reflection of the public API (both versions: grpcurl and
+    // others still ask v1alpha).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .context("building the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building the reflection service")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(crate::health::report(ops.clone(), health));
 
@@ -275,6 +287,8 @@ pub async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         .layer(stop.layer())
         .layer(AuthLayer::new(ops.clone()))
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(pb::enrollment_server::EnrollmentServer::new(
             EnrollmentService::new(ops.clone(), cfg.enroll_per_minute),
         ))

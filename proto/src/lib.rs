@@ -32,6 +32,10 @@ pub mod v1 {
 }
 pub use v1::*;
 
+/// The encoded `FileDescriptorSet` of the public package `ferry.v1` and
+/// the files it imports: what gRPC server reflection serves.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ferry_v1_descriptor.bin"));
+
 #[allow(clippy::all, clippy::pedantic)]
 pub mod internal {
     //! Package `ferry.internal.v1`: the services internal to a cluster.
