@@ -40,6 +40,7 @@ impl From<ActionSpec> for wire::Assignment {
             stage: s.context.stage,
             action: s.context.action,
             image: s.image,
+            plugin: s.plugin,
             commands: s.commands,
             env: s.env.into_iter().collect(),
             outputs: s
@@ -79,6 +80,7 @@ impl From<&wire::Assignment> for ActionSpec {
                 action: a.action.clone(),
             },
             image: a.image.clone(),
+            plugin: a.plugin,
             commands: a.commands.clone(),
             env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             outputs: a
