@@ -351,6 +351,21 @@ mod tests {
     }
 
     #[test]
+    fn a_plugin_spec_says_so_on_the_wire() {
+        let spec = ActionSpec {
+            plugin: true,
+            image: "plugins/docker".into(),
+            env: [("PLUGIN_REPO".to_string(), "web".to_string())].into(),
+            ..ActionSpec::from(&assignment())
+        };
+        let wire = wire::Assignment::from(spec.clone());
+        assert!(wire.plugin);
+        assert_eq!(ActionSpec::from(&wire), spec);
+        // What a coordinator from before plugins sends: a command action.
+        assert!(!ActionSpec::from(&assignment()).plugin);
+    }
+
+    #[test]
     fn deploy_specs_keep_their_hosts_and_problem() {
         let mut a = assignment();
         a.deploy = Some(wire::DeploySpec {
