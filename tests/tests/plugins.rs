@@ -110,7 +110,11 @@ impl Images {
         ]);
         // The image without a shell: only the busybox binary, imported from
         // `docker cp`'s tar of it.
-        docker(&["cp", &format!("{base}:/bin/busybox"), &dir.path().to_string_lossy()]);
+        docker(&[
+            "cp",
+            &format!("{base}:/bin/busybox"),
+            &dir.path().to_string_lossy(),
+        ]);
         docker(&["rm", "-f", base]);
         let tar = Command::new("tar")
             .args(["-C", &dir.path().to_string_lossy(), "-c", "busybox"])
@@ -132,10 +136,21 @@ impl Images {
         if let Some(mut stdin) = import.stdin.take() {
             std::io::Write::write_all(&mut stdin, &tar.stdout).unwrap_or_else(|e| panic!("{e}"));
         }
-        assert!(import.wait().is_ok_and(|s| s.success()), "docker import failed");
+        assert!(
+            import.wait().is_ok_and(|s| s.success()),
+            "docker import failed"
+        );
         // No shell in it: the way builds run commands could not work there.
         let probe = Command::new("docker")
-            .args(["run", "--rm", "--entrypoint", "/bin/sh", &images.no_shell, "-c", "true"])
+            .args([
+                "run",
+                "--rm",
+                "--entrypoint",
+                "/bin/sh",
+                &images.no_shell,
+                "-c",
+                "true",
+            ])
             .output()
             .unwrap_or_else(|e| panic!("docker run: {e}"));
         assert!(!probe.status.success(), "{} has a shell", images.no_shell);
@@ -260,9 +275,15 @@ fn existing_format_plugins_run_unchanged_on_an_agent() {
     assert!(bare.contains("password=\n"), "{bare}");
     // No shell in the image: its own entrypoint ran, with the settings.
     let no_shell = logs(&c, "plug", &exec, "ship/no-shell");
-    assert!(no_shell.contains("PLUGIN_MESSAGE=no shell here"), "{no_shell}");
+    assert!(
+        no_shell.contains("PLUGIN_MESSAGE=no shell here"),
+        "{no_shell}"
+    );
     assert!(no_shell.contains("PLUGIN_LIST=a,b"), "{no_shell}");
-    assert!(no_shell.contains(&format!("DRONE_COMMIT_SHA={sha}")), "{no_shell}");
+    assert!(
+        no_shell.contains(&format!("DRONE_COMMIT_SHA={sha}")),
+        "{no_shell}"
+    );
     // Its output and output variable reached a later build.
     let show = logs(&c, "plug", &exec, "check/show");
     assert!(show.contains("tag:latest\ntag:1.2\ntag:edge"), "{show}");
