@@ -2,9 +2,10 @@
 //! (pulled when missing), the container created with its limits and its own
 //! environment (never a secret, but for a plugin's: [`super::plugin`]), its
 //! services started and ready ([`super::services`]), the steps run under
-//! the action's timeout and a person's stop, test reports and failure outputs read once the commands
-//! ended, and the containers and network removed whatever happened (or kept
-//! for `ferry exec --keep`); what an earlier run left is removed too.
+//! the action's timeout and a person's stop, test reports and failure
+//! outputs read once the commands ended, and the containers and network
+//! removed whatever happened (or kept for `ferry exec --keep`); what an
+//! earlier run left is removed too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
