@@ -97,7 +97,8 @@ pub fn action_status(n: i32) -> String {
     })
 }
 
-/// An action's kind as in pipeline files: `build`, `test`, `approval` or `deploy`.
+/// An action's kind as in pipeline files: `build`, `test`, `approval`,
+/// `deploy` or `plugin`.
 pub fn action_kind(n: i32) -> String {
     word(n, |k: pb::ActionKind| match k {
         pb::ActionKind::Unspecified => "",
@@ -105,6 +106,7 @@ pub fn action_kind(n: i32) -> String {
         pb::ActionKind::Test => "test",
         pb::ActionKind::Approval => "approval",
         pb::ActionKind::Deploy => "deploy",
+        pb::ActionKind::Plugin => "plugin",
     })
 }
 
@@ -325,6 +327,7 @@ mod tests {
             (pb::ActionKind::Test, ActionKind::Test),
             (pb::ActionKind::Approval, ActionKind::Approval),
             (pb::ActionKind::Deploy, ActionKind::Deploy),
+            (pb::ActionKind::Plugin, ActionKind::Plugin),
         ];
         let words: Vec<(i32, &str)> = pairs
             .iter()

@@ -224,7 +224,7 @@ type Needs = (Vec<String>, (u32, u32));
 ///
 /// An action goes only to an agent of a version that runs everything it
 /// uses ([`ferry_pipeline::Action::needs_version`]: services, reports,
-/// outputs kept on failure): an older agent ignores what it does not know and
+/// outputs kept on failure, plugins): an older agent ignores what it does not know and
 /// would run the commands without it. Such an action waits for an agent that
 /// runs it; an agent whose version does not read counts as 0.1.
 ///
@@ -546,6 +546,37 @@ stages:
         assert!(
             plan_of(&s, &["old"]).is_empty(),
             "a 0.1 agent would drop the report"
+        );
+        let got = placed(&plan_of(&s, &["old", "new"]));
+        assert_eq!(got.get(&0).map(String::as_str), Some("new"));
+    }
+
+    #[test]
+    fn a_plugin_action_goes_only_to_an_agent_that_runs_plugins() {
+        let yaml = r#"
+name: plug
+source: {git: /tmp/plug.git}
+stages:
+  - name: ship
+    actions:
+      - {name: publish, type: plugin, image: img, settings: {repo: web}}
+"#;
+        let mut s = ferry_state::testing::applied(yaml);
+        start_e1(&mut s, "plug");
+        for (name, version) in [("old", "0.1.0"), ("new", "0.2.0")] {
+            s.agents.insert(
+                name.to_string(),
+                AgentRecord {
+                    name: name.to_string(),
+                    capacity: 4,
+                    version: version.to_string(),
+                    ..Default::default()
+                },
+            );
+        }
+        assert!(
+            plan_of(&s, &["old"]).is_empty(),
+            "a 0.1 agent would run no command and succeed"
         );
         let got = placed(&plan_of(&s, &["old", "new"]));
         assert_eq!(got.get(&0).map(String::as_str), Some("new"));

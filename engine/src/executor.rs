@@ -8,9 +8,15 @@
 //! Every container is bounded (memory, CPUs, processes: the action's
 //! `resources:` or this agent's defaults), keeps only the capabilities in
 //! [`KEPT_CAPABILITIES`], runs with no-new-privileges and never privileged.
-//! Secrets must never go into the container's configuration (which `docker
-//! inspect` shows and the engine writes to disk): they travel only in each
-//! command's exec request.
+//! Secrets must never go into a build or test container's configuration
+//! (which `docker inspect` shows and the engine writes to disk): they travel
+//! only in each command's exec request.
+//!
+//! A plugin action (`spec.plugin`) runs its image's own entrypoint instead
+//! of commands, with the same limits and hardening; a plugin reads its
+//! configuration, secrets included, from its environment, so its secrets
+//! are the one exception: they are in its container's configuration
+//! (`plugin`).
 //!
 //! An action's `services:` run beside it in containers of their own, on a
 //! network of the attempt's own, with the same limits and hardening; its
@@ -24,13 +30,15 @@
 //! caches in and out), `container`
 //! (the container's life from image to removal), `services` (the services'
 //! network, containers and readiness), `service_log` (their output in the
-//! action's log), `workspace` (inputs in, commands run) and `outputs`
-//! (outputs and output variables out).
+//! action's log), `workspace` (inputs in, commands run), `plugin` (a
+//! plugin's own entrypoint run instead) and `outputs` (outputs and output
+//! variables out).
 
 mod caches;
 mod container;
 mod limits;
 mod outputs;
+mod plugin;
 mod reports;
 mod service_log;
 mod services;

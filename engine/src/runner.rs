@@ -19,7 +19,9 @@
 //!   way would do harm: the deployer finishes its deployment (and rollback);
 //! - it writes nothing secret anywhere but into the process's memory: the
 //!   secrets travel only where the action needs them (an exec request, a
-//!   hook's script on stdin).
+//!   hook's script on stdin). The one exception is a plugin action, which
+//!   reads its secrets from its environment: they are in its container's
+//!   configuration on the agent's engine until the container is removed.
 //!
 //! The plain types an attempt is described by (the spec, the deployment
 //! report) are `ferry_pipeline::spec`'s, re-exported here; the `FERRY_*`
@@ -168,6 +170,8 @@ pub enum ActionError {
         command: String,
         code: i32,
     },
+    #[error("plugin `{image}` exited with code {code}")]
+    PluginFailed { image: String, code: i32 },
     #[error("timed out after {0:?}; the container was killed")]
     Timeout(Duration),
     #[error("service `{service}` could not start: {reason}")]
@@ -225,11 +229,13 @@ fn last_lines(logs: &str) -> String {
 }
 
 impl ActionError {
-    /// The failing command's code; `None` when the attempt failed without
-    /// a command that ran to its end.
+    /// The failing command's (or plugin's) code; `None` when the attempt
+    /// failed without a command that ran to its end.
     pub fn exit_code(&self) -> Option<i32> {
         match self {
-            ActionError::CommandFailed { code, .. } => Some(*code),
+            ActionError::CommandFailed { code, .. } | ActionError::PluginFailed { code, .. } => {
+                Some(*code)
+            }
             _ => None,
         }
     }

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod mask;
 pub mod matrix;
 pub mod notify;
+pub mod plugin;
 pub mod reports;
 pub mod revision;
 pub mod schedule;
@@ -66,6 +67,8 @@ mod cache_tests;
 mod environment_tests;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod plugin_tests;
 #[cfg(test)]
 mod proptest_tests;
 #[cfg(test)]

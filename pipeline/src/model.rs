@@ -210,10 +210,12 @@ pub struct Action {
     pub runs_on: Vec<String>,
     /// Artifacts this action needs, produced by earlier actions or [`SOURCE_ARTIFACT`].
     pub inputs: Vec<String>,
-    /// Container image (build/test only).
+    /// Container image (build, test and plugin).
     pub image: Option<String>,
     /// Shell commands run in order (build/test only).
     pub commands: Vec<String>,
+    /// Environment variables; a plugin's `settings:` are here too, as the
+    /// `PLUGIN_*` variables they become (`crate::plugin`).
     pub env: BTreeMap<String, String>,
     /// Artifact name -> relative paths collected after the commands succeed.
     pub outputs: BTreeMap<String, Vec<String>>,
@@ -228,7 +230,8 @@ pub struct Action {
     #[serde(default)]
     pub retries: u32,
     /// Environment variable name -> name of the secret whose value it gets
-    /// (build/test only; empty for approvals). Never shares a name with `env`.
+    /// (build, test, plugin and deploy; empty for approvals). Never shares a
+    /// name with `env`. A plugin's `{from_secret: NAME}` settings are here.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
     /// Roles or operator names allowed to approve; empty unless `kind` is approval.
@@ -289,7 +292,8 @@ impl Action {
     /// The `MAJOR.MINOR` release that first ran everything this action
     /// uses: agents and coordinators older than it would drop a part of it.
     pub fn needs_version(&self) -> (u32, u32) {
-        if self.output_when.is_empty()
+        if self.kind != ActionKind::Plugin
+            && self.output_when.is_empty()
             && self.reports.is_empty()
             && self.matrix.is_none()
             && self.services.is_empty()
@@ -323,15 +327,19 @@ pub enum ActionKind {
     Test,
     Approval,
     Deploy,
+    /// Runs a plugin image (Drone/Woodpecker format) with its own
+    /// entrypoint; its `settings:` reach it as `PLUGIN_*` variables.
+    Plugin,
 }
 
 impl ActionKind {
     /// Every supported kind, in documentation order.
-    pub const ALL: [ActionKind; 4] = [
+    pub const ALL: [ActionKind; 5] = [
         ActionKind::Build,
         ActionKind::Test,
         ActionKind::Approval,
         ActionKind::Deploy,
+        ActionKind::Plugin,
     ];
 
     /// The spelling used in pipeline YAML.
@@ -341,12 +349,22 @@ impl ActionKind {
             ActionKind::Test => "test",
             ActionKind::Approval => "approval",
             ActionKind::Deploy => "deploy",
+            ActionKind::Plugin => "plugin",
         }
     }
 
     /// Whether the action runs commands in a container on an agent.
     pub fn runs_commands(self) -> bool {
         matches!(self, ActionKind::Build | ActionKind::Test)
+    }
+
+    /// Whether the action runs in a container of its own on an agent, and
+    /// so may leave outputs and output variables: build, test and plugin.
+    pub fn runs_in_container(self) -> bool {
+        matches!(
+            self,
+            ActionKind::Build | ActionKind::Test | ActionKind::Plugin
+        )
     }
 
     /// Whether an agent runs the action (everything but approvals).
@@ -357,7 +375,9 @@ impl ActionKind {
     /// Timeout used when the action does not set one.
     pub fn default_timeout_ms(self) -> u64 {
         match self {
-            ActionKind::Build | ActionKind::Test | ActionKind::Deploy => DEFAULT_COMMAND_TIMEOUT_MS,
+            ActionKind::Build | ActionKind::Test | ActionKind::Deploy | ActionKind::Plugin => {
+                DEFAULT_COMMAND_TIMEOUT_MS
+            }
             ActionKind::Approval => DEFAULT_APPROVAL_TIMEOUT_MS,
         }
     }

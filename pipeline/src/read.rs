@@ -25,6 +25,7 @@ mod deploy;
 mod matrix;
 mod notifications;
 mod outputs;
+mod plugin;
 mod schedule;
 mod services;
 mod source;

@@ -55,6 +55,10 @@ pub struct ActionSpec {
     pub attempt: AttemptId,
     pub context: ActionContext,
     pub image: String,
+    /// A plugin action: the image runs with its own entrypoint and command
+    /// (no shell needed), its settings already in `env` as `PLUGIN_*`
+    /// variables; `commands` is empty.
+    pub plugin: bool,
     /// Run one after another with `/bin/sh -c` until one fails.
     pub commands: Vec<String>,
     /// The action's `env:` (never a secret).
@@ -224,6 +228,7 @@ pub fn action_spec(
             action: action.name.clone(),
         },
         image: run.resolved_text(action.image.as_deref().unwrap_or_default()),
+        plugin: action.kind == crate::ActionKind::Plugin,
         commands,
         env,
         outputs: action

@@ -475,7 +475,7 @@ fn unknown_keys_at_every_level() {
             "14:9: unknown key `foo` in action; expected one of: name, type, image, run_order, \
              runs_on, inputs, commands, env, outputs, reports, matrix, timeout, approvers, allow_self_approval, required, message, url, retries, resources, secrets, \
              environment, strategy, min_healthy, rollback, keep_releases, hook_timeout, connect_timeout, when, \
-             services, cache",
+             services, cache, settings",
         ]
     );
 }
@@ -734,7 +734,9 @@ fn action_types() {
     );
     assert_eq!(
         errors(&with_action(&["name: ship", "type: Build"])),
-        vec!["9:15: unknown action type \"Build\"; expected one of: build, test, approval, deploy"]
+        vec![
+            "9:15: unknown action type \"Build\"; expected one of: build, test, approval, deploy, plugin"
+        ]
     );
 }
 
@@ -752,12 +754,12 @@ fn fields_depend_on_action_type() {
             "outputs: {app: [x]}",
         ])),
         vec![
-            "10:9: `image` is not allowed in approval actions; it is only for build and test actions",
+            "10:9: `image` is not allowed in approval actions; it is only for build, test and plugin actions",
             "11:9: `commands` is not allowed in approval actions; it is only for build and test actions",
-            "12:9: `runs_on` is not allowed in approval actions; it is only for build, test and deploy actions",
-            "13:9: `inputs` is not allowed in approval actions; it is only for build, test and deploy actions",
-            "14:9: `env` is not allowed in approval actions; it is only for build, test and deploy actions",
-            "15:9: `outputs` is not allowed in approval actions; it is only for build and test actions",
+            "12:9: `runs_on` is not allowed in approval actions; it is only for build, test, deploy and plugin actions",
+            "13:9: `inputs` is not allowed in approval actions; it is only for build, test, deploy and plugin actions",
+            "14:9: `env` is not allowed in approval actions; it is only for build, test, deploy and plugin actions",
+            "15:9: `outputs` is not allowed in approval actions; it is only for build, test and plugin actions",
         ]
     );
     assert_eq!(
@@ -1163,10 +1165,10 @@ fn retries_and_resources_are_only_for_command_actions() {
             "resources: {cpus: 1, memory: 64m}",
         ])),
         vec![
-            "10:9: `retries` is not allowed in approval actions; it is only for build and test \
-             actions",
-            "11:9: `resources` is not allowed in approval actions; it is only for build and \
-             test actions",
+            "10:9: `retries` is not allowed in approval actions; it is only for build, test and \
+             plugin actions",
+            "11:9: `resources` is not allowed in approval actions; it is only for build, test \
+             and plugin actions",
         ]
     );
     assert_eq!(
@@ -1176,8 +1178,8 @@ fn retries_and_resources_are_only_for_command_actions() {
             "resources: {}"
         ])),
         vec![
-            "10:9: `resources` is not allowed in approval actions; it is only for build and \
-             test actions"
+            "10:9: `resources` is not allowed in approval actions; it is only for build, test \
+             and plugin actions"
         ]
     );
 }
@@ -1305,8 +1307,8 @@ fn secrets_are_only_for_command_actions() {
             "secrets: {TOKEN: tok}",
         ])),
         vec![
-            "10:9: `secrets` is not allowed in approval actions; it is only for build, test and \
-             deploy actions"
+            "10:9: `secrets` is not allowed in approval actions; it is only for build, test, \
+             deploy and plugin actions"
         ]
     );
 }
@@ -1539,7 +1541,7 @@ fn bad_deploy_settings() {
             "15:19: `rollback` must be `auto` or `none`, found \"maybe\"",
             "16:24: `keep_releases` must be between 1 and 100, found 0",
             "17:23: `hook_timeout` must be greater than zero",
-            "18:9: `image` is not allowed in deploy actions; it is only for build and test actions",
+            "18:9: `image` is not allowed in deploy actions; it is only for build, test and plugin actions",
             "19:9: `approvers` is not allowed in deploy actions; it is only for approval actions",
         ]
     );
@@ -1652,7 +1654,7 @@ fn variables_are_declared_and_references_linted_with_positions() {
         vec![
             "6:53: #{variables.NOPE}: the pipeline declares no variable `NOPE` under `variables:`",
             "6:79: #{build.b.X}: `build.b` does not finish before this action starts",
-            "7:53: #{gate.ok.X}: `gate.ok` is not a build or test action; only those write output variables",
+            "7:53: #{gate.ok.X}: `gate.ok` is not a build, test or plugin action; only those write output variables",
             "7:53: #{nope.x.Y}: there is no action `x` in a stage `nope`",
             "7:86: invalid variable reference `#{bad}`: write #{variables.NAME}, #{STAGE.ACTION.NAME} or #{matrix.NAME}",
         ]

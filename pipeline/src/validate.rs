@@ -17,7 +17,8 @@ pub(crate) fn check(draft: &Draft, diags: &mut Vec<Diagnostic>) {
 }
 
 /// `#{variables.NAME}` must name a declared variable; `#{S.A.NAME}` an
-/// earlier build or test action (one that finishes before this one starts),
+/// earlier build, test or plugin action (one that finishes before this one
+/// starts),
 /// the only kinds that write output variables. Whether that action writes
 /// NAME is only known when it ran: a missing one fails the action then.
 fn check_references(draft: &Draft, diags: &mut Vec<Diagnostic>) {
@@ -87,8 +88,8 @@ fn reference_problem(
                 None => Some(format!(
                     "{reference}: there is no action `{a}` in a stage `{s}`"
                 )),
-                Some((_, producer)) if !producer.kind.runs_commands() => Some(format!(
-                    "{reference}: `{s}.{a}` is not a build or test action; only those write output variables"
+                Some((_, producer)) if !producer.kind.runs_in_container() => Some(format!(
+                    "{reference}: `{s}.{a}` is not a build, test or plugin action; only those write output variables"
                 )),
                 Some((i, producer))
                     if i > si

@@ -570,7 +570,7 @@ fn action_event(
                 ..base
             })
         }
-        ActionKind::Build | ActionKind::Test => None,
+        ActionKind::Build | ActionKind::Test | ActionKind::Plugin => None,
     }
 }
 

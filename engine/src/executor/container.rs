@@ -1,10 +1,11 @@
 //! An attempt's container from start to end: the images made sure of
 //! (pulled when missing), the container created with its limits and its own
-//! environment (never a secret), its services started and ready
-//! ([`super::services`]), the steps run under the action's timeout and a
-//! person's stop, test reports and failure outputs read once the commands
-//! ended, and the containers and network removed whatever happened (or kept
-//! for `ferry exec --keep`); what an earlier run left is removed too.
+//! environment (never a secret, but for a plugin's: [`super::plugin`]), its
+//! services started and ready ([`super::services`]), the steps run under
+//! the action's timeout and a person's stop, test reports and failure
+//! outputs read once the commands ended, and the containers and network
+//! removed whatever happened (or kept for `ferry exec --keep`); what an
+//! earlier run left is removed too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -184,9 +185,14 @@ impl Executor {
                 true => String::new(),
                 false => format!(" && docker network rm {}", self.network_name(epoch)),
             };
+            // A plugin's container has stopped, and may have no shell.
+            let enter = match a.plugin {
+                false => format!("docker exec -it {name} /bin/sh"),
+                true => format!("docker cp {name}:/workspace ./workspace"),
+            };
             log.write(
                 format!(
-                    "[ferry] kept container {name} for inspection: docker exec -it {name} /bin/sh \
+                    "[ferry] kept container {name} for inspection: {enter} \
                      (remove it with: docker rm -f {}{network})\n",
                     all.join(" ")
                 )
@@ -217,14 +223,26 @@ impl Executor {
         limits: &ContainerLimits,
     ) -> (Attended, bool) {
         let name = self.container_name(a.attempt.epoch);
+        // A build or test container idles in a shell while each command runs
+        // with `docker exec`; a plugin's runs its image's own entrypoint and
+        // command (no shell needed) and reads everything from its
+        // environment, secrets included.
+        let (entrypoint, cmd, env) = match a.plugin {
+            false => (
+                Some(vec!["/bin/sh".into(), "-c".into()]),
+                Some(vec![
+                    "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
+                ]),
+                container_env(a),
+            ),
+            true => (None, None, super::plugin::plugin_env(a, secrets)),
+        };
         let mut body = ContainerCreateBody {
             image: Some(a.image.clone()),
-            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-            cmd: Some(vec![
-                "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
-            ]),
+            entrypoint,
+            cmd,
             working_dir: Some("/workspace".into()),
-            env: Some(container_env(a)),
+            env: Some(env),
             labels: Some(HashMap::from([(
                 LABEL.to_string(),
                 a.attempt.epoch.to_string(),
@@ -274,15 +292,27 @@ impl Executor {
             if services {
                 self.wait_ready(a, log).await?;
             }
-            self.steps(&name, a, inputs, secrets, &mut LogHandle(log))
-                .await
+            match a.plugin {
+                false => {
+                    self.steps(&name, a, inputs, secrets, &mut LogHandle(log))
+                        .await
+                }
+                true => {
+                    self.plugin_steps(&name, a, inputs, &mut LogHandle(log))
+                        .await
+                }
+            }
         };
         let result = tokio::select! {
             r = work => r,
             e = &mut stop => Err(e),
             r = follow_forever(&mut followers) => r,
         };
-        let kept = self.keep_failed && matches!(result, Err(ActionError::CommandFailed { .. }));
+        let kept = self.keep_failed
+            && matches!(
+                result,
+                Err(ActionError::CommandFailed { .. } | ActionError::PluginFailed { .. })
+            );
         if !kept {
             self.stop_services(&started).await;
         }
@@ -307,7 +337,10 @@ impl Executor {
     ) -> Outcome {
         let ran_commands = matches!(
             &result,
-            Ok(_) | Err(ActionError::CommandFailed { .. } | ActionError::Timeout(_))
+            Ok(_)
+                | Err(ActionError::CommandFailed { .. }
+                    | ActionError::PluginFailed { .. }
+                    | ActionError::Timeout(_))
         );
         if !ran_commands {
             return outcome_of(result);

@@ -43,7 +43,7 @@ impl Executor {
 
     /// Inputs, in order, then the caches to restore (from the cache
     /// store), re-packed under workspace/ and checked on the way.
-    async fn upload_inputs(
+    pub(super) async fn upload_inputs(
         &self,
         container: &str,
         inputs: &[PreparedInput],

@@ -1,4 +1,4 @@
-//! One build, test or deploy action of a local run: started through the
+//! One build, test, plugin or deploy action of a local run: started through the
 //! runner its kind needs — the agent's Docker executor or its deployer, as
 //! the agent's `attempt.rs` picks them — with its inputs from the run's
 //! store, its secrets and host keys masked in its log; and its end recorded

@@ -281,7 +281,7 @@ impl ExecutionState {
                 };
                 started.approvals.push((si, ai));
             }
-            ActionKind::Build | ActionKind::Test | ActionKind::Deploy => {
+            ActionKind::Build | ActionKind::Test | ActionKind::Deploy | ActionKind::Plugin => {
                 run.status = Some(ActionStatus::InProgress);
                 run.message = "waiting for an agent".into();
                 started.queued.push((si, ai));

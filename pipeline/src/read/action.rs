@@ -1,7 +1,7 @@
 //! Reads an action: which keys each kind of action may have, its type, and
 //! the whole action with the fields its kind allows (build and test run
-//! commands, deploy goes to `deploy`, approval reads its approvers and
-//! message here).
+//! commands, a plugin's `settings` go to `plugin`, deploy goes to `deploy`,
+//! approval reads its approvers and message here).
 
 use std::collections::BTreeMap;
 
@@ -48,6 +48,7 @@ const ACTION_KEYS: &[&str] = &[
     "when",
     "services",
     "cache",
+    "settings",
 ];
 /// Keys every kind of action may have.
 const COMMON_KEYS: &[&str] = &["name", "type", "run_order", "timeout", "when"];
@@ -65,6 +66,9 @@ const COMMAND_KEYS: &[&str] = &[
     "services",
     "cache",
 ];
+/// Keys only for plugin actions (which share `image`, `outputs`, `retries`
+/// and `resources` with build and test).
+const PLUGIN_KEYS: &[&str] = &["image", "settings", "outputs", "retries", "resources"];
 /// Keys only for approval actions.
 const APPROVAL_KEYS: &[&str] = &[
     "approvers",
@@ -90,6 +94,7 @@ fn allows(kind: ActionKind, key: &str) -> bool {
         ActionKind::Build | ActionKind::Test => &[AGENT_KEYS, COMMAND_KEYS],
         ActionKind::Approval => &[APPROVAL_KEYS],
         ActionKind::Deploy => &[AGENT_KEYS, DEPLOY_KEYS],
+        ActionKind::Plugin => &[AGENT_KEYS, PLUGIN_KEYS],
     };
     COMMON_KEYS.contains(&key) || own.iter().any(|keys| keys.contains(&key))
 }
@@ -155,6 +160,8 @@ impl Reader<'_> {
         // What the action is allowed to contain depends on its kind; when the
         // kind is unknown every field is still read, to report type errors.
         let runs_commands = kind.is_none_or(ActionKind::runs_commands);
+        let in_container = kind.is_none_or(ActionKind::runs_in_container);
+        let is_plugin = kind.is_none_or(|k| k == ActionKind::Plugin);
         let on_agent = kind.is_none_or(ActionKind::runs_on_agent);
         let is_approval = kind.is_none_or(|k| k == ActionKind::Approval);
         let is_deploy = kind.is_none_or(|k| k == ActionKind::Deploy);
@@ -179,8 +186,7 @@ impl Reader<'_> {
             action.timeout_ms = ms;
         }
 
-        if runs_commands {
-            let mapping_pos = mapping_pos(map);
+        if in_container {
             match field(map, "image") {
                 Some(value) => {
                     if let Some((image, at)) = self.string(value, "`image`") {
@@ -193,19 +199,8 @@ impl Reader<'_> {
                 None => {
                     if let Some(kind) = kind {
                         self.error(
-                            mapping_pos,
+                            mapping_pos(map),
                             format!("missing required key `image` in {kind} action"),
-                        );
-                    }
-                }
-            }
-            match field(map, "commands") {
-                Some(value) => action.commands = self.commands(value),
-                None => {
-                    if let Some(kind) = kind {
-                        self.error(
-                            mapping_pos,
-                            format!("missing required key `commands` in {kind} action"),
                         );
                     }
                 }
@@ -216,27 +211,30 @@ impl Reader<'_> {
                 action.output_when = read.when;
                 loc.outputs = read.locs;
             }
-            if let Some(value) = field(map, "reports") {
-                action.reports = self.reports(value);
-            }
-            if let Some(value) = field(map, "matrix") {
-                matrix = self.matrix(value);
-            }
-            if matrix.is_none() {
-                for (name, at) in loc.outputs.iter().filter(|(n, _)| n.contains("#{")) {
-                    self.error(
-                        *at,
-                        format!(
-                            "output `{name}` names a matrix value, but the action has no `matrix`"
-                        ),
-                    );
-                }
-            }
             if let Some(value) = field(map, "retries") {
                 action.retries = self.retries(value).unwrap_or(0);
             }
             if let Some(value) = field(map, "resources") {
                 action.resources = self.resources(value);
+            }
+        }
+        if runs_commands {
+            match field(map, "commands") {
+                Some(value) => action.commands = self.commands(value),
+                None => {
+                    if let Some(kind) = kind {
+                        self.error(
+                            mapping_pos(map),
+                            format!("missing required key `commands` in {kind} action"),
+                        );
+                    }
+                }
+            }
+            if let Some(value) = field(map, "reports") {
+                action.reports = self.reports(value);
+            }
+            if let Some(value) = field(map, "matrix") {
+                matrix = self.matrix(value);
             }
             if let Some(value) = field(map, "services") {
                 let name = loc.name.map(|_| action.name.as_str());
@@ -246,6 +244,14 @@ impl Reader<'_> {
             }
             if let Some(value) = field(map, "cache") {
                 cache_read = Some(self.caches(value));
+            }
+        }
+        if in_container && matrix.is_none() {
+            for (name, at) in loc.outputs.iter().filter(|(n, _)| n.contains("#{")) {
+                self.error(
+                    *at,
+                    format!("output `{name}` names a matrix value, but the action has no `matrix`"),
+                );
             }
         }
         if on_agent {
@@ -286,6 +292,10 @@ impl Reader<'_> {
         }
         loc.refs = self.references(map);
         loc.refs.extend(service_refs);
+        if is_plugin && let Some(value) = field(map, "settings") {
+            let refs = self.settings(value, map, &mut action);
+            loc.refs.extend(refs);
+        }
         if let Some(read) = cache_read {
             self.check_cache_sources(&read, &action.inputs);
             action.caches = read.caches;

@@ -40,6 +40,7 @@ impl From<ActionSpec> for wire::Assignment {
             stage: s.context.stage,
             action: s.context.action,
             image: s.image,
+            plugin: s.plugin,
             commands: s.commands,
             env: s.env.into_iter().collect(),
             outputs: s
@@ -79,6 +80,7 @@ impl From<&wire::Assignment> for ActionSpec {
                 action: a.action.clone(),
             },
             image: a.image.clone(),
+            plugin: a.plugin,
             commands: a.commands.clone(),
             env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             outputs: a
@@ -346,6 +348,21 @@ mod tests {
         }];
         let wire = wire::Assignment::from(spec.clone());
         assert_eq!(ActionSpec::from(&wire), spec);
+    }
+
+    #[test]
+    fn a_plugin_spec_says_so_on_the_wire() {
+        let spec = ActionSpec {
+            plugin: true,
+            image: "plugins/docker".into(),
+            env: [("PLUGIN_REPO".to_string(), "web".to_string())].into(),
+            ..ActionSpec::from(&assignment())
+        };
+        let wire = wire::Assignment::from(spec.clone());
+        assert!(wire.plugin);
+        assert_eq!(ActionSpec::from(&wire), spec);
+        // What a coordinator from before plugins sends: a command action.
+        assert!(!ActionSpec::from(&assignment()).plugin);
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl From<ActionKind> for pb::ActionKind {
             ActionKind::Test => pb::ActionKind::Test,
             ActionKind::Approval => pb::ActionKind::Approval,
             ActionKind::Deploy => pb::ActionKind::Deploy,
+            ActionKind::Plugin => pb::ActionKind::Plugin,
         }
     }
 }
