@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ferry_certs::CertifiedKey;
-use ferry_proto as pb;
 use tonic::transport::Endpoint;
 
 use crate::args::GlobalArgs;
@@ -138,51 +137,9 @@ pub fn load_ca(ca: Option<&Path>) -> Result<String> {
     Ok(pem)
 }
 
-/// One client per public service, all over the same failover transport
-/// (every `--coordinator` address), each taking messages up to [`MAX_MESSAGE`].
-pub struct Api {
-    pub pipelines: pb::pipelines_client::PipelinesClient<Failover>,
-    pub executions: pb::executions_client::ExecutionsClient<Failover>,
-    pub approvals: pb::approvals_client::ApprovalsClient<Failover>,
-    pub agents: pb::agents_client::AgentsClient<Failover>,
-    pub environments: pb::environments_client::EnvironmentsClient<Failover>,
-    pub deployments: pb::deployments_client::DeploymentsClient<Failover>,
-    pub artifacts: pb::artifacts_client::ArtifactsClient<Failover>,
-    pub secrets: pb::secrets_client::SecretsClient<Failover>,
-    pub notifications: pb::notifications_client::NotificationsClient<Failover>,
-    pub access: pb::access_client::AccessClient<Failover>,
-    pub cluster: pb::cluster_client::ClusterClient<Failover>,
-}
-
-impl Api {
-    /// The clients over `transport`.
-    pub fn new(transport: Failover) -> Self {
-        Self {
-            pipelines: pb::pipelines_client::PipelinesClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            executions: pb::executions_client::ExecutionsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            approvals: pb::approvals_client::ApprovalsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            agents: pb::agents_client::AgentsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            environments: pb::environments_client::EnvironmentsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            deployments: pb::deployments_client::DeploymentsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            artifacts: pb::artifacts_client::ArtifactsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            secrets: pb::secrets_client::SecretsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            notifications: pb::notifications_client::NotificationsClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            access: pb::access_client::AccessClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-            cluster: pb::cluster_client::ClusterClient::new(transport.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
-        }
-    }
-}
+/// One client per public service (`ferry_client::Api`), all over the same
+/// failover transport (every `--coordinator` address).
+pub type Api = ferry_client::Api<Failover>;
 
 /// Connects to the first coordinator of `--coordinator` that accepts a
 /// connection (in the order given), and returns the clients over the
@@ -284,9 +241,6 @@ pub async fn health(global: &GlobalArgs) -> Result<Vec<(String, Result<String, S
     }
     Ok(answers)
 }
-
-/// Largest response accepted (pipeline YAML, execution lists).
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// The endpoint for `target`; failing here is a problem with the TLS
 /// material itself, the same for every address.

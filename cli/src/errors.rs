@@ -273,7 +273,11 @@ mod tests {
         let status = Status::with_error_details(
             tonic::Code::PermissionDenied,
             "operator `bob` may not administer the cluster (needs role admin)",
-            ErrorDetails::with_error_info("MISSING_ROLE", "ferry.v1", std::collections::HashMap::new()),
+            ErrorDetails::with_error_info(
+                "MISSING_ROLE",
+                "ferry.v1",
+                std::collections::HashMap::new(),
+            ),
         );
         assert_eq!(
             render(&status.into()),

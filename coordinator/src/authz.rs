@@ -13,8 +13,8 @@
 use std::task::{Context, Poll};
 
 use ferry_certs::{Identity, IdentityKind};
-use tonic::{Code, Status};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::{Code, Status};
 
 use crate::ops::Ops;
 use ferry_state::{ClusterState, Reason, Role};
@@ -263,7 +263,9 @@ pub fn authorize(
             if has_any(state, &id.name, &Role::ALL) {
                 Ok(())
             } else {
-                missing_role("read cluster state (no role bound; an admin can grant one, e.g. viewer)")
+                missing_role(
+                    "read cluster state (no role bound; an admin can grant one, e.g. viewer)",
+                )
             }
         }
         Permission::Operate => {

@@ -34,7 +34,8 @@ pub use v1::*;
 
 /// The encoded `FileDescriptorSet` of the public package `ferry.v1` and
 /// the files it imports: what gRPC server reflection serves.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ferry_v1_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ferry_v1_descriptor.bin"));
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod internal {

@@ -156,12 +156,15 @@ impl ClusterState {
         if self.roles_of(name).iter().any(|r| need.roles().contains(r)) {
             return Ok(());
         }
-        Err(Rejection::denied(Reason::MissingRole, format!(
-            "operator `{name}` may not {what}: that needs {}, which `{name}` does not hold \
+        Err(Rejection::denied(
+            Reason::MissingRole,
+            format!(
+                "operator `{name}` may not {what}: that needs {}, which `{name}` does not hold \
              in the cluster state this command was applied to (was it revoked meanwhile?); \
              nothing was changed",
-            need.describe()
-        )))
+                need.describe()
+            ),
+        ))
     }
 
     pub fn roles_of(&self, subject: &str) -> Vec<Role> {
@@ -285,13 +288,16 @@ impl ClusterState {
             .map(String::as_str)
             .collect();
         if !refused.is_empty() {
-            return Err(Rejection::denied(Reason::BadToken, format!(
-                "this join token does not grant the label(s) {} (it grants: {}); start the \
+            return Err(Rejection::denied(
+                Reason::BadToken,
+                format!(
+                    "this join token does not grant the label(s) {} (it grants: {}); start the \
                  agent with --labels among those, or ask an admin for a token that grants them \
                  (`ferry token create --labels ...`)",
-                refused.join(", "),
-                token.labels.join(", ")
-            )));
+                    refused.join(", "),
+                    token.labels.join(", ")
+                ),
+            ));
         }
         Ok(super::agents::normalized(if labels.is_empty() {
             &token.labels

@@ -73,7 +73,8 @@ impl ClusterState {
         if let Some(c) = &cert
             && self.is_revoked(&c.fingerprint)
         {
-            return Err(Rejection::denied(Reason::Unauthenticated, 
+            return Err(Rejection::denied(
+                Reason::Unauthenticated,
                 "this certificate was revoked",
             ));
         }
@@ -123,9 +124,10 @@ impl ClusterState {
         cert: CertBinding,
     ) -> Applied {
         if self.is_revoked(&presented.fingerprint) {
-            return Err(Rejection::denied(Reason::Unauthenticated, format!(
-                "the certificate agent `{agent}` renews with was revoked"
-            )));
+            return Err(Rejection::denied(
+                Reason::Unauthenticated,
+                format!("the certificate agent `{agent}` renews with was revoked"),
+            ));
         }
         let Some(record) = self.agents.get_mut(agent) else {
             return Err(Rejection::NotFound(format!("agent `{agent}`")));
@@ -137,9 +139,10 @@ impl ClusterState {
                 .bound_certs()
                 .any(|c| c.fingerprint == presented.fingerprint);
         if !bound {
-            return Err(Rejection::denied(Reason::Unauthenticated, format!(
-                "the certificate presented is not one agent `{agent}` is enrolled with"
-            )));
+            return Err(Rejection::denied(
+                Reason::Unauthenticated,
+                format!("the certificate presented is not one agent `{agent}` is enrolled with"),
+            ));
         }
         record.previous_cert = Some(presented);
         record.cert = Some(cert);

@@ -11,8 +11,8 @@ use thiserror::Error;
 
 use super::agents::Registration;
 use super::executions::{AttemptResult, Verdict};
-use super::{ClusterState, Command, RevokedCert};
 use super::reason::Reason;
+use super::{ClusterState, Command, RevokedCert};
 
 /// What a successful command produced, for the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

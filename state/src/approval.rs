@@ -51,10 +51,13 @@ impl ClusterState {
         let roles = self.roles_of(by);
         let is_admin = roles.contains(&Role::Admin);
         if !is_admin && !roles.contains(&Role::Approver) {
-            return Err(Rejection::denied(Reason::MissingRole, format!(
-                "operator `{by}` may not decide approvals: that needs the approver role, \
+            return Err(Rejection::denied(
+                Reason::MissingRole,
+                format!(
+                    "operator `{by}` may not decide approvals: that needs the approver role, \
                  which an admin can grant"
-            )));
+                ),
+            ));
         }
         let listed = spec.approvers.iter().any(|a| {
             a == by
@@ -62,27 +65,36 @@ impl ClusterState {
                 || (is_admin && a == Role::Approver.as_str())
         });
         if !listed {
-            return Err(Rejection::denied(Reason::NotAnApprover, format!(
-                "operator `{by}` is not among this approval's approvers ({})",
-                spec.approvers.join(", ")
-            )));
+            return Err(Rejection::denied(
+                Reason::NotAnApprover,
+                format!(
+                    "operator `{by}` is not among this approval's approvers ({})",
+                    spec.approvers.join(", ")
+                ),
+            ));
         }
         if spec.allow_self_approval {
             return Ok(());
         }
         if exec.started_by.as_deref() == Some(by) {
-            return Err(Rejection::denied(Reason::FourEyes, format!(
-                "operator `{by}` started execution {} and may not approve it too: \
+            return Err(Rejection::denied(
+                Reason::FourEyes,
+                format!(
+                    "operator `{by}` started execution {} and may not approve it too: \
                  another approver must decide (four-eyes rule)",
-                exec.id
-            )));
+                    exec.id
+                ),
+            ));
         }
         if version.applied_by == by {
-            return Err(Rejection::denied(Reason::FourEyes, format!(
-                "operator `{by}` applied version {} of pipeline `{}` and may not approve \
+            return Err(Rejection::denied(
+                Reason::FourEyes,
+                format!(
+                    "operator `{by}` applied version {} of pipeline `{}` and may not approve \
                  its executions: another approver must decide (four-eyes rule)",
-                version.version, exec.pipeline
-            )));
+                    version.version, exec.pipeline
+                ),
+            ));
         }
         Ok(())
     }
@@ -100,13 +112,14 @@ impl ClusterState {
             .flat_map(|s| &s.actions)
             .find(|a| a.allow_self_approval);
         match relaxed {
-            Some(a) if !self.roles_of(by).contains(&Role::Admin) => {
-                Err(Rejection::denied(Reason::MissingRole, format!(
+            Some(a) if !self.roles_of(by).contains(&Role::Admin) => Err(Rejection::denied(
+                Reason::MissingRole,
+                format!(
                     "only an admin may apply a pipeline whose approval `{}` sets \
                      allow_self_approval (operator `{by}` is not an admin)",
                     a.name
-                )))
-            }
+                ),
+            )),
             _ => Ok(()),
         }
     }

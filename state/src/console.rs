@@ -71,7 +71,8 @@ impl ClusterState {
         self.login_links.retain(|_, l| l.expires_at >= at);
         self.console_sessions.retain(|_, s| s.expires_at >= at);
         let Some(found) = self.login_links.get(link) else {
-            return Err(Rejection::denied(Reason::BadLoginLink, 
+            return Err(Rejection::denied(
+                Reason::BadLoginLink,
                 "this login link is unknown, used or expired; run `ferry ui` for a new one",
             ));
         };
@@ -79,7 +80,8 @@ impl ClusterState {
             return Err(Rejection::AlreadyExists("console session".into()));
         }
         if found.cert.as_deref().is_some_and(|fp| self.is_revoked(fp)) {
-            return Err(Rejection::denied(Reason::Unauthenticated, 
+            return Err(Rejection::denied(
+                Reason::Unauthenticated,
                 "the certificate this login link was made with is revoked",
             ));
         }

@@ -19,8 +19,8 @@ mod definitions;
 mod deployments;
 mod events;
 mod executions;
-pub mod report;
 mod reason;
+pub mod report;
 pub mod requests;
 mod steering;
 #[cfg(any(test, feature = "testing"))]
@@ -40,12 +40,12 @@ use serde::{Deserialize, Serialize};
 pub use access::{Authority, Need};
 pub use agents::{LOST_RETRIES, MAX_LABEL_BYTES, MAX_LABELS, check_labels};
 pub use apply::{Output, Rejection, RejectionV1};
-pub use reason::Reason;
 pub use codec::StateCodecError;
 pub use command::{By, Command, EncodeError, Principal};
 pub use console::{ConsoleSession, LoginLink};
 pub use deployments::DeploymentRecord;
 pub use events::{Delivery, DeliveryResult, Event, TargetScope};
+pub use reason::Reason;
 pub use triggers::{DeliverySeen, DueSlot, Once, ScheduleState};
 
 /// Keeps the `max` records of `records` with the latest `time` (ties: the

@@ -66,9 +66,10 @@ impl Ops {
         ttl: Option<Duration>,
     ) -> OpResult<LoginLink> {
         if who.kind != ferry_certs::IdentityKind::Operator {
-            return Err(OpError::PermissionDenied(Reason::WrongIdentityKind, format!(
-                "{who} is not an operator: console links are for people"
-            )));
+            return Err(OpError::PermissionDenied(
+                Reason::WrongIdentityKind,
+                format!("{who} is not an operator: console links are for people"),
+            ));
         }
         let ttl = ttl.unwrap_or(LINK_TTL);
         if ttl.is_zero() || ttl > MAX_LINK_TTL {
@@ -110,7 +111,8 @@ impl Ops {
         })
         .await?
         .ok_or_else(|| {
-            OpError::PermissionDenied(Reason::BadLoginLink, 
+            OpError::PermissionDenied(
+                Reason::BadLoginLink,
                 "this login link is unknown, used or expired; run `ferry ui` for a new one".into(),
             )
         })
@@ -123,7 +125,8 @@ impl Ops {
             .read(|s| s.login_links.get(&hash).map(|l| l.operator.clone()))
             .await?
             .ok_or_else(|| {
-                OpError::PermissionDenied(Reason::BadLoginLink, 
+                OpError::PermissionDenied(
+                    Reason::BadLoginLink,
                     "this login link is unknown, used or expired; run `ferry ui` for a new one"
                         .into(),
                 )
@@ -158,15 +161,17 @@ impl Ops {
         let now = now_ms();
         self.local_read(|s| {
             let operator = s.session_operator(&hash, now).ok_or_else(|| {
-                OpError::PermissionDenied(Reason::Unauthenticated, 
+                OpError::PermissionDenied(
+                    Reason::Unauthenticated,
                     "not logged in, or the session is over; run `ferry ui` for a login link".into(),
                 )
             })?;
             let roles = s.roles_of(operator);
             if roles.is_empty() {
-                return Err(OpError::PermissionDenied(Reason::MissingRole, format!(
-                    "`{operator}` holds no role in this cluster"
-                )));
+                return Err(OpError::PermissionDenied(
+                    Reason::MissingRole,
+                    format!("`{operator}` holds no role in this cluster"),
+                ));
             }
             Ok(ConsoleUser {
                 operator: operator.to_string(),
@@ -295,11 +300,14 @@ impl ConsoleUser {
         if self.may(need) {
             return Ok(());
         }
-        Err(OpError::PermissionDenied(Reason::MissingRole, format!(
-            "`{}` may not {what} from the console: that needs {}",
-            self.operator,
-            need.describe()
-        )))
+        Err(OpError::PermissionDenied(
+            Reason::MissingRole,
+            format!(
+                "`{}` may not {what} from the console: that needs {}",
+                self.operator,
+                need.describe()
+            ),
+        ))
     }
 
     /// May start, stop and retry runs (`operator` or `admin`).

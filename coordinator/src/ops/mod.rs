@@ -73,9 +73,9 @@ mod tests;
 use rand::Rng;
 use thiserror::Error;
 
-use ferry_certs::Identity;
 use crate::app::SharedCtx;
 use crate::raft::{ProposeError, RaftStatus};
+use ferry_certs::Identity;
 use ferry_state::{ClusterState, Command, Output, Reason, Rejection};
 
 /// Why an operation failed. Mapped to a gRPC status in one place

@@ -248,7 +248,10 @@ async fn permission_refusals_surface_as_permission_denied() -> TestResult {
     ops.grant_role(&alice, "bob", Role::Operator).await?;
     let bob = operator("bob")?;
     // The early check (on fresh state) refuses a relaxed approval to a non-admin.
-    match ops.apply_pipeline(&bob, "app.yml", RELAXED.into(), None).await {
+    match ops
+        .apply_pipeline(&bob, "app.yml", RELAXED.into(), None)
+        .await
+    {
         Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
             let status = tonic::Status::from(e);
             assert_eq!(status.code(), tonic::Code::PermissionDenied);

@@ -4,8 +4,8 @@ use ferry_proto as pb;
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use crate::ops::{Ops, RequestId};
 use crate::ops::approvals::Decision;
+use crate::ops::{Ops, RequestId};
 
 pub async fn decide(
     ops: &Ops,

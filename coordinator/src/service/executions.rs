@@ -19,8 +19,7 @@ pub async fn start_execution(
 ) -> Result<Response<pb::StartExecutionResponse>, Status> {
     let who = caller(&req)?;
     let req = req.into_inner();
-    let variables: std::collections::BTreeMap<String, String> =
-        req.variables.into_iter().collect();
+    let variables: std::collections::BTreeMap<String, String> = req.variables.into_iter().collect();
     let asked: Vec<String> = variables
         .iter()
         .flat_map(|(k, v)| [k.clone(), v.clone()])

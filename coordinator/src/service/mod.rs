@@ -78,15 +78,15 @@ impl From<OpError> for Status {
     fn from(e: OpError) -> Status {
         use tonic::Code;
         match e {
-            OpError::Invalid(m) => status::refused(Code::InvalidArgument, Reason::InvalidArgument, m),
+            OpError::Invalid(m) => {
+                status::refused(Code::InvalidArgument, Reason::InvalidArgument, m)
+            }
             OpError::Lint { summary, problems } => status::lint(summary, &problems),
             OpError::NotFound(m) => status::refused(Code::NotFound, Reason::NotFound, m),
             OpError::AlreadyExists(m) => {
                 status::refused(Code::AlreadyExists, Reason::AlreadyExists, m)
             }
-            OpError::FailedPrecondition(m) => {
-                status::precondition(Reason::FailedPrecondition, m)
-            }
+            OpError::FailedPrecondition(m) => status::precondition(Reason::FailedPrecondition, m),
             OpError::PermissionDenied(reason, m) => {
                 status::refused(Code::PermissionDenied, reason, m)
             }

@@ -71,11 +71,19 @@ fn a_refusal_is_remembered_too_and_records_expire_by_the_commands_times() {
     assert_eq!(s.apply(requested("r2", "f", 11, start("e2x", 11))), refused);
     // A day later the id is forgotten: the next command prunes it.
     let later = 11 + REQUEST_TTL_MS + 1;
-    assert!(s.apply(requested("r3", "f", later, start("e3x", later))).is_ok());
+    assert!(
+        s.apply(requested("r3", "f", later, start("e3x", later)))
+            .is_ok()
+    );
     assert_eq!(s.remembered("alice", "r2", "f"), None);
     assert!(s.requests.len() <= REQUESTS_KEPT);
     // Nested requests are refused.
-    let nested = requested("r4", "f", later, requested("r5", "f", later, start("e4", later)));
+    let nested = requested(
+        "r4",
+        "f",
+        later,
+        requested("r5", "f", later, start("e4", later)),
+    );
     assert!(s.apply(nested).is_err());
 }
 

@@ -430,7 +430,10 @@ pub async fn retry(
         Err(r) => return *r,
     };
     let stage = field(&fields, "stage").unwrap_or_default();
-    match ops.retry_stage(&who, &pipeline, &id, stage, false, None).await {
+    match ops
+        .retry_stage(&who, &pipeline, &id, stage, false, None)
+        .await
+    {
         Ok(()) => see_other(&back_to(&fields, &pipeline, &id)),
         Err(e) => op_refused(e, "Not retried"),
     }
