@@ -393,6 +393,11 @@ fn clip_status_message<B>(mut response: http::Response<B>) -> http::Response<B> 
     response
 }
 
+/// UNAUTHENTICATED with its reason.
+fn unauthenticated(message: impl Into<String>) -> Status {
+    refused(Code::Unauthenticated, Reason::Unauthenticated, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,9 +633,4 @@ mod tests {
             assert_eq!(early, Some(expected), "{rpc}");
         }
     }
-}
-
-/// UNAUTHENTICATED with its reason.
-fn unauthenticated(message: impl Into<String>) -> Status {
-    refused(Code::Unauthenticated, Reason::Unauthenticated, message)
 }
