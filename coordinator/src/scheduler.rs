@@ -530,8 +530,14 @@ stages:
     actions:
       - {name: unit, type: test, image: img, commands: [true], reports: {junit: [r.xml]}}
 "#;
+        only_a_new_agent_takes(yaml, "fan", "a 0.1 agent would drop the report");
+    }
+
+    /// Pipeline `name` of `yaml`'s first action is placed on the 0.2 agent
+    /// and never on the 0.1 one, which would not run it right (`why`).
+    fn only_a_new_agent_takes(yaml: &str, name: &str, why: &str) {
         let mut s = ferry_state::testing::applied(yaml);
-        start_e1(&mut s, "fan");
+        start_e1(&mut s, name);
         for (name, version) in [("old", "0.1.0"), ("new", "0.2.0")] {
             s.agents.insert(
                 name.to_string(),
@@ -543,10 +549,7 @@ stages:
                 },
             );
         }
-        assert!(
-            plan_of(&s, &["old"]).is_empty(),
-            "a 0.1 agent would drop the report"
-        );
+        assert!(plan_of(&s, &["old"]).is_empty(), "{why}");
         let got = placed(&plan_of(&s, &["old", "new"]));
         assert_eq!(got.get(&0).map(String::as_str), Some("new"));
     }
@@ -561,25 +564,7 @@ stages:
     actions:
       - {name: publish, type: plugin, image: img, settings: {repo: web}}
 "#;
-        let mut s = ferry_state::testing::applied(yaml);
-        start_e1(&mut s, "plug");
-        for (name, version) in [("old", "0.1.0"), ("new", "0.2.0")] {
-            s.agents.insert(
-                name.to_string(),
-                AgentRecord {
-                    name: name.to_string(),
-                    capacity: 4,
-                    version: version.to_string(),
-                    ..Default::default()
-                },
-            );
-        }
-        assert!(
-            plan_of(&s, &["old"]).is_empty(),
-            "a 0.1 agent would run no command and succeed"
-        );
-        let got = placed(&plan_of(&s, &["old", "new"]));
-        assert_eq!(got.get(&0).map(String::as_str), Some("new"));
+        only_a_new_agent_takes(yaml, "plug", "a 0.1 agent would run no command and succeed");
     }
 
     #[test]

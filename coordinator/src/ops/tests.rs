@@ -240,6 +240,21 @@ async fn a_linearizable_read_sees_a_write() -> TestResult {
     Ok(())
 }
 
+/// `result` is `apply`'s MISSING_ROLE refusal, and its status says so.
+fn missing_role<T: std::fmt::Debug>(result: Result<T, OpError>) {
+    match result {
+        Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
+            let status = tonic::Status::from(e);
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert_eq!(
+                crate::service::status::reason_of(&status),
+                Reason::MissingRole
+            );
+        }
+        other => panic!("expected MISSING_ROLE, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_refusals_surface_as_permission_denied() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -248,35 +263,15 @@ async fn permission_refusals_surface_as_permission_denied() -> TestResult {
     ops.grant_role(&alice, "bob", Role::Operator).await?;
     let bob = operator("bob")?;
     // The early check (on fresh state) refuses a relaxed approval to a non-admin.
-    match ops
-        .apply_pipeline(&bob, "app.yml", RELAXED.into(), None)
-        .await
-    {
-        Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
-            let status = tonic::Status::from(e);
-            assert_eq!(status.code(), tonic::Code::PermissionDenied);
-            assert_eq!(
-                crate::service::status::reason_of(&status),
-                Reason::MissingRole
-            );
-        }
-        other => panic!("expected PermissionDenied, got {other:?}"),
-    }
+    missing_role(
+        ops.apply_pipeline(&bob, "app.yml", RELAXED.into(), None)
+            .await,
+    );
     // `apply` refuses a caller with no role at all.
-    match ops
-        .apply_pipeline(&operator("carol")?, "app.yml", PIPELINE.into(), None)
-        .await
-    {
-        Err(e @ OpError::Rejected(Rejection::PermissionDenied(Reason::MissingRole, _))) => {
-            let status = tonic::Status::from(e);
-            assert_eq!(status.code(), tonic::Code::PermissionDenied);
-            assert_eq!(
-                crate::service::status::reason_of(&status),
-                Reason::MissingRole
-            );
-        }
-        other => panic!("expected PermissionDenied, got {other:?}"),
-    }
+    missing_role(
+        ops.apply_pipeline(&operator("carol")?, "app.yml", PIPELINE.into(), None)
+            .await,
+    );
     // Nothing was applied; an admin may apply it.
     assert!(ops.read(|s| s.pipelines.is_empty()).await?);
     ops.apply_pipeline(&alice, "app.yml", RELAXED.into(), None)
