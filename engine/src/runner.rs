@@ -229,6 +229,12 @@ fn last_lines(logs: &str) -> String {
 }
 
 impl ActionError {
+    /// Whether a command (or a plugin) ran to its end and failed: what
+    /// `ferry exec --keep` keeps the container for.
+    pub fn ran_and_failed(&self) -> bool {
+        self.exit_code().is_some()
+    }
+
     /// The failing command's (or plugin's) code; `None` when the attempt
     /// failed without a command that ran to its end.
     pub fn exit_code(&self) -> Option<i32> {

@@ -43,13 +43,18 @@ async fn follow_forever<F: std::future::Future<Output = ()>>(
     std::future::pending().await
 }
 
-/// The container's own environment: the action's `env` and the `FERRY_*`
-/// variables. Never a secret: this is stored in the container's configuration.
+/// The action's own variables, as `(NAME, value)`: its `env`, the
+/// `FERRY_*` variables and where output variables go. Never a secret.
+pub(super) fn own_env(spec: &ActionSpec) -> impl Iterator<Item = (&str, &str)> {
+    let own = spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let vars = std::iter::once(("FERRY_OUTPUT_VARS", OUTPUT_VARS_PATH));
+    own.chain(spec.context.ferry_env()).chain(vars)
+}
+
+/// The container's own environment ([`own_env`]). Never a secret: this is
+/// stored in the container's configuration.
 fn container_env(spec: &ActionSpec) -> Vec<String> {
-    let own = spec.env.iter().map(|(k, v)| format!("{k}={v}"));
-    let ferry = spec.context.ferry_env().map(|(k, v)| format!("{k}={v}"));
-    let vars = std::iter::once(format!("FERRY_OUTPUT_VARS={OUTPUT_VARS_PATH}"));
-    own.chain(ferry).chain(vars).collect()
+    own_env(spec).map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// The secrets as `NAME=value`, for each command's exec request only: the
@@ -308,11 +313,7 @@ impl Executor {
             e = &mut stop => Err(e),
             r = follow_forever(&mut followers) => r,
         };
-        let kept = self.keep_failed
-            && matches!(
-                result,
-                Err(ActionError::CommandFailed { .. } | ActionError::PluginFailed { .. })
-            );
+        let kept = self.keep_failed && result.as_ref().is_err_and(ActionError::ran_and_failed);
         if !kept {
             self.stop_services(&started).await;
         }
@@ -335,13 +336,10 @@ impl Executor {
         result: Attended,
         log: &mut dyn LogSink,
     ) -> Outcome {
-        let ran_commands = matches!(
-            &result,
-            Ok(_)
-                | Err(ActionError::CommandFailed { .. }
-                    | ActionError::PluginFailed { .. }
-                    | ActionError::Timeout(_))
-        );
+        let ran_commands = match &result {
+            Ok(_) | Err(ActionError::Timeout(_)) => true,
+            Err(e) => e.ran_and_failed(),
+        };
         if !ran_commands {
             return outcome_of(result);
         }

@@ -25,7 +25,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use super::Executor;
-use crate::runner::{ActionError, ActionSpec, LogSink, OUTPUT_VARS_PATH, Output, PreparedInput};
+use crate::runner::{ActionError, ActionSpec, LogSink, Output, PreparedInput};
 
 /// A plugin container's environment, as `NAME=value`: the CI variables,
 /// then the action's `env` (its settings among them), Ferry's variables
@@ -35,9 +35,7 @@ pub(super) fn plugin_env(spec: &ActionSpec, secrets: &[String]) -> Vec<String> {
     let mut env: BTreeMap<&str, &str> = BTreeMap::new();
     let ci = ferry_pipeline::plugin::ci_env(&spec.context);
     env.extend(ci.iter().map(|(k, v)| (*k, v.as_str())));
-    env.extend(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    env.extend(spec.context.ferry_env());
-    env.insert("FERRY_OUTPUT_VARS", OUTPUT_VARS_PATH);
+    env.extend(super::container::own_env(spec));
     for secret in secrets {
         if let Some((k, v)) = secret.split_once('=') {
             env.insert(k, v);

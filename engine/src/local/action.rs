@@ -171,7 +171,10 @@ impl Run<'_> {
         self.cancels.remove(&at);
         let now = now_ms();
         let (success, exit_code) = (outcome.success(), outcome.exit_code());
-        let kept = matches!(&outcome.result, Err(ActionError::CommandFailed { .. }))
+        let kept = outcome
+            .result
+            .as_ref()
+            .is_err_and(ActionError::ran_and_failed)
             .then(|| self.executor.container_name(epoch))
             .filter(|_| self.executor.keeps_failed());
         let Outcome {
