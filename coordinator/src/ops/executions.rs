@@ -117,6 +117,28 @@ pub(crate) fn locate_action(
     })
 }
 
+/// The command that starts execution `id` now (not from a trigger).
+fn start_command(
+    id: &str,
+    pipeline: &str,
+    revision: String,
+    trigger: String,
+    started_by: Option<By>,
+    (variables, source): (BTreeMap<String, String>, Option<SourceRef>),
+) -> Command {
+    Command::StartExecution {
+        id: id.to_string(),
+        pipeline: pipeline.to_string(),
+        revision,
+        trigger,
+        started_by,
+        variables,
+        source,
+        once: None,
+        at: now_ms(),
+    }
+}
+
 impl Ops {
     /// Write: starts an execution of the latest version of `pipeline` at
     /// `revision` (empty: the head of its branch), resolved to a commit first.
@@ -161,35 +183,24 @@ impl Ops {
             .await
             .map_err(|e| OpError::FailedPrecondition(e.to_string()))?;
         let source = self.ctx().git.ref_kind(&url, &rev).await;
+        let id = new_execution_id();
+        let cmd = start_command(
+            &id,
+            pipeline,
+            revision.clone(),
+            format!("manual by {}", who.name),
+            Some(super::access::acting(who)),
+            (variables, source),
+        );
+        // The same request id again answers the execution it started first.
         if request.is_some() {
-            let out = self
-                .write_requested(
-                    who,
-                    request,
-                    Command::StartExecution {
-                        id: new_execution_id(),
-                        pipeline: pipeline.to_string(),
-                        revision,
-                        trigger: format!("manual by {}", who.name),
-                        started_by: Some(super::access::acting(who)),
-                        variables,
-                        source,
-                        once: None,
-                        at: now_ms(),
-                    },
-                )
-                .await?;
-            return self.started(out);
+            let out = self.write_requested(who, request, cmd).await?;
+            if out != (Output::Execution { id: id.clone() }) {
+                return self.started(out);
+            }
+        } else {
+            self.write_new(cmd).await?;
         }
-        let id = self
-            .start_at(
-                pipeline,
-                revision.clone(),
-                format!("manual by {}", who.name),
-                Some(super::access::acting(who)),
-                (variables, source),
-            )
-            .await?;
         tracing::info!(%pipeline, execution = %id, %revision, "execution started by hand");
         Ok(Started {
             execution_id: id,
@@ -198,8 +209,7 @@ impl Ops {
         })
     }
 
-    /// Local read after the write (or its first time): what the execution a
-    /// request started builds.
+    /// Local read: the execution a request with this id started before.
     fn started(&self, out: Output) -> OpResult<Started> {
         let Output::Execution { id } = out else {
             return Err(OpError::Internal("unexpected start result".into()));
@@ -208,7 +218,6 @@ impl Ops {
             let exec = s.executions.get(&id).ok_or_else(|| {
                 OpError::NotFound(format!("execution {id} (pruned since it started)"))
             })?;
-            tracing::info!(pipeline = %exec.pipeline, execution = %id, revision = %exec.revision, "execution started by hand (with a request id)");
             Ok(Started {
                 execution_id: id.clone(),
                 revision: exec.revision.clone(),
@@ -228,17 +237,14 @@ impl Ops {
         (variables, source): (BTreeMap<String, String>, Option<SourceRef>),
     ) -> OpResult<String> {
         let id = new_execution_id();
-        self.write_new(Command::StartExecution {
-            id: id.clone(),
-            pipeline: pipeline.to_string(),
+        self.write_new(start_command(
+            &id,
+            pipeline,
             revision,
             trigger,
             started_by,
-            variables,
-            source,
-            once: None,
-            at: now_ms(),
-        })
+            (variables, source),
+        ))
         .await?;
         Ok(id)
     }

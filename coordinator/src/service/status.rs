@@ -68,7 +68,8 @@ fn info(reason: Reason) -> ErrorDetails {
 }
 
 /// The reason in `status`'s details (`Unspecified` when it has none, as
-/// from a v0.1 member).
+/// from a v0.1 member). Clients read it with `ferry_client::Refusal`.
+#[cfg(test)]
 pub fn reason_of(status: &Status) -> Reason {
     status
         .get_details_error_info()
