@@ -48,16 +48,17 @@ pub fn mid_stream(status: Status) -> anyhow::Error {
 /// name no CLI command or flag, the status's reason (`ErrorInfo`) says
 /// which advice fits.
 fn hint(status: &Status) -> Option<&'static str> {
-    use tonic_types::StatusExt;
-    let info = status.get_details_error_info()?;
-    Some(match info.reason.as_str() {
-        "MISSING_ROLE" => "an admin grants roles with `ferry rbac grant NAME ROLE`",
-        "NOT_AN_APPROVER" => "`ferry approvals list` shows who may decide each approval",
-        "UNAUTHENTICATED" if status.message().starts_with("no client certificate") => {
+    use ferry_client::{Reason, Refusal};
+    Some(match Refusal::of(status).reason {
+        Reason::MissingRole => "an admin grants roles with `ferry rbac grant NAME ROLE`",
+        Reason::NotAnApprover => {
+            "the approval's `approvers:` says who may decide it (`ferry pipeline show PIPELINE`)"
+        }
+        Reason::Unauthenticated if status.message().starts_with("no client certificate") => {
             "pass --cert and --key, or set FERRY_CERT and FERRY_KEY"
         }
-        "BAD_TOKEN" => "an admin makes a new join token with `ferry token create`",
-        "BAD_LOGIN_LINK" => "`ferry ui` makes a new login link",
+        Reason::BadToken => "an admin makes a new join token with `ferry token create`",
+        Reason::BadLoginLink => "`ferry ui` makes a new login link",
         _ => return None,
     })
 }
