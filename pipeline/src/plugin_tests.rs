@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::execution::{ExecutionState, Gates};
 use crate::plugin::{MAX_SETTINGS, MAX_SETTINGS_BYTES};
-use crate::test_support::{doc, expect_errors, expect_ok};
-use crate::{ActionKind, Pipeline, parse};
+use crate::test_support::{doc, expect_errors, expect_ok, started_spec};
+use crate::{ActionKind, parse};
 
 /// A pipeline whose one action is the plugin `ship/publish`, `body`
 /// indented under it (the first body line is line 11).
@@ -35,15 +34,6 @@ fn with_plugin(body: &[&str]) -> String {
 
 fn errors(text: &str) -> Vec<String> {
     expect_errors(parse(text))
-}
-
-/// The spec of the first action of `p` once it started.
-fn started_spec(p: &Pipeline) -> crate::spec::ActionSpec {
-    let mut state = ExecutionState::new(p);
-    let started = state.advance(p, &Gates::open(), 1);
-    assert_eq!(started.queued, vec![(0, 0)]);
-    let run = state.action(0, 0).cloned().unwrap_or_default();
-    crate::spec::action_spec(p, (0, 0), &run, ("e-1", "abc"), 7).unwrap_or_default()
 }
 
 #[test]

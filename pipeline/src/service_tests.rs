@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::execution::{ActionStatus, ExecutionState, Gates};
+use crate::parse;
 use crate::service::{DEFAULT_READY_TIMEOUT_MS, Ready, Service, ServiceCommand};
-use crate::test_support::{doc, expect_errors, expect_ok};
-use crate::{Pipeline, parse};
+use crate::test_support::{doc, expect_errors, expect_ok, started_spec};
 
 /// A pipeline whose one action (`type`, named `unit`) has `services` as
 /// given, indented under the action (the first line is line 11).
@@ -104,16 +104,6 @@ fn a_test_action_reads_its_services() {
         ]
     );
     expect_ok(parse(&with_services("build", GOOD)));
-}
-
-/// The spec of the first action of `p` once it started (its references
-/// resolved as the execution state resolves them).
-fn started_spec(p: &Pipeline) -> crate::spec::ActionSpec {
-    let mut state = ExecutionState::new(p);
-    let started = state.advance(p, &Gates::open(), 1);
-    assert_eq!(started.queued, vec![(0, 0)]);
-    let run = state.action(0, 0).cloned().unwrap_or_default();
-    crate::spec::action_spec(p, (0, 0), &run, ("e-1", "abc"), 7).unwrap_or_default()
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end parser tests (`tests`,
-//! `environment_tests`): building YAML text line by line and unwrapping a
-//! parse result into a value or rendered diagnostics.
+//! `environment_tests`, ...): building YAML text line by line, unwrapping a
+//! parse result into a value or rendered diagnostics, and the spec an
+//! action starts with.
 
 use std::fmt::Debug;
 
@@ -34,4 +35,15 @@ pub(crate) fn expect_ok<T>(result: Result<T, Vec<Diagnostic>>) -> T {
                 .join("\n")
         ),
     }
+}
+
+/// The spec of the first action of `p` once it started (its references
+/// resolved as the execution state resolves them).
+pub(crate) fn started_spec(p: &crate::Pipeline) -> crate::spec::ActionSpec {
+    use crate::execution::{ExecutionState, Gates};
+    let mut state = ExecutionState::new(p);
+    let started = state.advance(p, &Gates::open(), 1);
+    assert_eq!(started.queued, vec![(0, 0)]);
+    let run = state.action(0, 0).cloned().unwrap_or_default();
+    crate::spec::action_spec(p, (0, 0), &run, ("e-1", "abc"), 7).unwrap_or_default()
 }

@@ -29,18 +29,11 @@ fn started(id: &str, branch: Option<&str>) -> ClusterState {
 }
 
 fn start(s: &mut ClusterState, id: &str, branch: Option<&str>, at: i64) {
-    s.apply(Command::StartExecution {
-        source: branch.map(|b| ferry_pipeline::condition::SourceRef::Branch(b.into())),
-        once: None,
-        variables: Default::default(),
-        id: id.into(),
-        pipeline: "demo".into(),
-        revision: "abc".into(),
-        trigger: "t".into(),
-        started_by: None,
-        at,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = start_demo(id, at);
+    if let Command::StartExecution { source, .. } = &mut cmd {
+        *source = branch.map(|b| ferry_pipeline::condition::SourceRef::Branch(b.into()));
+    }
+    s.apply(cmd).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn report(scope: &str, key: &str, digest: char) -> CacheReport {

@@ -24,21 +24,25 @@ fn spec() -> ferry_pipeline::Pipeline {
 fn cluster() -> ClusterState {
     let mut s = applied(YAML);
     enroll_a1(&mut s);
-    let cmds = vec![Command::StartExecution {
+    s.apply(start_demo("e1", 4))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s
+}
+
+/// The system (no person) starts execution `id` of pipeline `demo` at
+/// commit `abc`, at time `at`.
+fn start_demo(id: &str, at: i64) -> Command {
+    Command::StartExecution {
         source: None,
         once: None,
         variables: Default::default(),
-        id: "e1".into(),
+        id: id.into(),
         pipeline: "demo".into(),
         revision: "abc".into(),
         trigger: "t".into(),
         started_by: None,
-        at: 4,
-    }];
-    for c in cmds {
-        s.apply(c).unwrap_or_else(|e| panic!("{e}"));
+        at,
     }
-    s
 }
 
 /// The state digest, which plain data always has.

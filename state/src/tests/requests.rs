@@ -4,20 +4,6 @@
 use super::*;
 use crate::requests::{REQUEST_TTL_MS, REQUESTS_KEPT};
 
-fn start(id: &str, at: i64) -> Command {
-    Command::StartExecution {
-        source: None,
-        once: None,
-        variables: Default::default(),
-        id: id.into(),
-        pipeline: "demo".into(),
-        revision: "abc".into(),
-        trigger: "t".into(),
-        started_by: None,
-        at,
-    }
-}
-
 fn requested(request_id: &str, fingerprint: &str, at: i64, command: Command) -> Command {
     Command::Requested {
         caller: "alice".into(),
@@ -32,7 +18,7 @@ fn requested(request_id: &str, fingerprint: &str, at: i64, command: Command) -> 
 fn the_same_request_id_answers_the_first_result_and_starts_nothing_more() {
     let mut s = cluster();
     let before = s.executions.len();
-    let first = s.apply(requested("r1", "f", 10, start("e-first", 10)));
+    let first = s.apply(requested("r1", "f", 10, start_demo("e-first", 10)));
     assert_eq!(
         first,
         Ok(Output::Execution {
@@ -40,7 +26,7 @@ fn the_same_request_id_answers_the_first_result_and_starts_nothing_more() {
         })
     );
     // A retry, with the new id a retrying proposer picked.
-    let again = s.apply(requested("r1", "f", 20, start("e-second", 20)));
+    let again = s.apply(requested("r1", "f", 20, start_demo("e-second", 20)));
     assert_eq!(again, first);
     assert_eq!(s.executions.len(), before + 1);
     assert!(!s.executions.contains_key("e-second"));
@@ -50,7 +36,7 @@ fn the_same_request_id_answers_the_first_result_and_starts_nothing_more() {
 
     // The id reused for something else: refused, and nothing applied.
     let state = s.clone();
-    match s.apply(requested("r1", "other", 30, start("e-third", 30))) {
+    match s.apply(requested("r1", "other", 30, start_demo("e-third", 30))) {
         Err(Rejection::Conflict(Reason::RequestIdReused, why)) => {
             assert!(why.contains("r1"), "{why}")
         }
@@ -62,17 +48,20 @@ fn the_same_request_id_answers_the_first_result_and_starts_nothing_more() {
 #[test]
 fn a_refusal_is_remembered_too_and_records_expire_by_the_commands_times() {
     let mut s = cluster();
-    let mut unknown = start("e1x", 10);
+    let mut unknown = start_demo("e1x", 10);
     if let Command::StartExecution { pipeline, .. } = &mut unknown {
         *pipeline = "no-such".into();
     }
     let refused = s.apply(requested("r2", "f", 10, unknown));
     assert!(refused.is_err());
-    assert_eq!(s.apply(requested("r2", "f", 11, start("e2x", 11))), refused);
+    assert_eq!(
+        s.apply(requested("r2", "f", 11, start_demo("e2x", 11))),
+        refused
+    );
     // A day later the id is forgotten: the next command prunes it.
     let later = 11 + REQUEST_TTL_MS + 1;
     assert!(
-        s.apply(requested("r3", "f", later, start("e3x", later)))
+        s.apply(requested("r3", "f", later, start_demo("e3x", later)))
             .is_ok()
     );
     assert_eq!(s.remembered("alice", "r2", "f"), None);
@@ -82,7 +71,7 @@ fn a_refusal_is_remembered_too_and_records_expire_by_the_commands_times() {
         "r4",
         "f",
         later,
-        requested("r5", "f", later, start("e4", later)),
+        requested("r5", "f", later, start_demo("e4", later)),
     );
     assert!(s.apply(nested).is_err());
 }
@@ -90,7 +79,7 @@ fn a_refusal_is_remembered_too_and_records_expire_by_the_commands_times() {
 #[test]
 fn requests_survive_a_snapshot() {
     let mut s = cluster();
-    s.apply(requested("r1", "f", 10, start("e-first", 10)))
+    s.apply(requested("r1", "f", 10, start_demo("e-first", 10)))
         .unwrap_or_else(|e| panic!("{e}"));
     let bytes = s.to_snapshot().unwrap_or_else(|e| panic!("{e}"));
     let back = ClusterState::from_snapshot(&bytes).unwrap_or_else(|e| panic!("{e}"));
