@@ -217,26 +217,6 @@ fn repo() -> (Repo, String) {
     (r, sha)
 }
 
-/// Waits until the leader raised the cluster version to this build's: a
-/// pipeline with plugins needs every coordinator at v0.2 or later.
-fn wait_cluster_version(c: &Cluster) {
-    wait_for("the cluster version", Duration::from_secs(30), || {
-        let v = c.cluster_status(None)?;
-        (v["cluster_version"] == ferry_tests::this_minor_version()).then_some(())
-    });
-}
-
-fn run_to_end(c: &Cluster, pipeline: &str) -> (String, serde_json::Value) {
-    let exec = c
-        .ferry_ok(Some("admin"), &["run", pipeline])
-        .trim()
-        .to_string();
-    let v = c.wait_status(pipeline, &exec, "execution to end", |v| {
-        v["status"] != "InProgress"
-    });
-    (exec, v)
-}
-
 fn logs(c: &Cluster, pipeline: &str, exec: &str, action: &str) -> String {
     c.ferry_ok(
         Some("admin"),
@@ -251,10 +231,10 @@ fn existing_format_plugins_run_unchanged_on_an_agent() {
     c.add_agent("a", &[]);
     c.set_secret("regpass", SECRET.as_bytes());
     let (r, sha) = repo();
-    wait_cluster_version(&c);
+    c.wait_cluster_version(None);
 
     c.apply(&pipeline("plug", &r.url(), &images, 0));
-    let (exec, v) = run_to_end(&c, "plug");
+    let (exec, v) = c.run_to_end("plug");
     assert_eq!(v["status"], "Succeeded", "{v:#}");
     let publish = logs(&c, "plug", &exec, "ship/publish");
     for wanted in [
@@ -292,7 +272,7 @@ fn existing_format_plugins_run_unchanged_on_an_agent() {
 
     // A plugin that fails fails its action, with its exit code.
     c.apply(&pipeline("fails", &r.url(), &images, 3));
-    let (_, v) = run_to_end(&c, "fails");
+    let (_, v) = c.run_to_end("fails");
     assert_eq!(v["status"], "Failed", "{v:#}");
     let a = Cluster::action(&v, "ship", "publish");
     let message = a["message"].as_str().unwrap_or_default();

@@ -220,14 +220,7 @@ fn a_survivor_forced_into_a_new_cluster_keeps_the_state_and_goes_on() {
     );
     assert_eq!(status["members"][0]["id"], 1, "{status}");
     // The cluster version is the one every member runs, once the leader saw it.
-    ferry_tests::wait_for(
-        "the cluster version",
-        std::time::Duration::from_secs(30),
-        || {
-            let v = c.cluster_status(Some(1))?;
-            (v["cluster_version"] == ferry_tests::this_minor_version()).then_some(())
-        },
-    );
+    c.wait_cluster_version(Some(1));
     // Each member says which version it runs.
     assert_eq!(
         status["members"][0]["version"],

@@ -71,15 +71,6 @@ fn docker_ok(args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Waits until the leader raised the cluster version to this build's: a
-/// pipeline with services needs every coordinator at v0.2 or later.
-fn wait_cluster_version(c: &Cluster) {
-    wait_for("the cluster version", Duration::from_secs(30), || {
-        let v = c.cluster_status(None)?;
-        (v["cluster_version"] == ferry_tests::this_minor_version()).then_some(())
-    });
-}
-
 /// The id of what `docker ARGS --format {{.Id}}` inspects.
 fn docker_id(args: &[&str]) -> String {
     let out = Command::new("docker")
@@ -91,17 +82,6 @@ fn docker_id(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn run_to_end(c: &Cluster, pipeline: &str) -> (String, serde_json::Value) {
-    let exec = c
-        .ferry_ok(Some("admin"), &["run", pipeline])
-        .trim()
-        .to_string();
-    let v = c.wait_status(pipeline, &exec, "execution to end", |v| {
-        v["status"] != "InProgress"
-    });
-    (exec, v)
-}
-
 #[test]
 fn an_action_reaches_its_service_through_a_coordinator_and_agent() {
     ensure_busybox_image();
@@ -109,9 +89,9 @@ fn an_action_reaches_its_service_through_a_coordinator_and_agent() {
     c.add_agent("a", &[]);
     c.set_secret("tok", SECRET.as_bytes());
     let r = repo();
-    wait_cluster_version(&c);
+    c.wait_cluster_version(None);
     c.apply(&web_pipeline("web", &r.url()));
-    let (exec, v) = run_to_end(&c, "web");
+    let (exec, v) = c.run_to_end("web");
     assert_eq!(v["status"], "Succeeded", "{v:#}");
     let logs = c.ferry_ok(
         Some("admin"),
@@ -126,7 +106,7 @@ fn an_action_reaches_its_service_through_a_coordinator_and_agent() {
     assert!(!logs.contains(SECRET), "{logs}");
 
     c.apply(&stuck_pipeline("stuck", &r.url(), "2s"));
-    let (exec, v) = run_to_end(&c, "stuck");
+    let (exec, v) = c.run_to_end("stuck");
     assert_eq!(v["status"], "Failed", "{v:#}");
     let a = Cluster::action(&v, "test", "it");
     let message = a["message"].as_str().unwrap_or_default();
@@ -154,7 +134,7 @@ fn an_agent_restart_removes_the_services_a_killed_agent_left() {
     let mut c = Cluster::start("svcrs");
     let agent = c.add_agent("a", &[]);
     let r = repo();
-    wait_cluster_version(&c);
+    c.wait_cluster_version(None);
     c.apply(&stuck_pipeline("stuck", &r.url(), "10m"));
     let exec = c
         .ferry_ok(Some("admin"), &["run", "stuck"])

@@ -36,6 +36,19 @@ impl Cluster {
         })
     }
 
+    /// Starts `pipeline` as `admin` and waits until the execution ends: its
+    /// id and final status JSON.
+    pub fn run_to_end(&self, pipeline: &str) -> (String, Value) {
+        let exec = self
+            .ferry_ok(Some("admin"), &["run", pipeline])
+            .trim()
+            .to_string();
+        let v = self.wait_status(pipeline, &exec, "execution to end", |v| {
+            v["status"] != "InProgress"
+        });
+        (exec, v)
+    }
+
     /// Waits until approval `stage/action` of an execution waits, approves
     /// it as `approver`, and waits until the execution ends; its final status.
     pub fn approve_and_finish(

@@ -304,6 +304,16 @@ impl Cluster {
         serde_json::from_str(&r.stdout).ok()
     }
 
+    /// Waits until the leader raised the cluster version to this build's
+    /// (as member `via`, or any, reports it): what a pipeline using v0.2's
+    /// parts needs before it is applied.
+    pub fn wait_cluster_version(&self, via: Option<u64>) {
+        crate::wait_for("the cluster version", Duration::from_secs(30), || {
+            let v = self.cluster_status(via)?;
+            (v["cluster_version"] == crate::this_minor_version()).then_some(())
+        });
+    }
+
     /// The current leader, once the members that answer agree on one.
     pub fn leader(&self) -> u64 {
         wait_for("a leader", Duration::from_secs(30), || {
